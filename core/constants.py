@@ -1,0 +1,144 @@
+"""Every key builder and every duration or limit of the engine, in one place.
+
+Durations carry their unit in the name. Key builders take the namespace; every key of
+a namespace shares one hash tag so a whole board lives in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+# Leases and recovery.
+default_lease_ttl_s = 60.0
+max_lease_ttl_s = 7 * 24 * 3600.0
+late_stage_progress = 0.5  # below: an expired lease goes back to queued; at or above: orphaned
+max_lease_expiries = 3  # a task that keeps killing its agents ends dead, reason "lease-expired"
+reap_batch = 100  # expired leases handled per script call
+
+# Retries.
+default_max_attempts = 3
+backoff_base_ms = 1000
+backoff_max_ms = 5 * 60 * 1000
+
+# Agents and their circuit breaker.
+default_max_claims = 1
+max_max_claims = 10_000
+breaker_threshold = 5  # consecutive failures or lease expiries that open the breaker
+breaker_cooldown_ms = 60_000
+
+# Path locks.
+default_lock_ttl_s = 300.0
+
+# Input limits.
+max_payload_bytes = 256 * 1024
+max_title_chars = 500
+max_text_chars = 4096  # reasons, stages
+max_checkpoint_bytes = 64 * 1024
+min_priority = -1000
+max_priority = 1000
+max_batch_add = 10_000
+
+# Audit trail: a capped stream (approximate trimming keeps XADD O(1)).
+audit_max_len = 200_000
+
+# Blocking claim: a waiter re-checks at least this often even without any hint, so a lost
+# hint costs at most this much delay.
+wait_recheck_s = 1.0
+
+# Reaper loop and its leader lease.
+reap_interval_s = 0.5
+reaper_lease_ms = 5_000
+
+# Store connection.
+connect_timeout_s = 3.0
+
+# Values substituted into the Lua scripts at load time (``${name}`` in the source).
+LUA_CONSTANTS: dict[str, int | float] = {
+    "late_stage_progress": late_stage_progress,
+    "max_lease_expiries": max_lease_expiries,
+    "reap_batch": reap_batch,
+    "backoff_base_ms": backoff_base_ms,
+    "backoff_max_ms": backoff_max_ms,
+    "default_max_claims": default_max_claims,
+    "breaker_threshold": breaker_threshold,
+    "breaker_cooldown_ms": breaker_cooldown_ms,
+    "audit_max_len": audit_max_len,
+    "max_priority": max_priority,
+}
+
+
+def prefix(namespace: str) -> str:
+    """The key prefix of a namespace: ``{claimroom:NS}:``."""
+    return "{claimroom:" + namespace + "}:"
+
+
+def events_key(namespace: str) -> str:
+    """The audit stream."""
+    return prefix(namespace) + "events"
+
+
+def hints_channel(namespace: str) -> str:
+    """The pub/sub channel every change is announced on (a hint, never relied on)."""
+    return prefix(namespace) + "hints"
+
+
+def seq_key(namespace: str, what: str) -> str:
+    """A counter: ``task`` numbers tasks, ``token`` hands out fencing tokens."""
+    return prefix(namespace) + "seq:" + what
+
+
+def task_key(namespace: str, task_id: str) -> str:
+    return prefix(namespace) + "task:" + task_id
+
+
+def agent_key(namespace: str, agent: str) -> str:
+    return prefix(namespace) + "agent:" + agent
+
+
+def state_key(namespace: str, state: str) -> str:
+    """Index of the tasks in one state, scored by creation order."""
+    return prefix(namespace) + "state:" + state
+
+
+def ready_key(namespace: str, queue: str, capsig: str) -> str:
+    """Claimable tasks of one queue needing exactly the capabilities ``capsig``."""
+    return prefix(namespace) + "ready:" + queue + ":" + capsig
+
+
+def deadlines_key(namespace: str) -> str:
+    """Live claims scored by lease deadline (ms, store clock): what the reaper scans."""
+    return prefix(namespace) + "deadlines"
+
+
+def backoff_key(namespace: str) -> str:
+    """Retrying tasks scored by the time their backoff ends."""
+    return prefix(namespace) + "backoff"
+
+
+def queues_key(namespace: str) -> str:
+    return prefix(namespace) + "queues"
+
+
+def paused_key(namespace: str) -> str:
+    return prefix(namespace) + "paused"
+
+
+def agents_key(namespace: str) -> str:
+    return prefix(namespace) + "agents"
+
+
+def held_key(namespace: str, agent: str) -> str:
+    """The tasks an agent currently holds."""
+    return prefix(namespace) + "held:" + agent
+
+
+def locks_key(namespace: str) -> str:
+    """Locked paths scored by their latest holder expiry."""
+    return prefix(namespace) + "locks"
+
+
+def lock_key(namespace: str, path: str) -> str:
+    return prefix(namespace) + "lock:" + path
+
+
+def reaper_key(namespace: str) -> str:
+    """The leader lease of the reaper loop."""
+    return prefix(namespace) + "reaper"

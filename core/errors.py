@@ -1,0 +1,61 @@
+"""Every exception claimroom raises on purpose, under one base class.
+
+Each carries the CLI exit code of the design note's contract, so the CLI maps any of
+them to a one-line message and the right exit status without a table of its own.
+"""
+
+from __future__ import annotations
+
+
+class ClaimroomError(Exception):
+    """Base of every deliberate claimroom error; ``exit_code`` is the CLI's status."""
+
+    exit_code = 1
+
+
+class BadInput(ClaimroomError):
+    """Raised when an argument or value is malformed, out of range or too large."""
+
+    exit_code = 2
+
+
+class NotFound(ClaimroomError):
+    """Raised when a named task (or other object) does not exist."""
+
+    exit_code = 3
+
+
+class NothingToClaim(ClaimroomError):
+    """Raised when a claim finds no task this agent may take now."""
+
+    exit_code = 3
+
+
+class LeaseLost(ClaimroomError):
+    """Raised when a token is not the task's current one: the claim ended or moved on."""
+
+    exit_code = 4
+
+
+class WrongState(ClaimroomError):
+    """Raised when an operation does not apply to the task's current state."""
+
+    exit_code = 6
+
+
+class Conflict(ClaimroomError):
+    """Raised when a path lock is held by another agent; the message names the holder."""
+
+    exit_code = 6
+
+
+class StoreUnavailable(ClaimroomError):
+    """Raised when the store cannot be reached; the message says what to do."""
+
+    exit_code = 5
+
+
+class Changed(ClaimroomError):
+    """Raised when an operator action finds the claim changed since it was selected."""
+
+    exit_code = 6

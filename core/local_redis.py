@@ -1,0 +1,86 @@
+"""Start and stop a private ``redis-server`` process on a free port.
+
+Used by the demo, the benchmarks and the tests, which must never touch a Redis someone
+else owns. (The full auto-start of a project's store, with Docker and health checks,
+is the infrastructure part; this is its smallest piece.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import StoreUnavailable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalRedis:
+    """A redis-server child process; ``stop()`` ends exactly that process."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+    _owns_dir: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    def start(cls, directory: Path | None = None, port: int | None = None, timeout_s: float = 10.0) -> LocalRedis:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StoreUnavailable(
+                "redis-server is not installed; install it (Debian: apt-get install redis-server)"
+            )
+        owns = directory is None
+        folder = Path(tempfile.mkdtemp(prefix="claimroom-redis-")) if directory is None else directory
+        folder.mkdir(parents=True, exist_ok=True)
+        chosen = port or free_port()
+        args = [
+            binary,
+            "--port", str(chosen),
+            "--bind", "127.0.0.1",
+            "--dir", str(folder),
+            "--save", "",
+            "--appendonly", "no",
+            "--maxmemory-policy", "noeviction",
+            "--notify-keyspace-events", "KEA",
+            "--logfile", str(folder / "redis.log"),
+        ]  # fmt: skip
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = cls(chosen, proc, folder, owns)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StoreUnavailable(f"redis-server exited at start; see {folder / 'redis.log'}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", chosen), 0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return server
+            time.sleep(0.02)
+        server.stop()
+        raise StoreUnavailable(f"redis-server did not answer on port {chosen} within {timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._owns_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,72 @@
+--[[
+  add: create one or many tasks atomically.
+  KEYS[1] audit stream
+  ARGV[1] prefix P
+  ARGV[2] JSON array of specs {title, queue, priority, requires ("a,b" sorted), after [ids
+          or "$k" = the k-th spec of this batch, 0-based], parent, affinity, payload (JSON
+          text), max_attempts}
+  Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist
+  (nothing is written then).
+]]
+--@include lib
+local P = ARGV[1]
+local specs = cjson.decode(ARGV[2])
+local now = now_ms()
+
+-- Validate every reference before writing anything.
+for i, s in ipairs(specs) do
+  for _, dep in ipairs(s.after or {}) do
+    local k = string.match(dep, '^%$(%d+)$')
+    if k then
+      if tonumber(k) >= i - 1 then return {-5, 'after ' .. dep .. ' must name an earlier task of the batch'} end
+    elseif rcall('EXISTS', P .. 'task:' .. dep) == 0 then
+      return {-1, dep}
+    end
+  end
+  if s.parent and s.parent ~= '' and not string.match(s.parent, '^%$%d+$')
+      and rcall('EXISTS', P .. 'task:' .. s.parent) == 0 then
+    return {-1, s.parent}
+  end
+end
+
+local ids = {}
+for i, s in ipairs(specs) do
+  local seq = rcall('INCR', P .. 'seq:task')
+  local id = 't' .. seq
+  ids[i] = id
+  local parent = s.parent or ''
+  local k = string.match(parent, '^%$(%d+)$')
+  if k then parent = ids[tonumber(k) + 1] end
+  local deps, waiting = {}, 0
+  for _, dep in ipairs(s.after or {}) do
+    local kk = string.match(dep, '^%$(%d+)$')
+    if kk then dep = ids[tonumber(kk) + 1] end
+    deps[#deps + 1] = dep
+    if rcall('HGET', P .. 'task:' .. dep, 'state') ~= 'done' then
+      waiting = waiting + 1
+      rcall('SADD', P .. 'dependents:' .. dep, id)
+    end
+  end
+  local spawn_token = ''
+  if parent ~= '' then
+    rcall('SADD', P .. 'children:' .. parent, id)
+    local p = rcall('HMGET', P .. 'task:' .. parent, 'state', 'token')
+    if p[1] == 'claimed' then spawn_token = p[2] end
+  end
+  local t = {
+    id = id, seq = seq, title = s.title, queue = s.queue, priority = s.priority,
+    requires = s.requires or '', state = '', assigned = ''}
+  rcall('HSET', P .. 'task:' .. id,
+    'id', id, 'seq', seq, 'title', s.title, 'queue', s.queue, 'priority', s.priority,
+    'requires', t.requires, 'after', table.concat(deps, ','), 'parent', parent,
+    'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
+    'attempts', 0, 'failures', 0, 'expiries', 0, 'waiting', waiting,
+    'spawn_token', spawn_token, 'created_ms', now, 'updated_ms', now, 'state', '')
+  rcall('SADD', P .. 'queues', s.queue)
+  local state = 'queued'
+  if waiting > 0 then state = 'blocked' end
+  enter(P, id, t, state, now)
+  audit(P, now, 'added', id, '', '', {state = state, queue = s.queue, priority = tonumber(s.priority)})
+end
+table.insert(ids, 1, 0)
+return ids

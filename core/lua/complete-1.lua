@@ -1,0 +1,31 @@
+--[[
+  complete: finish a claimed task, record its result, release its locks and unblock the
+  tasks that waited only on it.
+  KEYS[1] audit stream
+  ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] result (JSON text or "")
+  Returns {0, unblocked ids...}; {-1, id} no such task; {-2, id} lease lost.
+]]
+--@include lib
+local P, id, token = ARGV[1], ARGV[2], ARGV[3]
+local now = now_ms()
+local t, err = check_lease(P, id, token, now)
+if not t then return err end
+leave(P, id, t)
+rcall('HSET', P .. 'task:' .. id, 'result', ARGV[4], 'progress', 1, 'reason', '')
+enter(P, id, t, 'done', now)
+local locks = release_task_locks(P, id)
+rcall('HSET', P .. 'agent:' .. t.agent, 'consecutive_failures', 0, 'last_seen_ms', now)
+local out = {0}
+for _, d in ipairs(rcall('SMEMBERS', P .. 'dependents:' .. id)) do
+  local dt = load_task(P, d)
+  if dt and dt.state == 'blocked' then
+    if rcall('HINCRBY', P .. 'task:' .. d, 'waiting', -1) <= 0 then
+      leave(P, d, dt)
+      enter(P, d, dt, 'queued', now)
+      audit(P, now, 'ready', d, '', '', {after = id})
+      out[#out + 1] = d
+    end
+  end
+end
+audit(P, now, 'completed', id, t.agent, token, {locks = locks})
+return out

@@ -1,0 +1,225 @@
+--[[
+  lib: helpers shared by the scripts. Never run alone: a script's `--@include lib` line is
+  replaced by this file when the scripts are loaded, and dollar-brace tokens by the values
+  of core/constants.py, so each helper has one definition.
+
+  Conventions of every script:
+    P (ARGV[1]) is the namespace prefix `{claimroom:NS}:`; KEYS[1] is the audit stream
+    (it routes the call to the namespace's slot on Redis Cluster).
+    Time is always the store's clock (TIME), in ms.
+    Return: {0, ...} done; {1, ...} nothing to do (claim); {negative code, detail...} refused,
+    codes as in core/scripts.py ErrorCode.
+]]
+local rcall = redis.call
+
+local function now_ms()
+  local t = rcall('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function split(s)
+  local out = {}
+  if not s or s == '' then return out end
+  for item in string.gmatch(s, '[^,]+') do out[#out + 1] = item end
+  return out
+end
+
+local function to_table(raw)
+  local t = {}
+  for i = 1, #raw, 2 do t[raw[i]] = raw[i + 1] end
+  return t
+end
+
+local function load_task(P, id)
+  local raw = rcall('HGETALL', P .. 'task:' .. id)
+  if #raw == 0 then return nil end
+  return to_table(raw)
+end
+
+-- Append the audit event and announce the change; the two always go together with the
+-- state change that calls this (rule 4: one atomic step).
+local function audit(P, now, etype, id, agent, token, data, operator)
+  local f = {'type', etype, 'at_ms', now}
+  if id and id ~= '' then f[#f + 1] = 'task'; f[#f + 1] = id end
+  if agent and agent ~= '' then f[#f + 1] = 'agent'; f[#f + 1] = agent end
+  if token and token ~= '' and token ~= 0 then f[#f + 1] = 'token'; f[#f + 1] = token end
+  if operator and operator ~= '' then f[#f + 1] = 'operator'; f[#f + 1] = operator end
+  if data then f[#f + 1] = 'data'; f[#f + 1] = cjson.encode(data) end
+  rcall('XADD', P .. 'events', 'MAXLEN', '~', ${audit_max_len}, '*', unpack(f))
+  rcall('PUBLISH', P .. 'hints', etype .. ' ' .. (id or ''))
+end
+
+-- Highest priority first, then creation order: lower score is claimed first.
+local function ready_score(t)
+  return (${max_priority} - tonumber(t.priority)) * 4398046511104 + tonumber(t.seq)
+end
+
+-- Remove a task from the indexes of its current state.
+local function leave(P, id, t)
+  local s = t.state
+  if s == 'queued' then
+    if t.assigned and t.assigned ~= '' then
+      rcall('ZREM', P .. 'assigned:' .. t.assigned, id)
+    else
+      rcall('ZREM', P .. 'ready:' .. t.queue .. ':' .. (t.requires or ''), id)
+    end
+  elseif s == 'retrying' then
+    rcall('ZREM', P .. 'backoff', id)
+  elseif s == 'claimed' then
+    rcall('ZREM', P .. 'deadlines', id)
+    rcall('SREM', P .. 'held:' .. t.agent, id)
+  end
+  rcall('ZREM', P .. 'state:' .. s, id)
+end
+
+-- Put a task into a state and that state's indexes. Fields the indexes need (agent and
+-- deadline_ms for claimed, ready_ms for retrying) must already be in t.
+local function enter(P, id, t, new, now)
+  t.state = new
+  rcall('HSET', P .. 'task:' .. id, 'state', new, 'updated_ms', now)
+  rcall('ZADD', P .. 'state:' .. new, t.seq, id)
+  if new == 'queued' then
+    if t.assigned and t.assigned ~= '' then
+      rcall('ZADD', P .. 'assigned:' .. t.assigned, ready_score(t), id)
+    else
+      local sig = t.requires or ''
+      rcall('ZADD', P .. 'ready:' .. t.queue .. ':' .. sig, ready_score(t), id)
+      rcall('SADD', P .. 'capsigs:' .. t.queue, sig)
+    end
+    rcall('SADD', P .. 'queues', t.queue)
+  elseif new == 'retrying' then
+    rcall('ZADD', P .. 'backoff', t.ready_ms, id)
+  elseif new == 'claimed' then
+    rcall('ZADD', P .. 'deadlines', t.deadline_ms, id)
+    rcall('SADD', P .. 'held:' .. t.agent, id)
+  end
+end
+
+-- Drop one agent's hold on a path; the lock goes when its last holder does.
+local function drop_hold(P, path, agent)
+  local lk = P .. 'lock:' .. path
+  local task = rcall('HGET', lk, 't:' .. agent)
+  if task and task ~= '' then rcall('SREM', P .. 'tasklocks:' .. task, agent .. '|' .. path) end
+  rcall('HDEL', lk, 'h:' .. agent, 't:' .. agent)
+  if rcall('HLEN', lk) <= 1 then
+    rcall('DEL', lk)
+    rcall('ZREM', P .. 'locks', path)
+    rcall('ZREM', P .. 'lockpaths', path)
+  end
+end
+
+local function release_task_locks(P, id)
+  local released = {}
+  for _, entry in ipairs(rcall('SMEMBERS', P .. 'tasklocks:' .. id)) do
+    local bar = string.find(entry, '|', 1, true)
+    local agent, path = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
+    drop_hold(P, path, agent)
+    released[#released + 1] = path
+  end
+  rcall('DEL', P .. 'tasklocks:' .. id)
+  return released
+end
+
+-- Rule 7: a claim that ends other than by completion gives back its locks and cancels
+-- the subtasks it created that nobody has claimed yet.
+local function rollback(P, id, t, now)
+  local locks = release_task_locks(P, id)
+  local cancelled = {}
+  for _, cid in ipairs(rcall('SMEMBERS', P .. 'children:' .. id)) do
+    local c = load_task(P, cid)
+    if c and c.spawn_token == t.token and tonumber(c.attempts or 0) == 0
+        and (c.state == 'queued' or c.state == 'blocked' or c.state == 'retrying') then
+      leave(P, cid, c)
+      rcall('HSET', P .. 'task:' .. cid, 'reason', 'rollback of ' .. id)
+      enter(P, cid, c, 'cancelled', now)
+      audit(P, now, 'cancelled', cid, '', '', {reason = 'rollback', parent = id})
+      cancelled[#cancelled + 1] = cid
+    end
+  end
+  return {locks = locks, cancelled = cancelled}
+end
+
+local function agent_failed(P, agent, now)
+  local ak = P .. 'agent:' .. agent
+  if rcall('EXISTS', ak) == 0 then return end
+  local n = rcall('HINCRBY', ak, 'consecutive_failures', 1)
+  if n >= ${breaker_threshold} then
+    local was = tonumber(rcall('HGET', ak, 'breaker_open_until_ms') or 0)
+    rcall('HSET', ak, 'breaker_open_until_ms', now + ${breaker_cooldown_ms})
+    if was <= now then
+      audit(P, now, 'breaker-opened', '', agent, '', {failures = n, until_ms = now + ${breaker_cooldown_ms}})
+    end
+  end
+end
+
+-- An expired lease (rule 5): early work back to queued, late work orphaned, and the
+-- lease-expiry cap ends a task that keeps killing its agents (rule 6).
+local function expire_one(P, id, t, now)
+  local expiries = tonumber(t.expiries or 0) + 1
+  local progress = tonumber(t.progress or 0)
+  leave(P, id, t)
+  local rb = rollback(P, id, t, now)
+  agent_failed(P, t.agent, now)
+  local outcome = 'orphaned'
+  if expiries >= ${max_lease_expiries} then
+    outcome = 'dead'
+    rcall('HSET', P .. 'task:' .. id, 'reason', 'lease-expired')
+  elseif progress < ${late_stage_progress} then
+    outcome = 'queued'
+  end
+  rcall('HSET', P .. 'task:' .. id, 'expiries', expiries)
+  enter(P, id, t, outcome, now)
+  audit(P, now, 'expired', id, t.agent, t.token, {
+    outcome = outcome, progress = progress, expiries = expiries,
+    locks = rb.locks, cancelled = rb.cancelled})
+  return outcome
+end
+
+local function reap_due(P, now)
+  local out = {}
+  local ids = rcall('ZRANGEBYSCORE', P .. 'deadlines', '-inf', now, 'LIMIT', 0, ${reap_batch})
+  for _, id in ipairs(ids) do
+    local t = load_task(P, id)
+    if t and t.state == 'claimed' then
+      out[#out + 1] = {id, expire_one(P, id, t, now)}
+    else
+      rcall('ZREM', P .. 'deadlines', id)
+    end
+  end
+  return out
+end
+
+-- Retrying tasks whose backoff ended become claimable.
+local function promote_due(P, now)
+  local out = {}
+  local ids = rcall('ZRANGEBYSCORE', P .. 'backoff', '-inf', now, 'LIMIT', 0, ${reap_batch})
+  for _, id in ipairs(ids) do
+    local t = load_task(P, id)
+    if t and t.state == 'retrying' then
+      leave(P, id, t)
+      enter(P, id, t, 'queued', now)
+      audit(P, now, 'ready', id, '', '', {after = 'backoff'})
+      out[#out + 1] = id
+    else
+      rcall('ZREM', P .. 'backoff', id)
+    end
+  end
+  return out
+end
+
+-- The checks every agent action on a claimed task starts with (rule 2). A lease whose
+-- deadline passed is expired here and now, exactly as the reaper would.
+local function check_lease(P, id, token, now)
+  local t = load_task(P, id)
+  if not t then return nil, {-1, id} end
+  if t.state ~= 'claimed' or t.token ~= token then return nil, {-2, id} end
+  if tonumber(t.deadline_ms) <= now then
+    expire_one(P, id, t, now)
+    return nil, {-2, id}
+  end
+  return t, nil
+end
+
+local function touch_agent(P, agent, now)
+  rcall('HSET', P .. 'agent:' .. agent, 'last_seen_ms', now)
+end

@@ -1,0 +1,38 @@
+--[[
+  reap: one recovery pass: expire overdue leases (rule 5), end finished backoffs, drop
+  expired lock holders.
+  KEYS[1] audit stream
+  ARGV[1] prefix P
+  Returns {0, {id, outcome}..., {promoted ids}, locks dropped} as
+          {0, expired (flat id, outcome pairs), promoted ids, count of lock holds dropped}.
+]]
+--@include lib
+local P = ARGV[1]
+local now = now_ms()
+local expired = {}
+for _, pair in ipairs(reap_due(P, now)) do
+  expired[#expired + 1] = pair[1]
+  expired[#expired + 1] = pair[2]
+end
+local promoted = promote_due(P, now)
+local dropped = 0
+for _, path in ipairs(rcall('ZRANGEBYSCORE', P .. 'locks', '-inf', now, 'LIMIT', 0, ${reap_batch})) do
+  local lk = P .. 'lock:' .. path
+  local gone = {}
+  local latest = 0
+  local raw = rcall('HGETALL', lk)
+  for i = 1, #raw, 2 do
+    local agent = string.match(raw[i], '^h:(.*)$')
+    if agent then
+      local exp = tonumber(raw[i + 1])
+      if exp <= now then gone[#gone + 1] = agent elseif exp > latest then latest = exp end
+    end
+  end
+  for _, agent in ipairs(gone) do drop_hold(P, path, agent) end
+  if latest > 0 then rcall('ZADD', P .. 'locks', latest, path) end
+  if #gone > 0 then
+    audit(P, now, 'lock-expired', '', '', '', {path = path, holders = gone})
+    dropped = dropped + #gone
+  end
+end
+return {0, expired, promoted, dropped}

@@ -1,0 +1,17 @@
+--[[
+  release: give a claimed task back unharmed; it returns to its place in the queue and
+  no attempt is counted against it. The claim is rolled back (rule 7).
+  KEYS[1] audit stream
+  ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token
+  Returns {0}; {-1, id} no such task; {-2, id} lease lost.
+]]
+--@include lib
+local P, id, token = ARGV[1], ARGV[2], ARGV[3]
+local now = now_ms()
+local t, err = check_lease(P, id, token, now)
+if not t then return err end
+leave(P, id, t)
+local rb = rollback(P, id, t, now)
+enter(P, id, t, 'queued', now)
+audit(P, now, 'released', id, t.agent, token, {locks = rb.locks, cancelled = rb.cancelled})
+return {0}

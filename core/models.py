@@ -1,0 +1,240 @@
+"""The engine's value types: tasks, claims, agents, locks, audit events.
+
+They are plain frozen dataclasses built from what a store returns; the store's own
+encoding (Redis hash fields, SQLite rows) never leaks past ``from_fields``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class State(str, Enum):
+    """A task's state; see the design note's state diagram."""
+
+    BLOCKED = "blocked"
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    RETRYING = "retrying"
+    ORPHANED = "orphaned"
+    DONE = "done"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (State.DONE, State.DEAD, State.CANCELLED)
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    return int(value) if value not in (None, "") else default
+
+
+def _float(value: str | None, default: float = 0.0) -> float:
+    return float(value) if value not in (None, "") else default
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(v for v in (value or "").split(",") if v)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A unit of work and, while it is claimed, its lease."""
+
+    id: str
+    title: str
+    state: State
+    queue: str = "default"
+    priority: int = 0
+    requires: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    parent: str = ""
+    affinity: str = ""
+    payload: Any = None
+    max_attempts: int = 3
+    attempts: int = 0
+    failures: int = 0
+    expiries: int = 0
+    agent: str = ""
+    token: int = 0
+    deadline_ms: int = 0
+    claimed_ms: int = 0
+    ttl_ms: int = 0
+    progress: float = 0.0
+    stage: str = ""
+    checkpoint: str = ""
+    result: Any = None
+    reason: str = ""
+    ready_ms: int = 0
+    created_ms: int = 0
+    updated_ms: int = 0
+    seq: int = 0
+
+    @classmethod
+    def from_fields(cls, f: dict[str, str]) -> Task:
+        """Build from a store's flat string fields."""
+        return cls(
+            id=f["id"],
+            title=f.get("title", ""),
+            state=State(f["state"]),
+            queue=f.get("queue", "default"),
+            priority=_int(f.get("priority")),
+            requires=_list(f.get("requires")),
+            after=_list(f.get("after")),
+            parent=f.get("parent", ""),
+            affinity=f.get("affinity", ""),
+            payload=json.loads(f["payload"]) if f.get("payload") else None,
+            max_attempts=_int(f.get("max_attempts"), 3),
+            attempts=_int(f.get("attempts")),
+            failures=_int(f.get("failures")),
+            expiries=_int(f.get("expiries")),
+            agent=f.get("agent", ""),
+            token=_int(f.get("token")),
+            deadline_ms=_int(f.get("deadline_ms")),
+            claimed_ms=_int(f.get("claimed_ms")),
+            ttl_ms=_int(f.get("ttl_ms")),
+            progress=_float(f.get("progress")),
+            stage=f.get("stage", ""),
+            checkpoint=f.get("checkpoint", ""),
+            result=json.loads(f["result"]) if f.get("result") else None,
+            reason=f.get("reason", ""),
+            ready_ms=_int(f.get("ready_ms")),
+            created_ms=_int(f.get("created_ms")),
+            updated_ms=_int(f.get("updated_ms")),
+            seq=_int(f.get("seq")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["state"] = self.state.value
+        d["requires"] = list(self.requires)
+        d["after"] = list(self.after)
+        return d
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task leased to an agent: what ``claim`` returns."""
+
+    task: Task
+    token: int
+    deadline_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.task.to_json(), "token": self.token, "deadline_ms": self.deadline_ms}
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A registered worker, its capacity, liveness and circuit breaker."""
+
+    name: str
+    capabilities: tuple[str, ...] = ()
+    max_claims: int = 1
+    last_seen_ms: int = 0
+    registered_ms: int = 0
+    consecutive_failures: int = 0
+    breaker_open_until_ms: int = 0
+    held: tuple[str, ...] = ()
+
+    @classmethod
+    def from_fields(cls, f: dict[str, str], held: tuple[str, ...] = ()) -> Agent:
+        return cls(
+            name=f["name"],
+            capabilities=_list(f.get("caps")),
+            max_claims=_int(f.get("max_claims"), 1),
+            last_seen_ms=_int(f.get("last_seen_ms")),
+            registered_ms=_int(f.get("registered_ms")),
+            consecutive_failures=_int(f.get("consecutive_failures")),
+            breaker_open_until_ms=_int(f.get("breaker_open_until_ms")),
+            held=held,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["capabilities"] = list(self.capabilities)
+        d["held"] = list(self.held)
+        return d
+
+
+@dataclass(frozen=True)
+class LockHold:
+    """One agent's hold on a path."""
+
+    agent: str
+    expires_ms: int
+    task: str = ""
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A locked path and who holds it; several holders only when shared."""
+
+    path: str
+    shared: bool
+    holders: tuple[LockHold, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "shared": self.shared, "holders": [asdict(h) for h in self.holders]}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the audit trail."""
+
+    id: str
+    type: str
+    at_ms: int
+    task: str = ""
+    agent: str = ""
+    token: int = 0
+    operator: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_fields(cls, event_id: str, f: dict[str, str]) -> Event:
+        return cls(
+            id=event_id,
+            type=f.get("type", ""),
+            at_ms=_int(f.get("at_ms")),
+            task=f.get("task", ""),
+            agent=f.get("agent", ""),
+            token=_int(f.get("token")),
+            operator=f.get("operator", ""),
+            data=json.loads(f["data"]) if f.get("data") else {},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClaimMiss:
+    """Why a claim found nothing, and when something may next become claimable."""
+
+    reason: str  # empty | at-capacity | breaker-open
+    next_change_in_ms: int = -1  # until a lease or backoff ends or the breaker closes; -1: none due
+
+
+@dataclass(frozen=True)
+class ReapReport:
+    """What one reaper pass did."""
+
+    requeued: tuple[str, ...] = ()
+    orphaned: tuple[str, ...] = ()
+    dead: tuple[str, ...] = ()
+    promoted: tuple[str, ...] = ()
+    locks_expired: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requeued": list(self.requeued),
+            "orphaned": list(self.orphaned),
+            "dead": list(self.dead),
+            "promoted": list(self.promoted),
+            "locks_expired": self.locks_expired,
+        }

@@ -1,0 +1,307 @@
+"""The Redis backend: every state change is one Lua script (see ``scripts.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.commands.core import AsyncScript
+
+from . import constants as C
+from .errors import StoreUnavailable
+from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, State, Task
+from .scripts import SCRIPTS, ErrorCode, source
+from .store import Store
+
+T = TypeVar("T")
+
+_UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, OSError)
+
+
+def redacted(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        user = parts.username or ""
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    return urlunsplit(parts)
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class RedisStore(Store):
+    """A namespace on a Redis server (standalone, or one Cluster slot through the hash tag)."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url = url
+        self.namespace = namespace
+        self._prefix = C.prefix(namespace)
+        self._stream = C.events_key(namespace)
+        self._channel = C.hints_channel(namespace)
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=C.connect_timeout_s,
+            max_connections=256,
+        )
+        self._scripts: dict[str, AsyncScript] = {
+            name: self.redis.register_script(source(name)) for name in SCRIPTS
+        }
+        self._watch: aioredis.client.PubSub | None = None
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _down(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"store unavailable at {redacted(self.url)} ({exc.__class__.__name__}: {exc}); "
+            "start Redis there (redis-server) or point CLAIMROOM_URL at a running one"
+        )
+
+    async def _guard(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except _UNAVAILABLE as exc:
+            raise self._down(exc) from None
+
+    async def _run(self, name: str, *args: Any) -> list[Any]:
+        """Run a script; return what follows its status, or raise its refusal."""
+        script = self._scripts[name]
+        reply = await self._guard(lambda: script(keys=[self._stream], args=[self._prefix, *args]))
+        status = int(reply[0])
+        if status < 0:
+            raise ErrorCode(status).exception([str(x) for x in reply[1:]])
+        return list(reply)
+
+    # --- tasks -----------------------------------------------------------------------
+
+    async def _add(self, specs: list[dict[str, Any]]) -> list[str]:
+        import json
+
+        reply = await self._run("add", json.dumps(specs))
+        return [str(x) for x in reply[1:]]
+
+    def _claims(self, reply: list[Any]) -> tuple[list[Claim], ClaimMiss]:
+        if int(reply[0]) == 1:
+            return [], ClaimMiss(str(reply[1]), int(reply[2]))
+        claims = []
+        for flat in reply[1:]:
+            task = Task.from_fields(_pairs(flat))
+            claims.append(Claim(task, task.token, task.deadline_ms))
+        return claims, ClaimMiss("")
+
+    async def _claim(self, agent: str, queues: list[str], ttl_ms: int, count: int) -> tuple[list[Claim], ClaimMiss]:
+        return self._claims(await self._run("claim", agent, ttl_ms, ",".join(queues), count))
+
+    async def _claim_waiting(
+        self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
+    ) -> tuple[list[Claim], ClaimMiss]:
+        # Subscribe before the first attempt so no hint falls between attempt and wait.
+        # A hint only wakes us: the task is still taken through the atomic claim (rule 8),
+        # and the periodic re-check means a lost hint costs delay, never a missed task.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self._guard(lambda: pubsub.subscribe(self._channel))
+            while True:
+                got, why = await self._claim(agent, queues, ttl_ms, count)
+                left = deadline - loop.time()
+                if got or left <= 0:
+                    return got, why
+                pause = min(left, C.wait_recheck_s)
+                if why.next_change_in_ms >= 0:
+                    pause = min(pause, why.next_change_in_ms / 1000 + 0.001)
+                await self._guard(lambda p=pause: pubsub.get_message(timeout=p))  # type: ignore[misc]
+                # Several hints may have queued up; one claim attempt covers them all.
+                while await self._guard(lambda: pubsub.get_message(timeout=0)) is not None:
+                    pass
+        finally:
+            await pubsub.aclose()
+
+    async def _heartbeat(self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int:
+        flat = [x for kv in updates.items() for x in kv]
+        reply = await self._run("heartbeat", task, token, "" if ttl_ms is None else ttl_ms, *flat)
+        return int(reply[1])
+
+    async def _complete(self, task: str, token: int, result: str) -> list[str]:
+        reply = await self._run("complete", task, token, result)
+        return [str(x) for x in reply[1:]]
+
+    async def _fail(self, task: str, token: int, reason: str, fatal: bool, jitter: float) -> tuple[State, int]:
+        reply = await self._run("fail", task, token, reason, "1" if fatal else "0", repr(jitter))
+        return State(reply[1]), int(reply[2])
+
+    async def _release(self, task: str, token: int) -> None:
+        await self._run("release", task, token)
+
+    async def _get(self, task: str) -> Task:
+        fields = await self._guard(lambda: self.redis.hgetall(C.task_key(self.namespace, task)))
+        if not fields:
+            from .errors import NotFound
+
+            raise NotFound(f"no such task: {task}")
+        return Task.from_fields(fields)
+
+    async def _fetch(self, ids: list[str]) -> list[Task]:
+        async def go() -> list[dict[str, str]]:
+            pipe = self.redis.pipeline(transaction=False)
+            for tid in ids:
+                pipe.hgetall(C.task_key(self.namespace, tid))
+            return list(await pipe.execute())
+
+        return [Task.from_fields(f) for f in await self._guard(go) if f]
+
+    async def _tasks(self, state: State | None, queue: str | None, limit: int, offset: int) -> list[Task]:
+        out: list[Task] = []
+        chunk = max(limit, 200)
+        pos = offset
+        while len(out) < limit:
+            if state is None:
+                top = int(await self._guard(lambda: self.redis.get(C.seq_key(self.namespace, "task"))) or 0)
+                ids = [f"t{n}" for n in range(pos + 1, min(pos + chunk, top) + 1)]
+            else:
+                key = C.state_key(self.namespace, state.value)
+                ids = await self._guard(lambda k=key, p=pos: self.redis.zrange(k, p, p + chunk - 1))  # type: ignore[misc]
+            if not ids:
+                break
+            pos += len(ids)
+            out.extend(t for t in await self._fetch(ids) if queue is None or t.queue == queue)
+        return out[:limit]
+
+    async def _counts(self) -> dict[State, int]:
+        async def go() -> list[int]:
+            pipe = self.redis.pipeline(transaction=False)
+            for s in State:
+                pipe.zcard(C.state_key(self.namespace, s.value))
+            return list(await pipe.execute())
+
+        return dict(zip(State, await self._guard(go), strict=True))
+
+    # --- agents ----------------------------------------------------------------------
+
+    async def _register(self, agent: str, caps: str, max_claims: int) -> None:
+        await self._run("register", agent, caps, max_claims)
+
+    async def _alive(self, agent: str) -> int:
+        return int((await self._run("alive", agent))[1])
+
+    async def _agents(self) -> list[Agent]:
+        names = sorted(await self._guard(lambda: self.redis.smembers(C.agents_key(self.namespace))))
+
+        async def go() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for n in names:
+                pipe.hgetall(C.agent_key(self.namespace, n))
+                pipe.smembers(C.held_key(self.namespace, n))
+            return list(await pipe.execute())
+
+        raw = await self._guard(go)
+        return [
+            Agent.from_fields(f, tuple(sorted(held)))
+            for f, held in zip(raw[::2], raw[1::2], strict=True)
+            if f
+        ]
+
+    # --- locks -----------------------------------------------------------------------
+
+    async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int:
+        reply = await self._run("lock", agent, ttl_ms, "1" if shared else "0", task, *paths)
+        return int(reply[1])
+
+    async def _unlock(self, paths: list[str], agent: str) -> list[str]:
+        return [str(x) for x in (await self._run("unlock", agent, *paths))[1:]]
+
+    async def _locks(self) -> list[Lock]:
+        paths = await self._guard(lambda: self.redis.zrange(f"{self._prefix}lockpaths", 0, 9999))
+
+        async def go() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.time()
+            for p in paths:
+                pipe.hgetall(C.lock_key(self.namespace, p))
+            return list(await pipe.execute())
+
+        raw = await self._guard(go)
+        now_ms = int(raw[0][0]) * 1000 + int(raw[0][1]) // 1000
+        out = []
+        for path, f in zip(paths, raw[1:], strict=True):
+            holders = tuple(
+                LockHold(agent=k[2:], expires_ms=int(v), task=f.get("t:" + k[2:], ""))
+                for k, v in sorted(f.items())
+                if k.startswith("h:") and int(v) > now_ms
+            )
+            if holders:
+                out.append(Lock(path=path, shared=f.get("mode") == "shared", holders=holders))
+        return out
+
+    # --- audit and recovery ----------------------------------------------------------
+
+    async def _events(self, task: str | None, after: str, count: int) -> list[Event]:
+        out: list[Event] = []
+        start = "-" if after == "-" else "(" + after
+        while len(out) < count:
+            batch = await self._guard(lambda s=start: self.redis.xrange(self._stream, s, "+", count=1000))  # type: ignore[misc]
+            if not batch:
+                break
+            for eid, fields in batch:
+                if task is None or fields.get("task") == task:
+                    out.append(Event.from_fields(eid, fields))
+            start = "(" + batch[-1][0]
+        return out[:count]
+
+    async def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]:
+        last = after
+        while True:
+            reply = await self._guard(lambda: self.redis.xread({self._stream: last}, block=1000, count=500))
+            for _stream, entries in reply or []:
+                for eid, fields in entries:
+                    last = eid
+                    if task is None or fields.get("task") == task:
+                        yield Event.from_fields(eid, fields)
+
+    async def _reap(self) -> ReapReport:
+        reply = await self._run("reap")
+        expired = [str(x) for x in reply[1]]
+        by: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
+        for tid, outcome in zip(expired[::2], expired[1::2], strict=True):
+            by[outcome].append(tid)
+        return ReapReport(
+            requeued=tuple(by["queued"]),
+            orphaned=tuple(by["orphaned"]),
+            dead=tuple(by["dead"]),
+            promoted=tuple(str(x) for x in reply[2]),
+            locks_expired=int(reply[3]),
+        )
+
+    async def _lead(self, holder: str, lease_ms: int) -> bool:
+        script = self._scripts["leader"]
+        key = C.reaper_key(self.namespace)
+        return bool(await self._guard(lambda: script(keys=[key], args=[holder, lease_ms])))
+
+    async def _wait_for_change(self, timeout_s: float) -> bool:
+        if self._watch is None:
+            self._watch = self.redis.pubsub(ignore_subscribe_messages=True)
+            await self._guard(lambda: self._watch.subscribe(self._channel))  # type: ignore[union-attr]
+        msg = await self._guard(lambda: self._watch.get_message(timeout=timeout_s))  # type: ignore[union-attr]
+        return msg is not None
+
+    async def ping(self) -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await self._guard(self.redis.ping)  # type: ignore[arg-type]
+        return (loop.time() - start) * 1000
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            await self._watch.aclose()
+            self._watch = None
+        await self.redis.aclose()

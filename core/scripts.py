@@ -1,0 +1,85 @@
+"""The Lua scripts: one file per atomic operation, loaded and registered once per client.
+
+``lua/<op>-<numKeys>.lua`` holds each script. A ``--@include lib`` line is replaced by
+``lua/lib.lua`` and ``${name}`` tokens by ``constants.LUA_CONSTANTS`` at load time, so
+shared helpers and limits each live in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+from functools import cache
+from pathlib import Path
+
+from . import constants
+from .errors import BadInput, ClaimroomError, Conflict, LeaseLost, NotFound, WrongState
+
+LUA_DIR = Path(__file__).parent / "lua"
+
+# name -> file; the number in the file name is how many KEYS the script takes.
+SCRIPTS: dict[str, str] = {
+    "add": "add-1.lua",
+    "claim": "claim-1.lua",
+    "heartbeat": "heartbeat-1.lua",
+    "complete": "complete-1.lua",
+    "fail": "fail-1.lua",
+    "release": "release-1.lua",
+    "register": "register-1.lua",
+    "alive": "alive-1.lua",
+    "reap": "reap-1.lua",
+    "lock": "lock-1.lua",
+    "unlock": "unlock-1.lua",
+    "leader": "leader-1.lua",
+}
+
+
+class ErrorCode(IntEnum):
+    """The negative codes scripts refuse with; ``raise_for`` maps them to exceptions."""
+
+    NOT_FOUND = -1
+    LEASE_LOST = -2
+    NOT_HOLDER = -3
+    CHANGED = -4
+    BAD_INPUT = -5
+    CONFLICT = -6
+    WRONG_STATE = -7
+
+    def exception(self, detail: list[str]) -> ClaimroomError:
+        first = detail[0] if detail else ""
+        if self is ErrorCode.NOT_FOUND:
+            return NotFound(f"no such task or agent: {first}")
+        if self is ErrorCode.LEASE_LOST:
+            return LeaseLost(f"lease lost: {first} is no longer held with that token")
+        if self is ErrorCode.NOT_HOLDER:
+            return WrongState(f"agent does not hold task {first}")
+        if self is ErrorCode.CONFLICT:
+            return Conflict(f"{first} is locked by {detail[1]}")
+        if self is ErrorCode.WRONG_STATE:
+            return WrongState(first)
+        if self is ErrorCode.CHANGED:
+            from .errors import Changed
+
+            return Changed(f"{first} changed since you selected it")
+        return BadInput(first)
+
+
+_TOKEN = re.compile(r"\$\{(\w+)\}")
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of a script, with includes and constants filled in."""
+    text = (LUA_DIR / SCRIPTS[name]).read_text()
+    lib = (LUA_DIR / "lib.lua").read_text()
+    text = text.replace("--@include lib\n", lib + "\n", 1)
+
+    def constant(match: re.Match[str]) -> str:
+        return repr(constants.LUA_CONSTANTS[match.group(1)])
+
+    return _TOKEN.sub(constant, text)
+
+
+def num_keys(name: str) -> int:
+    """How many KEYS a script takes, read from its file name."""
+    return int(SCRIPTS[name].rsplit("-", 1)[1].removesuffix(".lua"))

@@ -1,0 +1,325 @@
+"""The async API every part of claimroom uses: one contract, a backend per URL scheme.
+
+``Store.from_url`` picks the backend and imports it only when used. The public methods
+validate their input (through ``validate``) and then call the backend's ``_op``; so both
+backends refuse bad input identically and a backend only ever sees clean values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import constants, validate
+from .errors import BadInput
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What ``add`` takes for one task. ``after``/``parent`` may name an earlier spec of
+    the same batch as ``$k`` (0-based)."""
+
+    title: str
+    queue: str = "default"
+    priority: int = 0
+    requires: Sequence[str] = ()
+    after: Sequence[str] = ()
+    parent: str = ""
+    affinity: str = ""
+    payload: Any = None
+    max_attempts: int = constants.default_max_attempts
+
+    def checked(self) -> dict[str, Any]:
+        """The spec in the stored form, or ``BadInput``."""
+        ref_ok = (lambda v: v.startswith("$") and v[1:].isdigit())  # noqa: E731 - tiny local predicate
+        return {
+            "title": validate.title(self.title),
+            "queue": validate.queue(self.queue),
+            "priority": validate.priority(self.priority),
+            "requires": validate.capabilities(self.requires),
+            "after": [a if ref_ok(a) else validate.task_id(a) for a in self.after],
+            "parent": self.parent if not self.parent or ref_ok(self.parent) else validate.task_id(self.parent),
+            "affinity": validate.text("affinity", self.affinity, 256),
+            "payload": "" if self.payload is None else validate.json_value("payload", self.payload),
+            "max_attempts": validate.positive_int("max attempts", self.max_attempts, 1000),
+        }
+
+
+@dataclass
+class Miss:
+    """Set by ``claim`` when nothing was claimed: why, for the CLI's message."""
+
+    last: ClaimMiss = field(default_factory=lambda: ClaimMiss("empty"))
+
+
+class Store(ABC):
+    """A claimroom board (one namespace) on some backend."""
+
+    url: str
+    namespace: str
+
+    @staticmethod
+    def from_url(url: str, namespace: str = "default") -> Store:
+        """The store for a URL: ``redis://``, ``rediss://`` or ``unix://``."""
+        validate.namespace(namespace)
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme in ("redis", "rediss", "unix"):
+            from .redis_store import RedisStore
+
+            return RedisStore(url, namespace)
+        raise BadInput(f"unsupported store URL {url!r}: use redis://HOST:PORT (file:// comes later)")
+
+    # --- tasks -----------------------------------------------------------------------
+
+    async def add(self, title: str, **fields: Any) -> str:
+        """Add one task; returns its id."""
+        return (await self.add_many([TaskSpec(title=title, **fields)]))[0]
+
+    async def add_many(self, specs: Iterable[TaskSpec]) -> list[str]:
+        """Add tasks atomically (all or none); returns their ids in order."""
+        checked = [s.checked() for s in specs]
+        if not checked:
+            return []
+        if len(checked) > constants.max_batch_add:
+            raise BadInput(f"at most {constants.max_batch_add} tasks in one add")
+        return await self._add(checked)
+
+    async def claim(
+        self,
+        agent: str,
+        *,
+        queues: Sequence[str] = (),
+        ttl_s: float = constants.default_lease_ttl_s,
+        wait_s: float = 0.0,
+        miss: Miss | None = None,
+    ) -> Claim | None:
+        """Lease the best claimable task to ``agent``; wait up to ``wait_s`` for one."""
+        claims = await self.claim_many(agent, 1, queues=queues, ttl_s=ttl_s, wait_s=wait_s, miss=miss)
+        return claims[0] if claims else None
+
+    async def claim_many(
+        self,
+        agent: str,
+        count: int,
+        *,
+        queues: Sequence[str] = (),
+        ttl_s: float = constants.default_lease_ttl_s,
+        wait_s: float = 0.0,
+        miss: Miss | None = None,
+    ) -> list[Claim]:
+        """Lease up to ``count`` tasks (bounded by the agent's free capacity) in one step."""
+        name = validate.agent(agent)
+        qs = [validate.queue(q) for q in queues]
+        ttl = validate.ttl_ms(ttl_s)
+        n = validate.positive_int("count", count, 1000)
+        wait = validate.wait_s(wait_s)
+        got, why = await self._claim(name, qs, ttl, n)
+        if got or wait == 0:
+            if miss is not None:
+                miss.last = why
+            return got
+        got, why = await self._claim_waiting(name, qs, ttl, n, wait)
+        if miss is not None:
+            miss.last = why
+        return got
+
+    async def heartbeat(
+        self,
+        task: str,
+        token: int,
+        *,
+        ttl_s: float | None = None,
+        progress: float | None = None,
+        stage: str | None = None,
+        checkpoint: str | None = None,
+    ) -> int:
+        """Extend a live lease; returns the new deadline (ms, store clock)."""
+        updates: dict[str, str] = {}
+        if progress is not None:
+            updates["progress"] = repr(validate.progress(progress))
+        if stage is not None:
+            updates["stage"] = validate.text("stage", stage)
+        if checkpoint is not None:
+            updates["checkpoint"] = validate.text("checkpoint", checkpoint, constants.max_checkpoint_bytes)
+        ttl = None if ttl_s is None else validate.ttl_ms(ttl_s)
+        return await self._heartbeat(validate.task_id(task), validate.token(token), ttl, updates)
+
+    async def complete(self, task: str, token: int, result: Any = None) -> list[str]:
+        """Finish a claimed task; returns the tasks this unblocked."""
+        stored = "" if result is None else validate.json_value("result", result)
+        return await self._complete(validate.task_id(task), validate.token(token), stored)
+
+    async def fail(self, task: str, token: int, reason: str, *, fatal: bool = False) -> tuple[State, int]:
+        """End a claim with a failure; returns the next state and when a retry may run."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise BadInput("reason is empty")
+        text = validate.text("reason", reason)
+        return await self._fail(validate.task_id(task), validate.token(token), text, fatal, random.random())
+
+    async def release(self, task: str, token: int) -> None:
+        """Give a claimed task back to its queue without counting an attempt."""
+        await self._release(validate.task_id(task), validate.token(token))
+
+    async def get(self, task: str) -> Task:
+        """One task; ``NotFound`` when there is none."""
+        return await self._get(validate.task_id(task))
+
+    async def tasks(
+        self, *, state: State | str | None = None, queue: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Task]:
+        """Tasks in creation order, optionally of one state and queue; paged."""
+        st = None
+        if state is not None:
+            try:
+                st = State(state)
+            except ValueError:
+                names = ", ".join(s.value for s in State)
+                raise BadInput(f"unknown state {state!r}: one of {names}") from None
+        q = None if queue is None else validate.queue(queue)
+        if limit < 1 or offset < 0:
+            raise BadInput("limit must be positive and offset not negative")
+        return await self._tasks(st, q, limit, offset)
+
+    async def counts(self) -> dict[State, int]:
+        """How many tasks are in each state."""
+        return await self._counts()
+
+    # --- agents ----------------------------------------------------------------------
+
+    async def register(
+        self, agent: str, capabilities: Iterable[str] = (), max_claims: int = constants.default_max_claims
+    ) -> None:
+        caps = validate.capabilities(capabilities)
+        n = validate.positive_int("max claims", max_claims, constants.max_max_claims)
+        await self._register(validate.agent(agent), caps, n)
+
+    async def alive(self, agent: str) -> int:
+        """The agent's own liveness heartbeat; returns the store time it was seen."""
+        return await self._alive(validate.agent(agent))
+
+    async def agents(self) -> list[Agent]:
+        return await self._agents()
+
+    # --- locks -----------------------------------------------------------------------
+
+    async def lock(
+        self,
+        paths: Iterable[str],
+        agent: str,
+        *,
+        ttl_s: float = constants.default_lock_ttl_s,
+        shared: bool = False,
+        task: str = "",
+    ) -> int:
+        """Lock paths for an agent, all or none; returns when the locks expire."""
+        normal = sorted({validate.path(p) for p in paths})
+        if not normal:
+            raise BadInput("no path to lock")
+        tid = validate.task_id(task) if task else ""
+        return await self._lock(normal, validate.agent(agent), validate.ttl_ms(ttl_s), shared, tid)
+
+    async def unlock(self, paths: Iterable[str], agent: str) -> list[str]:
+        """Drop an agent's locks on paths; returns the paths it did hold."""
+        normal = sorted({validate.path(p) for p in paths})
+        if not normal:
+            raise BadInput("no path to unlock")
+        return await self._unlock(normal, validate.agent(agent))
+
+    async def locks(self) -> list[Lock]:
+        return await self._locks()
+
+    # --- audit and recovery ----------------------------------------------------------
+
+    async def events(self, *, task: str | None = None, after: str = "-", count: int = 1000) -> list[Event]:
+        """Audit events oldest first, after the event id ``after`` (exclusive)."""
+        tid = None if task is None else validate.task_id(task)
+        return await self._events(tid, after, count)
+
+    async def follow(self, *, task: str | None = None, after: str = "$") -> AsyncIterator[Event]:
+        """New audit events as they are written, forever."""
+        tid = None if task is None else validate.task_id(task)
+        async for event in self._follow(tid, after):
+            yield event
+
+    async def reap(self) -> ReapReport:
+        """One recovery pass now (any process may run it; it is idempotent)."""
+        return await self._reap()
+
+    async def run_reaper(self, stop: asyncio.Event, interval_s: float = constants.reap_interval_s) -> None:
+        """Reap every ``interval_s`` while this process holds the leader lease."""
+        me = f"{time.time_ns()}-{random.getrandbits(32)}"
+        while not stop.is_set():
+            if await self._lead(me, constants.reaper_lease_ms):
+                await self._reap()
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                pass
+
+    async def wait_for_change(self, timeout_s: float) -> bool:
+        """Return when the board may have changed (True) or after ``timeout_s`` (False)."""
+        return await self._wait_for_change(timeout_s)
+
+    # --- what a backend provides ----------------------------------------------------
+
+    @abstractmethod
+    async def _add(self, specs: list[dict[str, Any]]) -> list[str]: ...
+    @abstractmethod
+    async def _claim(self, agent: str, queues: list[str], ttl_ms: int, count: int) -> tuple[list[Claim], ClaimMiss]: ...
+    @abstractmethod
+    async def _claim_waiting(
+        self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
+    ) -> tuple[list[Claim], ClaimMiss]: ...
+    @abstractmethod
+    async def _heartbeat(self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int: ...
+    @abstractmethod
+    async def _complete(self, task: str, token: int, result: str) -> list[str]: ...
+    @abstractmethod
+    async def _fail(self, task: str, token: int, reason: str, fatal: bool, jitter: float) -> tuple[State, int]: ...
+    @abstractmethod
+    async def _release(self, task: str, token: int) -> None: ...
+    @abstractmethod
+    async def _get(self, task: str) -> Task: ...
+    @abstractmethod
+    async def _tasks(self, state: State | None, queue: str | None, limit: int, offset: int) -> list[Task]: ...
+    @abstractmethod
+    async def _counts(self) -> dict[State, int]: ...
+    @abstractmethod
+    async def _register(self, agent: str, caps: str, max_claims: int) -> None: ...
+    @abstractmethod
+    async def _alive(self, agent: str) -> int: ...
+    @abstractmethod
+    async def _agents(self) -> list[Agent]: ...
+    @abstractmethod
+    async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int: ...
+    @abstractmethod
+    async def _unlock(self, paths: list[str], agent: str) -> list[str]: ...
+    @abstractmethod
+    async def _locks(self) -> list[Lock]: ...
+    @abstractmethod
+    async def _events(self, task: str | None, after: str, count: int) -> list[Event]: ...
+    @abstractmethod
+    def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]: ...
+    @abstractmethod
+    async def _reap(self) -> ReapReport: ...
+    @abstractmethod
+    async def _lead(self, holder: str, lease_ms: int) -> bool: ...
+    @abstractmethod
+    async def _wait_for_change(self, timeout_s: float) -> bool: ...
+    @abstractmethod
+    async def ping(self) -> float:
+        """Round trip to the store in ms; ``StoreUnavailable`` when it is down."""
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -287,6 +287,22 @@ class RedisStore(Store):
         key = C.reaper_key(self.namespace)
         return bool(await self._guard(lambda: script(keys=[key], args=[holder, lease_ms])))
 
+    async def _act(self, action: str, task: str, seen: State, token: int, operator: str, agent: str) -> State:
+        reply = await self._run("move", task, seen.value, token, action, operator, agent)
+        return State(reply[1])
+
+    async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int:
+        return int((await self._run("extend", task, token, extra_ms, operator))[1])
+
+    async def _queue_state(self, queue: str, pause: bool, operator: str) -> bool:
+        return bool(int((await self._run("queue_state", queue, "pause" if pause else "resume", operator))[1]))
+
+    async def _paused(self) -> set[str]:
+        return set(await self._guard(lambda: self.redis.smembers(C.paused_key(self.namespace))))
+
+    async def _reset_breaker(self, agent: str, operator: str) -> None:
+        await self._run("reset_breaker", agent, operator)
+
     async def _wait_for_change(self, timeout_s: float) -> bool:
         if self._watch is None:
             self._watch = self.redis.pubsub(ignore_subscribe_messages=True)

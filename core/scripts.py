@@ -31,6 +31,10 @@ SCRIPTS: dict[str, str] = {
     "lock": "lock-1.lua",
     "unlock": "unlock-1.lua",
     "leader": "leader-1.lua",
+    "move": "move-1.lua",
+    "extend": "extend-1.lua",
+    "queue_state": "queue_state-1.lua",
+    "reset_breaker": "reset_breaker-1.lua",
 }
 
 

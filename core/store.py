@@ -20,6 +20,9 @@ from .errors import BadInput
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
 
 
+ACTIONS = ("kill", "kill-dead", "requeue", "cancel", "retry", "reassign")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What ``add`` takes for one task. ``after``/``parent`` may name an earlier spec of
@@ -266,6 +269,38 @@ class Store(ABC):
         """Return when the board may have changed (True) or after ``timeout_s`` (False)."""
         return await self._wait_for_change(timeout_s)
 
+    # --- operator actions: each a compare-and-set on what the operator saw -----------
+
+    async def act(
+        self, action: str, task: str, seen_state: State | str, seen_token: int, operator: str, agent: str = ""
+    ) -> State:
+        """Move a task as an operator: kill, kill-dead, requeue, cancel, retry, reassign.
+
+        ``seen_state``/``seen_token`` are what the operator saw; if the task has moved
+        since, ``Changed`` is raised and nothing happens. Returns the new state.
+        """
+        if action not in ACTIONS:
+            raise BadInput(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+        if action == "reassign":
+            agent = validate.agent(agent)
+        st = State(seen_state)
+        return await self._act(action, validate.task_id(task), st, int(seen_token), validate.operator(operator), agent)
+
+    async def extend(self, task: str, seen_token: int, extra_s: float, operator: str) -> int:
+        """Give a live claim ``extra_s`` more seconds; returns the new deadline."""
+        ms = validate.ttl_ms(extra_s, "extension")
+        return await self._extend(validate.task_id(task), validate.token(seen_token), ms, validate.operator(operator))
+
+    async def pause(self, queue: str, operator: str, *, resume: bool = False) -> bool:
+        """Pause (or resume) a queue; returns whether that changed anything."""
+        return await self._queue_state(validate.queue(queue), not resume, validate.operator(operator))
+
+    async def paused(self) -> set[str]:
+        return await self._paused()
+
+    async def reset_breaker(self, agent: str, operator: str) -> None:
+        await self._reset_breaker(validate.agent(agent), validate.operator(operator))
+
     # --- what a backend provides ----------------------------------------------------
 
     @abstractmethod
@@ -312,6 +347,16 @@ class Store(ABC):
     async def _lead(self, holder: str, lease_ms: int) -> bool: ...
     @abstractmethod
     async def _wait_for_change(self, timeout_s: float) -> bool: ...
+    @abstractmethod
+    async def _act(self, action: str, task: str, seen: State, token: int, operator: str, agent: str) -> State: ...
+    @abstractmethod
+    async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int: ...
+    @abstractmethod
+    async def _queue_state(self, queue: str, pause: bool, operator: str) -> bool: ...
+    @abstractmethod
+    async def _paused(self) -> set[str]: ...
+    @abstractmethod
+    async def _reset_breaker(self, agent: str, operator: str) -> None: ...
     @abstractmethod
     async def ping(self) -> float:
         """Round trip to the store in ms; ``StoreUnavailable`` when it is down."""

@@ -180,3 +180,12 @@ def path(value: str) -> str:
     if len(normal.encode()) > 1024:
         raise BadInput("lock path is longer than 1024 bytes")
     return normal
+
+
+def operator(value: str) -> str:
+    """An operator's name, for the audit trail (any printable text, kept short)."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput("operator name is empty")
+    if len(value) > 64 or not value.isprintable():
+        raise BadInput(f"invalid operator name {value!r}")
+    return value

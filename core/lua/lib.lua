@@ -223,3 +223,20 @@ end
 local function touch_agent(P, agent, now)
   rcall('HSET', P .. 'agent:' .. agent, 'last_seen_ms', now)
 end
+
+-- Operator actions are compare-and-set on what the operator saw: the task's state and
+-- token when the dialog opened. Anything else means someone moved it meanwhile.
+local function check_seen(P, id, seen_state, seen_token)
+  local t = load_task(P, id)
+  if not t then return nil, {-1, id} end
+  if t.state ~= seen_state or tostring(tonumber(t.token) or 0) ~= seen_token then return nil, {-4, id} end
+  return t, nil
+end
+
+-- Take a task out of its state for an operator; a live claim is rolled back (rule 7).
+local function take_out(P, id, t, now)
+  local was_claimed = t.state == 'claimed'
+  leave(P, id, t)
+  if was_claimed then return rollback(P, id, t, now) end
+  return {locks = {}, cancelled = {}}
+end

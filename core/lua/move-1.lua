@@ -1,0 +1,53 @@
+--[[
+  move: an operator moves a task: kill (claimed -> queued or dead), requeue (claimed,
+  orphaned, retrying or dead -> queued), cancel (any non-final -> cancelled), retry
+  (dead -> queued with its failure and expiry counts reset), reassign (claimed, orphaned,
+  queued, retrying or dead -> queued for one named agent, who gets it on its next claim).
+  A compare-and-set on the state and token the operator saw.
+  KEYS[1] audit stream
+  ARGV[1] prefix P   ARGV[2] task id   ARGV[3] seen state   ARGV[4] seen token
+  ARGV[5] action: kill | kill-dead | requeue | cancel | retry | reassign
+  ARGV[6] operator   ARGV[7] agent (reassign) or ""
+  Returns {0, new state}; {-1, id} no such task; {-4, id} changed since seen;
+          {-7, message} the action does not apply to that state.
+]]
+--@include lib
+local P, id, action, operator, target = ARGV[1], ARGV[2], ARGV[5], ARGV[6], ARGV[7]
+local now = now_ms()
+local t, err = check_seen(P, id, ARGV[3], ARGV[4])
+if not t then return err end
+local allowed = {
+  kill = {claimed = true},
+  ['kill-dead'] = {claimed = true},
+  requeue = {claimed = true, orphaned = true, retrying = true, dead = true},
+  cancel = {blocked = true, queued = true, claimed = true, retrying = true, orphaned = true},
+  retry = {dead = true},
+  reassign = {claimed = true, orphaned = true, queued = true, retrying = true, dead = true},
+}
+if not allowed[action] then return {-5, 'unknown action ' .. action} end
+if not allowed[action][t.state] then return {-7, action .. ' does not apply to a ' .. t.state .. ' task'} end
+if action == 'reassign' and rcall('EXISTS', P .. 'agent:' .. target) == 0 then return {-1, target} end
+
+local from, from_agent, token = t.state, t.agent, t.token
+local rb = take_out(P, id, t, now)
+local new = 'queued'
+if action == 'kill-dead' then
+  new = 'dead'
+  rcall('HSET', P .. 'task:' .. id, 'reason', 'killed by ' .. operator)
+elseif action == 'cancel' then
+  new = 'cancelled'
+  rcall('HSET', P .. 'task:' .. id, 'reason', 'cancelled by ' .. operator)
+elseif action == 'retry' then
+  rcall('HSET', P .. 'task:' .. id, 'failures', 0, 'expiries', 0, 'reason', '')
+end
+if action == 'reassign' then
+  t.assigned = target
+  rcall('HSET', P .. 'task:' .. id, 'assigned', target)
+end
+enter(P, id, t, new, now)
+local names = {kill = 'killed', ['kill-dead'] = 'killed', requeue = 'requeued', cancel = 'cancelled',
+  retry = 'retried', reassign = 'reassigned'}
+audit(P, now, names[action],
+  id, from_agent, token, {from = from, to = new, assigned = target, locks = rb.locks, cancelled = rb.cancelled},
+  operator)
+return {0, new}

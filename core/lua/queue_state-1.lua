@@ -1,0 +1,13 @@
+--[[
+  queue_state: an operator pauses or resumes a queue (claims skip paused queues).
+  KEYS[1] audit stream
+  ARGV[1] prefix P   ARGV[2] queue   ARGV[3] "pause" | "resume"   ARGV[4] operator
+  Returns {0, 1 when this changed anything else 0}.
+]]
+--@include lib
+local P, queue, how, operator = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now = now_ms()
+local changed
+if how == 'pause' then changed = rcall('SADD', P .. 'paused', queue) else changed = rcall('SREM', P .. 'paused', queue) end
+if changed == 1 then audit(P, now, how == 'pause' and 'paused' or 'resumed', '', '', '', {queue = queue}, operator) end
+return {0, changed}

@@ -1,0 +1,320 @@
+"""The agent CLI: ``claimroom COMMAND``, a thin shell over the async Store API.
+
+Every error a user can cause ends as one line on stderr and the exit code of the design
+note's contract (``ClaimroomError.exit_code``); no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import constants, validate
+from .errors import BadInput, ClaimroomError, NothingToClaim
+from .output import Printer
+from .store import Miss, Store
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+Handler = Callable[[argparse.Namespace, Store, Printer], Awaitable[None]]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"claimroom: {message} (see: {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def read_json(kind: str, raw: str) -> Any:
+    """A JSON value from the command line, ``@FILE`` or ``-`` (standard input)."""
+    if raw == "-":
+        text = sys.stdin.read()
+    elif raw.startswith("@"):
+        try:
+            text = Path(raw[1:]).read_text()
+        except OSError as exc:
+            raise BadInput(f"cannot read {kind} file {raw[1:]!r}: {exc.strerror}") from None
+    else:
+        text = raw
+    return validate.parse_json(kind, text)
+
+
+# --- commands ---------------------------------------------------------------------
+
+
+async def cmd_register(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    await s.register(a.agent, a.can, a.max_claims)
+    out.done({"agent": a.agent, "capabilities": sorted(set(a.can)), "max_claims": a.max_claims},
+             f"registered {a.agent}")
+
+
+async def cmd_add(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    payload = None if a.payload is None else read_json("payload", a.payload)
+    tid = await s.add(
+        a.title, queue=a.queue, priority=a.priority, requires=a.requires, after=a.after,
+        parent=a.parent or "", affinity=a.affinity or "", payload=payload, max_attempts=a.max_attempts,
+    )
+    task = await s.get(tid)
+    out.done({"id": tid, "state": task.state.value}, tid)
+
+
+async def cmd_claim(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    miss = Miss()
+    claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, wait_s=a.wait, miss=miss)
+    if claim is None:
+        why = {"at-capacity": f"{a.agent} already holds its maximum number of claims",
+               "breaker-open": f"{a.agent}'s circuit breaker is open after repeated failures"}
+        raise NothingToClaim(why.get(miss.last.reason, "nothing to claim"))
+    out.claim(claim)
+
+
+async def cmd_heartbeat(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    if a.task is None:
+        if not a.agent:
+            raise BadInput("give a TASK with --token, or --agent for the agent's own liveness heartbeat")
+        seen = await s.alive(a.agent)
+        out.done({"agent": a.agent, "seen_ms": seen}, f"{a.agent} alive")
+        return
+    if a.token is None:
+        raise BadInput("--token is required with a TASK")
+    deadline = await s.heartbeat(a.task, a.token, ttl_s=a.ttl, progress=a.progress, stage=a.stage,
+                                 checkpoint=a.checkpoint)
+    out.done({"task": a.task, "deadline_ms": deadline}, f"{a.task} lease extended")
+
+
+async def cmd_complete(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    result = None if a.result is None else read_json("result", a.result)
+    unblocked = await s.complete(a.task, a.token, result)
+    text = f"{a.task} done" + (f"; unblocked {' '.join(unblocked)}" if unblocked else "")
+    out.done({"task": a.task, "state": "done", "unblocked": unblocked}, text)
+
+
+async def cmd_fail(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    state, ready_ms = await s.fail(a.task, a.token, a.reason, fatal=a.fatal)
+    text = f"{a.task} {state.value}" + (" (retry scheduled)" if ready_ms else "")
+    out.done({"task": a.task, "state": state.value, "ready_ms": ready_ms}, text)
+
+
+async def cmd_release(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    await s.release(a.task, a.token)
+    out.done({"task": a.task, "state": "queued"}, f"{a.task} released")
+
+
+async def cmd_show(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    out.task(await s.get(a.task))
+
+
+async def cmd_ls(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    out.tasks(await s.tasks(state=a.state, queue=a.queue, limit=a.limit, offset=a.offset))
+
+
+async def cmd_agents(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    out.agents(await s.agents())
+
+
+async def cmd_events(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    events = await s.events(task=a.task, count=a.limit)
+    if not a.follow:
+        out.events(events)
+        return
+    for e in events:
+        out.event(e)
+    async for e in s.follow(task=a.task, after=events[-1].id if events else "0"):
+        out.event(e)
+
+
+async def cmd_lock(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    expires = await s.lock(a.paths, a.agent, ttl_s=a.ttl, shared=a.shared, task=a.task or "")
+    paths = sorted({validate.path(p) for p in a.paths})
+    out.done({"paths": paths, "agent": a.agent, "shared": a.shared, "expires_ms": expires},
+             f"locked {' '.join(paths)} for {a.agent}")
+
+
+async def cmd_unlock(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    released = await s.unlock(a.paths, a.agent)
+    out.done({"released": released}, f"unlocked {' '.join(released)}" if released else "nothing was locked")
+
+
+async def cmd_reap(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    if not a.loop:
+        out.reap(await s.reap())
+        return
+    await s.run_reaper(asyncio.Event(), a.interval)
+
+
+COMMANDS: dict[str, Handler] = {
+    "register": cmd_register, "add": cmd_add, "claim": cmd_claim, "heartbeat": cmd_heartbeat,
+    "complete": cmd_complete, "fail": cmd_fail, "release": cmd_release, "show": cmd_show,
+    "ls": cmd_ls, "agents": cmd_agents, "events": cmd_events, "lock": cmd_lock,
+    "unlock": cmd_unlock, "reap": cmd_reap,
+}
+
+
+# --- parser -----------------------------------------------------------------------
+
+
+def _number(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            return kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {raw!r}") from None
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("store")
+    # SUPPRESS keeps a subcommand's absent flag from hiding one given before it.
+    g.add_argument("--url", default=argparse.SUPPRESS, help="store URL (env CLAIMROOM_URL)")
+    g.add_argument("--namespace", default=argparse.SUPPRESS, help="board name (env CLAIMROOM_NAMESPACE)")
+    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object")
+
+    p = _Parser(prog="claimroom", description="Coordinate many coding agents on one codebase.",
+                parents=[common])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    num_i, num_f = _number(int, "value"), _number(float, "value")
+
+    def cmd(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, parents=[common])
+
+    c = cmd("register", "register an agent with its capabilities and capacity")
+    c.add_argument("agent", metavar="AGENT")
+    c.add_argument("--can", action="append", default=[], metavar="CAP", help="a capability (repeat)")
+    c.add_argument("--max-claims", type=_number(int, "--max-claims"), default=constants.default_max_claims)
+
+    c = cmd("add", "add a task; prints its id")
+    c.add_argument("title", metavar="TITLE")
+    c.add_argument("--queue", default="default")
+    c.add_argument("--priority", type=_number(int, "--priority"), default=0, help="higher runs first")
+    c.add_argument("--requires", action="append", default=[], metavar="CAP")
+    c.add_argument("--after", action="append", default=[], metavar="ID", help="run after this task is done")
+    c.add_argument("--parent", metavar="ID")
+    c.add_argument("--affinity", metavar="KEY")
+    c.add_argument("--payload", metavar="JSON", help="JSON, @FILE or - for stdin")
+    c.add_argument("--max-attempts", type=_number(int, "--max-attempts"), default=constants.default_max_attempts)
+
+    c = cmd("claim", "claim the best task for an agent; prints the task and its token")
+    c.add_argument("--agent", required=True)
+    c.add_argument("--queue", action="append", default=[], metavar="Q")
+    c.add_argument("--ttl", type=_number(float, "--ttl"), default=constants.default_lease_ttl_s, metavar="SECONDS")
+    c.add_argument("--wait", type=_number(float, "--wait"), default=0.0, metavar="SECONDS",
+                   help="wait this long for a task to become claimable")
+
+    c = cmd("heartbeat", "extend a lease and record progress (or, with only --agent, say the agent is alive)")
+    c.add_argument("task", metavar="TASK", nargs="?")
+    c.add_argument("--token", type=_number(int, "--token"))
+    c.add_argument("--agent")
+    c.add_argument("--ttl", type=num_f, metavar="SECONDS", help="new lease length (default: the claim's)")
+    c.add_argument("--progress", type=_number(float, "--progress"), metavar="0..1")
+    c.add_argument("--stage")
+    c.add_argument("--checkpoint")
+
+    c = cmd("complete", "finish a claimed task")
+    c.add_argument("task", metavar="TASK")
+    c.add_argument("--token", type=_number(int, "--token"), required=True)
+    c.add_argument("--result", metavar="JSON", help="JSON, @FILE or - for stdin")
+
+    c = cmd("fail", "end a claim with a failure (retried unless --fatal)")
+    c.add_argument("task", metavar="TASK")
+    c.add_argument("--token", type=_number(int, "--token"), required=True)
+    c.add_argument("--reason", required=True)
+    c.add_argument("--fatal", action="store_true")
+
+    c = cmd("release", "give a claimed task back to its queue")
+    c.add_argument("task", metavar="TASK")
+    c.add_argument("--token", type=_number(int, "--token"), required=True)
+
+    c = cmd("show", "one task in full")
+    c.add_argument("task", metavar="TASK")
+
+    c = cmd("ls", "list tasks in creation order")
+    c.add_argument("--state")
+    c.add_argument("--queue")
+    c.add_argument("--limit", type=num_i, default=100)
+    c.add_argument("--offset", type=num_i, default=0)
+
+    cmd("agents", "registered agents, their claims and breakers")
+
+    c = cmd("events", "the audit trail, oldest first")
+    c.add_argument("--task", metavar="ID")
+    c.add_argument("--follow", action="store_true", help="keep printing new events")
+    c.add_argument("--limit", type=num_i, default=1000)
+
+    c = cmd("lock", "lock paths for an agent (all or none; exit 6 names the holder)")
+    c.add_argument("paths", metavar="PATH", nargs="+")
+    c.add_argument("--agent", required=True)
+    c.add_argument("--ttl", type=_number(float, "--ttl"), default=constants.default_lock_ttl_s, metavar="SECONDS")
+    c.add_argument("--shared", action="store_true")
+    c.add_argument("--task", metavar="ID", help="the claim these locks belong to: released when it ends")
+
+    c = cmd("unlock", "release an agent's path locks")
+    c.add_argument("paths", metavar="PATH", nargs="+")
+    c.add_argument("--agent", required=True)
+
+    c = cmd("reap", "one orphan scan now (or --loop: keep scanning while leader)")
+    c.add_argument("--loop", action="store_true")
+    c.add_argument("--interval", type=num_f, default=constants.reap_interval_s, metavar="SECONDS")
+
+    c = cmd("demo", "a scripted run on a private redis-server: agents claim, one dies, its work is recovered")
+    c.add_argument("--seconds", type=num_f, default=12.0, help="how long the agents run")
+    return p
+
+
+def _settings(a: argparse.Namespace) -> tuple[str, str, bool]:
+    url = getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL") or DEFAULT_URL
+    ns = getattr(a, "namespace", None) or os.environ.get("CLAIMROOM_NAMESPACE") or "default"
+    return url, ns, bool(getattr(a, "json", False))
+
+
+async def _run(handler: Handler, a: argparse.Namespace, out: Printer) -> None:
+    url, ns, _ = _settings(a)
+    store = Store.from_url(url, ns)
+    try:
+        await handler(a, store, out)
+    finally:
+        await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.command is None:
+        parser.print_help()
+        return 0
+    out = Printer(json_mode=_settings(a)[2])
+    try:
+        if a.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(a.seconds, out)
+        asyncio.run(_run(COMMANDS[a.command], a, out))
+        return 0
+    except ClaimroomError as exc:
+        out.error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); nothing more to say to it.
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # the last line of defence: a message, not a traceback
+        if os.environ.get("CLAIMROOM_DEBUG"):
+            raise
+        sys.stderr.write(f"claimroom: unexpected error: {exc.__class__.__name__}: {exc} "
+                         "(CLAIMROOM_DEBUG=1 shows the traceback)\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""How the CLI prints: plain lines for people, one JSON object with ``--json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from .errors import ClaimroomError
+from .models import Agent, Claim, Event, ReapReport, Task
+
+
+def _ago(ms: int, now_ms: int) -> str:
+    if not ms:
+        return "-"
+    s = (now_ms - ms) / 1000
+    return f"{s:.0f}s ago" if s >= 0 else f"in {-s:.0f}s"
+
+
+def _detail(key: str, value: Any, at_ms: int) -> str:
+    """One event detail for people: store times shown relative to the event."""
+    if key.endswith("_ms") and isinstance(value, int | float) and value > 1e12:
+        return f"{key[:-3]}=+{(value - at_ms) / 1000:.1f}s"
+    if isinstance(value, list):
+        return f"{key}={','.join(map(str, value))}"
+    return f"{key}={value}"
+
+
+class Printer:
+    """Writes command results to stdout and errors to stderr."""
+
+    def __init__(self, json_mode: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.json_mode = json_mode
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def _json(self, obj: Any) -> None:
+        self.out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def done(self, obj: dict[str, Any], text: str) -> None:
+        self._json(obj) if self.json_mode else self._line(text)
+
+    def error(self, exc: ClaimroomError) -> None:
+        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        if self.json_mode:
+            self._json({"error": message, "exit_code": exc.exit_code, "kind": exc.__class__.__name__})
+        self.err.write(f"claimroom: {message}\n")
+        self.err.flush()
+
+    def claim(self, c: Claim) -> None:
+        if self.json_mode:
+            self._json(c.to_json())
+            return
+        self._line(f"{c.task.id} token={c.token} lease={c.task.ttl_ms / 1000:g}s  {c.task.title}")
+
+    def task(self, t: Task) -> None:
+        if self.json_mode:
+            self._json(t.to_json())
+            return
+        now = int(time.time() * 1000)
+        rows = [
+            ("id", t.id), ("title", t.title), ("state", t.state.value), ("queue", t.queue),
+            ("priority", str(t.priority)), ("requires", ", ".join(t.requires) or "-"),
+            ("after", ", ".join(t.after) or "-"), ("parent", t.parent or "-"),
+            ("agent", t.agent or "-"), ("token", str(t.token or "-")),
+            ("lease ends", _ago(t.deadline_ms, now) if t.state.value == "claimed" else "-"),
+            ("progress", f"{t.progress:.0%}"), ("stage", t.stage or "-"),
+            ("attempts", f"{t.attempts} claimed, {t.failures}/{t.max_attempts} failed, {t.expiries} expired"),
+            ("reason", t.reason or "-"),
+            ("payload", "-" if t.payload is None else json.dumps(t.payload)[:200]),
+            ("result", "-" if t.result is None else json.dumps(t.result)[:200]),
+        ]
+        for k, v in rows:
+            self._line(f"{k:<11} {v}")
+
+    def tasks(self, tasks: list[Task]) -> None:
+        if self.json_mode:
+            self._json({"tasks": [t.to_json() for t in tasks]})
+            return
+        for t in tasks:
+            holder = f" {t.agent}#{t.token}" if t.state.value == "claimed" else ""
+            self._line(f"{t.id:<8} {t.state.value:<9} {t.queue:<10} p{t.priority:<4}{holder}  {t.title}")
+
+    def agents(self, agents: list[Agent]) -> None:
+        if self.json_mode:
+            self._json({"agents": [a.to_json() for a in agents]})
+            return
+        now = int(time.time() * 1000)
+        for a in agents:
+            breaker = "open" if a.breaker_open_until_ms > now else "closed"
+            caps = ",".join(a.capabilities) or "-"
+            self._line(
+                f"{a.name:<16} claims {len(a.held)}/{a.max_claims}  seen {_ago(a.last_seen_ms, now):<9} "
+                f"breaker {breaker:<6} can {caps}"
+            )
+
+    def event(self, e: Event) -> None:
+        if self.json_mode:
+            self._json(e.to_json())
+            return
+        stamp = time.strftime("%H:%M:%S", time.localtime(e.at_ms / 1000)) + f".{e.at_ms % 1000:03d}"
+        who = f" {e.agent}" if e.agent else ""
+        tok = f"#{e.token}" if e.token else ""
+        by = f" by {e.operator}" if e.operator else ""
+        extra = " ".join(_detail(k, v, e.at_ms) for k, v in e.data.items() if v not in ("", [], {}, None, 0))
+        self._line(f"{stamp} {e.type:<14} {e.task:<8}{who}{tok}{by} {extra}".rstrip())
+
+    def events(self, events: list[Event]) -> None:
+        # The audit trail is a stream: with --json it is JSON lines, one event each.
+        for e in events:
+            self.event(e)
+
+    def reap(self, r: ReapReport) -> None:
+        if self.json_mode:
+            self._json(r.to_json())
+            return
+        self._line(
+            f"requeued {len(r.requeued)}, orphaned {len(r.orphaned)}, dead {len(r.dead)}, "
+            f"retry-ready {len(r.promoted)}, lock holds expired {r.locks_expired}"
+        )

@@ -1,0 +1,198 @@
+"""The agent CLI from outside, as an agent runs it: real processes, a real store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
+
+
+def run(env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLAIMROOM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+def ok(env: dict[str, str], *args: str, stdin: str | None = None) -> dict:
+    p = run(env, *args, "--json", stdin=stdin)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def event_count(env: dict[str, str]) -> int:
+    return len(run(env, "events", "--json").stdout.splitlines())
+
+
+def test_agent_lifecycle_with_json(cli_env: dict[str, str]) -> None:
+    ok(cli_env, "register", "ada", "--can", "python", "--max-claims", "2")
+    first = ok(cli_env, "add", "write the parser", "--priority", "2", "--payload", '{"file": "parse.py"}')
+    second = ok(cli_env, "add", "test the parser", "--after", first["id"])
+    assert second["state"] == "blocked"
+
+    claim = ok(cli_env, "claim", "--agent", "ada", "--ttl", "30")
+    assert claim["task"]["id"] == first["id"]
+    assert claim["task"]["payload"] == {"file": "parse.py"}
+    token = str(claim["token"])
+
+    hb = ok(cli_env, "heartbeat", first["id"], "--token", token, "--progress", "0.5", "--stage", "coding")
+    assert hb["deadline_ms"] >= claim["deadline_ms"]
+    done = ok(cli_env, "complete", first["id"], "--token", token, "--result", '{"lines": 120}')
+    assert done["unblocked"] == [second["id"]]
+
+    shown = ok(cli_env, "show", first["id"])
+    assert (shown["state"], shown["result"], shown["stage"]) == ("done", {"lines": 120}, "coding")
+    listed = ok(cli_env, "ls", "--state", "queued")
+    assert [t["id"] for t in listed["tasks"]] == [second["id"]]
+    agents = ok(cli_env, "agents")["agents"]
+    assert agents[0]["name"] == "ada" and agents[0]["capabilities"] == ["python"]
+    types = [json.loads(line)["type"] for line in run(cli_env, "events", "--json").stdout.splitlines()]
+    assert types == ["registered", "added", "added", "claimed", "stage", "ready", "completed"]
+
+
+def test_plain_output_is_one_line_per_result(cli_env: dict[str, str]) -> None:
+    p = run(cli_env, "add", "plain task")
+    assert p.returncode == 0 and p.stdout.strip().startswith("t")
+    p = run(cli_env, "claim", "--agent", "bob")
+    assert p.returncode == 0 and "token=" in p.stdout and "plain task" in p.stdout
+
+
+def test_payload_from_file_and_stdin(cli_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "payload.json"
+    f.write_text('{"from": "file"}')
+    a = ok(cli_env, "add", "from file", "--payload", f"@{f}")
+    b = ok(cli_env, "add", "from stdin", "--payload", "-", stdin='{"from": "stdin"}')
+    assert ok(cli_env, "show", a["id"])["payload"] == {"from": "file"}
+    assert ok(cli_env, "show", b["id"])["payload"] == {"from": "stdin"}
+
+
+def test_nothing_to_claim_and_no_such_task_exit_3(cli_env: dict[str, str]) -> None:
+    p = run(cli_env, "claim", "--agent", "idle")
+    assert p.returncode == 3 and "nothing to claim" in p.stderr
+    p = run(cli_env, "show", "t999")
+    assert p.returncode == 3 and "t999" in p.stderr
+
+
+def test_stale_token_exits_4_and_changes_nothing(cli_env: dict[str, str]) -> None:
+    tid = ok(cli_env, "add", "contested")["id"]
+    token = ok(cli_env, "claim", "--agent", "a1")["token"]
+    ok(cli_env, "release", tid, "--token", str(token))
+    newer = ok(cli_env, "claim", "--agent", "a2")["token"]
+    before = event_count(cli_env)
+    for args in (
+        ("heartbeat", tid, "--token", str(token)),
+        ("complete", tid, "--token", str(token), "--result", '"mine"'),
+        ("fail", tid, "--token", str(token), "--reason", "x"),
+        ("release", tid, "--token", str(token)),
+    ):
+        p = run(cli_env, *args)
+        assert p.returncode == 4, (args, p.stderr)
+        assert "lease lost" in p.stderr
+    assert event_count(cli_env) == before
+    shown = ok(cli_env, "show", tid)
+    assert (shown["state"], shown["agent"], shown["token"], shown["result"]) == ("claimed", "a2", newer, None)
+
+
+BAD_INPUT = [
+    (("add", "x", "--priority", "high"), "priority"),
+    (("add", "x", "--priority", "5000"), "priority"),
+    (("add", ""), "title"),
+    (("add", "x", "--payload", "{not json"), "JSON"),
+    (("add", "x", "--payload", "NaN"), "JSON"),
+    (("add", "x", "--after", "bad id!"), "task id"),
+    (("add", "x", "--queue", "a,b"), "queue"),
+    (("add", "x", "--max-attempts", "0"), "max attempts"),
+    (("claim", "--agent", ""), "agent"),
+    (("claim", "--agent", "a", "--ttl", "0"), "ttl"),
+    (("claim", "--agent", "a", "--ttl", "-5"), "ttl"),
+    (("claim", "--agent", "a", "--ttl", "nan"), "ttl"),
+    (("claim", "--agent", "a", "--wait", "-1"), "wait"),
+    (("heartbeat", "t1", "--token", "1", "--progress", "1.5"), "progress"),
+    (("heartbeat", "t1", "--token", "1", "--progress", "-0.1"), "progress"),
+    (("heartbeat", "t1", "--token", "x"), "token"),
+    (("heartbeat", "t1"), "token"),
+    (("complete", "../etc", "--token", "1"), "task id"),
+    (("fail", "t1", "--token", "1", "--reason", " "), "reason"),
+    (("register", "bad name"), "agent"),
+    (("register", "a", "--max-claims", "0"), "max claims"),
+    (("lock", "..", "--agent", "a"), "path"),
+    (("lock", "x", "--agent", "a", "--ttl", "0"), "ttl"),
+    (("ls", "--state", "sleeping"), "state"),
+    (("nosuchcommand",), "invalid choice"),
+]
+
+
+@pytest.mark.parametrize(("args", "word"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_exits_2_with_one_line(cli_env: dict[str, str], args: tuple[str, ...], word: str) -> None:
+    before = event_count(cli_env)
+    p = run(cli_env, *args)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and word.lower() in lines[0].lower(), p.stderr
+    assert "Traceback" not in p.stderr and p.stdout == ""
+    assert event_count(cli_env) == before
+
+
+def test_payload_over_limit_exits_2(cli_env: dict[str, str], tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"blob": "x" * (256 * 1024)}))
+    p = run(cli_env, "add", "too big", "--payload", f"@{big}")
+    assert p.returncode == 2 and "256 KiB" in p.stderr
+    assert ok(cli_env, "ls")["tasks"] == []
+
+
+def test_missing_payload_file_exits_2(cli_env: dict[str, str]) -> None:
+    p = run(cli_env, "add", "x", "--payload", "@/nonexistent/file.json")
+    assert p.returncode == 2 and "cannot read payload file" in p.stderr
+
+
+def test_lock_conflict_exits_6_naming_holder(cli_env: dict[str, str]) -> None:
+    ok(cli_env, "lock", "src/app.py", "--agent", "ada")
+    p = run(cli_env, "lock", "src", "--agent", "bob")
+    assert p.returncode == 6 and "ada" in p.stderr and "src/app.py" in p.stderr
+    assert ok(cli_env, "unlock", "src/app.py", "--agent", "ada")["released"] == ["src/app.py"]
+    ok(cli_env, "lock", "src", "--agent", "bob")
+
+
+def test_store_unavailable_exits_5_with_guidance(cli_env: dict[str, str]) -> None:
+    env = dict(cli_env, CLAIMROOM_URL="redis://127.0.0.1:1/0")
+    p = run(env, "add", "x")
+    assert p.returncode == 5
+    assert "store unavailable" in p.stderr and "redis-server" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_unsupported_url_exits_2(cli_env: dict[str, str]) -> None:
+    p = run(dict(cli_env, CLAIMROOM_URL="http://example"), "ls")
+    assert p.returncode == 2 and "unsupported store URL" in p.stderr
+
+
+def test_claim_wait_wakes_on_new_task(cli_env: dict[str, str]) -> None:
+    waiter = subprocess.Popen(
+        [CLAIMROOM, "claim", "--agent", "w", "--wait", "20", "--json"],
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(1.0)  # let it subscribe and find nothing
+    tid = ok(cli_env, "add", "arrives later")["id"]
+    added = time.monotonic()
+    out, err = waiter.communicate(timeout=20)
+    assert waiter.returncode == 0, err
+    assert json.loads(out)["task"]["id"] == tid
+    assert time.monotonic() - added < 5  # far below the 20 s wait: it woke, it did not time out
+
+
+def test_reap_reports_recovery(cli_env: dict[str, str]) -> None:
+    ok(cli_env, "add", "short lease")
+    ok(cli_env, "claim", "--agent", "gone", "--ttl", "0.2")
+    time.sleep(0.4)
+    assert ok(cli_env, "reap")["requeued"] == ["t1"]
+
+
+def test_demo_shows_a_crash_recovered(tmp_path: Path) -> None:
+    p = subprocess.run([CLAIMROOM, "demo"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "crashes while holding" in p.stdout
+    assert "expired" in p.stdout and "outcome=queued" in p.stdout
+    assert "end of demo: 6 done" in p.stdout

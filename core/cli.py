@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,15 +51,24 @@ def read_json(kind: str, raw: str) -> Any:
 
 async def cmd_register(a: argparse.Namespace, s: Store, out: Printer) -> None:
     await s.register(a.agent, a.can, a.max_claims)
-    out.done({"agent": a.agent, "capabilities": sorted(set(a.can)), "max_claims": a.max_claims},
-             f"registered {a.agent}")
+    out.done(
+        {"agent": a.agent, "capabilities": sorted(set(a.can)), "max_claims": a.max_claims},
+        f"registered {a.agent}",
+    )
 
 
 async def cmd_add(a: argparse.Namespace, s: Store, out: Printer) -> None:
     payload = None if a.payload is None else read_json("payload", a.payload)
     tid = await s.add(
-        a.title, queue=a.queue, priority=a.priority, requires=a.requires, after=a.after,
-        parent=a.parent or "", affinity=a.affinity or "", payload=payload, max_attempts=a.max_attempts,
+        a.title,
+        queue=a.queue,
+        priority=a.priority,
+        requires=a.requires,
+        after=a.after,
+        parent=a.parent or "",
+        affinity=a.affinity or "",
+        payload=payload,
+        max_attempts=a.max_attempts,
     )
     task = await s.get(tid)
     out.done({"id": tid, "state": task.state.value}, tid)
@@ -70,8 +78,10 @@ async def cmd_claim(a: argparse.Namespace, s: Store, out: Printer) -> None:
     miss = Miss()
     claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, wait_s=a.wait, miss=miss)
     if claim is None:
-        why = {"at-capacity": f"{a.agent} already holds its maximum number of claims",
-               "breaker-open": f"{a.agent}'s circuit breaker is open after repeated failures"}
+        why = {
+            "at-capacity": f"{a.agent} already holds its maximum number of claims",
+            "breaker-open": f"{a.agent}'s circuit breaker is open after repeated failures",
+        }
         raise NothingToClaim(why.get(miss.last.reason, "nothing to claim"))
     out.claim(claim)
 
@@ -85,8 +95,9 @@ async def cmd_heartbeat(a: argparse.Namespace, s: Store, out: Printer) -> None:
         return
     if a.token is None:
         raise BadInput("--token is required with a TASK")
-    deadline = await s.heartbeat(a.task, a.token, ttl_s=a.ttl, progress=a.progress, stage=a.stage,
-                                 checkpoint=a.checkpoint)
+    deadline = await s.heartbeat(
+        a.task, a.token, ttl_s=a.ttl, progress=a.progress, stage=a.stage, checkpoint=a.checkpoint
+    )
     out.done({"task": a.task, "deadline_ms": deadline}, f"{a.task} lease extended")
 
 
@@ -134,8 +145,10 @@ async def cmd_events(a: argparse.Namespace, s: Store, out: Printer) -> None:
 async def cmd_lock(a: argparse.Namespace, s: Store, out: Printer) -> None:
     expires = await s.lock(a.paths, a.agent, ttl_s=a.ttl, shared=a.shared, task=a.task or "")
     paths = sorted({validate.path(p) for p in a.paths})
-    out.done({"paths": paths, "agent": a.agent, "shared": a.shared, "expires_ms": expires},
-             f"locked {' '.join(paths)} for {a.agent}")
+    out.done(
+        {"paths": paths, "agent": a.agent, "shared": a.shared, "expires_ms": expires},
+        f"locked {' '.join(paths)} for {a.agent}",
+    )
 
 
 async def cmd_unlock(a: argparse.Namespace, s: Store, out: Printer) -> None:
@@ -151,10 +164,20 @@ async def cmd_reap(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 
 COMMANDS: dict[str, Handler] = {
-    "register": cmd_register, "add": cmd_add, "claim": cmd_claim, "heartbeat": cmd_heartbeat,
-    "complete": cmd_complete, "fail": cmd_fail, "release": cmd_release, "show": cmd_show,
-    "ls": cmd_ls, "agents": cmd_agents, "events": cmd_events, "lock": cmd_lock,
-    "unlock": cmd_unlock, "reap": cmd_reap,
+    "register": cmd_register,
+    "add": cmd_add,
+    "claim": cmd_claim,
+    "heartbeat": cmd_heartbeat,
+    "complete": cmd_complete,
+    "fail": cmd_fail,
+    "release": cmd_release,
+    "show": cmd_show,
+    "ls": cmd_ls,
+    "agents": cmd_agents,
+    "events": cmd_events,
+    "lock": cmd_lock,
+    "unlock": cmd_unlock,
+    "reap": cmd_reap,
 }
 
 
@@ -172,15 +195,16 @@ def _number(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     g = common.add_argument_group("store")
     # SUPPRESS keeps a subcommand's absent flag from hiding one given before it.
     g.add_argument("--url", default=argparse.SUPPRESS, help="store URL (env CLAIMROOM_URL)")
     g.add_argument("--namespace", default=argparse.SUPPRESS, help="board name (env CLAIMROOM_NAMESPACE)")
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object")
 
-    p = _Parser(prog="claimroom", description="Coordinate many coding agents on one codebase.",
-                parents=[common])
+    p = _Parser(
+        prog="claimroom", description="Coordinate many coding agents on one codebase.", parents=[common]
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     num_i, num_f = _number(int, "value"), _number(float, "value")
 
@@ -201,14 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--parent", metavar="ID")
     c.add_argument("--affinity", metavar="KEY")
     c.add_argument("--payload", metavar="JSON", help="JSON, @FILE or - for stdin")
-    c.add_argument("--max-attempts", type=_number(int, "--max-attempts"), default=constants.default_max_attempts)
+    c.add_argument(
+        "--max-attempts", type=_number(int, "--max-attempts"), default=constants.default_max_attempts
+    )
 
     c = cmd("claim", "claim the best task for an agent; prints the task and its token")
     c.add_argument("--agent", required=True)
     c.add_argument("--queue", action="append", default=[], metavar="Q")
-    c.add_argument("--ttl", type=_number(float, "--ttl"), default=constants.default_lease_ttl_s, metavar="SECONDS")
-    c.add_argument("--wait", type=_number(float, "--wait"), default=0.0, metavar="SECONDS",
-                   help="wait this long for a task to become claimable")
+    c.add_argument(
+        "--ttl", type=_number(float, "--ttl"), default=constants.default_lease_ttl_s, metavar="SECONDS"
+    )
+    c.add_argument(
+        "--wait",
+        type=_number(float, "--wait"),
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a task to become claimable",
+    )
 
     c = cmd("heartbeat", "extend a lease and record progress (or, with only --agent, say the agent is alive)")
     c.add_argument("task", metavar="TASK", nargs="?")
@@ -253,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("lock", "lock paths for an agent (all or none; exit 6 names the holder)")
     c.add_argument("paths", metavar="PATH", nargs="+")
     c.add_argument("--agent", required=True)
-    c.add_argument("--ttl", type=_number(float, "--ttl"), default=constants.default_lock_ttl_s, metavar="SECONDS")
+    c.add_argument(
+        "--ttl", type=_number(float, "--ttl"), default=constants.default_lock_ttl_s, metavar="SECONDS"
+    )
     c.add_argument("--shared", action="store_true")
     c.add_argument("--task", metavar="ID", help="the claim these locks belong to: released when it ends")
 
@@ -311,8 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: a message, not a traceback
         if os.environ.get("CLAIMROOM_DEBUG"):
             raise
-        sys.stderr.write(f"claimroom: unexpected error: {exc.__class__.__name__}: {exc} "
-                         "(CLAIMROOM_DEBUG=1 shows the traceback)\n")
+        sys.stderr.write(
+            f"claimroom: unexpected error: {exc.__class__.__name__}: {exc} "
+            "(CLAIMROOM_DEBUG=1 shows the traceback)\n"
+        )
         return 1
 
 

@@ -9,6 +9,7 @@ printed is the store's own audit trail, followed live, so the output is what hap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 from .local_redis import LocalRedis
@@ -25,9 +26,7 @@ PLAN = [
 ]
 
 
-async def _agent(
-    store: Store, name: str, say: Printer, *, dies: bool = False, flaky: bool = False
-) -> None:
+async def _agent(store: Store, name: str, say: Printer, *, dies: bool = False, flaky: bool = False) -> None:
     """One simulated coding agent: claim, work in steps with heartbeats, complete."""
     failed_once = False
     while True:
@@ -68,10 +67,8 @@ async def _demo(url: str, seconds: float, out: Printer) -> None:
             asyncio.create_task(_agent(store, "grace", out, flaky=True)),
             asyncio.create_task(_agent(store, "linus", out)),
         ]
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*agents), seconds)
-        except TimeoutError:
-            pass
         await asyncio.sleep(0.3)
         printer.cancel()
         counts = await store.counts()

@@ -39,7 +39,9 @@ class LocalRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @classmethod
-    def start(cls, directory: Path | None = None, port: int | None = None, timeout_s: float = 10.0) -> LocalRedis:
+    def start(
+        cls, directory: Path | None = None, port: int | None = None, timeout_s: float = 10.0
+    ) -> LocalRedis:
         binary = shutil.which("redis-server")
         if binary is None:
             raise StoreUnavailable(

@@ -47,7 +47,9 @@ class RedisStore(Store):
         self._prefix = C.prefix(namespace)
         self._stream = C.events_key(namespace)
         self._channel = C.hints_channel(namespace)
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+        # Typed Any on purpose: redis-py's stubs type every reply as bytes | str whatever
+        # decode_responses says; with it on, replies here are str (and lists of str).
+        self.redis: Any = aioredis.Redis.from_url(
             url,
             decode_responses=True,
             socket_connect_timeout=C.connect_timeout_s,
@@ -56,7 +58,7 @@ class RedisStore(Store):
         self._scripts: dict[str, AsyncScript] = {
             name: self.redis.register_script(source(name)) for name in SCRIPTS
         }
-        self._watch: aioredis.client.PubSub | None = None
+        self._watch: Any = None
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -98,7 +100,9 @@ class RedisStore(Store):
             claims.append(Claim(task, task.token, task.deadline_ms))
         return claims, ClaimMiss("")
 
-    async def _claim(self, agent: str, queues: list[str], ttl_ms: int, count: int) -> tuple[list[Claim], ClaimMiss]:
+    async def _claim(
+        self, agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[Claim], ClaimMiss]:
         return self._claims(await self._run("claim", agent, ttl_ms, ",".join(queues), count))
 
     async def _claim_waiting(
@@ -136,7 +140,9 @@ class RedisStore(Store):
         reply = await self._run("complete", task, token, result)
         return [str(x) for x in reply[1:]]
 
-    async def _fail(self, task: str, token: int, reason: str, fatal: bool, jitter: float) -> tuple[State, int]:
+    async def _fail(
+        self, task: str, token: int, reason: str, fatal: bool, jitter: float
+    ) -> tuple[State, int]:
         reply = await self._run("fail", task, token, reason, "1" if fatal else "0", repr(jitter))
         return State(reply[1]), int(reply[2])
 
@@ -261,7 +267,9 @@ class RedisStore(Store):
     async def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]:
         last = after
         while True:
-            reply = await self._guard(lambda: self.redis.xread({self._stream: last}, block=1000, count=500))
+            reply = await self._guard(
+                lambda since=last: self.redis.xread({self._stream: since}, block=1000, count=500)  # type: ignore[misc]
+            )
             for _stream, entries in reply or []:
                 for eid, fields in entries:
                     last = eid
@@ -306,14 +314,14 @@ class RedisStore(Store):
     async def _wait_for_change(self, timeout_s: float) -> bool:
         if self._watch is None:
             self._watch = self.redis.pubsub(ignore_subscribe_messages=True)
-            await self._guard(lambda: self._watch.subscribe(self._channel))  # type: ignore[union-attr]
-        msg = await self._guard(lambda: self._watch.get_message(timeout=timeout_s))  # type: ignore[union-attr]
+            await self._guard(lambda: self._watch.subscribe(self._channel))
+        msg = await self._guard(lambda: self._watch.get_message(timeout=timeout_s))
         return msg is not None
 
     async def ping(self) -> float:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await self._guard(self.redis.ping)  # type: ignore[arg-type]
+        await self._guard(self.redis.ping)
         return (loop.time() - start) * 1000
 
     async def close(self) -> None:

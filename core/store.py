@@ -8,6 +8,7 @@ backends refuse bad input identically and a backend only ever sees clean values.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from abc import ABC, abstractmethod
@@ -18,6 +19,13 @@ from typing import Any
 from . import constants, validate
 from .errors import BadInput
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+
+
+def _ref_or_id(value: str) -> str:
+    """A task id, or ``$k``: the k-th task of the same batch."""
+    if value.startswith("$") and value[1:].isdigit():
+        return value
+    return validate.task_id(value)
 
 
 ACTIONS = ("kill", "kill-dead", "requeue", "cancel", "retry", "reassign")
@@ -40,14 +48,13 @@ class TaskSpec:
 
     def checked(self) -> dict[str, Any]:
         """The spec in the stored form, or ``BadInput``."""
-        ref_ok = (lambda v: v.startswith("$") and v[1:].isdigit())  # noqa: E731 - tiny local predicate
         return {
             "title": validate.title(self.title),
             "queue": validate.queue(self.queue),
             "priority": validate.priority(self.priority),
             "requires": validate.capabilities(self.requires),
-            "after": [a if ref_ok(a) else validate.task_id(a) for a in self.after],
-            "parent": self.parent if not self.parent or ref_ok(self.parent) else validate.task_id(self.parent),
+            "after": [_ref_or_id(a) for a in self.after],
+            "parent": _ref_or_id(self.parent) if self.parent else "",
             "affinity": validate.text("affinity", self.affinity, 256),
             "payload": "" if self.payload is None else validate.json_value("payload", self.payload),
             "max_attempts": validate.positive_int("max attempts", self.max_attempts, 1000),
@@ -260,10 +267,8 @@ class Store(ABC):
         while not stop.is_set():
             if await self._lead(me, constants.reaper_lease_ms):
                 await self._reap()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
-            except TimeoutError:
-                pass
 
     async def wait_for_change(self, timeout_s: float) -> bool:
         """Return when the board may have changed (True) or after ``timeout_s`` (False)."""
@@ -284,12 +289,16 @@ class Store(ABC):
         if action == "reassign":
             agent = validate.agent(agent)
         st = State(seen_state)
-        return await self._act(action, validate.task_id(task), st, int(seen_token), validate.operator(operator), agent)
+        return await self._act(
+            action, validate.task_id(task), st, int(seen_token), validate.operator(operator), agent
+        )
 
     async def extend(self, task: str, seen_token: int, extra_s: float, operator: str) -> int:
         """Give a live claim ``extra_s`` more seconds; returns the new deadline."""
         ms = validate.ttl_ms(extra_s, "extension")
-        return await self._extend(validate.task_id(task), validate.token(seen_token), ms, validate.operator(operator))
+        return await self._extend(
+            validate.task_id(task), validate.token(seen_token), ms, validate.operator(operator)
+        )
 
     async def pause(self, queue: str, operator: str, *, resume: bool = False) -> bool:
         """Pause (or resume) a queue; returns whether that changed anything."""
@@ -306,7 +315,9 @@ class Store(ABC):
     @abstractmethod
     async def _add(self, specs: list[dict[str, Any]]) -> list[str]: ...
     @abstractmethod
-    async def _claim(self, agent: str, queues: list[str], ttl_ms: int, count: int) -> tuple[list[Claim], ClaimMiss]: ...
+    async def _claim(
+        self, agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[Claim], ClaimMiss]: ...
     @abstractmethod
     async def _claim_waiting(
         self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
@@ -316,7 +327,9 @@ class Store(ABC):
     @abstractmethod
     async def _complete(self, task: str, token: int, result: str) -> list[str]: ...
     @abstractmethod
-    async def _fail(self, task: str, token: int, reason: str, fatal: bool, jitter: float) -> tuple[State, int]: ...
+    async def _fail(
+        self, task: str, token: int, reason: str, fatal: bool, jitter: float
+    ) -> tuple[State, int]: ...
     @abstractmethod
     async def _release(self, task: str, token: int) -> None: ...
     @abstractmethod
@@ -348,7 +361,9 @@ class Store(ABC):
     @abstractmethod
     async def _wait_for_change(self, timeout_s: float) -> bool: ...
     @abstractmethod
-    async def _act(self, action: str, task: str, seen: State, token: int, operator: str, agent: str) -> State: ...
+    async def _act(
+        self, action: str, task: str, seen: State, token: int, operator: str, agent: str
+    ) -> State: ...
     @abstractmethod
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int: ...
     @abstractmethod
@@ -360,6 +375,7 @@ class Store(ABC):
     @abstractmethod
     async def ping(self) -> float:
         """Round trip to the store in ms; ``StoreUnavailable`` when it is down."""
+
     @abstractmethod
     async def close(self) -> None: ...
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -29,6 +30,15 @@ def _ref_or_id(value: str) -> str:
 
 
 ACTIONS = ("kill", "kill-dead", "requeue", "cancel", "retry", "reassign")
+
+_EVENT_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+
+
+def _event_id(value: str, *also: str) -> str:
+    """An audit event id (``ms-seq``, or ``ms``), or one of the markers in ``also``."""
+    if value in also or (isinstance(value, str) and _EVENT_ID.fullmatch(value)):
+        return value
+    raise BadInput(f"invalid event id {value!r}: use an id from the audit trail, like 1700000000000-0")
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,8 @@ class TaskSpec:
             "queue": validate.queue(self.queue),
             "priority": validate.priority(self.priority),
             "requires": validate.capabilities(self.requires),
-            "after": [_ref_or_id(a) for a in self.after],
+            # Unique, in order: a dependency named twice must not be waited for twice.
+            "after": list(dict.fromkeys(_ref_or_id(a) for a in self.after)),
             "parent": _ref_or_id(self.parent) if self.parent else "",
             "affinity": validate.text("affinity", self.affinity, 256),
             "payload": "" if self.payload is None else validate.json_value("payload", self.payload),
@@ -249,12 +260,12 @@ class Store(ABC):
     async def events(self, *, task: str | None = None, after: str = "-", count: int = 1000) -> list[Event]:
         """Audit events oldest first, after the event id ``after`` (exclusive)."""
         tid = None if task is None else validate.task_id(task)
-        return await self._events(tid, after, count)
+        return await self._events(tid, _event_id(after, "-"), count)
 
     async def follow(self, *, task: str | None = None, after: str = "$") -> AsyncIterator[Event]:
         """New audit events as they are written, forever."""
         tid = None if task is None else validate.task_id(task)
-        async for event in self._follow(tid, after):
+        async for event in self._follow(tid, _event_id(after, "$")):
             yield event
 
     async def reap(self) -> ReapReport:
@@ -288,10 +299,18 @@ class Store(ABC):
             raise BadInput(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
         if action == "reassign":
             agent = validate.agent(agent)
-        st = State(seen_state)
-        return await self._act(
-            action, validate.task_id(task), st, int(seen_token), validate.operator(operator), agent
-        )
+        try:
+            st = State(seen_state)
+        except ValueError:
+            names = ", ".join(s.value for s in State)
+            raise BadInput(f"unknown state {seen_state!r}: one of {names}") from None
+        try:
+            token = int(seen_token)
+        except (TypeError, ValueError, OverflowError):
+            raise BadInput(f"token must be a whole number, got {seen_token!r}") from None
+        if token < 0:
+            raise BadInput(f"token must not be negative, got {token}")
+        return await self._act(action, validate.task_id(task), st, token, validate.operator(operator), agent)
 
     async def extend(self, task: str, seen_token: int, extra_s: float, operator: str) -> int:
         """Give a live claim ``extra_s`` more seconds; returns the new deadline."""

@@ -60,18 +60,28 @@ def task_id(value: str) -> str:
     return value
 
 
+def _utf8_size(kind: str, value: str) -> int:
+    """Bytes of ``value`` as UTF-8; ``BadInput`` for text that has no UTF-8 form (a lone
+    surrogate, e.g. from undecodable command-line bytes under surrogateescape)."""
+    try:
+        return len(value.encode())
+    except UnicodeEncodeError:
+        raise BadInput(f"{kind} is not valid Unicode text") from None
+
+
 def title(value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadInput("title is empty")
     if len(value) > constants.max_title_chars:
         raise BadInput(f"title is longer than {constants.max_title_chars} characters")
+    _utf8_size("title", value)
     return value
 
 
 def text(kind: str, value: str, limit: int = constants.max_text_chars) -> str:
     if not isinstance(value, str):
         raise BadInput(f"{kind} must be text")
-    if len(value.encode()) > limit:
+    if _utf8_size(kind, value) > limit:
         raise BadInput(f"{kind} is larger than {limit} bytes")
     return value
 
@@ -79,7 +89,7 @@ def text(kind: str, value: str, limit: int = constants.max_text_chars) -> str:
 def priority(value: Any) -> int:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadInput(f"priority must be a whole number, got {value!r}") from None
     if isinstance(value, float) and not value.is_integer():
         raise BadInput(f"priority must be a whole number, got {value!r}")
@@ -91,7 +101,7 @@ def priority(value: Any) -> int:
 def positive_int(kind: str, value: Any, maximum: int) -> int:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadInput(f"{kind} must be a whole number, got {value!r}") from None
     if number < 1 or number > maximum:
         raise BadInput(f"{kind} must be between 1 and {maximum}, got {number}")
@@ -134,7 +144,7 @@ def progress(value: Any) -> float:
 def token(value: Any) -> int:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadInput(f"token must be a whole number, got {value!r}") from None
     if number < 1:
         raise BadInput(f"token must be positive, got {number}")
@@ -170,13 +180,14 @@ def path(value: str) -> str:
         raise BadInput("lock path is empty")
     if any(c in value for c in "\0\n\r"):
         raise BadInput(f"lock path {value!r} contains a control character")
+    _utf8_size("lock path", value)
     normal = posixpath.normpath(value)
+    if normal.startswith("//"):
+        normal = "/" + normal.lstrip("/")
     if normal == "." or normal == "/":
         raise BadInput(f"lock path {value!r} names no file or directory")
     if normal == ".." or normal.startswith("../"):
         raise BadInput(f"lock path {value!r} leaves the project")
-    if normal.startswith("//"):
-        normal = "/" + normal.lstrip("/")
     if len(normal.encode()) > 1024:
         raise BadInput("lock path is longer than 1024 bytes")
     return normal

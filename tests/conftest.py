@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 

@@ -13,8 +13,12 @@ import pytest
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 
 
-def run(env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLAIMROOM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout)
+def run(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLAIMROOM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def ok(env: dict[str, str], *args: str, stdin: str | None = None) -> dict:
@@ -172,7 +176,10 @@ def test_unsupported_url_exits_2(cli_env: dict[str, str]) -> None:
 def test_claim_wait_wakes_on_new_task(cli_env: dict[str, str]) -> None:
     waiter = subprocess.Popen(
         [CLAIMROOM, "claim", "--agent", "w", "--wait", "20", "--json"],
-        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(1.0)  # let it subscribe and find nothing
     tid = ok(cli_env, "add", "arrives later")["id"]

@@ -50,6 +50,17 @@ reaper_lease_ms = 5_000
 # Store connection.
 connect_timeout_s = 3.0
 
+# --- File store (core/file_store.py: SQLite in WAL mode, for one machine) ---------------
+file_db_name = "claimroom.db"  # one database file per directory; namespaces share it
+file_busy_timeout_s = 5.0  # an operation that cannot get the database this long: "store busy"
+file_busy_retry_s = 0.002  # upper bound of the random pause between tries for the write lock
+file_poll_s = 0.025  # how often a waiting claimer or view looks for a change (a cheap pragma)
+file_synchronous = "NORMAL"  # WAL + NORMAL: a killed process loses nothing; power loss may drop
+# the last commits but never corrupts (FULL would fsync every commit)
+file_audit_trim_slack = 10_000  # the reaper trims the audit table once it is this far past its cap
+migrate_clock_skew_ms = 1_000  # two stores' clocks further apart than this: shift live deadlines
+# --- end of the file store block ------------------------------------------------------
+
 # Values substituted into the Lua scripts at load time (``${name}`` in the source).
 LUA_CONSTANTS: dict[str, int | float] = {
     "late_stage_progress": late_stage_progress,
@@ -142,3 +153,46 @@ def lock_key(namespace: str, path: str) -> str:
 def reaper_key(namespace: str) -> str:
     """The leader lease of the reaper loop."""
     return prefix(namespace) + "reaper"
+
+
+# --- Infrastructure: store resolution, auto-start, health (core/infra/) -------------------
+
+env_url = "CLAIMROOM_URL"  # the one store to use, when set
+env_home = "CLAIMROOM_HOME"  # the project root, when set (else nearest dir with .git, else cwd)
+env_redis_image = "CLAIMROOM_REDIS_IMAGE"  # the Docker image to start Redis from
+default_redis_port = 6379
+default_redis_image = "redis:7"
+infra_dirname = ".claimroom"  # per-project: config, start lock, local server data, file board
+config_filename = "config.json"
+start_lock_filename = "start.lock"
+started_filename = "started.json"  # what claimroom started for this project (for down/health)
+local_server_dirname = "redis"
+file_board_dirname = "board"
+docker_container_name = "claimroom-redis"  # for the default port; other ports get a -PORT suffix
+docker_volume_name = "claimroom-redis-data"
+docker_label = "io.claimroom.managed"  # set to "true" on every container/volume claimroom creates
+docker_label_port = "io.claimroom.port"
+docker_restart_policy = "unless-stopped"
+docker_engine_timeout_s = 5.0  # one Docker API call (engine ping, container start)
+docker_pull_timeout_s = 300.0
+docker_stop_timeout_s = 5
+probe_timeout_s = 1.0  # a PING to see whether a store answers
+store_start_timeout_s = 20.0  # a started store must answer PING within this
+start_lock_timeout_s = 60.0  # wait this long for another process that is starting the store
+start_lock_poll_s = 0.05
+local_stop_timeout_s = 5.0
+# The settings every store claimroom starts runs with: nothing evicted, changes logged to
+# disk, key-space and key-event notifications for the wake-up hints.
+redis_server_settings: tuple[tuple[str, str], ...] = (
+    ("appendonly", "yes"),
+    ("appendfsync", "everysec"),
+    ("maxmemory-policy", "noeviction"),
+    ("notify-keyspace-events", "KEA"),
+)
+
+# Health monitor (core/infra/health.py) and doctor.
+health_interval_s = 2.0
+health_backoff_initial_s = 0.2
+health_backoff_max_s = 10.0
+health_latency_warn_ms = 50.0
+health_memory_warn_ratio = 0.8  # used / maxmemory above this: warn

@@ -59,3 +59,7 @@ class Changed(ClaimroomError):
     """Raised when an operator action finds the claim changed since it was selected."""
 
     exit_code = 6
+
+
+class StartFailed(StoreUnavailable):
+    """Raised when one way of starting a store (Docker, redis-server) did not work; says why."""

@@ -1,0 +1,244 @@
+"""``claimroom doctor``: the whole setup checked, each finding with what to do.
+
+Nothing is started or changed: doctor only looks. It blocks (probes, Docker calls).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from redis import exceptions as rexc
+
+from .. import constants as C
+from ..errors import BadInput
+from ..redis_store import redacted
+from . import docker_redis, local_server
+from .probe import client, is_local, local_url, probe, scheme
+from .project import config_path, load_config, read_started
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: ``status`` is "ok", "warn" or "fail"; ``fix`` says what to do ("" when ok)."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _config(project: Path) -> tuple[Check, dict[str, Any]]:
+    path = config_path(project)
+    try:
+        config = load_config(project)
+    except BadInput as exc:
+        return Check("config", FAIL, str(exc), f"fix or delete {path}"), {}
+    if not path.exists():
+        return Check("config", OK, f"no {path} yet (defaults apply)"), config
+    consent = config.get("allow_file_fallback")
+    said = (
+        {True: "allowed", False: "declined"}.get(consent, "not asked yet")
+        if isinstance(consent, bool)
+        else "?"
+    )
+    return Check("config", OK, f"{path}: file fallback {said}"), config
+
+
+def _store_checks(url: str) -> list[Check]:
+    """Reachability, latency, persistence, eviction policy, notifications, memory."""
+    shown = redacted(url)
+    found = probe(url)
+    if not found.ok:
+        fix = (
+            "claimroom up (starts one here)"
+            if is_local(url) and found.problem == "refused"
+            else "start Redis there, or point CLAIMROOM_URL at a running Redis for every agent"
+        )
+        return [Check("store", FAIL, f"{shown} does not answer ({found.message})", fix)]
+    checks = [Check("store", OK, f"{shown} answers")]
+    c = client(url)
+    try:
+        info: dict[str, Any] = c.info("all")
+        try:
+            flags = str(c.config_get("notify-keyspace-events").get("notify-keyspace-events", ""))
+            saves = str(c.config_get("save").get("save", ""))
+        except rexc.ResponseError:  # CONFIG renamed or refused (managed Redis)
+            flags, saves = "?", "?"
+    except (rexc.RedisError, OSError) as exc:
+        return [Check("store", FAIL, f"{shown} answers PING but not INFO ({exc})", "check the server's ACLs")]
+    finally:
+        c.close()
+    version = str(info.get("redis_version", "?"))
+    checks.append(Check("version", OK, f"Redis {version}"))
+    latency = found.latency_ms
+    if latency > C.health_latency_warn_ms:
+        checks.append(
+            Check("latency", WARN, f"PING took {latency:.0f} ms", "use a Redis closer to the agents")
+        )
+    else:
+        checks.append(Check("latency", OK, f"PING {latency:.1f} ms"))
+    checks.append(_persistence(info, saves))
+    policy = str(info.get("maxmemory_policy", "?"))
+    if policy == "noeviction":
+        checks.append(Check("eviction", OK, "maxmemory-policy noeviction"))
+    else:
+        checks.append(
+            Check(
+                "eviction",
+                FAIL,
+                f"maxmemory-policy {policy}: Redis may evict keys, i.e. lose tasks and claims",
+                "redis-cli CONFIG SET maxmemory-policy noeviction (and put it in redis.conf)",
+            )
+        )
+    checks.append(_notifications(flags))
+    used, cap = info.get("used_memory"), info.get("maxmemory")
+    if isinstance(used, int) and isinstance(cap, int) and cap > 0 and used / cap > C.health_memory_warn_ratio:
+        checks.append(
+            Check(
+                "memory",
+                WARN,
+                f"{used / 2**20:.0f} of {cap / 2**20:.0f} MiB used",
+                "raise maxmemory, or clear finished boards",
+            )
+        )
+    elif isinstance(used, int):
+        checks.append(
+            Check("memory", OK, f"{used / 2**20:.1f} MiB used, {info.get('connected_clients')} clients")
+        )
+    return checks
+
+
+def _persistence(info: dict[str, Any], saves: str) -> Check:
+    if info.get("aof_enabled") in (1, "1"):
+        if info.get("aof_last_write_status", "ok") != "ok":
+            return Check("persistence", FAIL, "append-only file: the last write failed", "check the disk")
+        return Check("persistence", OK, "append-only file on")
+    if saves not in ("", "?"):
+        return Check(
+            "persistence",
+            WARN,
+            f"snapshots only (save {saves}): a crash loses the changes since the last one",
+            "redis-cli CONFIG SET appendonly yes (and put it in redis.conf)",
+        )
+    return Check(
+        "persistence",
+        WARN if saves == "?" else FAIL,
+        "persistence unknown (CONFIG refused)"
+        if saves == "?"
+        else "no persistence: a restart loses the board",
+        "redis-cli CONFIG SET appendonly yes (and put it in redis.conf)",
+    )
+
+
+def _notifications(flags: str) -> Check:
+    fix = "redis-cli CONFIG SET notify-keyspace-events KEA"
+    if flags == "?":
+        return Check("notifications", WARN, "could not read notify-keyspace-events (CONFIG refused)", fix)
+    has_all = "A" in flags or set("g$lshzxet") <= set(flags)
+    if ("K" in flags or "E" in flags) and has_all:
+        return Check("notifications", OK, f"notify-keyspace-events {flags}")
+    return Check(
+        "notifications",
+        WARN,
+        f"notify-keyspace-events {flags or '(none)'}: views wake up later (they still reconcile)",
+        fix,
+    )
+
+
+def _docker() -> Check:
+    c, problem = docker_redis.engine()
+    if c is None:
+        return Check("docker", WARN, problem, "needed only to auto-start a store in a container")
+    try:
+        version = c.version().get("Version", "?")
+    except Exception:  # a version string is a nicety; reachability was already shown
+        version = "?"
+    finally:
+        c.close()
+    return Check("docker", OK, f"Docker engine {version} reachable")
+
+
+def _redis_server() -> Check:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return Check(
+            "redis-server",
+            WARN,
+            "redis-server is not on PATH",
+            "apt-get install redis-server (needed only to auto-start a store without Docker)",
+        )
+    try:
+        said = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        said = ""
+    return Check("redis-server", OK, said.strip().split(" sha=")[0] or binary)
+
+
+def _started(project: Path) -> Check | None:
+    record = read_started(project)
+    if record is None:
+        return None
+    if record.kind == "docker":
+        state = docker_redis.state(record.container)
+        if state == "running":
+            return Check(
+                "started", OK, f"docker container {record.container} running (volume {record.volume})"
+            )
+        return Check("started", WARN, f"docker container {record.container}: {state}", "claimroom up")
+    pid = local_server.running_pid(project)
+    if pid is not None:
+        return Check("started", OK, f"redis-server pid {pid}, data in {record.directory}")
+    return Check(
+        "started", WARN, f"the project's redis-server is not running ({record.directory})", "claimroom up"
+    )
+
+
+def doctor(
+    url: str | None,
+    *,
+    project: Path,
+    default_port: int = C.default_redis_port,
+) -> list[Check]:
+    """Check the store (the one ``url`` names, else the project's) and the setup around it."""
+    config_check, config = _config(project)
+    checks = [config_check]
+    remembered = config.get("fallback_url")
+    target = url or (remembered if isinstance(remembered, str) and remembered else local_url(default_port))
+    if scheme(target) == "file":
+        checks.append(
+            Check(
+                "store",
+                WARN,
+                f"file-based coordination in {target}: agents on this machine only",
+                "to move to Redis: claimroom up with Redis available, then claimroom migrate "
+                f'--from {target} --to redis://127.0.0.1:{default_port}/0 and remove "fallback_url" '
+                "from the config",
+            )
+        )
+    else:
+        checks.extend(_store_checks(target))
+    started = _started(project)
+    if started is not None:
+        checks.append(started)
+    docker_check, server_check = _docker(), _redis_server()
+    checks += [docker_check, server_check]
+    down = any(c.name == "store" and c.status == FAIL for c in checks)
+    if down and docker_check.status != OK and server_check.status != OK:
+        checks.append(
+            Check(
+                "auto-start",
+                FAIL,
+                "no way to start a store here: no Docker engine and no redis-server",
+                "apt-get install redis-server, then claimroom up (or claimroom up --allow-file-fallback)",
+            )
+        )
+    return checks

@@ -1,0 +1,120 @@
+"""Does a store answer? One PING, classified so resolution can tell what to do next."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from redis import exceptions as rexc
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .. import constants as C
+from ..redis_store import redacted
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one PING found.
+
+    ``problem``: "" (it answered), "refused" (nothing listens), "auth" (a password is
+    wanted), "timeout", "not-redis" (the reply is not Redis's), "closed" (the connection
+    was dropped) or "error".
+    """
+
+    ok: bool
+    latency_ms: float = 0.0
+    problem: str = ""
+    message: str = ""
+
+
+def scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def is_local(url: str) -> bool:
+    """Whether a ``redis://`` URL names this machine (where claimroom may start a store)."""
+    if scheme(url) != "redis":
+        return False
+    host = urlsplit(url).hostname or ""
+    return host in LOCAL_HOSTS or host.startswith("127.")
+
+
+def port_of(url: str) -> int:
+    return urlsplit(url).port or C.default_redis_port
+
+
+def password_of(url: str) -> str:
+    return urlsplit(url).password or ""
+
+
+def local_url(port: int, password: str = "") -> str:
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{port}/0"
+
+
+def client(url: str, timeout_s: float = C.probe_timeout_s) -> Any:
+    """A sync client that fails at once instead of retrying (a probe wants the answer now)."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+
+
+def classify(exc: BaseException) -> str:
+    """The ``Probe.problem`` for an exception a Redis call raised."""
+    if isinstance(exc, rexc.AuthenticationError | rexc.AuthenticationWrongNumberOfArgsError):
+        return "auth"
+    if isinstance(exc, rexc.ResponseError) and str(exc).upper().startswith(("NOAUTH", "WRONGPASS")):
+        return "auth"
+    if isinstance(exc, rexc.TimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, rexc.InvalidResponse):
+        return "not-redis"
+    if isinstance(exc, rexc.ConnectionError | OSError):
+        cause: BaseException | None = exc
+        while cause is not None:  # redis-py wraps the OSError that says what happened
+            if isinstance(cause, ConnectionRefusedError | FileNotFoundError):
+                return "refused"
+            cause = cause.__cause__ or cause.__context__
+        text = str(exc).lower()
+        if any(s in text for s in ("refused", "error 111 ", "connect call failed", "no such file")):
+            return "refused"
+        if "closed by server" in text:
+            return "closed"
+        return "error"
+    return "error"
+
+
+def probe(url: str, timeout_s: float = C.probe_timeout_s) -> Probe:
+    """PING the store at ``url`` once."""
+    try:
+        c = client(url, timeout_s)
+    except (ValueError, rexc.RedisError) as exc:
+        return Probe(False, problem="error", message=f"bad URL {redacted(url)}: {exc}")
+    try:
+        start = time.perf_counter()
+        c.ping()
+        return Probe(True, (time.perf_counter() - start) * 1000)
+    except (rexc.RedisError, OSError) as exc:
+        return Probe(False, problem=classify(exc), message=f"{exc.__class__.__name__}: {exc}")
+    finally:
+        c.close()
+
+
+def wait_until_up(url: str, timeout_s: float = C.store_start_timeout_s) -> Probe:
+    """PING until the store answers or ``timeout_s`` passes; returns the last probe."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        last = probe(url, min(C.probe_timeout_s, max(0.05, deadline - time.monotonic())))
+        if last.ok or time.monotonic() >= deadline:
+            return last
+        time.sleep(0.05)

@@ -1,0 +1,178 @@
+"""A project's ``.claimroom/`` folder: its config, the start lock, and what claimroom started.
+
+The project root is ``CLAIMROOM_HOME`` when set, else the nearest folder (from the working
+directory up) that holds ``.git``, else the working directory. Everything claimroom keeps
+for a project lives in ``<root>/.claimroom/``, which ignores itself for git.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .. import constants as C
+from ..errors import BadInput, StoreUnavailable
+
+
+def project_root(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """``CLAIMROOM_HOME``, else the nearest folder with ``.git``, else ``cwd``."""
+    environ = os.environ if env is None else env
+    home = environ.get(C.env_home)
+    if home:
+        return Path(home).expanduser().resolve()
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
+    return here
+
+
+def infra_dir(project: Path, *, create: bool = True) -> Path:
+    """``<project>/.claimroom``; created (with a ``.gitignore`` of ``*``) when asked."""
+    folder = project / C.infra_dirname
+    if create and not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        ignore = folder / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# claimroom's local state: never commit it\n*\n")
+    return folder
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# --- config.json --------------------------------------------------------------------
+
+
+def config_path(project: Path) -> Path:
+    return project / C.infra_dirname / C.config_filename
+
+
+def load_config(project: Path) -> dict[str, Any]:
+    """The project's config (``{}`` when there is none); ``BadInput`` when it is not JSON."""
+    path = config_path(project)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}): fix or delete it") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path} must hold a JSON object: fix or delete it")
+    return data
+
+
+@contextlib.contextmanager
+def _flock(path: Path, timeout_s: float, what: str) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        f"{what}: the lock {path} is still held after {timeout_s:.0f} s; "
+                        "if no claimroom process is starting a store, delete that file and retry"
+                    ) from None
+                time.sleep(C.start_lock_poll_s)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def update_config(project: Path, **changes: Any) -> dict[str, Any]:
+    """Set (or, with ``None``, remove) config keys atomically; returns the new config."""
+    folder = infra_dir(project)
+    with _flock(folder / "config.lock", C.start_lock_timeout_s, "cannot write the config"):
+        config = load_config(project)
+        for key, value in changes.items():
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = value
+        _write_atomic(config_path(project), json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return config
+
+
+# --- the start lock -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def start_lock(project: Path, timeout_s: float = C.start_lock_timeout_s) -> Iterator[None]:
+    """Held while a store is started, so concurrent agents start exactly one."""
+    with _flock(infra_dir(project) / C.start_lock_filename, timeout_s, "cannot start the store"):
+        yield
+
+
+# --- started.json: what claimroom started, so that down and the health monitor find it ----
+
+
+@dataclass(frozen=True)
+class Started:
+    """A store claimroom started for this project: a container or a local server."""
+
+    kind: str  # "docker" | "local"
+    url: str
+    port: int
+    container: str = ""
+    volume: str = ""
+    image: str = ""
+    pid_file: str = ""
+    directory: str = ""
+    password: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Started:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["port"] = int(values.get("port", 0))
+        return cls(**values)
+
+
+def read_started(project: Path) -> Started | None:
+    path = project / C.infra_dirname / C.started_filename
+    try:
+        return Started.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_started(project: Path, started: Started) -> None:
+    path = infra_dir(project) / C.started_filename
+    # mkstemp's mode 0600 stays: the URL may hold the store's password.
+    _write_atomic(path, json.dumps(started.to_json(), indent=2) + "\n")
+
+
+def clear_started(project: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (project / C.infra_dirname / C.started_filename).unlink()

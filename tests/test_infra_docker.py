@@ -1,0 +1,139 @@
+"""Auto-start through Docker (a real engine, a locally imported Redis image): start, reuse,
+stop, a container killed behind claimroom's back, agents racing to start one store.
+
+Each test uses its own container and volume name and a free port, and removes them after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from claimroom.core.errors import StoreUnavailable
+from claimroom.core.infra import HealthMonitor, HealthStatus, StartOptions, down, resolve
+from claimroom.core.local_redis import free_port
+from claimroom.core.models import State
+from claimroom.core.store import Store
+from infra_agents import Agent, eventually, race
+from infra_image import TEST_IMAGE, docker_engine
+
+__all__ = ["docker_engine"]  # a fixture: imported for pytest to find
+
+
+@pytest.fixture
+def name(docker_engine: Any) -> Iterator[str]:
+    """A unique container and volume name; both are removed after the test."""
+    import docker.errors
+
+    unique = "claimroom-test-" + uuid.uuid4().hex[:10]
+    yield unique
+    with contextlib.suppress(docker.errors.NotFound):
+        docker_engine.containers.get(unique).remove(force=True)
+    with contextlib.suppress(docker.errors.NotFound):
+        docker_engine.volumes.get(unique).remove(force=True)
+
+
+def options(name: str, image: str = TEST_IMAGE) -> StartOptions:
+    # pull stays on: the image is present, so no pull may be attempted (no registry is reachable).
+    return StartOptions(methods=("docker",), image=image, container=name, volume=name)
+
+
+def test_start_from_nothing_through_docker(tmp_path: Path, docker_engine: Any, name: str) -> None:
+    port = free_port()
+    got = resolve(None, project=tmp_path, default_port=port, options=options(name))
+    assert (got.how, got.url, got.started) == ("docker", f"redis://127.0.0.1:{port}/0", True)
+    assert got.detail.startswith(f"started docker container {name}")
+
+    c = docker_engine.containers.get(name)
+    assert c.status == "running"
+    assert c.labels["io.claimroom.managed"] == "true" and c.labels["io.claimroom.port"] == str(port)
+    host = c.attrs["HostConfig"]
+    assert host["PortBindings"]["6379/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    assert [(m["Type"], m["Name"], m["Destination"]) for m in c.attrs["Mounts"]] == [
+        ("volume", name, "/data")
+    ]
+    with redis.Redis(port=port, decode_responses=True) as r:
+        assert r.config_get("appendonly")["appendonly"] == "yes"
+        assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        assert set(r.config_get("notify-keyspace-events")["notify-keyspace-events"]) == set("KEA")
+        r.set("{claimroom:t}:kept", "yes")
+
+    assert resolve(None, project=tmp_path, default_port=port, options=options(name)).how == "found"
+    assert down(tmp_path).startswith(f"stopped docker container {name}")
+    c.reload()
+    assert c.status == "exited"
+    # The next start reuses the container, and its volume kept the data.
+    again = resolve(None, project=tmp_path, default_port=port, options=options(name))
+    assert again.detail == f"started existing docker container {name}"
+    with redis.Redis(port=port, decode_responses=True) as r:
+        assert r.get("{claimroom:t}:kept") == "yes"
+    down(tmp_path)
+
+
+async def test_killed_container_is_restarted_and_agents_carry_on(
+    tmp_path: Path, docker_engine: Any, name: str
+) -> None:
+    url = resolve(None, project=tmp_path, default_port=free_port(), options=options(name)).url
+    store = Store.from_url(url, "t" + uuid.uuid4().hex[:8])
+    total = 40
+    ids = [await store.add(f"task {i}") for i in range(total)]
+    statuses: list[HealthStatus] = []
+    monitor = HealthMonitor(url, project=tmp_path, interval_s=0.1, on_status=statuses.append)
+    stop = asyncio.Event()
+    agents = [Agent(store, f"agent-{i}", total) for i in range(3)]
+    running = [asyncio.create_task(monitor.run(stop)), asyncio.create_task(store.run_reaper(stop, 0.2))]
+    working = [asyncio.create_task(a.run()) for a in agents]
+    try:
+        await eventually(lambda: sum(len(a.done) for a in agents) >= 8, what="some work done")
+        await asyncio.to_thread(docker_engine.containers.get(name).kill)  # behind claimroom's back
+        await eventually(lambda: monitor.restarts == 1 and statuses[-1].state == "up", what="restart")
+        assert docker_engine.containers.get(name).status == "running"
+        await asyncio.wait_for(asyncio.gather(*working), 30)
+        assert sum(a.outages for a in agents) > 0  # they did see the outage, and carried on
+        counts = await store.counts()
+        assert counts[State.DONE] == total and sum(counts.values()) == total
+        assert {t.id for t in await store.tasks(state=State.DONE, limit=100)} == set(ids)
+        seen = [s.state for s in statuses]
+        assert "down" in seen and "restarting" in seen and seen[-1] == "up"
+    finally:
+        for t in working:
+            t.cancel()
+        stop.set()
+        await asyncio.gather(*running, *working, return_exceptions=True)
+        await store.close()
+        down(tmp_path)
+
+
+def test_racing_agents_start_one_container(tmp_path: Path, docker_engine: Any, name: str) -> None:
+    port = free_port()
+    results = race(6, tmp_path, port, "docker", TEST_IMAGE, name)
+    assert sorted(r["how"] for r in results) == ["docker"] + ["found"] * 5, results
+    assert {r["url"] for r in results} == {f"redis://127.0.0.1:{port}/0"}
+    assert [c.name for c in docker_engine.containers.list(all=True, filters={"name": name})] == [name]
+    down(tmp_path)
+
+
+def test_a_container_claimroom_did_not_create_is_left_alone(
+    tmp_path: Path, docker_engine: Any, name: str
+) -> None:
+    docker_engine.containers.create(TEST_IMAGE, name=name)
+    with pytest.raises(StoreUnavailable, match="claimroom did not create"):
+        resolve(None, project=tmp_path, default_port=free_port(), options=options(name))
+    assert docker_engine.containers.get(name).status == "created"  # untouched
+
+
+def test_an_image_that_cannot_be_pulled_is_explained(tmp_path: Path, docker_engine: Any, name: str) -> None:
+    import docker.errors
+
+    absent = "claimroom-test-absent-" + uuid.uuid4().hex[:6] + ":0"
+    with pytest.raises(StoreUnavailable, match=f"could not pull image {absent}"):
+        resolve(None, project=tmp_path, default_port=free_port(), options=options(name, absent))
+    with pytest.raises(docker.errors.NotFound):
+        docker_engine.containers.get(name)

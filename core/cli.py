@@ -12,14 +12,15 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import constants, validate
 from .errors import BadInput, ClaimroomError, NothingToClaim
 from .output import Printer
 from .store import Miss, Store
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
+if TYPE_CHECKING:
+    from .infra import Resolution
 
 Handler = Callable[[argparse.Namespace, Store, Printer], Awaitable[None]]
 
@@ -201,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--url", default=argparse.SUPPRESS, help="store URL (env CLAIMROOM_URL)")
     g.add_argument("--namespace", default=argparse.SUPPRESS, help="board name (env CLAIMROOM_NAMESPACE)")
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object")
+    g.add_argument(
+        "--allow-file-fallback",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="when no Redis can be reached or started, coordinate through files (remembered)",
+    )
 
     p = _Parser(
         prog="claimroom", description="Coordinate many coding agents on one codebase.", parents=[common]
@@ -300,24 +307,59 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--loop", action="store_true")
     c.add_argument("--interval", type=num_f, default=constants.reap_interval_s, metavar="SECONDS")
 
+    cmd("up", "make sure a store is running (auto-start: Docker, else redis-server); print its URL")
+    cmd("down", "stop the store that `up` started for this project")
+    cmd("doctor", "check the store and the setup, with what to do")
+
     c = cmd("demo", "a scripted run on a private redis-server: agents claim, one dies, its work is recovered")
     c.add_argument("--seconds", type=num_f, default=12.0, help="how long the agents run")
     return p
 
 
-def _settings(a: argparse.Namespace) -> tuple[str, str, bool]:
-    url = getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL") or DEFAULT_URL
-    ns = getattr(a, "namespace", None) or os.environ.get("CLAIMROOM_NAMESPACE") or "default"
-    return url, ns, bool(getattr(a, "json", False))
+def _json_mode(a: argparse.Namespace) -> bool:
+    return bool(getattr(a, "json", False))
 
 
-async def _run(handler: Handler, a: argparse.Namespace, out: Printer) -> None:
-    url, ns, _ = _settings(a)
-    store = Store.from_url(url, ns)
+def _resolve(a: argparse.Namespace) -> Resolution:
+    """The store for this run (``core/infra/resolve.py``: configured, found, started or files)."""
+    from .infra import project_root, resolve
+
+    return resolve(
+        getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"),
+        project=project_root(),
+        allow_file_fallback=True if getattr(a, "allow_file_fallback", False) else None,
+        interactive=sys.stdin.isatty() and sys.stderr.isatty() and not _json_mode(a),
+    )
+
+
+def _namespace(a: argparse.Namespace) -> str:
+    return getattr(a, "namespace", None) or os.environ.get("CLAIMROOM_NAMESPACE") or "default"
+
+
+async def _run(handler: Handler, a: argparse.Namespace, url: str, out: Printer) -> None:
+    store = Store.from_url(url, _namespace(a))
     try:
         await handler(a, store, out)
     finally:
         await store.close()
+
+
+def _infra(a: argparse.Namespace, out: Printer) -> int:
+    """``up``, ``down`` and ``doctor``: blocking work on the project's store, no board needed."""
+    from .infra import doctor, down, project_root
+
+    if a.command == "up":
+        r = _resolve(a)
+        out.done(r.to_json(), f"{r.url}\n{r.detail}")
+        return 0
+    if a.command == "down":
+        said = down(project_root())
+        out.done({"stopped": said}, said)
+        return 0
+    checks = doctor(getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"), project=project_root())
+    failed = [c for c in checks if c.status == "fail"]
+    out.checks(checks)
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -326,13 +368,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.command is None:
         parser.print_help()
         return 0
-    out = Printer(json_mode=_settings(a)[2])
+    out = Printer(json_mode=_json_mode(a))
     try:
         if a.command == "demo":
             from .demo import run_demo
 
             return run_demo(a.seconds, out)
-        asyncio.run(_run(COMMANDS[a.command], a, out))
+        if a.command in ("up", "down", "doctor"):
+            return _infra(a, out)
+        validate.namespace(_namespace(a))
+        asyncio.run(_run(COMMANDS[a.command], a, _resolve(a).url, out))
         return 0
     except ClaimroomError as exc:
         out.error(exc)

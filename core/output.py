@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import ClaimroomError
 from .models import Agent, Claim, Event, ReapReport, Task
+
+if TYPE_CHECKING:
+    from .infra import Check
 
 
 def _ago(ms: int, now_ms: int) -> str:
@@ -122,6 +125,18 @@ class Printer:
         # The audit trail is a stream: with --json it is JSON lines, one event each.
         for e in events:
             self.event(e)
+
+    def checks(self, checks: list[Check]) -> None:
+        if self.json_mode:
+            self._json(
+                {"checks": [c.to_json() for c in checks], "ok": all(c.status != "fail" for c in checks)}
+            )
+            return
+        mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        for c in checks:
+            self._line(f"{mark.get(c.status, c.status)}  {c.name:<14} {c.detail}")
+            if c.fix:
+                self._line(f"      {'':<14} -> {c.fix}")
 
     def reap(self, r: ReapReport) -> None:
         if self.json_mode:

@@ -65,7 +65,7 @@ class RedisStore(Store):
     def _down(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(
             f"store unavailable at {redacted(self.url)} ({exc.__class__.__name__}: {exc}); "
-            "start Redis there (redis-server) or point CLAIMROOM_URL at a running one"
+            "run `claimroom up` to start it, or point CLAIMROOM_URL at a running Redis"
         )
 
     async def _guard(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -329,3 +329,200 @@ class RedisStore(Store):
             await self._watch.aclose()
             self._watch = None
         await self.redis.aclose()
+
+    # === Whole-board export and import (core/migrate.py) ==================================
+    # Kept apart at the end of the class on purpose: the dump format and its checks live in
+    # migrate.py; imports are local so this block needs no edit elsewhere in the file.
+
+    async def _now_ms(self) -> int:
+        """The store's clock (Redis TIME)."""
+        sec, usec = await self._guard(self.redis.time)
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def _export(self) -> dict[str, Any]:
+        """The whole board, read in one MULTI (an atomic snapshot)."""
+        from .errors import Conflict
+        from .migrate import FORMAT, VERSION
+
+        ns, p = self.namespace, self._prefix
+
+        async def head() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.get(C.seq_key(ns, "task"))
+            pipe.get(C.seq_key(ns, "token"))
+            pipe.smembers(C.agents_key(ns))
+            pipe.zrange(p + "lockpaths", 0, -1)
+            return list(await pipe.execute())
+
+        for _ in range(5):
+            top, _tok, agents, paths = await self._guard(head)
+            names, top_n = sorted(agents), int(top or 0)
+
+            async def everything(
+                names: list[str] = names, paths: list[str] = paths, n: int = top_n
+            ) -> list[Any]:
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.time()
+                pipe.get(C.seq_key(ns, "task"))
+                pipe.get(C.seq_key(ns, "token"))
+                pipe.smembers(C.agents_key(ns))
+                pipe.zrange(p + "lockpaths", 0, -1)
+                for i in range(1, n + 1):
+                    pipe.hgetall(C.task_key(ns, f"t{i}"))
+                for a in names:
+                    pipe.hgetall(C.agent_key(ns, a))
+                for path in paths:
+                    pipe.hgetall(C.lock_key(ns, path))
+                pipe.xrange(self._stream, "-", "+")
+                pipe.smembers(C.paused_key(ns))
+                pipe.smembers(C.queues_key(ns))
+                return list(await pipe.execute())
+
+            raw = await self._guard(everything)
+            now, top2, tok2, agents2, paths2 = raw[:5]
+            if (top2, set(agents2), list(paths2)) != (top, set(agents), list(paths)):
+                continue  # the board moved between the two reads: look again
+            rest = raw[5:]
+            tasks, rest = rest[:top_n], rest[top_n:]
+            agent_rows, rest = rest[: len(names)], rest[len(names) :]
+            lock_rows, rest = rest[: len(paths)], rest[len(paths) :]
+            stream, paused, queues = rest
+            locks = []
+            for path, f in zip(paths, lock_rows, strict=True):
+                holds = [
+                    {"agent": k[2:], "expires_ms": v, "task": f.get("t:" + k[2:], "")}
+                    for k, v in sorted(f.items())
+                    if k.startswith("h:")
+                ]
+                if holds:
+                    locks.append({"path": path, "mode": f.get("mode", "exclusive"), "holds": holds})
+            return {
+                "format": FORMAT,
+                "version": VERSION,
+                "namespace": ns,
+                "now_ms": str(int(now[0]) * 1000 + int(now[1]) // 1000),
+                "counters": {"task": str(top2 or 0), "token": str(tok2 or 0)},
+                "tasks": [dict(t) for t in tasks if t],
+                "agents": [dict(a) for a in agent_rows if a],
+                "locks": locks,
+                "events": [dict(fields) for _eid, fields in stream],
+                "paused": sorted(paused),
+                "queues": sorted(queues),
+            }
+        raise Conflict("the board kept changing during the export; stop the agents and retry")
+
+    async def _import(self, board: dict[str, Any], merge: bool) -> dict[str, int]:
+        """Write a whole board in one MULTI, watched so that nothing else writes between
+        the emptiness check and the write; ``Conflict`` into a non-empty namespace unless
+        ``merge``."""
+        from redis.exceptions import WatchError
+
+        from .errors import Conflict
+        from .migrate import check
+
+        check(board)
+        for _ in range(5):
+            try:
+                return await self._guard(lambda: self._import_once(board, merge))
+            except WatchError:
+                continue
+        raise Conflict("the destination kept changing during the import; stop its agents and retry")
+
+    async def _import_once(self, board: dict[str, Any], merge: bool) -> dict[str, int]:
+        from .errors import Conflict
+        from .migrate import lock_clash, not_empty, renumbered
+
+        ns, p = self.namespace, self._prefix
+        watched = [
+            C.seq_key(ns, "task"), C.seq_key(ns, "token"), C.agents_key(ns), p + "lockpaths",
+            self._stream, C.paused_key(ns), *(C.state_key(ns, s.value) for s in State),
+        ]  # fmt: skip
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(*watched)
+            n_tasks = 0
+            for s in State:
+                n_tasks += int(await pipe.zcard(C.state_key(ns, s.value)))
+            have_agents = set(await pipe.smembers(C.agents_key(ns)))
+            n_events = int(await pipe.xlen(self._stream))
+            paths = list(await pipe.zrange(p + "lockpaths", 0, -1))
+            n_paused = int(await pipe.scard(C.paused_key(ns)))
+            top = int(await pipe.get(C.seq_key(ns, "task")) or 0)
+            token = int(await pipe.get(C.seq_key(ns, "token")) or 0)
+            if n_tasks or have_agents or n_events or paths or n_paused:
+                if not merge:
+                    raise not_empty(ns, redacted(self.url), n_tasks, len(have_agents), n_events)
+                board = renumbered(board, top)
+                present = []
+                for path in paths:
+                    f = await pipe.hgetall(C.lock_key(ns, path))
+                    holds = [{"agent": k[2:], "expires_ms": v} for k, v in f.items() if k.startswith("h:")]
+                    present.append({"path": path, "mode": f.get("mode", "exclusive"), "holds": holds})
+                sec, usec = await pipe.time()
+                clash = lock_clash(board["locks"], present, int(sec) * 1000 + int(usec) // 1000)
+                if clash:
+                    raise Conflict(clash)
+            last = await pipe.xrevrange(self._stream, "+", "-", count=1)
+            last_ms, last_seq = (int(x) for x in last[0][0].split("-")) if last else (0, 0)
+            pipe.multi()
+            for t in board["tasks"]:
+                self._queue_task(pipe, t)
+            for a in board["agents"]:
+                if a["name"] not in have_agents:
+                    pipe.hset(C.agent_key(ns, a["name"]), mapping=a)
+                    pipe.sadd(C.agents_key(ns), a["name"])
+            for lk in board["locks"]:
+                key, path = C.lock_key(ns, lk["path"]), lk["path"]
+                fields = {"mode": lk["mode"]}
+                for h in lk["holds"]:
+                    fields["h:" + h["agent"]] = h["expires_ms"]
+                    fields["t:" + h["agent"]] = h.get("task", "")
+                    if h.get("task"):
+                        pipe.sadd(p + "tasklocks:" + h["task"], h["agent"] + "|" + path)
+                pipe.hset(key, mapping=fields)
+                latest = max(int(h["expires_ms"]) for h in lk["holds"])
+                pipe.zadd(C.locks_key(ns), {path: latest}, gt=True)
+                pipe.zadd(p + "lockpaths", {path: 0})
+            for e in board["events"]:
+                ms = max(int(e.get("at_ms") or 0), last_ms)
+                last_seq = last_seq + 1 if ms == last_ms else 0
+                last_ms = ms
+                pipe.xadd(
+                    self._stream, {k: v for k, v in e.items() if v not in ("", None)}, id=f"{ms}-{last_seq}"
+                )
+            if board["paused"]:
+                pipe.sadd(C.paused_key(ns), *board["paused"])
+            if board["queues"]:
+                pipe.sadd(C.queues_key(ns), *board["queues"])
+            pipe.set(C.seq_key(ns, "task"), max(top, int(board["counters"].get("task") or 0)))
+            pipe.set(C.seq_key(ns, "token"), max(token, int(board["counters"].get("token") or 0)))
+            pipe.publish(self._channel, "imported ")
+            await pipe.execute()
+        return {k: len(board[k]) for k in ("tasks", "agents", "locks", "events", "paused")}
+
+    def _queue_task(self, pipe: Any, t: dict[str, str]) -> None:
+        """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
+        ns, p, tid = self.namespace, self._prefix, t["id"]
+        fields = {k: v for k, v in t.items() if v != "" and not (k == "token" and v == "0")}
+        pipe.hset(C.task_key(ns, tid), mapping=fields)
+        seq, state = int(t["seq"]), t["state"]
+        pipe.zadd(C.state_key(ns, state), {tid: seq})
+        if state == "queued":
+            score = (C.max_priority - int(t.get("priority") or 0)) * 4398046511104 + seq
+            if t.get("assigned"):
+                pipe.zadd(p + "assigned:" + t["assigned"], {tid: score})
+            else:
+                sig = t.get("requires", "")
+                pipe.zadd(C.ready_key(ns, t["queue"], sig), {tid: score})
+                pipe.sadd(p + "capsigs:" + t["queue"], sig)
+            pipe.sadd(C.queues_key(ns), t["queue"])
+        elif state == "retrying":
+            pipe.zadd(C.backoff_key(ns), {tid: int(t.get("ready_ms") or 0)})
+        elif state == "claimed":
+            pipe.zadd(C.deadlines_key(ns), {tid: int(t.get("deadline_ms") or 0)})
+            pipe.sadd(C.held_key(ns, t["agent"]), tid)
+        if t.get("parent"):
+            pipe.sadd(p + "children:" + t["parent"], tid)
+        # Every dependency, done or not: a done task never completes again, so the extra
+        # members never count down anyone's wait.
+        for dep in (d for d in t.get("after", "").split(",") if d):
+            pipe.sadd(p + "dependents:" + dep, tid)

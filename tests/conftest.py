@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from claimroom.core.local_redis import LocalRedis
@@ -32,18 +33,52 @@ def namespace() -> str:
     return "t" + uuid.uuid4().hex[:12]
 
 
+# The conformance suite: every test that takes ``store`` (or ``store_url``) runs once per
+# backend. A test that truly needs Redis itself takes ``redis_store`` or ``redis_url``.
+BACKENDS = ("redis", "file")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def store(redis_url: str, namespace: str) -> AsyncIterator[Store]:
+def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of the store under test: the session's redis-server, or a fresh directory."""
+    if backend == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    folder = tmp_path / "board"
+    folder.mkdir()
+    return folder.as_uri()
+
+
+@pytest.fixture
+async def store(store_url: str, namespace: str) -> AsyncIterator[Store]:
+    s = Store.from_url(store_url, namespace)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def redis_store(redis_url: str, namespace: str) -> AsyncIterator[Store]:
     s = Store.from_url(redis_url, namespace)
     yield s
     await s.close()
 
 
 @pytest.fixture
-def cli_env(redis_url: str, namespace: str) -> dict[str, str]:
-    """Environment for running the ``claimroom`` command against this test's board."""
+def cli_env(redis_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the ``claimroom`` command against this test's board.
+
+    CLAIMROOM_HOME points the project (its .claimroom/ config) at a fresh directory, so a
+    test never reads or writes the repository's own.
+    """
     env = dict(os.environ)
     env["CLAIMROOM_URL"] = redis_url
     env["CLAIMROOM_NAMESPACE"] = namespace
+    home = tmp_path / "project"
+    home.mkdir(exist_ok=True)
+    env["CLAIMROOM_HOME"] = str(home)
     env.pop("NO_COLOR", None)
     return env

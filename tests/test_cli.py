@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from claimroom.core.local_redis import free_port
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 
@@ -162,10 +163,28 @@ def test_lock_conflict_exits_6_naming_holder(cli_env: dict[str, str]) -> None:
 
 
 def test_store_unavailable_exits_5_with_guidance(cli_env: dict[str, str]) -> None:
-    env = dict(cli_env, CLAIMROOM_URL="redis://127.0.0.1:1/0")
+    # A local URL that is down would be started; with auto-start switched off in the
+    # project's config, nothing can start it, and the user is told what to do.
+    home = Path(cli_env["CLAIMROOM_HOME"])
+    (home / ".claimroom").mkdir()
+    (home / ".claimroom" / "config.json").write_text('{"auto_start": []}')
+    env = dict(cli_env, CLAIMROOM_URL=f"redis://127.0.0.1:{free_port()}/0")
     p = run(env, "add", "x")
-    assert p.returncode == 5
-    assert "store unavailable" in p.stderr and "redis-server" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 5, p.stderr
+    assert "store unavailable" in p.stderr and "claimroom up" in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_doctor_reports_on_the_store(cli_env: dict[str, str]) -> None:
+    p = run(cli_env, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(p.stdout)["checks"]}
+    assert checks, p.stderr
+    assert any(c["status"] == "ok" and "answers" in c["detail"] for c in checks.values()), checks
+
+
+def test_up_reports_a_configured_store(cli_env: dict[str, str]) -> None:
+    r = ok(cli_env, "up")
+    assert (r["url"], r["how"]) == (cli_env["CLAIMROOM_URL"], "configured")
 
 
 def test_unsupported_url_exits_2(cli_env: dict[str, str]) -> None:

@@ -1,0 +1,700 @@
+"""Claim benchmark: throughput, latency, orphan recovery, wake-up and the Redis ceiling.
+
+A script, not a test. It starts its own redis-server (``LocalRedis``, a free port, never
+6379), runs every measure against it, prints one table and stops the server:
+
+    .venv/bin/python bench/claims.py            # full run, well under a minute
+    .venv/bin/python bench/claims.py --quick    # smoke run, a few seconds
+
+Measures
+  1. claim+complete cycles/s with 1, 8 and 64 agents (asyncio tasks in this process), each
+     agent claiming then completing until the tasks run out. "public API" uses only
+     ``Store.claim``/``Store.complete``. "batched" runs the same agents, but their script
+     calls go through ``AutoPipeline``: calls made in the same event-loop turn are sent as
+     pipelines (one round trip each), split over two connections so Python and Redis work
+     at the same time. Each run is sized from a short pilot run so that it
+     lasts about ``--seconds`` (or exactly ``--tasks`` tasks).
+  2. claim latency p50/p99 (per ``Store.claim`` call) in the 64-agent public-API run.
+  3. orphan recovery: an agent in a separate OS process claims with a 2 s TTL and is
+     SIGKILLed right after (the worst case: the whole TTL has to run out); another agent
+     is waiting in ``claim(wait_s=...)``. Reported: kill -> task held by the other agent,
+     that minus the TTL, and lease deadline -> re-claim on the store's own clock.
+  4. wake-up latency: a claimer blocked in ``claim(wait_s=...)``, another connection adds a
+     task; time from just before ``add`` (and from ``add`` returning) to the claim returning.
+  5. the ceiling: the claim and complete scripts pipelined in batches of 500 (500 claims,
+     then their 500 completes) on one connection, and on two side by side (so Redis need
+     not idle while Python builds and reads a batch), without any per-call Python beyond
+     building the args and reading id and token; plus the Redis-bound ceiling: cycles per
+     second of redis-server CPU in the two-connection run.
+
+The "cpu/cycle" rows split where the time goes: CPU microseconds per cycle spent in this
+Python process and in redis-server (from /proc), over the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis as redis_py
+from claimroom.core.local_redis import LocalRedis
+from claimroom.core.models import Claim
+from claimroom.core.redis_store import RedisStore
+from claimroom.core.scripts import ErrorCode
+from claimroom.core.store import Store, TaskSpec
+from redis.utils import HIREDIS_AVAILABLE
+
+ADD_CHUNK = 10_000  # constants.max_batch_add
+MIN_TASKS = 1_000
+MAX_TASKS = 150_000
+TARGET_CYCLES = 5_000.0
+WAKE_TARGET_MS = 10.0
+ORPHAN_SLACK_S = 0.5
+
+
+# --- small helpers ----------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+class CpuMeter:
+    """CPU seconds used over a span: by this process, by the redis-server child, and by
+    everything else on the machine (other load skews every figure here, so it is shown)."""
+
+    def __init__(self, redis_pid: int) -> None:
+        self._stat = Path(f"/proc/{redis_pid}/stat")
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _redis_cpu(self) -> float | None:
+        try:
+            rest = self._stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(rest[11]) + int(rest[12])) / self._tick  # utime + stime
+
+    def _machine_busy(self) -> float | None:
+        try:
+            with open("/proc/stat") as f:
+                cpu = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = cpu[3] + (cpu[4] if len(cpu) > 4 else 0)  # idle + iowait
+        guest = sum(cpu[8:10])  # already counted in user/nice
+        return (sum(cpu) - idle - guest) / self._tick
+
+    def snapshot(self) -> tuple[float, float | None, float | None, float]:
+        return time.process_time(), self._redis_cpu(), self._machine_busy(), time.perf_counter()
+
+    @staticmethod
+    def delta(
+        a: tuple[float, float | None, float | None, float], b: tuple[float, float | None, float | None, float]
+    ) -> tuple[float, float | None, float | None]:
+        """(python s, redis s, other processes in cores)."""
+        py_s = b[0] - a[0]
+        redis_s = None if a[1] is None or b[1] is None else b[1] - a[1]
+        others = None
+        if redis_s is not None and a[2] is not None and b[2] is not None and b[3] > a[3]:
+            others = max(0.0, (b[2] - a[2]) - py_s - redis_s) / (b[3] - a[3])
+        return py_s, redis_s, others
+
+
+@dataclass
+class Row:
+    measure: str
+    value: str
+    unit: str
+    target: str = "-"
+    ok: str = "-"
+
+
+@dataclass
+class RunResult:
+    cycles: int
+    seconds: float
+    py_cpu_s: float
+    redis_cpu_s: float | None
+    others_cores: float | None
+    latencies_ms: list[float] = field(default_factory=list)
+    batches: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.cycles / self.seconds if self.seconds > 0 else 0.0
+
+
+async def seed(store: Store, n: int) -> None:
+    """Add n plain tasks (outside any timing)."""
+    for start in range(0, n, ADD_CHUNK):
+        count = min(ADD_CHUNK, n - start)
+        await store.add_many([TaskSpec(title=f"bench {start + i}") for i in range(count)])
+
+
+# --- batching ---------------------------------------------------------------------------
+
+
+class AutoPipeline:
+    """Coalesce script calls into pipelines: one round trip for many agents' calls.
+
+    Every call made while the event loop runs one turn lands in ``pending``; a flusher then
+    sends them all as one non-transactional pipeline. With ``depth`` flushers (each on its
+    own pooled connection) one batch can be on the wire or in Redis while Python builds the
+    next or parses the last, so the two cores overlap.
+
+    It sends EVALSHA of the store's registered scripts directly (``store._scripts[name].sha``,
+    loaded once by ``load``) instead of ``script(keys=..., args=..., client=pipe)``: with
+    that, redis-py's pipeline sends a SCRIPT EXISTS round trip before every execute, which
+    doubles the round trips of each batch.
+    """
+
+    def __init__(self, store: RedisStore, depth: int = 2) -> None:
+        self._redis = store.redis
+        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._depth = depth
+        self._busy = 0
+        self._flushers = [asyncio.create_task(self._flush_loop()) for _ in range(depth)]
+        self.batches = 0
+
+    @staticmethod
+    async def load(store: RedisStore) -> None:
+        for script in store._scripts.values():
+            script.sha = await store.redis.script_load(script.script)
+
+    def call(self, sha: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((sha, (len(keys), *keys, *args), fut))
+        self._wake.set()
+        return fut
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._pending:
+                self._wake.clear()
+                continue
+            # Share what is pending among the idle flushers, so that with few agents the
+            # halves of a round alternate between Redis and Python instead of going in
+            # lock step (all calls in one batch, one side always idle).
+            idle = self._depth - self._busy
+            take = -(-len(self._pending) // idle)
+            batch, self._pending = self._pending[:take], self._pending[take:]
+            if not self._pending:
+                self._wake.clear()
+            self._busy += 1
+            pipe = self._redis.pipeline(transaction=False)
+            for sha, args, _ in batch:
+                pipe.evalsha(sha, *args)
+            try:
+                replies = await pipe.execute(raise_on_error=False)
+            except Exception as exc:
+                for *_, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            finally:
+                self._busy -= 1
+            self.batches += 1
+            for (_, _, fut), reply in zip(batch, replies, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(reply, Exception):
+                    fut.set_exception(reply)
+                else:
+                    fut.set_result(reply)
+
+    async def close(self) -> None:
+        for task in self._flushers:
+            task.cancel()
+        await asyncio.gather(*self._flushers, return_exceptions=True)
+
+
+class BatchedAgentApi:
+    """``claim``/``complete`` like ``Store``'s, but through an ``AutoPipeline``.
+
+    Builds the script keys/args exactly as ``RedisStore._run`` does and turns replies into
+    ``Claim`` objects with the store's own ``_claims``, so the Python work per call matches
+    the public API except input validation (the bench's inputs are constants).
+    """
+
+    def __init__(self, store: RedisStore, pipe: AutoPipeline, ttl_ms: int = 60_000) -> None:
+        self._store = store
+        self._pipe = pipe
+        self._keys = [store._stream]
+        self._prefix = store._prefix
+        self._claim_sha = store._scripts["claim"].sha
+        self._complete_sha = store._scripts["complete"].sha
+        self._ttl_ms = ttl_ms
+
+    @staticmethod
+    def _checked(reply: list[Any]) -> list[Any]:
+        status = int(reply[0])
+        if status < 0:
+            raise ErrorCode(status).exception([str(x) for x in reply[1:]])
+        return reply
+
+    async def claim(self, agent: str) -> Claim | None:
+        reply = await self._pipe.call(self._claim_sha, self._keys, [self._prefix, agent, self._ttl_ms, "", 1])
+        claims, _why = self._store._claims(self._checked(reply))
+        return claims[0] if claims else None
+
+    async def complete(self, task: str, token: int) -> list[str]:
+        reply = await self._pipe.call(self._complete_sha, self._keys, [self._prefix, task, token, ""])
+        return [str(x) for x in self._checked(reply)[1:]]
+
+
+# --- the measures -------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, server: LocalRedis, args: argparse.Namespace) -> None:
+        self.server = server
+        self.url = server.url
+        self.args = args
+        self.cpu = CpuMeter(server.process.pid)
+        self.rows: list[Row] = []
+        self._admin = redis_py.Redis.from_url(self.url)
+        self.load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+    def fresh(self) -> RedisStore:
+        """A new namespace on an emptied private server: each measure starts from a clean board.
+
+        FLUSHALL is safe only because this process started this server on its own port.
+        """
+        assert self.server.port != 6379
+        self._admin.flushall()
+        store = Store.from_url(self.url, "b" + uuid.uuid4().hex[:10])
+        assert isinstance(store, RedisStore)
+        return store
+
+    def pilot_size(self, sizing: int, agents: int) -> int:
+        """Tasks for the untimed pilot run: enough to size the real run, or with ``--tasks``
+        just a warm-up (every agent's connection opened, scripts cached)."""
+        return sizing if not self.args.tasks else max(2 * agents, 100)
+
+    def size(self, pilot: RunResult) -> int:
+        """Tasks for the measured run: ``--tasks``, or what lasts ``--seconds`` at the pilot's rate."""
+        if self.args.tasks:
+            return int(self.args.tasks)
+        return int(min(MAX_TASKS, max(MIN_TASKS, pilot.rate * self.args.seconds)))
+
+    async def timed(
+        self, n: int, store: Store, drive: Callable[[], Awaitable[tuple[int, list[float], int]]]
+    ) -> RunResult:
+        await seed(store, n)
+        c0 = self.cpu.snapshot()
+        t0 = time.perf_counter()
+        cycles, lat, batches = await drive()
+        seconds = time.perf_counter() - t0
+        py_s, redis_s, others = CpuMeter.delta(c0, self.cpu.snapshot())
+        if cycles != n:
+            raise RuntimeError(f"expected {n} cycles, got {cycles}")
+        return RunResult(cycles, seconds, py_s, redis_s, others, lat, batches)
+
+    # 1 + 2: public API -------------------------------------------------------------------
+
+    async def public(self, agents: int) -> RunResult:
+        store = self.fresh()
+        try:
+
+            async def drive() -> tuple[int, list[float], int]:
+                lat: list[float] = []
+                done = 0
+
+                async def agent(name: str) -> None:
+                    nonlocal done
+                    clock = time.perf_counter
+                    while True:
+                        t = clock()
+                        claim = await store.claim(name)
+                        lat.append((clock() - t) * 1000)
+                        if claim is None:
+                            return
+                        await store.complete(claim.task.id, claim.token)
+                        done += 1
+
+                await asyncio.gather(*(agent(f"agent-{i}") for i in range(agents)))
+                return done, lat, 0
+
+            pilot = await self.timed(self.pilot_size(max(20 * agents, 500), agents), store, drive)
+            return await self.timed(self.size(pilot), store, drive)
+        finally:
+            await store.close()
+
+    # 1b: batched ---------------------------------------------------------------------------
+
+    async def batched(self, agents: int) -> RunResult:
+        store = self.fresh()
+        await AutoPipeline.load(store)
+        pipe = AutoPipeline(store, depth=self.args.depth)
+        api = BatchedAgentApi(store, pipe)
+        try:
+
+            async def drive() -> tuple[int, list[float], int]:
+                done = 0
+                b0 = pipe.batches
+
+                async def agent(name: str) -> None:
+                    nonlocal done
+                    while True:
+                        claim = await api.claim(name)
+                        if claim is None:
+                            return
+                        await api.complete(claim.task.id, claim.token)
+                        done += 1
+
+                await asyncio.gather(*(agent(f"agent-{i}") for i in range(agents)))
+                return done, [], pipe.batches - b0
+
+            pilot = await self.timed(self.pilot_size(max(50 * agents, 2000), agents), store, drive)
+            return await self.timed(self.size(pilot), store, drive)
+        finally:
+            await pipe.close()
+            await store.close()
+
+    # 5: ceiling ----------------------------------------------------------------------------
+
+    async def ceiling(self, batch: int, conns: int) -> RunResult:
+        """The scripts alone: ``batch`` claims (distinct agents) in one pipeline, then their
+        completes in one, repeated; ``conns`` such lanes run side by side on their own
+        connections (with 1, Redis idles while Python builds and reads each batch).
+
+        Uses ``store.redis`` and the registered scripts' SHAs directly (not the public API):
+        this measures what the scripts cost Redis, with as little client work per call as
+        possible (no Claim objects, no validation).
+        """
+        store = self.fresh()
+        await AutoPipeline.load(store)
+        keys = [store._stream]
+        prefix = store._prefix
+        claim_sha = store._scripts["claim"].sha
+        complete_sha = store._scripts["complete"].sha
+        try:
+
+            async def lane(agents: list[str]) -> tuple[int, int]:
+                done = rounds = 0
+                while True:
+                    pipe = store.redis.pipeline(transaction=False)
+                    for name in agents:
+                        pipe.evalsha(claim_sha, 1, *keys, prefix, name, 60_000, "", 1)
+                    held = []
+                    for reply in await pipe.execute():
+                        if reply[0] == 0:
+                            flat = reply[1]
+                            f = dict(zip(flat[::2], flat[1::2], strict=True))
+                            held.append((f["id"], f["token"]))
+                    rounds += 1
+                    if not held:
+                        return done, rounds
+                    pipe = store.redis.pipeline(transaction=False)
+                    for tid, token in held:
+                        pipe.evalsha(complete_sha, 1, *keys, prefix, tid, token, "")
+                    for reply in await pipe.execute():
+                        if reply[0] != 0:
+                            raise RuntimeError(f"complete refused: {reply}")
+                    done += len(held)
+                    rounds += 1
+
+            async def drive() -> tuple[int, list[float], int]:
+                lanes = [[f"agent-{k}-{i}" for i in range(batch)] for k in range(conns)]
+                results = await asyncio.gather(*(lane(agents) for agents in lanes))
+                return sum(d for d, _ in results), [], sum(r for _, r in results)
+
+            pilot = await self.timed(
+                self.pilot_size(max(10 * batch * conns, 5000), batch * conns), store, drive
+            )
+            return await self.timed(self.size(pilot), store, drive)
+        finally:
+            await store.close()
+
+    # 3: orphan recovery ------------------------------------------------------------------
+
+    async def orphan(self, ttl_s: float) -> dict[str, float]:
+        store = self.fresh()
+        try:
+            (task_id,) = await store.add_many([TaskSpec(title="doomed work")])
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--orphan-child", self.url, store.namespace, str(ttl_s),
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            killed = False
+            try:
+                line = await asyncio.wait_for(child.stdout.readline(), 30)  # type: ignore[union-attr]
+                held = json.loads(line)
+                if held.get("task") != task_id:
+                    raise RuntimeError(f"orphan child did not get the task: {held}")
+
+                async def rescuer() -> tuple[float, Claim | None]:
+                    claim = await store.claim("rescuer", wait_s=ttl_s + 10)
+                    return time.perf_counter(), claim
+
+                waiting = asyncio.create_task(rescuer())
+                await asyncio.sleep(0)  # the rescuer sends its first claim; the task is still held
+                t_kill = time.perf_counter()
+                os.kill(child.pid, signal.SIGKILL)
+                killed = True
+            finally:
+                if not killed:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGKILL)
+                await child.wait()
+            t_held, claim = await waiting
+            if claim is None or claim.task.id != task_id:
+                raise RuntimeError(f"rescuer did not get the orphaned task: {claim}")
+            return {
+                "from_kill_s": t_held - t_kill,
+                "past_deadline_ms": float(claim.task.claimed_ms - int(held["deadline_ms"])),
+            }
+        finally:
+            await store.close()
+
+    # 4: wake-up --------------------------------------------------------------------------
+
+    async def wakeup(self, trials: int) -> tuple[list[float], list[float]]:
+        store = self.fresh()
+        adder = Store.from_url(self.url, store.namespace)  # a second client: its own connections
+        assert isinstance(adder, RedisStore)
+        from_before: list[float] = []
+        from_after: list[float] = []
+        try:
+            for i in range(trials):
+
+                async def sleeper() -> tuple[float, Claim | None]:
+                    claim = await store.claim("sleeper", wait_s=5)
+                    return time.perf_counter(), claim
+
+                waiting = asyncio.create_task(sleeper())
+                # Wait until the sleeper has subscribed (the store's private hints channel,
+                # read only to know that) and its first, empty attempt is done.
+                while True:
+                    subs = await adder.redis.pubsub_numsub(store._channel)
+                    if subs and int(subs[0][1]) >= 1:
+                        break
+                    await asyncio.sleep(0.001)
+                await asyncio.sleep(0.01)
+                t0 = time.perf_counter()
+                await adder.add(f"wake {i}")
+                t1 = time.perf_counter()
+                t2, claim = await waiting
+                if claim is None:
+                    raise RuntimeError("the sleeper was not woken")
+                from_before.append((t2 - t0) * 1000)
+                from_after.append((t2 - t1) * 1000)
+                await store.complete(claim.task.id, claim.token)
+        finally:
+            await adder.close()
+            await store.close()
+        return from_before, from_after
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def throughput_rows(self, label: str, r: RunResult, target: bool) -> None:
+        ok = ("yes" if r.rate >= TARGET_CYCLES else "NO") if target else "-"
+        self.rows.append(
+            Row(label, f"{r.rate:,.0f}", "cycles/s", f">= {TARGET_CYCLES:,.0f}" if target else "-", ok)
+        )
+        py_us = r.py_cpu_s / r.cycles * 1e6
+        redis_us = "?" if r.redis_cpu_s is None else f"{r.redis_cpu_s / r.cycles * 1e6:.0f}"
+        extra = f", {2 * r.cycles / r.batches:.0f} calls/batch" if r.batches and "batched" in label else ""
+        if r.others_cores is not None and r.others_cores >= 0.05:
+            extra += f", other load {r.others_cores:.1f} cores"
+        self.rows.append(
+            Row(
+                f"  cpu/cycle: python / redis ({r.cycles:,} cycles{extra})", f"{py_us:.0f} / {redis_us}", "us"
+            )
+        )
+
+    async def run(self) -> None:
+        a = self.args
+        for n in (1, 8, 64):
+            r = await self.public(n)
+            self.throughput_rows(f"claim+complete, {n} agent{'s' if n > 1 else ''} (public API)", r, n >= 8)
+            if n == 64:
+                self.rows.append(
+                    Row("claim latency p50, 64 agents", f"{percentile(r.latencies_ms, 50):.2f}", "ms")
+                )
+                self.rows.append(
+                    Row("claim latency p99, 64 agents", f"{percentile(r.latencies_ms, 99):.2f}", "ms")
+                )
+        for n in (8, 64):
+            r = await self.batched(n)
+            self.throughput_rows(f"claim+complete, {n} agents (batched)", r, True)
+
+        for conns in (1, 2):
+            r = await self.ceiling(a.batch, conns)
+            self.throughput_rows(
+                f"ceiling: scripts pipelined, {a.batch}/batch, {conns} conn{'s' if conns > 1 else ''}",
+                r,
+                False,
+            )
+        if r.redis_cpu_s:
+            self.rows.append(
+                Row(
+                    "ceiling: Redis-bound (cycles per redis-server CPU s)",
+                    f"{r.cycles / r.redis_cpu_s:,.0f}",
+                    "cycles/s",
+                )
+            )
+
+        ttl = a.ttl
+        runs = [await self.orphan(ttl) for _ in range(a.orphan_trials)]
+        worst = max(runs, key=lambda d: d["from_kill_s"])
+        limit = ttl + ORPHAN_SLACK_S
+        self.rows.append(
+            Row(
+                f"orphan: SIGKILL -> held by another agent (TTL {ttl:g} s)",
+                f"{worst['from_kill_s']:.3f}",
+                "s",
+                f"< {limit:g}",
+                "yes" if worst["from_kill_s"] < limit else "NO",
+            )
+        )
+        over = (worst["from_kill_s"] - ttl) * 1000
+        self.rows.append(
+            Row(
+                "orphan: (SIGKILL -> held) - TTL",
+                f"{over:.0f}",
+                "ms",
+                f"< {ORPHAN_SLACK_S * 1000:.0f}",
+                "yes" if over < ORPHAN_SLACK_S * 1000 else "NO",
+            )
+        )
+        past = worst["past_deadline_ms"]
+        self.rows.append(
+            Row(
+                "orphan: lease deadline -> re-claim (store clock)",
+                f"{past:.0f}",
+                "ms",
+                f"< {ORPHAN_SLACK_S * 1000:.0f}",
+                "yes" if past < ORPHAN_SLACK_S * 1000 else "NO",
+            )
+        )
+
+        before, after = await self.wakeup(a.wake_trials)
+        for label, values in (("before add", before), ("add returned", after)):
+            for q in (50, 99):
+                v = percentile(values, q)
+                self.rows.append(
+                    Row(
+                        f"wake-up p{q}: {label} -> claim returns ({len(values)} trials)",
+                        f"{v:.2f}",
+                        "ms",
+                        f"< {WAKE_TARGET_MS:g}",
+                        "yes" if v < WAKE_TARGET_MS else "NO",
+                    )
+                )
+
+    def print_table(self, wall_s: float) -> None:
+        info = self._admin.info("server")
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+        load = "" if self.load_at_start is None else f" | load avg at start {self.load_at_start:.2f}"
+        print(
+            f"claimroom claim bench | Python {platform.python_version()} "
+            f"| redis-server {info['redis_version']} "
+            f"| redis-py {redis_py.__version__} (hiredis {'yes' if HIREDIS_AVAILABLE else 'no'}) "
+            f"| cores {os.cpu_count()} (usable {usable}) | {platform.machine()} {platform.system()}{load}"
+        )
+        header = Row("measure", "value", "unit", "target", "ok")
+        rows = [header, *self.rows]
+        widths = [max(len(getattr(r, f)) for r in rows) for f in ("measure", "value", "unit", "target", "ok")]
+
+        def line(r: Row) -> str:
+            return (
+                f"{r.measure:<{widths[0]}}  {r.value:>{widths[1]}}  {r.unit:<{widths[2]}}  "
+                f"{r.target:<{widths[3]}}  {r.ok}"
+            )
+
+        print(line(header))
+        print("  ".join("-" * w for w in widths))
+        for r in self.rows:
+            print(line(r))
+        print(f"(wall time {wall_s:.1f} s)")
+
+    def close(self) -> None:
+        self._admin.close()
+
+
+# --- the orphan agent (a separate OS process) ----------------------------------------------
+
+
+async def orphan_child(url: str, namespace: str, ttl_s: float) -> None:
+    """Claim the one task, say so on stdout, then hang until SIGKILLed."""
+    store = Store.from_url(url, namespace)
+    claim = await store.claim("doomed-agent", ttl_s=ttl_s)
+    if claim is None:
+        print(json.dumps({"task": None}), flush=True)
+        return
+    print(
+        json.dumps({"task": claim.task.id, "token": claim.token, "deadline_ms": claim.deadline_ms}),
+        flush=True,
+    )
+    await asyncio.sleep(3600)
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: small sizes, a few seconds")
+    p.add_argument(
+        "--tasks", type=int, default=0, help="tasks per throughput run (default: sized by a pilot run)"
+    )
+    p.add_argument(
+        "--seconds", type=float, default=2.5, help="target length of each throughput run (default 2.5)"
+    )
+    p.add_argument(
+        "--batch", type=int, default=500, help="claims per pipeline in the ceiling run (default 500)"
+    )
+    p.add_argument("--depth", type=int, default=2, help="pipelines in flight in the batched runs (default 2)")
+    p.add_argument("--ttl", type=float, default=2.0, help="lease TTL of the orphaned agent, s (default 2)")
+    p.add_argument("--orphan-trials", type=int, default=1, help="orphan recovery trials; the worst is shown")
+    p.add_argument("--wake-trials", type=int, default=50, help="wake-up trials (default 50)")
+    p.add_argument("--orphan-child", nargs=3, metavar=("URL", "NS", "TTL"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.tasks = args.tasks or 1500
+        args.wake_trials = min(args.wake_trials, 10)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    if args.orphan_child:
+        url, ns, ttl = args.orphan_child
+        asyncio.run(orphan_child(url, ns, float(ttl)))
+        return 0
+    start = time.perf_counter()
+    server = LocalRedis.start()
+    bench = Bench(server, args)
+    try:
+        asyncio.run(bench.run())
+        bench.print_table(time.perf_counter() - start)
+    finally:
+        bench.close()
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

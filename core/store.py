@@ -87,14 +87,18 @@ class Store(ABC):
 
     @staticmethod
     def from_url(url: str, namespace: str = "default") -> Store:
-        """The store for a URL: ``redis://``, ``rediss://`` or ``unix://``."""
+        """The store for a URL: ``redis://``, ``rediss://``, ``unix://`` or ``file:///dir``."""
         validate.namespace(namespace)
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if scheme in ("redis", "rediss", "unix"):
             from .redis_store import RedisStore
 
             return RedisStore(url, namespace)
-        raise BadInput(f"unsupported store URL {url!r}: use redis://HOST:PORT (file:// comes later)")
+        if scheme == "file":
+            from .file_store import FileStore
+
+            return FileStore(url, namespace)
+        raise BadInput(f"unsupported store URL {url!r}: use redis://HOST:PORT or file:///abs/dir")
 
     # --- tasks -----------------------------------------------------------------------
 

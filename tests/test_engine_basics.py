@@ -507,8 +507,8 @@ async def test_task_bound_locks_end_with_the_claim(store: Store, ending: str) ->
     elif ending == "release":
         await store.release(tid, c.token)
     else:
-        sec, usec = await store.redis.time()  # type: ignore[attr-defined]
-        await asyncio.sleep(max(0, c.deadline_ms + 50 - (int(sec) * 1000 + int(usec) // 1000)) / 1000)
+        now_ms = await store._now_ms()  # type: ignore[attr-defined]  # the store's clock, either backend
+        await asyncio.sleep(max(0, c.deadline_ms + 50 - now_ms) / 1000)
         assert (await store.reap()).requeued == (tid,)
     assert [lk.path for lk in await store.locks()] == ["notes.md"]
     await store.lock(["pkg"], "other")
@@ -630,3 +630,9 @@ async def test_reassign_to_an_unknown_agent_is_refused(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.act("reassign", tid, State.QUEUED, 0, "alice", agent="ghost")
     assert (await store.get(tid)).state is State.QUEUED
+
+
+async def test_batch_parent_reference_must_name_an_earlier_task(store: Store) -> None:
+    with pytest.raises(BadInput):
+        await store.add_many([TaskSpec("a"), TaskSpec("b", parent="$5")])
+    assert sum((await store.counts()).values()) == 0  # all or none

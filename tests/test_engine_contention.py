@@ -15,7 +15,6 @@ import time
 from collections import defaultdict
 
 import pytest
-from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Event, State
 from claimroom.core.store import Store, TaskSpec
 
@@ -99,9 +98,9 @@ async def check_final(store: Store, ids: list[str]) -> None:
     assert all(not a.held for a in await store.agents())
 
 
-async def test_64_asyncio_claimers(redis_url: str, namespace: str) -> None:
-    admin = Store.from_url(redis_url, namespace)
-    stores = [Store.from_url(redis_url, namespace) for _ in range(64)]
+async def test_64_asyncio_claimers(store_url: str, namespace: str) -> None:
+    admin = Store.from_url(store_url, namespace)
+    stores = [Store.from_url(store_url, namespace) for _ in range(64)]
     try:
         ids = await add_tasks(admin, N_TASKS)
         assert len(set(ids)) == N_TASKS
@@ -140,14 +139,14 @@ def _process_worker(url: str, namespace: str, index: int, claimers: int, total: 
     return asyncio.run(main())
 
 
-async def test_8_processes(redis_server: LocalRedis, namespace: str) -> None:
+async def test_8_processes(store_url: str, namespace: str) -> None:
     procs, claimers = 8, 4
     ctx = multiprocessing.get_context("spawn")
-    async with Store.from_url(redis_server.url, namespace) as admin:
+    async with Store.from_url(store_url, namespace) as admin:
         with ctx.Pool(procs) as pool:
             pending = pool.starmap_async(
                 _process_worker,
-                [(redis_server.url, namespace, i, claimers, N_TASKS) for i in range(procs)],
+                [(store_url, namespace, i, claimers, N_TASKS) for i in range(procs)],
             )
             # Add the work only once every process is up, so they all race for it.
             deadline = time.monotonic() + 60

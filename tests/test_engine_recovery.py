@@ -11,7 +11,6 @@ import time
 import pytest
 from claimroom.core import constants
 from claimroom.core.errors import LeaseLost
-from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Event, State
 from claimroom.core.store import Miss, Store, TaskSpec
 
@@ -21,8 +20,7 @@ async def events_of(store: Store, etype: str, task: str | None = None) -> list[E
 
 
 async def store_now_ms(store: Store) -> int:
-    sec, usec = await store.redis.time()  # type: ignore[attr-defined]
-    return int(sec) * 1000 + int(usec) // 1000
+    return int(await store._now_ms())  # type: ignore[attr-defined]  # Redis TIME, or the file store's clock
 
 
 async def sleep_past(store: Store, deadline_ms: int, margin_ms: int = 50) -> None:
@@ -190,14 +188,14 @@ async def test_rollback_spares_subtasks_of_an_earlier_claim(store: Store) -> Non
 
 
 async def test_waiting_claimer_takes_an_expired_lease_within_ttl_plus_1s(
-    store: Store, redis_url: str, namespace: str
+    store: Store, store_url: str, namespace: str
 ) -> None:
     tid = await store.add("x")
     ttl = 1.0
     c = await store.claim("dying", ttl_s=ttl)
     assert c is not None
     start = time.monotonic()
-    async with Store.from_url(redis_url, namespace) as other:
+    async with Store.from_url(store_url, namespace) as other:
         got = await other.claim("rescuer", wait_s=5)
     elapsed = time.monotonic() - start
     assert got is not None and got.task.id == tid and got.token > c.token
@@ -305,13 +303,13 @@ async def test_backoff_follows_the_store_clock(store: Store, monkeypatch: pytest
 
 
 async def test_blocking_claim_wakes_when_a_task_is_added(
-    store: Store, redis_url: str, namespace: str
+    store: Store, store_url: str, namespace: str
 ) -> None:
     added_at: list[float] = []
 
     async def add_later() -> str:
         await asyncio.sleep(0.2)
-        async with Store.from_url(redis_url, namespace) as other:  # another connection
+        async with Store.from_url(store_url, namespace) as other:  # another connection
             tid = await other.add("fresh work")
         added_at.append(time.monotonic())
         return tid
@@ -326,12 +324,12 @@ async def test_blocking_claim_wakes_when_a_task_is_added(
 
 
 async def test_blocking_claim_wakes_when_a_lease_expires(
-    store: Store, redis_url: str, namespace: str
+    store: Store, store_url: str, namespace: str
 ) -> None:
     tid = await store.add("x")
     c = await store.claim("dying", ttl_s=0.6)
     assert c is not None
-    async with Store.from_url(redis_url, namespace) as other:
+    async with Store.from_url(store_url, namespace) as other:
         got = await other.claim("waiter", wait_s=5)
         woke_ms = await store_now_ms(other)
     assert got is not None and got.task.id == tid
@@ -359,11 +357,11 @@ async def test_blocking_claim_returns_none_after_its_wait(store: Store) -> None:
 
 
 async def test_blocking_claim_ignores_work_it_cannot_take(
-    store: Store, redis_url: str, namespace: str
+    store: Store, store_url: str, namespace: str
 ) -> None:
     async def add_later() -> None:
         await asyncio.sleep(0.2)
-        async with Store.from_url(redis_url, namespace) as other:
+        async with Store.from_url(store_url, namespace) as other:
             await other.add("gpu only", requires=["gpu"])
             await other.add("other queue", queue="elsewhere")
 
@@ -376,10 +374,10 @@ async def test_blocking_claim_ignores_work_it_cannot_take(
 
 
 async def test_one_reaper_leads_and_another_takes_over(
-    redis_server: LocalRedis, namespace: str, monkeypatch: pytest.MonkeyPatch
+    store_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(constants, "reaper_lease_ms", 1000)
-    url = redis_server.url
+    url = store_url
     first, second, client = (Store.from_url(url, namespace) for _ in range(3))
     reaps = {"first": 0, "second": 0}
 

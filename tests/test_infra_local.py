@@ -73,7 +73,7 @@ async def test_killed_local_server_is_a_clear_error_then_recovers_with_nothing_l
         with pytest.raises(StoreUnavailable) as err:
             await store.add("while down")
         assert err.value.exit_code == 5
-        assert f"store unavailable at {url}" in str(err.value) and "start Redis" in str(err.value)
+        assert f"store unavailable at {url}" in str(err.value) and "claimroom up" in str(err.value)
 
         watching = asyncio.create_task(monitor.run(stop))
         await eventually(lambda: monitor.restarts == 1 and statuses[-1].state == "up", what="the restart")

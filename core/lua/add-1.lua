@@ -23,9 +23,13 @@ for i, s in ipairs(specs) do
       return {-1, dep}
     end
   end
-  if s.parent and s.parent ~= '' and not string.match(s.parent, '^%$%d+$')
-      and rcall('EXISTS', P .. 'task:' .. s.parent) == 0 then
-    return {-1, s.parent}
+  if s.parent and s.parent ~= '' then
+    local k = string.match(s.parent, '^%$(%d+)$')
+    if k then
+      if tonumber(k) >= i - 1 then return {-5, 'parent ' .. s.parent .. ' must name an earlier task of the batch'} end
+    elseif rcall('EXISTS', P .. 'task:' .. s.parent) == 0 then
+      return {-1, s.parent}
+    end
   end
 end
 

@@ -1,0 +1,132 @@
+"""The file store's whole-board export and import (the dump format is in ``migrate``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from . import constants as C
+from .errors import Conflict
+from .file_ops import Tx, split
+from .file_schema import AGENT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, TASK_INTS, task_fields
+from .migrate import FORMAT, VERSION, Board, lock_clash, not_empty, renumbered
+
+
+def _strs(row: sqlite3.Row, names: tuple[str, ...]) -> dict[str, str]:
+    """Fields as strings, the empty ones left out (as a Redis hash never holds them)."""
+    return {k: str(row[k]) for k in names if str(row[k]) not in ("", "0") or k in ("name", "type")}
+
+
+def export(tx: Tx, namespace: str) -> Board:
+    """The whole board of ``tx``'s namespace, from the transaction's one snapshot."""
+    locks = []
+    for lk in tx.all("SELECT path, mode FROM locks WHERE ns = :ns ORDER BY path"):
+        holds = tx.all(
+            "SELECT agent, expires_ms, task FROM holds WHERE ns = :ns AND path = :p ORDER BY agent",
+            p=lk["path"],
+        )
+        locks.append(
+            {
+                "path": lk["path"],
+                "mode": lk["mode"],
+                "holds": [{"agent": h[0], "expires_ms": str(h[1]), "task": h[2]} for h in holds],
+            }
+        )
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "namespace": namespace,
+        "now_ms": str(tx.now),
+        "counters": {"task": str(tx.counter("task")), "token": str(tx.counter("token"))},
+        "tasks": [task_fields(r) for r in tx.all("SELECT * FROM tasks WHERE ns = :ns ORDER BY seq")],
+        "agents": [
+            _strs(r, AGENT_COLUMNS) for r in tx.all("SELECT * FROM agents WHERE ns = :ns ORDER BY name")
+        ],
+        "locks": locks,
+        "events": [
+            _strs(r, EVENT_COLUMNS) for r in tx.all("SELECT * FROM events WHERE ns = :ns ORDER BY seq")
+        ],
+        "paused": [r[0] for r in tx.all("SELECT queue FROM paused WHERE ns = :ns ORDER BY queue")],
+        "queues": [r[0] for r in tx.all("SELECT queue FROM queues WHERE ns = :ns ORDER BY queue")],
+    }
+
+
+def _count(tx: Tx, table: str) -> int:
+    row = tx.one(f"SELECT COUNT(*) FROM {table} WHERE ns = :ns")
+    return int(row[0]) if row else 0
+
+
+def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[str, int]:
+    """Write a whole board into ``tx``'s namespace; ``Conflict`` (nothing written) when
+    the namespace is not empty and ``merge`` is off, or a merged lock would clash."""
+    sizes = {k: _count(tx, k) for k in ("tasks", "agents", "events", "locks", "paused")}
+    if any(sizes.values()):
+        if not merge:
+            raise not_empty(namespace, url, sizes["tasks"], sizes["agents"], sizes["events"])
+        board = renumbered(board, tx.counter("task"))
+        clash = lock_clash(board["locks"], export(tx, namespace)["locks"], tx.now)
+        if clash:
+            raise Conflict(clash)
+    for t in board["tasks"]:
+        _load_task(tx, t)
+    for a in board["agents"]:
+        tx.run(
+            "INSERT OR IGNORE INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms,"
+            " consecutive_failures, breaker_open_until_ms) VALUES (:ns, :name, :caps, :m, :seen, :reg,"
+            " :fails, :until)",
+            name=a["name"], caps=a.get("caps", ""), m=int(a.get("max_claims") or C.default_max_claims),
+            seen=int(a.get("last_seen_ms") or 0), reg=int(a.get("registered_ms") or 0),
+            fails=int(a.get("consecutive_failures") or 0), until=int(a.get("breaker_open_until_ms") or 0),
+        )  # fmt: skip
+    for lk in board["locks"]:
+        tx.run(
+            "INSERT INTO locks (ns, path, mode) VALUES (:ns, :p, :m) "
+            "ON CONFLICT (ns, path) DO UPDATE SET mode = excluded.mode",
+            p=lk["path"],
+            m=lk["mode"],
+        )
+        for h in lk["holds"]:
+            tx.run(
+                "INSERT OR REPLACE INTO holds (ns, path, agent, expires_ms, task) "
+                "VALUES (:ns, :p, :a, :e, :t)",
+                p=lk["path"], a=h["agent"], e=int(h["expires_ms"]), t=h.get("task", ""),
+            )  # fmt: skip
+    for e in board["events"]:
+        tx.run(
+            "INSERT INTO events (ns, seq, type, at_ms, task, agent, token, operator, data) "
+            "VALUES (:ns, :seq, :type, :at, :task, :agent, :token, :op, :data)",
+            seq=tx.incr("event"), type=e["type"], at=int(e.get("at_ms") or 0), task=e.get("task", ""),
+            agent=e.get("agent", ""), token=int(e.get("token") or 0), op=e.get("operator", ""),
+            data=e.get("data", ""),
+        )  # fmt: skip
+    for q in board["paused"]:
+        tx.run("INSERT OR IGNORE INTO paused (ns, queue) VALUES (:ns, :q)", q=q)
+    for q in board["queues"]:
+        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=q)
+    for name in ("task", "token"):
+        wanted, have = int(board["counters"].get(name) or 0), tx.counter(name)
+        if wanted > have:
+            tx.incr(name, wanted - have)
+    tx.changed = True
+    return {k: len(board[k]) for k in ("tasks", "agents", "locks", "events", "paused")}
+
+
+def _load_task(tx: Tx, t: dict[str, str]) -> None:
+    row: dict[str, Any] = {k: int(t.get(k) or 0) if k in TASK_INTS else t.get(k, "") for k in TASK_COLUMNS}
+    row["progress"] = float(t.get("progress") or 0)
+    row["max_attempts"] = int(t.get("max_attempts") or C.default_max_attempts)
+    names = ", ".join(TASK_COLUMNS)
+    values = ", ".join(":" + k for k in TASK_COLUMNS)
+    tx.run(f"INSERT INTO tasks (ns, {names}) VALUES (:ns, {values})", **row)
+    if row["state"] == "queued":
+        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=row["queue"])
+        if not row["assigned"]:
+            tx.run(
+                "INSERT OR IGNORE INTO capsigs (ns, queue, sig) VALUES (:ns, :q, :s)",
+                q=row["queue"],
+                s=row["requires"],
+            )
+    # Every dependency, done or not: a done task never completes again, so the extra rows
+    # never count down anyone's wait.
+    for dep in split(row["after"]):
+        tx.run("INSERT OR IGNORE INTO dependents (ns, dep, id) VALUES (:ns, :d, :id)", d=dep, id=row["id"])

@@ -1,0 +1,509 @@
+"""The file store's operations: each one the SQL twin of a script in ``lua/``.
+
+Every function runs inside one write transaction (``FileStore._sync_tx``) and takes a ``Tx``:
+the connection, the namespace and the store's ``now``. Each keeps the contract written
+in the header of its Lua file, helpers included (``leave``/``enter`` become one UPDATE,
+since the state indexes are partial indexes over the state column). A refusal is raised
+as ``Refused`` and the transaction still commits what came before it, as a script's
+writes stand when it returns an error code (an expired lease found by a heartbeat stays
+expired).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+from typing import Any
+
+from . import constants as C
+from .file_schema import NOW_SQL, dumps
+from .scripts import ErrorCode
+
+Row = sqlite3.Row
+_REF = re.compile(r"\$(\d+)")
+
+
+class Refused(Exception):
+    """An operation refused with one of the scripts' error codes."""
+
+    def __init__(self, code: ErrorCode, *detail: str) -> None:
+        super().__init__(code, *detail)
+        self.code = code
+        self.detail = list(detail)
+
+
+class Tx:
+    """One transaction on one namespace, with the store's clock read once at its start.
+
+    Queries use named parameters; ``:ns`` is always bound to the namespace.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, ns: str) -> None:
+        self.conn = conn
+        self.ns = ns
+        self.now: int = conn.execute(NOW_SQL).fetchone()[0]
+        self.changed = False  # set by anything the scripts announce on the hints channel
+
+    def run(self, sql: str, **params: Any) -> sqlite3.Cursor:
+        return self.conn.execute(sql, {"ns": self.ns, **params})
+
+    def one(self, sql: str, **params: Any) -> Row | None:
+        row: Row | None = self.run(sql, **params).fetchone()
+        return row
+
+    def all(self, sql: str, **params: Any) -> list[Row]:
+        return list(self.run(sql, **params).fetchall())
+
+    def counter(self, name: str) -> int:
+        row = self.one("SELECT value FROM counters WHERE ns = :ns AND name = :name", name=name)
+        return int(row[0]) if row else 0
+
+    def incr(self, name: str, by: int = 1) -> int:
+        row = self.one(
+            "INSERT INTO counters (ns, name, value) VALUES (:ns, :name, :by) "
+            "ON CONFLICT (ns, name) DO UPDATE SET value = value + excluded.value RETURNING value",
+            name=name,
+            by=by,
+        )
+        assert row is not None
+        return int(row[0])
+
+    def audit(
+        self,
+        etype: str,
+        task: str = "",
+        agent: str = "",
+        token: int = 0,
+        data: dict[str, Any] | None = None,
+        operator: str = "",
+    ) -> None:
+        """The audit event of a change, in the change's own transaction (rule 4)."""
+        self.run(
+            "INSERT INTO events (ns, seq, type, at_ms, task, agent, token, operator, data) "
+            "VALUES (:ns, :seq, :type, :at, :task, :agent, :token, :op, :data)",
+            seq=self.incr("event"), type=etype, at=self.now, task=task, agent=agent, token=token,
+            op=operator, data="" if data is None else dumps(data),
+        )  # fmt: skip
+        self.changed = True
+
+    def finish(self) -> None:
+        """Count the change so waiting claimers and views wake (the hints channel's twin)."""
+        if self.changed:
+            self.incr("changes")
+            self.changed = False
+
+
+# --- lib.lua ------------------------------------------------------------------------
+
+
+def split(s: str) -> list[str]:
+    return [x for x in s.split(",") if x]
+
+
+def load_task(tx: Tx, tid: str) -> Row | None:
+    return tx.one("SELECT * FROM tasks WHERE ns = :ns AND id = :id", id=tid)
+
+
+def set_task(tx: Tx, tid: str, **fields: Any) -> None:
+    cols = ", ".join(f"{k} = :{k}" for k in fields)
+    tx.run(f"UPDATE tasks SET {cols} WHERE ns = :ns AND id = :id_", id_=tid, **fields)
+
+
+def enter(tx: Tx, t: Row, new: str, assigned: str | None = None) -> None:
+    """Put a task into a state; the partial indexes follow the row."""
+    who = t["assigned"] if assigned is None else assigned
+    set_task(tx, t["id"], state=new, updated_ms=tx.now, assigned=who)
+    if new == "queued":
+        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=t["queue"])
+        if not who:
+            tx.run(
+                "INSERT OR IGNORE INTO capsigs (ns, queue, sig) VALUES (:ns, :q, :sig)",
+                q=t["queue"],
+                sig=t["requires"],
+            )
+
+
+def drop_hold(tx: Tx, path: str, agent: str) -> None:
+    """Drop one agent's hold on a path; the lock goes when its last holder does."""
+    tx.run("DELETE FROM holds WHERE ns = :ns AND path = :p AND agent = :a", p=path, a=agent)
+    if tx.one("SELECT 1 FROM holds WHERE ns = :ns AND path = :p LIMIT 1", p=path) is None:
+        tx.run("DELETE FROM locks WHERE ns = :ns AND path = :p", p=path)
+
+
+def release_task_locks(tx: Tx, tid: str) -> list[str]:
+    rows = tx.all(
+        "SELECT path, agent FROM holds WHERE ns = :ns AND task = :t AND task <> '' ORDER BY path, agent",
+        t=tid,
+    )
+    for r in rows:
+        drop_hold(tx, r["path"], r["agent"])
+    return [r["path"] for r in rows]
+
+
+def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
+    """Rule 7: give back the claim's locks, cancel the subtasks it made that nobody took."""
+    tid = t["id"]
+    locks = release_task_locks(tx, tid)
+    cancelled = []
+    children = tx.all(
+        "SELECT * FROM tasks INDEXED BY tasks_parent WHERE ns = :ns AND parent = :p AND parent <> '' "
+        "AND spawn_token = :tok AND attempts = 0 AND state IN ('queued', 'blocked', 'retrying') ORDER BY seq",
+        p=tid,
+        tok=t["token"],
+    )
+    for c in children:
+        set_task(tx, c["id"], reason=f"rollback of {tid}")
+        enter(tx, c, "cancelled")
+        tx.audit("cancelled", c["id"], data={"reason": "rollback", "parent": tid})
+        cancelled.append(c["id"])
+    return {"locks": locks, "cancelled": cancelled}
+
+
+def agent_failed(tx: Tx, agent: str) -> None:
+    a = tx.one("SELECT * FROM agents WHERE ns = :ns AND name = :a", a=agent)
+    if a is None:
+        return
+    n = a["consecutive_failures"] + 1
+    until = a["breaker_open_until_ms"]
+    if n >= C.breaker_threshold:
+        until = tx.now + C.breaker_cooldown_ms
+        if a["breaker_open_until_ms"] <= tx.now:
+            tx.audit("breaker-opened", agent=agent, data={"failures": n, "until_ms": until})
+    tx.run(
+        "UPDATE agents SET consecutive_failures = :n, breaker_open_until_ms = :u "
+        "WHERE ns = :ns AND name = :a",
+        n=n,
+        u=until,
+        a=agent,
+    )
+
+
+def num(x: float) -> float | int:
+    """A number as cjson writes it: whole numbers without a fraction."""
+    return int(x) if x == int(x) else x
+
+
+def expire_one(tx: Tx, t: Row) -> str:
+    """An expired lease (rule 5): early work requeued, late work orphaned, the cap: dead."""
+    tid = t["id"]
+    expiries = t["expiries"] + 1
+    progress = float(t["progress"])
+    rb = rollback(tx, t)
+    agent_failed(tx, t["agent"])
+    outcome = "orphaned"
+    if expiries >= C.max_lease_expiries:
+        outcome = "dead"
+        set_task(tx, tid, reason="lease-expired")
+    elif progress < C.late_stage_progress:
+        outcome = "queued"
+    set_task(tx, tid, expiries=expiries)
+    enter(tx, t, outcome)
+    data = {"outcome": outcome, "progress": num(progress), "expiries": expiries, **rb}
+    tx.audit("expired", tid, t["agent"], t["token"], data)
+    return outcome
+
+
+def reap_due(tx: Tx) -> list[tuple[str, str]]:
+    rows = tx.all(
+        "SELECT * FROM tasks WHERE ns = :ns AND state = 'claimed' AND deadline_ms <= :now "
+        "ORDER BY deadline_ms LIMIT :n",
+        now=tx.now,
+        n=C.reap_batch,
+    )
+    return [(t["id"], expire_one(tx, t)) for t in rows]
+
+
+def promote_due(tx: Tx) -> list[str]:
+    """Retrying tasks whose backoff ended become claimable."""
+    rows = tx.all(
+        "SELECT * FROM tasks WHERE ns = :ns AND state = 'retrying' AND ready_ms <= :now "
+        "ORDER BY ready_ms LIMIT :n",
+        now=tx.now,
+        n=C.reap_batch,
+    )
+    for t in rows:
+        enter(tx, t, "queued")
+        tx.audit("ready", t["id"], data={"after": "backoff"})
+    return [t["id"] for t in rows]
+
+
+def check_lease(tx: Tx, tid: str, token: int) -> Row:
+    """Rule 2; a lease whose deadline passed is expired here and now, as the reaper would."""
+    t = load_task(tx, tid)
+    if t is None:
+        raise Refused(ErrorCode.NOT_FOUND, tid)
+    if t["state"] != "claimed" or t["token"] != token:
+        raise Refused(ErrorCode.LEASE_LOST, tid)
+    if t["deadline_ms"] <= tx.now:
+        expire_one(tx, t)
+        raise Refused(ErrorCode.LEASE_LOST, tid)
+    return t
+
+
+def touch_agent(tx: Tx, agent: str) -> None:
+    tx.run("UPDATE agents SET last_seen_ms = :now WHERE ns = :ns AND name = :a", now=tx.now, a=agent)
+
+
+def check_seen(tx: Tx, tid: str, seen_state: str, seen_token: int) -> Row:
+    """Operator actions are a compare-and-set on the state and token the operator saw."""
+    t = load_task(tx, tid)
+    if t is None:
+        raise Refused(ErrorCode.NOT_FOUND, tid)
+    if t["state"] != seen_state or t["token"] != seen_token:
+        raise Refused(ErrorCode.CHANGED, tid)
+    return t
+
+
+def take_out(tx: Tx, t: Row) -> dict[str, list[str]]:
+    """Take a task out of its state for an operator; a live claim is rolled back (rule 7)."""
+    if t["state"] == "claimed":
+        return rollback(tx, t)
+    return {"locks": [], "cancelled": []}
+
+
+# --- add-1.lua ------------------------------------------------------------------------
+
+
+def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
+    # Validate every reference before writing anything.
+    for i, s in enumerate(specs):
+        for dep in s["after"]:
+            m = _REF.fullmatch(dep)
+            if m:
+                if int(m.group(1)) >= i:
+                    raise Refused(ErrorCode.BAD_INPUT, f"after {dep} must name an earlier task of the batch")
+            elif load_task(tx, dep) is None:
+                raise Refused(ErrorCode.NOT_FOUND, dep)
+        parent = s["parent"]
+        m = _REF.fullmatch(parent)
+        if m:
+            if int(m.group(1)) >= i:
+                raise Refused(ErrorCode.BAD_INPUT, f"parent {parent} must name an earlier task of the batch")
+        elif parent and load_task(tx, parent) is None:
+            raise Refused(ErrorCode.NOT_FOUND, parent)
+
+    def resolve(ref: str) -> str:
+        m = _REF.fullmatch(ref)
+        return ids[int(m.group(1))] if m else ref
+
+    ids: list[str] = []
+    for s in specs:
+        seq = tx.incr("task")
+        tid = f"t{seq}"
+        ids.append(tid)
+        parent = resolve(s["parent"]) if s["parent"] else ""
+        # Unique after resolving: "$0" and that task's id must not be waited for twice.
+        deps = list(dict.fromkeys(resolve(d) for d in s["after"]))
+        waiting = 0
+        for dep in deps:
+            row = load_task(tx, dep)
+            if row is None or row["state"] != "done":
+                waiting += 1
+                tx.run("INSERT OR IGNORE INTO dependents (ns, dep, id) VALUES (:ns, :d, :id)", d=dep, id=tid)
+        spawn_token = 0
+        if parent:
+            p = load_task(tx, parent)
+            if p is not None and p["state"] == "claimed":
+                spawn_token = p["token"]
+        tx.run(
+            "INSERT INTO tasks (ns, id, seq, title, state, queue, priority, requires, after, parent,"
+            " affinity, payload, max_attempts, waiting, spawn_token, created_ms, updated_ms) VALUES"
+            " (:ns, :id, :seq, :title, '', :queue, :priority, :requires, :after, :parent, :affinity,"
+            " :payload, :max_attempts, :waiting, :spawn, :now, :now)",
+            id=tid, seq=seq, title=s["title"], queue=s["queue"], priority=s["priority"],
+            requires=s["requires"], after=",".join(deps), parent=parent, affinity=s["affinity"],
+            payload=s["payload"], max_attempts=s["max_attempts"], waiting=waiting, spawn=spawn_token,
+            now=tx.now,
+        )  # fmt: skip
+        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=s["queue"])
+        state = "blocked" if waiting > 0 else "queued"
+        row = load_task(tx, tid)
+        assert row is not None
+        enter(tx, row, state)
+        tx.audit("added", tid, data={"state": state, "queue": s["queue"], "priority": s["priority"]})
+    return ids
+
+
+# --- claim-1.lua ----------------------------------------------------------------------
+
+
+def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tuple[list[str], str, int]:
+    """Lease up to ``count`` tasks; returns (claimed ids, miss reason, next change in ms)."""
+    reap_due(tx)
+    promote_due(tx)
+    a = tx.one("SELECT * FROM agents WHERE ns = :ns AND name = :a", a=agent)
+    if a is None:
+        tx.run(
+            "INSERT INTO agents (ns, name, caps, max_claims, registered_ms) VALUES (:ns, :a, '', :m, :now)",
+            a=agent,
+            m=C.default_max_claims,
+            now=tx.now,
+        )
+        tx.audit("registered", agent=agent, data={"auto": True})
+        a = tx.one("SELECT * FROM agents WHERE ns = :ns AND name = :a", a=agent)
+        assert a is not None
+    touch_agent(tx, agent)
+    if a["breaker_open_until_ms"] > tx.now:
+        return [], "breaker-open", a["breaker_open_until_ms"] - tx.now
+    held = tx.one("SELECT COUNT(*) FROM tasks WHERE ns = :ns AND agent = :a AND state = 'claimed'", a=agent)
+    room = a["max_claims"] - (held[0] if held else 0)
+    if room <= 0:
+        return [], "at-capacity", -1
+    count = min(count, room)
+
+    caps = set(split(a["caps"]))
+    names = queues or [r[0] for r in tx.all("SELECT queue FROM queues WHERE ns = :ns ORDER BY queue")]
+    paused = {r[0] for r in tx.all("SELECT queue FROM paused WHERE ns = :ns")}
+    open_queues = [q for q in names if q not in paused]
+
+    out: list[str] = []
+    while len(out) < count:
+        best: str | None = None
+        mine = tx.one(
+            "SELECT id FROM tasks WHERE ns = :ns AND assigned = :a AND state = 'queued' AND assigned <> '' "
+            "ORDER BY priority DESC, seq LIMIT 1",
+            a=agent,
+        )
+        if mine is not None:
+            best = mine[0]
+        else:
+            best_key: tuple[int, int] | None = None
+            for q in open_queues:
+                for (sig,) in tx.all("SELECT sig FROM capsigs WHERE ns = :ns AND queue = :q", q=q):
+                    if not set(split(sig)) <= caps:
+                        continue
+                    head = tx.one(
+                        "SELECT id, priority, seq FROM tasks WHERE ns = :ns AND queue = :q AND requires = :s"
+                        " AND state = 'queued' AND assigned = '' ORDER BY priority DESC, seq LIMIT 1",
+                        q=q,
+                        s=sig,
+                    )
+                    if head is None:
+                        tx.run("DELETE FROM capsigs WHERE ns = :ns AND queue = :q AND sig = :s", q=q, s=sig)
+                    elif best_key is None or (-head["priority"], head["seq"]) < best_key:
+                        best, best_key = head["id"], (-head["priority"], head["seq"])
+        if best is None:
+            break
+        t = load_task(tx, best)
+        assert t is not None
+        token = tx.incr("token")
+        attempts = t["attempts"] + 1
+        deadline = tx.now + ttl_ms
+        set_task(
+            tx, best, agent=agent, token=token, deadline_ms=deadline, claimed_ms=tx.now, ttl_ms=ttl_ms,
+            attempts=attempts,
+        )  # fmt: skip
+        enter(tx, t, "claimed", assigned="")
+        tx.audit("claimed", best, agent, token, {"deadline_ms": deadline, "attempt": attempts})
+        out.append(best)
+    if out:
+        return out, "", -1
+
+    next_change = -1
+    for sql in (
+        "SELECT MIN(deadline_ms) FROM tasks WHERE ns = :ns AND state = 'claimed'",
+        "SELECT MIN(ready_ms) FROM tasks WHERE ns = :ns AND state = 'retrying'",
+    ):
+        head = tx.one(sql)
+        if head is not None and head[0] is not None:
+            wait = max(0, head[0] - tx.now)
+            if next_change < 0 or wait < next_change:
+                next_change = wait
+    return [], "empty", next_change
+
+
+# --- heartbeat, complete, fail, release -------------------------------------------------
+
+
+def heartbeat(tx: Tx, tid: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int:
+    t = check_lease(tx, tid, token)
+    ttl = t["ttl_ms"] if ttl_ms is None else ttl_ms
+    deadline = tx.now + ttl
+    fields: dict[str, Any] = {"deadline_ms": deadline, "ttl_ms": ttl, "updated_ms": tx.now}
+    for key, value in updates.items():
+        if key not in ("progress", "stage", "checkpoint"):  # column names: never from outside
+            raise Refused(ErrorCode.BAD_INPUT, f"cannot set {key!r} in a heartbeat")
+        fields[key] = float(value) if key == "progress" else value
+    set_task(tx, tid, **fields)
+    touch_agent(tx, t["agent"])
+    stage = updates.get("stage")
+    if stage is not None and stage != t["stage"]:
+        tx.audit("stage", tid, t["agent"], token, {"stage": stage})
+    else:
+        tx.changed = True  # the script publishes every heartbeat for live views
+    return deadline
+
+
+def complete(tx: Tx, tid: str, token: int, result: str) -> list[str]:
+    t = check_lease(tx, tid, token)
+    set_task(tx, tid, result=result, progress=1.0, reason="")
+    enter(tx, t, "done")
+    locks = release_task_locks(tx, tid)
+    tx.run(
+        "UPDATE agents SET consecutive_failures = 0, last_seen_ms = :now WHERE ns = :ns AND name = :a",
+        now=tx.now,
+        a=t["agent"],
+    )
+    out = []
+    names = tx.all("SELECT id FROM dependents WHERE ns = :ns AND dep = :id", id=tid)
+    dependents = sorted((r for r in (load_task(tx, n[0]) for n in names) if r), key=lambda r: int(r["seq"]))
+    for d in dependents:
+        if d["state"] != "blocked":
+            continue
+        set_task(tx, d["id"], waiting=d["waiting"] - 1)
+        if d["waiting"] - 1 <= 0:
+            enter(tx, d, "queued")
+            tx.audit("ready", d["id"], data={"after": tid})
+            out.append(d["id"])
+    tx.audit("completed", tid, t["agent"], token, {"locks": locks})
+    return out
+
+
+def fail(tx: Tx, tid: str, token: int, reason: str, fatal: bool, jitter: float) -> tuple[str, int]:
+    t = check_lease(tx, tid, token)
+    failures = t["failures"] + 1
+    rb = rollback(tx, t)
+    agent_failed(tx, t["agent"])
+    state, ready = "dead", 0
+    if not fatal and failures < t["max_attempts"]:
+        state = "retrying"
+        delay = min(C.backoff_base_ms * 2.0 ** (failures - 1), float(C.backoff_max_ms))
+        # Equal jitter, computed as the script does (IEEE doubles, then floor).
+        ready = tx.now + math.floor(delay / 2 + delay / 2 * jitter)
+    set_task(tx, tid, failures=failures, reason=reason, ready_ms=ready)
+    enter(tx, t, state)
+    data = {"reason": reason, "fatal": fatal, "next": state, "ready_ms": ready, "failures": failures, **rb}
+    tx.audit("failed", tid, t["agent"], token, data)
+    return state, ready
+
+
+def release(tx: Tx, tid: str, token: int) -> None:
+    t = check_lease(tx, tid, token)
+    rb = rollback(tx, t)
+    enter(tx, t, "queued")
+    tx.audit("released", tid, t["agent"], token, rb)
+
+
+# --- agents ------------------------------------------------------------------------------
+
+
+def register(tx: Tx, agent: str, caps: str, max_claims: int) -> None:
+    tx.run(
+        "INSERT INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms) "
+        "VALUES (:ns, :a, :caps, :m, :now, :now) ON CONFLICT (ns, name) DO UPDATE SET "
+        "caps = excluded.caps, max_claims = excluded.max_claims, last_seen_ms = excluded.last_seen_ms",
+        a=agent,
+        caps=caps,
+        m=max_claims,
+        now=tx.now,
+    )
+    tx.audit("registered", agent=agent, data={"capabilities": split(caps), "max_claims": max_claims})
+
+
+def alive(tx: Tx, agent: str) -> int:
+    if tx.one("SELECT 1 FROM agents WHERE ns = :ns AND name = :a", a=agent) is None:
+        raise Refused(ErrorCode.NOT_FOUND, agent)
+    touch_agent(tx, agent)
+    tx.changed = True
+    return tx.now

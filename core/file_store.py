@@ -1,0 +1,464 @@
+"""The file backend: a board in one SQLite database (WAL mode) in a directory, for one machine.
+
+Every operation is one transaction (``BEGIN IMMEDIATE`` for changes) holding the change
+and its audit event, so rule 4 is SQLite's atomic commit; the operations themselves are
+in ``file_ops``/``file_admin``, one twin per Lua script. SQLite work runs on one worker
+thread per store (a connection must not be used by two threads at once), so nothing
+blocks the event loop.
+
+Waiting (a blocking claim, ``wait_for_change``, ``follow``) polls a second connection's
+``PRAGMA data_version`` every ``file_poll_s``: it changes only when another connection
+committed, and then a per-namespace change counter (bumped by every change the Redis
+backend would announce) says whether this board moved. A woken claimer still takes work
+through the atomic claim (rule 8); a missed change costs delay, never a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import constants as C
+from . import file_admin, file_dump, file_ops
+from .errors import BadInput, NotFound
+from .file_ops import Refused, Tx
+from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
+from .migrate import Board, check
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+from .store import Store
+
+T = TypeVar("T")
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+_gates: dict[Path, threading.Lock] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(path: Path) -> threading.Lock:
+    """The in-process lock the writers of one database file take first, so only one of
+    them at a time competes with other processes for SQLite's write lock (busy-polling
+    threads would otherwise fight the holder for the GIL)."""
+    with _gates_lock:
+        return _gates.setdefault(path, threading.Lock())
+
+
+def _forked() -> None:
+    # A forked child has none of the parent's threads: a gate held by one of them would
+    # never be released.
+    global _gates_lock
+    _gates_lock = threading.Lock()
+    _gates.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
+_abandoned: list[sqlite3.Connection] = []  # a parent's connections, in a forked child
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        id=str(row["seq"]),
+        type=row["type"],
+        at_ms=row["at_ms"],
+        task=row["task"],
+        agent=row["agent"],
+        token=row["token"],
+        operator=row["operator"],
+        data=json.loads(row["data"]) if row["data"] else {},
+    )
+
+
+def _task(row: sqlite3.Row) -> Task:
+    return Task.from_fields(task_fields(row))
+
+
+class FileStore(Store):
+    """A namespace in ``<dir>/claimroom.db`` for a ``file:///dir`` URL."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url = url
+        self.namespace = namespace
+        self._path = db_path(url)
+        self._pool: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._watch: sqlite3.Connection | None = None
+        self._watch_version = -1
+        self._watch_changes = 0
+        self._seen_changes: int | None = None  # what wait_for_change last reported
+        # The worker thread is the only user of the connections; the lock keeps it so even
+        # when close() races with calls still under way (a new worker would start).
+        self._mutex = threading.RLock()
+        self._pid = os.getpid()
+
+    # --- plumbing (the _sync methods run on the worker thread) -----------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect(self._path)
+        return self._conn
+
+    def _sync_tx(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        """Run ``fn(tx, *args)`` in one transaction, retrying while another writer holds
+        the lock, up to ``file_busy_timeout_s``; commits also when ``fn`` refuses."""
+        with self._mutex:
+            return self._sync_tx_locked(fn, args, write)
+
+    def _sync_tx_locked(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        deadline = time.monotonic() + C.file_busy_timeout_s
+        if not write:
+            return self._attempts(fn, args, write, deadline)
+        gate = _gate(self._path)
+        if not gate.acquire(timeout=C.file_busy_timeout_s):
+            raise unavailable(self._path, sqlite3.OperationalError("database is locked"))
+        try:
+            return self._attempts(fn, args, write, deadline)
+        finally:
+            gate.release()
+
+    def _attempts(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool, deadline: float) -> T:
+        while True:
+            refused: Refused | None = None
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    tx = Tx(conn, self.namespace)
+                    try:
+                        result = fn(tx, *args)
+                    except Refused as exc:
+                        refused = exc
+                    tx.finish()
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except _BUGS:
+                raise  # a mistake in claimroom, not a state of the store: never "unavailable"
+            except sqlite3.Error as exc:
+                if is_busy(exc) and time.monotonic() < deadline:
+                    # Short random pauses: under contention every waiter gets many fair
+                    # chances per second, unlike SQLite's busy handler (sleeps up to 100 ms).
+                    time.sleep(random.uniform(0, C.file_busy_retry_s))
+                    continue
+                raise unavailable(self._path, exc) from None
+            except OSError as exc:
+                raise unavailable(self._path, exc) from None
+            if refused is not None:
+                raise refused.code.exception(refused.detail)
+            return result
+
+    def _sync_changes(self) -> int:
+        """This board's change counter, re-read only when another connection committed."""
+        with self._mutex:
+            return self._sync_changes_locked()
+
+    def _sync_changes_locked(self) -> int:
+        try:
+            if self._watch is None:
+                self._connection()  # so the schema exists before the watcher reads it
+                self._watch = connect(self._path, create=False)
+            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._watch_version:
+                row = self._watch.execute(
+                    "SELECT value FROM counters WHERE ns = ? AND name = 'changes'", (self.namespace,)
+                ).fetchone()
+                self._watch_version, self._watch_changes = version, int(row[0]) if row else 0
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                return self._watch_changes  # a hint only: look again at the next poll
+            raise unavailable(self._path, exc) from None
+        return self._watch_changes
+
+    def _sync_close(self) -> None:
+        with self._mutex:
+            self._sync_close_locked()
+
+    def _sync_close_locked(self) -> None:
+        for conn in (self._conn, self._watch):
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+        self._conn = self._watch = None
+        self._watch_version = -1
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._pid != os.getpid():
+            # Used in a forked child: SQLite connections must not cross a fork, so the
+            # parent's are left alone (kept, never closed here) and new ones opened.
+            _abandoned.extend(c for c in (self._conn, self._watch) if c is not None)
+            self._pid, self._pool, self._conn, self._watch = os.getpid(), None, None, None
+            self._mutex, self._watch_version = threading.RLock(), -1
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claimroom-file")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._call(self._sync_tx, fn, args, True)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._call(self._sync_tx, fn, args, False)
+
+    async def _changes(self) -> int:
+        return await self._call(self._sync_changes)
+
+    async def _await_change(self, seen: int, timeout_s: float) -> int:
+        """The change counter once it differs from ``seen``, or after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            now = await self._changes()
+            left = deadline - loop.time()
+            if now != seen or left <= 0:
+                return now
+            await asyncio.sleep(min(C.file_poll_s, left))
+
+    # --- tasks -----------------------------------------------------------------------
+
+    async def _add(self, specs: list[dict[str, Any]]) -> list[str]:
+        return await self._write(file_ops.add, specs)
+
+    def _claim_tx(
+        self, tx: Tx, agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[Claim], ClaimMiss, int]:
+        ids, why, next_ms = file_ops.claim(tx, agent, ttl_ms, queues, count)
+        claims = []
+        for tid in ids:
+            row = file_ops.load_task(tx, tid)
+            assert row is not None
+            task = _task(row)
+            claims.append(Claim(task, task.token, task.deadline_ms))
+        tx.finish()
+        # The counter as of this commit: a later change, even one racing with this claim's
+        # return, makes a waiter look again.
+        return claims, ClaimMiss(why, next_ms), tx.counter("changes")
+
+    async def _claim(
+        self, agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[Claim], ClaimMiss]:
+        got, why, _ = await self._write(self._claim_tx, agent, queues, ttl_ms, count)
+        return got, why
+
+    async def _claim_waiting(
+        self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
+    ) -> tuple[list[Claim], ClaimMiss]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            got, why, seen = await self._write(self._claim_tx, agent, queues, ttl_ms, count)
+            left = deadline - loop.time()
+            if got or left <= 0:
+                return got, why
+            pause = min(left, C.wait_recheck_s)
+            if why.next_change_in_ms >= 0:
+                pause = min(pause, why.next_change_in_ms / 1000 + 0.001)
+            await self._await_change(seen, pause)
+
+    async def _heartbeat(self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int:
+        return await self._write(file_ops.heartbeat, task, token, ttl_ms, updates)
+
+    async def _complete(self, task: str, token: int, result: str) -> list[str]:
+        return await self._write(file_ops.complete, task, token, result)
+
+    async def _fail(
+        self, task: str, token: int, reason: str, fatal: bool, jitter: float
+    ) -> tuple[State, int]:
+        state, ready = await self._write(file_ops.fail, task, token, reason, fatal, jitter)
+        return State(state), ready
+
+    async def _release(self, task: str, token: int) -> None:
+        await self._write(file_ops.release, task, token)
+
+    async def _get(self, task: str) -> Task:
+        row = await self._read(file_ops.load_task, task)
+        if row is None:
+            raise NotFound(f"no such task: {task}")
+        return _task(row)
+
+    async def _tasks(self, state: State | None, queue: str | None, limit: int, offset: int) -> list[Task]:
+        def go(tx: Tx) -> list[sqlite3.Row]:
+            where = "ns = :ns"
+            if state is not None:
+                where += " AND state = :state"
+            if queue is not None:
+                where += " AND queue = :queue"
+            return tx.all(
+                f"SELECT * FROM tasks WHERE {where} ORDER BY seq LIMIT :limit OFFSET :offset",
+                state=None if state is None else state.value,
+                queue=queue,
+                limit=limit,
+                offset=offset,
+            )
+
+        return [_task(r) for r in await self._read(go)]
+
+    async def _counts(self) -> dict[State, int]:
+        def go(tx: Tx) -> dict[str, int]:
+            return {
+                r[0]: r[1] for r in tx.all("SELECT state, COUNT(*) FROM tasks WHERE ns = :ns GROUP BY state")
+            }
+
+        found = await self._read(go)
+        return {s: found.get(s.value, 0) for s in State}
+
+    # --- agents ----------------------------------------------------------------------
+
+    async def _register(self, agent: str, caps: str, max_claims: int) -> None:
+        await self._write(file_ops.register, agent, caps, max_claims)
+
+    async def _alive(self, agent: str) -> int:
+        return await self._write(file_ops.alive, agent)
+
+    async def _agents(self) -> list[Agent]:
+        def go(tx: Tx) -> list[Agent]:
+            held: dict[str, list[str]] = {}
+            for r in tx.all("SELECT agent, id FROM tasks WHERE ns = :ns AND state = 'claimed'"):
+                held.setdefault(r[0], []).append(r[1])
+            return [
+                Agent.from_fields(
+                    {k: str(r[k]) for k in AGENT_COLUMNS}, tuple(sorted(held.get(r["name"], [])))
+                )
+                for r in tx.all("SELECT * FROM agents WHERE ns = :ns ORDER BY name")
+            ]
+
+        return await self._read(go)
+
+    # --- locks -----------------------------------------------------------------------
+
+    async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int:
+        return await self._write(file_admin.lock, paths, agent, ttl_ms, shared, task)
+
+    async def _unlock(self, paths: list[str], agent: str) -> list[str]:
+        return await self._write(file_admin.unlock, paths, agent)
+
+    async def _locks(self) -> list[Lock]:
+        return await self._read(file_admin.live_locks)
+
+    # --- audit and recovery ----------------------------------------------------------
+
+    @staticmethod
+    def _after(tx: Tx, after: str) -> int:
+        if after in ("-", "0", ""):
+            return 0
+        if after == "$":
+            return tx.counter("event")
+        if after.isdigit():
+            return int(after)
+        raise BadInput(f"invalid event id {after!r}: use an id from this store's events, - or $")
+
+    def _events_tx(self, tx: Tx, task: str | None, after: str, count: int) -> tuple[list[Event], int, int]:
+        since = self._after(tx, after)
+        if task is None:
+            rows = tx.all(
+                "SELECT * FROM events WHERE ns = :ns AND seq > :since ORDER BY seq LIMIT :n",
+                since=since,
+                n=count,
+            )
+        else:
+            rows = tx.all(
+                "SELECT * FROM events WHERE ns = :ns AND task = :t AND task <> '' AND seq > :since "
+                "ORDER BY seq LIMIT :n",
+                t=task,
+                since=since,
+                n=count,
+            )
+        last = rows[-1]["seq"] if rows else since
+        return [_event(r) for r in rows], last, tx.counter("changes")
+
+    async def _events(self, task: str | None, after: str, count: int) -> list[Event]:
+        return (await self._read(self._events_tx, task, after, max(count, 0)))[0]
+
+    async def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]:
+        since = after
+        while True:
+            batch, last, seen = await self._read(self._events_tx, task, since, 500)
+            since = str(last)
+            for event in batch:
+                yield event
+            if not batch:
+                await self._await_change(seen, 1.0)
+
+    async def _reap(self) -> ReapReport:
+        out = await self._write(file_admin.reap)
+        by: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
+        for tid, outcome in out["expired"]:
+            by[outcome].append(tid)
+        return ReapReport(
+            requeued=tuple(by["queued"]),
+            orphaned=tuple(by["orphaned"]),
+            dead=tuple(by["dead"]),
+            promoted=tuple(out["promoted"]),
+            locks_expired=out["dropped"],
+        )
+
+    async def _lead(self, holder: str, lease_ms: int) -> bool:
+        return await self._write(file_admin.lead, holder, lease_ms)
+
+    async def _wait_for_change(self, timeout_s: float) -> bool:
+        if self._seen_changes is None:
+            self._seen_changes = await self._changes()  # like subscribing: from now on
+        seen = self._seen_changes
+        now = await self._await_change(seen, timeout_s)
+        self._seen_changes = now
+        return now != seen
+
+    # --- operator actions --------------------------------------------------------------
+
+    async def _act(self, action: str, task: str, seen: State, token: int, operator: str, agent: str) -> State:
+        return State(await self._write(file_admin.move, task, seen.value, token, action, operator, agent))
+
+    async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int:
+        return await self._write(file_admin.extend, task, token, extra_ms, operator)
+
+    async def _queue_state(self, queue: str, pause: bool, operator: str) -> bool:
+        return await self._write(file_admin.queue_state, queue, pause, operator)
+
+    async def _paused(self) -> set[str]:
+        def go(tx: Tx) -> set[str]:
+            return {r[0] for r in tx.all("SELECT queue FROM paused WHERE ns = :ns")}
+
+        return await self._read(go)
+
+    async def _reset_breaker(self, agent: str, operator: str) -> None:
+        await self._write(file_admin.reset_breaker, agent, operator)
+
+    async def ping(self) -> float:
+        start = time.perf_counter()
+        await self._read(lambda tx: tx.now)
+        return (time.perf_counter() - start) * 1000
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(pool, self._sync_close)
+            finally:
+                pool.shutdown(wait=False)
+
+    # --- whole-board export and import (core/migrate.py) -------------------------------
+
+    async def _now_ms(self) -> int:
+        """The store's clock."""
+        return await self._read(lambda tx: tx.now)
+
+    async def _export(self) -> Board:
+        """The whole board, read in one snapshot."""
+        return await self._read(file_dump.export, self.namespace)
+
+    async def _import(self, board: Board, merge: bool) -> dict[str, int]:
+        """Write a whole board in one transaction; ``Conflict`` into a non-empty namespace
+        unless ``merge``."""
+        check(board)
+        return await self._write(file_dump.load, self.namespace, self.url, board, merge)

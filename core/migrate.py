@@ -1,0 +1,159 @@
+"""Move a whole board between stores (a file store and Redis, either way).
+
+A board travels as one backend-neutral dump (``_export`` on the source, ``_import`` on the
+destination): tasks with every field, live claims with their tokens and deadlines, agents,
+path locks, the audit trail, paused queues and the counters, so tokens handed out later
+stay greater than every earlier one. Each backend reads its dump in one snapshot and
+writes one in one atomic step. Stop the agents first: work done on the source after the
+export is not carried over.
+
+The dump (all scalar values as strings, the form Redis hashes hold)::
+
+    {"format": "claimroom-board", "version": 1, "namespace": ..., "now_ms": source clock,
+     "counters": {"task": n, "token": n},
+     "tasks": [task fields...] (creation order), "agents": [agent fields...],
+     "locks": [{"path", "mode", "holds": [{"agent", "expires_ms", "task"}]}],
+     "events": [{"type", "at_ms", "task", "agent", "token", "operator", "data"}] (oldest first),
+     "paused": [queue...], "queues": [queue...]}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any, Protocol, runtime_checkable
+
+from . import constants as C
+from .errors import BadInput, Conflict
+
+FORMAT = "claimroom-board"
+VERSION = 1
+Board = dict[str, Any]
+
+
+@runtime_checkable
+class Portable(Protocol):
+    """A store that can dump and load a whole board."""
+
+    url: str
+    namespace: str
+
+    async def _export(self) -> Board: ...
+    async def _import(self, board: Board, merge: bool) -> dict[str, int]: ...
+    async def _now_ms(self) -> int: ...
+
+
+async def migrate(src: Any, dst: Any, *, merge: bool = False) -> dict[str, int]:
+    """Copy ``src``'s board into ``dst``; refuses a non-empty ``dst`` unless ``merge``.
+
+    With ``merge`` the incoming tasks are renumbered after the destination's (references
+    follow), existing agents keep their records, and a lock that would clash with one the
+    destination holds refuses the whole merge. Returns what was written, by kind.
+    """
+    for store in (src, dst):
+        if not isinstance(store, Portable):
+            raise BadInput(f"{type(store).__name__} cannot export or import a board")
+    if (src.url, src.namespace) == (dst.url, dst.namespace):
+        raise BadInput("source and destination are the same board")
+    src_now = await src._now_ms()
+    skew = await dst._now_ms() - src_now
+    board = await src._export()
+    shift = skew if abs(skew) > C.migrate_clock_skew_ms else 0
+    if shift:
+        board = shifted(board, shift)
+    counts: dict[str, int] = await dst._import(board, merge)
+    counts["clock_shift_ms"] = shift
+    return counts
+
+
+def check(board: Board) -> None:
+    """``BadInput`` unless ``board`` is a dump this version understands."""
+    if board.get("format") != FORMAT or board.get("version") != VERSION:
+        raise BadInput("not a claimroom board dump of a version this claimroom reads")
+
+
+def not_empty(namespace: str, url: str, tasks: int, agents: int, events: int) -> Conflict:
+    return Conflict(
+        f"namespace {namespace!r} at {url} is not empty ({tasks} tasks, {agents} agents, "
+        f"{events} events); migrate into an empty namespace, or merge"
+    )
+
+
+def shifted(board: Board, ms: int) -> Board:
+    """The board with its live deadlines moved by ``ms``: the destination's clock differs."""
+    out = copy.deepcopy(board)
+    for t in out["tasks"]:
+        if t.get("state") == "claimed" and t.get("deadline_ms"):
+            t["deadline_ms"] = str(int(t["deadline_ms"]) + ms)
+        if t.get("state") == "retrying" and t.get("ready_ms"):
+            t["ready_ms"] = str(int(t["ready_ms"]) + ms)
+    for a in out["agents"]:
+        if int(a.get("breaker_open_until_ms") or 0):
+            a["breaker_open_until_ms"] = str(int(a["breaker_open_until_ms"]) + ms)
+    for lk in out["locks"]:
+        for h in lk["holds"]:
+            h["expires_ms"] = str(int(h["expires_ms"]) + ms)
+    return out
+
+
+_ID = re.compile(r"t(\d+)")
+
+
+def renumbered(board: Board, top: int) -> Board:
+    """The board with task ``tN`` renamed ``t(N + top)`` everywhere it is named."""
+    if top == 0:
+        return board
+    out = copy.deepcopy(board)
+    names: dict[str, str] = {}
+    for t in out["tasks"]:
+        m = _ID.fullmatch(t["id"])
+        seq = int(m.group(1)) if m else int(t["seq"])
+        names[t["id"]] = f"t{seq + top}"
+        t["seq"] = str(seq + top)
+
+    def one(x: str) -> str:
+        return names.get(x, x)
+
+    def many(x: str) -> str:
+        return ",".join(one(v) for v in x.split(",") if v)
+
+    for t in out["tasks"]:
+        t["id"] = one(t["id"])
+        t["after"] = many(t.get("after", ""))
+        t["parent"] = one(t.get("parent", ""))
+    for lk in out["locks"]:
+        for h in lk["holds"]:
+            h["task"] = one(h.get("task", ""))
+    for e in out["events"]:
+        e["task"] = one(e.get("task", ""))
+        if e.get("data"):
+            data = json.loads(e["data"])
+            if isinstance(data, dict):
+                for key in ("after", "parent"):
+                    if isinstance(data.get(key), str):
+                        data[key] = one(data[key])
+                if isinstance(data.get("cancelled"), list):
+                    data["cancelled"] = [one(x) for x in data["cancelled"]]
+                e["data"] = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    out["counters"] = {**out["counters"], "task": str(int(out["counters"]["task"]) + top)}
+    return out
+
+
+def _covers(a: str, b: str) -> bool:
+    return a == b or b.startswith(a + "/") or a.startswith(b + "/")
+
+
+def lock_clash(incoming: list[dict[str, Any]], present: list[dict[str, Any]], now_ms: int) -> str | None:
+    """A message naming the first incoming lock that clashes with a present one, or None."""
+    for new in incoming:
+        new_live = {h["agent"] for h in new["holds"] if int(h["expires_ms"]) > now_ms}
+        for old in present:
+            if not _covers(new["path"], old["path"]):
+                continue
+            if new["mode"] == "shared" and old["mode"] == "shared":
+                continue
+            for h in old["holds"]:
+                if int(h["expires_ms"]) > now_ms and new_live - {h["agent"]}:
+                    return f"{new['path']} is locked by {h['agent']} (at {old['path']}) in the destination"
+    return None

@@ -311,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmd("down", "stop the store that `up` started for this project")
     cmd("doctor", "check the store and the setup, with what to do")
 
+    c = cmd("tui", "the control room: live panes of queues, claims, agents, orphans, locks, events")
+    c.add_argument("--readonly", action="store_true", help="look only: every operator action is refused")
+    c.add_argument("--theme", help="dark, light, high-contrast or ansi (env CLAIMROOM_THEME)")
+    c.add_argument("--operator", help="your name in the audit trail (default: the OS user)")
+
     c = cmd("demo", "a scripted run on a private redis-server: agents claim, one dies, its work is recovered")
     c.add_argument("--seconds", type=num_f, default=12.0, help="how long the agents run")
     return p
@@ -366,8 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.command is None:
-        parser.print_help()
-        return 0
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()
+            return 0
+        a = parser.parse_args(["tui", *(argv or sys.argv[1:])])
     out = Printer(json_mode=_json_mode(a))
     try:
         if a.command == "demo":
@@ -376,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(a.seconds, out)
         if a.command in ("up", "down", "doctor"):
             return _infra(a, out)
+        if a.command == "tui":
+            from claimroom.tui.app import run as run_tui
+
+            validate.namespace(_namespace(a))
+            url = _resolve(a).url
+            return int(run_tui(url, _namespace(a), readonly=a.readonly, theme=a.theme, operator=a.operator))
         validate.namespace(_namespace(a))
         asyncio.run(_run(COMMANDS[a.command], a, _resolve(a).url, out))
         return 0

@@ -1,0 +1,335 @@
+"""The control room driven through Textual's Pilot against a real redis-server.
+
+Each test gives the app its own Store (its own connections) and plays the agents through
+the ``store`` fixture, so what the app shows arrived through Redis, as it would in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from claimroom import themes
+from claimroom.core.errors import LeaseLost
+from claimroom.core.local_redis import LocalRedis, free_port
+from claimroom.core.models import State
+from claimroom.core.store import Store
+from claimroom.tui.app import ControlRoom, run
+from claimroom.tui.dialogs import AgentPicker, ChoiceDialog, HelpScreen
+from claimroom.tui.tables import cursor_key
+from textual.pilot import Pilot
+from textual.widgets import Button, OptionList
+
+SIZE = (120, 40)
+
+
+async def until(pilot: Pilot[int], cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    """Let the app run until ``cond()`` holds; fail after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await pilot.pause(0.02)
+
+
+@pytest.fixture
+async def app_store(store_url: str, namespace: str) -> AsyncIterator[Store]:
+    """The app's own connection to the test's board, on each backend (the app closes it on exit)."""
+    s = Store.from_url(store_url, namespace)
+    yield s
+    await s.close()
+
+
+# Flows whose backend does not matter to the control room run once, on Redis.
+redis_only = pytest.mark.parametrize("backend", ["redis"], indirect=True)
+
+
+def rows(app: ControlRoom, pane: str) -> list[str]:
+    tp = app.table_pane(pane)
+    assert tp is not None
+    return [r.key.value or "" for r in tp.table.ordered_rows]
+
+
+async def ready(pilot: Pilot[int], app: ControlRoom, pane: str, key: str) -> None:
+    """Show ``pane`` and wait until row ``key`` is on it, with the cursor on that row."""
+    await pilot.press(str(["overview", "queues", "claims", "agents", "orphans"].index(pane) + 1))
+    await until(pilot, lambda: key in rows(app, pane))
+    tp = app.table_pane(pane)
+    assert tp is not None
+    tp.table.move_cursor(row=tp.table.get_row_index(key))
+
+
+async def test_kill_live_claim_then_heartbeat_is_lease_lost(store: Store, app_store: Store) -> None:
+    tid = await store.add("refactor the parser")
+    claim = await store.claim("ada")
+    assert claim is not None
+    app = ControlRoom(app_store, operator="lead")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, "claims", tid)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        assert isinstance(app.focused, Button) and app.focused.id == "cancel"  # Cancel first and focused
+        assert tid in str(app.screen.query_one("#dialog-targets").render())
+        await pilot.click("#choice-kill")
+        await until(pilot, lambda: app.last_outcome is not None)
+    assert (await store.get(tid)).state is State.QUEUED
+    with pytest.raises(LeaseLost):
+        await store.heartbeat(tid, claim.token)
+    killed = [e for e in await store.events(task=tid) if e.type == "killed"]
+    assert killed and killed[0].operator == "lead"
+
+
+async def test_reassign_orphan_goes_to_the_chosen_agent(store: Store, app_store: Store) -> None:
+    await store.register("grace", ["python"])
+    await store.register("ada", ["python"])
+    tid = await store.add("migrate the users table")
+    claim = await store.claim("linus")
+    assert claim is not None
+    await store.heartbeat(tid, claim.token, progress=0.8, ttl_s=0.001)  # late-stage work, then silence
+    await asyncio.sleep(0.01)
+    await store.reap()
+    assert (await store.get(tid)).state is State.ORPHANED
+    app = ControlRoom(app_store, operator="lead")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, "orphans", tid)
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, AgentPicker))
+        picker = app.screen.query_one(OptionList)
+        picker.highlighted = next(
+            i for i in range(picker.option_count) if picker.get_option_at_index(i).id == "grace"
+        )
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        assert "grace" in app.screen.title_text  # type: ignore[attr-defined]
+        await pilot.click("#choice-reassign")
+        await until(pilot, lambda: app.last_outcome is not None)
+        assert app.last_outcome is not None and app.last_outcome.done
+    assert await store.claim("ada") is None  # reserved for grace: nobody else takes it
+    got = await store.claim("grace")
+    assert got is not None and got.task.id == tid
+
+
+async def test_dialog_refuses_when_the_claim_changed_meanwhile(store: Store, app_store: Store) -> None:
+    tid = await store.add("write the docs")
+    claim = await store.claim("ada")
+    assert claim is not None
+    app = ControlRoom(app_store, operator="lead")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, "claims", tid)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        await store.complete(tid, claim.token)  # the agent finishes while the operator hesitates
+        await pilot.click("#choice-kill-dead")
+        await until(pilot, lambda: app.last_outcome is not None)
+        assert app.last_outcome is not None and app.last_outcome.changed == [tid]
+        assert any("changed since you selected it" in n for n in app.notices)
+    assert (await store.get(tid)).state is State.DONE
+
+
+async def test_readonly_refuses_actions(store: Store, app_store: Store) -> None:
+    tid = await store.add("tune the cache")
+    assert await store.claim("ada") is not None
+    app = ControlRoom(app_store, readonly=True, operator="lead")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, "claims", tid)
+        for key in ("x", "a", "r", "c", "e"):
+            await pilot.press(key)
+        await pilot.pause()
+        assert not isinstance(app.screen, ChoiceDialog | AgentPicker)
+        assert sum("read-only" in n for n in app.notices) == 5
+        app.action_act("kill")  # the palette path refuses too
+        assert "read-only" in app.notices[-1]
+    assert (await store.get(tid)).state is State.CLAIMED
+
+
+async def test_claim_by_another_connection_appears_within_a_second(store: Store, app_store: Store) -> None:
+    tid = await store.add("speed up the tests")
+    app = ControlRoom(app_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: app.snapshot is not None and app.link.status.live)
+        assert tid not in rows(app, "claims")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        assert await store.claim("ada") is not None
+        await until(pilot, lambda: tid in rows(app, "claims"), timeout_s=1.0)
+        assert loop.time() - start < 1.0
+
+
+@redis_only
+async def test_cursor_stays_on_its_row_when_rows_arrive_above(store: Store, app_store: Store) -> None:
+    await store.register("ada", max_claims=10)
+    ids = [await store.add(f"task {i}") for i in range(3)]
+    for _ in ids:
+        assert await store.claim("ada", ttl_s=600) is not None
+    app = ControlRoom(app_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, "claims", ids[1])
+        new = await store.add("urgent")
+        assert await store.claim("ada", ttl_s=30) is not None  # shortest lease: sorts first
+        await until(pilot, lambda: rows(app, "claims")[:1] == [new])
+        pane = app.table_pane("claims")
+        assert pane is not None and cursor_key(pane.table) == ids[1]
+
+
+@redis_only
+async def test_marks_filter_and_bulk_kill(store: Store, app_store: Store) -> None:
+    await store.register("ada", max_claims=10)
+    ids = [await store.add(f"job {n}") for n in ("alpha", "beta", "gamma")]
+    for _ in ids:
+        assert await store.claim("ada") is not None
+    app = ControlRoom(app_store, operator="lead")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, "claims", ids[0])
+        pane = app.table_pane("claims")
+        assert pane is not None
+        await pilot.press("space", "j", "space")  # marks the first, skips the second, marks the third
+        assert pane.marks == {ids[0], ids[2]}
+        await pilot.press("slash", *"gamma")
+        await until(pilot, lambda: rows(app, "claims") == [ids[2]])
+        await pilot.press("escape")  # clears the filter
+        await until(pilot, lambda: len(rows(app, "claims")) == 3)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        assert app.screen.targets[0].startswith(ids[0]) and len(app.screen.targets) == 2  # type: ignore[attr-defined]
+        await pilot.click("#choice-kill")
+        await until(pilot, lambda: app.last_outcome is not None)
+    states = [(await store.get(t)).state for t in ids]
+    assert states == [State.QUEUED, State.CLAIMED, State.QUEUED]
+
+
+@redis_only
+async def test_cancel_is_the_default_and_changes_nothing(store: Store, app_store: Store) -> None:
+    tid = await store.add("keep me")
+    assert await store.claim("ada") is not None
+    app = ControlRoom(app_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, "claims", tid)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        await pilot.press("enter")  # a stray enter hits Cancel
+        await until(pilot, lambda: not isinstance(app.screen, ChoiceDialog))
+        assert app.last_outcome is None
+    assert (await store.get(tid)).state is State.CLAIMED
+
+
+@redis_only
+async def test_queue_pause_and_breaker_reset(store: Store, app_store: Store) -> None:
+    await store.add("a docs task", queue="docs")
+    await store.register("hopper")
+    app = ControlRoom(app_store, operator="lead")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, "queues", "docs")
+        await pilot.press("P")
+        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        await pilot.click("#choice-go")
+        await until(pilot, lambda: app.last_outcome is not None)
+        assert await store.paused() == {"docs"}
+        app.last_outcome = None
+        await ready(pilot, app, "agents", "hopper")
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        await pilot.click("#choice-go")
+        await until(pilot, lambda: app.last_outcome is not None)
+        assert app.last_outcome is not None and app.last_outcome.done == ["agent hopper: breaker reset"]
+    assert [e.type for e in await store.events()][-2:] == ["paused", "breaker-reset"]
+
+
+@redis_only
+async def test_keys_help_palette_pause_and_theme(store: Store, app_store: Store) -> None:
+    app = ControlRoom(app_store, theme="light")
+    assert app.theme == "claimroom-light"
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await pilot.press("colon")
+        await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+        await pilot.press(*"theme: ansi")
+        await until(pilot, lambda: bool(app.screen.query("CommandList Option, CommandList")))
+        await pilot.pause(0.3)
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: app.theme == "claimroom-ansi")
+        await pilot.press("p")
+        assert app.link.status.paused
+        await pilot.press("p")
+        assert not app.link.status.paused
+        app.update_keymap({"action.kill": "K"})  # binding ids make keys remappable
+        await pilot.press("3", "K")
+        assert any("nothing selected" in n for n in app.notices)
+
+
+async def test_store_outage_is_shown_and_recovers(namespace: str) -> None:
+    server = LocalRedis.start()
+    try:
+        store = Store.from_url(server.url, namespace)
+        app = ControlRoom(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.snapshot is not None and app.link.status.live)
+            server.stop()
+            await until(pilot, lambda: app.query_one("#outage").has_class("-down"), timeout_s=5)
+            assert "unavailable" in app.link.status.outage
+            server = LocalRedis.start(port=server.port)
+            await until(pilot, lambda: not app.query_one("#outage").has_class("-down"), timeout_s=8)
+            await until(pilot, lambda: app.link.status.live, timeout_s=8)
+    finally:
+        server.stop()
+
+
+async def test_starting_with_the_store_down_shows_it(namespace: str) -> None:
+    app = ControlRoom(Store.from_url(f"redis://127.0.0.1:{free_port()}/0", namespace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.link.status.attempts >= 2)
+        assert app.query_one("#outage").has_class("-down")
+        assert app.snapshot is None and "unavailable" in app.link.status.outage
+        await pilot.press("3", "x", "7", "8")  # still usable: panes switch, actions explain
+    assert app.return_code in (0, None)
+
+
+@redis_only
+async def test_countdowns_tick_with_the_injected_clock(store: Store, app_store: Store) -> None:
+    tid = await store.add("slow work")
+    claim = await store.claim("ada", ttl_s=60)
+    assert claim is not None
+    now = [claim.deadline_ms / 1000 - 60]  # frozen at the moment of the claim
+
+    app = ControlRoom(app_store, clock=lambda: now[0])
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, "claims", tid)
+        pane = app.table_pane("claims")
+        assert pane is not None
+        assert pane.table.get_cell(tid, "lease").plain == "1m00s"
+        now[0] += 55  # no store read needed: the next tick re-renders from the model
+        await until(pilot, lambda: pane.table.get_cell(tid, "lease").plain == "5s")
+        assert pane.table.get_cell(tid, "hb").plain == "55s"
+
+
+@pytest.mark.parametrize("theme", sorted(themes.ALIASES))
+def test_every_theme_resolves(theme: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert themes.resolve(theme) in themes.THEMES
+    monkeypatch.setenv(themes.ENV_VAR, theme)
+    assert themes.resolve(None) == themes.resolve(theme)
+    with pytest.raises(themes.UnknownTheme):
+        themes.resolve("solarized")
+
+
+@redis_only
+async def test_every_theme_renders(store: Store, app_store: Store) -> None:
+    app = ControlRoom(app_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for name in themes.THEMES:
+            app.set_theme(name)
+            await pilot.press("3")
+            await pilot.pause()
+            assert app.theme == name and app.palette_styles.error.color is not None
+
+
+def test_run_refuses_bad_input_with_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("redis://127.0.0.1:1/0", "ns", theme="solarized") == 2
+    assert run("ftp://example.com", "ns") == 2
+    assert run("redis://127.0.0.1:1/0", "bad namespace!") == 2
+    assert run("redis://127.0.0.1:1/0", "ns", operator="   ") == 2
+    err = capsys.readouterr().err
+    assert "unknown theme" in err and "unsupported store URL" in err and err.count("claimroom:") == 4

@@ -1,0 +1,92 @@
+"""The control room's model: the snapshot read, its caps, and the hint watcher."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from claimroom.core.errors import StoreUnavailable
+from claimroom.core.local_redis import free_port
+from claimroom.core.models import State
+from claimroom.core.store import Store
+from claimroom.tui.board import Board, Snapshot
+from claimroom.tui.seed import seed
+
+redis_only = pytest.mark.parametrize("backend", ["redis"], indirect=True)
+
+
+def shape(s: Snapshot) -> dict[str, object]:
+    """What both read paths must agree on."""
+    return {
+        "counts": s.counts,
+        "queues": s.queues,
+        "claims": [(t.id, t.token, t.agent) for t in s.claims],
+        "orphans": [(t.id, t.state) for t in s.orphans],
+        "agents": [(a.name, a.held) for a in s.agents],
+        "locks": s.locks,
+        "events": [(e.type, e.task) for e in s.events],
+    }
+
+
+async def test_snapshot_of_a_seeded_board(store: Store) -> None:
+    await seed(store)
+    snap = await Board(store).read()
+    assert snap.counts[State.CLAIMED] == 4 and snap.claims_total == 4
+    assert [t.id for t in snap.claims][:1] == ["t2"]  # soonest deadline first (t4 was extended)
+    assert {t.id for t in snap.claims} == {"t2", "t3", "t4", "t5"}
+    assert [(t.id, t.state) for t in snap.orphans] == [("t6", State.ORPHANED), ("t7", State.DEAD)]
+    queues = {q.name: q for q in snap.queues}
+    assert queues["docs"].paused and queues["docs"].ready == 3
+    assert queues["backend"].claimed == 3 and queues["infra"].claimed == 1
+    assert [lk.path for lk in snap.locks] == ["docs", "migrations", "src/db/schema.py"]
+    assert snap.events[-1].type == "extended" and snap.events[-1].operator == "lead"
+    assert snap.agents_total == 5 and snap.ping_ms >= 0
+
+
+@redis_only
+async def test_pipelined_and_generic_reads_agree(store: Store) -> None:
+    await seed(store)
+    fast, slow = await Board(store).read(), await Board(store, pipelined=False).read()
+    assert shape(fast) == shape(slow)
+
+
+@redis_only
+async def test_rows_are_capped_and_totals_kept(store: Store) -> None:
+    await store.register("ada", max_claims=20)
+    for i in range(8):
+        await store.add(f"job {i}")
+        assert await store.claim("ada", ttl_s=100 - i) is not None  # later claims expire sooner
+    snap = await Board(store, row_limit=3, event_limit=5).read()
+    assert snap.claims_total == 8
+    assert [t.id for t in snap.claims] == ["t8", "t7", "t6"]  # the most urgent three
+    assert len(snap.events) == 5 and snap.events[-1].task == "t8"
+
+
+async def test_watch_hints_on_change(store: Store, store_url: str, namespace: str) -> None:
+    other = Store.from_url(store_url, namespace)
+    hinted, live = asyncio.Event(), asyncio.Event()
+    board = Board(other)
+
+    def on_live(up: bool) -> None:
+        if up:
+            live.set()
+
+    watcher = asyncio.create_task(board.watch(hinted.set, on_live))
+    try:
+        await asyncio.wait_for(live.wait(), 2)
+        hinted.clear()
+        await store.add("wake the views")
+        await asyncio.wait_for(hinted.wait(), 2)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await other.close()
+
+
+async def test_unreachable_store_is_store_unavailable(namespace: str) -> None:
+    store = Store.from_url(f"redis://127.0.0.1:{free_port()}/0", namespace)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await Board(store).read()
+    finally:
+        await store.close()

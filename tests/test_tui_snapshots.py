@@ -1,0 +1,60 @@
+"""Snapshot tests: every pane at 80x24 and 120x40 on one fixed board, pixel for pixel.
+
+Determinism: the board is seeded once per session through the Store API on a fixed
+namespace, then ``pin_times`` rewrites its timestamps relative to a fixed instant and the
+app's clock is frozen at that instant, so every age and countdown renders the same. Three
+things would still differ between runs and are replaced with constants here, not in the
+app: the store URL (the session server's port is random), the ping (a real round trip),
+and the server facts on the store pane (uptime, memory, client count); see ``pin_app``.
+
+Update after an intended change with ``pytest tests/test_tui_snapshots.py --snapshot-update``
+and look at the SVGs under tests/__snapshots__/ before committing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from claimroom.core.local_redis import LocalRedis
+from claimroom.core.store import Store
+from claimroom.tui.app import PANES, ControlRoom
+from claimroom.tui.seed import pin_app, pinned_clock, seed_pinned
+from textual.pilot import Pilot
+
+NAMESPACE = "snapboard"
+
+
+@pytest.fixture(scope="session")
+def board_url(redis_server: LocalRedis) -> str:
+    asyncio.run(seed_pinned(redis_server.url, NAMESPACE))
+    return redis_server.url
+
+
+def pinned_app(url: str) -> ControlRoom:
+    app = ControlRoom(Store.from_url(url, NAMESPACE), theme="dark", operator="snap", clock=pinned_clock)
+    return pin_app(app)
+
+
+def show(app: ControlRoom, pane: str) -> Callable[[Pilot[int]], object]:
+    async def before(pilot: Pilot[int]) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 5
+        while not (app.snapshot is not None and app.link.status.live and app.query_one("StorePane").info):
+            assert loop.time() < end, "the board did not load"
+            await pilot.pause(0.02)
+        await pilot.press(str(PANES.index(pane) + 1))
+        # Scrolling to the followed row repaints the scrollbar a frame later: let it settle.
+        await pilot.pause(0.3)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.1)
+
+    return before
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("pane", PANES)
+def test_pane(snap_compare: Callable[..., bool], board_url: str, pane: str, size: tuple[int, int]) -> None:
+    app = pinned_app(board_url)
+    assert snap_compare(app, terminal_size=size, run_before=show(app, pane))

@@ -1,0 +1,350 @@
+"""The control room's model of a board: one snapshot read, capped so a huge board stays cheap.
+
+On Redis the snapshot is three pipelined round trips (ids and counts; the hashes those ids
+name; the per-queue ready depths) instead of one call per Store method, so a refresh costs
+the same few milliseconds whether the board holds 100 tasks or 100 000. Every table is
+capped at ``row_limit`` rows, picked by urgency (soonest lease deadline first, newest
+orphans first); the totals come from the state indexes, so the panes can say "500 of 12 034".
+
+Any other Store is read through its public API (``_read_generic``), slower but the same model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from claimroom.core import constants as C
+from claimroom.core.errors import StoreUnavailable
+from claimroom.core.models import Agent, Event, Lock, LockHold, State, Task
+from claimroom.core.redis_store import RedisStore, redacted
+from claimroom.core.store import Store
+from redis import exceptions as rexc
+
+ROW_LIMIT = 500  # rows per table: more than a person can scan, few enough to redraw each second
+EVENT_LIMIT = 200  # audit events kept in view
+PING_HISTORY = 120  # pings kept for the store pane (one per snapshot)
+EVENT_PAGE, EVENT_PAGES = 1000, 20  # generic path: audit catch-up per refresh
+
+_UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, OSError)
+
+# Server facts shown on the store pane, in this order.
+INFO_FIELDS = (
+    "redis_version",
+    "redis_mode",
+    "role",
+    "uptime_in_seconds",
+    "connected_clients",
+    "used_memory_human",
+    "maxmemory_policy",
+    "aof_enabled",
+)
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One queue: how much is waiting, how much is being worked on, whether it is paused."""
+
+    name: str
+    ready: int
+    claimed: int  # counted among the claims read, so exact unless the claims table was capped
+    paused: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The board as read at one moment; everything a pane renders comes from here."""
+
+    store_ms: int  # the store's clock (TIME) at the read
+    read_ms: int  # the app's clock at the read
+    counts: dict[State, int]
+    queues: tuple[QueueRow, ...]
+    claims: tuple[Task, ...]  # soonest deadline first
+    orphans: tuple[Task, ...]  # orphaned (newest first), then dead (newest first)
+    agents: tuple[Agent, ...]
+    agents_total: int
+    locks: tuple[Lock, ...]
+    locks_total: int
+    events: tuple[Event, ...]  # oldest first
+    ping_ms: float
+
+    @property
+    def claims_total(self) -> int:
+        return self.counts.get(State.CLAIMED, 0)
+
+    @property
+    def orphans_total(self) -> int:
+        return self.counts.get(State.ORPHANED, 0) + self.counts.get(State.DEAD, 0)
+
+    def task(self, task_id: str) -> Task | None:
+        """A task among the rows read (claims and orphans)."""
+        for t in (*self.claims, *self.orphans):
+            if t.id == task_id:
+                return t
+        return None
+
+
+def _pairs(flat: dict[str, str] | list[str]) -> dict[str, str]:
+    return flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class Board:
+    """Reads snapshots of one namespace and remembers recent pings."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        *,
+        row_limit: int = ROW_LIMIT,
+        event_limit: int = EVENT_LIMIT,
+        pipelined: bool = True,
+    ) -> None:
+        self.store = store
+        # Redis gets the pipelined read; ``pipelined=False`` forces the public-API path (tests).
+        self.pipelined = pipelined and isinstance(store, RedisStore)
+        self.clock = clock
+        self.row_limit = row_limit
+        self.event_limit = event_limit
+        self.pings: deque[float] = deque(maxlen=PING_HISTORY)
+        # The generic path follows the audit trail incrementally (it cannot read it backwards).
+        self._events: deque[Event] = deque(maxlen=event_limit)
+        self._last_event = "-"
+
+    @property
+    def url(self) -> str:
+        """The store URL with any password hidden."""
+        return redacted(self.store.url)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _down(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(f"store unavailable at {self.url} ({exc.__class__.__name__}: {exc})")
+
+    async def read(self) -> Snapshot:
+        """One snapshot; ``StoreUnavailable`` when the store cannot be reached."""
+        ping = await self.store.ping()
+        self.pings.append(ping)
+        try:
+            if self.pipelined and isinstance(self.store, RedisStore):
+                return await self._read_redis(self.store, ping)
+            return await self._read_generic(ping)
+        except _UNAVAILABLE as exc:
+            raise self._down(exc) from None
+
+    async def server_info(self) -> dict[str, str]:
+        """A few facts about the server for the store pane (empty for non-Redis stores)."""
+        if not isinstance(self.store, RedisStore):
+            return {}
+        try:
+            info: dict[str, Any] = await self.store.redis.info()
+        except _UNAVAILABLE as exc:
+            raise self._down(exc) from None
+        return {k: str(info[k]) for k in INFO_FIELDS if k in info}
+
+    async def watch(self, on_hint: Callable[[], None], on_live: Callable[[bool], None]) -> None:
+        """Call ``on_hint`` whenever the board may have changed, until the link breaks.
+
+        On Redis this owns its own subscription to the hints channel (rather than
+        ``Store.wait_for_change``'s shared one) so a broken subscription can be dropped and
+        made anew after an outage. Raises ``StoreUnavailable`` when the link breaks.
+        """
+        if not isinstance(self.store, RedisStore):
+            try:
+                await self.store.wait_for_change(0.01)  # the first call only sets its baseline
+                on_live(True)
+                on_hint()  # changes made before the baseline
+                while True:
+                    if await self.store.wait_for_change(1.0):
+                        on_hint()
+            finally:
+                on_live(False)
+        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(C.hints_channel(self.store.namespace))
+            on_live(True)
+            on_hint()  # changes made while we were not subscribed
+            while True:
+                if await pubsub.get_message(timeout=1.0) is not None:
+                    on_hint()
+        except _UNAVAILABLE as exc:
+            raise self._down(exc) from None
+        finally:
+            on_live(False)
+            with contextlib.suppress(*_UNAVAILABLE):  # the connection may already be gone
+                await pubsub.aclose()
+
+    # --- Redis: three pipelined round trips ------------------------------------------
+
+    async def _read_redis(self, rs: RedisStore, ping: float) -> Snapshot:
+        ns, n, r = rs.namespace, self.row_limit, rs.redis
+        prefix = C.prefix(ns)
+        lockpaths = prefix + "lockpaths"  # the lock index RedisStore.locks reads; not in constants yet
+
+        p1 = r.pipeline(transaction=False)
+        p1.time()
+        for s in State:
+            p1.zcard(C.state_key(ns, s.value))
+        p1.smembers(C.queues_key(ns))
+        p1.smembers(C.paused_key(ns))
+        p1.zrange(C.deadlines_key(ns), 0, n - 1)
+        p1.zrevrange(C.state_key(ns, State.ORPHANED.value), 0, n - 1)
+        p1.zrevrange(C.state_key(ns, State.DEAD.value), 0, n - 1)
+        p1.smembers(C.agents_key(ns))
+        p1.zcard(lockpaths)
+        p1.zrange(lockpaths, 0, n - 1)
+        p1.xrevrange(C.events_key(ns), "+", "-", count=self.event_limit)
+        r1 = await p1.execute()
+
+        secs, micros = r1[0]
+        store_ms = int(secs) * 1000 + int(micros) // 1000
+        counts = dict(zip(State, (int(x) for x in r1[1 : 1 + len(State)]), strict=True))
+        (
+            queues,
+            paused,
+            claim_ids,
+            orphan_ids,
+            dead_ids,
+            agent_names,
+            locks_total,
+            lock_paths,
+            raw_events,
+        ) = r1[1 + len(State) :]
+        queue_names = sorted(queues)
+        task_ids = [*claim_ids, *orphan_ids, *dead_ids][: 2 * n]
+        names = sorted(agent_names)[:n]
+
+        p2 = r.pipeline(transaction=False)
+        for q in queue_names:
+            p2.smembers(prefix + "capsigs:" + q)
+        for tid in task_ids:
+            p2.hgetall(C.task_key(ns, tid))
+        for name in names:
+            p2.hgetall(C.agent_key(ns, name))
+            p2.smembers(C.held_key(ns, name))
+        for path in lock_paths:
+            p2.hgetall(C.lock_key(ns, path))
+        r2 = await p2.execute()
+
+        pos = 0
+        sigs: list[list[str]] = [sorted(x) for x in r2[pos : pos + len(queue_names)]]
+        pos += len(queue_names)
+        tasks = [Task.from_fields(f) for f in r2[pos : pos + len(task_ids)] if f]
+        pos += len(task_ids)
+        raw_agents = r2[pos : pos + 2 * len(names)]
+        pos += 2 * len(names)
+        raw_locks = r2[pos:]
+
+        ready: dict[str, int] = dict.fromkeys(queue_names, 0)
+        if any(sigs):
+            p3 = r.pipeline(transaction=False)
+            for q, qsigs in zip(queue_names, sigs, strict=True):
+                for sig in qsigs:
+                    p3.zcard(C.ready_key(ns, q, sig))
+            depths = iter(await p3.execute())
+            for q, qsigs in zip(queue_names, sigs, strict=True):
+                ready[q] = sum(int(next(depths)) for _ in qsigs)
+
+        # The reads were not one transaction: keep only rows still in the state they were read for.
+        claims = sorted((t for t in tasks if t.state is State.CLAIMED), key=lambda t: (t.deadline_ms, t.seq))[
+            :n
+        ]
+        orphans = [t for t in tasks if t.state is State.ORPHANED] + [
+            t for t in tasks if t.state is State.DEAD
+        ]
+        agents = [
+            Agent.from_fields(f, tuple(sorted(held)))
+            for f, held in zip(raw_agents[::2], raw_agents[1::2], strict=True)
+            if f
+        ]
+        locks = []
+        for path, f in zip(lock_paths, raw_locks, strict=True):
+            holders = tuple(
+                LockHold(agent=k[2:], expires_ms=int(v), task=f.get("t:" + k[2:], ""))
+                for k, v in sorted(f.items())
+                if k.startswith("h:") and int(v) > store_ms
+            )
+            if holders:
+                locks.append(Lock(path=path, shared=f.get("mode") == "shared", holders=holders))
+        events = [Event.from_fields(eid, _pairs(fields)) for eid, fields in reversed(raw_events)]
+        return Snapshot(
+            store_ms=store_ms,
+            read_ms=self.now_ms(),
+            counts=counts,
+            queues=self._queues(queue_names, ready, claims, set(paused)),
+            claims=tuple(claims),
+            orphans=tuple(orphans[:n]),
+            agents=tuple(agents),
+            agents_total=len(agent_names),
+            locks=tuple(locks),
+            locks_total=int(locks_total),
+            events=tuple(events),
+            ping_ms=ping,
+        )
+
+    @staticmethod
+    def _queues(
+        names: list[str], ready: dict[str, int], claims: list[Task], paused: set[str]
+    ) -> tuple[QueueRow, ...]:
+        busy: dict[str, int] = {}
+        for t in claims:
+            busy[t.queue] = busy.get(t.queue, 0) + 1
+        every = sorted(set(names) | set(busy) | paused)
+        return tuple(QueueRow(q, ready.get(q, 0), busy.get(q, 0), q in paused) for q in every)
+
+    # --- any Store: the public API --------------------------------------------------
+
+    async def _read_generic(self, ping: float) -> Snapshot:
+        s, n = self.store, self.row_limit
+        counts = await s.counts()
+        claims = sorted(await s.tasks(state=State.CLAIMED, limit=5000), key=lambda t: (t.deadline_ms, t.seq))[
+            :n
+        ]
+        orphaned = await s.tasks(state=State.ORPHANED, limit=5000)
+        dead = await s.tasks(state=State.DEAD, limit=5000)
+        queued = await s.tasks(state=State.QUEUED, limit=5000)  # depths are approximate past 5000
+        paused = await s.paused()
+        agents = await s.agents()
+        locks = await s.locks()
+        # The public API reads the trail forwards only: catch up a page at a time (bounded per
+        # refresh, so a long trail costs a few refreshes, never one long stall), keeping the last few.
+        for _ in range(EVENT_PAGES):
+            new = await s.events(after=self._last_event, count=EVENT_PAGE)
+            self._events.extend(new)
+            if new:
+                self._last_event = new[-1].id
+            if len(new) < EVENT_PAGE:
+                break
+        ready: dict[str, int] = {}
+        for t in queued:
+            ready[t.queue] = ready.get(t.queue, 0) + 1
+        now = self.now_ms()
+        return Snapshot(
+            store_ms=now,
+            read_ms=now,
+            counts=counts,
+            queues=self._queues(sorted(ready), ready, claims, paused),
+            claims=tuple(claims),
+            orphans=tuple((orphaned[::-1] + dead[::-1])[:n]),
+            agents=tuple(agents[:n]),
+            agents_total=len(agents),
+            locks=tuple(locks[:n]),
+            locks_total=len(locks),
+            events=tuple(self._events),
+            ping_ms=ping,
+        )
+
+
+async def read_with_timeout(board: Board, timeout_s: float) -> Snapshot:
+    """A snapshot, treating a store that does not answer in time as unavailable."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await board.read()
+    except TimeoutError:
+        raise StoreUnavailable(f"store at {board.url} did not answer within {timeout_s:.0f} s") from None

@@ -1,0 +1,60 @@
+"""The command palette provider: every pane, action and setting of the control room.
+
+The palette is the second way to reach everything (``:`` or ctrl+p), so an operator who
+forgot a key, or remapped it, can still type "kill" and find it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from claimroom import themes
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.markup import escape
+
+from .actions import ACTIONS
+
+if TYPE_CHECKING:
+    from .app import ControlRoom
+
+Command = tuple[str, str, Callable[[], object]]
+
+
+def commands(app: ControlRoom) -> list[Command]:
+    """(title, help, callback) for everything the palette offers."""
+    from .app import PANES
+
+    out: list[Command] = []
+    for spec in ACTIONS.values():
+        out.append((spec.label, f"{spec.help} · key {spec.key}", partial(app.action_act, spec.name)))
+    for i, pane in enumerate(PANES, 1):
+        out.append((f"Show {pane}", f"switch to the {pane} pane · key {i}", partial(app.action_pane, pane)))
+    out += [
+        ("Filter rows", "filter the current table · key /", app.action_filter),
+        ("Clear marks", "unmark every marked row of the current table", app.action_clear_marks),
+        ("Pause live updates" if not app.link.status.paused else "Resume live updates",
+         "freeze or unfreeze the view · key p", app.action_toggle_live),
+        ("Refresh now", "read the board now · key ctrl+r", app.action_refresh),
+        ("Help: keys", "every key and its binding id · key ?", app.action_help),
+    ]  # fmt: skip
+    for name in themes.THEMES:
+        short = themes.short_name(name)
+        out.append((f"Theme: {short}", f"switch to the {short} theme", partial(app.set_theme, name)))
+    return out
+
+
+class ControlRoomCommands(Provider):
+    """Palette entries for the control room."""
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in commands(self.app):  # type: ignore[arg-type]
+            yield DiscoveryHit(title, callback, help=escape(help_text))  # help is markup
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in commands(self.app):  # type: ignore[arg-type]
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, text=title, help=escape(help_text))

@@ -1,0 +1,76 @@
+"""The dialog flow of one operator action: pick, confirm, act, on what was on screen.
+
+Targets are captured from the snapshot shown when the action starts, before any dialog
+opens, and the Store calls carry exactly that state and token; a task that moved while the
+dialog was open is refused by the engine ("changed since you selected it").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .actions import ActionSpec, Outcome, run_pause, run_reset, run_task_action, split_targets
+from .board import Snapshot
+from .dialogs import AgentPicker, ChoiceDialog, Variant
+
+if TYPE_CHECKING:
+    from .app import ControlRoom
+
+Choices = list[tuple[str, str, Variant]]
+
+# Extra choices per task action (the first button is always Cancel).
+TASK_CHOICES: dict[str, Choices] = {
+    "kill": [("Kill → requeue", "kill", "warning"), ("Kill → dead", "kill-dead", "error")],
+    "extend": [("+1 min", "60", "primary"), ("+5 min", "300", "primary"), ("+15 min", "900", "primary")],
+    "cancel": [("Cancel task(s)", "cancel", "error")],
+}
+
+
+async def confirm(
+    app: ControlRoom, title: str, lines: list[str], choices: Choices, note: str = ""
+) -> str | None:
+    """The chosen value, or None for Cancel."""
+    return await app.push_screen_wait(ChoiceDialog(title, lines, choices, note))
+
+
+async def operate(app: ControlRoom, spec: ActionSpec, keys: Sequence[str], snap: Snapshot) -> Outcome | None:
+    """Run ``spec`` on the rows ``keys`` of ``snap``; None when the operator backed out."""
+    if spec.kind == "queue":
+        by_name = {q.name: q for q in snap.queues}
+        queues = [by_name[k] for k in keys if k in by_name]
+        resume = all(q.paused for q in queues)  # all paused: resume them; else pause the lot
+        verb = "Resume" if resume else "Pause"
+        lines = [f"{q.name}  {'paused' if q.paused else 'open'} · {q.ready:,} ready" for q in queues]
+        if await confirm(app, f"{verb} {len(queues)} queue(s)?", lines, [(verb, "go", "warning")]) is None:
+            return None
+        return await run_pause(app.store, [q.name for q in queues], app.operator, resume=resume)
+    if spec.kind == "agent":
+        lines = [f"agent {k}" for k in keys]
+        title = f"Reset the breaker of {len(keys)} agent(s)?"
+        if await confirm(app, title, lines, [("Reset", "go", "warning")]) is None:
+            return None
+        return await run_reset(app.store, list(keys), app.operator)
+
+    tasks = [t for k in keys if (t := snap.task(k)) is not None]
+    targets, skipped = split_targets(spec, tasks)  # captured now: what the operator sees
+    if not targets:
+        states = ", ".join(sorted({t.state.value for t in skipped})) or "unknown"
+        app.notify(f"{spec.label} does not apply to {states} tasks", severity="warning")
+        return None
+    note = f"skipping {len(skipped)} selected task(s) it does not apply to" if skipped else ""
+    lines = [t.describe() for t in targets]
+    title = f"{spec.label}: {len(targets)} task(s)?"
+    agent = ""
+    if spec.name == "reassign":
+        picked = await app.push_screen_wait(AgentPicker(snap.agents, app.now_ms(), [t.task for t in targets]))
+        if picked is None:
+            return None
+        agent, title = picked, f"Reassign {len(targets)} task(s) to {picked}?"
+    choices = TASK_CHOICES.get(spec.name, [(spec.label, spec.name, "warning")])
+    choice = await confirm(app, title, lines, choices, note)
+    if choice is None:
+        return None
+    extra_s = float(choice) if spec.name == "extend" else 0.0
+    action = choice if spec.name == "kill" else spec.name
+    return await run_task_action(app.store, action, targets, app.operator, agent=agent, extra_s=extra_s)

@@ -1,0 +1,168 @@
+"""The two panes that are summaries rather than tables: overview and store."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from claimroom.core.models import State
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from .board import Snapshot
+from .live import LinkStatus
+from .panes import claim_urgency
+from .tables import Palette, age, clip, left
+
+RATE_WINDOW_MS = 60_000
+
+
+def _grid() -> Table:
+    t = Table.grid(padding=(0, 1))
+    t.add_column(no_wrap=True)
+    t.add_column(justify="right", no_wrap=True)
+    return t
+
+
+def link_line(status: LinkStatus, now_ms: int, pal: Palette) -> Text:
+    """Store reachability, sync age and whether hints are live, in one line."""
+    out = Text()
+    if status.outage:
+        out.append("DOWN", pal.error)
+        out.append(f" retry {status.retry_in_s:.1f}s")
+    else:
+        out.append("ok", pal.success)
+    if status.synced_ms is not None:
+        out.append(f" · synced {age(now_ms - status.synced_ms)} ago")
+    out.append(" · ")
+    out.append("events live", pal.success) if status.live else out.append("polling", pal.warning)
+    return out
+
+
+class OverviewPane(Vertical):
+    """Depths, claims, orphans, rates, store health and last sync on one screen."""
+
+    def __init__(self) -> None:
+        super().__init__(id="pane-overview")
+        self._done: deque[tuple[int, int, int]] = deque(maxlen=600)  # (read_ms, done, dead)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="overview-boxes"):
+            yield Static(id="ov-tasks", classes="ov-box")
+            yield Static(id="ov-queues", classes="ov-box")
+            yield Static(id="ov-health", classes="ov-box")
+        yield Static(id="ov-attention")
+
+    def on_mount(self) -> None:
+        for box, title in (("#ov-tasks", "tasks"), ("#ov-queues", "queues"), ("#ov-health", "health")):
+            self.query_one(box).border_title = title
+
+    def _rate(self, snap: Snapshot) -> tuple[str, str]:
+        done, dead = snap.counts.get(State.DONE, 0), snap.counts.get(State.DEAD, 0)
+        if not self._done or self._done[-1][0] != snap.read_ms:
+            self._done.append((snap.read_ms, done, dead))
+        while self._done and snap.read_ms - self._done[0][0] > RATE_WINDOW_MS:
+            self._done.popleft()
+        t0, done0, dead0 = self._done[0]
+        span_min = (snap.read_ms - t0) / 60_000
+        if span_min < 5 / 60:  # under 5 s of history: a rate would be noise
+            return "—", "—"
+        return f"{(done - done0) / span_min:.1f}", f"{(dead - dead0) / span_min:.1f}"
+
+    def show(self, snap: Snapshot, now_ms: int, pal: Palette, status: LinkStatus) -> None:
+        tasks = _grid()
+        tone = {State.CLAIMED: pal.accent, State.ORPHANED: pal.warning, State.DEAD: pal.error,
+                State.DONE: pal.success, State.RETRYING: pal.warning}  # fmt: skip
+        for s in State:
+            n = snap.counts.get(s, 0)
+            tasks.add_row(Text(s.value), Text(f"{n:,}", style=(tone.get(s) if n else pal.muted) or ""))
+        self.query_one("#ov-tasks", Static).update(tasks)
+
+        queues = _grid()
+        busiest = sorted(snap.queues, key=lambda q: (-q.ready, q.name))[:8]
+        for q in busiest:
+            name = Text(clip(q.name, 14))
+            if q.paused:
+                name.append(" paused", pal.warning)
+            queues.add_row(name, Text(f"{q.ready:,}"))
+        if not busiest:
+            queues.add_row(Text("no queues yet", style=pal.muted), Text(""))
+        elif len(snap.queues) > len(busiest):
+            queues.add_row(Text(f"+{len(snap.queues) - len(busiest)} more", style=pal.muted), Text(""))
+        self.query_one("#ov-queues", Static).update(queues)
+
+        expiring = sum(1 for t in snap.claims if claim_urgency(t, now_ms, pal)[1] is pal.error)
+        breakers = sum(1 for a in snap.agents if a.breaker_open_until_ms > now_ms)
+        done_rate, dead_rate = self._rate(snap)
+        health = _grid()
+        health.add_row("store", "DOWN" if status.outage else f"{snap.ping_ms:.1f} ms")
+        health.add_row("events", Text("live", pal.success) if status.live else Text("polling", pal.warning))
+        synced = "never" if status.synced_ms is None else age(now_ms - status.synced_ms) + " ago"
+        health.add_row("synced", synced)
+        health.add_row("agents", Text(f"{snap.agents_total:,}" + (f" ({breakers} open)" if breakers else ""),
+                                      style=pal.error if breakers else ""))  # fmt: skip
+        health.add_row("expiring", Text(str(expiring), style=pal.error if expiring else ""))
+        health.add_row("locks", f"{snap.locks_total:,}")
+        health.add_row("done/min", done_rate)
+        health.add_row("dead/min", dead_rate)
+        self.query_one("#ov-health", Static).update(health)
+
+        self.query_one("#ov-attention", Static).update(self._attention(snap, now_ms, pal))
+
+    def _attention(self, snap: Snapshot, now_ms: int, pal: Palette) -> RenderableType:
+        """The few things most likely to need a person: short leases first, then orphans."""
+        lines: list[Text] = []
+        for t in snap.claims[:5]:
+            lease, style = claim_urgency(t, now_ms, pal)
+            if style is not None:
+                lines.append(Text(f"{t.id:<6} {clip(t.agent, 12):<12} lease {left(lease):>6}  "
+                                  f"{clip(t.title, 40)}", style=style))  # fmt: skip
+        for t in snap.orphans[: 8 - len(lines)]:
+            style = pal.error if t.state is State.DEAD else pal.warning
+            lines.append(Text(f"{t.id:<6} {t.state.value:<12} {age(now_ms - t.updated_ms):>12}  "
+                              f"{clip(t.title, 40)}", style=style))  # fmt: skip
+        if not lines:
+            lines.append(Text("nothing needs you right now", style=pal.success))
+        return Group(Text("needs attention", style="bold"), *lines)
+
+
+class StorePane(Vertical):
+    """Where the board lives: URL, link state, ping history, a few server facts."""
+
+    def __init__(self) -> None:
+        super().__init__(id="pane-store")
+        self.info: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="store-facts")
+        yield Sparkline([], id="store-pings")
+        yield Static(id="store-info")
+
+    def show(
+        self, url: str, namespace: str, pings: list[float], status: LinkStatus, now_ms: int, pal: Palette
+    ) -> None:
+        facts = _grid()
+        facts.columns[1].justify = "left"
+        facts.add_row("url", url)
+        facts.add_row("namespace", namespace)
+        facts.add_row("link", link_line(status, now_ms, pal))
+        if status.outage:
+            facts.add_row("error", Text(status.outage, style=pal.error))
+        if pings:
+            facts.add_row(
+                "ping",
+                f"{pings[-1]:.2f} ms now · min {min(pings):.2f} · avg {sum(pings) / len(pings):.2f} · "
+                f"max {max(pings):.2f} (last {len(pings)})",
+            )
+        self.query_one("#store-facts", Static).update(facts)
+        self.query_one("#store-pings", Sparkline).data = pings
+        server = _grid()
+        server.columns[1].justify = "left"
+        for k, v in self.info.items():
+            server.add_row(k.replace("_", " "), v)
+        if not self.info:
+            server.add_row(Text("server facts not read yet", style=pal.muted), "")
+        self.query_one("#store-info", Static).update(Group(Text("server", style="bold"), server))

@@ -1,0 +1,209 @@
+"""A small, realistic board for screenshots and snapshot tests, built through the Store API.
+
+``seed`` makes the board the way agents would (register, add, claim, heartbeat, fail,
+complete, lock, and operator actions). ``pin_times`` then rewrites every timestamp relative
+to a fixed instant ``PINNED_NOW_MS``, so a control room whose clock is frozen at that
+instant renders the same pixels on every run: lease countdowns, heartbeat ages and event
+ages all come out identical. That rewrite uses raw Redis writes and is only for pictures
+and tests; nothing else should ever touch a board's keys directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from claimroom.core import constants as C
+from claimroom.core.models import State
+from claimroom.core.redis_store import RedisStore
+from claimroom.core.store import Store, TaskSpec
+
+if TYPE_CHECKING:
+    from .app import ControlRoom
+
+# 2100-01-01T00:00:00Z: far enough ahead that pinned deadlines and backoffs never fall due
+# on the real store clock, so nothing moves while a picture is taken.
+PINNED_NOW_MS = 4_102_444_800_000
+PINNED_NOW_S = PINNED_NOW_MS / 1000
+
+
+def pinned_clock() -> float:
+    """The frozen clock to give the app: always ``PINNED_NOW_MS``."""
+    return PINNED_NOW_S
+
+
+AGENTS = [
+    ("ada", ["db", "python"], 3),
+    ("grace", ["python"], 2),
+    ("linus", ["db", "python"], 2),
+    ("hopper", ["python"], 1),
+    ("turing", ["python", "docs"], 1),
+]
+
+# (title, queue, priority, agent that claims it or "", what happens after the claim)
+PLAN: list[tuple[str, str, int, str, str]] = [
+    ("design the schema", "backend", 5, "ada", "complete"),
+    ("write the migration", "backend", 4, "ada", "hold"),
+    ("build the API endpoints", "backend", 3, "grace", "hold"),
+    ("fix the flaky CI job", "infra", 3, "linus", "hold"),
+    ("index the audit table", "backend", 2, "ada", "hold"),
+    ("port the CLI to click", "backend", 2, "grace", "orphan"),
+    ("upgrade the base image", "infra", 2, "linus", "dead"),
+    ("rotate the staging keys", "infra", 1, "hopper", "complete"),
+    # Last: its backoff must not end (and the task be claimed) before the board is pinned.
+    ("profile the claim script", "infra", 1, "linus", "retry"),
+]
+WAITING = [
+    ("write API tests", "backend", 2),
+    ("document the lock API", "docs", 1),
+    ("write the upgrade guide", "docs", 0),
+    ("tidy the changelog", "docs", 0),
+    ("add a Grafana board", "infra", 0),
+]
+
+# Per claim still held at the end, in claim order: (lease left ms, heartbeat age ms, progress, stage).
+HELD = [
+    (7_000, 26_000, 0.3, "running tests"),
+    (24_000, 9_000, 0.55, "writing handlers"),
+    (48_000, 3_000, 0.8, "bisecting"),
+    (185_000, 2_000, 0.1, "reading code"),
+]
+
+
+async def seed(store: Store) -> None:
+    """Build the demo board on an empty namespace."""
+    for name, caps, max_claims in AGENTS:
+        await store.register(name, caps, max_claims)
+    held = iter(HELD)
+    for title, queue, priority, agent, fate in PLAN:
+        await store.add(title, queue=queue, priority=priority, requires=["db"] if agent in ("ada",) else [])
+        claim = await store.claim(agent, queues=[queue])
+        assert claim is not None, f"seed: {agent} could not claim {title!r}"
+        tid, token = claim.task.id, claim.token
+        if fate == "complete":
+            await store.complete(tid, token, {"by": agent})
+        elif fate == "hold":
+            _left, _age, progress, stage = next(held)
+            await store.heartbeat(tid, token, progress=progress, stage=stage)
+        elif fate == "orphan":
+            # Late-stage work whose agent went silent: the lease runs out and the reaper orphans it.
+            await store.heartbeat(tid, token, progress=0.7, stage="refactoring", ttl_s=0.001)
+            await asyncio.sleep(0.02)
+            await store.reap()
+        elif fate == "dead":
+            await store.fail(tid, token, "base image build failed: no space left", fatal=True)
+        elif fate == "retry":
+            await store.fail(tid, token, "benchmark timed out")
+    first = await store.add_many([TaskSpec(t, queue=q, priority=p) for t, q, p in WAITING])
+    await store.add("ship the release", queue="backend", after=[first[0]])  # blocked
+    await store.lock(["src/db/schema.py", "migrations"], "ada", task="t2")
+    await store.lock(["docs"], "turing", shared=True)
+    await store.lock(["docs"], "grace", shared=True)
+    await store.pause("docs", "lead")
+    await store.extend("t4", await _token(store, "t4"), 60, "lead")
+
+
+async def _token(store: Store, task: str) -> int:
+    return (await store.get(task)).token
+
+
+async def pin_times(store: RedisStore, now_ms: int = PINNED_NOW_MS) -> None:
+    """Rewrite every timestamp of the board relative to ``now_ms`` (see the module note)."""
+    r, ns = store.redis, store.namespace
+    top = int(await r.get(C.seq_key(ns, "task")) or 0)
+    claimed = [t for t in await store.tasks(state=State.CLAIMED, limit=1000)]
+    held = {t.id: spec for t, spec in zip(sorted(claimed, key=lambda t: t.seq), HELD, strict=False)}
+    for seq in range(1, top + 1):
+        tid = f"t{seq}"
+        task = await store.get(tid)
+        created = now_ms - 900_000 + seq * 20_000
+        fields: dict[str, Any] = {"created_ms": created, "updated_ms": now_ms - 120_000 + seq * 1_000}
+        if task.state is State.CLAIMED:
+            lease_left, hb_age, _p, _s = held.get(tid, (60_000, 5_000, 0, ""))
+            fields |= {"claimed_ms": now_ms - 200_000, "deadline_ms": now_ms + lease_left,
+                       "updated_ms": now_ms - hb_age}  # fmt: skip
+            await r.zadd(C.deadlines_key(ns), {tid: now_ms + lease_left})
+        elif task.state is State.ORPHANED:
+            fields["updated_ms"] = now_ms - 95_000
+        elif task.state is State.DEAD:
+            fields["updated_ms"] = now_ms - 240_000
+        elif task.state is State.RETRYING:
+            fields |= {"updated_ms": now_ms - 20_000, "ready_ms": now_ms + 40_000}
+            await r.zadd(C.backoff_key(ns), {tid: now_ms + 40_000})
+        await r.hset(C.task_key(ns, tid), mapping=fields)
+    for i, (name, _caps, _n) in enumerate(AGENTS):
+        fields = {"registered_ms": now_ms - 3_600_000, "last_seen_ms": now_ms - (2_000 + i * 37_000)}
+        if name == "hopper":
+            fields |= {"consecutive_failures": 5, "breaker_open_until_ms": now_ms + 42_000}
+        if name == "turing":
+            fields["last_seen_ms"] = now_ms - 420_000
+        await r.hset(C.agent_key(ns, name), mapping=fields)
+    for i, path in enumerate(await r.zrange(C.prefix(ns) + "lockpaths", 0, -1)):
+        lock = await r.hgetall(C.lock_key(ns, path))
+        for k in lock:
+            if k.startswith("h:"):
+                await r.hset(C.lock_key(ns, path), k, now_ms + 240_000 - i * 100_000)
+    # Events: the stream's ids carry the write time, so the trail is rewritten with small
+    # fixed ids and pinned times, in the same order.
+    stream = C.events_key(ns)
+    events = await r.xrange(stream, "-", "+")
+    await r.delete(stream)
+    for i, (_eid, fields) in enumerate(events):
+        at = now_ms - (len(events) - i) * 4_000
+        fields["at_ms"] = str(at)
+        if fields.get("data"):
+            # Deadlines and backoffs inside the data carry real store times (and jitter).
+            data = json.loads(fields["data"])
+            for k, v in data.items():
+                if k.endswith("_ms") and isinstance(v, int) and v > 10**12:
+                    data[k] = at + 30_000
+            fields["data"] = json.dumps(data, sort_keys=True)
+        await r.xadd(stream, fields, id=f"{i + 1}-0")
+
+
+SHOWN_URL = "redis://127.0.0.1:6379/0"
+PINGS_MS = (0.35, 0.42, 0.51, 0.38, 0.44, 0.61, 0.41, 0.39, 0.45, 0.4)
+SERVER_FACTS = {"redis_version": "7.0.15", "redis_mode": "standalone", "role": "master",
+                "uptime_in_seconds": "3600", "connected_clients": "3", "used_memory_human": "1.20M",
+                "maxmemory_policy": "noeviction", "aof_enabled": "0"}  # fmt: skip
+
+
+class _FixedPings(deque[float]):
+    """A ping history that ignores new pings, so the store pane's sparkline stays put."""
+
+    def append(self, x: float) -> None:
+        pass
+
+
+def pin_app(app: ControlRoom, shown_url: str = SHOWN_URL) -> ControlRoom:
+    """Make what a pinned board's app shows independent of the run, beyond the board itself.
+
+    The store URL (a private server's port is random), the ping (a real round trip) and the
+    server facts (uptime, memory, clients) would differ each run; pictures and snapshot
+    tests show fixed values instead. Display only: the store's client is already built.
+    """
+
+    async def ping() -> float:
+        return PINGS_MS[1]
+
+    async def server_info() -> dict[str, str]:
+        return dict(SERVER_FACTS)
+
+    app.store.url = shown_url
+    app.store.ping = ping  # type: ignore[method-assign]
+    app.board.pings = _FixedPings(PINGS_MS)
+    app.board.server_info = server_info  # type: ignore[method-assign]
+    return app
+
+
+async def seed_pinned(url: str, namespace: str) -> None:
+    """Seed and pin a board on its own connection (for sync callers: tests, the screenshot script)."""
+    store = Store.from_url(url, namespace)
+    try:
+        await seed(store)
+        assert isinstance(store, RedisStore)
+        await pin_times(store)
+    finally:
+        await store.close()

@@ -1,0 +1,145 @@
+"""Table plumbing shared by the panes: formatting, urgency colours, keyed in-place updates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import App
+from textual.color import Color
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowDoesNotExist
+
+
+@dataclass(frozen=True)
+class Palette:
+    """Rich styles for urgency, resolved from the current theme (cells are Rich Text, which
+    cannot refer to CSS variables, so they are rebuilt when the theme changes)."""
+
+    error: Style
+    warning: Style
+    success: Style
+    muted: Style
+    accent: Style
+
+    @classmethod
+    def of(cls, app: App[Any]) -> Palette:
+        v = app.theme_variables
+
+        def style(name: str, fallback: str, bold: bool | None = None) -> Style:
+            # bold None (not False): leave the table's own bold (cursor row, header) alone.
+            try:
+                return Style(color=Color.parse(v.get(name, fallback)).rich_color, bold=bold)
+            except Exception:  # an odd theme value must not break rendering; fall back to plain
+                return Style(bold=bold)
+
+        return cls(
+            error=style("error", "red", bold=True),
+            warning=style("warning", "yellow"),
+            success=style("success", "green"),
+            muted=Style(dim=True),
+            accent=style("accent", "magenta"),
+        )
+
+
+def age(ms: int) -> str:
+    """A duration for a narrow cell: ``7s``, ``3m05s``, ``2h10m``, ``4d03h``."""
+    s = max(0, ms) // 1000
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def left(ms: int) -> str:
+    """Time left on a lease or lock: ``-3s`` once it has passed (the reaper is about to act)."""
+    return age(ms) if ms >= 0 else "-" + age(-ms)
+
+
+def clip(text: str, width: int) -> str:
+    """Text cut to ``width`` cells with an ellipsis, so one long title cannot widen a table."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+Row = tuple[str, Sequence[Text]]  # row key, cells in column order
+
+
+def row(key: str, *cells: str, style: Style | None = None, styles: dict[int, Style] | None = None) -> Row:
+    """A row of plain-text cells (never markup: titles are user data) in one style."""
+    out = []
+    for i, cell in enumerate(cells):
+        st = (styles or {}).get(i, style)
+        out.append(Text(cell, style=st or "", no_wrap=True, end=""))
+    return key, out
+
+
+def _same(a: object, b: object) -> bool:
+    # Rich's Text equality ignores the base style, and urgency lives there.
+    if isinstance(a, Text) and isinstance(b, Text):
+        return a.plain == b.plain and a.style == b.style and a.spans == b.spans
+    return a == b
+
+
+def sync_table(table: DataTable[Text], rows: Sequence[Row], sort_column: str | None = None) -> None:
+    """Make ``table`` show ``rows`` in order, touching only what changed.
+
+    Rows are matched by key, so a refresh updates cells in place instead of rebuilding the
+    table, and the cursor stays on the row it was on (by key, not by index) even when rows
+    above it come and go. ``sort_column`` names a column holding the row key as its text,
+    used to reorder in place; without it a reordered table is rebuilt.
+    """
+    columns = [c.key for c in table.ordered_columns]
+    keep: str | None = None
+    if table.row_count:
+        try:
+            keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # no valid cursor cell (empty or just cleared): nothing to keep
+            keep = None
+    keep_index = table.cursor_row
+    wanted = [k for k, _ in rows]
+    wanted_set = set(wanted)
+    with table.app.batch_update():
+        for gone in [k for k in table.rows if k.value not in wanted_set]:
+            table.remove_row(gone)
+        for key, cells in rows:
+            if key in table.rows:
+                old = table.get_row(key)
+                for col, new, was in zip(columns, cells, old, strict=False):
+                    if not _same(new, was):
+                        table.update_cell(key, col, new, update_width=True)
+            else:
+                table.add_row(*cells, key=key)
+        order = [r.key.value for r in table.ordered_rows]
+        if order != wanted:
+            if sort_column is not None:
+                place = {k: i for i, k in enumerate(wanted)}
+                table.sort(sort_column, key=lambda cell: place.get(str(getattr(cell, "plain", cell)), 0))
+            else:
+                table.clear()
+                for key, cells in rows:
+                    table.add_row(*cells, key=key)
+        if keep is not None and keep in wanted_set:
+            try:
+                index = table.get_row_index(keep)
+            except RowDoesNotExist:
+                index = keep_index
+            if index != table.cursor_row:
+                table.move_cursor(row=index, animate=False)
+        elif table.row_count:
+            table.move_cursor(row=min(keep_index, table.row_count - 1), animate=False)
+
+
+def cursor_key(table: DataTable[Text]) -> str | None:
+    """The key of the row under the cursor, if any."""
+    if not table.row_count:
+        return None
+    try:
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    except Exception:  # the cursor is outside the rows (table emptied): no selection
+        return None

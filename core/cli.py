@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -311,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmd("down", "stop the store that `up` started for this project")
     cmd("doctor", "check the store and the setup, with what to do")
 
+    c = cmd("migrate", "move a whole board between stores (file <-> Redis); stop the agents first")
+    c.add_argument("--from", dest="src", required=True, metavar="URL")
+    c.add_argument("--to", dest="dst", required=True, metavar="URL")
+    c.add_argument("--merge", action="store_true", help="add to a namespace that already has a board")
+
     c = cmd("tui", "the control room: live panes of queues, claims, agents, orphans, locks, events")
     c.add_argument("--readonly", action="store_true", help="look only: every operator action is refused")
     c.add_argument("--theme", help="dark, light, high-contrast or ansi (env CLAIMROOM_THEME)")
@@ -349,6 +355,27 @@ async def _run(handler: Handler, a: argparse.Namespace, url: str, out: Printer) 
         await store.close()
 
 
+async def _migrate(a: argparse.Namespace, out: Printer) -> None:
+    """``migrate``: both stores named explicitly, neither resolved nor started."""
+    from .migrate import migrate
+
+    ns = _namespace(a)
+    if a.dst.startswith("file://"):
+        # Moving a board to files is how a new file board is made: create its directory.
+        from urllib.parse import unquote, urlsplit
+
+        with contextlib.suppress(OSError):
+            Path(unquote(urlsplit(a.dst).path)).mkdir(parents=True, exist_ok=True)
+    src, dst = Store.from_url(a.src, ns), Store.from_url(a.dst, ns)
+    try:
+        moved = await migrate(src, dst, merge=a.merge)
+    finally:
+        await src.close()
+        await dst.close()
+    summary = ", ".join(f"{n} {k}" for k, n in moved.items() if n)
+    out.done({"moved": moved}, f"moved board {ns!r}: {summary or 'nothing'}")
+
+
 def _infra(a: argparse.Namespace, out: Printer) -> int:
     """``up``, ``down`` and ``doctor``: blocking work on the project's store, no board needed."""
     from .infra import doctor, down, project_root
@@ -383,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(a.seconds, out)
         if a.command in ("up", "down", "doctor"):
             return _infra(a, out)
+        if a.command == "migrate":
+            asyncio.run(_migrate(a, out))
+            return 0
         if a.command == "tui":
             from claimroom.tui.app import run as run_tui
 

@@ -76,7 +76,7 @@ def check(board: Board) -> None:
 def not_empty(namespace: str, url: str, tasks: int, agents: int, events: int) -> Conflict:
     return Conflict(
         f"namespace {namespace!r} at {url} is not empty ({tasks} tasks, {agents} agents, "
-        f"{events} events); migrate into an empty namespace, or merge"
+        f"{events} events); migrate into an empty namespace, or add --merge to combine the boards"
     )
 
 

@@ -222,3 +222,18 @@ def test_demo_shows_a_crash_recovered(tmp_path: Path) -> None:
     assert "crashes while holding" in p.stdout
     assert "expired" in p.stdout and "outcome=queued" in p.stdout
     assert "end of demo: 6 done" in p.stdout
+
+
+def test_migrate_redis_to_file_and_refuse_non_empty(cli_env: dict[str, str], tmp_path: Path) -> None:
+    tid = ok(cli_env, "add", "carried over", "--priority", "3")["id"]
+    token = ok(cli_env, "claim", "--agent", "ada", "--ttl", "60")["token"]
+    board = (tmp_path / "board").as_uri()
+    moved = ok(cli_env, "migrate", "--from", cli_env["CLAIMROOM_URL"], "--to", board)["moved"]
+    assert moved["tasks"] == 1
+    on_file = dict(cli_env, CLAIMROOM_URL=board)
+    shown = ok(on_file, "show", tid)
+    assert (shown["state"], shown["agent"], shown["token"]) == ("claimed", "ada", token)
+    ok(on_file, "complete", tid, "--token", str(token))  # the live claim keeps working there
+    p = run(cli_env, "migrate", "--from", cli_env["CLAIMROOM_URL"], "--to", board)
+    assert p.returncode == 6, p.stderr
+    assert "--merge" in p.stderr and len(p.stderr.strip().splitlines()) == 1

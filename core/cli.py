@@ -322,8 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--theme", help="dark, light, high-contrast or ansi (env CLAIMROOM_THEME)")
     c.add_argument("--operator", help="your name in the audit trail (default: the OS user)")
 
-    c = cmd("demo", "a scripted run on a private redis-server: agents claim, one dies, its work is recovered")
-    c.add_argument("--seconds", type=num_f, default=12.0, help="how long the agents run")
+    c = cmd("demo", "simulated agents on a private redis-server, shown in the control room (or --plain)")
+    c.add_argument("--seconds", type=num_f, default=12.0, help="how long the agents run (--plain)")
+    c.add_argument("--plain", action="store_true", help="print a scripted run instead of the control room")
+    c.add_argument("--theme", help="the control room's theme")
     return p
 
 
@@ -405,9 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Printer(json_mode=_json_mode(a))
     try:
         if a.command == "demo":
-            from .demo import run_demo
+            from .demo import run_demo, run_live_demo
 
-            return run_demo(a.seconds, out)
+            if a.plain or _json_mode(a) or not (sys.stdin.isatty() and sys.stdout.isatty()):
+                return run_demo(a.seconds, out)
+            return run_live_demo(theme=a.theme)
         if a.command in ("up", "down", "doctor"):
             return _infra(a, out)
         if a.command == "migrate":

@@ -1,6 +1,11 @@
-"""``claimroom demo``: a short scripted run that shows the engine recovering lost work.
+"""``claimroom demo``: a simulated swarm in the control room, or (``--plain``) a short
+scripted run that prints the engine recovering lost work.
 
-It starts a private redis-server, adds a small plan, and runs a few agents: they claim,
+The live demo runs each simulated agent as its own process (``core/swarm.py``) on a
+private redis-server, some steady, some crashing mid-task, some failing, some slow, so
+every pane has life; the demo restarts crashed agents and stops everything on exit.
+
+The scripted run starts a private redis-server, adds a small plan, and runs a few agents: they claim,
 heartbeat and complete; one dies mid-task (it stops heartbeating, as a crashed process
 would) and its work is recovered by another agent; one fails and is retried. What is
 printed is the store's own audit trail, followed live, so the output is what happened.
@@ -11,8 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 
-from .local_redis import LocalRedis
+from .local_redis import LocalRedis, die_with_parent
 from .output import Printer
 from .store import Store, TaskSpec
 
@@ -77,6 +87,90 @@ async def _demo(url: str, seconds: float, out: Printer) -> None:
     finally:
         await store.close()
         await printer_store.close()
+
+
+# name -> (behaviour, capabilities); the queues' required capabilities are in swarm.QUEUES.
+SWARM = {
+    "ada": ("steady", ["python", "web"]),
+    "grace": ("flaky", ["python"]),
+    "linus": ("crashy", ["python"]),
+    "margaret": ("slow", ["python", "web"]),
+    "ken": ("crashy", ["web"]),
+    "barbara": ("steady", []),
+}
+
+
+def _spawn(url: str, name: str, behaviour: str) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "claimroom.core.swarm", url, "demo", name, behaviour]
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # no simulated agent outlives its demo
+    )
+
+
+class Swarm:
+    """The agent processes of the live demo; crashed ones come back after a pause."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="swarm", daemon=True)
+
+    def start(self) -> None:
+        for name, (behaviour, _caps) in {**SWARM, "feeder": ("feeder", [])}.items():
+            self.procs[name] = _spawn(self.url, name, behaviour)
+        self._thread.start()
+
+    def _supervise(self) -> None:
+        down_since: dict[str, float] = {}
+        while not self.stop.wait(0.5):
+            for name, proc in list(self.procs.items()):
+                if proc.poll() is None:
+                    continue
+                first = down_since.setdefault(name, time.monotonic())
+                if time.monotonic() - first > 4.0:  # long enough for its lease to run out on screen
+                    behaviour = "feeder" if name == "feeder" else SWARM[name][0]
+                    self.procs[name] = _spawn(self.url, name, behaviour)
+                    del down_since[name]
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(2)
+        for proc in self.procs.values():  # only the processes this demo started, by PID
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _register(url: str) -> None:
+    async with Store.from_url(url, "demo") as store:
+        for name, (_behaviour, caps) in SWARM.items():
+            await store.register(name, caps, 1)
+
+
+def run_live_demo(*, theme: str | None = None, readonly: bool = False) -> int:
+    """The control room over a simulated swarm of agent processes on a private store."""
+    from claimroom.tui.app import run as run_tui
+
+    server = LocalRedis.start()
+    swarm = Swarm(server.url)
+    # A closed terminal sends SIGHUP, which would skip the clean-up below.
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    try:
+        asyncio.run(_register(server.url))
+        swarm.start()
+        return int(run_tui(server.url, "demo", readonly=readonly, theme=theme, operator=None))
+    finally:
+        swarm.close()
+        server.stop()
 
 
 def run_demo(seconds: float, out: Printer) -> int:

@@ -8,15 +8,30 @@ is the infrastructure part; this is its smallest piece.)
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import StoreUnavailable
+
+
+def die_with_parent() -> None:
+    """In the child: ask Linux to end it when its parent dies, however the parent dies.
+
+    A private server must not outlive the demo or test run that owns it, even when that
+    process is killed or its terminal goes away (SIGHUP skips ``finally`` blocks).
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -62,7 +77,9 @@ class LocalRedis:
             "--notify-keyspace-events", "KEA",
             "--logfile", str(folder / "redis.log"),
         ]  # fmt: skip
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         server = cls(chosen, proc, folder, owns)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

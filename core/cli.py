@@ -418,11 +418,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_migrate(a, out))
             return 0
         if a.command == "tui":
-            from claimroom.tui.app import run as run_tui
+            # The app comes up at once and finds (or starts) the store itself, asking in a
+            # dialog before it falls back to files.
+            from claimroom.tui.app import run_resolving
 
-            validate.namespace(_namespace(a))
-            url = _resolve(a).url
-            return int(run_tui(url, _namespace(a), readonly=a.readonly, theme=a.theme, operator=a.operator))
+            from .infra import project_root
+
+            return int(
+                run_resolving(
+                    getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"),
+                    _namespace(a),
+                    project=project_root(),
+                    allow_file_fallback=True if getattr(a, "allow_file_fallback", False) else None,
+                    readonly=a.readonly,
+                    theme=a.theme,
+                    operator=a.operator,
+                )
+            )
         validate.namespace(_namespace(a))
         asyncio.run(_run(COMMANDS[a.command], a, _resolve(a).url, out))
         return 0

@@ -127,6 +127,8 @@ BAD_INPUT = [
     (("lock", "x", "--agent", "a", "--ttl", "0"), "ttl"),
     (("ls", "--state", "sleeping"), "state"),
     (("nosuchcommand",), "invalid choice"),
+    (("tui", "--theme", "solarized"), "theme"),
+    (("tui", "--namespace", "bad ns!"), "namespace"),
 ]
 
 

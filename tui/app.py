@@ -1,8 +1,10 @@
 """The control room: a Textual app over one board.
 
 The app holds the model (``Snapshot`` + ``LinkStatus``); the panes render it; all store I/O
-runs in async workers (``LiveLink`` and the action worker), so the event loop never waits
-on Redis. ``run`` is what ``claimroom tui`` calls.
+runs in async workers (``LiveLink`` and the action worker), Docker calls and store
+resolution in thread workers, so the event loop never waits. ``run_resolving`` is what
+``claimroom tui`` calls: the app comes up, then finds (or starts) its store; ``run`` takes
+a store URL already resolved.
 """
 
 from __future__ import annotations
@@ -12,30 +14,35 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from claimroom import themes
+from claimroom.core import constants as C
 from claimroom.core import validate
 from claimroom.core.errors import ClaimroomError
+from claimroom.core.infra import HealthStatus, Resolution, StartOptions
 from claimroom.core.store import Store
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from .actions import ACTIONS, KIND_PANES, Outcome
 from .board import Board, Snapshot
 from .commands import ControlRoomCommands
-from .dialogs import HelpScreen
+from .keys import BINDINGS, BoardKeys, FilterInput
+from .keys import PANES as PANES  # re-exported: the pane order, for the palette, tests and screenshots
+from .launch import Finder, find
 from .live import LinkStatus, LiveLink
 from .operate import operate
-from .overview import OverviewPane, StorePane, link_line
+from .overview import OverviewPane, link_line
 from .panes import TABLE_PANES, TablePane
+from .storepane import StorePane
 from .tables import Palette, age, cursor_key
 
-PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store")
 INFO_EVERY_S = 10.0
 
 
@@ -47,69 +54,53 @@ def os_user() -> str:
         return "operator"
 
 
-class FilterInput(Input):
-    """The ``/`` filter: narrows the current table as you type; escape clears it."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Clear filter", id="filter.clear")]
-
-    def action_close(self) -> None:
-        self.value = ""
-        self.app.action_close_filter()  # type: ignore[attr-defined]
-
-
-class ControlRoom(App[int]):
+class ControlRoom(BoardKeys, App[int]):
     """Watch and steer one claimroom board."""
 
     CSS_PATH = str(themes.STYLESHEET)
     TITLE = "claimroom"
     COMMANDS = App.COMMANDS | {ControlRoomCommands}
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("question_mark", "help", "Help", id="help"),
-        Binding("slash", "filter", "Filter", id="filter"),
-        Binding("colon", "command_palette", "Palette", id="palette"),
-        # Declared here (Textual adds ctrl+p only when no binding opens the palette) to carry an id.
-        Binding("ctrl+p", "command_palette", "Palette", show=False, priority=True, id="palette.ctrl_p"),
-        *(
-            Binding(str(i), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}")
-            for i, p in enumerate(PANES, 1)
-        ),
-        Binding("j", "cursor(1)", "Down", show=False, id="cursor.down"),
-        Binding("k", "cursor(-1)", "Up", show=False, id="cursor.up"),
-        Binding("space", "mark", "Mark", id="mark"),
-        Binding("escape", "clear_marks", "Clear marks", show=False, id="marks.clear"),
-        Binding("p", "toggle_live", "Pause live", id="live.pause"),
-        Binding("ctrl+r", "refresh", "Refresh", show=False, id="refresh"),
-        Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
-        *(
-            Binding(
-                a.key, f"act('{a.name}')", a.label, show=a.name in ("kill", "reassign"), id=f"action.{a.name}"
-            )
-            for a in ACTIONS.values()
-        ),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = BINDINGS
+    # Set once the store is known: at once when one is given, else when the finder found it.
+    store: Store
+    board: Board
+    link: LiveLink
 
     def __init__(
         self,
-        store: Store,
+        store: Store | None = None,
         *,
         readonly: bool = False,
         theme: str | None = None,
         operator: str | None = None,
         clock: Callable[[], float] = time.time,
+        project: Path | None = None,
+        resolution: Resolution | None = None,
+        finder: Finder | None = None,
+        health_interval_s: float = C.health_interval_s,
     ) -> None:
         super().__init__()
+        if store is None and finder is None:
+            raise ValueError("the control room needs a store or a finder")
         for t in themes.THEMES.values():
             self.register_theme(t)
         self.theme = themes.resolve(theme)
-        self.store = store
         self.readonly = readonly
         self.operator = validate.operator(operator or os_user())
         self.clock = clock
         # A real wall clock is corrected by the store's clock (rule 3: deadlines are store
         # time); an injected clock is taken as the truth, which is what tests freeze.
         self._correct_skew = clock is time.time
-        self.board = Board(store, clock)
-        self.link = LiveLink(self.board, self._on_snapshot, self._on_status)
+        self.finder = finder
+        self.namespace = store.namespace if store is not None else finder.namespace  # type: ignore[union-attr]
+        self.project = project if project is not None or finder is None else finder.project
+        self.resolution = resolution  # how the store was chosen, when the app (or CLI) resolved it
+        self.health_interval_s = health_interval_s
+        self.health_pin: tuple[HealthStatus, ...] | None = None  # seed.pin_app: a fixed health history
+        self.attached = False  # the store is known and the live workers run
+        self.exit_message = ""  # printed after the app exits (run_resolving)
+        if store is not None:
+            self._bind(store)
         self.snapshot: Snapshot | None = None
         self.palette_styles = Palette.of(self)
         self.last_outcome: Outcome | None = None  # the last confirmed action's result
@@ -132,20 +123,53 @@ class ControlRoom(App[int]):
         yield FilterInput(placeholder="filter rows (escape clears)", id="filter", disabled=True)
         yield Footer(show_command_palette=False)  # ":" is in the footer already
 
+    def _bind(self, store: Store) -> None:
+        self.store = store
+        self.board = Board(store, self.clock)
+        self.link = LiveLink(self.board, self._on_snapshot, self._on_status)
+
     def on_mount(self) -> None:
         # The theme's colours are known only once the stylesheet is applied: now, and on each change.
         self.palette_styles = Palette.of(self)
         self.theme_changed_signal.subscribe(self, lambda _theme: self._on_theme())
-        self.run_worker(self.link.run_refresh(), name="refresh", group="live")
-        self.run_worker(self.link.run_hints(), name="hints", group="live")
         self.set_interval(1.0, self._tick)
         self.set_interval(INFO_EVERY_S, self._read_info)
-        self._read_info()
+        if self.finder is not None and not hasattr(self, "store"):
+            self.run_worker(find(self, self.finder), name="find", group="find")
+        else:
+            self._go_live()
         self._render_status()
+
+    def attach(self, store: Store, resolution: Resolution | None = None) -> None:
+        """Take the store the finder resolved, and go live on it."""
+        self._bind(store)
+        self.resolution = resolution
+        self._go_live()
+        self._render_active()
+
+    def _go_live(self) -> None:
+        self.attached = True
+        self.run_worker(self.link.run_refresh(), name="refresh", group="live")
+        self.run_worker(self.link.run_hints(), name="hints", group="live")
+        self._read_info()
+        self.query_one(StorePane).begin(
+            self.store.url,
+            self.project,
+            self.resolution,
+            interval_s=self.health_interval_s,
+            pinned=self.health_pin,
+        )
+        self._render_status()
+
+    def quit_with(self, code: int, message: str) -> None:
+        """End the app with an exit code and a message for after the screen is restored."""
+        self.exit_message = message
+        self.exit(return_code=code)
 
     async def on_unmount(self) -> None:
         # The app owns the store it was given: its connections close with the app's loop.
-        await self.store.close()
+        if hasattr(self, "store"):
+            await self.store.close()
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
         # Kept so tests (and a later "recent notices" view) can read what the operator was told.
@@ -172,12 +196,16 @@ class ControlRoom(App[int]):
 
     def _tick(self) -> None:
         # Countdowns and ages move every second without a store read.
+        if not self.attached:
+            return
         if not self.link.status.paused:
             self._render_active()
         self._render_status()
 
     @work(group="info", exclusive=True)
     async def _read_info(self) -> None:
+        if not self.attached:
+            return
         try:
             info = await self.board.server_info()
         except Exception:  # the refresh loop reports outages; the facts just stay as they were
@@ -202,14 +230,12 @@ class ControlRoom(App[int]):
 
     def _render_active(self) -> None:
         """Render only the pane on screen: 500-row tables are not redrawn when hidden."""
-        if not self.is_running:
-            return  # shutting down: a snapshot that lands now has no widgets left to fill
+        if not self.is_running or not self.attached:
+            return  # shutting down (no widgets left to fill), or no store yet
         snap, name = self.snapshot, self.active_pane
         now, pal = self.now_ms(), self.palette_styles
         if name == "store":
-            self.query_one(StorePane).show(
-                self.board.url, self.store.namespace, list(self.board.pings), self.link.status, now, pal
-            )
+            self.query_one(StorePane).show()
         elif snap is None:
             return
         elif name == "overview":
@@ -220,10 +246,14 @@ class ControlRoom(App[int]):
     def _render_status(self) -> None:
         if not self.is_running:
             return
-        st, pal, now = self.link.status, self.palette_styles, self.now_ms()
         line = Text()
         line.append("claimroom ", "bold")
-        line.append(self.store.namespace + "  ")
+        line.append(self.namespace + "  ")
+        if not self.attached:
+            line.append("finding the store…", self.palette_styles.warning)
+            self.query_one("#status", Static).update(line)
+            return
+        st, pal, now = self.link.status, self.palette_styles, self.now_ms()
         line.append_text(link_line(st, now, pal))
         if self.snapshot is not None and not st.outage:
             line.append(f" · {self.snapshot.ping_ms:.1f} ms")
@@ -232,6 +262,8 @@ class ControlRoom(App[int]):
         if self.readonly:
             line.append("  READ-ONLY", pal.accent)
         line.append(f"  {self.board.url}", pal.muted)
+        if self.resolution is not None:  # which store, and why (the store pane has the particulars)
+            line.append(f"  {self.resolution.how}: {self.resolution.detail.split(' (', 1)[0]}", pal.muted)
         self.query_one("#status", Static).update(line)
         outage = self.query_one("#outage", Static)
         outage.set_class(bool(st.outage), "-down")
@@ -258,47 +290,17 @@ class ControlRoom(App[int]):
         self._render_active()
         if (pane := self.table_pane()) is not None:
             pane.table.focus()
+        elif self.active_pane == "store":
+            self.query_one(StorePane).focus()  # arrows and page keys scroll it
 
     # --- keys ----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # While a dialog is open its own keys apply; the board's keys must not act behind it.
+        # Before the store is found only quitting makes sense.
+        if not self.attached:
+            return action == "quit"
         return not (isinstance(self.screen, ModalScreen) and action not in ("quit", "command_palette"))
-
-    def action_pane(self, name: str) -> None:
-        self.query_one(TabbedContent).active = name
-
-    def action_cursor(self, delta: int) -> None:
-        if (pane := self.table_pane()) is not None:
-            (pane.table.action_cursor_down if delta > 0 else pane.table.action_cursor_up)()
-
-    def action_mark(self) -> None:
-        pane = self.table_pane()
-        if pane is None or not pane.MARKABLE:
-            self.notify("nothing to mark on this pane", severity="warning")
-            return
-        key = cursor_key(pane.table)
-        if key is not None:
-            pane.toggle_mark(key, self.palette_styles)
-            pane.table.action_cursor_down()
-            if self.snapshot is not None:
-                pane.show(self.snapshot, self.now_ms(), self.palette_styles)
-
-    def action_clear_marks(self) -> None:
-        if (pane := self.table_pane()) is not None and pane.marks:
-            pane.marks.clear()
-            self._render_active()
-
-    def action_filter(self) -> None:
-        pane = self.table_pane()
-        if pane is None:
-            self.notify("the filter applies to table panes (2-7)", severity="warning")
-            return
-        box = self.query_one(FilterInput)
-        box.value = pane.filter_text
-        box.disabled = False
-        box.add_class("-open")
-        box.focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -310,37 +312,11 @@ class ControlRoom(App[int]):
     def _filter_done(self, event: Input.Submitted) -> None:
         self.action_close_filter()
 
-    def action_close_filter(self) -> None:
-        box = self.query_one(FilterInput)
-        box.remove_class("-open")
-        box.disabled = True
-        if (pane := self.table_pane()) is not None:
-            pane.table.focus()
-
-    def action_toggle_live(self) -> None:
-        self.link.set_paused(not self.link.status.paused)
-        self.notify("live updates paused" if self.link.status.paused else "live updates resumed")
-
-    def action_refresh(self) -> None:
-        self.link.poke(force=True)
-
-    def action_help(self) -> None:
-        rows = []
-        for _key, binding in self._bindings:
-            if binding.id:
-                rows.append(
-                    (self.get_key_display(binding), binding.description or binding.action, binding.id)
-                )
-        notes = [
-            "Actions work on the marked rows (space), else the row under the cursor.",
-            "Each asks first (Cancel is the default) and refuses if the task changed meanwhile.",
-            "Remap keys through App.set_keymap with the ids in the last column.",
-        ]
-        if self.readonly:
-            notes.append("Read-only mode: actions are disabled.")
-        self.push_screen(HelpScreen(rows, notes))
-
     # --- operator actions ----------------------------------------------------------
+
+    def store_op(self, op: str) -> None:
+        """Start, stop or restart the store from anywhere (the palette); the pane asks first."""
+        self.query_one(StorePane).request(op)
 
     def action_act(self, name: str) -> None:
         spec = ACTIONS[name]
@@ -389,4 +365,35 @@ def run(
         sys.stderr.write(f"claimroom: {exc}\n")
         return 2
     app.run()
+    return app.return_code or 0
+
+
+def run_resolving(
+    url: str | None,
+    namespace: str,
+    *,
+    project: Path,
+    allow_file_fallback: bool | None,
+    readonly: bool = False,
+    theme: str | None = None,
+    operator: str | None = None,
+    default_port: int = C.default_redis_port,
+    options: StartOptions | None = None,
+) -> int:
+    """``claimroom tui``: come up at once, find (or start) the store inside the app, then run.
+
+    ``url``, ``project`` and ``allow_file_fallback`` mean what they mean to ``resolve``; when
+    no store can be had and consent was never given, the app asks in a dialog. Returns the
+    exit code: 5 when the store is unavailable (what to do is printed after the app exits).
+    """
+    try:
+        validate.namespace(namespace)
+        finder = Finder(url, namespace, project, allow_file_fallback, default_port, options)
+        app = ControlRoom(readonly=readonly, theme=themes.resolve(theme), operator=operator, finder=finder)
+    except (ClaimroomError, themes.UnknownTheme) as exc:
+        sys.stderr.write(f"claimroom: {exc}\n")
+        return 2
+    app.run()
+    if app.exit_message:
+        sys.stderr.write(f"claimroom: {app.exit_message}\n")
     return app.return_code or 0

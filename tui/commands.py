@@ -15,6 +15,8 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
 
 from .actions import ACTIONS
+from .keys import PANES
+from .storepane import KEYS
 
 if TYPE_CHECKING:
     from .app import ControlRoom
@@ -24,8 +26,6 @@ Command = tuple[str, str, Callable[[], object]]
 
 def commands(app: ControlRoom) -> list[Command]:
     """(title, help, callback) for everything the palette offers."""
-    from .app import PANES
-
     out: list[Command] = []
     for spec in ACTIONS.values():
         out.append((spec.label, f"{spec.help} · key {spec.key}", partial(app.action_act, spec.name)))
@@ -39,6 +39,9 @@ def commands(app: ControlRoom) -> list[Command]:
         ("Refresh now", "read the board now · key ctrl+r", app.action_refresh),
         ("Help: keys", "every key and its binding id · key ?", app.action_help),
     ]  # fmt: skip
+    for op, key in KEYS.items():
+        what = "the container or redis-server claimroom started (asks first)"
+        out.append((f"Store: {op}", f"{op} {what} · key {key} on the store pane", partial(app.store_op, op)))
     for name in themes.THEMES:
         short = themes.short_name(name)
         out.append((f"Theme: {short}", f"switch to the {short} theme", partial(app.set_theme, name)))

@@ -1,4 +1,4 @@
-"""The two panes that are summaries rather than tables: overview and store."""
+"""The overview pane (a summary rather than a table), and the link line the header shares."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from .board import Snapshot
 from .live import LinkStatus
@@ -127,42 +127,3 @@ class OverviewPane(Vertical):
         if not lines:
             lines.append(Text("nothing needs you right now", style=pal.success))
         return Group(Text("needs attention", style="bold"), *lines)
-
-
-class StorePane(Vertical):
-    """Where the board lives: URL, link state, ping history, a few server facts."""
-
-    def __init__(self) -> None:
-        super().__init__(id="pane-store")
-        self.info: dict[str, str] = {}
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="store-facts")
-        yield Sparkline([], id="store-pings")
-        yield Static(id="store-info")
-
-    def show(
-        self, url: str, namespace: str, pings: list[float], status: LinkStatus, now_ms: int, pal: Palette
-    ) -> None:
-        facts = _grid()
-        facts.columns[1].justify = "left"
-        facts.add_row("url", url)
-        facts.add_row("namespace", namespace)
-        facts.add_row("link", link_line(status, now_ms, pal))
-        if status.outage:
-            facts.add_row("error", Text(status.outage, style=pal.error))
-        if pings:
-            facts.add_row(
-                "ping",
-                f"{pings[-1]:.2f} ms now · min {min(pings):.2f} · avg {sum(pings) / len(pings):.2f} · "
-                f"max {max(pings):.2f} (last {len(pings)})",
-            )
-        self.query_one("#store-facts", Static).update(facts)
-        self.query_one("#store-pings", Sparkline).data = pings
-        server = _grid()
-        server.columns[1].justify = "left"
-        for k, v in self.info.items():
-            server.add_row(k.replace("_", " "), v)
-        if not self.info:
-            server.add_row(Text("server facts not read yet", style=pal.muted), "")
-        self.query_one("#store-info", Static).update(Group(Text("server", style="bold"), server))

@@ -16,6 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from claimroom.core import constants as C
+from claimroom.core.infra import HealthStatus
 from claimroom.core.models import State
 from claimroom.core.redis_store import RedisStore
 from claimroom.core.store import Store, TaskSpec
@@ -164,10 +165,29 @@ async def pin_times(store: RedisStore, now_ms: int = PINNED_NOW_MS) -> None:
 
 
 SHOWN_URL = "redis://127.0.0.1:6379/0"
+HEALTH_EVERY_S = 2.0  # the health history's spacing (the monitor's default interval)
 PINGS_MS = (0.35, 0.42, 0.51, 0.38, 0.44, 0.61, 0.41, 0.39, 0.45, 0.4)
 SERVER_FACTS = {"redis_version": "7.0.15", "redis_mode": "standalone", "role": "master",
                 "uptime_in_seconds": "3600", "connected_clients": "3", "used_memory_human": "1.20M",
                 "maxmemory_policy": "noeviction", "aof_enabled": "0"}  # fmt: skip
+
+
+def pinned_health(url: str = SHOWN_URL) -> tuple[HealthStatus, ...]:
+    """A health history of a steady store, ending at ``PINNED_NOW_S`` (one status per ping)."""
+    return tuple(
+        HealthStatus(
+            url=url,
+            state="up",
+            at=PINNED_NOW_S - (len(PINGS_MS) - 1 - i) * HEALTH_EVERY_S,
+            latency_ms=ms,
+            used_memory_bytes=1_258_291,
+            clients=3,
+            persistence="none",
+            version=SERVER_FACTS["redis_version"],
+            uptime_s=3600,
+        )
+        for i, ms in enumerate(PINGS_MS)
+    )
 
 
 class _FixedPings(deque[float]):
@@ -180,9 +200,10 @@ class _FixedPings(deque[float]):
 def pin_app(app: ControlRoom, shown_url: str = SHOWN_URL) -> ControlRoom:
     """Make what a pinned board's app shows independent of the run, beyond the board itself.
 
-    The store URL (a private server's port is random), the ping (a real round trip) and the
-    server facts (uptime, memory, clients) would differ each run; pictures and snapshot
-    tests show fixed values instead. Display only: the store's client is already built.
+    The store URL (a private server's port is random), the ping (a real round trip), the
+    server facts (uptime, memory, clients) and the health history would differ each run;
+    pictures and snapshot tests show fixed values instead (and run no health monitor).
+    Display only: the store's client is already built.
     """
 
     async def ping() -> float:
@@ -195,6 +216,7 @@ def pin_app(app: ControlRoom, shown_url: str = SHOWN_URL) -> ControlRoom:
     app.store.ping = ping  # type: ignore[method-assign]
     app.board.pings = _FixedPings(PINGS_MS)
     app.board.server_info = server_info  # type: ignore[method-assign]
+    app.health_pin = pinned_health(shown_url)
     return app
 
 

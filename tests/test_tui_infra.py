@@ -1,0 +1,240 @@
+"""The control room's infrastructure, driven through Pilot: finding the store inside the app,
+the consent dialog for file-based coordination, and the store pane over a Docker container
+and a redis-server that claimroom started (a real engine, real processes).
+
+Each test has its own project directory, passes a free port as the "default local port"
+(so nothing looks at 6379), and for Docker its own container and volume, removed after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from claimroom.core.infra import StartOptions, down, file_board_url
+from claimroom.core.infra import local_server as local
+from claimroom.core.local_redis import free_port
+from claimroom.tui.app import ControlRoom, run_resolving
+from claimroom.tui.dialogs import ChoiceDialog
+from claimroom.tui.launch import Finder
+from claimroom.tui.storepane import StorePane
+from infra_image import TEST_IMAGE, docker_engine
+from textual.pilot import Pilot
+from textual.widgets import Button, Static
+
+__all__ = ["docker_engine"]  # a fixture: imported for pytest to find
+
+SIZE = (120, 40)
+NO_START = StartOptions(methods=())  # nothing may be started: resolution ends at the consent question
+
+
+async def until(pilot: Pilot[int], cond: Callable[[], object], timeout_s: float = 5.0) -> None:
+    """Let the app run until ``cond()`` holds; fail after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await pilot.pause(0.05)
+
+
+def finder(project: Path, port: int, options: StartOptions = NO_START, url: str | None = None) -> Finder:
+    return Finder(url, "t" + uuid.uuid4().hex[:10], project, None, port, options)
+
+
+def config_file(project: Path) -> Path:
+    return project / ".claimroom" / "config.json"
+
+
+def text_of(app: ControlRoom, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def header(app: ControlRoom) -> str:
+    return str(app.query_one("#status", Static).render())
+
+
+def dialog_up(app: ControlRoom) -> bool:
+    """A choice dialog is on screen and has taken the focus (it does so just after mounting)."""
+    return isinstance(app.screen, ChoiceDialog) and app.focused is not None
+
+
+async def confirm(pilot: Pilot[int], app: ControlRoom, key: str) -> str:
+    """Press ``key`` on the store pane, check the dialog defaults to Cancel, choose the action."""
+    await pilot.press(key)
+    await until(pilot, lambda: dialog_up(app))
+    assert isinstance(app.focused, Button) and app.focused.id == "cancel"  # Cancel first and focused
+    said = text_of(app, "#dialog-targets")
+    await pilot.click("#choice-go")
+    return said
+
+
+# --- finding the store, and consent -------------------------------------------------------
+
+
+async def test_consent_to_files_uses_the_file_board_and_remembers_it(tmp_path: Path) -> None:
+    port = free_port()
+    app = ControlRoom(finder=finder(tmp_path, port), operator="lead")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: dialog_up(app), 10)
+        assert isinstance(app.focused, Button) and app.focused.id == "cancel"
+        assert f"127.0.0.1:{port}: nothing listens there" in text_of(app, "#dialog-targets")  # what was tried
+        assert "agents on this machine" in text_of(app, "#dialog-note")
+        assert not config_file(tmp_path).exists()  # nothing decided while the question is open
+        await pilot.click("#choice-files")
+        await until(pilot, lambda: app.attached and app.snapshot is not None, 10)
+        assert app.resolution is not None and app.resolution.how == "file"
+        assert app.store.url == file_board_url(tmp_path) == app.resolution.url
+        assert "file: file-based coordination in" in header(app)  # which store, and why
+        await pilot.press("8")
+        pane = app.query_one(StorePane)
+        await until(pilot, lambda: pane.history and pane.history[-1].state == "file")
+        assert pane.facts is not None and not pane.facts.managed  # a file board has no server to steer
+        assert all(pane.query_one(f"#store-{op}", Button).disabled for op in ("start", "stop", "restart"))
+        await pilot.press("R")
+        assert not isinstance(app.screen, ChoiceDialog)
+        assert any("no server to start or stop" in n for n in app.notices)
+    remembered = json.loads(config_file(tmp_path).read_text())
+    assert remembered == {"allow_file_fallback": True, "fallback_url": file_board_url(tmp_path)}
+
+
+async def test_cancel_means_no_fallback_exit_code_5_and_nothing_written(tmp_path: Path) -> None:
+    port = free_port()
+    app = ControlRoom(finder=finder(tmp_path, port))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: dialog_up(app), 10)
+        await pilot.press("enter")  # Cancel has the focus
+        await until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 5
+    assert not app.attached
+    assert f"127.0.0.1:{port}: nothing listens there" in app.exit_message
+    assert "file-based coordination was declined" in app.exit_message
+    assert "claimroom up --allow-file-fallback" in app.exit_message  # what to do
+    assert not config_file(tmp_path).exists()
+    assert not (tmp_path / ".claimroom" / "board").exists()
+
+
+async def test_a_named_store_that_is_down_is_never_replaced(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    app = ControlRoom(finder=finder(tmp_path, free_port(), url=url))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.return_code is not None, 10)
+    assert app.return_code == 5
+    assert "does not switch to another store" in app.exit_message
+    assert not config_file(tmp_path).exists()
+
+
+def test_run_resolving_refuses_bad_input_with_exit_code_2(tmp_path: Path) -> None:
+    assert run_resolving(None, "bad namespace!", project=tmp_path, allow_file_fallback=None) == 2
+    assert run_resolving(None, "ns", project=tmp_path, allow_file_fallback=None, theme="solarized") == 2
+    assert not (tmp_path / ".claimroom").exists()
+
+
+# --- the store pane over what claimroom started ----------------------------------------------
+
+
+@pytest.fixture
+def name(docker_engine: Any) -> Iterator[str]:
+    """A unique container and volume name; both are removed after the test."""
+    import docker.errors
+
+    unique = "claimroom-test-" + uuid.uuid4().hex[:10]
+    yield unique
+    with contextlib.suppress(docker.errors.NotFound):
+        docker_engine.containers.get(unique).remove(force=True)
+    with contextlib.suppress(docker.errors.NotFound):
+        docker_engine.volumes.get(unique).remove(force=True)
+
+
+def started_at(docker_engine: Any, name: str) -> str:
+    return str(docker_engine.containers.get(name).attrs["State"]["StartedAt"])
+
+
+async def test_store_pane_shows_the_container_and_restarts_it(
+    tmp_path: Path, docker_engine: Any, name: str
+) -> None:
+    options = StartOptions(methods=("docker",), image=TEST_IMAGE, container=name, volume=name)
+    app = ControlRoom(finder=finder(tmp_path, free_port(), options), operator="lead", health_interval_s=0.2)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.attached, 30)
+            assert app.resolution is not None and app.resolution.how == "docker"
+            assert f"docker: started docker container {name}" in header(app)
+            await pilot.press("8")
+            pane = app.query_one(StorePane)
+            await until(pilot, lambda: pane.facts is not None and pane.facts.running, 10)
+            facts = pane.facts
+            assert facts is not None
+            assert (facts.kind, facts.name, facts.image, facts.where) == ("docker", name, TEST_IMAGE, name)
+            assert facts.started_at is not None  # the pane's uptime
+            assert any("Ready to accept connections" in line for line in facts.logs)  # its recent log
+            await until(pilot, lambda: pane.history and pane.history[-1].persistence == "aof")
+            latest = pane.history[-1]
+            assert latest.state == "up" and latest.latency_ms is not None and latest.clients
+            assert latest.used_memory_bytes
+
+            before = started_at(docker_engine, name)
+            said = await confirm(pilot, app, "R")
+            assert name in said
+            await until(pilot, lambda: pane.last_action.startswith("restarted"), 30)
+            assert started_at(docker_engine, name) != before
+            assert docker_engine.containers.get(name).status == "running"
+            await until(pilot, lambda: pane.facts is not None and pane.facts.running and not pane.busy, 10)
+            await until(pilot, lambda: not app.link.status.outage, 10)  # the board reconnected
+
+            # A container that dies behind claimroom's back: the app's health monitor restarts it.
+            await asyncio.to_thread(docker_engine.containers.get(name).kill)
+            await until(pilot, lambda: pane.history[-1].restarts == 1 and pane.history[-1].state == "up", 30)
+            assert "restarting" in [s.state for s in pane.history]
+            assert docker_engine.containers.get(name).status == "running"
+            assert any("back" in n for n in app.notices)
+    finally:
+        down(tmp_path)
+
+
+async def test_local_server_stop_and_start_from_the_pane(tmp_path: Path) -> None:
+    project, port = tmp_path, free_port()
+    app = ControlRoom(finder=finder(project, port, StartOptions(methods=("local",))), health_interval_s=0.2)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.attached, 20)
+            assert app.resolution is not None and app.resolution.how == "local"
+            await pilot.press("8")
+            pane = app.query_one(StorePane)
+            await until(pilot, lambda: pane.facts is not None and pane.facts.running, 10)
+            assert pane.facts is not None and pane.facts.kind == "local"
+            pid = pane.facts.pid
+            assert pid is not None and pane.query_one("#store-start", Button).disabled
+
+            await confirm(pilot, app, "D")
+            await until(pilot, lambda: pane.held_down and pane.facts is not None and not pane.facts.running)
+            assert not local.is_redis_process(pid)
+            await pilot.pause(1.0)  # the health monitor sees it down, and leaves it stopped
+            assert local.running_pid(project) is None and pane.history[-1].state == "down"
+            assert not pane.query_one("#store-start", Button).disabled
+            assert pane.query_one("#store-restart", Button).disabled
+
+            await confirm(pilot, app, "U")
+            await until(pilot, lambda: pane.facts is not None and pane.facts.running and not pane.held_down)
+            assert local.running_pid(project) is not None
+            await until(pilot, lambda: pane.history[-1].state == "up")
+
+        # Read-only: the same server (found running, and still claimroom's), but no controls.
+        readonly = ControlRoom(finder=finder(project, port), readonly=True)
+        async with readonly.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: readonly.attached, 20)
+            await pilot.press("8")
+            pane = readonly.query_one(StorePane)
+            await until(pilot, lambda: pane.facts is not None and pane.facts.running, 10)
+            assert all(pane.query_one(f"#store-{op}", Button).disabled for op in ("start", "stop", "restart"))
+            await pilot.press("D")
+            assert not isinstance(readonly.screen, ChoiceDialog)
+            assert any("read-only" in n for n in readonly.notices)
+    finally:
+        down(project)

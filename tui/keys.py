@@ -1,0 +1,135 @@
+"""The board's keys: what each key does and the actions that move around the board.
+
+Every binding carries an id, so an operator can remap it (``App.set_keymap``); the help
+screen lists them. ``BoardKeys`` is mixed into the app: panes, cursor, marks, filter,
+pausing, help, and the store's start / stop / restart. Operator actions on tasks live
+with the app, next to the dialogs they open.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.widgets import Input, TabbedContent
+
+from .actions import ACTIONS
+from .dialogs import HelpScreen
+from .storepane import KEYS, StorePane
+from .tables import cursor_key
+
+if TYPE_CHECKING:
+    from .app import ControlRoom
+
+PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store")
+
+
+class FilterInput(Input):
+    """The ``/`` filter: narrows the current table as you type; escape clears it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Clear filter", id="filter.clear")]
+
+    def action_close(self) -> None:
+        self.value = ""
+        self.app.action_close_filter()  # type: ignore[attr-defined]
+
+
+BINDINGS: list[BindingType] = [
+    Binding("question_mark", "help", "Help", id="help"),
+    Binding("slash", "filter", "Filter", id="filter"),
+    Binding("colon", "command_palette", "Palette", id="palette"),
+    # Declared here (Textual adds ctrl+p only when no binding opens the palette) to carry an id.
+    Binding("ctrl+p", "command_palette", "Palette", show=False, priority=True, id="palette.ctrl_p"),
+    *(Binding(str(i), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
+    Binding("j", "cursor(1)", "Down", show=False, id="cursor.down"),
+    Binding("k", "cursor(-1)", "Up", show=False, id="cursor.up"),
+    Binding("space", "mark", "Mark", id="mark"),
+    Binding("escape", "clear_marks", "Clear marks", show=False, id="marks.clear"),
+    Binding("p", "toggle_live", "Pause live", id="live.pause"),
+    Binding("ctrl+r", "refresh", "Refresh", show=False, id="refresh"),
+    Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+    *(Binding(k, f"store('{op}')", f"Store {op}", show=False, id=f"store.{op}") for op, k in KEYS.items()),
+    *(
+        Binding(
+            a.key, f"act('{a.name}')", a.label, show=a.name in ("kill", "reassign"), id=f"action.{a.name}"
+        )
+        for a in ACTIONS.values()
+    ),
+]
+
+
+class BoardKeys:
+    """The app's key actions that only move around the board (no store writes but the store's own)."""
+
+    def action_pane(self: ControlRoom, name: str) -> None:
+        self.query_one(TabbedContent).active = name
+
+    def action_cursor(self: ControlRoom, delta: int) -> None:
+        if (pane := self.table_pane()) is not None:
+            (pane.table.action_cursor_down if delta > 0 else pane.table.action_cursor_up)()
+
+    def action_mark(self: ControlRoom) -> None:
+        pane = self.table_pane()
+        if pane is None or not pane.MARKABLE:
+            self.notify("nothing to mark on this pane", severity="warning")
+            return
+        key = cursor_key(pane.table)
+        if key is not None:
+            pane.toggle_mark(key, self.palette_styles)
+            pane.table.action_cursor_down()
+            if self.snapshot is not None:
+                pane.show(self.snapshot, self.now_ms(), self.palette_styles)
+
+    def action_clear_marks(self: ControlRoom) -> None:
+        if (pane := self.table_pane()) is not None and pane.marks:
+            pane.marks.clear()
+            self._render_active()
+
+    def action_filter(self: ControlRoom) -> None:
+        pane = self.table_pane()
+        if pane is None:
+            self.notify("the filter applies to table panes (2-7)", severity="warning")
+            return
+        box = self.query_one(FilterInput)
+        box.value = pane.filter_text
+        box.disabled = False
+        box.add_class("-open")
+        box.focus()
+
+    def action_close_filter(self: ControlRoom) -> None:
+        box = self.query_one(FilterInput)
+        box.remove_class("-open")
+        box.disabled = True
+        if (pane := self.table_pane()) is not None:
+            pane.table.focus()
+
+    def action_toggle_live(self: ControlRoom) -> None:
+        self.link.set_paused(not self.link.status.paused)
+        self.notify("live updates paused" if self.link.status.paused else "live updates resumed")
+
+    def action_refresh(self: ControlRoom) -> None:
+        self.link.poke(force=True)
+
+    def action_help(self: ControlRoom) -> None:
+        rows = []
+        for _key, binding in self._bindings:
+            if binding.id:
+                rows.append(
+                    (self.get_key_display(binding), binding.description or binding.action, binding.id)
+                )
+        notes = [
+            "Actions work on the marked rows (space), else the row under the cursor.",
+            "Each asks first (Cancel is the default) and refuses if the task changed meanwhile.",
+            "Store pane (8): U, D, R start, stop, restart the store claimroom started (asks first).",
+            "Remap keys through App.set_keymap with the ids in the last column.",
+        ]
+        if self.readonly:
+            notes.append("Read-only mode: actions are disabled.")
+        self.push_screen(HelpScreen(rows, notes))
+
+    def action_store(self: ControlRoom, op: str) -> None:
+        """Start, stop or restart the store claimroom started (store pane; asks first)."""
+        if self.active_pane != "store":
+            self.notify(f"store {op}: switch to the store pane (8) first", severity="warning")
+            return
+        self.query_one(StorePane).request(op)

@@ -34,7 +34,7 @@ SIZE = (120, 40)
 NO_START = StartOptions(methods=())  # nothing may be started: resolution ends at the consent question
 
 
-async def until(pilot: Pilot[int], cond: Callable[[], object], timeout_s: float = 5.0) -> None:
+async def until(pilot: Pilot[int], cond: Callable[[], object], timeout_s: float = 15.0) -> None:
     """Let the app run until ``cond()`` holds; fail after ``timeout_s``."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout_s

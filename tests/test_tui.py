@@ -17,6 +17,7 @@ from claimroom.core.models import State
 from claimroom.core.store import Store
 from claimroom.tui.app import ControlRoom, run
 from claimroom.tui.dialogs import AgentPicker, ChoiceDialog, HelpScreen
+from claimroom.tui.panes import PAGE_ROWS
 from claimroom.tui.tables import cursor_key
 from textual.pilot import Pilot
 from textual.widgets import Button, OptionList
@@ -333,3 +334,38 @@ def test_run_refuses_bad_input_with_exit_code_2(capsys: pytest.CaptureFixture[st
     assert run("redis://127.0.0.1:1/0", "ns", operator="   ") == 2
     err = capsys.readouterr().err
     assert "unknown theme" in err and "unsupported store URL" in err and err.count("claimroom:") == 4
+
+
+@redis_only
+async def test_a_board_larger_than_a_page_is_paged(store: Store, app_store: Store) -> None:
+    n = PAGE_ROWS * 2 + 10
+    for i in range(n):
+        await store.add(f"job {i}")
+        assert await store.claim(f"agent{i:03d}", ttl_s=600 + i) is not None  # t1 expires soonest
+    app = ControlRoom(app_store, operator="lead")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: len(rows(app, "claims")) == PAGE_ROWS, 10)
+        pane = app.table_pane("claims")
+        assert pane is not None and pane.pages == 3
+        first = rows(app, "claims")
+        assert first[0] == "t1" and len(pane.shown) == n  # the table holds a page; the filter sees all
+        assert "page 1/3" in str(pane.query_one(".pane-status").render())
+        await pilot.press("space")  # mark t1 on page 1
+        await pilot.press("right_square_bracket")
+        second = rows(app, "claims")
+        assert len(second) == PAGE_ROWS and not set(first) & set(second)
+        await pilot.press("space")  # and the first row of page 2
+        assert app._selected(pane) == ["t1", second[0]]  # marks hold across pages, in board order
+        await pilot.press("right_square_bracket")
+        assert len(rows(app, "claims")) == 10 and "page 3/3" in str(pane.query_one(".pane-status").render())
+        await pilot.press("right_square_bracket")
+        assert any("no more pages" in n for n in app.notices)
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        assert rows(app, "claims") == first
+        # The cursor running off the end of a page turns it, and back.
+        pane.table.move_cursor(row=PAGE_ROWS - 1)
+        await pilot.press("j")
+        assert pane.page == 1 and cursor_key(pane.table) == second[0]
+        await pilot.press("k")
+        assert pane.page == 0 and cursor_key(pane.table) == first[-1]

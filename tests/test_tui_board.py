@@ -9,7 +9,7 @@ from claimroom.core.errors import StoreUnavailable
 from claimroom.core.local_redis import free_port
 from claimroom.core.models import State
 from claimroom.core.store import Store
-from claimroom.tui.board import Board, Snapshot
+from claimroom.tui.board import PANE_SECTIONS, Board, Snapshot
 from claimroom.tui.seed import seed
 
 redis_only = pytest.mark.parametrize("backend", ["redis"], indirect=True)
@@ -60,6 +60,28 @@ async def test_rows_are_capped_and_totals_kept(store: Store) -> None:
     assert snap.claims_total == 8
     assert [t.id for t in snap.claims] == ["t8", "t7", "t6"]  # the most urgent three
     assert len(snap.events) == 5 and snap.events[-1].task == "t8"
+
+
+@redis_only
+async def test_a_read_fetches_only_the_active_panes_sections(store: Store) -> None:
+    await seed(store)
+    board = Board(store)
+    first = await board.read()  # the first read fills every pane, whatever is asked
+    board.sections = PANE_SECTIONS["claims"]
+    await store.register("newcomer")
+    await store.add("fresh work", queue="backend")
+    claim = await store.claim("newcomer", queues=["backend"])
+    assert claim is not None
+    tid = claim.task.id
+    claims_only = await board.read()
+    assert tid in {t.id for t in claims_only.claims}  # the claims were read again
+    assert claims_only.agents == first.agents  # the agents were carried over, not re-read
+    assert claims_only.agents_total == first.agents_total + 1  # totals are always fresh
+    assert claims_only.events == first.events
+    board.sections = PANE_SECTIONS["overview"]
+    everything = await board.read()
+    assert "newcomer" in {a.name for a in everything.agents}
+    assert everything.events[-1].task == tid
 
 
 async def test_watch_hints_on_change(store: Store, store_url: str, namespace: str) -> None:

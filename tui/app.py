@@ -31,7 +31,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from .actions import ACTIONS, KIND_PANES, Outcome
-from .board import Board, Snapshot
+from .board import PANE_SECTIONS, SECTIONS, Board, Snapshot
 from .commands import ControlRoomCommands
 from .keys import BINDINGS, BoardKeys, FilterInput
 from .keys import PANES as PANES  # re-exported: the pane order, for the palette, tests and screenshots
@@ -251,7 +251,7 @@ class ControlRoom(BoardKeys, App[int]):
         line.append(self.namespace + "  ")
         if not self.attached:
             line.append("finding the store…", self.palette_styles.warning)
-            self.query_one("#status", Static).update(line)
+            self.query_one("#status", Static).update(line, layout=False)
             return
         st, pal, now = self.link.status, self.palette_styles, self.now_ms()
         line.append_text(link_line(st, now, pal))
@@ -264,7 +264,7 @@ class ControlRoom(BoardKeys, App[int]):
         line.append(f"  {self.board.url}", pal.muted)
         if self.resolution is not None:  # which store, and why (the store pane has the particulars)
             line.append(f"  {self.resolution.how}: {self.resolution.detail.split(' (', 1)[0]}", pal.muted)
-        self.query_one("#status", Static).update(line)
+        self.query_one("#status", Static).update(line, layout=False)  # one line, always
         outage = self.query_one("#outage", Static)
         outage.set_class(bool(st.outage), "-down")
         if st.outage:
@@ -287,6 +287,10 @@ class ControlRoom(BoardKeys, App[int]):
 
     @on(TabbedContent.TabActivated)
     def _on_tab(self, event: TabbedContent.TabActivated) -> None:
+        if self.attached:
+            # Read what this pane shows from now on; now, rather than at the next hint.
+            self.board.sections = PANE_SECTIONS.get(self.active_pane, SECTIONS)
+            self.link.poke()
         self._render_active()
         if (pane := self.table_pane()) is not None:
             pane.table.focus()

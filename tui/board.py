@@ -26,7 +26,22 @@ from claimroom.core.redis_store import RedisStore, redacted
 from claimroom.core.store import Store
 from redis import exceptions as rexc
 
-ROW_LIMIT = 500  # rows per table: more than a person can scan, few enough to redraw each second
+# What each pane shows beyond the counts and queues every snapshot has. A refresh reads
+# only the active pane's sections (the rest keep their last reading), so a board under
+# heavy traffic costs the app what one pane needs, not all eight.
+SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events"})
+PANE_SECTIONS: dict[str, frozenset[str]] = {
+    "overview": SECTIONS,
+    "queues": frozenset({"claims"}),  # claimed counts per queue come from the claims read
+    "claims": frozenset({"claims"}),
+    "agents": frozenset({"agents"}),
+    "orphans": frozenset({"orphans"}),
+    "locks": frozenset({"locks"}),
+    "events": frozenset({"events"}),
+    "store": frozenset(),
+}
+
+ROW_LIMIT = 200  # rows read per table: four pages; the totals say how many more there are
 EVENT_LIMIT = 200  # audit events kept in view
 PING_HISTORY = 120  # pings kept for the store pane (one per snapshot)
 EVENT_PAGE, EVENT_PAGES = 1000, 20  # generic path: audit catch-up per refresh
@@ -115,6 +130,8 @@ class Board:
         # The generic path follows the audit trail incrementally (it cannot read it backwards).
         self._events: deque[Event] = deque(maxlen=event_limit)
         self._last_event = "-"
+        self.sections: frozenset[str] = SECTIONS  # what the next read fetches (Redis path)
+        self._last: Snapshot | None = None  # sections not fetched are carried over from here
 
     @property
     def url(self) -> str:
@@ -187,38 +204,41 @@ class Board:
         prefix = C.prefix(ns)
         lockpaths = prefix + "lockpaths"  # the lock index RedisStore.locks reads; not in constants yet
 
+        last = self._last
+        want = self.sections if last is not None else SECTIONS  # the first read fills every pane
+
         p1 = r.pipeline(transaction=False)
         p1.time()
         for s in State:
             p1.zcard(C.state_key(ns, s.value))
         p1.smembers(C.queues_key(ns))
         p1.smembers(C.paused_key(ns))
-        p1.zrange(C.deadlines_key(ns), 0, n - 1)
-        p1.zrevrange(C.state_key(ns, State.ORPHANED.value), 0, n - 1)
-        p1.zrevrange(C.state_key(ns, State.DEAD.value), 0, n - 1)
-        p1.smembers(C.agents_key(ns))
+        p1.scard(C.agents_key(ns))
         p1.zcard(lockpaths)
-        p1.zrange(lockpaths, 0, n - 1)
-        p1.xrevrange(C.events_key(ns), "+", "-", count=self.event_limit)
-        r1 = await p1.execute()
+        if "claims" in want:
+            p1.zrange(C.deadlines_key(ns), 0, n - 1)
+        if "orphans" in want:
+            p1.zrevrange(C.state_key(ns, State.ORPHANED.value), 0, n - 1)
+            p1.zrevrange(C.state_key(ns, State.DEAD.value), 0, n - 1)
+        if "agents" in want:
+            p1.smembers(C.agents_key(ns))
+        if "locks" in want:
+            p1.zrange(lockpaths, 0, n - 1)
+        if "events" in want:
+            p1.xrevrange(C.events_key(ns), "+", "-", count=self.event_limit)
+        r1 = iter(await p1.execute())
 
-        secs, micros = r1[0]
+        secs, micros = next(r1)
         store_ms = int(secs) * 1000 + int(micros) // 1000
-        counts = dict(zip(State, (int(x) for x in r1[1 : 1 + len(State)]), strict=True))
-        (
-            queues,
-            paused,
-            claim_ids,
-            orphan_ids,
-            dead_ids,
-            agent_names,
-            locks_total,
-            lock_paths,
-            raw_events,
-        ) = r1[1 + len(State) :]
+        counts = {s: int(next(r1)) for s in State}
+        queues, paused, agents_total, locks_total = next(r1), next(r1), int(next(r1)), int(next(r1))
+        claim_ids = next(r1) if "claims" in want else []
+        orphan_ids, dead_ids = (next(r1), next(r1)) if "orphans" in want else ([], [])
+        names = sorted(next(r1))[:n] if "agents" in want else []
+        lock_paths = next(r1) if "locks" in want else []
+        raw_events = next(r1) if "events" in want else []
         queue_names = sorted(queues)
         task_ids = [*claim_ids, *orphan_ids, *dead_ids][: 2 * n]
-        names = sorted(agent_names)[:n]
 
         p2 = r.pipeline(transaction=False)
         for q in queue_names:
@@ -252,28 +272,44 @@ class Board:
                 ready[q] = sum(int(next(depths)) for _ in qsigs)
 
         # The reads were not one transaction: keep only rows still in the state they were read for.
-        claims = sorted((t for t in tasks if t.state is State.CLAIMED), key=lambda t: (t.deadline_ms, t.seq))[
-            :n
-        ]
-        orphans = [t for t in tasks if t.state is State.ORPHANED] + [
-            t for t in tasks if t.state is State.DEAD
-        ]
-        agents = [
-            Agent.from_fields(f, tuple(sorted(held)))
-            for f, held in zip(raw_agents[::2], raw_agents[1::2], strict=True)
-            if f
-        ]
-        locks = []
-        for path, f in zip(lock_paths, raw_locks, strict=True):
-            holders = tuple(
-                LockHold(agent=k[2:], expires_ms=int(v), task=f.get("t:" + k[2:], ""))
-                for k, v in sorted(f.items())
-                if k.startswith("h:") and int(v) > store_ms
+        if "claims" in want:
+            claims = sorted(
+                (t for t in tasks if t.state is State.CLAIMED), key=lambda t: (t.deadline_ms, t.seq)
             )
-            if holders:
-                locks.append(Lock(path=path, shared=f.get("mode") == "shared", holders=holders))
-        events = [Event.from_fields(eid, _pairs(fields)) for eid, fields in reversed(raw_events)]
-        return Snapshot(
+            claims = claims[:n]
+        else:
+            claims = list(last.claims)
+        if "orphans" in want:
+            orphans = [t for t in tasks if t.state is State.ORPHANED] + [
+                t for t in tasks if t.state is State.DEAD
+            ]
+        else:
+            orphans = list(last.orphans)
+        if "agents" in want:
+            agents = [
+                Agent.from_fields(f, tuple(sorted(held)))
+                for f, held in zip(raw_agents[::2], raw_agents[1::2], strict=True)
+                if f
+            ]
+        else:
+            agents = list(last.agents)
+        if "locks" in want:
+            locks = []
+            for path, f in zip(lock_paths, raw_locks, strict=True):
+                holders = tuple(
+                    LockHold(agent=k[2:], expires_ms=int(v), task=f.get("t:" + k[2:], ""))
+                    for k, v in sorted(f.items())
+                    if k.startswith("h:") and int(v) > store_ms
+                )
+                if holders:
+                    locks.append(Lock(path=path, shared=f.get("mode") == "shared", holders=holders))
+        else:
+            locks = list(last.locks)
+        if "events" in want:
+            events = [Event.from_fields(eid, _pairs(fields)) for eid, fields in reversed(raw_events)]
+        else:
+            events = list(last.events)
+        snap = Snapshot(
             store_ms=store_ms,
             read_ms=self.now_ms(),
             counts=counts,
@@ -281,12 +317,14 @@ class Board:
             claims=tuple(claims),
             orphans=tuple(orphans[:n]),
             agents=tuple(agents),
-            agents_total=len(agent_names),
+            agents_total=agents_total,
             locks=tuple(locks),
-            locks_total=int(locks_total),
+            locks_total=locks_total,
             events=tuple(events),
             ping_ms=ping,
         )
+        self._last = snap
+        return snap
 
     @staticmethod
     def _queues(

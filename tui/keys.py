@@ -43,6 +43,8 @@ BINDINGS: list[BindingType] = [
     *(Binding(str(i), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
     Binding("j", "cursor(1)", "Down", show=False, id="cursor.down"),
     Binding("k", "cursor(-1)", "Up", show=False, id="cursor.up"),
+    Binding("right_square_bracket", "page(1)", "Next page", show=False, id="page.next"),
+    Binding("left_square_bracket", "page(-1)", "Previous page", show=False, id="page.prev"),
     Binding("space", "mark", "Mark", id="mark"),
     Binding("escape", "clear_marks", "Clear marks", show=False, id="marks.clear"),
     Binding("p", "toggle_live", "Pause live", id="live.pause"),
@@ -67,6 +69,10 @@ class BoardKeys:
     def action_cursor(self: ControlRoom, delta: int) -> None:
         if (pane := self.table_pane()) is not None:
             (pane.table.action_cursor_down if delta > 0 else pane.table.action_cursor_up)()
+
+    def action_page(self: ControlRoom, delta: int) -> None:
+        if (pane := self.table_pane()) is not None and not pane.turn(delta):
+            self.notify("no more pages" if delta > 0 else "this is the first page", severity="warning")
 
     def action_mark(self: ControlRoom) -> None:
         pane = self.table_pane()

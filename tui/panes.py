@@ -8,7 +8,7 @@ what a person needs and what keeps snapshot tests stable under a frozen clock.
 from __future__ import annotations
 
 import json
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from claimroom.core.models import State, Task
 from rich.style import Style
@@ -21,10 +21,85 @@ from .board import Snapshot
 from .tables import Palette, Row, age, clip, left, row, sync_table
 
 MARK = "●"
+EVENT_PAGES_AHEAD = 1_000  # any page past the end: the events pane then shows the newest
+
+
+PAGE_ROWS = 50  # rows a table holds at once: a screenful or two; the rest are a page away
+
+
+RENDER_MEMO_MAX = 4_000  # rendered cells kept (a few screens' worth at every width and style)
+
+
+class PagedTable(DataTable[Text]):
+    """A DataTable that turns the page when the cursor runs off either end of it, and
+    re-renders only the cells whose content changed.
+
+    Textual's DataTable keys its cell-render cache on a table-wide update counter, so one
+    changed cell makes every visible cell render again through Rich (about 100 ms for a
+    120x40 screen of claims here, measured with bench/tui.py). A live board changes a few
+    cells per refresh, so cells are memoised here by what decides their look: position,
+    content, styles, width, cursor and hover state. The memo is a plain bounded dict;
+    anything it does not cover (header, labels) goes through Textual unchanged.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._memo: dict[tuple[object, ...], Any] = {}
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> Any:
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        try:
+            row_key = self._row_locations.get_key(row_index)
+            cell = self._data[row_key][self._column_locations.get_key(column_index)]
+        except KeyError:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if not isinstance(cell, Text):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (
+            row_index, column_index, cell.plain, cell.style, tuple(cell.spans), base_style, width,
+            cursor, hover, self._show_hover_cursor, self._pseudo_class_state, self.rows[row_key].height,
+        )  # fmt: skip
+        lines = self._memo.get(key)
+        if lines is None:
+            if len(self._memo) >= RENDER_MEMO_MAX:
+                self._memo.clear()
+            lines = self._memo[key] = super()._render_cell(
+                row_index, column_index, base_style, width, cursor, hover
+            )
+        return lines
+
+    def action_cursor_down(self) -> None:
+        pane = self.parent
+        at_end = self.row_count and self.cursor_row >= self.row_count - 1
+        if isinstance(pane, TablePane) and at_end and pane.turn(1):
+            self.move_cursor(row=0, animate=False)
+            return
+        super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        pane = self.parent
+        if isinstance(pane, TablePane) and self.cursor_row <= 0 and pane.turn(-1):
+            self.move_cursor(row=self.row_count - 1, animate=False)
+            return
+        super().action_cursor_up()
 
 
 class TablePane(Vertical):
-    """A DataTable of one kind of row, with marks for bulk actions and a text filter."""
+    """A DataTable of one kind of row, with marks for bulk actions, a text filter and pages.
+
+    The rows read (up to the board's row limit) are filtered as plain strings; only the
+    current page of ``PAGE_ROWS`` becomes table rows, so a refresh costs a page's worth of
+    cell updates however much was read.
+    """
 
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()  # (column key, label)
     SORT_COLUMN: ClassVar[str | None] = None  # column whose text is the row key
@@ -36,10 +111,14 @@ class TablePane(Vertical):
         self.pane_id = pane_id
         self.marks: set[str] = set()
         self.filter_text = ""
-        self.shown: list[str] = []  # row keys on screen, in order
+        self.shown: list[str] = []  # keys of every row that passes the filter, in order (all pages)
+        self.page = 0
+        self.pages = 1
+        self._drawn: dict[str, Row] = {}  # what the table holds, for sync_table
+        self._last: tuple[Snapshot, int, Palette] | None = None  # to redraw on a page turn
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id=f"{self.pane_id}-table", cursor_type="row", zebra_stripes=False)
+        yield PagedTable(id=f"{self.pane_id}-table", cursor_type="row", zebra_stripes=False)
         yield Static("", id=f"{self.pane_id}-status", classes="pane-status")
 
     @property
@@ -59,27 +138,44 @@ class TablePane(Vertical):
         return 0
 
     def show(self, snap: Snapshot, now_ms: int, pal: Palette) -> None:
+        self._last = (snap, now_ms, pal)
         rows = self.rows(snap, now_ms, pal)
         read = len(rows)
-        self.marks &= {k for k, _ in rows}  # a mark on a row that left the board goes with it
+        self.marks &= {r.key for r in rows}  # a mark on a row that left the board goes with it
         if self.filter_text:
             needle = self.filter_text.lower()
-            rows = [r for r in rows if needle in " ".join(c.plain for c in r[1]).lower()]
+            rows = [r for r in rows if r.matches(needle)]
+        self.shown = [r.key for r in rows]
+        self.pages = max(1, -(-len(rows) // PAGE_ROWS))
+        self.page = min(self.page, self.pages - 1)
+        first = self.page * PAGE_ROWS
+        page_rows = rows[first : first + PAGE_ROWS]
         if self.MARKABLE:
-            rows = [
-                (k, [Text(MARK if k in self.marks else " ", style=pal.accent), *cells]) for k, cells in rows
-            ]
-        sync_table(self.table, rows, self.SORT_COLUMN)
-        self.shown = [k for k, _ in rows]
+            page_rows = [r.marked(MARK if r.key in self.marks else " ", pal.accent) for r in page_rows]
+        sync_table(self.table, page_rows, self._drawn, self.SORT_COLUMN)
         total = self.total(snap)
         parts = [f"{total:,} {self.NOUN}"]
         if read < total:
-            parts.append(f"top {read:,} shown")
+            parts.append(f"top {read:,} read")
         if self.filter_text:
             parts.append(f"filter {self.filter_text!r}: {len(rows):,} match")
+        if self.pages > 1:
+            last = first + len(page_rows)
+            parts.append(f"rows {first + 1:,}-{last:,} · page {self.page + 1}/{self.pages} ([ ])")
         if self.marks:
             parts.append(f"{len(self.marks)} marked")
-        self.query_one(".pane-status", Static).update(Text(" · ".join(parts)))
+        # One line tall whatever it says: no layout pass (which would redraw the whole screen).
+        self.query_one(".pane-status", Static).update(Text(" · ".join(parts)), layout=False)
+
+    def turn(self, delta: int) -> bool:
+        """Show the next (1) or previous (-1) page; False when there is none."""
+        page = self.page + delta
+        if not 0 <= page < self.pages or self._last is None:
+            return False
+        self.page = page
+        self.show(*self._last)
+        self.table.move_cursor(row=0, animate=False)  # a new page is read from its top
+        return True
 
     def toggle_mark(self, key: str, pal: Palette) -> None:
         """Mark or unmark one row for a bulk action."""
@@ -87,6 +183,7 @@ class TablePane(Vertical):
             return
         self.marks ^= {key}
         self.table.update_cell(key, "mark", Text(MARK if key in self.marks else " ", style=pal.accent))
+        self._drawn.pop(key, None)  # the table's row differs from what was drawn: redraw it next time
 
 
 def _pct(p: float) -> str:
@@ -267,7 +364,11 @@ class EventsPane(TablePane):
 
     def show(self, snap: Snapshot, now_ms: int, pal: Palette) -> None:
         table = self.table
-        following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        following = table.row_count == 0 or (
+            self.page >= self.pages - 1 and table.cursor_row >= table.row_count - 1
+        )
+        if following:
+            self.page = self.pages + EVENT_PAGES_AHEAD  # clamped to the last page in show
         super().show(snap, now_ms, pal)
         if following and table.row_count:
             # After the next refresh: scrolling before the table's scrollbar exists (rows just

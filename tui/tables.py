@@ -67,32 +67,47 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-Row = tuple[str, Sequence[Text]]  # row key, cells in column order
+@dataclass(frozen=True)
+class Row:
+    """One table row as plain strings and styles: cheap to build and compare for every row
+    read, turned into Rich ``Text`` cells only for the rows on the table's current page."""
+
+    key: str
+    cells: tuple[str, ...]
+    style: Style | None = None
+    styles: tuple[tuple[int, Style], ...] = ()  # per-column styles that override ``style``
+
+    def texts(self) -> list[Text]:
+        """The cells as plain-text ``Text`` (never markup: titles are user data)."""
+        own, base = dict(self.styles), self.style
+        return [Text(c, style=own.get(i, base) or "", no_wrap=True, end="") for i, c in enumerate(self.cells)]
+
+    def marked(self, mark: str, style: Style) -> Row:
+        """This row behind a leading mark column."""
+        shifted = ((0, style), *((i + 1, st) for i, st in self.styles))
+        return Row(self.key, (mark, *self.cells), self.style, shifted)
+
+    def matches(self, needle: str) -> bool:
+        """Whether any cell contains ``needle`` (already lower-cased)."""
+        return any(needle in c.lower() for c in self.cells)
 
 
 def row(key: str, *cells: str, style: Style | None = None, styles: dict[int, Style] | None = None) -> Row:
-    """A row of plain-text cells (never markup: titles are user data) in one style."""
-    out = []
-    for i, cell in enumerate(cells):
-        st = (styles or {}).get(i, style)
-        out.append(Text(cell, style=st or "", no_wrap=True, end=""))
-    return key, out
+    """A row of plain-text cells in one style (``styles`` overrides it per column)."""
+    return Row(key, cells, style, tuple((styles or {}).items()))
 
 
-def _same(a: object, b: object) -> bool:
-    # Rich's Text equality ignores the base style, and urgency lives there.
-    if isinstance(a, Text) and isinstance(b, Text):
-        return a.plain == b.plain and a.style == b.style and a.spans == b.spans
-    return a == b
-
-
-def sync_table(table: DataTable[Text], rows: Sequence[Row], sort_column: str | None = None) -> None:
+def sync_table(
+    table: DataTable[Text], rows: Sequence[Row], drawn: dict[str, Row], sort_column: str | None = None
+) -> None:
     """Make ``table`` show ``rows`` in order, touching only what changed.
 
     Rows are matched by key, so a refresh updates cells in place instead of rebuilding the
     table, and the cursor stays on the row it was on (by key, not by index) even when rows
-    above it come and go. ``sort_column`` names a column holding the row key as its text,
-    used to reorder in place; without it a reordered table is rebuilt.
+    above it come and go. ``drawn`` is what the table holds (kept by the caller and updated
+    here): an unchanged row costs one comparison, a changed one only its changed cells.
+    ``sort_column`` names a column holding the row key as its text, used to reorder in
+    place; without it a reordered table is rebuilt.
     """
     columns = [c.key for c in table.ordered_columns]
     keep: str | None = None
@@ -102,28 +117,33 @@ def sync_table(table: DataTable[Text], rows: Sequence[Row], sort_column: str | N
         except Exception:  # no valid cursor cell (empty or just cleared): nothing to keep
             keep = None
     keep_index = table.cursor_row
-    wanted = [k for k, _ in rows]
+    wanted = [r.key for r in rows]
     wanted_set = set(wanted)
     with table.app.batch_update():
         for gone in [k for k in table.rows if k.value not in wanted_set]:
             table.remove_row(gone)
-        for key, cells in rows:
-            if key in table.rows:
-                old = table.get_row(key)
-                for col, new, was in zip(columns, cells, old, strict=False):
-                    if not _same(new, was):
-                        table.update_cell(key, col, new, update_width=True)
-            else:
-                table.add_row(*cells, key=key)
-        order = [r.key.value for r in table.ordered_rows]
+            drawn.pop(str(gone.value), None)
+        for r in rows:
+            was = drawn.get(r.key)
+            if r.key not in table.rows:
+                table.add_row(*r.texts(), key=r.key)
+            elif was != r:
+                restyled = was is None or was.style != r.style or was.styles != r.styles
+                texts = r.texts()
+                for i, (col, new) in enumerate(zip(columns, texts, strict=False)):
+                    if restyled or was is None or i >= len(was.cells) or was.cells[i] != r.cells[i]:
+                        table.update_cell(r.key, col, new)  # widths: fit_columns, once, below
+            drawn[r.key] = r
+        order = [tr.key.value for tr in table.ordered_rows]
         if order != wanted:
             if sort_column is not None:
                 place = {k: i for i, k in enumerate(wanted)}
                 table.sort(sort_column, key=lambda cell: place.get(str(getattr(cell, "plain", cell)), 0))
             else:
                 table.clear()
-                for key, cells in rows:
-                    table.add_row(*cells, key=key)
+                for r in rows:
+                    table.add_row(*r.texts(), key=r.key)
+        fit_columns(table)
         if keep is not None and keep in wanted_set:
             try:
                 index = table.get_row_index(keep)
@@ -133,6 +153,30 @@ def sync_table(table: DataTable[Text], rows: Sequence[Row], sort_column: str | N
                 table.move_cursor(row=index, animate=False)
         elif table.row_count:
             table.move_cursor(row=min(keep_index, table.row_count - 1), animate=False)
+
+
+def fit_columns(table: DataTable[Text]) -> None:
+    """Size each auto-width column to its widest cell, in one pass over the table.
+
+    Textual's ``update_cell(update_width=True)`` re-measures the whole column each time a
+    cell gets narrower, which on a table whose countdowns all tick is quadratic (seconds of
+    event-loop time per refresh on 500 rows, found by bench/tui.py); this is linear.
+    """
+    changed = False
+    for key, column in table.columns.items():
+        if not column.auto_width:
+            continue
+        widest = max((_width(cell) for cell in table.get_column(key)), default=0)
+        width = max(widest, column.label.cell_len)
+        if width != column.content_width:
+            column.content_width = width
+            changed = True
+    if changed:
+        table.refresh(layout=True)
+
+
+def _width(cell: object) -> int:
+    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
 
 
 def cursor_key(table: DataTable[Text]) -> str | None:

@@ -21,6 +21,10 @@ Measures
      that minus the TTL, and lease deadline -> re-claim on the store's own clock.
   4. wake-up latency: a claimer blocked in ``claim(wait_s=...)``, another connection adds a
      task; time from just before ``add`` (and from ``add`` returning) to the claim returning.
+  6. the file backend (``file://``, SQLite in WAL mode, no server): claim+complete cycles/s
+     with 1 and with ``--file-processes`` (default 8) agents, each a separate OS process
+     running the public API on one board in a temporary directory; the rate is the tasks
+     done over the span from the first claim to the last complete of any process.
   5. the ceiling: the claim and complete scripts pipelined in batches of 500 (500 claims,
      then their 500 completes) on one connection, and on two side by side (so Redis need
      not idle while Python builds and reads a batch), without any per-call Python beyond
@@ -62,6 +66,7 @@ MAX_TASKS = 150_000
 TARGET_CYCLES = 5_000.0
 WAKE_TARGET_MS = 10.0
 ORPHAN_SLACK_S = 0.5
+FILE_TARGET_CYCLES = 1_000.0  # file backend, 8 processes
 
 
 # --- small helpers ----------------------------------------------------------------------
@@ -556,6 +561,8 @@ class Bench:
                 )
             )
 
+        await self.file_rows()
+
         ttl = a.ttl
         runs = [await self.orphan(ttl) for _ in range(a.orphan_trials)]
         worst = max(runs, key=lambda d: d["from_kill_s"])
@@ -604,6 +611,61 @@ class Bench:
                     )
                 )
 
+    # 6: the file backend, agents as OS processes ------------------------------------------
+
+    async def file_backend(self, processes: int, tasks: int) -> tuple[int, float]:
+        """(cycles, seconds from the first claim to the last complete) over ``processes`` agents."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="claimroom-bench-") as folder:
+            url, ns = f"file://{folder}", "b" + uuid.uuid4().hex[:10]
+            store = Store.from_url(url, ns)
+            try:
+                await seed(store, tasks)
+            finally:
+                await store.close()
+            script = str(Path(__file__).resolve())
+            children = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    script,
+                    "--file-child",
+                    url,
+                    ns,
+                    f"agent{i}",
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                for i in range(processes)
+            ]
+            reports = []
+            for child in children:
+                out, _ = await child.communicate()
+                if child.returncode != 0:
+                    raise RuntimeError(f"file-store agent exited with {child.returncode}")
+                reports.append(json.loads(out))
+        done = sum(r["cycles"] for r in reports)
+        if done != tasks:
+            raise RuntimeError(f"expected {tasks} cycles on the file store, got {done}")
+        active = [r for r in reports if r["cycles"]]
+        span = max(r["last"] for r in active) - min(r["first"] for r in active)
+        return done, span
+
+    async def file_rows(self) -> None:
+        n_tasks = self.args.file_tasks
+        for n in (1, self.args.file_processes):
+            cycles, span = await self.file_backend(n, n_tasks)
+            rate = cycles / span if span > 0 else float("inf")
+            target = n == self.args.file_processes
+            self.rows.append(
+                Row(
+                    f"file store: claim+complete, {n} process{'es' if n > 1 else ''} ({cycles:,} tasks)",
+                    f"{rate:,.0f}",
+                    "cycles/s",
+                    f">= {FILE_TARGET_CYCLES:,.0f}" if target else "",
+                    ("yes" if rate >= FILE_TARGET_CYCLES else "NO") if target else "",
+                )
+            )
+
     def print_table(self, wall_s: float) -> None:
         info = self._admin.info("server")
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
@@ -651,6 +713,22 @@ async def orphan_child(url: str, namespace: str, ttl_s: float) -> None:
     await asyncio.sleep(3600)
 
 
+async def file_child(url: str, namespace: str, name: str) -> None:
+    """One file-store agent: claim and complete until the board is empty; report on stdout."""
+    store = Store.from_url(url, namespace)
+    cycles, first, last = 0, 0.0, 0.0
+    try:
+        while (claim := await store.claim(name)) is not None:
+            if not cycles:
+                first = time.time()
+            await store.complete(claim.task.id, claim.token)
+            cycles += 1
+        last = time.time()
+    finally:
+        await store.close()
+    print(json.dumps({"cycles": cycles, "first": first, "last": last}), flush=True)
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -670,16 +748,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ttl", type=float, default=2.0, help="lease TTL of the orphaned agent, s (default 2)")
     p.add_argument("--orphan-trials", type=int, default=1, help="orphan recovery trials; the worst is shown")
     p.add_argument("--wake-trials", type=int, default=50, help="wake-up trials (default 50)")
+    p.add_argument("--file-processes", type=int, default=8, help="file-store agent processes (default 8)")
+    p.add_argument("--file-tasks", type=int, default=8_000, help="tasks per file-store run (default 8000)")
     p.add_argument("--orphan-child", nargs=3, metavar=("URL", "NS", "TTL"), help=argparse.SUPPRESS)
+    p.add_argument("--file-child", nargs=3, metavar=("URL", "NS", "NAME"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.tasks = args.tasks or 1500
         args.wake_trials = min(args.wake_trials, 10)
+        args.file_tasks = min(args.file_tasks, 1_000)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.file_child:
+        asyncio.run(file_child(*args.file_child))
+        return 0
     if args.orphan_child:
         url, ns, ttl = args.orphan_child
         asyncio.run(orphan_child(url, ns, float(ttl)))

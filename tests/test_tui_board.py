@@ -112,3 +112,21 @@ async def test_unreachable_store_is_store_unavailable(namespace: str) -> None:
             await Board(store).read()
     finally:
         await store.close()
+
+
+@redis_only
+async def test_queue_claimed_counts_past_the_row_limit_are_lower_bounds(store: Store) -> None:
+    from claimroom.tui.panes import QueuesPane
+    from claimroom.tui.tables import Palette
+    from rich.style import Style
+
+    await store.register("ada", max_claims=20)
+    for i in range(5):
+        await store.add(f"job {i}", queue="backend")
+        assert await store.claim("ada") is not None
+    plain = Palette(*(Style() for _ in range(5)))
+    pane = QueuesPane("queues")
+    capped = pane.rows(await Board(store, row_limit=3).read(), 0, plain)
+    assert [(r.key, r.cells[2]) for r in capped] == [("backend", "3+")]  # 3 read of 5: at least 3
+    full = pane.rows(await Board(store).read(), 0, plain)
+    assert [(r.key, r.cells[2]) for r in full] == [("backend", "5")]

@@ -369,3 +369,20 @@ async def test_a_board_larger_than_a_page_is_paged(store: Store, app_store: Stor
         assert pane.page == 1 and cursor_key(pane.table) == second[0]
         await pilot.press("k")
         assert pane.page == 0 and cursor_key(pane.table) == first[-1]
+
+
+@redis_only
+async def test_a_changed_cell_is_drawn_anew(store: Store, app_store: Store) -> None:
+    # The claims table memoises cell renders by content: a new stage must reach the screen.
+    tid = await store.add("refactor the parser")
+    claim = await store.claim("ada")
+    assert claim is not None
+    await store.heartbeat(tid, claim.token, stage="planning")
+    app = ControlRoom(app_store, operator="lead")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: "planning" in app.export_screenshot(), 5)
+        await store.heartbeat(tid, claim.token, stage="reviewing", progress=0.5)
+        await until(pilot, lambda: "reviewing" in app.export_screenshot(), 5)
+        shot = app.export_screenshot()
+        assert "planning" not in shot and "50%" in shot

@@ -57,17 +57,15 @@ class PagedTable(DataTable[Text]):
     ) -> Any:
         if row_index < 0 or column_index < 0:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        try:
+        try:  # DataTable internals (Textual 8): anything unexpected falls back to Textual's path
             row_key = self._row_locations.get_key(row_index)
             cell = self._data[row_key][self._column_locations.get_key(column_index)]
-        except KeyError:
+            key = (
+                row_index, column_index, cell.plain, cell.style, tuple(cell.spans), base_style, width,
+                cursor, hover, self._show_hover_cursor, self._pseudo_class_state, self.rows[row_key].height,
+            )  # fmt: skip
+        except (KeyError, AttributeError):
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        if not isinstance(cell, Text):
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        key = (
-            row_index, column_index, cell.plain, cell.style, tuple(cell.spans), base_style, width,
-            cursor, hover, self._show_hover_cursor, self._pseudo_class_state, self.rows[row_key].height,
-        )  # fmt: skip
         lines = self._memo.get(key)
         if lines is None:
             if len(self._memo) >= RENDER_MEMO_MAX:

@@ -9,12 +9,12 @@ A script, not a test. It starts its own redis-server (``LocalRedis``, a free por
 Measures
   1. claim+complete cycles/s with 1, 8 and 64 agents (asyncio tasks in this process), each
      agent claiming then completing until the tasks run out. "public API" uses only
-     ``Store.claim``/``Store.complete``. "batched" runs the same agents, but their script
-     calls go through ``AutoPipeline``: calls made in the same event-loop turn are sent as
-     pipelines (one round trip each), split over two connections so Python and Redis work
-     at the same time. Each run is sized from a short pilot run so that it
-     lasts about ``--seconds`` (or exactly ``--tasks`` tasks).
-  2. claim latency p50/p99 (per ``Store.claim`` call) in the 64-agent public-API run.
+     ``Store.claim``/``Store.complete``, whose script calls made in the same event-loop
+     turn share one pipeline (``core/coalesce.py``); "one round trip per call" runs the
+     64 agents with that switched off (``RedisStore(coalesce=False)``), for comparison.
+     Each run is sized from a short pilot run so that it lasts about ``--seconds`` (or
+     exactly ``--tasks`` tasks).
+  2. claim latency p50/p99 (per ``Store.claim`` call) in the 64-agent runs.
   3. orphan recovery: an agent in a separate OS process claims with a 2 s TTL and is
      SIGKILLed right after (the worst case: the whole TTL has to run out); another agent
      is waiting in ``claim(wait_s=...)``. Reported: kill -> task held by the other agent,
@@ -50,13 +50,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis as redis_py
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Claim
 from claimroom.core.redis_store import RedisStore
-from claimroom.core.scripts import ErrorCode
 from claimroom.core.store import Store, TaskSpec
 from redis.utils import HIREDIS_AVAILABLE
 
@@ -159,116 +157,6 @@ async def seed(store: Store, n: int) -> None:
 # --- batching ---------------------------------------------------------------------------
 
 
-class AutoPipeline:
-    """Coalesce script calls into pipelines: one round trip for many agents' calls.
-
-    Every call made while the event loop runs one turn lands in ``pending``; a flusher then
-    sends them all as one non-transactional pipeline. With ``depth`` flushers (each on its
-    own pooled connection) one batch can be on the wire or in Redis while Python builds the
-    next or parses the last, so the two cores overlap.
-
-    It sends EVALSHA of the store's registered scripts directly (``store._scripts[name].sha``,
-    loaded once by ``load``) instead of ``script(keys=..., args=..., client=pipe)``: with
-    that, redis-py's pipeline sends a SCRIPT EXISTS round trip before every execute, which
-    doubles the round trips of each batch.
-    """
-
-    def __init__(self, store: RedisStore, depth: int = 2) -> None:
-        self._redis = store.redis
-        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._wake = asyncio.Event()
-        self._depth = depth
-        self._busy = 0
-        self._flushers = [asyncio.create_task(self._flush_loop()) for _ in range(depth)]
-        self.batches = 0
-
-    @staticmethod
-    async def load(store: RedisStore) -> None:
-        for script in store._scripts.values():
-            script.sha = await store.redis.script_load(script.script)
-
-    def call(self, sha: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        fut = asyncio.get_running_loop().create_future()
-        self._pending.append((sha, (len(keys), *keys, *args), fut))
-        self._wake.set()
-        return fut
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            if not self._pending:
-                self._wake.clear()
-                continue
-            # Share what is pending among the idle flushers, so that with few agents the
-            # halves of a round alternate between Redis and Python instead of going in
-            # lock step (all calls in one batch, one side always idle).
-            idle = self._depth - self._busy
-            take = -(-len(self._pending) // idle)
-            batch, self._pending = self._pending[:take], self._pending[take:]
-            if not self._pending:
-                self._wake.clear()
-            self._busy += 1
-            pipe = self._redis.pipeline(transaction=False)
-            for sha, args, _ in batch:
-                pipe.evalsha(sha, *args)
-            try:
-                replies = await pipe.execute(raise_on_error=False)
-            except Exception as exc:
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            finally:
-                self._busy -= 1
-            self.batches += 1
-            for (_, _, fut), reply in zip(batch, replies, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(reply, Exception):
-                    fut.set_exception(reply)
-                else:
-                    fut.set_result(reply)
-
-    async def close(self) -> None:
-        for task in self._flushers:
-            task.cancel()
-        await asyncio.gather(*self._flushers, return_exceptions=True)
-
-
-class BatchedAgentApi:
-    """``claim``/``complete`` like ``Store``'s, but through an ``AutoPipeline``.
-
-    Builds the script keys/args exactly as ``RedisStore._run`` does and turns replies into
-    ``Claim`` objects with the store's own ``_claims``, so the Python work per call matches
-    the public API except input validation (the bench's inputs are constants).
-    """
-
-    def __init__(self, store: RedisStore, pipe: AutoPipeline, ttl_ms: int = 60_000) -> None:
-        self._store = store
-        self._pipe = pipe
-        self._keys = [store._stream]
-        self._prefix = store._prefix
-        self._claim_sha = store._scripts["claim"].sha
-        self._complete_sha = store._scripts["complete"].sha
-        self._ttl_ms = ttl_ms
-
-    @staticmethod
-    def _checked(reply: list[Any]) -> list[Any]:
-        status = int(reply[0])
-        if status < 0:
-            raise ErrorCode(status).exception([str(x) for x in reply[1:]])
-        return reply
-
-    async def claim(self, agent: str) -> Claim | None:
-        reply = await self._pipe.call(self._claim_sha, self._keys, [self._prefix, agent, self._ttl_ms, "", 1])
-        claims, _why = self._store._claims(self._checked(reply))
-        return claims[0] if claims else None
-
-    async def complete(self, task: str, token: int) -> list[str]:
-        reply = await self._pipe.call(self._complete_sha, self._keys, [self._prefix, task, token, ""])
-        return [str(x) for x in self._checked(reply)[1:]]
-
-
 # --- the measures -------------------------------------------------------------------------
 
 
@@ -282,16 +170,14 @@ class Bench:
         self._admin = redis_py.Redis.from_url(self.url)
         self.load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
-    def fresh(self) -> RedisStore:
+    def fresh(self, *, coalesce: bool = True) -> RedisStore:
         """A new namespace on an emptied private server: each measure starts from a clean board.
 
         FLUSHALL is safe only because this process started this server on its own port.
         """
         assert self.server.port != 6379
         self._admin.flushall()
-        store = Store.from_url(self.url, "b" + uuid.uuid4().hex[:10])
-        assert isinstance(store, RedisStore)
-        return store
+        return RedisStore(self.url, "b" + uuid.uuid4().hex[:10], coalesce=coalesce)
 
     def pilot_size(self, sizing: int, agents: int) -> int:
         """Tasks for the untimed pilot run: enough to size the real run, or with ``--tasks``
@@ -319,8 +205,8 @@ class Bench:
 
     # 1 + 2: public API -------------------------------------------------------------------
 
-    async def public(self, agents: int) -> RunResult:
-        store = self.fresh()
+    async def public(self, agents: int, *, coalesce: bool = True) -> RunResult:
+        store = self.fresh(coalesce=coalesce)
         try:
 
             async def drive() -> tuple[int, list[float], int]:
@@ -339,47 +225,14 @@ class Bench:
                         await store.complete(claim.task.id, claim.token)
                         done += 1
 
+                coalescer = store._coalescer
+                b0 = coalescer.batches if coalescer is not None else 0
                 await asyncio.gather(*(agent(f"agent-{i}") for i in range(agents)))
-                return done, lat, 0
+                return done, lat, (coalescer.batches - b0) if coalescer is not None else 0
 
             pilot = await self.timed(self.pilot_size(max(20 * agents, 500), agents), store, drive)
             return await self.timed(self.size(pilot), store, drive)
         finally:
-            await store.close()
-
-    # 1b: batched ---------------------------------------------------------------------------
-
-    async def batched(self, agents: int) -> RunResult:
-        store = self.fresh()
-        await AutoPipeline.load(store)
-        pipe = AutoPipeline(store, depth=self.args.depth)
-        api = BatchedAgentApi(store, pipe)
-        try:
-
-            async def drive() -> tuple[int, list[float], int]:
-                done = 0
-                b0 = pipe.batches
-                lat: list[float] = []
-
-                async def agent(name: str) -> None:
-                    nonlocal done
-                    clock = time.perf_counter
-                    while True:
-                        t = clock()
-                        claim = await api.claim(name)
-                        lat.append((clock() - t) * 1000)
-                        if claim is None:
-                            return
-                        await api.complete(claim.task.id, claim.token)
-                        done += 1
-
-                await asyncio.gather(*(agent(f"agent-{i}") for i in range(agents)))
-                return done, lat, pipe.batches - b0
-
-            pilot = await self.timed(self.pilot_size(max(50 * agents, 2000), agents), store, drive)
-            return await self.timed(self.size(pilot), store, drive)
-        finally:
-            await pipe.close()
             await store.close()
 
     # 5: ceiling ----------------------------------------------------------------------------
@@ -394,7 +247,8 @@ class Bench:
         possible (no Claim objects, no validation).
         """
         store = self.fresh()
-        await AutoPipeline.load(store)
+        for script in store._scripts.values():  # EVALSHA below: make sure each is loaded
+            await store.redis.script_load(script.script)
         keys = [store._stream]
         prefix = store._prefix
         claim_sha = store._scripts["claim"].sha
@@ -525,7 +379,7 @@ class Bench:
         )
         py_us = r.py_cpu_s / r.cycles * 1e6
         redis_us = "?" if r.redis_cpu_s is None else f"{r.redis_cpu_s / r.cycles * 1e6:.0f}"
-        extra = f", {2 * r.cycles / r.batches:.0f} calls/batch" if r.batches and "batched" in label else ""
+        extra = f", {2 * r.cycles / r.batches:.0f} calls/batch" if r.batches and "public" in label else ""
         if r.others_cores is not None and r.others_cores >= 0.05:
             extra += f", other load {r.others_cores:.1f} cores"
         self.rows.append(
@@ -553,23 +407,11 @@ class Bench:
                         "yes" if p99 < LATENCY_TARGET_MS else "NO",
                     )
                 )
-        for n in (8, 64):
-            r = await self.batched(n)
-            self.throughput_rows(f"claim+complete, {n} agents (batched)", r, True)
-            if n == 64:
-                for q in (50, 99):
-                    v = percentile(r.latencies_ms, q)
-                    ok = "yes" if v < LATENCY_TARGET_MS else "NO"
-                    target = f"< {LATENCY_TARGET_MS:g}" if q == 99 else "-"
-                    self.rows.append(
-                        Row(
-                            f"claim latency p{q}, 64 agents (batched)",
-                            f"{v:.2f}",
-                            "ms",
-                            target,
-                            ok if q == 99 else "-",
-                        )
-                    )
+        r = await self.public(64, coalesce=False)
+        self.throughput_rows("claim+complete, 64 agents (one round trip per call)", r, False)
+        for q in (50, 99):
+            self.rows.append(Row(f"claim latency p{q}, 64 agents (one round trip per call)",
+                                 f"{percentile(r.latencies_ms, q):.2f}", "ms"))  # fmt: skip
 
         for conns in (1, 2):
             r = await self.ceiling(a.batch, conns)
@@ -770,7 +612,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--batch", type=int, default=500, help="claims per pipeline in the ceiling run (default 500)"
     )
-    p.add_argument("--depth", type=int, default=2, help="pipelines in flight in the batched runs (default 2)")
     p.add_argument("--ttl", type=float, default=2.0, help="lease TTL of the orphaned agent, s (default 2)")
     p.add_argument("--orphan-trials", type=int, default=1, help="orphan recovery trials; the worst is shown")
     p.add_argument("--wake-trials", type=int, default=50, help="wake-up trials (default 50)")

@@ -12,6 +12,7 @@ from redis import exceptions as rexc
 from redis.commands.core import AsyncScript
 
 from . import constants as C
+from .coalesce import Coalescer
 from .errors import StoreUnavailable
 from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, State, Task
 from .scripts import SCRIPTS, ErrorCode, source
@@ -41,7 +42,7 @@ def _pairs(flat: list[str]) -> dict[str, str]:
 class RedisStore(Store):
     """A namespace on a Redis server (standalone, or one Cluster slot through the hash tag)."""
 
-    def __init__(self, url: str, namespace: str) -> None:
+    def __init__(self, url: str, namespace: str, *, coalesce: bool = True) -> None:
         self.url = url
         self.namespace = namespace
         self._prefix = C.prefix(namespace)
@@ -59,6 +60,8 @@ class RedisStore(Store):
             name: self.redis.register_script(source(name)) for name in SCRIPTS
         }
         self._watch: Any = None
+        # Concurrent script calls share round trips (see coalesce.py); off: one trip per call.
+        self._coalescer = Coalescer(self.redis) if coalesce else None
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -77,7 +80,12 @@ class RedisStore(Store):
     async def _run(self, name: str, *args: Any) -> list[Any]:
         """Run a script; return what follows its status, or raise its refusal."""
         script = self._scripts[name]
-        reply = await self._guard(lambda: script(keys=[self._stream], args=[self._prefix, *args]))
+        keys, argv = [self._stream], [self._prefix, *args]
+        if self._coalescer is None:
+            reply = await self._guard(lambda: script(keys=keys, args=argv))
+        else:
+            coalescer = self._coalescer
+            reply = await self._guard(lambda: coalescer.call(script, keys, argv))
         status = int(reply[0])
         if status < 0:
             raise ErrorCode(status).exception([str(x) for x in reply[1:]])
@@ -325,6 +333,8 @@ class RedisStore(Store):
         return (loop.time() - start) * 1000
 
     async def close(self) -> None:
+        if self._coalescer is not None:
+            await self._coalescer.close()
         if self._watch is not None:
             await self._watch.aclose()
             self._watch = None

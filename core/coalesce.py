@@ -1,0 +1,133 @@
+"""Script calls made at the same moment travel together: one round trip for many callers.
+
+A process that hosts many agents (an MCP server, a swarm, the bench) makes many script
+calls at once. Sent one by one, each costs a round trip and a reply parse while Redis idles
+between them; here every call made while the event loop runs one turn is queued, and a
+flusher sends the queue as one non-transactional pipeline. Each script still runs
+atomically on its own: the pipeline only shares the trip. Two flushers, each on its own
+pooled connection, let one batch be in Redis while Python builds the next or reads the last.
+
+A call alone goes alone, one loop turn later: a single agent pays about 0.1 ms a call
+(measured: 5-10 % fewer cycles/s for one agent, 1.3x at 8 agents, 1.8x at 64).
+A pipeline failure (connection lost) fails every call in it with the same error; a reply
+that says the script is not loaded (Redis restarted, or SCRIPT FLUSH) loads it and runs
+that call again once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis import exceptions as rexc
+from redis.commands.core import AsyncScript
+
+FLUSHERS = 2  # batches in flight at once (one per pooled connection)
+
+Call = tuple[AsyncScript, list[str], list[Any], "asyncio.Future[Any]"]
+
+
+class Coalescer:
+    """Queue script calls and send each loop turn's worth as one pipeline."""
+
+    def __init__(self, redis: Any, flushers: int = FLUSHERS) -> None:
+        self._redis = redis
+        self._flushers = flushers
+        self._pending: list[Call] = []
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy = 0
+        self.batches = 0  # pipelines sent, for benchmarks
+
+    async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` with ``keys`` and ``args``; its reply, or the error it raised."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._start(loop)  # first use, or a new event loop (asyncio.run called again)
+        assert self._wake is not None
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((script, keys, args, fut))
+        self._wake.set()
+        return await fut
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Flushers of an earlier loop are dead with it; their queue went with them.
+        self._loop, self._pending, self._busy = loop, [], 0
+        self._wake = asyncio.Event()
+        self._tasks = [loop.create_task(self._flush_loop()) for _ in range(self._flushers)]
+
+    async def _flush_loop(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while True:
+            await wake.wait()
+            if not self._pending:
+                wake.clear()
+                continue
+            # Share the queue among the idle flushers, so that with few callers the halves
+            # of a round alternate between Redis and Python instead of going in lock step.
+            idle = max(1, self._flushers - self._busy)
+            take = -(-len(self._pending) // idle)
+            batch, self._pending = self._pending[:take], self._pending[take:]
+            if not self._pending:
+                wake.clear()
+            self._busy += 1
+            try:
+                await self._send(batch)
+            finally:
+                self._busy -= 1
+
+    async def _send(self, batch: list[Call]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for script, keys, args, _ in batch:
+            # EVALSHA directly: the script object's pipeline path would send SCRIPT EXISTS
+            # first, doubling the round trips; a missing script is handled below.
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the connection failed: every call in the batch did
+            for *_, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else rexc.ConnectionError(str(exc)))
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the flusher stops
+            return
+        self.batches += 1
+        for (script, keys, args, fut), reply in zip(batch, replies, strict=True):
+            if fut.done():
+                continue  # the caller gave up (cancelled); nothing to deliver
+            if isinstance(reply, rexc.NoScriptError):
+                self._retry(script, keys, args, fut)
+            elif isinstance(reply, Exception):
+                fut.set_exception(reply)
+            else:
+                fut.set_result(reply)
+
+    @staticmethod
+    def _retry(script: AsyncScript, keys: list[str], args: list[Any], fut: asyncio.Future[Any]) -> None:
+        """Run one call through the script object, which loads the script when missing."""
+
+        async def again() -> None:
+            try:
+                reply = await script(keys=keys, args=args)
+            except Exception as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+                return
+            if not fut.done():
+                fut.set_result(reply)
+
+        asyncio.get_running_loop().create_task(again())
+
+    async def close(self) -> None:
+        """Stop the flushers of the current loop (calls still queued fail as cancelled)."""
+        tasks, self._tasks, self._loop = self._tasks, [], None
+        mine = [t for t in tasks if t.get_loop() is asyncio.get_running_loop()]
+        for task in mine:  # flushers of a loop that has ended ended with it
+            task.cancel()
+        await asyncio.gather(*mine, return_exceptions=True)
+        for *_, fut in self._pending:
+            if not fut.done():
+                fut.cancel()
+        self._pending = []

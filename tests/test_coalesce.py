@@ -1,0 +1,64 @@
+"""Script calls made together share round trips, and still behave one by one (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from claimroom.core.errors import LeaseLost, StoreUnavailable
+from claimroom.core.local_redis import LocalRedis
+from claimroom.core.redis_store import RedisStore
+from claimroom.core.store import Store, TaskSpec
+
+
+async def test_concurrent_calls_share_pipelines_and_each_gets_its_own_answer(redis_store: Store) -> None:
+    assert isinstance(redis_store, RedisStore)
+    await redis_store.add_many([TaskSpec(title=f"job {i}") for i in range(64)])
+    assert redis_store._coalescer is not None
+    before = redis_store._coalescer.batches
+    claims = await asyncio.gather(*(redis_store.claim(f"agent{i}") for i in range(64)))
+    assert all(c is not None for c in claims)
+    assert len({c.task.id for c in claims if c is not None}) == 64  # one task each
+    assert redis_store._coalescer.batches - before < 64 / 4  # many calls per round trip
+    # A refusal in the middle of a batch is that call's alone.
+    first = claims[0]
+    assert first is not None
+    results = await asyncio.gather(
+        redis_store.complete(first.task.id, first.token + 10_000),  # a stale token
+        *(redis_store.complete(c.task.id, c.token) for c in claims[1:] if c is not None),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], LeaseLost)
+    assert not any(isinstance(r, Exception) for r in results[1:])
+
+
+async def test_scripts_flushed_from_the_server_are_loaded_again(redis_store: Store) -> None:
+    assert isinstance(redis_store, RedisStore)
+    await redis_store.add("before the flush")
+    await redis_store.redis.script_flush()  # as after a Redis restart: no script is cached
+    ids = await asyncio.gather(*(redis_store.add(f"after {i}") for i in range(5)))
+    assert len(set(ids)) == 5
+    assert (await redis_store.claim("ada")) is not None
+
+
+async def test_a_lost_server_fails_every_waiting_call_as_unavailable(namespace: str) -> None:
+    server = LocalRedis.start()
+    store = Store.from_url(server.url, namespace)
+    try:
+        await store.add("x")
+        server.stop()
+        results = await asyncio.gather(*(store.add(f"y{i}") for i in range(8)), return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+    finally:
+        await store.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+async def test_a_cancelled_caller_does_not_break_the_others(redis_store: Store, n: int) -> None:
+    await redis_store.add_many([TaskSpec(title=f"job {i}") for i in range(10)])
+    doomed = [asyncio.ensure_future(redis_store.claim(f"gone{i}")) for i in range(n)]
+    for f in doomed:
+        f.cancel()
+    survivors = await asyncio.gather(*(redis_store.claim(f"kept{i}") for i in range(3)))
+    assert all(c is not None for c in survivors)

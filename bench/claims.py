@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis as redis_py
+from _stats import percentile  # bench/ is on sys.path when a script here runs
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Claim
 from claimroom.core.redis_store import RedisStore
@@ -69,17 +70,6 @@ FILE_TARGET_CYCLES = 1_000.0  # file backend, 8 processes
 
 
 # --- small helpers ----------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 100]."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 class CpuMeter:

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_py
+from _stats import percentile  # bench/ is on sys.path when a script here runs
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store, TaskSpec
 from redis.utils import HIREDIS_AVAILABLE
@@ -83,17 +84,6 @@ STAGE_CELL = 16  # ClaimsPane clips the stage to 16 cells
 
 
 # --- small helpers ----------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 100]."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def yes(ok: bool) -> str:

@@ -181,6 +181,17 @@ class Lock:
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "shared": self.shared, "holders": [asdict(h) for h in self.holders]}
 
+    @classmethod
+    def from_fields(cls, path: str, f: dict[str, str], now_ms: int) -> Lock | None:
+        """The lock stored in a Redis lock hash (``h:<agent>`` expiry, ``t:<agent>`` task,
+        ``mode``), keeping only holders still live at ``now_ms``; None when none is."""
+        holders = tuple(
+            LockHold(agent=k[2:], expires_ms=int(v), task=f.get("t:" + k[2:], ""))
+            for k, v in sorted(f.items())
+            if k.startswith("h:") and int(v) > now_ms
+        )
+        return cls(path=path, shared=f.get("mode") == "shared", holders=holders) if holders else None
+
 
 @dataclass(frozen=True)
 class Event:

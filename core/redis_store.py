@@ -14,7 +14,7 @@ from redis.commands.core import AsyncScript
 from . import constants as C
 from .coalesce import Coalescer
 from .errors import StoreUnavailable
-from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, State, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
 from .scripts import SCRIPTS, ErrorCode, source
 from .store import Store
 
@@ -246,16 +246,8 @@ class RedisStore(Store):
 
         raw = await self._guard(go)
         now_ms = int(raw[0][0]) * 1000 + int(raw[0][1]) // 1000
-        out = []
-        for path, f in zip(paths, raw[1:], strict=True):
-            holders = tuple(
-                LockHold(agent=k[2:], expires_ms=int(v), task=f.get("t:" + k[2:], ""))
-                for k, v in sorted(f.items())
-                if k.startswith("h:") and int(v) > now_ms
-            )
-            if holders:
-                out.append(Lock(path=path, shared=f.get("mode") == "shared", holders=holders))
-        return out
+        locks = (Lock.from_fields(path, f, now_ms) for path, f in zip(paths, raw[1:], strict=True))
+        return [lock for lock in locks if lock is not None]
 
     # --- audit and recovery ----------------------------------------------------------
 

@@ -8,6 +8,7 @@ When no engine answers and the tests run as root, a ``dockerd`` is started for t
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -16,6 +17,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,3 +128,16 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         client.close()
         if started is not None:
             _stop(started)
+
+
+@pytest.fixture
+def name(docker_engine: Any) -> Iterator[str]:
+    """A unique container and volume name; both are removed after the test."""
+    import docker.errors
+
+    unique = "claimroom-test-" + uuid.uuid4().hex[:10]
+    yield unique
+    with contextlib.suppress(docker.errors.NotFound):
+        docker_engine.containers.get(unique).remove(force=True)
+    with contextlib.suppress(docker.errors.NotFound):
+        docker_engine.volumes.get(unique).remove(force=True)

@@ -7,9 +7,7 @@ Each test uses its own container and volume name and a free port, and removes th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +19,9 @@ from claimroom.core.local_redis import free_port
 from claimroom.core.models import State
 from claimroom.core.store import Store
 from infra_agents import Agent, eventually, race
-from infra_image import TEST_IMAGE, docker_engine
+from infra_image import TEST_IMAGE, docker_engine, name
 
-__all__ = ["docker_engine"]  # a fixture: imported for pytest to find
-
-
-@pytest.fixture
-def name(docker_engine: Any) -> Iterator[str]:
-    """A unique container and volume name; both are removed after the test."""
-    import docker.errors
-
-    unique = "claimroom-test-" + uuid.uuid4().hex[:10]
-    yield unique
-    with contextlib.suppress(docker.errors.NotFound):
-        docker_engine.containers.get(unique).remove(force=True)
-    with contextlib.suppress(docker.errors.NotFound):
-        docker_engine.volumes.get(unique).remove(force=True)
+__all__ = ["docker_engine", "name"]  # fixtures: imported for pytest to find
 
 
 def options(name: str, image: str = TEST_IMAGE) -> StartOptions:

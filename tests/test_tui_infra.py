@@ -9,14 +9,12 @@ Each test has its own project directory, passes a free port as the "default loca
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from claimroom.core.infra import StartOptions, down, file_board_url
 from claimroom.core.infra import local_server as local
 from claimroom.core.local_redis import free_port
@@ -24,11 +22,11 @@ from claimroom.tui.app import ControlRoom, run_resolving
 from claimroom.tui.dialogs import ChoiceDialog
 from claimroom.tui.launch import Finder
 from claimroom.tui.storepane import StorePane
-from infra_image import TEST_IMAGE, docker_engine
+from infra_image import TEST_IMAGE, docker_engine, name
 from textual.pilot import Pilot
 from textual.widgets import Button, Static
 
-__all__ = ["docker_engine"]  # a fixture: imported for pytest to find
+__all__ = ["docker_engine", "name"]  # fixtures: imported for pytest to find
 
 SIZE = (120, 40)
 NO_START = StartOptions(methods=())  # nothing may be started: resolution ends at the consent question
@@ -137,19 +135,6 @@ def test_run_resolving_refuses_bad_input_with_exit_code_2(tmp_path: Path) -> Non
 
 
 # --- the store pane over what claimroom started ----------------------------------------------
-
-
-@pytest.fixture
-def name(docker_engine: Any) -> Iterator[str]:
-    """A unique container and volume name; both are removed after the test."""
-    import docker.errors
-
-    unique = "claimroom-test-" + uuid.uuid4().hex[:10]
-    yield unique
-    with contextlib.suppress(docker.errors.NotFound):
-        docker_engine.containers.get(unique).remove(force=True)
-    with contextlib.suppress(docker.errors.NotFound):
-        docker_engine.volumes.get(unique).remove(force=True)
 
 
 def started_at(docker_engine: Any, name: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
-from claimroom.core.models import Agent, Event, Lock, LockHold, State, Task
+from claimroom.core.models import Agent, Event, Lock, State, Task
 from claimroom.core.redis_store import RedisStore, redacted
 from claimroom.core.store import Store
 from redis import exceptions as rexc
@@ -294,15 +294,10 @@ class Board:
         else:
             agents = list(last.agents)
         if "locks" in want:
-            locks = []
-            for path, f in zip(lock_paths, raw_locks, strict=True):
-                holders = tuple(
-                    LockHold(agent=k[2:], expires_ms=int(v), task=f.get("t:" + k[2:], ""))
-                    for k, v in sorted(f.items())
-                    if k.startswith("h:") and int(v) > store_ms
-                )
-                if holders:
-                    locks.append(Lock(path=path, shared=f.get("mode") == "shared", holders=holders))
+            read = (
+                Lock.from_fields(path, f, store_ms) for path, f in zip(lock_paths, raw_locks, strict=True)
+            )
+            locks = [lock for lock in read if lock is not None]
         else:
             locks = list(last.locks)
         if "events" in want:

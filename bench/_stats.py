@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass
+class Row:
+    """One line of a benchmark's table: what, how much, in what, against what target."""
+
+    measure: str
+    value: str
+    unit: str
+    target: str = "-"
+    ok: str = "-"
+
 
 def percentile(values: list[float], q: float) -> float:
     """Linear-interpolated percentile, q in [0, 100]; NaN when there is nothing to measure."""

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis as redis_py
-from _stats import percentile  # bench/ is on sys.path when a script here runs
+from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Claim
 from claimroom.core.redis_store import RedisStore
@@ -111,15 +111,6 @@ class CpuMeter:
         if redis_s is not None and a[2] is not None and b[2] is not None and b[3] > a[3]:
             others = max(0.0, (b[2] - a[2]) - py_s - redis_s) / (b[3] - a[3])
         return py_s, redis_s, others
-
-
-@dataclass
-class Row:
-    measure: str
-    value: str
-    unit: str
-    target: str = "-"
-    ok: str = "-"
 
 
 @dataclass

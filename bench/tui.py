@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_py
-from _stats import percentile  # bench/ is on sys.path when a script here runs
+from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store, TaskSpec
 from redis.utils import HIREDIS_AVAILABLE
@@ -124,15 +124,6 @@ async def bounded(calls: list[Callable[[], Any]], limit: int = CONCURRENCY) -> l
             return await call()
 
     return await asyncio.gather(*(one(c) for c in calls))
-
-
-@dataclass
-class Row:
-    measure: str
-    value: str
-    unit: str
-    target: str = "-"
-    ok: str = "-"
 
 
 # --- the board (a separate process) -------------------------------------------------------

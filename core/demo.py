@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import subprocess
@@ -162,8 +163,16 @@ def run_live_demo(*, theme: str | None = None, readonly: bool = False) -> int:
 
     server = LocalRedis.start()
     swarm = Swarm(server.url)
-    # A closed terminal sends SIGHUP, which would skip the clean-up below.
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+
+    def hang_up(*_: object) -> None:
+        # The terminal is gone, so nobody is watching: stop what the demo started and leave
+        # now. (An exception raised from here lands wherever the app's loop happens to be,
+        # possibly inside code that swallows it, and the process would linger.)
+        swarm.close()
+        server.stop()
+        os._exit(129)
+
+    signal.signal(signal.SIGHUP, hang_up)
     try:
         asyncio.run(_register(server.url))
         swarm.start()

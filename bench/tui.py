@@ -533,7 +533,7 @@ async def watch(args: argparse.Namespace, url: str, ns: str, redis_pid: int, go:
             rec.on_frame(state["table"])
 
     store = Store.from_url(url, ns)
-    app = BenchRoom(store, readonly=True, operator="bench")
+    app = BenchRoom(store, readonly=True, operator="bench", freeze_gc=True)  # as `claimroom tui` runs
     if args.what_if_min_gap is not None:
         app.link.min_gap_s = args.what_if_min_gap
     board_read = app.board.read

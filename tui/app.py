@@ -9,6 +9,7 @@ a store URL already resolved.
 
 from __future__ import annotations
 
+import gc
 import getpass
 import sys
 import time
@@ -78,6 +79,7 @@ class ControlRoom(BoardKeys, App[int]):
         resolution: Resolution | None = None,
         finder: Finder | None = None,
         health_interval_s: float = C.health_interval_s,
+        freeze_gc: bool = False,
     ) -> None:
         super().__init__()
         if store is None and finder is None:
@@ -96,6 +98,7 @@ class ControlRoom(BoardKeys, App[int]):
         self.project = project if project is not None or finder is None else finder.project
         self.resolution = resolution  # how the store was chosen, when the app (or CLI) resolved it
         self.health_interval_s = health_interval_s
+        self.freeze_gc = freeze_gc
         self.health_pin: tuple[HealthStatus, ...] | None = None  # seed.pin_app: a fixed health history
         self.attached = False  # the store is known and the live workers run
         self.exit_message = ""  # printed after the app exits (run_resolving)
@@ -188,8 +191,16 @@ class ControlRoom(BoardKeys, App[int]):
         return now
 
     def _on_snapshot(self, snap: Snapshot) -> None:
+        first = self.snapshot is None
         self.snapshot = snap
         self._render_active()
+        if first and self.freeze_gc:
+            # Everything built so far (Textual, the widgets, the first board) lives as long as
+            # the process: keep it out of the cyclic collector, whose full passes over it
+            # stalled the event loop for 100-170 ms at a time (bench/tui.py). Only when the
+            # app owns its process (run, run_resolving): in a test process it would pin
+            # earlier tests' garbage.
+            gc.freeze()
 
     def _on_status(self, status: LinkStatus) -> None:
         self._render_status()
@@ -364,7 +375,7 @@ def run(
     try:
         theme_name = themes.resolve(theme)
         store = Store.from_url(url, namespace)
-        app = ControlRoom(store, readonly=readonly, theme=theme_name, operator=operator)
+        app = ControlRoom(store, readonly=readonly, theme=theme_name, operator=operator, freeze_gc=True)
     except (ClaimroomError, themes.UnknownTheme) as exc:
         sys.stderr.write(f"claimroom: {exc}\n")
         return 2
@@ -393,7 +404,9 @@ def run_resolving(
     try:
         validate.namespace(namespace)
         finder = Finder(url, namespace, project, allow_file_fallback, default_port, options)
-        app = ControlRoom(readonly=readonly, theme=themes.resolve(theme), operator=operator, finder=finder)
+        app = ControlRoom(
+            readonly=readonly, theme=themes.resolve(theme), operator=operator, finder=finder, freeze_gc=True
+        )
     except (ClaimroomError, themes.UnknownTheme) as exc:
         sys.stderr.write(f"claimroom: {exc}\n")
         return 2

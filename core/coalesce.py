@@ -86,13 +86,12 @@ class Coalescer:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
         try:
             replies = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:  # the connection failed: every call in the batch did
-            for *_, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else rexc.ConnectionError(str(exc)))
-            if not isinstance(exc, Exception):
-                raise  # cancelled: the flusher stops
+        except Exception as exc:  # the connection failed: every call in the batch did
+            self._fail(batch, exc)
             return
+        except BaseException:  # the flusher is stopped mid-trip: nobody will answer these
+            self._fail(batch, rexc.ConnectionError("the store was closed during the call"))
+            raise
         self.batches += 1
         for (script, keys, args, fut), reply in zip(batch, replies, strict=True):
             if fut.done():
@@ -103,6 +102,12 @@ class Coalescer:
                 fut.set_exception(reply)
             else:
                 fut.set_result(reply)
+
+    @staticmethod
+    def _fail(batch: list[Call], exc: Exception) -> None:
+        for *_, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
 
     @staticmethod
     def _retry(script: AsyncScript, keys: list[str], args: list[Any], fut: asyncio.Future[Any]) -> None:

@@ -7,7 +7,7 @@ the ``store`` fixture, so what the app shows arrived through Redis, as it would 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from claimroom import themes
@@ -19,20 +19,11 @@ from claimroom.tui.app import ControlRoom, run
 from claimroom.tui.dialogs import AgentPicker, ChoiceDialog, HelpScreen
 from claimroom.tui.panes import PAGE_ROWS
 from claimroom.tui.tables import cursor_key
+from pilot_wait import until
 from textual.pilot import Pilot
 from textual.widgets import Button, OptionList
 
 SIZE = (120, 40)
-
-
-async def until(pilot: Pilot[int], cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
-    """Let the app run until ``cond()`` holds; fail after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await pilot.pause(0.02)
 
 
 @pytest.fixture

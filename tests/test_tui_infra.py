@@ -23,6 +23,7 @@ from claimroom.tui.dialogs import ChoiceDialog
 from claimroom.tui.launch import Finder
 from claimroom.tui.storepane import StorePane
 from infra_image import TEST_IMAGE, docker_engine, name
+from pilot_wait import until as wait_until
 from textual.pilot import Pilot
 from textual.widgets import Button, Static
 
@@ -33,13 +34,8 @@ NO_START = StartOptions(methods=())  # nothing may be started: resolution ends a
 
 
 async def until(pilot: Pilot[int], cond: Callable[[], object], timeout_s: float = 15.0) -> None:
-    """Let the app run until ``cond()`` holds; fail after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await pilot.pause(0.05)
+    """``pilot_wait.until`` with a longer default: starting containers and servers takes time."""
+    await wait_until(pilot, cond, timeout_s)
 
 
 def finder(project: Path, port: int, options: StartOptions = NO_START, url: str | None = None) -> Finder:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import constants as C
 from .errors import StoreUnavailable
 
 
@@ -74,7 +75,7 @@ class LocalRedis:
             "--save", "",
             "--appendonly", "no",
             "--maxmemory-policy", "noeviction",
-            "--notify-keyspace-events", "KEA",
+            "--notify-keyspace-events", C.keyspace_events,
             "--logfile", str(folder / "redis.log"),
         ]  # fmt: skip
         proc = subprocess.Popen(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
 from claimroom.core.infra import HealthMonitor, HealthStatus, StartOptions, doctor, down, resolve
 from claimroom.core.infra.local_server import is_redis_process, running_pid
@@ -38,7 +39,7 @@ def test_start_from_nothing_with_a_local_redis_server(project: Path) -> None:
     with redis.Redis(port=port, decode_responses=True) as r:
         assert r.config_get("appendonly")["appendonly"] == "yes"
         assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
-        assert set(r.config_get("notify-keyspace-events")["notify-keyspace-events"]) == set("KEA")
+        assert C.keyspace_events_on(r.config_get("notify-keyspace-events")["notify-keyspace-events"])
         assert r.config_get("dir")["dir"] == str(folder / "data")
         assert r.config_get("bind")["bind"] == "127.0.0.1"
     assert resolve(None, project=project, default_port=port, options=LOCAL).how == "found"

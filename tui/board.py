@@ -132,6 +132,9 @@ class Board:
         self._last_event = "-"
         self.sections: frozenset[str] = SECTIONS  # what the next read fetches (Redis path)
         self._last: Snapshot | None = None  # sections not fetched are carried over from here
+        # Whether the server sends the key events ``watch`` listens to; None: not known yet,
+        # or no such thing (the file store).
+        self.key_events: bool | None = None
 
     @property
     def url(self) -> str:
@@ -182,13 +185,21 @@ class Board:
                         on_hint()
             finally:
                 on_live(False)
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+        redis = self.store.redis
+        hints = C.hints_channel(self.store.namespace)
+        ours = C.prefix(self.store.namespace)
+        db = int(redis.connection_pool.connection_kwargs.get("db", 0))
+        key_channels = [f"__keyevent@{db}__:{name}" for name in C.keyspace_event_names]
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(C.hints_channel(self.store.namespace))
+            self.key_events = await self._switch_key_events_on(redis)
+            await pubsub.subscribe(hints, *key_channels)
             on_live(True)
             on_hint()  # changes made while we were not subscribed
             while True:
-                if await pubsub.get_message(timeout=1.0) is not None:
+                message = await pubsub.get_message(timeout=1.0)
+                # A key event names a key; only this namespace's keys matter here.
+                if message is not None and (message["channel"] == hints or message["data"].startswith(ours)):
                     on_hint()
         except _UNAVAILABLE as exc:
             raise self._down(exc) from None
@@ -196,6 +207,19 @@ class Board:
             on_live(False)
             with contextlib.suppress(*_UNAVAILABLE):  # the connection may already be gone
                 await pubsub.aclose()
+
+    @staticmethod
+    async def _switch_key_events_on(redis: Any) -> bool:
+        """Make sure the server sends the key events claimroom needs, adding to (never
+        removing) what it already sends. False when they are off and CONFIG is refused
+        (a managed Redis): views then rely on the hints and the reconcile."""
+        try:
+            flags = str((await redis.config_get("notify-keyspace-events")).get("notify-keyspace-events", ""))
+            if not C.keyspace_events_on(flags):
+                await redis.config_set("notify-keyspace-events", C.keyspace_events_merged(flags))
+            return True
+        except rexc.ResponseError:
+            return False
 
     # --- Redis: three pipelined round trips ------------------------------------------
 

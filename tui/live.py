@@ -34,6 +34,7 @@ class LinkStatus:
     retry_in_s: float = 0.0
     attempts: int = 0  # failed reads in a row
     paused: bool = False  # the operator froze the view
+    key_events: bool | None = None  # Redis sends key events (None: unknown, or a file store)
 
 
 class Backoff:
@@ -123,8 +124,8 @@ class LiveLink:
         def live(up: bool) -> None:
             if up:
                 backoff.reset()
-            if self.status.live != up:
-                self.status.live = up
+            if (self.status.live, self.status.key_events) != (up, self.board.key_events):
+                self.status.live, self.status.key_events = up, self.board.key_events
                 self.on_status(self.status)
 
         while True:

@@ -39,6 +39,9 @@ def link_line(status: LinkStatus, now_ms: int, pal: Palette) -> Text:
         out.append(f" · synced {age(now_ms - status.synced_ms)} ago")
     out.append(" · ")
     out.append("events live", pal.success) if status.live else out.append("polling", pal.warning)
+    if status.key_events is False:
+        # Changes made outside claimroom's scripts (a hand-run DEL) show at the next reconcile.
+        out.append(" · key events off", pal.warning)
     return out
 
 

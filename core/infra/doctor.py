@@ -140,11 +140,11 @@ def _persistence(info: dict[str, Any], saves: str) -> Check:
 
 
 def _notifications(flags: str) -> Check:
-    fix = "redis-cli CONFIG SET notify-keyspace-events KEA"
+    wanted = C.keyspace_events_merged("" if flags == "?" else flags)
+    fix = f"redis-cli CONFIG SET notify-keyspace-events {wanted}"
     if flags == "?":
         return Check("notifications", WARN, "could not read notify-keyspace-events (CONFIG refused)", fix)
-    has_all = "A" in flags or set("g$lshzxet") <= set(flags)
-    if ("K" in flags or "E" in flags) and has_all:
+    if C.keyspace_events_on(flags):
         return Check("notifications", OK, f"notify-keyspace-events {flags}")
     return Check(
         "notifications",

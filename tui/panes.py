@@ -11,6 +11,7 @@ import json
 from typing import Any, ClassVar
 
 from claimroom.core.models import State, Task
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
@@ -27,6 +28,7 @@ EVENT_PAGES_AHEAD = 1_000  # any page past the end: the events pane then shows t
 PAGE_ROWS = 50  # rows a table holds at once: a screenful or two; the rest are a page away
 
 
+_JOIN = Text("\n")
 RENDER_MEMO_MAX = 4_000  # rendered cells kept (a few screens' worth at every width and style)
 
 
@@ -45,6 +47,26 @@ class PagedTable(DataTable[Text]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._memo: dict[tuple[object, ...], Any] = {}
+        self._bodies: dict[tuple[object, ...], Any] = {}  # Rich's layout of a cell, by content
+        self._removing = False
+
+    def remove_row(self, row_key: Any) -> None:
+        # Textual asks for a layout pass of the whole screen on every removed row (about
+        # 130 ms on a 120x40 screen: 414 of them in a 12 s bench/tui.py run, the largest
+        # cost left). The table's height is re-measured when it next idles anyway
+        # (virtual_size, which asks for a layout only when it changed), and sync_table
+        # removes and adds rows together, so the count seldom changes: a repaint will do.
+        self._removing = True
+        try:
+            super().remove_row(row_key)
+        finally:
+            self._removing = False
+
+    def refresh(
+        self, *regions: Any, repaint: bool = True, layout: bool = False, recompose: bool = False
+    ) -> Any:
+        layout = layout and not self._removing
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def _render_cell(
         self,
@@ -70,10 +92,47 @@ class PagedTable(DataTable[Text]):
         if lines is None:
             if len(self._memo) >= RENDER_MEMO_MAX:
                 self._memo.clear()
-            lines = self._memo[key] = super()._render_cell(
-                row_index, column_index, base_style, width, cursor, hover
+            lines = self._memo[key] = (
+                self._render_body(row_index, column_index, cell, base_style, width, cursor, hover)
+                if self.rows[row_key].height == 1
+                else super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
             )
         return lines
+
+    def _render_body(
+        self, row_index: int, column_index: int, cell: Any, base_style: Style, width: int, cursor: bool,
+        hover: bool,
+    ) -> Any:  # fmt: skip
+        """A cell as Textual renders it, with the costly part, Rich laying out the padded
+        text, kept by content alone. The memo above is keyed by position too (the segments
+        carry the row and column for mouse clicks), so a row that moved up or down, which
+        a live table does all the time, missed it and paid ~0.3 ms a cell for Rich again;
+        here only the cheap restyling is paid. Same steps as DataTable._render_cell: pad,
+        render, then the pre style (base + position + component) and post style on top."""
+        if not isinstance(cell, Text) or "\n" in cell.plain or cell.cell_len > width - 2 * self.cell_padding:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        pad = self.cell_padding
+        body_key = (cell.plain, cell.style, tuple(cell.spans), cell.justify, cell.overflow, width, pad)
+        body = self._bodies.get(body_key)
+        if body is None:
+            if len(self._bodies) >= RENDER_MEMO_MAX:
+                self._bodies.clear()
+            # What Padding(cell) renders to for one line of text that fits (checked above),
+            # without Rich's wrapping and measuring machinery (~0.2 ms a cell): the padding
+            # and the fill in the null style, the text's own segments in between.
+            blank = Style.null()
+            fill = width - 2 * pad - cell.cell_len
+            # join() turns the Text's own style into a span, as Rich's wrapping does.
+            line = [Segment(" " * pad, blank), *_JOIN.join([cell]).render(self.app.console, end="")]
+            line += [Segment(" " * (fill + pad), blank)]
+            body = self._bodies[body_key] = [line]
+        fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
+        component_style, post_style = self._get_styles_to_render_cell(
+            False, False, fixed, hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css",
+        )  # fmt: skip
+        pre = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+        return [list(Segment.apply_style(line, style=pre, post_style=post_style)) for line in body]
 
     def action_cursor_down(self) -> None:
         pane = self.parent

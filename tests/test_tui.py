@@ -377,3 +377,22 @@ async def test_a_changed_cell_is_drawn_anew(store: Store, app_store: Store) -> N
         await until(pilot, lambda: "reviewing" in app.export_screenshot(), 5)
         shot = app.export_screenshot()
         assert "planning" not in shot and "50%" in shot
+
+
+@redis_only
+async def test_app_owning_its_process_runs_the_collector_on_its_own_timer(app_store: Store) -> None:
+    """freeze_gc (as `claimroom tui` runs): after the first snapshot the startup objects are
+    frozen and automatic collection is off, the app's timer collects instead; on exit the
+    collector is back on."""
+    import gc
+
+    app = ControlRoom(app_store, operator="lead", freeze_gc=True)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.snapshot is not None)
+            assert not gc.isenabled() and gc.get_freeze_count() > 0
+            await until(pilot, lambda: app._gc_passes >= 1)
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()  # this process is a test run: let earlier garbage be collected again

@@ -18,7 +18,7 @@ from claimroom.core.errors import ClaimroomError
 from .board import Board, Snapshot, read_with_timeout
 
 FULL_EVERY_S = 3.0
-MIN_GAP_S = 0.2
+MIN_GAP_S = 0.1
 READ_TIMEOUT_S = 10.0
 BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 5.0

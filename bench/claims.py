@@ -511,10 +511,21 @@ class Bench:
                     url,
                     ns,
                     f"agent{i}",
+                    stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                 )
                 for i in range(processes)
             ]
+            # All start together once all are up: the span measures agents claiming, not
+            # Python starting up beside them (which, on two cores, it did before).
+            for child in children:
+                assert child.stdout is not None
+                if (await child.stdout.readline()).strip() != b"ready":
+                    raise RuntimeError("a file-store agent did not start")
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write(b"go\n")
+                await child.stdin.drain()
             reports = []
             for child in children:
                 out, _ = await child.communicate()
@@ -596,6 +607,9 @@ async def file_child(url: str, namespace: str, name: str) -> None:
     store = Store.from_url(url, namespace)
     cycles, first, last = 0, 0.0, 0.0
     try:
+        await store.counts()  # the store opened and every module loaded before the start
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
         while (claim := await store.claim(name)) is not None:
             if not cycles:
                 first = time.time()

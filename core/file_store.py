@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 from . import constants as C
@@ -34,6 +33,7 @@ from . import file_admin, file_dump, file_ops
 from .errors import BadInput, NotFound
 from .file_ops import Refused, Tx
 from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
+from .file_writers import WriterQueue, close_queue, open_queue
 from .migrate import Board, check
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
 from .store import Store
@@ -42,27 +42,6 @@ T = TypeVar("T")
 _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 
 
-_gates: dict[Path, threading.Lock] = {}
-_gates_lock = threading.Lock()
-
-
-def _gate(path: Path) -> threading.Lock:
-    """The in-process lock the writers of one database file take first, so only one of
-    them at a time competes with other processes for SQLite's write lock (busy-polling
-    threads would otherwise fight the holder for the GIL)."""
-    with _gates_lock:
-        return _gates.setdefault(path, threading.Lock())
-
-
-def _forked() -> None:
-    # A forked child has none of the parent's threads: a gate held by one of them would
-    # never be released.
-    global _gates_lock
-    _gates_lock = threading.Lock()
-    _gates.clear()
-
-
-os.register_at_fork(after_in_child=_forked)
 _abandoned: list[sqlite3.Connection] = []  # a parent's connections, in a forked child
 
 
@@ -94,6 +73,7 @@ class FileStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._watch: sqlite3.Connection | None = None
         self._watch_version = -1
+        self._writers: WriterQueue | None = None  # taken on the first write, let go on close
         self._watch_changes = 0
         self._seen_changes: int | None = None  # what wait_for_change last reported
         # The worker thread is the only user of the connections; the lock keeps it so even
@@ -118,13 +98,15 @@ class FileStore(Store):
         deadline = time.monotonic() + C.file_busy_timeout_s
         if not write:
             return self._attempts(fn, args, write, deadline)
-        gate = _gate(self._path)
-        if not gate.acquire(timeout=C.file_busy_timeout_s):
+        if self._writers is None:
+            self._writers = open_queue(self._path)
+        turn = self._writers
+        if not turn.acquire(C.file_busy_timeout_s):
             raise unavailable(self._path, sqlite3.OperationalError("database is locked"))
         try:
             return self._attempts(fn, args, write, deadline)
         finally:
-            gate.release()
+            turn.release()
 
     def _attempts(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool, deadline: float) -> T:
         while True:
@@ -193,6 +175,9 @@ class FileStore(Store):
                     conn.close()
         self._conn = self._watch = None
         self._watch_version = -1
+        if self._writers is not None:
+            close_queue(self._path, self._writers)
+            self._writers = None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._pid != os.getpid():
@@ -200,6 +185,7 @@ class FileStore(Store):
             # parent's are left alone (kept, never closed here) and new ones opened.
             _abandoned.extend(c for c in (self._conn, self._watch) if c is not None)
             self._pid, self._pool, self._conn, self._watch = os.getpid(), None, None, None
+            self._writers = None  # the parent's; the child's registry of queues starts empty
             self._mutex, self._watch_version = threading.RLock(), -1
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claimroom-file")

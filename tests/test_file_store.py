@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -357,6 +358,38 @@ async def test_a_held_database_is_store_busy_and_never_hangs(
             holder.close()
         assert [t.id for t in await s.tasks()] == [tid]
         assert await s.add("b") == "t2"
+
+
+async def test_a_writer_stuck_holding_the_queue_is_store_busy_then_the_turn_passes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers queue on an flock'd side file. A claimroom writer that stopped while holding
+    it (here: another open file description holding the lock) makes others fail with "store
+    busy" within the timeout, never hang; once it lets go, the next writer goes at once
+    (the abandoned turn was handed on, not kept)."""
+    monkeypatch.setattr(constants, "file_busy_timeout_s", 0.5)
+    folder = board_dir(tmp_path)
+    async with Store.from_url(folder.as_uri(), "x") as s:
+        tid = await s.add("a")
+        lock_file = folder / f"{constants.file_db_name}-lock"
+        assert lock_file.exists()
+        fd = os.open(lock_file, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            start = time.monotonic()
+            with pytest.raises(StoreUnavailable) as exc:
+                await s.claim("w")
+            assert 0.5 <= time.monotonic() - start < 2.0
+            assert str(exc.value).startswith("store busy") and exc.value.exit_code == 5
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            start = time.monotonic()
+            claim = await s.claim("w")
+            assert claim is not None and claim.task.id == tid
+            assert time.monotonic() - start < 0.4
+        finally:
+            os.close(fd)
+        await s.complete(tid, claim.token)
+        assert [e.type for e in await s.events(task=tid)] == ["added", "claimed", "completed"]
 
 
 # --- one file, several boards; waiting across processes ------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import random
@@ -25,7 +24,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import constants as C
@@ -33,6 +31,7 @@ from . import file_admin, file_dump, file_ops
 from .errors import BadInput, NotFound
 from .file_ops import Refused, Tx
 from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
+from .file_worker import Call, Worker
 from .file_writers import WriterQueue, close_queue, open_queue
 from .migrate import Board, check
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
@@ -40,6 +39,10 @@ from .store import Store
 
 T = TypeVar("T")
 _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+class _GaveUp(Exception):
+    """Work whose caller stopped waiting before it started: dropped (nobody gets this)."""
 
 
 _abandoned: list[sqlite3.Connection] = []  # a parent's connections, in a forked child
@@ -69,7 +72,7 @@ class FileStore(Store):
         self.url = url
         self.namespace = namespace
         self._path = db_path(url)
-        self._pool: ThreadPoolExecutor | None = None
+        self._worker: Worker | None = None
         self._conn: sqlite3.Connection | None = None
         self._watch: sqlite3.Connection | None = None
         self._watch_version = -1
@@ -88,23 +91,25 @@ class FileStore(Store):
             self._conn = connect(self._path)
         return self._conn
 
-    def _sync_tx(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+    def _sync_tx(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool, call: Call) -> T:
         """Run ``fn(tx, *args)`` in one transaction, retrying while another writer holds
         the lock, up to ``file_busy_timeout_s``; commits also when ``fn`` refuses."""
         with self._mutex:
-            return self._sync_tx_locked(fn, args, write)
+            return self._sync_tx_locked(fn, args, write, call)
 
-    def _sync_tx_locked(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-        deadline = time.monotonic() + C.file_busy_timeout_s
+    def _sync_tx_locked(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool, call: Call) -> T:
         if not write:
-            return self._attempts(fn, args, write, deadline)
+            if not call.start():
+                raise _GaveUp
+            return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
         if self._writers is None:
             self._writers = open_queue(self._path)
         turn = self._writers
-        if not turn.acquire(C.file_busy_timeout_s):
-            raise unavailable(self._path, sqlite3.OperationalError("database is locked"))
+        turn.acquire()  # sleeps until this file's writer turn; the caller holds the timeout
         try:
-            return self._attempts(fn, args, write, deadline)
+            if not call.start():
+                raise _GaveUp  # the caller stopped waiting: the turn passes on unused
+            return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
         finally:
             turn.release()
 
@@ -142,8 +147,10 @@ class FileStore(Store):
                 raise refused.code.exception(refused.detail)
             return result
 
-    def _sync_changes(self) -> int:
+    def _sync_changes(self, call: Call) -> int:
         """This board's change counter, re-read only when another connection committed."""
+        if not call.start():
+            raise _GaveUp
         with self._mutex:
             return self._sync_changes_locked()
 
@@ -164,7 +171,9 @@ class FileStore(Store):
             raise unavailable(self._path, exc) from None
         return self._watch_changes
 
-    def _sync_close(self) -> None:
+    def _sync_close(self, call: Call) -> None:
+        if not call.start():
+            raise _GaveUp
         with self._mutex:
             self._sync_close_locked()
 
@@ -180,16 +189,29 @@ class FileStore(Store):
             self._writers = None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args, call)`` on the worker thread; "store busy" when it has not started
+        within ``file_busy_timeout_s`` (it then never runs)."""
         if self._pid != os.getpid():
             # Used in a forked child: SQLite connections must not cross a fork, so the
             # parent's are left alone (kept, never closed here) and new ones opened.
             _abandoned.extend(c for c in (self._conn, self._watch) if c is not None)
-            self._pid, self._pool, self._conn, self._watch = os.getpid(), None, None, None
+            self._pid, self._worker, self._conn, self._watch = os.getpid(), None, None, None
             self._writers = None  # the parent's; the child's registry of queues starts empty
             self._mutex, self._watch_version = threading.RLock(), -1
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claimroom-file")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
+        if self._worker is None:
+            self._worker = Worker("claimroom-file")
+        call = Call()
+        fut = self._worker.submit(fn, *args, call)
+        timer = asyncio.get_running_loop().call_later(C.file_busy_timeout_s, self._give_up, call, fut)
+        try:
+            result: T = await fut
+            return result
+        finally:
+            timer.cancel()
+
+    def _give_up(self, call: Call, fut: asyncio.Future[Any]) -> None:
+        if not fut.done() and call.give_up():
+            fut.set_exception(unavailable(self._path, sqlite3.OperationalError("database is locked")))
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._call(self._sync_tx, fn, args, True)
@@ -426,12 +448,14 @@ class FileStore(Store):
         return (time.perf_counter() - start) * 1000
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            self._worker = worker  # _call uses it for this last call
             try:
-                await asyncio.get_running_loop().run_in_executor(pool, self._sync_close)
+                await self._call(self._sync_close)
             finally:
-                pool.shutdown(wait=False)
+                self._worker = None
+                worker.stop()
 
     # --- whole-board export and import (core/migrate.py) -------------------------------
 

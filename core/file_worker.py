@@ -1,0 +1,89 @@
+"""The one thread that does a file store's SQLite work, and calls its callers can give up on.
+
+SQLite connections must not be shared by threads at once, and waiting for the database must
+not block the event loop, so each store hands its work to one thread. The hand-off is a
+queue and ``call_soon_threadsafe`` (lighter than an executor: no futures chained across
+threads). A writer waits for its turn by sleeping in ``flock`` (see ``file_writers``),
+which has no timeout; so the caller holds the timeout instead: when it runs out before the
+work has started, the caller gets "store busy" and the work, once its turn comes, is
+dropped unstarted. Work that has started always runs to its end (a transaction is never
+cut short) and is bounded by SQLite's own busy deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class Call:
+    """One piece of work handed to the worker: started by the worker, or given up by its
+    caller, whichever comes first."""
+
+    __slots__ = ("_abandoned", "_lock", "_started")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = False
+        self._abandoned = False
+
+    def start(self) -> bool:
+        """The worker is about to do the work; False when the caller already gave up."""
+        with self._lock:
+            if not self._abandoned:
+                self._started = True
+            return self._started
+
+    def give_up(self) -> bool:
+        """The caller stops waiting; True when the work will never be done."""
+        with self._lock:
+            if not self._started:
+                self._abandoned = True
+            return self._abandoned
+
+
+Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():  # given up (or cancelled) meanwhile: nobody is listening
+        return
+    if exc is None:
+        fut.set_result(result)
+    else:
+        fut.set_exception(exc)
+
+
+class Worker:
+    """A daemon thread running submitted functions in order."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._jobs.put((loop, fut, fn, args))
+        return fut
+
+    def stop(self) -> None:
+        """End the thread after the work already queued (it may be waiting for a turn)."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, fut, fn, args = job
+            result: Any = None
+            exc: BaseException | None = None
+            try:
+                result = fn(*args)
+            except BaseException as e:  # handed to the caller, whatever it is
+                exc = e
+            with contextlib.suppress(RuntimeError):  # the caller's loop closed: nobody listens
+                loop.call_soon_threadsafe(_settle, fut, result, exc)

@@ -204,19 +204,14 @@ class Bench:
 
     # 1 + 2: public API -------------------------------------------------------------------
 
-    async def public(
-        self, agents: int, *, coalesce: bool = True, per_call: int = 1, work_ms: float = 0.0
-    ) -> RunResult:
+    async def public(self, agents: int, *, coalesce: bool = True, per_call: int = 1) -> RunResult:
         """``agents`` asyncio tasks, each claiming (``per_call`` tasks per ``claim_many``
         when above 1, with that much capacity registered) and completing what it got, until
-        the tasks run out. ``work_ms``: each agent holds its task that long before
-        completing it, as a working agent would; 0 is a closed loop at full speed."""
+        the tasks run out: a closed loop at full speed."""
         store = self.fresh(coalesce=coalesce)
         try:
             for i in range(agents):
                 await store.register(f"agent-{i}", max_claims=per_call)
-
-            rng = random.Random(7)
 
             async def drive() -> tuple[int, list[float], int]:
                 lat: list[float] = []
@@ -235,8 +230,6 @@ class Bench:
                         lat.append((clock() - t) * 1000)
                         if not claims:
                             return
-                        if work_ms:  # uneven, as real work is: agents do not move in step
-                            await asyncio.sleep(rng.expovariate(1000 / work_ms))
                         await asyncio.gather(*(store.complete(c.task.id, c.token) for c in claims))
                         done += len(claims)
 

@@ -41,10 +41,6 @@ T = TypeVar("T")
 _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 
 
-class _GaveUp(Exception):
-    """Work whose caller stopped waiting before it started: dropped (nobody gets this)."""
-
-
 _abandoned: list[sqlite3.Connection] = []  # a parent's connections, in a forked child
 
 
@@ -99,16 +95,14 @@ class FileStore(Store):
 
     def _sync_tx_locked(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool, call: Call) -> T:
         if not write:
-            if not call.start():
-                raise _GaveUp
+            call.start()
             return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
         if self._writers is None:
             self._writers = open_queue(self._path)
         turn = self._writers
         turn.acquire()  # sleeps until this file's writer turn; the caller holds the timeout
         try:
-            if not call.start():
-                raise _GaveUp  # the caller stopped waiting: the turn passes on unused
+            call.start()  # GaveUp when the caller stopped waiting: the turn passes on unused
             return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
         finally:
             turn.release()
@@ -149,8 +143,7 @@ class FileStore(Store):
 
     def _sync_changes(self, call: Call) -> int:
         """This board's change counter, re-read only when another connection committed."""
-        if not call.start():
-            raise _GaveUp
+        call.start()
         with self._mutex:
             return self._sync_changes_locked()
 
@@ -172,8 +165,7 @@ class FileStore(Store):
         return self._watch_changes
 
     def _sync_close(self, call: Call) -> None:
-        if not call.start():
-            raise _GaveUp
+        call.start()
         with self._mutex:
             self._sync_close_locked()
 
@@ -448,14 +440,14 @@ class FileStore(Store):
         return (time.perf_counter() - start) * 1000
 
     async def close(self) -> None:
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            self._worker = worker  # _call uses it for this last call
-            try:
-                await self._call(self._sync_close)
-            finally:
-                self._worker = None
-                worker.stop()
+        worker = self._worker
+        if worker is None:
+            return
+        try:
+            await self._call(self._sync_close)
+        finally:
+            self._worker = None
+            worker.stop()
 
     # --- whole-board export and import (core/migrate.py) -------------------------------
 

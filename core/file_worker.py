@@ -20,6 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 
+class GaveUp(Exception):
+    """Work whose caller stopped waiting before it started: dropped (nobody gets this)."""
+
+
 class Call:
     """One piece of work handed to the worker: started by the worker, or given up by its
     caller, whichever comes first."""
@@ -31,12 +35,12 @@ class Call:
         self._started = False
         self._abandoned = False
 
-    def start(self) -> bool:
-        """The worker is about to do the work; False when the caller already gave up."""
+    def start(self) -> None:
+        """The worker is about to do the work; ``GaveUp`` when the caller already gave up."""
         with self._lock:
-            if not self._abandoned:
-                self._started = True
-            return self._started
+            if self._abandoned:
+                raise GaveUp
+            self._started = True
 
     def give_up(self) -> bool:
         """The caller stops waiting; True when the work will never be done."""

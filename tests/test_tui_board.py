@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -108,28 +110,42 @@ async def test_watch_hints_on_change(store: Store, store_url: str, namespace: st
         await other.close()
 
 
-async def watching(board: Board) -> tuple[asyncio.Task[None], asyncio.Event]:
-    """Start ``board.watch``; returns the task and an event set on each hint."""
+@contextlib.asynccontextmanager
+async def watching(board: Board) -> AsyncIterator[asyncio.Event]:
+    """``board.watch`` running; yields an event set on each hint, and stops the watcher."""
     hinted, live = asyncio.Event(), asyncio.Event()
     watcher = asyncio.create_task(board.watch(hinted.set, lambda up: live.set() if up else None))
-    await asyncio.wait_for(live.wait(), 2)
-    await asyncio.sleep(0.05)
-    hinted.clear()
-    return watcher, hinted
+    try:
+        await asyncio.wait_for(live.wait(), 2)
+        await asyncio.sleep(0.05)
+        hinted.clear()
+        yield hinted
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
 
 
-async def test_watch_switches_key_events_on_and_hears_hand_made_changes(tmp_path: Path) -> None:
-    """A key deleted by hand (no script, so no hint) still wakes the views; keys of other
-    namespaces do not. The server had notifications off: the watcher switched them on."""
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[LocalRedis, redis.Redis]]:
+    """A redis-server of this test's own (its notification settings change) and a client."""
     server = LocalRedis.start(tmp_path / "redis")
     admin = redis.Redis(port=server.port, decode_responses=True)
-    store = Store.from_url(server.url, "keys")
-    try:
-        admin.config_set("notify-keyspace-events", "Kl")  # someone else's choice, kept
+    yield server, admin
+    admin.close()
+    server.stop()
+
+
+async def test_watch_switches_key_events_on_and_hears_hand_made_changes(
+    own_redis: tuple[LocalRedis, redis.Redis],
+) -> None:
+    """A key deleted by hand (no script, so no hint) still wakes the views; keys of other
+    namespaces do not. The server had notifications off: the watcher switched them on."""
+    server, admin = own_redis
+    admin.config_set("notify-keyspace-events", "Kl")  # someone else's choice, kept
+    async with Store.from_url(server.url, "keys") as store:
         await store.add("a task")
         board = Board(store)
-        watcher, hinted = await watching(board)
-        try:
+        async with watching(board) as hinted:
             flags = admin.config_get("notify-keyspace-events")["notify-keyspace-events"]
             assert board.key_events is True and C.keyspace_events_on(flags) and {"K", "l"} <= set(flags)
             admin.set("{claimroom:other}:x", 1)
@@ -138,39 +154,24 @@ async def test_watch_switches_key_events_on_and_hears_hand_made_changes(tmp_path
                 await asyncio.wait_for(hinted.wait(), 0.3)
             admin.delete(C.queues_key("keys"))
             await asyncio.wait_for(hinted.wait(), 2)
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-    finally:
-        await store.close()
-        admin.close()
-        server.stop()
 
 
-async def test_watch_without_config_rights_says_key_events_are_off(tmp_path: Path) -> None:
+async def test_watch_without_config_rights_says_key_events_are_off(
+    own_redis: tuple[LocalRedis, redis.Redis],
+) -> None:
     """A managed Redis that refuses CONFIG: the views still get hints; the flag says off."""
-    server = LocalRedis.start(tmp_path / "redis")
-    admin = redis.Redis(port=server.port, decode_responses=True)
+    server, admin = own_redis
     admin.config_set("notify-keyspace-events", "")
     admin.acl_setuser(
         "op", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all", "-config"]
     )
-    store = Store.from_url(f"redis://op:pw@127.0.0.1:{server.port}/0", "keys")
-    try:
+    async with Store.from_url(f"redis://op:pw@127.0.0.1:{server.port}/0", "keys") as store:
         board = Board(store)
-        watcher, hinted = await watching(board)
-        try:
+        async with watching(board) as hinted:
             assert board.key_events is False
             assert admin.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
             await store.add("still hinted")
             await asyncio.wait_for(hinted.wait(), 2)
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-    finally:
-        await store.close()
-        admin.close()
-        server.stop()
 
 
 async def test_unreachable_store_is_store_unavailable(namespace: str) -> None:

@@ -145,9 +145,9 @@ class PagedTable(DataTable[Text]):
         a live table does all the time, missed it and paid ~0.3 ms a cell for Rich again;
         here only the cheap restyling is paid. Same steps as DataTable._render_cell: pad,
         render, then the pre style (base + position + component) and post style on top."""
-        if not isinstance(cell, Text) or "\n" in cell.plain or cell.cell_len > width - 2 * self.cell_padding:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         pad = self.cell_padding
+        if not isinstance(cell, Text) or "\n" in cell.plain or cell.cell_len > width - 2 * pad:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         body_key = (cell.plain, cell.style, tuple(cell.spans), cell.justify, cell.overflow, width, pad)
         body = self._bodies.get(body_key)
         if body is None:

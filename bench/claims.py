@@ -426,6 +426,17 @@ class Bench:
         self.rows.append(Row(f"claim latency p99, {label}", f"{p99:.2f}", "ms", goal, ok))
 
     async def run(self) -> None:
+        only = self.args.only
+        if only in (None, "redis"):
+            await self.redis_rows()
+        if only in (None, "spread"):
+            await self.spread_rows()
+        if only in (None, "file"):
+            await self.file_rows()
+        if only in (None, "redis"):
+            await self.recovery_rows()
+
+    async def redis_rows(self) -> None:
         a = self.args
         # One claim per call: the plain agent loop. Not held to the target: the target asks
         # for batching where it helps, which the claim_many rows below do.
@@ -438,11 +449,6 @@ class Bench:
         for n in (8, 64):
             r = await self.public(n, per_call=PER_CALL)
             self.throughput_rows(f"claim+complete, {n} agents, claim_many({PER_CALL}) (public API)", r, True)
-        for work_ms, target in ((BUSY_WORK_MS, False), (WORK_MS, True)):
-            rate, lat = await self.spread(64, SPREAD_PROCESSES, work_ms)
-            label = f"64 agents in {SPREAD_PROCESSES} processes, ~{work_ms:g} ms work per task"
-            self.rows.append(Row(f"claim+complete, {label}", f"{rate:,.0f}", "cycles/s"))
-            self.latency_rows(label, lat, target)
         r = await self.public(64, coalesce=False)
         self.throughput_rows("claim+complete, 64 agents (one round trip per call)", r, False)
         for q in (50, 99):
@@ -465,8 +471,15 @@ class Bench:
                 )
             )
 
-        await self.file_rows()
+    async def spread_rows(self) -> None:
+        for work_ms, target in ((BUSY_WORK_MS, False), (WORK_MS, True)):
+            rate, lat = await self.spread(64, SPREAD_PROCESSES, work_ms)
+            label = f"64 agents in {SPREAD_PROCESSES} processes, ~{work_ms:g} ms work per task"
+            self.rows.append(Row(f"claim+complete, {label}", f"{rate:,.0f}", "cycles/s"))
+            self.latency_rows(label, lat, target)
 
+    async def recovery_rows(self) -> None:
+        a = self.args
         ttl = a.ttl
         runs = [await self.orphan(ttl) for _ in range(a.orphan_trials)]
         worst = max(runs, key=lambda d: d["from_kill_s"])
@@ -715,6 +728,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--wake-trials", type=int, default=50, help="wake-up trials (default 50)")
     p.add_argument("--file-processes", type=int, default=8, help="file-store agent processes (default 8)")
     p.add_argument("--file-tasks", type=int, default=8_000, help="tasks per file-store run (default 8000)")
+    p.add_argument(
+        "--only",
+        choices=("redis", "spread", "file"),
+        help="run one part: redis (throughput, ceiling, orphan, wake-up), spread (latency of "
+        "agents in several processes) or file (the file store)",
+    )
     p.add_argument("--orphan-child", nargs=3, metavar=("URL", "NS", "TTL"), help=argparse.SUPPRESS)
     p.add_argument("--file-child", nargs=3, metavar=("URL", "NS", "NAME"), help=argparse.SUPPRESS)
     p.add_argument("--agents-child", nargs=5, help=argparse.SUPPRESS)

@@ -87,11 +87,13 @@ class Tx:
         )  # fmt: skip
         self.changed = True
 
-    def finish(self) -> None:
-        """Count the change so waiting claimers and views wake (the hints channel's twin)."""
-        if self.changed:
-            self.incr("changes")
-            self.changed = False
+    def finish(self) -> int | None:
+        """Count the change so waiting claimers and views wake (the hints channel's twin);
+        the counter's new value, or None when nothing changed."""
+        if not self.changed:
+            return None
+        self.changed = False
+        return self.incr("changes")
 
 
 # --- lib.lua ------------------------------------------------------------------------
@@ -110,10 +112,18 @@ def set_task(tx: Tx, tid: str, **fields: Any) -> None:
     tx.run(f"UPDATE tasks SET {cols} WHERE ns = :ns AND id = :id_", id_=tid, **fields)
 
 
-def enter(tx: Tx, t: Row, new: str, assigned: str | None = None) -> None:
-    """Put a task into a state; the partial indexes follow the row."""
+def enter(
+    tx: Tx, t: Row, new: str, assigned: str | None = None, returning: bool = False, **fields: Any
+) -> Row | None:
+    """Put a task into a state, setting ``fields`` in the same UPDATE; the partial indexes
+    follow the row. With ``returning``, the row as it now is."""
     who = t["assigned"] if assigned is None else assigned
-    set_task(tx, t["id"], state=new, updated_ms=tx.now, assigned=who)
+    cols = "".join(f", {k} = :{k}" for k in fields)
+    row = tx.one(
+        f"UPDATE tasks SET state = :state_, updated_ms = :now_, assigned = :who_{cols}"
+        f" WHERE ns = :ns AND id = :id_{' RETURNING *' if returning else ''}",
+        state_=new, now_=tx.now, who_=who, id_=t["id"], **fields,
+    )  # fmt: skip
     if new == "queued":
         tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=t["queue"])
         if not who:
@@ -122,6 +132,7 @@ def enter(tx: Tx, t: Row, new: str, assigned: str | None = None) -> None:
                 q=t["queue"],
                 sig=t["requires"],
             )
+    return row
 
 
 def drop_hold(tx: Tx, path: str, agent: str) -> None:
@@ -328,22 +339,37 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
 # --- claim-1.lua ----------------------------------------------------------------------
 
 
-def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tuple[list[str], str, int]:
-    """Lease up to ``count`` tasks; returns (claimed ids, miss reason, next change in ms)."""
-    reap_due(tx)
-    promote_due(tx)
-    a = tx.one("SELECT * FROM agents WHERE ns = :ns AND name = :a", a=agent)
+# What choosing a task to claim reads (enter's needs and the ordering): the whole row costs
+# SQLite and Python a little per column, and is read once, when the claim is made.
+_PICK = "id, priority, seq, attempts, assigned, queue, requires"
+
+# Whether the reaper has work: one cheap look on the partial indexes before each claim.
+_ANY_DUE = (
+    "SELECT EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'claimed' AND deadline_ms <= :now)"
+    " OR EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'retrying' AND ready_ms <= :now)"
+)
+
+
+def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tuple[list[Row], str, int]:
+    """Lease up to ``count`` tasks; returns (the claimed rows, miss reason, next change in ms)."""
+    due = tx.one(_ANY_DUE, now=tx.now)
+    if due is not None and due[0]:
+        reap_due(tx)
+        promote_due(tx)
+    # The agent's liveness, and its row: registered on its first claim.
+    a = tx.one(
+        "UPDATE agents SET last_seen_ms = :now WHERE ns = :ns AND name = :a RETURNING *", now=tx.now, a=agent
+    )
     if a is None:
-        tx.run(
-            "INSERT INTO agents (ns, name, caps, max_claims, registered_ms) VALUES (:ns, :a, '', :m, :now)",
+        a = tx.one(
+            "INSERT INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms)"
+            " VALUES (:ns, :a, '', :m, :now, :now) RETURNING *",
             a=agent,
             m=C.default_max_claims,
             now=tx.now,
         )
-        tx.audit("registered", agent=agent, data={"auto": True})
-        a = tx.one("SELECT * FROM agents WHERE ns = :ns AND name = :a", a=agent)
         assert a is not None
-    touch_agent(tx, agent)
+        tx.audit("registered", agent=agent, data={"auto": True})
     if a["breaker_open_until_ms"] > tx.now:
         return [], "breaker-open", a["breaker_open_until_ms"] - tx.now
     held = tx.one("SELECT COUNT(*) FROM tasks WHERE ns = :ns AND agent = :a AND state = 'claimed'", a=agent)
@@ -353,28 +379,32 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
     count = min(count, room)
 
     caps = set(split(a["caps"]))
-    names = queues or [r[0] for r in tx.all("SELECT queue FROM queues WHERE ns = :ns ORDER BY queue")]
-    paused = {r[0] for r in tx.all("SELECT queue FROM paused WHERE ns = :ns")}
-    open_queues = [q for q in names if q not in paused]
+    if queues:
+        paused = {r[0] for r in tx.all("SELECT queue FROM paused WHERE ns = :ns")}
+        open_queues = [q for q in queues if q not in paused]
+    else:
+        open_queues = [r[0] for r in tx.all(
+            "SELECT queue FROM queues AS q WHERE ns = :ns AND NOT EXISTS"
+            " (SELECT 1 FROM paused AS p WHERE p.ns = q.ns AND p.queue = q.queue) ORDER BY queue"
+        )]  # fmt: skip
 
-    out: list[str] = []
+    out: list[Row] = []
     while len(out) < count:
-        best: str | None = None
-        mine = tx.one(
-            "SELECT id FROM tasks WHERE ns = :ns AND assigned = :a AND state = 'queued' AND assigned <> '' "
-            "ORDER BY priority DESC, seq LIMIT 1",
+        # INDEXED BY: left to choose, SQLite weighs the partial indexes against the value
+        # bound to :a and so compiles the statement again at every execution (5x the cost).
+        best: Row | None = tx.one(
+            f"SELECT {_PICK} FROM tasks INDEXED BY tasks_assigned WHERE ns = :ns AND assigned = :a"
+            " AND state = 'queued' AND assigned <> '' ORDER BY priority DESC, seq LIMIT 1",
             a=agent,
         )
-        if mine is not None:
-            best = mine[0]
-        else:
+        if best is None:
             best_key: tuple[int, int] | None = None
             for q in open_queues:
                 for (sig,) in tx.all("SELECT sig FROM capsigs WHERE ns = :ns AND queue = :q", q=q):
                     if not set(split(sig)) <= caps:
                         continue
                     head = tx.one(
-                        "SELECT id, priority, seq FROM tasks WHERE ns = :ns AND queue = :q AND requires = :s"
+                        f"SELECT {_PICK} FROM tasks WHERE ns = :ns AND queue = :q AND requires = :s"
                         " AND state = 'queued' AND assigned = '' ORDER BY priority DESC, seq LIMIT 1",
                         q=q,
                         s=sig,
@@ -382,21 +412,19 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
                     if head is None:
                         tx.run("DELETE FROM capsigs WHERE ns = :ns AND queue = :q AND sig = :s", q=q, s=sig)
                     elif best_key is None or (-head["priority"], head["seq"]) < best_key:
-                        best, best_key = head["id"], (-head["priority"], head["seq"])
+                        best, best_key = head, (-head["priority"], head["seq"])
         if best is None:
             break
-        t = load_task(tx, best)
-        assert t is not None
         token = tx.incr("token")
-        attempts = t["attempts"] + 1
+        attempts = best["attempts"] + 1
         deadline = tx.now + ttl_ms
-        set_task(
-            tx, best, agent=agent, token=token, deadline_ms=deadline, claimed_ms=tx.now, ttl_ms=ttl_ms,
-            attempts=attempts,
+        claimed = enter(
+            tx, best, "claimed", assigned="", returning=True, agent=agent, token=token, deadline_ms=deadline,
+            claimed_ms=tx.now, ttl_ms=ttl_ms, attempts=attempts,
         )  # fmt: skip
-        enter(tx, t, "claimed", assigned="")
-        tx.audit("claimed", best, agent, token, {"deadline_ms": deadline, "attempt": attempts})
-        out.append(best)
+        assert claimed is not None
+        tx.audit("claimed", best["id"], agent, token, {"deadline_ms": deadline, "attempt": attempts})
+        out.append(claimed)
     if out:
         return out, "", -1
 
@@ -437,8 +465,7 @@ def heartbeat(tx: Tx, tid: str, token: int, ttl_ms: int | None, updates: dict[st
 
 def complete(tx: Tx, tid: str, token: int, result: str) -> list[str]:
     t = check_lease(tx, tid, token)
-    set_task(tx, tid, result=result, progress=1.0, reason="")
-    enter(tx, t, "done")
+    enter(tx, t, "done", result=result, progress=1.0, reason="")
     locks = release_task_locks(tx, tid)
     tx.run(
         "UPDATE agents SET consecutive_failures = 0, last_seen_ms = :now WHERE ns = :ns AND name = :a",

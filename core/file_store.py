@@ -2,9 +2,10 @@
 
 Every operation is one transaction (``BEGIN IMMEDIATE`` for changes) holding the change
 and its audit event, so rule 4 is SQLite's atomic commit; the operations themselves are
-in ``file_ops``/``file_admin``, one twin per Lua script. SQLite work runs on one worker
-thread per store (a connection must not be used by two threads at once), so nothing
-blocks the event loop.
+in ``file_ops``/``file_admin``, one twin per Lua script. A write whose turn is free runs at
+once on the caller's thread (a few hundred microseconds); everything else, and any write
+that would have to wait, runs on the store's one worker thread (a connection must not be
+used by two threads at once), so no wait blocks the event loop.
 
 Waiting (a blocking claim, ``wait_for_change``, ``follow``) polls a second connection's
 ``PRAGMA data_version`` every ``file_poll_s``: it changes only when another connection
@@ -42,6 +43,14 @@ _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceErro
 
 
 _abandoned: list[sqlite3.Connection] = []  # a parent's connections, in a forked child
+
+
+class _Busy(Exception):
+    """Another connection holds the database: try again (or give up: "store busy")."""
+
+    def __init__(self, error: sqlite3.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _event(row: sqlite3.Row) -> Event:
@@ -109,37 +118,46 @@ class FileStore(Store):
 
     def _attempts(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool, deadline: float) -> T:
         while True:
-            refused: Refused | None = None
             try:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                return self._attempt(fn, args, write)
+            except _Busy as busy:
+                if time.monotonic() >= deadline:
+                    raise unavailable(self._path, busy.error) from None
+            # Short random pauses: under contention every waiter gets many fair chances per
+            # second, unlike SQLite's busy handler (sleeps up to 100 ms).
+            time.sleep(random.uniform(0, C.file_busy_retry_s))
+
+    def _attempt(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        """One try at ``fn``'s transaction; ``_Busy`` when another connection holds the
+        database (nothing was done)."""
+        refused: Refused | None = None
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                tx = Tx(conn, self.namespace)
                 try:
-                    tx = Tx(conn, self.namespace)
-                    try:
-                        result = fn(tx, *args)
-                    except Refused as exc:
-                        refused = exc
-                    tx.finish()
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-            except _BUGS:
-                raise  # a mistake in claimroom, not a state of the store: never "unavailable"
-            except sqlite3.Error as exc:
-                if is_busy(exc) and time.monotonic() < deadline:
-                    # Short random pauses: under contention every waiter gets many fair
-                    # chances per second, unlike SQLite's busy handler (sleeps up to 100 ms).
-                    time.sleep(random.uniform(0, C.file_busy_retry_s))
-                    continue
-                raise unavailable(self._path, exc) from None
-            except OSError as exc:
-                raise unavailable(self._path, exc) from None
-            if refused is not None:
-                raise refused.code.exception(refused.detail)
-            return result
+                    result = fn(tx, *args)
+                except Refused as exc:
+                    refused = exc
+                tx.finish()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except _BUGS:
+            raise  # a mistake in claimroom, not a state of the store: never "unavailable"
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                raise _Busy(exc) from None
+            raise unavailable(self._path, exc) from None
+        except OSError as exc:
+            raise unavailable(self._path, exc) from None
+        if refused is not None:
+            raise refused.code.exception(refused.detail)
+        return result
 
     def _sync_changes(self, call: Call) -> int:
         """This board's change counter, re-read only when another connection committed."""
@@ -180,9 +198,7 @@ class FileStore(Store):
             close_queue(self._path, self._writers)
             self._writers = None
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args, call)`` on the worker thread; "store busy" when it has not started
-        within ``file_busy_timeout_s`` (it then never runs)."""
+    def _after_fork(self) -> None:
         if self._pid != os.getpid():
             # Used in a forked child: SQLite connections must not cross a fork, so the
             # parent's are left alone (kept, never closed here) and new ones opened.
@@ -190,6 +206,11 @@ class FileStore(Store):
             self._pid, self._worker, self._conn, self._watch = os.getpid(), None, None, None
             self._writers = None  # the parent's; the child's registry of queues starts empty
             self._mutex, self._watch_version = threading.RLock(), -1
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args, call)`` on the worker thread; "store busy" when it has not started
+        within ``file_busy_timeout_s`` (it then never runs)."""
+        self._after_fork()
         if self._worker is None:
             self._worker = Worker("claimroom-file")
         call = Call()
@@ -206,7 +227,41 @@ class FileStore(Store):
             fut.set_exception(unavailable(self._path, sqlite3.OperationalError("database is locked")))
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        done, result = self._write_now(fn, args)
+        if done:
+            # Still a turn of the event loop, as awaiting the worker would be: a caller
+            # looping over writes must not starve the loop's other tasks.
+            await asyncio.sleep(0)
+            return result  # type: ignore[return-value]
         return await self._call(self._sync_tx, fn, args, True)
+
+    def _write_now(self, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, T | None]:
+        """(True, result) when the writer turn was free and ``fn`` ran here, on the caller's
+        thread; (False, None) when it must wait for its turn on the worker thread.
+
+        Handing work to the worker and back costs about as much CPU as the transaction
+        itself (two thread wake-ups and an event-loop turn), and with several agent
+        processes on few cores that CPU is the limit (bench/claims.py). So a write whose
+        turn is free runs at once: a few hundred microseconds of the caller's loop, about
+        what a Redis client spends on a reply. Anything that could sleep (a turn held
+        elsewhere, SQLite's lock held by a writer that does not queue) goes to the worker,
+        where the caller's timeout covers it."""
+        self._after_fork()
+        if not self._mutex.acquire(blocking=False):  # the worker is using the connection
+            return False, None
+        try:
+            if self._writers is None:
+                self._writers = open_queue(self._path)
+            if not self._writers.try_acquire():
+                return False, None
+            try:
+                return True, self._attempt(fn, args, True)
+            except _Busy:
+                return False, None
+            finally:
+                self._writers.release()
+        finally:
+            self._mutex.release()
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._call(self._sync_tx, fn, args, False)
@@ -230,26 +285,26 @@ class FileStore(Store):
     async def _add(self, specs: list[dict[str, Any]]) -> list[str]:
         return await self._write(file_ops.add, specs)
 
+    @staticmethod
     def _claim_tx(
-        self, tx: Tx, agent: str, queues: list[str], ttl_ms: int, count: int
-    ) -> tuple[list[Claim], ClaimMiss, int]:
-        ids, why, next_ms = file_ops.claim(tx, agent, ttl_ms, queues, count)
-        claims = []
-        for tid in ids:
-            row = file_ops.load_task(tx, tid)
-            assert row is not None
-            task = _task(row)
-            claims.append(Claim(task, task.token, task.deadline_ms))
-        tx.finish()
+        tx: Tx, agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[sqlite3.Row], ClaimMiss, int]:
+        rows, why, next_ms = file_ops.claim(tx, agent, ttl_ms, queues, count)
         # The counter as of this commit: a later change, even one racing with this claim's
         # return, makes a waiter look again.
-        return claims, ClaimMiss(why, next_ms), tx.counter("changes")
+        seen = tx.finish()
+        return rows, ClaimMiss(why, next_ms), tx.counter("changes") if seen is None else seen
+
+    @staticmethod
+    def _claims(rows: list[sqlite3.Row]) -> list[Claim]:
+        # Built after the commit: every other writer waits while a transaction is open.
+        return [Claim(task, task.token, task.deadline_ms) for task in map(_task, rows)]
 
     async def _claim(
         self, agent: str, queues: list[str], ttl_ms: int, count: int
     ) -> tuple[list[Claim], ClaimMiss]:
-        got, why, _ = await self._write(self._claim_tx, agent, queues, ttl_ms, count)
-        return got, why
+        rows, why, _ = await self._write(self._claim_tx, agent, queues, ttl_ms, count)
+        return self._claims(rows), why
 
     async def _claim_waiting(
         self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
@@ -257,10 +312,10 @@ class FileStore(Store):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
-            got, why, seen = await self._write(self._claim_tx, agent, queues, ttl_ms, count)
+            rows, why, seen = await self._write(self._claim_tx, agent, queues, ttl_ms, count)
             left = deadline - loop.time()
-            if got or left <= 0:
-                return got, why
+            if rows or left <= 0:
+                return self._claims(rows), why
             pause = min(left, C.wait_recheck_s)
             if why.next_change_in_ms >= 0:
                 pause = min(pause, why.next_change_in_ms / 1000 + 0.001)
@@ -441,7 +496,10 @@ class FileStore(Store):
 
     async def close(self) -> None:
         worker = self._worker
-        if worker is None:
+        if worker is None:  # only writes that ran at once: nothing else uses the connection
+            if self._pid == os.getpid():
+                with self._mutex:
+                    self._sync_close_locked()
             return
         try:
             await self._call(self._sync_close)

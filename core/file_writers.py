@@ -42,6 +42,20 @@ class WriterQueue:
             with contextlib.suppress(OSError):  # a file system without flock: SQLite's lock alone
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
 
+    def try_acquire(self) -> bool:
+        """Take the turn only if nobody holds it or waits for it here: never sleeps."""
+        if not self._threads.acquire(blocking=False):
+            return False
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._threads.release()
+                return False
+            except OSError:  # a file system without flock: SQLite's lock alone
+                pass
+        return True
+
     def release(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):

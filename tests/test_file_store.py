@@ -392,6 +392,40 @@ async def test_a_writer_stuck_holding_the_queue_is_store_busy_then_the_turn_pass
         assert [e.type for e in await s.events(task=tid)] == ["added", "claimed", "completed"]
 
 
+def open_files_under(folder: Path) -> list[str]:
+    out = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith(str(folder)):
+                out.append(target)
+    return out
+
+
+async def test_a_write_whose_turn_is_free_runs_at_once_and_close_lets_go_of_every_file(
+    tmp_path: Path,
+) -> None:
+    """No thread hop when nobody holds the writer turn (the hop cost as much CPU as the
+    transaction); the store still closes everything it opened, so a directory it used can
+    be unmounted."""
+    folder = board_dir(tmp_path)
+    s = Store.from_url(folder.as_uri(), "x")
+    assert isinstance(s, FileStore)
+    tid = await s.add("a")
+    c = await s.claim("w")
+    assert c is not None
+    await s.complete(tid, c.token)
+    assert s._worker is None  # all three ran on this thread: no worker was ever started
+    assert open_files_under(folder)  # the database and the writer-queue file are open
+    await s.close()
+    assert open_files_under(folder) == []
+    async with Store.from_url(folder.as_uri(), "x") as s:
+        assert isinstance(s, FileStore)
+        assert (await s.get(tid)).state is State.DONE
+        assert s._worker is not None  # a read runs on the worker thread
+    assert open_files_under(folder) == []
+
+
 # --- one file, several boards; waiting across processes ------------------------------------------
 
 

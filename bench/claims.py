@@ -530,8 +530,9 @@ class Bench:
 
     # 6: the file backend, agents as OS processes ------------------------------------------
 
-    async def file_backend(self, processes: int, tasks: int) -> tuple[int, float]:
-        """(cycles, seconds from the first claim to the last complete) over ``processes`` agents."""
+    async def file_backend(self, processes: int, tasks: int) -> tuple[int, float, float]:
+        """(cycles, seconds from the first claim to the last complete, CPU seconds the agents
+        used meanwhile) over ``processes`` agents."""
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="claimroom-bench-") as folder:
@@ -548,12 +549,12 @@ class Bench:
             raise RuntimeError(f"expected {tasks} cycles on the file store, got {done}")
         active = [r for r in reports if r["cycles"]]
         span = max(r["last"] for r in active) - min(r["first"] for r in active)
-        return done, span
+        return done, span, sum(r["cpu_s"] for r in reports)
 
     async def file_rows(self) -> None:
         n_tasks = self.args.file_tasks
         for n in (1, self.args.file_processes):
-            cycles, span = await self.file_backend(n, n_tasks)
+            cycles, span, cpu_s = await self.file_backend(n, n_tasks)
             rate = cycles / span if span > 0 else float("inf")
             target = n == self.args.file_processes
             self.rows.append(
@@ -565,6 +566,10 @@ class Bench:
                     ("yes" if rate >= FILE_TARGET_CYCLES else "NO") if target else "-",
                 )
             )
+            self.rows.append(
+                Row(f"file store: agents' CPU per cycle, {n} process{'es' if n > 1 else ''}",
+                    f"{cpu_s / cycles * 1000:.2f}", "ms")
+            )  # fmt: skip
 
     def print_table(self, wall_s: float) -> None:
         info = self._admin.info("server")
@@ -697,15 +702,17 @@ async def file_child(url: str, namespace: str, name: str) -> None:
     cycles, first, last = 0, 0.0, 0.0
     try:
         await wait_for_go(store)
+        cpu = time.process_time()
         while (claim := await store.claim(name)) is not None:
             if not cycles:
                 first = time.time()
             await store.complete(claim.task.id, claim.token)
             cycles += 1
         last = time.time()
+        cpu = time.process_time() - cpu
     finally:
         await store.close()
-    print(json.dumps({"cycles": cycles, "first": first, "last": last}), flush=True)
+    print(json.dumps({"cycles": cycles, "first": first, "last": last, "cpu_s": cpu}), flush=True)
 
 
 # --- entry point --------------------------------------------------------------------------

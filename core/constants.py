@@ -55,6 +55,10 @@ file_db_name = "claimroom.db"  # one database file per directory; namespaces sha
 file_busy_timeout_s = 5.0  # an operation that cannot get the database this long: "store busy"
 file_busy_retry_s = 0.002  # upper bound of the random pause between tries for the write lock
 file_poll_s = 0.025  # how often a waiting claimer or view looks for a change (a cheap pragma)
+# A claim or complete changes ~10 pages (the task row, its indexes, counters, the audit
+# row, the agent), each written whole to the WAL at commit: smaller pages, less to write
+# (bench/claims.py, 8 processes: 4096 -> 1024 bytes ~ +15% cycles/s).
+file_page_size = 1024
 file_synchronous = "NORMAL"  # WAL + NORMAL: a killed process loses nothing; power loss may drop
 # the last commits but never corrupts (FULL would fsync every commit)
 file_audit_trim_slack = 10_000  # the reaper trims the audit table once it is this far past its cap

@@ -192,6 +192,9 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
     try:
         conn.row_factory = sqlite3.Row
+        # Takes effect only while the file is empty (a board made by an older claimroom
+        # keeps its page size; both work).
+        conn.execute(f"PRAGMA page_size = {C.file_page_size}")
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":

@@ -54,6 +54,9 @@ connect_timeout_s = 3.0
 file_db_name = "claimroom.db"  # one database file per directory; namespaces share it
 file_busy_timeout_s = 5.0  # an operation that cannot get the database this long: "store busy"
 file_busy_retry_s = 0.002  # upper bound of the random pause between tries for the write lock
+# A write waits this long for its turn with the event loop held (cheaper than a thread hop:
+# see FileStore._write), then without; a GC pause's worth.
+file_turn_block_s = 0.02
 file_poll_s = 0.025  # how often a waiting claimer or view looks for a change (a cheap pragma)
 # A claim or complete changes ~10 pages (the task row, its indexes, counters, the audit
 # row, the agent), each written whole to the WAL at commit: smaller pages, less to write

@@ -32,7 +32,7 @@ from . import file_admin, file_dump, file_ops
 from .errors import BadInput, NotFound
 from .file_ops import Refused, Tx
 from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
-from .file_worker import Call, Worker
+from .file_worker import NO_REPLY, Call, Handoff, Worker
 from .file_writers import WriterQueue, close_queue, open_queue
 from .migrate import Board, check
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
@@ -82,6 +82,7 @@ class FileStore(Store):
         self._watch: sqlite3.Connection | None = None
         self._watch_version = -1
         self._writers: WriterQueue | None = None  # taken on the first write, let go on close
+        self._turn_lock = threading.Lock()
         self._watch_changes = 0
         self._seen_changes: int | None = None  # what wait_for_change last reported
         # The worker thread is the only user of the connections; the lock keeps it so even
@@ -96,23 +97,38 @@ class FileStore(Store):
             self._conn = connect(self._path)
         return self._conn
 
-    def _sync_tx(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool, call: Call) -> T:
-        """Run ``fn(tx, *args)`` in one transaction, retrying while another writer holds
-        the lock, up to ``file_busy_timeout_s``; commits also when ``fn`` refuses."""
-        with self._mutex:
-            return self._sync_tx_locked(fn, args, write, call)
+    def _turn(self) -> WriterQueue:
+        """This file's writer queue, opened on the first write (either thread may ask)."""
+        with self._turn_lock:
+            if self._writers is None:
+                self._writers = open_queue(self._path)
+            return self._writers
 
-    def _sync_tx_locked(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool, call: Call) -> T:
+    def _sync_tx(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        write: bool,
+        call: Call,
+        handoff: Handoff | None = None,
+    ) -> T:
+        """Run ``fn(tx, *args)`` in one transaction, retrying while another writer holds
+        the lock, up to ``file_busy_timeout_s``; commits also when ``fn`` refuses. A write
+        whose caller still waits on ``handoff`` gets only the turn (``NO_REPLY``)."""
         if not write:
             call.start()
-            return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
-        if self._writers is None:
-            self._writers = open_queue(self._path)
-        turn = self._writers
+            with self._mutex:
+                return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
+        # The turn before the connection, on every path: a caller handed the turn takes the
+        # connection next, and must never find it held by a writer waiting for that turn.
+        turn = self._turn()
         turn.acquire()  # sleeps until this file's writer turn; the caller holds the timeout
+        if handoff is not None and handoff.hand_over():
+            return NO_REPLY  # type: ignore[no-any-return]  # the caller does the work, lets the turn go
         try:
             call.start()  # GaveUp when the caller stopped waiting: the turn passes on unused
-            return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
+            with self._mutex:
+                return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
         finally:
             turn.release()
 
@@ -206,19 +222,25 @@ class FileStore(Store):
             self._pid, self._worker, self._conn, self._watch = os.getpid(), None, None, None
             self._writers = None  # the parent's; the child's registry of queues starts empty
             self._mutex, self._watch_version = threading.RLock(), -1
+            self._turn_lock = threading.Lock()
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args, call)`` on the worker thread; "store busy" when it has not started
         within ``file_busy_timeout_s`` (it then never runs)."""
         self._after_fork()
+        call = Call()
+        result: T = await self._outcome(self._submit(fn, *args, call), call)
+        return result
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         if self._worker is None:
             self._worker = Worker("claimroom-file")
-        call = Call()
-        fut = self._worker.submit(fn, *args, call)
+        return self._worker.submit(fn, *args)
+
+    async def _outcome(self, fut: asyncio.Future[Any], call: Call) -> Any:
         timer = asyncio.get_running_loop().call_later(C.file_busy_timeout_s, self._give_up, call, fut)
         try:
-            result: T = await fut
-            return result
+            return await fut
         finally:
             timer.cancel()
 
@@ -227,41 +249,54 @@ class FileStore(Store):
             fut.set_exception(unavailable(self._path, sqlite3.OperationalError("database is locked")))
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        done, result = self._write_now(fn, args)
-        if done:
-            # Still a turn of the event loop, as awaiting the worker would be: a caller
-            # looping over writes must not starve the loop's other tasks.
-            await asyncio.sleep(0)
-            return result  # type: ignore[return-value]
-        return await self._call(self._sync_tx, fn, args, True)
+        """``fn`` in a write transaction, on this thread when that costs no thread hop.
 
-    def _write_now(self, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, T | None]:
-        """(True, result) when the writer turn was free and ``fn`` ran here, on the caller's
-        thread; (False, None) when it must wait for its turn on the worker thread.
-
-        Handing work to the worker and back costs about as much CPU as the transaction
-        itself (two thread wake-ups and an event-loop turn), and with several agent
-        processes on few cores that CPU is the limit (bench/claims.py). So a write whose
-        turn is free runs at once: a few hundred microseconds of the caller's loop, about
-        what a Redis client spends on a reply. Anything that could sleep (a turn held
-        elsewhere, SQLite's lock held by a writer that does not queue) goes to the worker,
-        where the caller's timeout covers it."""
+        Handing work to the worker and back costs more CPU than the transaction itself
+        (thread wake-ups, an event-loop wake-up, the GIL changing hands: ~150 us of CPU
+        here for the hop alone), and with several agent processes on few cores that CPU
+        is the limit (bench/claims.py). So: a write whose turn is free runs at once; one
+        whose turn comes within ``file_turn_block_s`` (the usual wait: a few transactions
+        of other processes) is handed the turn by the worker, which slept in ``flock``
+        for it, and runs here too. Only a longer wait is awaited without blocking this
+        loop, with the worker doing the work. The loop is so held up at most
+        ``file_turn_block_s`` plus one transaction; anything that could take longer (SQLite's
+        lock held by a writer that does not queue, the connection busy with a read) goes
+        to the worker, where the caller's timeout covers it."""
         self._after_fork()
-        if not self._mutex.acquire(blocking=False):  # the worker is using the connection
-            return False, None
+        turn = self._turn()
+        if turn.try_acquire():
+            done, result = self._run_with_turn(turn, fn, args)
+        else:
+            handoff, call = Handoff(), Call()
+            fut = self._submit(self._sync_tx, fn, args, True, call, handoff)
+            if not handoff.wait(C.file_turn_block_s):
+                result = await self._outcome(fut, call)  # the worker does it when the turn comes
+                return result  # type: ignore[no-any-return]
+            done, result = self._run_with_turn(turn, fn, args)
+        if not done:
+            return await self._call(self._sync_tx, fn, args, True)
+        # Still a turn of the event loop, as awaiting the worker would be: a caller
+        # looping over writes must not starve the loop's other tasks.
+        await asyncio.sleep(0)
+        return result  # type: ignore[return-value]
+
+    def _run_with_turn(
+        self, turn: WriterQueue, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> tuple[bool, T | None]:
+        """Holding the writer turn: ``fn`` here, now, in one try; (False, None) when it
+        would have to wait (the connection in use by the worker, SQLite's lock taken by a
+        writer outside the queue). Lets the turn go either way."""
         try:
-            if self._writers is None:
-                self._writers = open_queue(self._path)
-            if not self._writers.try_acquire():
+            if not self._mutex.acquire(blocking=False):
                 return False, None
             try:
                 return True, self._attempt(fn, args, True)
             except _Busy:
                 return False, None
             finally:
-                self._writers.release()
+                self._mutex.release()
         finally:
-            self._mutex.release()
+            turn.release()
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._call(self._sync_tx, fn, args, False)

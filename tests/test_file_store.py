@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import pytest
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, Conflict, LeaseLost, StoreUnavailable
 from claimroom.core.file_store import FileStore
+from claimroom.core.file_worker import Handoff
 from claimroom.core.migrate import migrate
 from claimroom.core.models import Event, State
 from claimroom.core.store import Store, TaskSpec
@@ -424,6 +426,69 @@ async def test_a_write_whose_turn_is_free_runs_at_once_and_close_lets_go_of_ever
         assert (await s.get(tid)).state is State.DONE
         assert s._worker is not None  # a read runs on the worker thread
     assert open_files_under(folder) == []
+
+
+@contextlib.contextmanager
+def turn_held_for(folder: Path, seconds: float) -> Iterator[None]:
+    """Another writer (another open file description of the queue file) holds the writer
+    turn, and lets go after ``seconds``."""
+    fd = os.open(folder / f"{constants.file_db_name}-lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    timer = threading.Timer(seconds, fcntl.flock, (fd, fcntl.LOCK_UN))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+        os.close(fd)
+
+
+async def test_a_short_wait_for_the_turn_hands_it_to_the_caller_a_long_one_frees_the_loop(
+    tmp_path: Path,
+) -> None:
+    """The worker sleeps in flock for the turn; if it comes within file_turn_block_s, the
+    caller (still waiting on its own thread) is handed the turn and runs the work itself.
+    If not, the caller's loop runs on and the worker does the work."""
+    folder = board_dir(tmp_path)
+    async with Store.from_url(folder.as_uri(), "x") as s:
+        assert isinstance(s, FileStore)
+        await s.add("a")  # the queue file exists
+        here = threading.get_ident()
+
+        def whose_thread(tx: object) -> int:
+            return threading.get_ident()
+
+        with turn_held_for(folder, constants.file_turn_block_s / 4):
+            assert await s._write(whose_thread) == here  # handed over
+
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        beat = asyncio.create_task(ticker())
+        try:
+            start = time.monotonic()
+            with turn_held_for(folder, 0.3):
+                assert await s._write(whose_thread) != here  # done on the worker thread
+            assert time.monotonic() - start >= 0.3
+            assert ticks >= 10  # the loop was held up at most file_turn_block_s of the wait
+        finally:
+            beat.cancel()
+        c = await s.claim("w")  # and the store goes on as usual
+        assert c is not None
+
+
+def test_a_handoff_goes_to_exactly_one_side() -> None:
+    early = Handoff()
+    assert early.hand_over()  # the turn came before the caller started waiting
+    assert early.wait(0)
+    late = Handoff()
+    assert not late.wait(0.01)  # the caller stopped waiting first ...
+    assert not late.hand_over()  # ... so the worker keeps the turn and does the work
 
 
 # --- one file, several boards; waiting across processes ------------------------------------------

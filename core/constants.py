@@ -153,6 +153,11 @@ def locks_key(namespace: str) -> str:
     return prefix(namespace) + "locks"
 
 
+def lockpaths_key(namespace: str) -> str:
+    """Every locked path at score 0, in lexical order: finds locks under a directory."""
+    return prefix(namespace) + "lockpaths"
+
+
 def lock_key(namespace: str, path: str) -> str:
     return prefix(namespace) + "lock:" + path
 

@@ -235,7 +235,7 @@ class RedisStore(Store):
         return [str(x) for x in (await self._run("unlock", agent, *paths))[1:]]
 
     async def _locks(self) -> list[Lock]:
-        paths = await self._guard(lambda: self.redis.zrange(f"{self._prefix}lockpaths", 0, 9999))
+        paths = await self._guard(lambda: self.redis.zrange(C.lockpaths_key(self.namespace), 0, 9999))
 
         async def go() -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)
@@ -346,14 +346,14 @@ class RedisStore(Store):
         from .errors import Conflict
         from .migrate import FORMAT, VERSION
 
-        ns, p = self.namespace, self._prefix
+        ns = self.namespace
 
         async def head() -> list[Any]:
             pipe = self.redis.pipeline(transaction=True)
             pipe.get(C.seq_key(ns, "task"))
             pipe.get(C.seq_key(ns, "token"))
             pipe.smembers(C.agents_key(ns))
-            pipe.zrange(p + "lockpaths", 0, -1)
+            pipe.zrange(C.lockpaths_key(ns), 0, -1)
             return list(await pipe.execute())
 
         for _ in range(5):
@@ -368,7 +368,7 @@ class RedisStore(Store):
                 pipe.get(C.seq_key(ns, "task"))
                 pipe.get(C.seq_key(ns, "token"))
                 pipe.smembers(C.agents_key(ns))
-                pipe.zrange(p + "lockpaths", 0, -1)
+                pipe.zrange(C.lockpaths_key(ns), 0, -1)
                 for i in range(1, n + 1):
                     pipe.hgetall(C.task_key(ns, f"t{i}"))
                 for a in names:
@@ -436,7 +436,7 @@ class RedisStore(Store):
 
         ns, p = self.namespace, self._prefix
         watched = [
-            C.seq_key(ns, "task"), C.seq_key(ns, "token"), C.agents_key(ns), p + "lockpaths",
+            C.seq_key(ns, "task"), C.seq_key(ns, "token"), C.agents_key(ns), C.lockpaths_key(ns),
             self._stream, C.paused_key(ns), *(C.state_key(ns, s.value) for s in State),
         ]  # fmt: skip
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -446,7 +446,7 @@ class RedisStore(Store):
                 n_tasks += int(await pipe.zcard(C.state_key(ns, s.value)))
             have_agents = set(await pipe.smembers(C.agents_key(ns)))
             n_events = int(await pipe.xlen(self._stream))
-            paths = list(await pipe.zrange(p + "lockpaths", 0, -1))
+            paths = list(await pipe.zrange(C.lockpaths_key(ns), 0, -1))
             n_paused = int(await pipe.scard(C.paused_key(ns)))
             top = int(await pipe.get(C.seq_key(ns, "task")) or 0)
             token = int(await pipe.get(C.seq_key(ns, "token")) or 0)
@@ -483,7 +483,7 @@ class RedisStore(Store):
                 pipe.hset(key, mapping=fields)
                 latest = max(int(h["expires_ms"]) for h in lk["holds"])
                 pipe.zadd(C.locks_key(ns), {path: latest}, gt=True)
-                pipe.zadd(p + "lockpaths", {path: 0})
+                pipe.zadd(C.lockpaths_key(ns), {path: 0})
             for e in board["events"]:
                 ms = max(int(e.get("at_ms") or 0), last_ms)
                 last_seq = last_seq + 1 if ms == last_ms else 0

@@ -133,6 +133,7 @@ async def test_readonly_refuses_actions(store: Store, app_store: Store) -> None:
         assert sum("read-only" in n for n in app.notices) == 5
         app.action_act("kill")  # the palette path refuses too
         assert "read-only" in app.notices[-1]
+        assert not app.board.switch_key_events  # nor does it change the server's settings
     assert (await store.get(tid)).state is State.CLAIMED
 
 

@@ -174,6 +174,25 @@ async def test_watch_without_config_rights_says_key_events_are_off(
             await asyncio.wait_for(hinted.wait(), 2)
 
 
+async def test_a_read_only_watch_leaves_the_server_settings_alone(
+    own_redis: tuple[LocalRedis, redis.Redis],
+) -> None:
+    """A read-only control room changes nothing, notification settings included: it says
+    key events are off and lives on the hints; once they are on, it says so."""
+    server, admin = own_redis
+    admin.config_set("notify-keyspace-events", "")
+    async with Store.from_url(server.url, "keys") as store:
+        board = Board(store, switch_key_events=False)
+        async with watching(board) as hinted:
+            assert board.key_events is False
+            assert admin.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
+            await store.add("still hinted")
+            await asyncio.wait_for(hinted.wait(), 2)
+        admin.config_set("notify-keyspace-events", "KEA")
+        async with watching(board):
+            assert board.key_events is True
+
+
 async def test_unreachable_store_is_store_unavailable(namespace: str) -> None:
     store = Store.from_url(f"redis://127.0.0.1:{free_port()}/0", namespace)
     try:

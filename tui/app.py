@@ -134,7 +134,7 @@ class ControlRoom(BoardKeys, App[int]):
 
     def _bind(self, store: Store) -> None:
         self.store = store
-        self.board = Board(store, self.clock)
+        self.board = Board(store, self.clock, switch_key_events=not self.readonly)
         self.link = LiveLink(self.board, self._on_snapshot, self._on_status)
 
     def on_mount(self) -> None:

@@ -119,8 +119,12 @@ class Board:
         row_limit: int = ROW_LIMIT,
         event_limit: int = EVENT_LIMIT,
         pipelined: bool = True,
+        switch_key_events: bool = True,
     ) -> None:
         self.store = store
+        # Whether ``watch`` may turn the server's key events on (CONFIG SET); a read-only
+        # control room changes nothing, server settings included.
+        self.switch_key_events = switch_key_events
         # Redis gets the pipelined read; ``pipelined=False`` forces the public-API path (tests).
         self.pipelined = pipelined and isinstance(store, RedisStore)
         self.clock = clock
@@ -192,7 +196,7 @@ class Board:
         key_channels = [f"__keyevent@{db}__:{name}" for name in C.keyspace_event_names]
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
-            self.key_events = await self._switch_key_events_on(redis)
+            self.key_events = await self._key_events_on(redis, self.switch_key_events)
             await pubsub.subscribe(hints, *key_channels)
             on_live(True)
             on_hint()  # changes made while we were not subscribed
@@ -209,14 +213,18 @@ class Board:
                 await pubsub.aclose()
 
     @staticmethod
-    async def _switch_key_events_on(redis: Any) -> bool:
-        """Make sure the server sends the key events claimroom needs, adding to (never
-        removing) what it already sends. False when they are off and CONFIG is refused
-        (a managed Redis): views then rely on the hints and the reconcile."""
+    async def _key_events_on(redis: Any, switch: bool) -> bool:
+        """Whether the server sends the key events claimroom needs; with ``switch``, turned
+        on when off, adding to (never removing) what it already sends. False when they are
+        off and stay off (read-only, or CONFIG refused as on a managed Redis): views then
+        rely on the hints and the reconcile."""
         try:
             flags = str((await redis.config_get("notify-keyspace-events")).get("notify-keyspace-events", ""))
-            if not C.keyspace_events_on(flags):
-                await redis.config_set("notify-keyspace-events", C.keyspace_events_merged(flags))
+            if C.keyspace_events_on(flags):
+                return True
+            if not switch:
+                return False
+            await redis.config_set("notify-keyspace-events", C.keyspace_events_merged(flags))
             return True
         except rexc.ResponseError:
             return False
@@ -226,7 +234,6 @@ class Board:
     async def _read_redis(self, rs: RedisStore, ping: float) -> Snapshot:
         ns, n, r = rs.namespace, self.row_limit, rs.redis
         prefix = C.prefix(ns)
-        lockpaths = prefix + "lockpaths"  # the lock index RedisStore.locks reads; not in constants yet
 
         last = self._last
         want = self.sections if last is not None else SECTIONS  # the first read fills every pane
@@ -238,7 +245,7 @@ class Board:
         p1.smembers(C.queues_key(ns))
         p1.smembers(C.paused_key(ns))
         p1.scard(C.agents_key(ns))
-        p1.zcard(lockpaths)
+        p1.zcard(C.lockpaths_key(ns))
         if "claims" in want:
             p1.zrange(C.deadlines_key(ns), 0, n - 1)
         if "orphans" in want:
@@ -247,7 +254,7 @@ class Board:
         if "agents" in want:
             p1.smembers(C.agents_key(ns))
         if "locks" in want:
-            p1.zrange(lockpaths, 0, n - 1)
+            p1.zrange(C.lockpaths_key(ns), 0, n - 1)
         if "events" in want:
             p1.xrevrange(C.events_key(ns), "+", "-", count=self.event_limit)
         r1 = iter(await p1.execute())

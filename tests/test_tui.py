@@ -19,7 +19,7 @@ from claimroom.tui.app import ControlRoom, run
 from claimroom.tui.dialogs import AgentPicker, ChoiceDialog, HelpScreen
 from claimroom.tui.panes import PAGE_ROWS
 from claimroom.tui.tables import cursor_key
-from pilot_wait import until
+from pilot_wait import click, until
 from textual.pilot import Pilot
 from textual.widgets import Button, OptionList
 
@@ -64,7 +64,7 @@ async def test_kill_live_claim_then_heartbeat_is_lease_lost(store: Store, app_st
         await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         assert isinstance(app.focused, Button) and app.focused.id == "cancel"  # Cancel first and focused
         assert tid in str(app.screen.query_one("#dialog-targets").render())
-        await pilot.click("#choice-kill")
+        await click(pilot, "#choice-kill")
         await until(pilot, lambda: app.last_outcome is not None)
     assert (await store.get(tid)).state is State.QUEUED
     with pytest.raises(LeaseLost):
@@ -95,7 +95,7 @@ async def test_reassign_orphan_goes_to_the_chosen_agent(store: Store, app_store:
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         assert "grace" in app.screen.title_text  # type: ignore[attr-defined]
-        await pilot.click("#choice-reassign")
+        await click(pilot, "#choice-reassign")
         await until(pilot, lambda: app.last_outcome is not None)
         assert app.last_outcome is not None and app.last_outcome.done
     assert await store.claim("ada") is None  # reserved for grace: nobody else takes it
@@ -113,7 +113,7 @@ async def test_dialog_refuses_when_the_claim_changed_meanwhile(store: Store, app
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         await store.complete(tid, claim.token)  # the agent finishes while the operator hesitates
-        await pilot.click("#choice-kill-dead")
+        await click(pilot, "#choice-kill-dead")
         await until(pilot, lambda: app.last_outcome is not None)
         assert app.last_outcome is not None and app.last_outcome.changed == [tid]
         assert any("changed since you selected it" in n for n in app.notices)
@@ -187,7 +187,7 @@ async def test_marks_filter_and_bulk_kill(store: Store, app_store: Store) -> Non
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         assert app.screen.targets[0].startswith(ids[0]) and len(app.screen.targets) == 2  # type: ignore[attr-defined]
-        await pilot.click("#choice-kill")
+        await click(pilot, "#choice-kill")
         await until(pilot, lambda: app.last_outcome is not None)
     states = [(await store.get(t)).state for t in ids]
     assert states == [State.QUEUED, State.CLAIMED, State.QUEUED]
@@ -217,14 +217,14 @@ async def test_queue_pause_and_breaker_reset(store: Store, app_store: Store) -> 
         await ready(pilot, app, "queues", "docs")
         await pilot.press("P")
         await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
-        await pilot.click("#choice-go")
+        await click(pilot, "#choice-go")
         await until(pilot, lambda: app.last_outcome is not None)
         assert await store.paused() == {"docs"}
         app.last_outcome = None
         await ready(pilot, app, "agents", "hopper")
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
-        await pilot.click("#choice-go")
+        await click(pilot, "#choice-go")
         await until(pilot, lambda: app.last_outcome is not None)
         assert app.last_outcome is not None and app.last_outcome.done == ["agent hopper: breaker reset"]
     assert [e.type for e in await store.events()][-2:] == ["paused", "breaker-reset"]

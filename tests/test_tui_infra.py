@@ -23,6 +23,7 @@ from claimroom.tui.dialogs import ChoiceDialog
 from claimroom.tui.launch import Finder
 from claimroom.tui.storepane import StorePane
 from infra_image import TEST_IMAGE, docker_engine, name
+from pilot_wait import click
 from pilot_wait import until as wait_until
 from textual.pilot import Pilot
 from textual.widgets import Button, Static
@@ -65,7 +66,7 @@ async def confirm(pilot: Pilot[int], app: ControlRoom, key: str) -> str:
     await until(pilot, lambda: dialog_up(app))
     assert isinstance(app.focused, Button) and app.focused.id == "cancel"  # Cancel first and focused
     said = text_of(app, "#dialog-targets")
-    await pilot.click("#choice-go")
+    await click(pilot, "#choice-go")
     return said
 
 
@@ -81,7 +82,7 @@ async def test_consent_to_files_uses_the_file_board_and_remembers_it(tmp_path: P
         assert f"127.0.0.1:{port}: nothing listens there" in text_of(app, "#dialog-targets")  # what was tried
         assert "agents on this machine" in text_of(app, "#dialog-note")
         assert not config_file(tmp_path).exists()  # nothing decided while the question is open
-        await pilot.click("#choice-files")
+        await click(pilot, "#choice-files")
         await until(pilot, lambda: app.attached and app.snapshot is not None, 10)
         assert app.resolution is not None and app.resolution.how == "file"
         assert app.store.url == file_board_url(tmp_path) == app.resolution.url

@@ -2,10 +2,10 @@
 
 Every operation is one transaction (``BEGIN IMMEDIATE`` for changes) holding the change
 and its audit event, so rule 4 is SQLite's atomic commit; the operations themselves are
-in ``file_ops``/``file_admin``, one twin per Lua script. A write whose turn is free runs at
-once on the caller's thread (a few hundred microseconds); everything else, and any write
-that would have to wait, runs on the store's one worker thread (a connection must not be
-used by two threads at once), so no wait blocks the event loop.
+in ``file_ops``/``file_admin``, one twin per Lua script. A write runs on the caller's thread
+when its writer turn is free or comes within ``file_turn_block_s`` (see ``_write``); reads,
+and writes that wait longer, run on the store's one worker thread (a connection must not
+be used by two threads at once), so no long wait blocks the event loop.
 
 Waiting (a blocking claim, ``wait_for_change``, ``follow``) polls a second connection's
 ``PRAGMA data_version`` every ``file_poll_s``: it changes only when another connection
@@ -85,8 +85,9 @@ class FileStore(Store):
         self._turn_lock = threading.Lock()
         self._watch_changes = 0
         self._seen_changes: int | None = None  # what wait_for_change last reported
-        # The worker thread is the only user of the connections; the lock keeps it so even
-        # when close() races with calls still under way (a new worker would start).
+        # The connections are used by the worker thread and, for writes that need not wait,
+        # by the caller's thread: one at a time, under this lock (also when close() races
+        # with calls still under way).
         self._mutex = threading.RLock()
         self._pid = os.getpid()
 

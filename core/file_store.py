@@ -270,7 +270,15 @@ class FileStore(Store):
         else:
             handoff, call = Handoff(), Call()
             fut = self._submit(self._sync_tx, fn, args, True, call, handoff)
-            if not handoff.wait(C.file_turn_block_s):
+            try:
+                handed = handoff.wait(C.file_turn_block_s)
+            except BaseException:  # interrupted (KeyboardInterrupt): the work is dropped, the turn never kept
+                call.give_up()
+                fut.cancel()  # nobody will read what the worker says
+                if handoff.leave():
+                    turn.release()
+                raise
+            if not handed:
                 result = await self._outcome(fut, call)  # the worker does it when the turn comes
                 return result  # type: ignore[no-any-return]
             done, result = self._run_with_turn(turn, fn, args)

@@ -87,8 +87,13 @@ class Handoff:
         False when it stopped waiting (the worker will do the work itself)."""
         if self._ready.acquire(timeout=timeout_s):
             return True
+        return self.leave()
+
+    def leave(self) -> bool:
+        """The caller stops waiting; True when the turn was handed over meanwhile (the
+        caller holds it, and must use it or let it go)."""
         with self._lock:
-            if self._state == self._HANDED:  # handed over just as the wait ran out
+            if self._state == self._HANDED:
                 return True
             self._state = self._LEFT
             return False

@@ -482,6 +482,32 @@ async def test_a_short_wait_for_the_turn_hands_it_to_the_caller_a_long_one_frees
         assert c is not None
 
 
+@pytest.mark.parametrize("held_s", [0.005, 0.05], ids=["turn-handed-over", "turn-came-later"])
+async def test_an_interrupted_wait_for_the_turn_drops_the_work_and_keeps_no_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_s: float
+) -> None:
+    """Ctrl+C while a write waits for its turn: the write never happens (even once the
+    turn comes), and the turn is not kept, so the next write goes through."""
+    folder = board_dir(tmp_path)
+    async with Store.from_url(folder.as_uri(), "x") as s:
+        await s.add("a")
+        real_wait = Handoff.wait
+
+        def interrupted(self: Handoff, timeout_s: float) -> bool:
+            real_wait(self, timeout_s)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Handoff, "wait", interrupted)
+        with turn_held_for(folder, held_s), pytest.raises(KeyboardInterrupt):
+            await s.add("b")
+        monkeypatch.undo()
+        await asyncio.sleep(0.1)  # the turn has come and gone meanwhile
+        start = time.monotonic()
+        assert await s.add("c") == "t2"  # "b" was never added
+        assert time.monotonic() - start < 0.5
+        assert [t.title for t in await s.tasks()] == ["a", "c"]
+
+
 def test_a_handoff_goes_to_exactly_one_side() -> None:
     early = Handoff()
     assert early.hand_over()  # the turn came before the caller started waiting

@@ -387,21 +387,24 @@ class FileStore(Store):
         return _task(row)
 
     async def _tasks(self, state: State | None, queue: str | None, limit: int, offset: int) -> list[Task]:
-        def go(tx: Tx) -> list[sqlite3.Row]:
+        def go(tx: Tx) -> list[Task]:
             where = "ns = :ns"
             if state is not None:
                 where += " AND state = :state"
             if queue is not None:
                 where += " AND queue = :queue"
-            return tx.all(
+            rows = tx.all(
                 f"SELECT * FROM tasks WHERE {where} ORDER BY seq LIMIT :limit OFFSET :offset",
                 state=None if state is None else state.value,
                 queue=queue,
                 limit=limit,
                 offset=offset,
             )
+            # Built on the worker thread: thousands of rows would otherwise hold the
+            # caller's event loop (a control room's frames) for a few hundred ms.
+            return [_task(r) for r in rows]
 
-        return [_task(r) for r in await self._read(go)]
+        return await self._read(go)
 
     async def _counts(self) -> dict[State, int]:
         def go(tx: Tx) -> dict[str, int]:

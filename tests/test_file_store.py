@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -326,6 +326,23 @@ async def test_full_disk_is_a_clear_error_and_writes_nothing_half(tmp_path: Path
 # --- another process holds the database ------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def ticking() -> AsyncIterator[list[int]]:
+    """A 10 ms ticker on the event loop; yields ``[ticks so far]``: how far the loop ran on."""
+    ticks = [0]
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            ticks[0] += 1
+
+    beat = asyncio.create_task(ticker())
+    try:
+        yield ticks
+    finally:
+        beat.cancel()
+
+
 async def test_a_held_database_is_store_busy_and_never_hangs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -335,27 +352,18 @@ async def test_a_held_database_is_store_busy_and_never_hangs(
         tid = await s.add("a")
         holder = sqlite3.connect(folder / constants.file_db_name, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        beat = asyncio.create_task(ticker())
         try:
-            start = time.monotonic()
-            with pytest.raises(StoreUnavailable) as exc:
-                await s.add("b")
-            elapsed = time.monotonic() - start
-            assert 0.5 <= elapsed < 2.0
-            assert str(exc.value).startswith("store busy") and exc.value.exit_code == 5
-            assert ticks > 20  # the event loop ran on while the store waited
-            # Readers are not blocked by a writer (WAL).
-            assert (await s.get(tid)).state is State.QUEUED
+            async with ticking() as ticks:
+                start = time.monotonic()
+                with pytest.raises(StoreUnavailable) as exc:
+                    await s.add("b")
+                elapsed = time.monotonic() - start
+                assert 0.5 <= elapsed < 2.0
+                assert str(exc.value).startswith("store busy") and exc.value.exit_code == 5
+                assert ticks[0] > 20  # the event loop ran on while the store waited
+                # Readers are not blocked by a writer (WAL).
+                assert (await s.get(tid)).state is State.QUEUED
         finally:
-            beat.cancel()
             holder.execute("ROLLBACK")
             holder.close()
         assert [t.id for t in await s.tasks()] == [tid]
@@ -461,23 +469,12 @@ async def test_a_short_wait_for_the_turn_hands_it_to_the_caller_a_long_one_frees
         with turn_held_for(folder, constants.file_turn_block_s / 4):
             assert await s._write(whose_thread) == here  # handed over
 
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        beat = asyncio.create_task(ticker())
-        try:
+        async with ticking() as ticks:
             start = time.monotonic()
             with turn_held_for(folder, 0.3):
                 assert await s._write(whose_thread) != here  # done on the worker thread
             assert time.monotonic() - start >= 0.3
-            assert ticks >= 10  # the loop was held up at most file_turn_block_s of the wait
-        finally:
-            beat.cancel()
+            assert ticks[0] >= 10  # the loop was held up at most file_turn_block_s of the wait
         c = await s.claim("w")  # and the store goes on as usual
         assert c is not None
 

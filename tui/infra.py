@@ -17,8 +17,8 @@ from typing import Any
 
 from claimroom.core.errors import StoreUnavailable
 from claimroom.core.infra import docker_redis, local_server
-from claimroom.core.infra.project import Started, read_started, start_lock
-from claimroom.core.infra.resolve import restart, started_here
+from claimroom.core.infra.project import Started, start_lock
+from claimroom.core.infra.stores import record_for, restart, stop_store
 
 LOG_LINES = 50  # recent log lines shown on the store pane
 _LOG_READ_BYTES = 64 * 1024
@@ -60,9 +60,7 @@ def unmanaged(url: str, project: Path | None) -> InfraFacts:
 
 
 def _record(project: Path | None, url: str) -> Started | None:
-    if project is None or not started_here(project, url):
-        return None
-    return read_started(project)
+    return None if project is None else record_for(project, url)
 
 
 def read_facts(project: Path | None, url: str) -> InfraFacts:
@@ -161,9 +159,7 @@ def _local_facts(project: Path, record: Started) -> InfraFacts:
 
 def _stop(project: Path, record: Started) -> str:
     with start_lock(project):
-        if record.kind == "docker":
-            return docker_redis.stop(record.container, record.volume)
-        return local_server.stop(Path(record.pid_file))
+        return stop_store(project, record)
 
 
 def _start(project: Path, url: str) -> str:

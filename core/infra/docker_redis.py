@@ -92,6 +92,7 @@ class DockerSpec:
     volume: str = ""
     password: str = ""
     pull: bool = True
+    start_timeout_s: float = C.store_start_timeout_s
 
     @property
     def container_name(self) -> str:
@@ -251,7 +252,7 @@ def ensure(spec: DockerSpec) -> tuple[Started, str]:
                 else f"started existing docker container {name}"
             )
         url = local_url(spec.port, spec.password)
-        probe = wait_until_up(url)
+        probe = wait_until_up(url, spec.start_timeout_s)
         if not probe.ok:
             last = _tail(container)
             raise StartFailed(
@@ -275,6 +276,24 @@ def ensure(spec: DockerSpec) -> tuple[Started, str]:
         password=spec.password,
     )
     return started, action
+
+
+def volume_gone(volume: str) -> bool:
+    """Whether Docker says the volume does not exist (False when Docker cannot be asked)."""
+    engine_client, _ = engine()
+    if engine_client is None:
+        return False  # starting the container will say why Docker is unreachable
+    import docker.errors
+
+    try:
+        engine_client.volumes.get(volume)
+    except docker.errors.NotFound:
+        return True
+    except _errors():
+        return False
+    finally:
+        engine_client.close()
+    return False
 
 
 def state(container: str) -> str:

@@ -122,13 +122,3 @@ def probe(url: str, timeout_s: float = C.probe_timeout_s) -> Probe:
         return Probe(False, problem=classify(exc), message=f"{exc.__class__.__name__}: {exc}")
     finally:
         c.close()
-
-
-def wait_until_up(url: str, timeout_s: float = C.store_start_timeout_s) -> Probe:
-    """PING until the store answers or ``timeout_s`` passes; returns the last probe."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        last = probe(url, min(C.probe_timeout_s, max(0.05, deadline - time.monotonic())))
-        if last.ok or time.monotonic() >= deadline:
-            return last
-        time.sleep(0.05)

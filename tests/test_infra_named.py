@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from claimroom.core.errors import BadInput
-from claimroom.core.infra import HealthMonitor, HealthStatus, down
+from claimroom.core.infra import HealthMonitor, HealthStatus, doctor, down
 from claimroom.core.infra.local_server import is_redis_process, read_pid
 from claimroom.core.infra.probe import port_of
 from claimroom.core.infra.project import Started, read_started
@@ -115,6 +115,8 @@ def test_the_users_own_store_that_died_is_not_replaced(project: Path, tmp_path: 
             assert f"start that Redis again on 127.0.0.1:{port}" in said  # how to start it
             assert "claimroom up" in said
             assert said.count("\n") == 1 and p.stdout == ""
+        store = next(c for c in doctor(env["CLAIMROOM_URL"], project=project) if c.name == "store")
+        assert store.status == "fail" and "claimroom did not start it" in store.fix
         # Nothing was started in its place.
         assert not listening(port)
         assert not (project / ".claimroom" / "redis").exists()
@@ -151,6 +153,9 @@ def test_a_store_claimroom_started_comes_back_with_its_data_and_never_empty(proj
     # Stopped cleanly (its pid file goes with it): it still comes back with its data.
     assert down(project).startswith("stopped redis-server")
     assert read_started(project)[0].stopped
+    checks = doctor(url, project=project)
+    assert any(c.name == "started" and "stopped on purpose" in c.detail for c in checks)
+    assert any(c.name == "store" and "starts it again with its data" in c.fix for c in checks)
     listed = cli(env, "ls")
     assert listed.returncode == 0 and task in listed.stdout, listed.stderr
     assert not read_started(project)[0].stopped

@@ -206,18 +206,17 @@ def _started(project: Path) -> list[Check]:
         if record.kind == "docker":
             state = docker_redis.state(record.container)
             running = state == "running"
-            said = f"{record.label}: {state} (volume {record.volume})"
         else:  # the project has one redis-server: the running one is this record's
             pid = local_server.running_pid(project)
             running = pid is not None
-            said = f"{record.label}: {f'running, pid {pid}' if running else 'not running'}"
-            said += f" (data in {record.where})"
+            state = f"running, pid {pid}" if running else "not running"
         if running:
-            checks.append(Check("started", OK, said))
-        else:
-            said += " (stopped by claimroom down)" if record.stopped else ""
-            fix = "claimroom up, or any claimroom command using that store, starts it again with its data"
-            checks.append(Check("started", WARN, said, fix))
+            checks.append(Check("started", OK, f"{record.label}: {state} ({record.where})"))
+            continue
+        if record.stopped:
+            state += ", stopped on purpose"
+        fix = "claimroom up, or any claimroom command using that store, starts it again with its data"
+        checks.append(Check("started", WARN, f"{record.label}: {state} ({record.where})", fix))
     return checks
 
 

@@ -167,7 +167,7 @@ def test_a_container_that_exits_is_removed_at_once_and_redis_server_takes_over(
         assert (got.how, got.url, got.started) == ("local", url, True)
         assert took < 3.0  # seen exiting: the start timeout is not waited out
         # What the user sees says why Docker did not do: the container's last log line.
-        assert f"(Docker: container {name} exited at start (" in got.detail
+        assert f"(tried first: Docker: container {name} exited at start (" in got.detail
         assert "its last log line: no-args-entrypoint: unexpected arguments: redis-server --dir /data" in (
             got.detail
         )

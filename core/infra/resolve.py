@@ -107,7 +107,7 @@ def _bring_up(
         return None
     method, action = started
     if failures:  # say why the first choice did not work, in what the user sees
-        action += f" ({'; '.join(failures)})"
+        action += f" (tried first: {'; '.join(failures)})"
     return Resolution(url, method, action, started=True, tried=tuple(tried))
 
 

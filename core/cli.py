@@ -352,9 +352,10 @@ def _json_mode(a: argparse.Namespace) -> bool:
 
 def _resolve(a: argparse.Namespace) -> Resolution:
     """The store for this run (``core/infra/resolve.py``: configured, found, started or files)."""
-    from .infra import project_root, resolve
+    from .infra import project_root, resolve, up
 
-    return resolve(
+    # Only `up` may start a store from nothing at a URL the user named.
+    return (up if a.command == "up" else resolve)(
         getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"),
         project=project_root(),
         allow_file_fallback=True if getattr(a, "allow_file_fallback", False) else None,

@@ -7,22 +7,37 @@ Each test uses its own container and volume name and a free port, and removes th
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 import redis
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
-from claimroom.core.infra import HealthMonitor, HealthStatus, StartOptions, down, resolve
+from claimroom.core.infra import HealthMonitor, HealthStatus, StartOptions, down, resolve, up
+from claimroom.core.infra.local_server import running_pid
+from claimroom.core.infra.project import read_started
 from claimroom.core.local_redis import free_port
 from claimroom.core.models import State
 from claimroom.core.store import Store
 from infra_agents import Agent, eventually, race
-from infra_image import TEST_IMAGE, docker_engine, name
+from infra_image import (
+    IGNORES_ARGS,
+    NO_ARGS_ENTRYPOINT,
+    NOT_REDIS,
+    OFFICIAL_SHAPE,
+    SERVER_ENTRYPOINT,
+    SILENT,
+    TEST_IMAGE,
+    docker_engine,
+    name,
+    shaped_images,
+)
 
-__all__ = ["docker_engine", "name"]  # fixtures: imported for pytest to find
+__all__ = ["docker_engine", "name", "shaped_images"]  # fixtures: imported for pytest to find
 
 
 def options(name: str, image: str = TEST_IMAGE) -> StartOptions:
@@ -116,10 +131,118 @@ def test_a_container_claimroom_did_not_create_is_left_alone(
 
 
 def test_an_image_that_cannot_be_pulled_is_explained(tmp_path: Path, docker_engine: Any, name: str) -> None:
-    import docker.errors
-
     absent = "claimroom-test-absent-" + uuid.uuid4().hex[:6] + ":0"
     with pytest.raises(StoreUnavailable, match=f"could not pull image {absent}"):
         resolve(None, project=tmp_path, default_port=free_port(), options=options(name, absent))
     with pytest.raises(docker.errors.NotFound):
         docker_engine.containers.get(name)
+
+
+# --- images that do not take claimroom's command line ---------------------------------------
+
+
+def quick(name: str, image: str, methods: tuple[str, ...] = ("docker",)) -> StartOptions:
+    """Options with a short start timeout: a container that does not answer is given up on soon."""
+    return StartOptions(methods=methods, image=image, container=name, volume=name, start_timeout_s=3.0)
+
+
+def absent(engine: Any, name: str) -> bool:
+    import docker.errors
+
+    try:
+        engine.containers.get(name)
+    except docker.errors.NotFound:
+        return True
+    return False
+
+
+def test_a_container_that_exits_is_removed_at_once_and_redis_server_takes_over(
+    tmp_path: Path, shaped_images: Any, name: str
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    began = time.monotonic()
+    got = up(url, project=tmp_path, options=quick(name, NO_ARGS_ENTRYPOINT, ("docker", "local")))
+    took = time.monotonic() - began
+    try:
+        assert (got.how, got.url, got.started) == ("local", url, True)
+        assert took < 3.0  # seen exiting: the start timeout is not waited out
+        # What the user sees says why Docker did not do: the container's last log line.
+        assert f"(tried first: Docker: container {name} exited at start (" in got.detail
+        assert "its last log line: no-args-entrypoint: unexpected arguments: redis-server --dir /data" in (
+            got.detail
+        )
+        assert f"it was removed (volume {name} kept)" in got.detail
+        assert absent(shaped_images, name)  # not left crash-looping
+        assert shaped_images.volumes.get(name).name == name  # its volume is kept
+        assert [r.kind for r in read_started(tmp_path)] == ["local"]
+    finally:
+        down(tmp_path)
+
+
+def test_a_container_that_never_answers_is_removed_after_the_start_timeout(
+    tmp_path: Path, shaped_images: Any, name: str
+) -> None:
+    with pytest.raises(StoreUnavailable) as err:
+        up(f"redis://127.0.0.1:{free_port()}/0", project=tmp_path, options=quick(name, SILENT))
+    assert f"Docker: container {name} did not answer within 3 s" in str(err.value)
+    assert "its last log line:" in str(err.value) and "Ready to accept connections" in str(err.value)
+    assert absent(shaped_images, name)
+    assert read_started(tmp_path) == []
+
+
+@pytest.mark.parametrize("image", [OFFICIAL_SHAPE, SERVER_ENTRYPOINT])
+def test_official_and_plain_redis_server_images_both_work(
+    tmp_path: Path, shaped_images: Any, name: str, image: str
+) -> None:
+    port = free_port()
+    try:
+        got = up(f"redis://127.0.0.1:{port}/0", project=tmp_path, options=quick(name, image))
+        assert got.how == "docker"
+        with redis.Redis(port=port, decode_responses=True) as r:
+            assert r.config_get("appendonly")["appendonly"] == "yes"
+            assert r.config_get("dir")["dir"] == "/data"
+            assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        command = shaped_images.containers.get(name).attrs["Config"]["Cmd"]
+        assert command[0] == ("--dir" if image == SERVER_ENTRYPOINT else "redis-server")
+    finally:
+        down(tmp_path)
+
+
+def test_images_that_cannot_take_the_settings_are_refused_with_the_reason(
+    tmp_path: Path, shaped_images: Any, name: str
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(StoreUnavailable) as err:
+        up(url, project=tmp_path, options=quick(name, NOT_REDIS))
+    assert f"image {NOT_REDIS} starts '/bin/false'" in str(err.value)
+    assert "cannot hand Redis its settings" in str(err.value)
+    assert absent(shaped_images, name)  # refused before anything was created
+    with pytest.raises(docker.errors.NotFound):
+        shaped_images.volumes.get(name)
+
+    with pytest.raises(StoreUnavailable) as err:
+        up(url, project=tmp_path, options=quick(name, IGNORES_ARGS))
+    assert "answers, but not with claimroom's settings (appendonly no" in str(err.value)
+    assert absent(shaped_images, name)
+    assert read_started(tmp_path) == []
+
+
+def test_down_stops_every_store_claimroom_started(tmp_path: Path, docker_engine: Any, name: str) -> None:
+    docker_port, local_port = free_port(), free_port()
+    try:
+        up(f"redis://127.0.0.1:{docker_port}/0", project=tmp_path, options=options(name))
+        up(f"redis://127.0.0.1:{local_port}/0", project=tmp_path, options=StartOptions(methods=("local",)))
+        assert [(r.kind, r.port) for r in read_started(tmp_path)] == [
+            ("docker", docker_port),
+            ("local", local_port),
+        ]
+        pid = running_pid(tmp_path)
+        said = down(tmp_path).splitlines()
+        assert said[0].startswith(f"stopped docker container {name}")
+        assert said[1].startswith(f"stopped redis-server (pid {pid})")
+        assert docker_engine.containers.get(name).status == "exited"
+        assert running_pid(tmp_path) is None
+        assert all(r.stopped for r in read_started(tmp_path))
+        assert down(tmp_path).startswith("nothing to stop")
+    finally:
+        down(tmp_path)

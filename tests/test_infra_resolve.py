@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from claimroom.core import constants as C
 from claimroom.core.errors import BadInput, StoreUnavailable
-from claimroom.core.infra import StartOptions, doctor, down, file_board_url, project_root, resolve
+from claimroom.core.infra import StartOptions, doctor, down, file_board_url, project_root, resolve, up
 from claimroom.core.local_redis import LocalRedis, free_port
 
 NO_START = StartOptions(methods=())
@@ -129,13 +129,15 @@ def test_a_named_store_is_never_replaced(project: Path, redis_server: LocalRedis
     assert "another machine" in str(err.value) and "does not switch" in str(err.value)
 
 
-def test_a_named_local_store_that_is_down_is_started_there(project: Path) -> None:
+def test_a_named_local_store_that_is_down_is_started_there_by_up_only(project: Path) -> None:
     port = free_port()
     url = f"redis://localhost:{port}/3"
+    local = StartOptions(methods=("local",))
+    with pytest.raises(StoreUnavailable, match="not a store claimroom started"):
+        resolve(url, project=project, default_port=free_port(), options=local)
+    assert not (project / ".claimroom" / "redis").exists()
     try:
-        got = resolve(
-            url, project=project, default_port=free_port(), options=StartOptions(methods=("local",))
-        )
+        got = up(url, project=project, default_port=free_port(), options=local)
         assert (got.how, got.url, got.started) == ("local", url, True)
         assert resolve(url, project=project).how == "configured"
     finally:

@@ -9,13 +9,14 @@ Each test has its own project directory, passes a free port as the "default loca
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from claimroom.core.infra import StartOptions, down, file_board_url
+from claimroom.core.infra import StartOptions, down, file_board_url, up
 from claimroom.core.infra import local_server as local
 from claimroom.core.local_redis import free_port
 from claimroom.tui.app import ControlRoom, run_resolving
@@ -25,6 +26,7 @@ from claimroom.tui.storepane import StorePane
 from infra_image import TEST_IMAGE, docker_engine, name
 from pilot_wait import click
 from pilot_wait import until as wait_until
+from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Button, Static
 
@@ -49,6 +51,13 @@ def config_file(project: Path) -> Path:
 
 def text_of(app: ControlRoom, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
+
+
+def drawn(app: ControlRoom, selector: str) -> str:
+    """What a Static shows, as plain text (its renderable may be a table)."""
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(app.screen.query_one(selector, Static).content)
+    return console.export_text()
 
 
 def header(app: ControlRoom) -> str:
@@ -220,3 +229,27 @@ async def test_local_server_stop_and_start_from_the_pane(tmp_path: Path) -> None
             assert any("read-only" in n for n in readonly.notices)
     finally:
         down(project)
+
+
+async def test_store_pane_lists_every_store_claimroom_started(
+    tmp_path: Path, docker_engine: Any, name: str
+) -> None:
+    docker_port, local_port = free_port(), free_port()
+    in_docker = StartOptions(methods=("docker",), image=TEST_IMAGE, container=name, volume=name)
+    used = f"redis://127.0.0.1:{local_port}/0"
+    try:
+        up(f"redis://127.0.0.1:{docker_port}/0", project=tmp_path, options=in_docker)
+        up(used, project=tmp_path, options=StartOptions(methods=("local",)))
+        app = ControlRoom(finder=finder(tmp_path, free_port(), url=used), health_interval_s=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.attached, 20)
+            await pilot.press("8")
+            pane = app.query_one(StorePane)
+            await until(pilot, lambda: pane.facts is not None and pane.facts.running, 10)
+            assert pane.facts is not None and pane.facts.kind == "local"  # the one in use
+            other = f"docker container {name} on 127.0.0.1:{docker_port}: running (volume {name})"
+            assert pane.facts.others == (other,)
+            await until(pilot, lambda: "also started" in drawn(app, "#store-facts"))
+            assert f"docker container {name} on 127.0.0.1:{docker_port}" in drawn(app, "#store-facts")
+    finally:
+        down(tmp_path)

@@ -18,7 +18,7 @@ from typing import Any
 from claimroom.core.errors import StoreUnavailable
 from claimroom.core.infra import docker_redis, local_server
 from claimroom.core.infra.project import Started, read_started, start_lock
-from claimroom.core.infra.resolve import restart, started_here
+from claimroom.core.infra.stores import record_for, restart, stop_store
 
 LOG_LINES = 50  # recent log lines shown on the store pane
 _LOG_READ_BYTES = 64 * 1024
@@ -38,6 +38,7 @@ class InfraFacts:
     pid: int | None = None
     logs: tuple[str, ...] = ()
     note: str = ""  # why start/stop/restart are off
+    others: tuple[str, ...] = ()  # every other store claimroom started for the project, one line each
 
     @property
     def managed(self) -> bool:
@@ -60,19 +61,32 @@ def unmanaged(url: str, project: Path | None) -> InfraFacts:
 
 
 def _record(project: Path | None, url: str) -> Started | None:
-    if project is None or not started_here(project, url):
-        return None
-    return read_started(project)
+    return None if project is None else record_for(project, url)
 
 
 def read_facts(project: Path | None, url: str) -> InfraFacts:
-    """The container's or server's state, image, uptime and recent log (blocks)."""
+    """The container's or server's state, image, uptime and recent log (blocks); and a line
+    for each other store claimroom started for the project."""
     record = _record(project, url)
     if record is None or project is None:
-        return unmanaged(url, project)
+        facts = unmanaged(url, project)
+    elif record.kind == "docker":
+        facts = _docker_facts(record)
+    else:
+        facts = _local_facts(project, record)
+    if project is None:
+        return facts
+    others = tuple(_other(project, r) for r in read_started(project) if r != record)
+    return replace(facts, others=others)
+
+
+def _other(project: Path, record: Started) -> str:
+    """One line for a store claimroom started that is not the one in use."""
     if record.kind == "docker":
-        return _docker_facts(record)
-    return _local_facts(project, record)
+        state = docker_redis.state(record.container)
+    else:
+        state = "running" if local_server.running_pid(project) is not None else "stopped"
+    return f"{record.label}: {state} ({record.where})"
 
 
 def _docker_errors() -> tuple[type[BaseException], ...]:
@@ -161,9 +175,7 @@ def _local_facts(project: Path, record: Started) -> InfraFacts:
 
 def _stop(project: Path, record: Started) -> str:
     with start_lock(project):
-        if record.kind == "docker":
-            return docker_redis.stop(record.container, record.volume)
-        return local_server.stop(Path(record.pid_file))
+        return stop_store(project, record)
 
 
 def _start(project: Path, url: str) -> str:

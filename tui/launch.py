@@ -82,7 +82,7 @@ class Finder:
 
     def doing(self) -> str:
         if self.url:
-            return f"checking {redacted(self.url)}; if it is down and on this machine, starting it there"
+            return f"checking {redacted(self.url)}; if it is down and claimroom started it, starting it again"
         return (
             f"looking for Redis on 127.0.0.1:{self.default_port}; if none answers, starting one "
             "(a Docker container, else a local redis-server)"

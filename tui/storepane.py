@@ -237,6 +237,8 @@ class StorePane(VerticalScroll):
             facts.add_row("chosen", chosen)
             for tried in self.resolution.tried if self.resolution else ():
                 facts.add_row("tried", Text(tried, style=pal.muted))
+        for other in self.facts.others if self.facts else ():  # every store claimroom started
+            facts.add_row("also started", other)
         facts.add_row("link", link_line(status, now_ms, pal))
         if status.outage:
             facts.add_row("error", Text(status.outage, style=pal.error))

@@ -9,7 +9,8 @@ from __future__ import annotations
 from .doctor import Check, doctor
 from .health import HealthMonitor, HealthStatus
 from .project import project_root
-from .resolve import Resolution, StartOptions, down, file_board_url, resolve, restart, up
+from .resolve import Resolution, file_board_url, resolve, up
+from .stores import StartOptions, down, restart
 
 __all__ = [
     "Check",

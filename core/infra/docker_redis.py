@@ -7,17 +7,25 @@ thread (``asyncio.to_thread``, or a Textual thread worker).
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from redis.exceptions import RedisError
+
 from .. import constants as C
 from ..errors import StartFailed
-from .probe import local_url, wait_until_up
+from ..safetext import shown
+from .probe import client as redis_client
+from .probe import local_url, probe
 from .project import Started
 
 _CONTAINER_PORT = "6379/tcp"
 _DATA_DIR = "/data"  # where the official image keeps its data (and declares its volume)
+_LOG_LINE_CHARS = 160  # of a failed container's last log line, in the message
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -92,6 +100,7 @@ class DockerSpec:
     volume: str = ""
     password: str = ""
     pull: bool = True
+    start_timeout_s: float = C.store_start_timeout_s
 
     @property
     def container_name(self) -> str:
@@ -109,8 +118,9 @@ class DockerSpec:
             return C.docker_volume_name
         return f"{C.docker_volume_name}-{self.port}"
 
-    def command(self) -> list[str]:
-        args = ["redis-server", "--dir", _DATA_DIR, "--port", "6379"]
+    def settings(self) -> list[str]:
+        """redis-server's arguments (the program's name is the image's business: ``command_for``)."""
+        args = ["--dir", _DATA_DIR, "--port", "6379"]
         # Inside the container Redis listens on all its interfaces; the host side is
         # published on 127.0.0.1 only, which is what keeps it private. Protected mode
         # would refuse the forwarded connections, which come from the bridge gateway.
@@ -172,12 +182,41 @@ def _ensure_volume(client: Any, spec: DockerSpec) -> None:
         client.volumes.create(spec.volume_name, labels=spec.labels())
 
 
+def _runs_server(argv: Sequence[str]) -> bool:
+    return bool(argv) and PurePosixPath(argv[0]).name == "redis-server"
+
+
+def command_for(image: str, config: Mapping[str, Any], settings: list[str]) -> list[str]:
+    """The container's command for an image whose ``Config`` (entrypoint, cmd) is ``config``.
+
+    Checked, not assumed: an entrypoint that is redis-server takes the settings alone; no
+    entrypoint runs ``redis-server SETTINGS`` as given; a wrapper entrypoint whose default
+    command is redis-server (the official image's docker-entrypoint.sh) is given
+    ``redis-server SETTINGS`` in its place. Anything else is refused (``StartFailed``):
+    claimroom could not tell how to hand Redis its settings.
+    """
+    entrypoint = [str(a) for a in config.get("Entrypoint") or []]
+    cmd = [str(a) for a in config.get("Cmd") or []]
+    if _runs_server(entrypoint):
+        return settings
+    if not entrypoint or _runs_server(cmd):
+        return ["redis-server", *settings]
+    runs = shown(" ".join(entrypoint + cmd))
+    raise StartFailed(
+        f"image {image} starts {runs!r}, neither redis-server nor an entrypoint whose command is "
+        "redis-server, so claimroom cannot hand Redis its settings; use an image whose entrypoint "
+        f"or command is redis-server (such as {C.default_redis_image})"
+    )
+
+
 def _create(client: Any, spec: DockerSpec) -> Any:
     _ensure_image(client, spec)
+    config = client.images.get(spec.image).attrs.get("Config") or {}
+    command = command_for(spec.image, config, spec.settings())  # before anything is created
     _ensure_volume(client, spec)
     return client.containers.create(
         spec.image,
-        command=spec.command(),
+        command=command,
         name=spec.container_name,
         labels=spec.labels(),
         ports={_CONTAINER_PORT: ("127.0.0.1", spec.port)},
@@ -206,75 +245,163 @@ def _existing(client: Any, spec: DockerSpec) -> Any:
 
 
 def _tail(container: Any) -> str:
+    """The container's last log line (escaped for a terminal), or ""."""
     try:
         logs = container.logs(tail=5).decode("utf-8", "replace").strip().splitlines()
     except _errors():
         return ""
-    return logs[-1] if logs else ""
+    lines = [line.strip() for line in logs if line.strip()]
+    last = lines[-1] if lines else ""
+    if len(last) > _LOG_LINE_CHARS:  # e.g. an entrypoint echoing the whole command line back
+        last = last[: _LOG_LINE_CHARS - 1] + "…"
+    return shown(last)
+
+
+def _restarts(container: Any) -> int:
+    return int(container.attrs.get("RestartCount") or 0)
+
+
+def _crashed(container: Any, restarts_before: int) -> str:
+    """How the container ended ("" while it runs): it exited, or Docker restarted it."""
+    container.reload()
+    state = container.attrs.get("State") or {}
+    if container.status in ("exited", "dead") or state.get("Restarting"):
+        return f"exited at start (exit code {state.get('ExitCode')})"
+    if _restarts(container) > restarts_before:  # running again: its exit code is reset to 0
+        return "exited at start (and was restarted by Docker)"
+    return ""
+
+
+def _settings_problem(url: str) -> str:
+    """Why the Redis at ``url`` does not run with claimroom's settings ("" when it does)."""
+    c = redis_client(url)
+    try:
+        found = {k: str(v) for k, v in c.config_get("appendonly").items()}
+        found |= {k: str(v) for k, v in c.config_get("dir").items()}
+    except (RedisError, OSError) as exc:
+        return f"answers, but its settings cannot be read ({exc})"
+    finally:
+        c.close()
+    if found.get("appendonly") == "yes" and found.get("dir") == _DATA_DIR:
+        return ""
+    return (
+        f"answers, but not with claimroom's settings (appendonly {found.get('appendonly')}, "
+        f"dir {found.get('dir')}): the image's entrypoint does not hand them to redis-server"
+    )
+
+
+def _wait(container: Any, url: str, timeout_s: float, restarts: int) -> str:
+    """Wait until the container's Redis answers; "" then, else why not (at once if it exits).
+
+    ``restarts``: Docker's restart count before the start, so a restart after it shows.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        last = probe(url, min(C.probe_timeout_s, max(0.05, deadline - time.monotonic())))
+        if last.ok:
+            return _settings_problem(url)
+        if crashed := _crashed(container, restarts):
+            return crashed
+        if time.monotonic() >= deadline:
+            return f"did not answer within {timeout_s:g} s ({last.message})"
+        time.sleep(0.1)
+
+
+def _discard(container: Any, spec: DockerSpec) -> str:
+    """Stop and remove a container that failed (its volume stays); what was done."""
+    try:
+        container.remove(force=True)
+    except _errors() as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"it could not be removed ({first}): docker rm -f {spec.container_name}"
+    return f"it was removed (volume {spec.volume_name} kept)"
 
 
 def ensure(spec: DockerSpec) -> tuple[Started, str]:
     """Run the container for ``spec`` (create, start or reuse it) and wait until it answers.
 
-    Returns what was started and one line saying what happened; ``StartFailed`` otherwise.
+    Returns what was started and one line saying what happened; ``StartFailed`` otherwise,
+    after removing a container that did not answer in time (so none is left crash-looping).
     """
-    client, problem = engine()
-    if client is None:
+    engine_client, problem = engine()
+    if engine_client is None:
         raise StartFailed(problem)
-    import docker.errors
-
-    name = spec.container_name
     try:
-        container = _existing(client, spec)
-        created = False
-        if container is None:
-            try:
-                container = _create(client, spec)
-                created = True
-            except docker.errors.APIError as exc:
-                container = _existing(client, spec) if exc.status_code == 409 else None
-                if container is None:  # 409: another process created it a moment ago
-                    raise
-        container.reload()
-        if container.status == "running":
-            action = f"reused running docker container {name}"
-        else:
-            try:
-                container.start()
-            except docker.errors.APIError as exc:
-                if created:  # a container that never ran: leave no wreck behind
-                    container.remove(force=True)
-                raise StartFailed(f"container {name} did not start ({exc.explanation or exc})") from None
-            action = (
-                f"started docker container {name} (image {spec.image}, volume {spec.volume_name})"
-                if created
-                else f"started existing docker container {name}"
-            )
-        url = local_url(spec.port, spec.password)
-        probe = wait_until_up(url)
-        if not probe.ok:
-            last = _tail(container)
-            raise StartFailed(
-                f"container {name} runs but Redis does not answer on 127.0.0.1:{spec.port} "
-                f"({probe.message}){'; its log: ' + last if last else ''}"
-            )
+        action = _run(engine_client, spec)
     except StartFailed:
         raise
     except _errors() as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StartFailed(f"docker: {first}") from None
     finally:
-        client.close()
+        engine_client.close()
     started = Started(
         kind="docker",
-        url=url,
+        url=local_url(spec.port, spec.password),
         port=spec.port,
-        container=name,
+        container=spec.container_name,
         volume=spec.volume_name,
         image=spec.image,
         password=spec.password,
     )
     return started, action
+
+
+def _run(engine_client: Any, spec: DockerSpec) -> str:
+    import docker.errors
+
+    name = spec.container_name
+    container = _existing(engine_client, spec)
+    created = False
+    if container is None:
+        try:
+            container = _create(engine_client, spec)
+            created = True
+        except docker.errors.APIError as exc:
+            container = _existing(engine_client, spec) if exc.status_code == 409 else None
+            if container is None:  # 409: another process created it a moment ago
+                raise
+    container.reload()
+    restarts = _restarts(container)
+    if container.status == "running":
+        action = f"reused running docker container {name}"
+    else:
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            removed = _discard(container, spec)
+            raise StartFailed(
+                f"container {name} did not start ({exc.explanation or exc}); {removed}"
+            ) from None
+        action = (
+            f"started docker container {name} (image {spec.image}, volume {spec.volume_name})"
+            if created
+            else f"started existing docker container {name}"
+        )
+    problem = _wait(container, local_url(spec.port, spec.password), spec.start_timeout_s, restarts)
+    if problem:
+        last = _tail(container)
+        said = f"its last log line: {last}" if last else "it logged nothing"
+        raise StartFailed(f"container {name} {problem}; {said}; {_discard(container, spec)}")
+    return action
+
+
+def volume_gone(volume: str) -> bool:
+    """Whether Docker says the volume does not exist (False when Docker cannot be asked)."""
+    engine_client, _ = engine()
+    if engine_client is None:
+        return False  # starting the container will say why Docker is unreachable
+    import docker.errors
+
+    try:
+        engine_client.volumes.get(volume)
+    except docker.errors.NotFound:
+        return True
+    except _errors():
+        return False
+    finally:
+        engine_client.close()
+    return False
 
 
 def state(container: str) -> str:
@@ -303,7 +430,7 @@ def stop(container: str, volume: str = "") -> str:
 
     try:
         found = client.containers.get(container)
-        if found.status != "running":
+        if found.status in ("created", "exited", "dead"):  # "restarting" is stopped, or it loops on
             return f"docker container {container} was not running"
         found.stop(timeout=C.docker_stop_timeout_s)
     except docker.errors.NotFound:

@@ -17,8 +17,9 @@ from .. import constants as C
 from ..errors import BadInput
 from ..redis_store import redacted
 from . import docker_redis, local_server
-from .probe import client, is_local, local_url, probe, scheme
+from .probe import client, is_local, local_url, port_of, probe, scheme
 from .project import config_path, load_config, read_started
+from .stores import record_for
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -53,16 +54,31 @@ def _config(project: Path) -> tuple[Check, dict[str, Any]]:
     return Check("config", OK, f"{path}: file fallback {said}"), config
 
 
-def _store_checks(url: str) -> list[Check]:
+def _down_fix(url: str, project: Path, named: bool, problem: str) -> str:
+    """What to do about a store that does not answer (the rules of ``resolve``)."""
+    elsewhere = "start Redis there, or point CLAIMROOM_URL at a running Redis for every agent"
+    if not is_local(url) or problem != "refused":
+        return elsewhere
+    if record_for(project, url) is not None:
+        return "claimroom up, or any claimroom command, starts it again with its data (claimroom started it)"
+    if named:
+        return (
+            "start that Redis again (with its data); claimroom did not start it, so it will not start "
+            "one in its place; claimroom up starts a new empty store there"
+        )
+    return "claimroom up (starts one here)"
+
+
+def _store_checks(url: str, project: Path, named: bool) -> list[Check]:
     """Reachability, latency, persistence, eviction policy, notifications, memory."""
+    try:
+        port_of(url)  # port 0 would quietly reach 6379
+    except BadInput as exc:
+        return [Check("store", FAIL, str(exc), "fix CLAIMROOM_URL (or --url)")]
     shown = redacted(url)
     found = probe(url)
     if not found.ok:
-        fix = (
-            "claimroom up (starts one here)"
-            if is_local(url) and found.problem == "refused"
-            else "start Redis there, or point CLAIMROOM_URL at a running Redis for every agent"
-        )
+        fix = _down_fix(url, project, named, found.problem)
         return [Check("store", FAIL, f"{shown} does not answer ({found.message})", fix)]
     checks = [Check("store", OK, f"{shown} answers")]
     c = client(url)
@@ -183,23 +199,25 @@ def _redis_server() -> Check:
     return Check("redis-server", OK, said.strip().split(" sha=")[0] or binary)
 
 
-def _started(project: Path) -> Check | None:
-    record = read_started(project)
-    if record is None:
-        return None
-    if record.kind == "docker":
-        state = docker_redis.state(record.container)
-        if state == "running":
-            return Check(
-                "started", OK, f"docker container {record.container} running (volume {record.volume})"
-            )
-        return Check("started", WARN, f"docker container {record.container}: {state}", "claimroom up")
-    pid = local_server.running_pid(project)
-    if pid is not None:
-        return Check("started", OK, f"redis-server pid {pid}, data in {record.directory}")
-    return Check(
-        "started", WARN, f"the project's redis-server is not running ({record.directory})", "claimroom up"
-    )
+def _started(project: Path) -> list[Check]:
+    """One check for each store claimroom started for the project."""
+    checks = []
+    for record in read_started(project):
+        if record.kind == "docker":
+            state = docker_redis.state(record.container)
+            running = state == "running"
+        else:  # the project has one redis-server: the running one is this record's
+            pid = local_server.running_pid(project)
+            running = pid is not None
+            state = f"running, pid {pid}" if running else "not running"
+        if running:
+            checks.append(Check("started", OK, f"{record.label}: {state} ({record.where})"))
+            continue
+        if record.stopped:
+            state += ", stopped on purpose"
+        fix = "claimroom up, or any claimroom command using that store, starts it again with its data"
+        checks.append(Check("started", WARN, f"{record.label}: {state} ({record.where})", fix))
+    return checks
 
 
 def doctor(
@@ -225,10 +243,8 @@ def doctor(
             )
         )
     else:
-        checks.extend(_store_checks(target))
-    started = _started(project)
-    if started is not None:
-        checks.append(started)
+        checks.extend(_store_checks(target, project, named=bool(url)))
+    checks.extend(_started(project))
     docker_check, server_check = _docker(), _redis_server()
     checks += [docker_check, server_check]
     down = any(c.name == "store" and c.status == FAIL for c in checks)

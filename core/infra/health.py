@@ -159,14 +159,14 @@ class HealthMonitor:
 
     def _ours(self) -> bool:
         """Whether claimroom started this store for the project (so may restart it)."""
-        from .resolve import started_here
+        from .stores import started_here
 
         return self.restart and self.project is not None and started_here(self.project, self.url)
 
     async def _revive(self) -> HealthStatus:
         """Restart the store claimroom started; the status after trying."""
         from ..errors import StoreUnavailable
-        from .resolve import restart
+        from .stores import restart
 
         assert self.project is not None
         url = redacted(self.url)

@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import constants as C
+from ..errors import BadInput
 from ..redis_store import redacted
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
@@ -45,8 +46,21 @@ def is_local(url: str) -> bool:
     return host in LOCAL_HOSTS or host.startswith("127.")
 
 
-def port_of(url: str) -> int:
-    return urlsplit(url).port or C.default_redis_port
+def port_of(url: str) -> int | None:
+    """The port ``url`` names, or None when it names none.
+
+    A missing port is not taken as 6379: the client would connect there, but claimroom
+    starts a store only at a port the URL spells out. Port 0 (no store listens there) or
+    one that is not a number from 1 to 65535 is ``BadInput``.
+    """
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # redacted() cannot parse it either: drop everything before the host
+        shown = f"{scheme(url)}://{url.rpartition('@')[2].split('://')[-1]}"
+        raise BadInput(f"{shown}: the port must be a number from 1 to 65535") from None
+    if port == 0:  # redis-py would quietly connect to 6379 instead
+        raise BadInput(f"{redacted(url)}: port 0 names no store; write the port the store listens on")
+    return port
 
 
 def password_of(url: str) -> str:
@@ -108,13 +122,3 @@ def probe(url: str, timeout_s: float = C.probe_timeout_s) -> Probe:
         return Probe(False, problem=classify(exc), message=f"{exc.__class__.__name__}: {exc}")
     finally:
         c.close()
-
-
-def wait_until_up(url: str, timeout_s: float = C.store_start_timeout_s) -> Probe:
-    """PING until the store answers or ``timeout_s`` passes; returns the last probe."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        last = probe(url, min(C.probe_timeout_s, max(0.05, deadline - time.monotonic())))
-        if last.ok or time.monotonic() >= deadline:
-            return last
-        time.sleep(0.05)

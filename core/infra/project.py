@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,8 @@ def start_lock(project: Path, timeout_s: float = C.start_lock_timeout_s) -> Iter
         yield
 
 
-# --- started.json: what claimroom started, so that down and the health monitor find it ----
+# --- started.json: every store claimroom started, so that down, doctor, the health monitor
+# and the control room find them all, and a restart uses the same data ----------------------
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,19 @@ class Started:
     pid_file: str = ""
     directory: str = ""
     password: str = ""
+    stopped: bool = False  # stopped on purpose (down, the store pane): the health monitor leaves it
+
+    @property
+    def where(self) -> str:
+        """Where its data lives: the volume, or the data directory."""
+        return f"volume {self.volume}" if self.kind == "docker" else str(Path(self.directory) / "data")
+
+    @property
+    def label(self) -> str:
+        """How messages name it."""
+        if self.kind == "docker":
+            return f"docker container {self.container} on 127.0.0.1:{self.port}"
+        return f"redis-server on 127.0.0.1:{self.port}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,23 +170,57 @@ class Started:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["port"] = int(values.get("port", 0))
+        values["stopped"] = values.get("stopped") is True
         return cls(**values)
 
 
-def read_started(project: Path) -> Started | None:
-    path = project / C.infra_dirname / C.started_filename
+def _started_path(project: Path) -> Path:
+    return project / C.infra_dirname / C.started_filename
+
+
+def read_started(project: Path) -> list[Started]:
+    """Every store claimroom started for ``project``, oldest first (unreadable records skipped).
+
+    The file holds ``{"stores": [...]}``; before, it held one record alone, read as a list of one.
+    """
     try:
-        return Started.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
+        data = json.loads(_started_path(project).read_text())
+    except (OSError, ValueError):
+        return []
+    entries = data.get("stores") if isinstance(data, dict) and "stores" in data else [data]
+    records = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            records.append(Started.from_json(entry))
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return records
 
 
-def write_started(project: Path, started: Started) -> None:
+def _write_started(project: Path, records: list[Started]) -> None:
     path = infra_dir(project) / C.started_filename
-    # mkstemp's mode 0600 stays: the URL may hold the store's password.
-    _write_atomic(path, json.dumps(started.to_json(), indent=2) + "\n")
+    if not records:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    # mkstemp's mode 0600 stays: the URLs may hold the store's password.
+    _write_atomic(path, json.dumps({"stores": [r.to_json() for r in records]}, indent=2) + "\n")
 
 
-def clear_started(project: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        (project / C.infra_dirname / C.started_filename).unlink()
+def record_started(project: Path, started: Started) -> None:
+    """Remember ``started`` (call under the start lock), in place of what served its port before.
+
+    The project has one local server (its data directory is ``.claimroom/redis``), so a new
+    local record also replaces the old one, whatever its port.
+    """
+    kept = [
+        r for r in read_started(project) if r.port != started.port and not (r.kind == started.kind == "local")
+    ]
+    _write_started(project, [*kept, started])
+
+
+def mark_stopped(project: Path, record: Started, stopped: bool = True) -> None:
+    """Note that ``record``'s store was stopped on purpose (or, with False, started again)."""
+    records = read_started(project)
+    same = (record.kind, record.port)
+    _write_started(project, [replace(r, stopped=stopped) if (r.kind, r.port) == same else r for r in records])

@@ -2,10 +2,14 @@
 
 ``CLAIMROOM_URL`` (or ``--url``), when given, names the one store; it is never silently
 replaced by another, since agents split across two stores would duplicate work. When it
-is down and on this machine it is started there. When no URL is given: a Redis on the
-default local port, else one started (a Docker container, else a ``redis-server`` under
-``.claimroom/redis/``), else, only with the user's explicit yes, a file board under
-``.claimroom/board/`` -- which the project then keeps using, for the same reason.
+is down, an ordinary command brings it back only if claimroom started that store for this
+project before (same port and password, its own data: ``stores.revive``); an explicit
+``claimroom up`` may also start one from nothing, at a local URL that spells out its port.
+Anything else is ``StoreUnavailable`` (exit 5) with what to do. When no URL is given: a
+Redis on the default local port, else the store claimroom started there before, else a
+new one (a Docker container, else a ``redis-server`` under ``.claimroom/redis/``), else,
+only with the user's explicit yes, a file board under ``.claimroom/board/`` -- which the
+project then keeps using, for the same reason.
 
 Everything here blocks (probes, Docker calls, process starts): async callers use a thread.
 """
@@ -19,48 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants as C
-from ..errors import BadInput, StartFailed, StoreUnavailable
+from ..errors import BadInput, StoreUnavailable
 from ..redis_store import redacted
-from . import docker_redis, local_server
 from .probe import Probe, is_local, local_url, password_of, port_of, probe, scheme
-from .project import (
-    Started,
-    clear_started,
-    infra_dir,
-    load_config,
-    read_started,
-    start_lock,
-    update_config,
-    write_started,
-)
+from .project import infra_dir, load_config, start_lock, update_config
+from .stores import StartOptions, data_gone, data_problem, record_for, revive, start_new
 
-METHODS = ("docker", "local")
 Ask = Callable[[str], bool]
-
-
-@dataclass(frozen=True)
-class StartOptions:
-    """How a store may be started: which ways, in order, and the container's particulars."""
-
-    methods: tuple[str, ...] = METHODS
-    image: str = C.default_redis_image
-    container: str = ""  # "" -> claimroom-redis (or claimroom-redis-PORT off the default port)
-    volume: str = ""
-    pull: bool = True
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> StartOptions:
-        """Options from the project's config (``redis_image``, ``auto_start``) and environment."""
-        import os
-
-        environ = os.environ if env is None else env
-        image = environ.get(C.env_redis_image) or config.get("redis_image") or C.default_redis_image
-        methods = config.get("auto_start", list(METHODS))
-        if not isinstance(methods, list) or any(m not in METHODS for m in methods):
-            raise BadInput(f'"auto_start" in the config must be a list of {", ".join(METHODS)}')
-        if not isinstance(image, str) or not image:
-            raise BadInput('"redis_image" in the config must be an image name such as redis:7')
-        return cls(methods=tuple(methods), image=image)
 
 
 @dataclass(frozen=True)
@@ -106,63 +75,40 @@ def _why(p: Probe) -> str:
     }.get(p.problem, p.message or p.problem)
 
 
-# --- starting -----------------------------------------------------------------------
+# --- starting -------------------------------------------------------------------------
 
 
-def _start_one(
-    method: str, project: Path, port: int, password: str, opts: StartOptions
-) -> tuple[Started, str]:
-    if method == "docker":
-        spec = docker_redis.DockerSpec(
-            port=port,
-            image=opts.image,
-            container=opts.container,
-            volume=opts.volume,
-            password=password,
-            pull=opts.pull,
-        )
-        return docker_redis.ensure(spec)
-    started = local_server.start(project, port, password)
-    return started, f"started redis-server on 127.0.0.1:{port}, data in {started.directory}"
+def _bring_up(
+    url: str, project: Path, opts: StartOptions, *, new: bool, explicit: bool, tried: list[str]
+) -> Resolution | None:
+    """Under the start lock: the store claimroom started at ``url`` back, with its data; else,
+    when ``new``, a new one; None when neither happened (``tried`` then says why).
 
-
-def _start(url: str, project: Path, opts: StartOptions, tried: list[str]) -> Resolution | None:
-    """Start a store answering at ``url`` (local) by the first method that works; call under the lock."""
-    port, password = port_of(url), password_of(url)
-    for method in opts.methods:
-        try:
-            started, action = _start_one(method, project, port, password, opts)
-        except StartFailed as exc:
-            tried.append(f"{'Docker' if method == 'docker' else 'redis-server'}: {exc}")
-            continue
-        write_started(project, started)
-        return Resolution(url, method, action, started=True, tried=tuple(tried))
-    return None
-
-
-def started_here(project: Path, url: str) -> bool:
-    """Whether ``url`` is the store claimroom started for ``project`` (and has not stopped)."""
-    record = read_started(project)
-    return record is not None and is_local(url) and record.port == port_of(url)
-
-
-def restart(project: Path, url: str) -> str | None:
-    """Bring back a store claimroom started for ``project`` at ``url``; None if it started none there.
-
-    Used by the health monitor when the store stops answering. Returns what was done, or
-    "" when the store answered again before anything had to be done.
+    A recorded store whose data is gone is ``StoreUnavailable``, unless ``explicit``
+    (``claimroom up``), which starts an empty store there.
     """
-    record = read_started(project)
-    if record is None or not started_here(project, url):
+    record = record_for(project, url)
+    if record is not None:
+        lost = data_problem(project, record)
+        if not lost:
+            action = revive(project, record, opts)
+            return Resolution(url, record.kind, action, started=True, tried=tuple(tried))
+        if not explicit:
+            raise data_gone(project, record, lost)
+        tried.append(f"{record.label} (claimroom started it before): {lost}")
+    elif not new:
         return None
-    opts = StartOptions(
-        image=record.image or C.default_redis_image, container=record.container, volume=record.volume
-    )
-    with start_lock(project):
-        if probe(url).ok:
-            return ""
-        _, action = _start_one(record.kind, project, record.port, record.password, opts)
-        return action
+    port = port_of(url)
+    assert port is not None  # callers start only at a port the URL spells out
+    failures: list[str] = []
+    started = start_new(project, port, password_of(url), opts, failures)
+    tried.extend(failures)
+    if started is None:
+        return None
+    method, action = started
+    if failures:  # say why the first choice did not work, in what the user sees
+        action += f" (tried first: {'; '.join(failures)})"
+    return Resolution(url, method, action, started=True, tried=tuple(tried))
 
 
 # --- consent to the file board -----------------------------------------------------
@@ -229,17 +175,19 @@ def resolve(
     default_port: int = C.default_redis_port,
     options: StartOptions | None = None,
     ask: Ask | None = None,
+    explicit: bool = False,
 ) -> Resolution:
     """The store to use (see the module's docstring); ``StoreUnavailable`` with what to do when none.
 
     ``url``: CLAIMROOM_URL / --url, or None. ``allow_file_fallback``: True for an explicit
     yes, False for an explicit no, None to go by the remembered answer or ``ask`` (only
-    when ``interactive``; default: a y/N prompt on stderr/stdin).
+    when ``interactive``; default: a y/N prompt on stderr/stdin). ``explicit``: this is
+    ``claimroom up``, which may start a store from nothing at a named URL.
     """
     config = load_config(project)
     opts = options or StartOptions.from_config(config)
     if url:
-        return _resolve_named(url, project, opts)
+        return _resolve_named(url, project, opts, explicit)
     remembered = config.get("fallback_url")
     if isinstance(remembered, str) and remembered:
         if remembered == file_board_url(project):
@@ -260,7 +208,7 @@ def resolve(
             again = probe(default)  # another agent may have started it while we waited
             if again.ok:
                 return Resolution(default, "found", f"a Redis answers on 127.0.0.1:{default_port}")
-            started = _start(default, project, opts, tried)
+            started = _bring_up(default, project, opts, new=True, explicit=explicit, tried=tried)
             if started is not None:
                 return started
             # Another project's claimroom (its own start lock) may have won the port meanwhile.
@@ -271,12 +219,13 @@ def resolve(
     return _fallback(project, tried, config, allow_file_fallback, interactive, ask)
 
 
-def _resolve_named(url: str, project: Path, opts: StartOptions) -> Resolution:
+def _resolve_named(url: str, project: Path, opts: StartOptions, explicit: bool) -> Resolution:
     kind = scheme(url)
     if kind == "file":
         return Resolution(url, "file", "the file board CLAIMROOM_URL names")
     if kind not in ("redis", "rediss", "unix"):
         raise BadInput(f"unsupported store URL {redacted(url)}: use redis://HOST:PORT or file:///DIR")
+    port = port_of(url) if kind != "unix" else None  # port 0, or no port number: BadInput
     shown = redacted(url)
     first = probe(url)
     if first.ok:
@@ -292,14 +241,28 @@ def _resolve_named(url: str, project: Path, opts: StartOptions) -> Resolution:
             f"does not start it; {keep}. Fix: start Redis there, or point CLAIMROOM_URL at a running "
             "Redis for every agent"
         )
+    if port is None:
+        raise StoreUnavailable(
+            f"store unavailable at {shown} (nothing listens there); the URL names no port, and claimroom "
+            f"starts a store only at a port the URL spells out; {keep}. Fix: start Redis there, or write "
+            f"the port (redis://127.0.0.1:{C.default_redis_port}/0) and run claimroom up"
+        )
     tried = [f"{shown}: {_why(first)}"]
     with start_lock(project):
         again = probe(url)
         if again.ok:
             return Resolution(url, "configured", f"{shown} answers ({again.latency_ms:.1f} ms)")
-        started = _start(url, project, opts, tried)
+        started = _bring_up(url, project, opts, new=explicit, explicit=explicit, tried=tried)
     if started is not None:
         return started
+    if not explicit:
+        raise StoreUnavailable(
+            f"store unavailable at {shown}: nothing listens there, and it is not a store claimroom "
+            f"started for {project}, so no command starts one in its place (an empty store where "
+            f"yours answered would split the agents); {keep}. Fix: start that Redis again on "
+            f"127.0.0.1:{port} (with its data), or point CLAIMROOM_URL at a running Redis for every "
+            "agent; or, for a new empty store that claimroom runs there, claimroom up"
+        )
     if probe(url).ok:  # started meanwhile by a claimroom of another project
         return Resolution(url, "configured", f"{shown} answers")
     raise StoreUnavailable(
@@ -319,7 +282,8 @@ def up(
     options: StartOptions | None = None,
     ask: Ask | None = None,
 ) -> Resolution:
-    """``claimroom up``: make sure the store runs (starting it if need be); same rules as ``resolve``."""
+    """``claimroom up``: make sure the store runs, starting it if need be, even from nothing at a
+    named local URL (``resolve`` with ``explicit``)."""
     return resolve(
         url,
         project=project,
@@ -328,24 +292,5 @@ def up(
         default_port=default_port,
         options=options,
         ask=ask,
+        explicit=True,
     )
-
-
-def down(project: Path) -> str:
-    """``claimroom down``: stop the store claimroom started for this project; one line saying what."""
-    record = read_started(project)
-    if record is None:
-        if load_config(project).get("fallback_url"):
-            return "nothing to stop: this project coordinates through files"
-        return f"nothing to stop: claimroom started no store for {project}"
-    infra_dir(project)
-    with start_lock(project):
-        if record.kind == "docker":
-            try:
-                said = docker_redis.stop(record.container, record.volume)
-            except StartFailed as exc:
-                raise StoreUnavailable(str(exc)) from None
-        else:
-            said = local_server.stop(Path(record.pid_file))
-        clear_started(project)
-    return said

@@ -28,7 +28,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, LoadingIndicator, Static
 from textual.worker import WorkerFailed
 
-from .dialogs import ChoiceDialog
+from .dialogs import Choice, ChoiceDialog
 
 if TYPE_CHECKING:
     from .app import ControlRoom
@@ -109,7 +109,7 @@ def consent_dialog(need: NeedConsent, project: Path) -> ChoiceDialog:
     return ChoiceDialog(
         "No Redis could be found or started. Tried:",
         need.tried,
-        [("Use files (this machine only)", FILES, "warning")],
+        [Choice("u", "Use files (this machine only)", FILES)],
         f"Coordinate through files in {board} instead? File-based coordination works only for "
         "agents on this machine. The answer is remembered in .claimroom/config.json.",
     )

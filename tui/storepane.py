@@ -25,7 +25,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Sparkline, Static
 from textual.worker import Worker, WorkerFailed, WorkerState
 
-from .dialogs import ChoiceDialog, Variant
+from .dialogs import Choice, ChoiceDialog
 from .infra import InfraFacts, operate, read_facts, unmanaged
 from .overview import link_line
 from .storeview import chosen_line, grid, health_view, infra_title, infra_view, logs_view, server_view
@@ -36,20 +36,16 @@ if TYPE_CHECKING:
 HEALTH_HISTORY = 300  # statuses kept (10 minutes at the default 2 s interval)
 FACTS_EVERY_S = 5.0  # how often the container's state and log are read
 
-# op -> (button label, dialog verb, button variant, what the dialog warns about)
-OPS: dict[str, tuple[str, str, Variant, str]] = {
-    "start": ("Start", "Start", "primary", "agents reconnect once it answers"),
+# op -> (the dialog's choice, with its letter, what the dialog warns about)
+OPS: dict[str, tuple[Choice, str]] = {
+    "start": (Choice("s", "Start", "go", "primary"), "agents reconnect once it answers"),
     "stop": (
-        "Stop",
-        "Stop",
-        "error",
+        Choice("s", "Stop", "go", "error"),
         "every agent loses the store until it is started again; the health monitor will not "
         "restart it while it is stopped from here; its data stays",
     ),
     "restart": (
-        "Restart",
-        "Restart",
-        "warning",
+        Choice("r", "Restart", "go"),
         "agents lose the store for a moment and reconnect; leases keep running on the store's clock",
     ),
 }
@@ -85,8 +81,8 @@ class StorePane(VerticalScroll):
             yield Static(id="store-health", classes="store-box")
         yield Static(id="store-infra", classes="store-box")
         with Horizontal(id="store-buttons"):
-            for op, (label, *_rest) in OPS.items():
-                yield Button(f"{label} ({KEYS[op]})", id=f"store-{op}", disabled=True)
+            for op, (choice, _warning) in OPS.items():
+                yield Button(f"{choice.label} ({KEYS[op]})", id=f"store-{op}", disabled=True)
         yield Static(id="store-logs", classes="store-box")
 
     def on_mount(self) -> None:
@@ -185,14 +181,14 @@ class StorePane(VerticalScroll):
     async def _operate(self, op: str) -> None:
         facts, project = self.facts, self.project
         assert facts is not None and project is not None
-        label, verb, variant, warning = OPS[op]
+        choice, warning = OPS[op]
         what = f"docker container {facts.name}" if facts.kind == "docker" else facts.name
         lines = [what, f"state: {facts.state}", f"serving {self.app.board.url}"]
-        choice = await self.app.push_screen_wait(
-            ChoiceDialog(f"{verb} the store?", lines, [(label, "go", variant)], warning)
+        answer = await self.app.push_screen_wait(
+            ChoiceDialog(f"{choice.label} the store?", lines, [choice], warning)
         )
-        if choice is None or (why := self.op_refusal(op)):
-            if choice is not None:
+        if answer is None or (why := self.op_refusal(op)):
+            if answer is not None:
                 self.app.notify(f"store {op}: {why}", severity="warning")
             return
         self.busy = {"start": "starting", "stop": "stopping", "restart": "restarting"}[op]

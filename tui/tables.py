@@ -67,6 +67,26 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+Piece = tuple[str, Style | str]  # words and their style, for ``joined``
+
+
+def joined(pieces: Sequence[Piece], sep: str = " · ", end: str = "") -> Text:
+    """``pieces`` in one line, ``sep`` between them and ``end`` after the last.
+
+    Every space goes at the end of a styled run, never at its start: SVG renderers (rsvg,
+    which turns the snapshots into pictures) drop a run's leading space, so ``ok`` then
+    `` · synced`` was drawn as ``ok· synced``, and ``docs`` then `` paused`` as ``docspaused``.
+    """
+    out = Text()
+    lead, rest = sep[: len(sep) - len(sep.lstrip())], sep.lstrip()
+    for i, (words, style) in enumerate(pieces):
+        last = i == len(pieces) - 1
+        out.append(words + (end if last else lead), style)
+        if rest and not last:
+            out.append(rest)
+    return out
+
+
 @dataclass(frozen=True)
 class Row:
     """One table row as plain strings and styles: cheap to build and compare for every row

@@ -23,6 +23,7 @@ from claimroom.core import constants as C
 from claimroom.core import validate
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import HealthStatus, Resolution, StartOptions
+from claimroom.core.safetext import shown
 from claimroom.core.store import Store
 from rich.text import Text
 from textual import on, work
@@ -186,7 +187,8 @@ class ControlRoom(BoardKeys, App[int]):
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
         # Kept so tests (and a later "recent notices" view) can read what the operator was told.
-        # Messages carry task titles and store errors: never markup.
+        # Messages carry task titles and store errors: never markup, no control characters.
+        message, title = shown(message, multiline=True), shown(title)
         self.notices.append(f"{title}: {message}" if title else message)
         kwargs.setdefault("markup", False)
         super().notify(message, title=title, **kwargs)
@@ -275,7 +277,7 @@ class ControlRoom(BoardKeys, App[int]):
             return
         line = Text()
         line.append("claimroom ", "bold")
-        line.append(self.namespace + "  ")
+        line.append(shown(self.namespace) + "  ")
         if not self.attached:
             line.append("finding the store…", self.palette_styles.warning)
             self.query_one("#status", Static).update(line, layout=False)
@@ -301,7 +303,7 @@ class ControlRoom(BoardKeys, App[int]):
             synced = "never" if st.synced_ms is None else age(now - st.synced_ms) + " ago"
             outage.update(
                 Text(
-                    f"⚠ {st.outage}\nreconnecting: attempt {st.attempts}, "
+                    f"⚠ {shown(st.outage)}\nreconnecting: attempt {st.attempts}, "
                     f"next in {st.retry_in_s:.1f} s; showing the last good snapshot (synced {synced})"
                 )
             )

@@ -3,6 +3,8 @@
 Every dialog is worked by keys alone: Tab / shift+Tab and the arrow keys move between its
 choices, Enter acts on the focused one, Escape cancels, and each choice has a letter, shown
 on its button as ``[r]``. Cancel is first and has the focus, so a stray Enter does nothing.
+Text from the store (titles, agent names, errors) goes through ``shown`` here, once, so no
+control character in it reaches the operator's terminal.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from typing import ClassVar, Literal, NamedTuple
 
 from claimroom.core.models import Agent
+from claimroom.core.safetext import shown
 from rich.table import Table
 from rich.text import Text
 from textual import events
@@ -82,13 +85,13 @@ class ChoiceDialog(KeyedDialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog"):
-            yield Label(Text(self.title_text), id="dialog-title")
-            lines = Text("\n".join(self.targets[:MAX_TARGET_LINES]))
+            yield Label(Text(shown(self.title_text)), id="dialog-title")
+            lines = Text("\n".join(shown(t) for t in self.targets[:MAX_TARGET_LINES]))
             if len(self.targets) > MAX_TARGET_LINES:
                 lines.append(f"\n… and {len(self.targets) - MAX_TARGET_LINES} more")
             yield Static(lines, id="dialog-targets")
             if self.note:
-                yield Static(Text(self.note), id="dialog-note")
+                yield Static(Text(shown(self.note, multiline=True)), id="dialog-note")
             with Horizontal(id="dialog-buttons"):
                 yield Button(button_label(CANCEL_KEY, "Cancel"), id="cancel", variant="default")
                 for c in self.choices:
@@ -124,13 +127,13 @@ class AgentPicker(KeyedDialog):
     def compose(self) -> ComposeResult:
         with Vertical(id="picker", classes="dialog"):
             more = " …" if len(self.targets) > 4 else ""
-            yield Label(Text(f"Reassign {', '.join(self.targets[:4])}{more} to:"))
+            yield Label(Text(shown(f"Reassign {', '.join(self.targets[:4])}{more} to:")))
             options = []
             for a in self.agents:
                 note = f"  {len(a.held)}/{a.max_claims} held"
                 if a.breaker_open_until_ms > self.now_ms:
                     note += ", breaker open"
-                options.append(Option(Text(a.name + note), id=a.name))
+                options.append(Option(Text(shown(a.name) + note), id=a.name))
             yield OptionList(*options, id="picker-list")
             yield Static(Text("↑↓ choose · enter picks · tab reaches Cancel"), id="picker-hint")
             with Horizontal(id="dialog-buttons"):

@@ -20,6 +20,7 @@ from claimroom.core import constants as C
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import Resolution, StartOptions, file_board_url, resolve
 from claimroom.core.redis_store import redacted
+from claimroom.core.safetext import shown
 from claimroom.core.store import Store
 from rich.text import Text
 from textual.app import ComposeResult
@@ -100,8 +101,8 @@ class FindingScreen(ModalScreen[None]):
         with Vertical(id="finding", classes="dialog"):
             yield Label("finding the store…", id="finding-title")
             yield LoadingIndicator()
-            yield Static(Text(self.finder.doing()), id="finding-doing")
-            yield Static(Text(f"project {self.finder.project} · ctrl+q quits"), id="finding-note")
+            yield Static(Text(shown(self.finder.doing())), id="finding-doing")
+            yield Static(Text(shown(f"project {self.finder.project} · ctrl+q quits")), id="finding-note")
 
 
 def consent_dialog(need: NeedConsent, project: Path) -> ChoiceDialog:

@@ -125,11 +125,11 @@ class OverviewPane(Vertical):
         for t in snap.claims[:5]:
             lease, style = claim_urgency(t, now_ms, pal)
             if style is not None:
-                lines.append(Text(f"{t.id:<6} {clip(t.agent, 12):<12} lease {left(lease):>6}  "
+                lines.append(Text(f"{clip(t.id, 12):<6} {clip(t.agent, 12):<12} lease {left(lease):>6}  "
                                   f"{clip(t.title, 40)}", style=style))  # fmt: skip
         for t in snap.orphans[: 8 - len(lines)]:
             style = pal.error if t.state is State.DEAD else pal.warning
-            lines.append(Text(f"{t.id:<6} {t.state.value:<12} {age(now_ms - t.updated_ms):>12}  "
+            lines.append(Text(f"{clip(t.id, 12):<6} {t.state.value:<12} {age(now_ms - t.updated_ms):>12}  "
                               f"{clip(t.title, 40)}", style=style))  # fmt: skip
         if not lines:
             lines.append(Text("nothing needs you right now", style=pal.success))

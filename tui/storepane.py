@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import HealthMonitor, HealthStatus, Resolution
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -28,7 +27,7 @@ from textual.worker import Worker, WorkerFailed, WorkerState
 from .dialogs import Choice, ChoiceDialog
 from .infra import InfraFacts, operate, read_facts, unmanaged
 from .overview import link_line
-from .storeview import chosen_line, grid, health_view, infra_title, infra_view, logs_view, server_view
+from .storeview import chosen_line, grid, health_view, infra_title, infra_view, logs_view, plain, server_view
 
 if TYPE_CHECKING:
     from .app import ControlRoom
@@ -227,15 +226,15 @@ class StorePane(VerticalScroll):
         status, pal, now_ms, now_s = app.link.status, app.palette_styles, app.now_ms(), app.clock()
         pings = list(app.board.pings)
         facts = grid()
-        facts.add_row("url", app.board.url)
-        facts.add_row("namespace", app.store.namespace)
+        facts.add_row("url", plain(app.board.url))
+        facts.add_row("namespace", plain(app.store.namespace))
         if (chosen := chosen_line(self.resolution)) is not None:
             facts.add_row("chosen", chosen)
             for tried in self.resolution.tried if self.resolution else ():
-                facts.add_row("tried", Text(tried, style=pal.muted))
+                facts.add_row("tried", plain(tried, pal.muted))
         facts.add_row("link", link_line(status, now_ms, pal))
         if status.outage:
-            facts.add_row("error", Text(status.outage, style=pal.error))
+            facts.add_row("error", plain(status.outage, pal.error))
         if pings:
             facts.add_row(
                 "ping",

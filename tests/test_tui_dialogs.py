@@ -14,7 +14,7 @@ from claimroom.core.models import State
 from claimroom.core.store import Store
 from claimroom.tui.actions import ACTIONS
 from claimroom.tui.app import PANES, ControlRoom
-from claimroom.tui.dialogs import CANCEL_KEY, AgentPicker, Choice, ChoiceDialog
+from claimroom.tui.dialogs import CANCEL_KEY, AgentPicker, Choice, ChoiceDialog, HelpScreen
 from claimroom.tui.operate import PAUSE, RESET, RESUME, TASK_CHOICES
 from claimroom.tui.storepane import KEYS, OPS
 from pilot_wait import dialog_open, focused_id, screen_lines, until
@@ -230,3 +230,17 @@ async def test_every_button_shows_its_letter(store: Store, app_store: Store) -> 
         for label in ("[c] Cancel", "[s] +1 min", "[m] +5 min", "[l] +15 min"):
             assert label in buttons, buttons
         await pilot.press("escape")
+
+
+@redis_only
+async def test_help_scrolls_by_keys_and_escape_closes_it(store: Store, app_store: Store) -> None:
+    app = ControlRoom(app_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.focused is not None)
+        box = app.screen.query_one("#help")
+        assert box.max_scroll_y > 0  # at 80x24 the key list is longer than the screen
+        await pilot.press("pagedown", "down")
+        await until(pilot, lambda: box.scroll_y > 0)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))

@@ -50,9 +50,9 @@ async def operate(app: ControlRoom, spec: ActionSpec, keys: Sequence[str], snap:
         by_name = {q.name: q for q in snap.queues}
         queues = [by_name[k] for k in keys if k in by_name]
         resume = all(q.paused for q in queues)  # all paused: resume them; else pause the lot
-        choice = RESUME if resume else PAUSE
+        offer = RESUME if resume else PAUSE
         lines = [f"{q.name}  {'paused' if q.paused else 'open'} · {q.ready:,} ready" for q in queues]
-        if await confirm(app, f"{choice.label} {len(queues)} queue(s)?", lines, [choice]) is None:
+        if await confirm(app, f"{offer.label} {len(queues)} queue(s)?", lines, [offer]) is None:
             return None
         return await run_pause(app.store, [q.name for q in queues], app.operator, resume=resume)
     if spec.kind == "agent":

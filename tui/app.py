@@ -23,6 +23,7 @@ from claimroom.core import constants as C
 from claimroom.core import validate
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import HealthStatus, Resolution, StartOptions
+from claimroom.core.safetext import shown
 from claimroom.core.store import Store
 from rich.text import Text
 from textual import on, work
@@ -34,15 +35,15 @@ from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 from .actions import ACTIONS, KIND_PANES, Outcome
 from .board import PANE_SECTIONS, SECTIONS, Board, Snapshot
 from .commands import ControlRoomCommands
-from .keys import BINDINGS, BoardKeys, FilterInput
+from .keys import BINDINGS, BOARD_ACTIONS, BoardKeys, FilterInput
 from .keys import PANES as PANES  # re-exported: the pane order, for the palette, tests and screenshots
 from .launch import Finder, find
 from .live import LinkStatus, LiveLink
 from .operate import operate
-from .overview import OverviewPane, link_line
+from .overview import OverviewPane, link_pieces
 from .panes import TABLE_PANES, TablePane
 from .storepane import StorePane
-from .tables import Palette, age, cursor_key
+from .tables import Palette, Piece, age, cursor_key, joined
 
 INFO_EVERY_S = 10.0
 # When the app owns its process, the cyclic GC runs on these timers, each pass in a loop
@@ -130,7 +131,9 @@ class ControlRoom(BoardKeys, App[int]):
                 yield StorePane()
         # Disabled while hidden, so it never takes focus (and the board's keys) by itself.
         yield FilterInput(placeholder="filter rows (escape clears)", id="filter", disabled=True)
-        yield Footer(show_command_palette=False)  # ":" is in the footer already
+        # Compact, so the keys an operator needs most fit in 80 columns (keys.FOOTER_ACTIONS);
+        # ":" is in it already, so no separate palette key on the right.
+        yield Footer(show_command_palette=False, compact=True)
 
     def _bind(self, store: Store) -> None:
         self.store = store
@@ -184,7 +187,8 @@ class ControlRoom(BoardKeys, App[int]):
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
         # Kept so tests (and a later "recent notices" view) can read what the operator was told.
-        # Messages carry task titles and store errors: never markup.
+        # Messages carry task titles and store errors: never markup, no control characters.
+        message, title = shown(message, multiline=True), shown(title)
         self.notices.append(f"{title}: {message}" if title else message)
         kwargs.setdefault("markup", False)
         super().notify(message, title=title, **kwargs)
@@ -273,22 +277,25 @@ class ControlRoom(BoardKeys, App[int]):
             return
         line = Text()
         line.append("claimroom ", "bold")
-        line.append(self.namespace + "  ")
+        line.append(shown(self.namespace) + "  ")
         if not self.attached:
             line.append("finding the store…", self.palette_styles.warning)
             self.query_one("#status", Static).update(line, layout=False)
             return
         st, pal, now = self.link.status, self.palette_styles, self.now_ms()
-        line.append_text(link_line(st, now, pal))
+        link = link_pieces(st, now, pal)
         if self.snapshot is not None and not st.outage:
-            line.append(f" · {self.snapshot.ping_ms:.1f} ms")
+            link.append((f"{self.snapshot.ping_ms:.1f} ms", ""))
+        line.append_text(joined(link, end="  "))
+        tail: list[Piece] = []
         if st.paused:
-            line.append("  PAUSED", pal.warning)
+            tail.append(("PAUSED", pal.warning))
         if self.readonly:
-            line.append("  READ-ONLY", pal.accent)
-        line.append(f"  {self.board.url}", pal.muted)
+            tail.append(("READ-ONLY", pal.accent))
+        tail.append((self.board.url, pal.muted))
         if self.resolution is not None:  # which store, and why (the store pane has the particulars)
-            line.append(f"  {self.resolution.how}: {self.resolution.detail.split(' (', 1)[0]}", pal.muted)
+            tail.append((f"{self.resolution.how}: {self.resolution.detail.split(' (', 1)[0]}", pal.muted))
+        line.append_text(joined(tail, "  "))
         self.query_one("#status", Static).update(line, layout=False)  # one line, always
         outage = self.query_one("#outage", Static)
         outage.set_class(bool(st.outage), "-down")
@@ -296,8 +303,8 @@ class ControlRoom(BoardKeys, App[int]):
             synced = "never" if st.synced_ms is None else age(now - st.synced_ms) + " ago"
             outage.update(
                 Text(
-                    f"⚠ {st.outage}\nreconnecting: attempt {st.attempts}, next in {st.retry_in_s:.1f} s; "
-                    f"showing the last good snapshot (synced {synced})"
+                    f"⚠ {shown(st.outage)}\nreconnecting: attempt {st.attempts}, "
+                    f"next in {st.retry_in_s:.1f} s; showing the last good snapshot (synced {synced})"
                 )
             )
 
@@ -326,10 +333,12 @@ class ControlRoom(BoardKeys, App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # While a dialog is open its own keys apply; the board's keys must not act behind it.
-        # Before the store is found only quitting makes sense.
-        if not self.attached:
-            return action == "quit"
-        return not (isinstance(self.screen, ModalScreen) and action not in ("quit", "command_palette"))
+        # Textual's own app actions stay allowed: a dialog's Tab and arrows are app.focus_next
+        # and app.focus_previous, and refusing those left the operator stuck on Cancel.
+        # Before the store is found only quitting (and moving in the consent dialog) makes sense.
+        if action in BOARD_ACTIONS:
+            return self.attached and not isinstance(self.screen, ModalScreen)
+        return self.attached or action in ("quit", "focus_next", "focus_previous")
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:

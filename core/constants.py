@@ -12,6 +12,10 @@ max_lease_ttl_s = 7 * 24 * 3600.0
 late_stage_progress = 0.5  # below: an expired lease goes back to queued; at or above: orphaned
 max_lease_expiries = 3  # a task that keeps killing its agents ends dead, reason "lease-expired"
 reap_batch = 100  # expired leases handled per script call
+# Cascades: a task that ends dead or cancelled cancels what depends on it (and an operator's
+# retry may restore them). One script call changes at most this many tasks that way; the
+# rest wait in the cascade index for the next call (the reaper's pass, or the next ending).
+cascade_batch = 500
 
 # Retries.
 default_max_attempts = 3
@@ -73,6 +77,7 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "late_stage_progress": late_stage_progress,
     "max_lease_expiries": max_lease_expiries,
     "reap_batch": reap_batch,
+    "cascade_batch": cascade_batch,
     "backoff_base_ms": backoff_base_ms,
     "backoff_max_ms": backoff_max_ms,
     "default_max_claims": default_max_claims,

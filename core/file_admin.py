@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import constants as C
+from . import file_cascade
 from .file_ops import Refused, Tx, check_seen, drop_hold, enter, promote_due, reap_due, set_task, take_out
 from .models import Lock, LockHold
 from .scripts import ErrorCode
@@ -129,7 +130,13 @@ def reap(tx: Tx) -> dict[str, Any]:
         tx.audit("lock-expired", data={"path": path, "holders": gone})
         dropped += len(gone)
     _trim_audit(tx)
-    return {"expired": expired, "promoted": promoted, "dropped": dropped}
+    return {
+        "expired": expired,
+        "promoted": promoted,
+        "dropped": dropped,
+        **tx.cascade_log,
+        "pending": file_cascade.pending(tx),
+    }
 
 
 def _trim_audit(tx: Tx) -> None:
@@ -175,7 +182,9 @@ _EVENT = {
 }
 
 
-def move(tx: Tx, tid: str, seen_state: str, seen_token: int, action: str, operator: str, target: str) -> str:
+def move(
+    tx: Tx, tid: str, seen_state: str, seen_token: int, action: str, operator: str, target: str, restore: bool
+) -> str:
     t = check_seen(tx, tid, seen_state, seen_token)
     if action not in _ALLOWED:
         raise Refused(ErrorCode.BAD_INPUT, f"unknown action {action}")
@@ -183,6 +192,8 @@ def move(tx: Tx, tid: str, seen_state: str, seen_token: int, action: str, operat
         raise Refused(ErrorCode.WRONG_STATE, f"{action} does not apply to a {t['state']} task")
     if action == "reassign" and tx.one("SELECT 1 FROM agents WHERE ns = :ns AND name = :a", a=target) is None:
         raise Refused(ErrorCode.NOT_FOUND, target)
+    if restore and action != "retry":
+        raise Refused(ErrorCode.BAD_INPUT, "only a retry restores dependents")
 
     rb = take_out(tx, t)
     new = "queued"
@@ -197,6 +208,12 @@ def move(tx: Tx, tid: str, seen_state: str, seen_token: int, action: str, operat
     enter(tx, t, new, assigned=target if action == "reassign" else None)
     data = {"from": t["state"], "to": new, "assigned": target, **rb}
     tx.audit(_EVENT[action], tid, t["agent"], t["token"], data, operator)
+    if new in file_cascade.OVER:
+        file_cascade.cancel(tx, tid)
+    else:
+        file_cascade.revived(tx, tid)
+    if restore:
+        file_cascade.start_restore(tx, tid)
     return new
 
 

@@ -17,6 +17,7 @@ import sqlite3
 from typing import Any
 
 from . import constants as C
+from . import file_cascade
 from .file_schema import NOW_SQL, dumps
 from .scripts import ErrorCode
 
@@ -44,6 +45,10 @@ class Tx:
         self.ns = ns
         self.now: int = conn.execute(NOW_SQL).fetchone()[0]
         self.changed = False  # set by anything the scripts announce on the hints channel
+        # Cascades (file_cascade): how many more tasks this transaction may look at, and
+        # what its cascades did (the reap pass reports it).
+        self.cascade_left = C.cascade_batch
+        self.cascade_log: dict[str, list[str]] = {"cancelled": [], "restored": []}
 
     def run(self, sql: str, **params: Any) -> sqlite3.Cursor:
         return self.conn.execute(sql, {"ns": self.ns, **params})
@@ -168,6 +173,10 @@ def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
         enter(tx, c, "cancelled")
         tx.audit("cancelled", c["id"], data={"reason": "rollback", "parent": tid})
         cancelled.append(c["id"])
+    # After the loop: a subtask that waits on another one being rolled back is cancelled
+    # as rolled back itself, not as a dependent.
+    for cid in cancelled:
+        file_cascade.cancel(tx, cid)
     return {"locks": locks, "cancelled": cancelled}
 
 
@@ -212,6 +221,8 @@ def expire_one(tx: Tx, t: Row) -> str:
     enter(tx, t, outcome)
     data = {"outcome": outcome, "progress": num(progress), "expiries": expiries, **rb}
     tx.audit("expired", tid, t["agent"], t["token"], data)
+    if outcome == "dead":
+        file_cascade.cancel(tx, tid)
     return outcome
 
 
@@ -222,7 +233,11 @@ def reap_due(tx: Tx) -> list[tuple[str, str]]:
         now=tx.now,
         n=C.reap_batch,
     )
-    return [(t["id"], expire_one(tx, t)) for t in rows]
+    expired = [(t["id"], expire_one(tx, t)) for t in rows]
+    # Cascades and restores that did not fit in the call that started them go on here.
+    file_cascade.run(tx, None)
+    file_cascade.restore_run(tx, None)
+    return expired
 
 
 def promote_due(tx: Tx) -> list[str]:
@@ -306,10 +321,15 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
         parent = resolve(s["parent"]) if s["parent"] else ""
         # Unique after resolving: "$0" and that task's id must not be waited for twice.
         deps = list(dict.fromkeys(resolve(d) for d in s["after"]))
-        waiting = 0
+        waiting, blocker, why = 0, "", ""
         for dep in deps:
             row = load_task(tx, dep)
-            if row is None or row["state"] != "done":
+            if row is not None and row["state"] in file_cascade.OVER:
+                # It could never run: added cancelled, as a cascade would have left it.
+                if not blocker:
+                    blocker = dep
+                    why = file_cascade.reason(dep, row["state"], row["reason"], row["cancelled_by"])
+            elif row is None or row["state"] != "done":
                 waiting += 1
                 tx.run("INSERT OR IGNORE INTO dependents (ns, dep, id) VALUES (:ns, :d, :id)", d=dep, id=tid)
         spawn_token = 0
@@ -329,10 +349,16 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
         )  # fmt: skip
         tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=s["queue"])
         state = "blocked" if waiting > 0 else "queued"
+        data = {"state": state, "queue": s["queue"], "priority": s["priority"]}
         row = load_task(tx, tid)
         assert row is not None
-        enter(tx, row, state)
-        tx.audit("added", tid, data={"state": state, "queue": s["queue"], "priority": s["priority"]})
+        if blocker:
+            state = data["state"] = "cancelled"
+            data |= {"reason": why, "after": blocker}
+            enter(tx, row, state, reason=why, cancelled_by=blocker)
+        else:
+            enter(tx, row, state)
+        tx.audit("added", tid, data=data)
     return ids
 
 
@@ -347,6 +373,7 @@ _PICK = "id, priority, seq, attempts, assigned, queue, requires"
 _ANY_DUE = (
     "SELECT EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'claimed' AND deadline_ms <= :now)"
     " OR EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'retrying' AND ready_ms <= :now)"
+    " OR EXISTS (SELECT 1 FROM cascades WHERE ns = :ns)"
 )
 
 
@@ -502,6 +529,8 @@ def fail(tx: Tx, tid: str, token: int, reason: str, fatal: bool, jitter: float) 
     enter(tx, t, state)
     data = {"reason": reason, "fatal": fatal, "next": state, "ready_ms": ready, "failures": failures, **rb}
     tx.audit("failed", tid, t["agent"], token, data)
+    if state == "dead":
+        file_cascade.cancel(tx, tid)
     return state, ready
 
 

@@ -22,11 +22,23 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Cascades (file_cascade.py): the dependency whose end cancelled a task, and the work a
+# cascade or restore left for the next pass. Schema 2; UPGRADES[2] adds it to a board of 1.
+CASCADES = """
+CREATE INDEX IF NOT EXISTS tasks_cancelled_by ON tasks (ns, cancelled_by, seq) WHERE cancelled_by <> '';
+CREATE TABLE IF NOT EXISTS cascades (
+  ns TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, at_ms INTEGER NOT NULL,
+  PRIMARY KEY (ns, kind, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cascades_order ON cascades (ns, kind, at_ms, id);
+"""
 
 # Partial indexes are used only when a query repeats their WHERE terms literally, so the
 # queries in file_ops.py spell out e.g. "state = 'queued' AND assigned = ''".
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
   ns TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (ns, name)
@@ -46,7 +58,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   stage TEXT NOT NULL DEFAULT '', checkpoint TEXT NOT NULL DEFAULT '',
   result TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
   ready_ms INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL DEFAULT 0,
-  updated_ms INTEGER NOT NULL DEFAULT 0,
+  updated_ms INTEGER NOT NULL DEFAULT 0, cancelled_by TEXT NOT NULL DEFAULT '',
   UNIQUE (ns, id)
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks (ns, seq);
@@ -95,6 +107,13 @@ CREATE TABLE IF NOT EXISTS leases (
   PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
 """
+    + CASCADES
+)
+
+# Statements that bring a board of the version before the key up to it, in one transaction.
+UPGRADES: dict[int, str] = {
+    2: "ALTER TABLE tasks ADD COLUMN cancelled_by TEXT NOT NULL DEFAULT '';" + CASCADES,
+}
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
@@ -106,7 +125,7 @@ TASK_COLUMNS = (
     "id", "seq", "title", "state", "queue", "priority", "requires", "after", "parent", "affinity",
     "payload", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
     "assigned", "agent", "token", "deadline_ms", "claimed_ms", "ttl_ms", "progress", "stage",
-    "checkpoint", "result", "reason", "ready_ms", "created_ms", "updated_ms",
+    "checkpoint", "result", "reason", "ready_ms", "created_ms", "updated_ms", "cancelled_by",
 )  # fmt: skip
 TASK_INTS = frozenset(
     {"seq", "priority", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
@@ -208,33 +227,44 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
     return conn
 
 
-def _ensure_schema(conn: sqlite3.Connection) -> None:
-    row = None
+def _version(conn: sqlite3.Connection) -> int:
+    """The board's schema version; 0 for a database without one yet."""
     try:
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     except sqlite3.OperationalError as exc:
         if "no such table" not in str(exc):
             raise
-    if row is None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return
-    if int(row[0]) > SCHEMA_VERSION:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the schema on a new board, or bring an older board's up to this version."""
+    have = _version(conn)
+    if have > SCHEMA_VERSION:
         raise StoreUnavailable(
             "store unavailable: this board was written by a newer claimroom (schema "
-            f"{row[0]}); upgrade claimroom to use it"
+            f"{have}); upgrade claimroom to use it"
         )
+    if have == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = _version(conn)  # again under the write lock: another process may have done it
+        if have < SCHEMA_VERSION:
+            steps = [UPGRADES[v] for v in range(have + 1, SCHEMA_VERSION + 1)] if have else [SCHEMA]
+            for script in steps:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def dumps(data: Any) -> str:

@@ -28,14 +28,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from . import constants as C
-from . import file_admin, file_dump, file_ops
+from . import file_admin, file_cascade, file_dump, file_ops
 from .errors import BadInput, NotFound
 from .file_ops import Refused, Tx
 from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
 from .file_worker import NO_REPLY, Call, Handoff, Worker
 from .file_writers import WriterQueue, close_queue, open_queue
 from .migrate import Board, check
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
 from .store import Store
 
 T = TypeVar("T")
@@ -503,6 +503,9 @@ class FileStore(Store):
             dead=tuple(by["dead"]),
             promoted=tuple(out["promoted"]),
             locks_expired=out["dropped"],
+            cancelled=tuple(out["cancelled"]),
+            restored=tuple(out["restored"]),
+            cascades_pending=out["pending"],
         )
 
     async def _lead(self, holder: str, lease_ms: int) -> bool:
@@ -518,8 +521,22 @@ class FileStore(Store):
 
     # --- operator actions --------------------------------------------------------------
 
-    async def _act(self, action: str, task: str, seen: State, token: int, operator: str, agent: str) -> State:
-        return State(await self._write(file_admin.move, task, seen.value, token, action, operator, agent))
+    async def _act(
+        self, action: str, task: str, seen: State, token: int, operator: str, agent: str, restore: bool
+    ) -> State:
+        return State(
+            await self._write(file_admin.move, task, seen.value, token, action, operator, agent, restore)
+        )
+
+    async def _dependents_cancelled(self, task: str) -> int:
+        return await self._read(file_cascade.cascaded_count, task)
+
+    async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]:
+        def go(tx: Tx) -> tuple[list[Stuck], int]:
+            found, next_seq = file_cascade.stuck(tx, after_seq, limit, also)
+            return [Stuck(_task(r), dep, state) for r, dep, state in found], next_seq
+
+        return await self._read(go)
 
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int:
         return await self._write(file_admin.extend, task, token, extra_ms, operator)

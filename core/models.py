@@ -73,6 +73,7 @@ class Task:
     created_ms: int = 0
     updated_ms: int = 0
     seq: int = 0
+    cancelled_by: str = ""  # the dependency whose end cancelled it (a cascade); "" otherwise
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> Task:
@@ -106,6 +107,7 @@ class Task:
             created_ms=_int(f.get("created_ms")),
             updated_ms=_int(f.get("updated_ms")),
             seq=_int(f.get("seq")),
+            cancelled_by=f.get("cancelled_by", ""),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -240,6 +242,9 @@ class ReapReport:
     dead: tuple[str, ...] = ()
     promoted: tuple[str, ...] = ()
     locks_expired: int = 0
+    cancelled: tuple[str, ...] = ()  # dependents cancelled by cascades
+    restored: tuple[str, ...] = ()  # dependents an operator's retry restored
+    cascades_pending: int = 0  # tasks whose cascade or restore waits for the next pass
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -248,4 +253,17 @@ class ReapReport:
             "dead": list(self.dead),
             "promoted": list(self.promoted),
             "locks_expired": self.locks_expired,
+            "cancelled": list(self.cancelled),
+            "restored": list(self.restored),
+            "cascades_pending": self.cascades_pending,
         }
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """A blocked task waiting on a dependency that can never finish (dead, cancelled, or
+    gone): left by a cascade still under way, an older claimroom, or a hand edit."""
+
+    task: Task
+    dependency: str
+    dependency_state: str  # dead | cancelled | missing

@@ -14,7 +14,7 @@ from redis.commands.core import AsyncScript
 from . import constants as C
 from .coalesce import Coalescer
 from .errors import StoreUnavailable
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
 from .scripts import SCRIPTS, ErrorCode, source
 from .store import Store
 
@@ -288,6 +288,9 @@ class RedisStore(Store):
             dead=tuple(by["dead"]),
             promoted=tuple(str(x) for x in reply[2]),
             locks_expired=int(reply[3]),
+            cancelled=tuple(str(x) for x in reply[4]),
+            restored=tuple(str(x) for x in reply[5]),
+            cascades_pending=int(reply[6]),
         )
 
     async def _lead(self, holder: str, lease_ms: int) -> bool:
@@ -295,9 +298,52 @@ class RedisStore(Store):
         key = C.reaper_key(self.namespace)
         return bool(await self._guard(lambda: script(keys=[key], args=[holder, lease_ms])))
 
-    async def _act(self, action: str, task: str, seen: State, token: int, operator: str, agent: str) -> State:
-        reply = await self._run("move", task, seen.value, token, action, operator, agent)
+    async def _act(
+        self, action: str, task: str, seen: State, token: int, operator: str, agent: str, restore: bool
+    ) -> State:
+        reply = await self._run(
+            "move", task, seen.value, token, action, operator, agent, "1" if restore else ""
+        )
         return State(reply[1])
+
+    async def _dependents_cancelled(self, task: str) -> int:
+        return int(await self._guard(lambda: self.redis.scard(self._prefix + "cascaded:" + task)))
+
+    async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]:
+        ns = self.namespace
+        blocked_key = C.state_key(ns, State.BLOCKED.value)
+        window = await self._guard(
+            lambda: self.redis.zrangebyscore(blocked_key, f"({after_seq}", "+inf", 0, limit, withscores=True)
+        )
+        next_seq = int(window[-1][1]) if len(window) == limit else 0
+        ids = list(dict.fromkeys([*(tid for tid, _ in window), *also]))
+
+        async def hmget(tids: list[str], *names: str) -> list[list[str | None]]:
+            pipe = self.redis.pipeline(transaction=False)
+            for tid in tids:
+                pipe.hmget(C.task_key(ns, tid), *names)
+            return list(await pipe.execute())
+
+        rows = await self._guard(lambda: hmget(ids, "state", "after"))
+        waits = {
+            tid: [d for d in (after or "").split(",") if d]
+            for tid, (state, after) in zip(ids, rows, strict=True)
+            if state == "blocked"
+        }
+        deps = list(dict.fromkeys(d for after in waits.values() for d in after))
+        states = await self._guard(lambda: hmget(deps, "state"))
+        over = {
+            d: s or "missing"
+            for d, (s,) in zip(deps, states, strict=True)
+            if s in (None, "dead", "cancelled")
+        }
+        on: dict[str, str] = {}
+        for tid, after in waits.items():
+            hopeless = [d for d in after if d in over]
+            if hopeless:
+                on[tid] = hopeless[0]
+        tasks = sorted(await self._fetch(list(on)), key=lambda t: t.seq)
+        return [Stuck(t, on[t.id], over[on[t.id]]) for t in tasks], next_seq
 
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int:
         return int((await self._run("extend", task, token, extra_ms, operator))[1])
@@ -528,3 +574,5 @@ class RedisStore(Store):
         # members never count down anyone's wait.
         for dep in (d for d in t.get("after", "").split(",") if d):
             pipe.sadd(p + "dependents:" + dep, tid)
+        if state == "cancelled" and t.get("cancelled_by"):
+            pipe.sadd(p + "cascaded:" + t["cancelled_by"], tid)  # what a retry with restore walks

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import constants, validate
 from .errors import BadInput, ClaimroomError
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
 
 
 def _ref_or_id(value: str) -> str:
@@ -296,15 +296,29 @@ class Store(ABC):
     # --- operator actions: each a compare-and-set on what the operator saw -----------
 
     async def act(
-        self, action: str, task: str, seen_state: State | str, seen_token: int, operator: str, agent: str = ""
+        self,
+        action: str,
+        task: str,
+        seen_state: State | str,
+        seen_token: int,
+        operator: str,
+        agent: str = "",
+        *,
+        restore: bool = False,
     ) -> State:
         """Move a task as an operator: kill, kill-dead, requeue, cancel, retry, reassign.
 
         ``seen_state``/``seen_token`` are what the operator saw; if the task has moved
-        since, ``Changed`` is raised and nothing happens. Returns the new state.
+        since, ``Changed`` is raised and nothing happens. Returns the new state. A retry
+        with ``restore`` also brings back, blocked on it again, the dependents that its
+        end cancelled (and theirs); see ``dependents_cancelled``.
         """
         if action not in ACTIONS:
             raise BadInput(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+        if not isinstance(restore, bool):
+            raise BadInput(f"restore must be true or false, got {restore!r}")
+        if restore and action != "retry":
+            raise BadInput("only a retry restores dependents")
         if action == "reassign":
             agent = validate.agent(agent)
         try:
@@ -318,7 +332,30 @@ class Store(ABC):
             raise BadInput(f"token must be a whole number, got {seen_token!r}") from None
         if token < 0:
             raise BadInput(f"token must not be negative, got {token}")
-        return await self._act(action, validate.task_id(task), st, token, validate.operator(operator), agent)
+        return await self._act(
+            action, validate.task_id(task), st, token, validate.operator(operator), agent, restore
+        )
+
+    async def dependents_cancelled(self, task: str) -> int:
+        """How many tasks a cascade cancelled because ``task`` ended (its direct dependents;
+        theirs come back with them): what a retry with ``restore`` would bring back."""
+        return await self._dependents_cancelled(validate.task_id(task))
+
+    async def stuck(
+        self, *, after_seq: int = 0, limit: int = 500, also: Sequence[str] = ()
+    ) -> tuple[list[Stuck], int]:
+        """Blocked tasks waiting on a dependency that can never finish, looked for among the
+        ``limit`` blocked tasks created after ``after_seq`` (oldest first) and the tasks
+        ``also`` names; returns them (oldest first) and the ``after_seq`` to look from
+        next, 0 once the end was reached. Bounded: a view walks a big board a window at a time.
+        """
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+            raise BadInput(f"after_seq must be a whole number, not negative, got {after_seq!r}")
+        n = validate.positive_int("limit", limit, 10_000)
+        ids = list(dict.fromkeys(validate.task_id(t) for t in also))
+        if len(ids) > n:
+            raise BadInput(f"at most {n} tasks in also")
+        return await self._stuck(after_seq, n, ids)
 
     async def extend(self, task: str, seen_token: int, extra_s: float, operator: str) -> int:
         """Give a live claim ``extra_s`` more seconds; returns the new deadline."""
@@ -389,8 +426,12 @@ class Store(ABC):
     async def _wait_for_change(self, timeout_s: float) -> bool: ...
     @abstractmethod
     async def _act(
-        self, action: str, task: str, seen: State, token: int, operator: str, agent: str
+        self, action: str, task: str, seen: State, token: int, operator: str, agent: str, restore: bool
     ) -> State: ...
+    @abstractmethod
+    async def _dependents_cancelled(self, task: str) -> int: ...
+    @abstractmethod
+    async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]: ...
     @abstractmethod
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int: ...
     @abstractmethod

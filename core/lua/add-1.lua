@@ -6,7 +6,8 @@
           or "$k" = the k-th spec of this batch, 0-based], parent, affinity, payload (JSON
           text), max_attempts}
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist
-  (nothing is written then).
+  (nothing is written then). A task after one that is dead or cancelled could never run:
+  it is added cancelled, as a cascade would have left it (restored by that one's retry).
 ]]
 --@include lib
 local P = ARGV[1]
@@ -41,12 +42,15 @@ for i, s in ipairs(specs) do
   local parent = s.parent or ''
   local k = string.match(parent, '^%$(%d+)$')
   if k then parent = ids[tonumber(k) + 1] end
-  local deps, waiting = {}, 0
+  local deps, waiting, blocker, why = {}, 0, '', ''
   for _, dep in ipairs(s.after or {}) do
     local kk = string.match(dep, '^%$(%d+)$')
     if kk then dep = ids[tonumber(kk) + 1] end
     deps[#deps + 1] = dep
-    if rcall('HGET', P .. 'task:' .. dep, 'state') ~= 'done' then
+    local ds = rcall('HMGET', P .. 'task:' .. dep, 'state', 'reason', 'cancelled_by')
+    if is_over(ds[1]) then
+      if blocker == '' then blocker, why = dep, cascade_reason(dep, ds[1], ds[2], ds[3]) end
+    elseif ds[1] ~= 'done' then
       waiting = waiting + 1
       rcall('SADD', P .. 'dependents:' .. dep, id)
     end
@@ -69,8 +73,14 @@ for i, s in ipairs(specs) do
   rcall('SADD', P .. 'queues', s.queue)
   local state = 'queued'
   if waiting > 0 then state = 'blocked' end
+  local data = {state = state, queue = s.queue, priority = tonumber(s.priority)}
+  if blocker ~= '' then
+    state, data.state, data.reason, data.after = 'cancelled', 'cancelled', why, blocker
+    rcall('HSET', P .. 'task:' .. id, 'reason', why, 'cancelled_by', blocker)
+    rcall('SADD', P .. 'cascaded:' .. blocker, id)
+  end
   enter(P, id, t, state, now)
-  audit(P, now, 'added', id, '', '', {state = state, queue = s.queue, priority = tonumber(s.priority)})
+  audit(P, now, 'added', id, '', '', data)
 end
 table.insert(ids, 1, 0)
 return ids

@@ -120,6 +120,177 @@ local function release_task_locks(P, id)
   return released
 end
 
+-- Cascades (design note, task states): a task that ends dead or cancelled takes the tasks
+-- that depend on it, and theirs, with it in the same step: they could never run. Rule 10
+-- bounds the work: one script call looks at no more than ${cascade_batch} tasks this way, and
+-- what is left waits in `cascades:cancel` (tasks whose dependents are still to cancel,
+-- scored by when they joined) for reap_due, in the next claim or reaper pass, to go on.
+-- The walk consumes `dependents:<id>`; a task it cancels records `cancelled_by` (its
+-- dependency) and joins `cascaded:<dependency>`, which an operator's retry with restore
+-- walks back (leftovers in `cascades:restore`), under the same budget.
+local cascade_budget = ${cascade_batch}
+local cascade_log = {cancelled = {}, restored = {}}  -- what this call's cascades did (reap reports it)
+
+local function is_over(state)
+  return state == 'dead' or state == 'cancelled'
+end
+
+-- Why the dependents of x end: "dependency t1 dead", or, when x was itself cancelled by a
+-- cascade, "dependency t2 cancelled (t1 dead)": the root cause travels down the chain.
+local function cascade_reason(x, state, reason, cancelled_by)
+  if cancelled_by and cancelled_by ~= '' then
+    local root = string.match(reason or '', '%((.+)%)$') or string.match(reason or '', '^dependency (.+)$')
+    if root then return 'dependency ' .. x .. ' cancelled (' .. root .. ')' end
+  end
+  return 'dependency ' .. x .. ' ' .. state
+end
+
+-- The next task a walk visits: from its own queue (the closure of the task that just
+-- ended), or, with no task of its own, the oldest one pending in the index.
+local function walk_next(P, index, queue, pos)
+  if queue then return queue[pos] end
+  return rcall('ZRANGE', P .. index, 0, 0)[1]
+end
+
+-- Cancel the blocked dependents of `first`'s closure (or of the oldest pending tasks when
+-- first is nil) until the budget is spent. Audits one 'cascade' event (how many, whether
+-- more follow) and one 'cancelled' event per task with its reason and dependency.
+local function cascade_run(P, now, first)
+  local done, more, queue, pos, lead = {}, false, nil, 1, first
+  if first then queue = {first} end
+  while true do
+    local x = walk_next(P, 'cascades:cancel', queue, pos)
+    if not x then break end
+    if cascade_budget <= 0 then more = true; break end
+    pos, lead = pos + 1, lead or x
+    cascade_budget = cascade_budget - 1
+    local dk = P .. 'dependents:' .. x
+    local xs = rcall('HMGET', P .. 'task:' .. x, 'state', 'reason', 'cancelled_by')
+    -- A task retried or requeued meanwhile lives again: what still waits on it keeps waiting.
+    if is_over(xs[1]) then
+      local why = cascade_reason(x, xs[1], xs[2], xs[3])
+      for _, d in ipairs(rcall('SPOP', dk, cascade_budget)) do
+        cascade_budget = cascade_budget - 1
+        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'seq')
+        if ds[1] == 'blocked' then
+          local dt = {state = 'blocked', seq = ds[2]}
+          leave(P, d, dt)
+          rcall('HSET', P .. 'task:' .. d, 'reason', why, 'cancelled_by', x)
+          enter(P, d, dt, 'cancelled', now)
+          rcall('SADD', P .. 'cascaded:' .. x, d)
+          rcall('ZREM', P .. 'cascades:restore', d)
+          if rcall('EXISTS', P .. 'dependents:' .. d) == 1 then
+            rcall('ZADD', P .. 'cascades:cancel', 'NX', now, d)
+            if queue then queue[#queue + 1] = d end
+          end
+          done[#done + 1] = {d, why, x}
+        end
+      end
+    end
+    if is_over(xs[1]) and rcall('EXISTS', dk) == 1 then
+      more = true
+      if not queue then break end  -- the budget ran out on the index's oldest
+    else
+      rcall('ZREM', P .. 'cascades:cancel', x)
+    end
+  end
+  if #done > 0 or more then
+    audit(P, now, 'cascade', lead, '', '', {cancelled = #done, more = more})
+  end
+  for _, r in ipairs(done) do
+    audit(P, now, 'cancelled', r[1], '', '', {reason = r[2], after = r[3]})
+    cascade_log.cancelled[#cascade_log.cancelled + 1] = r[1]
+  end
+end
+
+-- Call when task `id` has just ended dead or cancelled (after its own audit event).
+local function cascade_cancel(P, id, now)
+  rcall('ZREM', P .. 'cascades:restore', id)  -- a restore of its dependents under way stops
+  if rcall('EXISTS', P .. 'dependents:' .. id) == 0 then return end
+  rcall('ZADD', P .. 'cascades:cancel', 'NX', now, id)
+  cascade_run(P, now, id)
+end
+
+-- Put back one task that a cascade from x cancelled, x being alive again: blocked on what
+-- is not done yet (queued if nothing), or, when another dependency can still never
+-- finish, left cancelled because of that one instead. Returns {id, outcome ('blocked',
+-- 'queued' or 'kept'), reason if kept, the dependency it now waits on or is kept for}.
+local function restore_one(P, d, x, now, queue)
+  local k = P .. 'task:' .. d
+  local f = rcall('HMGET', k, 'state', 'cancelled_by', 'after', 'seq', 'queue', 'requires', 'assigned', 'priority')
+  if f[1] ~= 'cancelled' or f[2] ~= x then return nil end
+  local waits = {}
+  for _, dep in ipairs(split(f[3])) do
+    local ds = rcall('HMGET', P .. 'task:' .. dep, 'state', 'reason', 'cancelled_by')
+    if not ds[1] or is_over(ds[1]) then
+      local why = 'dependency ' .. dep .. ' missing'
+      if ds[1] then
+        why = cascade_reason(dep, ds[1], ds[2], ds[3])
+        rcall('SADD', P .. 'cascaded:' .. dep, d)
+      end
+      rcall('HSET', k, 'reason', why, 'cancelled_by', dep)
+      return {d, 'kept', why, dep}
+    end
+    if ds[1] ~= 'done' then waits[#waits + 1] = dep end
+  end
+  for _, dep in ipairs(waits) do rcall('SADD', P .. 'dependents:' .. dep, d) end
+  local t = {state = 'cancelled', seq = f[4], queue = f[5], requires = f[6], assigned = f[7], priority = f[8]}
+  leave(P, d, t)
+  rcall('HSET', k, 'reason', '', 'cancelled_by', '', 'waiting', #waits)
+  local new = 'blocked'
+  if #waits == 0 then new = 'queued' end
+  enter(P, d, t, new, now)
+  if rcall('EXISTS', P .. 'cascaded:' .. d) == 1 then
+    rcall('ZADD', P .. 'cascades:restore', 'NX', now, d)
+    if queue then queue[#queue + 1] = d end
+  end
+  return {d, new, '', x}
+end
+
+-- Restore what cascades from `first` cancelled (and what cascades from those cancelled),
+-- or continue the oldest pending restores when first is nil, until the budget is spent.
+local function restore_run(P, now, first)
+  local done, kept, more, queue, pos, lead = {}, 0, false, nil, 1, first
+  if first then queue = {first} end
+  while true do
+    local x = walk_next(P, 'cascades:restore', queue, pos)
+    if not x then break end
+    if cascade_budget <= 0 then more = true; break end
+    pos, lead = pos + 1, lead or x
+    cascade_budget = cascade_budget - 1
+    local ck = P .. 'cascaded:' .. x
+    local xs = rcall('HGET', P .. 'task:' .. x, 'state')
+    local alive = xs and not is_over(xs)
+    if alive then
+      for _, d in ipairs(rcall('SPOP', ck, cascade_budget)) do
+        cascade_budget = cascade_budget - 1
+        local r = restore_one(P, d, x, now, queue)
+        if r then
+          done[#done + 1] = r
+          if r[2] == 'kept' then kept = kept + 1 end
+        end
+      end
+    end
+    if alive and rcall('EXISTS', ck) == 1 then
+      more = true
+      if not queue then break end
+    else
+      rcall('ZREM', P .. 'cascades:restore', x)
+    end
+  end
+  if #done > 0 or more then
+    audit(P, now, 'restore', lead, '', '', {restored = #done - kept, kept = kept, more = more})
+  end
+  for _, r in ipairs(done) do
+    if r[2] == 'kept' then
+      audit(P, now, 'not-restored', r[1], '', '', {reason = r[3], after = r[4]})
+    else
+      audit(P, now, 'restored', r[1], '', '', {to = r[2], after = r[4]})
+      cascade_log.restored[#cascade_log.restored + 1] = r[1]
+    end
+  end
+end
+
 -- Rule 7: a claim that ends other than by completion gives back its locks and cancels
 -- the subtasks it created that nobody has claimed yet.
 local function rollback(P, id, t, now)
@@ -136,6 +307,9 @@ local function rollback(P, id, t, now)
       cancelled[#cancelled + 1] = cid
     end
   end
+  -- After the loop: a subtask that waits on another one being rolled back is cancelled
+  -- as rolled back itself, not as a dependent.
+  for _, cid in ipairs(cancelled) do cascade_cancel(P, cid, now) end
   return {locks = locks, cancelled = cancelled}
 end
 
@@ -172,6 +346,7 @@ local function expire_one(P, id, t, now)
   audit(P, now, 'expired', id, t.agent, t.token, {
     outcome = outcome, progress = progress, expiries = expiries,
     locks = rb.locks, cancelled = rb.cancelled})
+  if outcome == 'dead' then cascade_cancel(P, id, now) end
   return outcome
 end
 
@@ -186,6 +361,9 @@ local function reap_due(P, now)
       rcall('ZREM', P .. 'deadlines', id)
     end
   end
+  -- Cascades and restores that did not fit in the call that started them go on here.
+  cascade_run(P, now, nil)
+  restore_run(P, now, nil)
   return out
 end
 

@@ -1,10 +1,11 @@
 --[[
-  reap: one recovery pass: expire overdue leases (rule 5), end finished backoffs, drop
-  expired lock holders.
+  reap: one recovery pass: expire overdue leases (rule 5), go on with cascades that did not
+  fit in one call (lib.lua reap_due), end finished backoffs, drop expired lock holders.
   KEYS[1] audit stream
   ARGV[1] prefix P
-  Returns {0, {id, outcome}..., {promoted ids}, locks dropped} as
-          {0, expired (flat id, outcome pairs), promoted ids, count of lock holds dropped}.
+  Returns {0, expired (flat id, outcome pairs), promoted ids, count of lock holds dropped,
+          ids cancelled by cascades, ids restored, count of tasks whose cascade or restore
+          still waits}.
 ]]
 --@include lib
 local P = ARGV[1]
@@ -35,4 +36,5 @@ for _, path in ipairs(rcall('ZRANGEBYSCORE', P .. 'locks', '-inf', now, 'LIMIT',
     dropped = dropped + #gone
   end
 end
-return {0, expired, promoted, dropped}
+local pending = rcall('ZCARD', P .. 'cascades:cancel') + rcall('ZCARD', P .. 'cascades:restore')
+return {0, expired, promoted, dropped, cascade_log.cancelled, cascade_log.restored, pending}

@@ -359,3 +359,39 @@ async def test_stuck_refuses_bad_arguments(store: Store) -> None:
     for kwargs in ({"after_seq": -1}, {"limit": 0}, {"also": ["no such id!"]}):
         with pytest.raises(BadInput):
             await store.stuck(**kwargs)  # type: ignore[arg-type]
+
+
+# --- a file board written before cascades --------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["file"], indirect=True)
+async def test_a_file_board_of_schema_1_is_upgraded(store_url: str, namespace: str) -> None:
+    """Schema 1 had no cancelled_by column and no cascades table: opening such a board adds
+    them, and its stuck tasks are found (the older claimroom cascaded nothing)."""
+    s = Store.from_url(store_url, namespace)
+    a = await s.add("A")
+    b = await s.add("B", after=[a])
+    path = s._path  # type: ignore[attr-defined]
+    await s.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    for sql in (
+        "DROP INDEX tasks_cancelled_by",
+        "ALTER TABLE tasks DROP COLUMN cancelled_by",
+        "DROP TABLE cascades",
+        "UPDATE tasks SET state = 'dead' WHERE id = 't1'",  # as an older claimroom left it
+        "UPDATE meta SET value = '1' WHERE key = 'schema'",
+    ):
+        conn.execute(sql)
+    conn.close()
+
+    s = Store.from_url(store_url, namespace)
+    try:
+        found, _ = await s.stuck()
+        assert [(x.task.id, x.dependency_state) for x in found] == [(b, "dead")]
+        c = await s.add("C", after=[a])
+        assert (await s.get(c)).cancelled_by == a
+    finally:
+        await s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    conn.close()

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .actions import ActionSpec, Outcome, run_pause, run_reset, run_task_action, split_targets
+from .actions import (
+    ActionSpec,
+    Outcome,
+    cancelled_dependents,
+    run_pause,
+    run_reset,
+    run_task_action,
+    split_targets,
+)
 from .board import Snapshot
 from .dialogs import AgentPicker, Choice, ChoiceDialog
 
@@ -32,6 +40,7 @@ TASK_CHOICES: dict[str, list[Choice]] = {
     ],
     "cancel": [Choice("t", "Cancel task(s)", "cancel", "error")],
 }
+RESTORE = "retry-restore"  # the retry dialog's second choice, offered when a cascade cancelled dependents
 PAUSE = Choice("p", "Pause", "go")
 RESUME = Choice("r", "Resume", "go")
 RESET = Choice("r", "Reset", "go")
@@ -77,9 +86,18 @@ async def operate(app: ControlRoom, spec: ActionSpec, keys: Sequence[str], snap:
         if picked is None:
             return None
         agent, title = picked, f"Reassign {len(targets)} task(s) to {picked}?"
-    choice = await confirm(app, title, lines, TASK_CHOICES[spec.name], note)
+    choices = TASK_CHOICES[spec.name]
+    if spec.name == "retry" and (n := await cancelled_dependents(app.store, targets)):
+        choices = [*choices, Choice("a", f"Retry and restore {n} dependent{'s' * (n != 1)}", RESTORE)]
+        more = (
+            f"their end cancelled {n} dependent task(s); [a] brings them (and theirs) back, blocked on them"
+        )
+        note = f"{note}\n{more}" if note else more
+    choice = await confirm(app, title, lines, choices, note)
     if choice is None:
         return None
     extra_s = float(choice) if spec.name == "extend" else 0.0
     action = choice if spec.name == "kill" else spec.name
-    return await run_task_action(app.store, action, targets, app.operator, agent=agent, extra_s=extra_s)
+    return await run_task_action(
+        app.store, action, targets, app.operator, agent=agent, extra_s=extra_s, restore=choice == RESTORE
+    )

@@ -18,6 +18,7 @@ from .panes import claim_urgency
 from .tables import Palette, Piece, age, clip, joined, left
 
 RATE_WINDOW_MS = 60_000
+STUCK_LINES = 3  # of the eight lines of "needs attention"
 
 
 def _grid() -> Table:
@@ -120,13 +121,18 @@ class OverviewPane(Vertical):
         self.query_one("#ov-attention", Static).update(self._attention(snap, now_ms, pal))
 
     def _attention(self, snap: Snapshot, now_ms: int, pal: Palette) -> RenderableType:
-        """The few things most likely to need a person: short leases first, then orphans."""
+        """The few things most likely to need a person: short leases first, then tasks
+        blocked on something that can never finish (no other pane shows them), then orphans."""
         lines: list[Text] = []
         for t in snap.claims[:5]:
             lease, style = claim_urgency(t, now_ms, pal)
             if style is not None:
                 lines.append(Text(f"{clip(t.id, 12):<6} {clip(t.agent, 12):<12} lease {left(lease):>6}  "
                                   f"{clip(t.title, 40)}", style=style))  # fmt: skip
+        for s in snap.stuck[:STUCK_LINES]:
+            on = clip(f"{s.dependency} {s.dependency_state}", 14)
+            lines.append(Text(f"{clip(s.task.id, 12):<6} {'blocked on':<12} {on:>12}  "
+                              f"{clip(s.task.title, 40)}", style=pal.warning))  # fmt: skip
         for t in snap.orphans[: 8 - len(lines)]:
             style = pal.error if t.state is State.DEAD else pal.warning
             lines.append(Text(f"{clip(t.id, 12):<6} {t.state.value:<12} {age(now_ms - t.updated_ms):>12}  "

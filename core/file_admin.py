@@ -213,7 +213,7 @@ def move(
     else:
         file_cascade.revived(tx, tid)
     if restore:
-        file_cascade.start_restore(tx, tid)
+        file_cascade.start_restore(tx, tid, operator)
     return new
 
 

@@ -157,15 +157,16 @@ def restore_one(tx: file_ops.Tx, d: str, x: str, queue: list[str] | None) -> tup
     return d, new, "", x
 
 
-def start_restore(tx: file_ops.Tx, tid: str) -> None:
+def start_restore(tx: file_ops.Tx, tid: str, operator: str) -> None:
     """An operator's retry with restore: bring back what cascades from ``tid`` cancelled."""
     _pend(tx, RESTORE, tid)
-    restore_run(tx, tid)
+    restore_run(tx, tid, operator)
 
 
-def restore_run(tx: file_ops.Tx, first: str | None) -> None:
+def restore_run(tx: file_ops.Tx, first: str | None, operator: str = "") -> None:
     """Restore what cascades from ``first`` cancelled (and from those), or go on with the
-    oldest pending restores when None, until the budget is spent."""
+    oldest pending restores when None, until the budget is spent; ``operator`` (who asked
+    for it, if this call is theirs) is named in its events."""
     done: list[tuple[str, str, str, str]] = []
     more, queue, pos, lead = False, [first] if first else None, 0, first
     while (x := _next(tx, RESTORE, queue, pos)) is not None:
@@ -195,12 +196,13 @@ def restore_run(tx: file_ops.Tx, first: str | None) -> None:
             _unpend(tx, RESTORE, x)
     if done or more:
         kept = sum(1 for r in done if r[1] == "kept")
-        tx.audit("restore", lead or "", data={"restored": len(done) - kept, "kept": kept, "more": more})
+        data = {"restored": len(done) - kept, "kept": kept, "more": more}
+        tx.audit("restore", lead or "", data=data, operator=operator)
     for d, outcome, why, dep in done:
         if outcome == "kept":
-            tx.audit("not-restored", d, data={"reason": why, "after": dep})
+            tx.audit("not-restored", d, data={"reason": why, "after": dep}, operator=operator)
         else:
-            tx.audit("restored", d, data={"to": outcome, "after": dep})
+            tx.audit("restored", d, data={"to": outcome, "after": dep}, operator=operator)
             tx.cascade_log["restored"].append(d)
 
 

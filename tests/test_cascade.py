@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from claimroom.core import constants
 from claimroom.core.errors import BadInput
+from claimroom.core.migrate import migrate
 from claimroom.core.models import Event, State
 from claimroom.core.redis_store import RedisStore
 from claimroom.core.store import Store, TaskSpec
@@ -223,9 +225,9 @@ async def test_retry_with_restore_brings_the_cascade_back(store: Store) -> None:
     assert (await store.get(after_by_hand)).state is State.CANCELLED
     for tid, dep in ((b, a), (c, b)):
         (ev,) = await events_of(store, "restored", tid)
-        assert ev.data == {"to": "blocked", "after": dep}
+        assert ev.data == {"to": "blocked", "after": dep} and ev.operator == "lead"
     (summary,) = await events_of(store, "restore", a)
-    assert summary.data == {"restored": 2, "kept": 0, "more": False}
+    assert summary.data == {"restored": 2, "kept": 0, "more": False} and summary.operator == "lead"
     assert await store.dependents_cancelled(a) == 0
 
     # Blocked on the retried task again: completing it unblocks them, in order.
@@ -395,3 +397,25 @@ async def test_a_file_board_of_schema_1_is_upgraded(store_url: str, namespace: s
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
     conn.close()
+
+
+async def test_a_migrated_board_keeps_what_a_restore_needs(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "board"
+    folder.mkdir()
+    async with (
+        Store.from_url(redis_url, namespace) as red,
+        Store.from_url(folder.as_uri(), namespace) as filed,
+        Store.from_url(redis_url, namespace + "b") as back,
+    ):
+        a = await red.add("A")
+        b, c = await red.add_many([TaskSpec("B", after=[a]), TaskSpec("C", after=["$0"])])
+        await fatal(red, a)
+        await migrate(red, filed)
+        await migrate(filed, back)
+        for s in (filed, back):
+            assert (await s.get(c)).cancelled_by == b and await s.dependents_cancelled(a) == 1
+            await s.act("retry", a, State.DEAD, (await s.get(a)).token, "lead", restore=True)
+            assert [(await s.get(t)).state for t in (b, c)] == [State.BLOCKED, State.BLOCKED]
+            assert await s.complete(a, await claimed(s, a)) == [b]

@@ -249,7 +249,8 @@ end
 
 -- Restore what cascades from `first` cancelled (and what cascades from those cancelled),
 -- or continue the oldest pending restores when first is nil, until the budget is spent.
-local function restore_run(P, now, first)
+-- The operator who asked for it, if this call is theirs, is named in its events.
+local function restore_run(P, now, first, operator)
   local done, kept, more, queue, pos, lead = {}, 0, false, nil, 1, first
   if first then queue = {first} end
   while true do
@@ -279,13 +280,13 @@ local function restore_run(P, now, first)
     end
   end
   if #done > 0 or more then
-    audit(P, now, 'restore', lead, '', '', {restored = #done - kept, kept = kept, more = more})
+    audit(P, now, 'restore', lead, '', '', {restored = #done - kept, kept = kept, more = more}, operator)
   end
   for _, r in ipairs(done) do
     if r[2] == 'kept' then
-      audit(P, now, 'not-restored', r[1], '', '', {reason = r[3], after = r[4]})
+      audit(P, now, 'not-restored', r[1], '', '', {reason = r[3], after = r[4]}, operator)
     else
-      audit(P, now, 'restored', r[1], '', '', {to = r[2], after = r[4]})
+      audit(P, now, 'restored', r[1], '', '', {to = r[2], after = r[4]}, operator)
       cascade_log.restored[#cascade_log.restored + 1] = r[1]
     end
   end

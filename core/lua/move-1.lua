@@ -61,6 +61,6 @@ else
 end
 if restore then
   rcall('ZADD', P .. 'cascades:restore', 'NX', now, id)
-  restore_run(P, now, id)
+  restore_run(P, now, id, operator)
 end
 return {0, new}

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import unicodedata
 from pathlib import Path
 
 import pytest
-from claimroom.core import lockpath
+from claimroom.core import constants, lockpath
 from claimroom.core.errors import BadInput, Conflict, NotFound, WrongState
+from claimroom.core.migrate import migrate
 from claimroom.core.models import Lock
 from claimroom.core.store import Store
 
@@ -285,3 +287,80 @@ def test_case_insensitive_detection_reads_the_filesystem(tmp_path: Path) -> None
     (tmp_path / "Readme").write_text("x")
     assert os.path.exists(tmp_path / "Readme") and not os.path.exists(tmp_path / "rEADME")
     assert not lockpath.case_insensitive(str(tmp_path))
+
+
+# --- carried across stores and versions --------------------------------------------------------
+
+
+async def test_migration_carries_each_holds_mode_task_and_lifetime(
+    store: Store, backend: str, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    (t1, _), (t2, k2) = await claims(store, "ada", 2)
+    await store.lock(["src"], "ada", task=t1)
+    await store.lock(["src"], "ada", task=t2, shared=True)
+    await store.lock(["docs"], "ada", shared=True)
+    await store.lock(["docs"], "bob", shared=True)
+    before = await store.locks()
+    other = redis_url if backend == "file" else (tmp_path / "other").as_uri()
+    (tmp_path / "other").mkdir()
+    async with Store.from_url(other, namespace + "-moved") as dst:
+        await migrate(store, dst)
+        assert await dst.locks() == before  # modes, tasks and expiry times alike
+        await dst.complete(t2, k2)
+        assert shape(await dst.locks()) == [
+            ("docs", True, [("ada", "", True), ("bob", "", True)]),
+            ("src", False, [("ada", t1, False)]),
+        ]
+        with pytest.raises(Conflict, match="src is locked by ada"):
+            await dst.lock(["src/x.py"], "bob", shared=True)
+
+
+# The lock tables of a board written before holds had their own mode (file schema 1).
+SCHEMA_1_LOCKS = """
+DROP TABLE holds;
+CREATE TABLE locks (
+  ns TEXT NOT NULL, path TEXT NOT NULL, mode TEXT NOT NULL, PRIMARY KEY (ns, path)
+) WITHOUT ROWID;
+CREATE TABLE holds (
+  ns TEXT NOT NULL, path TEXT NOT NULL, agent TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+  task TEXT NOT NULL DEFAULT '', PRIMARY KEY (ns, path, agent)
+) WITHOUT ROWID;
+CREATE INDEX holds_task ON holds (ns, task) WHERE task <> '';
+CREATE INDEX holds_expiry ON holds (ns, expires_ms);
+UPDATE meta SET value = '1' WHERE key = 'schema';
+"""
+
+
+async def test_a_board_of_file_schema_1_keeps_its_locks(tmp_path: Path) -> None:
+    folder = tmp_path / "board"
+    folder.mkdir()
+    async with Store.from_url(folder.as_uri(), "ns") as s:
+        ((tid, token),) = await claims(s, "ada", 1, ttl_s=3600)
+        deadline = (await s.get(tid)).deadline_ms
+    conn = sqlite3.connect(folder / constants.file_db_name)
+    try:
+        conn.executescript(SCHEMA_1_LOCKS)
+        soon = deadline - 3_000_000  # schema 1 gave a task's lock its own 300 s ttl
+        conn.executemany("INSERT INTO locks VALUES ('ns', ?, ?)", [("docs", "shared"), ("src", "exclusive")])
+        conn.executemany(
+            "INSERT INTO holds VALUES ('ns', ?, ?, ?, ?)",
+            [("docs", "ada", soon, ""), ("docs", "bob", soon, ""), ("src", "ada", soon, tid)],
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    async with Store.from_url(folder.as_uri(), "ns") as s:
+        assert shape(await s.locks()) == [
+            ("docs", True, [("ada", "", True), ("bob", "", True)]),
+            ("src", False, [("ada", tid, False)]),
+        ]
+        held = {(lk.path, h.agent): h.expires_ms for lk in await s.locks() for h in lk.holders}
+        assert held == {("docs", "ada"): soon, ("docs", "bob"): soon, ("src", "ada"): deadline}
+        await s.complete(tid, token)
+        assert [lk.path for lk in await s.locks()] == ["docs"]
+    conn = sqlite3.connect(folder / constants.file_db_name)
+    try:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'locks'").fetchall() == []
+    finally:
+        conn.close()

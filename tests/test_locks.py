@@ -17,6 +17,7 @@ from claimroom.core import constants, lockpath
 from claimroom.core.errors import BadInput, Conflict, NotFound, WrongState
 from claimroom.core.migrate import migrate
 from claimroom.core.models import Lock
+from claimroom.core.redis_store import RedisStore
 from claimroom.core.store import Store
 
 Shape = list[tuple[str, bool, list[tuple[str, str, bool]]]]
@@ -364,3 +365,22 @@ async def test_a_board_of_file_schema_1_keeps_its_locks(tmp_path: Path) -> None:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'locks'").fetchall() == []
     finally:
         conn.close()
+
+
+async def test_a_redis_lock_written_before_holds_had_modes_reads_as_untied(redis_store: Store) -> None:
+    """Such a hash (one ``mode`` for the path, ``h:<agent>`` and ``t:<agent>``) keeps its
+    mode and ttl and counts as untied; when its last hold goes, its old fields go too."""
+    assert isinstance(redis_store, RedisStore)
+    r, ns = redis_store.redis, redis_store.namespace
+    sec, usec = await r.time()
+    expires = int(sec) * 1000 + int(usec) // 1000 + 60_000
+    await r.hset(constants.lock_key(ns, "docs"), mapping={"mode": "shared", "h:ada": expires, "t:ada": "t1"})
+    await r.zadd(constants.locks_key(ns), {"docs": expires})
+    await r.zadd(constants.lockpaths_key(ns), {"docs": 0})
+    assert shape(await redis_store.locks()) == [("docs", True, [("ada", "", True)])]
+    await redis_store.lock(["docs/a.md"], "bob", shared=True)
+    with pytest.raises(Conflict, match="docs is locked by ada"):
+        await redis_store.lock(["docs/b.md"], "carol")
+    assert await redis_store.unlock(["docs"], "ada") == ["docs"]
+    assert await r.exists(constants.lock_key(ns, "docs")) == 0
+    assert await r.zrange(constants.lockpaths_key(ns), 0, -1) == ["docs/a.md"]

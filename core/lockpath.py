@@ -15,8 +15,10 @@ and the NFC and NFD spellings of one name all become ``src/app.py``:
   On a case-insensitive filesystem (found by looking up an entry of the root under its
   other case) names are case-folded, since there both spellings are one file;
 - ``dir/**`` means the directory ``dir`` (a lock on a directory covers everything under
-  it); any other glob (``*``, ``?``, ``[``) is refused: it would lock a literal name that
-  overlaps none of the files it seems to cover.
+  it); any other path with ``*`` or ``?`` is a glob and refused: it would lock a literal
+  name that overlaps none of the files it seems to cover. Brackets are ordinary
+  characters: ``app/[slug]/page.tsx`` is a real file in many web projects, while a lock
+  asked for with a character class is all but unheard of.
 
 Symbolic links are not followed: a lock names a path, not the file it leads to.
 """
@@ -32,7 +34,7 @@ from pathlib import Path
 from .errors import BadInput
 
 max_bytes = 1024
-_GLOB = frozenset("*?[")
+_GLOB = frozenset("*?")
 
 
 def normal(value: str, root: str | Path | None = None) -> str:
@@ -43,9 +45,7 @@ def normal(value: str, root: str | Path | None = None) -> str:
     if text.startswith("/"):
         text = _inside(value, posixpath.normpath(text), root)
     name = posixpath.normpath(text) if text else "."
-    if name == "..":
-        raise BadInput(f"lock path {value!r} leaves the project")
-    if name.startswith("../"):
+    if name == ".." or name.startswith("../"):
         raise BadInput(f"lock path {value!r} leaves the project")
     parts = name.split("/")
     if parts[-1] == "**":

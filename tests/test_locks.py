@@ -200,7 +200,7 @@ async def test_a_directory_glob_is_the_directory_lock(store: Store, spelling: st
     await store.lock(["src/application.py"], "bob")
 
 
-GLOBS = ["*.py", "src/*.py", "src/app?.py", "src/[ab].py", "src/**/x.py", "src/*/**"]
+GLOBS = ["*.py", "src/*.py", "src/app?.py", "src/**/x.py", "src/*/**", "**/*.py"]
 
 
 @pytest.mark.parametrize("glob", GLOBS)
@@ -210,6 +210,17 @@ async def test_other_globs_are_refused(store: Store, glob: str) -> None:
     with pytest.raises(BadInput, match="is a glob"):
         await store.unlock([glob], "ada")
     assert await store.locks() == []
+
+
+async def test_brackets_are_part_of_a_name_not_a_glob(store: Store) -> None:
+    with pytest.raises(BadInput, match=r"'src/\*\.py' is a glob"):
+        await store.lock(["app/[slug]/page.tsx", "src/*.py"], "ada")
+    assert await store.locks() == []
+    await store.lock(["app/[slug]/page.tsx"], "ada")
+    assert [lk.path for lk in await store.locks()] == ["app/[slug]/page.tsx"]
+    with pytest.raises(Conflict, match=r"app/\[slug\]/page\.tsx is locked by ada"):
+        await store.lock(["app/[slug]"], "bob")
+    await store.lock(["app/[id]"], "bob")
 
 
 # --- a task-bound lock lives as long as its claim ---------------------------------------------

@@ -163,8 +163,12 @@ local function renew_task_locks(P, id, deadline)
   for _, entry in ipairs(rcall('SMEMBERS', P .. 'tasklocks:' .. id)) do
     local bar = string.find(entry, '|', 1, true)
     local agent, path = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
-    rcall('HSET', P .. 'lock:' .. path, 'h:' .. agent .. '|' .. id, deadline)
-    rcall('ZADD', P .. 'locks', 'GT', deadline, path)
+    local lk, field = P .. 'lock:' .. path, 'h:' .. hold_key(agent, id)
+    -- (an entry an older claimroom left has no such hold: its lock ends by its own ttl)
+    if rcall('HEXISTS', lk, field) == 1 then
+      rcall('HSET', lk, field, deadline)
+      rcall('ZADD', P .. 'locks', 'GT', deadline, path)
+    end
   end
 end
 

@@ -161,16 +161,21 @@ async def cmd_events(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 
 async def cmd_lock(a: argparse.Namespace, s: Store, out: Printer) -> None:
-    expires = await s.lock(a.paths, a.agent, ttl_s=a.ttl, shared=a.shared, task=a.task or "")
-    paths = sorted({validate.path(p) for p in a.paths})
+    from .infra import project_root
+
+    root = project_root()
+    expires = await s.lock(a.paths, a.agent, ttl_s=a.ttl, shared=a.shared, task=a.task or "", root=root)
+    paths = sorted({validate.path(p, root) for p in a.paths})
     out.done(
-        {"paths": paths, "agent": a.agent, "shared": a.shared, "expires_ms": expires},
-        f"locked {' '.join(paths)} for {a.agent}",
+        {"paths": paths, "agent": a.agent, "task": a.task or "", "shared": a.shared, "expires_ms": expires},
+        f"locked {' '.join(paths)} for {a.agent}" + (f" while it holds {a.task}" if a.task else ""),
     )
 
 
 async def cmd_unlock(a: argparse.Namespace, s: Store, out: Printer) -> None:
-    released = await s.unlock(a.paths, a.agent)
+    from .infra import project_root
+
+    released = await s.unlock(a.paths, a.agent, task=a.task, root=project_root())
     out.done({"released": released}, f"unlocked {' '.join(released)}" if released else "nothing was locked")
 
 
@@ -309,17 +314,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=num_i, default=1000)
 
     c = cmd("lock", "lock paths for an agent (all or none; exit 6 names the holder)")
-    c.add_argument("paths", metavar="PATH", nargs="+")
+    c.add_argument("paths", metavar="PATH", nargs="+", help="from the project root, or absolute inside it")
     c.add_argument("--agent", required=True)
     c.add_argument(
-        "--ttl", type=_number(float, "--ttl"), default=constants.default_lock_ttl_s, metavar="SECONDS"
+        "--ttl",
+        type=_number(float, "--ttl"),
+        metavar="SECONDS",
+        help=f"how long an untied lock lasts (default {constants.default_lock_ttl_s:g}); not with --task",
     )
     c.add_argument("--shared", action="store_true")
-    c.add_argument("--task", metavar="ID", help="the claim these locks belong to: released when it ends")
+    c.add_argument(
+        "--task", metavar="ID", help="the agent's claim these locks belong to: they last as long as it"
+    )
 
-    c = cmd("unlock", "release an agent's path locks")
+    c = cmd("unlock", "release an agent's path locks (all its holds on them, or those of --task)")
     c.add_argument("paths", metavar="PATH", nargs="+")
     c.add_argument("--agent", required=True)
+    c.add_argument("--task", metavar="ID", help="drop only the holds of this task")
 
     c = cmd("reap", "one orphan scan now (or --loop: keep scanning while leader)")
     c.add_argument("--loop", action="store_true")

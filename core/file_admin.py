@@ -5,11 +5,23 @@ and ``reset_breaker`` in ``lua/``. Conventions as in ``file_ops``.
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Any
 
 from . import constants as C
 from . import file_cascade
-from .file_ops import Refused, Tx, check_seen, drop_hold, enter, promote_due, reap_due, set_task, take_out
+from .file_ops import (
+    Refused,
+    Tx,
+    check_seen,
+    drop_hold,
+    enter,
+    promote_due,
+    reap_due,
+    renew_task_locks,
+    set_task,
+    take_out,
+)
 from .models import Lock, LockHold
 from .scripts import ErrorCode
 
@@ -17,24 +29,24 @@ from .scripts import ErrorCode
 
 
 def lock(tx: Tx, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int:
+    expires = tx.now + ttl_ms
     if task:
-        t = tx.one("SELECT state, agent FROM tasks WHERE ns = :ns AND id = :id", id=task)
+        t = tx.one("SELECT state, agent, deadline_ms FROM tasks WHERE ns = :ns AND id = :id", id=task)
         if t is None:
             raise Refused(ErrorCode.NOT_FOUND, task)
-        if t["state"] != "claimed" or t["agent"] != agent:
+        if t["state"] != "claimed" or t["agent"] != agent or t["deadline_ms"] <= tx.now:
             raise Refused(ErrorCode.NOT_HOLDER, task)
+        expires = t["deadline_ms"]  # the hold lives as long as the claim (renew_task_locks)
 
     def clash(path: str) -> str | None:
-        """The first live holder other than ``agent`` that a lock on ``path`` clashes with."""
-        lk = tx.one("SELECT mode FROM locks WHERE ns = :ns AND path = :p", p=path)
-        if lk is None or (shared and lk["mode"] == "shared"):
-            return None
+        """The first live holder other than ``agent`` that a hold on ``path`` clashes with."""
         who = tx.one(
             "SELECT agent FROM holds WHERE ns = :ns AND path = :p AND agent <> :a AND expires_ms > :now "
-            "ORDER BY agent LIMIT 1",
+            "AND NOT (:shared AND shared) ORDER BY agent, task LIMIT 1",
             p=path,
             a=agent,
             now=tx.now,
+            shared=shared,
         )
         return None if who is None else str(who[0])
 
@@ -42,7 +54,7 @@ def lock(tx: Tx, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: 
         # A lock covers everything under it: the path itself, its ancestors, its descendants.
         candidates = [path] + [path[:i] for i in range(1, len(path)) if path[i] == "/"]
         under = tx.all(
-            "SELECT path FROM locks WHERE ns = :ns AND path >= :lo AND path < :hi ORDER BY path",
+            "SELECT DISTINCT path FROM holds WHERE ns = :ns AND path >= :lo AND path < :hi ORDER BY path",
             lo=path + "/",
             hi=path + "0",  # "0" sorts right after "/"
         )
@@ -52,54 +64,56 @@ def lock(tx: Tx, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: 
             if who is not None:
                 raise Refused(ErrorCode.CONFLICT, c, who)
 
-    expires = tx.now + ttl_ms
-    mode = "shared" if shared else "exclusive"
     for path in paths:
         tx.run(
-            "INSERT INTO locks (ns, path, mode) VALUES (:ns, :p, :m) "
-            "ON CONFLICT (ns, path) DO UPDATE SET mode = excluded.mode",
-            p=path,
-            m=mode,
-        )
-        tx.run(
-            "INSERT INTO holds (ns, path, agent, expires_ms, task) VALUES (:ns, :p, :a, :e, :t) "
-            "ON CONFLICT (ns, path, agent) DO UPDATE SET "
-            "expires_ms = excluded.expires_ms, task = excluded.task",
+            "INSERT OR REPLACE INTO holds (ns, path, agent, task, shared, expires_ms) "
+            "VALUES (:ns, :p, :a, :t, :s, :e)",
             p=path,
             a=agent,
-            e=expires,
             t=task,
+            s=shared,
+            e=expires,
         )
     tx.audit("locked", task, agent, data={"paths": paths, "shared": shared, "expires_ms": expires})
     return expires
 
 
-def unlock(tx: Tx, paths: list[str], agent: str) -> list[str]:
+def unlock(tx: Tx, paths: list[str], agent: str, task: str | None) -> list[str]:
+    """Drop the agent's holds on ``paths``: all, or those of ``task`` ('' the untied ones)."""
     out = []
     for path in paths:
-        if tx.one("SELECT 1 FROM holds WHERE ns = :ns AND path = :p AND agent = :a", p=path, a=agent):
-            drop_hold(tx, path, agent)
+        # An expired hold held nothing: the reaper drops it (and says so in the audit trail).
+        held = tx.all(
+            "SELECT task FROM holds WHERE ns = :ns AND path = :p AND agent = :a AND expires_ms > :now "
+            "AND (:any OR task = :t)",
+            p=path,
+            a=agent,
+            now=tx.now,
+            any=task is None,
+            t=task or "",
+        )
+        for (t,) in held:
+            drop_hold(tx, path, agent, t)
+        if held:
             out.append(path)
     if out:
-        tx.audit("unlocked", agent=agent, data={"paths": out})
+        tx.audit("unlocked", task or "", agent, data={"paths": out})
     return out
 
 
 def live_locks(tx: Tx) -> list[Lock]:
-    """Locked paths in path order with their live holders (expired ones are ignored)."""
+    """Locked paths in path order with their live holds (expired ones are ignored)."""
     rows = tx.all(
-        "SELECT l.path, l.mode, h.agent, h.expires_ms, h.task FROM locks l "
-        "JOIN holds h ON h.ns = l.ns AND h.path = l.path "
-        "WHERE l.ns = :ns AND h.expires_ms > :now ORDER BY l.path, h.agent",
+        "SELECT path, agent, task, shared, expires_ms FROM holds "
+        "WHERE ns = :ns AND expires_ms > :now ORDER BY path, agent, task",
         now=tx.now,
     )
     out: list[Lock] = []
-    for r in rows:
-        hold = LockHold(agent=r["agent"], expires_ms=r["expires_ms"], task=r["task"])
-        if out and out[-1].path == r["path"]:
-            out[-1] = Lock(out[-1].path, out[-1].shared, (*out[-1].holders, hold))
-        else:
-            out.append(Lock(path=r["path"], shared=r["mode"] == "shared", holders=(hold,)))
+    for path, group in groupby(rows, key=lambda r: str(r["path"])):
+        holds = [LockHold(r["agent"], r["expires_ms"], r["task"], bool(r["shared"])) for r in group]
+        lock = Lock.of(path, holds, tx.now)
+        if lock is not None:
+            out.append(lock)
     return out
 
 
@@ -117,17 +131,15 @@ def reap(tx: Tx) -> dict[str, Any]:
         n=C.reap_batch,
     )
     for (path,) in paths:
-        gone = [
-            r[0]
-            for r in tx.all(
-                "SELECT agent FROM holds WHERE ns = :ns AND path = :p AND expires_ms <= :now ORDER BY agent",
-                p=path,
-                now=tx.now,
-            )
-        ]
-        for agent in gone:
-            drop_hold(tx, path, agent)
-        tx.audit("lock-expired", data={"path": path, "holders": gone})
+        gone = tx.all(
+            "SELECT agent, task FROM holds WHERE ns = :ns AND path = :p AND expires_ms <= :now "
+            "ORDER BY agent, task",
+            p=path,
+            now=tx.now,
+        )
+        for agent, task in gone:
+            drop_hold(tx, path, agent, task)
+        tx.audit("lock-expired", data={"path": path, "holders": sorted({r[0] for r in gone})})
         dropped += len(gone)
     _trim_audit(tx)
     return {
@@ -221,6 +233,7 @@ def extend(tx: Tx, tid: str, token: int, extra_ms: int, operator: str) -> int:
     t = check_seen(tx, tid, "claimed", token)
     deadline = max(int(t["deadline_ms"]), tx.now) + extra_ms
     set_task(tx, tid, deadline_ms=deadline, updated_ms=tx.now)
+    renew_task_locks(tx, tid, deadline)
     tx.audit("extended", tid, t["agent"], t["token"], {"deadline_ms": deadline}, operator)
     return deadline
 

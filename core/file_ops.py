@@ -140,21 +140,27 @@ def enter(
     return row
 
 
-def drop_hold(tx: Tx, path: str, agent: str) -> None:
-    """Drop one agent's hold on a path; the lock goes when its last holder does."""
-    tx.run("DELETE FROM holds WHERE ns = :ns AND path = :p AND agent = :a", p=path, a=agent)
-    if tx.one("SELECT 1 FROM holds WHERE ns = :ns AND path = :p LIMIT 1", p=path) is None:
-        tx.run("DELETE FROM locks WHERE ns = :ns AND path = :p", p=path)
+def drop_hold(tx: Tx, path: str, agent: str, task: str) -> None:
+    """Drop one (agent, task) hold on a path; the lock goes with its last hold."""
+    tx.run(
+        "DELETE FROM holds WHERE ns = :ns AND path = :p AND agent = :a AND task = :t", p=path, a=agent, t=task
+    )
 
 
 def release_task_locks(tx: Tx, tid: str) -> list[str]:
+    """The holds of one claim end with it; returns their paths."""
     rows = tx.all(
         "SELECT path, agent FROM holds WHERE ns = :ns AND task = :t AND task <> '' ORDER BY path, agent",
         t=tid,
     )
     for r in rows:
-        drop_hold(tx, r["path"], r["agent"])
+        drop_hold(tx, r["path"], r["agent"], tid)
     return [r["path"] for r in rows]
+
+
+def renew_task_locks(tx: Tx, tid: str, deadline: int) -> None:
+    """A claim's new deadline is its holds' new expiry: they live as long as the claim."""
+    tx.run("UPDATE holds SET expires_ms = :d WHERE ns = :ns AND task = :t AND task <> ''", d=deadline, t=tid)
 
 
 def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
@@ -481,6 +487,7 @@ def heartbeat(tx: Tx, tid: str, token: int, ttl_ms: int | None, updates: dict[st
             raise Refused(ErrorCode.BAD_INPUT, f"cannot set {key!r} in a heartbeat")
         fields[key] = float(value) if key == "progress" else value
     set_task(tx, tid, **fields)
+    renew_task_locks(tx, tid, deadline)
     touch_agent(tx, t["agent"])
     stage = updates.get("stage")
     if stage is not None and stage != t["stage"]:

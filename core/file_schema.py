@@ -22,10 +22,23 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
+# locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
+# hold per agent and path; MIGRATIONS[2] turns it into this.)
+HOLDS = """
+CREATE TABLE IF NOT EXISTS holds (
+  ns TEXT NOT NULL, path TEXT NOT NULL, agent TEXT NOT NULL, task TEXT NOT NULL DEFAULT '',
+  shared INTEGER NOT NULL DEFAULT 0, expires_ms INTEGER NOT NULL,
+  PRIMARY KEY (ns, path, agent, task)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS holds_task ON holds (ns, task) WHERE task <> '';
+CREATE INDEX IF NOT EXISTS holds_expiry ON holds (ns, expires_ms);
+"""
 
 # Cascades (file_cascade.py): the dependency whose end cancelled a task, and the work a
-# cascade or restore left for the next pass. Schema 2; UPGRADES[2] adds it to a board of 1.
+# cascade or restore left for the next pass. Schema 3; MIGRATIONS[3] adds it to a board of 2.
 CASCADES = """
 CREATE INDEX IF NOT EXISTS tasks_cancelled_by ON tasks (ns, cancelled_by, seq) WHERE cancelled_by <> '';
 CREATE TABLE IF NOT EXISTS cascades (
@@ -37,8 +50,7 @@ CREATE INDEX IF NOT EXISTS cascades_order ON cascades (ns, kind, at_ms, id);
 
 # Partial indexes are used only when a query repeats their WHERE terms literally, so the
 # queries in file_ops.py spell out e.g. "state = 'queued' AND assigned = ''".
-SCHEMA = (
-    """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
   ns TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (ns, name)
@@ -87,15 +99,6 @@ CREATE TABLE IF NOT EXISTS agents (
   registered_ms INTEGER NOT NULL DEFAULT 0, consecutive_failures INTEGER NOT NULL DEFAULT 0,
   breaker_open_until_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS locks (
-  ns TEXT NOT NULL, path TEXT NOT NULL, mode TEXT NOT NULL, PRIMARY KEY (ns, path)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS holds (
-  ns TEXT NOT NULL, path TEXT NOT NULL, agent TEXT NOT NULL, expires_ms INTEGER NOT NULL,
-  task TEXT NOT NULL DEFAULT '', PRIMARY KEY (ns, path, agent)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS holds_task ON holds (ns, task) WHERE task <> '';
-CREATE INDEX IF NOT EXISTS holds_expiry ON holds (ns, expires_ms);
 CREATE TABLE IF NOT EXISTS events (
   ns TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at_ms INTEGER NOT NULL,
   task TEXT NOT NULL DEFAULT '', agent TEXT NOT NULL DEFAULT '', token INTEGER NOT NULL DEFAULT 0,
@@ -106,13 +109,25 @@ CREATE TABLE IF NOT EXISTS leases (
   ns TEXT NOT NULL, name TEXT NOT NULL, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL,
   PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
-"""
-    + CASCADES
-)
+{HOLDS}{CASCADES}"""
 
-# Statements that bring a board of the version before the key up to it, in one transaction.
-UPGRADES: dict[int, str] = {
-    2: "ALTER TABLE tasks ADD COLUMN cancelled_by TEXT NOT NULL DEFAULT '';" + CASCADES,
+# Statements that bring a board of the schema before the key up to it, in one transaction.
+MIGRATIONS: dict[int, str] = {
+    2: f"""
+ALTER TABLE holds RENAME TO holds_v1;
+DROP INDEX IF EXISTS holds_task;
+DROP INDEX IF EXISTS holds_expiry;
+{HOLDS}
+-- One mode per hold (its path's), and a task-bound hold lives as long as its claim.
+INSERT INTO holds (ns, path, agent, task, shared, expires_ms)
+  SELECT h.ns, h.path, h.agent, h.task, COALESCE(l.mode = 'shared', 0),
+    COALESCE((SELECT t.deadline_ms FROM tasks t WHERE t.ns = h.ns AND t.id = h.task
+              AND h.task <> '' AND t.state = 'claimed' AND t.agent = h.agent), h.expires_ms)
+  FROM holds_v1 h LEFT JOIN locks l ON l.ns = h.ns AND l.path = h.path;
+DROP TABLE holds_v1;
+DROP TABLE locks
+""",
+    3: "ALTER TABLE tasks ADD COLUMN cancelled_by TEXT NOT NULL DEFAULT '';" + CASCADES,
 }
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
@@ -227,6 +242,39 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
     return conn
 
 
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the schema on a new board, or bring an older board's up to date."""
+    if _current(conn):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have done it meanwhile.
+        if not _current(conn):
+            have = _version(conn)
+            steps = [MIGRATIONS[v] for v in range(have + 1, SCHEMA_VERSION + 1)] if have else [SCHEMA]
+            for script in steps:
+                _run_script(conn, script)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _current(conn: sqlite3.Connection) -> bool:
+    """Whether the board is at this claimroom's schema; ``StoreUnavailable`` when newer."""
+    have = _version(conn)
+    if have > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            "store unavailable: this board was written by a newer claimroom (schema "
+            f"{have}); upgrade claimroom to use it"
+        )
+    return have == SCHEMA_VERSION
+
+
 def _version(conn: sqlite3.Connection) -> int:
     """The board's schema version; 0 for a database without one yet."""
     try:
@@ -238,33 +286,10 @@ def _version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def _ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the schema on a new board, or bring an older board's up to this version."""
-    have = _version(conn)
-    if have > SCHEMA_VERSION:
-        raise StoreUnavailable(
-            "store unavailable: this board was written by a newer claimroom (schema "
-            f"{have}); upgrade claimroom to use it"
-        )
-    if have == SCHEMA_VERSION:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        have = _version(conn)  # again under the write lock: another process may have done it
-        if have < SCHEMA_VERSION:
-            steps = [UPGRADES[v] for v in range(have + 1, SCHEMA_VERSION + 1)] if have else [SCHEMA]
-            for script in steps:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def dumps(data: Any) -> str:

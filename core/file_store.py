@@ -442,8 +442,8 @@ class FileStore(Store):
     async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int:
         return await self._write(file_admin.lock, paths, agent, ttl_ms, shared, task)
 
-    async def _unlock(self, paths: list[str], agent: str) -> list[str]:
-        return await self._write(file_admin.unlock, paths, agent)
+    async def _unlock(self, paths: list[str], agent: str, task: str | None) -> list[str]:
+        return await self._write(file_admin.unlock, paths, agent, task)
 
     async def _locks(self) -> list[Lock]:
         return await self._read(file_admin.live_locks)

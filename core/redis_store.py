@@ -14,7 +14,7 @@ from redis.commands.core import AsyncScript
 from . import constants as C
 from .coalesce import Coalescer
 from .errors import StoreUnavailable
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, State, Stuck, Task
 from .scripts import SCRIPTS, ErrorCode, source
 from .store import Store
 
@@ -231,8 +231,8 @@ class RedisStore(Store):
         reply = await self._run("lock", agent, ttl_ms, "1" if shared else "0", task, *paths)
         return int(reply[1])
 
-    async def _unlock(self, paths: list[str], agent: str) -> list[str]:
-        return [str(x) for x in (await self._run("unlock", agent, *paths))[1:]]
+    async def _unlock(self, paths: list[str], agent: str, task: str | None) -> list[str]:
+        return [str(x) for x in (await self._run("unlock", agent, "*" if task is None else task, *paths))[1:]]
 
     async def _locks(self) -> list[Lock]:
         paths = await self._guard(lambda: self.redis.zrange(C.lockpaths_key(self.namespace), 0, 9999))
@@ -390,7 +390,7 @@ class RedisStore(Store):
     async def _export(self) -> dict[str, Any]:
         """The whole board, read in one MULTI (an atomic snapshot)."""
         from .errors import Conflict
-        from .migrate import FORMAT, VERSION
+        from .migrate import FORMAT, VERSION, dumped_holds
 
         ns = self.namespace
 
@@ -437,13 +437,9 @@ class RedisStore(Store):
             stream, paused, queues = rest
             locks = []
             for path, f in zip(paths, lock_rows, strict=True):
-                holds = [
-                    {"agent": k[2:], "expires_ms": v, "task": f.get("t:" + k[2:], "")}
-                    for k, v in sorted(f.items())
-                    if k.startswith("h:")
-                ]
+                holds = dumped_holds(LockHold.all_in(f))
                 if holds:
-                    locks.append({"path": path, "mode": f.get("mode", "exclusive"), "holds": holds})
+                    locks.append({"path": path, "holds": holds})
             return {
                 "format": FORMAT,
                 "version": VERSION,
@@ -478,7 +474,7 @@ class RedisStore(Store):
 
     async def _import_once(self, board: dict[str, Any], merge: bool) -> dict[str, int]:
         from .errors import Conflict
-        from .migrate import lock_clash, not_empty, renumbered
+        from .migrate import dumped_holds, lock_clash, not_empty, renumbered
 
         ns, p = self.namespace, self._prefix
         watched = [
@@ -503,8 +499,7 @@ class RedisStore(Store):
                 present = []
                 for path in paths:
                     f = await pipe.hgetall(C.lock_key(ns, path))
-                    holds = [{"agent": k[2:], "expires_ms": v} for k, v in f.items() if k.startswith("h:")]
-                    present.append({"path": path, "mode": f.get("mode", "exclusive"), "holds": holds})
+                    present.append({"path": path, "holds": dumped_holds(LockHold.all_in(f))})
                 sec, usec = await pipe.time()
                 clash = lock_clash(board["locks"], present, int(sec) * 1000 + int(usec) // 1000)
                 if clash:
@@ -520,11 +515,12 @@ class RedisStore(Store):
                     pipe.sadd(C.agents_key(ns), a["name"])
             for lk in board["locks"]:
                 key, path = C.lock_key(ns, lk["path"]), lk["path"]
-                fields = {"mode": lk["mode"]}
+                fields = {}
                 for h in lk["holds"]:
-                    fields["h:" + h["agent"]] = h["expires_ms"]
-                    fields["t:" + h["agent"]] = h.get("task", "")
-                    if h.get("task"):
+                    hold = h["agent"] + ("|" + h["task"] if h["task"] else "")  # as lib.lua's hold_key
+                    fields["h:" + hold] = h["expires_ms"]
+                    fields["m:" + hold] = h["mode"]
+                    if h["task"]:
                         pipe.sadd(p + "tasklocks:" + h["task"], h["agent"] + "|" + path)
                 pipe.hset(key, mapping=fields)
                 latest = max(int(h["expires_ms"]) for h in lk["holds"])

@@ -15,6 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import constants, validate
@@ -238,23 +239,36 @@ class Store(ABC):
         paths: Iterable[str],
         agent: str,
         *,
-        ttl_s: float = constants.default_lock_ttl_s,
+        ttl_s: float | None = None,
         shared: bool = False,
         task: str = "",
+        root: str | Path | None = None,
     ) -> int:
-        """Lock paths for an agent, all or none; returns when the locks expire."""
-        normal = sorted({validate.path(p) for p in paths})
+        """Give ``agent`` a hold on each path, all or none; returns when the holds expire.
+
+        A hold belongs to (agent, task) and has its own mode. Untied holds last ``ttl_s``
+        (default 300 s); holds for ``task`` (the agent's live claim) last as long as that
+        claim, so a ttl with a task is refused. Paths are from the project root; absolute
+        ones are taken inside ``root`` (see ``lockpath``)."""
+        normal = sorted({validate.path(p, root) for p in paths})
         if not normal:
             raise BadInput("no path to lock")
         tid = validate.task_id(task) if task else ""
-        return await self._lock(normal, validate.agent(agent), validate.ttl_ms(ttl_s), shared, tid)
+        if tid and ttl_s is not None:
+            raise BadInput("a lock for a task lasts as long as the claim: it takes no ttl")
+        ttl_ms = validate.ttl_ms(constants.default_lock_ttl_s if ttl_s is None else ttl_s)
+        return await self._lock(normal, validate.agent(agent), ttl_ms, shared, tid)
 
-    async def unlock(self, paths: Iterable[str], agent: str) -> list[str]:
-        """Drop an agent's locks on paths; returns the paths it did hold."""
-        normal = sorted({validate.path(p) for p in paths})
+    async def unlock(
+        self, paths: Iterable[str], agent: str, *, task: str | None = None, root: str | Path | None = None
+    ) -> list[str]:
+        """Drop ``agent``'s holds on paths: all of them, or only those for ``task`` (``""``:
+        only the untied ones); returns the paths where a hold was dropped."""
+        normal = sorted({validate.path(p, root) for p in paths})
         if not normal:
             raise BadInput("no path to unlock")
-        return await self._unlock(normal, validate.agent(agent))
+        tid = validate.task_id(task) if task else task
+        return await self._unlock(normal, validate.agent(agent), tid)
 
     async def locks(self) -> list[Lock]:
         return await self._locks()
@@ -411,7 +425,7 @@ class Store(ABC):
     @abstractmethod
     async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int: ...
     @abstractmethod
-    async def _unlock(self, paths: list[str], agent: str) -> list[str]: ...
+    async def _unlock(self, paths: list[str], agent: str, task: str | None) -> list[str]: ...
     @abstractmethod
     async def _locks(self) -> list[Lock]: ...
     @abstractmethod

@@ -367,8 +367,8 @@ async def test_stuck_refuses_bad_arguments(store: Store) -> None:
 
 
 @pytest.mark.parametrize("backend", ["file"], indirect=True)
-async def test_a_file_board_of_schema_1_is_upgraded(store_url: str, namespace: str) -> None:
-    """Schema 1 had no cancelled_by column and no cascades table: opening such a board adds
+async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: str) -> None:
+    """Schema 2 had no cancelled_by column and no cascades table: opening such a board adds
     them, and its stuck tasks are found (the older claimroom cascaded nothing)."""
     s = Store.from_url(store_url, namespace)
     a = await s.add("A")
@@ -381,7 +381,7 @@ async def test_a_file_board_of_schema_1_is_upgraded(store_url: str, namespace: s
         "ALTER TABLE tasks DROP COLUMN cancelled_by",
         "DROP TABLE cascades",
         "UPDATE tasks SET state = 'dead' WHERE id = 't1'",  # as an older claimroom left it
-        "UPDATE meta SET value = '1' WHERE key = 'schema'",
+        "UPDATE meta SET value = '2' WHERE key = 'schema'",
     ):
         conn.execute(sql)
     conn.close()
@@ -395,7 +395,7 @@ async def test_a_file_board_of_schema_1_is_upgraded(store_url: str, namespace: s
     finally:
         await s.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
     conn.close()
 
 

@@ -95,28 +95,65 @@ local function enter(P, id, t, new, now)
   end
 end
 
--- Drop one agent's hold on a path; the lock goes when its last holder does.
-local function drop_hold(P, path, agent)
+-- Path locks. A hold is one (agent, task) pair's hold on a path, task '' when untied, with
+-- its own mode and expiry; a path is locked while any hold on it lives. The hash
+-- `lock:<path>` has two fields per hold: `h:<key>` its expiry (ms) and `m:<key>` its mode,
+-- where key is `<agent>` or `<agent>|<task>` (names and ids never contain '|'). A
+-- task-bound hold is also listed in `tasklocks:<task>` as `<agent>|<path>`, and its expiry
+-- is its claim's deadline, pushed along by renew_task_locks.
+local function hold_key(agent, task)
+  if task == '' then return agent end
+  return agent .. '|' .. task
+end
+
+-- Every hold on a path, live or not, ordered by agent then task (so a refusal names the
+-- same holder on every backend). A hash written before holds had modes keeps one `mode`
+-- field for the path.
+local function holds_on(P, path)
+  local h = to_table(rcall('HGETALL', P .. 'lock:' .. path))
+  local out = {}
+  for field, exp in pairs(h) do
+    local key = string.match(field, '^h:(.*)$')
+    if key then
+      local agent, task = key, ''
+      local bar = string.find(key, '|', 1, true)
+      if bar then agent, task = string.sub(key, 1, bar - 1), string.sub(key, bar + 1) end
+      local mode = h['m:' .. key] or h.mode or 'exclusive'
+      out[#out + 1] = {agent = agent, task = task, expires = tonumber(exp), shared = mode == 'shared'}
+    end
+  end
+  table.sort(out, function(a, b)
+    if a.agent ~= b.agent then return a.agent < b.agent end
+    return a.task < b.task
+  end)
+  return out
+end
+
+-- Drop one hold; the lock goes with its last hold (and with it any field an older
+-- claimroom left in the hash).
+local function drop_hold(P, path, agent, task)
   local lk = P .. 'lock:' .. path
-  local task = rcall('HGET', lk, 't:' .. agent)
-  if task and task ~= '' then rcall('SREM', P .. 'tasklocks:' .. task, agent .. '|' .. path) end
-  rcall('HDEL', lk, 'h:' .. agent, 't:' .. agent)
-  if rcall('HLEN', lk) <= 1 then
+  local key = hold_key(agent, task)
+  if task ~= '' then rcall('SREM', P .. 'tasklocks:' .. task, agent .. '|' .. path) end
+  rcall('HDEL', lk, 'h:' .. key, 'm:' .. key)
+  if #holds_on(P, path) == 0 then
     rcall('DEL', lk)
     rcall('ZREM', P .. 'locks', path)
     rcall('ZREM', P .. 'lockpaths', path)
   end
 end
 
+-- The holds of one claim end with it; returns their paths.
 local function release_task_locks(P, id)
   local released = {}
   for _, entry in ipairs(rcall('SMEMBERS', P .. 'tasklocks:' .. id)) do
     local bar = string.find(entry, '|', 1, true)
     local agent, path = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
-    drop_hold(P, path, agent)
+    drop_hold(P, path, agent, id)
     released[#released + 1] = path
   end
   rcall('DEL', P .. 'tasklocks:' .. id)
+  table.sort(released)
   return released
 end
 
@@ -288,6 +325,21 @@ local function restore_run(P, now, first, operator)
     else
       audit(P, now, 'restored', r[1], '', '', {to = r[2], after = r[4]}, operator)
       cascade_log.restored[#cascade_log.restored + 1] = r[1]
+    end
+  end
+end
+
+-- A claim's new deadline is its holds' new expiry: a task-bound lock lives as long as
+-- its claim, however often that is heartbeated or extended.
+local function renew_task_locks(P, id, deadline)
+  for _, entry in ipairs(rcall('SMEMBERS', P .. 'tasklocks:' .. id)) do
+    local bar = string.find(entry, '|', 1, true)
+    local agent, path = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
+    local lk, field = P .. 'lock:' .. path, 'h:' .. hold_key(agent, id)
+    -- (an entry an older claimroom left has no such hold: its lock ends by its own ttl)
+    if rcall('HEXISTS', lk, field) == 1 then
+      rcall('HSET', lk, field, deadline)
+      rcall('ZADD', P .. 'locks', 'GT', deadline, path)
     end
   end
 end

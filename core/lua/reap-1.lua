@@ -18,23 +18,24 @@ end
 local promoted = promote_due(P, now)
 local dropped = 0
 for _, path in ipairs(rcall('ZRANGEBYSCORE', P .. 'locks', '-inf', now, 'LIMIT', 0, ${reap_batch})) do
-  local lk = P .. 'lock:' .. path
-  local gone = {}
+  local gone, seen = {}, {}
   local latest = 0
-  local raw = rcall('HGETALL', lk)
-  for i = 1, #raw, 2 do
-    local agent = string.match(raw[i], '^h:(.*)$')
-    if agent then
-      local exp = tonumber(raw[i + 1])
-      if exp <= now then gone[#gone + 1] = agent elseif exp > latest then latest = exp end
+  local holds = holds_on(P, path)
+  if #holds == 0 then  -- a path whose hash is gone: nothing holds it
+    rcall('ZREM', P .. 'locks', path)
+    rcall('ZREM', P .. 'lockpaths', path)
+  end
+  for _, h in ipairs(holds) do
+    if h.expires <= now then
+      drop_hold(P, path, h.agent, h.task)
+      dropped = dropped + 1
+      if not seen[h.agent] then gone[#gone + 1] = h.agent; seen[h.agent] = true end
+    elseif h.expires > latest then
+      latest = h.expires
     end
   end
-  for _, agent in ipairs(gone) do drop_hold(P, path, agent) end
   if latest > 0 then rcall('ZADD', P .. 'locks', latest, path) end
-  if #gone > 0 then
-    audit(P, now, 'lock-expired', '', '', '', {path = path, holders = gone})
-    dropped = dropped + #gone
-  end
+  if #gone > 0 then audit(P, now, 'lock-expired', '', '', '', {path = path, holders = gone}) end
 end
 local pending = rcall('ZCARD', P .. 'cascades:cancel') + rcall('ZCARD', P .. 'cascades:restore')
 return {0, expired, promoted, dropped, cascade_log.cancelled, cascade_log.restored, pending}

@@ -43,6 +43,32 @@ max_batch_add = 10_000
 # Audit trail: a capped stream (approximate trimming keeps XADD O(1)).
 audit_max_len = 200_000
 
+# Retention (core/lua/retain-1.lua, core/file_retention.py): what the reaper pass removes.
+# Finished tasks are kept for a time and a count per queue, whichever removes first, like
+# BullMQ's removeOnComplete / removeOnFail {age, count}; each queue may override the
+# board's settings (Store.set_retention). Done work is kept a day; failures (dead and
+# cancelled) a week, since people come back to look at them.
+retention_done_s = 24 * 3600.0
+retention_done_count = 10_000  # per queue: the newest this many done tasks are kept
+retention_failed_s = 7 * 24 * 3600.0
+retention_failed_count = 10_000  # per queue, dead and cancelled together
+# The whole board: the audit trail's own horizon and its size (on top of audit_max_len),
+# and agents registered implicitly by a claim, idle (holding nothing) this long.
+retention_events_s = 7 * 24 * 3600.0
+retention_events_bytes = 64 * 1024 * 1024
+retention_agents_s = 7 * 24 * 3600.0
+max_retention_s = 100 * 365 * 24 * 3600.0  # longer is "forever": give None
+max_retention_count = 1_000_000_000
+# Bounded work per retention script call (rule 10); Store.reap loops while more is due.
+retention_batch = 200  # finished tasks looked at (removed, or held for a dependent) per call
+retention_queues_batch = 50  # queues whose finished tasks are looked at per call
+retention_agents_batch = 100  # agents looked at per call (SSCAN COUNT on Redis)
+retention_events_batch = 10_000  # audit events trimmed per call at most
+retention_recheck_s = 60.0  # a queue with finished tasks is looked at again at least this often
+retention_calls_per_reap = 5  # Store.reap runs up to this many retention calls while more is due
+events_bytes_samples = 5  # stream nodes (~100 events each) MEMORY USAGE samples for its size
+task_events_max = 10_000  # audit event ids indexed per task (the newest; the trail keeps all)
+
 # Blocking claim: a waiter re-checks at least this often even without any hint, so a lost
 # hint costs at most this much delay.
 wait_recheck_s = 1.0
@@ -85,6 +111,20 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "breaker_cooldown_ms": breaker_cooldown_ms,
     "audit_max_len": audit_max_len,
     "max_priority": max_priority,
+    "retention_done_ms": int(retention_done_s * 1000),
+    "retention_done_count": retention_done_count,
+    "retention_failed_ms": int(retention_failed_s * 1000),
+    "retention_failed_count": retention_failed_count,
+    "retention_events_ms": int(retention_events_s * 1000),
+    "retention_events_bytes": retention_events_bytes,
+    "retention_agents_ms": int(retention_agents_s * 1000),
+    "retention_batch": retention_batch,
+    "retention_queues_batch": retention_queues_batch,
+    "retention_agents_batch": retention_agents_batch,
+    "retention_events_batch": retention_events_batch,
+    "retention_recheck_ms": int(retention_recheck_s * 1000),
+    "events_bytes_samples": events_bytes_samples,
+    "task_events_max": task_events_max,
 }
 
 
@@ -165,6 +205,37 @@ def lockpaths_key(namespace: str) -> str:
 
 def lock_key(namespace: str, path: str) -> str:
     return prefix(namespace) + "lock:" + path
+
+
+def task_events_key(namespace: str, task_id: str) -> str:
+    """The ids of a task's audit events, oldest first (a list): its history in one read."""
+    return prefix(namespace) + "taskevents:" + task_id
+
+
+def retention_key(namespace: str) -> str:
+    """Retention settings: a hash of scope -> JSON, scope "*" the board, else a queue."""
+    return prefix(namespace) + "retention"
+
+
+def finished_key(namespace: str, kind: str, queue: str) -> str:
+    """A queue's finished tasks of one kind ("done", or "failed": dead and cancelled),
+    scored by the order they finished in (``seq:finished``): what retention removes."""
+    return prefix(namespace) + "finished:" + kind + ":" + queue
+
+
+def retention_due_key(namespace: str) -> str:
+    """Members "<kind>:<queue>" scored by when retention should next look at them (ms)."""
+    return prefix(namespace) + "retention:due"
+
+
+def retention_held_key(namespace: str) -> str:
+    """Done tasks kept for a task that depends on them, scored as in their finished set."""
+    return prefix(namespace) + "retention:held"
+
+
+def retention_cursor_key(namespace: str) -> str:
+    """Where retention's walks are: ``agents`` (an SSCAN cursor), ``backfill``."""
+    return prefix(namespace) + "retention:cursor"
 
 
 def reaper_key(namespace: str) -> str:

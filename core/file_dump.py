@@ -7,11 +7,13 @@ from itertools import groupby
 from typing import Any
 
 from . import constants as C
+from . import file_retention
 from .errors import Conflict
 from .file_ops import Tx, split
 from .file_schema import AGENT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, TASK_INTS, task_fields
 from .migrate import FORMAT, VERSION, Board, dumped_holds, lock_clash, not_empty, renumbered
 from .models import LockHold
+from .retention import decoded, encoded
 
 
 def _strs(row: sqlite3.Row, names: tuple[str, ...]) -> dict[str, str]:
@@ -44,6 +46,10 @@ def export(tx: Tx, namespace: str) -> Board:
         ],
         "paused": [r[0] for r in tx.all("SELECT queue FROM paused WHERE ns = :ns ORDER BY queue")],
         "queues": [r[0] for r in tx.all("SELECT queue FROM queues WHERE ns = :ns ORDER BY queue")],
+        "retention": {
+            r["scope"]: decoded(r["settings"])
+            for r in tx.all("SELECT scope, settings FROM retention WHERE ns = :ns ORDER BY scope")
+        },
     }
 
 
@@ -68,11 +74,12 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
     for a in board["agents"]:
         tx.run(
             "INSERT OR IGNORE INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms,"
-            " consecutive_failures, breaker_open_until_ms) VALUES (:ns, :name, :caps, :m, :seen, :reg,"
-            " :fails, :until)",
+            " consecutive_failures, breaker_open_until_ms, auto) VALUES (:ns, :name, :caps, :m, :seen, :reg,"
+            " :fails, :until, :auto)",
             name=a["name"], caps=a.get("caps", ""), m=int(a.get("max_claims") or C.default_max_claims),
             seen=int(a.get("last_seen_ms") or 0), reg=int(a.get("registered_ms") or 0),
             fails=int(a.get("consecutive_failures") or 0), until=int(a.get("breaker_open_until_ms") or 0),
+            auto=int(a.get("auto") or 0),
         )  # fmt: skip
     for lk in board["locks"]:
         for h in lk["holds"]:
@@ -93,6 +100,13 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
         tx.run("INSERT OR IGNORE INTO paused (ns, queue) VALUES (:ns, :q)", q=q)
     for q in board["queues"]:
         tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=q)
+    for scope, settings in board.get("retention", {}).items():
+        # A destination's own settings win over the incoming ones (merge).
+        tx.run(
+            "INSERT OR IGNORE INTO retention (ns, scope, settings) VALUES (:ns, :s, :v)",
+            s=scope,
+            v=encoded(settings),
+        )
     for name in ("task", "token"):
         wanted, have = int(board["counters"].get(name) or 0), tx.counter(name)
         if wanted > have:
@@ -116,6 +130,11 @@ def _load_task(tx: Tx, t: dict[str, str]) -> None:
                 q=row["queue"],
                 s=row["requires"],
             )
+    kind = file_retention.kind_of(row["state"])
+    if kind:
+        # Retention's index (file_retention.entered), in the order they finished, before every
+        # task that finishes here later (those are numbered from 1 by the "finished" counter).
+        file_retention.index(tx, row["id"], kind, row["queue"], row["updated_ms"] - (1 << 51))
     # Every dependency, done or not: a done task never completes again, so the extra rows
     # never count down anyone's wait.
     for dep in split(row["after"]):

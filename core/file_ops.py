@@ -17,7 +17,7 @@ import sqlite3
 from typing import Any
 
 from . import constants as C
-from . import file_cascade
+from . import file_cascade, file_retention
 from .file_schema import NOW_SQL, dumps
 from .scripts import ErrorCode
 
@@ -123,6 +123,7 @@ def enter(
     """Put a task into a state, setting ``fields`` in the same UPDATE; the partial indexes
     follow the row. With ``returning``, the row as it now is."""
     who = t["assigned"] if assigned is None else assigned
+    file_retention.entered(tx, t, new)
     cols = "".join(f", {k} = :{k}" for k in fields)
     row = tx.one(
         f"UPDATE tasks SET state = :state_, updated_ms = :now_, assigned = :who_{cols}"
@@ -335,8 +336,11 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
                 if not blocker:
                     blocker = dep
                     why = file_cascade.reason(dep, row["state"], row["reason"], row["cancelled_by"])
-            elif row is None or row["state"] != "done":
-                waiting += 1
+            else:
+                if row is None or row["state"] != "done":
+                    waiting += 1
+                # Listed even when done: retention keeps dep as long as this task is on the
+                # board (file_retention), so a dependency is never found missing.
                 tx.run("INSERT OR IGNORE INTO dependents (ns, dep, id) VALUES (:ns, :d, :id)", d=dep, id=tid)
         spawn_token = 0
         if parent:
@@ -395,8 +399,8 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
     )
     if a is None:
         a = tx.one(
-            "INSERT INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms)"
-            " VALUES (:ns, :a, '', :m, :now, :now) RETURNING *",
+            "INSERT INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms, auto)"
+            " VALUES (:ns, :a, '', :m, :now, :now, 1) RETURNING *",
             a=agent,
             m=C.default_max_claims,
             now=tx.now,
@@ -555,7 +559,8 @@ def register(tx: Tx, agent: str, caps: str, max_claims: int) -> None:
     tx.run(
         "INSERT INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms) "
         "VALUES (:ns, :a, :caps, :m, :now, :now) ON CONFLICT (ns, name) DO UPDATE SET "
-        "caps = excluded.caps, max_claims = excluded.max_claims, last_seen_ms = excluded.last_seen_ms",
+        "caps = excluded.caps, max_claims = excluded.max_claims, last_seen_ms = excluded.last_seen_ms,"
+        " auto = 0",
         a=agent,
         caps=caps,
         m=max_claims,

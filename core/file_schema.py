@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -46,6 +46,31 @@ CREATE TABLE IF NOT EXISTS cascades (
   PRIMARY KEY (ns, kind, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS cascades_order ON cascades (ns, kind, at_ms, id);
+"""
+
+# Retention (file_retention.py; the why is in lua/retain-1.lua): finished tasks in the order
+# they finished, per queue and kind (done, or failed: dead and cancelled), with the done ones
+# held for a dependent marked `held`; per queue and kind, how many are not held and when it
+# is next due for a look; the settings
+# (a JSON object per scope, "*" the board); where the walk over agents is. Schema 4;
+# MIGRATIONS[4] adds it to a board of 3 and indexes the tasks that finished before.
+RETENTION = """
+CREATE TABLE IF NOT EXISTS finished (
+  ns TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, queue TEXT NOT NULL, fin INTEGER NOT NULL,
+  held INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS finished_order ON finished (ns, kind, queue, fin) WHERE held = 0;
+CREATE TABLE IF NOT EXISTS retention_due (
+  ns TEXT NOT NULL, kind TEXT NOT NULL, queue TEXT NOT NULL, n INTEGER NOT NULL, due_ms INTEGER NOT NULL,
+  PRIMARY KEY (ns, kind, queue)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS retention_due_order ON retention_due (ns, due_ms);
+CREATE TABLE IF NOT EXISTS retention (
+  ns TEXT NOT NULL, scope TEXT NOT NULL, settings TEXT NOT NULL, PRIMARY KEY (ns, scope)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (
+  ns TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (ns, name)
+) WITHOUT ROWID;
 """
 
 # Partial indexes are used only when a query repeats their WHERE terms literally, so the
@@ -97,7 +122,8 @@ CREATE TABLE IF NOT EXISTS agents (
   ns TEXT NOT NULL, name TEXT NOT NULL, caps TEXT NOT NULL DEFAULT '',
   max_claims INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL DEFAULT 0,
   registered_ms INTEGER NOT NULL DEFAULT 0, consecutive_failures INTEGER NOT NULL DEFAULT 0,
-  breaker_open_until_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, name)
+  breaker_open_until_ms INTEGER NOT NULL DEFAULT 0, auto INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
   ns TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at_ms INTEGER NOT NULL,
@@ -109,7 +135,7 @@ CREATE TABLE IF NOT EXISTS leases (
   ns TEXT NOT NULL, name TEXT NOT NULL, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL,
   PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
-{HOLDS}{CASCADES}"""
+{HOLDS}{CASCADES}{RETENTION}"""
 
 # Statements that bring a board of the schema before the key up to it, in one transaction.
 MIGRATIONS: dict[int, str] = {
@@ -128,6 +154,16 @@ DROP TABLE holds_v1;
 DROP TABLE locks
 """,
     3: "ALTER TABLE tasks ADD COLUMN cancelled_by TEXT NOT NULL DEFAULT '';" + CASCADES,
+    # Tasks that finished before come first, in creation order (as retain-1.lua's walk).
+    4: "ALTER TABLE agents ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;"
+    + RETENTION
+    + """
+INSERT OR IGNORE INTO finished (ns, id, kind, queue, fin)
+  SELECT ns, id, CASE state WHEN 'done' THEN 'done' ELSE 'failed' END, queue, seq - 1125899906842624
+  FROM tasks WHERE state IN ('done', 'dead', 'cancelled');
+INSERT OR IGNORE INTO retention_due (ns, kind, queue, n, due_ms)
+  SELECT ns, kind, queue, COUNT(*), 0 FROM finished GROUP BY ns, kind, queue
+""",
 }
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
@@ -148,7 +184,7 @@ TASK_INTS = frozenset(
 )  # fmt: skip
 AGENT_COLUMNS = (
     "name", "caps", "max_claims", "last_seen_ms", "registered_ms", "consecutive_failures",
-    "breaker_open_until_ms",
+    "breaker_open_until_ms", "auto",
 )  # fmt: skip
 EVENT_COLUMNS = ("type", "at_ms", "task", "agent", "token", "operator", "data")
 

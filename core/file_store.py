@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from . import constants as C
-from . import file_admin, file_cascade, file_dump, file_ops
+from . import file_admin, file_cascade, file_dump, file_ops, file_retention
 from .errors import BadInput, NotFound
 from .file_ops import Refused, Tx
 from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
@@ -468,6 +468,8 @@ class FileStore(Store):
                 since=since,
                 n=count,
             )
+        elif tx.one("SELECT 1 FROM tasks WHERE ns = :ns AND id = :t", t=task) is None:
+            rows = []  # removed by retention (its history goes with it), or never there
         else:
             rows = tx.all(
                 "SELECT * FROM events WHERE ns = :ns AND task = :t AND task <> '' AND seq > :since "
@@ -507,6 +509,17 @@ class FileStore(Store):
             restored=tuple(out["restored"]),
             cascades_pending=out["pending"],
         )
+
+    async def _retain(self) -> tuple[int, int, int, bool]:
+        # On the worker thread, as the reaper's other writes should be: a host's event loop
+        # (the control room's) never waits for the writer turn.
+        return await self._call(self._sync_tx, file_retention.retain, (), True)
+
+    async def _set_retention(self, scope: str, changes: dict[str, int], reset: bool) -> None:
+        await self._write(file_retention.set_settings, scope, changes, reset)
+
+    async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
+        return await self._read(file_retention.settings_of, queue)
 
     async def _lead(self, holder: str, lease_ms: int) -> bool:
         return await self._write(file_admin.lead, holder, lease_ms)

@@ -15,7 +15,9 @@ The dump (all scalar values as strings, the form Redis hashes hold)::
      "locks": [{"path", "holds": [{"agent", "task", "mode", "expires_ms"}]}] (a mode per hold
      since version 2),
      "events": [{"type", "at_ms", "task", "agent", "token", "operator", "data"}] (oldest first),
-     "paused": [queue...], "queues": [queue...]}
+     "paused": [queue...], "queues": [queue...],
+     "retention": {scope: {setting: value}} (optional; scope "*" the board, else a queue;
+     as stored: durations in ms, -1 for no limit; a destination's own settings win)}
 """
 
 from __future__ import annotations

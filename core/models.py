@@ -265,6 +265,10 @@ class ReapReport:
     cancelled: tuple[str, ...] = ()  # dependents cancelled by cascades
     restored: tuple[str, ...] = ()  # dependents an operator's retry restored
     cascades_pending: int = 0  # tasks whose cascade or restore waits for the next pass
+    removed: int = 0  # finished tasks removed by retention
+    agents_removed: int = 0  # idle auto-registered agents removed by retention
+    events_trimmed: int = 0  # audit events past the trail's horizon or size, trimmed
+    retention_more: bool = False  # retention left work for the next pass (a capped batch)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -276,6 +280,10 @@ class ReapReport:
             "cancelled": list(self.cancelled),
             "restored": list(self.restored),
             "cascades_pending": self.cascades_pending,
+            "removed": self.removed,
+            "agents_removed": self.agents_removed,
+            "events_trimmed": self.events_trimmed,
+            "retention_more": self.retention_more,
         }
 
 
@@ -287,3 +295,36 @@ class Stuck:
     task: Task
     dependency: str
     dependency_state: str  # dead | cancelled | missing
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What retention keeps, for one queue or the whole board; None: no limit.
+
+    Finished tasks go when they are older than the time or past the count (the newest are
+    kept), whichever comes first: done ones by ``done_*``, dead and cancelled ones by
+    ``failed_*``. ``events_*`` and ``agents_s`` are the board's (the audit trail's horizon
+    and size, and how long an auto-registered agent may sit idle)."""
+
+    done_s: float | None
+    done_count: int | None
+    failed_s: float | None
+    failed_count: int | None
+    events_s: float | None
+    events_bytes: int | None
+    agents_s: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RETENTION_FIELDS = (
+    "done_s",
+    "done_count",
+    "failed_s",
+    "failed_count",
+    "events_s",
+    "events_bytes",
+    "agents_s",
+)
+BOARD_ONLY = ("events_s", "events_bytes", "agents_s")  # the board's alone, never a queue's

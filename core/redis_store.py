@@ -35,6 +35,14 @@ def redacted(url: str) -> str:
     return urlunsplit(parts)
 
 
+def _event_key(eid: str) -> tuple[int, int]:
+    """An audit event id (``ms-seq``, ``ms``, or ``-`` before all) in its order."""
+    if eid == "-":
+        return (-1, -1)
+    ms, _, seq = eid.partition("-")
+    return (int(ms), int(seq or 0))
+
+
 def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -252,10 +260,16 @@ class RedisStore(Store):
     # --- audit and recovery ----------------------------------------------------------
 
     async def _events(self, task: str | None, after: str, count: int) -> list[Event]:
+        if task is not None:
+            return await self._task_events(task, after, count)
+        return await self._scan(None, "-" if after == "-" else "(" + after, "+", count)
+
+    async def _scan(self, task: str | None, start: str, end: str, count: int) -> list[Event]:
+        """Events from ``start`` to ``end`` (XRANGE bounds), of one task if given: read
+        through the whole trail, a thousand at a time."""
         out: list[Event] = []
-        start = "-" if after == "-" else "(" + after
         while len(out) < count:
-            batch = await self._guard(lambda s=start: self.redis.xrange(self._stream, s, "+", count=1000))  # type: ignore[misc]
+            batch = await self._guard(lambda s=start: self.redis.xrange(self._stream, s, end, count=1000))  # type: ignore[misc]
             if not batch:
                 break
             for eid, fields in batch:
@@ -263,6 +277,43 @@ class RedisStore(Store):
                     out.append(Event.from_fields(eid, fields))
             start = "(" + batch[-1][0]
         return out[:count]
+
+    async def _task_events(self, task: str, after: str, count: int) -> list[Event]:
+        """One task's events through its index (``taskevents:<id>``, written by every audit
+        in lib.lua): one read of the ids, one pipelined read of those events, whatever the
+        length of the trail. Ids the trail has trimmed are skipped."""
+        ns = self.namespace
+
+        async def index() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.lrange(C.task_events_key(ns, task), 0, -1)
+            pipe.exists(C.task_key(ns, task))
+            return list(await pipe.execute())
+
+        ids, exists = await self._guard(index)
+        if not exists:
+            return []  # removed by retention (its history goes with it), or never there
+        if not ids:
+            # A task from before the index (an older claimroom): the whole trail, as it was.
+            return await self._scan(task, "-" if after == "-" else "(" + after, "+", count)
+        since = _event_key(after)
+        wanted = [eid for eid in ids if _event_key(eid) > since][:count]
+
+        async def fetch() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for eid in [ids[0], *wanted]:
+                pipe.xrange(self._stream, eid, eid)
+            return list(await pipe.execute())
+
+        first, *found = await self._guard(fetch)
+        events = [Event.from_fields(got[0][0], got[0][1]) for got in found if got]
+        if first and first[0][1].get("type") != "added" and len(ids) < C.task_events_max:
+            # Its first events were written before the index existed (an older claimroom):
+            # those come from the trail, read up to the first indexed one.
+            start = "-" if after == "-" else "(" + after
+            older = await self._scan(task, start, "(" + ids[0], count)
+            events = (older + events)[:count]
+        return events
 
     async def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]:
         last = after
@@ -292,6 +343,22 @@ class RedisStore(Store):
             restored=tuple(str(x) for x in reply[5]),
             cascades_pending=int(reply[6]),
         )
+
+    async def _retain(self) -> tuple[int, int, int, bool]:
+        reply = await self._run("retain")
+        return int(reply[1]), int(reply[2]), int(reply[3]), bool(int(reply[4]))
+
+    async def _set_retention(self, scope: str, changes: dict[str, int], reset: bool) -> None:
+        from .retention import encoded
+
+        await self._run("retention", scope, encoded(changes), "1" if reset else "")
+
+    async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
+        from .retention import BOARD, decoded
+
+        key = C.retention_key(self.namespace)
+        board, own = await self._guard(lambda: self.redis.hmget(key, BOARD, queue or BOARD))
+        return decoded(board), decoded(own) if queue is not None else {}
 
     async def _lead(self, holder: str, lease_ms: int) -> bool:
         script = self._scripts["leader"]
@@ -391,6 +458,7 @@ class RedisStore(Store):
         """The whole board, read in one MULTI (an atomic snapshot)."""
         from .errors import Conflict
         from .migrate import FORMAT, VERSION, dumped_holds
+        from .retention import decoded
 
         ns = self.namespace
 
@@ -400,14 +468,20 @@ class RedisStore(Store):
             pipe.get(C.seq_key(ns, "token"))
             pipe.smembers(C.agents_key(ns))
             pipe.zrange(C.lockpaths_key(ns), 0, -1)
+            for st in State:
+                pipe.zrange(C.state_key(ns, st.value), 0, -1, withscores=True)
             return list(await pipe.execute())
 
         for _ in range(5):
-            top, _tok, agents, paths = await self._guard(head)
-            names, top_n = sorted(agents), int(top or 0)
+            top, _tok, agents, paths, *by_state = await self._guard(head)
+            names = sorted(agents)
+            # The tasks on the board, in creation order (retention removes finished ones, so
+            # the ids are not simply t1..tN; one that moves on meanwhile is still read).
+            ids = [tid for tid, _seq in sorted((x for st in by_state for x in st), key=lambda x: x[1])]
+            top_n = len(ids)
 
             async def everything(
-                names: list[str] = names, paths: list[str] = paths, n: int = top_n
+                names: list[str] = names, paths: list[str] = paths, ids: list[str] = ids
             ) -> list[Any]:
                 pipe = self.redis.pipeline(transaction=True)
                 pipe.time()
@@ -415,8 +489,8 @@ class RedisStore(Store):
                 pipe.get(C.seq_key(ns, "token"))
                 pipe.smembers(C.agents_key(ns))
                 pipe.zrange(C.lockpaths_key(ns), 0, -1)
-                for i in range(1, n + 1):
-                    pipe.hgetall(C.task_key(ns, f"t{i}"))
+                for tid in ids:
+                    pipe.hgetall(C.task_key(ns, tid))
                 for a in names:
                     pipe.hgetall(C.agent_key(ns, a))
                 for path in paths:
@@ -424,6 +498,7 @@ class RedisStore(Store):
                 pipe.xrange(self._stream, "-", "+")
                 pipe.smembers(C.paused_key(ns))
                 pipe.smembers(C.queues_key(ns))
+                pipe.hgetall(C.retention_key(ns))
                 return list(await pipe.execute())
 
             raw = await self._guard(everything)
@@ -434,7 +509,7 @@ class RedisStore(Store):
             tasks, rest = rest[:top_n], rest[top_n:]
             agent_rows, rest = rest[: len(names)], rest[len(names) :]
             lock_rows, rest = rest[: len(paths)], rest[len(paths) :]
-            stream, paused, queues = rest
+            stream, paused, queues, kept = rest
             locks = []
             for path, f in zip(paths, lock_rows, strict=True):
                 holds = dumped_holds(LockHold.all_in(f))
@@ -452,6 +527,7 @@ class RedisStore(Store):
                 "events": [dict(fields) for _eid, fields in stream],
                 "paused": sorted(paused),
                 "queues": sorted(queues),
+                "retention": {scope: decoded(raw) for scope, raw in sorted(kept.items())},
             }
         raise Conflict("the board kept changing during the export; stop the agents and retry")
 
@@ -475,6 +551,7 @@ class RedisStore(Store):
     async def _import_once(self, board: dict[str, Any], merge: bool) -> dict[str, int]:
         from .errors import Conflict
         from .migrate import dumped_holds, lock_clash, not_empty, renumbered
+        from .retention import encoded
 
         ns, p = self.namespace, self._prefix
         watched = [
@@ -526,13 +603,21 @@ class RedisStore(Store):
                 latest = max(int(h["expires_ms"]) for h in lk["holds"])
                 pipe.zadd(C.locks_key(ns), {path: latest}, gt=True)
                 pipe.zadd(C.lockpaths_key(ns), {path: 0})
+            on_board, indexed = {t["id"] for t in board["tasks"]}, set()
             for e in board["events"]:
                 ms = max(int(e.get("at_ms") or 0), last_ms)
                 last_seq = last_seq + 1 if ms == last_ms else 0
                 last_ms = ms
-                pipe.xadd(
-                    self._stream, {k: v for k, v in e.items() if v not in ("", None)}, id=f"{ms}-{last_seq}"
-                )
+                eid = f"{ms}-{last_seq}"
+                pipe.xadd(self._stream, {k: v for k, v in e.items() if v not in ("", None)}, id=eid)
+                if e.get("task") in on_board:  # each task's index of its events, as lib.lua's audit keeps it
+                    pipe.rpush(C.task_events_key(ns, e["task"]), eid)
+                    indexed.add(e["task"])
+            for tid in indexed:
+                pipe.ltrim(C.task_events_key(ns, tid), -C.task_events_max, -1)
+            for scope, settings in board.get("retention", {}).items():
+                # A destination's own settings win over the incoming ones (merge).
+                pipe.hsetnx(C.retention_key(ns), scope, encoded(settings))
             if board["paused"]:
                 pipe.sadd(C.paused_key(ns), *board["paused"])
             if board["queues"]:
@@ -572,3 +657,10 @@ class RedisStore(Store):
             pipe.sadd(p + "dependents:" + dep, tid)
         if state == "cancelled" and t.get("cancelled_by"):
             pipe.sadd(p + "cascaded:" + t["cancelled_by"], tid)  # what a retry with restore walks
+        kind = {"done": "done", "dead": "failed", "cancelled": "failed"}.get(state)
+        if kind:
+            # Retention's index (lib.lua retention_enter), in the order they finished, before
+            # every task that finishes here later (those are numbered from 1 by seq:finished).
+            fin = int(t.get("updated_ms") or 0) - (1 << 51)
+            pipe.zadd(C.finished_key(ns, kind, t["queue"]), {tid: fin})
+            pipe.zadd(C.retention_due_key(ns), {f"{kind}:{t['queue']}": 0})

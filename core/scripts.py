@@ -35,6 +35,8 @@ SCRIPTS: dict[str, str] = {
     "extend": "extend-1.lua",
     "queue_state": "queue_state-1.lua",
     "reset_breaker": "reset_breaker-1.lua",
+    "retain": "retain-1.lua",
+    "retention": "retention-1.lua",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import re
 import time
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import constants, validate
+from . import constants, retention, validate
 from .errors import BadInput, ClaimroomError
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, Retention, State, Stuck, Task
+from .retention import UNSET, Unset
 
 
 def _ref_or_id(value: str) -> str:
@@ -287,8 +289,20 @@ class Store(ABC):
             yield event
 
     async def reap(self) -> ReapReport:
-        """One recovery pass now (any process may run it; it is idempotent)."""
-        return await self._reap()
+        """One recovery pass now (any process may run it; it is idempotent), then retention:
+        finished tasks, idle auto-registered agents and audit events past their horizon go
+        (a few capped batches; ``retention_more`` says whether more is due at once)."""
+        report = await self._reap()
+        removed = agents = trimmed = 0
+        more = False
+        for _ in range(constants.retention_calls_per_reap):
+            r, a, t, more = await self._retain()
+            removed, agents, trimmed = removed + r, agents + a, trimmed + t
+            if not more:
+                break
+        return dataclasses.replace(
+            report, removed=removed, agents_removed=agents, events_trimmed=trimmed, retention_more=more
+        )
 
     async def run_reaper(self, stop: asyncio.Event, interval_s: float = constants.reap_interval_s) -> None:
         """Reap every ``interval_s`` while this process holds the leader lease."""
@@ -306,6 +320,50 @@ class Store(ABC):
     async def wait_for_change(self, timeout_s: float) -> bool:
         """Return when the board may have changed (True) or after ``timeout_s`` (False)."""
         return await self._wait_for_change(timeout_s)
+
+    # --- retention ------------------------------------------------------------------
+
+    async def set_retention(
+        self,
+        queue: str | None = None,
+        *,
+        done_s: float | Unset | None = UNSET,
+        done_count: int | Unset | None = UNSET,
+        failed_s: float | Unset | None = UNSET,
+        failed_count: int | Unset | None = UNSET,
+        events_s: float | Unset | None = UNSET,
+        events_bytes: int | Unset | None = UNSET,
+        agents_s: float | Unset | None = UNSET,
+        reset: bool = False,
+    ) -> Retention:
+        """Change what retention keeps, for ``queue`` or (None) the whole board; returns the
+        settings now in force there. Only the settings given change; None means no limit.
+
+        Finished tasks of a queue are removed by the reaper pass once older than ``done_s``
+        (done) or ``failed_s`` (dead, cancelled) seconds, or past the newest ``done_count``
+        / ``failed_count``, whichever comes first. The board's settings apply to every queue
+        without its own, and ``events_s``, ``events_bytes`` (the audit trail's horizon and
+        size) and ``agents_s`` (idle agents a claim registered) are the board's alone.
+        ``reset`` first drops the scope's own settings (a queue's: it follows the board's;
+        the board's: the defaults)."""
+        q = None if queue is None else validate.queue(queue)
+        if not isinstance(reset, bool):
+            raise BadInput(f"reset must be true or false, got {reset!r}")
+        given = {
+            "done_s": done_s, "done_count": done_count, "failed_s": failed_s,
+            "failed_count": failed_count, "events_s": events_s, "events_bytes": events_bytes,
+            "agents_s": agents_s,
+        }  # fmt: skip
+        stored = retention.changes(q, given)
+        if stored or reset:
+            await self._set_retention(retention.BOARD if q is None else q, stored, reset)
+        return await self.retention(q)
+
+    async def retention(self, queue: str | None = None) -> Retention:
+        """The retention settings in force for ``queue`` (None: the board's)."""
+        q = None if queue is None else validate.queue(queue)
+        board, own = await self._retention_settings(q)
+        return retention.effective(board, own)
 
     # --- operator actions: each a compare-and-set on what the operator saw -----------
 
@@ -446,6 +504,16 @@ class Store(ABC):
     async def _dependents_cancelled(self, task: str) -> int: ...
     @abstractmethod
     async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]: ...
+    @abstractmethod
+    async def _retain(self) -> tuple[int, int, int, bool]:
+        """One retention step: (tasks removed, agents removed, events trimmed, more due now)."""
+
+    @abstractmethod
+    async def _set_retention(self, scope: str, changes: dict[str, int], reset: bool) -> None: ...
+    @abstractmethod
+    async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
+        """The stored settings of the board and of ``queue`` ({} for none)."""
+
     @abstractmethod
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int: ...
     @abstractmethod

@@ -380,6 +380,12 @@ async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: s
         "DROP INDEX tasks_cancelled_by",
         "ALTER TABLE tasks DROP COLUMN cancelled_by",
         "DROP TABLE cascades",
+        # and what schema 4 added (retention)
+        "ALTER TABLE agents DROP COLUMN auto",
+        "DROP TABLE finished",
+        "DROP TABLE retention_due",
+        "DROP TABLE retention",
+        "DROP TABLE cursors",
         "UPDATE tasks SET state = 'dead' WHERE id = 't1'",  # as an older claimroom left it
         "UPDATE meta SET value = '2' WHERE key = 'schema'",
     ):
@@ -395,7 +401,7 @@ async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: s
     finally:
         await s.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
     conn.close()
 
 

@@ -343,6 +343,11 @@ CREATE INDEX holds_expiry ON holds (ns, expires_ms);
 DROP INDEX tasks_cancelled_by;
 ALTER TABLE tasks DROP COLUMN cancelled_by;
 DROP TABLE cascades;
+ALTER TABLE agents DROP COLUMN auto;
+DROP TABLE finished;
+DROP TABLE retention_due;
+DROP TABLE retention;
+DROP TABLE cursors;
 UPDATE meta SET value = '1' WHERE key = 'schema';
 """
 

@@ -53,6 +53,10 @@ for i, s in ipairs(specs) do
     elseif ds[1] ~= 'done' then
       waiting = waiting + 1
       rcall('SADD', P .. 'dependents:' .. dep, id)
+    else
+      -- Nothing to wait for; listed all the same, so that retention keeps dep as long as
+      -- this task is on the board (retain-1.lua): a dependency is never found missing.
+      rcall('SADD', P .. 'dependents:' .. dep, id)
     end
   end
   local spawn_token = ''

@@ -24,7 +24,8 @@ local ak = P .. 'agent:' .. agent
 local a = to_table(rcall('HGETALL', ak))
 if not a.name then
   a = {name = agent, caps = '', max_claims = ${default_max_claims}}
-  rcall('HSET', ak, 'name', agent, 'caps', '', 'max_claims', a.max_claims, 'registered_ms', now)
+  -- auto: retention removes it once it holds nothing and was not seen for a while.
+  rcall('HSET', ak, 'name', agent, 'caps', '', 'max_claims', a.max_claims, 'registered_ms', now, 'auto', 1)
   rcall('SADD', P .. 'agents', agent)
   audit(P, now, 'registered', '', agent, '', {auto = true})
 end

@@ -45,8 +45,41 @@ local function audit(P, now, etype, id, agent, token, data, operator)
   if token and token ~= '' and token ~= 0 then f[#f + 1] = 'token'; f[#f + 1] = token end
   if operator and operator ~= '' then f[#f + 1] = 'operator'; f[#f + 1] = operator end
   if data then f[#f + 1] = 'data'; f[#f + 1] = cjson.encode(data) end
-  rcall('XADD', P .. 'events', 'MAXLEN', '~', ${audit_max_len}, '*', unpack(f))
+  local eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', ${audit_max_len}, '*', unpack(f))
+  -- The task's own index of its events (`events --task` reads it instead of the whole
+  -- trail); the newest ${task_events_max} are kept. Ids the trail has trimmed meanwhile
+  -- are skipped on reading; the index goes with the task (retain-1.lua).
+  if id and id ~= '' then
+    local tk = P .. 'taskevents:' .. id
+    if rcall('RPUSH', tk, eid) > ${task_events_max} then rcall('LTRIM', tk, -${task_events_max}, -1) end
+  end
   rcall('PUBLISH', P .. 'hints', etype .. ' ' .. (id or ''))
+end
+
+-- Retention's index of finished tasks (retain-1.lua removes from it): a task that enters
+-- done, dead or cancelled joins `finished:<kind>:<queue>` in the order tasks finish
+-- (`seq:finished`; kind "done", or "failed" for dead and cancelled), and its queue is due
+-- for a look by the next retention pass. O(1), on the path of every task that finishes.
+local function finished_kind(state)
+  if state == 'done' then return 'done' end
+  if state == 'dead' or state == 'cancelled' then return 'failed' end
+  return nil
+end
+
+local function retention_enter(P, id, t, new)
+  local kind = finished_kind(new)
+  if not kind then return end
+  rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, rcall('INCR', P .. 'seq:finished'), id)
+  rcall('ZADD', P .. 'retention:due', 'LT', 0, kind .. ':' .. t.queue)
+end
+
+-- A task leaving a finished state (an operator's retry or requeue of a dead task, a
+-- restore of a cancelled one) is no longer retention's to remove.
+local function retention_leave(P, id, t)
+  local kind = finished_kind(t.state)
+  if not kind then return end
+  rcall('ZREM', P .. 'finished:' .. kind .. ':' .. t.queue, id)
+  rcall('ZREM', P .. 'retention:held', id)
 end
 
 -- Highest priority first, then creation order: lower score is claimed first.
@@ -69,6 +102,7 @@ local function leave(P, id, t)
     rcall('ZREM', P .. 'deadlines', id)
     rcall('SREM', P .. 'held:' .. t.agent, id)
   end
+  retention_leave(P, id, t)
   rcall('ZREM', P .. 'state:' .. s, id)
 end
 
@@ -93,6 +127,7 @@ local function enter(P, id, t, new, now)
     rcall('ZADD', P .. 'deadlines', t.deadline_ms, id)
     rcall('SADD', P .. 'held:' .. t.agent, id)
   end
+  retention_enter(P, id, t, new)
 end
 
 -- Path locks. A hold is one (agent, task) pair's hold on a path, task '' when untied, with
@@ -208,9 +243,9 @@ local function cascade_run(P, now, first)
       local why = cascade_reason(x, xs[1], xs[2], xs[3])
       for _, d in ipairs(rcall('SPOP', dk, cascade_budget)) do
         cascade_budget = cascade_budget - 1
-        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'seq')
+        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'seq', 'queue')
         if ds[1] == 'blocked' then
-          local dt = {state = 'blocked', seq = ds[2]}
+          local dt = {state = 'blocked', seq = ds[2], queue = ds[3]}
           leave(P, d, dt)
           rcall('HSET', P .. 'task:' .. d, 'reason', why, 'cancelled_by', x)
           enter(P, d, dt, 'cancelled', now)

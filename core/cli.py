@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .infra import Resolution
 
 Handler = Callable[[argparse.Namespace, Store, Printer], Awaitable[None]]
+_UNGIVEN = object()  # a retention flag left out: that setting stays as it is
 
 
 class _Parser(argparse.ArgumentParser):
@@ -186,6 +187,55 @@ async def cmd_reap(a: argparse.Namespace, s: Store, out: Printer) -> None:
     await s.run_reaper(asyncio.Event(), a.interval)
 
 
+def _limit(kind: Callable[[str], float], what: str, unlimited: str) -> Callable[[str], float | None]:
+    """A retention value from the command line: a number, or the word for no limit."""
+
+    def parse(raw: str) -> float | None:
+        if raw.strip().lower() == unlimited:
+            return None
+        try:
+            return kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number or {unlimited}, got {raw!r}") from None
+
+    return parse
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "forever"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+async def cmd_retention(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    given = {
+        "done_s": a.done_for, "done_count": a.keep_done, "failed_s": a.failed_for,
+        "failed_count": a.keep_failed, "events_s": a.events_for, "events_bytes": a.events_bytes,
+        "agents_s": a.agents_for,
+    }  # fmt: skip
+    changes = {k: v for k, v in given.items() if v is not _UNGIVEN}
+    r = await s.set_retention(a.queue, reset=a.reset, **changes)
+
+    def kept(n: int | None) -> str:
+        return "all" if n is None else f"the newest {n:,}"
+
+    where = f"queue {a.queue}" if a.queue else "the board (every queue without its own)"
+    text = "\n".join(
+        [
+            f"retention of {where}:",
+            f"  done tasks             {_span(r.done_s)}, {kept(r.done_count)} per queue",
+            f"  dead, cancelled tasks  {_span(r.failed_s)}, {kept(r.failed_count)} per queue",
+            f"  audit trail            {_span(r.events_s)}, "
+            + ("any size" if r.events_bytes is None else f"{r.events_bytes:,} bytes"),
+            f"  idle auto agents       {_span(r.agents_s)}",
+        ]
+    )
+    out.done({"queue": a.queue, "retention": r.to_json()}, text)
+
+
 COMMANDS: dict[str, Handler] = {
     "register": cmd_register,
     "add": cmd_add,
@@ -201,6 +251,7 @@ COMMANDS: dict[str, Handler] = {
     "lock": cmd_lock,
     "unlock": cmd_unlock,
     "reap": cmd_reap,
+    "retention": cmd_retention,
 }
 
 
@@ -335,6 +386,27 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("reap", "one orphan scan now (or --loop: keep scanning while leader)")
     c.add_argument("--loop", action="store_true")
     c.add_argument("--interval", type=num_f, default=constants.reap_interval_s, metavar="SECONDS")
+
+    c = cmd(
+        "retention",
+        "what the reaper keeps of finished tasks, idle agents and the audit trail: show it, or change it",
+    )
+    c.add_argument(
+        "--queue", metavar="Q", help="this queue's settings (default: the board's, for every queue)"
+    )
+    secs, count = _limit(float, "a duration", "forever"), _limit(int, "a count", "all")
+    c.set_defaults(**dict.fromkeys(("done_for", "keep_done", "failed_for", "keep_failed", "events_for",
+                                    "events_bytes", "agents_for"), _UNGIVEN))  # fmt: skip
+    c.add_argument("--done-for", type=secs, metavar="SECONDS|forever", help="keep done tasks this long")
+    c.add_argument("--keep-done", type=count, metavar="N|all", help="keep the newest N done tasks per queue")
+    c.add_argument("--failed-for", type=secs, metavar="SECONDS|forever", help="keep dead and cancelled ones")
+    c.add_argument("--keep-failed", type=count, metavar="N|all", help="the newest N dead and cancelled ones")
+    c.add_argument("--events-for", type=secs, metavar="SECONDS|forever", help="the audit trail's horizon")
+    c.add_argument("--events-bytes", type=count, metavar="N|all", help="the audit trail's size")
+    c.add_argument(
+        "--agents-for", type=secs, metavar="SECONDS|forever", help="idle agents a claim registered"
+    )
+    c.add_argument("--reset", action="store_true", help="drop the scope's own settings first")
 
     cmd("up", "make sure a store is running (auto-start: Docker, else redis-server); print its URL")
     cmd("down", "stop the store that `up` started for this project")

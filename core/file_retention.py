@@ -101,6 +101,15 @@ DEFAULT_STORED = {
 }
 
 
+def due_now(tx: file_ops.Tx, n: int) -> int:
+    """Up to ``n`` queues, looked at later, now due for a look; how many."""
+    return tx.run(
+        "UPDATE retention_due SET due_ms = 0 WHERE ns = :ns AND (kind, queue) IN"
+        " (SELECT kind, queue FROM retention_due WHERE ns = :ns AND due_ms > 0 LIMIT :n)",
+        n=n,
+    ).rowcount
+
+
 def _limits(tx: file_ops.Tx) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """The board's settings over the defaults, and a cache for the queues'."""
     board = {k: int(v) for k, v in DEFAULT_STORED.items()}
@@ -260,24 +269,29 @@ def _events(step: _Step) -> None:
             step.trimmed += tx.run("DELETE FROM events WHERE ns = :ns AND seq <= :s", s=upto[0]).rowcount
             step.more = step.more or upto[1] >= batch
             first = int(upto[0]) + 1
-    budget = step.board["events_bytes"]
+    budget, left = step.board["events_bytes"], batch
     if budget < 0:
         return
-    count = tx.counter("event") - first + 1
-    sample = tx.one(
-        "SELECT AVG(length(CAST(data AS BLOB)) + length(type) + length(task) + length(agent)"
-        " + length(operator) + length(ns) + 32)"
-        " FROM (SELECT * FROM events WHERE ns = :ns ORDER BY seq LIMIT 1000)"
-    )
-    if count <= 0 or sample is None or sample[0] is None:
-        return
-    size = count * float(sample[0])
-    if size <= budget:
-        return
-    cut = count - int(count * budget / size)
-    if cut > batch:
-        cut, step.more = batch, True
-    step.trimmed += tx.run("DELETE FROM events WHERE ns = :ns AND seq < :s", s=first + cut).rowcount
+    # Trimming to the share of the count that fits assumes events of one size; when the
+    # oldest were smaller, the next look (up to 4 here) trims again.
+    for _ in range(4):
+        count = tx.counter("event") - first + 1
+        sample = tx.one(
+            "SELECT AVG(length(CAST(data AS BLOB)) + length(type) + length(task) + length(agent)"
+            " + length(operator) + length(ns) + 32)"
+            " FROM (SELECT * FROM events WHERE ns = :ns ORDER BY seq LIMIT 1000)"
+        )
+        if count <= 0 or sample is None or sample[0] is None or count * float(sample[0]) <= budget:
+            return
+        if left <= 0:
+            step.more = True
+            return
+        size = count * float(sample[0])
+        cut = min(count - int(count * budget / size), left)
+        n = tx.run("DELETE FROM events WHERE ns = :ns AND seq < :s", s=first + cut).rowcount
+        step.trimmed, left, first = step.trimmed + n, left - n, first + cut
+        if n == 0:
+            return
 
 
 def retain(tx: file_ops.Tx) -> tuple[int, int, int, bool]:

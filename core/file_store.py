@@ -36,6 +36,7 @@ from .file_worker import NO_REPLY, Call, Handoff, Worker
 from .file_writers import WriterQueue, close_queue, open_queue
 from .migrate import Board, check
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
+from .retention import BOARD
 from .store import Store
 
 T = TypeVar("T")
@@ -517,6 +518,11 @@ class FileStore(Store):
 
     async def _set_retention(self, scope: str, changes: dict[str, int], reset: bool) -> None:
         await self._write(file_retention.set_settings, scope, changes, reset)
+        if scope == BOARD:
+            # Every queue may follow the board's settings: each is due for a look at the next
+            # pass, marked in capped batches (rule 10).
+            while await self._write(file_retention.due_now, 500):
+                pass
 
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
         return await self._read(file_retention.settings_of, queue)

@@ -146,3 +146,8 @@ class Printer:
             f"requeued {len(r.requeued)}, orphaned {len(r.orphaned)}, dead {len(r.dead)}, "
             f"retry-ready {len(r.promoted)}, lock holds expired {r.locks_expired}"
         )
+        if r.removed or r.agents_removed or r.events_trimmed:
+            self._line(
+                f"retention: removed {r.removed} finished tasks and {r.agents_removed} idle agents, "
+                f"trimmed {r.events_trimmed} audit events" + (" (more to do)" if r.retention_more else "")
+            )

@@ -186,18 +186,40 @@ class RedisStore(Store):
         out: list[Task] = []
         chunk = max(limit, 200)
         pos = offset
+        after_seq, skip = 0, offset  # every state: a cursor on creation order, past the offset
         while len(out) < limit:
             if state is None:
-                top = int(await self._guard(lambda: self.redis.get(C.seq_key(self.namespace, "task"))) or 0)
-                ids = [f"t{n}" for n in range(pos + 1, min(pos + chunk, top) + 1)]
+                found = await self._in_creation_order(after_seq, chunk + skip)
+                if not found:
+                    break
+                after_seq = found[-1][1]
+                ids = [tid for tid, _seq in found[skip:]]
+                skip = max(0, skip - len(found))
             else:
                 key = C.state_key(self.namespace, state.value)
                 ids = await self._guard(lambda k=key, p=pos: self.redis.zrange(k, p, p + chunk - 1))  # type: ignore[misc]
-            if not ids:
-                break
-            pos += len(ids)
+                if not ids:
+                    break
+                pos += len(ids)
             out.extend(t for t in await self._fetch(ids) if queue is None or t.queue == queue)
         return out[:limit]
+
+    async def _in_creation_order(self, after_seq: int, n: int) -> list[tuple[str, int]]:
+        """Up to ``n`` tasks created after ``after_seq`` (id, seq), oldest first: the state
+        indexes merged (retention removes finished tasks, so ids are not simply t1..tN)."""
+
+        async def go() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for s in State:
+                pipe.zrangebyscore(
+                    C.state_key(self.namespace, s.value), f"({after_seq}", "+inf", 0, n, withscores=True
+                )
+            return list(await pipe.execute())
+
+        merged = sorted(
+            ((tid, int(seq)) for part in await self._guard(go) for tid, seq in part), key=lambda x: x[1]
+        )
+        return merged[:n]
 
     async def _counts(self) -> dict[State, int]:
         async def go() -> list[int]:
@@ -349,9 +371,19 @@ class RedisStore(Store):
         return int(reply[1]), int(reply[2]), int(reply[3]), bool(int(reply[4]))
 
     async def _set_retention(self, scope: str, changes: dict[str, int], reset: bool) -> None:
-        from .retention import encoded
+        from .retention import BOARD, encoded
 
         await self._run("retention", scope, encoded(changes), "1" if reset else "")
+        if scope == BOARD:
+            # Every queue may follow the board's settings: each is due for a look at the next
+            # pass. Marked in capped batches (rule 10), at most once round the set.
+            key = C.retention_due_key(self.namespace)
+            rounds = int(await self._guard(lambda: self.redis.zcard(key))) // 500 + 1
+            for _ in range(rounds):
+                later = await self._guard(lambda: self.redis.zrangebyscore(key, "(0", "+inf", 0, 500))
+                if not later:
+                    break
+                await self._guard(lambda m=later: self.redis.zadd(key, dict.fromkeys(m, 0), xx=True))  # type: ignore[misc]
 
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
         from .retention import BOARD, decoded

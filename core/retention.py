@@ -53,12 +53,12 @@ def _stored_value(name: str, value: Any) -> int:
     if value is None:
         return -1
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadInput(f"retention {name} must be a number or None (no limit), got {value!r}")
+        raise BadInput(f"retention {name} must be a number (or None: no limit), got {value!r}")
     if name in _SECONDS:
         if not math.isfinite(value) or value < 0 or value > C.max_retention_s:
             raise BadInput(
                 f"retention {name} must be between 0 and {C.max_retention_s:.0f} seconds "
-                f"(None: no limit), got {value!r}"
+                f"(or no limit), got {value!r}"
             )
         return round(value * 1000)
     if isinstance(value, float) and not value.is_integer():
@@ -66,8 +66,7 @@ def _stored_value(name: str, value: Any) -> int:
     low = 1 if name == "events_bytes" else 0
     if not low <= value <= C.max_retention_count:
         raise BadInput(
-            f"retention {name} must be between {low} and {C.max_retention_count} "
-            f"(None: no limit), got {value!r}"
+            f"retention {name} must be between {low} and {C.max_retention_count} (or no limit), got {value!r}"
         )
     return int(value)
 

@@ -35,6 +35,7 @@ local stream = P .. 'events'
 local now = now_ms()
 local budget = ${retention_batch}
 local removed, agents_removed, trimmed, more = 0, 0, 0, 0
+local cursor = P .. 'retention:cursor'
 
 -- Settings ---------------------------------------------------------------------------
 
@@ -166,16 +167,9 @@ local function visit(member)
   end
 end
 
-for _, member in ipairs(rcall('ZRANGEBYSCORE', P .. 'retention:due', '-inf', now, 'LIMIT', 0, ${retention_queues_batch})) do
-  if budget <= 0 then break end
-  visit(member)
-end
-if #rcall('ZRANGEBYSCORE', P .. 'retention:due', '-inf', now, 'LIMIT', 0, 1) > 0 then more = 1 end
-
 -- Tasks that finished before this index existed ------------------------------------------
 -- Walked once per board by creation order up to the newest task at the walk's start (tasks
 -- finishing later are indexed as they finish), scored below every indexed one.
-local cursor = P .. 'retention:cursor'
 local walk = rcall('HGET', cursor, 'backfill')
 if walk ~= 'done' then
   local states = {'done', 'dead', 'cancelled'}
@@ -201,8 +195,15 @@ if walk ~= 'done' then
     rcall('HSET', cursor, 'backfill', 'done')
   else
     rcall('HSET', cursor, 'backfill', at .. ':' .. pos .. ':' .. upto)
+    more = 1  -- a catch-up, once per board: the next call goes on at once
   end
 end
+
+for _, member in ipairs(rcall('ZRANGEBYSCORE', P .. 'retention:due', '-inf', now, 'LIMIT', 0, ${retention_queues_batch})) do
+  if budget <= 0 then break end
+  visit(member)
+end
+if #rcall('ZRANGEBYSCORE', P .. 'retention:due', '-inf', now, 'LIMIT', 0, 1) > 0 then more = 1 end
 
 -- Agents a claim registered, holding nothing, not seen for the board's horizon -----------
 if board.agents_ms >= 0 then
@@ -234,12 +235,19 @@ if board.events_ms >= 0 then
 end
 if board.events_bytes >= 0 then
   -- MEMORY USAGE samples a few nodes (the oldest: the ones trimming removes): O(samples).
-  local bytes = rcall('MEMORY', 'USAGE', stream, 'SAMPLES', ${events_bytes_samples})
-  if bytes and bytes > board.events_bytes then
+  -- Trimming to the share of the count that fits assumes events of one size; when the
+  -- oldest were smaller, the next look (up to 4 here) trims again.
+  local left = batch
+  for _ = 1, 4 do
+    local bytes = rcall('MEMORY', 'USAGE', stream, 'SAMPLES', ${events_bytes_samples})
+    if not bytes or bytes <= board.events_bytes then break end
+    if left <= 0 then more = 1; break end
     local len = rcall('XLEN', stream)
     local keep = math.floor(len * board.events_bytes / bytes)
-    if len - keep > batch then keep, more = len - batch, 1 end
-    trimmed = trimmed + rcall('XTRIM', stream, 'MAXLEN', keep)
+    if len - keep > left then keep = len - left end
+    local n = rcall('XTRIM', stream, 'MAXLEN', keep)
+    trimmed, left = trimmed + n, left - n
+    if n == 0 then break end
   end
 end
 

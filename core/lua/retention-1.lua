@@ -1,8 +1,8 @@
 --[[
   retention: change the retention settings of one queue or of the whole board (audited).
   Settings are a JSON object per scope in the hash `retention` (see retain-1.lua). A
-  queue's changed settings apply from the next reaper pass; the board's reach every queue
-  within ${retention_recheck_ms} ms (how often retention looks at a queue with finished tasks).
+  queue's changed settings apply from the next reaper pass; after the board's, the caller
+  marks every queue due in capped batches (RedisStore._set_retention).
   KEYS[1] audit stream
   ARGV[1] prefix P   ARGV[2] scope: "*" the board, else a queue
   ARGV[3] JSON object of the fields to set (durations in ms, -1 for no limit)

@@ -278,7 +278,9 @@ class Store(ABC):
     # --- audit and recovery ----------------------------------------------------------
 
     async def events(self, *, task: str | None = None, after: str = "-", count: int = 1000) -> list[Event]:
-        """Audit events oldest first, after the event id ``after`` (exclusive)."""
+        """Audit events oldest first, after the event id ``after`` (exclusive). With ``task``,
+        that task's, read through its own index; a task retention removed has none (its
+        events stay in the whole trail until the trail's own horizon)."""
         tid = None if task is None else validate.task_id(task)
         return await self._events(tid, _event_id(after, "-"), count)
 

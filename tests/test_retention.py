@@ -259,6 +259,21 @@ async def test_each_step_is_bounded_and_the_reaper_goes_on(store: Store) -> None
     assert await store.tasks() == []
 
 
+async def test_listing_the_board_pages_past_removed_tasks(store: Store) -> None:
+    await store.set_retention("gone", done_s=0)
+    ids = await store.add_many(
+        [TaskSpec(title=f"t{i}", queue="gone" if i % 3 else "kept") for i in range(30)]
+    )
+    await store.register("w", max_claims=30)
+    for c in await store.claim_many("w", 30):
+        await store.complete(c.task.id, c.token)
+    await settle(store)
+    kept = ids[::3]
+    assert [t.id for t in await store.tasks()] == kept
+    assert [t.id for t in await store.tasks(limit=3, offset=4)] == kept[4:7]
+    assert [t.id for t in await store.tasks(limit=100, offset=9)] == kept[9:]
+
+
 # --- agents ----------------------------------------------------------------------------------
 
 

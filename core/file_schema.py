@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Partial indexes are used only when a query repeats their WHERE terms literally, so the
 # queries in file_ops.py spell out e.g. "state = 'queued' AND assigned = ''".
@@ -95,6 +95,24 @@ CREATE TABLE IF NOT EXISTS leases (
   PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
 """
+
+# Version 2: the reaper heartbeat, one row per namespace (the hash reap-1.lua writes):
+# the last pass, and the last pass that recovered something.
+REAPER_TABLE = """
+CREATE TABLE IF NOT EXISTS reaper (
+  ns TEXT NOT NULL PRIMARY KEY, kind TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+  interval_ms INTEGER NOT NULL, at_ms INTEGER NOT NULL, passes INTEGER NOT NULL DEFAULT 0,
+  reaped_kind TEXT NOT NULL DEFAULT '', reaped_host TEXT NOT NULL DEFAULT '',
+  reaped_pid INTEGER NOT NULL DEFAULT 0, reaped_interval_ms INTEGER NOT NULL DEFAULT 0,
+  reaped_ms INTEGER NOT NULL DEFAULT 0, requeued TEXT NOT NULL DEFAULT '',
+  orphaned TEXT NOT NULL DEFAULT '', dead TEXT NOT NULL DEFAULT '', promoted TEXT NOT NULL DEFAULT '',
+  locks_expired INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+"""
+SCHEMA += REAPER_TABLE
+
+# What a board of each older version needs to become the next one; every step only adds.
+MIGRATIONS: dict[int, str] = {2: REAPER_TABLE}
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
@@ -208,33 +226,46 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
     return conn
 
 
-def _ensure_schema(conn: sqlite3.Connection) -> None:
-    row = None
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-    except sqlite3.OperationalError as exc:
-        if "no such table" not in str(exc):
-            raise
-    if row is None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return
-    if int(row[0]) > SCHEMA_VERSION:
+def _statements(script: str) -> list[str]:
+    return [statement for statement in script.split(";") if statement.strip()]
+
+
+def _version(conn: sqlite3.Connection) -> int | None:
+    """The board's schema version; None for a new database."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    version = None if row is None else int(row[0])
+    if version is not None and version > SCHEMA_VERSION:
         raise StoreUnavailable(
             "store unavailable: this board was written by a newer claimroom (schema "
-            f"{row[0]}); upgrade claimroom to use it"
+            f"{version}); upgrade claimroom to use it"
         )
+    return version
+
+
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the schema of a new board, or bring an older board's up to date."""
+    if _version(conn) == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Looked at again under the write lock: another process may have done it meanwhile.
+        version = _version(conn)
+        if version is None:
+            steps = [SCHEMA]
+        else:
+            steps = [MIGRATIONS[v] for v in range(version + 1, SCHEMA_VERSION + 1)]
+        for script in steps:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def dumps(data: Any) -> str:

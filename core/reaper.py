@@ -173,7 +173,7 @@ class ReaperStatus:
         return max(0, self.now_ms - self.next_deadline_ms)
 
     def last_pass(self) -> str:
-        """ "last pass 3.0 s ago by tui@host pid 42", or that none ran."""
+        """Who ran the last pass and when: "last pass 3.0 s ago by tui@host pid 42"."""
         if self.last is None or self.age_ms is None:
             return "no reaper has run on this board"
         return f"last pass {ms_text(self.age_ms)} ago by {self.last.by.name}"

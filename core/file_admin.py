@@ -196,6 +196,10 @@ def led_by_other(tx: Tx, holder: str) -> bool:
 
 
 def lead(tx: Tx, holder: str, lease_ms: int) -> bool:
+    """Take or keep the reaper's leader lease; a lease of 0 lets the caller's go (False)."""
+    if lease_ms == 0:
+        tx.run("DELETE FROM leases WHERE ns = :ns AND name = 'reaper' AND holder = :h", h=holder)
+        return False
     if led_by_other(tx, holder):
         return False
     tx.run(

@@ -520,7 +520,7 @@ class FileStore(Store):
     async def _lead(self, holder: str, lease_ms: int) -> bool:
         # Standing by is a read: many waiting processes must not queue for the write lock
         # every interval only to learn that another leads.
-        if await self._read(file_admin.led_by_other, holder):
+        if lease_ms and await self._read(file_admin.led_by_other, holder):
             return False
         return await self._background_write(file_admin.lead, holder, lease_ms)
 

@@ -310,12 +310,12 @@ class Reaper:
                 self.report(line)
 
     async def _hand_over(self) -> None:
-        # Renewing our own lease for 1 ms lets the next process lead now instead of after
-        # the full lease (a no-op when another process leads).
+        # A lease of 0 lets ours go: the next process leads at its next look instead of
+        # after the full lease (a no-op when another process leads).
         if self.leading:
             self.leading = False
             with contextlib.suppress(Exception):
-                await self.store._lead(self.holder, 1)
+                await self.store._lead(self.holder, 0)
 
     def start(self) -> Reaper:
         """Run in a background task of the running loop."""

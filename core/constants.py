@@ -74,7 +74,7 @@ file_page_size = 1024
 file_synchronous = "NORMAL"  # WAL + NORMAL: a killed process loses nothing; power loss may drop
 # the last commits but never corrupts (FULL would fsync every commit)
 file_audit_trim_slack = 10_000  # the reaper trims the audit table once it is this far past its cap
-file_audit_trim_batch = 10_000  # events deleted per reaper pass at most (~10 ms here); the next pass goes on
+file_audit_trim_batch = 10_000  # events deleted per reaper pass at most (~20 ms here); the next pass goes on
 migrate_clock_skew_ms = 1_000  # two stores' clocks further apart than this: shift live deadlines
 # --- end of the file store block ------------------------------------------------------
 

@@ -94,7 +94,13 @@ async def cmd_add(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 async def cmd_claim(a: argparse.Namespace, s: Store, out: Printer) -> None:
     miss = Miss()
-    claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, wait_s=a.wait, miss=miss)
+    wait = validate.wait_s(a.wait)  # refused before anything is claimed
+    claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, miss=miss)
+    if claim is None and wait > 0:
+        # Waiting makes this a long-lived process: it takes part in the reaper meanwhile, so
+        # recovery runs while any agent waits. Only now, so an immediate claim costs nothing.
+        async with s.reaping("claim-wait"):
+            claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, wait_s=wait, miss=miss)
     if claim is None:
         why = {
             "at-capacity": f"{a.agent} already holds its maximum number of claims",
@@ -181,9 +187,17 @@ async def cmd_unlock(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 async def cmd_reap(a: argparse.Namespace, s: Store, out: Printer) -> None:
     if not a.loop:
-        out.reap(await s.reap())
+        from .reaper import ReaperId
+
+        out.reap(await s.reap(by=ReaperId.here("reap")))  # a pass like any other: it counts for up and doctor
         return
-    await s.run_reaper(asyncio.Event(), a.interval)
+    await s.run_reaper(asyncio.Event(), a.interval, kind="reap-loop", report=_say)
+
+
+def _say(line: str) -> None:
+    """A line on stderr for the operator (the reaper's outages, under reap --loop)."""
+    sys.stderr.write(f"claimroom: {line}\n")
+    sys.stderr.flush()
 
 
 COMMANDS: dict[str, Handler] = {
@@ -270,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(float, "--wait"),
         default=0.0,
         metavar="SECONDS",
-        help="wait this long for a task to become claimable",
+        help="wait this long for a task to become claimable (taking part in the reaper meanwhile)",
     )
 
     c = cmd("heartbeat", "extend a lease and record progress (or, with only --agent, say the agent is alive)")
@@ -346,7 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--merge", action="store_true", help="add to a namespace that already has a board")
 
     c = cmd("tui", "the control room: live panes of queues, claims, agents, orphans, locks, events")
-    c.add_argument("--readonly", action="store_true", help="look only: every operator action is refused")
+    c.add_argument(
+        "--readonly",
+        action="store_true",
+        help="look only: every operator action is refused and it runs no reaper",
+    )
     c.add_argument("--theme", help="dark, light, high-contrast or ansi (env CLAIMROOM_THEME)")
     c.add_argument("--operator", help="your name in the audit trail (default: the OS user)")
 
@@ -407,19 +425,41 @@ async def _migrate(a: argparse.Namespace, out: Printer) -> None:
     out.done({"moved": moved}, f"moved board {ns!r}: {summary or 'nothing'}")
 
 
+def _recovery(url: str, namespace: str) -> tuple[dict[str, Any], str]:
+    """How recovery is provided on the board ``up`` found: its JSON and its line."""
+    from .reaper import recovery_line
+
+    async def read() -> Any:
+        async with Store.from_url(url, namespace) as store:
+            return await store.reaper_status()
+
+    try:
+        status = asyncio.run(read())
+    except ClaimroomError as exc:
+        return {"error": str(exc)}, f"recovery: could not read board {namespace!r} ({exc})"
+    return status.to_json(), recovery_line(status)
+
+
 def _infra(a: argparse.Namespace, out: Printer) -> int:
     """``up``, ``down`` and ``doctor``: blocking work on the project's store, no board needed."""
     from .infra import doctor, down, project_root
 
+    if a.command in ("up", "doctor"):
+        validate.namespace(_namespace(a))  # both read the board
     if a.command == "up":
         r = _resolve(a)
-        out.done(r.to_json(), f"{r.url}\n{r.detail}")
+        recovery, line = _recovery(r.url, _namespace(a))
+        out.done(r.to_json() | {"recovery": recovery}, f"{r.url}\n{r.detail}\n{line}")
         return 0
     if a.command == "down":
         said = down(project_root())
         out.done({"stopped": said}, said)
         return 0
-    checks = doctor(getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"), project=project_root())
+    checks = doctor(
+        getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"),
+        project=project_root(),
+        namespace=_namespace(a),
+    )
     failed = [c for c in checks if c.status == "fail"]
     out.checks(checks)
     return 1 if failed else 0

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -129,6 +129,23 @@ DROP TABLE locks
 """,
     3: "ALTER TABLE tasks ADD COLUMN cancelled_by TEXT NOT NULL DEFAULT '';" + CASCADES,
 }
+
+# Version 4: the reaper heartbeat, one row per namespace (the hash reap-1.lua writes):
+# the last pass, and the last pass that recovered something.
+REAPER_TABLE = """
+CREATE TABLE IF NOT EXISTS reaper (
+  ns TEXT NOT NULL PRIMARY KEY, kind TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+  interval_ms INTEGER NOT NULL, at_ms INTEGER NOT NULL, passes INTEGER NOT NULL DEFAULT 0,
+  reaped_kind TEXT NOT NULL DEFAULT '', reaped_host TEXT NOT NULL DEFAULT '',
+  reaped_pid INTEGER NOT NULL DEFAULT 0, reaped_interval_ms INTEGER NOT NULL DEFAULT 0,
+  reaped_ms INTEGER NOT NULL DEFAULT 0, requeued TEXT NOT NULL DEFAULT '',
+  orphaned TEXT NOT NULL DEFAULT '', dead TEXT NOT NULL DEFAULT '', promoted TEXT NOT NULL DEFAULT '',
+  locks_expired INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+"""
+SCHEMA += REAPER_TABLE
+
+MIGRATIONS[4] = REAPER_TABLE
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (

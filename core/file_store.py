@@ -36,6 +36,7 @@ from .file_worker import NO_REPLY, Call, Handoff, Worker
 from .file_writers import WriterQueue, close_queue, open_queue
 from .migrate import Board, check
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
+from .reaper import ReaperId, ReaperPass, ReaperStatus
 from .store import Store
 
 T = TypeVar("T")
@@ -492,15 +493,20 @@ class FileStore(Store):
             if not batch:
                 await self._await_change(seen, 1.0)
 
-    async def _reap(self) -> ReapReport:
-        out = await self._write(file_admin.reap)
-        by: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
+    async def _background_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """A write always done by the worker thread: the reaper's, which runs inside hosts
+        such as the control room, whose event loop must never wait for the writer turn."""
+        return await self._call(self._sync_tx, fn, args, True)
+
+    async def _reap(self, by: ReaperId | None) -> ReapReport:
+        out = await self._background_write(file_admin.reap, None if by is None else by.fields())
+        by_outcome: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
         for tid, outcome in out["expired"]:
-            by[outcome].append(tid)
+            by_outcome[outcome].append(tid)
         return ReapReport(
-            requeued=tuple(by["queued"]),
-            orphaned=tuple(by["orphaned"]),
-            dead=tuple(by["dead"]),
+            requeued=tuple(by_outcome["queued"]),
+            orphaned=tuple(by_outcome["orphaned"]),
+            dead=tuple(by_outcome["dead"]),
             promoted=tuple(out["promoted"]),
             locks_expired=out["dropped"],
             cancelled=tuple(out["cancelled"]),
@@ -508,8 +514,18 @@ class FileStore(Store):
             cascades_pending=out["pending"],
         )
 
+    async def _reaper_status(self) -> ReaperStatus:
+        now, live, soonest, fields = await self._read(file_admin.reaper_status)
+        return ReaperStatus(
+            now_ms=now, live_claims=live, next_deadline_ms=soonest, last=ReaperPass.from_fields(fields)
+        )
+
     async def _lead(self, holder: str, lease_ms: int) -> bool:
-        return await self._write(file_admin.lead, holder, lease_ms)
+        # Standing by is a read: many waiting processes must not queue for the write lock
+        # every interval only to learn that another leads.
+        if lease_ms and await self._read(file_admin.led_by_other, holder):
+            return False
+        return await self._background_write(file_admin.lead, holder, lease_ms)
 
     async def _wait_for_change(self, timeout_s: float) -> bool:
         if self._seen_changes is None:

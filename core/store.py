@@ -8,19 +8,20 @@ backends refuse bad input identically and a backend only ever sees clean values.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
-import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import constants, validate
-from .errors import BadInput, ClaimroomError
+from .errors import BadInput
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
+
+if TYPE_CHECKING:
+    from .reaper import Reaper, ReaperId, ReaperStatus
 
 
 def _ref_or_id(value: str) -> str:
@@ -286,22 +287,39 @@ class Store(ABC):
         async for event in self._follow(tid, _event_id(after, "$")):
             yield event
 
-    async def reap(self) -> ReapReport:
-        """One recovery pass now (any process may run it; it is idempotent)."""
-        return await self._reap()
+    async def reap(self, *, by: ReaperId | None = None) -> ReapReport:
+        """One recovery pass now (any process may run it; it is idempotent). With ``by``,
+        the pass is recorded as the board's reaper heartbeat (see ``reaper_status``)."""
+        return await self._reap(None if by is None else by.checked())
 
-    async def run_reaper(self, stop: asyncio.Event, interval_s: float = constants.reap_interval_s) -> None:
-        """Reap every ``interval_s`` while this process holds the leader lease."""
-        me = f"{time.time_ns()}-{random.getrandbits(32)}"
-        while not stop.is_set():
-            if await self._lead(me, constants.reaper_lease_ms):
-                await self._reap()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
-        # Hand over at once: renewing our own lease for 1 ms lets the next loop lead now
-        # instead of after the full lease (a no-op when another process leads).
-        with contextlib.suppress(ClaimroomError):
-            await self._lead(me, 1)
+    def reaping(
+        self,
+        kind: str,
+        *,
+        interval_s: float = constants.reap_interval_s,
+        report: Callable[[str], None] | None = None,
+    ) -> Reaper:
+        """The leader-elected reaper for a long-lived process of this ``kind`` ("tui",
+        "claim-wait", "reap-loop", "mcp"): ``async with store.reaping("mcp"): ...`` reaps
+        beside the body whenever this process leads, and hands over on the way out."""
+        from .reaper import Reaper
+
+        return Reaper(self, kind, interval_s=interval_s, report=report)
+
+    async def run_reaper(
+        self,
+        stop: asyncio.Event,
+        interval_s: float = constants.reap_interval_s,
+        *,
+        kind: str = "reap-loop",
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        """Reap every ``interval_s`` while this process holds the leader lease, until ``stop``."""
+        await self.reaping(kind, interval_s=interval_s, report=report).run(stop)
+
+    async def reaper_status(self) -> ReaperStatus:
+        """Whether recovery runs on this board: the reaper heartbeat and the live claims."""
+        return await self._reaper_status()
 
     async def wait_for_change(self, timeout_s: float) -> bool:
         """Return when the board may have changed (True) or after ``timeout_s`` (False)."""
@@ -433,9 +451,13 @@ class Store(ABC):
     @abstractmethod
     def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]: ...
     @abstractmethod
-    async def _reap(self) -> ReapReport: ...
+    async def _reap(self, by: ReaperId | None) -> ReapReport: ...
     @abstractmethod
-    async def _lead(self, holder: str, lease_ms: int) -> bool: ...
+    async def _reaper_status(self) -> ReaperStatus: ...
+    @abstractmethod
+    async def _lead(self, holder: str, lease_ms: int) -> bool:
+        """Take or keep the reaper's leader lease for ``holder``; 0 ms lets it go."""
+
     @abstractmethod
     async def _wait_for_change(self, timeout_s: float) -> bool: ...
     @abstractmethod

@@ -39,6 +39,14 @@ max_checkpoint_bytes = 64 * 1024
 min_priority = -1000
 max_priority = 1000
 max_batch_add = 10_000
+# JSON text read for --payload/--result (argument, @FILE or stdin) is read at most this far:
+# room for indentation around a value whose compact form is within max_payload_bytes.
+max_json_text_bytes = 4 * max_payload_bytes
+max_json_depth = 64  # lists and objects nested deeper than this are refused
+max_page = 10_000_000  # tasks or events in one listing (ls --limit, events --limit)
+max_offset = 1_000_000_000  # ls --offset
+# Tokens and event-id parts: whole numbers exact in Lua's doubles and SQLite's integers.
+max_counter = 2**53 - 1
 
 # Audit trail: a capped stream (approximate trimming keeps XADD O(1)).
 audit_max_len = 200_000
@@ -73,9 +81,20 @@ task_events_max = 10_000  # audit event ids indexed per task (the newest; the tr
 # hint costs at most this much delay.
 wait_recheck_s = 1.0
 
-# Reaper loop and its leader lease.
+# Reaper loop and its leader lease. Every long-lived claimroom process (the control room,
+# claim --wait, reap --loop) runs the loop; one at a time leads it and reaps.
 reap_interval_s = 0.5
+min_reap_interval_s = 0.05  # reap --loop --interval: shorter would only burn the store's CPU
+max_reap_interval_s = 60.0
+demo_min_s, demo_max_s = 1.0, 3600.0  # demo --seconds
 reaper_lease_ms = 5_000
+reaper_backoff_first_s = 0.25  # after a failed pass (store down): 0.25 s, 0.5 s, ... up to the max
+reaper_backoff_max_s = 5.0
+# Doctor: live claims and no reaper pass within this many of the last reaper's intervals,
+# nor within this long (two leader leases: a crashed leader's lease must run out before
+# another process may lead), means recovery waits for someone to call claim.
+reaper_stale_intervals = 3
+reaper_stale_min_s = 10.0
 
 # Store connection.
 connect_timeout_s = 3.0
@@ -95,6 +114,7 @@ file_page_size = 1024
 file_synchronous = "NORMAL"  # WAL + NORMAL: a killed process loses nothing; power loss may drop
 # the last commits but never corrupts (FULL would fsync every commit)
 file_audit_trim_slack = 10_000  # the reaper trims the audit table once it is this far past its cap
+file_audit_trim_batch = 10_000  # events deleted per reaper pass at most (~20 ms here); the next pass goes on
 migrate_clock_skew_ms = 1_000  # two stores' clocks further apart than this: shift live deadlines
 # --- end of the file store block ------------------------------------------------------
 
@@ -241,6 +261,12 @@ def retention_cursor_key(namespace: str) -> str:
 def reaper_key(namespace: str) -> str:
     """The leader lease of the reaper loop."""
     return prefix(namespace) + "reaper"
+
+
+def reaper_status_key(namespace: str) -> str:
+    """The reaper's heartbeat: who ran the last pass, when, and the last pass that recovered
+    something (a hash written by reap-1.lua)."""
+    return prefix(namespace) + "reaper:status"
 
 
 # --- Infrastructure: store resolution, auto-start, health (core/infra/) -------------------

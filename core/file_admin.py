@@ -120,7 +120,8 @@ def live_locks(tx: Tx) -> list[Lock]:
 # --- reap-1.lua, leader-1.lua ------------------------------------------------------------
 
 
-def reap(tx: Tx) -> dict[str, Any]:
+def reap(tx: Tx, by: dict[str, str] | None = None) -> dict[str, Any]:
+    """One recovery pass; with ``by`` (a ``ReaperId``'s fields), recorded as the reaper heartbeat."""
     expired = reap_due(tx)
     promoted = promote_due(tx)
     dropped = 0
@@ -141,29 +142,85 @@ def reap(tx: Tx) -> dict[str, Any]:
             drop_hold(tx, path, agent, task)
         tx.audit("lock-expired", data={"path": path, "holders": sorted({r[0] for r in gone})})
         dropped += len(gone)
-    _trim_audit(tx)
+    trimmed = _trim_audit(tx)
+    if by is not None:
+        _record_pass(tx, by, expired, promoted, dropped)
     return {
         "expired": expired,
         "promoted": promoted,
         "dropped": dropped,
+        "trimmed": trimmed,
         **tx.cascade_log,
         "pending": file_cascade.pending(tx),
     }
 
 
-def _trim_audit(tx: Tx) -> None:
-    """Cap the audit table like the capped stream, in large steps so it stays cheap."""
+def _trim_audit(tx: Tx) -> int:
+    """Cap the audit table like the capped stream, in large steps so it stays cheap, and at
+    most ``file_audit_trim_batch`` events per pass (rule 10: the next pass goes on)."""
     cut = tx.counter("event") - C.audit_max_len
     if cut <= 0:
-        return
+        return 0
     oldest = tx.one("SELECT MIN(seq) FROM events WHERE ns = :ns")
-    if oldest is not None and oldest[0] is not None and cut - oldest[0] >= C.file_audit_trim_slack:
-        tx.run("DELETE FROM events WHERE ns = :ns AND seq <= :cut", cut=cut)
+    if oldest is None or oldest[0] is None or cut - oldest[0] < C.file_audit_trim_slack:
+        return 0
+    upto = min(cut, oldest[0] + C.file_audit_trim_batch - 1)
+    return tx.run("DELETE FROM events WHERE ns = :ns AND seq <= :upto", upto=upto).rowcount
+
+
+def _record_pass(
+    tx: Tx, by: dict[str, str], expired: list[tuple[str, str]], promoted: list[str], dropped: int
+) -> None:
+    """The reaper heartbeat (reap-1.lua's ``reaper:status`` hash): no audit event, no hint."""
+    tx.run(
+        "INSERT INTO reaper (ns, kind, host, pid, interval_ms, at_ms, passes) "
+        "VALUES (:ns, :kind, :host, :pid, :interval_ms, :now, 1) "
+        "ON CONFLICT (ns) DO UPDATE SET kind = excluded.kind, host = excluded.host, pid = excluded.pid, "
+        "interval_ms = excluded.interval_ms, at_ms = excluded.at_ms, passes = passes + 1",
+        now=tx.now,
+        **by,
+    )
+    if not (expired or promoted or dropped):
+        return
+    ids = {
+        outcome: ",".join(tid for tid, out in expired if out == outcome)
+        for outcome in ("queued", "orphaned", "dead")
+    }
+    tx.run(
+        "UPDATE reaper SET reaped_kind = :kind, reaped_host = :host, reaped_pid = :pid, "
+        "reaped_interval_ms = :interval_ms, reaped_ms = :now, requeued = :requeued, orphaned = :orphaned, "
+        "dead = :dead, promoted = :promoted, locks_expired = :dropped WHERE ns = :ns",
+        now=tx.now,
+        requeued=ids["queued"],
+        orphaned=ids["orphaned"],
+        dead=ids["dead"],
+        promoted=",".join(promoted),
+        dropped=dropped,
+        **by,
+    )
+
+
+def reaper_status(tx: Tx) -> tuple[int, int, int | None, dict[str, str]]:
+    """The clock, the live claims, the soonest lease deadline and the reaper heartbeat's fields."""
+    live = tx.one("SELECT COUNT(*), MIN(deadline_ms) FROM tasks WHERE ns = :ns AND state = 'claimed'")
+    row = tx.one("SELECT * FROM reaper WHERE ns = :ns")
+    fields = {} if row is None else {k: str(v) for k, v in dict(row).items() if k != "ns"}
+    count, soonest = (live[0], live[1]) if live is not None else (0, None)
+    return tx.now, int(count), None if soonest is None else int(soonest), fields
+
+
+def led_by_other(tx: Tx, holder: str) -> bool:
+    """Whether another holder has the reaper's leader lease now."""
+    row = tx.one("SELECT holder, expires_ms FROM leases WHERE ns = :ns AND name = 'reaper'")
+    return row is not None and row["holder"] != holder and row["expires_ms"] > tx.now
 
 
 def lead(tx: Tx, holder: str, lease_ms: int) -> bool:
-    row = tx.one("SELECT holder, expires_ms FROM leases WHERE ns = :ns AND name = 'reaper'")
-    if row is not None and row["holder"] != holder and row["expires_ms"] > tx.now:
+    """Take or keep the reaper's leader lease; a lease of 0 lets the caller's go (False)."""
+    if lease_ms == 0:
+        tx.run("DELETE FROM leases WHERE ns = :ns AND name = 'reaper' AND holder = :h", h=holder)
+        return False
+    if led_by_other(tx, holder):
         return False
     tx.run(
         "INSERT INTO leases (ns, name, holder, expires_ms) VALUES (:ns, 'reaper', :h, :e) "

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -52,8 +52,8 @@ CREATE INDEX IF NOT EXISTS cascades_order ON cascades (ns, kind, at_ms, id);
 # they finished, per queue and kind (done, or failed: dead and cancelled), with the done ones
 # held for a dependent marked `held`; per queue and kind, how many are not held and when it
 # is next due for a look; the settings
-# (a JSON object per scope, "*" the board); where the walk over agents is. Schema 4;
-# MIGRATIONS[4] adds it to a board of 3 and indexes the tasks that finished before.
+# (a JSON object per scope, "*" the board); where the walk over agents is. Schema 5;
+# MIGRATIONS[5] adds it to a board of 4 and indexes the tasks that finished before.
 RETENTION = """
 CREATE TABLE IF NOT EXISTS finished (
   ns TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, queue TEXT NOT NULL, fin INTEGER NOT NULL,
@@ -154,8 +154,29 @@ DROP TABLE holds_v1;
 DROP TABLE locks
 """,
     3: "ALTER TABLE tasks ADD COLUMN cancelled_by TEXT NOT NULL DEFAULT '';" + CASCADES,
-    # Tasks that finished before come first, in creation order (as retain-1.lua's walk).
-    4: "ALTER TABLE agents ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;"
+}
+
+# Version 4: the reaper heartbeat, one row per namespace (the hash reap-1.lua writes):
+# the last pass, and the last pass that recovered something.
+REAPER_TABLE = """
+CREATE TABLE IF NOT EXISTS reaper (
+  ns TEXT NOT NULL PRIMARY KEY, kind TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+  interval_ms INTEGER NOT NULL, at_ms INTEGER NOT NULL, passes INTEGER NOT NULL DEFAULT 0,
+  reaped_kind TEXT NOT NULL DEFAULT '', reaped_host TEXT NOT NULL DEFAULT '',
+  reaped_pid INTEGER NOT NULL DEFAULT 0, reaped_interval_ms INTEGER NOT NULL DEFAULT 0,
+  reaped_ms INTEGER NOT NULL DEFAULT 0, requeued TEXT NOT NULL DEFAULT '',
+  orphaned TEXT NOT NULL DEFAULT '', dead TEXT NOT NULL DEFAULT '', promoted TEXT NOT NULL DEFAULT '',
+  locks_expired INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+"""
+SCHEMA += REAPER_TABLE
+
+MIGRATIONS[4] = REAPER_TABLE
+
+# Version 5: retention (RETENTION above); the tasks that finished before are indexed first,
+# in creation order (as retain-1.lua's walk on Redis).
+MIGRATIONS[5] = (
+    "ALTER TABLE agents ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;"
     + RETENTION
     + """
 INSERT OR IGNORE INTO finished (ns, id, kind, queue, fin)
@@ -163,8 +184,8 @@ INSERT OR IGNORE INTO finished (ns, id, kind, queue, fin)
   FROM tasks WHERE state IN ('done', 'dead', 'cancelled');
 INSERT OR IGNORE INTO retention_due (ns, kind, queue, n, due_ms)
   SELECT ns, kind, queue, COUNT(*), 0 FROM finished GROUP BY ns, kind, queue
-""",
-}
+"""
+)
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (

@@ -36,6 +36,7 @@ from .file_worker import NO_REPLY, Call, Handoff, Worker
 from .file_writers import WriterQueue, close_queue, open_queue
 from .migrate import Board, check
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
+from .reaper import ReaperId, ReaperPass, ReaperStatus
 from .retention import BOARD
 from .store import Store
 
@@ -52,6 +53,11 @@ class _Busy(Exception):
     def __init__(self, error: sqlite3.Error) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _deadline() -> float:
+    """When an operation starting now gives up: "store busy" (``time.monotonic``)."""
+    return time.monotonic() + C.file_busy_timeout_s
 
 
 def _event(row: sqlite3.Row) -> Event:
@@ -115,12 +121,12 @@ class FileStore(Store):
         handoff: Handoff | None = None,
     ) -> T:
         """Run ``fn(tx, *args)`` in one transaction, retrying while another writer holds
-        the lock, up to ``file_busy_timeout_s``; commits also when ``fn`` refuses. A write
+        the lock, up to the call's deadline; commits also when ``fn`` refuses. A write
         whose caller still waits on ``handoff`` gets only the turn (``NO_REPLY``)."""
         if not write:
             call.start()
             with self._mutex:
-                return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
+                return self._attempts(fn, args, write, call.deadline)
         # The turn before the connection, on every path: a caller handed the turn takes the
         # connection next, and must never find it held by a writer waiting for that turn.
         turn = self._turn()
@@ -130,7 +136,8 @@ class FileStore(Store):
         try:
             call.start()  # GaveUp when the caller stopped waiting: the turn passes on unused
             with self._mutex:
-                return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
+                # The time spent waiting for the turn counts: one limit for the whole write.
+                return self._attempts(fn, args, write, call.deadline)
         finally:
             turn.release()
 
@@ -226,11 +233,11 @@ class FileStore(Store):
             self._mutex, self._watch_version = threading.RLock(), -1
             self._turn_lock = threading.Lock()
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _call(self, fn: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
         """``fn(*args, call)`` on the worker thread; "store busy" when it has not started
-        within ``file_busy_timeout_s`` (it then never runs)."""
+        by ``deadline`` (default: ``file_busy_timeout_s`` from now; it then never runs)."""
         self._after_fork()
-        call = Call()
+        call = Call(_deadline() if deadline is None else deadline)
         result: T = await self._outcome(self._submit(fn, *args, call), call)
         return result
 
@@ -240,7 +247,8 @@ class FileStore(Store):
         return self._worker.submit(fn, *args)
 
     async def _outcome(self, fut: asyncio.Future[Any], call: Call) -> Any:
-        timer = asyncio.get_running_loop().call_later(C.file_busy_timeout_s, self._give_up, call, fut)
+        left = max(0.0, call.deadline - time.monotonic())
+        timer = asyncio.get_running_loop().call_later(left, self._give_up, call, fut)
         try:
             return await fut
         finally:
@@ -265,11 +273,12 @@ class FileStore(Store):
         lock held by a writer that does not queue, the connection busy with a read) goes
         to the worker, where the caller's timeout covers it."""
         self._after_fork()
+        deadline = _deadline()
         turn = self._turn()
         if turn.try_acquire():
             done, result = self._run_with_turn(turn, fn, args)
         else:
-            handoff, call = Handoff(), Call()
+            handoff, call = Handoff(), Call(deadline)
             fut = self._submit(self._sync_tx, fn, args, True, call, handoff)
             try:
                 handed = handoff.wait(C.file_turn_block_s)
@@ -284,7 +293,7 @@ class FileStore(Store):
                 return result  # type: ignore[no-any-return]
             done, result = self._run_with_turn(turn, fn, args)
         if not done:
-            return await self._call(self._sync_tx, fn, args, True)
+            return await self._call(self._sync_tx, fn, args, True, deadline=deadline)
         # Still a turn of the event loop, as awaiting the worker would be: a caller
         # looping over writes must not starve the loop's other tasks.
         await asyncio.sleep(0)
@@ -495,15 +504,20 @@ class FileStore(Store):
             if not batch:
                 await self._await_change(seen, 1.0)
 
-    async def _reap(self) -> ReapReport:
-        out = await self._write(file_admin.reap)
-        by: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
+    async def _background_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """A write always done by the worker thread: the reaper's, which runs inside hosts
+        such as the control room, whose event loop must never wait for the writer turn."""
+        return await self._call(self._sync_tx, fn, args, True)
+
+    async def _reap(self, by: ReaperId | None) -> ReapReport:
+        out = await self._background_write(file_admin.reap, None if by is None else by.fields())
+        by_outcome: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
         for tid, outcome in out["expired"]:
-            by[outcome].append(tid)
+            by_outcome[outcome].append(tid)
         return ReapReport(
-            requeued=tuple(by["queued"]),
-            orphaned=tuple(by["orphaned"]),
-            dead=tuple(by["dead"]),
+            requeued=tuple(by_outcome["queued"]),
+            orphaned=tuple(by_outcome["orphaned"]),
+            dead=tuple(by_outcome["dead"]),
             promoted=tuple(out["promoted"]),
             locks_expired=out["dropped"],
             cancelled=tuple(out["cancelled"]),
@@ -514,7 +528,7 @@ class FileStore(Store):
     async def _retain(self) -> tuple[int, int, int, bool]:
         # On the worker thread, as the reaper's other writes should be: a host's event loop
         # (the control room's) never waits for the writer turn.
-        return await self._call(self._sync_tx, file_retention.retain, (), True)
+        return await self._background_write(file_retention.retain)
 
     async def _set_retention(self, scope: str, changes: dict[str, int], reset: bool) -> None:
         await self._write(file_retention.set_settings, scope, changes, reset)
@@ -527,8 +541,18 @@ class FileStore(Store):
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
         return await self._read(file_retention.settings_of, queue)
 
+    async def _reaper_status(self) -> ReaperStatus:
+        now, live, soonest, fields = await self._read(file_admin.reaper_status)
+        return ReaperStatus(
+            now_ms=now, live_claims=live, next_deadline_ms=soonest, last=ReaperPass.from_fields(fields)
+        )
+
     async def _lead(self, holder: str, lease_ms: int) -> bool:
-        return await self._write(file_admin.lead, holder, lease_ms)
+        # Standing by is a read: many waiting processes must not queue for the write lock
+        # every interval only to learn that another leads.
+        if lease_ms and await self._read(file_admin.led_by_other, holder):
+            return False
+        return await self._background_write(file_admin.lead, holder, lease_ms)
 
     async def _wait_for_change(self, timeout_s: float) -> bool:
         if self._seen_changes is None:
@@ -583,6 +607,14 @@ class FileStore(Store):
             if self._pid == os.getpid():
                 with self._mutex:
                     self._sync_close_locked()
+            return
+        if worker.stranded():
+            # Asleep for a writer turn that another process holds, on behalf of a caller
+            # that already got "store busy": waiting behind it would keep that caller (a
+            # CLI command, say) a second full timeout. The worker closes the connections
+            # itself if the turn ever comes; else they end with the process.
+            self._worker = None
+            worker.stop(last=lambda: self._sync_close(Call(0.0)))
             return
         try:
             await self._call(self._sync_close)

@@ -15,6 +15,7 @@ from . import constants as C
 from .coalesce import Coalescer
 from .errors import StoreUnavailable
 from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, State, Stuck, Task
+from .reaper import ReaperId, ReaperPass, ReaperStatus
 from .scripts import SCRIPTS, ErrorCode, source
 from .store import Store
 
@@ -349,16 +350,17 @@ class RedisStore(Store):
                     if task is None or fields.get("task") == task:
                         yield Event.from_fields(eid, fields)
 
-    async def _reap(self) -> ReapReport:
-        reply = await self._run("reap")
+    async def _reap(self, by: ReaperId | None) -> ReapReport:
+        who = ("", "", "", "") if by is None else (by.kind, by.host, by.pid, by.interval_ms)
+        reply = await self._run("reap", *who)
         expired = [str(x) for x in reply[1]]
-        by: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
+        by_outcome: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
         for tid, outcome in zip(expired[::2], expired[1::2], strict=True):
-            by[outcome].append(tid)
+            by_outcome[outcome].append(tid)
         return ReapReport(
-            requeued=tuple(by["queued"]),
-            orphaned=tuple(by["orphaned"]),
-            dead=tuple(by["dead"]),
+            requeued=tuple(by_outcome["queued"]),
+            orphaned=tuple(by_outcome["orphaned"]),
+            dead=tuple(by_outcome["dead"]),
             promoted=tuple(str(x) for x in reply[2]),
             locks_expired=int(reply[3]),
             cancelled=tuple(str(x) for x in reply[4]),
@@ -391,6 +393,23 @@ class RedisStore(Store):
         key = C.retention_key(self.namespace)
         board, own = await self._guard(lambda: self.redis.hmget(key, BOARD, queue or BOARD))
         return decoded(board), decoded(own) if queue is not None else {}
+
+    async def _reaper_status(self) -> ReaperStatus:
+        async def go() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=True)  # one moment: the clock and the board agree
+            pipe.time()
+            pipe.hgetall(C.reaper_status_key(self.namespace))
+            pipe.zcard(C.state_key(self.namespace, State.CLAIMED.value))
+            pipe.zrange(C.deadlines_key(self.namespace), 0, 0, withscores=True)
+            return list(await pipe.execute())
+
+        (sec, usec), fields, live, head = await self._guard(go)
+        return ReaperStatus(
+            now_ms=int(sec) * 1000 + int(usec) // 1000,
+            live_claims=int(live),
+            next_deadline_ms=int(head[0][1]) if head else None,
+            last=ReaperPass.from_fields(fields),
+        )
 
     async def _lead(self, holder: str, lease_ms: int) -> bool:
         script = self._scripts["leader"]

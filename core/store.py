@@ -8,21 +8,22 @@ backends refuse bad input identically and a backend only ever sees clean values.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import random
 import re
-import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import constants, retention, validate
-from .errors import BadInput, ClaimroomError
+from .errors import BadInput
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, Retention, State, Stuck, Task
 from .retention import UNSET, Unset
+
+if TYPE_CHECKING:
+    from .reaper import Reaper, ReaperId, ReaperStatus
 
 
 def _ref_or_id(value: str) -> str:
@@ -34,12 +35,15 @@ def _ref_or_id(value: str) -> str:
 
 ACTIONS = ("kill", "kill-dead", "requeue", "cancel", "retry", "reassign")
 
-_EVENT_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+_EVENT_ID = re.compile(r"\d{1,16}(-\d{1,16})?")
 
 
 def _event_id(value: str, *also: str) -> str:
     """An audit event id (``ms-seq``, or ``ms``), or one of the markers in ``also``."""
-    if value in also or (isinstance(value, str) and _EVENT_ID.fullmatch(value)):
+    if value in also:
+        return value
+    numbers = isinstance(value, str) and _EVENT_ID.fullmatch(value)
+    if numbers and all(int(part) <= constants.max_counter for part in value.split("-")):
         return value
     raise BadInput(f"invalid event id {value!r}: use an id from the audit trail, like 1700000000000-0")
 
@@ -92,16 +96,14 @@ class Store(ABC):
     def from_url(url: str, namespace: str = "default") -> Store:
         """The store for a URL: ``redis://``, ``rediss://``, ``unix://`` or ``file:///dir``."""
         validate.namespace(namespace)
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if scheme in ("redis", "rediss", "unix"):
-            from .redis_store import RedisStore
-
-            return RedisStore(url, namespace)
-        if scheme == "file":
+        validate.store_url(url)
+        if url.split("://", 1)[0].lower() == "file":
             from .file_store import FileStore
 
             return FileStore(url, namespace)
-        raise BadInput(f"unsupported store URL {url!r}: use redis://HOST:PORT or file:///abs/dir")
+        from .redis_store import RedisStore
+
+        return RedisStore(url, namespace)
 
     # --- tasks -----------------------------------------------------------------------
 
@@ -174,7 +176,9 @@ class Store(ABC):
         if stage is not None:
             updates["stage"] = validate.text("stage", stage)
         if checkpoint is not None:
-            updates["checkpoint"] = validate.text("checkpoint", checkpoint, constants.max_checkpoint_bytes)
+            updates["checkpoint"] = validate.text(
+                "checkpoint", checkpoint, constants.max_checkpoint_bytes, multiline=True
+            )
         ttl = None if ttl_s is None else validate.ttl_ms(ttl_s)
         return await self._heartbeat(validate.task_id(task), validate.token(token), ttl, updates)
 
@@ -187,7 +191,7 @@ class Store(ABC):
         """End a claim with a failure; returns the next state and when a retry may run."""
         if not isinstance(reason, str) or not reason.strip():
             raise BadInput("reason is empty")
-        text = validate.text("reason", reason)
+        text = validate.text("reason", reason, multiline=True)
         return await self._fail(validate.task_id(task), validate.token(token), text, fatal, random.random())
 
     async def release(self, task: str, token: int) -> None:
@@ -210,9 +214,9 @@ class Store(ABC):
                 names = ", ".join(s.value for s in State)
                 raise BadInput(f"unknown state {state!r}: one of {names}") from None
         q = None if queue is None else validate.queue(queue)
-        if limit < 1 or offset < 0:
-            raise BadInput("limit must be positive and offset not negative")
-        return await self._tasks(st, q, limit, offset)
+        n = validate.positive_int("limit", limit, constants.max_page)
+        skip = validate.positive_int("offset", offset, constants.max_offset, minimum=0)
+        return await self._tasks(st, q, n, skip)
 
     async def counts(self) -> dict[State, int]:
         """How many tasks are in each state."""
@@ -282,7 +286,8 @@ class Store(ABC):
         that task's, read through its own index; a task retention removed has none (its
         events stay in the whole trail until the trail's own horizon)."""
         tid = None if task is None else validate.task_id(task)
-        return await self._events(tid, _event_id(after, "-"), count)
+        n = validate.positive_int("event count", count, constants.max_page)
+        return await self._events(tid, _event_id(after, "-"), n)
 
     async def follow(self, *, task: str | None = None, after: str = "$") -> AsyncIterator[Event]:
         """New audit events as they are written, forever."""
@@ -290,11 +295,12 @@ class Store(ABC):
         async for event in self._follow(tid, _event_id(after, "$")):
             yield event
 
-    async def reap(self) -> ReapReport:
+    async def reap(self, *, by: ReaperId | None = None) -> ReapReport:
         """One recovery pass now (any process may run it; it is idempotent), then retention:
         finished tasks, idle auto-registered agents and audit events past their horizon go
-        (a few capped batches; ``retention_more`` says whether more is due at once)."""
-        report = await self._reap()
+        (a few capped batches; ``retention_more`` says whether more is due at once). With
+        ``by``, the pass is recorded as the board's reaper heartbeat (see ``reaper_status``)."""
+        report = await self._reap(None if by is None else by.checked())
         removed = agents = trimmed = 0
         more = False
         for _ in range(constants.retention_calls_per_reap):
@@ -306,18 +312,34 @@ class Store(ABC):
             report, removed=removed, agents_removed=agents, events_trimmed=trimmed, retention_more=more
         )
 
-    async def run_reaper(self, stop: asyncio.Event, interval_s: float = constants.reap_interval_s) -> None:
-        """Reap every ``interval_s`` while this process holds the leader lease."""
-        me = f"{time.time_ns()}-{random.getrandbits(32)}"
-        while not stop.is_set():
-            if await self._lead(me, constants.reaper_lease_ms):
-                await self._reap()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
-        # Hand over at once: renewing our own lease for 1 ms lets the next loop lead now
-        # instead of after the full lease (a no-op when another process leads).
-        with contextlib.suppress(ClaimroomError):
-            await self._lead(me, 1)
+    def reaping(
+        self,
+        kind: str,
+        *,
+        interval_s: float = constants.reap_interval_s,
+        report: Callable[[str], None] | None = None,
+    ) -> Reaper:
+        """The leader-elected reaper for a long-lived process of this ``kind`` ("tui",
+        "claim-wait", "reap-loop", "mcp"): ``async with store.reaping("mcp"): ...`` reaps
+        beside the body whenever this process leads, and hands over on the way out."""
+        from .reaper import Reaper
+
+        return Reaper(self, kind, interval_s=interval_s, report=report)
+
+    async def run_reaper(
+        self,
+        stop: asyncio.Event,
+        interval_s: float = constants.reap_interval_s,
+        *,
+        kind: str = "reap-loop",
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        """Reap every ``interval_s`` while this process holds the leader lease, until ``stop``."""
+        await self.reaping(kind, interval_s=interval_s, report=report).run(stop)
+
+    async def reaper_status(self) -> ReaperStatus:
+        """Whether recovery runs on this board: the reaper heartbeat and the live claims."""
+        return await self._reaper_status()
 
     async def wait_for_change(self, timeout_s: float) -> bool:
         """Return when the board may have changed (True) or after ``timeout_s`` (False)."""
@@ -400,12 +422,7 @@ class Store(ABC):
         except ValueError:
             names = ", ".join(s.value for s in State)
             raise BadInput(f"unknown state {seen_state!r}: one of {names}") from None
-        try:
-            token = int(seen_token)
-        except (TypeError, ValueError, OverflowError):
-            raise BadInput(f"token must be a whole number, got {seen_token!r}") from None
-        if token < 0:
-            raise BadInput(f"token must not be negative, got {token}")
+        token = validate.token(seen_token, minimum=0)  # 0: a task never claimed
         return await self._act(
             action, validate.task_id(task), st, token, validate.operator(operator), agent, restore
         )
@@ -493,9 +510,13 @@ class Store(ABC):
     @abstractmethod
     def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]: ...
     @abstractmethod
-    async def _reap(self) -> ReapReport: ...
+    async def _reap(self, by: ReaperId | None) -> ReapReport: ...
     @abstractmethod
-    async def _lead(self, holder: str, lease_ms: int) -> bool: ...
+    async def _reaper_status(self) -> ReaperStatus: ...
+    @abstractmethod
+    async def _lead(self, holder: str, lease_ms: int) -> bool:
+        """Take or keep the reaper's leader lease for ``holder``; 0 ms lets it go."""
+
     @abstractmethod
     async def _wait_for_change(self, timeout_s: float) -> bool: ...
     @abstractmethod

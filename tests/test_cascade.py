@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from claimroom.core import constants
 from claimroom.core.errors import BadInput
+from claimroom.core.file_schema import SCHEMA_VERSION
 from claimroom.core.migrate import migrate
 from claimroom.core.models import Event, State
 from claimroom.core.redis_store import RedisStore
@@ -380,7 +381,8 @@ async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: s
         "DROP INDEX tasks_cancelled_by",
         "ALTER TABLE tasks DROP COLUMN cancelled_by",
         "DROP TABLE cascades",
-        # and what schema 4 added (retention)
+        "DROP TABLE reaper",
+        # and what schema 5 added (retention)
         "ALTER TABLE agents DROP COLUMN auto",
         "DROP TABLE finished",
         "DROP TABLE retention_due",
@@ -401,7 +403,7 @@ async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: s
     finally:
         await s.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (str(SCHEMA_VERSION),)
     conn.close()
 
 

@@ -343,6 +343,7 @@ CREATE INDEX holds_expiry ON holds (ns, expires_ms);
 DROP INDEX tasks_cancelled_by;
 ALTER TABLE tasks DROP COLUMN cancelled_by;
 DROP TABLE cascades;
+DROP TABLE reaper;
 ALTER TABLE agents DROP COLUMN auto;
 DROP TABLE finished;
 DROP TABLE retention_due;

@@ -23,6 +23,7 @@ from claimroom.core import constants as C
 from claimroom.core import validate
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import HealthStatus, Resolution, StartOptions
+from claimroom.core.reaper import Reaper, checked_interval
 from claimroom.core.safetext import shown
 from claimroom.core.store import Store
 from rich.text import Text
@@ -85,6 +86,7 @@ class ControlRoom(BoardKeys, App[int]):
         resolution: Resolution | None = None,
         finder: Finder | None = None,
         health_interval_s: float = C.health_interval_s,
+        reap_interval_s: float = C.reap_interval_s,
         freeze_gc: bool = False,
     ) -> None:
         super().__init__()
@@ -104,6 +106,12 @@ class ControlRoom(BoardKeys, App[int]):
         self.project = project if project is not None or finder is None else finder.project
         self.resolution = resolution  # how the store was chosen, when the app (or CLI) resolved it
         self.health_interval_s = health_interval_s
+        # A control room that may act also takes part in the leader-elected reaper, so
+        # recovery runs while one is open even when no agent claims; a read-only one only
+        # looks. (seed.pin_app turns it off: a pinned board's times lie in the past.)
+        self.reaps = not readonly
+        self.reap_interval_s = checked_interval(reap_interval_s)
+        self.reaper: Reaper | None = None
         self.freeze_gc = freeze_gc
         self._gc_passes = 0
         self.health_pin: tuple[HealthStatus, ...] | None = None  # seed.pin_app: a fixed health history
@@ -139,6 +147,8 @@ class ControlRoom(BoardKeys, App[int]):
         self.store = store
         self.board = Board(store, self.clock, switch_key_events=not self.readonly)
         self.link = LiveLink(self.board, self._on_snapshot, self._on_status)
+        # Started when live (_go_live), stopped on the way out (on_unmount).
+        self.reaper = store.reaping("tui", interval_s=self.reap_interval_s)
 
     def on_mount(self) -> None:
         # The theme's colours are known only once the stylesheet is applied: now, and on each change.
@@ -163,6 +173,10 @@ class ControlRoom(BoardKeys, App[int]):
         self.attached = True
         self.run_worker(self.link.run_refresh(), name="refresh", group="live")
         self.run_worker(self.link.run_hints(), name="hints", group="live")
+        if self.reaps and self.reaper is not None:
+            # Its own task rather than a worker: on_unmount stops it, handing the leader
+            # lease over, before the store it uses is closed.
+            self.reaper.start()
         self._read_info()
         self.query_one(StorePane).begin(
             self.store.url,
@@ -181,6 +195,8 @@ class ControlRoom(BoardKeys, App[int]):
     async def on_unmount(self) -> None:
         if self.freeze_gc:
             gc.enable()
+        if self.reaper is not None:
+            await self.reaper.stop()
         # The app owns the store it was given: its connections close with the app's loop.
         if hasattr(self, "store"):
             await self.store.close()

@@ -211,6 +211,9 @@ class Board:
         redis = self.store.redis
         hints = C.hints_channel(self.store.namespace)
         ours = C.prefix(self.store.namespace)
+        # The reaper's leader lease is renewed (SET ... PX: an "expire" key event) every
+        # pass: not a change of the board, and it would refresh every view twice a second.
+        lease = C.reaper_key(self.store.namespace)
         db = int(redis.connection_pool.connection_kwargs.get("db", 0))
         key_channels = [f"__keyevent@{db}__:{name}" for name in C.keyspace_event_names]
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
@@ -222,7 +225,11 @@ class Board:
             while True:
                 message = await pubsub.get_message(timeout=1.0)
                 # A key event names a key; only this namespace's keys matter here.
-                if message is not None and (message["channel"] == hints or message["data"].startswith(ours)):
+                if message is None:
+                    continue
+                if message["channel"] == hints or (
+                    message["data"].startswith(ours) and message["data"] != lease
+                ):
                     on_hint()
         except _UNAVAILABLE as exc:
             raise self._down(exc) from None

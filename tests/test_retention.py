@@ -531,7 +531,7 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
             DROP TABLE retention_due;
             DROP TABLE retention;
             DROP TABLE cursors;
-            UPDATE meta SET value = '3' WHERE key = 'schema';
+            UPDATE meta SET value = '4' WHERE key = 'schema';
             """
         )
     finally:

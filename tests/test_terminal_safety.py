@@ -71,7 +71,8 @@ def poison(url: str, namespace: str) -> None:
             lock = C.lock_key(namespace, "src/a.py")
             r.hset(lock, "h:" + HOSTILE, r.hget(lock, "h:ada") or "0")
             r.hdel(lock, "h:ada")
-            r.xadd(C.events_key(namespace), {**event, "at_ms": "1700000000000", "data": data})
+            eid = r.xadd(C.events_key(namespace), {**event, "at_ms": "1700000000000", "data": data})
+            r.rpush(C.task_events_key(namespace, "t1"), eid)  # in t1's index, as every audit() writes
         finally:
             r.close()
         return

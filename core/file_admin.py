@@ -8,7 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 from . import constants as C
-from .file_ops import Refused, Tx, check_seen, drop_hold, enter, promote_due, reap_due, set_task, take_out
+from .file_ops import (
+    Refused,
+    Tx,
+    check_seen,
+    drop_hold,
+    enter,
+    pause_heads,
+    promote_due,
+    reap_due,
+    set_task,
+    take_out,
+)
 from .models import Lock, LockHold
 from .scripts import ErrorCode
 
@@ -215,6 +226,7 @@ def queue_state(tx: Tx, queue: str, pause: bool, operator: str) -> bool:
         sql = "DELETE FROM paused WHERE ns = :ns AND queue = :q"
     changed = tx.run(sql, q=queue).rowcount > 0
     if changed:
+        pause_heads(tx, queue, pause)
         tx.audit("paused" if pause else "resumed", data={"queue": queue}, operator=operator)
     return changed
 
@@ -226,4 +238,5 @@ def reset_breaker(tx: Tx, agent: str, operator: str) -> None:
     ).rowcount
     if not found:
         raise Refused(ErrorCode.NOT_FOUND, agent)
+    tx.claimable = True  # for that agent
     tx.audit("breaker-reset", agent=agent, operator=operator)

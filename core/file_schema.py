@@ -22,7 +22,8 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-SCHEMA_VERSION = 1
+# 2: the claim index (heads, sigs; capsigs and queues kept exact), tasks_parent by spawn_token
+SCHEMA_VERSION = 2
 
 # Partial indexes are used only when a query repeats their WHERE terms literally, so the
 # queries in file_ops.py spell out e.g. "state = 'queued' AND assigned = ''".
@@ -58,7 +59,7 @@ CREATE INDEX IF NOT EXISTS tasks_assigned ON tasks (ns, assigned, priority DESC,
 CREATE INDEX IF NOT EXISTS tasks_deadline ON tasks (ns, deadline_ms) WHERE state = 'claimed';
 CREATE INDEX IF NOT EXISTS tasks_backoff ON tasks (ns, ready_ms) WHERE state = 'retrying';
 CREATE INDEX IF NOT EXISTS tasks_held ON tasks (ns, agent) WHERE state = 'claimed';
-CREATE INDEX IF NOT EXISTS tasks_parent ON tasks (ns, parent) WHERE parent <> '';
+CREATE INDEX IF NOT EXISTS tasks_parent ON tasks (ns, parent, spawn_token) WHERE parent <> '';
 CREATE TABLE IF NOT EXISTS dependents (
   ns TEXT NOT NULL, dep TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (ns, dep, id)
 ) WITHOUT ROWID;
@@ -69,6 +70,14 @@ CREATE TABLE IF NOT EXISTS capsigs (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS paused (ns TEXT NOT NULL, queue TEXT NOT NULL, PRIMARY KEY (ns, queue))
   WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heads (
+  ns TEXT NOT NULL, sig TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY (ns, sig, queue)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS heads_best ON heads (ns, sig, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS sigs (
+  ns TEXT NOT NULL, sig TEXT NOT NULL, tasks INTEGER NOT NULL, PRIMARY KEY (ns, sig)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS agents (
   ns TEXT NOT NULL, name TEXT NOT NULL, caps TEXT NOT NULL DEFAULT '',
   max_claims INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL DEFAULT 0,
@@ -95,6 +104,36 @@ CREATE TABLE IF NOT EXISTS leases (
   PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
 """
+
+# The claim index of one namespace (:ns) made anew from its tasks, as file_ops keeps it:
+#   capsigs  (queue, sig) pairs with claimable (queued, unassigned) tasks
+#   queues   the queues with claimable tasks
+#   heads    per (sig, open queue): the best claimable task's priority and seq
+#   sigs     per sig: how many unfinished tasks need it
+# Run when a board is upgraded to schema 2 and after a migration writes a board.
+REBUILD_CLAIM_INDEX = (
+    "DELETE FROM capsigs WHERE ns = :ns",
+    "DELETE FROM queues WHERE ns = :ns",
+    "DELETE FROM heads WHERE ns = :ns",
+    "DELETE FROM sigs WHERE ns = :ns",
+    "INSERT INTO capsigs (ns, queue, sig) SELECT DISTINCT ns, queue, requires FROM tasks"
+    " WHERE ns = :ns AND state = 'queued' AND assigned = ''",
+    "INSERT INTO queues (ns, queue) SELECT DISTINCT ns, queue FROM capsigs WHERE ns = :ns",
+    # One row per group: SQLite takes the bare columns from the row holding the MIN.
+    "INSERT INTO heads (ns, sig, queue, priority, seq) SELECT ns, requires, queue, priority, seq FROM"
+    f" (SELECT ns, requires, queue, priority, seq, MIN(({C.max_priority} - priority) * 4398046511104 + seq)"
+    "  FROM tasks WHERE ns = :ns AND state = 'queued' AND assigned = '' GROUP BY queue, requires)"
+    " WHERE queue NOT IN (SELECT queue FROM paused WHERE ns = :ns)",
+    "INSERT INTO sigs (ns, sig, tasks) SELECT ns, requires, COUNT(*) FROM tasks"
+    " WHERE ns = :ns AND state NOT IN ('done', 'cancelled') GROUP BY requires",
+)
+
+
+def rebuild_claim_index(conn: sqlite3.Connection, ns: str) -> None:
+    """The claim index of ``ns`` made anew from its tasks, in the caller's transaction."""
+    for sql in REBUILD_CLAIM_INDEX:
+        conn.execute(sql, {"ns": ns})
+
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
@@ -235,6 +274,28 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
             "store unavailable: this board was written by a newer claimroom (schema "
             f"{row[0]}); upgrade claimroom to use it"
         )
+    if int(row[0]) < SCHEMA_VERSION:
+        _upgrade(conn)
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: the new tables, and the claim index built once from the tasks."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if int(found[0]) < SCHEMA_VERSION:  # not done meanwhile by another process
+            conn.execute("DROP INDEX IF EXISTS tasks_parent")  # now with spawn_token
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            for (ns,) in conn.execute("SELECT DISTINCT ns FROM tasks").fetchall():
+                rebuild_claim_index(conn, ns)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def dumps(data: Any) -> str:

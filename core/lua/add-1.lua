@@ -1,17 +1,20 @@
 --[[
-  add: create one or many tasks atomically.
+  add: create one or many tasks atomically (at most ${add_chunk} per call: Store.add_many
+  writes a larger batch in chunks).
   KEYS[1] audit stream
   ARGV[1] prefix P
   ARGV[2] JSON array of specs {title, queue, priority, requires ("a,b" sorted), after [ids
           or "$k" = the k-th spec of this batch, 0-based], parent, affinity, payload (JSON
           text), max_attempts}
-  Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist
-  (nothing is written then).
+  Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
+  {-8, n} when the board would hold unfinished tasks of n > ${max_capsigs} different
+  capability sets (nothing is written in either case).
 ]]
 --@include lib
 local P = ARGV[1]
 local specs = cjson.decode(ARGV[2])
 local now = now_ms()
+if #specs > ${add_chunk} then return {-5, 'at most ${add_chunk} tasks per add call'} end
 
 -- Validate every reference before writing anything.
 for i, s in ipairs(specs) do
@@ -31,6 +34,20 @@ for i, s in ipairs(specs) do
       return {-1, s.parent}
     end
   end
+end
+
+-- A claim looks at every capability set in use (rule 10), so their number is capped.
+local fresh, seen = 0, {}
+for _, s in ipairs(specs) do
+  local sig = s.requires or ''
+  if not seen[sig] then
+    seen[sig] = true
+    if rcall('HEXISTS', P .. 'sigs', sig) == 0 then fresh = fresh + 1 end
+  end
+end
+if fresh > 0 then
+  local total = rcall('HLEN', P .. 'sigs') + fresh
+  if total > ${max_capsigs} then return {-8, total} end
 end
 
 local ids = {}
@@ -53,9 +70,11 @@ for i, s in ipairs(specs) do
   end
   local spawn_token = ''
   if parent ~= '' then
-    rcall('SADD', P .. 'children:' .. parent, id)
     local p = rcall('HMGET', P .. 'task:' .. parent, 'state', 'token')
-    if p[1] == 'claimed' then spawn_token = p[2] end
+    if p[1] == 'claimed' then
+      spawn_token = p[2]
+      rcall('SADD', P .. 'children:' .. parent .. ':' .. spawn_token, id)  -- for that claim's rollback
+    end
   end
   local t = {
     id = id, seq = seq, title = s.title, queue = s.queue, priority = s.priority,
@@ -66,7 +85,7 @@ for i, s in ipairs(specs) do
     'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
     'attempts', 0, 'failures', 0, 'expiries', 0, 'waiting', waiting,
     'spawn_token', spawn_token, 'created_ms', now, 'updated_ms', now, 'state', '')
-  rcall('SADD', P .. 'queues', s.queue)
+  count_sig(P, t, 1)
   local state = 'queued'
   if waiting > 0 then state = 'blocked' end
   enter(P, id, t, state, now)

@@ -15,7 +15,7 @@ reap_batch = 100  # expired leases handled per script call
 
 # Bounded work (design rule 10): no script call does work that grows with the board.
 claim_batch_max = 64  # tasks leased per claim script call; claim_many loops for more
-add_chunk = 100  # tasks written per add script call (~3 ms on Redis); add_many loops for more
+add_chunk = 50  # tasks written per add script call (~1.5 ms on Redis); add_many loops for more
 # Distinct capability sets ("signatures") among a board's unfinished tasks: a claim looks at
 # each one it could take, so their number is capped; an add that would go past is refused.
 max_capsigs = 256

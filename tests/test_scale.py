@@ -212,16 +212,18 @@ async def test_claim_many_takes_a_large_count_in_bounded_calls(store: Store, cal
 
 
 async def test_add_many_writes_a_large_batch_in_checked_chunks(store: Store, calls: Counter[str]) -> None:
-    n = 2 * constants.add_chunk + 50
+    chunk = constants.add_chunk
+    n = 2 * chunk + chunk // 2
+    late = chunk + chunk // 2  # a task of the second chunk
     specs = [TaskSpec(f"t{i}") for i in range(n)]
-    specs[150] = TaskSpec("t150", after=["$5"])  # names a task of the first chunk
-    specs[n - 1] = TaskSpec("last", parent=f"${constants.add_chunk + 20}")
+    specs[late] = TaskSpec("late", after=["$5"])  # names a task of the first chunk
+    specs[n - 1] = TaskSpec("last", parent=f"${late}")
     ids = await store.add_many(specs)
-    assert calls["add"] == math.ceil(n / constants.add_chunk)
+    assert calls["add"] == 3
     assert len(set(ids)) == n
-    assert (await store.get(ids[150])).after == (ids[5],)
-    assert (await store.get(ids[150])).state is State.BLOCKED
-    assert (await store.get(ids[n - 1])).parent == ids[constants.add_chunk + 20]
+    assert (await store.get(ids[late])).after == (ids[5],)
+    assert (await store.get(ids[late])).state is State.BLOCKED
+    assert (await store.get(ids[n - 1])).parent == ids[late]
 
     # Refused whole, before anything is written: a missing task, a later "$k".
     before = await store.counts()
@@ -229,8 +231,8 @@ async def test_add_many_writes_a_large_batch_in_checked_chunks(store: Store, cal
     bad = [TaskSpec(f"b{i}") for i in range(n)]
     with pytest.raises(NotFound, match="t999999"):
         await store.add_many([*bad[:-1], TaskSpec("b", after=["t999999"])])
-    with pytest.raises(BadInput, match=r"after \$300 must name an earlier task"):
-        await store.add_many([*bad[:200], TaskSpec("b", after=["$300"]), *bad[201:]])
+    with pytest.raises(BadInput, match=rf"after \${n - 1} must name an earlier task"):
+        await store.add_many([*bad[:late], TaskSpec("b", after=[f"${n - 1}"]), *bad[late + 1 :]])
     assert calls["add"] == 0
     assert await store.counts() == before
 

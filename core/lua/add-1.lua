@@ -79,16 +79,16 @@ for i, s in ipairs(specs) do
   local t = {
     id = id, seq = seq, title = s.title, queue = s.queue, priority = s.priority,
     requires = s.requires or '', state = '', assigned = ''}
-  rcall('HSET', P .. 'task:' .. id,
+  count_sig(P, t, 1)
+  local state = 'queued'
+  if waiting > 0 then state = 'blocked' end
+  -- The whole hash in enter's one HSET.
+  enter(P, id, t, state, now, {
     'id', id, 'seq', seq, 'title', s.title, 'queue', s.queue, 'priority', s.priority,
     'requires', t.requires, 'after', table.concat(deps, ','), 'parent', parent,
     'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
     'attempts', 0, 'failures', 0, 'expiries', 0, 'waiting', waiting,
-    'spawn_token', spawn_token, 'created_ms', now, 'updated_ms', now, 'state', '')
-  count_sig(P, t, 1)
-  local state = 'queued'
-  if waiting > 0 then state = 'blocked' end
-  enter(P, id, t, state, now)
+    'spawn_token', spawn_token, 'created_ms', now})
   audit(P, now, 'added', id, '', '', {state = state, queue = s.queue, priority = tonumber(s.priority)})
 end
 table.insert(ids, 1, 0)

@@ -8,7 +8,9 @@ does work that grows with the board. Measured here, through the public API only:
     varied priorities and required capabilities;
   - one ``claim_many(--scale-many)`` call (default 1,000) on the many-queue board;
   - one ``add_many(10,000)`` call;
-  - the same claim and add rows on the file store, with its longest write transaction.
+  - the same claim and add rows on the file store, with its longest write transaction;
+  - claims per second by 10 idle claimers (``claim(wait_s=...)``, nothing they can take)
+    beside a task heartbeating 5 times a second: only their once-a-second re-checks.
 
 Redis's SLOWLOG (on the bench's own server) records every command over 1 ms; the worst
 single script call of the whole bench is printed at the end (target: under 10 ms).
@@ -16,6 +18,7 @@ single script call of the whole bench is printed at the end (target: under 10 ms
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import tempfile
@@ -25,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from _stats import Row, percentile
-from claimroom.core import file_ops
+from claimroom.core import file_claim, file_ops
 from claimroom.core.store import Store, TaskSpec
 
 CLAIM_P99_TARGET_MS = 5.0
@@ -36,6 +39,9 @@ TASKS_PER_QUEUE = 3
 # Required capabilities of the tasks, in turn: a few signatures, as a real board has.
 SIGNATURES: tuple[tuple[str, ...], ...] = ((), ("py",), ("db",), ("db", "py"), ("gpu",), ("gpu", "py"))
 CAPS = ("db", "gpu", "py")  # the claiming agent can take every signature above
+IDLE_CLAIMERS = 10
+IDLE_SECONDS = 5.0
+HEARTBEAT_HZ = 5.0
 
 
 def specs(queues: int, per_queue: int) -> list[TaskSpec]:
@@ -71,6 +77,49 @@ async def claim_loop(store: Store, agent: str, n: int) -> list[float]:
             raise RuntimeError("the scale board ran out of tasks")
         await store.complete(claim.task.id, claim.token)
     return lat
+
+
+@contextlib.contextmanager
+def counted_file_claims() -> Iterator[list[int]]:
+    """How many file-store claim transactions ran meanwhile."""
+    count = [0]
+    real = file_claim.claim
+
+    def claim(*args: Any) -> Any:
+        count[0] += 1
+        return real(*args)
+
+    file_claim.claim = claim  # type: ignore[assignment]  # the bench's own probe, undone below
+    try:
+        yield count
+    finally:
+        file_claim.claim = real  # type: ignore[assignment]
+
+
+async def idle_claims(store: Store, make: Callable[[], Store]) -> int:
+    """IDLE_CLAIMERS wait (each on a store from ``make``) beside a task heartbeating
+    HEARTBEAT_HZ times a second; returns the heartbeats. The caller counts the claims."""
+    await store.add("busy")
+    held = await store.claim("worker", ttl_s=60)
+    assert held is not None
+    others = [make() for _ in range(IDLE_CLAIMERS)]
+    beats = 0
+
+    async def beat() -> None:
+        nonlocal beats
+        end = time.monotonic() + IDLE_SECONDS
+        while time.monotonic() < end:
+            await store.heartbeat(held.task.id, held.token, progress=0.1)
+            beats += 1
+            await asyncio.sleep(1 / HEARTBEAT_HZ)
+
+    try:
+        idle = (s.claim(f"idle{i}", wait_s=IDLE_SECONDS) for i, s in enumerate(others))
+        await asyncio.gather(*idle, beat())
+    finally:
+        for s in others:
+            await s.close()
+    return beats
 
 
 @contextlib.contextmanager
@@ -158,27 +207,50 @@ class ScaleBench:
         self.rows.append(Row(f"{backend}: add_many({ADD_CHUNK:,})", f"{ms:,.0f}", "ms"))
         return spans
 
+    def idle_row(self, backend: str, claims: int) -> None:
+        label = (
+            f"{backend}: claims/s by {IDLE_CLAIMERS} idle claimers beside a task heartbeating "
+            f"{HEARTBEAT_HZ:g}/s ({IDLE_SECONDS:g} s)"
+        )
+        self.rows.append(Row(label, f"{claims / IDLE_SECONDS:.1f}", "claims/s"))
+
     # --- the run ---------------------------------------------------------------------------
 
     async def run_redis(self) -> None:
         await self.claim_rows("redis", self.fresh)
         await self.claim_many_row("redis", self.fresh)
         await self.add_row("redis", self.fresh)
+        store = self.fresh()
+        url, ns = store.url, store.namespace
+        try:
+            # INFO commandstats: every script call; less the heartbeats, the claims.
+            before = int(self.admin.info("commandstats")["cmdstat_evalsha"]["calls"])
+            beats = await idle_claims(store, lambda: Store.from_url(url, ns))
+            calls = int(self.admin.info("commandstats")["cmdstat_evalsha"]["calls"]) - before
+        finally:
+            await store.close()
+        self.idle_row("redis", calls - beats - 2)  # and the worker's add and claim
 
     async def run_file(self) -> None:
         with tempfile.TemporaryDirectory(prefix="claimroom-scale-") as folder:
 
-            def make() -> Store:
-                return Store.from_url(f"file://{folder}", "s" + uuid.uuid4().hex[:10])
+            def make(ns: str = "") -> Store:
+                return Store.from_url(f"file://{folder}", ns or "s" + uuid.uuid4().hex[:10])
 
             await self.claim_rows("file", make)
             await self.claim_many_row("file", make)
             spans = await self.add_row("file", make)
-        if spans:
             self.rows.append(
                 Row(f"file: add_many({ADD_CHUNK:,}) longest write transaction ({len(spans)} in all)",
                     f"{max(spans):,.0f}", "ms")
             )  # fmt: skip
+            store = make()
+            try:
+                with counted_file_claims() as claims:
+                    await idle_claims(store, lambda: make(store.namespace))
+            finally:
+                await store.close()
+            self.idle_row("file", claims[0] - 1)  # less the worker's claim
 
 
 # --- SLOWLOG: the worst single script call --------------------------------------------------

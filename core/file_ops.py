@@ -146,7 +146,10 @@ def enter(
     if t["state"] == "queued" and not t["assigned"]:
         ready_left(tx, t["queue"], t["requires"])
     elif t["state"] == "claimed":
-        tx.claimable = True  # its agent has room again
+        # Room again for an agent a claim found at capacity: its waiting claims may go on.
+        full = "UPDATE agents SET full = 0 WHERE ns = :ns AND name = :a AND full = 1"
+        if tx.run(full, a=t["agent"]).rowcount:
+            tx.claimable = True
     if new == "queued":
         if who:
             tx.claimable = True  # for that agent

@@ -399,10 +399,11 @@ async def test_a_board_of_the_first_schema_is_upgraded_in_place(tmp_path: Path, 
         c = await s.claim("w")
         assert c is not None
         await s.complete(c.task.id, c.token)
-    # Back to what schema 1 held: no heads or sigs, and queues never pruned.
+    # Back to what schema 1 held: no heads, sigs nor agents.full, and queues never pruned.
     conn = file_schema.connect(tmp_path / constants.file_db_name)
     conn.executescript(
-        "DROP TABLE heads; DROP TABLE sigs; UPDATE meta SET value = '1' WHERE key = 'schema';"
+        "DROP TABLE heads; DROP TABLE sigs; ALTER TABLE agents DROP COLUMN full;"
+        " UPDATE meta SET value = '1' WHERE key = 'schema';"
         f"INSERT INTO queues (ns, queue) VALUES ('{namespace}', 'drained');"
     )
     conn.close()
@@ -411,6 +412,11 @@ async def test_a_board_of_the_first_schema_is_upgraded_in_place(tmp_path: Path, 
         assert sizes["queues"] == 20  # "drained" pruned; q3 paused but with tasks
         # A head per (open queue, signature) with a task: two each, less the one emptied.
         assert sizes["heads"] == 19 * 2 - 1
-        await s.register("w", ["db", "py"], max_claims=100)
+        await s.register("w", ["db", "py"], max_claims=37)
         got = await s.claim_many("w", 100)
         assert len(got) == 37 and all(x.task.queue != "q3" for x in got)
+        assert await s.claim("w") is None  # at capacity: agents.full is there to say so
+        await s.complete(got[0].task.id, got[0].token)
+    conn = file_schema.connect(tmp_path / constants.file_db_name)
+    assert [r[2] for r in conn.execute("PRAGMA index_info(tasks_parent)")] == ["ns", "parent", "spawn_token"]
+    conn.close()

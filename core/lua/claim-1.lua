@@ -36,7 +36,10 @@ touch_agent(P, agent, now)
 local open_until = tonumber(a.breaker_open_until_ms or 0)
 if open_until > now then return {1, 'breaker-open', open_until - now, a.caps or ''} end
 local room = tonumber(a.max_claims) - rcall('SCARD', P .. 'held:' .. agent)
-if room <= 0 then return {1, 'at-capacity', -1, a.caps or ''} end
+if room <= 0 then
+  rcall('HSET', ak, 'full', 1)  -- so the end of one of its claims says so (lib.lua leave)
+  return {1, 'at-capacity', -1, a.caps or ''}
+end
 if count > room then count = room end
 
 local caps = {}

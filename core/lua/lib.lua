@@ -119,7 +119,12 @@ local function leave(P, id, t, popped)
   elseif s == 'claimed' then
     rcall('ZREM', P .. 'deadlines', id)
     rcall('SREM', P .. 'held:' .. t.agent, id)
-    announce(P .. 'wake:' .. t.agent, 'capacity')
+    -- Room again for an agent a claim found at capacity: its waiting claims may go on.
+    local ak = P .. 'agent:' .. t.agent
+    if rcall('HGET', ak, 'full') == '1' then
+      rcall('HSET', ak, 'full', 0)
+      announce(P .. 'wake:' .. t.agent, 'capacity')
+    end
   end
   rcall('ZREM', P .. 'state:' .. s, id)
 end

@@ -83,8 +83,6 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
     held = tx.one(HELD, a=agent)
     room = a["max_claims"] - (held[0] if held else 0)
     if room <= 0:
-        # So the end of one of its claims says so (file_ops.enter).
-        tx.run("UPDATE agents SET full = 1 WHERE ns = :ns AND name = :a", a=agent)
         return [], "at-capacity", -1
     count = min(count, room, C.claim_batch_max)
 
@@ -112,7 +110,7 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
             assert claimed is not None
             tx.audit("claimed", best["id"], agent, token, {"deadline_ms": deadline, "attempt": attempts})
             out.append(claimed)
-        if sig is not None:
+        if sig is not None and len(out) < count:
             best_of[sig] = look(tx, sig, queues)
     if out:
         return out, "", -1

@@ -109,11 +109,13 @@ class Tx:
 # SQLite and Python a little per column, and is read once, when the claim is made.
 PICK = "id, state, priority, seq, attempts, assigned, queue, requires"
 
-# The best claimable task of one (queue, signature): one seek in the tasks_ready index.
-HEAD_TASK = (
-    f"SELECT {PICK} FROM tasks WHERE ns = :ns AND queue = :q AND requires = :s"
+# The best claimable task of one (queue, signature): one seek in the tasks_ready index;
+# HEAD_OF reads the index alone (it holds priority and seq), HEAD_TASK the row too.
+HEAD_OF = (
+    "SELECT priority, seq FROM tasks WHERE ns = :ns AND queue = :q AND requires = :s"
     " AND state = 'queued' AND assigned = '' ORDER BY priority DESC, seq LIMIT 1"
 )
+HEAD_TASK = HEAD_OF.replace("priority, seq", PICK, 1)
 
 
 def split(s: str) -> list[str]:
@@ -145,11 +147,6 @@ def enter(
     )  # fmt: skip
     if t["state"] == "queued" and not t["assigned"]:
         ready_left(tx, t["queue"], t["requires"])
-    elif t["state"] == "claimed":
-        # Room again for an agent a claim found at capacity: its waiting claims may go on.
-        full = "UPDATE agents SET full = 0 WHERE ns = :ns AND name = :a AND full = 1"
-        if tx.run(full, a=t["agent"]).rowcount:
-            tx.claimable = True
     if new == "queued":
         if who:
             tx.claimable = True  # for that agent
@@ -178,15 +175,17 @@ def ready_entered(tx: Tx, queue: str, sig: str, priority: int, seq: int) -> None
         tx.claimable = True
 
 
+# The head of an open (queue, sig) follows its best task, in one statement; no row when the
+# pair has no task left or the queue is paused.
+_HEAD_FOLLOWS = (
+    f"UPDATE heads SET (priority, seq) = ({HEAD_OF}) WHERE ns = :ns AND sig = :s AND queue = :q"
+    f" AND EXISTS ({HEAD_OF}) RETURNING 1"
+)
+
+
 def ready_left(tx: Tx, queue: str, sig: str) -> None:
     """A task of (queue, sig) stopped being claimable (its row already says so)."""
-    head = tx.one(HEAD_TASK, q=queue, s=sig)
-    if head is not None:
-        tx.run(
-            "UPDATE heads SET priority = :p, seq = :seq WHERE ns = :ns AND sig = :s AND queue = :q"
-            " AND (priority <> :p OR seq <> :seq)",
-            p=head["priority"], seq=head["seq"], s=sig, q=queue,
-        )  # fmt: skip
+    if tx.one(_HEAD_FOLLOWS, q=queue, s=sig) is not None or tx.one(HEAD_OF, q=queue, s=sig) is not None:
         return
     tx.run("DELETE FROM heads WHERE ns = :ns AND sig = :s AND queue = :q", s=sig, q=queue)
     tx.run("DELETE FROM capsigs WHERE ns = :ns AND queue = :q AND sig = :s", q=queue, s=sig)
@@ -212,7 +211,7 @@ def pause_heads(tx: Tx, queue: str, pause: bool) -> None:
         if pause:
             tx.run("DELETE FROM heads WHERE ns = :ns AND sig = :s AND queue = :q", s=sig, q=queue)
             continue
-        head = tx.one(HEAD_TASK, q=queue, s=sig)
+        head = tx.one(HEAD_OF, q=queue, s=sig)
         if head is not None:
             tx.run(
                 "INSERT OR REPLACE INTO heads (ns, sig, queue, priority, seq) VALUES (:ns, :s, :q, :p, :seq)",

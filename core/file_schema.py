@@ -22,8 +22,7 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-# 2: the claim index (heads, sigs; capsigs and queues kept exact), tasks_parent by
-# spawn_token, agents.full (a claim found the agent at capacity)
+# 2: the claim index (heads, sigs; capsigs and queues kept exact), tasks_parent by spawn_token
 SCHEMA_VERSION = 2
 
 # Partial indexes are used only when a query repeats their WHERE terms literally, so the
@@ -83,8 +82,7 @@ CREATE TABLE IF NOT EXISTS agents (
   ns TEXT NOT NULL, name TEXT NOT NULL, caps TEXT NOT NULL DEFAULT '',
   max_claims INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL DEFAULT 0,
   registered_ms INTEGER NOT NULL DEFAULT 0, consecutive_failures INTEGER NOT NULL DEFAULT 0,
-  breaker_open_until_ms INTEGER NOT NULL DEFAULT 0, full INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (ns, name)
+  breaker_open_until_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS locks (
   ns TEXT NOT NULL, path TEXT NOT NULL, mode TEXT NOT NULL, PRIMARY KEY (ns, path)
@@ -287,8 +285,6 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if int(found[0]) < SCHEMA_VERSION:  # not done meanwhile by another process
             conn.execute("DROP INDEX IF EXISTS tasks_parent")  # now with spawn_token
-            if "full" not in {r[1] for r in conn.execute("PRAGMA table_info(agents)")}:
-                conn.execute("ALTER TABLE agents ADD COLUMN full INTEGER NOT NULL DEFAULT 0")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)

@@ -359,9 +359,13 @@ class FileStore(Store):
     ) -> tuple[list[sqlite3.Row], ClaimMiss, int]:
         rows, why, next_ms = file_claim.claim(tx, agent, ttl_ms, queues, count)
         tx.finish()
-        # On a miss, the claimable counter as of this commit: a later change, even one
-        # racing with this claim's return, makes a waiter look again.
-        return rows, ClaimMiss(why, next_ms), 0 if rows else tx.counter("claimable")
+        # On a miss, the counter a waiter watches, as of this commit (a later change, even
+        # one racing with this claim's return, makes it look again): an agent at capacity
+        # gets room back when one of its leases ends, which any change may be (changes);
+        # any other waits for work becoming claimable (claimable).
+        if rows:
+            return rows, ClaimMiss(why, next_ms), 0
+        return rows, ClaimMiss(why, next_ms), tx.counter("changes" if why == "at-capacity" else "claimable")
 
     @staticmethod
     def _claims(rows: list[sqlite3.Row]) -> list[Claim]:
@@ -378,9 +382,9 @@ class FileStore(Store):
         self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
     ) -> tuple[list[Claim], ClaimMiss]:
         # Woken only by the claimable counter (bumped by what can make work claimable, never
-        # by a heartbeat), and then claims only when a read, which takes no write lock, finds
-        # something this agent could take in its queues: idle claimers cost one claim per
-        # re-check, however busy the board.
+        # by a heartbeat; an agent at capacity: by any change), and then claims only when a
+        # read, which takes no write lock, finds something this agent could take in its
+        # queues: idle claimers cost one claim per re-check, however busy the board.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
@@ -392,8 +396,9 @@ class FileStore(Store):
             if why.next_change_in_ms >= 0:
                 pause = min(pause, why.next_change_in_ms / 1000 + 0.001)
             until = loop.time() + pause
+            claimable = why.reason != "at-capacity"  # as _claim_tx chose the counter
             while (left := until - loop.time()) > 0:
-                now = await self._await_change(seen, left, claimable=True)
+                now = await self._await_change(seen, left, claimable=claimable)
                 if now == seen or await self._read(file_claim.could_claim, agent, queues):
                     break
                 seen = now

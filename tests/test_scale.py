@@ -161,8 +161,15 @@ async def test_a_rollback_reads_only_its_own_claims_subtasks(store: Store) -> No
         await store.fail(parent, second.token, "broken")
     assert (await store.get(late)).state is State.CANCELLED
     assert (await store.get(early[0])).reason == f"rollback of {parent}"
-    if isinstance(store, RedisStore):  # the file store's bound is its query plan (below)
+    if isinstance(store, RedisStore):
         assert n[0] < 60, f"a rollback of one subtask ran {n[0]} commands beside 300 old ones"
+    else:  # one statement either way: the bound is in its plan, a seek on the claim's token
+        assert isinstance(store, FileStore) and store._conn is not None
+        sql = "EXPLAIN QUERY PLAN " + file_ops.ROLLBACK_CHILDREN
+        plan = " ".join(
+            r["detail"] for r in store._conn.execute(sql, {"ns": store.namespace, "p": parent, "tok": 1})
+        )
+        assert "spawn_token=?" in plan, plan
 
 
 # --- empty queues and signatures leave every index ------------------------------------------

@@ -94,7 +94,13 @@ async def cmd_add(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 async def cmd_claim(a: argparse.Namespace, s: Store, out: Printer) -> None:
     miss = Miss()
-    claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, wait_s=a.wait, miss=miss)
+    wait = validate.wait_s(a.wait)  # refused before anything is claimed
+    claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, miss=miss)
+    if claim is None and wait > 0:
+        # Waiting makes this a long-lived process: it takes part in the reaper meanwhile, so
+        # recovery runs while any agent waits. Only now, so an immediate claim costs nothing.
+        async with s.reaping("claim-wait"):
+            claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, wait_s=wait, miss=miss)
     if claim is None:
         why = {
             "at-capacity": f"{a.agent} already holds its maximum number of claims",
@@ -161,24 +167,37 @@ async def cmd_events(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 
 async def cmd_lock(a: argparse.Namespace, s: Store, out: Printer) -> None:
-    expires = await s.lock(a.paths, a.agent, ttl_s=a.ttl, shared=a.shared, task=a.task or "")
-    paths = sorted({validate.path(p) for p in a.paths})
+    from .infra import project_root
+
+    root = project_root()
+    expires = await s.lock(a.paths, a.agent, ttl_s=a.ttl, shared=a.shared, task=a.task or "", root=root)
+    paths = sorted({validate.path(p, root) for p in a.paths})
     out.done(
-        {"paths": paths, "agent": a.agent, "shared": a.shared, "expires_ms": expires},
-        f"locked {' '.join(paths)} for {a.agent}",
+        {"paths": paths, "agent": a.agent, "task": a.task or "", "shared": a.shared, "expires_ms": expires},
+        f"locked {' '.join(paths)} for {a.agent}" + (f" while it holds {a.task}" if a.task else ""),
     )
 
 
 async def cmd_unlock(a: argparse.Namespace, s: Store, out: Printer) -> None:
-    released = await s.unlock(a.paths, a.agent)
+    from .infra import project_root
+
+    released = await s.unlock(a.paths, a.agent, task=a.task, root=project_root())
     out.done({"released": released}, f"unlocked {' '.join(released)}" if released else "nothing was locked")
 
 
 async def cmd_reap(a: argparse.Namespace, s: Store, out: Printer) -> None:
     if not a.loop:
-        out.reap(await s.reap())
+        from .reaper import ReaperId
+
+        out.reap(await s.reap(by=ReaperId.here("reap")))  # a pass like any other: it counts for up and doctor
         return
-    await s.run_reaper(asyncio.Event(), a.interval)
+    await s.run_reaper(asyncio.Event(), a.interval, kind="reap-loop", report=_say)
+
+
+def _say(line: str) -> None:
+    """A line on stderr for the operator (the reaper's outages, under reap --loop)."""
+    sys.stderr.write(f"claimroom: {line}\n")
+    sys.stderr.flush()
 
 
 COMMANDS: dict[str, Handler] = {
@@ -265,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(float, "--wait"),
         default=0.0,
         metavar="SECONDS",
-        help="wait this long for a task to become claimable",
+        help="wait this long for a task to become claimable (taking part in the reaper meanwhile)",
     )
 
     c = cmd("heartbeat", "extend a lease and record progress (or, with only --agent, say the agent is alive)")
@@ -309,17 +328,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=num_i, default=1000)
 
     c = cmd("lock", "lock paths for an agent (all or none; exit 6 names the holder)")
-    c.add_argument("paths", metavar="PATH", nargs="+")
+    c.add_argument("paths", metavar="PATH", nargs="+", help="from the project root, or absolute inside it")
     c.add_argument("--agent", required=True)
     c.add_argument(
-        "--ttl", type=_number(float, "--ttl"), default=constants.default_lock_ttl_s, metavar="SECONDS"
+        "--ttl",
+        type=_number(float, "--ttl"),
+        metavar="SECONDS",
+        help=f"how long an untied lock lasts (default {constants.default_lock_ttl_s:g}); not with --task",
     )
     c.add_argument("--shared", action="store_true")
-    c.add_argument("--task", metavar="ID", help="the claim these locks belong to: released when it ends")
+    c.add_argument(
+        "--task", metavar="ID", help="the agent's claim these locks belong to: they last as long as it"
+    )
 
-    c = cmd("unlock", "release an agent's path locks")
+    c = cmd("unlock", "release an agent's path locks (all its holds on them, or those of --task)")
     c.add_argument("paths", metavar="PATH", nargs="+")
     c.add_argument("--agent", required=True)
+    c.add_argument("--task", metavar="ID", help="drop only the holds of this task")
 
     c = cmd("reap", "one orphan scan now (or --loop: keep scanning while leader)")
     c.add_argument("--loop", action="store_true")
@@ -335,7 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--merge", action="store_true", help="add to a namespace that already has a board")
 
     c = cmd("tui", "the control room: live panes of queues, claims, agents, orphans, locks, events")
-    c.add_argument("--readonly", action="store_true", help="look only: every operator action is refused")
+    c.add_argument(
+        "--readonly",
+        action="store_true",
+        help="look only: every operator action is refused and it runs no reaper",
+    )
     c.add_argument("--theme", help="dark, light, high-contrast or ansi (env CLAIMROOM_THEME)")
     c.add_argument("--operator", help="your name in the audit trail (default: the OS user)")
 
@@ -396,19 +425,41 @@ async def _migrate(a: argparse.Namespace, out: Printer) -> None:
     out.done({"moved": moved}, f"moved board {ns!r}: {summary or 'nothing'}")
 
 
+def _recovery(url: str, namespace: str) -> tuple[dict[str, Any], str]:
+    """How recovery is provided on the board ``up`` found: its JSON and its line."""
+    from .reaper import recovery_line
+
+    async def read() -> Any:
+        async with Store.from_url(url, namespace) as store:
+            return await store.reaper_status()
+
+    try:
+        status = asyncio.run(read())
+    except ClaimroomError as exc:
+        return {"error": str(exc)}, f"recovery: could not read board {namespace!r} ({exc})"
+    return status.to_json(), recovery_line(status)
+
+
 def _infra(a: argparse.Namespace, out: Printer) -> int:
     """``up``, ``down`` and ``doctor``: blocking work on the project's store, no board needed."""
     from .infra import doctor, down, project_root
 
+    if a.command in ("up", "doctor"):
+        validate.namespace(_namespace(a))  # both read the board
     if a.command == "up":
         r = _resolve(a)
-        out.done(r.to_json(), f"{r.url}\n{r.detail}")
+        recovery, line = _recovery(r.url, _namespace(a))
+        out.done(r.to_json() | {"recovery": recovery}, f"{r.url}\n{r.detail}\n{line}")
         return 0
     if a.command == "down":
         said = down(project_root())
         out.done({"stopped": said}, said)
         return 0
-    checks = doctor(getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"), project=project_root())
+    checks = doctor(
+        getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"),
+        project=project_root(),
+        namespace=_namespace(a),
+    )
     failed = [c for c in checks if c.status == "fail"]
     out.checks(checks)
     return 1 if failed else 0

@@ -12,6 +12,10 @@ max_lease_ttl_s = 7 * 24 * 3600.0
 late_stage_progress = 0.5  # below: an expired lease goes back to queued; at or above: orphaned
 max_lease_expiries = 3  # a task that keeps killing its agents ends dead, reason "lease-expired"
 reap_batch = 100  # expired leases handled per script call
+# Cascades: a task that ends dead or cancelled cancels what depends on it (and an operator's
+# retry may restore them). One script call changes at most this many tasks that way; the
+# rest wait in the cascade index for the next call (the reaper's pass, or the next ending).
+cascade_batch = 500
 
 # Bounded work (design rule 10): no script call does work that grows with the board.
 claim_batch_max = 64  # tasks leased per claim script call; claim_many loops for more
@@ -53,9 +57,18 @@ audit_max_len = 200_000
 # hint costs at most this much delay.
 wait_recheck_s = 1.0
 
-# Reaper loop and its leader lease.
+# Reaper loop and its leader lease. Every long-lived claimroom process (the control room,
+# claim --wait, reap --loop) runs the loop; one at a time leads it and reaps.
 reap_interval_s = 0.5
+max_reap_interval_s = 3600.0
 reaper_lease_ms = 5_000
+reaper_backoff_first_s = 0.25  # after a failed pass (store down): 0.25 s, 0.5 s, ... up to the max
+reaper_backoff_max_s = 5.0
+# Doctor: live claims and no reaper pass within this many of the last reaper's intervals,
+# nor within this long (two leader leases: a crashed leader's lease must run out before
+# another process may lead), means recovery waits for someone to call claim.
+reaper_stale_intervals = 3
+reaper_stale_min_s = 10.0
 
 # Store connection.
 connect_timeout_s = 3.0
@@ -75,6 +88,7 @@ file_page_size = 1024
 file_synchronous = "NORMAL"  # WAL + NORMAL: a killed process loses nothing; power loss may drop
 # the last commits but never corrupts (FULL would fsync every commit)
 file_audit_trim_slack = 10_000  # the reaper trims the audit table once it is this far past its cap
+file_audit_trim_batch = 10_000  # events deleted per reaper pass at most (~20 ms here); the next pass goes on
 migrate_clock_skew_ms = 1_000  # two stores' clocks further apart than this: shift live deadlines
 # --- end of the file store block ------------------------------------------------------
 
@@ -83,6 +97,7 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "late_stage_progress": late_stage_progress,
     "max_lease_expiries": max_lease_expiries,
     "reap_batch": reap_batch,
+    "cascade_batch": cascade_batch,
     "backoff_base_ms": backoff_base_ms,
     "backoff_max_ms": backoff_max_ms,
     "default_max_claims": default_max_claims,
@@ -208,6 +223,12 @@ def lock_key(namespace: str, path: str) -> str:
 def reaper_key(namespace: str) -> str:
     """The leader lease of the reaper loop."""
     return prefix(namespace) + "reaper"
+
+
+def reaper_status_key(namespace: str) -> str:
+    """The reaper's heartbeat: who ran the last pass, when, and the last pass that recovered
+    something (a hash written by reap-1.lua)."""
+    return prefix(namespace) + "reaper:status"
 
 
 # --- Infrastructure: store resolution, auto-start, health (core/infra/) -------------------

@@ -5,9 +5,11 @@ and ``reset_breaker`` in ``lua/``. Conventions as in ``file_ops``.
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Any
 
 from . import constants as C
+from . import file_cascade
 from .file_ops import (
     Refused,
     Tx,
@@ -17,6 +19,7 @@ from .file_ops import (
     pause_heads,
     promote_due,
     reap_due,
+    renew_task_locks,
     set_task,
     take_out,
 )
@@ -27,24 +30,24 @@ from .scripts import ErrorCode
 
 
 def lock(tx: Tx, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int:
+    expires = tx.now + ttl_ms
     if task:
-        t = tx.one("SELECT state, agent FROM tasks WHERE ns = :ns AND id = :id", id=task)
+        t = tx.one("SELECT state, agent, deadline_ms FROM tasks WHERE ns = :ns AND id = :id", id=task)
         if t is None:
             raise Refused(ErrorCode.NOT_FOUND, task)
-        if t["state"] != "claimed" or t["agent"] != agent:
+        if t["state"] != "claimed" or t["agent"] != agent or t["deadline_ms"] <= tx.now:
             raise Refused(ErrorCode.NOT_HOLDER, task)
+        expires = t["deadline_ms"]  # the hold lives as long as the claim (renew_task_locks)
 
     def clash(path: str) -> str | None:
-        """The first live holder other than ``agent`` that a lock on ``path`` clashes with."""
-        lk = tx.one("SELECT mode FROM locks WHERE ns = :ns AND path = :p", p=path)
-        if lk is None or (shared and lk["mode"] == "shared"):
-            return None
+        """The first live holder other than ``agent`` that a hold on ``path`` clashes with."""
         who = tx.one(
             "SELECT agent FROM holds WHERE ns = :ns AND path = :p AND agent <> :a AND expires_ms > :now "
-            "ORDER BY agent LIMIT 1",
+            "AND NOT (:shared AND shared) ORDER BY agent, task LIMIT 1",
             p=path,
             a=agent,
             now=tx.now,
+            shared=shared,
         )
         return None if who is None else str(who[0])
 
@@ -52,7 +55,7 @@ def lock(tx: Tx, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: 
         # A lock covers everything under it: the path itself, its ancestors, its descendants.
         candidates = [path] + [path[:i] for i in range(1, len(path)) if path[i] == "/"]
         under = tx.all(
-            "SELECT path FROM locks WHERE ns = :ns AND path >= :lo AND path < :hi ORDER BY path",
+            "SELECT DISTINCT path FROM holds WHERE ns = :ns AND path >= :lo AND path < :hi ORDER BY path",
             lo=path + "/",
             hi=path + "0",  # "0" sorts right after "/"
         )
@@ -62,61 +65,64 @@ def lock(tx: Tx, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: 
             if who is not None:
                 raise Refused(ErrorCode.CONFLICT, c, who)
 
-    expires = tx.now + ttl_ms
-    mode = "shared" if shared else "exclusive"
     for path in paths:
         tx.run(
-            "INSERT INTO locks (ns, path, mode) VALUES (:ns, :p, :m) "
-            "ON CONFLICT (ns, path) DO UPDATE SET mode = excluded.mode",
-            p=path,
-            m=mode,
-        )
-        tx.run(
-            "INSERT INTO holds (ns, path, agent, expires_ms, task) VALUES (:ns, :p, :a, :e, :t) "
-            "ON CONFLICT (ns, path, agent) DO UPDATE SET "
-            "expires_ms = excluded.expires_ms, task = excluded.task",
+            "INSERT OR REPLACE INTO holds (ns, path, agent, task, shared, expires_ms) "
+            "VALUES (:ns, :p, :a, :t, :s, :e)",
             p=path,
             a=agent,
-            e=expires,
             t=task,
+            s=shared,
+            e=expires,
         )
     tx.audit("locked", task, agent, data={"paths": paths, "shared": shared, "expires_ms": expires})
     return expires
 
 
-def unlock(tx: Tx, paths: list[str], agent: str) -> list[str]:
+def unlock(tx: Tx, paths: list[str], agent: str, task: str | None) -> list[str]:
+    """Drop the agent's holds on ``paths``: all, or those of ``task`` ('' the untied ones)."""
     out = []
     for path in paths:
-        if tx.one("SELECT 1 FROM holds WHERE ns = :ns AND path = :p AND agent = :a", p=path, a=agent):
-            drop_hold(tx, path, agent)
+        # An expired hold held nothing: the reaper drops it (and says so in the audit trail).
+        held = tx.all(
+            "SELECT task FROM holds WHERE ns = :ns AND path = :p AND agent = :a AND expires_ms > :now "
+            "AND (:any OR task = :t)",
+            p=path,
+            a=agent,
+            now=tx.now,
+            any=task is None,
+            t=task or "",
+        )
+        for (t,) in held:
+            drop_hold(tx, path, agent, t)
+        if held:
             out.append(path)
     if out:
-        tx.audit("unlocked", agent=agent, data={"paths": out})
+        tx.audit("unlocked", task or "", agent, data={"paths": out})
     return out
 
 
 def live_locks(tx: Tx) -> list[Lock]:
-    """Locked paths in path order with their live holders (expired ones are ignored)."""
+    """Locked paths in path order with their live holds (expired ones are ignored)."""
     rows = tx.all(
-        "SELECT l.path, l.mode, h.agent, h.expires_ms, h.task FROM locks l "
-        "JOIN holds h ON h.ns = l.ns AND h.path = l.path "
-        "WHERE l.ns = :ns AND h.expires_ms > :now ORDER BY l.path, h.agent",
+        "SELECT path, agent, task, shared, expires_ms FROM holds "
+        "WHERE ns = :ns AND expires_ms > :now ORDER BY path, agent, task",
         now=tx.now,
     )
     out: list[Lock] = []
-    for r in rows:
-        hold = LockHold(agent=r["agent"], expires_ms=r["expires_ms"], task=r["task"])
-        if out and out[-1].path == r["path"]:
-            out[-1] = Lock(out[-1].path, out[-1].shared, (*out[-1].holders, hold))
-        else:
-            out.append(Lock(path=r["path"], shared=r["mode"] == "shared", holders=(hold,)))
+    for path, group in groupby(rows, key=lambda r: str(r["path"])):
+        holds = [LockHold(r["agent"], r["expires_ms"], r["task"], bool(r["shared"])) for r in group]
+        lock = Lock.of(path, holds, tx.now)
+        if lock is not None:
+            out.append(lock)
     return out
 
 
 # --- reap-1.lua, leader-1.lua ------------------------------------------------------------
 
 
-def reap(tx: Tx) -> dict[str, Any]:
+def reap(tx: Tx, by: dict[str, str] | None = None) -> dict[str, Any]:
+    """One recovery pass; with ``by`` (a ``ReaperId``'s fields), recorded as the reaper heartbeat."""
     expired = reap_due(tx)
     promoted = promote_due(tx)
     dropped = 0
@@ -127,35 +133,95 @@ def reap(tx: Tx) -> dict[str, Any]:
         n=C.reap_batch,
     )
     for (path,) in paths:
-        gone = [
-            r[0]
-            for r in tx.all(
-                "SELECT agent FROM holds WHERE ns = :ns AND path = :p AND expires_ms <= :now ORDER BY agent",
-                p=path,
-                now=tx.now,
-            )
-        ]
-        for agent in gone:
-            drop_hold(tx, path, agent)
-        tx.audit("lock-expired", data={"path": path, "holders": gone})
+        gone = tx.all(
+            "SELECT agent, task FROM holds WHERE ns = :ns AND path = :p AND expires_ms <= :now "
+            "ORDER BY agent, task",
+            p=path,
+            now=tx.now,
+        )
+        for agent, task in gone:
+            drop_hold(tx, path, agent, task)
+        tx.audit("lock-expired", data={"path": path, "holders": sorted({r[0] for r in gone})})
         dropped += len(gone)
-    _trim_audit(tx)
-    return {"expired": expired, "promoted": promoted, "dropped": dropped}
+    trimmed = _trim_audit(tx)
+    if by is not None:
+        _record_pass(tx, by, expired, promoted, dropped)
+    return {
+        "expired": expired,
+        "promoted": promoted,
+        "dropped": dropped,
+        "trimmed": trimmed,
+        **tx.cascade_log,
+        "pending": file_cascade.pending(tx),
+    }
 
 
-def _trim_audit(tx: Tx) -> None:
-    """Cap the audit table like the capped stream, in large steps so it stays cheap."""
+def _trim_audit(tx: Tx) -> int:
+    """Cap the audit table like the capped stream, in large steps so it stays cheap, and at
+    most ``file_audit_trim_batch`` events per pass (rule 10: the next pass goes on)."""
     cut = tx.counter("event") - C.audit_max_len
     if cut <= 0:
-        return
+        return 0
     oldest = tx.one("SELECT MIN(seq) FROM events WHERE ns = :ns")
-    if oldest is not None and oldest[0] is not None and cut - oldest[0] >= C.file_audit_trim_slack:
-        tx.run("DELETE FROM events WHERE ns = :ns AND seq <= :cut", cut=cut)
+    if oldest is None or oldest[0] is None or cut - oldest[0] < C.file_audit_trim_slack:
+        return 0
+    upto = min(cut, oldest[0] + C.file_audit_trim_batch - 1)
+    return tx.run("DELETE FROM events WHERE ns = :ns AND seq <= :upto", upto=upto).rowcount
+
+
+def _record_pass(
+    tx: Tx, by: dict[str, str], expired: list[tuple[str, str]], promoted: list[str], dropped: int
+) -> None:
+    """The reaper heartbeat (reap-1.lua's ``reaper:status`` hash): no audit event, no hint."""
+    tx.run(
+        "INSERT INTO reaper (ns, kind, host, pid, interval_ms, at_ms, passes) "
+        "VALUES (:ns, :kind, :host, :pid, :interval_ms, :now, 1) "
+        "ON CONFLICT (ns) DO UPDATE SET kind = excluded.kind, host = excluded.host, pid = excluded.pid, "
+        "interval_ms = excluded.interval_ms, at_ms = excluded.at_ms, passes = passes + 1",
+        now=tx.now,
+        **by,
+    )
+    if not (expired or promoted or dropped):
+        return
+    ids = {
+        outcome: ",".join(tid for tid, out in expired if out == outcome)
+        for outcome in ("queued", "orphaned", "dead")
+    }
+    tx.run(
+        "UPDATE reaper SET reaped_kind = :kind, reaped_host = :host, reaped_pid = :pid, "
+        "reaped_interval_ms = :interval_ms, reaped_ms = :now, requeued = :requeued, orphaned = :orphaned, "
+        "dead = :dead, promoted = :promoted, locks_expired = :dropped WHERE ns = :ns",
+        now=tx.now,
+        requeued=ids["queued"],
+        orphaned=ids["orphaned"],
+        dead=ids["dead"],
+        promoted=",".join(promoted),
+        dropped=dropped,
+        **by,
+    )
+
+
+def reaper_status(tx: Tx) -> tuple[int, int, int | None, dict[str, str]]:
+    """The clock, the live claims, the soonest lease deadline and the reaper heartbeat's fields."""
+    live = tx.one("SELECT COUNT(*), MIN(deadline_ms) FROM tasks WHERE ns = :ns AND state = 'claimed'")
+    row = tx.one("SELECT * FROM reaper WHERE ns = :ns")
+    fields = {} if row is None else {k: str(v) for k, v in dict(row).items() if k != "ns"}
+    count, soonest = (live[0], live[1]) if live is not None else (0, None)
+    return tx.now, int(count), None if soonest is None else int(soonest), fields
+
+
+def led_by_other(tx: Tx, holder: str) -> bool:
+    """Whether another holder has the reaper's leader lease now."""
+    row = tx.one("SELECT holder, expires_ms FROM leases WHERE ns = :ns AND name = 'reaper'")
+    return row is not None and row["holder"] != holder and row["expires_ms"] > tx.now
 
 
 def lead(tx: Tx, holder: str, lease_ms: int) -> bool:
-    row = tx.one("SELECT holder, expires_ms FROM leases WHERE ns = :ns AND name = 'reaper'")
-    if row is not None and row["holder"] != holder and row["expires_ms"] > tx.now:
+    """Take or keep the reaper's leader lease; a lease of 0 lets the caller's go (False)."""
+    if lease_ms == 0:
+        tx.run("DELETE FROM leases WHERE ns = :ns AND name = 'reaper' AND holder = :h", h=holder)
+        return False
+    if led_by_other(tx, holder):
         return False
     tx.run(
         "INSERT INTO leases (ns, name, holder, expires_ms) VALUES (:ns, 'reaper', :h, :e) "
@@ -186,7 +252,9 @@ _EVENT = {
 }
 
 
-def move(tx: Tx, tid: str, seen_state: str, seen_token: int, action: str, operator: str, target: str) -> str:
+def move(
+    tx: Tx, tid: str, seen_state: str, seen_token: int, action: str, operator: str, target: str, restore: bool
+) -> str:
     t = check_seen(tx, tid, seen_state, seen_token)
     if action not in _ALLOWED:
         raise Refused(ErrorCode.BAD_INPUT, f"unknown action {action}")
@@ -194,6 +262,8 @@ def move(tx: Tx, tid: str, seen_state: str, seen_token: int, action: str, operat
         raise Refused(ErrorCode.WRONG_STATE, f"{action} does not apply to a {t['state']} task")
     if action == "reassign" and tx.one("SELECT 1 FROM agents WHERE ns = :ns AND name = :a", a=target) is None:
         raise Refused(ErrorCode.NOT_FOUND, target)
+    if restore and action != "retry":
+        raise Refused(ErrorCode.BAD_INPUT, "only a retry restores dependents")
 
     rb = take_out(tx, t)
     new = "queued"
@@ -208,6 +278,12 @@ def move(tx: Tx, tid: str, seen_state: str, seen_token: int, action: str, operat
     enter(tx, t, new, assigned=target if action == "reassign" else None)
     data = {"from": t["state"], "to": new, "assigned": target, **rb}
     tx.audit(_EVENT[action], tid, t["agent"], t["token"], data, operator)
+    if new in file_cascade.OVER:
+        file_cascade.cancel(tx, tid)
+    else:
+        file_cascade.revived(tx, tid)
+    if restore:
+        file_cascade.start_restore(tx, tid, operator)
     return new
 
 
@@ -215,6 +291,7 @@ def extend(tx: Tx, tid: str, token: int, extra_ms: int, operator: str) -> int:
     t = check_seen(tx, tid, "claimed", token)
     deadline = max(int(t["deadline_ms"]), tx.now) + extra_ms
     set_task(tx, tid, deadline_ms=deadline, updated_ms=tx.now)
+    renew_task_locks(tx, tid, deadline)
     tx.audit("extended", tid, t["agent"], t["token"], {"deadline_ms": deadline}, operator)
     return deadline
 

@@ -14,6 +14,7 @@ from .file_ops import HEAD_TASK, PICK, Row, Tx, enter, promote_due, reap_due, sp
 _ANY_DUE = (
     "SELECT EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'claimed' AND deadline_ms <= :now)"
     " OR EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'retrying' AND ready_ms <= :now)"
+    " OR EXISTS (SELECT 1 FROM cascades WHERE ns = :ns)"
 )
 
 # The claim's queries.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from itertools import groupby
 from typing import Any
 
 from . import constants as C
@@ -16,7 +17,8 @@ from .file_schema import (
     rebuild_claim_index,
     task_fields,
 )
-from .migrate import FORMAT, VERSION, Board, lock_clash, not_empty, renumbered
+from .migrate import FORMAT, VERSION, Board, dumped_holds, lock_clash, not_empty, renumbered
+from .models import LockHold
 
 
 def _strs(row: sqlite3.Row, names: tuple[str, ...]) -> dict[str, str]:
@@ -26,19 +28,13 @@ def _strs(row: sqlite3.Row, names: tuple[str, ...]) -> dict[str, str]:
 
 def export(tx: Tx, namespace: str) -> Board:
     """The whole board of ``tx``'s namespace, from the transaction's one snapshot."""
-    locks = []
-    for lk in tx.all("SELECT path, mode FROM locks WHERE ns = :ns ORDER BY path"):
-        holds = tx.all(
-            "SELECT agent, expires_ms, task FROM holds WHERE ns = :ns AND path = :p ORDER BY agent",
-            p=lk["path"],
-        )
-        locks.append(
-            {
-                "path": lk["path"],
-                "mode": lk["mode"],
-                "holds": [{"agent": h[0], "expires_ms": str(h[1]), "task": h[2]} for h in holds],
-            }
-        )
+    rows = tx.all(
+        "SELECT path, agent, task, shared, expires_ms FROM holds WHERE ns = :ns ORDER BY path, agent, task"
+    )
+    locks = [
+        {"path": path, "holds": dumped_holds(LockHold(r[1], r[4], r[2], bool(r[3])) for r in group)}
+        for path, group in groupby(rows, key=lambda r: str(r[0]))
+    ]
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -66,7 +62,7 @@ def _count(tx: Tx, table: str) -> int:
 def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[str, int]:
     """Write a whole board into ``tx``'s namespace; ``Conflict`` (nothing written) when
     the namespace is not empty and ``merge`` is off, or a merged lock would clash."""
-    sizes = {k: _count(tx, k) for k in ("tasks", "agents", "events", "locks", "paused")}
+    sizes = {k: _count(tx, k) for k in ("tasks", "agents", "events", "holds", "paused")}
     if any(sizes.values()):
         if not merge:
             raise not_empty(namespace, url, sizes["tasks"], sizes["agents"], sizes["events"])
@@ -86,17 +82,11 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
             fails=int(a.get("consecutive_failures") or 0), until=int(a.get("breaker_open_until_ms") or 0),
         )  # fmt: skip
     for lk in board["locks"]:
-        tx.run(
-            "INSERT INTO locks (ns, path, mode) VALUES (:ns, :p, :m) "
-            "ON CONFLICT (ns, path) DO UPDATE SET mode = excluded.mode",
-            p=lk["path"],
-            m=lk["mode"],
-        )
         for h in lk["holds"]:
             tx.run(
-                "INSERT OR REPLACE INTO holds (ns, path, agent, expires_ms, task) "
-                "VALUES (:ns, :p, :a, :e, :t)",
-                p=lk["path"], a=h["agent"], e=int(h["expires_ms"]), t=h.get("task", ""),
+                "INSERT OR REPLACE INTO holds (ns, path, agent, task, shared, expires_ms) "
+                "VALUES (:ns, :p, :a, :t, :s, :e)",
+                p=lk["path"], a=h["agent"], t=h["task"], s=h["mode"] == "shared", e=int(h["expires_ms"]),
             )  # fmt: skip
     for e in board["events"]:
         tx.run(

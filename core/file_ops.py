@@ -19,6 +19,7 @@ import sqlite3
 from typing import Any
 
 from . import constants as C
+from . import file_cascade
 from .file_schema import NOW_SQL, dumps
 from .scripts import ErrorCode
 
@@ -47,6 +48,10 @@ class Tx:
         self.now: int = conn.execute(NOW_SQL).fetchone()[0]
         self.changed = False  # set by anything the scripts announce on the hints channel
         self.claimable = False  # set by what they announce to waiting claimers (claimable, wake:)
+        # Cascades (file_cascade): how many more tasks this transaction may look at, and
+        # what its cascades did (the reap pass reports it).
+        self.cascade_left = C.cascade_batch
+        self.cascade_log: dict[str, list[str]] = {"cancelled": [], "restored": []}
 
     def run(self, sql: str, **params: Any) -> sqlite3.Cursor:
         return self.conn.execute(sql, {"ns": self.ns, **params})
@@ -152,9 +157,14 @@ def enter(
             tx.claimable = True  # for that agent
         else:
             ready_entered(tx, t["queue"], t["requires"], t["priority"], t["seq"])
-    elif new in ("done", "cancelled"):
+    if new in _FINISHED and t["state"] not in _FINISHED:
         count_sig(tx, t["requires"], -1)
+    elif t["state"] in _FINISHED and new not in _FINISHED:
+        count_sig(tx, t["requires"], 1)  # unfinished again (a cascade's restore)
     return row
+
+
+_FINISHED = ("done", "cancelled")
 
 
 # --- the claim index (lib.lua: ready_add, ready_remove, count_sig) ---------------------
@@ -221,20 +231,21 @@ def pause_heads(tx: Tx, queue: str, pause: bool) -> None:
         tx.claimable = True
 
 
-def drop_hold(tx: Tx, path: str, agent: str) -> None:
-    """Drop one agent's hold on a path; the lock goes when its last holder does."""
-    tx.run("DELETE FROM holds WHERE ns = :ns AND path = :p AND agent = :a", p=path, a=agent)
-    if tx.one("SELECT 1 FROM holds WHERE ns = :ns AND path = :p LIMIT 1", p=path) is None:
-        tx.run("DELETE FROM locks WHERE ns = :ns AND path = :p", p=path)
+def drop_hold(tx: Tx, path: str, agent: str, task: str) -> None:
+    """Drop one (agent, task) hold on a path; the lock goes with its last hold."""
+    tx.run(
+        "DELETE FROM holds WHERE ns = :ns AND path = :p AND agent = :a AND task = :t", p=path, a=agent, t=task
+    )
 
 
 def release_task_locks(tx: Tx, tid: str) -> list[str]:
+    """The holds of one claim end with it; returns their paths."""
     rows = tx.all(
         "SELECT path, agent FROM holds WHERE ns = :ns AND task = :t AND task <> '' ORDER BY path, agent",
         t=tid,
     )
     for r in rows:
-        drop_hold(tx, r["path"], r["agent"])
+        drop_hold(tx, r["path"], r["agent"], tid)
     return [r["path"] for r in rows]
 
 
@@ -244,6 +255,11 @@ ROLLBACK_CHILDREN = (
     "SELECT * FROM tasks INDEXED BY tasks_parent WHERE ns = :ns AND parent = :p AND parent <> ''"
     " AND spawn_token = :tok AND attempts = 0 AND state IN ('queued', 'blocked', 'retrying') ORDER BY seq"
 )
+
+
+def renew_task_locks(tx: Tx, tid: str, deadline: int) -> None:
+    """A claim's new deadline is its holds' new expiry: they live as long as the claim."""
+    tx.run("UPDATE holds SET expires_ms = :d WHERE ns = :ns AND task = :t AND task <> ''", d=deadline, t=tid)
 
 
 def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
@@ -256,6 +272,10 @@ def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
         enter(tx, c, "cancelled")
         tx.audit("cancelled", c["id"], data={"reason": "rollback", "parent": tid})
         cancelled.append(c["id"])
+    # After the loop: a subtask that waits on another one being rolled back is cancelled
+    # as rolled back itself, not as a dependent.
+    for cid in cancelled:
+        file_cascade.cancel(tx, cid)
     return {"locks": locks, "cancelled": cancelled}
 
 
@@ -300,6 +320,8 @@ def expire_one(tx: Tx, t: Row) -> str:
     enter(tx, t, outcome)
     data = {"outcome": outcome, "progress": num(progress), "expiries": expiries, **rb}
     tx.audit("expired", tid, t["agent"], t["token"], data)
+    if outcome == "dead":
+        file_cascade.cancel(tx, tid)
     return outcome
 
 
@@ -310,7 +332,11 @@ def reap_due(tx: Tx) -> list[tuple[str, str]]:
         now=tx.now,
         n=C.reap_batch,
     )
-    return [(t["id"], expire_one(tx, t)) for t in rows]
+    expired = [(t["id"], expire_one(tx, t)) for t in rows]
+    # Cascades and restores that did not fit in the call that started them go on here.
+    file_cascade.run(tx, None)
+    file_cascade.restore_run(tx, None)
+    return expired
 
 
 def promote_due(tx: Tx) -> list[str]:
@@ -402,10 +428,15 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
         parent = resolve(s["parent"]) if s["parent"] else ""
         # Unique after resolving: "$0" and that task's id must not be waited for twice.
         deps = list(dict.fromkeys(resolve(d) for d in s["after"]))
-        waiting = 0
+        waiting, blocker, why = 0, "", ""
         for dep in deps:
             row = load_task(tx, dep)
-            if row is None or row["state"] != "done":
+            if row is not None and row["state"] in file_cascade.OVER:
+                # It could never run: added cancelled, as a cascade would have left it.
+                if not blocker:
+                    blocker = dep
+                    why = file_cascade.reason(dep, row["state"], row["reason"], row["cancelled_by"])
+            elif row is None or row["state"] != "done":
                 waiting += 1
                 tx.run("INSERT OR IGNORE INTO dependents (ns, dep, id) VALUES (:ns, :d, :id)", d=dep, id=tid)
         spawn_token = 0
@@ -425,10 +456,16 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
         )  # fmt: skip
         count_sig(tx, s["requires"], 1)
         state = "blocked" if waiting > 0 else "queued"
+        data = {"state": state, "queue": s["queue"], "priority": s["priority"]}
         row = load_task(tx, tid)
         assert row is not None
-        enter(tx, row, state)
-        tx.audit("added", tid, data={"state": state, "queue": s["queue"], "priority": s["priority"]})
+        if blocker:
+            state = data["state"] = "cancelled"
+            data |= {"reason": why, "after": blocker}
+            enter(tx, row, state, reason=why, cancelled_by=blocker)
+        else:
+            enter(tx, row, state)
+        tx.audit("added", tid, data=data)
     return ids
 
 
@@ -445,6 +482,7 @@ def heartbeat(tx: Tx, tid: str, token: int, ttl_ms: int | None, updates: dict[st
             raise Refused(ErrorCode.BAD_INPUT, f"cannot set {key!r} in a heartbeat")
         fields[key] = float(value) if key == "progress" else value
     set_task(tx, tid, **fields)
+    renew_task_locks(tx, tid, deadline)
     touch_agent(tx, t["agent"])
     stage = updates.get("stage")
     if stage is not None and stage != t["stage"]:
@@ -493,6 +531,8 @@ def fail(tx: Tx, tid: str, token: int, reason: str, fatal: bool, jitter: float) 
     enter(tx, t, state)
     data = {"reason": reason, "fatal": fatal, "next": state, "ready_ms": ready, "failures": failures, **rb}
     tx.audit("failed", tid, t["agent"], token, data)
+    if state == "dead":
+        file_cascade.cancel(tx, tid)
     return state, ready
 
 

@@ -22,12 +22,35 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-# 2: the claim index (heads, sigs; capsigs and queues kept exact), tasks_parent by spawn_token
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 5
+
+# Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
+# locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
+# hold per agent and path; MIGRATIONS[2] turns it into this.)
+HOLDS = """
+CREATE TABLE IF NOT EXISTS holds (
+  ns TEXT NOT NULL, path TEXT NOT NULL, agent TEXT NOT NULL, task TEXT NOT NULL DEFAULT '',
+  shared INTEGER NOT NULL DEFAULT 0, expires_ms INTEGER NOT NULL,
+  PRIMARY KEY (ns, path, agent, task)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS holds_task ON holds (ns, task) WHERE task <> '';
+CREATE INDEX IF NOT EXISTS holds_expiry ON holds (ns, expires_ms);
+"""
+
+# Cascades (file_cascade.py): the dependency whose end cancelled a task, and the work a
+# cascade or restore left for the next pass. Schema 3; MIGRATIONS[3] adds it to a board of 2.
+CASCADES = """
+CREATE INDEX IF NOT EXISTS tasks_cancelled_by ON tasks (ns, cancelled_by, seq) WHERE cancelled_by <> '';
+CREATE TABLE IF NOT EXISTS cascades (
+  ns TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, at_ms INTEGER NOT NULL,
+  PRIMARY KEY (ns, kind, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cascades_order ON cascades (ns, kind, at_ms, id);
+"""
 
 # Partial indexes are used only when a query repeats their WHERE terms literally, so the
 # queries in file_ops.py spell out e.g. "state = 'queued' AND assigned = ''".
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
   ns TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (ns, name)
@@ -47,7 +70,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   stage TEXT NOT NULL DEFAULT '', checkpoint TEXT NOT NULL DEFAULT '',
   result TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
   ready_ms INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL DEFAULT 0,
-  updated_ms INTEGER NOT NULL DEFAULT 0,
+  updated_ms INTEGER NOT NULL DEFAULT 0, cancelled_by TEXT NOT NULL DEFAULT '',
   UNIQUE (ns, id)
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks (ns, seq);
@@ -70,29 +93,12 @@ CREATE TABLE IF NOT EXISTS capsigs (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS paused (ns TEXT NOT NULL, queue TEXT NOT NULL, PRIMARY KEY (ns, queue))
   WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS heads (
-  ns TEXT NOT NULL, sig TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL,
-  seq INTEGER NOT NULL, PRIMARY KEY (ns, sig, queue)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS heads_best ON heads (ns, sig, priority DESC, seq);
-CREATE TABLE IF NOT EXISTS sigs (
-  ns TEXT NOT NULL, sig TEXT NOT NULL, tasks INTEGER NOT NULL, PRIMARY KEY (ns, sig)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS agents (
   ns TEXT NOT NULL, name TEXT NOT NULL, caps TEXT NOT NULL DEFAULT '',
   max_claims INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL DEFAULT 0,
   registered_ms INTEGER NOT NULL DEFAULT 0, consecutive_failures INTEGER NOT NULL DEFAULT 0,
   breaker_open_until_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS locks (
-  ns TEXT NOT NULL, path TEXT NOT NULL, mode TEXT NOT NULL, PRIMARY KEY (ns, path)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS holds (
-  ns TEXT NOT NULL, path TEXT NOT NULL, agent TEXT NOT NULL, expires_ms INTEGER NOT NULL,
-  task TEXT NOT NULL DEFAULT '', PRIMARY KEY (ns, path, agent)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS holds_task ON holds (ns, task) WHERE task <> '';
-CREATE INDEX IF NOT EXISTS holds_expiry ON holds (ns, expires_ms);
 CREATE TABLE IF NOT EXISTS events (
   ns TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at_ms INTEGER NOT NULL,
   task TEXT NOT NULL DEFAULT '', agent TEXT NOT NULL DEFAULT '', token INTEGER NOT NULL DEFAULT 0,
@@ -103,36 +109,98 @@ CREATE TABLE IF NOT EXISTS leases (
   ns TEXT NOT NULL, name TEXT NOT NULL, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL,
   PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
+{HOLDS}{CASCADES}"""
+
+# Statements that bring a board of the schema before the key up to it, in one transaction.
+MIGRATIONS: dict[int, str] = {
+    2: f"""
+ALTER TABLE holds RENAME TO holds_v1;
+DROP INDEX IF EXISTS holds_task;
+DROP INDEX IF EXISTS holds_expiry;
+{HOLDS}
+-- One mode per hold (its path's), and a task-bound hold lives as long as its claim.
+INSERT INTO holds (ns, path, agent, task, shared, expires_ms)
+  SELECT h.ns, h.path, h.agent, h.task, COALESCE(l.mode = 'shared', 0),
+    COALESCE((SELECT t.deadline_ms FROM tasks t WHERE t.ns = h.ns AND t.id = h.task
+              AND h.task <> '' AND t.state = 'claimed' AND t.agent = h.agent), h.expires_ms)
+  FROM holds_v1 h LEFT JOIN locks l ON l.ns = h.ns AND l.path = h.path;
+DROP TABLE holds_v1;
+DROP TABLE locks
+""",
+    3: "ALTER TABLE tasks ADD COLUMN cancelled_by TEXT NOT NULL DEFAULT '';" + CASCADES,
+}
+
+# Version 4: the reaper heartbeat, one row per namespace (the hash reap-1.lua writes):
+# the last pass, and the last pass that recovered something.
+REAPER_TABLE = """
+CREATE TABLE IF NOT EXISTS reaper (
+  ns TEXT NOT NULL PRIMARY KEY, kind TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+  interval_ms INTEGER NOT NULL, at_ms INTEGER NOT NULL, passes INTEGER NOT NULL DEFAULT 0,
+  reaped_kind TEXT NOT NULL DEFAULT '', reaped_host TEXT NOT NULL DEFAULT '',
+  reaped_pid INTEGER NOT NULL DEFAULT 0, reaped_interval_ms INTEGER NOT NULL DEFAULT 0,
+  reaped_ms INTEGER NOT NULL DEFAULT 0, requeued TEXT NOT NULL DEFAULT '',
+  orphaned TEXT NOT NULL DEFAULT '', dead TEXT NOT NULL DEFAULT '', promoted TEXT NOT NULL DEFAULT '',
+  locks_expired INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+"""
+SCHEMA += REAPER_TABLE
+
+MIGRATIONS[4] = REAPER_TABLE
+
+# Version 5: the claim index (file_ops keeps it as lib.lua keeps Redis's), so that a claim
+# never reads queue by queue (design rule 10):
+#   capsigs  (queue, sig) pairs with claimable (queued, unassigned) tasks; queues: their queues
+#   heads    per (sig, open queue): the best claimable task's priority and seq
+#   sigs     per sig: how many unfinished tasks (not done or cancelled) need it
+# and rollback's index by the spawning claim's token.
+CLAIM_INDEX = """
+CREATE TABLE IF NOT EXISTS heads (
+  ns TEXT NOT NULL, sig TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY (ns, sig, queue)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS heads_best ON heads (ns, sig, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS sigs (
+  ns TEXT NOT NULL, sig TEXT NOT NULL, tasks INTEGER NOT NULL, PRIMARY KEY (ns, sig)
+) WITHOUT ROWID;
+"""
+SCHEMA += CLAIM_INDEX
+
+
+def claim_index(one_ns: bool) -> str:
+    """Statements making the claim index anew from the tasks: of every namespace (a board
+    upgraded to version 5), or of the one bound to :ns (a board a migration wrote)."""
+    only = "ns = :ns AND " if one_ns else ""
+    return f"""
+DELETE FROM capsigs WHERE {only}1;
+DELETE FROM queues WHERE {only}1;
+DELETE FROM heads WHERE {only}1;
+DELETE FROM sigs WHERE {only}1;
+INSERT INTO capsigs (ns, queue, sig) SELECT DISTINCT ns, queue, requires FROM tasks
+  WHERE {only}state = 'queued' AND assigned = '';
+INSERT INTO queues (ns, queue) SELECT DISTINCT ns, queue FROM capsigs WHERE {only}1;
+INSERT INTO heads (ns, sig, queue, priority, seq) SELECT ns, requires, queue, priority, seq FROM
+  (SELECT ns, requires, queue, priority, seq, MIN(({C.max_priority} - priority) * 4398046511104 + seq)
+   FROM tasks WHERE {only}state = 'queued' AND assigned = '' GROUP BY ns, queue, requires) AS h
+  WHERE NOT EXISTS (SELECT 1 FROM paused AS p WHERE p.ns = h.ns AND p.queue = h.queue);
+INSERT INTO sigs (ns, sig, tasks) SELECT ns, requires, COUNT(*) FROM tasks
+  WHERE {only}state NOT IN ('done', 'cancelled') GROUP BY ns, requires
 """
 
-# The claim index of one namespace (:ns) made anew from its tasks, as file_ops keeps it:
-#   capsigs  (queue, sig) pairs with claimable (queued, unassigned) tasks
-#   queues   the queues with claimable tasks
-#   heads    per (sig, open queue): the best claimable task's priority and seq
-#   sigs     per sig: how many unfinished tasks need it
-# Run when a board is upgraded to schema 2 and after a migration writes a board.
-REBUILD_CLAIM_INDEX = (
-    "DELETE FROM capsigs WHERE ns = :ns",
-    "DELETE FROM queues WHERE ns = :ns",
-    "DELETE FROM heads WHERE ns = :ns",
-    "DELETE FROM sigs WHERE ns = :ns",
-    "INSERT INTO capsigs (ns, queue, sig) SELECT DISTINCT ns, queue, requires FROM tasks"
-    " WHERE ns = :ns AND state = 'queued' AND assigned = ''",
-    "INSERT INTO queues (ns, queue) SELECT DISTINCT ns, queue FROM capsigs WHERE ns = :ns",
-    # One row per group: SQLite takes the bare columns from the row holding the MIN.
-    "INSERT INTO heads (ns, sig, queue, priority, seq) SELECT ns, requires, queue, priority, seq FROM"
-    f" (SELECT ns, requires, queue, priority, seq, MIN(({C.max_priority} - priority) * 4398046511104 + seq)"
-    "  FROM tasks WHERE ns = :ns AND state = 'queued' AND assigned = '' GROUP BY queue, requires)"
-    " WHERE queue NOT IN (SELECT queue FROM paused WHERE ns = :ns)",
-    "INSERT INTO sigs (ns, sig, tasks) SELECT ns, requires, COUNT(*) FROM tasks"
-    " WHERE ns = :ns AND state NOT IN ('done', 'cancelled') GROUP BY requires",
+
+# (SQLite takes a group's bare columns from the row holding its MIN: each pair's best task.)
+MIGRATIONS[5] = (
+    CLAIM_INDEX
+    + "DROP INDEX IF EXISTS tasks_parent;"
+    + "CREATE INDEX tasks_parent ON tasks (ns, parent, spawn_token) WHERE parent <> '';"
+    + claim_index(one_ns=False)
 )
 
 
 def rebuild_claim_index(conn: sqlite3.Connection, ns: str) -> None:
     """The claim index of ``ns`` made anew from its tasks, in the caller's transaction."""
-    for sql in REBUILD_CLAIM_INDEX:
-        conn.execute(sql, {"ns": ns})
+    for statement in claim_index(one_ns=True).split(";"):
+        if statement.strip():
+            conn.execute(statement, {"ns": ns})
 
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
@@ -145,7 +213,7 @@ TASK_COLUMNS = (
     "id", "seq", "title", "state", "queue", "priority", "requires", "after", "parent", "affinity",
     "payload", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
     "assigned", "agent", "token", "deadline_ms", "claimed_ms", "ttl_ms", "progress", "stage",
-    "checkpoint", "result", "reason", "ready_ms", "created_ms", "updated_ms",
+    "checkpoint", "result", "reason", "ready_ms", "created_ms", "updated_ms", "cancelled_by",
 )  # fmt: skip
 TASK_INTS = frozenset(
     {"seq", "priority", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
@@ -248,54 +316,53 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
-    row = None
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-    except sqlite3.OperationalError as exc:
-        if "no such table" not in str(exc):
-            raise
-    if row is None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    """Create the schema on a new board, or bring an older board's up to date."""
+    if _current(conn):
         return
-    if int(row[0]) > SCHEMA_VERSION:
-        raise StoreUnavailable(
-            "store unavailable: this board was written by a newer claimroom (schema "
-            f"{row[0]}); upgrade claimroom to use it"
-        )
-    if int(row[0]) < SCHEMA_VERSION:
-        _upgrade(conn)
-
-
-def _upgrade(conn: sqlite3.Connection) -> None:
-    """Schema 1 -> 2: the new tables, and the claim index built once from the tasks."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if int(found[0]) < SCHEMA_VERSION:  # not done meanwhile by another process
-            conn.execute("DROP INDEX IF EXISTS tasks_parent")  # now with spawn_token
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            for (ns,) in conn.execute("SELECT DISTINCT ns FROM tasks").fetchall():
-                rebuild_claim_index(conn, ns)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+        # Read again under the write lock: another process may have done it meanwhile.
+        if not _current(conn):
+            have = _version(conn)
+            steps = [MIGRATIONS[v] for v in range(have + 1, SCHEMA_VERSION + 1)] if have else [SCHEMA]
+            for script in steps:
+                _run_script(conn, script)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _current(conn: sqlite3.Connection) -> bool:
+    """Whether the board is at this claimroom's schema; ``StoreUnavailable`` when newer."""
+    have = _version(conn)
+    if have > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            "store unavailable: this board was written by a newer claimroom (schema "
+            f"{have}); upgrade claimroom to use it"
+        )
+    return have == SCHEMA_VERSION
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    """The board's schema version; 0 for a database without one yet."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        return 0
+    return int(row[0]) if row else 0
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def dumps(data: Any) -> str:

@@ -30,14 +30,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from . import constants as C
-from . import file_admin, file_claim, file_dump, file_ops
+from . import file_admin, file_cascade, file_claim, file_dump, file_ops
 from .errors import BadInput, NotFound
 from .file_ops import Refused, Tx
 from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
 from .file_worker import NO_REPLY, Call, Handoff, Worker
 from .file_writers import WriterQueue, close_queue, open_queue
 from .migrate import Board, check
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
+from .reaper import ReaperId, ReaperPass, ReaperStatus
 from .store import Store
 
 T = TypeVar("T")
@@ -480,8 +481,8 @@ class FileStore(Store):
     async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int:
         return await self._write(file_admin.lock, paths, agent, ttl_ms, shared, task)
 
-    async def _unlock(self, paths: list[str], agent: str) -> list[str]:
-        return await self._write(file_admin.unlock, paths, agent)
+    async def _unlock(self, paths: list[str], agent: str, task: str | None) -> list[str]:
+        return await self._write(file_admin.unlock, paths, agent, task)
 
     async def _locks(self) -> list[Lock]:
         return await self._read(file_admin.live_locks)
@@ -530,21 +531,39 @@ class FileStore(Store):
             if not batch:
                 await self._await_change(seen, 1.0)
 
-    async def _reap(self) -> ReapReport:
-        out = await self._write(file_admin.reap)
-        by: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
+    async def _background_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """A write always done by the worker thread: the reaper's, which runs inside hosts
+        such as the control room, whose event loop must never wait for the writer turn."""
+        return await self._call(self._sync_tx, fn, args, True)
+
+    async def _reap(self, by: ReaperId | None) -> ReapReport:
+        out = await self._background_write(file_admin.reap, None if by is None else by.fields())
+        by_outcome: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
         for tid, outcome in out["expired"]:
-            by[outcome].append(tid)
+            by_outcome[outcome].append(tid)
         return ReapReport(
-            requeued=tuple(by["queued"]),
-            orphaned=tuple(by["orphaned"]),
-            dead=tuple(by["dead"]),
+            requeued=tuple(by_outcome["queued"]),
+            orphaned=tuple(by_outcome["orphaned"]),
+            dead=tuple(by_outcome["dead"]),
             promoted=tuple(out["promoted"]),
             locks_expired=out["dropped"],
+            cancelled=tuple(out["cancelled"]),
+            restored=tuple(out["restored"]),
+            cascades_pending=out["pending"],
+        )
+
+    async def _reaper_status(self) -> ReaperStatus:
+        now, live, soonest, fields = await self._read(file_admin.reaper_status)
+        return ReaperStatus(
+            now_ms=now, live_claims=live, next_deadline_ms=soonest, last=ReaperPass.from_fields(fields)
         )
 
     async def _lead(self, holder: str, lease_ms: int) -> bool:
-        return await self._write(file_admin.lead, holder, lease_ms)
+        # Standing by is a read: many waiting processes must not queue for the write lock
+        # every interval only to learn that another leads.
+        if lease_ms and await self._read(file_admin.led_by_other, holder):
+            return False
+        return await self._background_write(file_admin.lead, holder, lease_ms)
 
     async def _wait_for_change(self, timeout_s: float) -> bool:
         if self._seen_changes is None:
@@ -556,8 +575,22 @@ class FileStore(Store):
 
     # --- operator actions --------------------------------------------------------------
 
-    async def _act(self, action: str, task: str, seen: State, token: int, operator: str, agent: str) -> State:
-        return State(await self._write(file_admin.move, task, seen.value, token, action, operator, agent))
+    async def _act(
+        self, action: str, task: str, seen: State, token: int, operator: str, agent: str, restore: bool
+    ) -> State:
+        return State(
+            await self._write(file_admin.move, task, seen.value, token, action, operator, agent, restore)
+        )
+
+    async def _dependents_cancelled(self, task: str) -> int:
+        return await self._read(file_cascade.cascaded_count, task)
+
+    async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]:
+        def go(tx: Tx) -> tuple[list[Stuck], int]:
+            found, next_seq = file_cascade.stuck(tx, after_seq, limit, also)
+            return [Stuck(_task(r), dep, state) for r, dep, state in found], next_seq
+
+        return await self._read(go)
 
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int:
         return await self._write(file_admin.extend, task, token, extra_ms, operator)

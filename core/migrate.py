@@ -9,10 +9,11 @@ export is not carried over.
 
 The dump (all scalar values as strings, the form Redis hashes hold)::
 
-    {"format": "claimroom-board", "version": 1, "namespace": ..., "now_ms": source clock,
+    {"format": "claimroom-board", "version": 2, "namespace": ..., "now_ms": source clock,
      "counters": {"task": n, "token": n},
      "tasks": [task fields...] (creation order), "agents": [agent fields...],
-     "locks": [{"path", "mode", "holds": [{"agent", "expires_ms", "task"}]}],
+     "locks": [{"path", "holds": [{"agent", "task", "mode", "expires_ms"}]}] (a mode per hold
+     since version 2),
      "events": [{"type", "at_ms", "task", "agent", "token", "operator", "data"}] (oldest first),
      "paused": [queue...], "queues": [queue...]}
 """
@@ -22,13 +23,15 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from . import constants as C
 from .errors import BadInput, Conflict
+from .models import LockHold
 
 FORMAT = "claimroom-board"
-VERSION = 1
+VERSION = 2
 Board = dict[str, Any]
 
 
@@ -140,20 +143,35 @@ def renumbered(board: Board, top: int) -> Board:
     return out
 
 
+_MODES = {True: "shared", False: "exclusive"}
+
+
+def dumped_holds(holds: Iterable[LockHold]) -> list[dict[str, str]]:
+    """Holds in the dump's form (every one, live or not: the destination's reaper ends them)."""
+    return [
+        {"agent": h.agent, "task": h.task, "mode": _MODES[h.shared], "expires_ms": str(h.expires_ms)}
+        for h in holds
+    ]
+
+
 def _covers(a: str, b: str) -> bool:
     return a == b or b.startswith(a + "/") or a.startswith(b + "/")
 
 
 def lock_clash(incoming: list[dict[str, Any]], present: list[dict[str, Any]], now_ms: int) -> str | None:
-    """A message naming the first incoming lock that clashes with a present one, or None."""
+    """A message naming the first incoming lock that clashes with a present one, or None:
+    live holds of two agents on overlapping paths, not both shared."""
     for new in incoming:
-        new_live = {h["agent"] for h in new["holds"] if int(h["expires_ms"]) > now_ms}
         for old in present:
             if not _covers(new["path"], old["path"]):
                 continue
-            if new["mode"] == "shared" and old["mode"] == "shared":
-                continue
-            for h in old["holds"]:
-                if int(h["expires_ms"]) > now_ms and new_live - {h["agent"]}:
-                    return f"{new['path']} is locked by {h['agent']} (at {old['path']}) in the destination"
+            for h in _live(old, now_ms):
+                for n in _live(new, now_ms):
+                    if n["agent"] != h["agent"] and not n["mode"] == h["mode"] == "shared":
+                        where = f"(at {old['path']}) in the destination"
+                        return f"{new['path']} is locked by {h['agent']} {where}"
     return None
+
+
+def _live(lock: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
+    return [h for h in lock["holds"] if int(h["expires_ms"]) > now_ms]

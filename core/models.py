@@ -7,6 +7,7 @@ encoding (Redis hash fields, SQLite rows) never leaks past ``from_fields``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -73,6 +74,7 @@ class Task:
     created_ms: int = 0
     updated_ms: int = 0
     seq: int = 0
+    cancelled_by: str = ""  # the dependency whose end cancelled it (a cascade); "" otherwise
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> Task:
@@ -106,6 +108,7 @@ class Task:
             created_ms=_int(f.get("created_ms")),
             updated_ms=_int(f.get("updated_ms")),
             seq=_int(f.get("seq")),
+            cancelled_by=f.get("cancelled_by", ""),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -163,16 +166,34 @@ class Agent:
 
 @dataclass(frozen=True)
 class LockHold:
-    """One agent's hold on a path."""
+    """One hold on a path: an agent's, for one task ('' when untied), with its own mode
+    and expiry (a task-bound hold's expiry is its claim's deadline)."""
 
     agent: str
     expires_ms: int
     task: str = ""
+    shared: bool = False
+
+    @staticmethod
+    def all_in(f: dict[str, str]) -> list[LockHold]:
+        """Every hold in a Redis lock hash, live or not, ordered by agent then task.
+
+        A hold keyed ``<agent>`` (untied) or ``<agent>|<task>`` has the fields ``h:<key>``
+        (expiry) and ``m:<key>`` (mode); a hash written before holds had modes keeps one
+        ``mode`` field for the path."""
+        holds = []
+        for k, v in f.items():
+            if k.startswith("h:"):
+                agent, _, task = k[2:].partition("|")
+                mode = f.get("m:" + k[2:], f.get("mode", "exclusive"))
+                holds.append(LockHold(agent=agent, expires_ms=int(v), task=task, shared=mode == "shared"))
+        return sorted(holds, key=lambda h: (h.agent, h.task))
 
 
 @dataclass(frozen=True)
 class Lock:
-    """A locked path and who holds it; several holders only when shared."""
+    """A locked path and its live holds. ``shared`` when every hold is shared: another
+    agent may then share it, while one exclusive hold keeps every other agent out."""
 
     path: str
     shared: bool
@@ -182,15 +203,16 @@ class Lock:
         return {"path": self.path, "shared": self.shared, "holders": [asdict(h) for h in self.holders]}
 
     @classmethod
+    def of(cls, path: str, holds: Iterable[LockHold], now_ms: int) -> Lock | None:
+        """The lock on ``path`` made of the holds still live at ``now_ms``; None when none is."""
+        live = tuple(sorted((h for h in holds if h.expires_ms > now_ms), key=lambda h: (h.agent, h.task)))
+        return cls(path=path, shared=all(h.shared for h in live), holders=live) if live else None
+
+    @classmethod
     def from_fields(cls, path: str, f: dict[str, str], now_ms: int) -> Lock | None:
-        """The lock stored in a Redis lock hash (``h:<agent>`` expiry, ``t:<agent>`` task,
-        ``mode``), keeping only holders still live at ``now_ms``; None when none is."""
-        holders = tuple(
-            LockHold(agent=k[2:], expires_ms=int(v), task=f.get("t:" + k[2:], ""))
-            for k, v in sorted(f.items())
-            if k.startswith("h:") and int(v) > now_ms
-        )
-        return cls(path=path, shared=f.get("mode") == "shared", holders=holders) if holders else None
+        """The lock stored in a Redis lock hash (see ``LockHold.all_in``), keeping only
+        holds still live at ``now_ms``; None when none is."""
+        return cls.of(path, LockHold.all_in(f), now_ms)
 
 
 @dataclass(frozen=True)
@@ -240,6 +262,9 @@ class ReapReport:
     dead: tuple[str, ...] = ()
     promoted: tuple[str, ...] = ()
     locks_expired: int = 0
+    cancelled: tuple[str, ...] = ()  # dependents cancelled by cascades
+    restored: tuple[str, ...] = ()  # dependents an operator's retry restored
+    cascades_pending: int = 0  # tasks whose cascade or restore waits for the next pass
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -248,4 +273,17 @@ class ReapReport:
             "dead": list(self.dead),
             "promoted": list(self.promoted),
             "locks_expired": self.locks_expired,
+            "cancelled": list(self.cancelled),
+            "restored": list(self.restored),
+            "cascades_pending": self.cascades_pending,
         }
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """A blocked task waiting on a dependency that can never finish (dead, cancelled, or
+    gone): left by a cascade still under way, an older claimroom, or a hand edit."""
+
+    task: Task
+    dependency: str
+    dependency_state: str  # dead | cancelled | missing

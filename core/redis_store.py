@@ -14,7 +14,8 @@ from redis.commands.core import AsyncScript
 from . import constants as C
 from .coalesce import Coalescer
 from .errors import StoreUnavailable
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, State, Stuck, Task
+from .reaper import ReaperId, ReaperPass, ReaperStatus
 from .scripts import SCRIPTS, ErrorCode, source
 from .store import Store
 
@@ -286,8 +287,8 @@ class RedisStore(Store):
         reply = await self._run("lock", agent, ttl_ms, "1" if shared else "0", task, *paths)
         return int(reply[1])
 
-    async def _unlock(self, paths: list[str], agent: str) -> list[str]:
-        return [str(x) for x in (await self._run("unlock", agent, *paths))[1:]]
+    async def _unlock(self, paths: list[str], agent: str, task: str | None) -> list[str]:
+        return [str(x) for x in (await self._run("unlock", agent, "*" if task is None else task, *paths))[1:]]
 
     async def _locks(self) -> list[Lock]:
         paths = await self._guard(lambda: self.redis.zrange(C.lockpaths_key(self.namespace), 0, 9999))
@@ -331,18 +332,39 @@ class RedisStore(Store):
                     if task is None or fields.get("task") == task:
                         yield Event.from_fields(eid, fields)
 
-    async def _reap(self) -> ReapReport:
-        reply = await self._run("reap")
+    async def _reap(self, by: ReaperId | None) -> ReapReport:
+        who = ("", "", "", "") if by is None else (by.kind, by.host, by.pid, by.interval_ms)
+        reply = await self._run("reap", *who)
         expired = [str(x) for x in reply[1]]
-        by: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
+        by_outcome: dict[str, list[str]] = {"queued": [], "orphaned": [], "dead": []}
         for tid, outcome in zip(expired[::2], expired[1::2], strict=True):
-            by[outcome].append(tid)
+            by_outcome[outcome].append(tid)
         return ReapReport(
-            requeued=tuple(by["queued"]),
-            orphaned=tuple(by["orphaned"]),
-            dead=tuple(by["dead"]),
+            requeued=tuple(by_outcome["queued"]),
+            orphaned=tuple(by_outcome["orphaned"]),
+            dead=tuple(by_outcome["dead"]),
             promoted=tuple(str(x) for x in reply[2]),
             locks_expired=int(reply[3]),
+            cancelled=tuple(str(x) for x in reply[4]),
+            restored=tuple(str(x) for x in reply[5]),
+            cascades_pending=int(reply[6]),
+        )
+
+    async def _reaper_status(self) -> ReaperStatus:
+        async def go() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=True)  # one moment: the clock and the board agree
+            pipe.time()
+            pipe.hgetall(C.reaper_status_key(self.namespace))
+            pipe.zcard(C.state_key(self.namespace, State.CLAIMED.value))
+            pipe.zrange(C.deadlines_key(self.namespace), 0, 0, withscores=True)
+            return list(await pipe.execute())
+
+        (sec, usec), fields, live, head = await self._guard(go)
+        return ReaperStatus(
+            now_ms=int(sec) * 1000 + int(usec) // 1000,
+            live_claims=int(live),
+            next_deadline_ms=int(head[0][1]) if head else None,
+            last=ReaperPass.from_fields(fields),
         )
 
     async def _lead(self, holder: str, lease_ms: int) -> bool:
@@ -350,9 +372,52 @@ class RedisStore(Store):
         key = C.reaper_key(self.namespace)
         return bool(await self._guard(lambda: script(keys=[key], args=[holder, lease_ms])))
 
-    async def _act(self, action: str, task: str, seen: State, token: int, operator: str, agent: str) -> State:
-        reply = await self._run("move", task, seen.value, token, action, operator, agent)
+    async def _act(
+        self, action: str, task: str, seen: State, token: int, operator: str, agent: str, restore: bool
+    ) -> State:
+        reply = await self._run(
+            "move", task, seen.value, token, action, operator, agent, "1" if restore else ""
+        )
         return State(reply[1])
+
+    async def _dependents_cancelled(self, task: str) -> int:
+        return int(await self._guard(lambda: self.redis.scard(self._prefix + "cascaded:" + task)))
+
+    async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]:
+        ns = self.namespace
+        blocked_key = C.state_key(ns, State.BLOCKED.value)
+        window = await self._guard(
+            lambda: self.redis.zrangebyscore(blocked_key, f"({after_seq}", "+inf", 0, limit, withscores=True)
+        )
+        next_seq = int(window[-1][1]) if len(window) == limit else 0
+        ids = list(dict.fromkeys([*(tid for tid, _ in window), *also]))
+
+        async def hmget(tids: list[str], *names: str) -> list[list[str | None]]:
+            pipe = self.redis.pipeline(transaction=False)
+            for tid in tids:
+                pipe.hmget(C.task_key(ns, tid), *names)
+            return list(await pipe.execute())
+
+        rows = await self._guard(lambda: hmget(ids, "state", "after"))
+        waits = {
+            tid: [d for d in (after or "").split(",") if d]
+            for tid, (state, after) in zip(ids, rows, strict=True)
+            if state == "blocked"
+        }
+        deps = list(dict.fromkeys(d for after in waits.values() for d in after))
+        states = await self._guard(lambda: hmget(deps, "state"))
+        over = {
+            d: s or "missing"
+            for d, (s,) in zip(deps, states, strict=True)
+            if s in (None, "dead", "cancelled")
+        }
+        on: dict[str, str] = {}
+        for tid, after in waits.items():
+            hopeless = [d for d in after if d in over]
+            if hopeless:
+                on[tid] = hopeless[0]
+        tasks = sorted(await self._fetch(list(on)), key=lambda t: t.seq)
+        return [Stuck(t, on[t.id], over[on[t.id]]) for t in tasks], next_seq
 
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int:
         return int((await self._run("extend", task, token, extra_ms, operator))[1])
@@ -399,7 +464,7 @@ class RedisStore(Store):
     async def _export(self) -> dict[str, Any]:
         """The whole board, read in one MULTI (an atomic snapshot)."""
         from .errors import Conflict
-        from .migrate import FORMAT, VERSION
+        from .migrate import FORMAT, VERSION, dumped_holds
 
         ns = self.namespace
 
@@ -446,13 +511,9 @@ class RedisStore(Store):
             stream, paused, queues = rest
             locks = []
             for path, f in zip(paths, lock_rows, strict=True):
-                holds = [
-                    {"agent": k[2:], "expires_ms": v, "task": f.get("t:" + k[2:], "")}
-                    for k, v in sorted(f.items())
-                    if k.startswith("h:")
-                ]
+                holds = dumped_holds(LockHold.all_in(f))
                 if holds:
-                    locks.append({"path": path, "mode": f.get("mode", "exclusive"), "holds": holds})
+                    locks.append({"path": path, "holds": holds})
             return {
                 "format": FORMAT,
                 "version": VERSION,
@@ -487,7 +548,7 @@ class RedisStore(Store):
 
     async def _import_once(self, board: dict[str, Any], merge: bool) -> dict[str, int]:
         from .errors import Conflict
-        from .migrate import lock_clash, not_empty, renumbered
+        from .migrate import dumped_holds, lock_clash, not_empty, renumbered
 
         ns, p = self.namespace, self._prefix
         watched = [
@@ -513,8 +574,7 @@ class RedisStore(Store):
                 present = []
                 for path in paths:
                     f = await pipe.hgetall(C.lock_key(ns, path))
-                    holds = [{"agent": k[2:], "expires_ms": v} for k, v in f.items() if k.startswith("h:")]
-                    present.append({"path": path, "mode": f.get("mode", "exclusive"), "holds": holds})
+                    present.append({"path": path, "holds": dumped_holds(LockHold.all_in(f))})
                 sec, usec = await pipe.time()
                 clash = lock_clash(board["locks"], present, int(sec) * 1000 + int(usec) // 1000)
                 if clash:
@@ -531,11 +591,12 @@ class RedisStore(Store):
                     pipe.sadd(C.agents_key(ns), a["name"])
             for lk in board["locks"]:
                 key, path = C.lock_key(ns, lk["path"]), lk["path"]
-                fields = {"mode": lk["mode"]}
+                fields = {}
                 for h in lk["holds"]:
-                    fields["h:" + h["agent"]] = h["expires_ms"]
-                    fields["t:" + h["agent"]] = h.get("task", "")
-                    if h.get("task"):
+                    hold = h["agent"] + ("|" + h["task"] if h["task"] else "")  # as lib.lua's hold_key
+                    fields["h:" + hold] = h["expires_ms"]
+                    fields["m:" + hold] = h["mode"]
+                    if h["task"]:
                         pipe.sadd(p + "tasklocks:" + h["task"], h["agent"] + "|" + path)
                 pipe.hset(key, mapping=fields)
                 latest = max(int(h["expires_ms"]) for h in lk["holds"])
@@ -590,3 +651,5 @@ class RedisStore(Store):
         # members never count down anyone's wait.
         for dep in (d for d in t.get("after", "").split(",") if d):
             pipe.sadd(p + "dependents:" + dep, tid)
+        if state == "cancelled" and t.get("cancelled_by"):
+            pipe.sadd(p + "cascaded:" + t["cancelled_by"], tid)  # what a retry with restore walks

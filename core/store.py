@@ -8,19 +8,21 @@ backends refuse bad input identically and a backend only ever sees clean values.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
-import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import constants, validate
 from .errors import BadInput, ClaimroomError
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
 from .scripts import ErrorCode
+
+if TYPE_CHECKING:
+    from .reaper import Reaper, ReaperId, ReaperStatus
 
 
 def _rebased(spec: dict[str, Any], start: int, ids: list[str]) -> dict[str, Any]:
@@ -300,23 +302,36 @@ class Store(ABC):
         paths: Iterable[str],
         agent: str,
         *,
-        ttl_s: float = constants.default_lock_ttl_s,
+        ttl_s: float | None = None,
         shared: bool = False,
         task: str = "",
+        root: str | Path | None = None,
     ) -> int:
-        """Lock paths for an agent, all or none; returns when the locks expire."""
-        normal = sorted({validate.path(p) for p in paths})
+        """Give ``agent`` a hold on each path, all or none; returns when the holds expire.
+
+        A hold belongs to (agent, task) and has its own mode. Untied holds last ``ttl_s``
+        (default 300 s); holds for ``task`` (the agent's live claim) last as long as that
+        claim, so a ttl with a task is refused. Paths are from the project root; absolute
+        ones are taken inside ``root`` (see ``lockpath``)."""
+        normal = sorted({validate.path(p, root) for p in paths})
         if not normal:
             raise BadInput("no path to lock")
         tid = validate.task_id(task) if task else ""
-        return await self._lock(normal, validate.agent(agent), validate.ttl_ms(ttl_s), shared, tid)
+        if tid and ttl_s is not None:
+            raise BadInput("a lock for a task lasts as long as the claim: it takes no ttl")
+        ttl_ms = validate.ttl_ms(constants.default_lock_ttl_s if ttl_s is None else ttl_s)
+        return await self._lock(normal, validate.agent(agent), ttl_ms, shared, tid)
 
-    async def unlock(self, paths: Iterable[str], agent: str) -> list[str]:
-        """Drop an agent's locks on paths; returns the paths it did hold."""
-        normal = sorted({validate.path(p) for p in paths})
+    async def unlock(
+        self, paths: Iterable[str], agent: str, *, task: str | None = None, root: str | Path | None = None
+    ) -> list[str]:
+        """Drop ``agent``'s holds on paths: all of them, or only those for ``task`` (``""``:
+        only the untied ones); returns the paths where a hold was dropped."""
+        normal = sorted({validate.path(p, root) for p in paths})
         if not normal:
             raise BadInput("no path to unlock")
-        return await self._unlock(normal, validate.agent(agent))
+        tid = validate.task_id(task) if task else task
+        return await self._unlock(normal, validate.agent(agent), tid)
 
     async def locks(self) -> list[Lock]:
         return await self._locks()
@@ -334,22 +349,39 @@ class Store(ABC):
         async for event in self._follow(tid, _event_id(after, "$")):
             yield event
 
-    async def reap(self) -> ReapReport:
-        """One recovery pass now (any process may run it; it is idempotent)."""
-        return await self._reap()
+    async def reap(self, *, by: ReaperId | None = None) -> ReapReport:
+        """One recovery pass now (any process may run it; it is idempotent). With ``by``,
+        the pass is recorded as the board's reaper heartbeat (see ``reaper_status``)."""
+        return await self._reap(None if by is None else by.checked())
 
-    async def run_reaper(self, stop: asyncio.Event, interval_s: float = constants.reap_interval_s) -> None:
-        """Reap every ``interval_s`` while this process holds the leader lease."""
-        me = f"{time.time_ns()}-{random.getrandbits(32)}"
-        while not stop.is_set():
-            if await self._lead(me, constants.reaper_lease_ms):
-                await self._reap()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
-        # Hand over at once: renewing our own lease for 1 ms lets the next loop lead now
-        # instead of after the full lease (a no-op when another process leads).
-        with contextlib.suppress(ClaimroomError):
-            await self._lead(me, 1)
+    def reaping(
+        self,
+        kind: str,
+        *,
+        interval_s: float = constants.reap_interval_s,
+        report: Callable[[str], None] | None = None,
+    ) -> Reaper:
+        """The leader-elected reaper for a long-lived process of this ``kind`` ("tui",
+        "claim-wait", "reap-loop", "mcp"): ``async with store.reaping("mcp"): ...`` reaps
+        beside the body whenever this process leads, and hands over on the way out."""
+        from .reaper import Reaper
+
+        return Reaper(self, kind, interval_s=interval_s, report=report)
+
+    async def run_reaper(
+        self,
+        stop: asyncio.Event,
+        interval_s: float = constants.reap_interval_s,
+        *,
+        kind: str = "reap-loop",
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        """Reap every ``interval_s`` while this process holds the leader lease, until ``stop``."""
+        await self.reaping(kind, interval_s=interval_s, report=report).run(stop)
+
+    async def reaper_status(self) -> ReaperStatus:
+        """Whether recovery runs on this board: the reaper heartbeat and the live claims."""
+        return await self._reaper_status()
 
     async def wait_for_change(self, timeout_s: float) -> bool:
         """Return when the board may have changed (True) or after ``timeout_s`` (False)."""
@@ -358,15 +390,29 @@ class Store(ABC):
     # --- operator actions: each a compare-and-set on what the operator saw -----------
 
     async def act(
-        self, action: str, task: str, seen_state: State | str, seen_token: int, operator: str, agent: str = ""
+        self,
+        action: str,
+        task: str,
+        seen_state: State | str,
+        seen_token: int,
+        operator: str,
+        agent: str = "",
+        *,
+        restore: bool = False,
     ) -> State:
         """Move a task as an operator: kill, kill-dead, requeue, cancel, retry, reassign.
 
         ``seen_state``/``seen_token`` are what the operator saw; if the task has moved
-        since, ``Changed`` is raised and nothing happens. Returns the new state.
+        since, ``Changed`` is raised and nothing happens. Returns the new state. A retry
+        with ``restore`` also brings back, blocked on it again, the dependents that its
+        end cancelled (and theirs); see ``dependents_cancelled``.
         """
         if action not in ACTIONS:
             raise BadInput(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+        if not isinstance(restore, bool):
+            raise BadInput(f"restore must be true or false, got {restore!r}")
+        if restore and action != "retry":
+            raise BadInput("only a retry restores dependents")
         if action == "reassign":
             agent = validate.agent(agent)
         try:
@@ -380,7 +426,30 @@ class Store(ABC):
             raise BadInput(f"token must be a whole number, got {seen_token!r}") from None
         if token < 0:
             raise BadInput(f"token must not be negative, got {token}")
-        return await self._act(action, validate.task_id(task), st, token, validate.operator(operator), agent)
+        return await self._act(
+            action, validate.task_id(task), st, token, validate.operator(operator), agent, restore
+        )
+
+    async def dependents_cancelled(self, task: str) -> int:
+        """How many tasks a cascade cancelled because ``task`` ended (its direct dependents;
+        theirs come back with them): what a retry with ``restore`` would bring back."""
+        return await self._dependents_cancelled(validate.task_id(task))
+
+    async def stuck(
+        self, *, after_seq: int = 0, limit: int = 500, also: Sequence[str] = ()
+    ) -> tuple[list[Stuck], int]:
+        """Blocked tasks waiting on a dependency that can never finish, looked for among the
+        ``limit`` blocked tasks created after ``after_seq`` (oldest first) and the tasks
+        ``also`` names; returns them (oldest first) and the ``after_seq`` to look from
+        next, 0 once the end was reached. Bounded: a view walks a big board a window at a time.
+        """
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+            raise BadInput(f"after_seq must be a whole number, not negative, got {after_seq!r}")
+        n = validate.positive_int("limit", limit, 10_000)
+        ids = list(dict.fromkeys(validate.task_id(t) for t in also))
+        if len(ids) > n:
+            raise BadInput(f"at most {n} tasks in also")
+        return await self._stuck(after_seq, n, ids)
 
     async def extend(self, task: str, seen_token: int, extra_s: float, operator: str) -> int:
         """Give a live claim ``extra_s`` more seconds; returns the new deadline."""
@@ -440,7 +509,7 @@ class Store(ABC):
     @abstractmethod
     async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int: ...
     @abstractmethod
-    async def _unlock(self, paths: list[str], agent: str) -> list[str]: ...
+    async def _unlock(self, paths: list[str], agent: str, task: str | None) -> list[str]: ...
     @abstractmethod
     async def _locks(self) -> list[Lock]: ...
     @abstractmethod
@@ -448,15 +517,23 @@ class Store(ABC):
     @abstractmethod
     def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]: ...
     @abstractmethod
-    async def _reap(self) -> ReapReport: ...
+    async def _reap(self, by: ReaperId | None) -> ReapReport: ...
     @abstractmethod
-    async def _lead(self, holder: str, lease_ms: int) -> bool: ...
+    async def _reaper_status(self) -> ReaperStatus: ...
+    @abstractmethod
+    async def _lead(self, holder: str, lease_ms: int) -> bool:
+        """Take or keep the reaper's leader lease for ``holder``; 0 ms lets it go."""
+
     @abstractmethod
     async def _wait_for_change(self, timeout_s: float) -> bool: ...
     @abstractmethod
     async def _act(
-        self, action: str, task: str, seen: State, token: int, operator: str, agent: str
+        self, action: str, task: str, seen: State, token: int, operator: str, agent: str, restore: bool
     ) -> State: ...
+    @abstractmethod
+    async def _dependents_cancelled(self, task: str) -> int: ...
+    @abstractmethod
+    async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]: ...
     @abstractmethod
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int: ...
     @abstractmethod

@@ -67,7 +67,7 @@ async def work(
         dies_at = random.randint(1, steps) if random.random() < how.crash_chance else 0
         try:
             path = random.choice(FILES)
-            await store.lock([path], name, ttl_s=how.ttl_s * 3, task=task.id)
+            await store.lock([path], name, task=task.id)  # lasts as long as the claim
         except ClaimroomError:
             pass  # someone else edits that file; a real agent would pick other work in it
         try:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import posixpath
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from . import constants
+from . import constants, lockpath
 from .errors import BadInput
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
@@ -174,23 +174,14 @@ def parse_json(kind: str, raw: str) -> Any:
         raise BadInput(f"{kind} is not valid JSON: {exc}") from None
 
 
-def path(value: str) -> str:
-    """A lock path, normalised so that 'src/./a.py' and 'src/a.py' are one lock."""
+def path(value: str, root: str | Path | None = None) -> str:
+    """A lock path in its one spelling from the project root (see ``lockpath``)."""
     if not isinstance(value, str) or not value.strip():
         raise BadInput("lock path is empty")
     if any(c in value for c in "\0\n\r"):
         raise BadInput(f"lock path {value!r} contains a control character")
     _utf8_size("lock path", value)
-    normal = posixpath.normpath(value)
-    if normal.startswith("//"):
-        normal = "/" + normal.lstrip("/")
-    if normal == "." or normal == "/":
-        raise BadInput(f"lock path {value!r} names no file or directory")
-    if normal == ".." or normal.startswith("../"):
-        raise BadInput(f"lock path {value!r} leaves the project")
-    if len(normal.encode()) > 1024:
-        raise BadInput("lock path is longer than 1024 bytes")
-    return normal
+    return lockpath.normal(value, root)
 
 
 def operator(value: str) -> str:

@@ -384,9 +384,9 @@ async def test_one_reaper_leads_and_another_takes_over(
     def counting(name: str, s: Store) -> None:
         real = s._reap
 
-        async def wrapper():  # type: ignore[no-untyped-def]
+        async def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
             reaps[name] += 1
-            return await real()
+            return await real(*args, **kwargs)
 
         s._reap = wrapper  # type: ignore[method-assign]
 

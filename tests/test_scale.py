@@ -266,6 +266,31 @@ async def test_capability_sets_in_use_are_capped(store: Store) -> None:
     await store.add("now it fits", requires=["new"])
 
 
+async def sigs_in_use(store: Store) -> dict[str, int]:
+    """The capability sets the store counts as in use, with their unfinished tasks."""
+    if isinstance(store, RedisStore):
+        found = await store.redis.hgetall(constants.sigs_key(store.namespace))
+        return {k: int(v) for k, v in found.items()}
+    assert isinstance(store, FileStore)
+    return dict(
+        await store._read(lambda tx: [tuple(r) for r in tx.all("SELECT sig, tasks FROM sigs WHERE ns = :ns")])
+    )
+
+
+async def test_capability_sets_follow_cascades_and_restores(store: Store) -> None:
+    a = await store.add("A")
+    await store.add_many(
+        [TaskSpec("B", requires=["rare"], after=[a]), TaskSpec("C", requires=["rarer"], after=["$0"])]
+    )
+    assert await sigs_in_use(store) == {"": 1, "rare": 1, "rarer": 1}
+    c = await store.claim("w")
+    assert c is not None and c.task.id == a
+    await store.fail(a, c.token, "broken", fatal=True)  # dead: B and C are cancelled with it
+    assert await sigs_in_use(store) == {"": 1}  # a dead task may be retried: it still counts
+    await store.act("retry", a, State.DEAD, c.token, "op", restore=True)
+    assert await sigs_in_use(store) == {"": 1, "rare": 1, "rarer": 1}
+
+
 def test_too_many_capability_sets_is_exit_2_in_one_line(
     cli_env: dict[str, str], redis_url: str, namespace: str
 ) -> None:
@@ -399,7 +424,7 @@ def test_file_claim_queries_are_index_seeks(tmp_path: Path) -> None:
     conn.close()
 
 
-async def test_a_board_of_the_first_schema_is_upgraded_in_place(tmp_path: Path, namespace: str) -> None:
+async def test_a_board_of_the_schema_before_is_upgraded_in_place(tmp_path: Path, namespace: str) -> None:
     url = tmp_path.as_uri()
     async with Store.from_url(url, namespace) as s:
         await s.add_many(board_specs(20, 2))
@@ -407,11 +432,15 @@ async def test_a_board_of_the_first_schema_is_upgraded_in_place(tmp_path: Path, 
         c = await s.claim("w")
         assert c is not None
         await s.complete(c.task.id, c.token)
-    # Back to what schema 1 held: no heads or sigs, and queues never pruned.
+    # Back to what the schema before held: no heads or sigs, tasks_parent without the
+    # spawning token, and queues never pruned.
     conn = file_schema.connect(tmp_path / constants.file_db_name)
+    before = file_schema.SCHEMA_VERSION - 1
     conn.executescript(
-        "DROP TABLE heads; DROP TABLE sigs; UPDATE meta SET value = '1' WHERE key = 'schema';"
-        f"INSERT INTO queues (ns, queue) VALUES ('{namespace}', 'drained');"
+        "DROP TABLE heads; DROP TABLE sigs; DROP INDEX tasks_parent;"
+        " CREATE INDEX tasks_parent ON tasks (ns, parent) WHERE parent <> '';"
+        f" UPDATE meta SET value = '{before}' WHERE key = 'schema';"
+        f" INSERT INTO queues (ns, queue) VALUES ('{namespace}', 'drained');"
     )
     conn.close()
     async with Store.from_url(url, namespace) as s:

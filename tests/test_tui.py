@@ -19,9 +19,9 @@ from claimroom.tui.app import ControlRoom, run
 from claimroom.tui.dialogs import AgentPicker, ChoiceDialog, HelpScreen
 from claimroom.tui.panes import PAGE_ROWS
 from claimroom.tui.tables import cursor_key
-from pilot_wait import click, until
+from pilot_wait import dialog_open, focused_id, until
 from textual.pilot import Pilot
-from textual.widgets import Button, OptionList
+from textual.widgets import OptionList
 
 SIZE = (120, 40)
 
@@ -61,10 +61,12 @@ async def test_kill_live_claim_then_heartbeat_is_lease_lost(store: Store, app_st
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app, "claims", tid)
         await pilot.press("x")
-        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
-        assert isinstance(app.focused, Button) and app.focused.id == "cancel"  # Cancel first and focused
+        await until(pilot, lambda: dialog_open(app))
+        assert focused_id(app) == "cancel"  # Cancel first and focused
         assert tid in str(app.screen.query_one("#dialog-targets").render())
-        await click(pilot, "#choice-kill")
+        await pilot.press("tab")
+        assert focused_id(app) == "choice-kill"
+        await pilot.press("enter")
         await until(pilot, lambda: app.last_outcome is not None)
     assert (await store.get(tid)).state is State.QUEUED
     with pytest.raises(LeaseLost):
@@ -87,15 +89,16 @@ async def test_reassign_orphan_goes_to_the_chosen_agent(store: Store, app_store:
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app, "orphans", tid)
         await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, AgentPicker))
+        await until(pilot, lambda: isinstance(app.screen, AgentPicker) and app.focused is not None)
         picker = app.screen.query_one(OptionList)
-        picker.highlighted = next(
-            i for i in range(picker.option_count) if picker.get_option_at_index(i).id == "grace"
-        )
-        await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        assert app.focused is picker  # the list has the keys: arrows move in it, enter picks
+        names = [picker.get_option_at_index(i).id for i in range(picker.option_count)]
+        assert picker.highlighted == 0
+        await pilot.press(*["down"] * names.index("grace"), "enter")
+        await until(pilot, lambda: dialog_open(app))
         assert "grace" in app.screen.title_text  # type: ignore[attr-defined]
-        await click(pilot, "#choice-reassign")
+        assert focused_id(app) == "cancel"
+        await pilot.press("r")  # the letter on "[r] Reassign"
         await until(pilot, lambda: app.last_outcome is not None)
         assert app.last_outcome is not None and app.last_outcome.done
     assert await store.claim("ada") is None  # reserved for grace: nobody else takes it
@@ -111,9 +114,11 @@ async def test_dialog_refuses_when_the_claim_changed_meanwhile(store: Store, app
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app, "claims", tid)
         await pilot.press("x")
-        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        await until(pilot, lambda: dialog_open(app))
         await store.complete(tid, claim.token)  # the agent finishes while the operator hesitates
-        await click(pilot, "#choice-kill-dead")
+        await pilot.press("right", "right")
+        assert focused_id(app) == "choice-kill-dead"
+        await pilot.press("enter")
         await until(pilot, lambda: app.last_outcome is not None)
         assert app.last_outcome is not None and app.last_outcome.changed == [tid]
         assert any("changed since you selected it" in n for n in app.notices)
@@ -185,9 +190,9 @@ async def test_marks_filter_and_bulk_kill(store: Store, app_store: Store) -> Non
         await pilot.press("escape")  # clears the filter
         await until(pilot, lambda: len(rows(app, "claims")) == 3)
         await pilot.press("x")
-        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        await until(pilot, lambda: dialog_open(app))
         assert app.screen.targets[0].startswith(ids[0]) and len(app.screen.targets) == 2  # type: ignore[attr-defined]
-        await click(pilot, "#choice-kill")
+        await pilot.press("down", "enter")  # down moves like tab: Cancel -> "Kill → requeue"
         await until(pilot, lambda: app.last_outcome is not None)
     states = [(await store.get(t)).state for t in ids]
     assert states == [State.QUEUED, State.CLAIMED, State.QUEUED]
@@ -201,7 +206,7 @@ async def test_cancel_is_the_default_and_changes_nothing(store: Store, app_store
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app, "claims", tid)
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        await until(pilot, lambda: dialog_open(app))
         await pilot.press("enter")  # a stray enter hits Cancel
         await until(pilot, lambda: not isinstance(app.screen, ChoiceDialog))
         assert app.last_outcome is None
@@ -216,18 +221,26 @@ async def test_queue_pause_and_breaker_reset(store: Store, app_store: Store) -> 
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app, "queues", "docs")
         await pilot.press("P")
-        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
-        await click(pilot, "#choice-go")
+        await until(pilot, lambda: dialog_open(app))
+        await pilot.press("p")  # "[p] Pause"
         await until(pilot, lambda: app.last_outcome is not None)
         assert await store.paused() == {"docs"}
         app.last_outcome = None
+        await until(pilot, lambda: app.snapshot is not None and any(q.paused for q in app.snapshot.queues))
+        await pilot.press("P")  # all the selected queues are paused: the dialog offers Resume
+        await until(pilot, lambda: dialog_open(app))
+        assert "Resume" in app.screen.title_text  # type: ignore[attr-defined]
+        await pilot.press("shift+tab", "enter")  # shift+tab from Cancel wraps round to the last choice
+        await until(pilot, lambda: app.last_outcome is not None)
+        assert await store.paused() == set()
+        app.last_outcome = None
         await ready(pilot, app, "agents", "hopper")
         await pilot.press("b")
-        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
-        await click(pilot, "#choice-go")
+        await until(pilot, lambda: dialog_open(app))
+        await pilot.press("r")  # "[r] Reset"
         await until(pilot, lambda: app.last_outcome is not None)
         assert app.last_outcome is not None and app.last_outcome.done == ["agent hopper: breaker reset"]
-    assert [e.type for e in await store.events()][-2:] == ["paused", "breaker-reset"]
+    assert [e.type for e in await store.events()][-3:] == ["paused", "resumed", "breaker-reset"]
 
 
 @redis_only

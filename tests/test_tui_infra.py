@@ -24,7 +24,7 @@ from claimroom.tui.dialogs import ChoiceDialog
 from claimroom.tui.launch import Finder
 from claimroom.tui.storepane import StorePane
 from infra_image import TEST_IMAGE, docker_engine, name
-from pilot_wait import click
+from pilot_wait import dialog_open, focused_id
 from pilot_wait import until as wait_until
 from rich.console import Console
 from textual.pilot import Pilot
@@ -64,18 +64,14 @@ def header(app: ControlRoom) -> str:
     return str(app.query_one("#status", Static).render())
 
 
-def dialog_up(app: ControlRoom) -> bool:
-    """A choice dialog is on screen and has taken the focus (it does so just after mounting)."""
-    return isinstance(app.screen, ChoiceDialog) and app.focused is not None
-
-
-async def confirm(pilot: Pilot[int], app: ControlRoom, key: str) -> str:
-    """Press ``key`` on the store pane, check the dialog defaults to Cancel, choose the action."""
+async def confirm(pilot: Pilot[int], app: ControlRoom, key: str, *answer: str) -> str:
+    """Press ``key`` on the store pane, check the dialog defaults to Cancel, then answer it
+    with the keys ``answer`` (the choice's letter, or Tab and Enter)."""
     await pilot.press(key)
-    await until(pilot, lambda: dialog_up(app))
-    assert isinstance(app.focused, Button) and app.focused.id == "cancel"  # Cancel first and focused
+    await until(pilot, lambda: dialog_open(app))
+    assert focused_id(app) == "cancel"  # Cancel first and focused
     said = text_of(app, "#dialog-targets")
-    await click(pilot, "#choice-go")
+    await pilot.press(*answer)
     return said
 
 
@@ -86,12 +82,14 @@ async def test_consent_to_files_uses_the_file_board_and_remembers_it(tmp_path: P
     port = free_port()
     app = ControlRoom(finder=finder(tmp_path, port), operator="lead")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: dialog_up(app), 10)
-        assert isinstance(app.focused, Button) and app.focused.id == "cancel"
+        await until(pilot, lambda: dialog_open(app), 10)
+        assert focused_id(app) == "cancel"
         assert f"127.0.0.1:{port}: nothing listens there" in text_of(app, "#dialog-targets")  # what was tried
         assert "agents on this machine" in text_of(app, "#dialog-note")
         assert not config_file(tmp_path).exists()  # nothing decided while the question is open
-        await click(pilot, "#choice-files")
+        await pilot.press("tab")  # before the store is found, the dialog's keys still move it
+        assert focused_id(app) == "choice-files"
+        await pilot.press("enter")
         await until(pilot, lambda: app.attached and app.snapshot is not None, 10)
         assert app.resolution is not None and app.resolution.how == "file"
         assert app.store.url == file_board_url(tmp_path) == app.resolution.url
@@ -108,11 +106,21 @@ async def test_consent_to_files_uses_the_file_board_and_remembers_it(tmp_path: P
     assert remembered == {"allow_file_fallback": True, "fallback_url": file_board_url(tmp_path)}
 
 
+async def test_consent_by_its_letter(tmp_path: Path) -> None:
+    app = ControlRoom(finder=finder(tmp_path, free_port()), operator="lead")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: dialog_open(app), 10)
+        await pilot.press("u")  # "[u] Use files (this machine only)"
+        await until(pilot, lambda: app.attached, 10)
+        assert app.resolution is not None and app.resolution.how == "file"
+    assert json.loads(config_file(tmp_path).read_text())["allow_file_fallback"] is True
+
+
 async def test_cancel_means_no_fallback_exit_code_5_and_nothing_written(tmp_path: Path) -> None:
     port = free_port()
     app = ControlRoom(finder=finder(tmp_path, port))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: dialog_up(app), 10)
+        await until(pilot, lambda: dialog_open(app), 10)
         await pilot.press("enter")  # Cancel has the focus
         await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 5
@@ -171,7 +179,7 @@ async def test_store_pane_shows_the_container_and_restarts_it(
             assert latest.used_memory_bytes
 
             before = started_at(docker_engine, name)
-            said = await confirm(pilot, app, "R")
+            said = await confirm(pilot, app, "R", "r")  # "[r] Restart"
             assert name in said
             await until(pilot, lambda: pane.last_action.startswith("restarted"), 30)
             assert started_at(docker_engine, name) != before
@@ -203,7 +211,10 @@ async def test_local_server_stop_and_start_from_the_pane(tmp_path: Path) -> None
             pid = pane.facts.pid
             assert pid is not None and pane.query_one("#store-start", Button).disabled
 
-            await confirm(pilot, app, "D")
+            await confirm(pilot, app, "D", "escape")  # Escape: nothing happens
+            await pilot.pause(0.3)
+            assert local.is_redis_process(pid) and not pane.held_down
+            await confirm(pilot, app, "D", "tab", "enter")
             await until(pilot, lambda: pane.held_down and pane.facts is not None and not pane.facts.running)
             assert not local.is_redis_process(pid)
             await pilot.pause(1.0)  # the health monitor sees it down, and leaves it stopped
@@ -211,7 +222,7 @@ async def test_local_server_stop_and_start_from_the_pane(tmp_path: Path) -> None
             assert not pane.query_one("#store-start", Button).disabled
             assert pane.query_one("#store-restart", Button).disabled
 
-            await confirm(pilot, app, "U")
+            await confirm(pilot, app, "U", "s")  # "[s] Start"
             await until(pilot, lambda: pane.facts is not None and pane.facts.running and not pane.held_down)
             assert local.running_pid(project) is not None
             await until(pilot, lambda: pane.history[-1].state == "up")

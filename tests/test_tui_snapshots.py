@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from claimroom import themes
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 from claimroom.tui.app import PANES, ControlRoom
@@ -32,23 +33,47 @@ def board_url(redis_server: LocalRedis) -> str:
     return redis_server.url
 
 
-def pinned_app(url: str) -> ControlRoom:
-    app = ControlRoom(Store.from_url(url, NAMESPACE), theme="dark", operator="snap", clock=pinned_clock)
+def pinned_app(url: str, theme: str = "dark") -> ControlRoom:
+    app = ControlRoom(Store.from_url(url, NAMESPACE), theme=theme, operator="snap", clock=pinned_clock)
     return pin_app(app)
+
+
+async def loaded(pilot: Pilot[int], app: ControlRoom) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 5
+    while not (app.snapshot is not None and app.link.status.live and app.query_one("StorePane").info):
+        assert loop.time() < end, "the board did not load"
+        await pilot.pause(0.02)
+
+
+async def settle(pilot: Pilot[int]) -> None:
+    # Scrolling to the followed row repaints the scrollbar a frame later: let it settle.
+    await pilot.pause(0.3)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.1)
 
 
 def show(app: ControlRoom, pane: str) -> Callable[[Pilot[int]], object]:
     async def before(pilot: Pilot[int]) -> None:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 5
-        while not (app.snapshot is not None and app.link.status.live and app.query_one("StorePane").info):
-            assert loop.time() < end, "the board did not load"
-            await pilot.pause(0.02)
+        await loaded(pilot, app)
         await pilot.press(str(PANES.index(pane) + 1))
-        # Scrolling to the followed row repaints the scrollbar a frame later: let it settle.
-        await pilot.pause(0.3)
-        await pilot.wait_for_scheduled_animations()
-        await pilot.pause(0.1)
+        await settle(pilot)
+
+    return before
+
+
+def kill_dialog_tabbed(app: ControlRoom) -> Callable[[Pilot[int]], object]:
+    """The kill dialog on the first claim, with the focus moved by Tab to "Kill → requeue"."""
+
+    async def before(pilot: Pilot[int]) -> None:
+        await loaded(pilot, app)
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("x")
+        while not (type(app.screen).__name__ == "ChoiceDialog" and app.focused is not None):
+            await pilot.pause(0.02)
+        await pilot.press("tab")
+        await settle(pilot)
 
     return before
 
@@ -58,3 +83,11 @@ def show(app: ControlRoom, pane: str) -> Callable[[Pilot[int]], object]:
 def test_pane(snap_compare: Callable[..., bool], board_url: str, pane: str, size: tuple[int, int]) -> None:
     app = pinned_app(board_url)
     assert snap_compare(app, terminal_size=size, run_before=show(app, pane))
+
+
+@pytest.mark.parametrize("theme", [themes.short_name(t) for t in themes.THEMES])
+def test_dialog_focus_is_visible(snap_compare: Callable[..., bool], board_url: str, theme: str) -> None:
+    """A dialog at 80x24 with a choice other than Cancel focused, in each theme (16 colours too):
+    the focused button must stand out (look at the SVGs when they change)."""
+    app = pinned_app(board_url, theme)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=kill_dialog_tabbed(app))

@@ -152,6 +152,7 @@ async def run_task_action(
     *,
     agent: str = "",
     extra_s: float = 0,
+    restore: bool = False,
 ) -> Outcome:
     """Apply a task action to each target with the state and token captured for it."""
     out = Outcome()
@@ -159,15 +160,29 @@ async def run_task_action(
         if action == "extend":
             await _one(out, t.task, _extended(store, t, extra_s, operator))
         else:
-            await _one(out, t.task, _moved(store, action, t, operator, agent))
+            await _one(out, t.task, _moved(store, action, t, operator, agent, restore))
     return out
 
 
-async def _moved(store: Store, action: str, t: Target, operator: str, agent: str) -> str:
-    new = await store.act(action, t.task, t.state, t.token, operator, agent)
+async def _moved(store: Store, action: str, t: Target, operator: str, agent: str, restore: bool) -> str:
+    new = await store.act(action, t.task, t.state, t.token, operator, agent, restore=restore)
     verb = {"kill": "killed", "kill-dead": "killed", "requeue": "requeued", "retry": "retried",
             "cancel": "cancelled", "reassign": f"reassigned to {agent}"}.get(action, action)  # fmt: skip
-    return f"{verb}, now {new.value}"
+    also = ", its dependents restored" if restore else ""
+    return f"{verb}, now {new.value}{also}"
+
+
+async def cancelled_dependents(store: Store, targets: Sequence[Target]) -> int:
+    """How many tasks cascades cancelled because the targets ended: what a retry with
+    restore would bring back (their own dependents follow them). 0 when the store cannot
+    say: the dialog then offers the plain retry only."""
+    total = 0
+    for t in targets:
+        try:
+            total += await store.dependents_cancelled(t.task)
+        except ClaimroomError:
+            return 0
+    return total
 
 
 async def _extended(store: Store, t: Target, extra_s: float, operator: str) -> str:

@@ -23,6 +23,8 @@ from claimroom.core import constants as C
 from claimroom.core import validate
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import HealthStatus, Resolution, StartOptions
+from claimroom.core.reaper import Reaper, checked_interval
+from claimroom.core.safetext import shown
 from claimroom.core.store import Store
 from rich.text import Text
 from textual import on, work
@@ -34,15 +36,15 @@ from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 from .actions import ACTIONS, KIND_PANES, Outcome
 from .board import PANE_SECTIONS, SECTIONS, Board, Snapshot
 from .commands import ControlRoomCommands
-from .keys import BINDINGS, BoardKeys, FilterInput
+from .keys import BINDINGS, BOARD_ACTIONS, BoardKeys, FilterInput
 from .keys import PANES as PANES  # re-exported: the pane order, for the palette, tests and screenshots
 from .launch import Finder, find
 from .live import LinkStatus, LiveLink
 from .operate import operate
-from .overview import OverviewPane, link_line
+from .overview import OverviewPane, link_pieces
 from .panes import TABLE_PANES, TablePane
 from .storepane import StorePane
-from .tables import Palette, age, cursor_key
+from .tables import Palette, Piece, age, cursor_key, joined
 
 INFO_EVERY_S = 10.0
 # When the app owns its process, the cyclic GC runs on these timers, each pass in a loop
@@ -84,6 +86,7 @@ class ControlRoom(BoardKeys, App[int]):
         resolution: Resolution | None = None,
         finder: Finder | None = None,
         health_interval_s: float = C.health_interval_s,
+        reap_interval_s: float = C.reap_interval_s,
         freeze_gc: bool = False,
     ) -> None:
         super().__init__()
@@ -103,6 +106,12 @@ class ControlRoom(BoardKeys, App[int]):
         self.project = project if project is not None or finder is None else finder.project
         self.resolution = resolution  # how the store was chosen, when the app (or CLI) resolved it
         self.health_interval_s = health_interval_s
+        # A control room that may act also takes part in the leader-elected reaper, so
+        # recovery runs while one is open even when no agent claims; a read-only one only
+        # looks. (seed.pin_app turns it off: a pinned board's times lie in the past.)
+        self.reaps = not readonly
+        self.reap_interval_s = checked_interval(reap_interval_s)
+        self.reaper: Reaper | None = None
         self.freeze_gc = freeze_gc
         self._gc_passes = 0
         self.health_pin: tuple[HealthStatus, ...] | None = None  # seed.pin_app: a fixed health history
@@ -130,12 +139,16 @@ class ControlRoom(BoardKeys, App[int]):
                 yield StorePane()
         # Disabled while hidden, so it never takes focus (and the board's keys) by itself.
         yield FilterInput(placeholder="filter rows (escape clears)", id="filter", disabled=True)
-        yield Footer(show_command_palette=False)  # ":" is in the footer already
+        # Compact, so the keys an operator needs most fit in 80 columns (keys.FOOTER_ACTIONS);
+        # ":" is in it already, so no separate palette key on the right.
+        yield Footer(show_command_palette=False, compact=True)
 
     def _bind(self, store: Store) -> None:
         self.store = store
         self.board = Board(store, self.clock, switch_key_events=not self.readonly)
         self.link = LiveLink(self.board, self._on_snapshot, self._on_status)
+        # Started when live (_go_live), stopped on the way out (on_unmount).
+        self.reaper = store.reaping("tui", interval_s=self.reap_interval_s)
 
     def on_mount(self) -> None:
         # The theme's colours are known only once the stylesheet is applied: now, and on each change.
@@ -160,6 +173,10 @@ class ControlRoom(BoardKeys, App[int]):
         self.attached = True
         self.run_worker(self.link.run_refresh(), name="refresh", group="live")
         self.run_worker(self.link.run_hints(), name="hints", group="live")
+        if self.reaps and self.reaper is not None:
+            # Its own task rather than a worker: on_unmount stops it, handing the leader
+            # lease over, before the store it uses is closed.
+            self.reaper.start()
         self._read_info()
         self.query_one(StorePane).begin(
             self.store.url,
@@ -178,13 +195,16 @@ class ControlRoom(BoardKeys, App[int]):
     async def on_unmount(self) -> None:
         if self.freeze_gc:
             gc.enable()
+        if self.reaper is not None:
+            await self.reaper.stop()
         # The app owns the store it was given: its connections close with the app's loop.
         if hasattr(self, "store"):
             await self.store.close()
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
         # Kept so tests (and a later "recent notices" view) can read what the operator was told.
-        # Messages carry task titles and store errors: never markup.
+        # Messages carry task titles and store errors: never markup, no control characters.
+        message, title = shown(message, multiline=True), shown(title)
         self.notices.append(f"{title}: {message}" if title else message)
         kwargs.setdefault("markup", False)
         super().notify(message, title=title, **kwargs)
@@ -273,22 +293,25 @@ class ControlRoom(BoardKeys, App[int]):
             return
         line = Text()
         line.append("claimroom ", "bold")
-        line.append(self.namespace + "  ")
+        line.append(shown(self.namespace) + "  ")
         if not self.attached:
             line.append("finding the store…", self.palette_styles.warning)
             self.query_one("#status", Static).update(line, layout=False)
             return
         st, pal, now = self.link.status, self.palette_styles, self.now_ms()
-        line.append_text(link_line(st, now, pal))
+        link = link_pieces(st, now, pal)
         if self.snapshot is not None and not st.outage:
-            line.append(f" · {self.snapshot.ping_ms:.1f} ms")
+            link.append((f"{self.snapshot.ping_ms:.1f} ms", ""))
+        line.append_text(joined(link, end="  "))
+        tail: list[Piece] = []
         if st.paused:
-            line.append("  PAUSED", pal.warning)
+            tail.append(("PAUSED", pal.warning))
         if self.readonly:
-            line.append("  READ-ONLY", pal.accent)
-        line.append(f"  {self.board.url}", pal.muted)
+            tail.append(("READ-ONLY", pal.accent))
+        tail.append((self.board.url, pal.muted))
         if self.resolution is not None:  # which store, and why (the store pane has the particulars)
-            line.append(f"  {self.resolution.how}: {self.resolution.detail.split(' (', 1)[0]}", pal.muted)
+            tail.append((f"{self.resolution.how}: {self.resolution.detail.split(' (', 1)[0]}", pal.muted))
+        line.append_text(joined(tail, "  "))
         self.query_one("#status", Static).update(line, layout=False)  # one line, always
         outage = self.query_one("#outage", Static)
         outage.set_class(bool(st.outage), "-down")
@@ -296,8 +319,8 @@ class ControlRoom(BoardKeys, App[int]):
             synced = "never" if st.synced_ms is None else age(now - st.synced_ms) + " ago"
             outage.update(
                 Text(
-                    f"⚠ {st.outage}\nreconnecting: attempt {st.attempts}, next in {st.retry_in_s:.1f} s; "
-                    f"showing the last good snapshot (synced {synced})"
+                    f"⚠ {shown(st.outage)}\nreconnecting: attempt {st.attempts}, "
+                    f"next in {st.retry_in_s:.1f} s; showing the last good snapshot (synced {synced})"
                 )
             )
 
@@ -326,10 +349,12 @@ class ControlRoom(BoardKeys, App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # While a dialog is open its own keys apply; the board's keys must not act behind it.
-        # Before the store is found only quitting makes sense.
-        if not self.attached:
-            return action == "quit"
-        return not (isinstance(self.screen, ModalScreen) and action not in ("quit", "command_palette"))
+        # Textual's own app actions stay allowed: a dialog's Tab and arrows are app.focus_next
+        # and app.focus_previous, and refusing those left the operator stuck on Cancel.
+        # Before the store is found only quitting (and moving in the consent dialog) makes sense.
+        if action in BOARD_ACTIONS:
+            return self.attached and not isinstance(self.screen, ModalScreen)
+        return self.attached or action in ("quit", "focus_next", "focus_previous")
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:

@@ -5,6 +5,8 @@ name; the per-queue ready depths) instead of one call per Store method, so a ref
 the same few milliseconds whether the board holds 100 tasks or 100 000. Every table is
 capped at ``row_limit`` rows, picked by urgency (soonest lease deadline first, newest
 orphans first); the totals come from the state indexes, so the panes can say "500 of 12 034".
+The overview also looks for blocked tasks that wait on something that can never finish
+(``Store.stuck``), one window of blocked tasks per refresh.
 
 Any other Store is read through its public API (``_read_generic``), slower but the same model.
 """
@@ -21,7 +23,7 @@ from typing import Any
 
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
-from claimroom.core.models import Agent, Event, Lock, State, Task
+from claimroom.core.models import Agent, Event, Lock, State, Stuck, Task
 from claimroom.core.redis_store import RedisStore, redacted
 from claimroom.core.store import Store
 from redis import exceptions as rexc
@@ -29,7 +31,7 @@ from redis import exceptions as rexc
 # What each pane shows beyond the counts and queues every snapshot has. A refresh reads
 # only the active pane's sections (the rest keep their last reading), so a board under
 # heavy traffic costs the app what one pane needs, not all eight.
-SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events"})
+SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events", "stuck"})
 PANE_SECTIONS: dict[str, frozenset[str]] = {
     "overview": SECTIONS,
     "queues": frozenset({"claims"}),  # claimed counts per queue come from the claims read
@@ -43,6 +45,11 @@ PANE_SECTIONS: dict[str, frozenset[str]] = {
 
 ROW_LIMIT = 200  # rows read per table: four pages; the totals say how many more there are
 EVENT_LIMIT = 200  # audit events kept in view
+# Blocked tasks waiting on work that can never finish ("needs attention"): each refresh of
+# the overview checks one window of blocked tasks, oldest first, and the ones it found
+# before; a bigger board is walked a window per refresh, so none costs more than this.
+STUCK_WINDOW = 500
+STUCK_KEEP = 50  # stuck tasks remembered, and checked again, between windows
 PING_HISTORY = 120  # pings kept for the store pane (one per snapshot)
 EVENT_PAGE, EVENT_PAGES = 1000, 20  # generic path: audit catch-up per refresh
 
@@ -87,6 +94,7 @@ class Snapshot:
     locks_total: int
     events: tuple[Event, ...]  # oldest first
     ping_ms: float
+    stuck: tuple[Stuck, ...] = ()  # blocked on a dependency that can never finish, oldest first
 
     @property
     def claims_total(self) -> int:
@@ -139,6 +147,8 @@ class Board:
         # Whether the server sends the key events ``watch`` listens to; None: not known yet,
         # or no such thing (the file store).
         self.key_events: bool | None = None
+        self._stuck: tuple[Stuck, ...] = ()
+        self._stuck_from = 0  # where the next window of blocked tasks starts (creation order)
 
     @property
     def url(self) -> str:
@@ -161,6 +171,15 @@ class Board:
             return await self._read_generic(ping)
         except _UNAVAILABLE as exc:
             raise self._down(exc) from None
+
+    async def _read_stuck(self) -> tuple[Stuck, ...]:
+        """The next window of blocked tasks checked for dependencies that can never finish,
+        plus those found before (checked again: an operator may have cancelled them)."""
+        found, self._stuck_from = await self.store.stuck(
+            after_seq=self._stuck_from, limit=STUCK_WINDOW, also=[s.task.id for s in self._stuck]
+        )
+        self._stuck = tuple(sorted(found, key=lambda s: s.task.seq)[:STUCK_KEEP])
+        return self._stuck
 
     async def server_info(self) -> dict[str, str]:
         """A few facts about the server for the store pane (empty for non-Redis stores)."""
@@ -192,6 +211,9 @@ class Board:
         redis = self.store.redis
         hints = C.hints_channel(self.store.namespace)
         ours = C.prefix(self.store.namespace)
+        # The reaper's leader lease is renewed (SET ... PX: an "expire" key event) every
+        # pass: not a change of the board, and it would refresh every view twice a second.
+        lease = C.reaper_key(self.store.namespace)
         db = int(redis.connection_pool.connection_kwargs.get("db", 0))
         key_channels = [f"__keyevent@{db}__:{name}" for name in C.keyspace_event_names]
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
@@ -203,7 +225,11 @@ class Board:
             while True:
                 message = await pubsub.get_message(timeout=1.0)
                 # A key event names a key; only this namespace's keys matter here.
-                if message is not None and (message["channel"] == hints or message["data"].startswith(ours)):
+                if message is None:
+                    continue
+                if message["channel"] == hints or (
+                    message["data"].startswith(ours) and message["data"] != lease
+                ):
                     on_hint()
         except _UNAVAILABLE as exc:
             raise self._down(exc) from None
@@ -335,6 +361,7 @@ class Board:
             events = [Event.from_fields(eid, _pairs(fields)) for eid, fields in reversed(raw_events)]
         else:
             events = list(last.events)
+        stuck = await self._read_stuck() if "stuck" in want else last.stuck
         snap = Snapshot(
             store_ms=store_ms,
             read_ms=self.now_ms(),
@@ -348,6 +375,7 @@ class Board:
             locks_total=locks_total,
             events=tuple(events),
             ping_ms=ping,
+            stuck=stuck,
         )
         self._last = snap
         return snap
@@ -402,6 +430,7 @@ class Board:
             locks_total=len(locks),
             events=tuple(self._events),
             ping_ms=ping,
+            stuck=await self._read_stuck(),
         )
 
 

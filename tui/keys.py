@@ -34,30 +34,42 @@ class FilterInput(Input):
         self.app.action_close_filter()  # type: ignore[attr-defined]
 
 
+# The footer shows these actions, with these shorter words, in this order (at 80 columns the
+# compact footer holds: ^q Quit ? Help : Palette x Kill a Reassign / Filter space Mark p Pause).
+FOOTER_ACTIONS = {"kill": "Kill", "reassign": "Reassign"}
+
 BINDINGS: list[BindingType] = [
+    Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
     Binding("question_mark", "help", "Help", id="help"),
-    Binding("slash", "filter", "Filter", id="filter"),
     Binding("colon", "command_palette", "Palette", id="palette"),
     # Declared here (Textual adds ctrl+p only when no binding opens the palette) to carry an id.
     Binding("ctrl+p", "command_palette", "Palette", show=False, priority=True, id="palette.ctrl_p"),
+    *(
+        Binding(ACTIONS[a].key, f"act('{a}')", short, tooltip=ACTIONS[a].label, id=f"action.{a}")
+        for a, short in FOOTER_ACTIONS.items()
+    ),
+    Binding("slash", "filter", "Filter", id="filter"),
+    Binding("space", "mark", "Mark", id="mark"),
+    Binding("p", "toggle_live", "Pause", tooltip="Pause live updates", id="live.pause"),
     *(Binding(str(i), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
     Binding("j", "cursor(1)", "Down", show=False, id="cursor.down"),
     Binding("k", "cursor(-1)", "Up", show=False, id="cursor.up"),
     Binding("right_square_bracket", "page(1)", "Next page", show=False, id="page.next"),
     Binding("left_square_bracket", "page(-1)", "Previous page", show=False, id="page.prev"),
-    Binding("space", "mark", "Mark", id="mark"),
     Binding("escape", "clear_marks", "Clear marks", show=False, id="marks.clear"),
-    Binding("p", "toggle_live", "Pause live", id="live.pause"),
     Binding("ctrl+r", "refresh", "Refresh", show=False, id="refresh"),
-    Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
     *(Binding(k, f"store('{op}')", f"Store {op}", show=False, id=f"store.{op}") for op, k in KEYS.items()),
     *(
-        Binding(
-            a.key, f"act('{a.name}')", a.label, show=a.name in ("kill", "reassign"), id=f"action.{a.name}"
-        )
+        Binding(a.key, f"act('{a.name}')", a.label, show=False, id=f"action.{a.name}")
         for a in ACTIONS.values()
+        if a.name not in FOOTER_ACTIONS
     ),
 ]
+
+# The board's own actions: refused while a dialog is open, so no key acts behind it. Quitting
+# and the palette stay available everywhere.
+_ANYWHERE = {"quit", "command_palette"}
+BOARD_ACTIONS = frozenset(b.action.split("(", 1)[0] for b in BINDINGS if isinstance(b, Binding)) - _ANYWHERE
 
 
 class BoardKeys:
@@ -120,12 +132,13 @@ class BoardKeys:
         rows = []
         for _key, binding in self._bindings:
             if binding.id:
-                rows.append(
-                    (self.get_key_display(binding), binding.description or binding.action, binding.id)
-                )
+                words = binding.tooltip or binding.description or binding.action  # the long form
+                rows.append((self.get_key_display(binding), words, binding.id))
         notes = [
             "Actions work on the marked rows (space), else the row under the cursor.",
             "Each asks first (Cancel is the default) and refuses if the task changed meanwhile.",
+            "In a dialog: tab / shift+tab or the arrows move, enter acts, escape cancels,",
+            "and the letter in [ ] on a button presses it.",
             "Store pane (8): U, D, R start, stop, restart the store claimroom started (asks first).",
             "Remap keys through App.set_keymap with the ids in the last column.",
         ]

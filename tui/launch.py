@@ -20,6 +20,7 @@ from claimroom.core import constants as C
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import Resolution, StartOptions, file_board_url, resolve
 from claimroom.core.redis_store import redacted
+from claimroom.core.safetext import shown
 from claimroom.core.store import Store
 from rich.text import Text
 from textual.app import ComposeResult
@@ -28,7 +29,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, LoadingIndicator, Static
 from textual.worker import WorkerFailed
 
-from .dialogs import ChoiceDialog
+from .dialogs import Choice, ChoiceDialog
 
 if TYPE_CHECKING:
     from .app import ControlRoom
@@ -100,8 +101,8 @@ class FindingScreen(ModalScreen[None]):
         with Vertical(id="finding", classes="dialog"):
             yield Label("finding the store…", id="finding-title")
             yield LoadingIndicator()
-            yield Static(Text(self.finder.doing()), id="finding-doing")
-            yield Static(Text(f"project {self.finder.project} · ctrl+q quits"), id="finding-note")
+            yield Static(Text(shown(self.finder.doing())), id="finding-doing")
+            yield Static(Text(shown(f"project {self.finder.project} · ctrl+q quits")), id="finding-note")
 
 
 def consent_dialog(need: NeedConsent, project: Path) -> ChoiceDialog:
@@ -109,7 +110,7 @@ def consent_dialog(need: NeedConsent, project: Path) -> ChoiceDialog:
     return ChoiceDialog(
         "No Redis could be found or started. Tried:",
         need.tried,
-        [("Use files (this machine only)", FILES, "warning")],
+        [Choice("u", "Use files (this machine only)", FILES)],
         f"Coordinate through files in {board} instead? File-based coordination works only for "
         "agents on this machine. The answer is remembered in .claimroom/config.json.",
     )

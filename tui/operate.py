@@ -10,25 +10,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .actions import ActionSpec, Outcome, run_pause, run_reset, run_task_action, split_targets
+from .actions import (
+    ActionSpec,
+    Outcome,
+    cancelled_dependents,
+    run_pause,
+    run_reset,
+    run_task_action,
+    split_targets,
+)
 from .board import Snapshot
-from .dialogs import AgentPicker, ChoiceDialog, Variant
+from .dialogs import AgentPicker, Choice, ChoiceDialog
 
 if TYPE_CHECKING:
     from .app import ControlRoom
 
-Choices = list[tuple[str, str, Variant]]
-
-# Extra choices per task action (the first button is always Cancel).
-TASK_CHOICES: dict[str, Choices] = {
-    "kill": [("Kill → requeue", "kill", "warning"), ("Kill → dead", "kill-dead", "error")],
-    "extend": [("+1 min", "60", "primary"), ("+5 min", "300", "primary"), ("+15 min", "900", "primary")],
-    "cancel": [("Cancel task(s)", "cancel", "error")],
+# The choices each action's dialog offers after Cancel ([c]). A letter is never the key
+# that opened the dialog (requeue opens with r, so it confirms with q): a key pressed twice
+# must not act without a look at the dialog.
+TASK_CHOICES: dict[str, list[Choice]] = {
+    "reassign": [Choice("r", "Reassign", "reassign")],
+    "kill": [Choice("r", "Kill → requeue", "kill"), Choice("d", "Kill → dead", "kill-dead", "error")],
+    "requeue": [Choice("q", "Requeue", "requeue")],
+    "retry": [Choice("r", "Retry", "retry")],
+    "extend": [
+        Choice("s", "+1 min", "60", "primary"),
+        Choice("m", "+5 min", "300", "primary"),
+        Choice("l", "+15 min", "900", "primary"),
+    ],
+    "cancel": [Choice("t", "Cancel task(s)", "cancel", "error")],
 }
+RESTORE = "retry-restore"  # the retry dialog's second choice, offered when a cascade cancelled dependents
+PAUSE = Choice("p", "Pause", "go")
+RESUME = Choice("r", "Resume", "go")
+RESET = Choice("r", "Reset", "go")
 
 
 async def confirm(
-    app: ControlRoom, title: str, lines: list[str], choices: Choices, note: str = ""
+    app: ControlRoom, title: str, lines: list[str], choices: list[Choice], note: str = ""
 ) -> str | None:
     """The chosen value, or None for Cancel."""
     return await app.push_screen_wait(ChoiceDialog(title, lines, choices, note))
@@ -40,15 +59,15 @@ async def operate(app: ControlRoom, spec: ActionSpec, keys: Sequence[str], snap:
         by_name = {q.name: q for q in snap.queues}
         queues = [by_name[k] for k in keys if k in by_name]
         resume = all(q.paused for q in queues)  # all paused: resume them; else pause the lot
-        verb = "Resume" if resume else "Pause"
+        offer = RESUME if resume else PAUSE
         lines = [f"{q.name}  {'paused' if q.paused else 'open'} · {q.ready:,} ready" for q in queues]
-        if await confirm(app, f"{verb} {len(queues)} queue(s)?", lines, [(verb, "go", "warning")]) is None:
+        if await confirm(app, f"{offer.label} {len(queues)} queue(s)?", lines, [offer]) is None:
             return None
         return await run_pause(app.store, [q.name for q in queues], app.operator, resume=resume)
     if spec.kind == "agent":
         lines = [f"agent {k}" for k in keys]
         title = f"Reset the breaker of {len(keys)} agent(s)?"
-        if await confirm(app, title, lines, [("Reset", "go", "warning")]) is None:
+        if await confirm(app, title, lines, [RESET]) is None:
             return None
         return await run_reset(app.store, list(keys), app.operator)
 
@@ -67,10 +86,18 @@ async def operate(app: ControlRoom, spec: ActionSpec, keys: Sequence[str], snap:
         if picked is None:
             return None
         agent, title = picked, f"Reassign {len(targets)} task(s) to {picked}?"
-    choices = TASK_CHOICES.get(spec.name, [(spec.label, spec.name, "warning")])
+    choices = TASK_CHOICES[spec.name]
+    if spec.name == "retry" and (n := await cancelled_dependents(app.store, targets)):
+        choices = [*choices, Choice("a", f"Retry and restore {n} dependent{'s' * (n != 1)}", RESTORE)]
+        more = (
+            f"their end cancelled {n} dependent task(s); [a] brings them (and theirs) back, blocked on them"
+        )
+        note = f"{note}\n{more}" if note else more
     choice = await confirm(app, title, lines, choices, note)
     if choice is None:
         return None
     extra_s = float(choice) if spec.name == "extend" else 0.0
     action = choice if spec.name == "kill" else spec.name
-    return await run_task_action(app.store, action, targets, app.operator, agent=agent, extra_s=extra_s)
+    return await run_task_action(
+        app.store, action, targets, app.operator, agent=agent, extra_s=extra_s, restore=choice == RESTORE
+    )

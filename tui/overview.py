@@ -15,9 +15,10 @@ from textual.widgets import Static
 from .board import Snapshot
 from .live import LinkStatus
 from .panes import claim_urgency
-from .tables import Palette, age, clip, left
+from .tables import Palette, Piece, age, clip, joined, left
 
 RATE_WINDOW_MS = 60_000
+STUCK_LINES = 3  # of the eight lines of "needs attention"
 
 
 def _grid() -> Table:
@@ -27,22 +28,26 @@ def _grid() -> Table:
     return t
 
 
-def link_line(status: LinkStatus, now_ms: int, pal: Palette) -> Text:
-    """Store reachability, sync age and whether hints are live, in one line."""
-    out = Text()
+def link_pieces(status: LinkStatus, now_ms: int, pal: Palette) -> list[Piece]:
+    """Store reachability, sync age and whether hints are live."""
+    out: list[Piece] = []
     if status.outage:
-        out.append("DOWN", pal.error)
-        out.append(f" retry {status.retry_in_s:.1f}s")
+        out.append(("DOWN", pal.error))
+        out.append((f"retry {status.retry_in_s:.1f}s", ""))
     else:
-        out.append("ok", pal.success)
+        out.append(("ok", pal.success))
     if status.synced_ms is not None:
-        out.append(f" · synced {age(now_ms - status.synced_ms)} ago")
-    out.append(" · ")
-    out.append("events live", pal.success) if status.live else out.append("polling", pal.warning)
+        out.append((f"synced {age(now_ms - status.synced_ms)} ago", ""))
+    out.append(("events live", pal.success) if status.live else ("polling", pal.warning))
     if status.key_events is False:
         # Changes made outside claimroom's scripts (a hand-run DEL) show at the next reconcile.
-        out.append(" · key events off", pal.warning)
+        out.append(("key events off", pal.warning))
     return out
+
+
+def link_line(status: LinkStatus, now_ms: int, pal: Palette) -> Text:
+    """``link_pieces`` in one line: ``ok · synced 2s ago · events live``."""
+    return joined(link_pieces(status, now_ms, pal))
 
 
 class OverviewPane(Vertical):
@@ -87,10 +92,10 @@ class OverviewPane(Vertical):
         queues = _grid()
         busiest = sorted(snap.queues, key=lambda q: (-q.ready, q.name))[:8]
         for q in busiest:
-            name = Text(clip(q.name, 14))
+            name: list[Piece] = [(clip(q.name, 14), "")]
             if q.paused:
-                name.append(" paused", pal.warning)
-            queues.add_row(name, Text(f"{q.ready:,}"))
+                name.append(("paused", pal.warning))
+            queues.add_row(joined(name, " "), Text(f"{q.ready:,}"))
         if not busiest:
             queues.add_row(Text("no queues yet", style=pal.muted), Text(""))
         elif len(snap.queues) > len(busiest):
@@ -116,16 +121,21 @@ class OverviewPane(Vertical):
         self.query_one("#ov-attention", Static).update(self._attention(snap, now_ms, pal))
 
     def _attention(self, snap: Snapshot, now_ms: int, pal: Palette) -> RenderableType:
-        """The few things most likely to need a person: short leases first, then orphans."""
+        """The few things most likely to need a person: short leases first, then tasks
+        blocked on something that can never finish (no other pane shows them), then orphans."""
         lines: list[Text] = []
         for t in snap.claims[:5]:
             lease, style = claim_urgency(t, now_ms, pal)
             if style is not None:
-                lines.append(Text(f"{t.id:<6} {clip(t.agent, 12):<12} lease {left(lease):>6}  "
+                lines.append(Text(f"{clip(t.id, 12):<6} {clip(t.agent, 12):<12} lease {left(lease):>6}  "
                                   f"{clip(t.title, 40)}", style=style))  # fmt: skip
+        for s in snap.stuck[:STUCK_LINES]:
+            on = clip(f"{s.dependency} {s.dependency_state}", 14)
+            lines.append(Text(f"{clip(s.task.id, 12):<6} {'blocked on':<12} {on:>12}  "
+                              f"{clip(s.task.title, 40)}", style=pal.warning))  # fmt: skip
         for t in snap.orphans[: 8 - len(lines)]:
             style = pal.error if t.state is State.DEAD else pal.warning
-            lines.append(Text(f"{t.id:<6} {t.state.value:<12} {age(now_ms - t.updated_ms):>12}  "
+            lines.append(Text(f"{clip(t.id, 12):<6} {t.state.value:<12} {age(now_ms - t.updated_ms):>12}  "
                               f"{clip(t.title, 40)}", style=style))  # fmt: skip
         if not lines:
             lines.append(Text("nothing needs you right now", style=pal.success))

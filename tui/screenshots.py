@@ -3,9 +3,10 @@
     python -m claimroom.tui.screenshots [--out screenshots] [--size 120x40] [--theme dark]
 
 It starts a private redis-server, seeds the demo board (``seed.py``), pins its times and
-the app's clock, runs the control room headless, and saves one SVG per pane (plus the kill
-confirmation and the help screen). Pinned times mean a rerun without a UI change gives
-byte-identical files, so the pictures only show up in a diff when the UI changed.
+the app's clock, runs the control room headless, and saves one SVG per pane, plus the kill
+confirmation as it opens and after Tab, the agent picker, and the help screen. Pinned
+times mean a rerun without a UI change gives byte-identical files, so the pictures only
+show up in a diff when the UI changed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from claimroom.core.store import Store
 from textual.pilot import Pilot
 
 from .app import PANES, ControlRoom
-from .dialogs import ChoiceDialog, HelpScreen
+from .dialogs import AgentPicker, ChoiceDialog, HelpScreen
 from .seed import pin_app, pinned_clock, seed_pinned
 
 NAMESPACE = "demo"
@@ -58,7 +59,15 @@ async def shoot(url: str, out: Path, size: tuple[int, int], theme: str | None) -
         await pilot.press("3", "x")  # the kill confirmation on the first claim
         await _wait(pilot, lambda: isinstance(app.screen, ChoiceDialog), "the kill dialog")
         await _settle(pilot)
-        save("dialog-kill")
+        save("dialog-kill")  # as it opens: Cancel focused
+        await pilot.press("tab")
+        await _settle(pilot)
+        save("dialog-kill-tab")  # Tab moved the focus to "Kill → requeue"
+        await pilot.press("escape", "5", "a")  # the agent picker for the first orphan
+        await _wait(pilot, lambda: isinstance(app.screen, AgentPicker), "the agent picker")
+        await pilot.press("down")
+        await _settle(pilot)
+        save("dialog-reassign")
         await pilot.press("escape", "question_mark")
         await _wait(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
         await _settle(pilot)

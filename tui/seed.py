@@ -217,6 +217,7 @@ def pin_app(app: ControlRoom, shown_url: str = SHOWN_URL) -> ControlRoom:
     app.board.pings = _FixedPings(PINGS_MS)
     app.board.server_info = server_info  # type: ignore[method-assign]
     app.health_pin = pinned_health(shown_url)
+    app.reaps = False  # the board's deadlines are pinned in the past: a reaper would expire every claim
     return app
 
 

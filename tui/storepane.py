@@ -18,17 +18,16 @@ from typing import TYPE_CHECKING, ClassVar
 
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import HealthMonitor, HealthStatus, Resolution
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Sparkline, Static
 from textual.worker import Worker, WorkerFailed, WorkerState
 
-from .dialogs import ChoiceDialog, Variant
+from .dialogs import Choice, ChoiceDialog
 from .infra import InfraFacts, operate, read_facts, unmanaged
 from .overview import link_line
-from .storeview import chosen_line, grid, health_view, infra_title, infra_view, logs_view, server_view
+from .storeview import chosen_line, grid, health_view, infra_title, infra_view, logs_view, plain, server_view
 
 if TYPE_CHECKING:
     from .app import ControlRoom
@@ -36,20 +35,16 @@ if TYPE_CHECKING:
 HEALTH_HISTORY = 300  # statuses kept (10 minutes at the default 2 s interval)
 FACTS_EVERY_S = 5.0  # how often the container's state and log are read
 
-# op -> (button label, dialog verb, button variant, what the dialog warns about)
-OPS: dict[str, tuple[str, str, Variant, str]] = {
-    "start": ("Start", "Start", "primary", "agents reconnect once it answers"),
+# op -> (the dialog's choice, with its letter, what the dialog warns about)
+OPS: dict[str, tuple[Choice, str]] = {
+    "start": (Choice("s", "Start", "go", "primary"), "agents reconnect once it answers"),
     "stop": (
-        "Stop",
-        "Stop",
-        "error",
+        Choice("s", "Stop", "go", "error"),
         "every agent loses the store until it is started again; the health monitor will not "
         "restart it while it is stopped from here; its data stays",
     ),
     "restart": (
-        "Restart",
-        "Restart",
-        "warning",
+        Choice("r", "Restart", "go"),
         "agents lose the store for a moment and reconnect; leases keep running on the store's clock",
     ),
 }
@@ -85,8 +80,8 @@ class StorePane(VerticalScroll):
             yield Static(id="store-health", classes="store-box")
         yield Static(id="store-infra", classes="store-box")
         with Horizontal(id="store-buttons"):
-            for op, (label, *_rest) in OPS.items():
-                yield Button(f"{label} ({KEYS[op]})", id=f"store-{op}", disabled=True)
+            for op, (choice, _warning) in OPS.items():
+                yield Button(f"{choice.label} ({KEYS[op]})", id=f"store-{op}", disabled=True)
         yield Static(id="store-logs", classes="store-box")
 
     def on_mount(self) -> None:
@@ -185,14 +180,14 @@ class StorePane(VerticalScroll):
     async def _operate(self, op: str) -> None:
         facts, project = self.facts, self.project
         assert facts is not None and project is not None
-        label, verb, variant, warning = OPS[op]
+        choice, warning = OPS[op]
         what = f"docker container {facts.name}" if facts.kind == "docker" else facts.name
         lines = [what, f"state: {facts.state}", f"serving {self.app.board.url}"]
-        choice = await self.app.push_screen_wait(
-            ChoiceDialog(f"{verb} the store?", lines, [(label, "go", variant)], warning)
+        answer = await self.app.push_screen_wait(
+            ChoiceDialog(f"{choice.label} the store?", lines, [choice], warning)
         )
-        if choice is None or (why := self.op_refusal(op)):
-            if choice is not None:
+        if answer is None or (why := self.op_refusal(op)):
+            if answer is not None:
                 self.app.notify(f"store {op}: {why}", severity="warning")
             return
         self.busy = {"start": "starting", "stop": "stopping", "restart": "restarting"}[op]
@@ -231,17 +226,17 @@ class StorePane(VerticalScroll):
         status, pal, now_ms, now_s = app.link.status, app.palette_styles, app.now_ms(), app.clock()
         pings = list(app.board.pings)
         facts = grid()
-        facts.add_row("url", app.board.url)
-        facts.add_row("namespace", app.store.namespace)
+        facts.add_row("url", plain(app.board.url))
+        facts.add_row("namespace", plain(app.store.namespace))
         if (chosen := chosen_line(self.resolution)) is not None:
             facts.add_row("chosen", chosen)
             for tried in self.resolution.tried if self.resolution else ():
-                facts.add_row("tried", Text(tried, style=pal.muted))
+                facts.add_row("tried", plain(tried, pal.muted))
         for other in self.facts.others if self.facts else ():  # every store claimroom started
-            facts.add_row("also started", other)
+            facts.add_row("also started", plain(other))
         facts.add_row("link", link_line(status, now_ms, pal))
         if status.outage:
-            facts.add_row("error", Text(status.outage, style=pal.error))
+            facts.add_row("error", plain(status.outage, pal.error))
         if pings:
             facts.add_row(
                 "ping",

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from claimroom.core.infra import HealthStatus, Resolution
+from claimroom.core.safetext import shown
 from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.table import Table
@@ -19,6 +20,12 @@ from .infra import LOG_LINES, InfraFacts, uptime_s
 from .tables import Palette, age
 
 HISTORY_RUNS = 6  # runs of one state shown in the health history, newest first
+
+
+def plain(value: object, style: Style | str = "") -> Text:
+    """A value from the store, the server or a container as text: never markup, and every
+    control character escaped (a container's log or an error message can carry ESC)."""
+    return Text(shown(str(value)), style=style)
 
 
 def grid() -> Table:
@@ -73,7 +80,7 @@ def health_view(history: Sequence[HealthStatus], now_s: float, pal: Palette) -> 
     t = grid()
     t.add_row("state", Text(s.state, style=_state_style(s.state, pal)))
     if s.state == "file":
-        t.add_row("board", s.message)
+        t.add_row("board", plain(s.message))
     if s.latency_ms is not None:
         t.add_row("latency", f"{s.latency_ms:.2f} ms")
     if s.used_memory_bytes is not None:
@@ -85,10 +92,10 @@ def health_view(history: Sequence[HealthStatus], now_s: float, pal: Palette) -> 
         wrote = {True: " · last write ok", False: " · last write FAILED", None: ""}[s.last_write_ok]
         t.add_row("persist", Text(s.persistence + wrote, style=pal.error if s.last_write_ok is False else ""))
     if s.uptime_s is not None:
-        t.add_row("redis up", f"{_secs(s.uptime_s)}" + (f" · {s.version}" if s.version else ""))
+        t.add_row("redis up", plain(f"{_secs(s.uptime_s)}" + (f" · {s.version}" if s.version else "")))
     t.add_row("restarts", Text(str(s.restarts), style=pal.warning if s.restarts else ""))
     if s.state == "down" and s.message:
-        t.add_row("error", Text(s.message, style=pal.error))
+        t.add_row("error", plain(s.message, pal.error))
     hist = Table.grid(padding=(0, 1))
     hist.add_column(justify="right", no_wrap=True)
     hist.add_column(no_wrap=True)
@@ -100,7 +107,7 @@ def health_view(history: Sequence[HealthStatus], now_s: float, pal: Palette) -> 
             lo, hi = min(r.latencies), max(r.latencies)
             detail.append(f"{lo:.2f} ms" if hi - lo < 0.005 else f"{lo:.2f}-{hi:.2f} ms")
         elif r.last.error:
-            detail.append(r.last.error, style=pal.muted)
+            detail.append(shown(r.last.error), style=pal.muted)
         since = age(int((now_s - r.first.at) * 1000)) + " ago"
         hist.add_row(since, Text(r.state, style=_state_style(r.state, pal)), f"x{r.count}", detail)
     return Group(t, Text("history (since, state, checks), newest first", style="bold"), hist)
@@ -109,7 +116,7 @@ def health_view(history: Sequence[HealthStatus], now_s: float, pal: Palette) -> 
 def server_view(info: dict[str, str], pal: Palette) -> RenderableType:
     t = grid()
     for k, v in info.items():
-        t.add_row(k.replace("_", " "), v)
+        t.add_row(plain(k.replace("_", " ")), plain(v))
     if not info:
         return Text("server facts not read yet", style=pal.muted)
     return t
@@ -131,18 +138,18 @@ def infra_view(
     t = grid()
     if not facts.managed:
         t.add_row("started by", "not by claimroom")
-        t.add_row("controls", Text(facts.note, style=pal.muted))
+        t.add_row("controls", plain(facts.note, pal.muted))
         return t
-    t.add_row("name", facts.name + (f" (pid {facts.pid})" if facts.pid else ""))
-    state = Text(facts.state, style=pal.success if facts.running else pal.error)
+    t.add_row("name", plain(facts.name + (f" (pid {facts.pid})" if facts.pid else "")))
+    state = plain(facts.state, pal.success if facts.running else pal.error)
     if (up := uptime_s(facts, now_s)) is not None:
         state.append(f" · up {_secs(up)}")
     if busy:
         state.append(f" · {busy}…", style=pal.warning)
     t.add_row("state", state)
     if facts.image:
-        t.add_row("image", facts.image)
-    t.add_row("volume" if facts.kind == "docker" else "data", facts.where)
+        t.add_row("image", plain(facts.image))
+    t.add_row("volume" if facts.kind == "docker" else "data", plain(facts.where))
     restarts = f"{latest.restarts if latest else 0} by the health monitor"
     if facts.docker_restarts is not None:
         restarts += f" · {facts.docker_restarts} by Docker"
@@ -150,7 +157,7 @@ def infra_view(
     if held_down:
         t.add_row("note", Text("stopped from here: not restarted until you start it", style=pal.warning))
     if last:
-        t.add_row("last", last)
+        t.add_row("last", plain(last))
     return t
 
 
@@ -159,11 +166,11 @@ def logs_view(facts: InfraFacts | None, pal: Palette) -> RenderableType:
         return Text("no log: claimroom does not run this store", style=pal.muted)
     if not facts.logs:
         return Text("the log is empty", style=pal.muted)
-    return Text("\n".join(facts.logs[-LOG_LINES:]))
+    return Text("\n".join(shown(line) for line in facts.logs[-LOG_LINES:]))
 
 
 def chosen_line(resolution: Resolution | None) -> Text | None:
     """Which store is in use and why, as the header and the store pane say it."""
     if resolution is None:
         return None
-    return Text(f"{resolution.how}: {resolution.detail}")
+    return plain(f"{resolution.how}: {resolution.detail}")

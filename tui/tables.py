@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from claimroom.core.safetext import shown
 from rich.style import Style
 from rich.text import Text
 from textual.app import App
@@ -63,8 +64,32 @@ def left(ms: int) -> str:
 
 
 def clip(text: str, width: int) -> str:
-    """Text cut to ``width`` cells with an ellipsis, so one long title cannot widen a table."""
+    """Text cut to ``width`` cells with an ellipsis, so one long title cannot widen a table.
+
+    Control characters are escaped first (``shown``), so the cut is of what is drawn.
+    """
+    text = shown(text)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+Piece = tuple[str, Style | str]  # words and their style, for ``joined``
+
+
+def joined(pieces: Sequence[Piece], sep: str = " · ", end: str = "") -> Text:
+    """``pieces`` in one line, ``sep`` between them and ``end`` after the last, each escaped.
+
+    Every space goes at the end of a styled run, never at its start: SVG renderers (rsvg,
+    which turns the snapshots into pictures) drop a run's leading space, so ``ok`` then
+    `` · synced`` was drawn as ``ok· synced``, and ``docs`` then `` paused`` as ``docspaused``.
+    """
+    out = Text()
+    lead, rest = sep[: len(sep) - len(sep.lstrip())], sep.lstrip()
+    for i, (words, style) in enumerate(pieces):
+        last = i == len(pieces) - 1
+        out.append(shown(words) + (end if last else lead), style)
+        if rest and not last:
+            out.append(rest)
+    return out
 
 
 @dataclass(frozen=True)
@@ -78,9 +103,14 @@ class Row:
     styles: tuple[tuple[int, Style], ...] = ()  # per-column styles that override ``style``
 
     def texts(self) -> list[Text]:
-        """The cells as plain-text ``Text`` (never markup: titles are user data)."""
+        """The cells as plain-text ``Text`` (never markup: titles are user data), with every
+        control character escaped: this is where store text becomes table cells, and Rich
+        passes ESC through (a title could otherwise retitle or clear the operator's terminal)."""
         own, base = dict(self.styles), self.style
-        return [Text(c, style=own.get(i, base) or "", no_wrap=True, end="") for i, c in enumerate(self.cells)]
+        return [
+            Text(shown(c), style=own.get(i, base) or "", no_wrap=True, end="")
+            for i, c in enumerate(self.cells)
+        ]
 
     def marked(self, mark: str, style: Style) -> Row:
         """This row behind a leading mark column."""
@@ -137,7 +167,7 @@ def sync_table(
         order = [tr.key.value for tr in table.ordered_rows]
         if order != wanted:
             if sort_column is not None:
-                place = {k: i for i, k in enumerate(wanted)}
+                place = {shown(k): i for i, k in enumerate(wanted)}  # the key as its cell shows it
                 table.sort(sort_column, key=lambda cell: place.get(str(getattr(cell, "plain", cell)), 0))
             else:
                 table.clear()

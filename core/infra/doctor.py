@@ -1,10 +1,12 @@
 """``claimroom doctor``: the whole setup checked, each finding with what to do.
 
-Nothing is started or changed: doctor only looks. It blocks (probes, Docker calls).
+Nothing is started or changed: doctor only looks. It blocks (probes, Docker calls, and
+its own event loop to read the board: call it where no loop runs, or in a thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -14,8 +16,11 @@ from typing import Any
 from redis import exceptions as rexc
 
 from .. import constants as C
-from ..errors import BadInput
+from ..errors import BadInput, ClaimroomError
+from ..file_schema import db_path
+from ..reaper import START_ONE, ReaperStatus, ms_text
 from ..redis_store import redacted
+from ..store import Store
 from . import docker_redis, local_server
 from .probe import client, is_local, local_url, port_of, probe, scheme
 from .project import config_path, load_config, read_started
@@ -220,13 +225,54 @@ def _started(project: Path) -> list[Check]:
     return checks
 
 
+def _read_status(url: str, namespace: str) -> ReaperStatus:
+    async def read() -> ReaperStatus:
+        async with Store.from_url(url, namespace) as store:
+            return await store.reaper_status()
+
+    return asyncio.run(read())
+
+
+def _reaper(url: str, namespace: str) -> Check:
+    """Whether recovery runs on the board without waiting for someone to call claim.
+
+    Warns when there are live claims and no reaper pass within ``reaper_stale_intervals``
+    of the last reaper's own interval (at least ``reaper_stale_min_s``): then an expired
+    lease is found only when some agent next claims, and on a quiet board never.
+    """
+    if scheme(url) == "file" and not db_path(url).exists():
+        return Check("reaper", OK, "no board yet")
+    try:
+        status = _read_status(url, namespace)
+    except ClaimroomError as exc:
+        return Check("reaper", WARN, f"could not read board {namespace!r}: {exc}")
+    claims = f"{status.live_claims} live claim{'' if status.live_claims == 1 else 's'}"
+    if status.overdue_ms > 1000:
+        claims += f", one {ms_text(status.overdue_ms)} past its deadline"
+    if status.running:
+        return Check("reaper", OK, f"{status.last_pass()}; {claims}")
+    if status.live_claims == 0:
+        return Check("reaper", OK, f"no live claims ({status.last_pass()})")
+    stale = status.stale_after_ms / 1000
+    said = status.last_pass() if status.last is not None else "no reaper pass was ever recorded"
+    return Check(
+        "reaper",
+        WARN,
+        f"{claims} and no reaper pass within {stale:g} s ({said}): expired leases are found "
+        "only when an agent next claims",
+        START_ONE + " (claim --wait also reaps while it waits)",
+    )
+
+
 def doctor(
     url: str | None,
     *,
     project: Path,
     default_port: int = C.default_redis_port,
+    namespace: str = "default",
 ) -> list[Check]:
-    """Check the store (the one ``url`` names, else the project's) and the setup around it."""
+    """Check the store (the one ``url`` names, else the project's), the reaper on board
+    ``namespace``, and the setup around it."""
     config_check, config = _config(project)
     checks = [config_check]
     remembered = config.get("fallback_url")
@@ -244,6 +290,8 @@ def doctor(
         )
     else:
         checks.extend(_store_checks(target, project, named=bool(url)))
+    if not any(c.name == "store" and c.status == FAIL for c in checks):
+        checks.append(_reaper(target, namespace))
     checks.extend(_started(project))
     docker_check, server_check = _docker(), _redis_server()
     checks += [docker_check, server_check]

@@ -8,7 +8,9 @@
           text), max_attempts}
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
   {-8, n} when the board would hold unfinished tasks of n > ${max_capsigs} different
-  capability sets (nothing is written in either case).
+  capability sets (nothing is written in either case). A task after one that is dead or
+  cancelled could never run: it is added cancelled, as a cascade would have left it
+  (restored by that one's retry).
 ]]
 --@include lib
 local P = ARGV[1]
@@ -58,12 +60,15 @@ for i, s in ipairs(specs) do
   local parent = s.parent or ''
   local k = string.match(parent, '^%$(%d+)$')
   if k then parent = ids[tonumber(k) + 1] end
-  local deps, waiting = {}, 0
+  local deps, waiting, blocker, why = {}, 0, '', ''
   for _, dep in ipairs(s.after or {}) do
     local kk = string.match(dep, '^%$(%d+)$')
     if kk then dep = ids[tonumber(kk) + 1] end
     deps[#deps + 1] = dep
-    if rcall('HGET', P .. 'task:' .. dep, 'state') ~= 'done' then
+    local ds = rcall('HMGET', P .. 'task:' .. dep, 'state', 'reason', 'cancelled_by')
+    if is_over(ds[1]) then
+      if blocker == '' then blocker, why = dep, cascade_reason(dep, ds[1], ds[2], ds[3]) end
+    elseif ds[1] ~= 'done' then
       waiting = waiting + 1
       rcall('SADD', P .. 'dependents:' .. dep, id)
     end
@@ -82,14 +87,21 @@ for i, s in ipairs(specs) do
   count_sig(P, t, 1)
   local state = 'queued'
   if waiting > 0 then state = 'blocked' end
+  local data = {state = state, queue = s.queue, priority = tonumber(s.priority)}
   -- The whole hash in enter's one HSET.
-  enter(P, id, t, state, now, {
+  local fields = {
     'id', id, 'seq', seq, 'title', s.title, 'queue', s.queue, 'priority', s.priority,
     'requires', t.requires, 'after', table.concat(deps, ','), 'parent', parent,
     'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
     'attempts', 0, 'failures', 0, 'expiries', 0, 'waiting', waiting,
-    'spawn_token', spawn_token, 'created_ms', now})
-  audit(P, now, 'added', id, '', '', {state = state, queue = s.queue, priority = tonumber(s.priority)})
+    'spawn_token', spawn_token, 'created_ms', now}
+  if blocker ~= '' then
+    state, data.state, data.reason, data.after = 'cancelled', 'cancelled', why, blocker
+    for _, v in ipairs({'reason', why, 'cancelled_by', blocker}) do fields[#fields + 1] = v end
+    rcall('SADD', P .. 'cascaded:' .. blocker, id)
+  end
+  enter(P, id, t, state, now, fields)
+  audit(P, now, 'added', id, '', '', data)
 end
 table.insert(ids, 1, 0)
 return ids

@@ -1,5 +1,6 @@
 --[[
-  extend: an operator gives a live claim more time (compare-and-set on the token seen).
+  extend: an operator gives a live claim (and its locks) more time (compare-and-set on the
+  token seen).
   KEYS[1] audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] seen token   ARGV[4] extra ms   ARGV[5] operator
   Returns {0, new deadline_ms}; {-1, id} no such task; {-4, id} changed since seen.
@@ -12,5 +13,6 @@ if not t then return err end
 local deadline = math.max(tonumber(t.deadline_ms), now) + tonumber(ARGV[4])
 rcall('HSET', P .. 'task:' .. id, 'deadline_ms', deadline, 'updated_ms', now)
 rcall('ZADD', P .. 'deadlines', deadline, id)
+renew_task_locks(P, id, deadline)
 audit(P, now, 'extended', id, t.agent, t.token, {deadline_ms = deadline}, operator)
 return {0, deadline}

@@ -1,7 +1,8 @@
 --[[
   fail: end a claim with a failure. Recoverable: retry after exponential backoff with
   jitter until max_attempts failures, then dead. Fatal: dead at once. Either way the
-  claim is rolled back (its locks released, its unclaimed subtasks cancelled).
+  claim is rolled back (its locks released, its unclaimed subtasks cancelled); a dead
+  task's dependents are cancelled too (lib.lua cascade_cancel).
   KEYS[1] audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] reason   ARGV[5] "1" fatal
   ARGV[6] jitter in [0, 1] (the client's randomness; the clock stays the store's)
@@ -31,4 +32,5 @@ enter(P, id, t, state, now)
 audit(P, now, 'failed', id, t.agent, token, {
   reason = reason, fatal = fatal, next = state, ready_ms = ready, failures = failures,
   locks = rb.locks, cancelled = rb.cancelled})
+if state == 'dead' then cascade_cancel(P, id, now) end
 return {0, state, ready}

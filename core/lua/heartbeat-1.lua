@@ -23,6 +23,7 @@ for i = 5, #ARGV, 2 do
 end
 rcall('HSET', P .. 'task:' .. id, unpack(fields))
 rcall('ZADD', P .. 'deadlines', deadline, id)
+renew_task_locks(P, id, deadline)
 touch_agent(P, t.agent, now)
 if stage_changed then
   audit(P, now, 'stage', id, t.agent, token, {stage = stage_changed})

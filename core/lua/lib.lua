@@ -116,6 +116,8 @@ local function leave(P, id, t, popped)
     end
   elseif s == 'retrying' then
     rcall('ZREM', P .. 'backoff', id)
+  elseif s == 'done' or s == 'cancelled' then
+    count_sig(P, t, 1)  -- unfinished again (a cascade's restore)
   elseif s == 'claimed' then
     rcall('ZREM', P .. 'deadlines', id)
     rcall('SREM', P .. 'held:' .. t.agent, id)
@@ -136,7 +138,8 @@ local function enter(P, id, t, new, now, more)
   t.state, t.updated_ms = new, now
   local f = {'state', new, 'updated_ms', now}
   for i = 1, #(more or {}), 2 do
-    f[#f + 1], f[#f + 2] = more[i], more[i + 1]
+    f[#f + 1] = more[i]
+    f[#f + 1] = more[i + 1]
     t[more[i]] = more[i + 1]
   end
   rcall('HSET', P .. 'task:' .. id, unpack(f))
@@ -158,29 +161,253 @@ local function enter(P, id, t, new, now, more)
   end
 end
 
--- Drop one agent's hold on a path; the lock goes when its last holder does.
-local function drop_hold(P, path, agent)
+-- Path locks. A hold is one (agent, task) pair's hold on a path, task '' when untied, with
+-- its own mode and expiry; a path is locked while any hold on it lives. The hash
+-- `lock:<path>` has two fields per hold: `h:<key>` its expiry (ms) and `m:<key>` its mode,
+-- where key is `<agent>` or `<agent>|<task>` (names and ids never contain '|'). A
+-- task-bound hold is also listed in `tasklocks:<task>` as `<agent>|<path>`, and its expiry
+-- is its claim's deadline, pushed along by renew_task_locks.
+local function hold_key(agent, task)
+  if task == '' then return agent end
+  return agent .. '|' .. task
+end
+
+-- Every hold on a path, live or not, ordered by agent then task (so a refusal names the
+-- same holder on every backend). A hash written before holds had modes keeps one `mode`
+-- field for the path.
+local function holds_on(P, path)
+  local h = to_table(rcall('HGETALL', P .. 'lock:' .. path))
+  local out = {}
+  for field, exp in pairs(h) do
+    local key = string.match(field, '^h:(.*)$')
+    if key then
+      local agent, task = key, ''
+      local bar = string.find(key, '|', 1, true)
+      if bar then agent, task = string.sub(key, 1, bar - 1), string.sub(key, bar + 1) end
+      local mode = h['m:' .. key] or h.mode or 'exclusive'
+      out[#out + 1] = {agent = agent, task = task, expires = tonumber(exp), shared = mode == 'shared'}
+    end
+  end
+  table.sort(out, function(a, b)
+    if a.agent ~= b.agent then return a.agent < b.agent end
+    return a.task < b.task
+  end)
+  return out
+end
+
+-- Drop one hold; the lock goes with its last hold (and with it any field an older
+-- claimroom left in the hash).
+local function drop_hold(P, path, agent, task)
   local lk = P .. 'lock:' .. path
-  local task = rcall('HGET', lk, 't:' .. agent)
-  if task and task ~= '' then rcall('SREM', P .. 'tasklocks:' .. task, agent .. '|' .. path) end
-  rcall('HDEL', lk, 'h:' .. agent, 't:' .. agent)
-  if rcall('HLEN', lk) <= 1 then
+  local key = hold_key(agent, task)
+  if task ~= '' then rcall('SREM', P .. 'tasklocks:' .. task, agent .. '|' .. path) end
+  rcall('HDEL', lk, 'h:' .. key, 'm:' .. key)
+  if #holds_on(P, path) == 0 then
     rcall('DEL', lk)
     rcall('ZREM', P .. 'locks', path)
     rcall('ZREM', P .. 'lockpaths', path)
   end
 end
 
+-- The holds of one claim end with it; returns their paths.
 local function release_task_locks(P, id)
   local released = {}
   for _, entry in ipairs(rcall('SMEMBERS', P .. 'tasklocks:' .. id)) do
     local bar = string.find(entry, '|', 1, true)
     local agent, path = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
-    drop_hold(P, path, agent)
+    drop_hold(P, path, agent, id)
     released[#released + 1] = path
   end
   rcall('DEL', P .. 'tasklocks:' .. id)
+  table.sort(released)
   return released
+end
+
+-- Cascades (design note, task states): a task that ends dead or cancelled takes the tasks
+-- that depend on it, and theirs, with it in the same step: they could never run. Rule 10
+-- bounds the work: one script call looks at no more than ${cascade_batch} tasks this way, and
+-- what is left waits in `cascades:cancel` (tasks whose dependents are still to cancel,
+-- scored by when they joined) for reap_due, in the next claim or reaper pass, to go on.
+-- The walk consumes `dependents:<id>`; a task it cancels records `cancelled_by` (its
+-- dependency) and joins `cascaded:<dependency>`, which an operator's retry with restore
+-- walks back (leftovers in `cascades:restore`), under the same budget.
+local cascade_budget = ${cascade_batch}
+local cascade_log = {cancelled = {}, restored = {}}  -- what this call's cascades did (reap reports it)
+
+local function is_over(state)
+  return state == 'dead' or state == 'cancelled'
+end
+
+-- Why the dependents of x end: "dependency t1 dead", or, when x was itself cancelled by a
+-- cascade, "dependency t2 cancelled (t1 dead)": the root cause travels down the chain.
+local function cascade_reason(x, state, reason, cancelled_by)
+  if cancelled_by and cancelled_by ~= '' then
+    local root = string.match(reason or '', '%((.+)%)$') or string.match(reason or '', '^dependency (.+)$')
+    if root then return 'dependency ' .. x .. ' cancelled (' .. root .. ')' end
+  end
+  return 'dependency ' .. x .. ' ' .. state
+end
+
+-- The next task a walk visits: from its own queue (the closure of the task that just
+-- ended), or, with no task of its own, the oldest one pending in the index.
+local function walk_next(P, index, queue, pos)
+  if queue then return queue[pos] end
+  return rcall('ZRANGE', P .. index, 0, 0)[1]
+end
+
+-- Cancel the blocked dependents of `first`'s closure (or of the oldest pending tasks when
+-- first is nil) until the budget is spent. Audits one 'cascade' event (how many, whether
+-- more follow) and one 'cancelled' event per task with its reason and dependency.
+local function cascade_run(P, now, first)
+  local done, more, queue, pos, lead = {}, false, nil, 1, first
+  if first then queue = {first} end
+  while true do
+    local x = walk_next(P, 'cascades:cancel', queue, pos)
+    if not x then break end
+    if cascade_budget <= 0 then more = true; break end
+    pos, lead = pos + 1, lead or x
+    cascade_budget = cascade_budget - 1
+    local dk = P .. 'dependents:' .. x
+    local xs = rcall('HMGET', P .. 'task:' .. x, 'state', 'reason', 'cancelled_by')
+    -- A task retried or requeued meanwhile lives again: what still waits on it keeps waiting.
+    if is_over(xs[1]) then
+      local why = cascade_reason(x, xs[1], xs[2], xs[3])
+      for _, d in ipairs(rcall('SPOP', dk, cascade_budget)) do
+        cascade_budget = cascade_budget - 1
+        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'seq', 'requires')
+        if ds[1] == 'blocked' then
+          local dt = {state = 'blocked', seq = ds[2], requires = ds[3]}  -- requires: count_sig
+          leave(P, d, dt)
+          rcall('HSET', P .. 'task:' .. d, 'reason', why, 'cancelled_by', x)
+          enter(P, d, dt, 'cancelled', now)
+          rcall('SADD', P .. 'cascaded:' .. x, d)
+          rcall('ZREM', P .. 'cascades:restore', d)
+          if rcall('EXISTS', P .. 'dependents:' .. d) == 1 then
+            rcall('ZADD', P .. 'cascades:cancel', 'NX', now, d)
+            if queue then queue[#queue + 1] = d end
+          end
+          done[#done + 1] = {d, why, x}
+        end
+      end
+    end
+    if is_over(xs[1]) and rcall('EXISTS', dk) == 1 then
+      more = true
+      if not queue then break end  -- the budget ran out on the index's oldest
+    else
+      rcall('ZREM', P .. 'cascades:cancel', x)
+    end
+  end
+  if #done > 0 or more then
+    audit(P, now, 'cascade', lead, '', '', {cancelled = #done, more = more})
+  end
+  for _, r in ipairs(done) do
+    audit(P, now, 'cancelled', r[1], '', '', {reason = r[2], after = r[3]})
+    cascade_log.cancelled[#cascade_log.cancelled + 1] = r[1]
+  end
+end
+
+-- Call when task `id` has just ended dead or cancelled (after its own audit event).
+local function cascade_cancel(P, id, now)
+  rcall('ZREM', P .. 'cascades:restore', id)  -- a restore of its dependents under way stops
+  if rcall('EXISTS', P .. 'dependents:' .. id) == 0 then return end
+  rcall('ZADD', P .. 'cascades:cancel', 'NX', now, id)
+  cascade_run(P, now, id)
+end
+
+-- Put back one task that a cascade from x cancelled, x being alive again: blocked on what
+-- is not done yet (queued if nothing), or, when another dependency can still never
+-- finish, left cancelled because of that one instead. Returns {id, outcome ('blocked',
+-- 'queued' or 'kept'), reason if kept, the dependency it now waits on or is kept for}.
+local function restore_one(P, d, x, now, queue)
+  local k = P .. 'task:' .. d
+  local f = rcall('HMGET', k, 'state', 'cancelled_by', 'after', 'seq', 'queue', 'requires', 'assigned', 'priority')
+  if f[1] ~= 'cancelled' or f[2] ~= x then return nil end
+  local waits = {}
+  for _, dep in ipairs(split(f[3])) do
+    local ds = rcall('HMGET', P .. 'task:' .. dep, 'state', 'reason', 'cancelled_by')
+    if not ds[1] or is_over(ds[1]) then
+      local why = 'dependency ' .. dep .. ' missing'
+      if ds[1] then
+        why = cascade_reason(dep, ds[1], ds[2], ds[3])
+        rcall('SADD', P .. 'cascaded:' .. dep, d)
+      end
+      rcall('HSET', k, 'reason', why, 'cancelled_by', dep)
+      return {d, 'kept', why, dep}
+    end
+    if ds[1] ~= 'done' then waits[#waits + 1] = dep end
+  end
+  for _, dep in ipairs(waits) do rcall('SADD', P .. 'dependents:' .. dep, d) end
+  local t = {state = 'cancelled', seq = f[4], queue = f[5], requires = f[6], assigned = f[7], priority = f[8]}
+  leave(P, d, t)
+  rcall('HSET', k, 'reason', '', 'cancelled_by', '', 'waiting', #waits)
+  local new = 'blocked'
+  if #waits == 0 then new = 'queued' end
+  enter(P, d, t, new, now)
+  if rcall('EXISTS', P .. 'cascaded:' .. d) == 1 then
+    rcall('ZADD', P .. 'cascades:restore', 'NX', now, d)
+    if queue then queue[#queue + 1] = d end
+  end
+  return {d, new, '', x}
+end
+
+-- Restore what cascades from `first` cancelled (and what cascades from those cancelled),
+-- or continue the oldest pending restores when first is nil, until the budget is spent.
+-- The operator who asked for it, if this call is theirs, is named in its events.
+local function restore_run(P, now, first, operator)
+  local done, kept, more, queue, pos, lead = {}, 0, false, nil, 1, first
+  if first then queue = {first} end
+  while true do
+    local x = walk_next(P, 'cascades:restore', queue, pos)
+    if not x then break end
+    if cascade_budget <= 0 then more = true; break end
+    pos, lead = pos + 1, lead or x
+    cascade_budget = cascade_budget - 1
+    local ck = P .. 'cascaded:' .. x
+    local xs = rcall('HGET', P .. 'task:' .. x, 'state')
+    local alive = xs and not is_over(xs)
+    if alive then
+      for _, d in ipairs(rcall('SPOP', ck, cascade_budget)) do
+        cascade_budget = cascade_budget - 1
+        local r = restore_one(P, d, x, now, queue)
+        if r then
+          done[#done + 1] = r
+          if r[2] == 'kept' then kept = kept + 1 end
+        end
+      end
+    end
+    if alive and rcall('EXISTS', ck) == 1 then
+      more = true
+      if not queue then break end
+    else
+      rcall('ZREM', P .. 'cascades:restore', x)
+    end
+  end
+  if #done > 0 or more then
+    audit(P, now, 'restore', lead, '', '', {restored = #done - kept, kept = kept, more = more}, operator)
+  end
+  for _, r in ipairs(done) do
+    if r[2] == 'kept' then
+      audit(P, now, 'not-restored', r[1], '', '', {reason = r[3], after = r[4]}, operator)
+    else
+      audit(P, now, 'restored', r[1], '', '', {to = r[2], after = r[4]}, operator)
+      cascade_log.restored[#cascade_log.restored + 1] = r[1]
+    end
+  end
+end
+
+-- A claim's new deadline is its holds' new expiry: a task-bound lock lives as long as
+-- its claim, however often that is heartbeated or extended.
+local function renew_task_locks(P, id, deadline)
+  for _, entry in ipairs(rcall('SMEMBERS', P .. 'tasklocks:' .. id)) do
+    local bar = string.find(entry, '|', 1, true)
+    local agent, path = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
+    local lk, field = P .. 'lock:' .. path, 'h:' .. hold_key(agent, id)
+    -- (an entry an older claimroom left has no such hold: its lock ends by its own ttl)
+    if rcall('HEXISTS', lk, field) == 1 then
+      rcall('HSET', lk, field, deadline)
+      rcall('ZADD', P .. 'locks', 'GT', deadline, path)
+    end
+  end
 end
 
 -- Rule 7: a claim that ends other than by completion gives back its locks and cancels
@@ -201,6 +428,9 @@ local function rollback(P, id, t, now)
       cancelled[#cancelled + 1] = cid
     end
   end
+  -- After the loop: a subtask that waits on another one being rolled back is cancelled
+  -- as rolled back itself, not as a dependent.
+  for _, cid in ipairs(cancelled) do cascade_cancel(P, cid, now) end
   rcall('DEL', spawned)
   return {locks = locks, cancelled = cancelled}
 end
@@ -238,6 +468,7 @@ local function expire_one(P, id, t, now)
   audit(P, now, 'expired', id, t.agent, t.token, {
     outcome = outcome, progress = progress, expiries = expiries,
     locks = rb.locks, cancelled = rb.cancelled})
+  if outcome == 'dead' then cascade_cancel(P, id, now) end
   return outcome
 end
 
@@ -252,6 +483,9 @@ local function reap_due(P, now)
       rcall('ZREM', P .. 'deadlines', id)
     end
   end
+  -- Cascades and restores that did not fit in the call that started them go on here.
+  cascade_run(P, now, nil)
+  restore_run(P, now, nil)
   return out
 end
 

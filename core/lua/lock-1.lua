@@ -1,33 +1,33 @@
 --[[
-  lock: take path locks for an agent, all or none. A lock on a path covers everything
-  under it, so "src" conflicts with "src/app.py" and the other way round. Shared locks
-  coexist with shared locks; an exclusive lock coexists with nothing but the same agent.
-  Holders whose lease ran out are ignored (and dropped by the reaper).
+  lock: give an agent a hold on each path, all or none. A hold belongs to one (agent, task)
+  pair (task "" when untied) and has its own mode and expiry; taking it again replaces
+  it. A lock on a path covers everything under it, so "src" conflicts with "src/app.py"
+  and the other way round: every live hold of another agent on the path, an ancestor or
+  a descendant refuses the lock, unless both are shared. An agent's own holds never
+  refuse it. Holds whose expiry passed are ignored (and dropped by the reaper).
+  A task-bound hold lives as long as the agent's claim of the task: its expiry is the
+  claim's deadline (heartbeat and extend move it along), and the claim's end drops it.
   KEYS[1] audit stream
-  ARGV[1] prefix P   ARGV[2] agent   ARGV[3] ttl ms   ARGV[4] "1" shared
-  ARGV[5] task id the locks belong to ("" none): they end with that claim
-  ARGV[6..] normalised paths
+  ARGV[1] prefix P   ARGV[2] agent   ARGV[3] ttl ms (untied holds)   ARGV[4] "1" shared
+  ARGV[5] task id the holds belong to ("" untied)   ARGV[6..] normalised paths
   Returns {0, expires_ms}; {-6, path, holder} conflict; {-1, task} no such task;
-  {-3, task} the agent does not hold that task.
+  {-3, task} the agent does not hold a live claim of that task.
 ]]
 --@include lib
 local P, agent, ttl, shared, task = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
 local now = now_ms()
+local expires = now + ttl
 if task ~= '' then
-  local t = rcall('HMGET', P .. 'task:' .. task, 'state', 'agent')
+  local t = rcall('HMGET', P .. 'task:' .. task, 'state', 'agent', 'deadline_ms')
   if not t[1] then return {-1, task} end
-  if t[1] ~= 'claimed' or t[2] ~= agent then return {-3, task} end
+  if t[1] ~= 'claimed' or t[2] ~= agent or tonumber(t[3]) <= now then return {-3, task} end
+  expires = tonumber(t[3])
 end
 
--- The first live holder other than `agent` that a lock on `path` would clash with.
+-- The first live holder other than `agent` that a hold on `path` would clash with.
 local function clash(path)
-  local raw = rcall('HGETALL', P .. 'lock:' .. path)
-  if #raw == 0 then return nil end
-  local h = to_table(raw)
-  if shared and h.mode == 'shared' then return nil end
-  for field, exp in pairs(h) do
-    local who = string.match(field, '^h:(.*)$')
-    if who and who ~= agent and tonumber(exp) > now then return who end
+  for _, h in ipairs(holds_on(P, path)) do
+    if h.agent ~= agent and h.expires > now and not (shared and h.shared) then return h.agent end
   end
   return nil
 end
@@ -48,12 +48,11 @@ for _, path in ipairs(paths) do
   end
 end
 
-local expires = now + ttl
+local key = hold_key(agent, task)
+local mode = 'exclusive'
+if shared then mode = 'shared' end
 for _, path in ipairs(paths) do
-  local lk = P .. 'lock:' .. path
-  local mode = 'exclusive'
-  if shared then mode = 'shared' end
-  rcall('HSET', lk, 'mode', mode, 'h:' .. agent, expires, 't:' .. agent, task)
+  rcall('HSET', P .. 'lock:' .. path, 'h:' .. key, expires, 'm:' .. key, mode)
   rcall('ZADD', P .. 'locks', 'GT', expires, path)  -- GT still adds a new path
   rcall('ZADD', P .. 'lockpaths', 0, path)
   if task ~= '' then rcall('SADD', P .. 'tasklocks:' .. task, agent .. '|' .. path) end

@@ -3,16 +3,19 @@
   orphaned, retrying or dead -> queued), cancel (any non-final -> cancelled), retry
   (dead -> queued with its failure and expiry counts reset), reassign (claimed, orphaned,
   queued, retrying or dead -> queued for one named agent, who gets it on its next claim).
-  A compare-and-set on the state and token the operator saw.
+  A compare-and-set on the state and token the operator saw. A task that ends dead or
+  cancelled takes its dependents with it (lib.lua cascade_cancel); a retry with restore
+  brings back the dependents its cascade cancelled (lib.lua restore_run).
   KEYS[1] audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] seen state   ARGV[4] seen token
   ARGV[5] action: kill | kill-dead | requeue | cancel | retry | reassign
-  ARGV[6] operator   ARGV[7] agent (reassign) or ""
+  ARGV[6] operator   ARGV[7] agent (reassign) or ""   ARGV[8] "1": restore (retry only)
   Returns {0, new state}; {-1, id} no such task; {-4, id} changed since seen;
           {-7, message} the action does not apply to that state.
 ]]
 --@include lib
 local P, id, action, operator, target = ARGV[1], ARGV[2], ARGV[5], ARGV[6], ARGV[7]
+local restore = ARGV[8] == '1'
 local now = now_ms()
 local t, err = check_seen(P, id, ARGV[3], ARGV[4])
 if not t then return err end
@@ -27,6 +30,7 @@ local allowed = {
 if not allowed[action] then return {-5, 'unknown action ' .. action} end
 if not allowed[action][t.state] then return {-7, action .. ' does not apply to a ' .. t.state .. ' task'} end
 if action == 'reassign' and rcall('EXISTS', P .. 'agent:' .. target) == 0 then return {-1, target} end
+if restore and action ~= 'retry' then return {-5, 'only a retry restores dependents'} end
 
 local from, from_agent, token = t.state, t.agent, t.token
 local rb = take_out(P, id, t, now)
@@ -50,4 +54,13 @@ local names = {kill = 'killed', ['kill-dead'] = 'killed', requeue = 'requeued', 
 audit(P, now, names[action],
   id, from_agent, token, {from = from, to = new, assigned = target, locks = rb.locks, cancelled = rb.cancelled},
   operator)
+if is_over(new) then
+  cascade_cancel(P, id, now)
+else
+  rcall('ZREM', P .. 'cascades:cancel', id)  -- alive again: what still waits on it keeps waiting
+end
+if restore then
+  rcall('ZADD', P .. 'cascades:restore', 'NX', now, id)
+  restore_run(P, now, id, operator)
+end
 return {0, new}

@@ -13,11 +13,12 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO
 
 from . import constants, validate
 from .errors import BadInput, ClaimroomError, NothingToClaim
 from .output import Printer
+from .safetext import shown
 from .store import Miss, Store
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line with exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"claimroom: {message} (see: {self.prog} --help)\n")
+        # The message quotes the arguments given, which may hold control characters.
+        sys.stderr.write(f"claimroom: {shown(message)} (see: {self.prog} --help)\n")
         raise SystemExit(2)
 
 
@@ -50,15 +52,35 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
+def _read_text(kind: str, source: BinaryIO | TextIO, where: str) -> str:
+    """At most ``max_json_text_bytes`` of UTF-8 text: ``@/dev/zero`` or an endless pipe is
+    refused once past the limit, never read into memory whole."""
+    limit = constants.max_json_text_bytes
+    data = source.read(limit + 1)
+    if isinstance(data, str):  # a text stream without a byte buffer (standard input replaced)
+        data = data.encode(errors="surrogateescape")
+    if len(data) > limit:
+        raise validate.json_text_too_large(kind)
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise BadInput(f"{kind} {where} is not UTF-8 text") from None
+
+
 def read_json(kind: str, raw: str) -> Any:
     """A JSON value from the command line, ``@FILE`` or ``-`` (standard input)."""
     if raw == "-":
-        text = sys.stdin.read()
+        if sys.stdin is None:  # closed (``<&-``)
+            raise BadInput(f"{kind} is to come from standard input, but it is closed")
+        text = _read_text(kind, getattr(sys.stdin, "buffer", sys.stdin), "from standard input")
     elif raw.startswith("@"):
+        name = raw[1:]
         try:
-            text = Path(raw[1:]).read_text()
-        except OSError as exc:
-            raise BadInput(f"cannot read {kind} file {raw[1:]!r}: {exc.strerror}") from None
+            with open(name, "rb") as f:
+                text = _read_text(kind, f, f"file {name!r}")
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            why = exc.strerror if isinstance(exc, OSError) else exc
+            raise BadInput(f"cannot read {kind} file {name!r}: {why}") from None
     else:
         text = raw
     return validate.parse_json(kind, text)
@@ -128,7 +150,7 @@ async def cmd_heartbeat(a: argparse.Namespace, s: Store, out: Printer) -> None:
 async def cmd_complete(a: argparse.Namespace, s: Store, out: Printer) -> None:
     result = None if a.result is None else read_json("result", a.result)
     unblocked = await s.complete(a.task, a.token, result)
-    text = f"{a.task} done" + (f"; unblocked {' '.join(unblocked)}" if unblocked else "")
+    text = f"{a.task} done" + (f"; unblocked {shown(' '.join(unblocked))}" if unblocked else "")
     out.done({"task": a.task, "state": "done", "unblocked": unblocked}, text)
 
 
@@ -182,21 +204,23 @@ async def cmd_unlock(a: argparse.Namespace, s: Store, out: Printer) -> None:
     from .infra import project_root
 
     released = await s.unlock(a.paths, a.agent, task=a.task, root=project_root())
-    out.done({"released": released}, f"unlocked {' '.join(released)}" if released else "nothing was locked")
+    said = f"unlocked {shown(' '.join(released))}" if released else "nothing was locked"
+    out.done({"released": released}, said)
 
 
 async def cmd_reap(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    interval = validate.interval_s(a.interval)  # refused even without --loop: a typo all the same
     if not a.loop:
         from .reaper import ReaperId
 
         out.reap(await s.reap(by=ReaperId.here("reap")))  # a pass like any other: it counts for up and doctor
         return
-    await s.run_reaper(asyncio.Event(), a.interval, kind="reap-loop", report=_say)
+    await s.run_reaper(asyncio.Event(), interval, kind="reap-loop", report=_say)
 
 
 def _say(line: str) -> None:
     """A line on stderr for the operator (the reaper's outages, under reap --loop)."""
-    sys.stderr.write(f"claimroom: {line}\n")
+    sys.stderr.write(f"claimroom: {shown(line)}\n")
     sys.stderr.flush()
 
 
@@ -375,8 +399,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tty(stream: TextIO | None) -> bool:
+    """Whether ``stream`` is a terminal; a closed one (``<&-``: Python makes it None) is not."""
+    return stream is not None and stream.isatty()
+
+
 def _json_mode(a: argparse.Namespace) -> bool:
     return bool(getattr(a, "json", False))
+
+
+def _url(a: argparse.Namespace) -> str | None:
+    """The store URL given (``--url``, else CLAIMROOM_URL), checked; None when none is."""
+    url = getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL")
+    return validate.store_url(url) if url else None
 
 
 def _resolve(a: argparse.Namespace) -> Resolution:
@@ -385,10 +420,10 @@ def _resolve(a: argparse.Namespace) -> Resolution:
 
     # Only `up` may start a store from nothing at a URL the user named.
     return (up if a.command == "up" else resolve)(
-        getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"),
+        _url(a),
         project=project_root(),
         allow_file_fallback=True if getattr(a, "allow_file_fallback", False) else None,
-        interactive=sys.stdin.isatty() and sys.stderr.isatty() and not _json_mode(a),
+        interactive=_tty(sys.stdin) and _tty(sys.stderr) and not _json_mode(a),
     )
 
 
@@ -455,11 +490,7 @@ def _infra(a: argparse.Namespace, out: Printer) -> int:
         said = down(project_root())
         out.done({"stopped": said}, said)
         return 0
-    checks = doctor(
-        getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"),
-        project=project_root(),
-        namespace=_namespace(a),
-    )
+    checks = doctor(_url(a), project=project_root(), namespace=_namespace(a))
     failed = [c for c in checks if c.status == "fail"]
     out.checks(checks)
     return 1 if failed else 0
@@ -469,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.command is None:
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if not (_tty(sys.stdin) and _tty(sys.stdout)):
             parser.print_help()
             return 0
         a = parser.parse_args(["tui", *(argv or sys.argv[1:])])
@@ -478,8 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.command == "demo":
             from .demo import run_demo, run_live_demo
 
-            if a.plain or _json_mode(a) or not (sys.stdin.isatty() and sys.stdout.isatty()):
-                return run_demo(a.seconds, out)
+            seconds = validate.seconds("--seconds", a.seconds, constants.demo_min_s, constants.demo_max_s)
+            if a.plain or _json_mode(a) or not (_tty(sys.stdin) and _tty(sys.stdout)):
+                return run_demo(seconds, out)
             return run_live_demo(theme=a.theme)
         if a.command in ("up", "down", "doctor"):
             return _infra(a, out)
@@ -495,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return int(
                 run_resolving(
-                    getattr(a, "url", None) or os.environ.get("CLAIMROOM_URL"),
+                    _url(a),
                     _namespace(a),
                     project=project_root(),
                     allow_file_fallback=True if getattr(a, "allow_file_fallback", False) else None,

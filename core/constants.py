@@ -49,6 +49,14 @@ max_checkpoint_bytes = 64 * 1024
 min_priority = -1000
 max_priority = 1000
 max_batch_add = 10_000
+# JSON text read for --payload/--result (argument, @FILE or stdin) is read at most this far:
+# room for indentation around a value whose compact form is within max_payload_bytes.
+max_json_text_bytes = 4 * max_payload_bytes
+max_json_depth = 64  # lists and objects nested deeper than this are refused
+max_page = 10_000_000  # tasks or events in one listing (ls --limit, events --limit)
+max_offset = 1_000_000_000  # ls --offset
+# Tokens and event-id parts: whole numbers exact in Lua's doubles and SQLite's integers.
+max_counter = 2**53 - 1
 
 # Audit trail: a capped stream (approximate trimming keeps XADD O(1)).
 audit_max_len = 200_000
@@ -60,7 +68,9 @@ wait_recheck_s = 1.0
 # Reaper loop and its leader lease. Every long-lived claimroom process (the control room,
 # claim --wait, reap --loop) runs the loop; one at a time leads it and reaps.
 reap_interval_s = 0.5
-max_reap_interval_s = 3600.0
+min_reap_interval_s = 0.05  # reap --loop --interval: shorter would only burn the store's CPU
+max_reap_interval_s = 60.0
+demo_min_s, demo_max_s = 1.0, 3600.0  # demo --seconds
 reaper_lease_ms = 5_000
 reaper_backoff_first_s = 0.25  # after a failed pass (store down): 0.25 s, 0.5 s, ... up to the max
 reaper_backoff_max_s = 5.0

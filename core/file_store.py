@@ -56,6 +56,11 @@ class _Busy(Exception):
         self.error = error
 
 
+def _deadline() -> float:
+    """When an operation starting now gives up: "store busy" (``time.monotonic``)."""
+    return time.monotonic() + C.file_busy_timeout_s
+
+
 def _event(row: sqlite3.Row) -> Event:
     return Event(
         id=str(row["seq"]),
@@ -118,12 +123,12 @@ class FileStore(Store):
         handoff: Handoff | None = None,
     ) -> T:
         """Run ``fn(tx, *args)`` in one transaction, retrying while another writer holds
-        the lock, up to ``file_busy_timeout_s``; commits also when ``fn`` refuses. A write
+        the lock, up to the call's deadline; commits also when ``fn`` refuses. A write
         whose caller still waits on ``handoff`` gets only the turn (``NO_REPLY``)."""
         if not write:
             call.start()
             with self._mutex:
-                return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
+                return self._attempts(fn, args, write, call.deadline)
         # The turn before the connection, on every path: a caller handed the turn takes the
         # connection next, and must never find it held by a writer waiting for that turn.
         turn = self._turn()
@@ -133,7 +138,8 @@ class FileStore(Store):
         try:
             call.start()  # GaveUp when the caller stopped waiting: the turn passes on unused
             with self._mutex:
-                return self._attempts(fn, args, write, time.monotonic() + C.file_busy_timeout_s)
+                # The time spent waiting for the turn counts: one limit for the whole write.
+                return self._attempts(fn, args, write, call.deadline)
         finally:
             turn.release()
 
@@ -236,11 +242,11 @@ class FileStore(Store):
             self._mutex, self._watch_version = threading.RLock(), -1
             self._turn_lock = threading.Lock()
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _call(self, fn: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
         """``fn(*args, call)`` on the worker thread; "store busy" when it has not started
-        within ``file_busy_timeout_s`` (it then never runs)."""
+        by ``deadline`` (default: ``file_busy_timeout_s`` from now; it then never runs)."""
         self._after_fork()
-        call = Call()
+        call = Call(_deadline() if deadline is None else deadline)
         result: T = await self._outcome(self._submit(fn, *args, call), call)
         return result
 
@@ -250,7 +256,8 @@ class FileStore(Store):
         return self._worker.submit(fn, *args)
 
     async def _outcome(self, fut: asyncio.Future[Any], call: Call) -> Any:
-        timer = asyncio.get_running_loop().call_later(C.file_busy_timeout_s, self._give_up, call, fut)
+        left = max(0.0, call.deadline - time.monotonic())
+        timer = asyncio.get_running_loop().call_later(left, self._give_up, call, fut)
         try:
             return await fut
         finally:
@@ -275,11 +282,12 @@ class FileStore(Store):
         lock held by a writer that does not queue, the connection busy with a read) goes
         to the worker, where the caller's timeout covers it."""
         self._after_fork()
+        deadline = _deadline()
         turn = self._turn()
         if turn.try_acquire():
             done, result = self._run_with_turn(turn, fn, args)
         else:
-            handoff, call = Handoff(), Call()
+            handoff, call = Handoff(), Call(deadline)
             fut = self._submit(self._sync_tx, fn, args, True, call, handoff)
             try:
                 handed = handoff.wait(C.file_turn_block_s)
@@ -294,7 +302,7 @@ class FileStore(Store):
                 return result  # type: ignore[no-any-return]
             done, result = self._run_with_turn(turn, fn, args)
         if not done:
-            return await self._call(self._sync_tx, fn, args, True)
+            return await self._call(self._sync_tx, fn, args, True, deadline=deadline)
         # Still a turn of the event loop, as awaiting the worker would be: a caller
         # looping over writes must not starve the loop's other tasks.
         await asyncio.sleep(0)
@@ -618,6 +626,14 @@ class FileStore(Store):
             if self._pid == os.getpid():
                 with self._mutex:
                     self._sync_close_locked()
+            return
+        if worker.stranded():
+            # Asleep for a writer turn that another process holds, on behalf of a caller
+            # that already got "store busy": waiting behind it would keep that caller (a
+            # CLI command, say) a second full timeout. The worker closes the connections
+            # itself if the turn ever comes; else they end with the process.
+            self._worker = None
+            worker.stop(last=lambda: self._sync_close(Call(0.0)))
             return
         try:
             await self._call(self._sync_close)

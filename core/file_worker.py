@@ -29,14 +29,17 @@ class GaveUp(Exception):
 
 class Call:
     """One piece of work handed to the worker: started by the worker, or given up by its
-    caller, whichever comes first."""
+    caller, whichever comes first. ``deadline`` (``time.monotonic``) is the one time limit
+    of the whole operation: the caller's wait and the worker's tries both end there, so a
+    wait for the writer turn and a wait for SQLite's lock never add up to twice the limit."""
 
-    __slots__ = ("_abandoned", "_lock", "_started")
+    __slots__ = ("_abandoned", "_lock", "_started", "deadline")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
         self._lock = threading.Lock()
         self._started = False
         self._abandoned = False
+        self.deadline = deadline
 
     def start(self) -> None:
         """The worker is about to do the work; ``GaveUp`` when the caller already gave up."""
@@ -115,7 +118,8 @@ class Worker:
     """A daemon thread running submitted functions in order."""
 
     def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job | Callable[[], object] | None] = queue.SimpleQueue()
+        self._current: asyncio.Future[Any] | None = None  # the job under way
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -125,19 +129,36 @@ class Worker:
         self._jobs.put((loop, fut, fn, args))
         return fut
 
-    def stop(self) -> None:
-        """End the thread after the work already queued (it may be waiting for a turn)."""
+    def stop(self, last: Callable[[], object] | None = None) -> None:
+        """End the thread after the work already queued (it may be waiting for a turn),
+        running ``last`` (nobody waits for it) before it ends."""
+        if last is not None:
+            self._jobs.put(last)
         self._jobs.put(None)
+
+    def stranded(self) -> bool:
+        """Whether the job under way is one its caller gave up on: typically asleep in
+        ``flock`` for a writer turn that another process holds, for as long as it holds it.
+        Asked on the caller's event loop, the one thread that settles its futures."""
+        current = self._current
+        return current is not None and current.done()
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
+            if callable(job):
+                with contextlib.suppress(Exception):  # the last job: nobody to tell
+                    job()
+                continue
             loop, fut, fn, args = job
             result: Any = None
             exc: BaseException | None = None
+            self._current = fut
             try:
                 result = fn(*args)
             except BaseException as e:  # handed to the caller, whatever it is
                 exc = e
+            finally:
+                self._current = None
             if result is NO_REPLY:
                 continue
             with contextlib.suppress(RuntimeError):  # the caller's loop closed: nobody listens

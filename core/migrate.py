@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from . import constants as C
 from .errors import BadInput, Conflict
 from .models import LockHold
+from .safetext import first_control, shown
 
 FORMAT = "claimroom-board"
 VERSION = 2
@@ -61,13 +62,42 @@ async def migrate(src: Any, dst: Any, *, merge: bool = False) -> dict[str, int]:
         raise BadInput("source and destination are the same board")
     src_now = await src._now_ms()
     skew = await dst._now_ms() - src_now
-    board = await src._export()
+    board, escaped = without_controls(await src._export())
     shift = skew if abs(skew) > C.migrate_clock_skew_ms else 0
     if shift:
         board = shifted(board, shift)
     counts: dict[str, int] = await dst._import(board, merge)
+    counts["escaped"] = escaped
     counts["clock_shift_ms"] = shift
     return counts
+
+
+# The task fields a person reads that claimroom now refuses control characters in (the
+# names, ids and operator names never could hold any), and whether newlines may stay.
+_TEXT_FIELDS = {"title": False, "stage": False, "affinity": False, "reason": True, "checkpoint": True}
+
+
+def without_controls(board: Board) -> tuple[Board, int]:
+    """The board with control characters in its texts escaped (``safetext.shown``), and how
+    many texts that changed.
+
+    A board from an older claimroom may hold text that this one refuses (an ESC in a
+    title): refusing the whole migration would strand that board, so those texts arrive
+    escaped, as every view would show them anyway. The audit trail is carried as it was
+    recorded (it is history, and escaped wherever it is shown)."""
+    out = copy.deepcopy(board)
+    changed = 0
+    for t in out["tasks"]:
+        for name, multiline in _TEXT_FIELDS.items():
+            value = t.get(name)
+            if isinstance(value, str) and first_control(value, multiline=multiline):
+                t[name] = shown(value, multiline=multiline)
+                changed += 1
+    for lk in out["locks"]:
+        if first_control(lk["path"]):
+            lk["path"] = shown(lk["path"])
+            changed += 1
+    return out, changed
 
 
 def check(board: Board) -> None:

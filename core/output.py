@@ -1,4 +1,11 @@
-"""How the CLI prints: plain lines for people, one JSON object with ``--json``."""
+"""How the CLI prints: plain lines for people, one JSON object with ``--json``.
+
+Every text that came from the store is printed through ``safetext.shown``: a title or a
+reason that reached the store some other way (by hand, an older claimroom, a migrated
+board) must not drive the operator's terminal. ``--json`` is safe as it is: ``json.dumps``
+escapes every character outside ASCII (``ensure_ascii``, its default; never turn it off
+here), control characters included.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import ClaimroomError
 from .models import Agent, Claim, Event, ReapReport, Task
+from .safetext import shown
 
 if TYPE_CHECKING:
     from .infra import Check
@@ -24,10 +32,10 @@ def _ago(ms: int, now_ms: int) -> str:
 def _detail(key: str, value: Any, at_ms: int) -> str:
     """One event detail for people: store times shown relative to the event."""
     if key.endswith("_ms") and isinstance(value, int | float) and value > 1e12:
-        return f"{key[:-3]}=+{(value - at_ms) / 1000:.1f}s"
+        return f"{shown(key[:-3])}=+{(value - at_ms) / 1000:.1f}s"
     if isinstance(value, list):
-        return f"{key}={','.join(map(str, value))}"
-    return f"{key}={value}"
+        return f"{shown(key)}={shown(','.join(map(str, value)))}"
+    return f"{shown(key)}={shown(str(value))}"
 
 
 class Printer:
@@ -43,7 +51,9 @@ class Printer:
         self.out.flush()
 
     def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
+        # The fields are escaped where a line is built (one-line fields lose their
+        # newlines there too); this is the net for any text that was not.
+        self.out.write(shown(text, multiline=True) + "\n")
         self.out.flush()
 
     def done(self, obj: dict[str, Any], text: str) -> None:
@@ -53,14 +63,16 @@ class Printer:
         message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         if self.json_mode:
             self._json({"error": message, "exit_code": exc.exit_code, "kind": exc.__class__.__name__})
-        self.err.write(f"claimroom: {message}\n")
+        # A message may name what the store holds (a lock's holder, a path).
+        self.err.write(f"claimroom: {shown(message)}\n")
         self.err.flush()
 
     def claim(self, c: Claim) -> None:
         if self.json_mode:
             self._json(c.to_json())
             return
-        self._line(f"{c.task.id} token={c.token} lease={c.task.ttl_ms / 1000:g}s  {c.task.title}")
+        lease = f"lease={c.task.ttl_ms / 1000:g}s"
+        self._line(f"{shown(c.task.id)} token={c.token} {lease}  {shown(c.task.title)}")
 
     def task(self, t: Task) -> None:
         if self.json_mode:
@@ -87,15 +99,18 @@ class Printer:
             ("result", "-" if t.result is None else json.dumps(t.result)[:200]),
         ]
         for k, v in rows:
-            self._line(f"{k:<11} {v}")
+            self._line(f"{k:<11} {shown(v)}")
 
     def tasks(self, tasks: list[Task]) -> None:
         if self.json_mode:
             self._json({"tasks": [t.to_json() for t in tasks]})
             return
         for t in tasks:
-            holder = f" {t.agent}#{t.token}" if t.state.value == "claimed" else ""
-            self._line(f"{t.id:<8} {t.state.value:<9} {t.queue:<10} p{t.priority:<4}{holder}  {t.title}")
+            holder = f" {shown(t.agent)}#{t.token}" if t.state.value == "claimed" else ""
+            self._line(
+                f"{shown(t.id):<8} {t.state.value:<9} {shown(t.queue):<10} p{t.priority:<4}{holder}  "
+                f"{shown(t.title)}"
+            )
 
     def agents(self, agents: list[Agent]) -> None:
         if self.json_mode:
@@ -104,9 +119,10 @@ class Printer:
         now = int(time.time() * 1000)
         for a in agents:
             breaker = "open" if a.breaker_open_until_ms > now else "closed"
-            caps = ",".join(a.capabilities) or "-"
+            caps = shown(",".join(a.capabilities)) or "-"
             self._line(
-                f"{a.name:<16} claims {len(a.held)}/{a.max_claims}  seen {_ago(a.last_seen_ms, now):<9} "
+                f"{shown(a.name):<16} claims {len(a.held)}/{a.max_claims}  "
+                f"seen {_ago(a.last_seen_ms, now):<9} "
                 f"breaker {breaker:<6} can {caps}"
             )
 
@@ -115,11 +131,11 @@ class Printer:
             self._json(e.to_json())
             return
         stamp = time.strftime("%H:%M:%S", time.localtime(e.at_ms / 1000)) + f".{e.at_ms % 1000:03d}"
-        who = f" {e.agent}" if e.agent else ""
+        who = f" {shown(e.agent)}" if e.agent else ""
         tok = f"#{e.token}" if e.token else ""
-        by = f" by {e.operator}" if e.operator else ""
+        by = f" by {shown(e.operator)}" if e.operator else ""
         extra = " ".join(_detail(k, v, e.at_ms) for k, v in e.data.items() if v not in ("", [], {}, None, 0))
-        self._line(f"{stamp} {e.type:<14} {e.task:<8}{who}{tok}{by} {extra}".rstrip())
+        self._line(f"{stamp} {shown(e.type):<14} {shown(e.task):<8}{who}{tok}{by} {extra}".rstrip())
 
     def events(self, events: list[Event]) -> None:
         # The audit trail is a stream: with --json it is JSON lines, one event each.

@@ -207,13 +207,10 @@ class ReaperStatus:
 
 
 def checked_interval(interval_s: float) -> float:
-    """A reaper interval in seconds, or ``BadInput``."""
-    ok = isinstance(interval_s, int | float) and not isinstance(interval_s, bool)
-    if not ok or not 0 < interval_s <= C.max_reap_interval_s:
-        raise BadInput(
-            f"reaper interval must be above 0 and at most {C.max_reap_interval_s:g} s, got {interval_s!r}"
-        )
-    return float(interval_s)
+    """A reaper interval in seconds, or ``BadInput`` (the one rule: ``validate.interval_s``)."""
+    if isinstance(interval_s, bool):
+        raise BadInput(f"reaper interval must be a number of seconds, got {interval_s!r}")
+    return validate.interval_s(interval_s)
 
 
 HOSTS = "the control room, claim --wait, reap --loop"

@@ -48,12 +48,15 @@ def _ref_or_id(value: str) -> str:
 
 ACTIONS = ("kill", "kill-dead", "requeue", "cancel", "retry", "reassign")
 
-_EVENT_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+_EVENT_ID = re.compile(r"\d{1,16}(-\d{1,16})?")
 
 
 def _event_id(value: str, *also: str) -> str:
     """An audit event id (``ms-seq``, or ``ms``), or one of the markers in ``also``."""
-    if value in also or (isinstance(value, str) and _EVENT_ID.fullmatch(value)):
+    if value in also:
+        return value
+    numbers = isinstance(value, str) and _EVENT_ID.fullmatch(value)
+    if numbers and all(int(part) <= constants.max_counter for part in value.split("-")):
         return value
     raise BadInput(f"invalid event id {value!r}: use an id from the audit trail, like 1700000000000-0")
 
@@ -106,16 +109,14 @@ class Store(ABC):
     def from_url(url: str, namespace: str = "default") -> Store:
         """The store for a URL: ``redis://``, ``rediss://``, ``unix://`` or ``file:///dir``."""
         validate.namespace(namespace)
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if scheme in ("redis", "rediss", "unix"):
-            from .redis_store import RedisStore
-
-            return RedisStore(url, namespace)
-        if scheme == "file":
+        validate.store_url(url)
+        if url.split("://", 1)[0].lower() == "file":
             from .file_store import FileStore
 
             return FileStore(url, namespace)
-        raise BadInput(f"unsupported store URL {url!r}: use redis://HOST:PORT or file:///abs/dir")
+        from .redis_store import RedisStore
+
+        return RedisStore(url, namespace)
 
     # --- tasks -----------------------------------------------------------------------
 
@@ -235,7 +236,9 @@ class Store(ABC):
         if stage is not None:
             updates["stage"] = validate.text("stage", stage)
         if checkpoint is not None:
-            updates["checkpoint"] = validate.text("checkpoint", checkpoint, constants.max_checkpoint_bytes)
+            updates["checkpoint"] = validate.text(
+                "checkpoint", checkpoint, constants.max_checkpoint_bytes, multiline=True
+            )
         ttl = None if ttl_s is None else validate.ttl_ms(ttl_s)
         return await self._heartbeat(validate.task_id(task), validate.token(token), ttl, updates)
 
@@ -248,7 +251,7 @@ class Store(ABC):
         """End a claim with a failure; returns the next state and when a retry may run."""
         if not isinstance(reason, str) or not reason.strip():
             raise BadInput("reason is empty")
-        text = validate.text("reason", reason)
+        text = validate.text("reason", reason, multiline=True)
         return await self._fail(validate.task_id(task), validate.token(token), text, fatal, random.random())
 
     async def release(self, task: str, token: int) -> None:
@@ -271,9 +274,9 @@ class Store(ABC):
                 names = ", ".join(s.value for s in State)
                 raise BadInput(f"unknown state {state!r}: one of {names}") from None
         q = None if queue is None else validate.queue(queue)
-        if limit < 1 or offset < 0:
-            raise BadInput("limit must be positive and offset not negative")
-        return await self._tasks(st, q, limit, offset)
+        n = validate.positive_int("limit", limit, constants.max_page)
+        skip = validate.positive_int("offset", offset, constants.max_offset, minimum=0)
+        return await self._tasks(st, q, n, skip)
 
     async def counts(self) -> dict[State, int]:
         """How many tasks are in each state."""
@@ -341,7 +344,8 @@ class Store(ABC):
     async def events(self, *, task: str | None = None, after: str = "-", count: int = 1000) -> list[Event]:
         """Audit events oldest first, after the event id ``after`` (exclusive)."""
         tid = None if task is None else validate.task_id(task)
-        return await self._events(tid, _event_id(after, "-"), count)
+        n = validate.positive_int("event count", count, constants.max_page)
+        return await self._events(tid, _event_id(after, "-"), n)
 
     async def follow(self, *, task: str | None = None, after: str = "$") -> AsyncIterator[Event]:
         """New audit events as they are written, forever."""
@@ -420,12 +424,7 @@ class Store(ABC):
         except ValueError:
             names = ", ".join(s.value for s in State)
             raise BadInput(f"unknown state {seen_state!r}: one of {names}") from None
-        try:
-            token = int(seen_token)
-        except (TypeError, ValueError, OverflowError):
-            raise BadInput(f"token must be a whole number, got {seen_token!r}") from None
-        if token < 0:
-            raise BadInput(f"token must not be negative, got {token}")
+        token = validate.token(seen_token, minimum=0)  # 0: a task never claimed
         return await self._act(
             action, validate.task_id(task), st, token, validate.operator(operator), agent, restore
         )

@@ -12,17 +12,33 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import constants, lockpath
 from .errors import BadInput
+from .safetext import describe, first_control
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+def no_controls(kind: str, value: str, *, multiline: bool = False) -> str:
+    """``value`` unless it holds a control character a terminal would act on (one-line
+    text: any C0 or C1 control or DEL; ``multiline``: tab and newline allowed)."""
+    char = first_control(value, multiline=multiline)
+    if char is None:
+        return value
+    refused = "control characters other than tab and newline are" if multiline else "control characters are"
+    raise BadInput(
+        f"{kind} contains a control character ({describe(char)} at position {value.index(char) + 1}); "
+        f"{refused} refused in text shown to operators"
+    )
+
+
 def _name(kind: str, value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadInput(f"{kind} name is empty")
+    no_controls(f"{kind} name", value)
     if not _NAME.fullmatch(value):
         raise BadInput(
             f"invalid {kind} name {value!r}: use up to 64 letters, digits and _ . @ + - "
@@ -55,6 +71,7 @@ def capabilities(values: Iterable[str]) -> str:
 def task_id(value: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadInput("task id is empty")
+    no_controls("task id", value)
     if not _ID.fullmatch(value):
         raise BadInput(f"invalid task id {value!r}")
     return value
@@ -75,15 +92,17 @@ def title(value: str) -> str:
     if len(value) > constants.max_title_chars:
         raise BadInput(f"title is longer than {constants.max_title_chars} characters")
     _utf8_size("title", value)
-    return value
+    return no_controls("title", value)
 
 
-def text(kind: str, value: str, limit: int = constants.max_text_chars) -> str:
+def text(kind: str, value: str, limit: int = constants.max_text_chars, *, multiline: bool = False) -> str:
+    """Free text shown to operators: one line (a stage, an affinity key) unless
+    ``multiline`` (a reason, a checkpoint: tabs and newlines allowed)."""
     if not isinstance(value, str):
         raise BadInput(f"{kind} must be text")
     if _utf8_size(kind, value) > limit:
         raise BadInput(f"{kind} is larger than {limit} bytes")
-    return value
+    return no_controls(kind, value, multiline=multiline)
 
 
 def priority(value: Any) -> int:
@@ -98,21 +117,45 @@ def priority(value: Any) -> int:
     return number
 
 
-def positive_int(kind: str, value: Any, maximum: int) -> int:
+def positive_int(kind: str, value: Any, maximum: int, minimum: int = 1) -> int:
+    """A whole number from ``minimum`` to ``maximum``: the bound keeps any count or offset
+    inside what both stores can hold (64-bit integers, Lua's doubles)."""
     try:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
-        raise BadInput(f"{kind} must be a whole number, got {value!r}") from None
-    if number < 1 or number > maximum:
-        raise BadInput(f"{kind} must be between 1 and {maximum}, got {number}")
+        raise BadInput(f"{kind} must be a whole number, got {_brief(value)}") from None
+    if number < minimum or number > maximum:
+        raise BadInput(f"{kind} must be between {minimum} and {maximum}, got {_brief(number)}")
     return number
+
+
+def _brief(value: Any) -> str:
+    """A value as an error message shows it: a number of 4,000 digits is not worth a screen."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def seconds(kind: str, value: Any, low: float, high: float) -> float:
+    """A duration from ``low`` to ``high`` seconds (never NaN or infinite)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BadInput(f"{kind} must be a number of seconds, got {_brief(value)}") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise BadInput(f"{kind} must be from {low:g} to {high:g} seconds, got {_brief(value)}")
+    return number
+
+
+def interval_s(value: Any) -> float:
+    """How often a loop runs (``reap --loop --interval``): neither busy nor asleep."""
+    return seconds("interval", value, constants.min_reap_interval_s, constants.max_reap_interval_s)
 
 
 def ttl_ms(value: Any, kind: str = "ttl") -> int:
     """A duration in seconds, returned in ms; zero, negative and absurd values refused."""
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadInput(f"{kind} must be a number of seconds, got {value!r}") from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise BadInput(f"{kind} must be more than 0 seconds, got {value!r}")
@@ -124,7 +167,7 @@ def ttl_ms(value: Any, kind: str = "ttl") -> int:
 def wait_s(value: Any) -> float:
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadInput(f"wait must be a number of seconds, got {value!r}") from None
     if not math.isfinite(seconds) or seconds < 0:
         raise BadInput(f"wait must be 0 or more seconds, got {value!r}")
@@ -134,25 +177,46 @@ def wait_s(value: Any) -> float:
 def progress(value: Any) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadInput(f"progress must be a number from 0 to 1, got {value!r}") from None
     if not math.isfinite(number) or not 0.0 <= number <= 1.0:
         raise BadInput(f"progress must be from 0 to 1, got {value!r}")
     return number
 
 
-def token(value: Any) -> int:
+def token(value: Any, minimum: int = 1) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
-        raise BadInput(f"token must be a whole number, got {value!r}") from None
-    if number < 1:
-        raise BadInput(f"token must be positive, got {number}")
+        raise BadInput(f"token must be a whole number, got {_brief(value)}") from None
+    if number < minimum:
+        raise BadInput(f"token must be {'positive' if minimum else 'zero or more'}, got {_brief(number)}")
+    if number > constants.max_counter:
+        raise BadInput(f"token must be at most {constants.max_counter}, got {_brief(number)}")
     return number
+
+
+def _too_deep(kind: str) -> BadInput:
+    return BadInput(f"{kind} nests lists and objects deeper than {constants.max_json_depth} levels")
+
+
+def _nesting(kind: str, value: Any) -> None:
+    """``BadInput`` when ``value`` nests deeper than ``max_json_depth`` (walked level by level,
+    not recursively: a deep value must not exhaust the stack that checks it)."""
+    level, depth = [value], 0
+    while level:
+        containers = [v for v in level if isinstance(v, dict | list | tuple)]
+        if not containers:
+            return
+        depth += 1
+        if depth > constants.max_json_depth:
+            raise _too_deep(kind)
+        level = [item for c in containers for item in (c.values() if isinstance(c, dict) else c)]
 
 
 def json_value(kind: str, value: Any, limit: int = constants.max_payload_bytes) -> str:
     """A JSON value as stored text; ``value`` is already-parsed data."""
+    _nesting(kind, value)
     try:
         encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -168,19 +232,28 @@ def parse_json(kind: str, raw: str) -> Any:
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
+    if _utf8_size(kind, raw) > constants.max_json_text_bytes:
+        raise json_text_too_large(kind)
     try:
-        return json.loads(raw, parse_constant=refuse)
+        value = json.loads(raw, parse_constant=refuse)
     except ValueError as exc:
         raise BadInput(f"{kind} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _too_deep(kind) from None
+    _nesting(kind, value)
+    return value
+
+
+def json_text_too_large(kind: str) -> BadInput:
+    return BadInput(f"{kind} text is larger than {constants.max_json_text_bytes // 1024} KiB")
 
 
 def path(value: str, root: str | Path | None = None) -> str:
     """A lock path in its one spelling from the project root (see ``lockpath``)."""
     if not isinstance(value, str) or not value.strip():
         raise BadInput("lock path is empty")
-    if any(c in value for c in "\0\n\r"):
-        raise BadInput(f"lock path {value!r} contains a control character")
     _utf8_size("lock path", value)
+    no_controls("lock path", value)
     return lockpath.normal(value, root)
 
 
@@ -188,6 +261,42 @@ def operator(value: str) -> str:
     """An operator's name, for the audit trail (any printable text, kept short)."""
     if not isinstance(value, str) or not value.strip():
         raise BadInput("operator name is empty")
+    no_controls("operator name", value)
     if len(value) > 64 or not value.isprintable():
         raise BadInput(f"invalid operator name {value!r}")
     return value
+
+
+_STORE_URL_HELP = (
+    "use redis://HOST:PORT/DB, rediss://HOST:PORT/DB, unix:///path/to/redis.sock or file:///abs/dir"
+)
+
+
+def store_url(url: str) -> str:
+    """A store URL whose scheme, port and database number make sense; ``BadInput`` else
+    (before anything tries to connect: a malformed URL is a typo, not a store that is down).
+    The message never repeats the URL, which may hold a password."""
+    if not isinstance(url, str) or not url.strip():
+        raise BadInput(f"store URL is empty: {_STORE_URL_HELP}")
+    no_controls("store URL", url)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix", "file"):
+        said = f" scheme {scheme!r}" if scheme else " (no scheme)"
+        raise BadInput(f"unsupported store URL{said}: {_STORE_URL_HELP}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is no number or out of range, a broken [IPv6]
+        raise BadInput(f"malformed store URL ({exc}): {_STORE_URL_HELP}") from None
+    if scheme == "unix":
+        if not parts.path:
+            raise BadInput("unix store URL names no socket: use unix:///path/to/redis.sock")
+        return url
+    if scheme == "file":
+        return url  # the file store checks its directory (core/file_schema.db_path)
+    if port == 0:  # redis-py would quietly take 6379 instead
+        raise BadInput(f"store URL port must be from 1 to 65535: {_STORE_URL_HELP}")
+    db = parts.path.lstrip("/")
+    if db and not (db.isascii() and db.isdigit()):  # redis-py would quietly take database 0
+        raise BadInput(f"store URL database must be a number, like redis://HOST:PORT/0, got {db[:20]!r}")
+    return url

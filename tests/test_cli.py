@@ -126,20 +126,31 @@ BAD_INPUT = [
     (("lock", "..", "--agent", "a"), "path"),
     (("lock", "x", "--agent", "a", "--ttl", "0"), "ttl"),
     (("ls", "--state", "sleeping"), "state"),
+    (("add", "x", "--payload", "[" * 50_000 + "]" * 50_000), "deeper than 64"),
+    (("ls", "--limit", str(2**63)), "limit"),
+    (("ls", "--offset", str(2**63)), "offset"),
+    (("ls", "--url", "redis://127.0.0.1:abc/0"), "store URL"),
+    (("ls", "--url", "redis://[::1/0"), "store URL"),
+    (("doctor", "--url", "redis://:secret@127.0.0.1:abc/0"), "store URL"),
+    (("reap", "--loop", "--interval", "-1"), "interval"),
+    (("reap", "--loop", "--interval", "nan"), "interval"),
+    (("events", "--limit", "-5"), "event count"),
+    (("heartbeat", "t1", "--token", str(2**64)), "token"),
+    (("demo", "--plain", "--seconds", "nan"), "seconds"),
     (("nosuchcommand",), "invalid choice"),
     (("tui", "--theme", "solarized"), "theme"),
     (("tui", "--namespace", "bad ns!"), "namespace"),
 ]
 
 
-@pytest.mark.parametrize(("args", "word"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+@pytest.mark.parametrize(("args", "word"), BAD_INPUT, ids=[" ".join(a)[:60] for a, _ in BAD_INPUT])
 def test_bad_input_exits_2_with_one_line(cli_env: dict[str, str], args: tuple[str, ...], word: str) -> None:
     before = event_count(cli_env)
     p = run(cli_env, *args)
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and word.lower() in lines[0].lower(), p.stderr
-    assert "Traceback" not in p.stderr and p.stdout == ""
+    assert "Traceback" not in p.stderr and p.stdout == "" and "secret" not in p.stderr
     assert event_count(cli_env) == before
 
 
@@ -239,3 +250,19 @@ def test_migrate_redis_to_file_and_refuse_non_empty(cli_env: dict[str, str], tmp
     p = run(cli_env, "migrate", "--from", cli_env["CLAIMROOM_URL"], "--to", board)
     assert p.returncode == 6, p.stderr
     assert "--merge" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_a_closed_standard_input_is_no_crash(cli_env: dict[str, str]) -> None:
+    """An agent may run commands with standard input closed (``<&-``; Python's sys.stdin is
+    then None): they work, and a payload to come from it is bad input."""
+
+    def closed_stdin(*args: str) -> subprocess.CompletedProcess[str]:
+        line = " ".join(f"'{a}'" for a in (CLAIMROOM, *args))
+        return subprocess.run(
+            ["sh", "-c", f"exec {line} <&-"], env=cli_env, capture_output=True, text=True, timeout=30
+        )
+
+    assert closed_stdin("add", "x").returncode == 0
+    p = closed_stdin("add", "y", "--payload", "-")
+    assert p.returncode == 2 and "standard input" in p.stderr and "Traceback" not in p.stderr
+    assert [t["title"] for t in ok(cli_env, "ls")["tasks"]] == ["x"]

@@ -60,6 +60,24 @@ async def make_board(store: Store) -> Board:
 
 BIG = "x" * (constants.max_payload_bytes + 1)
 
+
+def nested(depth: int) -> list[Any]:
+    """A list ``depth`` levels deep: ``[[[...]]]``."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def reaper(b: Board, interval_s: float) -> Awaitable[None]:
+    """The reaper loop, refused at once; a loop it accepts fails the test in 5 s, not never."""
+    return asyncio.wait_for(b.store.run_reaper(asyncio.Event(), interval_s), 5)
+
+
+DEEP = nested(100_000)  # json.dumps of it: RecursionError
+LOOP: list[Any] = []
+LOOP.append(LOOP)
+
 BadCall = Callable[[Board], Awaitable[Any]]
 BAD_CALLS: dict[str, BadCall] = {
     # task ids
@@ -177,6 +195,34 @@ BAD_CALLS: dict[str, BadCall] = {
     "events bad after": lambda b: b.store.events(after="not-an-id"),
     "events after a follow marker": lambda b: b.store.events(after="$"),
     "follow bad after": lambda b: anext(b.store.follow(after="(0")),
+    "tasks limit past 64 bits": lambda b: b.store.tasks(limit=2**63),
+    "tasks offset past 64 bits": lambda b: b.store.tasks(offset=2**63),
+    "tasks limit huge": lambda b: b.store.tasks(limit=10**30),
+    "tasks offset huge": lambda b: b.store.tasks(offset=10**30),
+    "tasks limit NaN": lambda b: b.store.tasks(limit=math.nan),
+    "events negative count": lambda b: b.store.events(count=-5),
+    "events zero count": lambda b: b.store.events(count=0),
+    "events count past 64 bits": lambda b: b.store.events(count=2**64),
+    "events after an id past 64 bits": lambda b: b.store.events(after="99999999999999999999"),
+    "events after a seq past 64 bits": lambda b: b.store.events(after="1-99999999999999999999"),
+    "reaper interval NaN": lambda b: reaper(b, math.nan),
+    "reaper interval negative": lambda b: reaper(b, -1),
+    "reaper interval zero": lambda b: reaper(b, 0),
+    "reaper interval inf": lambda b: reaper(b, math.inf),
+    # numbers past what the stores hold, or than a float holds
+    "token past 64 bits": lambda b: b.store.heartbeat(b.task, 2**64),
+    "complete token past 64 bits": lambda b: b.store.complete(b.task, 10**30),
+    "act seen token past 64 bits": lambda b: b.store.act("kill", b.task, State.CLAIMED, 2**64, "alice"),
+    "claim ttl past a float": lambda b: b.store.claim("worker2", ttl_s=10**400),
+    "claim wait past a float": lambda b: b.store.claim("worker2", wait_s=10**400),
+    "progress past a float": lambda b: b.store.heartbeat(b.task, b.token, progress=10**400),
+    # JSON nested past what the stack (and anyone reading it) takes
+    "payload nested deeply": lambda b: b.store.add("x", payload=DEEP),
+    "payload nested one level too deep": lambda b: b.store.add(
+        "x", payload=nested(constants.max_json_depth + 1)
+    ),
+    "result nested deeply": lambda b: b.store.complete(b.task, b.token, DEEP),
+    "payload that contains itself": lambda b: b.store.add("x", payload=LOOP),
     # batches
     "batch forward reference": lambda b: b.store.add_many([TaskSpec("a", after=["$1"]), TaskSpec("b")]),
     "batch self reference": lambda b: b.store.add_many([TaskSpec("a", after=["$0"])]),
@@ -219,6 +265,32 @@ async def test_unknown_state_message_lists_the_states(store: Store) -> None:
     with pytest.raises(BadInput) as exc:
         await store.tasks(state="sleeping")
     assert all(s.value in str(exc.value) for s in State)
+
+
+async def test_payload_nested_to_the_limit_is_accepted(store: Store) -> None:
+    tid = await store.add("deep", payload=nested(constants.max_json_depth))
+    assert (await store.get(tid)).payload == nested(constants.max_json_depth)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:abc/0",
+        "redis://127.0.0.1:99999/0",
+        "redis://[::1/0",
+        "redis://:secret@127.0.0.1:abc/0",
+        "redis://127.0.0.1:0/0",
+        "redis://127.0.0.1:6379/db",
+        "unix://",
+        "ftp://example.com",
+        "",
+        "redis://127.0.0.1:6379/0\x1b[2J",
+    ],
+)
+def test_a_malformed_store_url_is_bad_input(url: str) -> None:
+    with pytest.raises(BadInput) as exc:
+        Store.from_url(url, "ns")
+    assert "secret" not in str(exc.value) and "\n" not in str(exc.value)
 
 
 async def test_payload_at_the_limit_is_accepted(store: Store) -> None:

@@ -9,7 +9,14 @@ from typing import Any
 from . import constants as C
 from .errors import Conflict
 from .file_ops import Tx, split
-from .file_schema import AGENT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, TASK_INTS, task_fields
+from .file_schema import (
+    AGENT_COLUMNS,
+    EVENT_COLUMNS,
+    TASK_COLUMNS,
+    TASK_INTS,
+    rebuild_claim_index,
+    task_fields,
+)
 from .migrate import FORMAT, VERSION, Board, dumped_holds, lock_clash, not_empty, renumbered
 from .models import LockHold
 
@@ -91,13 +98,14 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
         )  # fmt: skip
     for q in board["paused"]:
         tx.run("INSERT OR IGNORE INTO paused (ns, queue) VALUES (:ns, :q)", q=q)
-    for q in board["queues"]:
-        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=q)
+    # The claim index follows the tasks (board["queues"] is not written: it would bring back
+    # queues with nothing claimable).
+    rebuild_claim_index(tx.conn, tx.ns)
     for name in ("task", "token"):
         wanted, have = int(board["counters"].get(name) or 0), tx.counter(name)
         if wanted > have:
             tx.incr(name, wanted - have)
-    tx.changed = True
+    tx.changed = tx.claimable = True
     return {k: len(board[k]) for k in ("tasks", "agents", "locks", "events", "paused")}
 
 
@@ -108,14 +116,6 @@ def _load_task(tx: Tx, t: dict[str, str]) -> None:
     names = ", ".join(TASK_COLUMNS)
     values = ", ".join(":" + k for k in TASK_COLUMNS)
     tx.run(f"INSERT INTO tasks (ns, {names}) VALUES (:ns, {values})", **row)
-    if row["state"] == "queued":
-        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=row["queue"])
-        if not row["assigned"]:
-            tx.run(
-                "INSERT OR IGNORE INTO capsigs (ns, queue, sig) VALUES (:ns, :q, :s)",
-                q=row["queue"],
-                s=row["requires"],
-            )
     # Every dependency, done or not: a done task never completes again, so the extra rows
     # never count down anyone's wait.
     for dep in split(row["after"]):

@@ -11,5 +11,6 @@ local ak = P .. 'agent:' .. agent
 if rcall('EXISTS', ak) == 0 then rcall('HSET', ak, 'registered_ms', now) end
 rcall('HSET', ak, 'name', agent, 'caps', ARGV[3], 'max_claims', ARGV[4], 'last_seen_ms', now)
 rcall('SADD', P .. 'agents', agent)
+announce(P .. 'wake:' .. agent, 'registered')  -- new capabilities or capacity
 audit(P, now, 'registered', '', agent, '', {capabilities = split(ARGV[3]), max_claims = tonumber(ARGV[4])})
 return {0}

@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -73,10 +74,12 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_py
+from _scale import ScaleBench, slowlog_start, slowlog_worst, worst_row
 from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Claim
 from claimroom.core.redis_store import RedisStore
+from claimroom.core.scripts import SCRIPTS, source
 from claimroom.core.store import Store, TaskSpec
 from redis.utils import HIREDIS_AVAILABLE
 
@@ -178,6 +181,8 @@ class Bench:
         self.rows: list[Row] = []
         self._admin = redis_py.Redis.from_url(self.url)
         self.load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        slowlog_start(self._admin)
+        self.worst: tuple[float, str, int] = (0.0, "none over 1 ms", 0)
 
     def fresh(self, *, coalesce: bool = True) -> RedisStore:
         """A new namespace on an emptied private server: each measure starts from a clean board.
@@ -388,10 +393,10 @@ class Bench:
                     return time.perf_counter(), claim
 
                 waiting = asyncio.create_task(sleeper())
-                # Wait until the sleeper has subscribed (the store's private hints channel,
-                # read only to know that) and its first, empty attempt is done.
+                # Wait until the sleeper has subscribed (the store's private claimable
+                # channel, read only to know that) and its first, empty attempt is done.
                 while True:
-                    subs = await adder.redis.pubsub_numsub(store._channel)
+                    subs = await adder.redis.pubsub_numsub(store._claimable)
                     if subs and int(subs[0][1]) >= 1:
                         break
                     await asyncio.sleep(0.001)
@@ -442,12 +447,37 @@ class Bench:
             return
         if only in (None, "redis"):
             await self.redis_rows()
+            self.look_at_slowlog("throughput")
         if only in (None, "spread"):
             await self.spread_rows()
+            self.look_at_slowlog("spread")
         if only in (None, "file"):
             await self.file_rows()
         if only in (None, "redis"):
             await self.recovery_rows()
+            self.look_at_slowlog("recovery")
+        if only in (None, "scale"):
+            await self.scale_rows()
+        self.rows.append(worst_row("worst single script call, whole bench", self.worst))
+
+    def look_at_slowlog(self, part: str) -> tuple[float, str, int]:
+        """The slowest script call since the last look; kept in ``self.worst`` (with the part
+        of the bench it came from) when the worst so far."""
+        names = {hashlib.sha1(source(name).encode()).hexdigest(): name for name in SCRIPTS}
+        found = slowlog_worst(self._admin, names)
+        ms, what, n = self.worst
+        if found[0] > ms:
+            ms, what = found[0], f"{found[1]}, {part} rows"
+        self.worst = (ms, what, n + found[2])
+        return found
+
+    async def scale_rows(self) -> None:
+        scale = ScaleBench(self.fresh, self._admin, self.args)
+        await scale.run_redis()
+        worst = self.look_at_slowlog("scale")
+        scale.rows.append(worst_row("redis: worst single script call in the rows above", worst))
+        await scale.run_file()
+        self.rows.extend(scale.rows)
 
     async def redis_rows(self) -> None:
         a = self.args
@@ -897,22 +927,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--file-tasks", type=int, default=8_000, help="tasks per file-store run (default 8000)")
     p.add_argument(
         "--only",
-        choices=("redis", "spread", "file", "retention"),
+        choices=("redis", "spread", "file", "scale", "retention"),
         help="run one part: redis (throughput, ceiling, orphan, wake-up), spread (latency of "
-        "agents in several processes), file (the file store) or retention (store size over long "
-        "runs; only when asked for)",
+        "agents in several processes), file (the file store), scale (a board of many queues) or "
+        "retention (store size over long runs; only when asked for)",
     )
     p.add_argument(
-        "--retention-tasks",
-        type=int,
-        default=100_000,
-        help="tasks in the 1x retention run on Redis (default 100,000)",
+        "--scale-queues", type=int, default=10_000, help="queues on the scale board (default 10000)"
+    )
+    p.add_argument("--scale-claims", type=int, default=300, help="claims timed per scale board (default 300)")
+    p.add_argument(
+        "--scale-many", type=int, default=1_000, help="the scale claim_many's count (default 1000)"
     )
     p.add_argument(
-        "--retention-file-tasks",
-        type=int,
-        default=0,
-        help="on the file store (default a fifth of --retention-tasks)",
+        "--retention-tasks", type=int, default=100_000, help="tasks in the 1x retention run (default 100,000)"
+    )
+    p.add_argument(
+        "--retention-file-tasks", type=int, default=0, help="on the file store (default: --retention-tasks)"
     )
     p.add_argument("--orphan-child", nargs=3, metavar=("URL", "NS", "TTL"), help=argparse.SUPPRESS)
     p.add_argument("--file-child", nargs=3, metavar=("URL", "NS", "NAME"), help=argparse.SUPPRESS)
@@ -923,6 +954,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.tasks = args.tasks or 1500
         args.wake_trials = min(args.wake_trials, 10)
         args.file_tasks = min(args.file_tasks, 1_000)
+        args.scale_queues = min(args.scale_queues, 2_000)
+        args.scale_claims = min(args.scale_claims, 100)
     return args
 
 

@@ -17,6 +17,16 @@ reap_batch = 100  # expired leases handled per script call
 # rest wait in the cascade index for the next call (the reaper's pass, or the next ending).
 cascade_batch = 500
 
+# Bounded work (design rule 10): no script call does work that grows with the board.
+claim_batch_max = 64  # tasks leased per claim script call; claim_many loops for more
+add_chunk = 50  # tasks written per add script call (~1.5 ms on Redis); add_many loops for more
+# Distinct capability sets ("signatures") among a board's unfinished tasks: a claim looks at
+# each one it could take, so their number is capped; an add that would go past is refused.
+# At 64 a claim by an agent that can take every set costs ~0.4 ms of Redis, claim_many(64)
+# ~4.5 ms (at 256: 1.3 ms and 13 ms).
+max_capsigs = 64
+max_claim_queues = 32  # --queue values in one claim
+
 # Retries.
 default_max_attempts = 3
 backoff_base_ms = 1000
@@ -131,6 +141,9 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "breaker_cooldown_ms": breaker_cooldown_ms,
     "audit_max_len": audit_max_len,
     "max_priority": max_priority,
+    "claim_batch_max": claim_batch_max,
+    "add_chunk": add_chunk,
+    "max_capsigs": max_capsigs,
     "retention_done_ms": int(retention_done_s * 1000),
     "retention_done_count": retention_done_count,
     "retention_failed_ms": int(retention_failed_s * 1000),
@@ -159,8 +172,20 @@ def events_key(namespace: str) -> str:
 
 
 def hints_channel(namespace: str) -> str:
-    """The pub/sub channel every change is announced on (a hint, never relied on)."""
+    """The pub/sub channel every change is announced on, for views (a hint, never relied on)."""
     return prefix(namespace) + "hints"
+
+
+def claimable_channel(namespace: str) -> str:
+    """Where waiting claimers hear of work that became claimable: "QUEUE SIG" (SIG the
+    capabilities it needs, "*" any; QUEUE "*" any)."""
+    return prefix(namespace) + "claimable"
+
+
+def wake_channel(namespace: str, agent: str) -> str:
+    """Where one agent's waiting claims hear of what concerns it alone: a task assigned to
+    it, one of its claims ended (capacity freed), its capabilities or breaker changed."""
+    return prefix(namespace) + "wake:" + agent
 
 
 def seq_key(namespace: str, what: str) -> str:
@@ -197,7 +222,25 @@ def backoff_key(namespace: str) -> str:
 
 
 def queues_key(namespace: str) -> str:
+    """The queues holding claimable (queued, unassigned) tasks; empty queues leave it."""
     return prefix(namespace) + "queues"
+
+
+def capsigs_key(namespace: str, queue: str) -> str:
+    """The signatures (``requires``) of a queue's claimable tasks: one ready set each."""
+    return prefix(namespace) + "capsigs:" + queue
+
+
+def heads_key(namespace: str, capsig: str) -> str:
+    """Open (not paused) queues with claimable tasks needing ``capsig``, each scored by its
+    best task's ready score: a signature's best task anywhere is one ZRANGE away."""
+    return prefix(namespace) + "heads:" + capsig
+
+
+def sigs_key(namespace: str) -> str:
+    """Signature -> how many unfinished (not done or cancelled) tasks need it; at most
+    ``max_capsigs`` fields, which bounds what a claim looks at."""
+    return prefix(namespace) + "sigs"
 
 
 def paused_key(namespace: str) -> str:

@@ -16,6 +16,7 @@ from .file_ops import (
     check_seen,
     drop_hold,
     enter,
+    pause_heads,
     promote_due,
     reap_due,
     renew_task_locks,
@@ -302,6 +303,7 @@ def queue_state(tx: Tx, queue: str, pause: bool, operator: str) -> bool:
         sql = "DELETE FROM paused WHERE ns = :ns AND queue = :q"
     changed = tx.run(sql, q=queue).rowcount > 0
     if changed:
+        pause_heads(tx, queue, pause)
         tx.audit("paused" if pause else "resumed", data={"queue": queue}, operator=operator)
     return changed
 
@@ -313,4 +315,5 @@ def reset_breaker(tx: Tx, agent: str, operator: str) -> None:
     ).rowcount
     if not found:
         raise Refused(ErrorCode.NOT_FOUND, agent)
+    tx.claimable = True  # for that agent
     tx.audit("breaker-reset", agent=agent, operator=operator)

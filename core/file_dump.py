@@ -10,7 +10,14 @@ from . import constants as C
 from . import file_retention
 from .errors import Conflict
 from .file_ops import Tx, split
-from .file_schema import AGENT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, TASK_INTS, task_fields
+from .file_schema import (
+    AGENT_COLUMNS,
+    EVENT_COLUMNS,
+    TASK_COLUMNS,
+    TASK_INTS,
+    rebuild_claim_index,
+    task_fields,
+)
 from .migrate import FORMAT, VERSION, Board, dumped_holds, lock_clash, not_empty, renumbered
 from .models import LockHold
 from .retention import decoded, encoded
@@ -98,8 +105,9 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
         )  # fmt: skip
     for q in board["paused"]:
         tx.run("INSERT OR IGNORE INTO paused (ns, queue) VALUES (:ns, :q)", q=q)
-    for q in board["queues"]:
-        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=q)
+    # The claim index follows the tasks (board["queues"] is not written: it would bring back
+    # queues with nothing claimable).
+    rebuild_claim_index(tx.conn, tx.ns)
     for scope, settings in board.get("retention", {}).items():
         # A destination's own settings win over the incoming ones (merge).
         tx.run(
@@ -111,7 +119,7 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
         wanted, have = int(board["counters"].get(name) or 0), tx.counter(name)
         if wanted > have:
             tx.incr(name, wanted - have)
-    tx.changed = True
+    tx.changed = tx.claimable = True
     return {k: len(board[k]) for k in ("tasks", "agents", "locks", "events", "paused")}
 
 
@@ -122,14 +130,6 @@ def _load_task(tx: Tx, t: dict[str, str]) -> None:
     names = ", ".join(TASK_COLUMNS)
     values = ", ".join(":" + k for k in TASK_COLUMNS)
     tx.run(f"INSERT INTO tasks (ns, {names}) VALUES (:ns, {values})", **row)
-    if row["state"] == "queued":
-        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=row["queue"])
-        if not row["assigned"]:
-            tx.run(
-                "INSERT OR IGNORE INTO capsigs (ns, queue, sig) VALUES (:ns, :q, :s)",
-                q=row["queue"],
-                s=row["requires"],
-            )
     kind = file_retention.kind_of(row["state"])
     if kind:
         # Retention's index (file_retention.entered), in the order they finished, before every

@@ -1,9 +1,11 @@
-"""The file store's operations: each one the SQL twin of a script in ``lua/``.
+"""The file store's operations: each one the SQL twin of a script in ``lua/`` (the claim's is
+in ``file_claim``, the path locks', recovery's and the operator's in ``file_admin``).
 
 Every function runs inside one write transaction (``FileStore._sync_tx``) and takes a ``Tx``:
 the connection, the namespace and the store's ``now``. Each keeps the contract written
 in the header of its Lua file, helpers included (``leave``/``enter`` become one UPDATE,
-since the state indexes are partial indexes over the state column). A refusal is raised
+since the state indexes are partial indexes over the state column, plus the claim index
+kept by hand as in ``lib.lua``). A refusal is raised
 as ``Refused`` and the transaction still commits what came before it, as a script's
 writes stand when it returns an error code (an expired lease found by a heartbeat stays
 expired).
@@ -45,6 +47,7 @@ class Tx:
         self.ns = ns
         self.now: int = conn.execute(NOW_SQL).fetchone()[0]
         self.changed = False  # set by anything the scripts announce on the hints channel
+        self.claimable = False  # set by what they announce to waiting claimers (claimable, wake:)
         # Cascades (file_cascade): how many more tasks this transaction may look at, and
         # what its cascades did (the reap pass reports it).
         self.cascade_left = C.cascade_batch
@@ -93,8 +96,12 @@ class Tx:
         self.changed = True
 
     def finish(self) -> int | None:
-        """Count the change so waiting claimers and views wake (the hints channel's twin);
-        the counter's new value, or None when nothing changed."""
+        """Count the change so views wake (the hints channel's twin), and work that may have
+        become claimable so waiting claimers wake (the claimable channel's); the changes
+        counter's new value, or None when nothing changed."""
+        if self.claimable:
+            self.claimable = False
+            self.incr("claimable")
         if not self.changed:
             return None
         self.changed = False
@@ -102,6 +109,18 @@ class Tx:
 
 
 # --- lib.lua ------------------------------------------------------------------------
+
+# What choosing a task to claim reads (enter's needs and the ordering): the whole row costs
+# SQLite and Python a little per column, and is read once, when the claim is made.
+PICK = "id, state, priority, seq, attempts, assigned, queue, requires"
+
+# The best claimable task of one (queue, signature): one seek in the tasks_ready index;
+# HEAD_OF reads the index alone (it holds priority and seq), HEAD_TASK the row too.
+HEAD_OF = (
+    "SELECT priority, seq FROM tasks WHERE ns = :ns AND queue = :q AND requires = :s"
+    " AND state = 'queued' AND assigned = '' ORDER BY priority DESC, seq LIMIT 1"
+)
+HEAD_TASK = HEAD_OF.replace("priority, seq", PICK, 1)
 
 
 def split(s: str) -> list[str]:
@@ -121,7 +140,9 @@ def enter(
     tx: Tx, t: Row, new: str, assigned: str | None = None, returning: bool = False, **fields: Any
 ) -> Row | None:
     """Put a task into a state, setting ``fields`` in the same UPDATE; the partial indexes
-    follow the row. With ``returning``, the row as it now is."""
+    follow the row, the claim index is kept here (lib.lua's leave and enter). ``t`` is the
+    row as it was (its state, queue, requires, priority, seq and assigned are read). With
+    ``returning``, the row as it now is."""
     who = t["assigned"] if assigned is None else assigned
     file_retention.entered(tx, t, new)
     cols = "".join(f", {k} = :{k}" for k in fields)
@@ -130,15 +151,85 @@ def enter(
         f" WHERE ns = :ns AND id = :id_{' RETURNING *' if returning else ''}",
         state_=new, now_=tx.now, who_=who, id_=t["id"], **fields,
     )  # fmt: skip
+    if t["state"] == "queued" and not t["assigned"]:
+        ready_left(tx, t["queue"], t["requires"])
     if new == "queued":
-        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=t["queue"])
-        if not who:
-            tx.run(
-                "INSERT OR IGNORE INTO capsigs (ns, queue, sig) VALUES (:ns, :q, :sig)",
-                q=t["queue"],
-                sig=t["requires"],
-            )
+        if who:
+            tx.claimable = True  # for that agent
+        else:
+            ready_entered(tx, t["queue"], t["requires"], t["priority"], t["seq"])
+    if new in _FINISHED and t["state"] not in _FINISHED:
+        count_sig(tx, t["requires"], -1)
+    elif t["state"] in _FINISHED and new not in _FINISHED:
+        count_sig(tx, t["requires"], 1)  # unfinished again (a cascade's restore)
     return row
+
+
+_FINISHED = ("done", "cancelled")
+
+
+# --- the claim index (lib.lua: ready_add, ready_remove, count_sig) ---------------------
+
+
+def ready_entered(tx: Tx, queue: str, sig: str, priority: int, seq: int) -> None:
+    """A task became claimable in (queue, sig)."""
+    if tx.run("INSERT OR IGNORE INTO capsigs (ns, queue, sig) VALUES (:ns, :q, :s)", q=queue, s=sig).rowcount:
+        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=queue)
+    if tx.one("SELECT 1 FROM paused WHERE ns = :ns AND queue = :q", q=queue) is None:
+        tx.run(
+            "INSERT INTO heads (ns, sig, queue, priority, seq) VALUES (:ns, :s, :q, :p, :seq)"
+            " ON CONFLICT (ns, sig, queue) DO UPDATE SET priority = excluded.priority, seq = excluded.seq"
+            " WHERE excluded.priority > heads.priority"
+            " OR (excluded.priority = heads.priority AND excluded.seq < heads.seq)",
+            s=sig, q=queue, p=priority, seq=seq,
+        )  # fmt: skip
+        tx.claimable = True
+
+
+# The head of an open (queue, sig) follows its best task, in one statement; no row when the
+# pair has no task left or the queue is paused.
+_HEAD_FOLLOWS = (
+    f"UPDATE heads SET (priority, seq) = ({HEAD_OF}) WHERE ns = :ns AND sig = :s AND queue = :q"
+    f" AND EXISTS ({HEAD_OF}) RETURNING 1"
+)
+
+
+def ready_left(tx: Tx, queue: str, sig: str) -> None:
+    """A task of (queue, sig) stopped being claimable (its row already says so)."""
+    if tx.one(_HEAD_FOLLOWS, q=queue, s=sig) is not None or tx.one(HEAD_OF, q=queue, s=sig) is not None:
+        return
+    tx.run("DELETE FROM heads WHERE ns = :ns AND sig = :s AND queue = :q", s=sig, q=queue)
+    tx.run("DELETE FROM capsigs WHERE ns = :ns AND queue = :q AND sig = :s", q=queue, s=sig)
+    if tx.one("SELECT 1 FROM capsigs WHERE ns = :ns AND queue = :q LIMIT 1", q=queue) is None:
+        tx.run("DELETE FROM queues WHERE ns = :ns AND queue = :q", q=queue)
+
+
+def count_sig(tx: Tx, sig: str, by: int) -> None:
+    """One more (1) or one fewer (-1) unfinished task needing ``sig``."""
+    left = tx.one(
+        "INSERT INTO sigs (ns, sig, tasks) VALUES (:ns, :s, :by) ON CONFLICT (ns, sig)"
+        " DO UPDATE SET tasks = tasks + excluded.tasks RETURNING tasks",
+        s=sig,
+        by=by,
+    )
+    if left is not None and left[0] <= 0:
+        tx.run("DELETE FROM sigs WHERE ns = :ns AND sig = :s", s=sig)
+
+
+def pause_heads(tx: Tx, queue: str, pause: bool) -> None:
+    """A queue paused leaves the head index, resumed it comes back: one row per signature."""
+    for (sig,) in tx.all("SELECT sig FROM capsigs WHERE ns = :ns AND queue = :q", q=queue):
+        if pause:
+            tx.run("DELETE FROM heads WHERE ns = :ns AND sig = :s AND queue = :q", s=sig, q=queue)
+            continue
+        head = tx.one(HEAD_OF, q=queue, s=sig)
+        if head is not None:
+            tx.run(
+                "INSERT OR REPLACE INTO heads (ns, sig, queue, priority, seq) VALUES (:ns, :s, :q, :p, :seq)",
+                s=sig, q=queue, p=head["priority"], seq=head["seq"],
+            )  # fmt: skip
+    if not pause:
+        tx.claimable = True
 
 
 def drop_hold(tx: Tx, path: str, agent: str, task: str) -> None:
@@ -159,6 +250,14 @@ def release_task_locks(tx: Tx, tid: str) -> list[str]:
     return [r["path"] for r in rows]
 
 
+# The subtasks a claim created that nobody took: tasks_parent (ns, parent, spawn_token) reads
+# that claim's subtasks only, not every subtask the task ever had (rule 10).
+ROLLBACK_CHILDREN = (
+    "SELECT * FROM tasks INDEXED BY tasks_parent WHERE ns = :ns AND parent = :p AND parent <> ''"
+    " AND spawn_token = :tok AND attempts = 0 AND state IN ('queued', 'blocked', 'retrying') ORDER BY seq"
+)
+
+
 def renew_task_locks(tx: Tx, tid: str, deadline: int) -> None:
     """A claim's new deadline is its holds' new expiry: they live as long as the claim."""
     tx.run("UPDATE holds SET expires_ms = :d WHERE ns = :ns AND task = :t AND task <> ''", d=deadline, t=tid)
@@ -169,13 +268,7 @@ def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
     tid = t["id"]
     locks = release_task_locks(tx, tid)
     cancelled = []
-    children = tx.all(
-        "SELECT * FROM tasks INDEXED BY tasks_parent WHERE ns = :ns AND parent = :p AND parent <> '' "
-        "AND spawn_token = :tok AND attempts = 0 AND state IN ('queued', 'blocked', 'retrying') ORDER BY seq",
-        p=tid,
-        tok=t["token"],
-    )
-    for c in children:
+    for c in tx.all(ROLLBACK_CHILDREN, p=tid, tok=t["token"]):
         set_task(tx, c["id"], reason=f"rollback of {tid}")
         enter(tx, c, "cancelled")
         tx.audit("cancelled", c["id"], data={"reason": "rollback", "parent": tid})
@@ -299,6 +392,8 @@ def take_out(tx: Tx, t: Row) -> dict[str, list[str]]:
 
 
 def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
+    if len(specs) > C.add_chunk:
+        raise Refused(ErrorCode.BAD_INPUT, f"at most {C.add_chunk} tasks per add call")
     # Validate every reference before writing anything.
     for i, s in enumerate(specs):
         for dep in s["after"]:
@@ -315,6 +410,12 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
                 raise Refused(ErrorCode.BAD_INPUT, f"parent {parent} must name an earlier task of the batch")
         elif parent and load_task(tx, parent) is None:
             raise Refused(ErrorCode.NOT_FOUND, parent)
+
+    # A claim looks at every capability set in use (rule 10), so their number is capped.
+    in_use = {r[0] for r in tx.all("SELECT sig FROM sigs WHERE ns = :ns")}
+    fresh = {s["requires"] for s in specs} - in_use
+    if fresh and len(in_use) + len(fresh) > C.max_capsigs:
+        raise Refused(ErrorCode.TOO_MANY_CAPSIGS, str(len(in_use) + len(fresh)))
 
     def resolve(ref: str) -> str:
         m = _REF.fullmatch(ref)
@@ -357,7 +458,7 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
             payload=s["payload"], max_attempts=s["max_attempts"], waiting=waiting, spawn=spawn_token,
             now=tx.now,
         )  # fmt: skip
-        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=s["queue"])
+        count_sig(tx, s["requires"], 1)
         state = "blocked" if waiting > 0 else "queued"
         data = {"state": state, "queue": s["queue"], "priority": s["priority"]}
         row = load_task(tx, tid)
@@ -370,112 +471,6 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
             enter(tx, row, state)
         tx.audit("added", tid, data=data)
     return ids
-
-
-# --- claim-1.lua ----------------------------------------------------------------------
-
-
-# What choosing a task to claim reads (enter's needs and the ordering): the whole row costs
-# SQLite and Python a little per column, and is read once, when the claim is made.
-_PICK = "id, priority, seq, attempts, assigned, queue, requires"
-
-# Whether the reaper has work: one cheap look on the partial indexes before each claim.
-_ANY_DUE = (
-    "SELECT EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'claimed' AND deadline_ms <= :now)"
-    " OR EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'retrying' AND ready_ms <= :now)"
-    " OR EXISTS (SELECT 1 FROM cascades WHERE ns = :ns)"
-)
-
-
-def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tuple[list[Row], str, int]:
-    """Lease up to ``count`` tasks; returns (the claimed rows, miss reason, next change in ms)."""
-    due = tx.one(_ANY_DUE, now=tx.now)
-    if due is not None and due[0]:
-        reap_due(tx)
-        promote_due(tx)
-    # The agent's liveness, and its row: registered on its first claim.
-    a = tx.one(
-        "UPDATE agents SET last_seen_ms = :now WHERE ns = :ns AND name = :a RETURNING *", now=tx.now, a=agent
-    )
-    if a is None:
-        a = tx.one(
-            "INSERT INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms, auto)"
-            " VALUES (:ns, :a, '', :m, :now, :now, 1) RETURNING *",
-            a=agent,
-            m=C.default_max_claims,
-            now=tx.now,
-        )
-        assert a is not None
-        tx.audit("registered", agent=agent, data={"auto": True})
-    if a["breaker_open_until_ms"] > tx.now:
-        return [], "breaker-open", a["breaker_open_until_ms"] - tx.now
-    held = tx.one("SELECT COUNT(*) FROM tasks WHERE ns = :ns AND agent = :a AND state = 'claimed'", a=agent)
-    room = a["max_claims"] - (held[0] if held else 0)
-    if room <= 0:
-        return [], "at-capacity", -1
-    count = min(count, room)
-
-    caps = set(split(a["caps"]))
-    if queues:
-        paused = {r[0] for r in tx.all("SELECT queue FROM paused WHERE ns = :ns")}
-        open_queues = [q for q in queues if q not in paused]
-    else:
-        open_queues = [r[0] for r in tx.all(
-            "SELECT queue FROM queues AS q WHERE ns = :ns AND NOT EXISTS"
-            " (SELECT 1 FROM paused AS p WHERE p.ns = q.ns AND p.queue = q.queue) ORDER BY queue"
-        )]  # fmt: skip
-
-    out: list[Row] = []
-    while len(out) < count:
-        # INDEXED BY: left to choose, SQLite weighs the partial indexes against the value
-        # bound to :a and so compiles the statement again at every execution (5x the cost).
-        best: Row | None = tx.one(
-            f"SELECT {_PICK} FROM tasks INDEXED BY tasks_assigned WHERE ns = :ns AND assigned = :a"
-            " AND state = 'queued' AND assigned <> '' ORDER BY priority DESC, seq LIMIT 1",
-            a=agent,
-        )
-        if best is None:
-            best_key: tuple[int, int] | None = None
-            for q in open_queues:
-                for (sig,) in tx.all("SELECT sig FROM capsigs WHERE ns = :ns AND queue = :q", q=q):
-                    if not set(split(sig)) <= caps:
-                        continue
-                    head = tx.one(
-                        f"SELECT {_PICK} FROM tasks WHERE ns = :ns AND queue = :q AND requires = :s"
-                        " AND state = 'queued' AND assigned = '' ORDER BY priority DESC, seq LIMIT 1",
-                        q=q,
-                        s=sig,
-                    )
-                    if head is None:
-                        tx.run("DELETE FROM capsigs WHERE ns = :ns AND queue = :q AND sig = :s", q=q, s=sig)
-                    elif best_key is None or (-head["priority"], head["seq"]) < best_key:
-                        best, best_key = head, (-head["priority"], head["seq"])
-        if best is None:
-            break
-        token = tx.incr("token")
-        attempts = best["attempts"] + 1
-        deadline = tx.now + ttl_ms
-        claimed = enter(
-            tx, best, "claimed", assigned="", returning=True, agent=agent, token=token, deadline_ms=deadline,
-            claimed_ms=tx.now, ttl_ms=ttl_ms, attempts=attempts,
-        )  # fmt: skip
-        assert claimed is not None
-        tx.audit("claimed", best["id"], agent, token, {"deadline_ms": deadline, "attempt": attempts})
-        out.append(claimed)
-    if out:
-        return out, "", -1
-
-    next_change = -1
-    for sql in (
-        "SELECT MIN(deadline_ms) FROM tasks WHERE ns = :ns AND state = 'claimed'",
-        "SELECT MIN(ready_ms) FROM tasks WHERE ns = :ns AND state = 'retrying'",
-    ):
-        head = tx.one(sql)
-        if head is not None and head[0] is not None:
-            wait = max(0, head[0] - tx.now)
-            if next_change < 0 or wait < next_change:
-                next_change = wait
-    return [], "empty", next_change
 
 
 # --- heartbeat, complete, fail, release -------------------------------------------------
@@ -566,6 +561,7 @@ def register(tx: Tx, agent: str, caps: str, max_claims: int) -> None:
         m=max_claims,
         now=tx.now,
     )
+    tx.claimable = True  # new capabilities or capacity
     tx.audit("registered", agent=agent, data={"capabilities": split(caps), "max_claims": max_claims})
 
 

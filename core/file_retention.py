@@ -157,6 +157,8 @@ def _remove(tx: file_ops.Tx, t: file_ops.Row) -> None:
     for dep in file_ops.split(t["after"]):
         tx.run("DELETE FROM dependents WHERE ns = :ns AND dep = :d AND id = :id", d=dep, id=tid)
         _release(tx, dep)
+    if t["state"] == "dead":  # still counted as unfinished for its capability set
+        file_ops.count_sig(tx, t["requires"], -1)
 
 
 def _visit(step: _Step, kind: str, queue: str) -> None:
@@ -170,7 +172,8 @@ def _visit(step: _Step, kind: str, queue: str) -> None:
     due = tx.now + int(C.retention_recheck_s * 1000)
     stop = False
     rows = tx.all(
-        "SELECT f.id, t.state, t.queue, t.updated_ms, t.after FROM finished AS f INDEXED BY finished_order"
+        "SELECT f.id, t.state, t.queue, t.updated_ms, t.after, t.requires FROM finished AS f"
+        " INDEXED BY finished_order"
         " LEFT JOIN tasks AS t ON t.ns = f.ns AND t.id = f.id"
         " WHERE f.ns = :ns AND f.kind = :k AND f.queue = :q AND f.held = 0 ORDER BY f.fin LIMIT :n",
         k=kind,

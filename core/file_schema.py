@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from . import constants as C
 from .errors import BadInput, StoreUnavailable
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -52,8 +52,8 @@ CREATE INDEX IF NOT EXISTS cascades_order ON cascades (ns, kind, at_ms, id);
 # they finished, per queue and kind (done, or failed: dead and cancelled), with the done ones
 # held for a dependent marked `held`; per queue and kind, how many are not held and when it
 # is next due for a look; the settings
-# (a JSON object per scope, "*" the board); where the walk over agents is. Schema 5;
-# MIGRATIONS[5] adds it to a board of 4 and indexes the tasks that finished before.
+# (a JSON object per scope, "*" the board); where the walk over agents is. Schema 6;
+# MIGRATIONS[6] adds it to a board of 5 and indexes the tasks that finished before.
 RETENTION = """
 CREATE TABLE IF NOT EXISTS finished (
   ns TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, queue TEXT NOT NULL, fin INTEGER NOT NULL,
@@ -107,7 +107,7 @@ CREATE INDEX IF NOT EXISTS tasks_assigned ON tasks (ns, assigned, priority DESC,
 CREATE INDEX IF NOT EXISTS tasks_deadline ON tasks (ns, deadline_ms) WHERE state = 'claimed';
 CREATE INDEX IF NOT EXISTS tasks_backoff ON tasks (ns, ready_ms) WHERE state = 'retrying';
 CREATE INDEX IF NOT EXISTS tasks_held ON tasks (ns, agent) WHERE state = 'claimed';
-CREATE INDEX IF NOT EXISTS tasks_parent ON tasks (ns, parent) WHERE parent <> '';
+CREATE INDEX IF NOT EXISTS tasks_parent ON tasks (ns, parent, spawn_token) WHERE parent <> '';
 CREATE TABLE IF NOT EXISTS dependents (
   ns TEXT NOT NULL, dep TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (ns, dep, id)
 ) WITHOUT ROWID;
@@ -173,9 +173,65 @@ SCHEMA += REAPER_TABLE
 
 MIGRATIONS[4] = REAPER_TABLE
 
-# Version 5: retention (RETENTION above); the tasks that finished before are indexed first,
-# in creation order (as retain-1.lua's walk on Redis).
+# Version 5: the claim index (file_ops keeps it as lib.lua keeps Redis's), so that a claim
+# never reads queue by queue (design rule 10):
+#   capsigs  (queue, sig) pairs with claimable (queued, unassigned) tasks; queues: their queues
+#   heads    per (sig, open queue): the best claimable task's priority and seq
+#   sigs     per sig: how many unfinished tasks (not done or cancelled) need it
+# and rollback's index by the spawning claim's token.
+CLAIM_INDEX = """
+CREATE TABLE IF NOT EXISTS heads (
+  ns TEXT NOT NULL, sig TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL,
+  seq INTEGER NOT NULL, PRIMARY KEY (ns, sig, queue)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS heads_best ON heads (ns, sig, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS sigs (
+  ns TEXT NOT NULL, sig TEXT NOT NULL, tasks INTEGER NOT NULL, PRIMARY KEY (ns, sig)
+) WITHOUT ROWID;
+"""
+SCHEMA += CLAIM_INDEX
+
+
+def claim_index(one_ns: bool) -> str:
+    """Statements making the claim index anew from the tasks: of every namespace (a board
+    upgraded to version 5), or of the one bound to :ns (a board a migration wrote)."""
+    only = "ns = :ns AND " if one_ns else ""
+    return f"""
+DELETE FROM capsigs WHERE {only}1;
+DELETE FROM queues WHERE {only}1;
+DELETE FROM heads WHERE {only}1;
+DELETE FROM sigs WHERE {only}1;
+INSERT INTO capsigs (ns, queue, sig) SELECT DISTINCT ns, queue, requires FROM tasks
+  WHERE {only}state = 'queued' AND assigned = '';
+INSERT INTO queues (ns, queue) SELECT DISTINCT ns, queue FROM capsigs WHERE {only}1;
+INSERT INTO heads (ns, sig, queue, priority, seq) SELECT ns, requires, queue, priority, seq FROM
+  (SELECT ns, requires, queue, priority, seq, MIN(({C.max_priority} - priority) * 4398046511104 + seq)
+   FROM tasks WHERE {only}state = 'queued' AND assigned = '' GROUP BY ns, queue, requires) AS h
+  WHERE NOT EXISTS (SELECT 1 FROM paused AS p WHERE p.ns = h.ns AND p.queue = h.queue);
+INSERT INTO sigs (ns, sig, tasks) SELECT ns, requires, COUNT(*) FROM tasks
+  WHERE {only}state NOT IN ('done', 'cancelled') GROUP BY ns, requires
+"""
+
+
+# (SQLite takes a group's bare columns from the row holding its MIN: each pair's best task.)
 MIGRATIONS[5] = (
+    CLAIM_INDEX
+    + "DROP INDEX IF EXISTS tasks_parent;"
+    + "CREATE INDEX tasks_parent ON tasks (ns, parent, spawn_token) WHERE parent <> '';"
+    + claim_index(one_ns=False)
+)
+
+
+def rebuild_claim_index(conn: sqlite3.Connection, ns: str) -> None:
+    """The claim index of ``ns`` made anew from its tasks, in the caller's transaction."""
+    for statement in claim_index(one_ns=True).split(";"):
+        if statement.strip():
+            conn.execute(statement, {"ns": ns})
+
+
+# Version 6: retention (RETENTION above); the tasks that finished before are indexed first,
+# in creation order (as retain-1.lua's walk on Redis).
+MIGRATIONS[6] = (
     "ALTER TABLE agents ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;"
     + RETENTION
     + """

@@ -9,8 +9,10 @@ be used by two threads at once), so no long wait blocks the event loop.
 
 Waiting (a blocking claim, ``wait_for_change``, ``follow``) polls a second connection's
 ``PRAGMA data_version`` every ``file_poll_s``: it changes only when another connection
-committed, and then a per-namespace change counter (bumped by every change the Redis
-backend would announce) says whether this board moved. A woken claimer still takes work
+committed, and then per-namespace counters say whether this board moved: ``changes``
+(bumped by every change the Redis backend announces on its hints channel: what views
+wait for) and ``claimable`` (bumped by what can make work claimable, as announced on its
+claimable and wake channels: what claimers wait for). A woken claimer still takes work
 through the atomic claim (rule 8); a missed change costs delay, never a task.
 """
 
@@ -28,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from . import constants as C
-from . import file_admin, file_cascade, file_dump, file_ops, file_retention
+from . import file_admin, file_cascade, file_claim, file_dump, file_ops, file_retention
 from .errors import BadInput, NotFound
 from .file_ops import Refused, Tx
 from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
@@ -91,6 +93,7 @@ class FileStore(Store):
         self._writers: WriterQueue | None = None  # taken on the first write, let go on close
         self._turn_lock = threading.Lock()
         self._watch_changes = 0
+        self._watch_claimable = 0
         self._seen_changes: int | None = None  # what wait_for_change last reported
         # The connections are used by the worker thread and, for writes that need not wait,
         # by the caller's thread: one at a time, under this lock (also when close() races
@@ -184,28 +187,35 @@ class FileStore(Store):
             raise refused.code.exception(refused.detail)
         return result
 
-    def _sync_changes(self, call: Call) -> int:
-        """This board's change counter, re-read only when another connection committed."""
+    def _sync_changes(self, call: Call) -> tuple[int, int]:
+        """This board's change and claimable counters, re-read only when another connection
+        committed."""
         call.start()
         with self._mutex:
             return self._sync_changes_locked()
 
-    def _sync_changes_locked(self) -> int:
+    def _sync_changes_locked(self) -> tuple[int, int]:
         try:
             if self._watch is None:
                 self._connection()  # so the schema exists before the watcher reads it
                 self._watch = connect(self._path, create=False)
             version = self._watch.execute("PRAGMA data_version").fetchone()[0]
             if version != self._watch_version:
-                row = self._watch.execute(
-                    "SELECT value FROM counters WHERE ns = ? AND name = 'changes'", (self.namespace,)
-                ).fetchone()
-                self._watch_version, self._watch_changes = version, int(row[0]) if row else 0
+                found = dict(
+                    self._watch.execute(
+                        "SELECT name, value FROM counters WHERE ns = ? AND name IN ('changes', 'claimable')",
+                        (self.namespace,),
+                    ).fetchall()
+                )
+                self._watch_version = version
+                self._watch_changes = int(found.get("changes", 0))
+                self._watch_claimable = int(found.get("claimable", 0))
         except sqlite3.Error as exc:
             if is_busy(exc):
-                return self._watch_changes  # a hint only: look again at the next poll
+                # a hint only: look again at the next poll
+                return self._watch_changes, self._watch_claimable
             raise unavailable(self._path, exc) from None
-        return self._watch_changes
+        return self._watch_changes, self._watch_claimable
 
     def _sync_close(self, call: Call) -> None:
         call.start()
@@ -321,14 +331,15 @@ class FileStore(Store):
         return await self._call(self._sync_tx, fn, args, False)
 
     async def _changes(self) -> int:
-        return await self._call(self._sync_changes)
+        return (await self._call(self._sync_changes))[0]
 
-    async def _await_change(self, seen: int, timeout_s: float) -> int:
-        """The change counter once it differs from ``seen``, or after ``timeout_s``."""
+    async def _await_change(self, seen: int, timeout_s: float, claimable: bool = False) -> int:
+        """The change counter (with ``claimable``: the claimable counter) once it differs
+        from ``seen``, or after ``timeout_s``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            now = await self._changes()
+            now = (await self._call(self._sync_changes))[1 if claimable else 0]
             left = deadline - loop.time()
             if now != seen or left <= 0:
                 return now
@@ -339,15 +350,32 @@ class FileStore(Store):
     async def _add(self, specs: list[dict[str, Any]]) -> list[str]:
         return await self._write(file_ops.add, specs)
 
+    async def _known(self, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
+        def go(tx: Tx) -> tuple[set[str], set[str], int]:
+            found: set[str] = set()
+            for start in range(0, len(ids), 500):
+                named = {f"i{k}": tid for k, tid in enumerate(ids[start : start + 500])}
+                marks = ", ".join(":" + k for k in named)
+                rows = tx.all(f"SELECT id FROM tasks WHERE ns = :ns AND id IN ({marks})", **named)
+                found.update(r[0] for r in rows)
+            in_use = {r[0] for r in tx.all(file_claim.SIGS)}  # at most max_capsigs rows
+            return found, in_use & set(capsigs), len(in_use)
+
+        return await self._read(go)
+
     @staticmethod
     def _claim_tx(
         tx: Tx, agent: str, queues: list[str], ttl_ms: int, count: int
     ) -> tuple[list[sqlite3.Row], ClaimMiss, int]:
-        rows, why, next_ms = file_ops.claim(tx, agent, ttl_ms, queues, count)
-        # The counter as of this commit: a later change, even one racing with this claim's
-        # return, makes a waiter look again.
-        seen = tx.finish()
-        return rows, ClaimMiss(why, next_ms), tx.counter("changes") if seen is None else seen
+        rows, why, next_ms = file_claim.claim(tx, agent, ttl_ms, queues, count)
+        tx.finish()
+        # On a miss, the counter a waiter watches, as of this commit (a later change, even
+        # one racing with this claim's return, makes it look again): an agent at capacity
+        # gets room back when one of its leases ends, which any change may be (changes);
+        # any other waits for work becoming claimable (claimable).
+        if rows:
+            return rows, ClaimMiss(why, next_ms), 0
+        return rows, ClaimMiss(why, next_ms), tx.counter("changes" if why == "at-capacity" else "claimable")
 
     @staticmethod
     def _claims(rows: list[sqlite3.Row]) -> list[Claim]:
@@ -363,6 +391,10 @@ class FileStore(Store):
     async def _claim_waiting(
         self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
     ) -> tuple[list[Claim], ClaimMiss]:
+        # Woken only by the claimable counter (bumped by what can make work claimable, never
+        # by a heartbeat; an agent at capacity: by any change), and then claims only when a
+        # read, which takes no write lock, finds something this agent could take in its
+        # queues: idle claimers cost one claim per re-check, however busy the board.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
@@ -373,7 +405,13 @@ class FileStore(Store):
             pause = min(left, C.wait_recheck_s)
             if why.next_change_in_ms >= 0:
                 pause = min(pause, why.next_change_in_ms / 1000 + 0.001)
-            await self._await_change(seen, pause)
+            until = loop.time() + pause
+            claimable = why.reason != "at-capacity"  # as _claim_tx chose the counter
+            while (left := until - loop.time()) > 0:
+                now = await self._await_change(seen, left, claimable=claimable)
+                if now == seen or await self._read(file_claim.could_claim, agent, queues):
+                    break
+                seen = now
 
     async def _heartbeat(self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int:
         return await self._write(file_ops.heartbeat, task, token, ttl_ms, updates)

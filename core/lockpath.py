@@ -35,12 +35,15 @@ from .errors import BadInput
 
 max_bytes = 1024
 _GLOB = frozenset("*?")
+_MAX_ROOT_DEPTH = 64  # folders from / down to a project root reached through a link
 
 
 def normal(value: str, root: str | Path | None = None) -> str:
     """``value`` as its lock path from the project ``root``; ``BadInput`` naming the problem.
 
     Without ``root`` only relative paths are taken (and case is always kept)."""
+    if len(value) > 4 * max_bytes:  # refused before any work on it grows with its length
+        raise BadInput(f"lock path is longer than {max_bytes} bytes")
     text = unicodedata.normalize("NFC", value.replace("\\", "/"))
     if text.startswith("/"):
         text = _inside(value, posixpath.normpath(text), root)
@@ -80,11 +83,13 @@ def _inside(value: str, absolute: str, root: str | Path | None) -> str:
     # Spelled through another way to the root (/tmp -> /private/tmp, a link to the project):
     # find the ancestor that is the root. What follows it is kept as written: links inside
     # the project are not followed.
-    head = absolute
-    while head != "/":
+    # Looked for from the top, a bounded number of folders deep: a hostile path of thousands
+    # of parts must not cost a realpath (itself a walk) per part.
+    parts = absolute.strip("/").split("/")
+    for depth in range(1, min(len(parts), _MAX_ROOT_DEPTH) + 1):
+        head = "/" + "/".join(parts[:depth])
         if os.path.realpath(head) == real_root:
-            return absolute[len(head) :].lstrip("/")
-        head = posixpath.dirname(head)
+            return "/".join(parts[depth:])
     raise BadInput(f"lock path {value!r} is outside the project ({root})")
 
 

@@ -48,6 +48,19 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def _applies(message: dict[str, Any], wake: str, queues: list[str], caps: set[str]) -> bool:
+    """Whether a hint on the claimable or the agent's wake channel can mean work for a
+    claimer of ``queues`` (all when empty) holding ``caps``: only then does it claim again."""
+    if message.get("type") != "message":
+        return False
+    if message["channel"] == wake:
+        return True
+    queue, _, sig = str(message["data"]).partition(" ")
+    if queues and queue != "*" and queue not in queues:
+        return False
+    return sig == "*" or {c for c in sig.split(",") if c} <= caps
+
+
 class RedisStore(Store):
     """A namespace on a Redis server (standalone, or one Cluster slot through the hash tag)."""
 
@@ -57,6 +70,7 @@ class RedisStore(Store):
         self._prefix = C.prefix(namespace)
         self._stream = C.events_key(namespace)
         self._channel = C.hints_channel(namespace)
+        self._claimable = C.claimable_channel(namespace)
         # Typed Any on purpose: redis-py's stubs type every reply as bytes | str whatever
         # decode_responses says; with it on, replies here are str (and lists of str).
         self.redis: Any = aioredis.Redis.from_url(
@@ -108,19 +122,45 @@ class RedisStore(Store):
         reply = await self._run("add", json.dumps(specs))
         return [str(x) for x in reply[1:]]
 
-    def _claims(self, reply: list[Any]) -> tuple[list[Claim], ClaimMiss]:
+    async def _known(self, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
+        # Plain reads, pipelined in slices: no script call, so nothing holds Redis long.
+        found: set[str] = set()
+        for start in range(0, len(ids), 1000):
+            part = ids[start : start + 1000]
+
+            async def go(part: list[str] = part) -> list[Any]:
+                pipe = self.redis.pipeline(transaction=False)
+                for tid in part:
+                    pipe.exists(C.task_key(self.namespace, tid))
+                return list(await pipe.execute())
+
+            found.update(tid for tid, n in zip(part, await self._guard(go), strict=True) if n)
+        key = C.sigs_key(self.namespace)
+        counts = await self._guard(lambda: self.redis.hmget(key, capsigs)) if capsigs else []
+        in_use = int(await self._guard(lambda: self.redis.hlen(key)))
+        return found, {sig for sig, n in zip(capsigs, counts, strict=True) if n is not None}, in_use
+
+    def _claims(self, reply: list[Any]) -> tuple[list[Claim], ClaimMiss, str]:
+        """The claims of a claim script's reply, or why none; and the agent's capabilities
+        when none (what a waiting claimer can take)."""
         if int(reply[0]) == 1:
-            return [], ClaimMiss(str(reply[1]), int(reply[2]))
+            return [], ClaimMiss(str(reply[1]), int(reply[2])), str(reply[3])
         claims = []
         for flat in reply[1:]:
             task = Task.from_fields(_pairs(flat))
             claims.append(Claim(task, task.token, task.deadline_ms))
-        return claims, ClaimMiss("")
+        return claims, ClaimMiss(""), ""
+
+    async def _claim_caps(
+        self, agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[Claim], ClaimMiss, str]:
+        return self._claims(await self._run("claim", agent, ttl_ms, ",".join(queues), count))
 
     async def _claim(
         self, agent: str, queues: list[str], ttl_ms: int, count: int
     ) -> tuple[list[Claim], ClaimMiss]:
-        return self._claims(await self._run("claim", agent, ttl_ms, ",".join(queues), count))
+        got, why, _caps = await self._claim_caps(agent, queues, ttl_ms, count)
+        return got, why
 
     async def _claim_waiting(
         self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
@@ -128,25 +168,40 @@ class RedisStore(Store):
         # Subscribe before the first attempt so no hint falls between attempt and wait.
         # A hint only wakes us: the task is still taken through the atomic claim (rule 8),
         # and the periodic re-check means a lost hint costs delay, never a missed task.
+        # Only hints of work this claimer could take wake it (not a heartbeat, not work in
+        # another queue or needing a capability it lacks), so idle claimers cost Redis
+        # one claim per re-check, however busy the board.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
+        wake = C.wake_channel(self.namespace, agent)
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await self._guard(lambda: pubsub.subscribe(self._channel))
+            await self._guard(lambda: pubsub.subscribe(self._claimable, wake))
             while True:
-                got, why = await self._claim(agent, queues, ttl_ms, count)
+                got, why, caps = await self._claim_caps(agent, queues, ttl_ms, count)
                 left = deadline - loop.time()
                 if got or left <= 0:
                     return got, why
                 pause = min(left, C.wait_recheck_s)
                 if why.next_change_in_ms >= 0:
                     pause = min(pause, why.next_change_in_ms / 1000 + 0.001)
-                await self._guard(lambda p=pause: pubsub.get_message(timeout=p))  # type: ignore[misc]
+                can = {c for c in caps.split(",") if c}
+                await self._until_claimable(pubsub, wake, queues, can, loop.time() + pause)
+        finally:
+            await pubsub.aclose()
+
+    async def _until_claimable(
+        self, pubsub: Any, wake: str, queues: list[str], caps: set[str], until: float
+    ) -> None:
+        """Return at ``until``, or as soon as a hint says there may be work for this claimer."""
+        loop = asyncio.get_running_loop()
+        while (left := until - loop.time()) > 0:
+            message = await self._guard(lambda t=left: pubsub.get_message(timeout=t))  # type: ignore[misc]
+            if message is not None and _applies(message, wake, queues, caps):
                 # Several hints may have queued up; one claim attempt covers them all.
                 while await self._guard(lambda: pubsub.get_message(timeout=0)) is not None:
                     pass
-        finally:
-            await pubsub.aclose()
+                return
 
     async def _heartbeat(self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int:
         flat = [x for kv in updates.items() for x in kv]
@@ -617,7 +672,8 @@ class RedisStore(Store):
             have_agents = set(await pipe.smembers(C.agents_key(ns)))
             n_events = int(await pipe.xlen(self._stream))
             paths = list(await pipe.zrange(C.lockpaths_key(ns), 0, -1))
-            n_paused = int(await pipe.scard(C.paused_key(ns)))
+            have_paused = set(await pipe.smembers(C.paused_key(ns)))
+            n_paused = len(have_paused)
             top = int(await pipe.get(C.seq_key(ns, "task")) or 0)
             token = int(await pipe.get(C.seq_key(ns, "token")) or 0)
             if n_tasks or have_agents or n_events or paths or n_paused:
@@ -635,8 +691,9 @@ class RedisStore(Store):
             last = await pipe.xrevrange(self._stream, "+", "-", count=1)
             last_ms, last_seq = (int(x) for x in last[0][0].split("-")) if last else (0, 0)
             pipe.multi()
+            paused = have_paused | set(board["paused"])
             for t in board["tasks"]:
-                self._queue_task(pipe, t)
+                self._queue_task(pipe, t, paused)
             for a in board["agents"]:
                 if a["name"] not in have_agents:
                     pipe.hset(C.agent_key(ns, a["name"]), mapping=a)
@@ -671,37 +728,42 @@ class RedisStore(Store):
                 pipe.hsetnx(C.retention_key(ns), scope, encoded(settings))
             if board["paused"]:
                 pipe.sadd(C.paused_key(ns), *board["paused"])
-            if board["queues"]:
-                pipe.sadd(C.queues_key(ns), *board["queues"])
+            # board["queues"] is not written: the queues set follows the tasks (_queue_task).
             pipe.set(C.seq_key(ns, "task"), max(top, int(board["counters"].get("task") or 0)))
             pipe.set(C.seq_key(ns, "token"), max(token, int(board["counters"].get("token") or 0)))
             pipe.publish(self._channel, "imported ")
+            pipe.publish(self._claimable, "* *")
             await pipe.execute()
         return {k: len(board[k]) for k in ("tasks", "agents", "locks", "events", "paused")}
 
-    def _queue_task(self, pipe: Any, t: dict[str, str]) -> None:
+    def _queue_task(self, pipe: Any, t: dict[str, str], paused: set[str]) -> None:
         """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
         ns, p, tid = self.namespace, self._prefix, t["id"]
         fields = {k: v for k, v in t.items() if v != "" and not (k == "token" and v == "0")}
         pipe.hset(C.task_key(ns, tid), mapping=fields)
-        seq, state = int(t["seq"]), t["state"]
+        seq, state, sig = int(t["seq"]), t["state"], t.get("requires", "")
         pipe.zadd(C.state_key(ns, state), {tid: seq})
         if state == "queued":
             score = (C.max_priority - int(t.get("priority") or 0)) * 4398046511104 + seq
             if t.get("assigned"):
                 pipe.zadd(p + "assigned:" + t["assigned"], {tid: score})
             else:
-                sig = t.get("requires", "")
-                pipe.zadd(C.ready_key(ns, t["queue"], sig), {tid: score})
-                pipe.sadd(p + "capsigs:" + t["queue"], sig)
-            pipe.sadd(C.queues_key(ns), t["queue"])
+                queue = t["queue"]
+                pipe.zadd(C.ready_key(ns, queue, sig), {tid: score})
+                pipe.sadd(C.capsigs_key(ns, queue), sig)
+                pipe.sadd(C.queues_key(ns), queue)
+                if queue not in paused:
+                    pipe.zadd(C.heads_key(ns, sig), {queue: score}, lt=True)
         elif state == "retrying":
             pipe.zadd(C.backoff_key(ns), {tid: int(t.get("ready_ms") or 0)})
         elif state == "claimed":
             pipe.zadd(C.deadlines_key(ns), {tid: int(t.get("deadline_ms") or 0)})
             pipe.sadd(C.held_key(ns, t["agent"]), tid)
-        if t.get("parent"):
-            pipe.sadd(p + "children:" + t["parent"], tid)
+        if state not in ("done", "cancelled"):
+            pipe.hincrby(C.sigs_key(ns), sig, 1)
+        if t.get("parent") and t.get("spawn_token", "0") not in ("", "0"):
+            # Rollback of the claim that spawned it looks here (lib.lua).
+            pipe.sadd(p + "children:" + t["parent"] + ":" + t["spawn_token"], tid)
         # Every dependency, done or not: a done task never completes again, so the extra
         # members never count down anyone's wait.
         for dep in (d for d in t.get("after", "").split(",") if d):

@@ -50,6 +50,7 @@ class ErrorCode(IntEnum):
     BAD_INPUT = -5
     CONFLICT = -6
     WRONG_STATE = -7
+    TOO_MANY_CAPSIGS = -8
 
     def exception(self, detail: list[str]) -> ClaimroomError:
         first = detail[0] if detail else ""
@@ -63,6 +64,12 @@ class ErrorCode(IntEnum):
             return Conflict(f"{first} is locked by {detail[1]}")
         if self is ErrorCode.WRONG_STATE:
             return WrongState(first)
+        if self is ErrorCode.TOO_MANY_CAPSIGS:
+            return BadInput(
+                f"too many capability sets: unfinished tasks would need {first} different sets of "
+                f"capabilities, at most {constants.max_capsigs} are allowed; require a set already "
+                "in use, or finish or cancel the tasks of another"
+            )
         if self is ErrorCode.CHANGED:
             from .errors import Changed
 

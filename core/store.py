@@ -18,12 +18,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import constants, retention, validate
-from .errors import BadInput
+from .errors import BadInput, ClaimroomError
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, Retention, State, Stuck, Task
 from .retention import UNSET, Unset
+from .scripts import ErrorCode
 
 if TYPE_CHECKING:
     from .reaper import Reaper, ReaperId, ReaperStatus
+
+
+def _rebased(spec: dict[str, Any], start: int, ids: list[str]) -> dict[str, Any]:
+    """A spec of a chunk starting at ``start`` of its batch: ``$k`` references to tasks of
+    earlier chunks become their ids, the others count from the chunk's start."""
+
+    def ref(value: str) -> str:
+        if not value.startswith("$"):
+            return value
+        k = int(value[1:])
+        return ids[k] if k < start else f"${k - start}"
+
+    after = list(dict.fromkeys(ref(a) for a in spec["after"]))  # "$k" may now name a listed id
+    return {**spec, "after": after, "parent": ref(spec["parent"])}
 
 
 def _ref_or_id(value: str) -> str:
@@ -112,13 +127,51 @@ class Store(ABC):
         return (await self.add_many([TaskSpec(title=title, **fields)]))[0]
 
     async def add_many(self, specs: Iterable[TaskSpec]) -> list[str]:
-        """Add tasks atomically (all or none); returns their ids in order."""
+        """Add tasks; returns their ids in order.
+
+        Up to ``add_chunk`` tasks are added atomically (all or none). A larger batch is
+        checked whole first (its ``$k`` references, every task it names, the limit on
+        capability sets), so a batch that would be refused writes nothing; then it is
+        written ``add_chunk`` tasks per script call, so that no call holds the store for
+        long. Only a store failure, or a concurrent add taking the last capability sets,
+        can then stop it midway: the error says which tasks were added.
+        """
         checked = [s.checked() for s in specs]
         if not checked:
             return []
         if len(checked) > constants.max_batch_add:
             raise BadInput(f"at most {constants.max_batch_add} tasks in one add")
-        return await self._add(checked)
+        if len(checked) <= constants.add_chunk:
+            return await self._add(checked)
+        await self._check_batch(checked)
+        ids: list[str] = []
+        for start in range(0, len(checked), constants.add_chunk):
+            part = [_rebased(s, start, ids) for s in checked[start : start + constants.add_chunk]]
+            try:
+                ids += await self._add(part)
+            except ClaimroomError as exc:
+                if not ids:
+                    raise
+                added = f"the first {len(ids)} tasks of the batch were added: {ids[0]} to {ids[-1]}"
+                raise type(exc)(f"{exc} ({added})") from None
+        return ids
+
+    async def _check_batch(self, checked: list[dict[str, Any]]) -> None:
+        """Refuse a batch as its chunks would, before any is written."""
+        for i, spec in enumerate(checked):
+            for kind, refs in (("after", spec["after"]), ("parent", [spec["parent"]])):
+                for ref in refs:
+                    if ref.startswith("$") and int(ref[1:]) >= i:
+                        raise BadInput(f"{kind} {ref} must name an earlier task of the batch")
+        named = {r: None for s in checked for r in (*s["after"], s["parent"]) if r and not r.startswith("$")}
+        sigs = sorted({s["requires"] for s in checked})
+        found, known, in_use = await self._known(list(named), sigs)
+        for ref in named:
+            if ref not in found:
+                raise ErrorCode.NOT_FOUND.exception([ref])
+        total = in_use + len(set(sigs) - known)
+        if total > constants.max_capsigs:
+            raise ErrorCode.TOO_MANY_CAPSIGS.exception([str(total)])
 
     async def claim(
         self,
@@ -143,21 +196,30 @@ class Store(ABC):
         wait_s: float = 0.0,
         miss: Miss | None = None,
     ) -> list[Claim]:
-        """Lease up to ``count`` tasks (bounded by the agent's free capacity) in one step."""
+        """Lease up to ``count`` tasks (bounded by the agent's free capacity).
+
+        At most ``claim_batch_max`` are leased per script call (rule 10: bounded work per
+        call); a larger count takes several calls, each atomic, until the count or a miss.
+        ``wait_s`` waits for the first task only."""
         name = validate.agent(agent)
         qs = [validate.queue(q) for q in queues]
+        if len(qs) > constants.max_claim_queues:
+            raise BadInput(f"at most {constants.max_claim_queues} queues in one claim")
         ttl = validate.ttl_ms(ttl_s)
         n = validate.positive_int("count", count, 1000)
         wait = validate.wait_s(wait_s)
-        got, why = await self._claim(name, qs, ttl, n)
-        if got or wait == 0:
-            if miss is not None:
-                miss.last = why
-            return got
-        got, why = await self._claim_waiting(name, qs, ttl, n, wait)
+        batch = min(n, constants.claim_batch_max)
+        got, why = await self._claim(name, qs, ttl, batch)
+        if not got and wait > 0:
+            got, why = await self._claim_waiting(name, qs, ttl, batch, wait)
+        out = list(got)
+        while len(got) == batch and len(out) < n:  # a full batch: there may be more
+            batch = min(n - len(out), constants.claim_batch_max)
+            got, why = await self._claim(name, qs, ttl, batch)
+            out += got
         if miss is not None:
-            miss.last = why
-        return got
+            miss.last = why if not out else ClaimMiss("")
+        return out
 
     async def heartbeat(
         self,
@@ -469,6 +531,10 @@ class Store(ABC):
 
     @abstractmethod
     async def _add(self, specs: list[dict[str, Any]]) -> list[str]: ...
+    @abstractmethod
+    async def _known(self, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
+        """Which of ``ids`` are tasks, which of ``capsigs`` are in use, how many are in use."""
+
     @abstractmethod
     async def _claim(
         self, agent: str, queues: list[str], ttl_ms: int, count: int

@@ -295,7 +295,7 @@ def store_url(url: str) -> str:
     if scheme == "file":
         return url  # the file store checks its directory (core/file_schema.db_path)
     if port == 0:  # redis-py would quietly take 6379 instead
-        raise BadInput(f"store URL port must be from 1 to 65535: {_STORE_URL_HELP}")
+        raise BadInput("store URL port 0 names no store: write the port the store listens on (1-65535)")
     db = parts.path.lstrip("/")
     if db and not (db.isascii() and db.isdigit()):  # redis-py would quietly take database 0
         raise BadInput(f"store URL database must be a number, like redis://HOST:PORT/0, got {db[:20]!r}")

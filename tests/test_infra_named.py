@@ -177,8 +177,9 @@ def test_port_0_and_a_missing_port_are_not_6379(project: Path) -> None:
     assert port_of("redis://127.0.0.1/0") is None
     with pytest.raises(BadInput, match="port 0 names no store"):
         port_of("redis://127.0.0.1:0/0")
-    with pytest.raises(BadInput, match="number from 1 to 65535"):
+    with pytest.raises(BadInput, match="out of range") as refused:
         port_of("redis://:secret@127.0.0.1:99999/0")
+    assert "secret" not in str(refused.value)
     only_local_starts(project)
     # A record for 6379 is not the store a URL without a port names.
     (project / ".claimroom" / "started.json").write_text(

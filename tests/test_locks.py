@@ -407,3 +407,14 @@ async def test_a_redis_lock_written_before_holds_had_modes_reads_as_untied(redis
     assert await redis_store.unlock(["docs"], "ada") == ["docs"]
     assert await r.exists(constants.lock_key(ns, "docs")) == 0
     assert await r.zrange(constants.lockpaths_key(ns), 0, -1) == ["docs/a.md"]
+
+
+def test_a_hostile_absolute_path_costs_no_walk_per_part(tmp_path: Path) -> None:
+    """Thousands of parts under an absolute path are refused (or taken) without a realpath
+    per part: the fuzz test once ran out of its 10 s on such a path."""
+    deep = "/" + "/".join(["a"] * 3000)
+    with pytest.raises(BadInput, match="longer than"):
+        lockpath.normal(deep, tmp_path)
+    outside = "/" + "/".join(["a"] * 400)
+    with pytest.raises(BadInput, match="outside the project"):
+        lockpath.normal(outside, tmp_path)

@@ -241,6 +241,22 @@ async def test_retention_never_removes_what_a_task_on_the_board_still_needs(stor
     assert await store.tasks() == []
 
 
+async def test_a_removed_dead_task_frees_its_capability_set(store: Store) -> None:
+    """Dead tasks count among the unfinished ones whose capability sets are capped
+    (``max_capsigs``): retention removing them makes room again."""
+    caps = [f"c{i}" for i in range(C.max_capsigs)]
+    await store.register("w", caps, max_claims=len(caps))
+    await store.add_many([TaskSpec(title=c, requires=[c]) for c in caps])
+    for c in await store.claim_many("w", len(caps)):
+        await store.fail(c.task.id, c.token, "broken", fatal=True)
+    with pytest.raises(BadInput, match="capabilit"):
+        await store.add("one set too many", requires=["new"])
+    await store.set_retention(failed_s=0)
+    await settle(store)
+    assert await store.tasks() == []
+    await store.add("room again", requires=["new"])
+
+
 async def test_each_step_is_bounded_and_the_reaper_goes_on(store: Store) -> None:
     await store.set_retention(done_s=0)
     n = C.retention_batch * 2 + 50

@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import constants as C
-from ..errors import BadInput
+from .. import validate
 from ..redis_store import redacted
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
@@ -53,14 +53,8 @@ def port_of(url: str) -> int | None:
     starts a store only at a port the URL spells out. Port 0 (no store listens there) or
     one that is not a number from 1 to 65535 is ``BadInput``.
     """
-    try:
-        port = urlsplit(url).port
-    except ValueError:  # redacted() cannot parse it either: drop everything before the host
-        shown = f"{scheme(url)}://{url.rpartition('@')[2].split('://')[-1]}"
-        raise BadInput(f"{shown}: the port must be a number from 1 to 65535") from None
-    if port == 0:  # redis-py would quietly connect to 6379 instead
-        raise BadInput(f"{redacted(url)}: port 0 names no store; write the port the store listens on")
-    return port
+    validate.store_url(url)  # the one rule for a malformed URL, port 0 included
+    return urlsplit(url).port
 
 
 def password_of(url: str) -> str:

@@ -1,18 +1,22 @@
 --[[
-  add: create one or many tasks atomically.
+  add: create one or many tasks atomically (at most ${add_chunk} per call: Store.add_many
+  writes a larger batch in chunks).
   KEYS[1] audit stream
   ARGV[1] prefix P
   ARGV[2] JSON array of specs {title, queue, priority, requires ("a,b" sorted), after [ids
           or "$k" = the k-th spec of this batch, 0-based], parent, affinity, payload (JSON
           text), max_attempts}
-  Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist
-  (nothing is written then). A task after one that is dead or cancelled could never run:
-  it is added cancelled, as a cascade would have left it (restored by that one's retry).
+  Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
+  {-8, n} when the board would hold unfinished tasks of n > ${max_capsigs} different
+  capability sets (nothing is written in either case). A task after one that is dead or
+  cancelled could never run: it is added cancelled, as a cascade would have left it
+  (restored by that one's retry).
 ]]
 --@include lib
 local P = ARGV[1]
 local specs = cjson.decode(ARGV[2])
 local now = now_ms()
+if #specs > ${add_chunk} then return {-5, 'at most ${add_chunk} tasks per add call'} end
 
 -- Validate every reference before writing anything.
 for i, s in ipairs(specs) do
@@ -32,6 +36,20 @@ for i, s in ipairs(specs) do
       return {-1, s.parent}
     end
   end
+end
+
+-- A claim looks at every capability set in use (rule 10), so their number is capped.
+local fresh, seen = 0, {}
+for _, s in ipairs(specs) do
+  local sig = s.requires or ''
+  if not seen[sig] then
+    seen[sig] = true
+    if rcall('HEXISTS', P .. 'sigs', sig) == 0 then fresh = fresh + 1 end
+  end
+end
+if fresh > 0 then
+  local total = rcall('HLEN', P .. 'sigs') + fresh
+  if total > ${max_capsigs} then return {-8, total} end
 end
 
 local ids = {}
@@ -61,29 +79,32 @@ for i, s in ipairs(specs) do
   end
   local spawn_token = ''
   if parent ~= '' then
-    rcall('SADD', P .. 'children:' .. parent, id)
     local p = rcall('HMGET', P .. 'task:' .. parent, 'state', 'token')
-    if p[1] == 'claimed' then spawn_token = p[2] end
+    if p[1] == 'claimed' then
+      spawn_token = p[2]
+      rcall('SADD', P .. 'children:' .. parent .. ':' .. spawn_token, id)  -- for that claim's rollback
+    end
   end
   local t = {
     id = id, seq = seq, title = s.title, queue = s.queue, priority = s.priority,
     requires = s.requires or '', state = '', assigned = ''}
-  rcall('HSET', P .. 'task:' .. id,
+  count_sig(P, t, 1)
+  local state = 'queued'
+  if waiting > 0 then state = 'blocked' end
+  local data = {state = state, queue = s.queue, priority = tonumber(s.priority)}
+  -- The whole hash in enter's one HSET.
+  local fields = {
     'id', id, 'seq', seq, 'title', s.title, 'queue', s.queue, 'priority', s.priority,
     'requires', t.requires, 'after', table.concat(deps, ','), 'parent', parent,
     'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
     'attempts', 0, 'failures', 0, 'expiries', 0, 'waiting', waiting,
-    'spawn_token', spawn_token, 'created_ms', now, 'updated_ms', now, 'state', '')
-  rcall('SADD', P .. 'queues', s.queue)
-  local state = 'queued'
-  if waiting > 0 then state = 'blocked' end
-  local data = {state = state, queue = s.queue, priority = tonumber(s.priority)}
+    'spawn_token', spawn_token, 'created_ms', now}
   if blocker ~= '' then
     state, data.state, data.reason, data.after = 'cancelled', 'cancelled', why, blocker
-    rcall('HSET', P .. 'task:' .. id, 'reason', why, 'cancelled_by', blocker)
+    for _, v in ipairs({'reason', why, 'cancelled_by', blocker}) do fields[#fields + 1] = v end
     rcall('SADD', P .. 'cascaded:' .. blocker, id)
   end
-  enter(P, id, t, state, now)
+  enter(P, id, t, state, now, fields)
   audit(P, now, 'added', id, '', '', data)
 end
 table.insert(ids, 1, 0)

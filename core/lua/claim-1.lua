@@ -5,17 +5,21 @@
   oldest, over the chosen queues (all when none given), skipping paused queues and tasks
   needing a capability the agent lacks. An unknown agent is registered with no
   capabilities and the default capacity.
+  Bounded work (rule 10): it looks at the signatures in use (at most ${max_capsigs}) that
+  the agent can take, one head index each, never at the queues one by one; at most
+  ${claim_batch_max} tasks per call (the caller loops for more).
   KEYS[1] audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] lease ttl ms   ARGV[4] queues "a,b" or ""
   ARGV[5] count
   Returns {0, task fields (flat)...} one entry per claimed task;
-          {1, reason, next_change_in_ms}: nothing claimable; reason is empty | at-capacity |
-          breaker-open; next_change_in_ms is how long until a lease or backoff next ends or
-          the breaker closes (-1 if nothing is scheduled).
+          {1, reason, next_change_in_ms, caps}: nothing claimable; reason is empty |
+          at-capacity | breaker-open; next_change_in_ms is how long until a lease or
+          backoff next ends or the breaker closes (-1 if nothing is scheduled); caps the
+          agent's capabilities "a,b" (what a waiting claimer can take).
 ]]
 --@include lib
 local P, agent = ARGV[1], ARGV[2]
-local ttl, count = tonumber(ARGV[3]), tonumber(ARGV[5])
+local ttl, count = tonumber(ARGV[3]), math.min(tonumber(ARGV[5]), ${claim_batch_max})
 local now = now_ms()
 reap_due(P, now)
 promote_due(P, now)
@@ -31,9 +35,12 @@ if not a.name then
 end
 touch_agent(P, agent, now)
 local open_until = tonumber(a.breaker_open_until_ms or 0)
-if open_until > now then return {1, 'breaker-open', open_until - now} end
+if open_until > now then return {1, 'breaker-open', open_until - now, a.caps or ''} end
 local room = tonumber(a.max_claims) - rcall('SCARD', P .. 'held:' .. agent)
-if room <= 0 then return {1, 'at-capacity', -1} end
+if room <= 0 then
+  rcall('HSET', ak, 'full', 1)  -- so the end of one of its claims says so (lib.lua leave)
+  return {1, 'at-capacity', -1, a.caps or ''}
+end
 if count > room then count = room end
 
 local caps = {}
@@ -44,45 +51,74 @@ local function can(sig)
   end
   return true
 end
-local queues
-if ARGV[4] ~= '' then queues = split(ARGV[4]) else queues = rcall('SMEMBERS', P .. 'queues') end
-local open = {}
-for _, q in ipairs(queues) do
-  if rcall('SISMEMBER', P .. 'paused', q) == 0 then open[#open + 1] = q end
+local queues = nil
+if ARGV[4] ~= '' then queues = split(ARGV[4]) end
+
+-- The best head of each signature the agent can take: {score, queue}, or false.
+local sigs, best_of = {}, {}
+local function look(sig)
+  local pick = false
+  if queues then
+    local scores = rcall('ZMSCORE', P .. 'heads:' .. sig, unpack(queues))
+    for i = 1, #queues do
+      local sc = scores[i]
+      if sc and (not pick or tonumber(sc) < pick[1]) then pick = {tonumber(sc), queues[i]} end
+    end
+  else
+    local head = rcall('ZRANGE', P .. 'heads:' .. sig, 0, 0, 'WITHSCORES')
+    if #head > 0 then pick = {tonumber(head[2]), head[1]} end
+  end
+  best_of[sig] = pick
+end
+for _, sig in ipairs(rcall('HKEYS', P .. 'sigs')) do
+  if can(sig) then
+    sigs[#sigs + 1] = sig
+    look(sig)
+  end
+end
+
+-- A claimed task's fields as HGETALL would give them, built from what was written.
+local function fields_of(t)
+  local flat = {}
+  for k, v in pairs(t) do
+    if type(v) == 'number' then v = string.format('%d', v) end
+    flat[#flat + 1] = k
+    flat[#flat + 1] = v
+  end
+  return flat
 end
 
 local out = {0}
 while #out - 1 < count do
-  local best, best_score
+  local best, from
   local mine = rcall('ZRANGE', P .. 'assigned:' .. agent, 0, 0)
   if #mine > 0 then
     best = mine[1]
   else
-    for _, q in ipairs(open) do
-      for _, sig in ipairs(rcall('SMEMBERS', P .. 'capsigs:' .. q)) do
-        if can(sig) then
-          local rk = P .. 'ready:' .. q .. ':' .. sig
-          local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
-          if #head == 0 then
-            rcall('SREM', P .. 'capsigs:' .. q, sig)
-          elseif not best_score or tonumber(head[2]) < best_score then
-            best, best_score = head[1], tonumber(head[2])
-          end
-        end
-      end
+    local top
+    for _, sig in ipairs(sigs) do
+      local c = best_of[sig]
+      if c and (not top or c[1] < top[1]) then top, from = c, sig end
+    end
+    if not top then break end
+    -- The head leaves its ready set here (leave is told so): one command for both.
+    best = rcall('ZPOPMIN', P .. 'ready:' .. top[2] .. ':' .. from)[1]
+    if not best then  -- a head without a task (never left so by the helpers): drop it
+      rcall('ZREM', P .. 'heads:' .. from, top[2])
     end
   end
-  if not best then break end
-  local t = load_task(P, best)
-  leave(P, best, t)
-  local token = rcall('INCR', P .. 'seq:token')
-  local attempts = tonumber(t.attempts or 0) + 1
-  t.agent, t.deadline_ms, t.assigned = agent, now + ttl, ''
-  rcall('HSET', P .. 'task:' .. best, 'agent', agent, 'token', token, 'deadline_ms', t.deadline_ms,
-    'claimed_ms', now, 'ttl_ms', ttl, 'attempts', attempts, 'assigned', '')
-  enter(P, best, t, 'claimed', now)
-  audit(P, now, 'claimed', best, agent, token, {deadline_ms = t.deadline_ms, attempt = attempts})
-  out[#out + 1] = rcall('HGETALL', P .. 'task:' .. best)
+  local t = best and load_task(P, best)
+  if t then
+    leave(P, best, t, from ~= nil)
+    local token = rcall('INCR', P .. 'seq:token')
+    local attempts = tonumber(t.attempts or 0) + 1
+    t.agent, t.deadline_ms = agent, now + ttl
+    enter(P, best, t, 'claimed', now, {'agent', agent, 'token', token, 'deadline_ms', t.deadline_ms,
+      'claimed_ms', now, 'ttl_ms', ttl, 'attempts', attempts, 'assigned', ''})
+    audit(P, now, 'claimed', best, agent, token, {deadline_ms = t.deadline_ms, attempt = attempts})
+    out[#out + 1] = fields_of(t)
+  end
+  if from and #out - 1 < count then look(from) end
 end
 if #out > 1 then return out end
 
@@ -94,4 +130,4 @@ for _, key in ipairs({P .. 'deadlines', P .. 'backoff'}) do
     if next_change < 0 or wait < next_change then next_change = wait end
   end
 end
-return {1, 'empty', next_change}
+return {1, 'empty', next_change, a.caps or ''}

@@ -11,8 +11,7 @@ local now = now_ms()
 local t, err = check_lease(P, id, token, now)
 if not t then return err end
 leave(P, id, t)
-rcall('HSET', P .. 'task:' .. id, 'result', ARGV[4], 'progress', 1, 'reason', '')
-enter(P, id, t, 'done', now)
+enter(P, id, t, 'done', now, {'result', ARGV[4], 'progress', 1, 'reason', ''})
 local locks = release_task_locks(P, id)
 rcall('HSET', P .. 'agent:' .. t.agent, 'consecutive_failures', 0, 'last_seen_ms', now)
 local out = {0}

@@ -87,45 +87,111 @@ local function ready_score(t)
   return (${max_priority} - tonumber(t.priority)) * 4398046511104 + tonumber(t.seq)
 end
 
--- Remove a task from the indexes of its current state.
-local function leave(P, id, t)
+-- The claimable work is indexed so that a claim looks only at what it could take (rule 10):
+--   ready:<q>:<sig>  queued, unassigned tasks of queue q needing exactly the capabilities sig
+--   capsigs:<q>      the signatures with a non-empty ready set in q
+--   queues           the queues with a non-empty ready set
+--   heads:<sig>      open (not paused) queues with ready tasks needing sig, scored by their
+--                    best task's ready score
+--   sigs             sig -> how many unfinished tasks need it (at most ${max_capsigs} fields)
+-- An entry leaves each index as soon as it would stand for nothing.
+-- Claimable work is announced on `claimable` ("queue sig"), and what concerns one agent
+-- alone on its `wake:<agent>` channel, for waiting claimers; views listen to `hints`.
+-- Each message once per script call (an add of 100 tasks to one queue wakes a claimer once).
+local announced = {}
+local function announce(channel, message)
+  local key = channel .. ' ' .. message
+  if not announced[key] then
+    announced[key] = true
+    rcall('PUBLISH', channel, message)
+  end
+end
+
+local function ready_add(P, id, t)
+  local q, sig, score = t.queue, t.requires or '', ready_score(t)
+  rcall('ZADD', P .. 'ready:' .. q .. ':' .. sig, score, id)
+  if rcall('SADD', P .. 'capsigs:' .. q, sig) == 1 then rcall('SADD', P .. 'queues', q) end
+  if rcall('SISMEMBER', P .. 'paused', q) == 0 then
+    rcall('ZADD', P .. 'heads:' .. sig, 'LT', score, q)
+    announce(P .. 'claimable', q .. ' ' .. sig)
+  end
+end
+
+-- popped: the claim already took it out of its ready set (ZPOPMIN).
+local function ready_remove(P, id, t, popped)
+  local q, sig = t.queue, t.requires or ''
+  local rk = P .. 'ready:' .. q .. ':' .. sig
+  if not popped then rcall('ZREM', rk, id) end
+  local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  if #head > 0 then
+    rcall('ZADD', P .. 'heads:' .. sig, 'XX', head[2], q)  -- XX: a paused queue stays out
+  else
+    rcall('ZREM', P .. 'heads:' .. sig, q)
+    rcall('SREM', P .. 'capsigs:' .. q, sig)
+    if rcall('EXISTS', P .. 'capsigs:' .. q) == 0 then rcall('SREM', P .. 'queues', q) end
+  end
+end
+
+-- One more (by = 1) or one fewer (by = -1) unfinished task needing t's signature.
+local function count_sig(P, t, by)
+  local sig = t.requires or ''
+  if rcall('HINCRBY', P .. 'sigs', sig, by) <= 0 then rcall('HDEL', P .. 'sigs', sig) end
+end
+
+-- Remove a task from the indexes of its current state (popped: see ready_remove).
+local function leave(P, id, t, popped)
   local s = t.state
   if s == 'queued' then
     if t.assigned and t.assigned ~= '' then
       rcall('ZREM', P .. 'assigned:' .. t.assigned, id)
     else
-      rcall('ZREM', P .. 'ready:' .. t.queue .. ':' .. (t.requires or ''), id)
+      ready_remove(P, id, t, popped)
     end
   elseif s == 'retrying' then
     rcall('ZREM', P .. 'backoff', id)
+  elseif s == 'done' or s == 'cancelled' then
+    count_sig(P, t, 1)  -- unfinished again (a cascade's restore)
   elseif s == 'claimed' then
     rcall('ZREM', P .. 'deadlines', id)
     rcall('SREM', P .. 'held:' .. t.agent, id)
+    -- Room again for an agent a claim found at capacity: its waiting claims may go on.
+    local ak = P .. 'agent:' .. t.agent
+    if rcall('HGET', ak, 'full') == '1' then
+      rcall('HSET', ak, 'full', 0)
+      announce(P .. 'wake:' .. t.agent, 'capacity')
+    end
   end
   retention_leave(P, id, t)
   rcall('ZREM', P .. 'state:' .. s, id)
 end
 
 -- Put a task into a state and that state's indexes. Fields the indexes need (agent and
--- deadline_ms for claimed, ready_ms for retrying) must already be in t.
-local function enter(P, id, t, new, now)
-  t.state = new
-  rcall('HSET', P .. 'task:' .. id, 'state', new, 'updated_ms', now)
+-- deadline_ms for claimed, ready_ms for retrying) must already be in t. `more`: other
+-- field, value pairs to write in the same HSET (also set in t).
+local function enter(P, id, t, new, now, more)
+  t.state, t.updated_ms = new, now
+  local f = {'state', new, 'updated_ms', now}
+  for i = 1, #(more or {}), 2 do
+    f[#f + 1] = more[i]
+    f[#f + 1] = more[i + 1]
+    t[more[i]] = more[i + 1]
+  end
+  rcall('HSET', P .. 'task:' .. id, unpack(f))
   rcall('ZADD', P .. 'state:' .. new, t.seq, id)
   if new == 'queued' then
     if t.assigned and t.assigned ~= '' then
       rcall('ZADD', P .. 'assigned:' .. t.assigned, ready_score(t), id)
+      announce(P .. 'wake:' .. t.assigned, 'assigned')
     else
-      local sig = t.requires or ''
-      rcall('ZADD', P .. 'ready:' .. t.queue .. ':' .. sig, ready_score(t), id)
-      rcall('SADD', P .. 'capsigs:' .. t.queue, sig)
+      ready_add(P, id, t)
     end
-    rcall('SADD', P .. 'queues', t.queue)
   elseif new == 'retrying' then
     rcall('ZADD', P .. 'backoff', t.ready_ms, id)
   elseif new == 'claimed' then
     rcall('ZADD', P .. 'deadlines', t.deadline_ms, id)
     rcall('SADD', P .. 'held:' .. t.agent, id)
+  elseif new == 'done' or new == 'cancelled' then
+    count_sig(P, t, -1)
   end
   retention_enter(P, id, t, new)
 end
@@ -243,9 +309,9 @@ local function cascade_run(P, now, first)
       local why = cascade_reason(x, xs[1], xs[2], xs[3])
       for _, d in ipairs(rcall('SPOP', dk, cascade_budget)) do
         cascade_budget = cascade_budget - 1
-        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'seq', 'queue')
+        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'seq', 'requires', 'queue')
         if ds[1] == 'blocked' then
-          local dt = {state = 'blocked', seq = ds[2], queue = ds[3]}
+          local dt = {state = 'blocked', seq = ds[2], requires = ds[3], queue = ds[4]}  -- count_sig, retention
           leave(P, d, dt)
           rcall('HSET', P .. 'task:' .. d, 'reason', why, 'cancelled_by', x)
           enter(P, d, dt, 'cancelled', now)
@@ -380,11 +446,13 @@ local function renew_task_locks(P, id, deadline)
 end
 
 -- Rule 7: a claim that ends other than by completion gives back its locks and cancels
--- the subtasks it created that nobody has claimed yet.
+-- the subtasks it created that nobody has claimed yet. `children:<id>:<token>` holds the
+-- subtasks created under that one claim, so the work is that claim's own (rule 10).
 local function rollback(P, id, t, now)
   local locks = release_task_locks(P, id)
   local cancelled = {}
-  for _, cid in ipairs(rcall('SMEMBERS', P .. 'children:' .. id)) do
+  local spawned = P .. 'children:' .. id .. ':' .. t.token
+  for _, cid in ipairs(rcall('SMEMBERS', spawned)) do
     local c = load_task(P, cid)
     if c and c.spawn_token == t.token and tonumber(c.attempts or 0) == 0
         and (c.state == 'queued' or c.state == 'blocked' or c.state == 'retrying') then
@@ -398,6 +466,7 @@ local function rollback(P, id, t, now)
   -- After the loop: a subtask that waits on another one being rolled back is cancelled
   -- as rolled back itself, not as a dependent.
   for _, cid in ipairs(cancelled) do cascade_cancel(P, cid, now) end
+  rcall('DEL', spawned)
   return {locks = locks, cancelled = cancelled}
 end
 

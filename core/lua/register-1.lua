@@ -13,5 +13,6 @@ if rcall('EXISTS', ak) == 0 then rcall('HSET', ak, 'registered_ms', now) end
 rcall('HSET', ak, 'name', agent, 'caps', ARGV[3], 'max_claims', ARGV[4], 'last_seen_ms', now)
 rcall('HDEL', ak, 'auto')  -- registered on purpose: kept however long it sits idle
 rcall('SADD', P .. 'agents', agent)
+announce(P .. 'wake:' .. agent, 'registered')  -- new capabilities or capacity
 audit(P, now, 'registered', '', agent, '', {capabilities = split(ARGV[3]), max_claims = tonumber(ARGV[4])})
 return {0}

@@ -10,5 +10,6 @@ local now = now_ms()
 local ak = P .. 'agent:' .. agent
 if rcall('EXISTS', ak) == 0 then return {-1, agent} end
 rcall('HSET', ak, 'consecutive_failures', 0, 'breaker_open_until_ms', 0)
+announce(P .. 'wake:' .. agent, 'breaker')
 audit(P, now, 'breaker-reset', '', agent, '', nil, operator)
 return {0}

@@ -15,7 +15,7 @@
   Removing a task removes its hash and every entry naming it: its state index, its finished
   index, its dependents:/children:/cascaded:/tasklocks:/taskevents: keys, and its place in
   its dependencies' dependents:, its parent's children:, its canceller's cascaded: and the
-  cascade queues. Nothing on the board is left to find it missing:
+  cascade queues; a dead one no longer counts in `sigs`. Nothing on the board is left to find it missing:
   - a done task that a task still on the board depends on (`dependents:<id>`, which lists
     every task added after it, done or not) is held in `retention:held`, not removed, and
     goes back to its finished index once the last of those tasks is removed;
@@ -97,12 +97,21 @@ local function remove_task(id, t)
     rcall('SREM', P .. 'dependents:' .. dep, id)
     release_dependency(dep)
   end
-  if t.parent ~= '' then rcall('SREM', P .. 'children:' .. t.parent, id) end
+  -- The subtasks its last claim spawned (an earlier claim's went with its rollback); its
+  -- place among its parent's (a board written before per-claim sets: children:<parent>).
+  if t.token ~= '' then rcall('DEL', P .. 'children:' .. id .. ':' .. t.token) end
+  if t.parent ~= '' then
+    rcall('SREM', P .. 'children:' .. t.parent .. ':' .. t.spawn_token, id)
+    rcall('SREM', P .. 'children:' .. t.parent, id)
+  end
   if t.cancelled_by ~= '' then rcall('SREM', P .. 'cascaded:' .. t.cancelled_by, id) end
+  -- A dead task still counted as unfinished for its capability set (count_sig).
+  if t.state == 'dead' then count_sig(P, t, -1) end
   removed = removed + 1
 end
 
-local FIELDS = {'state', 'queue', 'updated_ms', 'after', 'parent', 'cancelled_by'}
+local FIELDS = {'state', 'queue', 'updated_ms', 'after', 'parent', 'cancelled_by', 'token', 'spawn_token',
+  'requires'}
 local function load(id)
   local v = rcall('HMGET', P .. 'task:' .. id, unpack(FIELDS))
   if not v[1] then return nil end

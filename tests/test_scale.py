@@ -435,9 +435,11 @@ async def test_a_board_of_the_schema_before_is_upgraded_in_place(tmp_path: Path,
     # Back to what the schema before held: no heads or sigs, tasks_parent without the
     # spawning token, and queues never pruned.
     conn = file_schema.connect(tmp_path / constants.file_db_name)
-    before = file_schema.SCHEMA_VERSION - 1
+    before = 4  # the claim index came with schema 5 (and retention, schema 6, after it)
     conn.executescript(
-        "DROP TABLE heads; DROP TABLE sigs; DROP INDEX tasks_parent;"
+        "DROP TABLE finished; DROP TABLE retention_due; DROP TABLE retention; DROP TABLE cursors;"
+        " ALTER TABLE agents DROP COLUMN auto;"
+        " DROP TABLE heads; DROP TABLE sigs; DROP INDEX tasks_parent;"
         " CREATE INDEX tasks_parent ON tasks (ns, parent) WHERE parent <> '';"
         f" UPDATE meta SET value = '{before}' WHERE key = 'schema';"
         f" INSERT INTO queues (ns, queue) VALUES ('{namespace}', 'drained');"

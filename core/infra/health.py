@@ -104,6 +104,10 @@ class HealthMonitor:
         self.latest: HealthStatus | None = None
         self.restarts = 0
         self._client: Any = None
+        # One probe at a time: the control room also probes from an operator's action while
+        # ``run`` probes on its own; a probe using a client that the other one just closed
+        # would open a fresh connection that nothing closes.
+        self._probing = asyncio.Lock()
 
     def _connect(self) -> Any:
         if self._client is None:
@@ -120,11 +124,18 @@ class HealthMonitor:
         """Forget the connection, so the next probe reconnects from scratch."""
         client, self._client = self._client, None
         if client is not None:
+            # Shielded: a monitor cancelled while closing (its app quitting) still closes
+            # its socket instead of leaving it to the garbage collector.
+            closing = asyncio.ensure_future(client.aclose())
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await asyncio.shield(closing)
 
     async def check(self) -> HealthStatus:
         """One probe: PING for latency, INFO for the rest."""
+        async with self._probing:
+            return await self._check()
+
+    async def _check(self) -> HealthStatus:
         if scheme(self.url) == "file":
             folder = Path(unquote(urlsplit(self.url).path))
             there = folder.is_dir()

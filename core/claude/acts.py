@@ -1,0 +1,126 @@
+"""The hooks that act on the board (register, heartbeat, fail, claim), for both forms.
+
+The command form (``claimroom hook EVENT``) and the http form (``http_hooks.py``, inside
+the MCP server) both call ``handle``: the facts come from the board through the agent's
+``Acting`` (which refuses anything not the agent's own), the answers from ``decide``.
+PreToolUse alone has a faster way in the command form (``hook_cli.py``): it only reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+
+from .. import constants as C
+from ..errors import LeaseLost, NotFound, WrongState
+from ..models import Task
+from ..store import Store
+from . import board, decide
+from .decide import Outcome
+
+_GONE = (LeaseLost, NotFound, WrongState)  # the claim ended meanwhile: nothing left to do
+
+
+class _Who:
+    def __init__(self, agent: str, session: str) -> None:
+        self.agent = agent
+        self.session = session
+
+
+class _StoreActing:
+    """Stands in for ``core.acting.Acting`` (the identity work) until it is on main: the
+    same calls, each on the agent's own claims only (the hooks never name another's)."""
+
+    def __init__(self, store: Store, agent: str, session: str) -> None:
+        self.store = store
+        self.who = _Who(agent, session)
+
+    async def register(self, capabilities: tuple[str, ...] = (), max_claims: int = 1) -> None:
+        await self.store.register(self.who.agent, capabilities, max_claims)
+
+    async def claim(self) -> Any:
+        return await self.store.claim(self.who.agent)
+
+    async def heartbeat(self, task: str, token: int) -> int:
+        return await self.store.heartbeat(task, token)
+
+    async def fail(self, task: str, token: int, reason: str) -> Any:
+        return await self.store.fail(task, token, reason)
+
+    async def current_claims(self) -> list[Task]:
+        agent = next((a for a in await self.store.agents() if a.name == self.who.agent), None)
+        held = [await self.store.get(t) for t in (agent.held if agent else ())]
+        return [t for t in held if t.state == "claimed" and t.agent == self.who.agent]
+
+
+def acting(store: Store, agent: str, session: str) -> Any:
+    """The agent's ``Acting`` on ``store`` (its identity: the session's agent, a worker)."""
+    return _StoreActing(store, agent, session)
+
+
+def _registration() -> tuple[tuple[str, ...], int]:
+    """Capabilities (``CLAIMROOM_CAN``, comma-separated) and capacity
+    (``CLAIMROOM_MAX_CLAIMS``) a session's agent registers with."""
+    caps = tuple(c.strip() for c in os.environ.get("CLAIMROOM_CAN", "").split(",") if c.strip())
+    raw = os.environ.get("CLAIMROOM_MAX_CLAIMS", "")
+    return caps, int(raw) if raw.isdigit() else C.default_max_claims
+
+
+async def _heartbeat_all(act: Any) -> None:
+    for t in await act.current_claims():
+        with contextlib.suppress(*_GONE):  # ended meanwhile: nothing to keep alive
+            await act.heartbeat(t.id, t.token)
+
+
+async def _fail_open(act: Any, session: str) -> list[str]:
+    failed = []
+    for t in await act.current_claims():
+        why = f"the Claude Code session {session[:8] or '?'} of {act.who.agent} stopped before completing it"
+        try:
+            await act.fail(t.id, t.token, why)
+            failed.append(t.id)
+        except _GONE:
+            pass
+    return failed
+
+
+async def _handover(act: Any, name: str, dropped: list[str]) -> Outcome:
+    claim = await act.claim()
+    if claim is None:
+        return decide.stop(name, act.who.agent, None, 0, dropped)
+    return decide.stop(name, act.who.agent, claim.task.to_json(), claim.token, dropped)
+
+
+async def handle(name: str, event: dict[str, Any], act: Any, *, strict: bool = False) -> Outcome:
+    """The answer to one hook event, acting as ``act``'s agent."""
+    agent, session = act.who.agent, str(event.get("session_id", ""))
+    if name == "SessionStart":
+        caps, max_claims = _registration()
+        await act.register(caps, max_claims)
+        return decide.rules(agent, session)
+    if name == "PreToolUse":
+        root = decide.project_root_for(event)
+        path = decide.edited_path(event, root)
+        if path is None:
+            return decide.NO_OBJECTION
+        store = act.store
+        holds, titles = await asyncio.to_thread(
+            board.holds_covering, store.url, store.namespace, path, C.probe_timeout_s
+        )
+        return decide.edit(agent, path, holds, titles, strict=strict)
+    if name in ("PostToolUse", "SubagentStop"):
+        # A subagent shares its session's agent and claims: its end is not the session
+        # stopping, so it only keeps the session's leases alive (as its edits did).
+        await _heartbeat_all(act)
+        return decide.NO_OBJECTION
+    if name == "Stop":
+        dropped = await _fail_open(act, session)
+        if event.get("stop_hook_active"):
+            return decide.stop(name, agent, None, 0, dropped)  # continued once already: let it stop
+        return await _handover(act, name, dropped)
+    if name == "TeammateIdle":
+        # Nothing to fail (the lead goes on); the agent's capacity bounds the handovers.
+        return await _handover(act, name, [])
+    raise ValueError(f"not a hook event: {name}")

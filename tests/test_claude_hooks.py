@@ -1,0 +1,277 @@
+"""The Claude Code hooks, run exactly as Claude Code runs a command hook: ``claimroom hook
+EVENT`` as a subprocess with the event's JSON on stdin, its answer read from the exit code
+and stdout, against a real board (the session's redis-server and the file store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from claimroom.core.sessions import agent_for_session
+from claimroom.core.store import Store
+
+CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    (root / ".git").mkdir(parents=True)
+    (root / "src").mkdir()
+    return root
+
+
+@pytest.fixture
+def env(store_url: str, namespace: str, project: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("CLAIMROOM_HOME", "CLAIMROOM_AGENT", "CLAIMROOM_CAN", "CLAUDE_PROJECT_DIR"):
+        env.pop(name, None)
+    env["CLAIMROOM_URL"] = store_url
+    env["CLAIMROOM_NAMESPACE"] = namespace
+    env["CLAUDE_PROJECT_DIR"] = str(project)  # as Claude Code sets it for its hooks
+    return env
+
+
+def hook(env: dict[str, str], event: dict[str, Any], *flags: str) -> subprocess.CompletedProcess[str]:
+    """Run one hook as Claude Code does: the event's JSON on stdin."""
+    return subprocess.run(
+        [CLAIMROOM, "hook", event["hook_event_name"], *flags],
+        input=json.dumps(event),
+        env=env,
+        cwd=env["CLAUDE_PROJECT_DIR"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def base(name: str, session: str, project: Path, **fields: Any) -> dict[str, Any]:
+    return {
+        "session_id": session,
+        "transcript_path": f"/home/u/.claude/projects/p/{session}.jsonl",
+        "cwd": str(project),
+        "permission_mode": "default",
+        "hook_event_name": name,
+        **fields,
+    }
+
+
+def edit(session: str, project: Path, path: str, tool: str = "Edit") -> dict[str, Any]:
+    """A PreToolUse event for an edit tool; file paths arrive absolute."""
+    key = "notebook_path" if tool == "NotebookEdit" else "file_path"
+    tool_input = {key: str(project / path), "old_string": "a", "new_string": "b"}
+    return base("PreToolUse", session, project, tool_name=tool, tool_input=tool_input, tool_use_id="toolu_1")
+
+
+def decision(p: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)["hookSpecificOutput"]
+    assert out["hookEventName"] == "PreToolUse"
+    return dict(out)
+
+
+def sid() -> str:
+    return str(uuid.uuid4())
+
+
+async def test_an_edit_to_a_path_another_agent_locked_is_denied_naming_holder_and_task(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    tid = await store.add("port the parser")
+    claim = await store.claim("ada")
+    assert claim is not None and claim.task.id == tid
+    await store.lock(["src/app.py"], "ada", task=tid)
+    me = sid()
+    for tool in ("Edit", "Write", "MultiEdit", "NotebookEdit"):
+        out = decision(hook(env, edit(me, project, "src/app.py", tool)))
+        assert out["permissionDecision"] == "deny"
+        reason = out["permissionDecisionReason"]
+        assert "ada" in reason and tid in reason and "port the parser" in reason and "src/app.py" in reason
+        assert agent_for_session(me) in reason
+
+
+async def test_a_free_path_is_allowed_without_overriding_claude_codes_own_prompt(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    await store.lock(["src/other.py"], "ada")
+    p = hook(env, edit(sid(), project, "src/app.py"))
+    assert p.returncode == 0 and p.stdout == "" and p.stderr == ""
+    # not an edit tool, or a file outside the project: not the board's business
+    read = base(
+        "PreToolUse",
+        sid(),
+        project,
+        tool_name="Read",
+        tool_input={"file_path": str(project / "src/other.py")},
+    )
+    assert hook(env, read).stdout == ""
+    outside = edit(sid(), project, "x")
+    outside["tool_input"]["file_path"] = "/etc/hosts"
+    assert hook(env, outside).stdout == ""
+
+
+async def test_a_lock_on_a_directory_covers_the_files_under_it_and_ones_own_lock_allows(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    await store.lock(["src"], "ada")
+    out = decision(hook(env, edit(sid(), project, "src/deep/app.py")))
+    assert out["permissionDecision"] == "deny" and "directory src" in out["permissionDecisionReason"]
+    me = sid()
+    await store.lock(["lib/util.py"], agent_for_session(me))
+    p = hook(env, edit(me, project, "lib/util.py"))
+    assert p.returncode == 0 and p.stdout == ""
+
+
+async def test_strict_mode_also_denies_a_path_the_agent_holds_no_lock_on(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    me = sid()
+    out = decision(hook(env, edit(me, project, "src/app.py"), "--strict"))
+    assert out["permissionDecision"] == "deny" and "hold no lock" in out["permissionDecisionReason"]
+    await store.lock(["src"], agent_for_session(me))
+    p = hook(env, edit(me, project, "src/app.py"), "--strict")
+    assert p.returncode == 0 and p.stdout == ""
+
+
+def test_an_unreachable_store_never_breaks_the_session(env: dict[str, str], project: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env["CLAIMROOM_URL"] = f"redis://127.0.0.1:{port}/0"
+    p = hook(env, edit(sid(), project, "src/app.py"))
+    assert p.returncode == 0 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and "edit goes ahead unchecked" in p.stderr
+    strict = decision(hook(env, edit(sid(), project, "src/app.py"), "--strict"))
+    assert strict["permissionDecision"] == "deny" and "cannot be read" in strict["permissionDecisionReason"]
+    stop = hook(env, base("Stop", sid(), project, stop_hook_active=False))
+    assert stop.returncode == 0 and stop.stdout == "" and "nothing was done" in stop.stderr
+
+
+def test_input_that_is_not_a_hook_event_is_exit_2_in_one_line(env: dict[str, str], project: Path) -> None:
+    for args, text in ((["PreToolUse"], "{not json"), (["PreToolUse"], "[1]"), (["Nope"], "{}"), ([], "{}")):
+        p = subprocess.run(
+            [CLAIMROOM, "hook", *args], input=text, env=env, capture_output=True, text=True, timeout=30
+        )
+        assert p.returncode == 2 and p.stdout == "" and p.stderr.count("\n") == 1, (args, p.stderr)
+        assert "Traceback" not in p.stderr
+
+
+async def test_session_start_registers_one_agent_per_session_and_tells_the_rules(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    one, two = sid(), sid()
+    names = []
+    for session in (one, two):
+        p = hook(env, base("SessionStart", session, project, source="startup"))
+        assert p.returncode == 0, p.stderr
+        out = json.loads(p.stdout)["hookSpecificOutput"]
+        assert out["hookEventName"] == "SessionStart"
+        name = agent_for_session(session)
+        assert f"You are agent {name}" in out["additionalContext"] and "claim" in out["additionalContext"]
+        names.append(name)
+    assert names[0] != names[1]
+    assert set(names) <= {a.name for a in await store.agents()}
+
+
+async def test_post_tool_use_heartbeats_the_sessions_claims(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    me = sid()
+    agent = agent_for_session(me)
+    tid = await store.add("long work")
+    claim = await store.claim(agent, ttl_s=30)
+    assert claim is not None
+    other = await store.add("someone else's")
+    theirs = await store.claim("ada", ttl_s=30)
+    assert theirs is not None and theirs.task.id == other
+    event = base("PostToolUse", me, project, tool_name="Edit", tool_input={"file_path": str(project / "a")})
+    p = hook(env, event)
+    assert p.returncode == 0 and p.stdout == "", p.stderr
+    assert (await store.get(tid)).deadline_ms > claim.deadline_ms
+    assert (await store.get(other)).deadline_ms == theirs.deadline_ms  # only its own
+
+
+async def test_stop_fails_an_open_claim_with_a_reason_and_hands_over_the_next_task(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    me = sid()
+    agent = agent_for_session(me)
+    first = await store.add("first", priority=5)
+    nxt = await store.add("second", payload={"files": ["src/b.py"]})
+    claim = await store.claim(agent)
+    assert claim is not None and claim.task.id == first
+    p = hook(env, base("Stop", me, project, stop_hook_active=False))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["decision"] == "block"
+    after = await store.get(nxt)
+    assert after.state == "claimed" and after.agent == agent
+    assert nxt in out["reason"] and f"token {after.token}" in out["reason"] and "src/b.py" in out["reason"]
+    assert f"complete {nxt} --token {after.token}" in out["reason"]
+    dropped = await store.get(first)
+    assert dropped.state == "retrying" and "stopped before completing" in dropped.reason
+
+
+async def test_stop_while_stop_hook_active_fails_the_claim_but_hands_nothing_over(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    me = sid()
+    agent = agent_for_session(me)
+    first = await store.add("first", priority=5)
+    nxt = await store.add("second")
+    assert await store.claim(agent) is not None
+    p = hook(env, base("Stop", me, project, stop_hook_active=True))
+    assert p.returncode == 0, p.stderr
+    assert "decision" not in (json.loads(p.stdout) if p.stdout else {})
+    assert (await store.get(first)).state == "retrying"
+    assert (await store.get(nxt)).state == "queued"
+
+
+async def test_stop_with_nothing_open_and_nothing_to_do_lets_it_stop(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    p = hook(env, base("Stop", sid(), project, stop_hook_active=False))
+    assert p.returncode == 0 and p.stdout == "", p.stderr
+
+
+async def test_subagent_stop_keeps_the_sessions_claim(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    me = sid()
+    tid = await store.add("parent's work")
+    claim = await store.claim(agent_for_session(me), ttl_s=30)
+    assert claim is not None
+    event = base("SubagentStop", me, project, stop_hook_active=False, agent_id="a1", agent_type="general")
+    p = hook(env, event)
+    assert p.returncode == 0 and p.stdout == "", p.stderr
+    t = await store.get(tid)
+    assert t.state == "claimed" and t.deadline_ms > claim.deadline_ms
+
+
+async def test_teammate_idle_hands_over_work_by_exit_code_2(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    me = sid()
+    tid = await store.add("for a teammate")
+    p = hook(env, base("TeammateIdle", me, project, teammate_name="researcher", team_name="t"))
+    assert p.returncode == 2 and p.stdout == ""
+    assert tid in p.stderr and "for a teammate" in p.stderr
+    assert (await store.get(tid)).agent == agent_for_session(me)
+    again = hook(env, base("TeammateIdle", me, project, teammate_name="researcher", team_name="t"))
+    assert again.returncode == 0  # at capacity (and the board is empty): it may go idle
+
+
+async def test_claimroom_agent_names_the_agent_for_every_session(
+    store: Store, env: dict[str, str], project: Path
+) -> None:
+    await store.lock(["src/app.py"], "builder")
+    env["CLAIMROOM_AGENT"] = "builder"
+    p = hook(env, edit(sid(), project, "src/app.py"))
+    assert p.returncode == 0 and p.stdout == ""

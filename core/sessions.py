@@ -8,7 +8,6 @@ unless ``CLAIMROOM_AGENT`` names the agent for every session started in that env
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -25,6 +24,8 @@ def agent_for_session(session_id: str) -> str:
     the name is still a valid agent name and still differs between sessions."""
     kept = _KEEP.sub("", session_id)
     if len(kept) < 8:
+        import hashlib  # rarely needed: ~5 ms the hooks need not pay on every edit
+
         kept = hashlib.sha256(session_id.encode(errors="surrogateescape")).hexdigest()
     return PREFIX + kept[:8]
 

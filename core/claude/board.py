@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import constants as C
-from ..models import LockHold
+from ..lockhash import holds_in
 
 under_limit = 100  # holds under a path looked at (rule 10: bounded work); a file has none
 
@@ -64,9 +64,7 @@ def _redis_holds(url: str, ns: str, path: str, timeout_s: float) -> tuple[list[H
         holds = []
         for p, flat in zip([*above, *under], hashes, strict=True):
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            holds += [
-                Hold(p, h.agent, h.task, h.shared) for h in LockHold.all_in(fields) if h.expires_ms > now_ms
-            ]
+            holds += [Hold(p, a, t, shared) for a, t, expires, shared in holds_in(fields) if expires > now_ms]
         tasks = sorted({h.task for h in holds if h.task})
         titles = r.pipeline([("HGET", C.task_key(ns, t), "title") for t in tasks]) if tasks else []
     return holds, {t: title or "" for t, title in zip(tasks, titles, strict=True)}

@@ -11,12 +11,10 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import constants as C
 from ..errors import BadInput, StoreUnavailable
@@ -47,6 +45,8 @@ def infra_dir(project: Path, *, create: bool = True) -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    import tempfile  # only to write: the hooks read this folder on every edit
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
@@ -135,9 +135,11 @@ def start_lock(project: Path, timeout_s: float = C.start_lock_timeout_s) -> Iter
 # and the control room find them all, and a restart uses the same data ----------------------
 
 
-@dataclass(frozen=True)
-class Started:
-    """A store claimroom started for this project: a container or a local server."""
+class Started(NamedTuple):
+    """A store claimroom started for this project: a container or a local server.
+
+    A NamedTuple rather than a dataclass: the hooks read these records on every edit, and
+    importing dataclasses (which imports inspect) costs them ~15 ms."""
 
     kind: str  # "docker" | "local"
     url: str
@@ -163,11 +165,11 @@ class Started:
         return f"redis-server on 127.0.0.1:{self.port}"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Started:
-        known = {f.name for f in fields(cls)}
+        known = set(cls._fields)
         values = {k: v for k, v in data.items() if k in known}
         values["port"] = int(values.get("port", 0))
         values["stopped"] = values.get("stopped") is True
@@ -223,4 +225,4 @@ def mark_stopped(project: Path, record: Started, stopped: bool = True) -> None:
     """Note that ``record``'s store was stopped on purpose (or, with False, started again)."""
     records = read_started(project)
     same = (record.kind, record.port)
-    _write_started(project, [replace(r, stopped=stopped) if (r.kind, r.port) == same else r for r in records])
+    _write_started(project, [r._replace(stopped=stopped) if (r.kind, r.port) == same else r for r in records])

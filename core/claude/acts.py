@@ -107,9 +107,9 @@ async def handle(name: str, event: dict[str, Any], act: Any, *, strict: bool = F
             return decide.NO_OBJECTION
         store = act.store
         holds, titles = await asyncio.to_thread(
-            board.holds_covering, store.url, store.namespace, path, C.probe_timeout_s
+            board.holds_covering, store.url, store.namespace, [path], C.probe_timeout_s
         )
-        return decide.edit(agent, path, holds, titles, strict=strict)
+        return decide.edit(agent, path, holds[path], titles, strict=strict)
     if name in ("PostToolUse", "SubagentStop"):
         # A subagent shares its session's agent and claims: its end is not the session
         # stopping, so it only keeps the session's leases alive (as its edits did).

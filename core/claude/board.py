@@ -36,64 +36,77 @@ def _around(path: str) -> list[str]:
 
 
 def holds_covering(
-    url: str, namespace: str, path: str, timeout_s: float
-) -> tuple[list[Hold], dict[str, str]]:
-    """The live holds that cover ``path`` (normalised), and the titles of their tasks."""
+    url: str, namespace: str, paths: list[str], timeout_s: float
+) -> tuple[dict[str, list[Hold]], dict[str, str]]:
+    """The live holds that cover each of ``paths`` (normalised), and their tasks' titles."""
     if url.split("://", 1)[0].lower() == "file":
-        return _file_holds(url, namespace, path, timeout_s)
-    return _redis_holds(url, namespace, path, timeout_s)
+        return _file_holds(url, namespace, paths, timeout_s)
+    return _redis_holds(url, namespace, paths, timeout_s)
 
 
-def _redis_holds(url: str, ns: str, path: str, timeout_s: float) -> tuple[list[Hold], dict[str, str]]:
+def _redis_holds(
+    url: str, ns: str, paths: list[str], timeout_s: float
+) -> tuple[dict[str, list[Hold]], dict[str, str]]:
     from ..resp import Connection
 
-    above = _around(path)
     with Connection(url, timeout_s) as r:
-        first = r.pipeline(
-            [
-                ("TIME",),
-                ("ZRANGEBYLEX", C.lockpaths_key(ns), f"[{path}/", f"({path}0", "LIMIT", 0, under_limit),
-                *[("HGETALL", C.lock_key(ns, p)) for p in above],
-            ]
-        )
-        now_ms = int(first[0][0]) * 1000 + int(first[0][1]) // 1000
-        under = list(first[1])
-        hashes = list(first[2:])
-        if under:
-            hashes += r.pipeline([("HGETALL", C.lock_key(ns, p)) for p in under])
-        holds = []
-        for p, flat in zip([*above, *under], hashes, strict=True):
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            holds += [Hold(p, a, t, shared) for a, t, expires, shared in holds_in(fields) if expires > now_ms]
-        tasks = sorted({h.task for h in holds if h.task})
+        first: list[tuple[object, ...]] = [("TIME",)]
+        for path in paths:
+            first.append(
+                ("ZRANGEBYLEX", C.lockpaths_key(ns), f"[{path}/", f"({path}0", "LIMIT", 0, under_limit)
+            )
+            first += [("HGETALL", C.lock_key(ns, p)) for p in _around(path)]
+        replies = r.pipeline(first)
+        now_ms = int(replies[0][0]) * 1000 + int(replies[0][1]) // 1000
+        at = 1
+        found: dict[str, list[Hold]] = {}
+        for path in paths:
+            above = _around(path)
+            under = list(replies[at])
+            hashes = list(replies[at + 1 : at + 1 + len(above)])
+            at += 1 + len(above)
+            if under:
+                hashes += r.pipeline([("HGETALL", C.lock_key(ns, p)) for p in under])
+            holds = []
+            for p, flat in zip([*above, *under], hashes, strict=True):
+                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                holds += [
+                    Hold(p, a, t, shared) for a, t, expires, shared in holds_in(fields) if expires > now_ms
+                ]
+            found[path] = holds
+        tasks = sorted({h.task for holds in found.values() for h in holds if h.task})
         titles = r.pipeline([("HGET", C.task_key(ns, t), "title") for t in tasks]) if tasks else []
-    return holds, {t: title or "" for t, title in zip(tasks, titles, strict=True)}
+    return found, {t: title or "" for t, title in zip(tasks, titles, strict=True)}
 
 
-def _file_holds(url: str, ns: str, path: str, timeout_s: float) -> tuple[list[Hold], dict[str, str]]:
+def _file_holds(
+    url: str, ns: str, paths: list[str], timeout_s: float
+) -> tuple[dict[str, list[Hold]], dict[str, str]]:
     import sqlite3
 
     from ..file_schema import NOW_SQL, db_path, unavailable
 
     db = db_path(url)
     if not db.exists():
-        return [], {}  # no board yet: nothing is locked
-    above = _around(path)
-    marks = ",".join("?" * len(above))
+        return {p: [] for p in paths}, {}  # no board yet: nothing is locked
     try:
         conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=timeout_s)
     except sqlite3.Error as exc:
         raise unavailable(db, exc) from None
+    found: dict[str, list[Hold]] = {}
     try:
         now = conn.execute(NOW_SQL).fetchone()[0]
-        rows = conn.execute(
-            "SELECT path, agent, task, shared FROM holds WHERE ns = ? AND expires_ms > ? "
-            f"AND path IN ({marks}) UNION ALL SELECT path, agent, task, shared FROM ("
-            "  SELECT * FROM holds WHERE ns = ? AND expires_ms > ? AND path > ? AND path < ? LIMIT ?)",
-            (ns, now, *above, ns, now, f"{path}/", f"{path}0", under_limit),
-        ).fetchall()
-        holds = [Hold(str(p), str(a), str(t), bool(s)) for p, a, t, s in rows]
-        tasks = sorted({h.task for h in holds if h.task})
+        for path in paths:
+            above = _around(path)
+            marks = ",".join("?" * len(above))
+            rows = conn.execute(
+                "SELECT path, agent, task, shared FROM holds WHERE ns = ? AND expires_ms > ? "
+                f"AND path IN ({marks}) UNION ALL SELECT path, agent, task, shared FROM ("
+                "  SELECT * FROM holds WHERE ns = ? AND expires_ms > ? AND path > ? AND path < ? LIMIT ?)",
+                (ns, now, *above, ns, now, f"{path}/", f"{path}0", under_limit),
+            ).fetchall()
+            found[path] = [Hold(str(p), str(a), str(t), bool(sh)) for p, a, t, sh in rows]
+        tasks = sorted({h.task for holds in found.values() for h in holds if h.task})
         titles = dict(
             conn.execute(
                 f"SELECT id, title FROM tasks WHERE ns = ? AND id IN ({','.join('?' * len(tasks))})",
@@ -106,4 +119,4 @@ def _file_holds(url: str, ns: str, path: str, timeout_s: float) -> tuple[list[Ho
         raise unavailable(db, exc) from None
     finally:
         conn.close()
-    return holds, {t: str(titles.get(t, "")) for t in tasks}
+    return found, {t: str(titles.get(t, "")) for t in tasks}

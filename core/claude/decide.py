@@ -133,6 +133,29 @@ def edit(agent: str, path: str, holds: list[Hold], titles: dict[str, str], *, st
     return NO_OBJECTION
 
 
+def commit(agent: str | None, found: dict[str, list[Hold]], titles: dict[str, str]) -> Outcome:
+    """The git pre-commit check: refuse (exit 1) when a staged path is held by an agent other
+    than the committer (``agent``; None: unknown, so every holder counts)."""
+    lines = []
+    for path, holds in found.items():
+        h = next((h for h in holds if h.agent != agent), None)
+        if h is not None:
+            held = f"for {_named(h.task, titles)}" if h.task else "(a lock not tied to a task)"
+            on = "" if h.path == path else f" (the lock is on {h.path})"
+            lines.append(f"{path} is locked by agent {h.agent} {held}{on}")
+    if not lines:
+        return NO_OBJECTION
+    who = f"you are {agent}" if agent else "CLAIMROOM_AGENT is not set, so every agent's lock counts"
+    text = "\n".join(
+        [
+            f"claimroom: commit refused: {len(lines)} staged path(s) held by another agent ({who}):",
+            *(f"  {line}" for line in lines),
+            "Unstage them (git restore --staged PATH), or wait until their holders release them.",
+        ]
+    )
+    return Outcome(stderr=text, exit_code=1)
+
+
 def store_down(why: str, *, strict: bool, event: str) -> Outcome:
     """The board cannot be read: never break the user's session over it. Strict mode
     denies the edit (it promises no edit without a lock, which cannot be checked now);

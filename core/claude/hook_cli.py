@@ -25,7 +25,11 @@ from ..safetext import shown
 from . import decide
 from .decide import Outcome
 
-USAGE = "usage: claimroom hook EVENT [--strict] < event.json   (EVENT: " + ", ".join(decide.EVENTS) + ")"
+USAGE = (
+    "usage: claimroom hook EVENT [--strict] < event.json   (EVENT: "
+    + ", ".join(decide.EVENTS)
+    + "), or claimroom hook pre-commit (the git hook)"
+)
 max_input_bytes = 4 * 1024 * 1024  # an edit's tool_input carries the new text; more is not an event
 
 
@@ -41,8 +45,63 @@ def _pre_tool_use(event: dict[str, Any], agent: str, strict: bool) -> Outcome:
     path = decide.edited_path(event, root)
     if path is None:
         return decide.NO_OBJECTION
-    holds, titles = board.holds_covering(known_url(root), namespace(), path, C.probe_timeout_s)
-    return decide.edit(agent, path, holds, titles, strict=strict)
+    holds, titles = board.holds_covering(known_url(root), namespace(), [path], C.probe_timeout_s)
+    return decide.edit(agent, path, holds[path], titles, strict=strict)
+
+
+def _pre_commit() -> int:
+    """``claimroom hook pre-commit``: the git hook (``init_git.py``) checks the staged paths."""
+    import subprocess
+
+    from .. import lockpath
+    from ..infra.known import known_url, namespace
+    from ..infra.project import project_root
+    from . import board
+
+    root = project_root()
+    staged = subprocess.run(
+        ["git", "diff", "--cached", "--name-only", "--no-renames", "-z"],
+        cwd=root,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if staged.returncode != 0:
+        _say(f"pre-commit: cannot list the staged files: {staged.stderr.decode(errors='replace').strip()}")
+        return 1
+    paths = []
+    for raw in staged.stdout.decode(errors="surrogateescape").split("\0"):
+        if raw:
+            try:
+                paths.append(lockpath.normal(raw, root))
+            except BadInput:
+                continue  # a name no lock can have (a glob character): nothing holds it
+    if not paths:
+        return 0
+    try:
+        found, titles = board.holds_covering(known_url(root), namespace(), paths, C.probe_timeout_s)
+    except ClaimroomError as exc:
+        _say(f"pre-commit: the board cannot be used, the commit goes ahead unchecked ({exc})")
+        return 0
+    outcome = decide.commit(os.environ.get("CLAIMROOM_AGENT") or None, found, titles)
+    if outcome.stderr:
+        sys.stderr.write(outcome.stderr + "\n")
+    return outcome.exit_code
+
+
+def _export_agent(agent: str) -> None:
+    """SessionStart: put the session's agent into the environment of the session's shell
+    commands (``CLAUDE_ENV_FILE``), so the CLI and the git pre-commit hook run there act as it."""
+    env_file = os.environ.get("CLAUDE_ENV_FILE")
+    if not env_file or os.environ.get("CLAIMROOM_AGENT"):
+        return
+    import shlex
+
+    try:
+        with open(env_file, "a", encoding="utf-8") as f:
+            f.write(f"export CLAIMROOM_AGENT={shlex.quote(agent)}\n")
+    except OSError as exc:
+        _say(f"hook SessionStart: cannot write {env_file}: {exc.strerror}")
 
 
 def _url_for(name: str, event: dict[str, Any]) -> str:
@@ -84,6 +143,8 @@ def answer(name: str, event: dict[str, Any], *, strict: bool) -> Outcome:
     try:
         if name == "PreToolUse":
             return _pre_tool_use(event, agent, strict)
+        if name == "SessionStart":
+            _export_agent(agent)
         return _acting_event(name, event, agent, strict)
     except ClaimroomError as exc:  # down, busy, misconfigured: the session goes on
         return decide.store_down(str(exc), strict=strict, event=name)
@@ -93,6 +154,16 @@ def main(argv: Sequence[str]) -> int:
     args = list(argv)
     strict = "--strict" in args
     rest = [a for a in args if a != "--strict"]
+    if rest == ["pre-commit"]:
+        try:
+            return _pre_commit()
+        except Exception as exc:  # never a traceback in the middle of a commit
+            if os.environ.get("CLAIMROOM_DEBUG"):
+                raise
+            _say(
+                f"pre-commit: unexpected error: {exc.__class__.__name__}: {exc} (CLAIMROOM_DEBUG=1 shows it)"
+            )
+            return 1
     if len(rest) != 1 or rest[0] not in decide.EVENTS:
         _say(("unknown hook event " + repr(rest[0]) + "; " if len(rest) == 1 else "") + USAGE)
         return 2

@@ -55,9 +55,13 @@ class Connection:
                 sock.settimeout(timeout_s)
                 sock.connect(unquote(parts.path))
             else:
-                sock = socket.create_connection(
-                    (parts.hostname or "127.0.0.1", parts.port or 6379), timeout_s
-                )
+                host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+                if host.replace(".", "").isdigit():  # an IPv4 address: no lookup (nor the idna codec)
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    sock.settimeout(timeout_s)
+                    sock.connect((host, port))
+                else:
+                    sock = socket.create_connection((host, port), timeout_s)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if parts.scheme == "rediss":
                     import ssl  # only for TLS: ~15 ms

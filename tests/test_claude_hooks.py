@@ -4,12 +4,14 @@ and stdout, against a real board (the session's redis-server and the file store)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +277,95 @@ async def test_claimroom_agent_names_the_agent_for_every_session(
     env["CLAIMROOM_AGENT"] = "builder"
     p = hook(env, edit(sid(), project, "src/app.py"))
     assert p.returncode == 0 and p.stdout == ""
+
+
+# --- the http form: Claude Code's http hook handler POSTs the same JSON to a server ----------
+
+
+class HookServer:
+    """A real uvicorn server in a thread, serving only ``hook_routes`` (the MCP server mounts
+    the same routes); each request acts as the session's agent on the test's board."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        import threading
+
+        import uvicorn
+        from claimroom.core.claude.acts import acting
+        from claimroom.core.claude.http_hooks import hook_routes
+        from claimroom.core.sessions import agent_name
+        from starlette.applications import Starlette
+
+        stores: list[Store] = []
+
+        async def make_acting(request: Any, session: str) -> Any:
+            if not stores:
+                stores.append(Store.from_url(url, namespace))
+            return acting(stores[0], agent_name(session), session)
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[None]:
+            yield
+            for store in stores:  # in the server's own loop, where it was opened
+                await store.close()
+
+        app = Starlette(routes=hook_routes(make_acting), lifespan=lifespan)
+        config = uvicorn.Config(app, port=self.port, log_level="error", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    def post(self, event: dict[str, Any], query: str = "") -> tuple[int, dict[str, Any]]:
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.port}/hooks/{event['hook_event_name']}{query}"
+        req = urllib.request.Request(url, json.dumps(event).encode(), {"Content-Type": "application/json"})
+        for _ in range(500):  # until the server listens (it starts in its thread)
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+            except urllib.error.URLError:
+                if self.server.started:
+                    raise
+                self.thread.join(0.01)
+        raise AssertionError("the hook server did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def hook_server(store_url: str, namespace: str) -> Any:
+    server = HookServer(store_url, namespace)
+    yield server
+    server.stop()
+
+
+async def test_http_hooks_answer_as_the_command_form_does(store: Store, hook_server: Any, project: Path) -> None:
+    tid = await store.add("port the parser")
+    assert await store.claim("ada") is not None
+    await store.lock(["src/app.py"], "ada", task=tid)
+    status, out = hook_server.post(edit(sid(), project, "src/app.py"))
+    assert status == 200
+    d = out["hookSpecificOutput"]
+    assert d["permissionDecision"] == "deny" and "ada" in d["permissionDecisionReason"]
+    assert tid in d["permissionDecisionReason"]
+    assert hook_server.post(edit(sid(), project, "src/free.py")) == (200, {})
+    status, out = hook_server.post(edit(sid(), project, "src/free.py"), "?strict=1")
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
+    me = sid()
+    status, out = hook_server.post(base("SessionStart", me, project, source="startup"))
+    assert status == 200 and agent_for_session(me) in out["hookSpecificOutput"]["additionalContext"]
+    nxt = await store.add("next one")
+    status, out = hook_server.post(base("Stop", me, project, stop_hook_active=False))
+    assert status == 200 and out["decision"] == "block" and nxt in out["reason"]
+    status, out = hook_server.post(base("TeammateIdle", me, project))
+    assert status == 404 and "exit code" in out["error"]
+    status, out = hook_server.post({"hook_event_name": "Stop", "session_id": 5})
+    assert status == 400

@@ -104,6 +104,19 @@ def _export_agent(agent: str) -> None:
         _say(f"hook SessionStart: cannot write {env_file}: {exc.strerror}")
 
 
+def _heartbeat(event: dict[str, Any], agent: str, strict: bool, name: str) -> Outcome:
+    """PostToolUse / SubagentStop: on Redis the short way (``lease.py``), else the Store's."""
+    from ..infra.known import known_url, namespace
+
+    url = known_url(decide.project_root_for(event))
+    if url.split("://", 1)[0].lower() == "file":
+        return _acting_event(name, event, agent, strict)
+    from .lease import heartbeat_own
+
+    heartbeat_own(url, namespace(), agent, C.probe_timeout_s)
+    return decide.NO_OBJECTION
+
+
 def _url_for(name: str, event: dict[str, Any]) -> str:
     root = decide.project_root_for(event)
     if name == "SessionStart" and not os.environ.get(C.env_url):
@@ -143,6 +156,8 @@ def answer(name: str, event: dict[str, Any], *, strict: bool) -> Outcome:
     try:
         if name == "PreToolUse":
             return _pre_tool_use(event, agent, strict)
+        if name in ("PostToolUse", "SubagentStop"):
+            return _heartbeat(event, agent, strict, name)
         if name == "SessionStart":
             _export_agent(agent)
         return _acting_event(name, event, agent, strict)

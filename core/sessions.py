@@ -1,9 +1,9 @@
-"""Which agent a Claude Code session is: one rule, used by the hooks and the MCP server alike.
+"""The one rule naming the agent of a Claude Code session, shared by the MCP server's
+stdio transport and the hooks: each session gets its own agent without hand configuration.
 
-Each session gets its own agent without hand configuration, so two sessions in one project
-never share a name (a shared name would let one session's Stop hook release the other's
-claim): ``claude-`` and the first 8 characters of the session id (a UUID: 32 bits of it),
-unless ``CLAIMROOM_AGENT`` names the agent for every session started in that environment.
+Claude Code passes ``CLAUDE_CODE_SESSION_ID`` to the stdio MCP servers and the hooks it
+starts. The agent is ``claude-`` and the first 8 letters or digits of that id (a UUID: 8
+hex digits are 32 bits, so two sessions of one project do not share a name in practice).
 """
 
 from __future__ import annotations
@@ -12,25 +12,29 @@ import os
 import re
 from collections.abc import Mapping
 
-ENV_AGENT = "CLAIMROOM_AGENT"
-PREFIX = "claude-"
-_KEEP = re.compile(r"[^A-Za-z0-9]")
+from .errors import BadInput
+
+SESSION_ENV = "CLAUDE_CODE_SESSION_ID"
+AGENT_PREFIX = "claude-"
+SESSION_CHARS = 8
+
+_KEEP = re.compile(r"[^a-z0-9]")
 
 
 def agent_for_session(session_id: str) -> str:
-    """``claude-`` + the first 8 letters and digits of ``session_id``.
+    """The agent name of a Claude Code session: ``claude-`` + its id's first 8 letters or
+    digits, lower-cased; ``BadInput`` for an id without any."""
+    short = _KEEP.sub("", session_id.lower())[:SESSION_CHARS] if isinstance(session_id, str) else ""
+    if not short:
+        raise BadInput(f"invalid session id {session_id!r}: it has no letters or digits")
+    return AGENT_PREFIX + short
 
-    An id with fewer than 8 (not a UUID: a test's, another client's) is hashed instead, so
-    the name is still a valid agent name and still differs between sessions."""
-    kept = _KEEP.sub("", session_id)
-    if len(kept) < 8:
-        import hashlib  # rarely needed: ~5 ms the hooks need not pay on every edit
 
-        kept = hashlib.sha256(session_id.encode(errors="surrogateescape")).hexdigest()
-    return PREFIX + kept[:8]
+ENV_AGENT = "CLAIMROOM_AGENT"
 
 
 def agent_name(session_id: str, env: Mapping[str, str] | None = None) -> str:
-    """``CLAIMROOM_AGENT`` when set, else the session's own agent."""
+    """The agent a hook acts as: ``CLAIMROOM_AGENT`` when set (one name for every session
+    started in that environment), else the session's own agent."""
     environ = os.environ if env is None else env
     return environ.get(ENV_AGENT) or agent_for_session(session_id)

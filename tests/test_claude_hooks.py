@@ -305,6 +305,7 @@ class HookServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
+
         @contextlib.asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[None]:
             yield
@@ -347,7 +348,9 @@ def hook_server(store_url: str, namespace: str) -> Any:
     server.stop()
 
 
-async def test_http_hooks_answer_as_the_command_form_does(store: Store, hook_server: Any, project: Path) -> None:
+async def test_http_hooks_answer_as_the_command_form_does(
+    store: Store, hook_server: Any, project: Path
+) -> None:
     tid = await store.add("port the parser")
     assert await store.claim("ada") is not None
     await store.lock(["src/app.py"], "ada", task=tid)
@@ -369,3 +372,19 @@ async def test_http_hooks_answer_as_the_command_form_does(store: Store, hook_ser
     assert status == 404 and "exit code" in out["error"]
     status, out = hook_server.post({"hook_event_name": "Stop", "session_id": 5})
     assert status == 400
+
+
+def test_session_start_exports_the_agent_to_the_sessions_shell(env: dict[str, str], project: Path) -> None:
+    """CLAUDE_ENV_FILE: what SessionStart writes there, Claude Code sources before each Bash
+    command, so the CLI and the git pre-commit hook run by the session act as its agent."""
+    me = sid()
+    env_file = project.parent / "claude-env.sh"
+    env_file.write_text("export KEEP=1\n")
+    env["CLAUDE_ENV_FILE"] = str(env_file)
+    p = hook(env, base("SessionStart", me, project, source="startup"))
+    assert p.returncode == 0, p.stderr
+    assert env_file.read_text() == f"export KEEP=1\nexport CLAIMROOM_AGENT={agent_for_session(me)}\n"
+    shell = subprocess.run(
+        ["sh", "-c", f". {env_file} && echo $CLAIMROOM_AGENT"], capture_output=True, text=True, check=True
+    )
+    assert shell.stdout.strip() == agent_for_session(me)

@@ -18,8 +18,10 @@ import hiredis
 from .errors import StoreUnavailable
 
 
-class ReplyError(Exception):
-    """Raised when Redis answers a command with an error reply."""
+class ReplyError(StoreUnavailable):
+    """Raised when Redis answers a command with an error reply (a password wanted, a
+    Cluster node redirecting: this client follows no redirects); the hooks report it as a
+    board they cannot use."""
 
 
 def _encode(args: tuple[Any, ...]) -> bytes:
@@ -109,7 +111,7 @@ class Connection:
             raise self._down(exc) from None
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
-                raise ReplyError(str(reply))
+                raise ReplyError(f"store at {_redacted(self.url)} answered an error: {reply}")
         return replies
 
     def call(self, *args: Any) -> Any:

@@ -388,3 +388,26 @@ def test_session_start_exports_the_agent_to_the_sessions_shell(env: dict[str, st
         ["sh", "-c", f". {env_file} && echo $CLAIMROOM_AGENT"], capture_output=True, text=True, check=True
     )
     assert shell.stdout.strip() == agent_for_session(me)
+
+
+def test_the_hooks_light_client_authenticates_selects_and_reports_refusals(redis_url: str) -> None:
+    """core/resp.py against the real server: a user and password in the URL, a database
+    number, an error reply as StoreUnavailable (the hooks' "board cannot be used")."""
+    from claimroom.core.errors import StoreUnavailable
+    from claimroom.core.resp import Connection
+
+    user, password = "hook" + uuid.uuid4().hex[:8], uuid.uuid4().hex
+    with Connection(redis_url, 2.0) as admin:
+        admin.call("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
+        try:
+            authed = redis_url.replace("redis://", f"redis://{user}:{password}@").rsplit("/", 1)[0] + "/3"
+            with Connection(authed, 2.0) as r:
+                key = "hooktest:" + uuid.uuid4().hex
+                assert r.pipeline([("SET", key, "v"), ("GET", key), ("DEL", key)]) == ["OK", "v", 1]
+                assert r.call("CLIENT", "INFO").split(" db=", 1)[1].startswith("3 ")
+            with pytest.raises(StoreUnavailable, match="refused the connection"):
+                Connection(authed.replace(password, "wrong"), 2.0)
+            with Connection(redis_url, 2.0) as r, pytest.raises(StoreUnavailable, match="answered an error"):
+                r.call("NO-SUCH-COMMAND")
+        finally:
+            admin.call("ACL", "DELUSER", user)

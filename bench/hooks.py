@@ -16,6 +16,7 @@ Target (issue 13): the command form at most 100 ms above the baseline at the med
 
     .venv/bin/python bench/hooks.py             # 30 runs of each
     .venv/bin/python bench/hooks.py --runs 100  # at most 200
+    .venv/bin/python bench/hooks.py --quick     # 10 runs of each
 """
 
 from __future__ import annotations
@@ -141,8 +142,9 @@ async def seed(url: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--runs", type=int, default=30, help="runs of each measure (1..200)")
+    p.add_argument("--quick", action="store_true", help="10 runs of each (a smoke run)")
     args = p.parse_args(argv)
-    runs = max(1, min(args.runs, 200))
+    runs = 10 if args.quick else max(1, min(args.runs, 200))
     server = LocalRedis.start()
     http: HookServer | None = None
     try:

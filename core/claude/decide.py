@@ -65,7 +65,7 @@ def project_root_for(event: dict[str, Any]) -> Path:
     """The project an event's paths are relative to: ``CLAIMROOM_HOME``, else the nearest
     folder with ``.git`` from where Claude Code runs (``CLAUDE_PROJECT_DIR``, else the
     event's ``cwd``): the same root ``claimroom lock`` takes paths from."""
-    from ..infra.project import project_root
+    from ..projectdir import project_root
 
     start = os.environ.get("CLAUDE_PROJECT_DIR") or event.get("cwd") or None
     return project_root(cwd=Path(start) if start else None)

@@ -38,7 +38,7 @@ def _say(line: str) -> None:
 
 
 def _pre_tool_use(event: dict[str, Any], agent: str, strict: bool) -> Outcome:
-    from ..infra.known import known_url, namespace
+    from ..projectdir import known_url, namespace
     from . import board
 
     root = decide.project_root_for(event)
@@ -54,8 +54,7 @@ def _pre_commit() -> int:
     import subprocess
 
     from .. import lockpath
-    from ..infra.known import known_url, namespace
-    from ..infra.project import project_root
+    from ..projectdir import known_url, namespace, project_root
     from . import board
 
     root = project_root()
@@ -106,7 +105,7 @@ def _export_agent(agent: str) -> None:
 
 def _heartbeat(event: dict[str, Any], agent: str, strict: bool, name: str) -> Outcome:
     """PostToolUse / SubagentStop: on Redis the short way (``lease.py``), else the Store's."""
-    from ..infra.known import known_url, namespace
+    from ..projectdir import known_url, namespace
 
     url = known_url(decide.project_root_for(event))
     if url.split("://", 1)[0].lower() == "file":
@@ -125,7 +124,7 @@ def _url_for(name: str, event: dict[str, Any]) -> str:
         from ..infra.resolve import resolve
 
         return resolve(None, project=root, interactive=False).url
-    from ..infra.known import known_url
+    from ..projectdir import known_url
 
     return known_url(root)
 
@@ -133,7 +132,7 @@ def _url_for(name: str, event: dict[str, Any]) -> str:
 def _acting_event(name: str, event: dict[str, Any], agent: str, strict: bool) -> Outcome:
     import asyncio
 
-    from ..infra.known import namespace
+    from ..projectdir import namespace
     from ..store import Store
     from .acts import acting, handle
 

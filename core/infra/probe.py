@@ -16,7 +16,7 @@ from ..redis_store import redacted
 
 # The URL helpers live in urls.py (light: the hooks resolve a URL without a client); they are
 # named here too, where the rest of infra has always found them.
-from .urls import LOCAL_HOSTS, is_local, local_url, password_of, port_of, scheme
+from ..storeurl import LOCAL_HOSTS, is_local, local_url, password_of, port_of, scheme
 
 __all__ = [
     "LOCAL_HOSTS",

@@ -24,8 +24,8 @@ from typing import Any
 
 from .. import constants as C
 from ..errors import BadInput, StoreUnavailable
+from ..projectdir import remembered_fallback
 from ..redis_store import redacted
-from .known import remembered_fallback
 from .probe import Probe, is_local, local_url, password_of, port_of, probe, scheme
 from .project import infra_dir, load_config, start_lock, update_config
 from .stores import StartOptions, data_gone, data_problem, record_for, revive, start_new

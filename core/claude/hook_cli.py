@@ -166,6 +166,9 @@ def answer(name: str, event: dict[str, Any], *, strict: bool) -> Outcome:
 
 def main(argv: Sequence[str]) -> int:
     args = list(argv)
+    if args in (["-h"], ["--help"]):
+        sys.stdout.write(USAGE + "\n")
+        return 0
     strict = "--strict" in args
     rest = [a for a in args if a != "--strict"]
     if rest == ["pre-commit"]:

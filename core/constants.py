@@ -58,6 +58,13 @@ max_offset = 1_000_000_000  # ls --offset
 # Tokens and event-id parts: whole numbers exact in Lua's doubles and SQLite's integers.
 max_counter = 2**53 - 1
 
+# Bearer tokens (core/tokens.py): "crm_" and 43 URL-safe characters (32 random bytes); the
+# board keeps only their sha256, with the agent, the role and the first characters.
+token_prefix = "crm_"
+token_random_bytes = 32
+token_hint_chars = 8
+max_tokens = 1_000  # per board: `token ls` and a revoke read them all (rule 10)
+
 # Audit trail: a capped stream (approximate trimming keeps XADD O(1)).
 audit_max_len = 200_000
 
@@ -158,6 +165,7 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "retention_recheck_ms": int(retention_recheck_s * 1000),
     "events_bytes_samples": events_bytes_samples,
     "task_events_max": task_events_max,
+    "max_tokens": max_tokens,
 }
 
 
@@ -245,6 +253,11 @@ def sigs_key(namespace: str) -> str:
 
 def paused_key(namespace: str) -> str:
     return prefix(namespace) + "paused"
+
+
+def tokens_key(namespace: str) -> str:
+    """Bearer tokens: a hash of sha256(token) hex -> JSON {agent, role, created_ms, hint}."""
+    return prefix(namespace) + "tokens"
 
 
 def agents_key(namespace: str) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 from . import constants, validate
 from .errors import BadInput, Forbidden
 from .identity import Identity, Role
-from .models import Agent, Claim, Event, Lock, State, Task
+from .models import Agent, Claim, Event, Lock, Retention, State, Task
 from .store import Miss, Store, TaskSpec
 
 
@@ -43,6 +43,11 @@ class Acting:
         self.who = who
 
     # --- refusals ------------------------------------------------------------------------
+
+    async def refused(self, call: str, message: str, *, task: str = "", **detail: str) -> Forbidden:
+        """A refusal of ``call`` for a reason of the caller's own (say, a CLI's ``--agent``
+        contradicting its token): audited like every other; returns it, to be raised."""
+        return await self._refused(call, Forbidden(message), task=task, **detail)
 
     async def _refused(self, call: str, exc: Forbidden, *, task: str = "", **detail: str) -> Forbidden:
         """Write the "refused" audit event of ``exc``; returns it, to be raised."""
@@ -58,7 +63,7 @@ class Acting:
         await self.store.audit("refused", agent=self.who.agent, task=named, detail=data)
         return exc
 
-    async def _need(self, role: Role, call: str, *, task: str = "", **detail: str) -> None:
+    async def need(self, role: Role, call: str, *, task: str = "", **detail: str) -> None:
         """``Forbidden`` (audited) unless ``who`` has ``role``'s rights."""
         if self.who.role.allows(role):
             return
@@ -153,12 +158,12 @@ class Acting:
 
     async def add(self, title: str, **fields: Any) -> str:
         """Add a task (planner or operator), named as added by this agent."""
-        await self._need(Role.PLANNER, "add")
+        await self.need(Role.PLANNER, "add")
         return await self.store.add(title, by=self.who.agent, **fields)
 
     async def add_many(self, specs: Iterable[TaskSpec]) -> list[str]:
         """Add tasks (planner or operator), named as added by this agent."""
-        await self._need(Role.PLANNER, "add")
+        await self.need(Role.PLANNER, "add")
         return await self.store.add_many(specs, by=self.who.agent)
 
     # --- operator actions (the operator is this agent) ---------------------------------------
@@ -174,21 +179,26 @@ class Acting:
         restore: bool = False,
     ) -> State:
         """An operator action (kill, kill-dead, requeue, cancel, retry, reassign); see ``Store.act``."""
-        await self._need(Role.OPERATOR, "act", task=task, action=str(action)[:32])
+        await self.need(Role.OPERATOR, "act", task=task, action=str(action)[:32])
         return await self.store.act(
             action, task, seen_state, seen_token, self.who.agent, agent, restore=restore
         )
 
     async def extend(self, task: str, seen_token: int, extra_s: float) -> int:
-        await self._need(Role.OPERATOR, "extend", task=task)
+        await self.need(Role.OPERATOR, "extend", task=task)
         return await self.store.extend(task, seen_token, extra_s, self.who.agent)
 
     async def pause(self, queue: str, *, resume: bool = False) -> bool:
-        await self._need(Role.OPERATOR, "resume" if resume else "pause")
+        await self.need(Role.OPERATOR, "resume" if resume else "pause")
         return await self.store.pause(queue, self.who.agent, resume=resume)
 
+    async def set_retention(self, queue: str | None = None, **settings: Any) -> Retention:
+        """Change what retention keeps (see ``Store.set_retention``)."""
+        await self.need(Role.OPERATOR, "retention")
+        return await self.store.set_retention(queue, **settings)
+
     async def reset_breaker(self, agent: str) -> None:
-        await self._need(Role.OPERATOR, "reset_breaker")
+        await self.need(Role.OPERATOR, "reset_breaker")
         await self.store.reset_breaker(agent, self.who.agent)
 
     # --- reads (any role) --------------------------------------------------------------------

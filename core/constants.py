@@ -328,6 +328,7 @@ def reaper_status_key(namespace: str) -> str:
 # --- Infrastructure: store resolution, auto-start, health (core/infra/) -------------------
 
 env_url = "CLAIMROOM_URL"  # the one store to use, when set
+env_token = "CLAIMROOM_TOKEN"  # a bearer token: the CLI acts as its agent (core/acting.py)
 env_home = "CLAIMROOM_HOME"  # the project root, when set (else nearest dir with .git, else cwd)
 env_redis_image = "CLAIMROOM_REDIS_IMAGE"  # the Docker image to start Redis from
 default_redis_port = 6379

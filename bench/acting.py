@@ -61,7 +61,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="a smoke run: 300 tasks, one round")
     a = p.parse_args()
+    if a.quick:
+        a.tasks, a.rounds = 300, 1
     server = LocalRedis.start()
     try:
         with tempfile.TemporaryDirectory() as folder:

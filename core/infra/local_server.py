@@ -43,7 +43,6 @@ def write_config(project: Path, port: int, password: str = "") -> Path:
     """Write ``redis.conf`` for this project's server; returns its path."""
     folder = server_dir(project)
     private.make_dir(folder / "data")
-    private.narrow_tree(folder)  # files an older claimroom left readable by others
     lines = [
         "# Written by claimroom for this project's store; rewritten on each start.",
         f"port {port}",

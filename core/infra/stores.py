@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants as C
+from .. import private
 from ..errors import BadInput, StartFailed, StoreUnavailable
 from . import docker_redis, local_server
 from .probe import is_local, password_of, port_of, probe, with_password
 from .project import (
     Started,
+    infra_dir,
     load_config,
     mark_stopped,
     project_password,
@@ -127,6 +129,9 @@ def data_problem(project: Path, record: Started) -> str:
 def _start_one(
     method: str, project: Path, port: int, password: str, opts: StartOptions
 ) -> tuple[Started, str]:
+    # Files an older claimroom left readable by others (append-only files, its log, the
+    # lock and config files) are narrowed before the store that reads them starts.
+    private.narrow_tree(infra_dir(project))
     if method == "docker":
         spec = docker_redis.DockerSpec(
             port=port,

@@ -318,7 +318,7 @@ def test_an_old_store_without_a_password_still_works_doctor_warns_and_up_makes_i
     store = next(c for c in checks if "password" in c.detail)
     assert store.status == "warn" and "without a password" in store.detail
     assert store.fix.startswith("claimroom down && claimroom up")
-    files = next(c for c in checks if "readable by other users" in c.detail)
+    files = next(c for c in checks if "open to other users" in c.detail)
     assert files.status == "warn" and "chmod -R go=" in files.fix
 
     # A restart behind the back of processes that hold its URL keeps it as it was.

@@ -277,8 +277,8 @@ def _private_files(project: Path, target: str) -> list[Check]:
                 Check(
                     "private",
                     WARN,
-                    f"{len(found)} files in {folder} are readable by other users: {_paths(found)}",
-                    f"chmod -R go= {folder} (claimroom down && claimroom up also narrows the store's files)",
+                    f"{len(found)} files and folders in {folder} are open to other users: {_paths(found)}",
+                    f"chmod -R go= {folder} (claimroom down && claimroom up does it too)",
                 )
             )
         else:
@@ -297,7 +297,7 @@ def _private_files(project: Path, target: str) -> list[Check]:
                     Check(
                         "private",
                         WARN,
-                        f"the file board is readable by other users: {_paths(found)}",
+                        f"the file board is open to other users: {_paths(found)}",
                         f"chmod go= {' '.join(str(p) for p in found)}",
                     )
                 )

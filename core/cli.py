@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO
 
-from . import constants, validate
+from . import constants, private, validate
 from .acting import Acting
 from .errors import BadInput, ClaimroomError, Forbidden, NotFound, NothingToClaim
 from .identity import Role
@@ -635,7 +635,7 @@ async def _migrate(a: argparse.Namespace, out: Printer) -> None:
         from urllib.parse import unquote, urlsplit
 
         with contextlib.suppress(OSError):
-            Path(unquote(urlsplit(a.dst).path)).mkdir(parents=True, exist_ok=True)
+            private.make_dir(Path(unquote(urlsplit(a.dst).path)))
     src, dst = Store.from_url(a.src, ns), Store.from_url(a.dst, ns)
     try:
         moved = await migrate(src, dst, merge=a.merge)
@@ -661,6 +661,36 @@ def _recovery(url: str, namespace: str) -> tuple[dict[str, Any], str]:
     return status.to_json(), recovery_line(status)
 
 
+def _up_url(url: str, project: Path) -> tuple[str, str | None]:
+    """The URL line ``up`` prints, and the password file when the store uses the project's password.
+
+    Whole when stdout is a pipe or a file, so that ``export CLAIMROOM_URL=$(claimroom up |
+    head -n1)`` works for agents outside the project; on a terminal the password is hidden
+    (scrollback, a shared screen or a session recording would keep it) and a line says where
+    it is. Agents in the project need neither: their commands find the password themselves.
+    The JSON form always hides it (it is made to be logged) and names the file instead.
+    """
+    from .infra.probe import password_of
+    from .infra.project import password_path, read_password
+    from .redis_store import redacted
+
+    password = password_of(url) if url.startswith("redis") else ""
+    kept = password_path(project)
+    try:
+        in_file = bool(password) and password == read_password(project)
+    except ClaimroomError:
+        in_file = False
+    said = str(kept) if in_file else None
+    if not password or not _tty(sys.stdout):
+        return url, said
+    where = f"in {kept}" if in_file else "in CLAIMROOM_URL"
+    return (
+        f"{redacted(url)}\n(the password is {where}; commands in this project use it on their own, "
+        "and `claimroom up | head -n1` prints the whole URL for agents elsewhere)",
+        said,
+    )
+
+
 def _infra(a: argparse.Namespace, out: Printer) -> int:
     """``up``, ``down`` and ``doctor``: blocking work on the project's store, no board needed."""
     from .infra import doctor, down, project_root
@@ -670,7 +700,8 @@ def _infra(a: argparse.Namespace, out: Printer) -> int:
     if a.command == "up":
         r = _resolve(a)
         recovery, line = _recovery(r.url, _namespace(a))
-        out.done(r.to_json() | {"recovery": recovery}, f"{r.url}\n{r.detail}\n{line}")
+        url, said = _up_url(r.url, project_root())
+        out.done(r.to_json() | {"recovery": recovery, "password_file": said}, f"{url}\n{r.detail}\n{line}")
         return 0
     if a.command == "down":
         said = down(project_root())

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import constants as C
+from . import private
 from .errors import BadInput, StoreUnavailable
 
 SCHEMA_VERSION = 7
@@ -343,8 +344,15 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
             f"store unavailable: {folder} {what}; create it (mkdir -p {folder}) or point "
             "CLAIMROOM_URL at another directory"
         )
-    if not path.exists() and not os.access(folder, os.W_OK):
-        raise unavailable(path, sqlite3.OperationalError("attempt to write a readonly database"))
+    if not path.exists():
+        if not os.access(folder, os.W_OK):
+            raise unavailable(path, sqlite3.OperationalError("attempt to write a readonly database"))
+        # Made owner-only before SQLite opens it: SQLite gives the -wal and -shm files the
+        # database's own mode, so the whole board (task payloads may hold secrets) is private.
+        try:
+            private.touch(path)
+        except OSError as exc:
+            raise unavailable(path, exc) from None
     # timeout=0: the store does its own short, randomised retries for the write lock (see
     # file_store.FileStore._tx), which are much fairer under contention than SQLite's
     # sleeping busy handler, whose sleeps grow to 100 ms.

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -36,6 +36,17 @@ def redacted(url: str) -> str:
         user = parts.username or ""
         parts = parts._replace(netloc=f"{user}:***@{host}")
     return urlunsplit(parts)
+
+
+def scrubbed(text: str, secret: str) -> str:
+    """``text`` with ``secret`` (a password, as written or as a URL quotes it) shown as ``***``.
+
+    For text claimroom did not write itself (a container's log line, a server's error),
+    which might echo the command line that carried the password.
+    """
+    for form in {secret, quote(secret, safe="")} if secret else ():
+        text = text.replace(form, "***")
+    return text
 
 
 def _event_key(eid: str) -> tuple[int, int]:

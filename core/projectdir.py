@@ -5,7 +5,7 @@ directory up) that holds ``.git``, else the working directory. Everything claimr
 for a project lives in ``<root>/.claimroom/`` (``infra/project.py`` writes there): its
 config, and the records of the stores claimroom started. Reading them is here, with the
 store a command would use found without probing, starting or importing a Redis client
-(``known_url``): the hooks take the store the project already uses and never start one (a
+(``store_url``): the hooks take the store the project already uses and never start one (a
 hook that waits for Docker would stall the session; a store that does not answer is the
 hook's to report). ``infra/resolve.py`` goes the same way, with its probes and starts.
 """
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from . import constants as C
 from . import validate
 from .errors import BadInput
-from .storeurl import local_url
+from .storeurl import is_local, local_url, password_of, port_of, with_password
 
 
 def project_root(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
@@ -138,19 +138,35 @@ def remembered_fallback(config: Mapping[str, object]) -> str:
     return remembered if isinstance(remembered, str) else ""
 
 
-def known_url(project: Path, env: Mapping[str, str] | None = None) -> str:
-    """The URL of the project's store (see the module's docstring); ``BadInput`` for a
-    malformed ``CLAIMROOM_URL`` or config."""
+def known_url(project: Path, url: str) -> str:
+    """``url`` with the password of the store claimroom started there, when it names none.
+
+    The one place where a started store's password joins a URL: the CLI, the control room
+    and doctor pass every store URL through here (``resolve`` does), so ``CLAIMROOM_URL=
+    redis://127.0.0.1:PORT/0``, or no URL at all, reaches the project's private store.
+    """
+    if not is_local(url) or password_of(url):
+        return url
+    try:
+        port = port_of(url)
+    except BadInput:
+        return url  # the caller reports the bad URL
+    record = next((r for r in read_started(project) if r.port == port), None)
+    return with_password(url, record.password) if record is not None and record.password else url
+
+
+def store_url(project: Path, env: Mapping[str, str] | None = None) -> str:
+    """The URL of the store the project uses (see the module's docstring), with the password
+    of the store claimroom started there (``known_url``); ``BadInput`` for a malformed
+    ``CLAIMROOM_URL`` or config."""
     environ = os.environ if env is None else env
     named = environ.get(C.env_url)
     if named:
-        return validate.store_url(named)
+        return known_url(project, validate.store_url(named))
     fallback = remembered_fallback(load_config(project))
     if fallback:
         return fallback
-    port = C.default_redis_port
-    started = next((r.url for r in read_started(project) if r.port == port and r.url), "")
-    return started or local_url(port)
+    return known_url(project, local_url(C.default_redis_port))
 
 
 def namespace(env: Mapping[str, str] | None = None) -> str:

@@ -179,7 +179,8 @@ async def test_session_start_registers_one_agent_per_session_and_tells_the_rules
         assert f"You are agent {name}" in out["additionalContext"] and "claim" in out["additionalContext"]
         names.append(name)
     assert names[0] != names[1]
-    assert set(names) <= {a.name for a in await store.agents()}
+    sessions = {a.name: a.session for a in await store.agents()}
+    assert sessions[names[0]] == one and sessions[names[1]] == two  # the control room shows it
 
 
 async def test_post_tool_use_heartbeats_the_sessions_claims(
@@ -411,3 +412,23 @@ def test_the_hooks_light_client_authenticates_selects_and_reports_refusals(redis
                 r.call("NO-SUCH-COMMAND")
         finally:
             admin.call("ACL", "DELUSER", user)
+
+
+def test_the_hooks_find_the_store_the_project_uses_without_starting_one(tmp_path: Path) -> None:
+    """projectdir.store_url: CLAIMROOM_URL, else the file board the project fell back to, else
+    the default port; the password of the store claimroom started there joins the URL (the
+    private stores), as ``resolve`` does, with no probe and no start."""
+    from claimroom.core.projectdir import store_url
+
+    project = tmp_path / "p"
+    (project / ".claimroom").mkdir(parents=True)
+    assert store_url(project, {}) == "redis://127.0.0.1:6379/0"
+    record = {"kind": "local", "url": "redis://:s3cret@127.0.0.1:6379/0", "port": 6379, "password": "s3cret"}
+    (project / ".claimroom" / "started.json").write_text(json.dumps({"stores": [record]}))
+    assert store_url(project, {}) == "redis://:s3cret@127.0.0.1:6379/0"
+    named = {"CLAIMROOM_URL": "redis://127.0.0.1:6379/2"}
+    assert store_url(project, named) == "redis://:s3cret@127.0.0.1:6379/2"
+    assert store_url(project, {"CLAIMROOM_URL": "redis://10.0.0.5:6379/0"}) == "redis://10.0.0.5:6379/0"
+    board = (tmp_path / "board").as_uri()
+    (project / ".claimroom" / "config.json").write_text(json.dumps({"fallback_url": board}))
+    assert store_url(project, {}) == board

@@ -14,8 +14,9 @@ import os
 from typing import Any
 
 from .. import constants as C
+from ..acting import Acting
 from ..errors import LeaseLost, NotFound, WrongState
-from ..models import Task
+from ..identity import Identity, Role
 from ..store import Store
 from . import board, decide
 from .decide import Outcome
@@ -23,41 +24,10 @@ from .decide import Outcome
 _GONE = (LeaseLost, NotFound, WrongState)  # the claim ended meanwhile: nothing left to do
 
 
-class _Who:
-    def __init__(self, agent: str, session: str) -> None:
-        self.agent = agent
-        self.session = session
-
-
-class _StoreActing:
-    """Stands in for ``core.acting.Acting`` (the identity work) until it is on main: the
-    same calls, each on the agent's own claims only (the hooks never name another's)."""
-
-    def __init__(self, store: Store, agent: str, session: str) -> None:
-        self.store = store
-        self.who = _Who(agent, session)
-
-    async def register(self, capabilities: tuple[str, ...] = (), max_claims: int = 1) -> None:
-        await self.store.register(self.who.agent, capabilities, max_claims)
-
-    async def claim(self) -> Any:
-        return await self.store.claim(self.who.agent)
-
-    async def heartbeat(self, task: str, token: int) -> int:
-        return await self.store.heartbeat(task, token)
-
-    async def fail(self, task: str, token: int, reason: str) -> Any:
-        return await self.store.fail(task, token, reason)
-
-    async def current_claims(self) -> list[Task]:
-        agent = next((a for a in await self.store.agents() if a.name == self.who.agent), None)
-        held = [await self.store.get(t) for t in (agent.held if agent else ())]
-        return [t for t in held if t.state == "claimed" and t.agent == self.who.agent]
-
-
-def acting(store: Store, agent: str, session: str) -> Any:
-    """The agent's ``Acting`` on ``store`` (its identity: the session's agent, a worker)."""
-    return _StoreActing(store, agent, session)
+def acting(store: Store, agent: str, session: str) -> Acting:
+    """The session's agent acting on ``store``: a worker, which may touch only its own claims
+    and locks (``core/acting.py`` refuses anything else, audited), registered with its session."""
+    return Acting(store, Identity(agent, Role.WORKER, session=session, via="hook"))
 
 
 def _registration() -> tuple[tuple[str, ...], int]:
@@ -68,13 +38,13 @@ def _registration() -> tuple[tuple[str, ...], int]:
     return caps, int(raw) if raw.isdigit() else C.default_max_claims
 
 
-async def _heartbeat_all(act: Any) -> None:
+async def _heartbeat_all(act: Acting) -> None:
     for t in await act.current_claims():
         with contextlib.suppress(*_GONE):  # ended meanwhile: nothing to keep alive
             await act.heartbeat(t.id, t.token)
 
 
-async def _fail_open(act: Any, session: str) -> list[str]:
+async def _fail_open(act: Acting, session: str) -> list[str]:
     failed = []
     for t in await act.current_claims():
         why = f"the Claude Code session {session[:8] or '?'} of {act.who.agent} stopped before completing it"
@@ -86,14 +56,14 @@ async def _fail_open(act: Any, session: str) -> list[str]:
     return failed
 
 
-async def _handover(act: Any, name: str, dropped: list[str]) -> Outcome:
+async def _handover(act: Acting, name: str, dropped: list[str]) -> Outcome:
     claim = await act.claim()
     if claim is None:
         return decide.stop(name, act.who.agent, None, 0, dropped)
     return decide.stop(name, act.who.agent, claim.task.to_json(), claim.token, dropped)
 
 
-async def handle(name: str, event: dict[str, Any], act: Any, *, strict: bool = False) -> Outcome:
+async def handle(name: str, event: dict[str, Any], act: Acting, *, strict: bool = False) -> Outcome:
     """The answer to one hook event, acting as ``act``'s agent."""
     agent, session = act.who.agent, str(event.get("session_id", ""))
     if name == "SessionStart":

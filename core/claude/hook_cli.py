@@ -38,14 +38,14 @@ def _say(line: str) -> None:
 
 
 def _pre_tool_use(event: dict[str, Any], agent: str, strict: bool) -> Outcome:
-    from ..projectdir import known_url, namespace
+    from ..projectdir import namespace, store_url
     from . import board
 
     root = decide.project_root_for(event)
     path = decide.edited_path(event, root)
     if path is None:
         return decide.NO_OBJECTION
-    holds, titles = board.holds_covering(known_url(root), namespace(), [path], C.probe_timeout_s)
+    holds, titles = board.holds_covering(store_url(root), namespace(), [path], C.probe_timeout_s)
     return decide.edit(agent, path, holds[path], titles, strict=strict)
 
 
@@ -54,7 +54,7 @@ def _pre_commit() -> int:
     import subprocess
 
     from .. import lockpath
-    from ..projectdir import known_url, namespace, project_root
+    from ..projectdir import namespace, project_root, store_url
     from . import board
 
     root = project_root()
@@ -78,7 +78,7 @@ def _pre_commit() -> int:
     if not paths:
         return 0
     try:
-        found, titles = board.holds_covering(known_url(root), namespace(), paths, C.probe_timeout_s)
+        found, titles = board.holds_covering(store_url(root), namespace(), paths, C.probe_timeout_s)
     except ClaimroomError as exc:
         _say(f"pre-commit: the board cannot be used, the commit goes ahead unchecked ({exc})")
         return 0
@@ -105,9 +105,9 @@ def _export_agent(agent: str) -> None:
 
 def _heartbeat(event: dict[str, Any], agent: str, strict: bool, name: str) -> Outcome:
     """PostToolUse / SubagentStop: on Redis the short way (``lease.py``), else the Store's."""
-    from ..projectdir import known_url, namespace
+    from ..projectdir import namespace, store_url
 
-    url = known_url(decide.project_root_for(event))
+    url = store_url(decide.project_root_for(event))
     if url.split("://", 1)[0].lower() == "file":
         return _acting_event(name, event, agent, strict)
     from .lease import heartbeat_own
@@ -124,9 +124,9 @@ def _url_for(name: str, event: dict[str, Any]) -> str:
         from ..infra.resolve import resolve
 
         return resolve(None, project=root, interactive=False).url
-    from ..projectdir import known_url
+    from ..projectdir import store_url
 
-    return known_url(root)
+    return store_url(root)
 
 
 def _acting_event(name: str, event: dict[str, Any], agent: str, strict: bool) -> Outcome:

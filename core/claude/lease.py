@@ -33,5 +33,6 @@ def heartbeat_own(url: str, namespace: str, agent: str, timeout_s: float) -> lis
         # EVAL, not EVALSHA: Redis caches the script by its text either way, and this spares
         # the hook hashlib's import.
         script, stream, prefix = source("heartbeat"), C.events_key(namespace), C.prefix(namespace)
-        replies = r.pipeline([("EVAL", script, 1, stream, prefix, t, token, "") for t, token in mine])
+        # ARGV: prefix, task, token, ttl ("": the claim's own), the agent (checked in the script).
+        replies = r.pipeline([("EVAL", script, 1, stream, prefix, t, token, "", agent) for t, token in mine])
     return [t for (t, _), reply in zip(mine, replies, strict=True) if int(reply[0]) == 0]

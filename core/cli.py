@@ -464,6 +464,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--theme", help="dark, light, high-contrast or ansi (env CLAIMROOM_THEME)")
     c.add_argument("--operator", help="your name in the audit trail (default: the OS user)")
 
+    c = cmd("serve", "the MCP server: Streamable HTTP at /mcp (default 127.0.0.1:8765), or --stdio")
+    how = c.add_mutually_exclusive_group()
+    how.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help=f"listen here (default 127.0.0.1:{constants.mcp_default_port}); every request needs a token",
+    )
+    how.add_argument("--stdio", action="store_true", help="serve the one client that started this process")
+    c.add_argument(
+        "--role",
+        default="worker",
+        help="--stdio without CLAIMROOM_TOKEN: the agent's role (worker, planner, operator)",
+    )
+
     c = cmd("demo", "simulated agents on a private redis-server, shown in the control room (or --plain)")
     c.add_argument("--seconds", type=num_f, default=12.0, help="how long the agents run (--plain)")
     c.add_argument("--plain", action="store_true", help="print a scripted run instead of the control room")
@@ -568,6 +582,17 @@ def _infra(a: argparse.Namespace, out: Printer) -> int:
     return 1 if failed else 0
 
 
+def _serve(a: argparse.Namespace) -> int:
+    """``serve``: the MCP server (core/mcp/serve.py), on the store the other commands use."""
+    from .infra import project_root
+    from .mcp import serve
+
+    if a.stdio:
+        return serve.serve_stdio(_resolve(a).url, _namespace(a), a.role, project_root())
+    host, port = serve.parse_http(a.http or f"127.0.0.1:{constants.mcp_default_port}")
+    return serve.serve_http(_resolve(a).url, _namespace(a), host, port, project_root())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -609,6 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         validate.namespace(_namespace(a))
+        if a.command == "serve":
+            return _serve(a)
         asyncio.run(_run(COMMANDS[a.command], a, _resolve(a).url, out))
         return 0
     except ClaimroomError as exc:

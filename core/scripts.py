@@ -37,6 +37,7 @@ SCRIPTS: dict[str, str] = {
     "reset_breaker": "reset_breaker-1.lua",
     "retain": "retain-1.lua",
     "retention": "retention-1.lua",
+    "server": "server-1.lua",
 }
 
 

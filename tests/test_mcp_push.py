@@ -25,7 +25,9 @@ async def test_listen_2026_gets_resource_updates_from_changes_elsewhere(store: S
     task_uri, inbox = f"claimroom://task/{tid}", "claimroom://agent/bob/inbox"
     async with serving(store) as served, client(served.url, ada, mode="auto") as c:
         assert c.protocol_version == "2026-07-28"
-        async with c.listen(resource_subscriptions=[BOARD, task_uri, inbox], resources_list_changed=True) as sub:
+        async with c.listen(
+            resource_subscriptions=[BOARD, task_uri, inbox], resources_list_changed=True
+        ) as sub:
             claim = await store.claim("bob")  # another agent, straight on the store
             assert claim is not None
             seen: set[object] = set()
@@ -92,7 +94,7 @@ async def test_a_waiting_claim_reports_progress_and_takes_new_work(store: Store,
         waiting = asyncio.create_task(c.call_tool("claim", {"wait_s": 30}, progress_callback=on_progress))
         await until(lambda: len(progress) >= 1)
         assert not waiting.done()
-        done, total, message = progress[0]
+        _, total, message = progress[0]
         assert total == 30 and message is not None and message.startswith("waiting for work")
         tid = await store.add("new work")
         result = ok(await asyncio.wait_for(waiting, 10))

@@ -555,6 +555,9 @@ class Store(ABC):
         if any(isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= constants.max_counter
                for n in counts):  # fmt: skip
             raise BadInput("server counts must be whole numbers, not negative")
+        rate = info.calls_per_s
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < float("inf"):
+            raise BadInput(f"server calls/s must be a number, not negative, got {rate!r}")
         record = json.dumps(info.record(), separators=(",", ":"))
         now, started = await self._server(sid, record, validate.ttl_ms(ttl_s))
         return dataclasses.replace(info, started_ms=started, seen_ms=now)

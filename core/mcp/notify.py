@@ -64,6 +64,11 @@ def changed_by(event: Event) -> set[str]:
     return uris
 
 
+def _order(event_id: str) -> tuple[int, ...]:
+    """An audit event id as numbers, for order: "1700000000000-3" (Redis), "42" (file)."""
+    return tuple(int(part) for part in event_id.split("-"))
+
+
 class Notifier:
     """Follows the board and tells subscribed clients what changed."""
 
@@ -108,25 +113,35 @@ class Notifier:
 
     async def _follow_loop(self) -> None:
         backoff = 0.25
-        after: str | None = None
+        after: str | None = None  # the last event seen (None: start from the newest)
+        lost = False  # the trail could not be read: reconcile once it can again
         while True:
             try:
-                if after is None:
-                    newest = await self.store.latest_events(1)
-                    after = newest[-1].id if newest else "0"
+                after = await self._resume(after)
+                if lost:
+                    # Whatever happened meanwhile that the trail no longer shows: re-read all.
+                    self.mark([BOARD_URI, *self.legacy], list_changed=True)
+                    lost = False
                 async for event in self.store.follow(after=after):
                     after = event.id
                     backoff = 0.25
                     self.mark(changed_by(event), list_changed=event.type in LIST_EVENTS)
-            except Exception as exc:  # an outage: say it once per streak, retry, then reconcile
-                if backoff == 0.25:
+            except Exception as exc:  # an outage: say it once per streak, retry with backoff
+                if not lost:
                     log.warning("cannot follow the board for notifications (%s); retrying", exc)
+                lost = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, C.mcp_follow_backoff_max_s)
-                # The trail may have been replaced meanwhile (a store started afresh): start
-                # again from its newest event, and have every client re-read.
-                after = None
-                self.mark([BOARD_URI, *self.legacy], list_changed=True)
+
+    async def _resume(self, after: str | None) -> str:
+        """Where to follow the trail from: its newest event at the start; after an outage,
+        the last event seen, unless the trail was started afresh meanwhile (then its start)."""
+        newest = await self.store.latest_events(1)
+        if after is None:
+            return newest[-1].id if newest else "0"
+        if newest and _order(newest[-1].id) < _order(after):
+            return "0"
+        return after
 
     async def _send_loop(self) -> None:
         while True:

@@ -10,9 +10,13 @@ import httpx2
 import pytest
 from claimroom.core import constants as C
 from claimroom.core.mcp._pending_identity import create_token
+from claimroom.core.mcp.service import IDENTITY_KEY
 from claimroom.core.store import Store
 from mcp.shared.exceptions import MCPError
 from mcp_support import MODES, board_state, client, ok, refused, serving
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 CALL = {
     "jsonrpc": "2.0",
@@ -124,3 +128,19 @@ async def test_worker_on_another_agents_claim(store: Store, mode: str) -> None:
         assert "bob" in line and "worker" in line
         assert await board_state(store) == before
         assert ok(await a.call_tool("complete", {"task": tid, "token": token}))["state"] == "done"
+
+
+async def test_extra_routes_sit_behind_the_same_gate(store: Store) -> None:
+    async def whoami(request: Request) -> JSONResponse:
+        who = request.scope[IDENTITY_KEY]
+        return JSONResponse({"agent": who.agent, "role": who.role.value, "via": who.via})
+
+    ada = await create_token(store, "ada", "worker")
+    async with serving(store, extra_routes=[Route("/hooks/whoami", whoami, methods=["POST"])]) as served:
+        url = served.url.removesuffix("/mcp") + "/hooks/whoami"
+        assert (await post(url, b"{}")).status_code == 401
+        assert (
+            await post(url, b"{}", Authorization=f"Bearer {ada}", Origin="http://evil.example")
+        ).status_code == 403
+        r = await post(url, b"{}", Authorization=f"Bearer {ada}")
+        assert r.json() == {"agent": "ada", "role": "worker", "via": "mcp-http"}

@@ -98,9 +98,8 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
         ] = None,
         paths: Annotated[list[str] | None, Field(description="paths to lock for the task")] = None,
     ) -> Claimed:
-        wait = min(validate.wait_s(wait_s), C.max_mcp_claim_wait_s)
-
         async def go(a: Acting) -> Claimed:
+            wait = min(validate.wait_s(wait_s), C.max_mcp_claim_wait_s)
             miss = Miss()
             got = await _claim_waiting(ctx, a, queues or [], ttl_s, wait, miss)
             if got is None:

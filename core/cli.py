@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO
 
-from . import constants, validate
-from .errors import BadInput, ClaimroomError, NothingToClaim
+from . import constants, private, validate
+from .acting import Acting
+from .errors import BadInput, ClaimroomError, Forbidden, NotFound, NothingToClaim
+from .identity import Role
 from .output import Printer
 from .safetext import shown
 from .store import Miss, Store
@@ -90,17 +94,66 @@ def read_json(kind: str, raw: str) -> Any:
 # --- commands ---------------------------------------------------------------------
 
 
+# --- acting as a token's identity ------------------------------------------------------
+# With CLAIMROOM_TOKEN set, the commands that change the board act through ``Acting`` as
+# the token's agent (``a.acting``); without it, they are direct store access, for trusted
+# processes on a private store (design rule 11), and name any agent they are given.
+
+
+async def _acting(store: Store) -> Acting | None:
+    """The identity of CLAIMROOM_TOKEN, acting on ``store``; None when it is not set."""
+    raw = os.environ.get(constants.env_token)
+    if raw is None:
+        return None
+    from .tokens import resolve_token
+
+    who = await resolve_token(store, raw.strip())
+    if who is None:
+        raise Forbidden(
+            f"{constants.env_token} is not a token of this board (unknown, revoked or malformed); "
+            "create one with: claimroom token create --agent NAME --role worker"
+        )
+    return Acting(store, dataclasses.replace(who, via="cli"))
+
+
+async def _agent(a: argparse.Namespace, given: str | None, call: str, *, task: str = "") -> str:
+    """The agent a command acts as: the token's (a different one given is refused, and
+    audited), else the one given (required then)."""
+    acting: Acting | None = a.acting
+    if acting is None:
+        if not given:
+            raise BadInput(f"name the agent (--agent), or set {constants.env_token}")
+        return given
+    me = acting.who.agent
+    if given and given != me:
+        said = f"{call} as {given} contradicts {constants.env_token}, which is {me}'s"
+        raise await acting.refused(call, said, task=task, asked=given[:64])
+    return me
+
+
 async def cmd_register(a: argparse.Namespace, s: Store, out: Printer) -> None:
-    await s.register(a.agent, a.can, a.max_claims)
+    acting: Acting | None = a.acting
+    agent = await _agent(a, a.agent, "register")
+    if acting is not None:
+        acting = Acting(s, dataclasses.replace(acting.who, session=a.session or ""))
+        await acting.register(a.can, a.max_claims)
+    else:
+        await s.register(agent, a.can, a.max_claims, session=a.session or "")
     out.done(
-        {"agent": a.agent, "capabilities": sorted(set(a.can)), "max_claims": a.max_claims},
-        f"registered {a.agent}",
+        {
+            "agent": agent,
+            "capabilities": sorted(set(a.can)),
+            "max_claims": a.max_claims,
+            "session": a.session or "",
+        },
+        f"registered {agent}" + (f" (session {shown(a.session)})" if a.session else ""),
     )
 
 
 async def cmd_add(a: argparse.Namespace, s: Store, out: Printer) -> None:
     payload = None if a.payload is None else read_json("payload", a.payload)
-    tid = await s.add(
+    adder = a.acting.add if a.acting is not None else s.add
+    tid = await adder(
         a.title,
         queue=a.queue,
         priority=a.priority,
@@ -118,16 +171,18 @@ async def cmd_add(a: argparse.Namespace, s: Store, out: Printer) -> None:
 async def cmd_claim(a: argparse.Namespace, s: Store, out: Printer) -> None:
     miss = Miss()
     wait = validate.wait_s(a.wait)  # refused before anything is claimed
-    claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, miss=miss)
+    agent = await _agent(a, a.agent, "claim")  # the token's agent, when there is one
+    take = a.acting.claim if a.acting is not None else functools.partial(s.claim, agent)
+    claim = await take(queues=a.queue, ttl_s=a.ttl, miss=miss)
     if claim is None and wait > 0:
         # Waiting makes this a long-lived process: it takes part in the reaper meanwhile, so
         # recovery runs while any agent waits. Only now, so an immediate claim costs nothing.
         async with s.reaping("claim-wait"):
-            claim = await s.claim(a.agent, queues=a.queue, ttl_s=a.ttl, wait_s=wait, miss=miss)
+            claim = await take(queues=a.queue, ttl_s=a.ttl, wait_s=wait, miss=miss)
     if claim is None:
         why = {
-            "at-capacity": f"{a.agent} already holds its maximum number of claims",
-            "breaker-open": f"{a.agent}'s circuit breaker is open after repeated failures",
+            "at-capacity": f"{agent} already holds its maximum number of claims",
+            "breaker-open": f"{agent}'s circuit breaker is open after repeated failures",
         }
         raise NothingToClaim(why.get(miss.last.reason, "nothing to claim"))
     out.claim(claim)
@@ -135,14 +190,18 @@ async def cmd_claim(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 async def cmd_heartbeat(a: argparse.Namespace, s: Store, out: Printer) -> None:
     if a.task is None:
-        if not a.agent:
+        if not a.agent and a.acting is None:
             raise BadInput("give a TASK with --token, or --agent for the agent's own liveness heartbeat")
-        seen = await s.alive(a.agent)
-        out.done({"agent": a.agent, "seen_ms": seen}, f"{a.agent} alive")
+        agent = await _agent(a, a.agent, "heartbeat")
+        seen = await s.alive(agent)
+        out.done({"agent": agent, "seen_ms": seen}, f"{agent} alive")
         return
     if a.token is None:
         raise BadInput("--token is required with a TASK")
-    deadline = await s.heartbeat(
+    if a.acting is not None:
+        await _agent(a, a.agent, "heartbeat", task=a.task)
+    beat = a.acting.heartbeat if a.acting is not None else s.heartbeat
+    deadline = await beat(
         a.task, a.token, ttl_s=a.ttl, progress=a.progress, stage=a.stage, checkpoint=a.checkpoint
     )
     out.done({"task": a.task, "deadline_ms": deadline}, f"{a.task} lease extended")
@@ -150,19 +209,19 @@ async def cmd_heartbeat(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 async def cmd_complete(a: argparse.Namespace, s: Store, out: Printer) -> None:
     result = None if a.result is None else read_json("result", a.result)
-    unblocked = await s.complete(a.task, a.token, result)
+    unblocked = await (a.acting or s).complete(a.task, a.token, result)
     text = f"{a.task} done" + (f"; unblocked {shown(' '.join(unblocked))}" if unblocked else "")
     out.done({"task": a.task, "state": "done", "unblocked": unblocked}, text)
 
 
 async def cmd_fail(a: argparse.Namespace, s: Store, out: Printer) -> None:
-    state, ready_ms = await s.fail(a.task, a.token, a.reason, fatal=a.fatal)
+    state, ready_ms = await (a.acting or s).fail(a.task, a.token, a.reason, fatal=a.fatal)
     text = f"{a.task} {state.value}" + (" (retry scheduled)" if ready_ms else "")
     out.done({"task": a.task, "state": state.value, "ready_ms": ready_ms}, text)
 
 
 async def cmd_release(a: argparse.Namespace, s: Store, out: Printer) -> None:
-    await s.release(a.task, a.token)
+    await (a.acting or s).release(a.task, a.token)
     out.done({"task": a.task, "state": "queued"}, f"{a.task} released")
 
 
@@ -193,18 +252,23 @@ async def cmd_lock(a: argparse.Namespace, s: Store, out: Printer) -> None:
     from .infra import project_root
 
     root = project_root()
-    expires = await s.lock(a.paths, a.agent, ttl_s=a.ttl, shared=a.shared, task=a.task or "", root=root)
+    agent = await _agent(a, a.agent, "lock", task=a.task or "")
+    expires = await s.lock(a.paths, agent, ttl_s=a.ttl, shared=a.shared, task=a.task or "", root=root)
     paths = sorted({validate.path(p, root) for p in a.paths})
     out.done(
-        {"paths": paths, "agent": a.agent, "task": a.task or "", "shared": a.shared, "expires_ms": expires},
-        f"locked {' '.join(paths)} for {a.agent}" + (f" while it holds {a.task}" if a.task else ""),
+        {"paths": paths, "agent": agent, "task": a.task or "", "shared": a.shared, "expires_ms": expires},
+        f"locked {' '.join(paths)} for {agent}" + (f" while it holds {a.task}" if a.task else ""),
     )
 
 
 async def cmd_unlock(a: argparse.Namespace, s: Store, out: Printer) -> None:
     from .infra import project_root
 
-    released = await s.unlock(a.paths, a.agent, task=a.task, root=project_root())
+    agent = await _agent(a, a.agent, "unlock", task=a.task or "")
+    if a.acting is not None:
+        released = await a.acting.unlock(a.paths, task=a.task, root=project_root())
+    else:
+        released = await s.unlock(a.paths, agent, task=a.task, root=project_root())
     said = f"unlocked {shown(' '.join(released))}" if released else "nothing was locked"
     out.done({"released": released}, said)
 
@@ -255,7 +319,10 @@ async def cmd_retention(a: argparse.Namespace, s: Store, out: Printer) -> None:
         "agents_s": a.agents_for,
     }  # fmt: skip
     changes = {k: v for k, v in given.items() if v is not _UNGIVEN}
-    r = await s.set_retention(a.queue, reset=a.reset, **changes)
+    if a.acting is not None and (changes or a.reset):
+        r = await a.acting.set_retention(a.queue, reset=a.reset, **changes)
+    else:
+        r = await s.set_retention(a.queue, reset=a.reset, **changes)
 
     def kept(n: int | None) -> str:
         return "all" if n is None else f"the newest {n:,}"
@@ -274,6 +341,32 @@ async def cmd_retention(a: argparse.Namespace, s: Store, out: Printer) -> None:
     out.done({"queue": a.queue, "retention": r.to_json()}, text)
 
 
+async def cmd_token(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    from . import tokens
+
+    # Under a token of its own, only an operator manages tokens (a worker must not mint an
+    # operator's); without one, this is direct store access, like every other command.
+    acting: Acting | None = a.acting
+    if a.token_command == "create":
+        role = Role.of(a.role)  # an unknown role is refused before anything is written
+        if acting is not None:
+            await acting.need(Role.OPERATOR, "token create", agent=str(a.agent)[:64])
+        token = await tokens.create_token(s, a.agent, role)
+        out.done({"agent": a.agent, "role": role.value, "token": token}, token)
+        if not out.json_mode:
+            _say(f"the token for {shown(a.agent)} ({role.value}) is shown only this once: keep it now")
+        return
+    if acting is not None:
+        await acting.need(Role.OPERATOR, f"token {a.token_command}")
+    if a.token_command == "ls":
+        out.tokens(await tokens.list_tokens(s))
+        return
+    n = await tokens.revoke_tokens(s, a.agent)
+    if n == 0:
+        raise NotFound(f"{a.agent} has no tokens to revoke")
+    out.done({"agent": a.agent, "revoked": n}, f"revoked {n} token{'s' if n != 1 else ''} of {a.agent}")
+
+
 COMMANDS: dict[str, Handler] = {
     "register": cmd_register,
     "add": cmd_add,
@@ -290,6 +383,7 @@ COMMANDS: dict[str, Handler] = {
     "unlock": cmd_unlock,
     "reap": cmd_reap,
     "retention": cmd_retention,
+    "token": cmd_token,
 }
 
 
@@ -331,9 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, description=text, parents=[common])
 
     c = cmd("register", "register an agent with its capabilities and capacity")
-    c.add_argument("agent", metavar="AGENT")
+    c.add_argument("agent", metavar="AGENT", nargs="?", help="the agent (default: CLAIMROOM_TOKEN's)")
     c.add_argument("--can", action="append", default=[], metavar="CAP", help="a capability (repeat)")
     c.add_argument("--max-claims", type=_number(int, "--max-claims"), default=constants.default_max_claims)
+    c.add_argument(
+        "--session", metavar="ID", help="which session the agent is (e.g. a Claude Code session id)"
+    )
 
     c = cmd("add", "add a task; prints its id")
     c.add_argument("title", metavar="TITLE")
@@ -349,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     c = cmd("claim", "claim the best task for an agent; prints the task and its token")
-    c.add_argument("--agent", required=True)
+    c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")
     c.add_argument("--queue", action="append", default=[], metavar="Q")
     c.add_argument(
         "--ttl", type=_number(float, "--ttl"), default=constants.default_lease_ttl_s, metavar="SECONDS"
@@ -404,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = cmd("lock", "lock paths for an agent (all or none; exit 6 names the holder)")
     c.add_argument("paths", metavar="PATH", nargs="+", help="from the project root, or absolute inside it")
-    c.add_argument("--agent", required=True)
+    c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")
     c.add_argument(
         "--ttl",
         type=_number(float, "--ttl"),
@@ -418,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = cmd("unlock", "release an agent's path locks (all its holds on them, or those of --task)")
     c.add_argument("paths", metavar="PATH", nargs="+")
-    c.add_argument("--agent", required=True)
+    c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")
     c.add_argument("--task", metavar="ID", help="drop only the holds of this task")
 
     c = cmd("reap", "one orphan scan now (or --loop: keep scanning while leader)")
@@ -445,6 +542,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--agents-for", type=secs, metavar="SECONDS|forever", help="idle agents a claim registered"
     )
     c.add_argument("--reset", action="store_true", help="drop the scope's own settings first")
+
+    c = cmd("token", "bearer tokens: an agent's identity over the MCP server and CLAIMROOM_TOKEN")
+    tsub = c.add_subparsers(dest="token_command", metavar="ACTION", parser_class=_Parser, required=True)
+    t = tsub.add_parser(
+        "create", parents=[common], help="make a token (printed once; only its hash is kept)",
+        description="make a bearer token for an agent; it is printed once, the board keeps only its hash",
+    )  # fmt: skip
+    t.add_argument("--agent", required=True)
+    t.add_argument("--role", required=True, metavar="ROLE", help="worker, planner or operator")
+    tsub.add_parser(
+        "ls", parents=[common], help="the tokens on the board (agent, role, age, first characters)"
+    )
+    t = tsub.add_parser(
+        "revoke", parents=[common], help="revoke every token of an agent (exit 3: it had none)"
+    )
+    t.add_argument("agent", metavar="AGENT")
 
     cmd("up", "make sure a store is running (auto-start: Docker, else redis-server); print its URL")
     cmd("down", "stop the store that `up` started for this project")
@@ -520,6 +633,7 @@ def _namespace(a: argparse.Namespace) -> str:
 async def _run(handler: Handler, a: argparse.Namespace, url: str, out: Printer) -> None:
     store = Store.from_url(url, _namespace(a))
     try:
+        a.acting = await _acting(store)
         await handler(a, store, out)
     finally:
         await store.close()
@@ -535,7 +649,7 @@ async def _migrate(a: argparse.Namespace, out: Printer) -> None:
         from urllib.parse import unquote, urlsplit
 
         with contextlib.suppress(OSError):
-            Path(unquote(urlsplit(a.dst).path)).mkdir(parents=True, exist_ok=True)
+            private.make_dir(Path(unquote(urlsplit(a.dst).path)))
     src, dst = Store.from_url(a.src, ns), Store.from_url(a.dst, ns)
     try:
         moved = await migrate(src, dst, merge=a.merge)
@@ -561,6 +675,36 @@ def _recovery(url: str, namespace: str) -> tuple[dict[str, Any], str]:
     return status.to_json(), recovery_line(status)
 
 
+def _up_url(url: str, project: Path) -> tuple[str, str | None]:
+    """The URL line ``up`` prints, and the password file when the store uses the project's password.
+
+    Whole when stdout is a pipe or a file, so that ``export CLAIMROOM_URL=$(claimroom up |
+    head -n1)`` works for agents outside the project; on a terminal the password is hidden
+    (scrollback, a shared screen or a session recording would keep it) and a line says where
+    it is. Agents in the project need neither: their commands find the password themselves.
+    The JSON form always hides it (it is made to be logged) and names the file instead.
+    """
+    from .infra.probe import password_of
+    from .infra.project import password_path, read_password
+    from .redis_store import redacted
+
+    password = password_of(url) if url.startswith("redis") else ""
+    kept = password_path(project)
+    try:
+        in_file = bool(password) and password == read_password(project)
+    except ClaimroomError:
+        in_file = False
+    said = str(kept) if in_file else None
+    if not password or not _tty(sys.stdout):
+        return url, said
+    where = f"in {kept}" if in_file else "in CLAIMROOM_URL"
+    return (
+        f"{redacted(url)}\n(the password is {where}; commands in this project use it on their own, "
+        "and `claimroom up | head -n1` prints the whole URL for agents elsewhere)",
+        said,
+    )
+
+
 def _infra(a: argparse.Namespace, out: Printer) -> int:
     """``up``, ``down`` and ``doctor``: blocking work on the project's store, no board needed."""
     from .infra import doctor, down, project_root
@@ -570,7 +714,8 @@ def _infra(a: argparse.Namespace, out: Printer) -> int:
     if a.command == "up":
         r = _resolve(a)
         recovery, line = _recovery(r.url, _namespace(a))
-        out.done(r.to_json() | {"recovery": recovery}, f"{r.url}\n{r.detail}\n{line}")
+        url, said = _up_url(r.url, project_root())
+        out.done(r.to_json() | {"recovery": recovery, "password_file": said}, f"{url}\n{r.detail}\n{line}")
         return 0
     if a.command == "down":
         said = down(project_root())

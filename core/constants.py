@@ -58,6 +58,13 @@ max_offset = 1_000_000_000  # ls --offset
 # Tokens and event-id parts: whole numbers exact in Lua's doubles and SQLite's integers.
 max_counter = 2**53 - 1
 
+# Bearer tokens (core/tokens.py): "crm_" and 43 URL-safe characters (32 random bytes); the
+# board keeps only their sha256, with the agent, the role and the first characters.
+token_prefix = "crm_"
+token_random_bytes = 32
+token_hint_chars = 8
+max_tokens = 1_000  # per board: `token ls` and a revoke read them all (rule 10)
+
 # Audit trail: a capped stream (approximate trimming keeps XADD O(1)).
 audit_max_len = 200_000
 
@@ -158,6 +165,7 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "retention_recheck_ms": int(retention_recheck_s * 1000),
     "events_bytes_samples": events_bytes_samples,
     "task_events_max": task_events_max,
+    "max_tokens": max_tokens,
 }
 
 
@@ -247,6 +255,11 @@ def paused_key(namespace: str) -> str:
     return prefix(namespace) + "paused"
 
 
+def tokens_key(namespace: str) -> str:
+    """Bearer tokens: a hash of sha256(token) hex -> JSON {agent, role, created_ms, hint}."""
+    return prefix(namespace) + "tokens"
+
+
 def agents_key(namespace: str) -> str:
     return prefix(namespace) + "agents"
 
@@ -315,6 +328,7 @@ def reaper_status_key(namespace: str) -> str:
 # --- Infrastructure: store resolution, auto-start, health (core/infra/) -------------------
 
 env_url = "CLAIMROOM_URL"  # the one store to use, when set
+env_token = "CLAIMROOM_TOKEN"  # a bearer token: the CLI acts as its agent (core/acting.py)
 env_home = "CLAIMROOM_HOME"  # the project root, when set (else nearest dir with .git, else cwd)
 env_redis_image = "CLAIMROOM_REDIS_IMAGE"  # the Docker image to start Redis from
 default_redis_port = 6379
@@ -323,6 +337,8 @@ infra_dirname = ".claimroom"  # per-project: config, start lock, local server da
 config_filename = "config.json"
 start_lock_filename = "start.lock"
 started_filename = "started.json"  # what claimroom started for this project (for down/health)
+password_filename = "redis.password"  # the password of the stores claimroom starts (0600)
+password_bytes = 32  # of randomness in a generated store password (43 URL-safe characters)
 local_server_dirname = "redis"
 file_board_dirname = "board"
 docker_container_name = "claimroom-redis"  # for the default port; other ports get a -PORT suffix

@@ -61,5 +61,16 @@ class Changed(ClaimroomError):
     exit_code = 6
 
 
+class Forbidden(ClaimroomError):
+    """Raised when an identity may not do what it asked: another agent's claim or lock, or
+    a call its role does not allow; nothing changed, and the attempt is in the audit trail."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder  # the agent whose claim or lock it is, when that was the reason
+
+
 class StartFailed(StoreUnavailable):
     """Raised when one way of starting a store (Docker, redis-server) did not work; says why."""

@@ -79,8 +79,20 @@ def lock(tx: Tx, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: 
     return expires
 
 
-def unlock(tx: Tx, paths: list[str], agent: str, task: str | None) -> list[str]:
-    """Drop the agent's holds on ``paths``: all, or those of ``task`` ('' the untied ones)."""
+def unlock(tx: Tx, paths: list[str], agent: str, task: str | None, own: bool = False) -> list[str]:
+    """Drop the agent's holds on ``paths``: all, or those of ``task`` ('' the untied ones).
+    ``own``: a path locked by another agent and not by this one refuses the whole call."""
+    if own:
+        for path in paths:
+            live = tx.all(
+                "SELECT agent FROM holds WHERE ns = :ns AND path = :p AND expires_ms > :now "
+                "ORDER BY agent, task",
+                p=path,
+                now=tx.now,
+            )
+            holders = [r[0] for r in live]
+            if holders and agent not in holders:
+                raise Refused(ErrorCode.NOT_YOURS, "lock", path, holders[0], agent)
     out = []
     for path in paths:
         # An expired hold held nothing: the reaper drops it (and says so in the audit trail).

@@ -81,12 +81,12 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
     for a in board["agents"]:
         tx.run(
             "INSERT OR IGNORE INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms,"
-            " consecutive_failures, breaker_open_until_ms, auto) VALUES (:ns, :name, :caps, :m, :seen, :reg,"
-            " :fails, :until, :auto)",
+            " consecutive_failures, breaker_open_until_ms, auto, session) VALUES (:ns, :name, :caps, :m,"
+            " :seen, :reg, :fails, :until, :auto, :session)",
             name=a["name"], caps=a.get("caps", ""), m=int(a.get("max_claims") or C.default_max_claims),
             seen=int(a.get("last_seen_ms") or 0), reg=int(a.get("registered_ms") or 0),
             fails=int(a.get("consecutive_failures") or 0), until=int(a.get("breaker_open_until_ms") or 0),
-            auto=int(a.get("auto") or 0),
+            auto=int(a.get("auto") or 0), session=a.get("session", ""),
         )  # fmt: skip
     for lk in board["locks"]:
         for h in lk["holds"]:

@@ -13,6 +13,7 @@ expired).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sqlite3
@@ -354,13 +355,17 @@ def promote_due(tx: Tx) -> list[str]:
     return [t["id"] for t in rows]
 
 
-def check_lease(tx: Tx, tid: str, token: int) -> Row:
-    """Rule 2; a lease whose deadline passed is expired here and now, as the reaper would."""
+def check_lease(tx: Tx, tid: str, token: int, agent: str = "") -> Row:
+    """Rule 2; a lease whose deadline passed is expired here and now, as the reaper would.
+    ``agent`` (not ""): the caller acts as that agent, and another's claim is refused
+    before anything happens to it (rule 11)."""
     t = load_task(tx, tid)
     if t is None:
         raise Refused(ErrorCode.NOT_FOUND, tid)
     if t["state"] != "claimed" or t["token"] != token:
         raise Refused(ErrorCode.LEASE_LOST, tid)
+    if agent and t["agent"] != agent:
+        raise Refused(ErrorCode.NOT_YOURS, "claim", tid, t["agent"], agent)
     if t["deadline_ms"] <= tx.now:
         expire_one(tx, t)
         raise Refused(ErrorCode.LEASE_LOST, tid)
@@ -391,7 +396,7 @@ def take_out(tx: Tx, t: Row) -> dict[str, list[str]]:
 # --- add-1.lua ------------------------------------------------------------------------
 
 
-def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
+def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
     if len(specs) > C.add_chunk:
         raise Refused(ErrorCode.BAD_INPUT, f"at most {C.add_chunk} tasks per add call")
     # Validate every reference before writing anything.
@@ -469,15 +474,17 @@ def add(tx: Tx, specs: list[dict[str, Any]]) -> list[str]:
             enter(tx, row, state, reason=why, cancelled_by=blocker)
         else:
             enter(tx, row, state)
-        tx.audit("added", tid, data=data)
+        tx.audit("added", tid, by, data=data)
     return ids
 
 
 # --- heartbeat, complete, fail, release -------------------------------------------------
 
 
-def heartbeat(tx: Tx, tid: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int:
-    t = check_lease(tx, tid, token)
+def heartbeat(
+    tx: Tx, tid: str, token: int, ttl_ms: int | None, updates: dict[str, str], agent: str = ""
+) -> int:
+    t = check_lease(tx, tid, token, agent)
     ttl = t["ttl_ms"] if ttl_ms is None else ttl_ms
     deadline = tx.now + ttl
     fields: dict[str, Any] = {"deadline_ms": deadline, "ttl_ms": ttl, "updated_ms": tx.now}
@@ -496,8 +503,8 @@ def heartbeat(tx: Tx, tid: str, token: int, ttl_ms: int | None, updates: dict[st
     return deadline
 
 
-def complete(tx: Tx, tid: str, token: int, result: str) -> list[str]:
-    t = check_lease(tx, tid, token)
+def complete(tx: Tx, tid: str, token: int, result: str, agent: str = "") -> list[str]:
+    t = check_lease(tx, tid, token, agent)
     enter(tx, t, "done", result=result, progress=1.0, reason="")
     locks = release_task_locks(tx, tid)
     tx.run(
@@ -520,8 +527,10 @@ def complete(tx: Tx, tid: str, token: int, result: str) -> list[str]:
     return out
 
 
-def fail(tx: Tx, tid: str, token: int, reason: str, fatal: bool, jitter: float) -> tuple[str, int]:
-    t = check_lease(tx, tid, token)
+def fail(
+    tx: Tx, tid: str, token: int, reason: str, fatal: bool, jitter: float, agent: str = ""
+) -> tuple[str, int]:
+    t = check_lease(tx, tid, token, agent)
     failures = t["failures"] + 1
     rb = rollback(tx, t)
     agent_failed(tx, t["agent"])
@@ -540,8 +549,8 @@ def fail(tx: Tx, tid: str, token: int, reason: str, fatal: bool, jitter: float) 
     return state, ready
 
 
-def release(tx: Tx, tid: str, token: int) -> None:
-    t = check_lease(tx, tid, token)
+def release(tx: Tx, tid: str, token: int, agent: str = "") -> None:
+    t = check_lease(tx, tid, token, agent)
     rb = rollback(tx, t)
     enter(tx, t, "queued")
     tx.audit("released", tid, t["agent"], token, rb)
@@ -550,19 +559,23 @@ def release(tx: Tx, tid: str, token: int) -> None:
 # --- agents ------------------------------------------------------------------------------
 
 
-def register(tx: Tx, agent: str, caps: str, max_claims: int) -> None:
+def register(tx: Tx, agent: str, caps: str, max_claims: int, session: str = "") -> None:
     tx.run(
-        "INSERT INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms) "
-        "VALUES (:ns, :a, :caps, :m, :now, :now) ON CONFLICT (ns, name) DO UPDATE SET "
+        "INSERT INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms, session) "
+        "VALUES (:ns, :a, :caps, :m, :now, :now, :session) ON CONFLICT (ns, name) DO UPDATE SET "
         "caps = excluded.caps, max_claims = excluded.max_claims, last_seen_ms = excluded.last_seen_ms,"
-        " auto = 0",
+        " auto = 0, session = excluded.session",
         a=agent,
         caps=caps,
         m=max_claims,
         now=tx.now,
+        session=session,
     )
     tx.claimable = True  # new capabilities or capacity
-    tx.audit("registered", agent=agent, data={"capabilities": split(caps), "max_claims": max_claims})
+    data: dict[str, Any] = {"capabilities": split(caps), "max_claims": max_claims}
+    if session:
+        data["session"] = session
+    tx.audit("registered", agent=agent, data=data)
 
 
 def alive(tx: Tx, agent: str) -> int:
@@ -571,3 +584,37 @@ def alive(tx: Tx, agent: str) -> int:
     touch_agent(tx, agent)
     tx.changed = True
     return tx.now
+
+
+# --- audit-1.lua, token_create-1.lua, token_revoke-1.lua ------------------------------------
+
+
+def audit(tx: Tx, kind: str, tid: str, agent: str, detail: str) -> None:
+    data = json.loads(detail)
+    if tid and load_task(tx, tid) is None:
+        data["task"], tid = tid, ""  # as the script: a task not on the board is named in the detail
+    tx.audit(kind, tid, agent, data=data)
+
+
+def token_create(tx: Tx, digest: str, agent: str, role: str, hint: str) -> int:
+    row = tx.one("SELECT COUNT(*) FROM tokens WHERE ns = :ns")
+    if row is not None and row[0] >= C.max_tokens:
+        raise Refused(
+            ErrorCode.BAD_INPUT,
+            f"this board holds {C.max_tokens} tokens already: revoke some first "
+            "(claimroom token revoke AGENT)",
+        )
+    tx.run(
+        "INSERT OR REPLACE INTO tokens (ns, digest, agent, role, created_ms, hint)"
+        " VALUES (:ns, :d, :a, :r, :now, :h)",
+        d=digest, a=agent, r=role, now=tx.now, h=hint,
+    )  # fmt: skip
+    tx.audit("token-created", agent=agent, data={"role": role, "hint": hint})
+    return tx.now
+
+
+def token_revoke(tx: Tx, agent: str) -> int:
+    n = tx.run("DELETE FROM tokens WHERE ns = :ns AND agent = :a", a=agent).rowcount
+    if n > 0:
+        tx.audit("token-revoked", agent=agent, data={"tokens": n})
+    return int(n)

@@ -20,9 +20,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import constants as C
+from . import private
 from .errors import BadInput, StoreUnavailable
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -123,7 +124,7 @@ CREATE TABLE IF NOT EXISTS agents (
   max_claims INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL DEFAULT 0,
   registered_ms INTEGER NOT NULL DEFAULT 0, consecutive_failures INTEGER NOT NULL DEFAULT 0,
   breaker_open_until_ms INTEGER NOT NULL DEFAULT 0, auto INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (ns, name)
+  session TEXT NOT NULL DEFAULT '', PRIMARY KEY (ns, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
   ns TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at_ms INTEGER NOT NULL,
@@ -243,6 +244,18 @@ INSERT OR IGNORE INTO retention_due (ns, kind, queue, n, due_ms)
 """
 )
 
+# Version 7: bearer tokens (core/tokens.py: the sha256 of each, never the token) and the
+# session an agent is (a Claude Code session id, say).
+TOKENS = """
+CREATE TABLE IF NOT EXISTS tokens (
+  ns TEXT NOT NULL, digest TEXT NOT NULL, agent TEXT NOT NULL, role TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, hint TEXT NOT NULL, PRIMARY KEY (ns, digest)
+) WITHOUT ROWID;
+"""
+SCHEMA += TOKENS
+
+MIGRATIONS[7] = "ALTER TABLE agents ADD COLUMN session TEXT NOT NULL DEFAULT '';" + TOKENS
+
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
     "SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000 + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER)"
@@ -261,7 +274,7 @@ TASK_INTS = frozenset(
 )  # fmt: skip
 AGENT_COLUMNS = (
     "name", "caps", "max_claims", "last_seen_ms", "registered_ms", "consecutive_failures",
-    "breaker_open_until_ms", "auto",
+    "breaker_open_until_ms", "auto", "session",
 )  # fmt: skip
 EVENT_COLUMNS = ("type", "at_ms", "task", "agent", "token", "operator", "data")
 
@@ -331,8 +344,15 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
             f"store unavailable: {folder} {what}; create it (mkdir -p {folder}) or point "
             "CLAIMROOM_URL at another directory"
         )
-    if not path.exists() and not os.access(folder, os.W_OK):
-        raise unavailable(path, sqlite3.OperationalError("attempt to write a readonly database"))
+    if not path.exists():
+        if not os.access(folder, os.W_OK):
+            raise unavailable(path, sqlite3.OperationalError("attempt to write a readonly database"))
+        # Made owner-only before SQLite opens it: SQLite gives the -wal and -shm files the
+        # database's own mode, so the whole board (task payloads may hold secrets) is private.
+        try:
+            private.touch(path)
+        except OSError as exc:
+            raise unavailable(path, exc) from None
     # timeout=0: the store does its own short, randomised retries for the write lock (see
     # file_store.FileStore._tx), which are much fairer under contention than SQLite's
     # sleeping busy handler, whose sleeps grow to 100 ms.

@@ -36,6 +36,7 @@ from .file_ops import Refused, Tx
 from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
 from .file_worker import NO_REPLY, Call, Handoff, Worker
 from .file_writers import WriterQueue, close_queue, open_queue
+from .identity import Role, TokenInfo
 from .migrate import Board, check
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
 from .reaper import ReaperId, ReaperPass, ReaperStatus
@@ -347,8 +348,8 @@ class FileStore(Store):
 
     # --- tasks -----------------------------------------------------------------------
 
-    async def _add(self, specs: list[dict[str, Any]]) -> list[str]:
-        return await self._write(file_ops.add, specs)
+    async def _add(self, specs: list[dict[str, Any]], by: str) -> list[str]:
+        return await self._write(file_ops.add, specs, by)
 
     async def _known(self, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
         def go(tx: Tx) -> tuple[set[str], set[str], int]:
@@ -413,20 +414,31 @@ class FileStore(Store):
                     break
                 seen = now
 
-    async def _heartbeat(self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int:
-        return await self._write(file_ops.heartbeat, task, token, ttl_ms, updates)
+    async def _heartbeat(
+        self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str], agent: str
+    ) -> int:
+        return await self._write(file_ops.heartbeat, task, token, ttl_ms, updates, agent)
 
-    async def _complete(self, task: str, token: int, result: str) -> list[str]:
-        return await self._write(file_ops.complete, task, token, result)
+    async def _complete(self, task: str, token: int, result: str, agent: str) -> list[str]:
+        return await self._write(file_ops.complete, task, token, result, agent)
 
     async def _fail(
-        self, task: str, token: int, reason: str, fatal: bool, jitter: float
+        self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str
     ) -> tuple[State, int]:
-        state, ready = await self._write(file_ops.fail, task, token, reason, fatal, jitter)
+        state, ready = await self._write(file_ops.fail, task, token, reason, fatal, jitter, agent)
         return State(state), ready
 
-    async def _release(self, task: str, token: int) -> None:
-        await self._write(file_ops.release, task, token)
+    async def _release(self, task: str, token: int, agent: str) -> None:
+        await self._write(file_ops.release, task, token, agent)
+
+    async def _held(self, agent: str) -> list[Task]:
+        def go(tx: Tx) -> list[Task]:
+            rows = tx.all(
+                "SELECT * FROM tasks WHERE ns = :ns AND agent = :a AND state = 'claimed' ORDER BY id", a=agent
+            )
+            return [_task(r) for r in rows]
+
+        return await self._read(go)
 
     async def _get(self, task: str) -> Task:
         row = await self._read(file_ops.load_task, task)
@@ -465,8 +477,8 @@ class FileStore(Store):
 
     # --- agents ----------------------------------------------------------------------
 
-    async def _register(self, agent: str, caps: str, max_claims: int) -> None:
-        await self._write(file_ops.register, agent, caps, max_claims)
+    async def _register(self, agent: str, caps: str, max_claims: int, session: str) -> None:
+        await self._write(file_ops.register, agent, caps, max_claims, session)
 
     async def _alive(self, agent: str) -> int:
         return await self._write(file_ops.alive, agent)
@@ -490,8 +502,8 @@ class FileStore(Store):
     async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int:
         return await self._write(file_admin.lock, paths, agent, ttl_ms, shared, task)
 
-    async def _unlock(self, paths: list[str], agent: str, task: str | None) -> list[str]:
-        return await self._write(file_admin.unlock, paths, agent, task)
+    async def _unlock(self, paths: list[str], agent: str, task: str | None, own: bool) -> list[str]:
+        return await self._write(file_admin.unlock, paths, agent, task, own)
 
     async def _locks(self) -> list[Lock]:
         return await self._read(file_admin.live_locks)
@@ -631,6 +643,32 @@ class FileStore(Store):
             return [Stuck(_task(r), dep, state) for r, dep, state in found], next_seq
 
         return await self._read(go)
+
+    async def _audit(self, kind: str, task: str, agent: str, detail: str) -> None:
+        await self._write(file_ops.audit, kind, task, agent, detail)
+
+    async def _token_save(self, digest: str, agent: str, role: str, hint: str) -> int:
+        return await self._write(file_ops.token_create, digest, agent, role, hint)
+
+    @staticmethod
+    def _token_info(row: sqlite3.Row) -> TokenInfo:
+        return TokenInfo(row["agent"], Role.of(row["role"]), row["created_ms"], row["hint"])
+
+    async def _token_find(self, digest: str) -> TokenInfo | None:
+        def go(tx: Tx) -> TokenInfo | None:
+            row = tx.one("SELECT * FROM tokens WHERE ns = :ns AND digest = :d", d=digest)
+            return None if row is None else self._token_info(row)
+
+        return await self._read(go)
+
+    async def _token_list(self) -> list[TokenInfo]:
+        def go(tx: Tx) -> list[TokenInfo]:
+            return [self._token_info(r) for r in tx.all("SELECT * FROM tokens WHERE ns = :ns")]
+
+        return await self._read(go)
+
+    async def _token_revoke(self, agent: str) -> int:
+        return await self._write(file_ops.token_revoke, agent)
 
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int:
         return await self._write(file_admin.extend, task, token, extra_ms, operator)

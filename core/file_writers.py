@@ -22,6 +22,8 @@ import os
 import threading
 from pathlib import Path
 
+from . import private
+
 
 class WriterQueue:
     """One database file's writers, in this process: ``acquire`` before ``BEGIN IMMEDIATE``,
@@ -30,7 +32,7 @@ class WriterQueue:
     def __init__(self, db: Path) -> None:
         self._threads = threading.Lock()
         try:
-            self._fd: int | None = os.open(f"{db}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd: int | None = private.open_lock(Path(f"{db}-lock"))
         except OSError:  # a read-only directory: no queue, SQLite's lock alone (and its error)
             self._fd = None
         self.users = 0  # open stores on this file in this process (see ``open_queue``)

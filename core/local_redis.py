@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import constants as C
+from . import private
 from .errors import StoreUnavailable
 
 
@@ -79,7 +80,11 @@ class LocalRedis:
             "--logfile", str(folder / "redis.log"),
         ]  # fmt: skip
         proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+            umask=private.UMASK,  # its log (and any file it writes) is the owner's alone
         )
         server = cls(chosen, proc, folder, owns)
         deadline = time.monotonic() + timeout_s

@@ -143,6 +143,7 @@ class Agent:
     consecutive_failures: int = 0
     breaker_open_until_ms: int = 0
     held: tuple[str, ...] = ()
+    session: str = ""  # which session the agent is (e.g. a Claude Code session id); "" unknown
 
     @classmethod
     def from_fields(cls, f: dict[str, str], held: tuple[str, ...] = ()) -> Agent:
@@ -155,6 +156,7 @@ class Agent:
             consecutive_failures=_int(f.get("consecutive_failures")),
             breaker_open_until_ms=_int(f.get("breaker_open_until_ms")),
             held=held,
+            session=f.get("session", ""),
         )
 
     def to_json(self) -> dict[str, Any]:

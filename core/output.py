@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import ClaimroomError
+from .identity import TokenInfo
 from .models import Agent, Claim, Event, ReapReport, Task
 from .safetext import shown
 
@@ -123,8 +124,18 @@ class Printer:
             self._line(
                 f"{shown(a.name):<16} claims {len(a.held)}/{a.max_claims}  "
                 f"seen {_ago(a.last_seen_ms, now):<9} "
-                f"breaker {breaker:<6} can {caps}"
+                f"breaker {breaker:<6} can {caps}" + (f"  session {shown(a.session)}" if a.session else "")
             )
+
+    def tokens(self, tokens: list[TokenInfo]) -> None:
+        """Who holds a token and of which role; never a token (the board has none)."""
+        if self.json_mode:
+            self._json({"tokens": [t.to_json() for t in tokens]})
+            return
+        now = int(time.time() * 1000)
+        for t in tokens:
+            created = _ago(t.created_ms, now)
+            self._line(f"{shown(t.agent):<16} {t.role.value:<9} {shown(t.hint)}...  created {created}")
 
     def event(self, e: Event) -> None:
         if self.json_mode:

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -15,6 +15,7 @@ from redis.commands.core import AsyncScript
 from . import constants as C
 from .coalesce import Coalescer
 from .errors import StoreUnavailable
+from .identity import Role, TokenInfo
 from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, ServerInfo, State, Stuck, Task
 from .reaper import ReaperId, ReaperPass, ReaperStatus
 from .scripts import SCRIPTS, ErrorCode, source
@@ -35,6 +36,17 @@ def redacted(url: str) -> str:
         user = parts.username or ""
         parts = parts._replace(netloc=f"{user}:***@{host}")
     return urlunsplit(parts)
+
+
+def scrubbed(text: str, secret: str) -> str:
+    """``text`` with ``secret`` (a password, as written or as a URL quotes it) shown as ``***``.
+
+    For text claimroom did not write itself (a container's log line, a server's error),
+    which might echo the command line that carried the password.
+    """
+    for form in {secret, quote(secret, safe="")} if secret else ():
+        text = text.replace(form, "***")
+    return text
 
 
 def _event_key(eid: str) -> tuple[int, int]:
@@ -117,10 +129,8 @@ class RedisStore(Store):
 
     # --- tasks -----------------------------------------------------------------------
 
-    async def _add(self, specs: list[dict[str, Any]]) -> list[str]:
-        import json
-
-        reply = await self._run("add", json.dumps(specs))
+    async def _add(self, specs: list[dict[str, Any]], by: str) -> list[str]:
+        reply = await self._run("add", json.dumps(specs), by)
         return [str(x) for x in reply[1:]]
 
     async def _known(self, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
@@ -204,23 +214,30 @@ class RedisStore(Store):
                     pass
                 return
 
-    async def _heartbeat(self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int:
+    async def _heartbeat(
+        self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str], agent: str
+    ) -> int:
         flat = [x for kv in updates.items() for x in kv]
-        reply = await self._run("heartbeat", task, token, "" if ttl_ms is None else ttl_ms, *flat)
+        reply = await self._run("heartbeat", task, token, "" if ttl_ms is None else ttl_ms, agent, *flat)
         return int(reply[1])
 
-    async def _complete(self, task: str, token: int, result: str) -> list[str]:
-        reply = await self._run("complete", task, token, result)
+    async def _complete(self, task: str, token: int, result: str, agent: str) -> list[str]:
+        reply = await self._run("complete", task, token, result, agent)
         return [str(x) for x in reply[1:]]
 
     async def _fail(
-        self, task: str, token: int, reason: str, fatal: bool, jitter: float
+        self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str
     ) -> tuple[State, int]:
-        reply = await self._run("fail", task, token, reason, "1" if fatal else "0", repr(jitter))
+        reply = await self._run("fail", task, token, reason, "1" if fatal else "0", repr(jitter), agent)
         return State(reply[1]), int(reply[2])
 
-    async def _release(self, task: str, token: int) -> None:
-        await self._run("release", task, token)
+    async def _release(self, task: str, token: int, agent: str) -> None:
+        await self._run("release", task, token, agent)
+
+    async def _held(self, agent: str) -> list[Task]:
+        ids = sorted(await self._guard(lambda: self.redis.smembers(C.held_key(self.namespace, agent))))
+        # A task that moved on between the two reads is left out: held means claimed by agent.
+        return [t for t in await self._fetch(ids) if t.state is State.CLAIMED and t.agent == agent]
 
     async def _get(self, task: str) -> Task:
         fields = await self._guard(lambda: self.redis.hgetall(C.task_key(self.namespace, task)))
@@ -289,8 +306,8 @@ class RedisStore(Store):
 
     # --- agents ----------------------------------------------------------------------
 
-    async def _register(self, agent: str, caps: str, max_claims: int) -> None:
-        await self._run("register", agent, caps, max_claims)
+    async def _register(self, agent: str, caps: str, max_claims: int, session: str) -> None:
+        await self._run("register", agent, caps, max_claims, session)
 
     async def _alive(self, agent: str) -> int:
         return int((await self._run("alive", agent))[1])
@@ -318,8 +335,9 @@ class RedisStore(Store):
         reply = await self._run("lock", agent, ttl_ms, "1" if shared else "0", task, *paths)
         return int(reply[1])
 
-    async def _unlock(self, paths: list[str], agent: str, task: str | None) -> list[str]:
-        return [str(x) for x in (await self._run("unlock", agent, "*" if task is None else task, *paths))[1:]]
+    async def _unlock(self, paths: list[str], agent: str, task: str | None, own: bool) -> list[str]:
+        which = "*" if task is None else task
+        return [str(x) for x in (await self._run("unlock", agent, which, "1" if own else "", *paths))[1:]]
 
     async def _locks(self) -> list[Lock]:
         paths = await self._guard(lambda: self.redis.zrange(C.lockpaths_key(self.namespace), 0, 9999))
@@ -518,6 +536,28 @@ class RedisStore(Store):
                 on[tid] = hopeless[0]
         tasks = sorted(await self._fetch(list(on)), key=lambda t: t.seq)
         return [Stuck(t, on[t.id], over[on[t.id]]) for t in tasks], next_seq
+
+    async def _audit(self, kind: str, task: str, agent: str, detail: str) -> None:
+        await self._run("audit", kind, task, agent, detail)
+
+    async def _token_save(self, digest: str, agent: str, role: str, hint: str) -> int:
+        return int((await self._run("token_create", digest, agent, role, hint))[1])
+
+    @staticmethod
+    def _token_info(raw: str) -> TokenInfo:
+        d = json.loads(raw)
+        return TokenInfo(str(d["agent"]), Role.of(str(d["role"])), int(d["created_ms"]), str(d["hint"]))
+
+    async def _token_find(self, digest: str) -> TokenInfo | None:
+        raw = await self._guard(lambda: self.redis.hget(C.tokens_key(self.namespace), digest))
+        return None if raw is None else self._token_info(raw)
+
+    async def _token_list(self) -> list[TokenInfo]:
+        found = await self._guard(lambda: self.redis.hgetall(C.tokens_key(self.namespace)))
+        return [self._token_info(raw) for raw in found.values()]
+
+    async def _token_revoke(self, agent: str) -> int:
+        return int((await self._run("token_revoke", agent))[1])
 
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int:
         return int((await self._run("extend", task, token, extra_ms, operator))[1])

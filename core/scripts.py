@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from . import constants
-from .errors import BadInput, ClaimroomError, Conflict, LeaseLost, NotFound, WrongState
+from .errors import BadInput, ClaimroomError, Conflict, Forbidden, LeaseLost, NotFound, WrongState
 
 LUA_DIR = Path(__file__).parent / "lua"
 
@@ -38,6 +38,9 @@ SCRIPTS: dict[str, str] = {
     "retain": "retain-1.lua",
     "retention": "retention-1.lua",
     "server": "server-1.lua",
+    "audit": "audit-1.lua",
+    "token_create": "token_create-1.lua",
+    "token_revoke": "token_revoke-1.lua",
 }
 
 
@@ -52,6 +55,7 @@ class ErrorCode(IntEnum):
     CONFLICT = -6
     WRONG_STATE = -7
     TOO_MANY_CAPSIGS = -8
+    NOT_YOURS = -9
 
     def exception(self, detail: list[str]) -> ClaimroomError:
         first = detail[0] if detail else ""
@@ -71,11 +75,25 @@ class ErrorCode(IntEnum):
                 f"capabilities, at most {constants.max_capsigs} are allowed; require a set already "
                 "in use, or finish or cancel the tasks of another"
             )
+        if self is ErrorCode.NOT_YOURS:
+            what, name, holder, agent = [*detail, "", "", "", ""][:4]
+            return not_yours(what, name, holder, agent)
         if self is ErrorCode.CHANGED:
             from .errors import Changed
 
             return Changed(f"{first} changed since you selected it")
         return BadInput(first)
+
+
+def not_yours(what: str, name: str, holder: str, agent: str) -> Forbidden:
+    """The refusal of an agent acting on another's claim (``what`` "claim") or lock ("lock")."""
+    if what == "lock":
+        return Forbidden(
+            f"{name} is locked by {holder}, not {agent}: an agent unlocks only its own locks", holder=holder
+        )
+    return Forbidden(
+        f"{name} is claimed by {holder}, not {agent}: an agent acts only on its own claims", holder=holder
+    )
 
 
 _TOKEN = re.compile(r"\$\{(\w+)\}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import constants, retention, validate
 from .errors import BadInput, ClaimroomError
+from .identity import Role, TokenInfo
 from .models import (
     Agent,
     Claim,
@@ -52,6 +53,22 @@ def _rebased(spec: dict[str, Any], start: int, ids: list[str]) -> dict[str, Any]
 
     after = list(dict.fromkeys(ref(a) for a in spec["after"]))  # "$k" may now name a listed id
     return {**spec, "after": after, "parent": ref(spec["parent"])}
+
+
+def _acting_as(agent: str) -> str:
+    """The agent a caller acts as (its claims only), or "" for direct store access."""
+    return validate.agent(agent) if agent else ""
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_HINT = re.compile(r"[A-Za-z0-9_-]{1,16}")
+
+
+def _digest(value: str) -> str:
+    """A token's sha256 in hex, as the board keys it (core/tokens.py makes it)."""
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+        raise BadInput("a token digest is 64 lower-case hex digits (sha256)")
+    return value
 
 
 def _ref_or_id(value: str) -> str:
@@ -135,12 +152,13 @@ class Store(ABC):
 
     # --- tasks -----------------------------------------------------------------------
 
-    async def add(self, title: str, **fields: Any) -> str:
-        """Add one task; returns its id."""
-        return (await self.add_many([TaskSpec(title=title, **fields)]))[0]
+    async def add(self, title: str, *, by: str = "", **fields: Any) -> str:
+        """Add one task; returns its id. ``by``: the agent adding it (named in the audit)."""
+        return (await self.add_many([TaskSpec(title=title, **fields)], by=by))[0]
 
-    async def add_many(self, specs: Iterable[TaskSpec]) -> list[str]:
-        """Add tasks; returns their ids in order.
+    async def add_many(self, specs: Iterable[TaskSpec], *, by: str = "") -> list[str]:
+        """Add tasks; returns their ids in order. ``by``: the agent adding them, named in
+        their 'added' audit events ("": not named, as direct store access).
 
         Up to ``add_chunk`` tasks are added atomically (all or none). A larger batch is
         checked whole first (its ``$k`` references, every task it names, the limit on
@@ -150,18 +168,19 @@ class Store(ABC):
         can then stop it midway: the error says which tasks were added.
         """
         checked = [s.checked() for s in specs]
+        who = validate.agent(by) if by else ""
         if not checked:
             return []
         if len(checked) > constants.max_batch_add:
             raise BadInput(f"at most {constants.max_batch_add} tasks in one add")
         if len(checked) <= constants.add_chunk:
-            return await self._add(checked)
+            return await self._add(checked, who)
         await self._check_batch(checked)
         ids: list[str] = []
         for start in range(0, len(checked), constants.add_chunk):
             part = [_rebased(s, start, ids) for s in checked[start : start + constants.add_chunk]]
             try:
-                ids += await self._add(part)
+                ids += await self._add(part, who)
             except ClaimroomError as exc:
                 if not ids:
                     raise
@@ -243,8 +262,10 @@ class Store(ABC):
         progress: float | None = None,
         stage: str | None = None,
         checkpoint: str | None = None,
+        agent: str = "",
     ) -> int:
-        """Extend a live lease; returns the new deadline (ms, store clock)."""
+        """Extend a live lease; returns the new deadline (ms, store clock). With ``agent``,
+        the claim must be that agent's (``Forbidden`` otherwise, nothing changed)."""
         updates: dict[str, str] = {}
         if progress is not None:
             updates["progress"] = repr(validate.progress(progress))
@@ -255,23 +276,35 @@ class Store(ABC):
                 "checkpoint", checkpoint, constants.max_checkpoint_bytes, multiline=True
             )
         ttl = None if ttl_s is None else validate.ttl_ms(ttl_s)
-        return await self._heartbeat(validate.task_id(task), validate.token(token), ttl, updates)
+        return await self._heartbeat(
+            validate.task_id(task), validate.token(token), ttl, updates, _acting_as(agent)
+        )
 
-    async def complete(self, task: str, token: int, result: Any = None) -> list[str]:
-        """Finish a claimed task; returns the tasks this unblocked."""
+    async def complete(self, task: str, token: int, result: Any = None, *, agent: str = "") -> list[str]:
+        """Finish a claimed task; returns the tasks this unblocked. ``agent``: as heartbeat."""
         stored = "" if result is None else validate.json_value("result", result)
-        return await self._complete(validate.task_id(task), validate.token(token), stored)
+        return await self._complete(validate.task_id(task), validate.token(token), stored, _acting_as(agent))
 
-    async def fail(self, task: str, token: int, reason: str, *, fatal: bool = False) -> tuple[State, int]:
-        """End a claim with a failure; returns the next state and when a retry may run."""
+    async def fail(
+        self, task: str, token: int, reason: str, *, fatal: bool = False, agent: str = ""
+    ) -> tuple[State, int]:
+        """End a claim with a failure; returns the next state and when a retry may run.
+        ``agent``: as heartbeat."""
         if not isinstance(reason, str) or not reason.strip():
             raise BadInput("reason is empty")
         text = validate.text("reason", reason, multiline=True)
-        return await self._fail(validate.task_id(task), validate.token(token), text, fatal, random.random())
+        return await self._fail(
+            validate.task_id(task), validate.token(token), text, fatal, random.random(), _acting_as(agent)
+        )
 
-    async def release(self, task: str, token: int) -> None:
-        """Give a claimed task back to its queue without counting an attempt."""
-        await self._release(validate.task_id(task), validate.token(token))
+    async def release(self, task: str, token: int, *, agent: str = "") -> None:
+        """Give a claimed task back to its queue without counting an attempt. ``agent``: as
+        heartbeat."""
+        await self._release(validate.task_id(task), validate.token(token), _acting_as(agent))
+
+    async def held(self, agent: str) -> list[Task]:
+        """The tasks ``agent`` holds a claim of now (at most its capacity: a bounded read)."""
+        return await self._held(validate.agent(agent))
 
     async def get(self, task: str) -> Task:
         """One task; ``NotFound`` when there is none."""
@@ -300,11 +333,18 @@ class Store(ABC):
     # --- agents ----------------------------------------------------------------------
 
     async def register(
-        self, agent: str, capabilities: Iterable[str] = (), max_claims: int = constants.default_max_claims
+        self,
+        agent: str,
+        capabilities: Iterable[str] = (),
+        max_claims: int = constants.default_max_claims,
+        *,
+        session: str = "",
     ) -> None:
+        """Create or update an agent; ``session`` says which session it is (e.g. a Claude
+        Code session id, shown in the control room; "" none). Each call sets all three."""
         caps = validate.capabilities(capabilities)
         n = validate.positive_int("max claims", max_claims, constants.max_max_claims)
-        await self._register(validate.agent(agent), caps, n)
+        await self._register(validate.agent(agent), caps, n, validate.session(session))
 
     async def alive(self, agent: str) -> int:
         """The agent's own liveness heartbeat; returns the store time it was seen."""
@@ -341,15 +381,25 @@ class Store(ABC):
         return await self._lock(normal, validate.agent(agent), ttl_ms, shared, tid)
 
     async def unlock(
-        self, paths: Iterable[str], agent: str, *, task: str | None = None, root: str | Path | None = None
+        self,
+        paths: Iterable[str],
+        agent: str,
+        *,
+        task: str | None = None,
+        root: str | Path | None = None,
+        own: bool = False,
     ) -> list[str]:
         """Drop ``agent``'s holds on paths: all of them, or only those for ``task`` (``""``:
-        only the untied ones); returns the paths where a hold was dropped."""
+        only the untied ones); returns the paths where a hold was dropped. A path ``agent``
+        does not hold is passed over, unless ``own`` (the caller acts as ``agent``) and
+        another agent holds it: then ``Forbidden``, and nothing is dropped."""
         normal = sorted({validate.path(p, root) for p in paths})
         if not normal:
             raise BadInput("no path to unlock")
         tid = validate.task_id(task) if task else task
-        return await self._unlock(normal, validate.agent(agent), tid)
+        if not isinstance(own, bool):
+            raise BadInput(f"own must be true or false, got {own!r}")
+        return await self._unlock(normal, validate.agent(agent), tid, own)
 
     async def locks(self) -> list[Lock]:
         return await self._locks()
@@ -363,6 +413,17 @@ class Store(ABC):
         tid = None if task is None else validate.task_id(task)
         n = validate.positive_int("event count", count, constants.max_page)
         return await self._events(tid, _event_id(after, "-"), n)
+
+    async def audit(self, kind: str, *, agent: str, task: str = "", detail: dict[str, Any]) -> None:
+        """Write an audit event that is no state change (kind "refused": an attempt that
+        was refused), into the trail ``events`` reads, trimmed by retention like any other.
+        A ``task`` not on the board is recorded in the detail instead (as ``task``)."""
+        etype = validate.kind("audit event kind", kind)
+        tid = validate.task_id(task) if task else ""
+        if not isinstance(detail, dict):
+            raise BadInput("audit detail must be a JSON object")
+        data = validate.json_value("audit detail", detail, constants.max_text_chars)
+        await self._audit(etype, tid, validate.agent(agent), data)
 
     async def follow(self, *, task: str | None = None, after: str = "$") -> AsyncIterator[Event]:
         """New audit events as they are written, forever."""
@@ -463,6 +524,27 @@ class Store(ABC):
         q = None if queue is None else validate.queue(queue)
         board, own = await self._retention_settings(q)
         return retention.effective(board, own)
+
+    # --- bearer tokens (core/tokens.py makes and checks them; only digests come here) ---
+
+    async def token_save(self, digest: str, agent: str, role: str, hint: str) -> int:
+        """Keep a token's sha256 with its agent, role and hint; returns when (store clock)."""
+        if not isinstance(hint, str) or not _HINT.fullmatch(hint):
+            raise BadInput("a token hint is the token's first characters")
+        return await self._token_save(_digest(digest), validate.agent(agent), Role.of(role).value, hint)
+
+    async def token_find(self, digest: str) -> TokenInfo | None:
+        """The token with this sha256, or None (unknown or revoked)."""
+        return await self._token_find(_digest(digest))
+
+    async def token_list(self) -> list[TokenInfo]:
+        """Every token on the board (never the tokens themselves), by agent then age."""
+        found = await self._token_list()
+        return sorted(found, key=lambda t: (t.agent, t.created_ms, t.hint))
+
+    async def token_revoke(self, agent: str) -> int:
+        """Forget every token of ``agent``; returns how many there were."""
+        return await self._token_revoke(validate.agent(agent))
 
     # --- operator actions: each a compare-and-set on what the operator saw -----------
 
@@ -578,7 +660,7 @@ class Store(ABC):
     # --- what a backend provides ----------------------------------------------------
 
     @abstractmethod
-    async def _add(self, specs: list[dict[str, Any]]) -> list[str]: ...
+    async def _add(self, specs: list[dict[str, Any]], by: str) -> list[str]: ...
     @abstractmethod
     async def _known(self, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
         """Which of ``ids`` are tasks, which of ``capsigs`` are in use, how many are in use."""
@@ -591,16 +673,21 @@ class Store(ABC):
     async def _claim_waiting(
         self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
     ) -> tuple[list[Claim], ClaimMiss]: ...
+    # ``agent`` in the next four: "" anyone, else the claim must be that agent's (NOT_YOURS).
     @abstractmethod
-    async def _heartbeat(self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str]) -> int: ...
+    async def _heartbeat(
+        self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str], agent: str
+    ) -> int: ...
     @abstractmethod
-    async def _complete(self, task: str, token: int, result: str) -> list[str]: ...
+    async def _complete(self, task: str, token: int, result: str, agent: str) -> list[str]: ...
     @abstractmethod
     async def _fail(
-        self, task: str, token: int, reason: str, fatal: bool, jitter: float
+        self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str
     ) -> tuple[State, int]: ...
     @abstractmethod
-    async def _release(self, task: str, token: int) -> None: ...
+    async def _release(self, task: str, token: int, agent: str) -> None: ...
+    @abstractmethod
+    async def _held(self, agent: str) -> list[Task]: ...
     @abstractmethod
     async def _get(self, task: str) -> Task: ...
     @abstractmethod
@@ -608,7 +695,7 @@ class Store(ABC):
     @abstractmethod
     async def _counts(self) -> dict[State, int]: ...
     @abstractmethod
-    async def _register(self, agent: str, caps: str, max_claims: int) -> None: ...
+    async def _register(self, agent: str, caps: str, max_claims: int, session: str) -> None: ...
     @abstractmethod
     async def _alive(self, agent: str) -> int: ...
     @abstractmethod
@@ -616,7 +703,7 @@ class Store(ABC):
     @abstractmethod
     async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int: ...
     @abstractmethod
-    async def _unlock(self, paths: list[str], agent: str, task: str | None) -> list[str]: ...
+    async def _unlock(self, paths: list[str], agent: str, task: str | None, own: bool) -> list[str]: ...
     @abstractmethod
     async def _locks(self) -> list[Lock]: ...
     @abstractmethod
@@ -651,6 +738,16 @@ class Store(ABC):
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
         """The stored settings of the board and of ``queue`` ({} for none)."""
 
+    @abstractmethod
+    async def _audit(self, kind: str, task: str, agent: str, detail: str) -> None: ...
+    @abstractmethod
+    async def _token_save(self, digest: str, agent: str, role: str, hint: str) -> int: ...
+    @abstractmethod
+    async def _token_find(self, digest: str) -> TokenInfo | None: ...
+    @abstractmethod
+    async def _token_list(self) -> list[TokenInfo]: ...
+    @abstractmethod
+    async def _token_revoke(self, agent: str) -> int: ...
     @abstractmethod
     async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int: ...
     @abstractmethod

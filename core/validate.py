@@ -68,6 +68,32 @@ def capabilities(values: Iterable[str]) -> str:
     return ",".join(sorted({capability(v) for v in values}))
 
 
+_SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+def session(value: str) -> str:
+    """A session id (e.g. a Claude Code session's UUID): short safe text, or "" for none."""
+    if not isinstance(value, str):
+        raise BadInput("session must be text")
+    if value == "":
+        return value
+    no_controls("session", value)
+    if not _SESSION.fullmatch(value):
+        raise BadInput(
+            f"invalid session {value!r}: use up to 128 letters, digits and _ . : - "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def kind(what: str, value: str) -> str:
+    """A short lower-case word naming a kind of thing (an audit event's type, a channel)."""
+    if not isinstance(value, str) or not _KIND.fullmatch(value):
+        raise BadInput(f"invalid {what} {value!r}: use up to 32 lower-case letters, digits and -")
+    return value
+
+
 def task_id(value: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadInput("task id is empty")

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from claimroom.core.errors import LeaseLost, StoreUnavailable
+from claimroom.core.infra.probe import local_url
+from claimroom.core.infra.project import read_password
 from claimroom.core.models import State
 from claimroom.core.store import Store
 
@@ -55,6 +57,18 @@ def race(
         assert p.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     return results
+
+
+def private_url(project: Path, port: int, db: int = 0) -> str:
+    """The URL of the store claimroom started for ``project`` on ``port``: its password included."""
+    password = read_password(project)
+    assert password, f"no password was made for {project}"
+    return local_url(port, password).removesuffix("/0") + f"/{db}"
+
+
+def shown_url(port: int, db: int = 0) -> str:
+    """How messages and JSON show that URL: the password hidden."""
+    return f"redis://:***@127.0.0.1:{port}/{db}"
 
 
 async def eventually(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "") -> None:

@@ -117,7 +117,18 @@ def command(
 
 
 ARGV = st.one_of(
-    command("register", AGENTS, optional=(("--can", text("py", "go")), ("--max-claims", num("1", "3")))),
+    command(
+        "register",
+        AGENTS,
+        optional=(("--can", text("py", "go")), ("--max-claims", num("1", "3")), ("--session", text("s-1"))),
+    ),
+    command(
+        "token",
+        st.just("create"),
+        required=(("--agent", AGENTS), ("--role", text("worker", "planner", "operator"))),
+    ),
+    command("token", st.sampled_from(["ls", "revoke"])),
+    command("token", st.just("revoke"), AGENTS),
     command(
         "add",
         text("fix the bug", "x"),
@@ -293,6 +304,7 @@ async def _snapshot(url: str, namespace: str) -> tuple[Any, ...]:
             await s.locks(),
             await s.paused(),
             await s.events(count=1_000_000),
+            await s.token_list(),
         )
 
 

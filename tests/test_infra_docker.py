@@ -23,7 +23,7 @@ from claimroom.core.infra.project import read_started
 from claimroom.core.local_redis import free_port
 from claimroom.core.models import State
 from claimroom.core.store import Store
-from infra_agents import Agent, eventually, race
+from infra_agents import Agent, eventually, private_url, race, shown_url
 from infra_image import (
     IGNORES_ARGS,
     NO_ARGS_ENTRYPOINT,
@@ -48,7 +48,7 @@ def options(name: str, image: str = TEST_IMAGE) -> StartOptions:
 def test_start_from_nothing_through_docker(tmp_path: Path, docker_engine: Any, name: str) -> None:
     port = free_port()
     got = resolve(None, project=tmp_path, default_port=port, options=options(name))
-    assert (got.how, got.url, got.started) == ("docker", f"redis://127.0.0.1:{port}/0", True)
+    assert (got.how, got.url, got.started) == ("docker", private_url(tmp_path, port), True)
     assert got.detail.startswith(f"started docker container {name}")
 
     c = docker_engine.containers.get(name)
@@ -60,7 +60,7 @@ def test_start_from_nothing_through_docker(tmp_path: Path, docker_engine: Any, n
     assert [(m["Type"], m["Name"], m["Destination"]) for m in c.attrs["Mounts"]] == [
         ("volume", name, "/data")
     ]
-    with redis.Redis(port=port, decode_responses=True) as r:
+    with redis.Redis.from_url(got.url, decode_responses=True) as r:
         assert r.config_get("appendonly")["appendonly"] == "yes"
         assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
         assert C.keyspace_events_on(r.config_get("notify-keyspace-events")["notify-keyspace-events"])
@@ -73,7 +73,7 @@ def test_start_from_nothing_through_docker(tmp_path: Path, docker_engine: Any, n
     # The next start reuses the container, and its volume kept the data.
     again = resolve(None, project=tmp_path, default_port=port, options=options(name))
     assert again.detail == f"started existing docker container {name}"
-    with redis.Redis(port=port, decode_responses=True) as r:
+    with redis.Redis.from_url(again.url, decode_responses=True) as r:
         assert r.get("{claimroom:t}:kept") == "yes"
     down(tmp_path)
 
@@ -116,7 +116,7 @@ def test_racing_agents_start_one_container(tmp_path: Path, docker_engine: Any, n
     port = free_port()
     results = race(6, tmp_path, port, "docker", TEST_IMAGE, name)
     assert sorted(r["how"] for r in results) == ["docker"] + ["found"] * 5, results
-    assert {r["url"] for r in results} == {f"redis://127.0.0.1:{port}/0"}
+    assert {r["url"] for r in results} == {shown_url(port)}
     assert [c.name for c in docker_engine.containers.list(all=True, filters={"name": name})] == [name]
     down(tmp_path)
 
@@ -159,12 +159,16 @@ def absent(engine: Any, name: str) -> bool:
 def test_a_container_that_exits_is_removed_at_once_and_redis_server_takes_over(
     tmp_path: Path, shaped_images: Any, name: str
 ) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
     began = time.monotonic()
-    got = up(url, project=tmp_path, options=quick(name, NO_ARGS_ENTRYPOINT, ("docker", "local")))
+    got = up(
+        f"redis://127.0.0.1:{port}/0",
+        project=tmp_path,
+        options=quick(name, NO_ARGS_ENTRYPOINT, ("docker", "local")),
+    )
     took = time.monotonic() - began
     try:
-        assert (got.how, got.url, got.started) == ("local", url, True)
+        assert (got.how, got.url, got.started) == ("local", private_url(tmp_path, port), True)
         assert took < 3.0  # seen exiting: the start timeout is not waited out
         # What the user sees says why Docker did not do: the container's last log line.
         assert f"(tried first: Docker: container {name} exited at start (" in got.detail
@@ -198,7 +202,7 @@ def test_official_and_plain_redis_server_images_both_work(
     try:
         got = up(f"redis://127.0.0.1:{port}/0", project=tmp_path, options=quick(name, image))
         assert got.how == "docker"
-        with redis.Redis(port=port, decode_responses=True) as r:
+        with redis.Redis.from_url(got.url, decode_responses=True) as r:
             assert r.config_get("appendonly")["appendonly"] == "yes"
             assert r.config_get("dir")["dir"] == "/data"
             assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"

@@ -18,7 +18,7 @@ from claimroom.core.infra.local_server import is_redis_process, running_pid
 from claimroom.core.local_redis import LocalRedis, free_port
 from claimroom.core.models import State
 from claimroom.core.store import Store
-from infra_agents import eventually, race
+from infra_agents import eventually, private_url, race, shown_url
 
 LOCAL = StartOptions(methods=("local",))
 
@@ -32,11 +32,11 @@ def project(tmp_path: Path) -> Iterator[Path]:
 def test_start_from_nothing_with_a_local_redis_server(project: Path) -> None:
     port = free_port()
     got = resolve(None, project=project, default_port=port, options=LOCAL)
-    assert (got.how, got.url, got.started) == ("local", f"redis://127.0.0.1:{port}/0", True)
+    assert (got.how, got.url, got.started) == ("local", private_url(project, port), True)
     folder = project / ".claimroom" / "redis"
     pid = running_pid(project)
     assert pid is not None and (folder / "redis.pid").exists() and (folder / "redis.log").exists()
-    with redis.Redis(port=port, decode_responses=True) as r:
+    with redis.Redis.from_url(got.url, decode_responses=True) as r:
         assert r.config_get("appendonly")["appendonly"] == "yes"
         assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
         assert C.keyspace_events_on(r.config_get("notify-keyspace-events")["notify-keyspace-events"])
@@ -74,7 +74,8 @@ async def test_killed_local_server_is_a_clear_error_then_recovers_with_nothing_l
         with pytest.raises(StoreUnavailable) as err:
             await store.add("while down")
         assert err.value.exit_code == 5
-        assert f"store unavailable at {url}" in str(err.value) and "claimroom up" in str(err.value)
+        said = str(err.value)
+        assert f"store unavailable at {shown_url(port)}" in said and "claimroom up" in said
 
         watching = asyncio.create_task(monitor.run(stop))
         await eventually(lambda: monitor.restarts == 1 and statuses[-1].state == "up", what="the restart")
@@ -99,7 +100,7 @@ def test_racing_agents_start_one_local_server(project: Path) -> None:
     results = race(6, project, port, "local")
     hows = sorted(r["how"] for r in results)
     assert hows == ["found"] * 5 + ["local"], results
-    assert {r["url"] for r in results} == {f"redis://127.0.0.1:{port}/0"}
+    assert {r["url"] for r in results} == {shown_url(port)}
     log = (project / ".claimroom" / "redis" / "redis.log").read_text()
     assert log.count("Ready to accept connections") == 1
 

@@ -15,6 +15,8 @@ import pytest
 from claimroom.core import constants as C
 from claimroom.core.errors import BadInput, StoreUnavailable
 from claimroom.core.infra import StartOptions, doctor, down, file_board_url, project_root, resolve, up
+from claimroom.core.infra.probe import with_password
+from claimroom.core.infra.project import read_password
 from claimroom.core.local_redis import LocalRedis, free_port
 
 NO_START = StartOptions(methods=())
@@ -138,8 +140,9 @@ def test_a_named_local_store_that_is_down_is_started_there_by_up_only(project: P
     assert not (project / ".claimroom" / "redis").exists()
     try:
         got = up(url, project=project, default_port=free_port(), options=local)
-        assert (got.how, got.url, got.started) == ("local", url, True)
-        assert resolve(url, project=project).how == "configured"
+        # The URL as given (host, database), with the password of the store started there.
+        assert (got.how, got.url, got.started) == ("local", with_password(url, read_password(project)), True)
+        assert resolve(url, project=project).url == got.url
     finally:
         down(project)
 

@@ -349,6 +349,8 @@ DROP TABLE finished;
 DROP TABLE retention_due;
 DROP TABLE retention;
 DROP TABLE cursors;
+ALTER TABLE agents DROP COLUMN session;
+DROP TABLE tokens;
 UPDATE meta SET value = '1' WHERE key = 'schema';
 """
 

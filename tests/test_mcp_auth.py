@@ -9,9 +9,9 @@ import json
 import httpx2
 import pytest
 from claimroom.core import constants as C
-from claimroom.core.mcp._pending_identity import create_token
 from claimroom.core.mcp.service import IDENTITY_KEY
 from claimroom.core.store import Store
+from claimroom.core.tokens import create_token
 from mcp.shared.exceptions import MCPError
 from mcp_support import MODES, board_state, client, ok, refused, serving
 from starlette.requests import Request
@@ -127,6 +127,18 @@ async def test_worker_on_another_agents_claim(store: Store, mode: str) -> None:
         line = refused(await b.call_tool("add", {"title": "more work"}))
         assert "bob" in line and "worker" in line
         assert await board_state(store) == before
+        # Each refused attempt is audited, naming who tried what, and how it came.
+        tried = [e for e in await store.events(count=1000) if e.type == "refused"]
+        assert {e.data["call"] for e in tried} >= {
+            "complete",
+            "heartbeat",
+            "fail",
+            "release",
+            "act",
+            "extend",
+            "add",
+        }
+        assert {e.agent for e in tried} == {"bob"} and {e.data.get("via") for e in tried} == {"mcp-http"}
         assert ok(await a.call_tool("complete", {"task": tid, "token": token}))["state"] == "done"
 
 

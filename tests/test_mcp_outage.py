@@ -8,8 +8,8 @@ from pathlib import Path
 
 import redis
 from claimroom.core.local_redis import LocalRedis
-from claimroom.core.mcp._pending_identity import create_token
 from claimroom.core.store import Store
+from claimroom.core.tokens import create_token
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_support import client, ok, refused, serving
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from claimroom.core.sessions import agent_for_session
 from claimroom.core.store import Store
+from claimroom.core.tokens import create_token, revoke_tokens
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_support import MODES, ok, refused
@@ -105,4 +106,32 @@ async def test_stdio_without_identity_says_so(store_url: str, namespace: str, tm
     assert done.returncode == 2 and done.stdout == ""
     assert (
         done.stderr.count("\n") == 1 and "CLAIMROOM_TOKEN" in done.stderr and "Traceback" not in done.stderr
+    )
+
+
+async def test_stdio_identity_from_a_token(
+    store: Store, store_url: str, namespace: str, tmp_path: Path
+) -> None:
+    token = await create_token(store, "pat", "planner")
+    async with stdio(store_url, namespace, tmp_path, {"CLAIMROOM_TOKEN": token, "CLAIMROOM_AGENT": "ignored"},
+                     "--role", "operator") as c:  # fmt: skip
+        added = ok(await c.call_tool("add", {"title": "from the planner"}))
+        got = ok(await c.call_tool("claim", {}))
+        assert got["task"]["id"] == added["id"] and got["task"]["agent"] == "pat"
+        assert "kill" not in {t.name for t in (await c.list_tools()).tools}  # the token's role, not --role
+
+
+async def test_stdio_with_a_revoked_token_says_so(
+    store: Store, store_url: str, namespace: str, tmp_path: Path
+) -> None:
+    token = await create_token(store, "pat", "planner")
+    await revoke_tokens(store, "pat")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIMROOM_", "CLAUDE_CODE_"))}
+    env |= {"CLAIMROOM_URL": store_url, "CLAIMROOM_NAMESPACE": namespace, "CLAIMROOM_HOME": str(tmp_path),
+            "CLAIMROOM_TOKEN": token}  # fmt: skip
+    argv = [CLAIMROOM, "serve", "--stdio"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and done.stdout == ""
+    assert (
+        done.stderr == "claimroom: CLAIMROOM_TOKEN is not a valid token on this board (unknown or revoked)\n"
     )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from claimroom.core.mcp._pending_identity import create_token
 from claimroom.core.store import Store
+from claimroom.core.tokens import create_token
 from mcp_support import MODES, client, ok, refused, serving
 from mcp_types import TextContent
 

@@ -414,6 +414,8 @@ async def test_a_board_of_the_previous_schema_gains_the_reaper_table(store_url: 
         for table in ("finished", "retention_due", "retention", "cursors"):  # and schema 5's
             conn.execute(f"DROP TABLE {table}")
         conn.execute("ALTER TABLE agents DROP COLUMN auto")
+        conn.execute("ALTER TABLE agents DROP COLUMN session")  # and schema 7's
+        conn.execute("DROP TABLE tokens")
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         assert (await s.get(tid)).title == "made before the upgrade"

@@ -547,6 +547,8 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
             DROP TABLE retention_due;
             DROP TABLE retention;
             DROP TABLE cursors;
+            ALTER TABLE agents DROP COLUMN session;
+            DROP TABLE tokens;
             UPDATE meta SET value = '4' WHERE key = 'schema';
             """
         )

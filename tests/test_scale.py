@@ -438,7 +438,7 @@ async def test_a_board_of_the_schema_before_is_upgraded_in_place(tmp_path: Path,
     before = 4  # the claim index came with schema 5 (and retention, schema 6, after it)
     conn.executescript(
         "DROP TABLE finished; DROP TABLE retention_due; DROP TABLE retention; DROP TABLE cursors;"
-        " ALTER TABLE agents DROP COLUMN auto;"
+        " ALTER TABLE agents DROP COLUMN auto; ALTER TABLE agents DROP COLUMN session; DROP TABLE tokens;"
         " DROP TABLE heads; DROP TABLE sigs; DROP INDEX tasks_parent;"
         " CREATE INDEX tasks_parent ON tasks (ns, parent) WHERE parent <> '';"
         f" UPDATE meta SET value = '{before}' WHERE key = 'schema';"

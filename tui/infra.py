@@ -19,6 +19,7 @@ from claimroom.core.errors import StoreUnavailable
 from claimroom.core.infra import docker_redis, local_server
 from claimroom.core.infra.project import Started, read_started, start_lock
 from claimroom.core.infra.stores import record_for, restart, stop_store
+from claimroom.core.redis_store import redacted, scrubbed
 
 LOG_LINES = 50  # recent log lines shown on the store pane
 _LOG_READ_BYTES = 64 * 1024
@@ -122,7 +123,7 @@ def _docker_facts(record: Started) -> InfraFacts:
             image=str((attrs.get("Config") or {}).get("Image") or record.image),
             started_at=_started_at(str(state.get("StartedAt", ""))) if running else None,
             docker_restarts=int(attrs.get("RestartCount") or 0),
-            logs=tuple(raw.splitlines()[-LOG_LINES:]),
+            logs=tuple(scrubbed(raw, record.password).splitlines()[-LOG_LINES:]),
         )
     except docker.errors.NotFound:
         return replace(base, state="absent")
@@ -181,7 +182,7 @@ def _stop(project: Path, record: Started) -> str:
 def _start(project: Path, url: str) -> str:
     action = restart(project, url)
     if action is None:
-        raise StoreUnavailable(f"claimroom did not start the store at {url} for {project}")
+        raise StoreUnavailable(f"claimroom did not start the store at {redacted(url)} for {project}")
     return action or "the store was already running"
 
 
@@ -189,7 +190,7 @@ def operate(op: str, project: Path, url: str) -> str:
     """Start, stop or restart the store claimroom started for ``project`` (blocks)."""
     record = _record(project, url)
     if record is None:
-        raise StoreUnavailable(f"claimroom did not start the store at {url} for {project}")
+        raise StoreUnavailable(f"claimroom did not start the store at {redacted(url)} for {project}")
     if op == "stop":
         return _stop(project, record)
     if op == "start":

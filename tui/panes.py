@@ -337,10 +337,15 @@ class ClaimsPane(TablePane):
         return out
 
 
+# A session id is a UUID: its first characters tell two sessions apart, the rest is noise
+# (the whole id is in `claimroom agents`).
+SESSION_CHARS = 8
+
+
 class AgentsPane(TablePane):
     COLUMNS = (
         ("agent", "agent"), ("held", "held"), ("seen", "seen"), ("breaker", "breaker"),
-        ("failures", "fails"), ("caps", "capabilities"),
+        ("failures", "fails"), ("session", "session"), ("caps", "capabilities"),
     )  # fmt: skip
     SORT_COLUMN = "agent"
     NOUN = "agents"
@@ -364,7 +369,8 @@ class AgentsPane(TablePane):
             breaker = f"open {age(open_ms)}" if open_ms > 0 else "closed"
             out.append(
                 row(a.name, a.name, f"{len(a.held)}/{a.max_claims}", seen, breaker,
-                    str(a.consecutive_failures), clip(",".join(a.capabilities), 30), style=style)
+                    str(a.consecutive_failures), a.session[:SESSION_CHARS],
+                    clip(",".join(a.capabilities), 30), style=style)
             )  # fmt: skip
         return out
 
@@ -415,6 +421,7 @@ class LocksPane(TablePane):
 EVENT_STYLE = {
     "expired": "error", "killed": "error", "breaker-opened": "error", "failed": "warning",
     "cancelled": "warning", "paused": "warning", "lock-expired": "warning", "completed": "success",
+    "refused": "error",
 }  # fmt: skip
 
 

@@ -42,6 +42,8 @@ AGENTS = [
     ("hopper", ["python"], 1),
     ("turing", ["python", "docs"], 1),
 ]
+# Agents that are Claude Code sessions (registered by its SessionStart hook), by session id.
+SESSIONS = {"ada": "3f2b8c1e-5d4a-4e7b-9c61-0a8f2d7e4b13", "grace": "a71d09e4-2c6b-4f38-8e15-6b9d3a0c5f72"}
 
 # (title, queue, priority, agent that claims it or "", what happens after the claim)
 PLAN: list[tuple[str, str, int, str, str]] = [
@@ -76,7 +78,7 @@ HELD = [
 async def seed(store: Store) -> None:
     """Build the demo board on an empty namespace."""
     for name, caps, max_claims in AGENTS:
-        await store.register(name, caps, max_claims)
+        await store.register(name, caps, max_claims, session=SESSIONS.get(name, ""))
     held = iter(HELD)
     for title, queue, priority, agent, fate in PLAN:
         await store.add(title, queue=queue, priority=priority, requires=["db"] if agent in ("ada",) else [])

@@ -1,11 +1,20 @@
 """A Redis container through the Docker SDK: named, labelled, on 127.0.0.1, with a volume.
 
+Private: the port is published on the host's 127.0.0.1 only, and Redis requires the
+project's password (``--requirepass``), so also from other containers on the Docker network,
+which reach the container's own address past the host's loopback. The password is on the
+container's command line: only Docker (root, or the docker group, who own the engine
+anyway) stores and shows it, and in the host's ``ps`` redis-server replaces its arguments
+with its process title as it starts. The data stays in the volume, under Docker's data root
+(``/var/lib/docker``), which other users cannot enter.
+
 Every function here blocks (Docker API calls over HTTP); async callers run them in a
 thread (``asyncio.to_thread``, or a Textual thread worker).
 """
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -18,9 +27,10 @@ from redis.exceptions import RedisError
 
 from .. import constants as C
 from ..errors import StartFailed
+from ..redis_store import scrubbed
 from ..safetext import shown
 from .probe import client as redis_client
-from .probe import local_url, probe
+from .probe import local_url, password_of, probe, with_password
 from .project import Started
 
 _CONTAINER_PORT = "6379/tcp"
@@ -143,13 +153,31 @@ def split_image(image: str) -> tuple[str, str]:
     return name, tag
 
 
-def published_port(container: Any) -> int | None:
+def _bindings(container: Any) -> list[dict[str, str]]:
     bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
-    for binding in bindings.get(_CONTAINER_PORT) or []:
+    return list(bindings.get(_CONTAINER_PORT) or [])
+
+
+def published_port(container: Any) -> int | None:
+    for binding in _bindings(container):
         port = binding.get("HostPort")
         if port:
             return int(port)
     return None
+
+
+def published_hosts(container: Any) -> list[str]:
+    """The host addresses the container's Redis port is published on ("" means all of them)."""
+    return [str(b.get("HostIp") or "") for b in _bindings(container)]
+
+
+def command_password(container: Any) -> str:
+    """The password the container's Redis was told to require ("" when none)."""
+    command = [str(a) for a in (container.attrs.get("Config") or {}).get("Cmd") or []]
+    for flag, value in itertools.pairwise(command):
+        if flag == "--requirepass":
+            return value
+    return ""
 
 
 def _ensure_image(client: Any, spec: DockerSpec) -> None:
@@ -241,13 +269,18 @@ def _existing(client: Any, spec: DockerSpec) -> Any:
     port = published_port(container)
     if port != spec.port:
         raise StartFailed(f"container {name} publishes port {port}, not {spec.port} (docker rm -f {name})")
+    if any(host != "127.0.0.1" for host in published_hosts(container)):
+        raise StartFailed(
+            f"container {name} publishes its port beyond 127.0.0.1 (remove it, its volume stays: "
+            f"docker rm -f {name})"
+        )
     return container
 
 
-def _tail(container: Any) -> str:
-    """The container's last log line (escaped for a terminal), or ""."""
+def _tail(container: Any, password: str) -> str:
+    """The container's last log line (escaped for a terminal, the password hidden), or ""."""
     try:
-        logs = container.logs(tail=5).decode("utf-8", "replace").strip().splitlines()
+        logs = scrubbed(container.logs(tail=5).decode("utf-8", "replace"), password).strip().splitlines()
     except _errors():
         return ""
     lines = [line.strip() for line in logs if line.strip()]
@@ -272,8 +305,11 @@ def _crashed(container: Any, restarts_before: int) -> str:
     return ""
 
 
-def _settings_problem(url: str) -> str:
-    """Why the Redis at ``url`` does not run with claimroom's settings ("" when it does)."""
+def _settings_problem(url: str, unguarded: bool = False) -> str:
+    """Why the Redis at ``url`` does not run with claimroom's settings ("" when it does).
+
+    ``unguarded``: it answered without the password it was given (so it ignored that too).
+    """
     c = redis_client(url)
     try:
         found = {k: str(v) for k, v in c.config_get("appendonly").items()}
@@ -282,11 +318,12 @@ def _settings_problem(url: str) -> str:
         return f"answers, but its settings cannot be read ({exc})"
     finally:
         c.close()
-    if found.get("appendonly") == "yes" and found.get("dir") == _DATA_DIR:
+    if found.get("appendonly") == "yes" and found.get("dir") == _DATA_DIR and not unguarded:
         return ""
     return (
         f"answers, but not with claimroom's settings (appendonly {found.get('appendonly')}, "
-        f"dir {found.get('dir')}): the image's entrypoint does not hand them to redis-server"
+        f"dir {found.get('dir')}{', no password' if unguarded else ''}): the image's entrypoint does "
+        "not hand them to redis-server"
     )
 
 
@@ -300,6 +337,8 @@ def _wait(container: Any, url: str, timeout_s: float, restarts: int) -> str:
         last = probe(url, min(C.probe_timeout_s, max(0.05, deadline - time.monotonic())))
         if last.ok:
             return _settings_problem(url)
+        if last.problem == "auth" and password_of(url) and probe(bare := with_password(url, "")).ok:
+            return _settings_problem(bare, unguarded=True)
         if crashed := _crashed(container, restarts):
             return crashed
         if time.monotonic() >= deadline:
@@ -352,7 +391,10 @@ def _run(engine_client: Any, spec: DockerSpec) -> str:
 
     name = spec.container_name
     container = _existing(engine_client, spec)
-    created = False
+    created = remade = False
+    if container is not None and command_password(container) != spec.password:
+        _remove_stale(container, spec)
+        container, remade = None, True
     if container is None:
         try:
             container = _create(engine_client, spec)
@@ -378,12 +420,29 @@ def _run(engine_client: Any, spec: DockerSpec) -> str:
             if created
             else f"started existing docker container {name}"
         )
+        if remade:
+            action = (
+                f"made docker container {name} again to require the password claimroom keeps for it "
+                f"(image {spec.image}; its data stays in volume {spec.volume_name})"
+            )
     problem = _wait(container, local_url(spec.port, spec.password), spec.start_timeout_s, restarts)
     if problem:
-        last = _tail(container)
+        last = _tail(container, spec.password)
         said = f"its last log line: {last}" if last else "it logged nothing"
         raise StartFailed(f"container {name} {problem}; {said}; {_discard(container, spec)}")
     return action
+
+
+def _remove_stale(container: Any, spec: DockerSpec) -> None:
+    """Remove a stopped container whose Redis has another password (or none), so it is made
+    again with the one wanted; its data stays in the volume. A running one is left alone."""
+    container.reload()
+    if container.status == "running":
+        raise StartFailed(
+            f"container {spec.container_name} runs with another password than the one claimroom "
+            f"recorded for it; stop it (claimroom down, or docker stop {spec.container_name}) and retry"
+        )
+    container.remove()
 
 
 def volume_gone(volume: str) -> bool:
@@ -417,6 +476,19 @@ def state(container: str) -> str:
         return "absent"
     except _errors() as exc:
         return f"docker: {exc}"
+    finally:
+        client.close()
+
+
+def published_on(container: str) -> list[str]:
+    """The host addresses the container publishes Redis on ([] when absent or Docker is away)."""
+    client, _ = engine()
+    if client is None:
+        return []
+    try:
+        return published_hosts(client.containers.get(container))
+    except _errors():  # NotFound included: nothing is published
+        return []
     finally:
         client.close()
 

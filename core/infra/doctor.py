@@ -16,15 +16,16 @@ from typing import Any
 from redis import exceptions as rexc
 
 from .. import constants as C
+from .. import private
 from ..errors import BadInput, ClaimroomError
 from ..file_schema import db_path
 from ..reaper import START_ONE, ReaperStatus, ms_text
 from ..redis_store import redacted
 from ..store import Store
 from . import docker_redis, local_server
-from .probe import client, is_local, local_url, port_of, probe, scheme
-from .project import config_path, load_config, read_started
-from .stores import record_for
+from .probe import client, is_local, local_url, port_of, probe, scheme, with_password
+from .project import Started, config_path, infra_dir, load_config, read_started
+from .stores import known_url, record_for
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -225,6 +226,84 @@ def _started(project: Path) -> list[Check]:
     return checks
 
 
+# --- private: what claimroom started and wrote is the owner's alone ------------------------
+
+_MAKE_PRIVATE = "claimroom down && claimroom up (starts it again with the project's password; data kept)"
+_SHOWN_PATHS = 3  # loose files named in a finding; the rest counted
+
+
+def _paths(found: list[Path]) -> str:
+    names = ", ".join(str(p) for p in found[:_SHOWN_PATHS])
+    more = len(found) - _SHOWN_PATHS
+    return names + (f" and {more} more" if more > 0 else "")
+
+
+def _private_store(record: Started) -> Check:
+    """Whether a store claimroom started requires a password (and, in Docker, stays on 127.0.0.1)."""
+    if not record.password:
+        return Check(
+            "private",
+            WARN,
+            f"{record.label} takes connections without a password (started by an older claimroom): "
+            "any user of this machine can read and change the board, task payloads included",
+            _MAKE_PRIVATE,
+        )
+    bare = probe(with_password(record.url, ""))
+    if bare.ok:  # the record says password, the server does not ask for one
+        return Check("private", WARN, f"{record.label} answers without a password", _MAKE_PRIVATE)
+    said = "requires a password" if bare.problem == "auth" else "requires a password (when it runs)"
+    if record.kind == "docker":
+        hosts = docker_redis.published_on(record.container)
+        if hosts and any(h != "127.0.0.1" for h in hosts):
+            return Check(
+                "private",
+                WARN,
+                f"{record.label} is published on {', '.join(h or '0.0.0.0' for h in hosts)}: other "
+                "machines can reach it",
+                f"docker rm -f {record.container} (its volume {record.volume} stays), then claimroom up",
+            )
+        said += ", published on 127.0.0.1 only"
+    return Check("private", OK, f"{record.label} {said}")
+
+
+def _private_files(project: Path, target: str) -> list[Check]:
+    """Whether ``.claimroom/`` and the file board hold nothing other users may read."""
+    checks = []
+    folder = infra_dir(project, create=False)
+    if folder.is_dir():
+        found = private.loose(folder)
+        if found:
+            checks.append(
+                Check(
+                    "private",
+                    WARN,
+                    f"{len(found)} files and folders in {folder} are open to other users: {_paths(found)}",
+                    f"chmod -R go= {folder} (claimroom down && claimroom up does it too)",
+                )
+            )
+        else:
+            checks.append(Check("private", OK, f"everything in {folder} is the owner's alone"))
+    if scheme(target) == "file":
+        try:
+            db = db_path(target)
+        except BadInput:
+            return checks
+        if folder.resolve() not in db.resolve().parents:
+            found = [
+                p for p in (db, *(db.with_name(db.name + e) for e in ("-wal", "-shm"))) if private.is_loose(p)
+            ]
+            if found:
+                checks.append(
+                    Check(
+                        "private",
+                        WARN,
+                        f"the file board is open to other users: {_paths(found)}",
+                        f"chmod go= {' '.join(str(p) for p in found)}",
+                    )
+                )
+    return checks
+
+
 def _read_status(url: str, namespace: str) -> ReaperStatus:
     async def read() -> ReaperStatus:
         async with Store.from_url(url, namespace) as store:
@@ -277,6 +356,7 @@ def doctor(
     checks = [config_check]
     remembered = config.get("fallback_url")
     target = url or (remembered if isinstance(remembered, str) and remembered else local_url(default_port))
+    target = known_url(project, target)  # the started store's password, when the URL lacks it
     if scheme(target) == "file":
         checks.append(
             Check(
@@ -292,7 +372,10 @@ def doctor(
         checks.extend(_store_checks(target, project, named=bool(url)))
     if not any(c.name == "store" and c.status == FAIL for c in checks):
         checks.append(_reaper(target, namespace))
+    records = read_started(project)
     checks.extend(_started(project))
+    checks.extend(_private_store(r) for r in records)
+    checks.extend(_private_files(project, target))
     docker_check, server_check = _docker(), _redis_server()
     checks += [docker_check, server_check]
     down = any(c.name == "store" and c.status == FAIL for c in checks)

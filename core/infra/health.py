@@ -96,6 +96,10 @@ class HealthMonitor:
         restart: bool = True,
         on_status: Callable[[HealthStatus], None] | None = None,
     ) -> None:
+        if project is not None:  # a URL without the password still names the store claimroom started
+            from .stores import known_url
+
+            url = known_url(project, url)
         self.url = url
         self.project = project
         self.interval_s = interval_s

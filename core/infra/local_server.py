@@ -3,6 +3,11 @@
 ``redis.conf``, ``data/`` (append-only files), ``redis.log`` and ``redis.pid`` live there.
 The server outlives the command that started it; ``stop`` ends it through its pid file
 (never by process name), after checking that the pid is still a redis-server.
+
+Private: the password is in ``redis.conf`` (0600), never on the command line, where ``ps``
+would show it to every user until the server rewrites its process title; and the server
+starts with umask 077, so every file it makes (append-only files, snapshots, its log and
+pid file) is the owner's alone.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import time
 from pathlib import Path
 
 from .. import constants as C
+from .. import private
 from ..errors import StartFailed
+from ..redis_store import scrubbed
 from .probe import local_url, probe
 from .project import Started, infra_dir
 
@@ -35,7 +42,7 @@ def _quote(value: str) -> str:
 def write_config(project: Path, port: int, password: str = "") -> Path:
     """Write ``redis.conf`` for this project's server; returns its path."""
     folder = server_dir(project)
-    (folder / "data").mkdir(parents=True, exist_ok=True)
+    private.make_dir(folder / "data")
     lines = [
         "# Written by claimroom for this project's store; rewritten on each start.",
         f"port {port}",
@@ -50,8 +57,7 @@ def write_config(project: Path, port: int, password: str = "") -> Path:
     if password:
         lines.append(f"requirepass {_quote(password)}")
     conf = folder / "redis.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    conf.chmod(0o600)  # it may hold the password
+    private.write_file(conf, ("\n".join(lines) + "\n").encode())  # owner-only: it holds the password
     return conf
 
 
@@ -130,11 +136,15 @@ def start(
         (folder / "redis.pid").unlink()  # stale: the server it named is gone
     try:
         # With daemonize the command returns once the server has forked away from us.
-        done = subprocess.run([binary, str(conf)], capture_output=True, timeout=timeout_s, check=False)
+        done = subprocess.run(
+            [binary, str(conf)], capture_output=True, timeout=timeout_s, check=False, umask=private.UMASK
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StartFailed(f"redis-server did not start ({exc})") from None
     if done.returncode != 0:
-        said = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
+        said = (
+            scrubbed((done.stderr or done.stdout).decode("utf-8", "replace"), password).strip().splitlines()
+        )
         raise StartFailed(f"redis-server refused to start ({said[-1] if said else done.returncode})")
     deadline = time.monotonic() + timeout_s
     daemon: int | None = None
@@ -145,7 +155,7 @@ def start(
         if daemon is None and (m := re.search(r"\bpid=(\d+)", new)):
             daemon = int(m.group(1))
         if daemon is not None and not is_redis_process(daemon):
-            problem = _last_problem(_log_tail(log, offset))
+            problem = scrubbed(_last_problem(_log_tail(log, offset)), password)
             raise StartFailed(f"redis-server exited at start ({problem}; log: {log})")
         time.sleep(0.05)
     raise StartFailed(

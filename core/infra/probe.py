@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import redis
 from redis import exceptions as rexc
@@ -58,12 +58,21 @@ def port_of(url: str) -> int | None:
 
 
 def password_of(url: str) -> str:
-    return urlsplit(url).password or ""
+    """The password a URL carries ("" when none), decoded as the Redis client decodes it."""
+    return unquote(urlsplit(url).password or "")
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` carrying ``password`` (quoted for a URL), all else as it was."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = quote(unquote(parts.username or ""), safe="")
+    auth = f"{user}:{quote(password, safe='')}@" if password else (f"{user}@" if user else "")
+    return urlunsplit(parts._replace(netloc=auth + host))
 
 
 def local_url(port: int, password: str = "") -> str:
-    auth = f":{password}@" if password else ""
-    return f"redis://{auth}127.0.0.1:{port}/0"
+    return with_password(f"redis://127.0.0.1:{port}/0", password)
 
 
 def client(url: str, timeout_s: float = C.probe_timeout_s) -> Any:

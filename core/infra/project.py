@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants as C
+from .. import private
 from ..errors import BadInput, StoreUnavailable
 
 
@@ -36,28 +37,22 @@ def project_root(cwd: Path | None = None, env: Mapping[str, str] | None = None) 
 
 
 def infra_dir(project: Path, *, create: bool = True) -> Path:
-    """``<project>/.claimroom``; created (with a ``.gitignore`` of ``*``) when asked."""
+    """``<project>/.claimroom``; made (0700, with a ``.gitignore`` of ``*``) when asked.
+
+    It holds the store's password and its data, so it is the owner's alone: a folder an
+    older claimroom made readable by others is narrowed here (see ``core/private.py``).
+    """
     folder = project / C.infra_dirname
     if create and not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        ignore = folder / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# claimroom's local state: never commit it\n*\n")
+        private.make_dir(folder)
+        private.create_file(folder / ".gitignore", b"# claimroom's local state: never commit it\n*\n")
+    elif create and private.is_loose(folder):
+        private.narrow(folder)
     return folder
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    private.write_file(path, text.encode())
 
 
 # --- config.json --------------------------------------------------------------------
@@ -87,8 +82,8 @@ def load_config(project: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _flock(path: Path, timeout_s: float, what: str) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    private.make_dir(path.parent)
+    with os.fdopen(private.open_lock(path), "r+") as f:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -119,6 +114,50 @@ def update_config(project: Path, **changes: Any) -> dict[str, Any]:
                 config[key] = value
         _write_atomic(config_path(project), json.dumps(config, indent=2, sort_keys=True) + "\n")
     return config
+
+
+# --- the project's store password ----------------------------------------------------
+
+
+def password_path(project: Path) -> Path:
+    return project / C.infra_dirname / C.password_filename
+
+
+def _check_password(path: Path, text: str) -> str:
+    password = text.strip()
+    if not password or any(ch.isspace() or not ch.isprintable() for ch in password):
+        raise BadInput(
+            f"{path} must hold one password (printable, no spaces): fix or delete it "
+            "(claimroom makes a new one; stores started with the old one keep it)"
+        )
+    return password
+
+
+def read_password(project: Path) -> str:
+    """The project's store password, "" when none was made yet; ``BadInput`` when unusable."""
+    path = password_path(project)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read {path} ({exc}): fix or delete it") from None
+    return _check_password(path, text)
+
+
+def project_password(project: Path) -> str:
+    """The password every store claimroom starts for ``project`` requires; made on first use.
+
+    Kept in ``.claimroom/redis.password``, created owner-only (0600) and whole in one step,
+    so two agents making it at once agree on one. Only the project's owner can read it:
+    that is what keeps the store private on a machine shared with other users.
+    """
+    password = read_password(project)
+    if password:
+        return password
+    infra_dir(project)
+    private.create_file(password_path(project), (secrets.token_urlsafe(C.password_bytes) + "\n").encode())
+    return read_password(project)  # ours, or the one another process made first
 
 
 # --- the start lock -------------------------------------------------------------------
@@ -203,7 +242,7 @@ def _write_started(project: Path, records: list[Started]) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
-    # mkstemp's mode 0600 stays: the URLs may hold the store's password.
+    # Owner-only (private.write_file): the records hold the stores' passwords.
     _write_atomic(path, json.dumps({"stores": [r.to_json() for r in records]}, indent=2) + "\n")
 
 

@@ -23,11 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants as C
+from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..redis_store import redacted
-from .probe import Probe, is_local, local_url, password_of, port_of, probe, scheme
+from .probe import Probe, is_local, local_url, password_of, port_of, probe, scheme, with_password
 from .project import infra_dir, load_config, start_lock, update_config
-from .stores import StartOptions, data_gone, data_problem, record_for, revive, start_new
+from .stores import (
+    StartOptions,
+    data_gone,
+    data_problem,
+    known_url,
+    new_password,
+    record_for,
+    revive,
+    start_new,
+)
 
 Ask = Callable[[str], bool]
 
@@ -61,7 +71,7 @@ def file_board_url(project: Path, *, create: bool = False) -> str:
     folder = (project / C.infra_dirname / C.file_board_dirname).resolve()
     if create:
         infra_dir(project)
-        folder.mkdir(exist_ok=True)
+        private.make_dir(folder)
     return folder.as_uri()
 
 
@@ -91,7 +101,9 @@ def _bring_up(
     if record is not None:
         lost = data_problem(project, record)
         if not lost:
-            action = revive(project, record, opts)
+            # Only ``claimroom up`` gives a store started before passwords existed one.
+            running, action = revive(project, record, opts, make_private=explicit)
+            url = with_password(url, running.password)
             return Resolution(url, record.kind, action, started=True, tried=tuple(tried))
         if not explicit:
             raise data_gone(project, record, lost)
@@ -101,7 +113,9 @@ def _bring_up(
     port = port_of(url)
     assert port is not None  # callers start only at a port the URL spells out
     failures: list[str] = []
-    started = start_new(project, port, password_of(url), opts, failures)
+    password = new_password(project, url)
+    url = with_password(url, password)
+    started = start_new(project, port, password, opts, failures)
     tried.extend(failures)
     if started is None:
         return None
@@ -198,28 +212,50 @@ def resolve(
             f"file-based coordination in {remembered} (this project fell back to files earlier; "
             'to use Redis: claimroom migrate, then remove "fallback_url" from .claimroom/config.json)',
         )
-    default = local_url(default_port)
+    default = known_url(project, local_url(default_port))
     found = probe(default)
     if found.ok:
         return Resolution(default, "found", f"a Redis answers on 127.0.0.1:{default_port}")
     tried = [f"127.0.0.1:{default_port}: {_why(found)}"]
-    if found.problem == "refused":
+    if _maybe_ours(found, default):
         with start_lock(project):
-            again = probe(default)  # another agent may have started it while we waited
-            if again.ok:
+            # Another agent may have started it while we waited (with a password we now know).
+            default = known_url(project, default)
+            found = probe(default)
+            if found.ok:
                 return Resolution(default, "found", f"a Redis answers on 127.0.0.1:{default_port}")
-            started = _bring_up(default, project, opts, new=True, explicit=explicit, tried=tried)
-            if started is not None:
-                return started
-            # Another project's claimroom (its own start lock) may have won the port meanwhile.
-            if probe(default).ok:
-                return Resolution(default, "found", f"a Redis answers on 127.0.0.1:{default_port}")
-    elif found.problem == "auth":
+            tried = [f"127.0.0.1:{default_port}: {_why(found)}"]
+            if found.problem == "refused":
+                started = _bring_up(default, project, opts, new=True, explicit=explicit, tried=tried)
+                if started is not None:
+                    return started
+                # Another project's claimroom (its own start lock) may have won the port meanwhile.
+                if probe(default).ok:
+                    return Resolution(default, "found", f"a Redis answers on 127.0.0.1:{default_port}")
+    if found.problem == "auth":
         tried.append(f"set CLAIMROOM_URL=redis://:PASSWORD@127.0.0.1:{default_port}/0 to use it")
     return _fallback(project, tried, config, allow_file_fallback, interactive, ask)
 
 
-def _resolve_named(url: str, project: Path, opts: StartOptions, explicit: bool) -> Resolution:
+def _maybe_ours(found: Probe, url: str) -> bool:
+    """Whether a store claimroom starts for this project may answer at ``url`` once the start
+    lock is ours: nothing listens yet, or one wants a password the URL lacks (another agent
+    is starting it, and its record with the password is written before the lock is let go)."""
+    return found.problem == "refused" or (found.problem == "auth" and not password_of(url))
+
+
+def _not_startable(url: str, found: Probe, keep: str) -> StoreUnavailable:
+    """The error for a named store that is not down in a way claimroom may mend."""
+    where = "on this machine" if is_local(url) or scheme(url) == "unix" else "on another machine"
+    return StoreUnavailable(
+        f"store unavailable at {redacted(url)} ({_why(found)}; {found.message}); it is {where}, so "
+        f"claimroom does not start it; {keep}. Fix: start Redis there, or point CLAIMROOM_URL at a "
+        "running Redis for every agent"
+    )
+
+
+def _resolve_named(given: str, project: Path, opts: StartOptions, explicit: bool) -> Resolution:
+    url = known_url(project, given)
     kind = scheme(url)
     if kind == "file":
         return Resolution(url, "file", "the file board CLAIMROOM_URL names")
@@ -234,13 +270,8 @@ def _resolve_named(url: str, project: Path, opts: StartOptions, explicit: bool) 
         "claimroom does not switch to another store while CLAIMROOM_URL names this one "
         "(agents on two stores would duplicate work)"
     )
-    if not is_local(url) or first.problem != "refused":
-        where = "on this machine" if is_local(url) or kind == "unix" else "on another machine"
-        raise StoreUnavailable(
-            f"store unavailable at {shown} ({_why(first)}; {first.message}); it is {where}, so claimroom "
-            f"does not start it; {keep}. Fix: start Redis there, or point CLAIMROOM_URL at a running "
-            "Redis for every agent"
-        )
+    if not is_local(url) or not _maybe_ours(first, url):
+        raise _not_startable(url, first, keep)
     if port is None:
         raise StoreUnavailable(
             f"store unavailable at {shown} (nothing listens there); the URL names no port, and claimroom "
@@ -249,9 +280,12 @@ def _resolve_named(url: str, project: Path, opts: StartOptions, explicit: bool) 
         )
     tried = [f"{shown}: {_why(first)}"]
     with start_lock(project):
+        url = known_url(project, given)  # another agent may have started it while we waited
         again = probe(url)
         if again.ok:
             return Resolution(url, "configured", f"{shown} answers ({again.latency_ms:.1f} ms)")
+        if again.problem != "refused":
+            raise _not_startable(url, again, keep)
         started = _bring_up(url, project, opts, new=explicit, explicit=explicit, tried=tried)
     if started is not None:
         return started

@@ -4,6 +4,11 @@ Each store claimroom starts is recorded in ``.claimroom/started.json`` (kind, po
 container and volume, or the local data directory). A recorded store may be brought back
 by any command, but only as that same store with that same data; when its data is gone
 it is not started empty in its place (see ``revive``). Everything here blocks.
+
+Every store claimroom starts requires a password: the one in the URL the user gave, else
+the project's own (``.claimroom/redis.password``). A command that names the store without
+it (or names none) gets it from the record (``known_url``), so agents of the project never
+handle the password; a process of another user cannot read it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants as C
+from .. import private
 from ..errors import BadInput, StartFailed, StoreUnavailable
 from . import docker_redis, local_server
-from .probe import is_local, password_of, port_of, probe
-from .project import Started, load_config, mark_stopped, read_started, record_started, start_lock
+from .probe import is_local, password_of, port_of, probe, with_password
+from .project import (
+    Started,
+    infra_dir,
+    load_config,
+    mark_stopped,
+    project_password,
+    read_started,
+    record_started,
+    start_lock,
+)
 
 METHODS = ("docker", "local")
 
@@ -69,6 +84,28 @@ def record_for(project: Path, url: str) -> Started | None:
     return next((r for r in read_started(project) if r.port == port and r.password == password), None)
 
 
+def known_url(project: Path, url: str) -> str:
+    """``url`` with the password of the store claimroom started there, when it names none.
+
+    The one place where a started store's password joins a URL: the CLI, the control room
+    and doctor pass every store URL through here (``resolve`` does), so ``CLAIMROOM_URL=
+    redis://127.0.0.1:PORT/0``, or no URL at all, reaches the project's private store.
+    """
+    if not is_local(url) or password_of(url):
+        return url
+    try:
+        port = port_of(url)
+    except BadInput:
+        return url  # the caller reports the bad URL
+    record = next((r for r in read_started(project) if r.port == port), None)
+    return with_password(url, record.password) if record is not None and record.password else url
+
+
+def new_password(project: Path, url: str) -> str:
+    """The password a store claimroom starts at ``url`` requires: the URL's, else the project's."""
+    return password_of(url) or project_password(project)
+
+
 def started_here(project: Path, url: str) -> bool:
     """Whether ``url`` is a store claimroom started for ``project`` and not stopped on purpose."""
     record = record_for(project, url)
@@ -92,6 +129,9 @@ def data_problem(project: Path, record: Started) -> str:
 def _start_one(
     method: str, project: Path, port: int, password: str, opts: StartOptions
 ) -> tuple[Started, str]:
+    # Files an older claimroom left readable by others (append-only files, its log, the
+    # lock and config files) are narrowed before the store that reads them starts.
+    private.narrow_tree(infra_dir(project))
     if method == "docker":
         spec = docker_redis.DockerSpec(
             port=port,
@@ -134,12 +174,17 @@ def data_gone(project: Path, record: Started, lost: str) -> StoreUnavailable:
     )
 
 
-def revive(project: Path, record: Started, opts: StartOptions | None = None) -> str:
-    """Start the recorded store again, with its own data and only its own way (under the lock).
+def revive(
+    project: Path, record: Started, opts: StartOptions | None = None, *, make_private: bool = False
+) -> tuple[Started, str]:
+    """Start the recorded store again, with its own data and only its own way (under the lock);
+    what runs now and what was done.
 
     ``StoreUnavailable`` when its data is gone (an empty store in its place would lose the
     board without a word) or it cannot start: no other way is tried, since that would be
-    another store with other data.
+    another store with other data. It keeps its password; one started before stores had
+    passwords gets the project's when ``make_private`` (``claimroom up``, never a restart
+    behind the back of processes holding its URL without one).
     """
     if lost := data_problem(project, record):
         raise data_gone(project, record, lost)
@@ -152,15 +197,18 @@ def revive(project: Path, record: Started, opts: StartOptions | None = None) -> 
         pull=base.pull,
         start_timeout_s=base.start_timeout_s,
     )
+    password = record.password or (project_password(project) if make_private else "")
     try:
-        started, action = _start_one(record.kind, project, record.port, record.password, again)
+        started, action = _start_one(record.kind, project, record.port, password, again)
     except StartFailed as exc:
         raise StoreUnavailable(
             f"could not start again the {record.label} that claimroom started for {project} ({exc}); "
             f"its data stays in {record.where}"
         ) from None
     record_started(project, started)  # also clears "stopped"
-    return action
+    if password != record.password:
+        action += "; it now requires the project's password (.claimroom/redis.password)"
+    return started, action
 
 
 def restart(project: Path, url: str) -> str | None:
@@ -175,7 +223,7 @@ def restart(project: Path, url: str) -> str | None:
     with start_lock(project):
         if probe(url).ok:
             return ""
-        return revive(project, record)
+        return revive(project, record)[1]
 
 
 # --- stopping -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
   ARGV[2] JSON array of specs {title, queue, priority, requires ("a,b" sorted), after [ids
           or "$k" = the k-th spec of this batch, 0-based], parent, affinity, payload (JSON
           text), max_attempts}
+  ARGV[3] the agent adding them ("" unnamed: direct store access), named in each 'added' event
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
   {-8, n} when the board would hold unfinished tasks of n > ${max_capsigs} different
   capability sets (nothing is written in either case). A task after one that is dead or
@@ -105,7 +106,7 @@ for i, s in ipairs(specs) do
     rcall('SADD', P .. 'cascaded:' .. blocker, id)
   end
   enter(P, id, t, state, now, fields)
-  audit(P, now, 'added', id, '', '', data)
+  audit(P, now, 'added', id, ARGV[3], '', data)
 end
 table.insert(ids, 1, 0)
 return ids

@@ -3,12 +3,14 @@
   tasks that waited only on it.
   KEYS[1] audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] result (JSON text or "")
-  Returns {0, unblocked ids...}; {-1, id} no such task; {-2, id} lease lost.
+  ARGV[5] the agent the caller acts as ("" anyone: direct store access)
+  Returns {0, unblocked ids...}; {-1, id} no such task; {-2, id} lease lost;
+  {-9, 'claim', id, holder, agent} the claim is another agent's.
 ]]
 --@include lib
 local P, id, token = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
-local t, err = check_lease(P, id, token, now)
+local t, err = check_lease(P, id, token, now, ARGV[5])
 if not t then return err end
 leave(P, id, t)
 enter(P, id, t, 'done', now, {'result', ARGV[4], 'progress', 1, 'reason', ''})

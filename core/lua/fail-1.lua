@@ -6,13 +6,15 @@
   KEYS[1] audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] reason   ARGV[5] "1" fatal
   ARGV[6] jitter in [0, 1] (the client's randomness; the clock stays the store's)
-  Returns {0, state, ready_ms}; {-1, id} no such task; {-2, id} lease lost.
+  ARGV[7] the agent the caller acts as ("" anyone: direct store access)
+  Returns {0, state, ready_ms}; {-1, id} no such task; {-2, id} lease lost;
+  {-9, 'claim', id, holder, agent} the claim is another agent's.
 ]]
 --@include lib
 local P, id, token, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local fatal = ARGV[5] == '1'
 local now = now_ms()
-local t, err = check_lease(P, id, token, now)
+local t, err = check_lease(P, id, token, now, ARGV[7])
 if not t then return err end
 local failures = tonumber(t.failures or 0) + 1
 leave(P, id, t)

@@ -543,11 +543,14 @@ local function promote_due(P, now)
 end
 
 -- The checks every agent action on a claimed task starts with (rule 2). A lease whose
--- deadline passed is expired here and now, exactly as the reaper would.
-local function check_lease(P, id, token, now)
+-- deadline passed is expired here and now, exactly as the reaper would. `agent` (not ''),
+-- the caller acting as that agent (core/acting.py): a claim of another agent is refused
+-- before anything happens to it, expiry included (rule 11).
+local function check_lease(P, id, token, now, agent)
   local t = load_task(P, id)
   if not t then return nil, {-1, id} end
   if t.state ~= 'claimed' or t.token ~= token then return nil, {-2, id} end
+  if agent and agent ~= '' and t.agent ~= agent then return nil, {-9, 'claim', id, t.agent, agent} end
   if tonumber(t.deadline_ms) <= now then
     expire_one(P, id, t, now)
     return nil, {-2, id}

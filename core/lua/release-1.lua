@@ -3,12 +3,14 @@
   no attempt is counted against it. The claim is rolled back (rule 7).
   KEYS[1] audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token
-  Returns {0}; {-1, id} no such task; {-2, id} lease lost.
+  ARGV[4] the agent the caller acts as ("" anyone: direct store access)
+  Returns {0}; {-1, id} no such task; {-2, id} lease lost;
+  {-9, 'claim', id, holder, agent} the claim is another agent's.
 ]]
 --@include lib
 local P, id, token = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
-local t, err = check_lease(P, id, token, now)
+local t, err = check_lease(P, id, token, now, ARGV[4])
 if not t then return err end
 leave(P, id, t)
 local rb = rollback(P, id, t, now)

@@ -4,14 +4,28 @@
   of the answer, not errors.
   KEYS[1] audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] "*" every hold of the agent, else the task id
-  whose holds go ("" the untied ones)   ARGV[4..] normalised paths
-  Returns {0, paths where a live hold was dropped...}.
+  whose holds go ("" the untied ones)   ARGV[4] "1": the caller acts as the agent
+  (core/acting.py), and a path locked only by other agents is refused, not passed over
+  ARGV[5..] normalised paths
+  Returns {0, paths where a live hold was dropped...}; {-9, 'lock', path, holder, agent}
+  (with ARGV[4] "1") a path is locked by another agent and not by this one: nothing dropped.
 ]]
 --@include lib
 local P, agent, which = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
+if ARGV[4] == '1' then
+  for i = 5, #ARGV do
+    local mine, other = false, nil
+    for _, h in ipairs(holds_on(P, ARGV[i])) do
+      if h.expires > now then
+        if h.agent == agent then mine = true elseif not other then other = h.agent end
+      end
+    end
+    if other and not mine then return {-9, 'lock', ARGV[i], other, agent} end
+  end
+end
 local released = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local dropped = false
   for _, h in ipairs(holds_on(P, ARGV[i])) do
     -- An expired hold held nothing: the reaper drops it (and says so in the audit trail).

@@ -21,7 +21,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import StoreUnavailable
-from ._pending_identity import Identity
+from ..identity import Identity
 from .service import IDENTITY_KEY
 
 REALM = "claimroom"

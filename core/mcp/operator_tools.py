@@ -13,7 +13,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from ._pending_identity import Acting
+from ..acting import Acting
 from .service import Service
 from .shapes import Extended, Moved
 
@@ -31,7 +31,7 @@ MOVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_h
 async def _act(
     a: Acting, action: str, task: str, seen_token: int | None, agent: str = "", *, restore: bool = False
 ) -> Moved:
-    now = await a.store.get(task)
+    now = await a.get(task)
     token = now.token if seen_token is None else seen_token
     state = await a.act(action, task, now.state, token, agent, restore=restore)
     return Moved(task=task, state=state.value)
@@ -96,7 +96,7 @@ def add_operator_tools(server: MCPServer[Any], svc: Service) -> None:
         ctx: Context[Any, Any], task: TaskId, extra_s: Annotated[float, Field(gt=0)], token: Seen = None
     ) -> Extended:
         async def go(a: Acting) -> Extended:
-            seen = (await a.store.get(task)).token if token is None else token
+            seen = (await a.get(task)).token if token is None else token
             return Extended(task=task, deadline_ms=await a.extend(task, seen, extra_s))
 
         return await svc.call(ctx, go)

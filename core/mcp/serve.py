@@ -17,9 +17,9 @@ from typing import Any
 
 from .. import constants as C
 from ..errors import BadInput
+from ..identity import Role
 from ..safetext import shown
 from ..store import Store
-from ._pending_identity import Role
 
 log = logging.getLogger("claimroom.mcp")
 
@@ -116,10 +116,7 @@ def serve_stdio(url: str, namespace: str, role: str, root: Path) -> int:
     from .stdio import serve_stdio as run
     from .stdio import stdio_identity
 
-    try:
-        chosen = Role(role)
-    except ValueError:
-        raise BadInput(f"unknown role {role!r}: worker, planner or operator") from None
+    chosen = Role.of(role)
     quiet_logging()
 
     async def main() -> None:

@@ -17,7 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
-from ._pending_identity import Role
+from ..identity import Role
 from .notify import Notifier
 from .operator_tools import OPERATOR_TOOLS, add_operator_tools
 from .resources import add_resources

@@ -22,9 +22,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
 
 from .. import constants as C
+from ..acting import Acting
 from ..errors import ClaimroomError, LeaseLost, StoreUnavailable
+from ..identity import Identity
 from ..store import Store
-from ._pending_identity import Acting, Identity, resolve_token
+from ..tokens import resolve_token
 from .stats import Stats
 
 T = TypeVar("T")

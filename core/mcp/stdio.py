@@ -14,9 +14,10 @@ from pathlib import Path
 
 from .. import validate
 from ..errors import BadInput
+from ..identity import Identity, Role
 from ..sessions import SESSION_ENV, agent_for_session
 from ..store import Store
-from ._pending_identity import Identity, Role, resolve_token
+from ..tokens import resolve_token
 from .server import build_server, running
 from .service import Service
 

@@ -17,10 +17,10 @@ from pydantic import Field
 
 from .. import constants as C
 from .. import validate
+from ..acting import Acting
 from ..errors import ClaimroomError
 from ..models import Claim, State
 from ..store import Miss
-from ._pending_identity import Acting
 from .service import Service
 from .shapes import (
     Added,
@@ -232,7 +232,7 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
                 payload=payload,
                 max_attempts=max_attempts,
             )
-            return Added(id=tid, state=(await a.store.get(tid)).state.value)
+            return Added(id=tid, state=(await a.get(tid)).state.value)
 
         return await svc.call(ctx, go)
 
@@ -249,7 +249,7 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
         offset: Annotated[int, Field(ge=0)] = 0,
     ) -> Listing:
         async def go(a: Acting) -> Listing:
-            tasks = await a.store.tasks(state=state, queue=queue, limit=limit + 1, offset=offset)
+            tasks = await a.tasks(state=state, queue=queue, limit=limit + 1, offset=offset)
             return Listing(
                 tasks=[TaskLine.of(t) for t in tasks[:limit]], offset=offset, more=len(tasks) > limit
             )
@@ -261,7 +261,7 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
     )
     async def show(ctx: Context[Any, Any], task: TaskId) -> TaskView:
         async def go(a: Acting) -> TaskView:
-            return TaskView.of(await a.store.get(task))
+            return TaskView.of(await a.get(task))
 
         return await svc.call(ctx, go)
 

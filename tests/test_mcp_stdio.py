@@ -3,27 +3,39 @@ stdio client in both protocol eras, on both backends; its identity from the envi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import mcp_types as types
 import pytest
 from claimroom.core.sessions import agent_for_session
 from claimroom.core.store import Store
 from claimroom.core.tokens import create_token, revoke_tokens
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp_support import MODES, ok, refused
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.subscriptions import ResourceUpdated
+from mcp_support import MODES, ok, refused, until
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 
 
 @contextlib.asynccontextmanager
 async def stdio(
-    store_url: str, namespace: str, tmp_path: Path, env: dict[str, str], *args: str, mode: str = "auto"
+    store_url: str,
+    namespace: str,
+    tmp_path: Path,
+    env: dict[str, str],
+    *args: str,
+    mode: str = "auto",
+    **kw: Any,
 ) -> AsyncIterator[Client]:
     """The SDK's client on a ``claimroom serve --stdio`` it started (stderr into a file)."""
     full = {
@@ -37,7 +49,7 @@ async def stdio(
         command=CLAIMROOM, args=["serve", "--stdio", *args], env=full, cwd=tmp_path
     )
     with open(tmp_path / "serve.err", "w") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode=mode) as c:
+        async with Client(stdio_client(params, errlog=errlog), mode=mode, **kw) as c:
             yield c
     said = (tmp_path / "serve.err").read_text()
     assert said.startswith("claimroom: MCP server on stdio as ") and "Traceback" not in said, said
@@ -135,3 +147,33 @@ async def test_stdio_with_a_revoked_token_says_so(
     assert (
         done.stderr == "claimroom: CLAIMROOM_TOKEN is not a valid token on this board (unknown or revoked)\n"
     )
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+async def test_notifications_over_stdio(
+    store: Store, store_url: str, namespace: str, tmp_path: Path, mode: str
+) -> None:
+    tid = await store.add("watched")
+    uri = f"claimroom://task/{tid}"
+    got: list[object] = []
+
+    async def note(message: object) -> None:
+        got.append(message)
+
+    async with stdio(
+        store_url, namespace, tmp_path, {"CLAIMROOM_AGENT": "ada"}, mode=mode, message_handler=note
+    ) as c:
+        if mode == "legacy":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await c.subscribe_resource(uri)
+            assert await store.claim("bob") is not None
+            await until(lambda: any(isinstance(m, types.ResourceUpdatedNotification) and m.params.uri == uri
+                                    for m in got))  # fmt: skip
+        else:
+            async with c.listen(resource_subscriptions=[uri]) as sub:
+                assert await store.claim("bob") is not None
+                async with asyncio.timeout(10):
+                    async for event in sub:
+                        if event == ResourceUpdated(uri):
+                            break

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -72,7 +73,7 @@ def serve_http(url: str, namespace: str, host: str, port: int, root: Path) -> in
     try:
         sock = bind(host, port)
     except OSError as exc:
-        why = "the port is in use" if exc.errno == 98 else (exc.strerror or str(exc))
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
         raise BadInput(f"cannot listen on {host}:{port}: {why}; choose another --http HOST:PORT") from None
     quiet_logging()
 

@@ -591,6 +591,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="--stdio without CLAIMROOM_TOKEN: the agent's role (worker, planner, operator)",
     )
 
+    c = cmd(
+        "init", "set up an integration: claude (.mcp.json and Claude Code hooks) or git (a pre-commit hook)"
+    )
+    c.add_argument("target", choices=["claude", "git"], metavar="claude|git")
+    how = c.add_mutually_exclusive_group()
+    how.add_argument(
+        "--http", metavar="URL", help="claude: use the MCP server at URL (HOST:PORT) and its http hooks"
+    )
+    how.add_argument(
+        "--stdio", action="store_true", help="claude: Claude Code starts claimroom serve --stdio (default)"
+    )
+    c.add_argument(
+        "--strict", action="store_true", help="claude: also refuse an edit to a file the agent has not locked"
+    )
+
+    c = cmd(
+        "hook", "what the Claude Code hooks run: EVENT, its JSON on stdin (fast start); pre-commit for git"
+    )
+    c.add_argument("event", metavar="EVENT")
+    c.add_argument(
+        "--strict", action="store_true", help="PreToolUse: refuse an edit to a file the agent has not locked"
+    )
+
     c = cmd("demo", "simulated agents on a private redis-server, shown in the control room (or --plain)")
     c.add_argument("--seconds", type=num_f, default=12.0, help="how long the agents run (--plain)")
     c.add_argument("--plain", action="store_true", help="print a scripted run instead of the control room")
@@ -738,6 +761,25 @@ def _serve(a: argparse.Namespace) -> int:
     return serve.serve_http(_resolve(a).url, _namespace(a), host, port, project_root())
 
 
+def _init(a: argparse.Namespace, out: Printer) -> int:
+    """``init claude`` / ``init git``: write the integration's files in the project."""
+    from .infra import project_root
+
+    if a.target == "git":
+        if a.http or a.stdio or a.strict:
+            raise BadInput("init git takes none of --http, --stdio, --strict (they are for init claude)")
+        from .claude.init_git import init_git
+
+        done = init_git(project_root())
+        out.done(done, f"{done['file']}: pre-commit hook {done['result']}")
+        return 0
+    from .claude.init_claude import describe, init_claude
+
+    result = init_claude(project_root(), http=a.http, strict=a.strict)
+    out.done(result, describe(result))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -757,6 +799,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_live_demo(theme=a.theme)
         if a.command in ("up", "down", "doctor"):
             return _infra(a, out)
+        if a.command == "init":
+            return _init(a, out)
+        if a.command == "hook":  # reached only when main() is called directly: entry.py goes straight there
+            from .claude.hook_cli import main as hook_main
+
+            return hook_main([a.event, *(["--strict"] if a.strict else [])])
         if a.command == "migrate":
             asyncio.run(_migrate(a, out))
             return 0

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .lockhash import holds_in
+
 
 class State(StrEnum):
     """A task's state; see the design note's state diagram."""
@@ -178,18 +180,9 @@ class LockHold:
 
     @staticmethod
     def all_in(f: dict[str, str]) -> list[LockHold]:
-        """Every hold in a Redis lock hash, live or not, ordered by agent then task.
-
-        A hold keyed ``<agent>`` (untied) or ``<agent>|<task>`` has the fields ``h:<key>``
-        (expiry) and ``m:<key>`` (mode); a hash written before holds had modes keeps one
-        ``mode`` field for the path."""
-        holds = []
-        for k, v in f.items():
-            if k.startswith("h:"):
-                agent, _, task = k[2:].partition("|")
-                mode = f.get("m:" + k[2:], f.get("mode", "exclusive"))
-                holds.append(LockHold(agent=agent, expires_ms=int(v), task=task, shared=mode == "shared"))
-        return sorted(holds, key=lambda h: (h.agent, h.task))
+        """Every hold in a Redis lock hash, live or not, ordered by agent then task
+        (the hash's layout: ``lockhash``)."""
+        return [LockHold(agent, expires, task, shared) for agent, task, expires, shared in holds_in(f)]
 
 
 @dataclass(frozen=True)

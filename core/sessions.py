@@ -8,7 +8,9 @@ hex digits are 32 bits, so two sessions of one project do not share a name in pr
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 
 from .errors import BadInput
 
@@ -26,3 +28,13 @@ def agent_for_session(session_id: str) -> str:
     if not short:
         raise BadInput(f"invalid session id {session_id!r}: it has no letters or digits")
     return AGENT_PREFIX + short
+
+
+ENV_AGENT = "CLAIMROOM_AGENT"
+
+
+def agent_name(session_id: str, env: Mapping[str, str] | None = None) -> str:
+    """The agent a hook acts as: ``CLAIMROOM_AGENT`` when set (one name for every session
+    started in that environment), else the session's own agent."""
+    environ = os.environ if env is None else env
+    return environ.get(ENV_AGENT) or agent_for_session(session_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import redis
 from redis import exceptions as rexc
@@ -13,10 +12,25 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import constants as C
-from .. import validate
 from ..redis_store import redacted
 
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+# The URL helpers live in core/storeurl.py (light: the hooks resolve a URL without a
+# client); named here too, where the rest of infra has always found them.
+from ..storeurl import LOCAL_HOSTS, is_local, local_url, password_of, port_of, scheme, with_password
+
+__all__ = [
+    "LOCAL_HOSTS",
+    "Probe",
+    "classify",
+    "client",
+    "is_local",
+    "local_url",
+    "password_of",
+    "port_of",
+    "probe",
+    "scheme",
+    "with_password",
+]
 
 
 @dataclass(frozen=True)
@@ -32,47 +46,6 @@ class Probe:
     latency_ms: float = 0.0
     problem: str = ""
     message: str = ""
-
-
-def scheme(url: str) -> str:
-    return url.split("://", 1)[0].lower() if "://" in url else ""
-
-
-def is_local(url: str) -> bool:
-    """Whether a ``redis://`` URL names this machine (where claimroom may start a store)."""
-    if scheme(url) != "redis":
-        return False
-    host = urlsplit(url).hostname or ""
-    return host in LOCAL_HOSTS or host.startswith("127.")
-
-
-def port_of(url: str) -> int | None:
-    """The port ``url`` names, or None when it names none.
-
-    A missing port is not taken as 6379: the client would connect there, but claimroom
-    starts a store only at a port the URL spells out. Port 0 (no store listens there) or
-    one that is not a number from 1 to 65535 is ``BadInput``.
-    """
-    validate.store_url(url)  # the one rule for a malformed URL, port 0 included
-    return urlsplit(url).port
-
-
-def password_of(url: str) -> str:
-    """The password a URL carries ("" when none), decoded as the Redis client decodes it."""
-    return unquote(urlsplit(url).password or "")
-
-
-def with_password(url: str, password: str) -> str:
-    """``url`` carrying ``password`` (quoted for a URL), all else as it was."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    user = quote(unquote(parts.username or ""), safe="")
-    auth = f"{user}:{quote(password, safe='')}@" if password else (f"{user}@" if user else "")
-    return urlunsplit(parts._replace(netloc=auth + host))
-
-
-def local_url(port: int, password: str = "") -> str:
-    return with_password(f"redis://127.0.0.1:{port}/0", password)
 
 
 def client(url: str, timeout_s: float = C.probe_timeout_s) -> Any:

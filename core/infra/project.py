@@ -1,8 +1,8 @@
 """A project's ``.claimroom/`` folder: its config, the start lock, and what claimroom started.
 
-The project root is ``CLAIMROOM_HOME`` when set, else the nearest folder (from the working
-directory up) that holds ``.git``, else the working directory. Everything claimroom keeps
-for a project lives in ``<root>/.claimroom/``, which ignores itself for git.
+Everything claimroom keeps for a project lives in ``<root>/.claimroom/``, which ignores
+itself for git. Writing it is here; reading it (and finding the root) is in
+``core/projectdir.py``, which the hooks import without the rest of infra.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,26 @@ from .. import constants as C
 from .. import private
 from ..errors import BadInput, StoreUnavailable
 
+# Reading the project's folder is in core/projectdir.py (light: the hooks read it on every
+# edit); named here too, where the rest of infra has always found it.
+from ..projectdir import Started, config_path, load_config, project_root, read_started, started_path
 
-def project_root(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """``CLAIMROOM_HOME``, else the nearest folder with ``.git``, else ``cwd``."""
-    environ = os.environ if env is None else env
-    home = environ.get(C.env_home)
-    if home:
-        return Path(home).expanduser().resolve()
-    here = (cwd or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / ".git").exists():
-            return folder
-    return here
+__all__ = [
+    "Started",
+    "config_path",
+    "infra_dir",
+    "load_config",
+    "mark_stopped",
+    "password_path",
+    "project_password",
+    "project_root",
+    "read_password",
+    "read_started",
+    "record_started",
+    "start_lock",
+    "started_path",
+    "update_config",
+]
 
 
 def infra_dir(project: Path, *, create: bool = True) -> Path:
@@ -56,28 +63,6 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 # --- config.json --------------------------------------------------------------------
-
-
-def config_path(project: Path) -> Path:
-    return project / C.infra_dirname / C.config_filename
-
-
-def load_config(project: Path) -> dict[str, Any]:
-    """The project's config (``{}`` when there is none); ``BadInput`` when it is not JSON."""
-    path = config_path(project)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}): fix or delete it") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{path} must hold a JSON object: fix or delete it")
-    return data
 
 
 @contextlib.contextmanager
@@ -174,68 +159,6 @@ def start_lock(project: Path, timeout_s: float = C.start_lock_timeout_s) -> Iter
 # and the control room find them all, and a restart uses the same data ----------------------
 
 
-@dataclass(frozen=True)
-class Started:
-    """A store claimroom started for this project: a container or a local server."""
-
-    kind: str  # "docker" | "local"
-    url: str
-    port: int
-    container: str = ""
-    volume: str = ""
-    image: str = ""
-    pid_file: str = ""
-    directory: str = ""
-    password: str = ""
-    stopped: bool = False  # stopped on purpose (down, the store pane): the health monitor leaves it
-
-    @property
-    def where(self) -> str:
-        """Where its data lives: the volume, or the data directory."""
-        return f"volume {self.volume}" if self.kind == "docker" else str(Path(self.directory) / "data")
-
-    @property
-    def label(self) -> str:
-        """How messages name it."""
-        if self.kind == "docker":
-            return f"docker container {self.container} on 127.0.0.1:{self.port}"
-        return f"redis-server on 127.0.0.1:{self.port}"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Started:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["port"] = int(values.get("port", 0))
-        values["stopped"] = values.get("stopped") is True
-        return cls(**values)
-
-
-def _started_path(project: Path) -> Path:
-    return project / C.infra_dirname / C.started_filename
-
-
-def read_started(project: Path) -> list[Started]:
-    """Every store claimroom started for ``project``, oldest first (unreadable records skipped).
-
-    The file holds ``{"stores": [...]}``; before, it held one record alone, read as a list of one.
-    """
-    try:
-        data = json.loads(_started_path(project).read_text())
-    except (OSError, ValueError):
-        return []
-    entries = data.get("stores") if isinstance(data, dict) and "stores" in data else [data]
-    records = []
-    for entry in entries if isinstance(entries, list) else []:
-        try:
-            records.append(Started.from_json(entry))
-        except (AttributeError, TypeError, ValueError):
-            continue
-    return records
-
-
 def _write_started(project: Path, records: list[Started]) -> None:
     path = infra_dir(project) / C.started_filename
     if not records:
@@ -262,4 +185,4 @@ def mark_stopped(project: Path, record: Started, stopped: bool = True) -> None:
     """Note that ``record``'s store was stopped on purpose (or, with False, started again)."""
     records = read_started(project)
     same = (record.kind, record.port)
-    _write_started(project, [replace(r, stopped=stopped) if (r.kind, r.port) == same else r for r in records])
+    _write_started(project, [r._replace(stopped=stopped) if (r.kind, r.port) == same else r for r in records])

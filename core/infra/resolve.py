@@ -25,6 +25,7 @@ from typing import Any
 from .. import constants as C
 from .. import private
 from ..errors import BadInput, StoreUnavailable
+from ..projectdir import remembered_fallback
 from ..redis_store import redacted
 from .probe import Probe, is_local, local_url, password_of, port_of, probe, scheme, with_password
 from .project import infra_dir, load_config, start_lock, update_config
@@ -202,8 +203,8 @@ def resolve(
     opts = options or StartOptions.from_config(config)
     if url:
         return _resolve_named(url, project, opts, explicit)
-    remembered = config.get("fallback_url")
-    if isinstance(remembered, str) and remembered:
+    remembered = remembered_fallback(config)
+    if remembered:
         if remembered == file_board_url(project):
             file_board_url(project, create=True)
         return Resolution(

@@ -22,8 +22,9 @@ from typing import Any
 from .. import constants as C
 from .. import private
 from ..errors import BadInput, StartFailed, StoreUnavailable
+from ..projectdir import known_url as known_url  # the one place a password joins a URL (light)
 from . import docker_redis, local_server
-from .probe import is_local, password_of, port_of, probe, with_password
+from .probe import is_local, password_of, port_of, probe
 from .project import (
     Started,
     infra_dir,
@@ -82,23 +83,6 @@ def record_for(project: Path, url: str) -> Started | None:
         return None
     password = password_of(url)
     return next((r for r in read_started(project) if r.port == port and r.password == password), None)
-
-
-def known_url(project: Path, url: str) -> str:
-    """``url`` with the password of the store claimroom started there, when it names none.
-
-    The one place where a started store's password joins a URL: the CLI, the control room
-    and doctor pass every store URL through here (``resolve`` does), so ``CLAIMROOM_URL=
-    redis://127.0.0.1:PORT/0``, or no URL at all, reaches the project's private store.
-    """
-    if not is_local(url) or password_of(url):
-        return url
-    try:
-        port = port_of(url)
-    except BadInput:
-        return url  # the caller reports the bad URL
-    record = next((r for r in read_started(project) if r.port == port), None)
-    return with_password(url, record.password) if record is not None and record.password else url
 
 
 def new_password(project: Path, url: str) -> str:

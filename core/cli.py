@@ -577,6 +577,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--theme", help="dark, light, high-contrast or ansi (env CLAIMROOM_THEME)")
     c.add_argument("--operator", help="your name in the audit trail (default: the OS user)")
 
+    c = cmd("serve", "the MCP server: Streamable HTTP at /mcp (default 127.0.0.1:8765), or --stdio")
+    how = c.add_mutually_exclusive_group()
+    how.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help=f"listen here (default 127.0.0.1:{constants.mcp_default_port}); every request needs a token",
+    )
+    how.add_argument("--stdio", action="store_true", help="serve the one client that started this process")
+    c.add_argument(
+        "--role",
+        default="worker",
+        help="--stdio without CLAIMROOM_TOKEN: the agent's role (worker, planner, operator)",
+    )
+
     c = cmd(
         "init", "set up an integration: claude (.mcp.json and Claude Code hooks) or git (a pre-commit hook)"
     )
@@ -736,6 +750,17 @@ def _infra(a: argparse.Namespace, out: Printer) -> int:
     return 1 if failed else 0
 
 
+def _serve(a: argparse.Namespace) -> int:
+    """``serve``: the MCP server (core/mcp/serve.py), on the store the other commands use."""
+    from .infra import project_root
+    from .mcp import serve
+
+    if a.stdio:
+        return serve.serve_stdio(_resolve(a).url, _namespace(a), a.role, project_root())
+    host, port = serve.parse_http(a.http or f"127.0.0.1:{constants.mcp_default_port}")
+    return serve.serve_http(_resolve(a).url, _namespace(a), host, port, project_root())
+
+
 def _init(a: argparse.Namespace, out: Printer) -> int:
     """``init claude`` / ``init git``: write the integration's files in the project."""
     from .infra import project_root
@@ -802,6 +827,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         validate.namespace(_namespace(a))
+        if a.command == "serve":
+            return _serve(a)
         asyncio.run(_run(COMMANDS[a.command], a, _resolve(a).url, out))
         return 0
     except ClaimroomError as exc:

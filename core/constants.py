@@ -390,3 +390,44 @@ health_backoff_initial_s = 0.2
 health_backoff_max_s = 10.0
 health_latency_warn_ms = 50.0
 health_memory_warn_ratio = 0.8  # used / maxmemory above this: warn
+
+
+# --- MCP server (core/mcp/) --------------------------------------------------------------
+
+mcp_path = "/mcp"  # where the Streamable HTTP endpoint is mounted
+mcp_default_port = 8765
+# A request body past this is refused (413) before it is parsed: room for the largest
+# payload or result (max_payload_bytes) even with every character JSON-escaped.
+mcp_max_body_bytes = 1024 * 1024
+# A token resolved by the board is trusted this long before it is looked up again: a
+# revoked token stops working within this time. While the store is down, a token it
+# resolved before is still taken (a revocation could not have been written either).
+mcp_token_cache_s = 2.0
+mcp_token_cache_max = 10_000  # distinct tokens remembered at most
+# A claim that waits reports progress (notifications/progress) this often, so an agent sees
+# it is alive and waiting for work; between reports it waits like claim --wait.
+mcp_claim_progress_s = 2.0
+max_mcp_claim_wait_s = 3600.0  # a claim waits at most this long (the client's timeout may be shorter)
+# Resource-updated and list-changed notifications: audit events are gathered this long and
+# sent as one notification per resource, so a busy board cannot flood a client.
+mcp_notify_gap_s = 0.2
+mcp_follow_backoff_max_s = 5.0  # re-follow the audit trail after an outage, backing off to this
+mcp_inbox_events = 50  # the newest events an agent's inbox resource shows
+mcp_list_tasks = 100  # unfinished tasks resources/list names (the board resource has the rest)
+# The server record on the board (Store.servers) is refreshed this often and expires after
+# server_ttl_s without a refresh: a server that died leaves the list within that time.
+server_refresh_s = 2.0
+server_ttl_s = 10.0
+server_clients_window_s = 60.0  # "clients": distinct agents that made a call this recently
+max_servers = 100  # server records read at most (rule 10)
+LUA_CONSTANTS["max_servers"] = max_servers
+
+
+def servers_key(namespace: str) -> str:
+    """MCP servers on this board: a sorted set of server ids by when each record expires."""
+    return prefix(namespace) + "servers"
+
+
+def server_records_key(namespace: str) -> str:
+    """The servers' records: a hash of server id -> JSON (see models.ServerInfo)."""
+    return prefix(namespace) + "servers:records"

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from . import constants as C
-from . import file_admin, file_cascade, file_claim, file_dump, file_ops, file_retention
+from . import file_admin, file_cascade, file_claim, file_dump, file_ops, file_retention, file_servers
 from .errors import BadInput, NotFound
 from .file_ops import Refused, Tx
 from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
@@ -38,7 +38,7 @@ from .file_worker import NO_REPLY, Call, Handoff, Worker
 from .file_writers import WriterQueue, close_queue, open_queue
 from .identity import Role, TokenInfo
 from .migrate import Board, check
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Stuck, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
 from .reaper import ReaperId, ReaperPass, ReaperStatus
 from .retention import BOARD
 from .store import Store
@@ -603,6 +603,19 @@ class FileStore(Store):
         if lease_ms and await self._read(file_admin.led_by_other, holder):
             return False
         return await self._background_write(file_admin.lead, holder, lease_ms)
+
+    async def _server(self, server_id: str, record: str, ttl_ms: int) -> tuple[int, int]:
+        return await self._background_write(file_servers.refresh, server_id, record, ttl_ms)
+
+    async def _latest_events(self, count: int) -> list[Event]:
+        def go(tx: Tx) -> list[Event]:
+            rows = tx.all("SELECT * FROM events WHERE ns = :ns ORDER BY seq DESC LIMIT :n", n=count)
+            return [_event(r) for r in reversed(rows)]
+
+        return await self._read(go)
+
+    async def _servers(self) -> list[ServerInfo]:
+        return [ServerInfo.from_json(r) for r in await self._read(file_servers.live)]
 
     async def _wait_for_change(self, timeout_s: float) -> bool:
         if self._seen_changes is None:

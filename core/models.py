@@ -323,3 +323,39 @@ RETENTION_FIELDS = (
     "agents_s",
 )
 BOARD_ONLY = ("events_s", "events_bytes", "agents_s")  # the board's alone, never a queue's
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """An MCP server on the board (``claimroom serve``), as it last said it was.
+
+    The server refreshes its record every few seconds; the store drops a record that was not
+    refreshed within its time to live, so a server that died leaves the list on its own."""
+
+    id: str
+    transport: str  # "http" | "stdio"
+    address: str  # where it listens: "127.0.0.1:8765", or "stdio"
+    host: str = ""
+    pid: int = 0
+    clients: int = 0  # distinct agents that made a call recently (constants.server_clients_window_s)
+    calls: int = 0  # tool calls and resource reads since it started
+    calls_per_s: float = 0.0  # over the last refresh interval
+    errors: int = 0  # calls that ended in an error (refusals included)
+    started_ms: int = 0  # store clock
+    seen_ms: int = 0  # store clock: its last refresh
+
+    # The fields the server itself says; started_ms and seen_ms are the store's to write.
+    OWN = ("id", "transport", "address", "host", "pid", "clients", "calls", "calls_per_s", "errors")
+
+    def record(self) -> dict[str, Any]:
+        """What the server writes (the store adds the times)."""
+        return {k: getattr(self, k) for k in self.OWN}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServerInfo:
+        """From a stored record; unknown keys (a newer claimroom's) are ignored."""
+        known = {k: data[k] for k in (*cls.OWN, "started_ms", "seen_ms") if k in data}
+        return cls(**known)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -16,7 +16,7 @@ from . import constants as C
 from .coalesce import Coalescer
 from .errors import StoreUnavailable
 from .identity import Role, TokenInfo
-from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, State, Stuck, Task
+from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, ServerInfo, State, Stuck, Task
 from .reaper import ReaperId, ReaperPass, ReaperStatus
 from .scripts import SCRIPTS, ErrorCode, source
 from .store import Store
@@ -577,6 +577,31 @@ class RedisStore(Store):
             await self._guard(lambda: self._watch.subscribe(self._channel))
         msg = await self._guard(lambda: self._watch.get_message(timeout=timeout_s))
         return msg is not None
+
+    async def _server(self, server_id: str, record: str, ttl_ms: int) -> tuple[int, int]:
+        script = self._scripts["server"]
+        key = C.servers_key(self.namespace)
+        now, started = await self._guard(lambda: script(keys=[key], args=[server_id, record, ttl_ms]))
+        return int(now), int(started)
+
+    async def _latest_events(self, count: int) -> list[Event]:
+        newest = await self._guard(lambda: self.redis.xrevrange(self._stream, "+", "-", count=count))
+        return [Event.from_fields(eid, fields) for eid, fields in reversed(newest)]
+
+    async def _servers(self) -> list[ServerInfo]:
+        async def go() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.time()
+            pipe.zrange(C.servers_key(self.namespace), 0, C.max_servers - 1, withscores=True)
+            return list(await pipe.execute())
+
+        (sec, usec), ids = await self._guard(go)
+        now = int(sec) * 1000 + int(usec) // 1000
+        live = [sid for sid, expires in ids if expires > now]
+        if not live:
+            return []
+        raw = await self._guard(lambda: self.redis.hmget(C.server_records_key(self.namespace), live))
+        return [ServerInfo.from_json(json.loads(r)) for r in raw if r]
 
     async def ping(self) -> float:
         loop = asyncio.get_running_loop()

@@ -37,6 +37,7 @@ SCRIPTS: dict[str, str] = {
     "reset_breaker": "reset_breaker-1.lua",
     "retain": "retain-1.lua",
     "retention": "retention-1.lua",
+    "server": "server-1.lua",
     "audit": "audit-1.lua",
     "token_create": "token_create-1.lua",
     "token_revoke": "token_revoke-1.lua",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import random
 import re
 from abc import ABC, abstractmethod
@@ -20,7 +21,19 @@ from typing import TYPE_CHECKING, Any
 from . import constants, retention, validate
 from .errors import BadInput, ClaimroomError
 from .identity import Role, TokenInfo
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, Retention, State, Stuck, Task
+from .models import (
+    Agent,
+    Claim,
+    ClaimMiss,
+    Event,
+    Lock,
+    ReapReport,
+    Retention,
+    ServerInfo,
+    State,
+    Stuck,
+    Task,
+)
 from .retention import UNSET, Unset
 from .scripts import ErrorCode
 
@@ -609,6 +622,41 @@ class Store(ABC):
     async def reset_breaker(self, agent: str, operator: str) -> None:
         await self._reset_breaker(validate.agent(agent), validate.operator(operator))
 
+    # --- MCP servers on the board (claimroom serve; shown in the control room) --------
+
+    async def announce_server(self, info: ServerInfo, ttl_s: float = constants.server_ttl_s) -> ServerInfo:
+        """Write or refresh an MCP server's record, live for ``ttl_s`` unless refreshed again;
+        returns it as stored (``started_ms`` from its first refresh, ``seen_ms`` now, both on
+        the store's clock)."""
+        sid = validate.server_id(info.id)
+        if info.transport not in ("http", "stdio"):
+            raise BadInput(f"unknown server transport {info.transport!r}: http or stdio")
+        validate.text("server address", info.address, 255)
+        validate.text("server host", info.host, 255)
+        counts = (info.pid, info.clients, info.calls, info.errors)
+        if any(isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= constants.max_counter
+               for n in counts):  # fmt: skip
+            raise BadInput("server counts must be whole numbers, not negative")
+        rate = info.calls_per_s
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < float("inf"):
+            raise BadInput(f"server calls/s must be a number, not negative, got {rate!r}")
+        record = json.dumps(info.record(), separators=(",", ":"))
+        now, started = await self._server(sid, record, validate.ttl_ms(ttl_s))
+        return dataclasses.replace(info, started_ms=started, seen_ms=now)
+
+    async def retire_server(self, server_id: str) -> None:
+        """Drop a server's record at once (a server stopping cleanly)."""
+        await self._server(validate.server_id(server_id), "", 1)
+
+    async def latest_events(self, count: int = 1000) -> list[Event]:
+        """The newest ``count`` audit events of the whole trail, oldest first (what an
+        agent's inbox is read from: one bounded read, however long the trail)."""
+        return await self._latest_events(validate.positive_int("event count", count, constants.max_page))
+
+    async def servers(self) -> list[ServerInfo]:
+        """The MCP servers whose records are live, by id (at most ``max_servers``)."""
+        return sorted(await self._servers(), key=lambda s: s.id)
+
     # --- what a backend provides ----------------------------------------------------
 
     @abstractmethod
@@ -708,6 +756,14 @@ class Store(ABC):
     async def _paused(self) -> set[str]: ...
     @abstractmethod
     async def _reset_breaker(self, agent: str, operator: str) -> None: ...
+    @abstractmethod
+    async def _server(self, server_id: str, record: str, ttl_ms: int) -> tuple[int, int]:
+        """Refresh a server's record (an empty ``record`` retires it): (now_ms, started_ms)."""
+
+    @abstractmethod
+    async def _servers(self) -> list[ServerInfo]: ...
+    @abstractmethod
+    async def _latest_events(self, count: int) -> list[Event]: ...
     @abstractmethod
     async def ping(self) -> float:
         """Round trip to the store in ms; ``StoreUnavailable`` when it is down."""

@@ -326,3 +326,10 @@ def store_url(url: str) -> str:
     if db and not (db.isascii() and db.isdigit()):  # redis-py would quietly take database 0
         raise BadInput(f"store URL database must be a number, like redis://HOST:PORT/0, got {db[:20]!r}")
     return url
+
+
+def server_id(value: str) -> str:
+    """An MCP server's id on the board (``claimroom serve`` makes one up)."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise BadInput(f"invalid server id {value!r}: up to 64 letters, digits and _ . -")
+    return value

@@ -23,7 +23,7 @@ from typing import Any
 
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
-from claimroom.core.models import Agent, Event, Lock, State, Stuck, Task
+from claimroom.core.models import Agent, Event, Lock, ServerInfo, State, Stuck, Task
 from claimroom.core.redis_store import RedisStore, redacted
 from claimroom.core.store import Store
 from redis import exceptions as rexc
@@ -95,6 +95,7 @@ class Snapshot:
     events: tuple[Event, ...]  # oldest first
     ping_ms: float
     stuck: tuple[Stuck, ...] = ()  # blocked on a dependency that can never finish, oldest first
+    servers: tuple[ServerInfo, ...] = ()  # the MCP servers on the board (claimroom serve)
 
     @property
     def claims_total(self) -> int:
@@ -376,6 +377,7 @@ class Board:
             events=tuple(events),
             ping_ms=ping,
             stuck=stuck,
+            servers=tuple(await rs.servers()),
         )
         self._last = snap
         return snap
@@ -431,6 +433,7 @@ class Board:
             events=tuple(self._events),
             ping_ms=ping,
             stuck=await self._read_stuck(),
+            servers=tuple(await s.servers()),
         )
 
 

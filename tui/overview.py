@@ -19,6 +19,7 @@ from .tables import Palette, Piece, age, clip, joined, left
 
 RATE_WINDOW_MS = 60_000
 STUCK_LINES = 3  # of the eight lines of "needs attention"
+MAX_SERVER_LINES = 3
 
 
 def _grid() -> Table:
@@ -50,6 +51,24 @@ def link_line(status: LinkStatus, now_ms: int, pal: Palette) -> Text:
     return joined(link_pieces(status, now_ms, pal))
 
 
+def server_lines(snap: Snapshot, pal: Palette) -> RenderableType:
+    """The MCP servers on the board (``claimroom serve``): one line each, its clients, calls/s,
+    errors and uptime, as it last said (each refreshes its record every few seconds)."""
+    lines = [Text("mcp servers", style="bold")]
+    for s in snap.servers[:MAX_SERVER_LINES]:
+        pieces: list[Piece] = [
+            (f"{s.transport} {clip(s.address, 22)}", pal.accent),
+            (f"{s.clients} client{'s' if s.clients != 1 else ''}", ""),
+            (f"{s.calls_per_s:.1f} calls/s", ""),
+            (f"{s.errors:,} errors", pal.error if s.errors else pal.muted),
+            (f"up {age(snap.store_ms - s.started_ms)}", pal.muted),
+        ]
+        lines.append(joined(pieces))
+    if len(snap.servers) > MAX_SERVER_LINES:
+        lines.append(Text(f"+{len(snap.servers) - MAX_SERVER_LINES} more", style=pal.muted))
+    return Group(*lines)
+
+
 class OverviewPane(Vertical):
     """Depths, claims, orphans, rates, store health and last sync on one screen."""
 
@@ -62,11 +81,13 @@ class OverviewPane(Vertical):
             yield Static(id="ov-tasks", classes="ov-box")
             yield Static(id="ov-queues", classes="ov-box")
             yield Static(id="ov-health", classes="ov-box")
+        yield Static(id="ov-servers")
         yield Static(id="ov-attention")
 
     def on_mount(self) -> None:
         for box, title in (("#ov-tasks", "tasks"), ("#ov-queues", "queues"), ("#ov-health", "health")):
             self.query_one(box).border_title = title
+        self.query_one("#ov-servers").display = False  # until a snapshot shows a server
 
     def _rate(self, snap: Snapshot) -> tuple[str, str]:
         done, dead = snap.counts.get(State.DONE, 0), snap.counts.get(State.DEAD, 0)
@@ -118,6 +139,10 @@ class OverviewPane(Vertical):
         health.add_row("dead/min", dead_rate)
         self.query_one("#ov-health", Static).update(health)
 
+        servers = self.query_one("#ov-servers", Static)
+        servers.display = bool(snap.servers)  # shown only when a server runs on the board
+        if snap.servers:
+            servers.update(server_lines(snap, pal))
         self.query_one("#ov-attention", Static).update(self._attention(snap, now_ms, pal))
 
     def _attention(self, snap: Snapshot, now_ms: int, pal: Palette) -> RenderableType:

@@ -10,6 +10,7 @@ has notifications to send with it. The deprecated HTTP+SSE transport is not serv
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -18,13 +19,29 @@ from typing import Any
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from .. import constants as C
+from ..acting import Acting
+from ..claude.http_hooks import hook_routes
+from ..errors import BadInput
 from ..store import Store
 from .auth import Guard, allowed_origins, is_loopback
 from .server import build_server, running
-from .service import Service
+from .service import IDENTITY_KEY, Service
+
+
+async def _hook_acting(request: Request, session: str) -> Acting:
+    """Claude Code's http hooks act as the token's agent (the gate has checked it), marked
+    as coming from a hook and from the session the event names."""
+    who = request.scope[IDENTITY_KEY]
+    svc: Service = request.app.state.claimroom
+    try:
+        return Acting(svc.store, dataclasses.replace(who, session=session or who.session, via="hook"))
+    except BadInput as exc:  # a session id that is not one
+        raise HTTPException(400, str(exc)) from None
 
 
 def build_app(
@@ -67,7 +84,8 @@ def build_app(
             yield
 
     app.router.lifespan_context = lifespan
-    app.router.routes.extend(extra_routes)
+    # Claude Code's http hooks (POST /hooks/EVENT), behind the same gate as /mcp.
+    app.router.routes.extend([*hook_routes(_hook_acting), *extra_routes])
     app.state.claimroom = svc
     app.add_middleware(
         Guard,

@@ -148,8 +148,8 @@ async def test_extra_routes_sit_behind_the_same_gate(store: Store) -> None:
         return JSONResponse({"agent": who.agent, "role": who.role.value, "via": who.via})
 
     ada = await create_token(store, "ada", "worker")
-    async with serving(store, extra_routes=[Route("/hooks/whoami", whoami, methods=["POST"])]) as served:
-        url = served.url.removesuffix("/mcp") + "/hooks/whoami"
+    async with serving(store, extra_routes=[Route("/extra/whoami", whoami, methods=["POST"])]) as served:
+        url = served.url.removesuffix("/mcp") + "/extra/whoami"
         assert (await post(url, b"{}")).status_code == 401
         assert (
             await post(url, b"{}", Authorization=f"Bearer {ada}", Origin="http://evil.example")

@@ -84,6 +84,10 @@ def test_init_claude_merges_into_the_users_files_and_is_idempotent(
     pre = next(g for g in got["hooks"]["PreToolUse"] if ours({"hooks": {"PreToolUse": [g]}}, "PreToolUse"))
     assert pre["matcher"] == "Edit|Write|MultiEdit|NotebookEdit"
     assert ours(got, "PostToolUse")[0]["async"] is True
+    # Leases are kept alive after any tool (a long test run through Bash too), not only edits.
+    groups = got["hooks"]["PostToolUse"]
+    post = next(g for g in groups if ours({"hooks": {"PostToolUse": [g]}}, "PostToolUse"))
+    assert "matcher" not in post
 
     before = {f: (project / f).read_text() for f in (".mcp.json", ".claude/settings.json")}
     again = run(env, project, "init", "claude", "--json")

@@ -21,11 +21,11 @@ SERVER = "claimroom"
 EDIT_MATCHER = "Edit|Write|MultiEdit|NotebookEdit"
 TOKEN_ENV = "CLAIMROOM_TOKEN"
 # event -> (matcher or None, timeout s, runs in the background): SessionStart may start the
-# store; PostToolUse only heartbeats, so Claude Code need not wait for it.
+# store; PostToolUse only heartbeats (after any tool), so Claude Code need not wait for it.
 HOOKS: dict[str, tuple[str | None, int, bool]] = {
     "SessionStart": (None, 60, False),
     "PreToolUse": (EDIT_MATCHER, 10, False),
-    "PostToolUse": (EDIT_MATCHER, 30, True),
+    "PostToolUse": (None, 30, True),  # every tool: a long test run keeps the lease too
     "Stop": (None, 30, False),
     "SubagentStop": (None, 30, False),
     "TeammateIdle": (None, 30, False),

@@ -20,7 +20,7 @@ the API's calls/s to MCP's is the server's overhead. All clients share this proc
 event loop, so on a small machine they compete with the server for the cores: the CPU
 rows tell which side ran out first.
 
-    .venv/bin/python bench/mcp_clients.py            # 32 clients x 30 cycles, about 30 s
+    .venv/bin/python bench/mcp_clients.py            # 32 clients x 20 cycles, about 20 s on an idle machine
     .venv/bin/python bench/mcp_clients.py --quick    # 8 clients x 10 cycles
     .venv/bin/python bench/mcp_clients.py --clients 64 --cycles 100
 """
@@ -270,7 +270,7 @@ async def bench(a: argparse.Namespace, redis: LocalRedis, home: Path) -> list[Ro
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=32, help="concurrent agents (and MCP clients)")
-    p.add_argument("--cycles", type=int, default=30, help="claim+complete cycles per agent")
+    p.add_argument("--cycles", type=int, default=20, help="claim+complete cycles per agent")
     p.add_argument("--eras", default="auto,legacy", help="MCP protocol eras: auto (2026-07-28), legacy")
     p.add_argument("--quick", action="store_true", help="a smoke run: 8 clients x 10 cycles")
     a = p.parse_args()

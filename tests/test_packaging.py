@@ -280,3 +280,84 @@ def test_installed_control_room_loads_from_the_package(venv: Venv, outside: Path
     assert Path(seen["sheets"][0]).is_relative_to(site)
     assert seen["status_dock"] == "top"  # a rule of claimroom.tcss, applied
     assert seen["rows"] == ["default"]  # the queue of the task added above, read from the board
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_installed_agent_integration(venv: Venv, outside: Path, redis_url: str) -> None:
+    """What issue 13 added, from the wheel: tokens, the hook's fast entry (core/entry.py, the
+    console script), and the MCP server answering the SDK's client with a worker's token."""
+    import asyncio
+
+    from mcp_support import client, ok
+
+    ns = "t" + uuid.uuid4().hex[:12]
+    env = clean_env(CLAIMROOM_URL=redis_url, CLAIMROOM_NAMESPACE=ns, CLAIMROOM_HOME=str(outside))
+    p = run(venv, outside, env, "token", "create", "--agent", "bob", "--role", "worker")
+    assert p.returncode == 0, p.stderr
+    token = p.stdout.strip()
+    p = run(venv, outside, env, "add", "port the parser", "--json")
+    tid = json.loads(p.stdout)["id"]
+    assert run(venv, outside, env, "claim", "--agent", "ada").returncode == 0
+    p = run(venv, outside, env, "lock", "src/app.py", "--agent", "ada", "--task", tid)
+    assert p.returncode == 0, p.stderr
+
+    edit = {
+        "session_id": str(uuid.uuid4()),
+        "hook_event_name": "PreToolUse",
+        "cwd": str(outside),
+        "tool_name": "Edit",
+        "tool_input": {"file_path": str(outside / "src" / "app.py")},
+    }
+    hook = subprocess.run(
+        [str(venv.claimroom), "hook", "PreToolUse"],
+        input=json.dumps(edit),
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert hook.returncode == 0, hook.stderr
+    decision = json.loads(hook.stdout)["hookSpecificOutput"]
+    assert decision["permissionDecision"] == "deny" and "ada" in decision["permissionDecisionReason"]
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(venv.claimroom), "serve", "--http", f"127.0.0.1:{port}"],
+        cwd=outside,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        async with asyncio.timeout(60):
+            while True:  # until it listens
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.1)
+                    continue
+                writer.close()
+                await writer.wait_closed()
+                break
+        async with client(url, token) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            shown = ok(await c.call_tool("show", {"task": tid}))
+        assert {"claim", "complete", "lock"} <= names and "kill" not in names
+        assert tid in json.dumps(shown)
+    finally:
+        server.terminate()
+        server.wait(30)
+        if server.stderr is not None:
+            server.stderr.close()
+    assert server.returncode == 0

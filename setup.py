@@ -4,7 +4,7 @@ The repository keeps the design card's layout (core/, tui/, themes/ at the top) 
 installed package is claimroom.core, claimroom.tui and claimroom.themes. pyproject.toml's
 ``packages.find`` cannot add that ``claimroom.`` prefix, so the packages are found here:
 every folder below the three ships without being listed, a new subpackage (core/infra) and a
-folder of data files (core/lua) alike. Which files inside them ship is MANIFEST.in's business;
+folder of data files (core/redis/lua) alike. Which files inside them ship is MANIFEST.in's business;
 everything else about the build is in pyproject.toml.
 """
 

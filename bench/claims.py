@@ -10,7 +10,7 @@ Measures
   1. claim+complete cycles/s with 1, 8 and 64 agents (asyncio tasks in this process), each
      agent claiming then completing until the tasks run out. "public API" uses only
      ``Store.claim``/``Store.complete``, whose script calls made in the same event-loop
-     turn share one pipeline (``core/coalesce.py``); "one round trip per call" runs the
+     turn share one pipeline (``core/redis/coalesce.py``); "one round trip per call" runs the
      64 agents with that switched off (``RedisStore(coalesce=False)``), for comparison.
      Each run is sized from a short pilot run so that it lasts about ``--seconds`` (or
      exactly ``--tasks`` tasks).
@@ -78,8 +78,8 @@ from _scale import ScaleBench, slowlog_start, slowlog_worst, worst_row
 from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Claim
-from claimroom.core.redis_store import RedisStore
-from claimroom.core.scripts import SCRIPTS, source
+from claimroom.core.redis.scripts import SCRIPTS, source
+from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 from redis.utils import HIREDIS_AVAILABLE
 

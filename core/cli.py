@@ -709,7 +709,7 @@ def _up_url(url: str, project: Path) -> tuple[str, str | None]:
     """
     from .infra.probe import password_of
     from .infra.project import password_path, read_password
-    from .redis_store import redacted
+    from .storeurl import redacted
 
     password = password_of(url) if url.startswith("redis") else ""
     kept = password_path(project)

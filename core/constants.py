@@ -68,7 +68,7 @@ max_tokens = 1_000  # per board: `token ls` and a revoke read them all (rule 10)
 # Audit trail: a capped stream (approximate trimming keeps XADD O(1)).
 audit_max_len = 200_000
 
-# Retention (core/lua/retain-1.lua, core/file_retention.py): what the reaper pass removes.
+# Retention (core/redis/lua/retain-1.lua, core/file/retention.py): what the reaper pass removes.
 # Finished tasks are kept for a time and a count per queue, whichever removes first, like
 # BullMQ's removeOnComplete / removeOnFail {age, count}; each queue may override the
 # board's settings (Store.set_retention). Done work is kept a day; failures (dead and
@@ -116,7 +116,7 @@ reaper_stale_min_s = 10.0
 # Store connection.
 connect_timeout_s = 3.0
 
-# --- File store (core/file_store.py: SQLite in WAL mode, for one machine) ---------------
+# --- File store (core/file/store.py: SQLite in WAL mode, for one machine) ---------------
 file_db_name = "claimroom.db"  # one database file per directory; namespaces share it
 file_busy_timeout_s = 5.0  # an operation that cannot get the database this long: "store busy"
 file_busy_retry_s = 0.002  # upper bound of the random pause between tries for the write lock

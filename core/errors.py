@@ -6,6 +6,10 @@ them to a one-line message and the right exit status without a table of its own.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+from . import constants
+
 
 class ClaimroomError(Exception):
     """Base of every deliberate claimroom error; ``exit_code`` is the CLI's status."""
@@ -74,3 +78,53 @@ class Forbidden(ClaimroomError):
 
 class StartFailed(StoreUnavailable):
     """Raised when one way of starting a store (Docker, redis-server) did not work; says why."""
+
+
+class ErrorCode(IntEnum):
+    """The negative codes scripts refuse with; ``raise_for`` maps them to exceptions."""
+
+    NOT_FOUND = -1
+    LEASE_LOST = -2
+    NOT_HOLDER = -3
+    CHANGED = -4
+    BAD_INPUT = -5
+    CONFLICT = -6
+    WRONG_STATE = -7
+    TOO_MANY_CAPSIGS = -8
+    NOT_YOURS = -9
+
+    def exception(self, detail: list[str]) -> ClaimroomError:
+        first = detail[0] if detail else ""
+        if self is ErrorCode.NOT_FOUND:
+            return NotFound(f"no such task or agent: {first}")
+        if self is ErrorCode.LEASE_LOST:
+            return LeaseLost(f"lease lost: {first} is no longer held with that token")
+        if self is ErrorCode.NOT_HOLDER:
+            return WrongState(f"agent does not hold task {first}")
+        if self is ErrorCode.CONFLICT:
+            return Conflict(f"{first} is locked by {detail[1]}")
+        if self is ErrorCode.WRONG_STATE:
+            return WrongState(first)
+        if self is ErrorCode.TOO_MANY_CAPSIGS:
+            return BadInput(
+                f"too many capability sets: unfinished tasks would need {first} different sets of "
+                f"capabilities, at most {constants.max_capsigs} are allowed; require a set already "
+                "in use, or finish or cancel the tasks of another"
+            )
+        if self is ErrorCode.NOT_YOURS:
+            what, name, holder, agent = [*detail, "", "", "", ""][:4]
+            return not_yours(what, name, holder, agent)
+        if self is ErrorCode.CHANGED:
+            return Changed(f"{first} changed since you selected it")
+        return BadInput(first)
+
+
+def not_yours(what: str, name: str, holder: str, agent: str) -> Forbidden:
+    """The refusal of an agent acting on another's claim (``what`` "claim") or lock ("lock")."""
+    if what == "lock":
+        return Forbidden(
+            f"{name} is locked by {holder}, not {agent}: an agent unlocks only its own locks", holder=holder
+        )
+    return Forbidden(
+        f"{name} is claimed by {holder}, not {agent}: an agent acts only on its own claims", holder=holder
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import constants, retention, validate
-from .errors import BadInput, ClaimroomError
+from .errors import BadInput, ClaimroomError, ErrorCode
 from .identity import Role, TokenInfo
 from .models import (
     Agent,
@@ -35,7 +35,6 @@ from .models import (
     Task,
 )
 from .retention import UNSET, Unset
-from .scripts import ErrorCode
 
 if TYPE_CHECKING:
     from .reaper import Reaper, ReaperId, ReaperStatus
@@ -143,10 +142,10 @@ class Store(ABC):
         validate.namespace(namespace)
         validate.store_url(url)
         if url.split("://", 1)[0].lower() == "file":
-            from .file_store import FileStore
+            from .file.store import FileStore
 
             return FileStore(url, namespace)
-        from .redis_store import RedisStore
+        from .redis.store import RedisStore
 
         return RedisStore(url, namespace)
 

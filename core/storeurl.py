@@ -49,3 +49,26 @@ def with_password(url: str, password: str) -> str:
 
 def local_url(port: int, password: str = "") -> str:
     return with_password(f"redis://127.0.0.1:{port}/0", password)
+
+
+def redacted(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        user = parts.username or ""
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    return urlunsplit(parts)
+
+
+def scrubbed(text: str, secret: str) -> str:
+    """``text`` with ``secret`` (a password, as written or as a URL quotes it) shown as ``***``.
+
+    For text claimroom did not write itself (a container's log line, a server's error),
+    which might echo the command line that carried the password.
+    """
+    for form in {secret, quote(secret, safe="")} if secret else ():
+        text = text.replace(form, "***")
+    return text

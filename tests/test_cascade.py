@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from claimroom.core import constants
 from claimroom.core.errors import BadInput
-from claimroom.core.file_schema import SCHEMA_VERSION
+from claimroom.core.file.schema import SCHEMA_VERSION
 from claimroom.core.migrate import migrate
 from claimroom.core.models import Event, State
-from claimroom.core.redis_store import RedisStore
+from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 
 Ending = Callable[[Store, str], Awaitable[str]]

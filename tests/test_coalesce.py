@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from claimroom.core.errors import LeaseLost, StoreUnavailable
 from claimroom.core.local_redis import LocalRedis
-from claimroom.core.redis_store import RedisStore
+from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, Conflict, LeaseLost, StoreUnavailable
-from claimroom.core.file_store import FileStore
-from claimroom.core.file_worker import Handoff
+from claimroom.core.file.store import FileStore
+from claimroom.core.file.worker import Handoff
 from claimroom.core.migrate import migrate
 from claimroom.core.models import Event, State
 from claimroom.core.store import Store, TaskSpec

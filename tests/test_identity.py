@@ -11,10 +11,10 @@ import pytest
 from claimroom.core import constants as C
 from claimroom.core.acting import Acting
 from claimroom.core.errors import BadInput, Forbidden, LeaseLost, StoreUnavailable
-from claimroom.core.file_schema import SCHEMA_VERSION, db_path
+from claimroom.core.file.schema import SCHEMA_VERSION, db_path
 from claimroom.core.identity import Identity, Role
 from claimroom.core.models import State
-from claimroom.core.redis_store import RedisStore
+from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 from claimroom.core.tokens import create_token, list_tokens, resolve_token, revoke_tokens, well_formed
 from hypothesis import HealthCheck, given, settings

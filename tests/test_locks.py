@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from claimroom.core import constants, lockpath
 from claimroom.core.errors import BadInput, Conflict, NotFound, WrongState
-from claimroom.core.file_schema import SCHEMA_VERSION
+from claimroom.core.file.schema import SCHEMA_VERSION
 from claimroom.core.migrate import migrate
 from claimroom.core.models import Lock
-from claimroom.core.redis_store import RedisStore
+from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store
 
 Shape = list[tuple[str, bool, list[tuple[str, str, bool]]]]

@@ -142,7 +142,7 @@ def test_version_flag_prints_the_pyproject_version() -> None:
 def test_wheel_holds_every_package_file_and_nothing_else(dists: Dists) -> None:
     expected = package_files()
     # Every package and every data file the code loads at run time is there.
-    assert {"claimroom/core/infra/__init__.py", "claimroom/core/lua/lib.lua"} <= expected
+    assert {"claimroom/core/infra/__init__.py", "claimroom/core/redis/lua/lib.lua"} <= expected
     assert {"claimroom/core/py.typed", "claimroom/themes/claimroom.tcss"} <= expected
     for wheel in (dists.wheel, dists.wheel_from_tree):
         names = set(zipfile.ZipFile(wheel).namelist())

@@ -47,8 +47,8 @@ from claimroom.core.infra.project import (
 )
 from claimroom.core.infra.stores import known_url
 from claimroom.core.local_redis import free_port
-from claimroom.core.redis_store import scrubbed
 from claimroom.core.store import Store
+from claimroom.core.storeurl import scrubbed
 from claimroom.tui.app import ControlRoom
 from claimroom.tui.launch import Finder
 from claimroom.tui.storepane import StorePane

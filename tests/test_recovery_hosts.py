@@ -372,7 +372,7 @@ file_only = pytest.mark.parametrize("backend", ["file"], indirect=True)
 
 
 def audit_rows(store_url: str, namespace: str) -> int:
-    from claimroom.core.file_schema import db_path
+    from claimroom.core.file.schema import db_path
 
     with sqlite3.connect(db_path(store_url)) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM events WHERE ns = ?", (namespace,)).fetchone()[0])
@@ -405,7 +405,7 @@ async def test_the_control_rooms_reaper_trims_the_file_audit_trail_a_bounded_ste
 
 @file_only
 async def test_a_board_of_the_previous_schema_gains_the_reaper_table(store_url: str, namespace: str) -> None:
-    from claimroom.core.file_schema import SCHEMA_VERSION, db_path
+    from claimroom.core.file.schema import SCHEMA_VERSION, db_path
 
     async with Store.from_url(store_url, namespace) as s:
         tid = await s.add("made before the upgrade")

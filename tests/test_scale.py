@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from claimroom.core import constants, file_claim, file_ops, file_schema
 from claimroom.core.errors import BadInput, NotFound
-from claimroom.core.file_store import FileStore
+from claimroom.core.file.store import FileStore
 from claimroom.core.models import State
-from claimroom.core.redis_store import RedisStore
+from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 from claimroom.tui.board import Board
 

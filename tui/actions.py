@@ -36,7 +36,7 @@ class ActionSpec:
 _C, _O, _D = State.CLAIMED, State.ORPHANED, State.DEAD
 _Q, _R, _B = State.QUEUED, State.RETRYING, State.BLOCKED
 
-# The states mirror the engine's table in core/lua/move-1.lua, so a refusal is explained
+# The states mirror the engine's table in core/redis/lua/move-1.lua, so a refusal is explained
 # before the dialog opens instead of after.
 ACTIONS: dict[str, ActionSpec] = {
     a.name: a

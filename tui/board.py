@@ -24,8 +24,9 @@ from typing import Any
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
 from claimroom.core.models import Agent, Event, Lock, ServerInfo, State, Stuck, Task
-from claimroom.core.redis_store import RedisStore, redacted
+from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store
+from claimroom.core.storeurl import redacted
 from redis import exceptions as rexc
 
 # What each pane shows beyond the counts and queues every snapshot has. A refresh reads

@@ -19,7 +19,7 @@ from claimroom.core.errors import StoreUnavailable
 from claimroom.core.infra import docker_redis, local_server
 from claimroom.core.infra.project import Started, read_started, start_lock
 from claimroom.core.infra.stores import record_for, restart, stop_store
-from claimroom.core.redis_store import redacted, scrubbed
+from claimroom.core.storeurl import redacted, scrubbed
 
 LOG_LINES = 50  # recent log lines shown on the store pane
 _LOG_READ_BYTES = 64 * 1024

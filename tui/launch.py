@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 from claimroom.core import constants as C
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import Resolution, StartOptions, file_board_url, resolve
-from claimroom.core.redis_store import redacted
 from claimroom.core.safetext import shown
 from claimroom.core.store import Store
+from claimroom.core.storeurl import redacted
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from claimroom.core import constants as C
 from claimroom.core.infra import HealthStatus
 from claimroom.core.models import State
-from claimroom.core.redis_store import RedisStore
+from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 
 if TYPE_CHECKING:

@@ -84,7 +84,7 @@ def _file_holds(
 ) -> tuple[dict[str, list[Hold]], dict[str, str]]:
     import sqlite3
 
-    from ..file_schema import NOW_SQL, db_path, unavailable
+    from ..file.schema import NOW_SQL, db_path, unavailable
 
     db = db_path(url)
     if not db.exists():

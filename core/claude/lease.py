@@ -15,8 +15,8 @@ from .. import constants as C
 def heartbeat_own(url: str, namespace: str, agent: str, timeout_s: float) -> list[str]:
     """Extend every live claim ``agent`` holds on the Redis at ``url``; returns the tasks
     whose lease moved (a claim that ended meanwhile is left alone: the script refuses it)."""
+    from ..redis.scripts import source
     from ..resp import Connection
-    from ..scripts import source
 
     with Connection(url, timeout_s) as r:
         held = sorted(r.call("SMEMBERS", C.held_key(namespace, agent)))

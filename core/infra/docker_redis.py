@@ -27,8 +27,8 @@ from redis.exceptions import RedisError
 
 from .. import constants as C
 from ..errors import StartFailed
-from ..redis_store import scrubbed
 from ..safetext import shown
+from ..storeurl import scrubbed
 from .probe import client as redis_client
 from .probe import local_url, password_of, probe, with_password
 from .project import Started

@@ -18,10 +18,10 @@ from redis import exceptions as rexc
 from .. import constants as C
 from .. import private
 from ..errors import BadInput, ClaimroomError
-from ..file_schema import db_path
+from ..file.schema import db_path
 from ..reaper import START_ONE, ReaperStatus, ms_text
-from ..redis_store import redacted
 from ..store import Store
+from ..storeurl import redacted
 from . import docker_redis, local_server
 from .probe import client, is_local, local_url, port_of, probe, scheme, with_password
 from .project import Started, config_path, infra_dir, load_config, read_started

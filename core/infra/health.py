@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import constants as C
-from ..redis_store import redacted
+from ..storeurl import redacted
 from .probe import classify, scheme
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from .. import constants as C
 from .. import private
 from ..errors import StartFailed
-from ..redis_store import scrubbed
+from ..storeurl import scrubbed
 from .probe import local_url, probe
 from .project import Started, infra_dir
 

@@ -12,11 +12,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import constants as C
-from ..redis_store import redacted
 
 # The URL helpers live in core/storeurl.py (light: the hooks resolve a URL without a
 # client); named here too, where the rest of infra has always found them.
-from ..storeurl import LOCAL_HOSTS, is_local, local_url, password_of, port_of, scheme, with_password
+from ..storeurl import LOCAL_HOSTS, is_local, local_url, password_of, port_of, redacted, scheme, with_password
 
 __all__ = [
     "LOCAL_HOSTS",

@@ -26,7 +26,7 @@ from .. import constants as C
 from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..projectdir import remembered_fallback
-from ..redis_store import redacted
+from ..storeurl import redacted
 from .probe import Probe, is_local, local_url, password_of, port_of, probe, scheme, with_password
 from .project import infra_dir, load_config, start_lock, update_config
 from .stores import (

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from . import file_ops
+from . import ops as file_ops
 
 OVER = ("dead", "cancelled")
 CANCEL, RESTORE = "cancel", "restore"

@@ -7,9 +7,9 @@ retention step of the reaper pass, in its own transaction, bounded as the script
 
 from __future__ import annotations
 
-from . import constants as C
-from . import file_ops
-from .retention import BOARD, decoded, encoded
+from .. import constants as C
+from ..retention import BOARD, decoded, encoded
+from . import ops as file_ops
 
 
 def kind_of(state: str) -> str | None:

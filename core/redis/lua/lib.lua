@@ -8,7 +8,7 @@
     (it routes the call to the namespace's slot on Redis Cluster).
     Time is always the store's clock (TIME), in ms.
     Return: {0, ...} done; {1, ...} nothing to do (claim); {negative code, detail...} refused,
-    codes as in core/scripts.py ErrorCode.
+    codes as in core/errors.py ErrorCode.
 ]]
 local rcall = redis.call
 

@@ -10,7 +10,7 @@ go, so SQLite's lock is almost always free when asked for (the polling in
 shell). Within a process a plain lock queues the threads first.
 
 ``flock`` has no timeout: the wait happens on the store's worker thread, and the caller
-holds the timeout (``file_worker.Call``), so a holder that never lets go (a stopped
+holds the timeout (``worker.Call``), so a holder that never lets go (a stopped
 process) makes callers fail with "store busy", never hang.
 """
 
@@ -22,7 +22,7 @@ import os
 import threading
 from pathlib import Path
 
-from . import private
+from .. import private
 
 
 class WriterQueue:

@@ -29,19 +29,25 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from . import constants as C
-from . import file_admin, file_cascade, file_claim, file_dump, file_ops, file_retention, file_servers
-from .errors import BadInput, NotFound
-from .file_ops import Refused, Tx
-from .file_schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
-from .file_worker import NO_REPLY, Call, Handoff, Worker
-from .file_writers import WriterQueue, close_queue, open_queue
-from .identity import Role, TokenInfo
-from .migrate import Board, check
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
-from .reaper import ReaperId, ReaperPass, ReaperStatus
-from .retention import BOARD
-from .store import Store
+from .. import constants as C
+from ..errors import BadInput, NotFound
+from ..identity import Role, TokenInfo
+from ..migrate import Board, check
+from ..models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
+from ..reaper import ReaperId, ReaperPass, ReaperStatus
+from ..retention import BOARD
+from ..store import Store
+from . import admin as file_admin
+from . import cascade as file_cascade
+from . import claim as file_claim
+from . import dump as file_dump
+from . import ops as file_ops
+from . import retention as file_retention
+from . import servers as file_servers
+from .ops import Refused, Tx
+from .schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
+from .worker import NO_REPLY, Call, Handoff, Worker
+from .writers import WriterQueue, close_queue, open_queue
 
 T = TypeVar("T")
 _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)

@@ -6,47 +6,36 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.commands.core import AsyncScript
 
-from . import constants as C
+from .. import constants as C
+from ..errors import ErrorCode, StoreUnavailable
+from ..identity import Role, TokenInfo
+from ..models import (
+    Agent,
+    Claim,
+    ClaimMiss,
+    Event,
+    Lock,
+    LockHold,
+    ReapReport,
+    ServerInfo,
+    State,
+    Stuck,
+    Task,
+)
+from ..reaper import ReaperId, ReaperPass, ReaperStatus
+from ..store import Store
+from ..storeurl import redacted
 from .coalesce import Coalescer
-from .errors import StoreUnavailable
-from .identity import Role, TokenInfo
-from .models import Agent, Claim, ClaimMiss, Event, Lock, LockHold, ReapReport, ServerInfo, State, Stuck, Task
-from .reaper import ReaperId, ReaperPass, ReaperStatus
-from .scripts import SCRIPTS, ErrorCode, source
-from .store import Store
+from .scripts import SCRIPTS, source
 
 T = TypeVar("T")
 
 _UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, OSError)
-
-
-def redacted(url: str) -> str:
-    """The URL with any password hidden, for messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        user = parts.username or ""
-        parts = parts._replace(netloc=f"{user}:***@{host}")
-    return urlunsplit(parts)
-
-
-def scrubbed(text: str, secret: str) -> str:
-    """``text`` with ``secret`` (a password, as written or as a URL quotes it) shown as ``***``.
-
-    For text claimroom did not write itself (a container's log line, a server's error),
-    which might echo the command line that carried the password.
-    """
-    for form in {secret, quote(secret, safe="")} if secret else ():
-        text = text.replace(form, "***")
-    return text
 
 
 def _event_key(eid: str) -> tuple[int, int]:
@@ -242,7 +231,7 @@ class RedisStore(Store):
     async def _get(self, task: str) -> Task:
         fields = await self._guard(lambda: self.redis.hgetall(C.task_key(self.namespace, task)))
         if not fields:
-            from .errors import NotFound
+            from ..errors import NotFound
 
             raise NotFound(f"no such task: {task}")
         return Task.from_fields(fields)
@@ -447,7 +436,7 @@ class RedisStore(Store):
         return int(reply[1]), int(reply[2]), int(reply[3]), bool(int(reply[4]))
 
     async def _set_retention(self, scope: str, changes: dict[str, int], reset: bool) -> None:
-        from .retention import BOARD, encoded
+        from ..retention import BOARD, encoded
 
         await self._run("retention", scope, encoded(changes), "1" if reset else "")
         if scope == BOARD:
@@ -462,7 +451,7 @@ class RedisStore(Store):
                 await self._guard(lambda m=later: self.redis.zadd(key, dict.fromkeys(m, 0), xx=True))  # type: ignore[misc]
 
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
-        from .retention import BOARD, decoded
+        from ..retention import BOARD, decoded
 
         key = C.retention_key(self.namespace)
         board, own = await self._guard(lambda: self.redis.hmget(key, BOARD, queue or BOARD))
@@ -628,9 +617,9 @@ class RedisStore(Store):
 
     async def _export(self) -> dict[str, Any]:
         """The whole board, read in one MULTI (an atomic snapshot)."""
-        from .errors import Conflict
-        from .migrate import FORMAT, VERSION, dumped_holds
-        from .retention import decoded
+        from ..errors import Conflict
+        from ..migrate import FORMAT, VERSION, dumped_holds
+        from ..retention import decoded
 
         ns = self.namespace
 
@@ -709,8 +698,8 @@ class RedisStore(Store):
         ``merge``."""
         from redis.exceptions import WatchError
 
-        from .errors import Conflict
-        from .migrate import check
+        from ..errors import Conflict
+        from ..migrate import check
 
         check(board)
         for _ in range(5):
@@ -721,9 +710,9 @@ class RedisStore(Store):
         raise Conflict("the destination kept changing during the import; stop its agents and retry")
 
     async def _import_once(self, board: dict[str, Any], merge: bool) -> dict[str, int]:
-        from .errors import Conflict
-        from .migrate import dumped_holds, lock_clash, not_empty, renumbered
-        from .retention import encoded
+        from ..errors import Conflict
+        from ..migrate import dumped_holds, lock_clash, not_empty, renumbered
+        from ..retention import encoded
 
         ns, p = self.namespace, self._prefix
         watched = [

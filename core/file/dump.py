@@ -6,11 +6,14 @@ import sqlite3
 from itertools import groupby
 from typing import Any
 
-from . import constants as C
-from . import file_retention
-from .errors import Conflict
-from .file_ops import Tx, split
-from .file_schema import (
+from .. import constants as C
+from ..errors import Conflict
+from ..migrate import FORMAT, VERSION, Board, dumped_holds, lock_clash, not_empty, renumbered
+from ..models import LockHold
+from ..retention import decoded, encoded
+from . import retention as file_retention
+from .ops import Tx, split
+from .schema import (
     AGENT_COLUMNS,
     EVENT_COLUMNS,
     TASK_COLUMNS,
@@ -18,9 +21,6 @@ from .file_schema import (
     rebuild_claim_index,
     task_fields,
 )
-from .migrate import FORMAT, VERSION, Board, dumped_holds, lock_clash, not_empty, renumbered
-from .models import LockHold
-from .retention import decoded, encoded
 
 
 def _strs(row: sqlite3.Row, names: tuple[str, ...]) -> dict[str, str]:

@@ -19,10 +19,11 @@ import re
 import sqlite3
 from typing import Any
 
-from . import constants as C
-from . import file_cascade, file_retention
-from .file_schema import NOW_SQL, dumps
-from .scripts import ErrorCode
+from .. import constants as C
+from ..errors import ErrorCode
+from . import cascade as file_cascade
+from . import retention as file_retention
+from .schema import NOW_SQL, dumps
 
 Row = sqlite3.Row
 _REF = re.compile(r"\$(\d+)")

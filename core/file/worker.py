@@ -3,7 +3,7 @@
 SQLite connections must not be shared by threads at once, and waiting for the database must
 not block the event loop, so each store hands its work to one thread. The hand-off is a
 queue and ``call_soon_threadsafe`` (lighter than an executor: no futures chained across
-threads). A writer waits for its turn by sleeping in ``flock`` (see ``file_writers``),
+threads). A writer waits for its turn by sleeping in ``flock`` (see ``writers``),
 which has no timeout; so the caller holds the timeout instead: when it runs out before the
 work has started, the caller gets "store busy" and the work, once its turn comes, is
 dropped unstarted. Work that has started always runs to its end (a transaction is never

@@ -8,9 +8,11 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Any
 
-from . import constants as C
-from . import file_cascade
-from .file_ops import (
+from .. import constants as C
+from ..errors import ErrorCode
+from ..models import Lock, LockHold
+from . import cascade as file_cascade
+from .ops import (
     Refused,
     Tx,
     check_seen,
@@ -23,8 +25,6 @@ from .file_ops import (
     set_task,
     take_out,
 )
-from .models import Lock, LockHold
-from .scripts import ErrorCode
 
 # --- lock-1.lua, unlock-1.lua ----------------------------------------------------------
 

@@ -11,8 +11,8 @@ import contextlib
 import json
 from typing import Any
 
-from . import constants as C
-from .file_ops import Tx
+from .. import constants as C
+from .ops import Tx
 
 _PREFIX = "server:"
 

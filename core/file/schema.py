@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from . import constants as C
-from . import private
-from .errors import BadInput, StoreUnavailable
+from .. import constants as C
+from .. import private
+from ..errors import BadInput, StoreUnavailable
 
 SCHEMA_VERSION = 7
 
@@ -38,7 +38,7 @@ CREATE INDEX IF NOT EXISTS holds_task ON holds (ns, task) WHERE task <> '';
 CREATE INDEX IF NOT EXISTS holds_expiry ON holds (ns, expires_ms);
 """
 
-# Cascades (file_cascade.py): the dependency whose end cancelled a task, and the work a
+# Cascades (cascade.py): the dependency whose end cancelled a task, and the work a
 # cascade or restore left for the next pass. Schema 3; MIGRATIONS[3] adds it to a board of 2.
 CASCADES = """
 CREATE INDEX IF NOT EXISTS tasks_cancelled_by ON tasks (ns, cancelled_by, seq) WHERE cancelled_by <> '';
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS cascades (
 CREATE INDEX IF NOT EXISTS cascades_order ON cascades (ns, kind, at_ms, id);
 """
 
-# Retention (file_retention.py; the why is in lua/retain-1.lua): finished tasks in the order
+# Retention (retention.py; the why is in lua/retain-1.lua): finished tasks in the order
 # they finished, per queue and kind (done, or failed: dead and cancelled), with the done ones
 # held for a dependent marked `held`; per queue and kind, how many are not held and when it
 # is next due for a look; the settings
@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 """
 
 # Partial indexes are used only when a query repeats their WHERE terms literally, so the
-# queries in file_ops.py spell out e.g. "state = 'queued' AND assigned = ''".
+# queries in ops.py spell out e.g. "state = 'queued' AND assigned = ''".
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (

@@ -34,6 +34,7 @@ from .models import (
     Stuck,
     Task,
 )
+from .operator_actions import MOVES
 from .retention import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def _ref_or_id(value: str) -> str:
     return validate.task_id(value)
 
 
-ACTIONS = ("kill", "kill-dead", "requeue", "cancel", "retry", "reassign")
+ACTIONS = tuple(MOVES)  # what ``act`` runs: kill, kill-dead, requeue, cancel, retry, reassign
 
 _EVENT_ID = re.compile(r"\d{1,16}(-\d{1,16})?")
 
@@ -561,9 +562,10 @@ class Store(ABC):
         """Move a task as an operator: kill, kill-dead, requeue, cancel, retry, reassign.
 
         ``seen_state``/``seen_token`` are what the operator saw; if the task has moved
-        since, ``Changed`` is raised and nothing happens. Returns the new state. A retry
-        with ``restore`` also brings back, blocked on it again, the dependents that its
-        end cancelled (and theirs); see ``dependents_cancelled``.
+        since, ``Changed`` is raised and nothing happens; where the action does not apply
+        (``operator_actions.MOVES`` says where each does), ``WrongState``. Returns the new
+        state. A retry with ``restore`` also brings back, blocked on it again, the
+        dependents that its end cancelled (and theirs); see ``dependents_cancelled``.
         """
         if action not in ACTIONS:
             raise BadInput(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
@@ -605,7 +607,8 @@ class Store(ABC):
         return await self._stuck(after_seq, n, ids)
 
     async def extend(self, task: str, seen_token: int, extra_s: float, operator: str) -> int:
-        """Give a live claim ``extra_s`` more seconds; returns the new deadline."""
+        """Give a live claim ``extra_s`` more seconds; returns the new deadline. A task no
+        longer claimed with ``seen_token`` raises ``Changed`` (the call carries no state)."""
         ms = validate.ttl_ms(extra_s, "extension")
         return await self._extend(
             validate.task_id(task), validate.token(seen_token), ms, validate.operator(operator)

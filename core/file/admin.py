@@ -11,6 +11,7 @@ from typing import Any
 from .. import constants as C
 from ..errors import ErrorCode
 from ..models import Lock, LockHold
+from ..operator_actions import MOVES
 from . import cascade as file_cascade
 from .ops import (
     Refused,
@@ -246,50 +247,32 @@ def lead(tx: Tx, holder: str, lease_ms: int) -> bool:
 
 # --- move-1.lua, extend-1.lua, queue_state-1.lua, reset_breaker-1.lua ----------------------
 
-_ALLOWED = {
-    "kill": {"claimed"},
-    "kill-dead": {"claimed"},
-    "requeue": {"claimed", "orphaned", "retrying", "dead"},
-    "cancel": {"blocked", "queued", "claimed", "retrying", "orphaned"},
-    "retry": {"dead"},
-    "reassign": {"claimed", "orphaned", "queued", "retrying", "dead"},
-}
-_EVENT = {
-    "kill": "killed",
-    "kill-dead": "killed",
-    "requeue": "requeued",
-    "cancel": "cancelled",
-    "retry": "retried",
-    "reassign": "reassigned",
-}
-
 
 def move(
     tx: Tx, tid: str, seen_state: str, seen_token: int, action: str, operator: str, target: str, restore: bool
 ) -> str:
+    """Run an operator's move (``operator_actions.MOVES``) on what the operator saw."""
     t = check_seen(tx, tid, seen_state, seen_token)
-    if action not in _ALLOWED:
+    move = MOVES.get(action)
+    if move is None:
         raise Refused(ErrorCode.BAD_INPUT, f"unknown action {action}")
-    if t["state"] not in _ALLOWED[action]:
-        raise Refused(ErrorCode.WRONG_STATE, f"{action} does not apply to a {t['state']} task")
-    if action == "reassign" and tx.one("SELECT 1 FROM agents WHERE ns = :ns AND name = :a", a=target) is None:
+    if not move.applies(t["state"]):
+        raise Refused(ErrorCode.WRONG_STATE, move.refused(t["state"]))
+    if move.assigns and tx.one("SELECT 1 FROM agents WHERE ns = :ns AND name = :a", a=target) is None:
         raise Refused(ErrorCode.NOT_FOUND, target)
-    if restore and action != "retry":
+    if restore and not move.restores:
         raise Refused(ErrorCode.BAD_INPUT, "only a retry restores dependents")
 
     rb = take_out(tx, t)
-    new = "queued"
-    if action == "kill-dead":
-        new = "dead"
-        set_task(tx, tid, reason=f"killed by {operator}")
-    elif action == "cancel":
-        new = "cancelled"
-        set_task(tx, tid, reason=f"cancelled by {operator}")
-    elif action == "retry":
-        set_task(tx, tid, failures=0, expiries=0, reason="")
-    enter(tx, t, new, assigned=target if action == "reassign" else None)
+    new = move.to.value
+    fields: dict[str, Any] = {}
+    if (reason := move.reason_by(operator)) is not None:
+        fields["reason"] = reason
+    if move.reset_counts:
+        fields.update(failures=0, expiries=0)
+    enter(tx, t, new, assigned=target if move.assigns else None, **fields)
     data = {"from": t["state"], "to": new, "assigned": target, **rb}
-    tx.audit(_EVENT[action], tid, t["agent"], t["token"], data, operator)
+    tx.audit(move.event, tid, t["agent"], t["token"], data, operator)
     if new in file_cascade.OVER:
         file_cascade.cancel(tx, tid)
     else:

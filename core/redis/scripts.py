@@ -1,17 +1,20 @@
 """The Lua scripts: one file per atomic operation, loaded and registered once per client.
 
 ``lua/<op>-<numKeys>.lua`` holds each script. A ``--@include lib`` line is replaced by
-``lua/lib.lua`` and ``${name}`` tokens by ``constants.LUA_CONSTANTS`` at load time, so
-shared helpers and limits each live in one place.
+``lua/lib.lua`` and ``${name}`` tokens by Lua literals of ``lua_values()`` (the limits in
+``constants.LUA_CONSTANTS``, the operator actions' table) at load time, so shared helpers,
+limits and rules each live in one place.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping, Set
 from functools import cache
 from pathlib import Path
 
-from .. import constants
+from .. import constants, operator_actions
 
 LUA_DIR = Path(__file__).parent / "lua"
 
@@ -43,19 +46,79 @@ SCRIPTS: dict[str, str] = {
 
 
 _TOKEN = re.compile(r"\$\{(\w+)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEYWORDS = frozenset((
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in",
+    "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+))  # fmt: skip
+# Lua 5.1 numbers are doubles: a larger integer would silently become another number.
+_MAX_EXACT = 2**53
+
+
+def lua_values() -> dict[str, object]:
+    """Every value a ``${name}`` token may name."""
+    return {**constants.LUA_CONSTANTS, **operator_actions.lua_values()}
+
+
+def lua_literal(value: object) -> str:
+    """``value`` as a Lua literal: None nil, bools, finite numbers, strings, a mapping a
+    table of its keys, a list or tuple a sequence, a set a table of its members -> true (how
+    Lua spells a set, so a script asks ``set[x]``). Anything else is a ``TypeError``."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        if abs(value) > _MAX_EXACT:
+            raise ValueError(f"{value} is past what a Lua number holds exactly")
+        return repr(int(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} has no Lua literal")
+        return repr(value)
+    if isinstance(value, str):
+        return _lua_string(str.__str__(value))  # an enum's value, not its name
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{_lua_key(k)}={lua_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Set):
+        return "{" + ",".join(sorted(f"{_lua_key(k)}=true" for k in value)) + "}"  # one text per set
+    if isinstance(value, list | tuple):
+        return "{" + ",".join(lua_literal(v) for v in value) + "}"
+    raise TypeError(f"no Lua literal for a {type(value).__name__}")
+
+
+def _lua_key(key: object) -> str:
+    if isinstance(key, str) and _NAME.fullmatch(key) and key not in _KEYWORDS:
+        return str.__str__(key)
+    if isinstance(key, str | int) and not isinstance(key, bool):
+        return f"[{lua_literal(key)}]"
+    raise TypeError(f"a Lua table key here is a string or an integer, not {key!r}")
+
+
+def _lua_string(text: str) -> str:
+    # Control characters as three-digit escapes, so a digit after one cannot join it.
+    def escape(ch: str) -> str:
+        if ch in '"\\':
+            return "\\" + ch
+        if ord(ch) < 32 or ord(ch) == 127:
+            return f"\\{ord(ch):03d}"
+        return ch
+
+    return '"' + "".join(escape(ch) for ch in text) + '"'
+
+
+def render(text: str, values: Mapping[str, object]) -> str:
+    """``text`` with each ``${name}`` token replaced by ``values[name]`` as a Lua literal."""
+    return _TOKEN.sub(lambda m: lua_literal(values[m.group(1)]), text)
 
 
 @cache
 def source(name: str) -> str:
-    """The full text of a script, with includes and constants filled in."""
+    """The full text of a script, with includes and values filled in."""
     text = (LUA_DIR / SCRIPTS[name]).read_text()
     lib = (LUA_DIR / "lib.lua").read_text()
     text = text.replace("--@include lib\n", lib + "\n", 1)
-
-    def constant(match: re.Match[str]) -> str:
-        return repr(constants.LUA_CONSTANTS[match.group(1)])
-
-    return _TOKEN.sub(constant, text)
+    return render(text, lua_values())
 
 
 def num_keys(name: str) -> int:

@@ -19,39 +19,30 @@ local restore = ARGV[8] == '1'
 local now = now_ms()
 local t, err = check_seen(P, id, ARGV[3], ARGV[4])
 if not t then return err end
-local allowed = {
-  kill = {claimed = true},
-  ['kill-dead'] = {claimed = true},
-  requeue = {claimed = true, orphaned = true, retrying = true, dead = true},
-  cancel = {blocked = true, queued = true, claimed = true, retrying = true, orphaned = true},
-  retry = {dead = true},
-  reassign = {claimed = true, orphaned = true, queued = true, retrying = true, dead = true},
-}
-if not allowed[action] then return {-5, 'unknown action ' .. action} end
-if not allowed[action][t.state] then return {-7, action .. ' does not apply to a ' .. t.state .. ' task'} end
-if action == 'reassign' and rcall('EXISTS', P .. 'agent:' .. target) == 0 then return {-1, target} end
-if restore and action ~= 'retry' then return {-5, 'only a retry restores dependents'} end
+-- Which states each action applies to and what it does: core/operator_actions.py.
+local move = (${operator_moves})[action]
+if not move then return {-5, 'unknown action ' .. action} end
+if not move.states[t.state] then
+  return {-7, (string.gsub(${wrong_state}, '{(%w+)}', {action = action, state = t.state}))}
+end
+if move.assigns and rcall('EXISTS', P .. 'agent:' .. target) == 0 then return {-1, target} end
+if restore and not move.restores then return {-5, 'only a retry restores dependents'} end
 
 local from, from_agent, token = t.state, t.agent, t.token
 local rb = take_out(P, id, t, now)
-local new = 'queued'
-if action == 'kill-dead' then
-  new = 'dead'
-  rcall('HSET', P .. 'task:' .. id, 'reason', 'killed by ' .. operator)
-elseif action == 'cancel' then
-  new = 'cancelled'
-  rcall('HSET', P .. 'task:' .. id, 'reason', 'cancelled by ' .. operator)
-elseif action == 'retry' then
-  rcall('HSET', P .. 'task:' .. id, 'failures', 0, 'expiries', 0, 'reason', '')
+local new = move.to
+if move.reason then
+  rcall('HSET', P .. 'task:' .. id, 'reason', (string.gsub(move.reason, '{(%w+)}', {operator = operator})))
 end
-if action == 'reassign' then
+if move.reset_counts then
+  rcall('HSET', P .. 'task:' .. id, 'failures', 0, 'expiries', 0)
+end
+if move.assigns then
   t.assigned = target
   rcall('HSET', P .. 'task:' .. id, 'assigned', target)
 end
 enter(P, id, t, new, now)
-local names = {kill = 'killed', ['kill-dead'] = 'killed', requeue = 'requeued', cancel = 'cancelled',
-  retry = 'retried', reassign = 'reassigned'}
-audit(P, now, names[action],
+audit(P, now, move.event,
   id, from_agent, token, {from = from, to = new, assigned = target, locks = rb.locks, cancelled = rb.cancelled},
   operator)
 if is_over(new) then

@@ -14,6 +14,7 @@ from typing import Literal
 
 from claimroom.core.errors import Changed, ClaimroomError
 from claimroom.core.models import State, Task
+from claimroom.core.operator_actions import OPERATOR_ACTIONS
 from claimroom.core.store import Store
 
 from .tables import clip
@@ -31,47 +32,26 @@ class ActionSpec:
     help: str
     kind: Kind
     states: frozenset[State] = frozenset()  # for task actions: where the engine allows it
+    runs: tuple[str, ...] = ()  # for task actions: the engine's actions its dialog can run
 
 
-_C, _O, _D = State.CLAIMED, State.ORPHANED, State.DEAD
-_Q, _R, _B = State.QUEUED, State.RETRYING, State.BLOCKED
+def _task(name: str, key: str, label: str, help: str, *runs: str) -> ActionSpec:
+    """A task action; it applies where every action its dialog offers does (the table in
+    core/operator_actions.py), so a refusal is explained before the dialog opens."""
+    runs = runs or (name,)
+    states = frozenset.intersection(*(OPERATOR_ACTIONS[r].states for r in runs))
+    return ActionSpec(name, key, label, help, "task", states, runs)
 
-# The states mirror the engine's table in core/redis/lua/move-1.lua, so a refusal is explained
-# before the dialog opens instead of after.
+
 ACTIONS: dict[str, ActionSpec] = {
     a.name: a
     for a in (
-        ActionSpec(
-            "reassign",
-            "a",
-            "Reassign",
-            "reassign tasks to an agent (it gets them on its next claim)",
-            "task",
-            frozenset({_C, _O, _Q, _R, _D}),
-        ),
-        ActionSpec(
-            "kill", "x", "Kill claim", "end a live claim: back to its queue, or dead", "task", frozenset({_C})
-        ),
-        ActionSpec(
-            "requeue", "r", "Requeue", "put tasks back in their queue", "task", frozenset({_C, _O, _R, _D})
-        ),
-        ActionSpec(
-            "retry",
-            "t",
-            "Retry dead task",
-            "requeue a dead task with its failure counts reset",
-            "task",
-            frozenset({_D}),
-        ),
-        ActionSpec("extend", "e", "Extend lease", "give a live claim more time", "task", frozenset({_C})),
-        ActionSpec(
-            "cancel",
-            "c",
-            "Cancel task",
-            "cancel tasks that are not finished",
-            "task",
-            frozenset({_B, _Q, _C, _R, _O}),
-        ),
+        _task("reassign", "a", "Reassign", "reassign tasks to an agent (it gets them on its next claim)"),
+        _task("kill", "x", "Kill claim", "end a live claim: back to its queue, or dead", "kill", "kill-dead"),
+        _task("requeue", "r", "Requeue", "put tasks back in their queue"),
+        _task("retry", "t", "Retry dead task", "requeue a dead task with its failure counts reset"),
+        _task("extend", "e", "Extend lease", "give a live claim more time"),
+        _task("cancel", "c", "Cancel task", "cancel tasks that are not finished"),
         ActionSpec("pause", "P", "Pause/resume queue", "stop (or restart) claims from a queue", "queue"),
         ActionSpec("reset-breaker", "b", "Reset breaker", "close an agent's circuit breaker", "agent"),
     )
@@ -108,6 +88,12 @@ def split_targets(spec: ActionSpec, tasks: Sequence[Task]) -> tuple[list[Target]
     """The tasks ``spec`` applies to (as targets), and those it does not."""
     ok = [Target.of(t) for t in tasks if t.state in spec.states]
     return ok, [t for t in tasks if t.state not in spec.states]
+
+
+def not_applicable(spec: ActionSpec, skipped: Sequence[Task]) -> str:
+    """Why nothing was selected that ``spec`` applies to: the states the selection is in."""
+    states = ", ".join(sorted({t.state.value for t in skipped})) or "unknown"
+    return f"{spec.label} does not apply to {states} tasks"
 
 
 @dataclass
@@ -166,8 +152,8 @@ async def run_task_action(
 
 async def _moved(store: Store, action: str, t: Target, operator: str, agent: str, restore: bool) -> str:
     new = await store.act(action, t.task, t.state, t.token, operator, agent, restore=restore)
-    verb = {"kill": "killed", "kill-dead": "killed", "requeue": "requeued", "retry": "retried",
-            "cancel": "cancelled", "reassign": f"reassigned to {agent}"}.get(action, action)  # fmt: skip
+    move = OPERATOR_ACTIONS[action]  # act refused any other
+    verb = f"{move.event} to {agent}" if move.assigns else move.event
     also = ", its dependents restored" if restore else ""
     return f"{verb}, now {new.value}{also}"
 

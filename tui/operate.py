@@ -14,6 +14,7 @@ from .actions import (
     ActionSpec,
     Outcome,
     cancelled_dependents,
+    not_applicable,
     run_pause,
     run_reset,
     run_task_action,
@@ -74,8 +75,7 @@ async def operate(app: ControlRoom, spec: ActionSpec, keys: Sequence[str], snap:
     tasks = [t for k in keys if (t := snap.task(k)) is not None]
     targets, skipped = split_targets(spec, tasks)  # captured now: what the operator sees
     if not targets:
-        states = ", ".join(sorted({t.state.value for t in skipped})) or "unknown"
-        app.notify(f"{spec.label} does not apply to {states} tasks", severity="warning")
+        app.notify(not_applicable(spec, skipped), severity="warning")
         return None
     note = f"skipping {len(skipped)} selected task(s) it does not apply to" if skipped else ""
     lines = [t.describe() for t in targets]

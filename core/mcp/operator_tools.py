@@ -14,6 +14,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from ..acting import Acting
+from ..operator_actions import OPERATOR_ACTIONS, states_in_words
 from .service import Service
 from .shapes import Extended, Moved
 
@@ -26,6 +27,11 @@ Seen = Annotated[
 ]
 
 MOVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+
+
+def _on(action: str) -> str:
+    """The states ``action`` applies to, in words: ``claimed, orphaned or dead``."""
+    return states_in_words(OPERATOR_ACTIONS[action].states)
 
 
 async def _act(
@@ -42,7 +48,7 @@ def add_operator_tools(server: MCPServer[Any], svc: Service) -> None:
 
     @server.tool(
         annotations=MOVE,
-        description="Operator: hand a claimed, orphaned or queued task to another agent (a new lease).",
+        description=f"Operator: hand a {_on('reassign')} task to one agent, who gets it on its next claim.",
     )
     async def reassign(
         ctx: Context[Any, Any],
@@ -64,7 +70,7 @@ def add_operator_tools(server: MCPServer[Any], svc: Service) -> None:
 
     @server.tool(
         annotations=MOVE,
-        description="Operator: put a claimed, orphaned, retrying or dead task back in its queue now.",
+        description=f"Operator: put a {_on('requeue')} task back in its queue now.",
     )
     async def requeue(ctx: Context[Any, Any], task: TaskId, token: Seen = None) -> Moved:
         return await svc.call(ctx, lambda a: _act(a, "requeue", task, token))

@@ -253,26 +253,26 @@ def move(
 ) -> str:
     """Run an operator's move (``operator_actions.MOVES``) on what the operator saw."""
     t = check_seen(tx, tid, seen_state, seen_token)
-    move = MOVES.get(action)
-    if move is None:
+    op = MOVES.get(action)
+    if op is None:
         raise Refused(ErrorCode.BAD_INPUT, f"unknown action {action}")
-    if not move.applies(t["state"]):
-        raise Refused(ErrorCode.WRONG_STATE, move.refused(t["state"]))
-    if move.assigns and tx.one("SELECT 1 FROM agents WHERE ns = :ns AND name = :a", a=target) is None:
+    if not op.applies(t["state"]):
+        raise Refused(ErrorCode.WRONG_STATE, op.refused(t["state"]))
+    if op.assigns and tx.one("SELECT 1 FROM agents WHERE ns = :ns AND name = :a", a=target) is None:
         raise Refused(ErrorCode.NOT_FOUND, target)
-    if restore and not move.restores:
+    if restore and not op.restores:
         raise Refused(ErrorCode.BAD_INPUT, "only a retry restores dependents")
 
     rb = take_out(tx, t)
-    new = move.to.value
+    new = op.to.value
     fields: dict[str, Any] = {}
-    if (reason := move.reason_by(operator)) is not None:
+    if (reason := op.reason_by(operator)) is not None:
         fields["reason"] = reason
-    if move.reset_counts:
+    if op.reset_counts:
         fields.update(failures=0, expiries=0)
-    enter(tx, t, new, assigned=target if move.assigns else None, **fields)
+    enter(tx, t, new, assigned=target if op.assigns else None, **fields)
     data = {"from": t["state"], "to": new, "assigned": target, **rb}
-    tx.audit(move.event, tid, t["agent"], t["token"], data, operator)
+    tx.audit(op.event, tid, t["agent"], t["token"], data, operator)
     if new in file_cascade.OVER:
         file_cascade.cancel(tx, tid)
     else:

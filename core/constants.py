@@ -283,6 +283,44 @@ def lock_key(namespace: str, path: str) -> str:
     return prefix(namespace) + "lock:" + path
 
 
+def tasklocks_key(namespace: str, task_id: str) -> str:
+    """The holds tied to a claim of the task, as ``<agent>|<path>``: they end with the claim."""
+    return prefix(namespace) + "tasklocks:" + task_id
+
+
+def assigned_key(namespace: str, agent: str) -> str:
+    """Queued tasks an operator reassigned to ``agent``, by ready score: its next claims take them first."""
+    return prefix(namespace) + "assigned:" + agent
+
+
+def dependents_key(namespace: str, task_id: str) -> str:
+    """Every task added after ``task_id``, waiting on it or not: what its completion unblocks,
+    what its end cancels, and why retention keeps it while they are on the board."""
+    return prefix(namespace) + "dependents:" + task_id
+
+
+def children_key(namespace: str, task_id: str, token: str) -> str:
+    """The subtasks created under one claim (its fencing token) of ``task_id``: what a rollback
+    of that claim cancels. (Boards written before per-claim sets have ``children:<task_id>``.)"""
+    return prefix(namespace) + "children:" + task_id + ":" + token
+
+
+def cascaded_key(namespace: str, task_id: str) -> str:
+    """The tasks a cascade from ``task_id`` cancelled: what a retry with restore brings back."""
+    return prefix(namespace) + "cascaded:" + task_id
+
+
+def cascades_cancel_key(namespace: str) -> str:
+    """Tasks whose dependents are still to cancel, scored by when they joined: the cascades
+    that did not fit in one script call (``cascade_batch``) go on from here."""
+    return prefix(namespace) + "cascades:cancel"
+
+
+def cascades_restore_key(namespace: str) -> str:
+    """Tasks whose cascade-cancelled dependents a restore has still to bring back, as above."""
+    return prefix(namespace) + "cascades:restore"
+
+
 def task_events_key(namespace: str, task_id: str) -> str:
     """The ids of a task's audit events, oldest first (a list): its history in one read."""
     return prefix(namespace) + "taskevents:" + task_id

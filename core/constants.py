@@ -48,6 +48,10 @@ max_text_chars = 4096  # reasons, stages
 max_checkpoint_bytes = 64 * 1024
 min_priority = -1000
 max_priority = 1000
+# A task's ready score, claimed lowest first: (max_priority - priority) * ready_priority_step + seq,
+# so priority first, then creation order. seq stays below the step, and every score is a whole
+# number a double holds exactly (2001 * 2^42 < 2^53) in Lua, in Python and in SQLite.
+ready_priority_step = 2**42
 max_batch_add = 10_000
 # JSON text read for --payload/--result (argument, @FILE or stdin) is read at most this far:
 # room for indentation around a value whose compact form is within max_payload_bytes.
@@ -148,6 +152,7 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "breaker_cooldown_ms": breaker_cooldown_ms,
     "audit_max_len": audit_max_len,
     "max_priority": max_priority,
+    "ready_priority_step": ready_priority_step,
     "claim_batch_max": claim_batch_max,
     "add_chunk": add_chunk,
     "max_capsigs": max_capsigs,

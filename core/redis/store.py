@@ -799,7 +799,7 @@ class RedisStore(Store):
         seq, state, sig = int(t["seq"]), t["state"], t.get("requires", "")
         pipe.zadd(C.state_key(ns, state), {tid: seq})
         if state == "queued":
-            score = (C.max_priority - int(t.get("priority") or 0)) * 4398046511104 + seq
+            score = (C.max_priority - int(t.get("priority") or 0)) * C.ready_priority_step + seq
             if t.get("assigned"):
                 pipe.zadd(C.assigned_key(ns, t["assigned"]), {tid: score})
             else:

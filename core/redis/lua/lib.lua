@@ -84,7 +84,7 @@ end
 
 -- Highest priority first, then creation order: lower score is claimed first.
 local function ready_score(t)
-  return (${max_priority} - tonumber(t.priority)) * 4398046511104 + tonumber(t.seq)
+  return (${max_priority} - tonumber(t.priority)) * ${ready_priority_step} + tonumber(t.seq)
 end
 
 -- The claimable work is indexed so that a claim looks only at what it could take (rule 10):

@@ -95,6 +95,12 @@ retention_agents_batch = 100  # agents looked at per call (SSCAN COUNT on Redis)
 retention_events_batch = 10_000  # audit events trimmed per call at most
 retention_recheck_s = 60.0  # a queue with finished tasks is looked at again at least this often
 retention_calls_per_reap = 10  # Store.reap runs up to this many retention calls while more is due
+# A finished index is in the order its tasks finished (scored from 1 by ``seq:finished``).
+# Tasks indexed other than as they finished come first, scored below all of those: an older
+# board's, found by a walk in creation order, at seq - finished_backfill_offset; an import's,
+# in the order they finished, at updated_ms - finished_import_offset.
+finished_backfill_offset = 2**50
+finished_import_offset = 2**51
 events_bytes_samples = 5  # stream nodes (~100 events each) MEMORY USAGE samples for its size
 task_events_max = 10_000  # audit event ids indexed per task (the newest; the trail keeps all)
 
@@ -169,6 +175,7 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "retention_events_batch": retention_events_batch,
     "retention_recheck_ms": int(retention_recheck_s * 1000),
     "events_bytes_samples": events_bytes_samples,
+    "finished_backfill_offset": finished_backfill_offset,
     "task_events_max": task_events_max,
     "max_tokens": max_tokens,
 }

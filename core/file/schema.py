@@ -236,9 +236,10 @@ def rebuild_claim_index(conn: sqlite3.Connection, ns: str) -> None:
 MIGRATIONS[6] = (
     "ALTER TABLE agents ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;"
     + RETENTION
-    + """
+    + f"""
 INSERT OR IGNORE INTO finished (ns, id, kind, queue, fin)
-  SELECT ns, id, CASE state WHEN 'done' THEN 'done' ELSE 'failed' END, queue, seq - 1125899906842624
+  SELECT ns, id, CASE state WHEN 'done' THEN 'done' ELSE 'failed' END, queue,
+    seq - {C.finished_backfill_offset}
   FROM tasks WHERE state IN ('done', 'dead', 'cancelled');
 INSERT OR IGNORE INTO retention_due (ns, kind, queue, n, due_ms)
   SELECT ns, kind, queue, COUNT(*), 0 FROM finished GROUP BY ns, kind, queue

@@ -829,6 +829,6 @@ class RedisStore(Store):
         if kind:
             # Retention's index (lib.lua retention_enter), in the order they finished, before
             # every task that finishes here later (those are numbered from 1 by seq:finished).
-            fin = int(t.get("updated_ms") or 0) - (1 << 51)
+            fin = int(t.get("updated_ms") or 0) - C.finished_import_offset
             pipe.zadd(C.finished_key(ns, kind, t["queue"]), {tid: fin})
             pipe.zadd(C.retention_due_key(ns), {f"{kind}:{t['queue']}": 0})

@@ -199,7 +199,7 @@ if walk ~= 'done' then
     local kind, q = finished_kind(state), rcall('HGET', P .. 'task:' .. id, 'queue')
     if q and not rcall('ZSCORE', P .. 'finished:' .. kind .. ':' .. q, id)
         and not rcall('ZSCORE', P .. 'retention:held', id) then
-      rcall('ZADD', P .. 'finished:' .. kind .. ':' .. q, seq - 1125899906842624, id)  -- 2^50
+      rcall('ZADD', P .. 'finished:' .. kind .. ':' .. q, seq - ${finished_backfill_offset}, id)
       rcall('ZADD', P .. 'retention:due', 'LT', 0, kind .. ':' .. q)
     end
     pos = seq

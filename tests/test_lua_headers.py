@@ -121,9 +121,10 @@ def listed(header: str, lead: str) -> list[str]:
 
 
 def _codes(text: str) -> set[int]:
-    """Negative codes in ``text``: literal (``{-5, ...}``) or by ErrorCode name (``${bad_input}``)."""
+    """Negative codes in ``text``: literal (``{-5, ...}``) or by ErrorCode name (``{BAD_INPUT, ...}``,
+    or ``{${bad_input}, ...}`` in code)."""
     found = {int(c) for c in re.findall(r"\{\s*(-\d+)\s*,", text)}
-    names = {name.upper() for name in re.findall(r"\{\s*\$\{(\w+)\}\s*,", text)}
+    names = {name.upper() for name in re.findall(r"\{\s*(?:\$\{)?([A-Za-z_]\w*)\}?\s*,", text)}
     return found | {ErrorCode[name].value for name in names if name in ErrorCode.__members__}
 
 
@@ -234,6 +235,13 @@ def test_a_header_that_no_longer_matches_its_code_is_caught() -> None:
     # A code returned by a lib.lua check (check_lease) the script calls.
     found = _edited("complete-1.lua", " {-2, id} lease lost;", "")
     assert "code returns -2, which the header does not mention" in found
+    # A code by its ErrorCode name counts as the code.
+    assert _edited("reset_breaker-1.lua", "{-1, agent} when", "{NOT_FOUND, agent} when") == []
+    found = _edited("reset_breaker-1.lua", "return {-1, agent}", "return {${changed}, agent}")
+    assert found == [
+        "code returns -4, which the header does not mention",
+        "header mentions code -1, which the code never returns",
+    ]
     # A key the Lua spells that no builder spells, and one built without its name after P.
     found = _edited("alive-1.lua", "P .. 'agent:' .. agent", "P .. 'agnet:' .. agent")
     assert "code spells key 'agnet:', which no builder in core/constants.py spells" in found

@@ -48,6 +48,10 @@ max_text_chars = 4096  # reasons, stages
 max_checkpoint_bytes = 64 * 1024
 min_priority = -1000
 max_priority = 1000
+# A task's ready score, claimed lowest first: (max_priority - priority) * ready_priority_step + seq,
+# so priority first, then creation order. seq stays below the step, and every score is a whole
+# number a double holds exactly (2001 * 2^42 < 2^53) in Lua, in Python and in SQLite.
+ready_priority_step = 2**42
 max_batch_add = 10_000
 # JSON text read for --payload/--result (argument, @FILE or stdin) is read at most this far:
 # room for indentation around a value whose compact form is within max_payload_bytes.
@@ -91,6 +95,12 @@ retention_agents_batch = 100  # agents looked at per call (SSCAN COUNT on Redis)
 retention_events_batch = 10_000  # audit events trimmed per call at most
 retention_recheck_s = 60.0  # a queue with finished tasks is looked at again at least this often
 retention_calls_per_reap = 10  # Store.reap runs up to this many retention calls while more is due
+# A finished index is in the order its tasks finished (scored from 1 by ``seq:finished``).
+# Tasks indexed other than as they finished come first, scored below all of those: an older
+# board's, found by a walk in creation order, at seq - finished_backfill_offset; an import's,
+# in the order they finished, at updated_ms - finished_import_offset.
+finished_backfill_offset = 2**50
+finished_import_offset = 2**51
 events_bytes_samples = 5  # stream nodes (~100 events each) MEMORY USAGE samples for its size
 task_events_max = 10_000  # audit event ids indexed per task (the newest; the trail keeps all)
 
@@ -148,6 +158,7 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "breaker_cooldown_ms": breaker_cooldown_ms,
     "audit_max_len": audit_max_len,
     "max_priority": max_priority,
+    "ready_priority_step": ready_priority_step,
     "claim_batch_max": claim_batch_max,
     "add_chunk": add_chunk,
     "max_capsigs": max_capsigs,
@@ -164,6 +175,7 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "retention_events_batch": retention_events_batch,
     "retention_recheck_ms": int(retention_recheck_s * 1000),
     "events_bytes_samples": events_bytes_samples,
+    "finished_backfill_offset": finished_backfill_offset,
     "task_events_max": task_events_max,
     "max_tokens": max_tokens,
 }
@@ -281,6 +293,44 @@ def lockpaths_key(namespace: str) -> str:
 
 def lock_key(namespace: str, path: str) -> str:
     return prefix(namespace) + "lock:" + path
+
+
+def tasklocks_key(namespace: str, task_id: str) -> str:
+    """The holds tied to a claim of the task, as ``<agent>|<path>``: they end with the claim."""
+    return prefix(namespace) + "tasklocks:" + task_id
+
+
+def assigned_key(namespace: str, agent: str) -> str:
+    """Queued tasks an operator reassigned to ``agent``, by ready score: its next claims take them first."""
+    return prefix(namespace) + "assigned:" + agent
+
+
+def dependents_key(namespace: str, task_id: str) -> str:
+    """Every task added after ``task_id``, waiting on it or not: what its completion unblocks,
+    what its end cancels, and why retention keeps it while they are on the board."""
+    return prefix(namespace) + "dependents:" + task_id
+
+
+def children_key(namespace: str, task_id: str, token: str) -> str:
+    """The subtasks created under one claim (its fencing token) of ``task_id``: what a rollback
+    of that claim cancels. (Boards written before per-claim sets have ``children:<task_id>``.)"""
+    return prefix(namespace) + "children:" + task_id + ":" + token
+
+
+def cascaded_key(namespace: str, task_id: str) -> str:
+    """The tasks a cascade from ``task_id`` cancelled: what a retry with restore brings back."""
+    return prefix(namespace) + "cascaded:" + task_id
+
+
+def cascades_cancel_key(namespace: str) -> str:
+    """Tasks whose dependents are still to cancel, scored by when they joined: the cascades
+    that did not fit in one script call (``cascade_batch``) go on from here."""
+    return prefix(namespace) + "cascades:cancel"
+
+
+def cascades_restore_key(namespace: str) -> str:
+    """Tasks whose cascade-cancelled dependents a restore has still to bring back, as above."""
+    return prefix(namespace) + "cascades:restore"
 
 
 def task_events_key(namespace: str, task_id: str) -> str:

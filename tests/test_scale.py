@@ -16,12 +16,16 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import pytest
-from claimroom.core import constants, file_claim, file_ops, file_schema
+from claimroom.core import constants
 from claimroom.core.errors import BadInput, NotFound
+from claimroom.core.file import claim as file_claim
+from claimroom.core.file import ops as file_ops
+from claimroom.core.file import schema as file_schema
 from claimroom.core.file.store import FileStore
 from claimroom.core.models import State
 from claimroom.core.redis.store import RedisStore
@@ -88,9 +92,9 @@ async def index_sizes(store: Store) -> dict[str, int]:
         keys = [k async for k in r.scan_iter(match=constants.prefix(ns) + "*", count=1000)]
         return {
             "queues": int(await r.scard(constants.queues_key(ns))),
-            "capsigs": sum(1 for k in keys if ":capsigs:" in k),
-            "heads": sum(1 for k in keys if ":heads:" in k),
-            "ready": sum(1 for k in keys if ":ready:" in k),
+            "capsigs": sum(1 for k in keys if fnmatchcase(k, constants.capsigs_key(ns, "*"))),
+            "heads": sum(1 for k in keys if fnmatchcase(k, constants.heads_key(ns, "*"))),
+            "ready": sum(1 for k in keys if fnmatchcase(k, constants.ready_key(ns, "*", "*"))),
             "sigs": int(await r.hlen(constants.sigs_key(ns))),
         }
     assert isinstance(store, FileStore)

@@ -134,7 +134,7 @@ def _load_task(tx: Tx, t: dict[str, str]) -> None:
     if kind:
         # Retention's index (file_retention.entered), in the order they finished, before every
         # task that finishes here later (those are numbered from 1 by the "finished" counter).
-        file_retention.index(tx, row["id"], kind, row["queue"], row["updated_ms"] - (1 << 51))
+        file_retention.index(tx, row["id"], kind, row["queue"], row["updated_ms"] - C.finished_import_offset)
     # Every dependency, done or not: a done task never completes again, so the extra rows
     # never count down anyone's wait.
     for dep in split(row["after"]):

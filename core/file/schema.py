@@ -206,7 +206,8 @@ INSERT INTO capsigs (ns, queue, sig) SELECT DISTINCT ns, queue, requires FROM ta
   WHERE {only}state = 'queued' AND assigned = '';
 INSERT INTO queues (ns, queue) SELECT DISTINCT ns, queue FROM capsigs WHERE {only}1;
 INSERT INTO heads (ns, sig, queue, priority, seq) SELECT ns, requires, queue, priority, seq FROM
-  (SELECT ns, requires, queue, priority, seq, MIN(({C.max_priority} - priority) * 4398046511104 + seq)
+  (SELECT ns, requires, queue, priority, seq,
+     MIN(({C.max_priority} - priority) * {C.ready_priority_step} + seq)
    FROM tasks WHERE {only}state = 'queued' AND assigned = '' GROUP BY ns, queue, requires) AS h
   WHERE NOT EXISTS (SELECT 1 FROM paused AS p WHERE p.ns = h.ns AND p.queue = h.queue);
 INSERT INTO sigs (ns, sig, tasks) SELECT ns, requires, COUNT(*) FROM tasks
@@ -235,9 +236,10 @@ def rebuild_claim_index(conn: sqlite3.Connection, ns: str) -> None:
 MIGRATIONS[6] = (
     "ALTER TABLE agents ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;"
     + RETENTION
-    + """
+    + f"""
 INSERT OR IGNORE INTO finished (ns, id, kind, queue, fin)
-  SELECT ns, id, CASE state WHEN 'done' THEN 'done' ELSE 'failed' END, queue, seq - 1125899906842624
+  SELECT ns, id, CASE state WHEN 'done' THEN 'done' ELSE 'failed' END, queue,
+    seq - {C.finished_backfill_offset}
   FROM tasks WHERE state IN ('done', 'dead', 'cancelled');
 INSERT OR IGNORE INTO retention_due (ns, kind, queue, n, due_ms)
   SELECT ns, kind, queue, COUNT(*), 0 FROM finished GROUP BY ns, kind, queue

@@ -488,7 +488,7 @@ class RedisStore(Store):
         return State(reply[1])
 
     async def _dependents_cancelled(self, task: str) -> int:
-        return int(await self._guard(lambda: self.redis.scard(self._prefix + "cascaded:" + task)))
+        return int(await self._guard(lambda: self.redis.scard(C.cascaded_key(self.namespace, task))))
 
     async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]:
         ns = self.namespace
@@ -714,7 +714,7 @@ class RedisStore(Store):
         from ..migrate import dumped_holds, lock_clash, not_empty, renumbered
         from ..retention import encoded
 
-        ns, p = self.namespace, self._prefix
+        ns = self.namespace
         watched = [
             C.seq_key(ns, "task"), C.seq_key(ns, "token"), C.agents_key(ns), C.lockpaths_key(ns),
             self._stream, C.paused_key(ns), *(C.state_key(ns, s.value) for s in State),
@@ -761,7 +761,7 @@ class RedisStore(Store):
                     fields["h:" + hold] = h["expires_ms"]
                     fields["m:" + hold] = h["mode"]
                     if h["task"]:
-                        pipe.sadd(p + "tasklocks:" + h["task"], h["agent"] + "|" + path)
+                        pipe.sadd(C.tasklocks_key(ns, h["task"]), h["agent"] + "|" + path)
                 pipe.hset(key, mapping=fields)
                 latest = max(int(h["expires_ms"]) for h in lk["holds"])
                 pipe.zadd(C.locks_key(ns), {path: latest}, gt=True)
@@ -793,15 +793,15 @@ class RedisStore(Store):
 
     def _queue_task(self, pipe: Any, t: dict[str, str], paused: set[str]) -> None:
         """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
-        ns, p, tid = self.namespace, self._prefix, t["id"]
+        ns, tid = self.namespace, t["id"]
         fields = {k: v for k, v in t.items() if v != "" and not (k == "token" and v == "0")}
         pipe.hset(C.task_key(ns, tid), mapping=fields)
         seq, state, sig = int(t["seq"]), t["state"], t.get("requires", "")
         pipe.zadd(C.state_key(ns, state), {tid: seq})
         if state == "queued":
-            score = (C.max_priority - int(t.get("priority") or 0)) * 4398046511104 + seq
+            score = (C.max_priority - int(t.get("priority") or 0)) * C.ready_priority_step + seq
             if t.get("assigned"):
-                pipe.zadd(p + "assigned:" + t["assigned"], {tid: score})
+                pipe.zadd(C.assigned_key(ns, t["assigned"]), {tid: score})
             else:
                 queue = t["queue"]
                 pipe.zadd(C.ready_key(ns, queue, sig), {tid: score})
@@ -818,17 +818,17 @@ class RedisStore(Store):
             pipe.hincrby(C.sigs_key(ns), sig, 1)
         if t.get("parent") and t.get("spawn_token", "0") not in ("", "0"):
             # Rollback of the claim that spawned it looks here (lib.lua).
-            pipe.sadd(p + "children:" + t["parent"] + ":" + t["spawn_token"], tid)
+            pipe.sadd(C.children_key(ns, t["parent"], t["spawn_token"]), tid)
         # Every dependency, done or not: a done task never completes again, so the extra
         # members never count down anyone's wait.
         for dep in (d for d in t.get("after", "").split(",") if d):
-            pipe.sadd(p + "dependents:" + dep, tid)
+            pipe.sadd(C.dependents_key(ns, dep), tid)
         if state == "cancelled" and t.get("cancelled_by"):
-            pipe.sadd(p + "cascaded:" + t["cancelled_by"], tid)  # what a retry with restore walks
+            pipe.sadd(C.cascaded_key(ns, t["cancelled_by"]), tid)  # what a retry with restore walks
         kind = {"done": "done", "dead": "failed", "cancelled": "failed"}.get(state)
         if kind:
             # Retention's index (lib.lua retention_enter), in the order they finished, before
             # every task that finishes here later (those are numbered from 1 by seq:finished).
-            fin = int(t.get("updated_ms") or 0) - (1 << 51)
+            fin = int(t.get("updated_ms") or 0) - C.finished_import_offset
             pipe.zadd(C.finished_key(ns, kind, t["queue"]), {tid: fin})
             pipe.zadd(C.retention_due_key(ns), {f"{kind}:{t['queue']}": 0})

@@ -1,15 +1,21 @@
 --[[
   add: create one or many tasks atomically (at most ${add_chunk} per call: Store.add_many
   writes a larger batch in chunks).
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P
   ARGV[2] JSON array of specs {title, queue, priority, requires ("a,b" sorted), after [ids
           or "$k" = the k-th spec of this batch, 0-based], parent, affinity, payload (JSON
           text), max_attempts}
   ARGV[3] the agent adding them ("" unnamed: direct store access), named in each 'added' event
+  Touches P .. assigned:<agent>, backoff, capsigs:<queue>, cascaded:<id>, children:<id>:<token>,
+    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, paused,
+    queues, ready:<queue>:<sig>, retention:due, seq:finished, seq:task, sigs, state:<state>,
+    task:<id>, taskevents:<id>
+  Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
-  {-8, n} when the board would hold unfinished tasks of n > ${max_capsigs} different
-  capability sets (nothing is written in either case). A task after one that is dead or
+  {-5, message} more than ${add_chunk} specs, or a "$k" that names no earlier spec of the
+  batch; {-8, n} when the board would hold unfinished tasks of n > ${max_capsigs} different
+  capability sets (nothing is written in any of these cases). A task after one that is dead or
   cancelled could never run: it is added cancelled, as a cascade would have left it
   (restored by that one's retry).
 ]]

@@ -1,7 +1,9 @@
 --[[
   alive: an agent's own liveness heartbeat, apart from any task.
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent
+  Touches P .. agent:<name>
+  Publishes on P .. hints
   Returns {0, now_ms}; {-1, agent} when no such agent is registered.
 ]]
 --@include lib

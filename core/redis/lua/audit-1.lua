@@ -1,11 +1,13 @@
 --[[
   audit: write one audit event that is no state change (an attempt refused by
   core/acting.py, say), into the same trail as every other, trimmed as they are.
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] kind (the event's type)   ARGV[3] task id ("" none)
   ARGV[4] agent   ARGV[5] detail: a JSON object (text)
   A task that is not on the board is named in the detail instead: its own index of events
   would outlive it (retention removes an index with its task).
+  Touches P .. task:<id>, taskevents:<id>
+  Publishes on P .. hints
   Returns {0}.
 ]]
 --@include lib

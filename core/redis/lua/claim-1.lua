@@ -8,9 +8,15 @@
   Bounded work (rule 10): it looks at the signatures in use (at most ${max_capsigs}) that
   the agent can take, one head index each, never at the queues one by one; at most
   ${claim_batch_max} tasks per call (the caller loops for more).
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] lease ttl ms   ARGV[4] queues "a,b" or ""
   ARGV[5] count
+  Touches P .. agent:<name>, agents, assigned:<agent>, backoff, capsigs:<queue>, cascaded:<id>,
+    cascades:cancel, cascades:restore, children:<id>:<token>, deadlines, dependents:<id>,
+    finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused,
+    queues, ready:<queue>:<sig>, retention:due, retention:held, seq:finished, seq:token, sigs,
+    state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+  Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, task fields (flat)...} one entry per claimed task;
           {1, reason, next_change_in_ms, caps}: nothing claimable; reason is empty |
           at-capacity | breaker-open; next_change_in_ms is how long until a lease or

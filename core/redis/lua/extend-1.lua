@@ -1,8 +1,10 @@
 --[[
   extend: an operator gives a live claim (and its locks) more time (compare-and-set on the
   token seen).
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] seen token   ARGV[4] extra ms   ARGV[5] operator
+  Touches P .. deadlines, lock:<path>, locks, task:<id>, taskevents:<id>, tasklocks:<id>
+  Publishes on P .. hints
   Returns {0, new deadline_ms}; {-1, id} no such task; {-4, id} changed since seen.
 ]]
 --@include lib

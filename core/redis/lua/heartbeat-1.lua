@@ -1,9 +1,15 @@
 --[[
   heartbeat: extend a live lease and record how far the work is.
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] new ttl ms ("" keeps the
   claim's ttl)   ARGV[5] the agent the caller acts as ("" anyone: direct store access)
   ARGV[6..] field, value pairs among progress, stage, checkpoint
+  Touches P .. agent:<name>, assigned:<agent>, backoff, capsigs:<queue>, cascaded:<id>,
+    cascades:cancel, cascades:restore, children:<id>:<token>, deadlines, dependents:<id>,
+    finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused,
+    queues, ready:<queue>:<sig>, retention:due, retention:held, seq:finished, sigs,
+    state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+  Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, deadline_ms}; {-1, id} no such task; {-2, id} lease lost;
   {-9, 'claim', id, holder, agent} the claim is another agent's.
   Audited only when the stage changes (heartbeats are not state changes; every one is

@@ -1,7 +1,7 @@
 --[[
   leader: take or keep a leader lease (the reaper loop runs in one process at a time), or
   let it go.
-  KEYS[1] the lease key
+  KEYS[1] `reaper`, the lease
   ARGV[1] holder id   ARGV[2] lease ms (0: let the lease go, if the caller holds it)
   Returns 1 when the caller holds the lease now, 0 when another process does (or, for a
   lease of 0, when no one does).

@@ -9,6 +9,13 @@
     Time is always the store's clock (TIME), in ms.
     Return: {0, ...} done; {1, ...} nothing to do (claim); {negative code, detail...} refused,
     codes as in core/errors.py ErrorCode.
+    Keys are spelled as core/constants.py's builders spell them (P .. 'task:' .. id is
+    task_key); Python spells them only through those builders.
+    A script's header gives its KEYS, ARGV, every key it reaches through P ("Touches P ..
+    task:<id>, ..."), every channel it announces on ("Publishes on P .. hints") and every
+    code it returns. Touches is what the script and the helpers here that it calls can
+    reach, branches it never takes included. tests/test_lua_headers.py holds headers to
+    the code both ways.
 ]]
 local rcall = redis.call
 
@@ -84,7 +91,7 @@ end
 
 -- Highest priority first, then creation order: lower score is claimed first.
 local function ready_score(t)
-  return (${max_priority} - tonumber(t.priority)) * 4398046511104 + tonumber(t.seq)
+  return (${max_priority} - tonumber(t.priority)) * ${ready_priority_step} + tonumber(t.seq)
 end
 
 -- The claimable work is indexed so that a claim looks only at what it could take (rule 10):
@@ -285,9 +292,9 @@ end
 
 -- The next task a walk visits: from its own queue (the closure of the task that just
 -- ended), or, with no task of its own, the oldest one pending in the index.
-local function walk_next(P, index, queue, pos)
+local function walk_next(index, queue, pos)
   if queue then return queue[pos] end
-  return rcall('ZRANGE', P .. index, 0, 0)[1]
+  return rcall('ZRANGE', index, 0, 0)[1]
 end
 
 -- Cancel the blocked dependents of `first`'s closure (or of the oldest pending tasks when
@@ -297,7 +304,7 @@ local function cascade_run(P, now, first)
   local done, more, queue, pos, lead = {}, false, nil, 1, first
   if first then queue = {first} end
   while true do
-    local x = walk_next(P, 'cascades:cancel', queue, pos)
+    local x = walk_next(P .. 'cascades:cancel', queue, pos)
     if not x then break end
     if cascade_budget <= 0 then more = true; break end
     pos, lead = pos + 1, lead or x
@@ -392,7 +399,7 @@ local function restore_run(P, now, first, operator)
   local done, kept, more, queue, pos, lead = {}, 0, false, nil, 1, first
   if first then queue = {first} end
   while true do
-    local x = walk_next(P, 'cascades:restore', queue, pos)
+    local x = walk_next(P .. 'cascades:restore', queue, pos)
     if not x then break end
     if cascade_budget <= 0 then more = true; break end
     pos, lead = pos + 1, lead or x

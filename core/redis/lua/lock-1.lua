@@ -7,9 +7,11 @@
   refuse it. Holds whose expiry passed are ignored (and dropped by the reaper).
   A task-bound hold lives as long as the agent's claim of the task: its expiry is the
   claim's deadline (heartbeat and extend move it along), and the claim's end drops it.
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] ttl ms (untied holds)   ARGV[4] "1" shared
   ARGV[5] task id the holds belong to ("" untied)   ARGV[6..] normalised paths
+  Touches P .. lock:<path>, lockpaths, locks, task:<id>, taskevents:<id>, tasklocks:<id>
+  Publishes on P .. hints
   Returns {0, expires_ms}; {-6, path, holder} conflict; {-1, task} no such task;
   {-3, task} the agent does not hold a live claim of that task.
 ]]

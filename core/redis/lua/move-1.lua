@@ -6,12 +6,19 @@
   A compare-and-set on the state and token the operator saw. A task that ends dead or
   cancelled takes its dependents with it (lib.lua cascade_cancel); a retry with restore
   brings back the dependents its cascade cancelled (lib.lua restore_run).
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] seen state   ARGV[4] seen token
   ARGV[5] action: kill | kill-dead | requeue | cancel | retry | reassign
   ARGV[6] operator   ARGV[7] agent (reassign) or ""   ARGV[8] "1": restore (retry only)
-  Returns {0, new state}; {-1, id} no such task; {-4, id} changed since seen;
-          {-7, message} the action does not apply to that state.
+  Touches P .. agent:<name>, assigned:<agent>, backoff, capsigs:<queue>, cascaded:<id>,
+    cascades:cancel, cascades:restore, children:<id>:<token>, deadlines, dependents:<id>,
+    finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused,
+    queues, ready:<queue>:<sig>, retention:due, retention:held, seq:finished, sigs,
+    state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+  Publishes on P .. claimable, hints, wake:<agent>
+  Returns {0, new state}; {-1, id} no such task (or no such agent to reassign it to);
+          {-4, id} changed since seen; {-5, message} an unknown action, or a restore asked
+          of another action than retry; {-7, message} the action does not apply to that state.
 ]]
 --@include lib
 local P, id, action, operator, target = ARGV[1], ARGV[2], ARGV[5], ARGV[6], ARGV[7]

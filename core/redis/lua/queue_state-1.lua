@@ -2,8 +2,10 @@
   queue_state: an operator pauses or resumes a queue (claims skip paused queues). A paused
   queue leaves the head index of each of its signatures and comes back on resume: work
   bounded by the signatures in use (at most ${max_capsigs}).
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] queue   ARGV[3] "pause" | "resume"   ARGV[4] operator
+  Touches P .. capsigs:<queue>, heads:<sig>, paused, ready:<queue>:<sig>, taskevents:<id>
+  Publishes on P .. claimable, hints
   Returns {0, 1 when this changed anything else 0}.
 ]]
 --@include lib

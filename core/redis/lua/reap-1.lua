@@ -4,9 +4,15 @@
   a reaper named, record the pass as the board's reaper heartbeat (P .. 'reaper:status', a
   hash: who and when, and the same again with what it recovered for the last pass that
   recovered something). The heartbeat is no change of the board: no audit event, no hint.
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P
   ARGV[2] reaper kind ('' : record nothing)   ARGV[3] host   ARGV[4] pid   ARGV[5] interval ms
+  Touches P .. agent:<name>, assigned:<agent>, backoff, capsigs:<queue>, cascaded:<id>,
+    cascades:cancel, cascades:restore, children:<id>:<token>, deadlines, dependents:<id>,
+    finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused,
+    queues, ready:<queue>:<sig>, reaper:status, retention:due, retention:held, seq:finished,
+    sigs, state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+  Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, expired (flat id, outcome pairs), promoted ids, count of lock holds dropped,
           ids cancelled by cascades, ids restored, count of tasks whose cascade or restore
           still waits}.

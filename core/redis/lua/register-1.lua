@@ -1,9 +1,11 @@
 --[[
   register: create or update an agent with its capabilities and capacity (an agent
   registered on purpose is never removed by retention, unlike one a claim registered).
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] capabilities "a,b" (sorted)   ARGV[4] max claims
   ARGV[5] session (e.g. a Claude Code session id; "" none): which session the agent is
+  Touches P .. agent:<name>, agents, taskevents:<id>
+  Publishes on P .. hints, wake:<agent>
   Returns {0}.
 ]]
 --@include lib

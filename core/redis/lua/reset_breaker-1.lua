@@ -1,7 +1,9 @@
 --[[
   reset_breaker: an operator closes an agent's circuit breaker.
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] operator
+  Touches P .. agent:<name>, taskevents:<id>
+  Publishes on P .. hints, wake:<agent>
   Returns {0}; {-1, agent} when no such agent.
 ]]
 --@include lib

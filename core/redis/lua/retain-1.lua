@@ -25,8 +25,13 @@
   Removals are not audited (the trail would fill with its own housekeeping); they are
   announced on the hints channel and counted in the reap report.
 
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P
+  Touches P .. agent:<name>, agents, assigned:<agent>, cascaded:<id>, cascades:cancel,
+    cascades:restore, children:<id>:<token>, dependents:<id>, finished:<kind>:<queue>,
+    held:<agent>, retention, retention:cursor, retention:due, retention:held, seq:task, sigs,
+    state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+  Publishes on P .. hints
   Returns {0, tasks removed, agents removed, events trimmed, 1 when more is due now else 0}.
 ]]
 --@include lib
@@ -194,7 +199,7 @@ if walk ~= 'done' then
     local kind, q = finished_kind(state), rcall('HGET', P .. 'task:' .. id, 'queue')
     if q and not rcall('ZSCORE', P .. 'finished:' .. kind .. ':' .. q, id)
         and not rcall('ZSCORE', P .. 'retention:held', id) then
-      rcall('ZADD', P .. 'finished:' .. kind .. ':' .. q, seq - 1125899906842624, id)  -- 2^50
+      rcall('ZADD', P .. 'finished:' .. kind .. ':' .. q, seq - ${finished_backfill_offset}, id)
       rcall('ZADD', P .. 'retention:due', 'LT', 0, kind .. ':' .. q)
     end
     pos = seq

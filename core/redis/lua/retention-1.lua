@@ -3,10 +3,12 @@
   Settings are a JSON object per scope in the hash `retention` (see retain-1.lua). A
   queue's changed settings apply from the next reaper pass; after the board's, the caller
   marks every queue due in capped batches (RedisStore._set_retention).
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] scope: "*" the board, else a queue
   ARGV[3] JSON object of the fields to set (durations in ms, -1 for no limit)
   ARGV[4] "1": drop the scope's own settings first (a queue then follows the board's)
+  Touches P .. retention, retention:due, taskevents:<id>
+  Publishes on P .. hints
   Returns {0, the scope's own settings after the change (JSON)}.
 ]]
 --@include lib

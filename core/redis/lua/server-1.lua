@@ -1,7 +1,7 @@
 --[[
   server: refresh an MCP server's record on the board (claimroom serve), or retire it.
-  KEYS[1] the servers sorted set (id -> when its record expires, ms); its records are in
-          the hash KEYS[1] .. ':records' (id -> JSON)
+  KEYS[1] `servers`, the sorted set of server ids by when each record expires (ms); the
+          records are in the hash KEYS[1] .. ':records' (id -> JSON)
   ARGV[1] server id   ARGV[2] the record's JSON ('': retire the server)   ARGV[3] ttl ms
   Records that expired are dropped first (at most ${max_servers} per call). The store
   stamps the record with started_ms (kept from its first refresh) and seen_ms (now).

@@ -1,8 +1,10 @@
 --[[
   token_create: keep a new bearer token: its sha256 only, with the agent, role and hint.
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] sha256 of the token (hex)   ARGV[3] agent   ARGV[4] role
   ARGV[5] hint (the token's first characters)
+  Touches P .. taskevents:<id>, tokens
+  Publishes on P .. hints
   Returns {0, created_ms}; {-5, message} when the board holds ${max_tokens} tokens already.
 ]]
 --@include lib

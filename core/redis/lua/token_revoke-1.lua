@@ -1,8 +1,10 @@
 --[[
   token_revoke: forget every bearer token of one agent. Reads the whole token hash,
   which is capped at ${max_tokens} entries (rule 10).
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent
+  Touches P .. taskevents:<id>, tokens
+  Publishes on P .. hints
   Returns {0, how many were revoked}.
 ]]
 --@include lib

@@ -2,11 +2,13 @@
   unlock: drop an agent's holds on paths: all of them, or only those of one task (or only
   the untied ones). Paths it does not hold (expired holds hold nothing) are left out
   of the answer, not errors.
-  KEYS[1] audit stream
+  KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] "*" every hold of the agent, else the task id
   whose holds go ("" the untied ones)   ARGV[4] "1": the caller acts as the agent
   (core/acting.py), and a path locked only by other agents is refused, not passed over
   ARGV[5..] normalised paths
+  Touches P .. lock:<path>, lockpaths, locks, taskevents:<id>, tasklocks:<id>
+  Publishes on P .. hints
   Returns {0, paths where a live hold was dropped...}; {-9, 'lock', path, holder, agent}
   (with ARGV[4] "1") a path is locked by another agent and not by this one: nothing dropped.
 ]]

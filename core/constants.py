@@ -288,6 +288,32 @@ def task_events_key(namespace: str, task_id: str) -> str:
     return prefix(namespace) + "taskevents:" + task_id
 
 
+def tasklocks_key(namespace: str, task_id: str) -> str:
+    """The task-bound holds of a task, as ``<agent>|<path>``: what its claim's end drops."""
+    return prefix(namespace) + "tasklocks:" + task_id
+
+
+def assigned_key(namespace: str, agent: str) -> str:
+    """Queued tasks assigned to one agent (reassign), scored as in a ready set."""
+    return prefix(namespace) + "assigned:" + agent
+
+
+def children_key(namespace: str, task_id: str, spawn_token: str) -> str:
+    """The tasks a claim of ``task_id`` (with fencing token ``spawn_token``) added: what
+    that claim's rollback removes."""
+    return prefix(namespace) + "children:" + task_id + ":" + spawn_token
+
+
+def dependents_key(namespace: str, task_id: str) -> str:
+    """The tasks waiting on ``task_id`` (their ``after`` names it)."""
+    return prefix(namespace) + "dependents:" + task_id
+
+
+def cascaded_key(namespace: str, task_id: str) -> str:
+    """The tasks a cascade cancelled because ``task_id`` ended: what a retry with restore walks."""
+    return prefix(namespace) + "cascaded:" + task_id
+
+
 def retention_key(namespace: str) -> str:
     """Retention settings: a hash of scope -> JSON, scope "*" the board, else a queue."""
     return prefix(namespace) + "retention"

@@ -315,7 +315,7 @@ async def hand_edit(store: Store, tid: str, state: str | None) -> None:
     """Change a task behind claimroom's back (as an older claimroom or a person would):
     set its state without any cascade, or delete it (None)."""
     if isinstance(store, RedisStore):
-        key = f"{{claimroom:{store.namespace}}}:task:{tid}"
+        key = constants.task_key(store.namespace, tid)
         if state is None:
             await store._redis.delete(key)  # raw keys: the hand edit no API would make
         else:

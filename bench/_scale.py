@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from _stats import Row, percentile
-from claimroom.core import file_claim, file_ops
+from claimroom.core.file import claim as file_claim
+from claimroom.core.file import ops as file_ops
 from claimroom.core.store import Store, TaskSpec
 
 CLAIM_P99_TARGET_MS = 5.0
@@ -128,10 +129,10 @@ def timed_adds() -> Iterator[list[float]]:
     spans: list[float] = []
     real = file_ops.add
 
-    def add(tx: file_ops.Tx, specs: list[dict[str, Any]]) -> list[str]:
+    def add(tx: file_ops.Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
         t = time.perf_counter()
         try:
-            return real(tx, specs)
+            return real(tx, specs, by)
         finally:
             spans.append((time.perf_counter() - t) * 1000)
 

@@ -76,6 +76,7 @@ from typing import Any
 import redis as redis_py
 from _scale import ScaleBench, slowlog_start, slowlog_worst, worst_row
 from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
+from claimroom.core.constants import claimable_channel
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Claim
 from claimroom.core.redis.scripts import SCRIPTS, source
@@ -287,27 +288,21 @@ class Bench:
         completes in one, repeated; ``conns`` such lanes run side by side on their own
         connections (with 1, Redis idles while Python builds and reads each batch).
 
-        Uses ``store.redis`` and the registered scripts' SHAs directly (not the public API):
-        this measures what the scripts cost Redis, with as little client work per call as
+        Runs the scripts through ``store.admin.run_scripts`` (not the public API): this
+        measures what the scripts cost Redis, with as little client work per call as
         possible (no Claim objects, no validation).
         """
         store = self.fresh()
-        for script in store._scripts.values():  # EVALSHA below: make sure each is loaded
-            await store.redis.script_load(script.script)
-        keys = [store._stream]
-        prefix = store._prefix
-        claim_sha = store._scripts["claim"].sha
-        complete_sha = store._scripts["complete"].sha
+        await store.admin.load_scripts()  # EVALSHA below: make sure each is loaded
         try:
 
             async def lane(agents: list[str]) -> tuple[int, int]:
                 done = rounds = 0
                 while True:
-                    pipe = store.redis.pipeline(transaction=False)
-                    for name in agents:
-                        pipe.evalsha(claim_sha, 1, *keys, prefix, name, 60_000, "", 1)
                     held = []
-                    for reply in await pipe.execute():
+                    for reply in await store.admin.run_scripts(
+                        "claim", [[name, 60_000, "", 1] for name in agents]
+                    ):
                         if reply[0] == 0:
                             flat = reply[1]
                             f = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -315,10 +310,9 @@ class Bench:
                     rounds += 1
                     if not held:
                         return done, rounds
-                    pipe = store.redis.pipeline(transaction=False)
-                    for tid, token in held:
-                        pipe.evalsha(complete_sha, 1, *keys, prefix, tid, token, "")
-                    for reply in await pipe.execute():
+                    for reply in await store.admin.run_scripts(
+                        "complete", [[tid, token, ""] for tid, token in held]
+                    ):
                         if reply[0] != 0:
                             raise RuntimeError(f"complete refused: {reply}")
                     done += len(held)
@@ -396,8 +390,7 @@ class Bench:
                 # Wait until the sleeper has subscribed (the store's private claimable
                 # channel, read only to know that) and its first, empty attempt is done.
                 while True:
-                    subs = await adder.redis.pubsub_numsub(store._claimable)
-                    if subs and int(subs[0][1]) >= 1:
+                    if await adder.admin.subscribers(claimable_channel(store.namespace)) >= 1:
                         break
                     await asyncio.sleep(0.001)
                 await asyncio.sleep(0.01)
@@ -624,7 +617,7 @@ class Bench:
         """(trail length, ms for one task's history through its index, ms through the whole
         trail as before the index, events found): the median of 5 reads of the oldest task
         on the board (the whole trail is read either way before the index)."""
-        length = int(await store.redis.xlen(store._stream))
+        length = await store.admin.stream_length()
         task = (await store.tasks(limit=1))[0].id
         via_index, via_scan = [], []
         found = 0
@@ -855,8 +848,7 @@ async def agents_child(url: str, namespace: str, first: int, count: int, work_ms
     try:
         # Steady state is what is measured: scripts loaded and the connections open before
         # the start (a process's first calls pay for both, once).
-        for script in store._scripts.values():
-            await store.redis.script_load(script.script)
+        await store.admin.load_scripts()
         await asyncio.gather(*(store.register(name) for name in names))
         await wait_for_go(store)
 

@@ -1,7 +1,7 @@
 """The control room's read of a file board: how long a refresh takes, and how long it holds the event loop.
 
-A file board has no pipelined snapshot: the control room reads it through the public API
-(``Board(pipelined=False)``), whose SQLite work runs on the store's worker thread. What an
+The control room reads a file board through ``Store.snapshot``: one read transaction on the
+store's worker thread, counting with ``GROUP BY`` and reading only the rows it shows. What an
 operator feels is the event loop being held (frames wait): measured here by a 5 ms ticker
 running beside each read, as the app's own timers would.
 
@@ -65,8 +65,8 @@ async def run(args: argparse.Namespace) -> list[Row]:
         store = Store.from_url(f"file://{folder}", "bench")
         try:
             await seed(store, args.tasks, args.claimed)
-            board = Board(store, pipelined=False)
-            await board.read()  # the first read catches up with the audit trail: not a refresh
+            board = Board(store)
+            await board.read()  # the first read opens the connection: not a refresh
             walls, lags = [], []
             for _ in range(args.reads):
                 wall, lag = await timed_read(board)

@@ -1,8 +1,9 @@
 """Start and stop a private ``redis-server`` process on a free port.
 
-Used by the demo, the benchmarks and the tests, which must never touch a Redis someone
-else owns. (The full auto-start of a project's store, with Docker and health checks,
-is the infrastructure part; this is its smallest piece.)
+Part of the product: ``claimroom demo`` runs its board on one (core/demo.py). The
+benchmarks, the screenshot script and the tests use it too, as they must never touch a
+Redis someone else owns. (The full auto-start of a project's store, with Docker and health
+checks, is the infrastructure part; this is its smallest piece.)
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Move a whole board between stores (a file store and Redis, either way).
 
-A board travels as one backend-neutral dump (``_export`` on the source, ``_import`` on the
-destination): tasks with every field, live claims with their tokens and deadlines, agents,
-path locks, the audit trail, paused queues and the counters, so tokens handed out later
-stay greater than every earlier one. Each backend reads its dump in one snapshot and
-writes one in one atomic step. Stop the agents first: work done on the source after the
-export is not carried over.
+A board travels as one backend-neutral dump, ``Board`` (``Store.export_board`` on the
+source, ``Store.import_board`` on the destination): tasks with every field, live claims
+with their tokens and deadlines, agents, path locks, the audit trail, paused queues and the
+counters, so tokens handed out later stay greater than every earlier one. Each backend
+reads its dump in one snapshot and writes one in one atomic step (``redis/dump.py``,
+``file/dump.py``). Stop the agents first: work done on the source after the export is not
+carried over.
 
 The dump (all scalar values as strings, the form Redis hashes hold)::
 
@@ -25,50 +26,68 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterable
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from . import constants as C
 from .errors import BadInput, Conflict
 from .models import LockHold
 from .safetext import first_control, shown
 
+if TYPE_CHECKING:
+    from .store import Store
+
 FORMAT = "claimroom-board"
 VERSION = 2
-Board = dict[str, Any]
 
 
-@runtime_checkable
-class Portable(Protocol):
-    """A store that can dump and load a whole board."""
+class HoldDump(TypedDict):
+    """One hold on a locked path, as a dump carries it."""
 
-    url: str
+    agent: str
+    task: str  # "" when untied
+    mode: str  # "shared" or "exclusive"
+    expires_ms: str
+
+
+class LockDump(TypedDict):
+    path: str
+    holds: list[HoldDump]
+
+
+class Board(TypedDict):
+    """A whole board, as ``Store.export_board`` gives it and ``Store.import_board`` takes it."""
+
+    format: str
+    version: int
     namespace: str
+    now_ms: str
+    counters: dict[str, str]  # "task", "token"
+    tasks: list[dict[str, str]]  # every field, as a Redis task hash holds them
+    agents: list[dict[str, str]]
+    locks: list[LockDump]
+    events: list[dict[str, str]]  # oldest first
+    paused: list[str]
+    queues: list[str]
+    retention: NotRequired[dict[str, dict[str, int]]]  # scope -> settings as stored
 
-    async def _export(self) -> Board: ...
-    async def _import(self, board: Board, merge: bool) -> dict[str, int]: ...
-    async def _now_ms(self) -> int: ...
 
-
-async def migrate(src: Any, dst: Any, *, merge: bool = False) -> dict[str, int]:
+async def migrate(src: Store, dst: Store, *, merge: bool = False) -> dict[str, int]:
     """Copy ``src``'s board into ``dst``; refuses a non-empty ``dst`` unless ``merge``.
 
     With ``merge`` the incoming tasks are renumbered after the destination's (references
     follow), existing agents keep their records, and a lock that would clash with one the
     destination holds refuses the whole merge. Returns what was written, by kind.
     """
-    for store in (src, dst):
-        if not isinstance(store, Portable):
-            raise BadInput(f"{type(store).__name__} cannot export or import a board")
     if (src.url, src.namespace) == (dst.url, dst.namespace):
         raise BadInput("source and destination are the same board")
-    src_now = await src._now_ms()
-    skew = await dst._now_ms() - src_now
-    board, escaped = without_controls(await src._export())
+    src_now = await src.now_ms()
+    skew = await dst.now_ms() - src_now
+    board, escaped = without_controls(await src.export_board())
     shift = skew if abs(skew) > C.migrate_clock_skew_ms else 0
     if shift:
         board = shifted(board, shift)
-    counts: dict[str, int] = await dst._import(board, merge)
+    counts = await dst.import_board(board, merge=merge)
     counts["escaped"] = escaped
     counts["clock_shift_ms"] = shift
     return counts
@@ -102,7 +121,7 @@ def without_controls(board: Board) -> tuple[Board, int]:
     return out, changed
 
 
-def check(board: Board) -> None:
+def check(board: Mapping[str, object]) -> None:
     """``BadInput`` unless ``board`` is a dump this version understands."""
     if board.get("format") != FORMAT or board.get("version") != VERSION:
         raise BadInput("not a claimroom board dump of a version this claimroom reads")
@@ -178,7 +197,7 @@ def renumbered(board: Board, top: int) -> Board:
 _MODES = {True: "shared", False: "exclusive"}
 
 
-def dumped_holds(holds: Iterable[LockHold]) -> list[dict[str, str]]:
+def dumped_holds(holds: Iterable[LockHold]) -> list[HoldDump]:
     """Holds in the dump's form (every one, live or not: the destination's reaper ends them)."""
     return [
         {"agent": h.agent, "task": h.task, "mode": _MODES[h.shared], "expires_ms": str(h.expires_ms)}
@@ -190,7 +209,7 @@ def _covers(a: str, b: str) -> bool:
     return a == b or b.startswith(a + "/") or a.startswith(b + "/")
 
 
-def lock_clash(incoming: list[dict[str, Any]], present: list[dict[str, Any]], now_ms: int) -> str | None:
+def lock_clash(incoming: list[LockDump], present: list[LockDump], now_ms: int) -> str | None:
     """A message naming the first incoming lock that clashes with a present one, or None:
     live holds of two agents on overlapping paths, not both shared."""
     for new in incoming:
@@ -205,5 +224,5 @@ def lock_clash(incoming: list[dict[str, Any]], present: list[dict[str, Any]], no
     return None
 
 
-def _live(lock: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
+def _live(lock: LockDump, now_ms: int) -> list[HoldDump]:
     return [h for h in lock["holds"] if int(h["expires_ms"]) > now_ms]

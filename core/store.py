@@ -13,7 +13,7 @@ import json
 import random
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import constants, retention, validate
 from .errors import BadInput, ClaimroomError, ErrorCode
 from .identity import Role, TokenInfo
+from .migrate import Board, check
 from .models import (
     Agent,
     Claim,
@@ -36,6 +37,7 @@ from .models import (
 )
 from .operator_actions import MOVES
 from .retention import UNSET, Unset
+from .snapshot import MAX_ROWS, SECTIONS, Snapshot
 
 if TYPE_CHECKING:
     from .reaper import Reaper, ReaperId, ReaperStatus
@@ -659,6 +661,65 @@ class Store(ABC):
         """The MCP servers whose records are live, by id (at most ``max_servers``)."""
         return sorted(await self._servers(), key=lambda s: s.id)
 
+    # --- views: what the control room and an operator read -----------------------------
+
+    async def snapshot(
+        self, *, sections: Iterable[str] = SECTIONS, rows: int = 200, events: int = 200
+    ) -> Snapshot:
+        """The board as one view shows it, read in one go: the counts per state and per
+        queue (exact), the live MCP servers, and of ``sections`` (see ``snapshot.SECTIONS``)
+        the ``rows`` most urgent rows each (soonest lease deadline first; newest orphans
+        first; agents and locks by name) and the newest ``events`` audit events."""
+        want = frozenset(sections)
+        if not want <= SECTIONS:
+            unknown = ", ".join(sorted(want - SECTIONS))
+            raise BadInput(f"unknown snapshot section {unknown}: of {', '.join(sorted(SECTIONS))}")
+        n = validate.positive_int("rows", rows, MAX_ROWS)
+        e = validate.positive_int("events", events, MAX_ROWS)
+        return await self._snapshot(want, n, e)
+
+    async def server_facts(self) -> dict[str, str]:
+        """A few facts about the server holding the board (name -> value, in the order to
+        show them): a Redis server's version, memory, clients...; the file store's SQLite
+        version, database size, journal mode..."""
+        return await self._server_facts()
+
+    async def key_events(self, *, switch: bool = False) -> bool | None:
+        """Whether the store announces changes made behind claimroom's back (a key deleted
+        by hand), which ``changes`` then reports too; with ``switch``, turned on when off
+        (adding to, never removing, what the server already sends). None: the store has no
+        such notifications (the file store; it sees every commit anyway). False when they
+        are off and stay off (no ``switch``, or the server refused: a managed Redis)."""
+        if not isinstance(switch, bool):
+            raise BadInput(f"switch must be true or false, got {switch!r}")
+        return await self._key_events(switch)
+
+    def changes(self) -> AsyncGenerator[None, None]:
+        """Yield once at once (the watch is live: anything before it may have changed),
+        then whenever the board may have changed, until the link breaks
+        (``StoreUnavailable``). Each call watches on its own (unlike ``wait_for_change``),
+        so a view can drop a broken watch and start anew after an outage."""
+        return self._change_feed()
+
+    # --- whole-board export and import (core/migrate.py moves boards with them) ---------
+
+    async def export_board(self) -> Board:
+        """The whole board as a dump (the format is in ``migrate``), read in one snapshot."""
+        return await self._export()
+
+    async def import_board(self, board: Board, *, merge: bool = False) -> dict[str, int]:
+        """Write a whole board dump in one atomic step; returns what was written, by kind.
+        ``Conflict`` (nothing written) into a non-empty namespace unless ``merge`` (see
+        ``migrate.migrate``), or when a merged lock would clash with one held here."""
+        check(board)
+        if not isinstance(merge, bool):
+            raise BadInput(f"merge must be true or false, got {merge!r}")
+        return await self._import(board, merge)
+
+    async def now_ms(self) -> int:
+        """The store's clock (ms): every deadline on the board is on it."""
+        return await self._now_ms()
+
     # --- what a backend provides ----------------------------------------------------
 
     @abstractmethod
@@ -766,6 +827,22 @@ class Store(ABC):
     async def _servers(self) -> list[ServerInfo]: ...
     @abstractmethod
     async def _latest_events(self, count: int) -> list[Event]: ...
+    @abstractmethod
+    async def _snapshot(self, sections: frozenset[str], rows: int, events: int) -> Snapshot: ...
+    @abstractmethod
+    async def _server_facts(self) -> dict[str, str]: ...
+    @abstractmethod
+    async def _key_events(self, switch: bool) -> bool | None: ...
+    @abstractmethod
+    def _change_feed(self) -> AsyncGenerator[None, None]: ...
+    @abstractmethod
+    async def _export(self) -> Board: ...
+    @abstractmethod
+    async def _import(self, board: Board, merge: bool) -> dict[str, int]:
+        """Write a checked dump (``migrate.check``) atomically, refusing as ``import_board`` says."""
+
+    @abstractmethod
+    async def _now_ms(self) -> int: ...
     @abstractmethod
     async def ping(self) -> float:
         """Round trip to the store in ms; ``StoreUnavailable`` when it is down."""

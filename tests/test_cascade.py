@@ -317,9 +317,9 @@ async def hand_edit(store: Store, tid: str, state: str | None) -> None:
     if isinstance(store, RedisStore):
         key = constants.task_key(store.namespace, tid)
         if state is None:
-            await store.redis.delete(key)
+            await store._redis.delete(key)  # raw keys: the hand edit no API would make
         else:
-            await store.redis.hset(key, "state", state)
+            await store._redis.hset(key, "state", state)
         return
     path = store._path  # type: ignore[attr-defined]  # the file store's database
     conn = sqlite3.connect(path, isolation_level=None)

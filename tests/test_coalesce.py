@@ -35,7 +35,7 @@ async def test_concurrent_calls_share_pipelines_and_each_gets_its_own_answer(red
 async def test_scripts_flushed_from_the_server_are_loaded_again(redis_store: Store) -> None:
     assert isinstance(redis_store, RedisStore)
     await redis_store.add("before the flush")
-    await redis_store.redis.script_flush()  # as after a Redis restart: no script is cached
+    await redis_store.admin.flush_scripts()  # as after a Redis restart: no script is cached
     ids = await asyncio.gather(*(redis_store.add(f"after {i}") for i in range(5)))
     assert len(set(ids)) == 5
     assert (await redis_store.claim("ada")) is not None

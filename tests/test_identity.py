@@ -29,7 +29,7 @@ async def board_text(store: Store) -> str:
     """Everything the board holds, as text: every key and value of the namespace on Redis,
     the database file and its WAL on the file store."""
     if isinstance(store, RedisStore):
-        r, parts = store.redis, []
+        r, parts = store._redis, []  # raw keys: every key the namespace holds, whatever wrote it
         async for key in r.scan_iter(match=C.prefix(store.namespace) + "*"):
             kind = await r.type(key)
             if kind == "hash":

@@ -396,7 +396,8 @@ async def test_a_redis_lock_written_before_holds_had_modes_reads_as_untied(redis
     """Such a hash (one ``mode`` for the path, ``h:<agent>`` and ``t:<agent>``) keeps its
     mode and ttl and counts as untied; when its last hold goes, its old fields go too."""
     assert isinstance(redis_store, RedisStore)
-    r, ns = redis_store.redis, redis_store.namespace
+    # Raw keys on purpose: this stages a hash an older claimroom wrote, which no API writes.
+    r, ns = redis_store._redis, redis_store.namespace
     sec, usec = await r.time()
     expires = int(sec) * 1000 + int(usec) // 1000 + 60_000
     await r.hset(constants.lock_key(ns, "docs"), mapping={"mode": "shared", "h:ada": expires, "t:ada": "t1"})

@@ -14,23 +14,8 @@ from claimroom.core.errors import StoreUnavailable
 from claimroom.core.local_redis import LocalRedis, free_port
 from claimroom.core.models import State
 from claimroom.core.store import Store
-from claimroom.tui.board import PANE_SECTIONS, Board, Snapshot
+from claimroom.tui.board import PANE_SECTIONS, Board
 from claimroom.tui.seed import seed
-
-redis_only = pytest.mark.parametrize("backend", ["redis"], indirect=True)
-
-
-def shape(s: Snapshot) -> dict[str, object]:
-    """What both read paths must agree on."""
-    return {
-        "counts": s.counts,
-        "queues": s.queues,
-        "claims": [(t.id, t.token, t.agent) for t in s.claims],
-        "orphans": [(t.id, t.state) for t in s.orphans],
-        "agents": [(a.name, a.held) for a in s.agents],
-        "locks": s.locks,
-        "events": [(e.type, e.task) for e in s.events],
-    }
 
 
 async def test_snapshot_of_a_seeded_board(store: Store) -> None:
@@ -48,14 +33,6 @@ async def test_snapshot_of_a_seeded_board(store: Store) -> None:
     assert snap.agents_total == 5 and snap.ping_ms >= 0
 
 
-@redis_only
-async def test_pipelined_and_generic_reads_agree(store: Store) -> None:
-    await seed(store)
-    fast, slow = await Board(store).read(), await Board(store, pipelined=False).read()
-    assert shape(fast) == shape(slow)
-
-
-@redis_only
 async def test_rows_are_capped_and_totals_kept(store: Store) -> None:
     await store.register("ada", max_claims=20)
     for i in range(8):
@@ -67,7 +44,6 @@ async def test_rows_are_capped_and_totals_kept(store: Store) -> None:
     assert len(snap.events) == 5 and snap.events[-1].task == "t8"
 
 
-@redis_only
 async def test_a_read_fetches_only_the_active_panes_sections(store: Store) -> None:
     await seed(store)
     board = Board(store)
@@ -202,8 +178,8 @@ async def test_unreachable_store_is_store_unavailable(namespace: str) -> None:
         await store.close()
 
 
-@redis_only
-async def test_queue_claimed_counts_past_the_row_limit_are_lower_bounds(store: Store) -> None:
+async def test_queue_claimed_counts_past_the_row_limit_are_lower_bounds_on_redis(store: Store) -> None:
+    """Redis counts a queue's claims among the claims read; the file store counts them all."""
     from claimroom.tui.panes import QueuesPane
     from claimroom.tui.tables import Palette
     from rich.style import Style
@@ -215,6 +191,7 @@ async def test_queue_claimed_counts_past_the_row_limit_are_lower_bounds(store: S
     plain = Palette(*(Style() for _ in range(5)))
     pane = QueuesPane("queues")
     capped = pane.rows(await Board(store, row_limit=3).read(), 0, plain)
-    assert [(r.key, r.cells[2]) for r in capped] == [("backend", "3+")]  # 3 read of 5: at least 3
+    exact = store.url.startswith("file:")
+    assert [(r.key, r.cells[2]) for r in capped] == [("backend", "5" if exact else "3+")]  # 3 read of 5
     full = pane.rows(await Board(store).read(), 0, plain)
     assert [(r.key, r.cells[2]) for r in full] == [("backend", "5")]

@@ -292,8 +292,8 @@ class QueuesPane(TablePane):
         return len(snap.queues)
 
     def rows(self, snap: Snapshot, now_ms: int, pal: Palette) -> list[Row]:
-        # Claimed counts come from the claims read; past the row limit they are lower bounds.
-        more = "+" if snap.claims_total > len(snap.claims) else ""
+        # On Redis claimed counts come from the claims read; past the row limit, lower bounds.
+        more = "+" if snap.claimed_capped else ""
         return [
             row(q.name, q.name, f"{q.ready:,}", f"{q.claimed:,}{more}", "paused" if q.paused else "open",
                 style=pal.warning if q.paused else None)

@@ -1,24 +1,30 @@
 """A small, realistic board for screenshots and snapshot tests, built through the Store API.
 
 ``seed`` makes the board the way agents would (register, add, claim, heartbeat, fail,
-complete, lock, and operator actions). ``pin_times`` then rewrites every timestamp relative
-to a fixed instant ``PINNED_NOW_MS``, so a control room whose clock is frozen at that
-instant renders the same pixels on every run: lease countdowns, heartbeat ages and event
-ages all come out identical. That rewrite uses raw Redis writes and is only for pictures
-and tests; nothing else should ever touch a board's keys directly.
+complete, lock, and operator actions). ``seed_pinned`` builds it on a scratch file board,
+exports it, has ``pin_times`` rewrite every timestamp of the dump relative to a fixed
+instant ``PINNED_NOW_MS``, and imports it where it is wanted (``Store.export_board`` and
+``import_board``, as ``claimroom migrate`` moves boards), so a control room whose clock is
+frozen at that instant renders the same pixels on every run, on either backend: lease
+countdowns, heartbeat ages and event ages all come out identical.
+
+Part of the product, not of the tests: ``python -m claimroom.tui.screenshots`` makes the
+README's pictures with it from an installed copy, and it reaches nothing past the Store API.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import tempfile
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from claimroom.core import constants as C
 from claimroom.core.infra import HealthStatus
+from claimroom.core.migrate import Board
 from claimroom.core.models import State
-from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 
 if TYPE_CHECKING:
@@ -112,58 +118,49 @@ async def _token(store: Store, task: str) -> int:
     return (await store.get(task)).token
 
 
-async def pin_times(store: RedisStore, now_ms: int = PINNED_NOW_MS) -> None:
-    """Rewrite every timestamp of the board relative to ``now_ms`` (see the module note)."""
-    r, ns = store.redis, store.namespace
-    top = int(await r.get(C.seq_key(ns, "task")) or 0)
-    claimed = [t for t in await store.tasks(state=State.CLAIMED, limit=1000)]
-    held = {t.id: spec for t, spec in zip(sorted(claimed, key=lambda t: t.seq), HELD, strict=False)}
-    for seq in range(1, top + 1):
-        tid = f"t{seq}"
-        task = await store.get(tid)
-        created = now_ms - 900_000 + seq * 20_000
-        fields: dict[str, Any] = {"created_ms": created, "updated_ms": now_ms - 120_000 + seq * 1_000}
-        if task.state is State.CLAIMED:
-            lease_left, hb_age, _p, _s = held.get(tid, (60_000, 5_000, 0, ""))
+def pin_times(board: Board, now_ms: int = PINNED_NOW_MS) -> Board:
+    """The dump with every timestamp rewritten relative to ``now_ms`` (see the module note)."""
+    out = copy.deepcopy(board)
+    claimed = [t["id"] for t in out["tasks"] if t["state"] == State.CLAIMED]  # creation order
+    held = dict(zip(claimed, HELD, strict=False))
+    for t in out["tasks"]:
+        seq = int(t["seq"])
+        fields = {"created_ms": now_ms - 900_000 + seq * 20_000, "updated_ms": now_ms - 120_000 + seq * 1_000}
+        if t["state"] == State.CLAIMED:
+            lease_left, hb_age, _p, _s = held.get(t["id"], (60_000, 5_000, 0, ""))
             fields |= {"claimed_ms": now_ms - 200_000, "deadline_ms": now_ms + lease_left,
                        "updated_ms": now_ms - hb_age}  # fmt: skip
-            await r.zadd(C.deadlines_key(ns), {tid: now_ms + lease_left})
-        elif task.state is State.ORPHANED:
+        elif t["state"] == State.ORPHANED:
             fields["updated_ms"] = now_ms - 95_000
-        elif task.state is State.DEAD:
+        elif t["state"] == State.DEAD:
             fields["updated_ms"] = now_ms - 240_000
-        elif task.state is State.RETRYING:
+        elif t["state"] == State.RETRYING:
             fields |= {"updated_ms": now_ms - 20_000, "ready_ms": now_ms + 40_000}
-            await r.zadd(C.backoff_key(ns), {tid: now_ms + 40_000})
-        await r.hset(C.task_key(ns, tid), mapping=fields)
-    for i, (name, _caps, _n) in enumerate(AGENTS):
-        fields = {"registered_ms": now_ms - 3_600_000, "last_seen_ms": now_ms - (2_000 + i * 37_000)}
-        if name == "hopper":
-            fields |= {"consecutive_failures": 5, "breaker_open_until_ms": now_ms + 42_000}
-        if name == "turing":
-            fields["last_seen_ms"] = now_ms - 420_000
-        await r.hset(C.agent_key(ns, name), mapping=fields)
-    for i, path in enumerate(await r.zrange(C.prefix(ns) + "lockpaths", 0, -1)):
-        lock = await r.hgetall(C.lock_key(ns, path))
-        for k in lock:
-            if k.startswith("h:"):
-                await r.hset(C.lock_key(ns, path), k, now_ms + 240_000 - i * 100_000)
-    # Events: the stream's ids carry the write time, so the trail is rewritten with small
-    # fixed ids and pinned times, in the same order.
-    stream = C.events_key(ns)
-    events = await r.xrange(stream, "-", "+")
-    await r.delete(stream)
-    for i, (_eid, fields) in enumerate(events):
+        t.update((k, str(v)) for k, v in fields.items())
+    order = [name for name, _caps, _n in AGENTS]
+    for a in out["agents"]:
+        i = order.index(a["name"])
+        pinned = {"registered_ms": now_ms - 3_600_000, "last_seen_ms": now_ms - (2_000 + i * 37_000)}
+        if a["name"] == "hopper":
+            pinned |= {"consecutive_failures": 5, "breaker_open_until_ms": now_ms + 42_000}
+        if a["name"] == "turing":
+            pinned["last_seen_ms"] = now_ms - 420_000
+        a.update((k, str(v)) for k, v in pinned.items())
+    for i, lock in enumerate(sorted(out["locks"], key=lambda lk: lk["path"])):
+        for h in lock["holds"]:
+            h["expires_ms"] = str(now_ms + 240_000 - i * 100_000)
+    events = out["events"]
+    for i, e in enumerate(events):
         at = now_ms - (len(events) - i) * 4_000
-        fields["at_ms"] = str(at)
-        if fields.get("data"):
+        e["at_ms"] = str(at)
+        if e.get("data"):
             # Deadlines and backoffs inside the data carry real store times (and jitter).
-            data = json.loads(fields["data"])
+            data = json.loads(e["data"])
             for k, v in data.items():
                 if k.endswith("_ms") and isinstance(v, int) and v > 10**12:
                     data[k] = at + 30_000
-            fields["data"] = json.dumps(data, sort_keys=True)
-        await r.xadd(stream, fields, id=f"{i + 1}-0")
+            e["data"] = json.dumps(data, sort_keys=True)
+    return out
 
 
 SHOWN_URL = "redis://127.0.0.1:6379/0"
@@ -224,11 +221,11 @@ def pin_app(app: ControlRoom, shown_url: str = SHOWN_URL) -> ControlRoom:
 
 
 async def seed_pinned(url: str, namespace: str) -> None:
-    """Seed and pin a board on its own connection (for sync callers: tests, the screenshot script)."""
-    store = Store.from_url(url, namespace)
-    try:
-        await seed(store)
-        assert isinstance(store, RedisStore)
-        await pin_times(store)
-    finally:
-        await store.close()
+    """Seed a board, pin its times and import it into ``namespace`` at ``url`` (empty);
+    for sync callers: tests, the screenshot script."""
+    with tempfile.TemporaryDirectory(prefix="claimroom-seed-") as scratch:
+        async with Store.from_url(Path(scratch).as_uri(), namespace) as built:
+            await seed(built)
+            board = await built.export_board()
+    async with Store.from_url(url, namespace) as store:
+        await store.import_board(pin_times(board))

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import constants as C
 from ..errors import Conflict
-from ..migrate import FORMAT, VERSION, Board, dumped_holds, lock_clash, not_empty, renumbered
+from ..migrate import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, not_empty, renumbered
 from ..models import LockHold
 from ..retention import decoded, encoded
 from . import retention as file_retention
@@ -33,7 +33,7 @@ def export(tx: Tx, namespace: str) -> Board:
     rows = tx.all(
         "SELECT path, agent, task, shared, expires_ms FROM holds WHERE ns = :ns ORDER BY path, agent, task"
     )
-    locks = [
+    locks: list[LockDump] = [
         {"path": path, "holds": dumped_holds(LockHold(r[1], r[4], r[2], bool(r[3])) for r in group)}
         for path, group in groupby(rows, key=lambda r: str(r[0]))
     ]

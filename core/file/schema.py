@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 from .. import constants as C
 from .. import private
 from ..errors import BadInput, StoreUnavailable
+from ..models import Event, Task
 
 SCHEMA_VERSION = 7
 
@@ -443,3 +444,20 @@ def task_fields(row: sqlite3.Row) -> dict[str, str]:
             out[name] = text
     out.setdefault("waiting", "0")
     return out
+
+
+def task_of(row: sqlite3.Row) -> Task:
+    return Task.from_fields(task_fields(row))
+
+
+def event_of(row: sqlite3.Row) -> Event:
+    return Event(
+        id=str(row["seq"]),
+        type=row["type"],
+        at_ms=row["at_ms"],
+        task=row["task"],
+        agent=row["agent"],
+        token=row["token"],
+        operator=row["operator"],
+        data=json.loads(row["data"]) if row["data"] else {},
+    )

@@ -20,22 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from .. import constants as C
 from ..errors import BadInput, NotFound
 from ..identity import Role, TokenInfo
-from ..migrate import Board, check
+from ..migrate import Board
 from ..models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
 from ..reaper import ReaperId, ReaperPass, ReaperStatus
 from ..retention import BOARD
+from ..snapshot import Snapshot
 from ..store import Store
 from . import admin as file_admin
 from . import cascade as file_cascade
@@ -44,8 +44,9 @@ from . import dump as file_dump
 from . import ops as file_ops
 from . import retention as file_retention
 from . import servers as file_servers
+from . import snapshot as file_snapshot
 from .ops import Refused, Tx
-from .schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
+from .schema import AGENT_COLUMNS, connect, db_path, event_of, is_busy, task_of, unavailable
 from .worker import NO_REPLY, Call, Handoff, Worker
 from .writers import WriterQueue, close_queue, open_queue
 
@@ -67,23 +68,6 @@ class _Busy(Exception):
 def _deadline() -> float:
     """When an operation starting now gives up: "store busy" (``time.monotonic``)."""
     return time.monotonic() + C.file_busy_timeout_s
-
-
-def _event(row: sqlite3.Row) -> Event:
-    return Event(
-        id=str(row["seq"]),
-        type=row["type"],
-        at_ms=row["at_ms"],
-        task=row["task"],
-        agent=row["agent"],
-        token=row["token"],
-        operator=row["operator"],
-        data=json.loads(row["data"]) if row["data"] else {},
-    )
-
-
-def _task(row: sqlite3.Row) -> Task:
-    return Task.from_fields(task_fields(row))
 
 
 class FileStore(Store):
@@ -387,7 +371,7 @@ class FileStore(Store):
     @staticmethod
     def _claims(rows: list[sqlite3.Row]) -> list[Claim]:
         # Built after the commit: every other writer waits while a transaction is open.
-        return [Claim(task, task.token, task.deadline_ms) for task in map(_task, rows)]
+        return [Claim(task, task.token, task.deadline_ms) for task in map(task_of, rows)]
 
     async def _claim(
         self, agent: str, queues: list[str], ttl_ms: int, count: int
@@ -442,7 +426,7 @@ class FileStore(Store):
             rows = tx.all(
                 "SELECT * FROM tasks WHERE ns = :ns AND agent = :a AND state = 'claimed' ORDER BY id", a=agent
             )
-            return [_task(r) for r in rows]
+            return [task_of(r) for r in rows]
 
         return await self._read(go)
 
@@ -450,7 +434,7 @@ class FileStore(Store):
         row = await self._read(file_ops.load_task, task)
         if row is None:
             raise NotFound(f"no such task: {task}")
-        return _task(row)
+        return task_of(row)
 
     async def _tasks(self, state: State | None, queue: str | None, limit: int, offset: int) -> list[Task]:
         def go(tx: Tx) -> list[Task]:
@@ -468,7 +452,7 @@ class FileStore(Store):
             )
             # Built on the worker thread: thousands of rows would otherwise hold the
             # caller's event loop (a control room's frames) for a few hundred ms.
-            return [_task(r) for r in rows]
+            return [task_of(r) for r in rows]
 
         return await self._read(go)
 
@@ -545,7 +529,7 @@ class FileStore(Store):
                 n=count,
             )
         last = rows[-1]["seq"] if rows else since
-        return [_event(r) for r in rows], last, tx.counter("changes")
+        return [event_of(r) for r in rows], last, tx.counter("changes")
 
     async def _events(self, task: str | None, after: str, count: int) -> list[Event]:
         return (await self._read(self._events_tx, task, after, max(count, 0)))[0]
@@ -616,7 +600,7 @@ class FileStore(Store):
     async def _latest_events(self, count: int) -> list[Event]:
         def go(tx: Tx) -> list[Event]:
             rows = tx.all("SELECT * FROM events WHERE ns = :ns ORDER BY seq DESC LIMIT :n", n=count)
-            return [_event(r) for r in reversed(rows)]
+            return [event_of(r) for r in reversed(rows)]
 
         return await self._read(go)
 
@@ -646,7 +630,7 @@ class FileStore(Store):
     async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]:
         def go(tx: Tx) -> tuple[list[Stuck], int]:
             found, next_seq = file_cascade.stuck(tx, after_seq, limit, also)
-            return [Stuck(_task(r), dep, state) for r, dep, state in found], next_seq
+            return [Stuck(task_of(r), dep, state) for r, dep, state in found], next_seq
 
         return await self._read(go)
 
@@ -717,18 +701,33 @@ class FileStore(Store):
             self._worker = None
             worker.stop()
 
-    # --- whole-board export and import (core/migrate.py) -------------------------------
+    # --- views: the control room's reads (snapshot.py) --------------------------------
+
+    async def _snapshot(self, sections: frozenset[str], rows: int, events: int) -> Snapshot:
+        return await self._read(file_snapshot.read, sections, rows, events)
+
+    async def _server_facts(self) -> dict[str, str]:
+        return await self._read(file_snapshot.facts, self._path)
+
+    async def _key_events(self, switch: bool) -> bool | None:
+        return None  # every commit is seen (PRAGMA data_version), hand-made ones included
+
+    async def _change_feed(self) -> AsyncGenerator[None, None]:
+        seen = await self._changes()  # from now on, as a subscription would be
+        yield
+        while True:
+            now = await self._await_change(seen, 1.0)
+            if now != seen:
+                seen = now
+                yield
+
+    # --- whole-board export and import (dump.py; the format is in core/migrate.py) ----
 
     async def _now_ms(self) -> int:
-        """The store's clock."""
         return await self._read(lambda tx: tx.now)
 
     async def _export(self) -> Board:
-        """The whole board, read in one snapshot."""
         return await self._read(file_dump.export, self.namespace)
 
     async def _import(self, board: Board, merge: bool) -> dict[str, int]:
-        """Write a whole board in one transaction; ``Conflict`` into a non-empty namespace
-        unless ``merge``."""
-        check(board)
         return await self._write(file_dump.load, self.namespace, self.url, board, merge)

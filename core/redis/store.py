@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -14,13 +15,13 @@ from redis.commands.core import AsyncScript
 from .. import constants as C
 from ..errors import ErrorCode, StoreUnavailable
 from ..identity import Role, TokenInfo
+from ..migrate import Board
 from ..models import (
     Agent,
     Claim,
     ClaimMiss,
     Event,
     Lock,
-    LockHold,
     ReapReport,
     ServerInfo,
     State,
@@ -28,8 +29,12 @@ from ..models import (
     Task,
 )
 from ..reaper import ReaperId, ReaperPass, ReaperStatus
+from ..snapshot import Snapshot
 from ..store import Store
 from ..storeurl import redacted
+from . import dump
+from . import snapshot as views
+from .admin import RedisAdmin
 from .coalesce import Coalescer
 from .scripts import SCRIPTS, source
 
@@ -75,18 +80,18 @@ class RedisStore(Store):
         self._claimable = C.claimable_channel(namespace)
         # Typed Any on purpose: redis-py's stubs type every reply as bytes | str whatever
         # decode_responses says; with it on, replies here are str (and lists of str).
-        self.redis: Any = aioredis.Redis.from_url(
+        self._redis: Any = aioredis.Redis.from_url(
             url,
             decode_responses=True,
             socket_connect_timeout=C.connect_timeout_s,
             max_connections=256,
         )
         self._scripts: dict[str, AsyncScript] = {
-            name: self.redis.register_script(source(name)) for name in SCRIPTS
+            name: self._redis.register_script(source(name)) for name in SCRIPTS
         }
         self._watch: Any = None
         # Concurrent script calls share round trips (see coalesce.py); off: one trip per call.
-        self._coalescer = Coalescer(self.redis) if coalesce else None
+        self._coalescer = Coalescer(self._redis) if coalesce else None
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -129,15 +134,15 @@ class RedisStore(Store):
             part = ids[start : start + 1000]
 
             async def go(part: list[str] = part) -> list[Any]:
-                pipe = self.redis.pipeline(transaction=False)
+                pipe = self._redis.pipeline(transaction=False)
                 for tid in part:
                     pipe.exists(C.task_key(self.namespace, tid))
                 return list(await pipe.execute())
 
             found.update(tid for tid, n in zip(part, await self._guard(go), strict=True) if n)
         key = C.sigs_key(self.namespace)
-        counts = await self._guard(lambda: self.redis.hmget(key, capsigs)) if capsigs else []
-        in_use = int(await self._guard(lambda: self.redis.hlen(key)))
+        counts = await self._guard(lambda: self._redis.hmget(key, capsigs)) if capsigs else []
+        in_use = int(await self._guard(lambda: self._redis.hlen(key)))
         return found, {sig for sig, n in zip(capsigs, counts, strict=True) if n is not None}, in_use
 
     def _claims(self, reply: list[Any]) -> tuple[list[Claim], ClaimMiss, str]:
@@ -174,7 +179,7 @@ class RedisStore(Store):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         wake = C.wake_channel(self.namespace, agent)
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
             await self._guard(lambda: pubsub.subscribe(self._claimable, wake))
             while True:
@@ -224,12 +229,12 @@ class RedisStore(Store):
         await self._run("release", task, token, agent)
 
     async def _held(self, agent: str) -> list[Task]:
-        ids = sorted(await self._guard(lambda: self.redis.smembers(C.held_key(self.namespace, agent))))
+        ids = sorted(await self._guard(lambda: self._redis.smembers(C.held_key(self.namespace, agent))))
         # A task that moved on between the two reads is left out: held means claimed by agent.
         return [t for t in await self._fetch(ids) if t.state is State.CLAIMED and t.agent == agent]
 
     async def _get(self, task: str) -> Task:
-        fields = await self._guard(lambda: self.redis.hgetall(C.task_key(self.namespace, task)))
+        fields = await self._guard(lambda: self._redis.hgetall(C.task_key(self.namespace, task)))
         if not fields:
             from ..errors import NotFound
 
@@ -238,7 +243,7 @@ class RedisStore(Store):
 
     async def _fetch(self, ids: list[str]) -> list[Task]:
         async def go() -> list[dict[str, str]]:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             for tid in ids:
                 pipe.hgetall(C.task_key(self.namespace, tid))
             return list(await pipe.execute())
@@ -260,7 +265,7 @@ class RedisStore(Store):
                 skip = max(0, skip - len(found))
             else:
                 key = C.state_key(self.namespace, state.value)
-                ids = await self._guard(lambda k=key, p=pos: self.redis.zrange(k, p, p + chunk - 1))  # type: ignore[misc]
+                ids = await self._guard(lambda k=key, p=pos: self._redis.zrange(k, p, p + chunk - 1))  # type: ignore[misc]
                 if not ids:
                     break
                 pos += len(ids)
@@ -272,7 +277,7 @@ class RedisStore(Store):
         indexes merged (retention removes finished tasks, so ids are not simply t1..tN)."""
 
         async def go() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             for s in State:
                 pipe.zrangebyscore(
                     C.state_key(self.namespace, s.value), f"({after_seq}", "+inf", 0, n, withscores=True
@@ -286,7 +291,7 @@ class RedisStore(Store):
 
     async def _counts(self) -> dict[State, int]:
         async def go() -> list[int]:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             for s in State:
                 pipe.zcard(C.state_key(self.namespace, s.value))
             return list(await pipe.execute())
@@ -302,10 +307,10 @@ class RedisStore(Store):
         return int((await self._run("alive", agent))[1])
 
     async def _agents(self) -> list[Agent]:
-        names = sorted(await self._guard(lambda: self.redis.smembers(C.agents_key(self.namespace))))
+        names = sorted(await self._guard(lambda: self._redis.smembers(C.agents_key(self.namespace))))
 
         async def go() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             for n in names:
                 pipe.hgetall(C.agent_key(self.namespace, n))
                 pipe.smembers(C.held_key(self.namespace, n))
@@ -329,10 +334,10 @@ class RedisStore(Store):
         return [str(x) for x in (await self._run("unlock", agent, which, "1" if own else "", *paths))[1:]]
 
     async def _locks(self) -> list[Lock]:
-        paths = await self._guard(lambda: self.redis.zrange(C.lockpaths_key(self.namespace), 0, 9999))
+        paths = await self._guard(lambda: self._redis.zrange(C.lockpaths_key(self.namespace), 0, 9999))
 
         async def go() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             pipe.time()
             for p in paths:
                 pipe.hgetall(C.lock_key(self.namespace, p))
@@ -355,7 +360,7 @@ class RedisStore(Store):
         through the whole trail, a thousand at a time."""
         out: list[Event] = []
         while len(out) < count:
-            batch = await self._guard(lambda s=start: self.redis.xrange(self._stream, s, end, count=1000))  # type: ignore[misc]
+            batch = await self._guard(lambda s=start: self._redis.xrange(self._stream, s, end, count=1000))  # type: ignore[misc]
             if not batch:
                 break
             for eid, fields in batch:
@@ -371,7 +376,7 @@ class RedisStore(Store):
         ns = self.namespace
 
         async def index() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             pipe.lrange(C.task_events_key(ns, task), 0, -1)
             pipe.exists(C.task_key(ns, task))
             return list(await pipe.execute())
@@ -386,7 +391,7 @@ class RedisStore(Store):
         wanted = [eid for eid in ids if _event_key(eid) > since][:count]
 
         async def fetch() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             for eid in [ids[0], *wanted]:
                 pipe.xrange(self._stream, eid, eid)
             return list(await pipe.execute())
@@ -405,7 +410,7 @@ class RedisStore(Store):
         last = after
         while True:
             reply = await self._guard(
-                lambda since=last: self.redis.xread({self._stream: since}, block=1000, count=500)  # type: ignore[misc]
+                lambda since=last: self._redis.xread({self._stream: since}, block=1000, count=500)  # type: ignore[misc]
             )
             for _stream, entries in reply or []:
                 for eid, fields in entries:
@@ -443,23 +448,23 @@ class RedisStore(Store):
             # Every queue may follow the board's settings: each is due for a look at the next
             # pass. Marked in capped batches (rule 10), at most once round the set.
             key = C.retention_due_key(self.namespace)
-            rounds = int(await self._guard(lambda: self.redis.zcard(key))) // 500 + 1
+            rounds = int(await self._guard(lambda: self._redis.zcard(key))) // 500 + 1
             for _ in range(rounds):
-                later = await self._guard(lambda: self.redis.zrangebyscore(key, "(0", "+inf", 0, 500))
+                later = await self._guard(lambda: self._redis.zrangebyscore(key, "(0", "+inf", 0, 500))
                 if not later:
                     break
-                await self._guard(lambda m=later: self.redis.zadd(key, dict.fromkeys(m, 0), xx=True))  # type: ignore[misc]
+                await self._guard(lambda m=later: self._redis.zadd(key, dict.fromkeys(m, 0), xx=True))  # type: ignore[misc]
 
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
         from ..retention import BOARD, decoded
 
         key = C.retention_key(self.namespace)
-        board, own = await self._guard(lambda: self.redis.hmget(key, BOARD, queue or BOARD))
+        board, own = await self._guard(lambda: self._redis.hmget(key, BOARD, queue or BOARD))
         return decoded(board), decoded(own) if queue is not None else {}
 
     async def _reaper_status(self) -> ReaperStatus:
         async def go() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=True)  # one moment: the clock and the board agree
+            pipe = self._redis.pipeline(transaction=True)  # one moment: the clock and the board agree
             pipe.time()
             pipe.hgetall(C.reaper_status_key(self.namespace))
             pipe.zcard(C.state_key(self.namespace, State.CLAIMED.value))
@@ -488,19 +493,19 @@ class RedisStore(Store):
         return State(reply[1])
 
     async def _dependents_cancelled(self, task: str) -> int:
-        return int(await self._guard(lambda: self.redis.scard(C.cascaded_key(self.namespace, task))))
+        return int(await self._guard(lambda: self._redis.scard(C.cascaded_key(self.namespace, task))))
 
     async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]:
         ns = self.namespace
         blocked_key = C.state_key(ns, State.BLOCKED.value)
         window = await self._guard(
-            lambda: self.redis.zrangebyscore(blocked_key, f"({after_seq}", "+inf", 0, limit, withscores=True)
+            lambda: self._redis.zrangebyscore(blocked_key, f"({after_seq}", "+inf", 0, limit, withscores=True)
         )
         next_seq = int(window[-1][1]) if len(window) == limit else 0
         ids = list(dict.fromkeys([*(tid for tid, _ in window), *also]))
 
         async def hmget(tids: list[str], *names: str) -> list[list[str | None]]:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             for tid in tids:
                 pipe.hmget(C.task_key(ns, tid), *names)
             return list(await pipe.execute())
@@ -538,11 +543,11 @@ class RedisStore(Store):
         return TokenInfo(str(d["agent"]), Role.of(str(d["role"])), int(d["created_ms"]), str(d["hint"]))
 
     async def _token_find(self, digest: str) -> TokenInfo | None:
-        raw = await self._guard(lambda: self.redis.hget(C.tokens_key(self.namespace), digest))
+        raw = await self._guard(lambda: self._redis.hget(C.tokens_key(self.namespace), digest))
         return None if raw is None else self._token_info(raw)
 
     async def _token_list(self) -> list[TokenInfo]:
-        found = await self._guard(lambda: self.redis.hgetall(C.tokens_key(self.namespace)))
+        found = await self._guard(lambda: self._redis.hgetall(C.tokens_key(self.namespace)))
         return [self._token_info(raw) for raw in found.values()]
 
     async def _token_revoke(self, agent: str) -> int:
@@ -555,14 +560,14 @@ class RedisStore(Store):
         return bool(int((await self._run("queue_state", queue, "pause" if pause else "resume", operator))[1]))
 
     async def _paused(self) -> set[str]:
-        return set(await self._guard(lambda: self.redis.smembers(C.paused_key(self.namespace))))
+        return set(await self._guard(lambda: self._redis.smembers(C.paused_key(self.namespace))))
 
     async def _reset_breaker(self, agent: str, operator: str) -> None:
         await self._run("reset_breaker", agent, operator)
 
     async def _wait_for_change(self, timeout_s: float) -> bool:
         if self._watch is None:
-            self._watch = self.redis.pubsub(ignore_subscribe_messages=True)
+            self._watch = self._redis.pubsub(ignore_subscribe_messages=True)
             await self._guard(lambda: self._watch.subscribe(self._channel))
         msg = await self._guard(lambda: self._watch.get_message(timeout=timeout_s))
         return msg is not None
@@ -574,12 +579,12 @@ class RedisStore(Store):
         return int(now), int(started)
 
     async def _latest_events(self, count: int) -> list[Event]:
-        newest = await self._guard(lambda: self.redis.xrevrange(self._stream, "+", "-", count=count))
+        newest = await self._guard(lambda: self._redis.xrevrange(self._stream, "+", "-", count=count))
         return [Event.from_fields(eid, fields) for eid, fields in reversed(newest)]
 
     async def _servers(self) -> list[ServerInfo]:
         async def go() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self._redis.pipeline(transaction=True)
             pipe.time()
             pipe.zrange(C.servers_key(self.namespace), 0, C.max_servers - 1, withscores=True)
             return list(await pipe.execute())
@@ -589,13 +594,13 @@ class RedisStore(Store):
         live = [sid for sid, expires in ids if expires > now]
         if not live:
             return []
-        raw = await self._guard(lambda: self.redis.hmget(C.server_records_key(self.namespace), live))
+        raw = await self._guard(lambda: self._redis.hmget(C.server_records_key(self.namespace), live))
         return [ServerInfo.from_json(json.loads(r)) for r in raw if r]
 
     async def ping(self) -> float:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await self._guard(self.redis.ping)
+        await self._guard(self._redis.ping)
         return (loop.time() - start) * 1000
 
     async def close(self) -> None:
@@ -604,231 +609,43 @@ class RedisStore(Store):
         if self._watch is not None:
             await self._watch.aclose()
             self._watch = None
-        await self.redis.aclose()
+        await self._redis.aclose()
 
-    # === Whole-board export and import (core/migrate.py) ==================================
-    # Kept apart at the end of the class on purpose: the dump format and its checks live in
-    # migrate.py; imports are local so this block needs no edit elsewhere in the file.
+    # --- views: the control room's reads (snapshot.py) --------------------------------
+
+    async def _snapshot(self, sections: frozenset[str], rows: int, events: int) -> Snapshot:
+        return await self._guard(lambda: views.read(self._redis, self.namespace, sections, rows, events))
+
+    async def _server_facts(self) -> dict[str, str]:
+        return await self._guard(lambda: views.server_facts(self._redis))
+
+    async def _key_events(self, switch: bool) -> bool | None:
+        return await self._guard(lambda: views.key_events_on(self._redis, switch))
+
+    async def _change_feed(self) -> AsyncGenerator[None, None]:
+        feed = views.changes(self._redis, self.namespace)
+        async with contextlib.aclosing(feed):
+            try:
+                async for _ in feed:
+                    yield
+            except _UNAVAILABLE as exc:
+                raise self._down(exc) from None
+
+    @property
+    def admin(self) -> RedisAdmin:
+        """Server-side tools for benchmarks and tests (see ``admin.py``): not the contract."""
+        return RedisAdmin(self._redis, self.namespace, self._scripts)
+
+    # --- whole-board export and import (dump.py; the format is in core/migrate.py) ----
 
     async def _now_ms(self) -> int:
-        """The store's clock (Redis TIME)."""
-        sec, usec = await self._guard(self.redis.time)
+        sec, usec = await self._guard(self._redis.time)
         return int(sec) * 1000 + int(usec) // 1000
 
-    async def _export(self) -> dict[str, Any]:
-        """The whole board, read in one MULTI (an atomic snapshot)."""
-        from ..errors import Conflict
-        from ..migrate import FORMAT, VERSION, dumped_holds
-        from ..retention import decoded
+    async def _export(self) -> Board:
+        return await self._guard(lambda: dump.export(self._redis, self.namespace))
 
-        ns = self.namespace
-
-        async def head() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.get(C.seq_key(ns, "task"))
-            pipe.get(C.seq_key(ns, "token"))
-            pipe.smembers(C.agents_key(ns))
-            pipe.zrange(C.lockpaths_key(ns), 0, -1)
-            for st in State:
-                pipe.zrange(C.state_key(ns, st.value), 0, -1, withscores=True)
-            return list(await pipe.execute())
-
-        for _ in range(5):
-            top, _tok, agents, paths, *by_state = await self._guard(head)
-            names = sorted(agents)
-            # The tasks on the board, in creation order (retention removes finished ones, so
-            # the ids are not simply t1..tN; one that moves on meanwhile is still read).
-            ids = [tid for tid, _seq in sorted((x for st in by_state for x in st), key=lambda x: x[1])]
-            top_n = len(ids)
-
-            async def everything(
-                names: list[str] = names, paths: list[str] = paths, ids: list[str] = ids
-            ) -> list[Any]:
-                pipe = self.redis.pipeline(transaction=True)
-                pipe.time()
-                pipe.get(C.seq_key(ns, "task"))
-                pipe.get(C.seq_key(ns, "token"))
-                pipe.smembers(C.agents_key(ns))
-                pipe.zrange(C.lockpaths_key(ns), 0, -1)
-                for tid in ids:
-                    pipe.hgetall(C.task_key(ns, tid))
-                for a in names:
-                    pipe.hgetall(C.agent_key(ns, a))
-                for path in paths:
-                    pipe.hgetall(C.lock_key(ns, path))
-                pipe.xrange(self._stream, "-", "+")
-                pipe.smembers(C.paused_key(ns))
-                pipe.smembers(C.queues_key(ns))
-                pipe.hgetall(C.retention_key(ns))
-                return list(await pipe.execute())
-
-            raw = await self._guard(everything)
-            now, top2, tok2, agents2, paths2 = raw[:5]
-            if (top2, set(agents2), list(paths2)) != (top, set(agents), list(paths)):
-                continue  # the board moved between the two reads: look again
-            rest = raw[5:]
-            tasks, rest = rest[:top_n], rest[top_n:]
-            agent_rows, rest = rest[: len(names)], rest[len(names) :]
-            lock_rows, rest = rest[: len(paths)], rest[len(paths) :]
-            stream, paused, queues, kept = rest
-            locks = []
-            for path, f in zip(paths, lock_rows, strict=True):
-                holds = dumped_holds(LockHold.all_in(f))
-                if holds:
-                    locks.append({"path": path, "holds": holds})
-            return {
-                "format": FORMAT,
-                "version": VERSION,
-                "namespace": ns,
-                "now_ms": str(int(now[0]) * 1000 + int(now[1]) // 1000),
-                "counters": {"task": str(top2 or 0), "token": str(tok2 or 0)},
-                "tasks": [dict(t) for t in tasks if t],
-                "agents": [dict(a) for a in agent_rows if a],
-                "locks": locks,
-                "events": [dict(fields) for _eid, fields in stream],
-                "paused": sorted(paused),
-                "queues": sorted(queues),
-                "retention": {scope: decoded(raw) for scope, raw in sorted(kept.items())},
-            }
-        raise Conflict("the board kept changing during the export; stop the agents and retry")
-
-    async def _import(self, board: dict[str, Any], merge: bool) -> dict[str, int]:
-        """Write a whole board in one MULTI, watched so that nothing else writes between
-        the emptiness check and the write; ``Conflict`` into a non-empty namespace unless
-        ``merge``."""
-        from redis.exceptions import WatchError
-
-        from ..errors import Conflict
-        from ..migrate import check
-
-        check(board)
-        for _ in range(5):
-            try:
-                return await self._guard(lambda: self._import_once(board, merge))
-            except WatchError:
-                continue
-        raise Conflict("the destination kept changing during the import; stop its agents and retry")
-
-    async def _import_once(self, board: dict[str, Any], merge: bool) -> dict[str, int]:
-        from ..errors import Conflict
-        from ..migrate import dumped_holds, lock_clash, not_empty, renumbered
-        from ..retention import encoded
-
-        ns = self.namespace
-        watched = [
-            C.seq_key(ns, "task"), C.seq_key(ns, "token"), C.agents_key(ns), C.lockpaths_key(ns),
-            self._stream, C.paused_key(ns), *(C.state_key(ns, s.value) for s in State),
-        ]  # fmt: skip
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(*watched)
-            n_tasks = 0
-            for s in State:
-                n_tasks += int(await pipe.zcard(C.state_key(ns, s.value)))
-            have_agents = set(await pipe.smembers(C.agents_key(ns)))
-            n_events = int(await pipe.xlen(self._stream))
-            paths = list(await pipe.zrange(C.lockpaths_key(ns), 0, -1))
-            have_paused = set(await pipe.smembers(C.paused_key(ns)))
-            n_paused = len(have_paused)
-            top = int(await pipe.get(C.seq_key(ns, "task")) or 0)
-            token = int(await pipe.get(C.seq_key(ns, "token")) or 0)
-            if n_tasks or have_agents or n_events or paths or n_paused:
-                if not merge:
-                    raise not_empty(ns, redacted(self.url), n_tasks, len(have_agents), n_events)
-                board = renumbered(board, top)
-                present = []
-                for path in paths:
-                    f = await pipe.hgetall(C.lock_key(ns, path))
-                    present.append({"path": path, "holds": dumped_holds(LockHold.all_in(f))})
-                sec, usec = await pipe.time()
-                clash = lock_clash(board["locks"], present, int(sec) * 1000 + int(usec) // 1000)
-                if clash:
-                    raise Conflict(clash)
-            last = await pipe.xrevrange(self._stream, "+", "-", count=1)
-            last_ms, last_seq = (int(x) for x in last[0][0].split("-")) if last else (0, 0)
-            pipe.multi()
-            paused = have_paused | set(board["paused"])
-            for t in board["tasks"]:
-                self._queue_task(pipe, t, paused)
-            for a in board["agents"]:
-                if a["name"] not in have_agents:
-                    pipe.hset(C.agent_key(ns, a["name"]), mapping=a)
-                    pipe.sadd(C.agents_key(ns), a["name"])
-            for lk in board["locks"]:
-                key, path = C.lock_key(ns, lk["path"]), lk["path"]
-                fields = {}
-                for h in lk["holds"]:
-                    hold = h["agent"] + ("|" + h["task"] if h["task"] else "")  # as lib.lua's hold_key
-                    fields["h:" + hold] = h["expires_ms"]
-                    fields["m:" + hold] = h["mode"]
-                    if h["task"]:
-                        pipe.sadd(C.tasklocks_key(ns, h["task"]), h["agent"] + "|" + path)
-                pipe.hset(key, mapping=fields)
-                latest = max(int(h["expires_ms"]) for h in lk["holds"])
-                pipe.zadd(C.locks_key(ns), {path: latest}, gt=True)
-                pipe.zadd(C.lockpaths_key(ns), {path: 0})
-            on_board, indexed = {t["id"] for t in board["tasks"]}, set()
-            for e in board["events"]:
-                ms = max(int(e.get("at_ms") or 0), last_ms)
-                last_seq = last_seq + 1 if ms == last_ms else 0
-                last_ms = ms
-                eid = f"{ms}-{last_seq}"
-                pipe.xadd(self._stream, {k: v for k, v in e.items() if v not in ("", None)}, id=eid)
-                if e.get("task") in on_board:  # each task's index of its events, as lib.lua's audit keeps it
-                    pipe.rpush(C.task_events_key(ns, e["task"]), eid)
-                    indexed.add(e["task"])
-            for tid in indexed:
-                pipe.ltrim(C.task_events_key(ns, tid), -C.task_events_max, -1)
-            for scope, settings in board.get("retention", {}).items():
-                # A destination's own settings win over the incoming ones (merge).
-                pipe.hsetnx(C.retention_key(ns), scope, encoded(settings))
-            if board["paused"]:
-                pipe.sadd(C.paused_key(ns), *board["paused"])
-            # board["queues"] is not written: the queues set follows the tasks (_queue_task).
-            pipe.set(C.seq_key(ns, "task"), max(top, int(board["counters"].get("task") or 0)))
-            pipe.set(C.seq_key(ns, "token"), max(token, int(board["counters"].get("token") or 0)))
-            pipe.publish(self._channel, "imported ")
-            pipe.publish(self._claimable, "* *")
-            await pipe.execute()
-        return {k: len(board[k]) for k in ("tasks", "agents", "locks", "events", "paused")}
-
-    def _queue_task(self, pipe: Any, t: dict[str, str], paused: set[str]) -> None:
-        """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
-        ns, tid = self.namespace, t["id"]
-        fields = {k: v for k, v in t.items() if v != "" and not (k == "token" and v == "0")}
-        pipe.hset(C.task_key(ns, tid), mapping=fields)
-        seq, state, sig = int(t["seq"]), t["state"], t.get("requires", "")
-        pipe.zadd(C.state_key(ns, state), {tid: seq})
-        if state == "queued":
-            score = (C.max_priority - int(t.get("priority") or 0)) * C.ready_priority_step + seq
-            if t.get("assigned"):
-                pipe.zadd(C.assigned_key(ns, t["assigned"]), {tid: score})
-            else:
-                queue = t["queue"]
-                pipe.zadd(C.ready_key(ns, queue, sig), {tid: score})
-                pipe.sadd(C.capsigs_key(ns, queue), sig)
-                pipe.sadd(C.queues_key(ns), queue)
-                if queue not in paused:
-                    pipe.zadd(C.heads_key(ns, sig), {queue: score}, lt=True)
-        elif state == "retrying":
-            pipe.zadd(C.backoff_key(ns), {tid: int(t.get("ready_ms") or 0)})
-        elif state == "claimed":
-            pipe.zadd(C.deadlines_key(ns), {tid: int(t.get("deadline_ms") or 0)})
-            pipe.sadd(C.held_key(ns, t["agent"]), tid)
-        if state not in ("done", "cancelled"):
-            pipe.hincrby(C.sigs_key(ns), sig, 1)
-        if t.get("parent") and t.get("spawn_token", "0") not in ("", "0"):
-            # Rollback of the claim that spawned it looks here (lib.lua).
-            pipe.sadd(C.children_key(ns, t["parent"], t["spawn_token"]), tid)
-        # Every dependency, done or not: a done task never completes again, so the extra
-        # members never count down anyone's wait.
-        for dep in (d for d in t.get("after", "").split(",") if d):
-            pipe.sadd(C.dependents_key(ns, dep), tid)
-        if state == "cancelled" and t.get("cancelled_by"):
-            pipe.sadd(C.cascaded_key(ns, t["cancelled_by"]), tid)  # what a retry with restore walks
-        kind = {"done": "done", "dead": "failed", "cancelled": "failed"}.get(state)
-        if kind:
-            # Retention's index (lib.lua retention_enter), in the order they finished, before
-            # every task that finishes here later (those are numbered from 1 by seq:finished).
-            fin = int(t.get("updated_ms") or 0) - C.finished_import_offset
-            pipe.zadd(C.finished_key(ns, kind, t["queue"]), {tid: fin})
-            pipe.zadd(C.retention_due_key(ns), {f"{kind}:{t['queue']}": 0})
+    async def _import(self, board: Board, merge: bool) -> dict[str, int]:
+        return await self._guard(
+            lambda: dump.load(self._redis, self.namespace, redacted(self.url), board, merge)
+        )

@@ -1,0 +1,231 @@
+"""The Redis backend's whole-board export and import (the dump format is in ``migrate``).
+
+The export reads the board in one MULTI (an atomic snapshot); the import writes it in one
+MULTI, watched so that nothing else writes between the emptiness check and the write, and
+builds every index a task's state needs as ``lua/lib.lua`` would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.exceptions import WatchError
+
+from .. import constants as C
+from ..errors import Conflict
+from ..migrate import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, not_empty, renumbered
+from ..models import LockHold, State
+from ..retention import decoded, encoded
+
+TRIES = 5  # reads (or watched writes) tried before a board that keeps changing is refused
+
+
+def _ms(time_reply: Any) -> int:
+    """Redis TIME's reply in ms."""
+    return int(time_reply[0]) * 1000 + int(time_reply[1]) // 1000
+
+
+async def export(r: Any, ns: str) -> Board:
+    """The whole board of ``ns``: the names of everything in one MULTI, then everything
+    they name in another, looked at again whenever the board moved in between."""
+
+    async def head() -> list[Any]:
+        pipe = r.pipeline(transaction=True)
+        pipe.get(C.seq_key(ns, "task"))
+        pipe.get(C.seq_key(ns, "token"))
+        pipe.smembers(C.agents_key(ns))
+        pipe.zrange(C.lockpaths_key(ns), 0, -1)
+        for st in State:
+            pipe.zrange(C.state_key(ns, st.value), 0, -1, withscores=True)
+        return list(await pipe.execute())
+
+    for _ in range(TRIES):
+        top, _tok, agents, paths, *by_state = await head()
+        names = sorted(agents)
+        # The tasks on the board, in creation order (retention removes finished ones, so
+        # the ids are not simply t1..tN; one that moves on meanwhile is still read).
+        ids = [tid for tid, _seq in sorted((x for st in by_state for x in st), key=lambda x: x[1])]
+
+        pipe = r.pipeline(transaction=True)
+        pipe.time()
+        pipe.get(C.seq_key(ns, "task"))
+        pipe.get(C.seq_key(ns, "token"))
+        pipe.smembers(C.agents_key(ns))
+        pipe.zrange(C.lockpaths_key(ns), 0, -1)
+        for tid in ids:
+            pipe.hgetall(C.task_key(ns, tid))
+        for a in names:
+            pipe.hgetall(C.agent_key(ns, a))
+        for path in paths:
+            pipe.hgetall(C.lock_key(ns, path))
+        pipe.xrange(C.events_key(ns), "-", "+")
+        pipe.smembers(C.paused_key(ns))
+        pipe.smembers(C.queues_key(ns))
+        pipe.hgetall(C.retention_key(ns))
+        raw = list(await pipe.execute())
+
+        now, top2, tok2, agents2, paths2 = raw[:5]
+        if (top2, set(agents2), list(paths2)) != (top, set(agents), list(paths)):
+            continue  # the board moved between the two reads: look again
+        rest = raw[5:]
+        tasks, rest = rest[: len(ids)], rest[len(ids) :]
+        agent_rows, rest = rest[: len(names)], rest[len(names) :]
+        lock_rows, rest = rest[: len(paths)], rest[len(paths) :]
+        stream, paused, queues, kept = rest
+        locks: list[LockDump] = []
+        for path, f in zip(paths, lock_rows, strict=True):
+            holds = dumped_holds(LockHold.all_in(f))
+            if holds:
+                locks.append({"path": path, "holds": holds})
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "namespace": ns,
+            "now_ms": str(_ms(now)),
+            "counters": {"task": str(top2 or 0), "token": str(tok2 or 0)},
+            "tasks": [dict(t) for t in tasks if t],
+            "agents": [dict(a) for a in agent_rows if a],
+            "locks": locks,
+            "events": [dict(fields) for _eid, fields in stream],
+            "paused": sorted(paused),
+            "queues": sorted(queues),
+            "retention": {scope: decoded(raw) for scope, raw in sorted(kept.items())},
+        }
+    raise Conflict("the board kept changing during the export; stop the agents and retry")
+
+
+async def load(r: Any, ns: str, url: str, board: Board, merge: bool) -> dict[str, int]:
+    """Write a checked dump into ``ns``; ``Conflict`` into a non-empty namespace unless
+    ``merge``, or when a merged lock would clash (``url``: the destination, as shown)."""
+    for _ in range(TRIES):
+        try:
+            return await _load_once(r, ns, url, board, merge)
+        except WatchError:
+            continue
+    raise Conflict("the destination kept changing during the import; stop its agents and retry")
+
+
+async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> dict[str, int]:
+    stream = C.events_key(ns)
+    watched = [
+        C.seq_key(ns, "task"), C.seq_key(ns, "token"), C.agents_key(ns), C.lockpaths_key(ns),
+        stream, C.paused_key(ns), *(C.state_key(ns, s.value) for s in State),
+    ]  # fmt: skip
+    async with r.pipeline(transaction=True) as pipe:
+        await pipe.watch(*watched)
+        n_tasks = 0
+        for s in State:
+            n_tasks += int(await pipe.zcard(C.state_key(ns, s.value)))
+        have_agents = set(await pipe.smembers(C.agents_key(ns)))
+        n_events = int(await pipe.xlen(stream))
+        paths = list(await pipe.zrange(C.lockpaths_key(ns), 0, -1))
+        have_paused = set(await pipe.smembers(C.paused_key(ns)))
+        top = int(await pipe.get(C.seq_key(ns, "task")) or 0)
+        token = int(await pipe.get(C.seq_key(ns, "token")) or 0)
+        if n_tasks or have_agents or n_events or paths or have_paused:
+            if not merge:
+                raise not_empty(ns, url, n_tasks, len(have_agents), n_events)
+            board = renumbered(board, top)
+            present: list[LockDump] = []
+            for path in paths:
+                f = await pipe.hgetall(C.lock_key(ns, path))
+                present.append({"path": path, "holds": dumped_holds(LockHold.all_in(f))})
+            clash = lock_clash(board["locks"], present, _ms(await pipe.time()))
+            if clash:
+                raise Conflict(clash)
+        last = await pipe.xrevrange(stream, "+", "-", count=1)
+        last_ms, last_seq = (int(x) for x in last[0][0].split("-")) if last else (0, 0)
+        pipe.multi()
+        paused = have_paused | set(board["paused"])
+        for t in board["tasks"]:
+            _queue_task(pipe, ns, t, paused)
+        for a in board["agents"]:
+            if a["name"] not in have_agents:
+                pipe.hset(C.agent_key(ns, a["name"]), mapping=a)
+                pipe.sadd(C.agents_key(ns), a["name"])
+        for lk in board["locks"]:
+            path = lk["path"]
+            fields = {}
+            for h in lk["holds"]:
+                hold = h["agent"] + ("|" + h["task"] if h["task"] else "")  # as lib.lua's hold_key
+                fields["h:" + hold] = h["expires_ms"]
+                fields["m:" + hold] = h["mode"]
+                if h["task"]:
+                    pipe.sadd(C.tasklocks_key(ns, h["task"]), h["agent"] + "|" + path)
+            pipe.hset(C.lock_key(ns, path), mapping=fields)
+            latest = max(int(h["expires_ms"]) for h in lk["holds"])
+            pipe.zadd(C.locks_key(ns), {path: latest}, gt=True)
+            pipe.zadd(C.lockpaths_key(ns), {path: 0})
+        on_board, indexed = {t["id"] for t in board["tasks"]}, set()
+        for e in board["events"]:
+            ms = max(int(e.get("at_ms") or 0), last_ms)
+            last_seq = last_seq + 1 if ms == last_ms else 0
+            last_ms = ms
+            eid = f"{ms}-{last_seq}"
+            pipe.xadd(stream, {k: v for k, v in e.items() if v not in ("", None)}, id=eid)
+            if e.get("task") in on_board:  # each task's index of its events, as lib.lua's audit keeps it
+                pipe.rpush(C.task_events_key(ns, e["task"]), eid)
+                indexed.add(e["task"])
+        for tid in indexed:
+            pipe.ltrim(C.task_events_key(ns, tid), -C.task_events_max, -1)
+        for scope, settings in board.get("retention", {}).items():
+            # A destination's own settings win over the incoming ones (merge).
+            pipe.hsetnx(C.retention_key(ns), scope, encoded(settings))
+        if board["paused"]:
+            pipe.sadd(C.paused_key(ns), *board["paused"])
+        # board["queues"] is not written: the queues set follows the tasks (_queue_task).
+        pipe.set(C.seq_key(ns, "task"), max(top, int(board["counters"].get("task") or 0)))
+        pipe.set(C.seq_key(ns, "token"), max(token, int(board["counters"].get("token") or 0)))
+        pipe.publish(C.hints_channel(ns), "imported ")
+        pipe.publish(C.claimable_channel(ns), "* *")
+        await pipe.execute()
+    return {
+        "tasks": len(board["tasks"]),
+        "agents": len(board["agents"]),
+        "locks": len(board["locks"]),
+        "events": len(board["events"]),
+        "paused": len(board["paused"]),
+    }
+
+
+def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str]) -> None:
+    """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
+    tid = t["id"]
+    fields = {k: v for k, v in t.items() if v != "" and not (k == "token" and v == "0")}
+    pipe.hset(C.task_key(ns, tid), mapping=fields)
+    seq, state, sig = int(t["seq"]), t["state"], t.get("requires", "")
+    pipe.zadd(C.state_key(ns, state), {tid: seq})
+    if state == "queued":
+        score = (C.max_priority - int(t.get("priority") or 0)) * C.ready_priority_step + seq
+        if t.get("assigned"):
+            pipe.zadd(C.assigned_key(ns, t["assigned"]), {tid: score})
+        else:
+            queue = t["queue"]
+            pipe.zadd(C.ready_key(ns, queue, sig), {tid: score})
+            pipe.sadd(C.capsigs_key(ns, queue), sig)
+            pipe.sadd(C.queues_key(ns), queue)
+            if queue not in paused:
+                pipe.zadd(C.heads_key(ns, sig), {queue: score}, lt=True)
+    elif state == "retrying":
+        pipe.zadd(C.backoff_key(ns), {tid: int(t.get("ready_ms") or 0)})
+    elif state == "claimed":
+        pipe.zadd(C.deadlines_key(ns), {tid: int(t.get("deadline_ms") or 0)})
+        pipe.sadd(C.held_key(ns, t["agent"]), tid)
+    if state not in ("done", "cancelled"):
+        pipe.hincrby(C.sigs_key(ns), sig, 1)
+    if t.get("parent") and t.get("spawn_token", "0") not in ("", "0"):
+        # Rollback of the claim that spawned it looks here (lib.lua).
+        pipe.sadd(C.children_key(ns, t["parent"], t["spawn_token"]), tid)
+    # Every dependency, done or not: a done task never completes again, so the extra
+    # members never count down anyone's wait.
+    for dep in (d for d in t.get("after", "").split(",") if d):
+        pipe.sadd(C.dependents_key(ns, dep), tid)
+    if state == "cancelled" and t.get("cancelled_by"):
+        pipe.sadd(C.cascaded_key(ns, t["cancelled_by"]), tid)  # what a retry with restore walks
+    kind = {"done": "done", "dead": "failed", "cancelled": "failed"}.get(state)
+    if kind:
+        # Retention's index (lib.lua retention_enter), in the order they finished, before
+        # every task that finishes here later (those are numbered from 1 by seq:finished).
+        fin = int(t.get("updated_ms") or 0) - C.finished_import_offset
+        pipe.zadd(C.finished_key(ns, kind, t["queue"]), {tid: fin})
+        pipe.zadd(C.retention_due_key(ns), {f"{kind}:{t['queue']}": 0})

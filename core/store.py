@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import json
 import random
 import re
@@ -16,9 +17,10 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import constants, retention, validate
+from .backends import BACKENDS
 from .errors import BadInput, ClaimroomError, ErrorCode
 from .identity import Role, TokenInfo
 from .models import (
@@ -34,10 +36,8 @@ from .models import (
     Stuck,
     Task,
 )
+from .reaper import Reaper, ReaperId, ReaperStatus
 from .retention import UNSET, Unset
-
-if TYPE_CHECKING:
-    from .reaper import Reaper, ReaperId, ReaperStatus
 
 
 def _rebased(spec: dict[str, Any], start: int, ids: list[str]) -> dict[str, Any]:
@@ -141,13 +141,9 @@ class Store(ABC):
         """The store for a URL: ``redis://``, ``rediss://``, ``unix://`` or ``file:///dir``."""
         validate.namespace(namespace)
         validate.store_url(url)
-        if url.split("://", 1)[0].lower() == "file":
-            from .file.store import FileStore
-
-            return FileStore(url, namespace)
-        from .redis.store import RedisStore
-
-        return RedisStore(url, namespace)
+        module, _, name = BACKENDS[url.split("://", 1)[0].lower()].partition(":")
+        backend: Callable[[str, str], Store] = getattr(importlib.import_module(module, __package__), name)
+        return backend(url, namespace)
 
     # --- tasks -----------------------------------------------------------------------
 
@@ -457,8 +453,6 @@ class Store(ABC):
         """The leader-elected reaper for a long-lived process of this ``kind`` ("tui",
         "claim-wait", "reap-loop", "mcp"): ``async with store.reaping("mcp"): ...`` reaps
         beside the body whenever this process leads, and hands over on the way out."""
-        from .reaper import Reaper
-
         return Reaper(self, kind, interval_s=interval_s, report=report)
 
     async def run_reaper(

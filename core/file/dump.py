@@ -12,7 +12,6 @@ from ..migrate import FORMAT, VERSION, Board, dumped_holds, lock_clash, not_empt
 from ..models import LockHold
 from ..retention import decoded, encoded
 from . import retention as file_retention
-from .ops import Tx, split
 from .schema import (
     AGENT_COLUMNS,
     EVENT_COLUMNS,
@@ -21,6 +20,7 @@ from .schema import (
     rebuild_claim_index,
     task_fields,
 )
+from .tx import Tx, split
 
 
 def _strs(row: sqlite3.Row, names: tuple[str, ...]) -> dict[str, str]:

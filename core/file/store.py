@@ -44,8 +44,8 @@ from . import dump as file_dump
 from . import ops as file_ops
 from . import retention as file_retention
 from . import servers as file_servers
-from .ops import Refused, Tx
 from .schema import AGENT_COLUMNS, connect, db_path, is_busy, task_fields, unavailable
+from .tx import Refused, Tx, load_task
 from .worker import NO_REPLY, Call, Handoff, Worker
 from .writers import WriterQueue, close_queue, open_queue
 
@@ -447,7 +447,7 @@ class FileStore(Store):
         return await self._read(go)
 
     async def _get(self, task: str) -> Task:
-        row = await self._read(file_ops.load_task, task)
+        row = await self._read(load_task, task)
         if row is None:
             raise NotFound(f"no such task: {task}")
         return _task(row)

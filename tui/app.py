@@ -62,7 +62,7 @@ def os_user() -> str:
         return "operator"
 
 
-class ControlRoom(BoardKeys, App[int]):
+class ControlRoom(BoardKeys):
     """Watch and steer one claimroom board."""
 
     CSS_PATH = str(themes.STYLESHEET)
@@ -90,7 +90,11 @@ class ControlRoom(BoardKeys, App[int]):
         freeze_gc: bool = False,
     ) -> None:
         super().__init__()
-        if store is None and finder is None:
+        if store is not None:
+            self.namespace = store.namespace
+        elif finder is not None:
+            self.namespace = finder.namespace
+        else:
             raise ValueError("the control room needs a store or a finder")
         for t in themes.THEMES.values():
             self.register_theme(t)
@@ -102,7 +106,6 @@ class ControlRoom(BoardKeys, App[int]):
         # time); an injected clock is taken as the truth, which is what tests freeze.
         self._correct_skew = clock is time.time
         self.finder = finder
-        self.namespace = store.namespace if store is not None else finder.namespace  # type: ignore[union-attr]
         self.project = project if project is not None or finder is None else finder.project
         self.resolution = resolution  # how the store was chosen, when the app (or CLI) resolved it
         self.health_interval_s = health_interval_s
@@ -136,7 +139,7 @@ class ControlRoom(BoardKeys, App[int]):
                 with TabPane(name.title(), id=name):
                     yield cls(name)
             with TabPane("Store", id="store"):
-                yield StorePane()
+                yield StorePane(self)
         # Disabled while hidden, so it never takes focus (and the board's keys) by itself.
         yield FilterInput(placeholder="filter rows (escape clears)", id="filter", disabled=True)
         # Compact, so the keys an operator needs most fit in 80 columns (keys.FOOTER_ACTIONS);
@@ -262,16 +265,6 @@ class ControlRoom(BoardKeys, App[int]):
             self._render_active()
 
     # --- rendering -----------------------------------------------------------------
-
-    @property
-    def active_pane(self) -> str:
-        return self.query_one(TabbedContent).active or "overview"
-
-    def table_pane(self, name: str | None = None) -> TablePane | None:
-        name = name or self.active_pane
-        if name not in TABLE_PANES:
-            return None
-        return self.query_one(f"#pane-{name}", TablePane)
 
     def _render_active(self) -> None:
         """Render only the pane on screen: 500-row tables are not redrawn when hidden."""

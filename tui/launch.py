@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from claimroom.core import constants as C
 from claimroom.core.errors import ClaimroomError
@@ -30,9 +29,7 @@ from textual.widgets import Label, LoadingIndicator, Static
 from textual.worker import WorkerFailed
 
 from .dialogs import Choice, ChoiceDialog
-
-if TYPE_CHECKING:
-    from .app import ControlRoom
+from .room import Room
 
 FILES = "files"  # the consent dialog's value for "use file-based coordination"
 
@@ -126,7 +123,7 @@ def declined(need: NeedConsent, project: Path) -> str:
     )
 
 
-async def find(app: ControlRoom, finder: Finder) -> None:
+async def find(app: Room, finder: Finder) -> None:
     """Resolve the store (asking for consent if need be), then hand it to the app; run as a worker."""
     screen = FindingScreen(finder)
     await app.push_screen(screen)

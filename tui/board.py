@@ -331,20 +331,20 @@ class Board:
                 ready[q] = sum(int(next(depths)) for _ in qsigs)
 
         # The reads were not one transaction: keep only rows still in the state they were read for.
-        if "claims" in want:
+        if last is None or "claims" in want:
             claims = sorted(
                 (t for t in tasks if t.state is State.CLAIMED), key=lambda t: (t.deadline_ms, t.seq)
             )
             claims = claims[:n]
         else:
             claims = list(last.claims)
-        if "orphans" in want:
+        if last is None or "orphans" in want:
             orphans = [t for t in tasks if t.state is State.ORPHANED] + [
                 t for t in tasks if t.state is State.DEAD
             ]
         else:
             orphans = list(last.orphans)
-        if "agents" in want:
+        if last is None or "agents" in want:
             agents = [
                 Agent.from_fields(f, tuple(sorted(held)))
                 for f, held in zip(raw_agents[::2], raw_agents[1::2], strict=True)
@@ -352,18 +352,18 @@ class Board:
             ]
         else:
             agents = list(last.agents)
-        if "locks" in want:
+        if last is None or "locks" in want:
             read = (
                 Lock.from_fields(path, f, store_ms) for path, f in zip(lock_paths, raw_locks, strict=True)
             )
             locks = [lock for lock in read if lock is not None]
         else:
             locks = list(last.locks)
-        if "events" in want:
+        if last is None or "events" in want:
             events = [Event.from_fields(eid, _pairs(fields)) for eid, fields in reversed(raw_events)]
         else:
             events = list(last.events)
-        stuck = await self._read_stuck() if "stuck" in want else last.stuck
+        stuck = await self._read_stuck() if last is None or "stuck" in want else last.stuck
         snap = Snapshot(
             store_ms=store_ms,
             read_ms=self.now_ms(),

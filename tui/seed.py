@@ -215,9 +215,9 @@ def pin_app(app: ControlRoom, shown_url: str = SHOWN_URL) -> ControlRoom:
         return dict(SERVER_FACTS)
 
     app.store.url = shown_url
-    app.store.ping = ping  # type: ignore[method-assign]
+    app.store.ping = ping  # type: ignore[method-assign]  # the pinned stand-in is the point
     app.board.pings = _FixedPings(PINGS_MS)
-    app.board.server_info = server_info  # type: ignore[method-assign]
+    app.board.server_info = server_info  # type: ignore[method-assign]  # as above
     app.health_pin = pinned_health(shown_url)
     app.reaps = False  # the board's deadlines are pinned in the past: a reaper would expire every claim
     return app

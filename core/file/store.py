@@ -307,14 +307,14 @@ class FileStore(Store):
                 raise
             if not handed:
                 result = await self._outcome(fut, call)  # the worker does it when the turn comes
-                return result  # type: ignore[no-any-return]
+                return result  # type: ignore[no-any-return]  # fn's result, untyped across the thread hop
             done, result = self._run_with_turn(turn, fn, args)
         if not done:
             return await self._call(self._sync_tx, fn, args, True, deadline=deadline)
         # Still a turn of the event loop, as awaiting the worker would be: a caller
         # looping over writes must not starve the loop's other tasks.
         await asyncio.sleep(0)
-        return result  # type: ignore[return-value]
+        return result  # type: ignore[return-value]  # done: fn ran, so this is its T (None: not done)
 
     def _run_with_turn(
         self, turn: WriterQueue, fn: Callable[..., T], args: tuple[Any, ...]

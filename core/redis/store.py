@@ -196,6 +196,7 @@ class RedisStore(Store):
         """Return at ``until``, or as soon as a hint says there may be work for this claimer."""
         loop = asyncio.get_running_loop()
         while (left := until - loop.time()) > 0:
+            # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
             message = await self._guard(lambda t=left: pubsub.get_message(timeout=t))  # type: ignore[misc]
             if message is not None and _applies(message, wake, queues, caps):
                 # Several hints may have queued up; one claim attempt covers them all.
@@ -260,6 +261,7 @@ class RedisStore(Store):
                 skip = max(0, skip - len(found))
             else:
                 key = C.state_key(self.namespace, state.value)
+                # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
                 ids = await self._guard(lambda k=key, p=pos: self.redis.zrange(k, p, p + chunk - 1))  # type: ignore[misc]
                 if not ids:
                     break
@@ -355,6 +357,7 @@ class RedisStore(Store):
         through the whole trail, a thousand at a time."""
         out: list[Event] = []
         while len(out) < count:
+            # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
             batch = await self._guard(lambda s=start: self.redis.xrange(self._stream, s, end, count=1000))  # type: ignore[misc]
             if not batch:
                 break
@@ -405,6 +408,7 @@ class RedisStore(Store):
         last = after
         while True:
             reply = await self._guard(
+                # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
                 lambda since=last: self.redis.xread({self._stream: since}, block=1000, count=500)  # type: ignore[misc]
             )
             for _stream, entries in reply or []:
@@ -448,6 +452,7 @@ class RedisStore(Store):
                 later = await self._guard(lambda: self.redis.zrangebyscore(key, "(0", "+inf", 0, 500))
                 if not later:
                     break
+                # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
                 await self._guard(lambda m=later: self.redis.zadd(key, dict.fromkeys(m, 0), xx=True))  # type: ignore[misc]
 
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:

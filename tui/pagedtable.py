@@ -140,7 +140,8 @@ class PagedTable(DataTable[Text]):
         here only the cheap restyling is paid. Same steps as DataTable._render_cell: pad,
         render, then the pre style (base + position + component) and post style on top."""
         pad = self.cell_padding
-        if not isinstance(cell, Text) or "\n" in cell.plain or cell.cell_len > width - 2 * pad:
+        fits = isinstance(cell, Text) and "\n" not in cell.plain and cell.cell_len <= width - 2 * pad
+        if not fits or cell.justify not in (None, "default", "left"):  # the panes' cells: left aligned
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         body_key = (cell.plain, cell.style, tuple(cell.spans), cell.justify, cell.overflow, width, pad)
         body = self._bodies.get(body_key)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from _stats import Row, percentile
+
 from claimroom.core.file import claim as file_claim
 from claimroom.core.file import ops as file_ops
 from claimroom.core.file import tx as file_tx

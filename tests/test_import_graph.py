@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from claimroom.core.backends import BACKENDS
 from claimroom.core.store import Store
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
-from claimroom.tui.pagedtable import PagedTable
 from pilot_wait import screen_segments
 from rich.style import Style
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
+
+from claimroom.tui.pagedtable import PagedTable
 
 SIZE = (90, 16)
 Shown = list[list[tuple[str, Style | None]]]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, NotFound
 from claimroom.core.file import claim as file_claim

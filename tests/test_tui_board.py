@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
 from claimroom.core.local_redis import LocalRedis, free_port
@@ -204,9 +205,10 @@ async def test_unreachable_store_is_store_unavailable(namespace: str) -> None:
 
 @redis_only
 async def test_queue_claimed_counts_past_the_row_limit_are_lower_bounds(store: Store) -> None:
+    from rich.style import Style
+
     from claimroom.tui.panes import QueuesPane
     from claimroom.tui.tables import Palette
-    from rich.style import Style
 
     await store.register("ada", max_claims=20)
     for i in range(5):

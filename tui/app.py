@@ -18,6 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import BindingType
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
+
 from claimroom import themes
 from claimroom.core import constants as C
 from claimroom.core import validate
@@ -26,12 +33,6 @@ from claimroom.core.infra import HealthStatus, Resolution, StartOptions
 from claimroom.core.reaper import Reaper, checked_interval
 from claimroom.core.safetext import shown
 from claimroom.core.store import Store
-from rich.text import Text
-from textual import on, work
-from textual.app import App, ComposeResult
-from textual.binding import BindingType
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from .actions import ACTIONS, KIND_PANES, Outcome
 from .board import PANE_SECTIONS, SECTIONS, Board, Snapshot

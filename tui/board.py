@@ -21,13 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis import exceptions as rexc
+
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
 from claimroom.core.models import Agent, Event, Lock, ServerInfo, State, Stuck, Task
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store
 from claimroom.core.storeurl import redacted
-from redis import exceptions as rexc
 
 # What each pane shows beyond the counts and queues every snapshot has. A refresh reads
 # only the active pane's sections (the rest keep their last reading), so a board under

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from claimroom import themes
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
+
+from claimroom import themes
 
 from .actions import ACTIONS
 from .keys import PANES, BoardKeys

@@ -15,18 +15,19 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from claimroom.core import constants as C
-from claimroom.core.errors import ClaimroomError
-from claimroom.core.infra import Resolution, StartOptions, file_board_url, resolve
-from claimroom.core.safetext import shown
-from claimroom.core.store import Store
-from claimroom.core.storeurl import redacted
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, LoadingIndicator, Static
 from textual.worker import WorkerFailed
+
+from claimroom.core import constants as C
+from claimroom.core.errors import ClaimroomError
+from claimroom.core.infra import Resolution, StartOptions, file_board_url, resolve
+from claimroom.core.safetext import shown
+from claimroom.core.store import Store
+from claimroom.core.storeurl import redacted
 
 from .dialogs import Choice, ChoiceDialog
 from .room import Room

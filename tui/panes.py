@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from claimroom.core.models import State, Task
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
+
+from claimroom.core.models import State, Task
 
 from .board import Snapshot
 from .pagedtable import PagedTable

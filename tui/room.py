@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from claimroom.core.infra import Resolution
-from claimroom.core.store import Store
 from textual.app import App
 from textual.widgets import TabbedContent
+
+from claimroom.core.infra import Resolution
+from claimroom.core.store import Store
 
 from .board import Board, Snapshot
 from .live import LiveLink

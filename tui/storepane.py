@@ -16,13 +16,14 @@ from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-from claimroom.core.errors import ClaimroomError
-from claimroom.core.infra import HealthMonitor, HealthStatus, Resolution
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Sparkline, Static
 from textual.worker import Worker, WorkerFailed, WorkerState
+
+from claimroom.core.errors import ClaimroomError
+from claimroom.core.infra import HealthMonitor, HealthStatus, Resolution
 
 from .dialogs import Choice, ChoiceDialog
 from .infra import InfraFacts, operate, read_facts, unmanaged

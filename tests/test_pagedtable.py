@@ -4,8 +4,8 @@ PagedTable overrides DataTable internals to draw faster (``tui/pagedtable.py``):
 rows are put through a plain DataTable and through a PagedTable, each in a real App driven
 by Pilot, and the screens are compared cell by cell (character and style) after every step
 a live board takes: the first draw, cursor moves, changed cells, rows gone and added, the
-mouse over a row, the focus gone, a theme change. A Textual release that changes what the
-override relies on fails here.
+mouse over a row, the focus gone, a theme change, the cursor's colour alone changed. A
+Textual release that changes what the override relies on fails here.
 """
 
 from __future__ import annotations
@@ -18,11 +18,18 @@ from rich.style import Style
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
+from textual.theme import Theme
 from textual.widgets import DataTable, Input
 
 from claimroom.tui.pagedtable import PagedTable
 
 SIZE = (90, 16)
+# Two themes alike but for their primary colour, which is the focused cursor's: a switch
+# between them changes what the cursor row looks like and nothing else.
+THEMES = [
+    Theme(name=f"test-{name}", primary=primary, background="#101010", surface="#101010", panel="#202020")
+    for name, primary in (("blue", "#0178D4"), ("pink", "#D40178"))
+]
 Shown = list[list[tuple[str, Style | None]]]
 
 
@@ -45,6 +52,8 @@ class Tables(App[int]):
     def __init__(self, table: type[DataTable[Text]]) -> None:
         super().__init__()
         self.table_class = table
+        for theme in THEMES:
+            self.register_theme(theme)
 
     def compose(self) -> ComposeResult:
         yield self.table_class(id="table", cursor_type="row", zebra_stripes=False)
@@ -67,6 +76,17 @@ def shown(app: App[int]) -> Shown:
 
 def text(line: list[tuple[str, Style | None]]) -> str:
     return "".join(ch for ch, _ in line)
+
+
+def difference(want: Shown, got: Shown) -> str:
+    """The first few lines that differ, and where the first of them starts to."""
+    lines = [(y, w, g) for y, (w, g) in enumerate(zip(want, got, strict=True)) if w != g]
+    said = [f"  line {y}: DataTable  {text(w)!r}\n          PagedTable {text(g)!r}" for y, w, g in lines[:5]]
+    if lines:
+        _, w, g = lines[0]
+        x = next(x for x, (a, b) in enumerate(zip(w, g, strict=True)) if a != b)
+        said.append(f"  first at column {x}: DataTable {w[x]!r}\n    PagedTable {g[x]!r}")
+    return "\n".join(said)
 
 
 Step = Callable[[Pilot[int], DataTable[Text]], Awaitable[None]]
@@ -100,10 +120,14 @@ async def theme(pilot: Pilot[int], table: DataTable[Text]) -> None:
     pilot.app.theme = "textual-light"
 
 
-async def back(pilot: Pilot[int], table: DataTable[Text]) -> None:
+async def focus_again(pilot: Pilot[int], table: DataTable[Text]) -> None:
+    pilot.app.theme = "test-blue"
     table.focus()
-    pilot.app.theme = "textual-dark"
     await pilot.press("up")
+
+
+async def cursor_colour(pilot: Pilot[int], table: DataTable[Text]) -> None:
+    pilot.app.theme = "test-pink"
 
 
 STEPS: list[tuple[str, Step]] = [
@@ -113,7 +137,8 @@ STEPS: list[tuple[str, Step]] = [
     ("hover", hover),
     ("blur", blur),
     ("theme", theme),
-    ("back", back),
+    ("focus_again", focus_again),
+    ("cursor_colour", cursor_colour),
 ]
 
 
@@ -139,12 +164,7 @@ async def test_paged_table_draws_what_data_table_draws() -> None:
     names = ["first draw", *(name for name, _ in STEPS)]
     for name, want, got in zip(names, plain, paged, strict=True):
         if got != want:
-            lines = [
-                f"  line {y}: DataTable  {text(w)!r}\n          PagedTable {text(g)!r}"
-                for y, (w, g) in enumerate(zip(want, got, strict=True))
-                if w != g
-            ]
-            pytest.fail(f"after {name}, PagedTable draws differently:\n" + "\n".join(lines[:5]))
+            pytest.fail(f"after {name}, PagedTable draws differently:\n" + difference(want, got))
     # The fast path ran (a fallback to Textual's own drawing everywhere would also match).
     assert memo["cells"] > 0 and memo["bodies"] > 0, memo
     # And the screens were worth comparing: the steps changed what shows.

@@ -43,14 +43,24 @@ class PagedTable(DataTable[Text]):
     def __init__(self, turn: Callable[[int], bool] | None = None, **kwargs: Any) -> None:
         """``turn(delta)`` shows the next (1) or previous (-1) page, False when there is none
         (the pane's); without it the cursor stops at either end as in a DataTable."""
+        self._memo: dict[tuple[object, ...], Any] = {}  # before DataTable's own set-up clears it
         super().__init__(**kwargs)
         self._turn = turn
-        self._memo: dict[tuple[object, ...], Any] = {}
         self._bodies: dict[tuple[object, ...], Any] = {}  # Rich's layout of a cell, by content
         self._removing = False
         self._frame_style: Style | None = None  # this widget's style while one frame draws
         self._frame_header: _FrozenStyles | None = None
         self._drawing = False
+
+    # The memo keys on the cell's base style but not on the component styles laid over it
+    # (the cursor's colour comes from the theme): it goes whenever Textual drops its caches.
+    def notify_style_update(self) -> None:
+        self._memo.clear()
+        super().notify_style_update()
+
+    def _clear_caches(self) -> None:
+        self._memo.clear()
+        super()._clear_caches()
 
     def render_lines(self, crop: Any) -> Any:
         # Textual works out the widget's style from every ancestor's CSS on each line drawn

@@ -28,8 +28,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from _stats import Row, percentile
+
 from claimroom.core.file import claim as file_claim
 from claimroom.core.file import ops as file_ops
+from claimroom.core.file import tx as file_tx
 from claimroom.core.store import Store, TaskSpec
 
 CLAIM_P99_TARGET_MS = 5.0
@@ -129,7 +131,7 @@ def timed_adds() -> Iterator[list[float]]:
     spans: list[float] = []
     real = file_ops.add
 
-    def add(tx: file_ops.Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
+    def add(tx: file_tx.Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
         t = time.perf_counter()
         try:
             return real(tx, specs, by)

@@ -76,13 +76,14 @@ from typing import Any
 import redis as redis_py
 from _scale import ScaleBench, slowlog_start, slowlog_worst, worst_row
 from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
+from redis.utils import HIREDIS_AVAILABLE
+
 from claimroom.core.constants import claimable_channel
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Claim
 from claimroom.core.redis.scripts import SCRIPTS, source
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
-from redis.utils import HIREDIS_AVAILABLE
 
 ADD_CHUNK = 10_000  # constants.max_batch_add
 MIN_TASKS = 1_000

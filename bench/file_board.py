@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
+
 from claimroom.core.store import Store, TaskSpec
 from claimroom.tui.board import Board
 

@@ -42,6 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _stats import Row, percentile
+
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 
@@ -85,10 +86,11 @@ class HookServer:
 
     def __init__(self, url: str) -> None:
         import uvicorn
+        from starlette.applications import Starlette
+
         from claimroom.core.claude.acts import acting
         from claimroom.core.claude.http_hooks import hook_routes
         from claimroom.core.sessions import agent_name
-        from starlette.applications import Starlette
 
         stores: list[Store] = []
 

@@ -44,14 +44,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _stats import Row, percentile
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
 from claimroom.core.acting import Acting
 from claimroom.core.identity import Identity, Role
 from claimroom.core.local_redis import LocalRedis, free_port
 from claimroom.core.store import Store, TaskSpec
 from claimroom.core.tokens import create_token
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 NAMESPACE = "mcpbench"

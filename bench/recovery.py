@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
+
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 from claimroom.tui.app import ControlRoom

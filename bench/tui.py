@@ -67,9 +67,10 @@ from typing import Any
 
 import redis as redis_py
 from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
+from redis.utils import HIREDIS_AVAILABLE
+
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store, TaskSpec
-from redis.utils import HIREDIS_AVAILABLE
 
 ADD_CHUNK = 10_000  # constants.max_batch_add
 CONCURRENCY = 64  # setup calls in flight (the store's pool holds 256 connections)
@@ -489,8 +490,9 @@ class Result:
 
 async def watch(args: argparse.Namespace, url: str, ns: str, redis_pid: int, go: Any, out: Any) -> Result:
     # Textual is imported here, not at the top: the spawned agents import this module too.
-    from claimroom.tui.app import ControlRoom
     from textual.widgets import DataTable
+
+    from claimroom.tui.app import ControlRoom
 
     rec = Recorder()
     meter = LoopMeter()

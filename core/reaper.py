@@ -23,7 +23,7 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import constants as C
 from . import validate
@@ -31,8 +31,15 @@ from .errors import BadInput, ClaimroomError
 from .models import ReapReport
 from .safetext import describe, first_control, shown
 
-if TYPE_CHECKING:
-    from .store import Store
+
+class Reapable(Protocol):
+    """What a reaper uses of its store (a ``Store``, which imports this module: typing the
+    store as this rather than importing ``Store`` keeps the two out of a circle)."""
+
+    async def _lead(self, holder: str, lease_ms: int) -> bool: ...
+
+    async def reap(self, *, by: ReaperId | None = None) -> ReapReport: ...
+
 
 _KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
@@ -240,7 +247,7 @@ class Reaper:
 
     def __init__(
         self,
-        store: Store,
+        store: Reapable,
         kind: str,
         *,
         interval_s: float = C.reap_interval_s,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import json
 import random
 import re
@@ -16,12 +17,13 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import constants, retention, validate
+from .backends import BACKENDS
+from .dump import Board, check
 from .errors import BadInput, ClaimroomError, ErrorCode
 from .identity import Role, TokenInfo
-from .migrate import Board, check
 from .models import (
     Agent,
     Claim,
@@ -36,11 +38,9 @@ from .models import (
     Task,
 )
 from .operator_actions import MOVES
+from .reaper import Reaper, ReaperId, ReaperStatus
 from .retention import UNSET, Unset
 from .snapshot import MAX_ROWS, SECTIONS, Snapshot
-
-if TYPE_CHECKING:
-    from .reaper import Reaper, ReaperId, ReaperStatus
 
 
 def _rebased(spec: dict[str, Any], start: int, ids: list[str]) -> dict[str, Any]:
@@ -144,13 +144,9 @@ class Store(ABC):
         """The store for a URL: ``redis://``, ``rediss://``, ``unix://`` or ``file:///dir``."""
         validate.namespace(namespace)
         validate.store_url(url)
-        if url.split("://", 1)[0].lower() == "file":
-            from .file.store import FileStore
-
-            return FileStore(url, namespace)
-        from .redis.store import RedisStore
-
-        return RedisStore(url, namespace)
+        module, _, name = BACKENDS[url.split("://", 1)[0].lower()].partition(":")
+        backend: Callable[[str, str], Store] = getattr(importlib.import_module(module, __package__), name)
+        return backend(url, namespace)
 
     # --- tasks -----------------------------------------------------------------------
 
@@ -460,8 +456,6 @@ class Store(ABC):
         """The leader-elected reaper for a long-lived process of this ``kind`` ("tui",
         "claim-wait", "reap-loop", "mcp"): ``async with store.reaping("mcp"): ...`` reaps
         beside the body whenever this process leads, and hands over on the way out."""
-        from .reaper import Reaper
-
         return Reaper(self, kind, interval_s=interval_s, report=report)
 
     async def run_reaper(
@@ -704,7 +698,7 @@ class Store(ABC):
     # --- whole-board export and import (core/migrate.py moves boards with them) ---------
 
     async def export_board(self) -> Board:
-        """The whole board as a dump (the format is in ``migrate``), read in one snapshot."""
+        """The whole board as a dump (the format is in ``dump``), read in one snapshot."""
         return await self._export()
 
     async def import_board(self, board: Board, *, merge: bool = False) -> dict[str, int]:
@@ -839,7 +833,7 @@ class Store(ABC):
     async def _export(self) -> Board: ...
     @abstractmethod
     async def _import(self, board: Board, merge: bool) -> dict[str, int]:
-        """Write a checked dump (``migrate.check``) atomically, refusing as ``import_board`` says."""
+        """Write a checked dump (``dump.check``) atomically, refusing as ``import_board`` says."""
 
     @abstractmethod
     async def _now_ms(self) -> int: ...

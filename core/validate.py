@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import constants, lockpath
+from .backends import BACKENDS
 from .errors import BadInput
 from .safetext import describe, first_control
 
@@ -306,7 +307,7 @@ def store_url(url: str) -> str:
         raise BadInput(f"store URL is empty: {_STORE_URL_HELP}")
     no_controls("store URL", url)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in ("redis", "rediss", "unix", "file"):
+    if scheme not in BACKENDS:
         said = f" scheme {scheme!r}" if scheme else " (no scheme)"
         raise BadInput(f"unsupported store URL{said}: {_STORE_URL_HELP}")
     try:

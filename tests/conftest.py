@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 

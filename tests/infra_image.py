@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from claimroom.core.infra import docker_redis
 
 TEST_IMAGE = "claimroom-test-redis:7"

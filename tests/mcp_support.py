@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claimroom.core.mcp.http import bind, build_app, http_server
-from claimroom.core.mcp.service import Service
-from claimroom.core.store import Store
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import CallToolResult
+
+from claimroom.core.mcp.http import bind, build_app, http_server
+from claimroom.core.mcp.service import Service
+from claimroom.core.store import Store
 
 # The two protocol eras a client may speak: "legacy" is the 2025-11-25 initialize
 # handshake with a session; "auto" probes server/discover and speaks 2026-07-28.

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from claimroom.tui.dialogs import ChoiceDialog
 from rich.segment import Segment
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Button
+
+from claimroom.tui.dialogs import ChoiceDialog
 
 
 async def until(pilot: Pilot[int], cond: Callable[[], object], timeout_s: float = 3.0) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
 from claimroom.core import constants
 from claimroom.core.errors import BadInput
 from claimroom.core.file.schema import SCHEMA_VERSION

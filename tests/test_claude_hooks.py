@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from claimroom.core.sessions import agent_for_session
 from claimroom.core.store import Store
 
@@ -291,10 +292,11 @@ class HookServer:
         import threading
 
         import uvicorn
+        from starlette.applications import Starlette
+
         from claimroom.core.claude.acts import acting
         from claimroom.core.claude.http_hooks import hook_routes
         from claimroom.core.sessions import agent_name
-        from starlette.applications import Starlette
 
         stores: list[Store] = []
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from claimroom.core.store import Store
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from claimroom.core.local_redis import free_port
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from claimroom.core.errors import LeaseLost, StoreUnavailable
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.redis.store import RedisStore

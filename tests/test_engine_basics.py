@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from claimroom.core import constants
 from claimroom.core import store as store_module
 from claimroom.core.errors import BadInput, Changed, Conflict, LeaseLost

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 
 import pytest
+
 from claimroom.core.models import Event, State
 from claimroom.core.store import Store, TaskSpec
 

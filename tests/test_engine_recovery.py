@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import pytest
+
 from claimroom.core import constants
 from claimroom.core.errors import LeaseLost
 from claimroom.core.models import Event, State

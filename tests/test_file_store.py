@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, Conflict, LeaseLost, StoreUnavailable
 from claimroom.core.file.store import FileStore

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from claimroom.core import constants as C
-from claimroom.core.cli import main
-from claimroom.core.store import Store
 from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
+
+from claimroom.core import constants as C
+from claimroom.core.cli import main
+from claimroom.core.store import Store
 
 ALLOWED = {0, 2, 3, 4, 6}  # done, bad input, nothing to claim / no such task, lease lost, conflict
 ACTS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # what a terminal acts on (newline aside)

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from claimroom.core import constants as C
 from claimroom.core.acting import Acting
 from claimroom.core.errors import BadInput, Forbidden, LeaseLost, StoreUnavailable
@@ -17,8 +20,6 @@ from claimroom.core.models import State
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 from claimroom.core.tokens import create_token, list_tokens, resolve_token, revoke_tokens, well_formed
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 def as_(store: Store, agent: str, role: Role = Role.WORKER, **kw: str) -> Acting:
@@ -374,8 +375,9 @@ async def test_a_file_board_of_schema_6_gains_tokens_and_sessions(store_url: str
 
 
 async def test_the_agents_pane_shows_the_session(store: Store, store_url: str, namespace: str) -> None:
-    from claimroom.tui.app import ControlRoom
     from pilot_wait import until
+
+    from claimroom.tui.app import ControlRoom
 
     await as_(store, "ada", session="3f2b8c1e-5d4a-4e7b-9c61-0a8f2d7e4b13").register()
     await store.register("bob")

@@ -15,14 +15,6 @@ from typing import Any
 import docker.errors
 import pytest
 import redis
-from claimroom.core import constants as C
-from claimroom.core.errors import StoreUnavailable
-from claimroom.core.infra import HealthMonitor, HealthStatus, StartOptions, down, resolve, up
-from claimroom.core.infra.local_server import running_pid
-from claimroom.core.infra.project import read_started
-from claimroom.core.local_redis import free_port
-from claimroom.core.models import State
-from claimroom.core.store import Store
 from infra_agents import Agent, eventually, private_url, race, shown_url
 from infra_image import (
     IGNORES_ARGS,
@@ -36,6 +28,15 @@ from infra_image import (
     name,
     shaped_images,
 )
+
+from claimroom.core import constants as C
+from claimroom.core.errors import StoreUnavailable
+from claimroom.core.infra import HealthMonitor, HealthStatus, StartOptions, down, resolve, up
+from claimroom.core.infra.local_server import running_pid
+from claimroom.core.infra.project import read_started
+from claimroom.core.local_redis import free_port
+from claimroom.core.models import State
+from claimroom.core.store import Store
 
 __all__ = ["docker_engine", "name", "shaped_images"]  # fixtures: imported for pytest to find
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from infra_agents import eventually, private_url, race, shown_url
+
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
 from claimroom.core.infra import HealthMonitor, HealthStatus, StartOptions, doctor, down, resolve
@@ -18,7 +20,6 @@ from claimroom.core.infra.local_server import is_redis_process, running_pid
 from claimroom.core.local_redis import LocalRedis, free_port
 from claimroom.core.models import State
 from claimroom.core.store import Store
-from infra_agents import eventually, private_url, race, shown_url
 
 LOCAL = StartOptions(methods=("local",))
 

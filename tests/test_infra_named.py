@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from infra_agents import eventually, private_url
+
 from claimroom.core.errors import BadInput
 from claimroom.core.infra import HealthMonitor, HealthStatus, doctor, down
 from claimroom.core.infra.local_server import is_redis_process, read_pid
@@ -27,7 +29,6 @@ from claimroom.core.infra.probe import port_of
 from claimroom.core.infra.project import Started, read_started
 from claimroom.core.infra.stores import record_for
 from claimroom.core.local_redis import die_with_parent, free_port
-from infra_agents import eventually, private_url
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 

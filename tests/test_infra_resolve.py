@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from claimroom.core import constants as C
 from claimroom.core.errors import BadInput, StoreUnavailable
 from claimroom.core.infra import StartOptions, doctor, down, file_board_url, project_root, resolve, up

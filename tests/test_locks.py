@@ -13,6 +13,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+
 from claimroom.core import constants, lockpath
 from claimroom.core.errors import BadInput, Conflict, NotFound, WrongState
 from claimroom.core.file.schema import SCHEMA_VERSION

@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claimroom.core import constants
-from claimroom.core.errors import Conflict, WrongState
-from claimroom.core.store import Store
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -29,6 +26,10 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+
+from claimroom.core import constants
+from claimroom.core.errors import Conflict, WrongState
+from claimroom.core.store import Store
 
 AGENTS = ("ada", "bob")
 PATHS = ("src", "src/a.py", "src/lib", "src/lib/b.py", "srcs", "docs")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from claimroom.core import constants as C
 from claimroom.core.errors import ErrorCode
 from claimroom.core.redis import scripts

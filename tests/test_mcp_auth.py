@@ -8,15 +8,16 @@ import json
 
 import httpx2
 import pytest
-from claimroom.core import constants as C
-from claimroom.core.mcp.service import IDENTITY_KEY
-from claimroom.core.store import Store
-from claimroom.core.tokens import create_token
 from mcp.shared.exceptions import MCPError
 from mcp_support import MODES, board_state, client, ok, refused, serving
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from claimroom.core import constants as C
+from claimroom.core.mcp.service import IDENTITY_KEY
+from claimroom.core.store import Store
+from claimroom.core.tokens import create_token
 
 CALL = {
     "jsonrpc": "2.0",

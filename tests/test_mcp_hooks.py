@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from mcp_support import board_state, serving
+
 from claimroom.core.store import Store
 from claimroom.core.tokens import create_token
-from mcp_support import board_state, serving
 
 
 def edit(session: str, project: Path, path: str) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from claimroom.core.local_redis import free_port
 from inspector_cli import inspector
+
+from claimroom.core.local_redis import free_port
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 AGENT_TOOLS = {"register", "claim", "heartbeat", "complete", "fail", "release", "add", "list", "show", "lock",

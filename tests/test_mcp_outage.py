@@ -7,11 +7,12 @@ import asyncio
 from pathlib import Path
 
 import redis
+from mcp.shared.subscriptions import ResourceUpdated
+from mcp_support import client, ok, refused, serving
+
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 from claimroom.core.tokens import create_token
-from mcp.shared.subscriptions import ResourceUpdated
-from mcp_support import client, ok, refused, serving
 
 
 async def test_the_server_rides_out_a_store_outage(tmp_path: Path, namespace: str) -> None:

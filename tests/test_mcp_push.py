@@ -10,11 +10,12 @@ import warnings
 
 import mcp_types as types
 import pytest
-from claimroom.core.store import Store
-from claimroom.core.tokens import create_token
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated
 from mcp_support import MODES, client, ok, serving, until
+
+from claimroom.core.store import Store
+from claimroom.core.tokens import create_token
 
 BOARD = "claimroom://board"
 

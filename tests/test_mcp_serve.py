@@ -14,9 +14,10 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from mcp_support import until
+
 from claimroom.core.local_redis import free_port
 from claimroom.core.store import Store
-from mcp_support import until
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 

@@ -15,14 +15,15 @@ from typing import Any
 
 import mcp_types as types
 import pytest
-from claimroom.core.sessions import agent_for_session
-from claimroom.core.store import Store
-from claimroom.core.tokens import create_token, revoke_tokens
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_support import MODES, ok, refused, until
+
+from claimroom.core.sessions import agent_for_session
+from claimroom.core.store import Store
+from claimroom.core.tokens import create_token, revoke_tokens
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 

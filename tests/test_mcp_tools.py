@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from claimroom.core.store import Store
-from claimroom.core.tokens import create_token
 from mcp_support import MODES, client, ok, refused, serving
 from mcp_types import TextContent
+
+from claimroom.core.store import Store
+from claimroom.core.tokens import create_token
 
 AGENT_TOOLS = {"register", "claim", "heartbeat", "complete", "fail", "release", "add", "list", "show", "lock",
                "unlock"}  # fmt: skip

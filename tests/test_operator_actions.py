@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+
 from claimroom.core.errors import Changed, ClaimroomError, ErrorCode, WrongState
 from claimroom.core.models import State, Task
 from claimroom.core.operator_actions import MOVES, OPERATOR_ACTIONS, states_in_words

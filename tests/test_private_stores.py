@@ -26,6 +26,12 @@ from typing import Any
 
 import pytest
 import redis
+from infra_agents import eventually
+from infra_image import TEST_IMAGE, docker_engine, name
+from pilot_wait import until
+from rich.console import Console
+from textual.widgets import Static
+
 from claimroom.core.infra import (
     HealthMonitor,
     StartOptions,
@@ -52,11 +58,6 @@ from claimroom.core.storeurl import scrubbed
 from claimroom.tui.app import ControlRoom
 from claimroom.tui.launch import Finder
 from claimroom.tui.storepane import StorePane
-from infra_agents import eventually
-from infra_image import TEST_IMAGE, docker_engine, name
-from pilot_wait import until
-from rich.console import Console
-from textual.widgets import Static
 
 __all__ = ["docker_engine", "name"]  # fixtures: imported for pytest to find
 

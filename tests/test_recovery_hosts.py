@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
+
 from claimroom.core import constants as C
 from claimroom.core.infra import Check as DoctorCheck
 from claimroom.core.infra import doctor
@@ -29,7 +31,6 @@ from claimroom.core.models import State
 from claimroom.core.reaper import Reaper, ReaperId, ReaperStatus
 from claimroom.core.store import Store, TaskSpec
 from claimroom.tui.app import ControlRoom
-from textual.pilot import Pilot
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 SIZE = (120, 40)

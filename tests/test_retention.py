@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from claimroom.core import constants as C
 from claimroom.core.errors import BadInput
 from claimroom.core.migrate import migrate

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from claimroom.core.safetext import describe, first_control, shown
 from hypothesis import given
 from hypothesis import strategies as st
+
+from claimroom.core.safetext import describe, first_control, shown
 
 
 def test_escape_sequences_are_found_and_made_visible() -> None:

@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, NotFound
 from claimroom.core.file import claim as file_claim
 from claimroom.core.file import ops as file_ops
 from claimroom.core.file import schema as file_schema
+from claimroom.core.file import states as file_states
+from claimroom.core.file import tx as file_tx
 from claimroom.core.file.store import FileStore
 from claimroom.core.models import State
 from claimroom.core.redis.store import RedisStore
@@ -99,7 +102,7 @@ async def index_sizes(store: Store) -> dict[str, int]:
         }
     assert isinstance(store, FileStore)
 
-    def count(tx: file_ops.Tx) -> dict[str, int]:
+    def count(tx: file_tx.Tx) -> dict[str, int]:
         return {
             t: tx.one(f"SELECT COUNT(*) FROM {t} WHERE ns = :ns")[0]
             for t in ("queues", "capsigs", "heads", "sigs")
@@ -414,9 +417,9 @@ def test_file_claim_queries_are_index_seeks(tmp_path: Path) -> None:
         file_claim.SIGS,
         file_claim.BEST_HEAD,
         file_claim.best_head_in(3),
-        file_ops.HEAD_TASK,
+        file_states.HEAD_TASK,
         file_claim.HELD,
-        file_ops.HEAD_OF,
+        file_states.HEAD_OF,
         file_ops.ROLLBACK_CHILDREN,
     ):
         plan = " | ".join(r["detail"] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))

@@ -4,10 +4,11 @@ store's clock, expiring when not refreshed, removed at once by a clean stop."""
 from __future__ import annotations
 
 import pytest
+from mcp_support import until
+
 from claimroom.core.errors import BadInput
 from claimroom.core.models import ServerInfo
 from claimroom.core.store import Store
-from mcp_support import until
 
 
 async def test_a_record_lives_while_refreshed(store: Store) -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from claimroom.core import constants as C
+from claimroom.core.dump import Board
 from claimroom.core.errors import BadInput, Conflict
 from claimroom.core.local_redis import LocalRedis
-from claimroom.core.migrate import Board
 from claimroom.core.models import ServerInfo, State, Task
 from claimroom.core.snapshot import SECTIONS, Snapshot
 from claimroom.core.store import Store, TaskSpec

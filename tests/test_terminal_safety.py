@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import redis
+
 from claimroom.core import constants as C
 from claimroom.core.errors import BadInput
 from claimroom.core.migrate import migrate

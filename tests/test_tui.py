@@ -10,6 +10,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from pilot_wait import dialog_open, focused_id, until
+from textual.pilot import Pilot
+from textual.widgets import OptionList
+
 from claimroom import themes
 from claimroom.core.errors import LeaseLost
 from claimroom.core.local_redis import LocalRedis, free_port
@@ -19,9 +23,6 @@ from claimroom.tui.app import ControlRoom, run
 from claimroom.tui.dialogs import AgentPicker, ChoiceDialog, HelpScreen
 from claimroom.tui.panes import PAGE_ROWS
 from claimroom.tui.tables import cursor_key
-from pilot_wait import dialog_open, focused_id, until
-from textual.pilot import Pilot
-from textual.widgets import OptionList
 
 SIZE = (120, 40)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
 from claimroom.core.local_redis import LocalRedis, free_port
@@ -180,9 +181,10 @@ async def test_unreachable_store_is_store_unavailable(namespace: str) -> None:
 
 async def test_queue_claimed_counts_past_the_row_limit_are_lower_bounds_on_redis(store: Store) -> None:
     """Redis counts a queue's claims among the claims read; the file store counts them all."""
+    from rich.style import Style
+
     from claimroom.tui.panes import QueuesPane
     from claimroom.tui.tables import Palette
-    from rich.style import Style
 
     await store.register("ada", max_claims=20)
     for i in range(5):

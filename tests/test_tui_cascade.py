@@ -9,15 +9,16 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from pilot_wait import dialog_open, focused_id, screen_lines, until
+from test_cascade import hand_edit
+from textual.pilot import Pilot
+
 from claimroom.core.models import State
 from claimroom.core.store import Store, TaskSpec
 from claimroom.tui import board as board_module
 from claimroom.tui.app import PANES, ControlRoom
 from claimroom.tui.board import Board
 from claimroom.tui.dialogs import ChoiceDialog
-from pilot_wait import dialog_open, focused_id, screen_lines, until
-from test_cascade import hand_edit
-from textual.pilot import Pilot
 
 SIZE = (120, 40)
 

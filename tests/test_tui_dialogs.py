@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from pilot_wait import dialog_open, focused_id, screen_lines, until
+from textual.pilot import Pilot
+from textual.widgets import OptionList
+
 from claimroom.core.models import State
 from claimroom.core.store import Store
 from claimroom.tui.actions import ACTIONS
@@ -17,9 +21,6 @@ from claimroom.tui.app import PANES, ControlRoom
 from claimroom.tui.dialogs import CANCEL_KEY, AgentPicker, Choice, ChoiceDialog, HelpScreen
 from claimroom.tui.operate import PAUSE, RESET, RESUME, TASK_CHOICES
 from claimroom.tui.storepane import KEYS, OPS
-from pilot_wait import dialog_open, focused_id, screen_lines, until
-from textual.pilot import Pilot
-from textual.widgets import OptionList
 
 # The size an operator's SSH pane often has; every dialog must work there.
 SIZE = (80, 24)

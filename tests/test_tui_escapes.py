@@ -14,6 +14,10 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from pilot_wait import dialog_open, screen_lines, screen_segments, until
+from redis.asyncio import Redis
+from textual.pilot import Pilot
+
 from claimroom.core import constants as C
 from claimroom.core.safetext import first_control
 from claimroom.core.store import Store
@@ -21,9 +25,6 @@ from claimroom.tui.app import PANES, ControlRoom
 from claimroom.tui.dialogs import AgentPicker, ChoiceDialog
 from claimroom.tui.infra import InfraFacts
 from claimroom.tui.storepane import StorePane
-from pilot_wait import dialog_open, screen_lines, screen_segments, until
-from redis.asyncio import Redis
-from textual.pilot import Pilot
 
 # OSC (set the window title) ended by BEL, clear screen, red; then the C1 forms of CSI and NEL.
 HOSTILE = "x\x1b]0;PWNED\x07\x1b[2J\x1b[31mfake\x9b31m\x85end"

@@ -16,6 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from infra_image import TEST_IMAGE, docker_engine, name
+from pilot_wait import dialog_open, focused_id
+from pilot_wait import until as wait_until
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import Button, Static
+
 from claimroom.core.infra import StartOptions, down, file_board_url, up
 from claimroom.core.infra import local_server as local
 from claimroom.core.local_redis import free_port
@@ -23,12 +30,6 @@ from claimroom.tui.app import ControlRoom, run_resolving
 from claimroom.tui.dialogs import ChoiceDialog
 from claimroom.tui.launch import Finder
 from claimroom.tui.storepane import StorePane
-from infra_image import TEST_IMAGE, docker_engine, name
-from pilot_wait import dialog_open, focused_id
-from pilot_wait import until as wait_until
-from rich.console import Console
-from textual.pilot import Pilot
-from textual.widgets import Button, Static
 
 __all__ = ["docker_engine", "name"]  # fixtures: imported for pytest to find
 

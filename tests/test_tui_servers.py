@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from claimroom.core.store import Store
-from claimroom.core.tokens import create_token
-from claimroom.tui.app import ControlRoom
 from mcp_support import client, ok, serving
 from pilot_wait import screen_lines, until
 from textual.widgets import Static
+
+from claimroom.core.store import Store
+from claimroom.core.tokens import create_token
+from claimroom.tui.app import ControlRoom
 
 
 @pytest.fixture

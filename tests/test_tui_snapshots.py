@@ -17,12 +17,13 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from textual.pilot import Pilot
+
 from claimroom import themes
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 from claimroom.tui.app import PANES, ControlRoom
 from claimroom.tui.seed import pin_app, pinned_clock, seed_pinned
-from textual.pilot import Pilot
 
 NAMESPACE = "snapboard"
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from claimroom.core.models import State
 from claimroom.core.store import Store
 

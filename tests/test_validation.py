@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from claimroom.core import constants
 from claimroom.core.errors import BadInput
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import State
 from claimroom.core.store import Store, TaskSpec
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 HYPOTHESIS = settings(
     max_examples=25,

@@ -18,6 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import BindingType
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
+
 from claimroom import themes
 from claimroom.core import constants as C
 from claimroom.core import validate
@@ -26,12 +33,6 @@ from claimroom.core.infra import HealthStatus, Resolution, StartOptions
 from claimroom.core.reaper import Reaper, checked_interval
 from claimroom.core.safetext import shown
 from claimroom.core.store import Store
-from rich.text import Text
-from textual import on, work
-from textual.app import App, ComposeResult
-from textual.binding import BindingType
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from .actions import ACTIONS, KIND_PANES, Outcome
 from .board import PANE_SECTIONS, SECTIONS, Board, Snapshot
@@ -62,7 +63,7 @@ def os_user() -> str:
         return "operator"
 
 
-class ControlRoom(BoardKeys, App[int]):
+class ControlRoom(BoardKeys):
     """Watch and steer one claimroom board."""
 
     CSS_PATH = str(themes.STYLESHEET)
@@ -90,7 +91,11 @@ class ControlRoom(BoardKeys, App[int]):
         freeze_gc: bool = False,
     ) -> None:
         super().__init__()
-        if store is None and finder is None:
+        if store is not None:
+            self.namespace = store.namespace
+        elif finder is not None:
+            self.namespace = finder.namespace
+        else:
             raise ValueError("the control room needs a store or a finder")
         for t in themes.THEMES.values():
             self.register_theme(t)
@@ -102,7 +107,6 @@ class ControlRoom(BoardKeys, App[int]):
         # time); an injected clock is taken as the truth, which is what tests freeze.
         self._correct_skew = clock is time.time
         self.finder = finder
-        self.namespace = store.namespace if store is not None else finder.namespace  # type: ignore[union-attr]
         self.project = project if project is not None or finder is None else finder.project
         self.resolution = resolution  # how the store was chosen, when the app (or CLI) resolved it
         self.health_interval_s = health_interval_s
@@ -136,7 +140,7 @@ class ControlRoom(BoardKeys, App[int]):
                 with TabPane(name.title(), id=name):
                     yield cls(name)
             with TabPane("Store", id="store"):
-                yield StorePane()
+                yield StorePane(self)
         # Disabled while hidden, so it never takes focus (and the board's keys) by itself.
         yield FilterInput(placeholder="filter rows (escape clears)", id="filter", disabled=True)
         # Compact, so the keys an operator needs most fit in 80 columns (keys.FOOTER_ACTIONS);
@@ -262,16 +266,6 @@ class ControlRoom(BoardKeys, App[int]):
             self._render_active()
 
     # --- rendering -----------------------------------------------------------------
-
-    @property
-    def active_pane(self) -> str:
-        return self.query_one(TabbedContent).active or "overview"
-
-    def table_pane(self, name: str | None = None) -> TablePane | None:
-        name = name or self.active_pane
-        if name not in TABLE_PANES:
-            return None
-        return self.query_one(f"#pane-{name}", TablePane)
 
     def _render_active(self) -> None:
         """Render only the pane on screen: 500-row tables are not redrawn when hidden."""

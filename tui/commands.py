@@ -8,23 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
-from claimroom import themes
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
 
-from .actions import ACTIONS
-from .keys import PANES
-from .storepane import KEYS
+from claimroom import themes
 
-if TYPE_CHECKING:
-    from .app import ControlRoom
+from .actions import ACTIONS
+from .keys import PANES, BoardKeys
+from .storepane import KEYS
 
 Command = tuple[str, str, Callable[[], object]]
 
 
-def commands(app: ControlRoom) -> list[Command]:
+def commands(app: BoardKeys) -> list[Command]:
     """(title, help, callback) for everything the palette offers."""
     out: list[Command] = []
     for spec in ACTIONS.values():
@@ -51,13 +48,16 @@ def commands(app: ControlRoom) -> list[Command]:
 class ControlRoomCommands(Provider):
     """Palette entries for the control room."""
 
+    def _commands(self) -> list[Command]:
+        return commands(self.app) if isinstance(self.app, BoardKeys) else []  # always, in the control room
+
     async def discover(self) -> Hits:
-        for title, help_text, callback in commands(self.app):  # type: ignore[arg-type]
+        for title, help_text, callback in self._commands():
             yield DiscoveryHit(title, callback, help=escape(help_text))  # help is markup
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for title, help_text, callback in commands(self.app):  # type: ignore[arg-type]
+        for title, help_text, callback in self._commands():
             score = matcher.match(title)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), callback, text=title, help=escape(help_text))

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Literal, NamedTuple
 
-from claimroom.core.models import Agent
-from claimroom.core.safetext import shown
 from rich.table import Table
 from rich.text import Text
 from textual import events
@@ -24,6 +22,9 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList, Static
 from textual.widgets.option_list import Option
+
+from claimroom.core.models import Agent
+from claimroom.core.safetext import shown
 
 Variant = Literal["default", "primary", "success", "warning", "error"]
 MAX_TARGET_LINES = 8

@@ -1,25 +1,23 @@
 """The board's keys: what each key does and the actions that move around the board.
 
 Every binding carries an id, so an operator can remap it (``App.set_keymap``); the help
-screen lists them. ``BoardKeys`` is mixed into the app: panes, cursor, marks, filter,
-pausing, help, and the store's start / stop / restart. Operator actions on tasks live
-with the app, next to the dialogs they open.
+screen lists them. ``BoardKeys`` is the app's layer of key actions: panes, cursor, marks,
+filter, pausing, help, and the store's start / stop / restart. Operator actions on tasks
+live with the app, next to the dialogs they open.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.widgets import Input, TabbedContent
 
 from .actions import ACTIONS
 from .dialogs import HelpScreen
-from .storepane import KEYS, StorePane
+from .room import Room
+from .storepane import KEYS
 from .tables import cursor_key
-
-if TYPE_CHECKING:
-    from .app import ControlRoom
 
 PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store")
 
@@ -31,7 +29,8 @@ class FilterInput(Input):
 
     def action_close(self) -> None:
         self.value = ""
-        self.app.action_close_filter()  # type: ignore[attr-defined]
+        if isinstance(self.app, BoardKeys):  # always, in the control room
+            self.app.action_close_filter()
 
 
 # The footer shows these actions, with these shorter words, in this order (at 80 columns the
@@ -72,21 +71,21 @@ _ANYWHERE = {"quit", "command_palette"}
 BOARD_ACTIONS = frozenset(b.action.split("(", 1)[0] for b in BINDINGS if isinstance(b, Binding)) - _ANYWHERE
 
 
-class BoardKeys:
+class BoardKeys(Room):
     """The app's key actions that only move around the board (no store writes but the store's own)."""
 
-    def action_pane(self: ControlRoom, name: str) -> None:
+    def action_pane(self, name: str) -> None:
         self.query_one(TabbedContent).active = name
 
-    def action_cursor(self: ControlRoom, delta: int) -> None:
+    def action_cursor(self, delta: int) -> None:
         if (pane := self.table_pane()) is not None:
             (pane.table.action_cursor_down if delta > 0 else pane.table.action_cursor_up)()
 
-    def action_page(self: ControlRoom, delta: int) -> None:
+    def action_page(self, delta: int) -> None:
         if (pane := self.table_pane()) is not None and not pane.turn(delta):
             self.notify("no more pages" if delta > 0 else "this is the first page", severity="warning")
 
-    def action_mark(self: ControlRoom) -> None:
+    def action_mark(self) -> None:
         pane = self.table_pane()
         if pane is None or not pane.MARKABLE:
             self.notify("nothing to mark on this pane", severity="warning")
@@ -98,12 +97,12 @@ class BoardKeys:
             if self.snapshot is not None:
                 pane.show(self.snapshot, self.now_ms(), self.palette_styles)
 
-    def action_clear_marks(self: ControlRoom) -> None:
+    def action_clear_marks(self) -> None:
         if (pane := self.table_pane()) is not None and pane.marks:
             pane.marks.clear()
             self._render_active()
 
-    def action_filter(self: ControlRoom) -> None:
+    def action_filter(self) -> None:
         pane = self.table_pane()
         if pane is None:
             self.notify("the filter applies to table panes (2-7)", severity="warning")
@@ -114,21 +113,21 @@ class BoardKeys:
         box.add_class("-open")
         box.focus()
 
-    def action_close_filter(self: ControlRoom) -> None:
+    def action_close_filter(self) -> None:
         box = self.query_one(FilterInput)
         box.remove_class("-open")
         box.disabled = True
         if (pane := self.table_pane()) is not None:
             pane.table.focus()
 
-    def action_toggle_live(self: ControlRoom) -> None:
+    def action_toggle_live(self) -> None:
         self.link.set_paused(not self.link.status.paused)
         self.notify("live updates paused" if self.link.status.paused else "live updates resumed")
 
-    def action_refresh(self: ControlRoom) -> None:
+    def action_refresh(self) -> None:
         self.link.poke(force=True)
 
-    def action_help(self: ControlRoom) -> None:
+    def action_help(self) -> None:
         rows = []
         for _key, binding in self._bindings:
             if binding.id:
@@ -146,9 +145,9 @@ class BoardKeys:
             notes.append("Read-only mode: actions are disabled.")
         self.push_screen(HelpScreen(rows, notes))
 
-    def action_store(self: ControlRoom, op: str) -> None:
+    def action_store(self, op: str) -> None:
         """Start, stop or restart the store claimroom started (store pane; asks first)."""
         if self.active_pane != "store":
             self.notify(f"store {op}: switch to the store pane (8) first", severity="warning")
             return
-        self.query_one(StorePane).request(op)
+        self.store_op(op)

@@ -14,14 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from claimroom.core import constants as C
-from claimroom.core.errors import ClaimroomError
-from claimroom.core.infra import Resolution, StartOptions, file_board_url, resolve
-from claimroom.core.safetext import shown
-from claimroom.core.store import Store
-from claimroom.core.storeurl import redacted
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -29,10 +22,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, LoadingIndicator, Static
 from textual.worker import WorkerFailed
 
-from .dialogs import Choice, ChoiceDialog
+from claimroom.core import constants as C
+from claimroom.core.errors import ClaimroomError
+from claimroom.core.infra import Resolution, StartOptions, file_board_url, resolve
+from claimroom.core.safetext import shown
+from claimroom.core.store import Store
+from claimroom.core.storeurl import redacted
 
-if TYPE_CHECKING:
-    from .app import ControlRoom
+from .dialogs import Choice, ChoiceDialog
+from .room import Room
 
 FILES = "files"  # the consent dialog's value for "use file-based coordination"
 
@@ -126,7 +124,7 @@ def declined(need: NeedConsent, project: Path) -> str:
     )
 
 
-async def find(app: ControlRoom, finder: Finder) -> None:
+async def find(app: Room, finder: Finder) -> None:
     """Resolve the store (asking for consent if need be), then hand it to the app; run as a worker."""
     screen = FindingScreen(finder)
     await app.push_screen(screen)

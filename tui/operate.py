@@ -8,7 +8,6 @@ dialog was open is refused by the engine ("changed since you selected it").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from .actions import (
     ActionSpec,
@@ -22,9 +21,7 @@ from .actions import (
 )
 from .board import Snapshot
 from .dialogs import AgentPicker, Choice, ChoiceDialog
-
-if TYPE_CHECKING:
-    from .app import ControlRoom
+from .room import Room
 
 # The choices each action's dialog offers after Cancel ([c]). A letter is never the key
 # that opened the dialog (requeue opens with r, so it confirms with q): a key pressed twice
@@ -48,13 +45,13 @@ RESET = Choice("r", "Reset", "go")
 
 
 async def confirm(
-    app: ControlRoom, title: str, lines: list[str], choices: list[Choice], note: str = ""
+    app: Room, title: str, lines: list[str], choices: list[Choice], note: str = ""
 ) -> str | None:
     """The chosen value, or None for Cancel."""
     return await app.push_screen_wait(ChoiceDialog(title, lines, choices, note))
 
 
-async def operate(app: ControlRoom, spec: ActionSpec, keys: Sequence[str], snap: Snapshot) -> Outcome | None:
+async def operate(app: Room, spec: ActionSpec, keys: Sequence[str], snap: Snapshot) -> Outcome | None:
     """Run ``spec`` on the rows ``keys`` of ``snap``; None when the operator backed out."""
     if spec.kind == "queue":
         by_name = {q.name: q for q in snap.queues}

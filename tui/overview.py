@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import deque
 
-from claimroom.core.models import State
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
+
+from claimroom.core.models import State
 
 from .board import Snapshot
 from .live import LinkStatus

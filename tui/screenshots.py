@@ -16,9 +16,10 @@ import asyncio
 import sys
 from pathlib import Path
 
+from textual.pilot import Pilot
+
 from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
-from textual.pilot import Pilot
 
 from .app import PANES, ControlRoom
 from .dialogs import AgentPicker, ChoiceDialog, HelpScreen

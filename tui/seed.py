@@ -22,8 +22,8 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from claimroom.core.dump import Board
 from claimroom.core.infra import HealthStatus
-from claimroom.core.migrate import Board
 from claimroom.core.models import State
 from claimroom.core.store import Store, TaskSpec
 
@@ -212,9 +212,9 @@ def pin_app(app: ControlRoom, shown_url: str = SHOWN_URL) -> ControlRoom:
         return dict(SERVER_FACTS)
 
     app.store.url = shown_url
-    app.store.ping = ping  # type: ignore[method-assign]
+    app.store.ping = ping  # type: ignore[method-assign]  # the pinned stand-in is the point
     app.board.pings = _FixedPings(PINGS_MS)
-    app.board.server_info = server_info  # type: ignore[method-assign]
+    app.board.server_info = server_info  # type: ignore[method-assign]  # as above
     app.health_pin = pinned_health(shown_url)
     app.reaps = False  # the board's deadlines are pinned in the past: a reaper would expire every claim
     return app

@@ -14,23 +14,22 @@ from collections import deque
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from claimroom.core.errors import ClaimroomError
-from claimroom.core.infra import HealthMonitor, HealthStatus, Resolution
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Sparkline, Static
 from textual.worker import Worker, WorkerFailed, WorkerState
 
+from claimroom.core.errors import ClaimroomError
+from claimroom.core.infra import HealthMonitor, HealthStatus, Resolution
+
 from .dialogs import Choice, ChoiceDialog
 from .infra import InfraFacts, operate, read_facts, unmanaged
 from .overview import link_line
+from .room import Room
 from .storeview import chosen_line, grid, health_view, infra_title, infra_view, logs_view, plain, server_view
-
-if TYPE_CHECKING:
-    from .app import ControlRoom
 
 HEALTH_HISTORY = 300  # statuses kept (10 minutes at the default 2 s interval)
 FACTS_EVERY_S = 5.0  # how often the container's state and log are read
@@ -54,12 +53,12 @@ KEYS = {"start": "U", "stop": "D", "restart": "R"}
 class StorePane(VerticalScroll):
     """Where the board lives: URL, link, pings, server facts, health history, container, log."""
 
-    app: ControlRoom  # type: ignore[assignment]
     DEFAULT_CLASSES = "store-pane"
     OP_NAMES: ClassVar[tuple[str, ...]] = tuple(OPS)
 
-    def __init__(self) -> None:
+    def __init__(self, room: Room) -> None:
         super().__init__(id="pane-store")
+        self.room = room  # the app, with the model it holds (Textual's ``self.app`` is any App)
         self.info: dict[str, str] = {}
         self.url = ""  # the store's URL (with any password: the monitor connects with it)
         self.project: Path | None = None
@@ -120,9 +119,9 @@ class StorePane(VerticalScroll):
         before = self.history[-1] if self.history else None
         self.history.append(status)
         if status.state == "restarting" and not (before and before.state == "restarting"):
-            self.app.notify("the store stopped answering: restarting it", severity="warning")
+            self.room.notify("the store stopped answering: restarting it", severity="warning")
         if before is not None and status.restarts > before.restarts and status.ok:
-            self.app.notify(f"the store is back (restarted {status.restarts} times by the control room)")
+            self.room.notify(f"the store is back (restarted {status.restarts} times by the control room)")
             self.refresh_facts()
         self.redraw()
 
@@ -150,7 +149,7 @@ class StorePane(VerticalScroll):
     def op_refusal(self, op: str) -> str:
         """Why ``op`` cannot run now ("" when it can)."""
         facts = self.facts
-        if self.app.readonly:
+        if self.room.readonly:
             return "read-only mode: start, stop and restart are disabled"
         if facts is None:
             return "the store's container or server has not been read yet"
@@ -172,7 +171,7 @@ class StorePane(VerticalScroll):
     def request(self, op: str) -> None:
         """Start, stop or restart the store, after the operator confirms (keys U, D, R)."""
         if why := self.op_refusal(op):
-            self.app.notify(f"store {op}: {why}", severity="warning")
+            self.room.notify(f"store {op}: {why}", severity="warning")
             return
         self._operate(op)
 
@@ -182,13 +181,13 @@ class StorePane(VerticalScroll):
         assert facts is not None and project is not None
         choice, warning = OPS[op]
         what = f"docker container {facts.name}" if facts.kind == "docker" else facts.name
-        lines = [what, f"state: {facts.state}", f"serving {self.app.board.url}"]
-        answer = await self.app.push_screen_wait(
+        lines = [what, f"state: {facts.state}", f"serving {self.room.board.url}"]
+        answer = await self.room.push_screen_wait(
             ChoiceDialog(f"{choice.label} the store?", lines, [choice], warning)
         )
         if answer is None or (why := self.op_refusal(op)):
             if answer is not None:
-                self.app.notify(f"store {op}: {why}", severity="warning")
+                self.room.notify(f"store {op}: {why}", severity="warning")
             return
         self.busy = {"start": "starting", "stop": "stopping", "restart": "restarting"}[op]
         if self.monitor is not None:
@@ -211,18 +210,18 @@ class StorePane(VerticalScroll):
             self._on_health(await self.monitor.check())  # show the new state now, not at the next probe
         self.last_action = said
         title = f"store {op}" + ("" if ok else " failed")
-        self.app.notify(said, title=title, severity="information" if ok else "error")
+        self.room.notify(said, title=title, severity="information" if ok else "error")
         self.refresh_facts()
-        self.app.link.poke(force=True)
+        self.room.link.poke(force=True)
 
     # --- drawing -------------------------------------------------------------------
 
     def redraw(self) -> None:
-        if self.app.is_running and self.app.attached and self.app.active_pane == "store":
+        if self.room.is_running and self.room.attached and self.room.active_pane == "store":
             self.show()
 
     def show(self) -> None:
-        app = self.app
+        app = self.room
         status, pal, now_ms, now_s = app.link.status, app.palette_styles, app.now_ms(), app.clock()
         pings = list(app.board.pings)
         facts = grid()

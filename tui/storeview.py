@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from claimroom.core.infra import HealthStatus, Resolution
-from claimroom.core.safetext import shown
 from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
+
+from claimroom.core.infra import HealthStatus, Resolution
+from claimroom.core.safetext import shown
 
 from .infra import LOG_LINES, InfraFacts, uptime_s
 from .tables import Palette, age

@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from claimroom.core.safetext import shown
 from rich.style import Style
 from rich.text import Text
 from textual.app import App
 from textual.color import Color
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
+
+from claimroom.core.safetext import shown
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,9 @@ from ..errors import ErrorCode
 from ..models import Lock, LockHold
 from ..operator_actions import MOVES
 from . import cascade as file_cascade
-from .ops import (
-    Refused,
-    Tx,
-    check_seen,
-    drop_hold,
-    enter,
-    pause_heads,
-    promote_due,
-    reap_due,
-    renew_task_locks,
-    set_task,
-    take_out,
-)
+from .ops import check_seen, drop_hold, promote_due, reap_due, renew_task_locks, take_out
+from .states import enter, pause_heads
+from .tx import Refused, Tx, set_task
 
 # --- lock-1.lua, unlock-1.lua ----------------------------------------------------------
 

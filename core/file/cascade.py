@@ -8,15 +8,15 @@ counted on ``Tx.cascade_left``); what is left waits in the ``cascades`` table (k
 cancels records ``cancelled_by``, and a retry with restore walks those back (kind
 ``restore`` for what is left over).
 
-``file_ops`` calls in here and this module uses ``file_ops``'s helpers: the two import
-each other as modules, so neither needs the other's names while it loads.
+``ops`` and ``admin`` call in here; this module builds on ``tx`` and ``states`` only.
 """
 
 from __future__ import annotations
 
 import re
 
-from . import ops as file_ops
+from .states import enter
+from .tx import Row, Tx, load_task, set_task, split
 
 OVER = ("dead", "cancelled")
 CANCEL, RESTORE = "cancel", "restore"
@@ -36,7 +36,7 @@ def reason(dep: str, state: str, why: str, cancelled_by: str) -> str:
     return f"dependency {dep} {state}"
 
 
-def _pend(tx: file_ops.Tx, kind: str, tid: str) -> None:
+def _pend(tx: Tx, kind: str, tid: str) -> None:
     tx.run(
         "INSERT OR IGNORE INTO cascades (ns, kind, id, at_ms) VALUES (:ns, :k, :id, :now)",
         k=kind,
@@ -45,11 +45,11 @@ def _pend(tx: file_ops.Tx, kind: str, tid: str) -> None:
     )
 
 
-def _unpend(tx: file_ops.Tx, kind: str, tid: str) -> None:
+def _unpend(tx: Tx, kind: str, tid: str) -> None:
     tx.run("DELETE FROM cascades WHERE ns = :ns AND kind = :k AND id = :id", k=kind, id=tid)
 
 
-def _next(tx: file_ops.Tx, kind: str, queue: list[str] | None, pos: int) -> str | None:
+def _next(tx: Tx, kind: str, queue: list[str] | None, pos: int) -> str | None:
     """The next task a walk visits: from its own queue, else the oldest pending."""
     if queue is not None:
         return queue[pos] if pos < len(queue) else None
@@ -57,11 +57,11 @@ def _next(tx: file_ops.Tx, kind: str, queue: list[str] | None, pos: int) -> str 
     return None if row is None else str(row[0])
 
 
-def _has_dependents(tx: file_ops.Tx, tid: str) -> bool:
+def _has_dependents(tx: Tx, tid: str) -> bool:
     return tx.one("SELECT 1 FROM dependents WHERE ns = :ns AND dep = :d LIMIT 1", d=tid) is not None
 
 
-def _has_cascaded(tx: file_ops.Tx, tid: str) -> bool:
+def _has_cascaded(tx: Tx, tid: str) -> bool:
     row = tx.one(
         "SELECT 1 FROM tasks INDEXED BY tasks_cancelled_by WHERE ns = :ns AND cancelled_by = :x"
         " AND cancelled_by <> '' LIMIT 1",
@@ -70,7 +70,7 @@ def _has_cascaded(tx: file_ops.Tx, tid: str) -> bool:
     return row is not None
 
 
-def cancel(tx: file_ops.Tx, tid: str) -> None:
+def cancel(tx: Tx, tid: str) -> None:
     """Call when ``tid`` has just ended dead or cancelled (after its own audit event)."""
     _unpend(tx, RESTORE, tid)  # a restore of its dependents under way stops
     if _has_dependents(tx, tid):
@@ -78,12 +78,12 @@ def cancel(tx: file_ops.Tx, tid: str) -> None:
         run(tx, tid)
 
 
-def revived(tx: file_ops.Tx, tid: str) -> None:
+def revived(tx: Tx, tid: str) -> None:
     """``tid`` is alive again (retried, requeued): what still waits on it keeps waiting."""
     _unpend(tx, CANCEL, tid)
 
 
-def run(tx: file_ops.Tx, first: str | None) -> None:
+def run(tx: Tx, first: str | None) -> None:
     """Cancel the blocked dependents of ``first``'s closure (or of the oldest pending when
     None) until the budget is spent, with a ``cascade`` event and one ``cancelled`` each."""
     done: list[tuple[str, str, str]] = []
@@ -107,10 +107,10 @@ def run(tx: file_ops.Tx, first: str | None) -> None:
             for (d,) in rows:
                 tx.run("DELETE FROM dependents WHERE ns = :ns AND dep = :x AND id = :d", x=x, d=d)
                 tx.cascade_left -= 1
-                dt = file_ops.load_task(tx, d)
+                dt = load_task(tx, d)
                 if dt is None or dt["state"] != "blocked":
                     continue
-                file_ops.enter(tx, dt, "cancelled", reason=why, cancelled_by=x)
+                enter(tx, dt, "cancelled", reason=why, cancelled_by=x)
                 _unpend(tx, RESTORE, d)
                 if _has_dependents(tx, d):
                     _pend(tx, CANCEL, d)
@@ -130,26 +130,26 @@ def run(tx: file_ops.Tx, first: str | None) -> None:
         tx.cascade_log["cancelled"].append(d)
 
 
-def restore_one(tx: file_ops.Tx, d: str, x: str, queue: list[str] | None) -> tuple[str, str, str, str] | None:
+def restore_one(tx: Tx, d: str, x: str, queue: list[str] | None) -> tuple[str, str, str, str] | None:
     """Put back one task a cascade from ``x`` cancelled, x being alive again: blocked on
     what is not done (queued if nothing), or, when another dependency can still never
     finish, left cancelled because of that one. Returns (id, outcome, reason, dependency)."""
-    t = file_ops.load_task(tx, d)
+    t = load_task(tx, d)
     if t is None or t["state"] != "cancelled" or t["cancelled_by"] != x:
         return None
     waits = []
-    for dep in file_ops.split(t["after"]):
+    for dep in split(t["after"]):
         ds = tx.one("SELECT state, reason, cancelled_by FROM tasks WHERE ns = :ns AND id = :id", id=dep)
         if ds is None or ds["state"] in OVER:
             why = f"dependency {dep} missing" if ds is None else reason(dep, ds[0], ds[1], ds[2])
-            file_ops.set_task(tx, d, reason=why, cancelled_by=dep)
+            set_task(tx, d, reason=why, cancelled_by=dep)
             return d, "kept", why, dep
         if ds["state"] != "done":
             waits.append(dep)
     for dep in waits:
         tx.run("INSERT OR IGNORE INTO dependents (ns, dep, id) VALUES (:ns, :dep, :id)", dep=dep, id=d)
     new = "blocked" if waits else "queued"
-    file_ops.enter(tx, t, new, reason="", cancelled_by="", waiting=len(waits))
+    enter(tx, t, new, reason="", cancelled_by="", waiting=len(waits))
     if _has_cascaded(tx, d):
         _pend(tx, RESTORE, d)
         if queue is not None:
@@ -157,13 +157,13 @@ def restore_one(tx: file_ops.Tx, d: str, x: str, queue: list[str] | None) -> tup
     return d, new, "", x
 
 
-def start_restore(tx: file_ops.Tx, tid: str, operator: str) -> None:
+def start_restore(tx: Tx, tid: str, operator: str) -> None:
     """An operator's retry with restore: bring back what cascades from ``tid`` cancelled."""
     _pend(tx, RESTORE, tid)
     restore_run(tx, tid, operator)
 
 
-def restore_run(tx: file_ops.Tx, first: str | None, operator: str = "") -> None:
+def restore_run(tx: Tx, first: str | None, operator: str = "") -> None:
     """Restore what cascades from ``first`` cancelled (and from those), or go on with the
     oldest pending restores when None, until the budget is spent; ``operator`` (who asked
     for it, if this call is theirs) is named in its events."""
@@ -206,7 +206,7 @@ def restore_run(tx: file_ops.Tx, first: str | None, operator: str = "") -> None:
             tx.cascade_log["restored"].append(d)
 
 
-def cascaded_count(tx: file_ops.Tx, tid: str) -> int:
+def cascaded_count(tx: Tx, tid: str) -> int:
     row = tx.one(
         "SELECT COUNT(*) FROM tasks INDEXED BY tasks_cancelled_by WHERE ns = :ns AND cancelled_by = :x"
         " AND cancelled_by <> ''",
@@ -215,15 +215,13 @@ def cascaded_count(tx: file_ops.Tx, tid: str) -> int:
     return int(row[0]) if row else 0
 
 
-def pending(tx: file_ops.Tx) -> int:
+def pending(tx: Tx) -> int:
     """How many tasks' cascades or restores wait for the next pass."""
     row = tx.one("SELECT COUNT(*) FROM cascades WHERE ns = :ns")
     return int(row[0]) if row else 0
 
 
-def stuck(
-    tx: file_ops.Tx, after_seq: int, limit: int, also: list[str]
-) -> tuple[list[tuple[file_ops.Row, str, str]], int]:
+def stuck(tx: Tx, after_seq: int, limit: int, also: list[str]) -> tuple[list[tuple[Row, str, str]], int]:
     """Blocked tasks waiting on a dependency that can never finish, among the ``limit``
     blocked after ``after_seq`` and those ``also`` names: (row, dependency, its state),
     oldest first, and where to look next (0 at the end)."""
@@ -235,11 +233,11 @@ def stuck(
     next_seq = int(window[-1]["seq"]) if len(window) == limit else 0
     rows = {r["id"]: r for r in window}
     for tid in also:
-        if tid not in rows and (r := file_ops.load_task(tx, tid)) is not None and r["state"] == "blocked":
+        if tid not in rows and (r := load_task(tx, tid)) is not None and r["state"] == "blocked":
             rows[tid] = r
     out = []
     for r in sorted(rows.values(), key=lambda r: int(r["seq"])):
-        for dep in file_ops.split(r["after"]):
+        for dep in split(r["after"]):
             d = tx.one("SELECT state FROM tasks WHERE ns = :ns AND id = :id", id=dep)
             if d is None or d[0] in OVER:
                 out.append((r, dep, "missing" if d is None else str(d[0])))

@@ -8,7 +8,9 @@ the queues one by one; every query is one index seek (tests/test_scale.py reads 
 from __future__ import annotations
 
 from .. import constants as C
-from .ops import HEAD_TASK, PICK, Row, Tx, enter, promote_due, reap_due, split
+from .ops import promote_due, reap_due
+from .states import HEAD_TASK, PICK, enter
+from .tx import Row, Tx, split
 
 # Whether the reaper has work: one cheap look on the partial indexes before each claim.
 _ANY_DUE = (

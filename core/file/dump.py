@@ -7,12 +7,11 @@ from itertools import groupby
 from typing import Any
 
 from .. import constants as C
+from ..dump import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, not_empty, renumbered
 from ..errors import Conflict
-from ..migrate import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, not_empty, renumbered
 from ..models import LockHold
 from ..retention import decoded, encoded
 from . import retention as file_retention
-from .ops import Tx, split
 from .schema import (
     AGENT_COLUMNS,
     EVENT_COLUMNS,
@@ -21,6 +20,7 @@ from .schema import (
     rebuild_claim_index,
     task_fields,
 )
+from .tx import Tx, split
 
 
 def _strs(row: sqlite3.Row, names: tuple[str, ...]) -> dict[str, str]:

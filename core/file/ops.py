@@ -1,14 +1,12 @@
 """The file store's operations: each one the SQL twin of a script in ``lua/`` (the claim's is
 in ``file_claim``, the path locks', recovery's and the operator's in ``file_admin``).
 
-Every function runs inside one write transaction (``FileStore._sync_tx``) and takes a ``Tx``:
-the connection, the namespace and the store's ``now``. Each keeps the contract written
-in the header of its Lua file, helpers included (``leave``/``enter`` become one UPDATE,
-since the state indexes are partial indexes over the state column, plus the claim index
-kept by hand as in ``lib.lua``). A refusal is raised
-as ``Refused`` and the transaction still commits what came before it, as a script's
-writes stand when it returns an error code (an expired lease found by a heartbeat stays
-expired).
+Every function runs inside one write transaction (``FileStore._sync_tx``) and takes a ``Tx``
+(``tx``): the connection, the namespace and the store's ``now``. Each keeps the contract
+written in the header of its Lua file, helpers included (``leave``/``enter`` and the claim
+index are in ``states``). A refusal is raised as ``Refused`` and the transaction still
+commits what came before it, as a script's writes stand when it returns an error code (an
+expired lease found by a heartbeat stays expired).
 """
 
 from __future__ import annotations
@@ -16,222 +14,18 @@ from __future__ import annotations
 import json
 import math
 import re
-import sqlite3
 from typing import Any
 
 from .. import constants as C
 from ..errors import ErrorCode
 from . import cascade as file_cascade
-from . import retention as file_retention
-from .schema import NOW_SQL, dumps
+from .states import enter
+from .tx import Refused, Row, Tx, count_sig, load_task, set_task, split
 
-Row = sqlite3.Row
 _REF = re.compile(r"\$(\d+)")
 
 
-class Refused(Exception):
-    """An operation refused with one of the scripts' error codes."""
-
-    def __init__(self, code: ErrorCode, *detail: str) -> None:
-        super().__init__(code, *detail)
-        self.code = code
-        self.detail = list(detail)
-
-
-class Tx:
-    """One transaction on one namespace, with the store's clock read once at its start.
-
-    Queries use named parameters; ``:ns`` is always bound to the namespace.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, ns: str) -> None:
-        self.conn = conn
-        self.ns = ns
-        self.now: int = conn.execute(NOW_SQL).fetchone()[0]
-        self.changed = False  # set by anything the scripts announce on the hints channel
-        self.claimable = False  # set by what they announce to waiting claimers (claimable, wake:)
-        # Cascades (file_cascade): how many more tasks this transaction may look at, and
-        # what its cascades did (the reap pass reports it).
-        self.cascade_left = C.cascade_batch
-        self.cascade_log: dict[str, list[str]] = {"cancelled": [], "restored": []}
-
-    def run(self, sql: str, **params: Any) -> sqlite3.Cursor:
-        return self.conn.execute(sql, {"ns": self.ns, **params})
-
-    def one(self, sql: str, **params: Any) -> Row | None:
-        row: Row | None = self.run(sql, **params).fetchone()
-        return row
-
-    def all(self, sql: str, **params: Any) -> list[Row]:
-        return list(self.run(sql, **params).fetchall())
-
-    def counter(self, name: str) -> int:
-        row = self.one("SELECT value FROM counters WHERE ns = :ns AND name = :name", name=name)
-        return int(row[0]) if row else 0
-
-    def incr(self, name: str, by: int = 1) -> int:
-        row = self.one(
-            "INSERT INTO counters (ns, name, value) VALUES (:ns, :name, :by) "
-            "ON CONFLICT (ns, name) DO UPDATE SET value = value + excluded.value RETURNING value",
-            name=name,
-            by=by,
-        )
-        assert row is not None
-        return int(row[0])
-
-    def audit(
-        self,
-        etype: str,
-        task: str = "",
-        agent: str = "",
-        token: int = 0,
-        data: dict[str, Any] | None = None,
-        operator: str = "",
-    ) -> None:
-        """The audit event of a change, in the change's own transaction (rule 4)."""
-        self.run(
-            "INSERT INTO events (ns, seq, type, at_ms, task, agent, token, operator, data) "
-            "VALUES (:ns, :seq, :type, :at, :task, :agent, :token, :op, :data)",
-            seq=self.incr("event"), type=etype, at=self.now, task=task, agent=agent, token=token,
-            op=operator, data="" if data is None else dumps(data),
-        )  # fmt: skip
-        self.changed = True
-
-    def finish(self) -> int | None:
-        """Count the change so views wake (the hints channel's twin), and work that may have
-        become claimable so waiting claimers wake (the claimable channel's); the changes
-        counter's new value, or None when nothing changed."""
-        if self.claimable:
-            self.claimable = False
-            self.incr("claimable")
-        if not self.changed:
-            return None
-        self.changed = False
-        return self.incr("changes")
-
-
 # --- lib.lua ------------------------------------------------------------------------
-
-# What choosing a task to claim reads (enter's needs and the ordering): the whole row costs
-# SQLite and Python a little per column, and is read once, when the claim is made.
-PICK = "id, state, priority, seq, attempts, assigned, queue, requires"
-
-# The best claimable task of one (queue, signature): one seek in the tasks_ready index;
-# HEAD_OF reads the index alone (it holds priority and seq), HEAD_TASK the row too.
-HEAD_OF = (
-    "SELECT priority, seq FROM tasks WHERE ns = :ns AND queue = :q AND requires = :s"
-    " AND state = 'queued' AND assigned = '' ORDER BY priority DESC, seq LIMIT 1"
-)
-HEAD_TASK = HEAD_OF.replace("priority, seq", PICK, 1)
-
-
-def split(s: str) -> list[str]:
-    return [x for x in s.split(",") if x]
-
-
-def load_task(tx: Tx, tid: str) -> Row | None:
-    return tx.one("SELECT * FROM tasks WHERE ns = :ns AND id = :id", id=tid)
-
-
-def set_task(tx: Tx, tid: str, **fields: Any) -> None:
-    cols = ", ".join(f"{k} = :{k}" for k in fields)
-    tx.run(f"UPDATE tasks SET {cols} WHERE ns = :ns AND id = :id_", id_=tid, **fields)
-
-
-def enter(
-    tx: Tx, t: Row, new: str, assigned: str | None = None, returning: bool = False, **fields: Any
-) -> Row | None:
-    """Put a task into a state, setting ``fields`` in the same UPDATE; the partial indexes
-    follow the row, the claim index is kept here (lib.lua's leave and enter). ``t`` is the
-    row as it was (its state, queue, requires, priority, seq and assigned are read). With
-    ``returning``, the row as it now is."""
-    who = t["assigned"] if assigned is None else assigned
-    file_retention.entered(tx, t, new)
-    cols = "".join(f", {k} = :{k}" for k in fields)
-    row = tx.one(
-        f"UPDATE tasks SET state = :state_, updated_ms = :now_, assigned = :who_{cols}"
-        f" WHERE ns = :ns AND id = :id_{' RETURNING *' if returning else ''}",
-        state_=new, now_=tx.now, who_=who, id_=t["id"], **fields,
-    )  # fmt: skip
-    if t["state"] == "queued" and not t["assigned"]:
-        ready_left(tx, t["queue"], t["requires"])
-    if new == "queued":
-        if who:
-            tx.claimable = True  # for that agent
-        else:
-            ready_entered(tx, t["queue"], t["requires"], t["priority"], t["seq"])
-    if new in _FINISHED and t["state"] not in _FINISHED:
-        count_sig(tx, t["requires"], -1)
-    elif t["state"] in _FINISHED and new not in _FINISHED:
-        count_sig(tx, t["requires"], 1)  # unfinished again (a cascade's restore)
-    return row
-
-
-_FINISHED = ("done", "cancelled")
-
-
-# --- the claim index (lib.lua: ready_add, ready_remove, count_sig) ---------------------
-
-
-def ready_entered(tx: Tx, queue: str, sig: str, priority: int, seq: int) -> None:
-    """A task became claimable in (queue, sig)."""
-    if tx.run("INSERT OR IGNORE INTO capsigs (ns, queue, sig) VALUES (:ns, :q, :s)", q=queue, s=sig).rowcount:
-        tx.run("INSERT OR IGNORE INTO queues (ns, queue) VALUES (:ns, :q)", q=queue)
-    if tx.one("SELECT 1 FROM paused WHERE ns = :ns AND queue = :q", q=queue) is None:
-        tx.run(
-            "INSERT INTO heads (ns, sig, queue, priority, seq) VALUES (:ns, :s, :q, :p, :seq)"
-            " ON CONFLICT (ns, sig, queue) DO UPDATE SET priority = excluded.priority, seq = excluded.seq"
-            " WHERE excluded.priority > heads.priority"
-            " OR (excluded.priority = heads.priority AND excluded.seq < heads.seq)",
-            s=sig, q=queue, p=priority, seq=seq,
-        )  # fmt: skip
-        tx.claimable = True
-
-
-# The head of an open (queue, sig) follows its best task, in one statement; no row when the
-# pair has no task left or the queue is paused.
-_HEAD_FOLLOWS = (
-    f"UPDATE heads SET (priority, seq) = ({HEAD_OF}) WHERE ns = :ns AND sig = :s AND queue = :q"
-    f" AND EXISTS ({HEAD_OF}) RETURNING 1"
-)
-
-
-def ready_left(tx: Tx, queue: str, sig: str) -> None:
-    """A task of (queue, sig) stopped being claimable (its row already says so)."""
-    if tx.one(_HEAD_FOLLOWS, q=queue, s=sig) is not None or tx.one(HEAD_OF, q=queue, s=sig) is not None:
-        return
-    tx.run("DELETE FROM heads WHERE ns = :ns AND sig = :s AND queue = :q", s=sig, q=queue)
-    tx.run("DELETE FROM capsigs WHERE ns = :ns AND queue = :q AND sig = :s", q=queue, s=sig)
-    if tx.one("SELECT 1 FROM capsigs WHERE ns = :ns AND queue = :q LIMIT 1", q=queue) is None:
-        tx.run("DELETE FROM queues WHERE ns = :ns AND queue = :q", q=queue)
-
-
-def count_sig(tx: Tx, sig: str, by: int) -> None:
-    """One more (1) or one fewer (-1) unfinished task needing ``sig``."""
-    left = tx.one(
-        "INSERT INTO sigs (ns, sig, tasks) VALUES (:ns, :s, :by) ON CONFLICT (ns, sig)"
-        " DO UPDATE SET tasks = tasks + excluded.tasks RETURNING tasks",
-        s=sig,
-        by=by,
-    )
-    if left is not None and left[0] <= 0:
-        tx.run("DELETE FROM sigs WHERE ns = :ns AND sig = :s", s=sig)
-
-
-def pause_heads(tx: Tx, queue: str, pause: bool) -> None:
-    """A queue paused leaves the head index, resumed it comes back: one row per signature."""
-    for (sig,) in tx.all("SELECT sig FROM capsigs WHERE ns = :ns AND queue = :q", q=queue):
-        if pause:
-            tx.run("DELETE FROM heads WHERE ns = :ns AND sig = :s AND queue = :q", s=sig, q=queue)
-            continue
-        head = tx.one(HEAD_OF, q=queue, s=sig)
-        if head is not None:
-            tx.run(
-                "INSERT OR REPLACE INTO heads (ns, sig, queue, priority, seq) VALUES (:ns, :s, :q, :p, :seq)",
-                s=sig, q=queue, p=head["priority"], seq=head["seq"],
-            )  # fmt: skip
-    if not pause:
-        tx.claimable = True
 
 
 def drop_hold(tx: Tx, path: str, agent: str, task: str) -> None:

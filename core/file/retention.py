@@ -1,7 +1,7 @@
 """The file store's retention: the SQL twins of ``lua/retain-1.lua``, ``lua/retention-1.lua``
 and the finished index that ``lib.lua``'s ``enter``/``leave`` keep (the why is written there).
 
-``entered`` runs inside ``file_ops.enter`` for every state change; ``retain`` is one
+``entered`` runs inside ``states.enter`` for every state change; ``retain`` is one
 retention step of the reaper pass, in its own transaction, bounded as the script is.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..retention import BOARD, decoded, encoded
-from . import ops as file_ops
+from .tx import Row, Tx, count_sig, split
 
 
 def kind_of(state: str) -> str | None:
@@ -21,7 +21,7 @@ def kind_of(state: str) -> str | None:
     return None
 
 
-def _count(tx: file_ops.Tx, kind: str, queue: str, by: int) -> None:
+def _count(tx: Tx, kind: str, queue: str, by: int) -> None:
     """``by`` more (or fewer) finished tasks, not held, in a queue: due for a look now.
     (retention_due.n is what ZCARD of the finished set is on Redis: COUNT would cost O(n).)"""
     tx.run(
@@ -33,7 +33,7 @@ def _count(tx: file_ops.Tx, kind: str, queue: str, by: int) -> None:
     )
 
 
-def entered(tx: file_ops.Tx, t: file_ops.Row, new: str) -> None:
+def entered(tx: Tx, t: Row, new: str) -> None:
     """Keep the finished index as a task moves from ``t['state']`` to ``new``."""
     try:
         old = t["state"]
@@ -50,7 +50,7 @@ def entered(tx: file_ops.Tx, t: file_ops.Row, new: str) -> None:
         index(tx, t["id"], kind, t["queue"], tx.incr("finished"))
 
 
-def index(tx: file_ops.Tx, tid: str, kind: str, queue: str, fin: int) -> None:
+def index(tx: Tx, tid: str, kind: str, queue: str, fin: int) -> None:
     """A task that finished (kind "done" or "failed") joins its queue's finished index at ``fin``."""
     tx.run(
         "INSERT OR REPLACE INTO finished (ns, id, kind, queue, fin) VALUES (:ns, :id, :k, :q, :fin)",
@@ -65,16 +65,16 @@ def index(tx: file_ops.Tx, tid: str, kind: str, queue: str, fin: int) -> None:
 # --- settings (retention-1.lua) ------------------------------------------------------------
 
 
-def stored(tx: file_ops.Tx, scope: str) -> dict[str, int]:
+def stored(tx: Tx, scope: str) -> dict[str, int]:
     row = tx.one("SELECT settings FROM retention WHERE ns = :ns AND scope = :s", s=scope)
     return decoded(None if row is None else str(row[0]))
 
 
-def settings_of(tx: file_ops.Tx, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
+def settings_of(tx: Tx, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
     return stored(tx, BOARD), {} if queue is None else stored(tx, queue)
 
 
-def set_settings(tx: file_ops.Tx, scope: str, changes: dict[str, int], reset: bool) -> None:
+def set_settings(tx: Tx, scope: str, changes: dict[str, int], reset: bool) -> None:
     own = {} if reset else stored(tx, scope)
     own.update(changes)
     if own:
@@ -101,7 +101,7 @@ DEFAULT_STORED = {
 }
 
 
-def due_now(tx: file_ops.Tx, n: int) -> int:
+def due_now(tx: Tx, n: int) -> int:
     """Up to ``n`` queues, looked at later, now due for a look; how many."""
     return tx.run(
         "UPDATE retention_due SET due_ms = 0 WHERE ns = :ns AND (kind, queue) IN"
@@ -110,7 +110,7 @@ def due_now(tx: file_ops.Tx, n: int) -> int:
     ).rowcount
 
 
-def _limits(tx: file_ops.Tx) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+def _limits(tx: Tx) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """The board's settings over the defaults, and a cache for the queues'."""
     board = {k: int(v) for k, v in DEFAULT_STORED.items()}
     board.update(stored(tx, BOARD))
@@ -123,7 +123,7 @@ def _limits(tx: file_ops.Tx) -> tuple[dict[str, int], dict[str, dict[str, int]]]
 class _Step:
     """One retention step's budget and counts."""
 
-    def __init__(self, tx: file_ops.Tx) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
         self.budget = C.retention_batch
         self.removed = self.agents = self.trimmed = 0
@@ -136,7 +136,7 @@ class _Step:
         return self.queues[queue]
 
 
-def _release(tx: file_ops.Tx, dep: str) -> None:
+def _release(tx: Tx, dep: str) -> None:
     """``dep`` lost a dependent: a done task held only for its dependents is removable again."""
     if tx.one("SELECT 1 FROM dependents WHERE ns = :ns AND dep = :d LIMIT 1", d=dep) is not None:
         return
@@ -147,18 +147,18 @@ def _release(tx: file_ops.Tx, dep: str) -> None:
     _count(tx, row["kind"], row["queue"], 1)
 
 
-def _remove(tx: file_ops.Tx, t: file_ops.Row) -> None:
+def _remove(tx: Tx, t: Row) -> None:
     tid = t["id"]
     tx.run("DELETE FROM tasks WHERE ns = :ns AND id = :id", id=tid)
     tx.run("DELETE FROM finished WHERE ns = :ns AND id = :id", id=tid)
     tx.run("DELETE FROM dependents WHERE ns = :ns AND dep = :id", id=tid)
     tx.run("DELETE FROM cascades WHERE ns = :ns AND id = :id", id=tid)
     tx.run("DELETE FROM holds WHERE ns = :ns AND task = :id AND task <> ''", id=tid)
-    for dep in file_ops.split(t["after"]):
+    for dep in split(t["after"]):
         tx.run("DELETE FROM dependents WHERE ns = :ns AND dep = :d AND id = :id", d=dep, id=tid)
         _release(tx, dep)
     if t["state"] == "dead":  # still counted as unfinished for its capability set
-        file_ops.count_sig(tx, t["requires"], -1)
+        count_sig(tx, t["requires"], -1)
 
 
 def _visit(step: _Step, kind: str, queue: str) -> None:
@@ -297,7 +297,7 @@ def _events(step: _Step) -> None:
             return
 
 
-def retain(tx: file_ops.Tx) -> tuple[int, int, int, bool]:
+def retain(tx: Tx) -> tuple[int, int, int, bool]:
     """One retention step: (tasks removed, agents removed, events trimmed, more due now)."""
     step = _Step(tx)
     due = tx.all(

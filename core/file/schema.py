@@ -175,7 +175,7 @@ SCHEMA += REAPER_TABLE
 
 MIGRATIONS[4] = REAPER_TABLE
 
-# Version 5: the claim index (file_ops keeps it as lib.lua keeps Redis's), so that a claim
+# Version 5: the claim index (file.states keeps it as lib.lua keeps Redis's), so that a claim
 # never reads queue by queue (design rule 10):
 #   capsigs  (queue, sig) pairs with claimable (queued, unassigned) tasks; queues: their queues
 #   heads    per (sig, open queue): the best claimable task's priority and seq

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from .. import constants as C
-from .ops import Tx
+from .tx import Tx
 
 _PREFIX = "server:"
 

@@ -17,8 +17,8 @@ from .. import constants as C
 from ..models import Agent, Lock, LockHold, ServerInfo, State
 from ..snapshot import Snapshot, queue_rows
 from . import servers as file_servers
-from .ops import Tx
 from .schema import AGENT_COLUMNS, event_of, task_of
+from .tx import Tx
 
 
 def _by(tx: Tx, sql: str, **params: object) -> dict[str, int]:

@@ -29,9 +29,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from .. import constants as C
+from ..dump import Board
 from ..errors import BadInput, NotFound
 from ..identity import Role, TokenInfo
-from ..migrate import Board
 from ..models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
 from ..reaper import ReaperId, ReaperPass, ReaperStatus
 from ..retention import BOARD
@@ -45,8 +45,8 @@ from . import ops as file_ops
 from . import retention as file_retention
 from . import servers as file_servers
 from . import snapshot as file_snapshot
-from .ops import Refused, Tx
 from .schema import AGENT_COLUMNS, connect, db_path, event_of, is_busy, task_of, unavailable
+from .tx import Refused, Tx, load_task
 from .worker import NO_REPLY, Call, Handoff, Worker
 from .writers import WriterQueue, close_queue, open_queue
 
@@ -291,14 +291,14 @@ class FileStore(Store):
                 raise
             if not handed:
                 result = await self._outcome(fut, call)  # the worker does it when the turn comes
-                return result  # type: ignore[no-any-return]
+                return result  # type: ignore[no-any-return]  # fn's result, untyped across the thread hop
             done, result = self._run_with_turn(turn, fn, args)
         if not done:
             return await self._call(self._sync_tx, fn, args, True, deadline=deadline)
         # Still a turn of the event loop, as awaiting the worker would be: a caller
         # looping over writes must not starve the loop's other tasks.
         await asyncio.sleep(0)
-        return result  # type: ignore[return-value]
+        return result  # type: ignore[return-value]  # done: fn ran, so this is its T (None: not done)
 
     def _run_with_turn(
         self, turn: WriterQueue, fn: Callable[..., T], args: tuple[Any, ...]
@@ -431,7 +431,7 @@ class FileStore(Store):
         return await self._read(go)
 
     async def _get(self, task: str) -> Task:
-        row = await self._read(file_ops.load_task, task)
+        row = await self._read(load_task, task)
         if row is None:
             raise NotFound(f"no such task: {task}")
         return task_of(row)
@@ -721,7 +721,7 @@ class FileStore(Store):
                 seen = now
                 yield
 
-    # --- whole-board export and import (dump.py; the format is in core/migrate.py) ----
+    # --- whole-board export and import (dump.py; the format is in core/dump.py) ----
 
     async def _now_ms(self) -> int:
         return await self._read(lambda tx: tx.now)

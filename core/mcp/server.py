@@ -78,7 +78,7 @@ def build_server(svc: Service) -> tuple[MCPServer[Any], Notifier]:
     low.add_request_handler("tools/list", types.PaginatedRequestParams, list_tools)
     # 2025-11-25 clients learn from the handshake that the resource list changes; the SDK's
     # sessions read the options from here when none are given (streamable HTTP).
-    low.create_initialization_options = functools.partial(  # type: ignore[method-assign]
+    low.create_initialization_options = functools.partial(  # type: ignore[method-assign]  # the point: see above
         Server.create_initialization_options, low, NotificationOptions(resources_changed=True)
     )
     return server, notifier

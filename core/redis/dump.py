@@ -12,8 +12,8 @@ from typing import Any
 from redis.exceptions import WatchError
 
 from .. import constants as C
+from ..dump import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, not_empty, renumbered
 from ..errors import Conflict
-from ..migrate import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, not_empty, renumbered
 from ..models import LockHold, State
 from ..retention import decoded, encoded
 

@@ -13,9 +13,9 @@ from redis import exceptions as rexc
 from redis.commands.core import AsyncScript
 
 from .. import constants as C
+from ..dump import Board
 from ..errors import ErrorCode, StoreUnavailable
 from ..identity import Role, TokenInfo
-from ..migrate import Board
 from ..models import (
     Agent,
     Claim,
@@ -201,6 +201,7 @@ class RedisStore(Store):
         """Return at ``until``, or as soon as a hint says there may be work for this claimer."""
         loop = asyncio.get_running_loop()
         while (left := until - loop.time()) > 0:
+            # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
             message = await self._guard(lambda t=left: pubsub.get_message(timeout=t))  # type: ignore[misc]
             if message is not None and _applies(message, wake, queues, caps):
                 # Several hints may have queued up; one claim attempt covers them all.
@@ -265,6 +266,7 @@ class RedisStore(Store):
                 skip = max(0, skip - len(found))
             else:
                 key = C.state_key(self.namespace, state.value)
+                # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
                 ids = await self._guard(lambda k=key, p=pos: self._redis.zrange(k, p, p + chunk - 1))  # type: ignore[misc]
                 if not ids:
                     break
@@ -360,6 +362,7 @@ class RedisStore(Store):
         through the whole trail, a thousand at a time."""
         out: list[Event] = []
         while len(out) < count:
+            # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
             batch = await self._guard(lambda s=start: self._redis.xrange(self._stream, s, end, count=1000))  # type: ignore[misc]
             if not batch:
                 break
@@ -410,6 +413,7 @@ class RedisStore(Store):
         last = after
         while True:
             reply = await self._guard(
+                # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
                 lambda since=last: self._redis.xread({self._stream: since}, block=1000, count=500)  # type: ignore[misc]
             )
             for _stream, entries in reply or []:
@@ -453,6 +457,7 @@ class RedisStore(Store):
                 later = await self._guard(lambda: self._redis.zrangebyscore(key, "(0", "+inf", 0, 500))
                 if not later:
                     break
+                # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
                 await self._guard(lambda m=later: self._redis.zadd(key, dict.fromkeys(m, 0), xx=True))  # type: ignore[misc]
 
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
@@ -636,7 +641,7 @@ class RedisStore(Store):
         """Server-side tools for benchmarks and tests (see ``admin.py``): not the contract."""
         return RedisAdmin(self._redis, self.namespace, self._scripts)
 
-    # --- whole-board export and import (dump.py; the format is in core/migrate.py) ----
+    # --- whole-board export and import (dump.py; the format is in core/dump.py) ----
 
     async def _now_ms(self) -> int:
         sec, usec = await self._guard(self._redis.time)

@@ -1,8 +1,9 @@
 """The store backends by URL scheme, named here rather than imported.
 
 ``Store.from_url`` loads the one a URL asks for (as saq's ``Queue.from_url`` does), so the
-contract in ``store.py`` imports no backend (each backend imports the contract: importing
-them back would make a circle) and a process that uses files never loads redis-py's client.
+contract (``store.py``, ``store_admin.py``, ``store_ops.py``) imports no backend (each backend
+imports the contract: importing them back would make a circle) and a process that uses files
+never loads redis-py's client.
 ``validate.store_url`` accepts exactly these schemes.
 """
 

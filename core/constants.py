@@ -131,7 +131,7 @@ file_db_name = "claimroom.db"  # one database file per directory; namespaces sha
 file_busy_timeout_s = 5.0  # an operation that cannot get the database this long: "store busy"
 file_busy_retry_s = 0.002  # upper bound of the random pause between tries for the write lock
 # A write waits this long for its turn with the event loop held (cheaper than a thread hop:
-# see FileStore._write), then without; a GC pause's worth.
+# see file/runner.py, TxRunner._write), then without; a GC pause's worth.
 file_turn_block_s = 0.02
 file_poll_s = 0.025  # how often a waiting claimer or view looks for a change (a cheap pragma)
 # A claim or complete changes ~10 pages (the task row, its indexes, counters, the audit

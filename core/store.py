@@ -3,6 +3,11 @@
 ``Store.from_url`` picks the backend and imports it only when used. The public methods
 validate their input (through ``validate``) and then call the backend's ``_op``; so both
 backends refuse bad input identically and a backend only ever sees clean values.
+
+The contract is ``Store``, in three parts: here what agents use (tasks, claims, agents,
+locks, the audit trail, recovery); in ``store_admin.py`` what manages the board (retention,
+tokens, operator actions, servers, views, export and import), which ``Store`` inherits; and
+in ``store_ops.py`` the abstract ``_op``s each backend provides.
 """
 
 from __future__ import annotations
@@ -10,37 +15,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
-import json
 import random
-import re
-from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import constants, retention, validate
+from . import constants, validate
 from .backends import BACKENDS
-from .dump import Board, check
 from .errors import BadInput, ClaimroomError, ErrorCode
-from .identity import Role, TokenInfo
-from .models import (
-    Agent,
-    Claim,
-    ClaimMiss,
-    Event,
-    Lock,
-    ReapReport,
-    Retention,
-    ServerInfo,
-    State,
-    Stuck,
-    Task,
-)
-from .operator_actions import MOVES
+from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
 from .reaper import Reaper, ReaperId, ReaperStatus
-from .retention import UNSET, Unset
-from .snapshot import MAX_ROWS, SECTIONS, Snapshot
+from .store_admin import StoreAdmin
 
 
 def _rebased(spec: dict[str, Any], start: int, ids: list[str]) -> dict[str, Any]:
@@ -62,37 +48,11 @@ def _acting_as(agent: str) -> str:
     return validate.agent(agent) if agent else ""
 
 
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-_HINT = re.compile(r"[A-Za-z0-9_-]{1,16}")
-
-
-def _digest(value: str) -> str:
-    """A token's sha256 in hex, as the board keys it (core/tokens.py makes it)."""
-    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
-        raise BadInput("a token digest is 64 lower-case hex digits (sha256)")
-    return value
-
-
 def _ref_or_id(value: str) -> str:
     """A task id, or ``$k``: the k-th task of the same batch."""
     if value.startswith("$") and value[1:].isdigit():
         return value
     return validate.task_id(value)
-
-
-ACTIONS = tuple(MOVES)  # what ``act`` runs: kill, kill-dead, requeue, cancel, retry, reassign
-
-_EVENT_ID = re.compile(r"\d{1,16}(-\d{1,16})?")
-
-
-def _event_id(value: str, *also: str) -> str:
-    """An audit event id (``ms-seq``, or ``ms``), or one of the markers in ``also``."""
-    if value in also:
-        return value
-    numbers = isinstance(value, str) and _EVENT_ID.fullmatch(value)
-    if numbers and all(int(part) <= constants.max_counter for part in value.split("-")):
-        return value
-    raise BadInput(f"invalid event id {value!r}: use an id from the audit trail, like 1700000000000-0")
 
 
 @dataclass(frozen=True)
@@ -133,11 +93,8 @@ class Miss:
     last: ClaimMiss = field(default_factory=lambda: ClaimMiss("empty"))
 
 
-class Store(ABC):
+class Store(StoreAdmin):
     """A claimroom board (one namespace) on some backend."""
-
-    url: str
-    namespace: str
 
     @staticmethod
     def from_url(url: str, namespace: str = "default") -> Store:
@@ -410,7 +367,12 @@ class Store(ABC):
         events stay in the whole trail until the trail's own horizon)."""
         tid = None if task is None else validate.task_id(task)
         n = validate.positive_int("event count", count, constants.max_page)
-        return await self._events(tid, _event_id(after, "-"), n)
+        return await self._events(tid, validate.event_id(after, "-"), n)
+
+    async def latest_events(self, count: int = 1000) -> list[Event]:
+        """The newest ``count`` audit events of the whole trail, oldest first (what an
+        agent's inbox is read from: one bounded read, however long the trail)."""
+        return await self._latest_events(validate.positive_int("event count", count, constants.max_page))
 
     async def audit(self, kind: str, *, agent: str, task: str = "", detail: dict[str, Any]) -> None:
         """Write an audit event that is no state change (kind "refused": an attempt that
@@ -426,7 +388,7 @@ class Store(ABC):
     async def follow(self, *, task: str | None = None, after: str = "$") -> AsyncIterator[Event]:
         """New audit events as they are written, forever."""
         tid = None if task is None else validate.task_id(task)
-        async for event in self._follow(tid, _event_id(after, "$")):
+        async for event in self._follow(tid, validate.event_id(after, "$")):
             yield event
 
     async def reap(self, *, by: ReaperId | None = None) -> ReapReport:
@@ -477,372 +439,9 @@ class Store(ABC):
         """Return when the board may have changed (True) or after ``timeout_s`` (False)."""
         return await self._wait_for_change(timeout_s)
 
-    # --- retention ------------------------------------------------------------------
-
-    async def set_retention(
-        self,
-        queue: str | None = None,
-        *,
-        done_s: float | Unset | None = UNSET,
-        done_count: int | Unset | None = UNSET,
-        failed_s: float | Unset | None = UNSET,
-        failed_count: int | Unset | None = UNSET,
-        events_s: float | Unset | None = UNSET,
-        events_bytes: int | Unset | None = UNSET,
-        agents_s: float | Unset | None = UNSET,
-        reset: bool = False,
-    ) -> Retention:
-        """Change what retention keeps, for ``queue`` or (None) the whole board; returns the
-        settings now in force there. Only the settings given change; None means no limit.
-
-        Finished tasks of a queue are removed by the reaper pass once older than ``done_s``
-        (done) or ``failed_s`` (dead, cancelled) seconds, or past the newest ``done_count``
-        / ``failed_count``, whichever comes first. The board's settings apply to every queue
-        without its own, and ``events_s``, ``events_bytes`` (the audit trail's horizon and
-        size) and ``agents_s`` (idle agents a claim registered) are the board's alone.
-        ``reset`` first drops the scope's own settings (a queue's: it follows the board's;
-        the board's: the defaults)."""
-        q = None if queue is None else validate.queue(queue)
-        if not isinstance(reset, bool):
-            raise BadInput(f"reset must be true or false, got {reset!r}")
-        given = {
-            "done_s": done_s, "done_count": done_count, "failed_s": failed_s,
-            "failed_count": failed_count, "events_s": events_s, "events_bytes": events_bytes,
-            "agents_s": agents_s,
-        }  # fmt: skip
-        stored = retention.changes(q, given)
-        if stored or reset:
-            await self._set_retention(retention.BOARD if q is None else q, stored, reset)
-        return await self.retention(q)
-
-    async def retention(self, queue: str | None = None) -> Retention:
-        """The retention settings in force for ``queue`` (None: the board's)."""
-        q = None if queue is None else validate.queue(queue)
-        board, own = await self._retention_settings(q)
-        return retention.effective(board, own)
-
-    # --- bearer tokens (core/tokens.py makes and checks them; only digests come here) ---
-
-    async def token_save(self, digest: str, agent: str, role: str, hint: str) -> int:
-        """Keep a token's sha256 with its agent, role and hint; returns when (store clock)."""
-        if not isinstance(hint, str) or not _HINT.fullmatch(hint):
-            raise BadInput("a token hint is the token's first characters")
-        return await self._token_save(_digest(digest), validate.agent(agent), Role.of(role).value, hint)
-
-    async def token_find(self, digest: str) -> TokenInfo | None:
-        """The token with this sha256, or None (unknown or revoked)."""
-        return await self._token_find(_digest(digest))
-
-    async def token_list(self) -> list[TokenInfo]:
-        """Every token on the board (never the tokens themselves), by agent then age."""
-        found = await self._token_list()
-        return sorted(found, key=lambda t: (t.agent, t.created_ms, t.hint))
-
-    async def token_revoke(self, agent: str) -> int:
-        """Forget every token of ``agent``; returns how many there were."""
-        return await self._token_revoke(validate.agent(agent))
-
-    # --- operator actions: each a compare-and-set on what the operator saw -----------
-
-    async def act(
-        self,
-        action: str,
-        task: str,
-        seen_state: State | str,
-        seen_token: int,
-        operator: str,
-        agent: str = "",
-        *,
-        restore: bool = False,
-    ) -> State:
-        """Move a task as an operator: kill, kill-dead, requeue, cancel, retry, reassign.
-
-        ``seen_state``/``seen_token`` are what the operator saw; if the task has moved
-        since, ``Changed`` is raised and nothing happens; where the action does not apply
-        (``operator_actions.MOVES`` says where each does), ``WrongState``. Returns the new
-        state. A retry with ``restore`` also brings back, blocked on it again, the
-        dependents that its end cancelled (and theirs); see ``dependents_cancelled``.
-        """
-        if action not in ACTIONS:
-            raise BadInput(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
-        if not isinstance(restore, bool):
-            raise BadInput(f"restore must be true or false, got {restore!r}")
-        if restore and action != "retry":
-            raise BadInput("only a retry restores dependents")
-        if action == "reassign":
-            agent = validate.agent(agent)
-        try:
-            st = State(seen_state)
-        except ValueError:
-            names = ", ".join(s.value for s in State)
-            raise BadInput(f"unknown state {seen_state!r}: one of {names}") from None
-        token = validate.token(seen_token, minimum=0)  # 0: a task never claimed
-        return await self._act(
-            action, validate.task_id(task), st, token, validate.operator(operator), agent, restore
-        )
-
-    async def dependents_cancelled(self, task: str) -> int:
-        """How many tasks a cascade cancelled because ``task`` ended (its direct dependents;
-        theirs come back with them): what a retry with ``restore`` would bring back."""
-        return await self._dependents_cancelled(validate.task_id(task))
-
-    async def stuck(
-        self, *, after_seq: int = 0, limit: int = 500, also: Sequence[str] = ()
-    ) -> tuple[list[Stuck], int]:
-        """Blocked tasks waiting on a dependency that can never finish, looked for among the
-        ``limit`` blocked tasks created after ``after_seq`` (oldest first) and the tasks
-        ``also`` names; returns them (oldest first) and the ``after_seq`` to look from
-        next, 0 once the end was reached. Bounded: a view walks a big board a window at a time.
-        """
-        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
-            raise BadInput(f"after_seq must be a whole number, not negative, got {after_seq!r}")
-        n = validate.positive_int("limit", limit, 10_000)
-        ids = list(dict.fromkeys(validate.task_id(t) for t in also))
-        if len(ids) > n:
-            raise BadInput(f"at most {n} tasks in also")
-        return await self._stuck(after_seq, n, ids)
-
-    async def extend(self, task: str, seen_token: int, extra_s: float, operator: str) -> int:
-        """Give a live claim ``extra_s`` more seconds; returns the new deadline. A task no
-        longer claimed with ``seen_token`` raises ``Changed`` (the call carries no state)."""
-        ms = validate.ttl_ms(extra_s, "extension")
-        return await self._extend(
-            validate.task_id(task), validate.token(seen_token), ms, validate.operator(operator)
-        )
-
-    async def pause(self, queue: str, operator: str, *, resume: bool = False) -> bool:
-        """Pause (or resume) a queue; returns whether that changed anything."""
-        return await self._queue_state(validate.queue(queue), not resume, validate.operator(operator))
-
-    async def paused(self) -> set[str]:
-        return await self._paused()
-
-    async def reset_breaker(self, agent: str, operator: str) -> None:
-        await self._reset_breaker(validate.agent(agent), validate.operator(operator))
-
-    # --- MCP servers on the board (claimroom serve; shown in the control room) --------
-
-    async def announce_server(self, info: ServerInfo, ttl_s: float = constants.server_ttl_s) -> ServerInfo:
-        """Write or refresh an MCP server's record, live for ``ttl_s`` unless refreshed again;
-        returns it as stored (``started_ms`` from its first refresh, ``seen_ms`` now, both on
-        the store's clock)."""
-        sid = validate.server_id(info.id)
-        if info.transport not in ("http", "stdio"):
-            raise BadInput(f"unknown server transport {info.transport!r}: http or stdio")
-        validate.text("server address", info.address, 255)
-        validate.text("server host", info.host, 255)
-        counts = (info.pid, info.clients, info.calls, info.errors)
-        if any(isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= constants.max_counter
-               for n in counts):  # fmt: skip
-            raise BadInput("server counts must be whole numbers, not negative")
-        rate = info.calls_per_s
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < float("inf"):
-            raise BadInput(f"server calls/s must be a number, not negative, got {rate!r}")
-        record = json.dumps(info.record(), separators=(",", ":"))
-        now, started = await self._server(sid, record, validate.ttl_ms(ttl_s))
-        return dataclasses.replace(info, started_ms=started, seen_ms=now)
-
-    async def retire_server(self, server_id: str) -> None:
-        """Drop a server's record at once (a server stopping cleanly)."""
-        await self._server(validate.server_id(server_id), "", 1)
-
-    async def latest_events(self, count: int = 1000) -> list[Event]:
-        """The newest ``count`` audit events of the whole trail, oldest first (what an
-        agent's inbox is read from: one bounded read, however long the trail)."""
-        return await self._latest_events(validate.positive_int("event count", count, constants.max_page))
-
-    async def servers(self) -> list[ServerInfo]:
-        """The MCP servers whose records are live, by id (at most ``max_servers``)."""
-        return sorted(await self._servers(), key=lambda s: s.id)
-
-    # --- views: what the control room and an operator read -----------------------------
-
-    async def snapshot(
-        self, *, sections: Iterable[str] = SECTIONS, rows: int = 200, events: int = 200
-    ) -> Snapshot:
-        """The board as one view shows it, read in one go: the counts per state and per
-        queue (exact), the live MCP servers, and of ``sections`` (see ``snapshot.SECTIONS``)
-        the ``rows`` most urgent rows each (soonest lease deadline first; newest orphans
-        first; agents and locks by name) and the newest ``events`` audit events."""
-        want = frozenset(sections)
-        if not want <= SECTIONS:
-            unknown = ", ".join(sorted(want - SECTIONS))
-            raise BadInput(f"unknown snapshot section {unknown}: of {', '.join(sorted(SECTIONS))}")
-        n = validate.positive_int("rows", rows, MAX_ROWS)
-        e = validate.positive_int("events", events, MAX_ROWS)
-        return await self._snapshot(want, n, e)
-
-    async def server_facts(self) -> dict[str, str]:
-        """A few facts about the server holding the board (name -> value, in the order to
-        show them): a Redis server's version, memory, clients...; the file store's SQLite
-        version, database size, journal mode..."""
-        return await self._server_facts()
-
-    async def key_events(self, *, switch: bool = False) -> bool | None:
-        """Whether the store announces changes made behind claimroom's back (a key deleted
-        by hand), which ``changes`` then reports too; with ``switch``, turned on when off
-        (adding to, never removing, what the server already sends). None: the store has no
-        such notifications (the file store; it sees every commit anyway). False when they
-        are off and stay off (no ``switch``, or the server refused: a managed Redis)."""
-        if not isinstance(switch, bool):
-            raise BadInput(f"switch must be true or false, got {switch!r}")
-        return await self._key_events(switch)
-
-    def changes(self) -> AsyncGenerator[None, None]:
-        """Yield once at once (the watch is live: anything before it may have changed),
-        then whenever the board may have changed, until the link breaks
-        (``StoreUnavailable``). Each call watches on its own (unlike ``wait_for_change``),
-        so a view can drop a broken watch and start anew after an outage."""
-        return self._change_feed()
-
-    # --- whole-board export and import (core/migrate.py moves boards with them) ---------
-
-    async def export_board(self) -> Board:
-        """The whole board as a dump (the format is in ``dump``), read in one snapshot."""
-        return await self._export()
-
-    async def import_board(self, board: Board, *, merge: bool = False) -> dict[str, int]:
-        """Write a whole board dump in one atomic step; returns what was written, by kind.
-        ``Conflict`` (nothing written) into a non-empty namespace unless ``merge`` (see
-        ``migrate.migrate``), or when a merged lock would clash with one held here."""
-        check(board)
-        if not isinstance(merge, bool):
-            raise BadInput(f"merge must be true or false, got {merge!r}")
-        return await self._import(board, merge)
-
     async def now_ms(self) -> int:
         """The store's clock (ms): every deadline on the board is on it."""
         return await self._now_ms()
-
-    # --- what a backend provides ----------------------------------------------------
-
-    @abstractmethod
-    async def _add(self, specs: list[dict[str, Any]], by: str) -> list[str]: ...
-    @abstractmethod
-    async def _known(self, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
-        """Which of ``ids`` are tasks, which of ``capsigs`` are in use, how many are in use."""
-
-    @abstractmethod
-    async def _claim(
-        self, agent: str, queues: list[str], ttl_ms: int, count: int
-    ) -> tuple[list[Claim], ClaimMiss]: ...
-    @abstractmethod
-    async def _claim_waiting(
-        self, agent: str, queues: list[str], ttl_ms: int, count: int, wait_s: float
-    ) -> tuple[list[Claim], ClaimMiss]: ...
-    # ``agent`` in the next four: "" anyone, else the claim must be that agent's (NOT_YOURS).
-    @abstractmethod
-    async def _heartbeat(
-        self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str], agent: str
-    ) -> int: ...
-    @abstractmethod
-    async def _complete(self, task: str, token: int, result: str, agent: str) -> list[str]: ...
-    @abstractmethod
-    async def _fail(
-        self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str
-    ) -> tuple[State, int]: ...
-    @abstractmethod
-    async def _release(self, task: str, token: int, agent: str) -> None: ...
-    @abstractmethod
-    async def _held(self, agent: str) -> list[Task]: ...
-    @abstractmethod
-    async def _get(self, task: str) -> Task: ...
-    @abstractmethod
-    async def _tasks(self, state: State | None, queue: str | None, limit: int, offset: int) -> list[Task]: ...
-    @abstractmethod
-    async def _counts(self) -> dict[State, int]: ...
-    @abstractmethod
-    async def _register(self, agent: str, caps: str, max_claims: int, session: str) -> None: ...
-    @abstractmethod
-    async def _alive(self, agent: str) -> int: ...
-    @abstractmethod
-    async def _agents(self) -> list[Agent]: ...
-    @abstractmethod
-    async def _lock(self, paths: list[str], agent: str, ttl_ms: int, shared: bool, task: str) -> int: ...
-    @abstractmethod
-    async def _unlock(self, paths: list[str], agent: str, task: str | None, own: bool) -> list[str]: ...
-    @abstractmethod
-    async def _locks(self) -> list[Lock]: ...
-    @abstractmethod
-    async def _events(self, task: str | None, after: str, count: int) -> list[Event]: ...
-    @abstractmethod
-    def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]: ...
-    @abstractmethod
-    async def _reap(self, by: ReaperId | None) -> ReapReport: ...
-    @abstractmethod
-    async def _reaper_status(self) -> ReaperStatus: ...
-    @abstractmethod
-    async def _lead(self, holder: str, lease_ms: int) -> bool:
-        """Take or keep the reaper's leader lease for ``holder``; 0 ms lets it go."""
-
-    @abstractmethod
-    async def _wait_for_change(self, timeout_s: float) -> bool: ...
-    @abstractmethod
-    async def _act(
-        self, action: str, task: str, seen: State, token: int, operator: str, agent: str, restore: bool
-    ) -> State: ...
-    @abstractmethod
-    async def _dependents_cancelled(self, task: str) -> int: ...
-    @abstractmethod
-    async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]: ...
-    @abstractmethod
-    async def _retain(self) -> tuple[int, int, int, bool]:
-        """One retention step: (tasks removed, agents removed, events trimmed, more due now)."""
-
-    @abstractmethod
-    async def _set_retention(self, scope: str, changes: dict[str, int], reset: bool) -> None: ...
-    @abstractmethod
-    async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
-        """The stored settings of the board and of ``queue`` ({} for none)."""
-
-    @abstractmethod
-    async def _audit(self, kind: str, task: str, agent: str, detail: str) -> None: ...
-    @abstractmethod
-    async def _token_save(self, digest: str, agent: str, role: str, hint: str) -> int: ...
-    @abstractmethod
-    async def _token_find(self, digest: str) -> TokenInfo | None: ...
-    @abstractmethod
-    async def _token_list(self) -> list[TokenInfo]: ...
-    @abstractmethod
-    async def _token_revoke(self, agent: str) -> int: ...
-    @abstractmethod
-    async def _extend(self, task: str, token: int, extra_ms: int, operator: str) -> int: ...
-    @abstractmethod
-    async def _queue_state(self, queue: str, pause: bool, operator: str) -> bool: ...
-    @abstractmethod
-    async def _paused(self) -> set[str]: ...
-    @abstractmethod
-    async def _reset_breaker(self, agent: str, operator: str) -> None: ...
-    @abstractmethod
-    async def _server(self, server_id: str, record: str, ttl_ms: int) -> tuple[int, int]:
-        """Refresh a server's record (an empty ``record`` retires it): (now_ms, started_ms)."""
-
-    @abstractmethod
-    async def _servers(self) -> list[ServerInfo]: ...
-    @abstractmethod
-    async def _latest_events(self, count: int) -> list[Event]: ...
-    @abstractmethod
-    async def _snapshot(self, sections: frozenset[str], rows: int, events: int) -> Snapshot: ...
-    @abstractmethod
-    async def _server_facts(self) -> dict[str, str]: ...
-    @abstractmethod
-    async def _key_events(self, switch: bool) -> bool | None: ...
-    @abstractmethod
-    def _change_feed(self) -> AsyncGenerator[None, None]: ...
-    @abstractmethod
-    async def _export(self) -> Board: ...
-    @abstractmethod
-    async def _import(self, board: Board, merge: bool) -> dict[str, int]:
-        """Write a checked dump (``dump.check``) atomically, refusing as ``import_board`` says."""
-
-    @abstractmethod
-    async def _now_ms(self) -> int: ...
-    @abstractmethod
-    async def ping(self) -> float:
-        """Round trip to the store in ms; ``StoreUnavailable`` when it is down."""
-
-    @abstractmethod
-    async def close(self) -> None: ...
 
     async def __aenter__(self) -> Store:
         return self

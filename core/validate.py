@@ -223,6 +223,37 @@ def token(value: Any, minimum: int = 1) -> int:
     return number
 
 
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_HINT = re.compile(r"[A-Za-z0-9_-]{1,16}")
+
+
+def token_digest(value: str) -> str:
+    """A bearer token's sha256 in hex, as the board keys it (core/tokens.py makes it)."""
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+        raise BadInput("a token digest is 64 lower-case hex digits (sha256)")
+    return value
+
+
+def token_hint(value: str) -> str:
+    """The first characters of a bearer token, kept to tell its tokens apart."""
+    if not isinstance(value, str) or not _HINT.fullmatch(value):
+        raise BadInput("a token hint is the token's first characters")
+    return value
+
+
+_EVENT_ID = re.compile(r"\d{1,16}(-\d{1,16})?")
+
+
+def event_id(value: str, *also: str) -> str:
+    """An audit event id (``ms-seq``, or ``ms``), or one of the markers in ``also``."""
+    if value in also:
+        return value
+    numbers = isinstance(value, str) and _EVENT_ID.fullmatch(value)
+    if numbers and all(int(part) <= constants.max_counter for part in value.split("-")):
+        return value
+    raise BadInput(f"invalid event id {value!r}: use an id from the audit trail, like 1700000000000-0")
+
+
 def _too_deep(kind: str) -> BadInput:
     return BadInput(f"{kind} nests lists and objects deeper than {constants.max_json_depth} levels")
 

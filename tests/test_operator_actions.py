@@ -21,7 +21,8 @@ from claimroom.core.errors import Changed, ClaimroomError, ErrorCode, WrongState
 from claimroom.core.models import State, Task
 from claimroom.core.operator_actions import MOVES, OPERATOR_ACTIONS, states_in_words
 from claimroom.core.redis import scripts
-from claimroom.core.store import ACTIONS, Store
+from claimroom.core.store import Store
+from claimroom.core.store_admin import ACTIONS
 from claimroom.tui.actions import ACTIONS as TUI_ACTIONS
 from claimroom.tui.actions import not_applicable, split_targets
 from claimroom.tui.operate import TASK_CHOICES

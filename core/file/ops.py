@@ -1,8 +1,8 @@
 """The file store's operations: each one the SQL twin of a script in ``lua/`` (the claim's is
 in ``file_claim``, the path locks', recovery's and the operator's in ``file_admin``).
 
-Every function runs inside one write transaction (``FileStore._sync_tx``) and takes a ``Tx``
-(``tx``): the connection, the namespace and the store's ``now``. Each keeps the contract
+Every function runs inside one write transaction (``runner.TxRunner._sync_tx``) and takes
+a ``Tx`` (``tx``): the connection, the namespace and the store's ``now``. Each keeps the contract
 written in the header of its Lua file, helpers included (``leave``/``enter`` and the claim
 index are in ``states``). A refusal is raised as ``Refused`` and the transaction still
 commits what came before it, as a script's writes stand when it returns an error code (an

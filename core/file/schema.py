@@ -357,7 +357,7 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         except OSError as exc:
             raise unavailable(path, exc) from None
     # timeout=0: the store does its own short, randomised retries for the write lock (see
-    # file_store.FileStore._tx), which are much fairer under contention than SQLite's
+    # runner.TxRunner._attempts), which are much fairer under contention than SQLite's
     # sleeping busy handler, whose sleeps grow to 100 ms.
     conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
     try:

@@ -1,9 +1,9 @@
 """The file store's transaction and the row helpers under every operation.
 
-``Tx`` is one write transaction on one namespace (``FileStore._sync_tx``); ``Refused`` is
-an operation's refusal with one of the scripts' error codes. The file store's modules
-build on each other in layers, each importing only those below it: ``tx``, then
-``retention`` (the finished index), ``states`` (a task entering a state), ``cascade``,
+``Tx`` is one write transaction on one namespace (``runner.TxRunner._sync_tx``);
+``Refused`` is an operation's refusal with one of the scripts' error codes. The file
+store's modules build on each other in layers, each importing only those below it: ``tx``,
+then ``retention`` (the finished index), ``states`` (a task entering a state), ``cascade``,
 and the operations (``ops``, ``claim``, ``admin``).
 """
 

@@ -10,7 +10,7 @@ dropped unstarted. Work that has started always runs to its end (a transaction i
 cut short) and is bounded by SQLite's own busy deadline.
 
 A thread hop costs more CPU here than the transaction it carries, so a write does not hop
-when it need not: see ``FileStore._write`` and ``Handoff``.
+when it need not: see ``runner.TxRunner._write`` and ``Handoff``.
 """
 
 from __future__ import annotations

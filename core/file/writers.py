@@ -6,7 +6,7 @@ twice the CPU per claim+complete cycle of one process, and the lock sat idle whi
 waiter slept (bench/claims.py). Here a writer first takes an ``flock`` on a side file
 (``claimroom.db-lock``): a waiter sleeps in the kernel and wakes the moment the holder lets
 go, so SQLite's lock is almost always free when asked for (the polling in
-``FileStore._attempts`` stays, for writers that do not queue here, such as a ``sqlite3``
+``runner.TxRunner._attempts`` stays, for writers that do not queue here, such as a ``sqlite3``
 shell). Within a process a plain lock queues the threads first.
 
 ``flock`` has no timeout: the wait happens on the store's worker thread, and the caller

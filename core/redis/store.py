@@ -1,4 +1,9 @@
-"""The Redis backend: every state change is one Lua script (see ``scripts.py``)."""
+"""The Redis backend: every state change is one Lua script (see ``scripts.py``).
+
+The reads that take several commands are in ``reads.py`` (the control room's views in
+``snapshot.py``, the whole-board dump in ``dump.py``); here each is one guarded call, so a
+lost connection is "store unavailable" wherever it happens.
+"""
 
 from __future__ import annotations
 
@@ -28,11 +33,11 @@ from ..models import (
     Stuck,
     Task,
 )
-from ..reaper import ReaperId, ReaperPass, ReaperStatus
+from ..reaper import ReaperId, ReaperStatus
 from ..snapshot import Snapshot
 from ..store import Store
 from ..storeurl import redacted
-from . import dump
+from . import dump, reads
 from . import snapshot as views
 from .admin import RedisAdmin
 from .coalesce import Coalescer
@@ -41,14 +46,6 @@ from .scripts import SCRIPTS, source
 T = TypeVar("T")
 
 _UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, OSError)
-
-
-def _event_key(eid: str) -> tuple[int, int]:
-    """An audit event id (``ms-seq``, ``ms``, or ``-`` before all) in its order."""
-    if eid == "-":
-        return (-1, -1)
-    ms, _, seq = eid.partition("-")
-    return (int(ms), int(seq or 0))
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -129,21 +126,7 @@ class RedisStore(Store):
 
     async def _known(self, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
         # Plain reads, pipelined in slices: no script call, so nothing holds Redis long.
-        found: set[str] = set()
-        for start in range(0, len(ids), 1000):
-            part = ids[start : start + 1000]
-
-            async def go(part: list[str] = part) -> list[Any]:
-                pipe = self._redis.pipeline(transaction=False)
-                for tid in part:
-                    pipe.exists(C.task_key(self.namespace, tid))
-                return list(await pipe.execute())
-
-            found.update(tid for tid, n in zip(part, await self._guard(go), strict=True) if n)
-        key = C.sigs_key(self.namespace)
-        counts = await self._guard(lambda: self._redis.hmget(key, capsigs)) if capsigs else []
-        in_use = int(await self._guard(lambda: self._redis.hlen(key)))
-        return found, {sig for sig, n in zip(capsigs, counts, strict=True) if n is not None}, in_use
+        return await self._guard(lambda: reads.known(self._redis, self.namespace, ids, capsigs))
 
     def _claims(self, reply: list[Any]) -> tuple[list[Claim], ClaimMiss, str]:
         """The claims of a claim script's reply, or why none; and the agent's capabilities
@@ -230,75 +213,18 @@ class RedisStore(Store):
         await self._run("release", task, token, agent)
 
     async def _held(self, agent: str) -> list[Task]:
-        ids = sorted(await self._guard(lambda: self._redis.smembers(C.held_key(self.namespace, agent))))
-        # A task that moved on between the two reads is left out: held means claimed by agent.
-        return [t for t in await self._fetch(ids) if t.state is State.CLAIMED and t.agent == agent]
+        return await self._guard(lambda: reads.held(self._redis, self.namespace, agent))
 
     async def _get(self, task: str) -> Task:
-        fields = await self._guard(lambda: self._redis.hgetall(C.task_key(self.namespace, task)))
-        if not fields:
-            from ..errors import NotFound
-
-            raise NotFound(f"no such task: {task}")
-        return Task.from_fields(fields)
-
-    async def _fetch(self, ids: list[str]) -> list[Task]:
-        async def go() -> list[dict[str, str]]:
-            pipe = self._redis.pipeline(transaction=False)
-            for tid in ids:
-                pipe.hgetall(C.task_key(self.namespace, tid))
-            return list(await pipe.execute())
-
-        return [Task.from_fields(f) for f in await self._guard(go) if f]
+        return await self._guard(lambda: reads.get(self._redis, self.namespace, task))
 
     async def _tasks(self, state: State | None, queue: str | None, limit: int, offset: int) -> list[Task]:
-        out: list[Task] = []
-        chunk = max(limit, 200)
-        pos = offset
-        after_seq, skip = 0, offset  # every state: a cursor on creation order, past the offset
-        while len(out) < limit:
-            if state is None:
-                found = await self._in_creation_order(after_seq, chunk + skip)
-                if not found:
-                    break
-                after_seq = found[-1][1]
-                ids = [tid for tid, _seq in found[skip:]]
-                skip = max(0, skip - len(found))
-            else:
-                key = C.state_key(self.namespace, state.value)
-                # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
-                ids = await self._guard(lambda k=key, p=pos: self._redis.zrange(k, p, p + chunk - 1))  # type: ignore[misc]
-                if not ids:
-                    break
-                pos += len(ids)
-            out.extend(t for t in await self._fetch(ids) if queue is None or t.queue == queue)
-        return out[:limit]
-
-    async def _in_creation_order(self, after_seq: int, n: int) -> list[tuple[str, int]]:
-        """Up to ``n`` tasks created after ``after_seq`` (id, seq), oldest first: the state
-        indexes merged (retention removes finished tasks, so ids are not simply t1..tN)."""
-
-        async def go() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for s in State:
-                pipe.zrangebyscore(
-                    C.state_key(self.namespace, s.value), f"({after_seq}", "+inf", 0, n, withscores=True
-                )
-            return list(await pipe.execute())
-
-        merged = sorted(
-            ((tid, int(seq)) for part in await self._guard(go) for tid, seq in part), key=lambda x: x[1]
+        return await self._guard(
+            lambda: reads.tasks(self._redis, self.namespace, state, queue, limit, offset)
         )
-        return merged[:n]
 
     async def _counts(self) -> dict[State, int]:
-        async def go() -> list[int]:
-            pipe = self._redis.pipeline(transaction=False)
-            for s in State:
-                pipe.zcard(C.state_key(self.namespace, s.value))
-            return list(await pipe.execute())
-
-        return dict(zip(State, await self._guard(go), strict=True))
+        return await self._guard(lambda: reads.counts(self._redis, self.namespace))
 
     # --- agents ----------------------------------------------------------------------
 
@@ -309,21 +235,7 @@ class RedisStore(Store):
         return int((await self._run("alive", agent))[1])
 
     async def _agents(self) -> list[Agent]:
-        names = sorted(await self._guard(lambda: self._redis.smembers(C.agents_key(self.namespace))))
-
-        async def go() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for n in names:
-                pipe.hgetall(C.agent_key(self.namespace, n))
-                pipe.smembers(C.held_key(self.namespace, n))
-            return list(await pipe.execute())
-
-        raw = await self._guard(go)
-        return [
-            Agent.from_fields(f, tuple(sorted(held)))
-            for f, held in zip(raw[::2], raw[1::2], strict=True)
-            if f
-        ]
+        return await self._guard(lambda: reads.agents(self._redis, self.namespace))
 
     # --- locks -----------------------------------------------------------------------
 
@@ -336,78 +248,21 @@ class RedisStore(Store):
         return [str(x) for x in (await self._run("unlock", agent, which, "1" if own else "", *paths))[1:]]
 
     async def _locks(self) -> list[Lock]:
-        paths = await self._guard(lambda: self._redis.zrange(C.lockpaths_key(self.namespace), 0, 9999))
-
-        async def go() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.time()
-            for p in paths:
-                pipe.hgetall(C.lock_key(self.namespace, p))
-            return list(await pipe.execute())
-
-        raw = await self._guard(go)
-        now_ms = int(raw[0][0]) * 1000 + int(raw[0][1]) // 1000
-        locks = (Lock.from_fields(path, f, now_ms) for path, f in zip(paths, raw[1:], strict=True))
-        return [lock for lock in locks if lock is not None]
+        return await self._guard(lambda: reads.locks(self._redis, self.namespace))
 
     # --- audit and recovery ----------------------------------------------------------
 
     async def _events(self, task: str | None, after: str, count: int) -> list[Event]:
         if task is not None:
-            return await self._task_events(task, after, count)
+            return await self._guard(
+                lambda: reads.task_events(self._redis, self.namespace, task, after, count)
+            )
         return await self._scan(None, "-" if after == "-" else "(" + after, "+", count)
 
     async def _scan(self, task: str | None, start: str, end: str, count: int) -> list[Event]:
-        """Events from ``start`` to ``end`` (XRANGE bounds), of one task if given: read
-        through the whole trail, a thousand at a time."""
-        out: list[Event] = []
-        while len(out) < count:
-            # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
-            batch = await self._guard(lambda s=start: self._redis.xrange(self._stream, s, end, count=1000))  # type: ignore[misc]
-            if not batch:
-                break
-            for eid, fields in batch:
-                if task is None or fields.get("task") == task:
-                    out.append(Event.from_fields(eid, fields))
-            start = "(" + batch[-1][0]
-        return out[:count]
-
-    async def _task_events(self, task: str, after: str, count: int) -> list[Event]:
-        """One task's events through its index (``taskevents:<id>``, written by every audit
-        in lib.lua): one read of the ids, one pipelined read of those events, whatever the
-        length of the trail. Ids the trail has trimmed are skipped."""
-        ns = self.namespace
-
-        async def index() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.lrange(C.task_events_key(ns, task), 0, -1)
-            pipe.exists(C.task_key(ns, task))
-            return list(await pipe.execute())
-
-        ids, exists = await self._guard(index)
-        if not exists:
-            return []  # removed by retention (its history goes with it), or never there
-        if not ids:
-            # A task from before the index (an older claimroom): the whole trail, as it was.
-            return await self._scan(task, "-" if after == "-" else "(" + after, "+", count)
-        since = _event_key(after)
-        wanted = [eid for eid in ids if _event_key(eid) > since][:count]
-
-        async def fetch() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for eid in [ids[0], *wanted]:
-                pipe.xrange(self._stream, eid, eid)
-            return list(await pipe.execute())
-
-        first, *found = await self._guard(fetch)
-        events = [Event.from_fields(got[0][0], got[0][1]) for got in found if got]
-        if first and first[0][1].get("type") != "added" and len(ids) < C.task_events_max:
-            # Its first events were written before the index existed (an older claimroom):
-            # those come from the trail, read up to the first indexed one.
-            start = "-" if after == "-" else "(" + after
-            older = await self._scan(task, start, "(" + ids[0], count)
-            events = (older + events)[:count]
-        return events
+        """Events from ``start`` to ``end`` (XRANGE bounds), of one task if given, read
+        through the whole trail (``reads.scan``)."""
+        return await self._guard(lambda: reads.scan(self._redis, self.namespace, task, start, end, count))
 
     async def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]:
         last = after
@@ -461,28 +316,10 @@ class RedisStore(Store):
                 await self._guard(lambda m=later: self._redis.zadd(key, dict.fromkeys(m, 0), xx=True))  # type: ignore[misc]
 
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
-        from ..retention import BOARD, decoded
-
-        key = C.retention_key(self.namespace)
-        board, own = await self._guard(lambda: self._redis.hmget(key, BOARD, queue or BOARD))
-        return decoded(board), decoded(own) if queue is not None else {}
+        return await self._guard(lambda: reads.retention_settings(self._redis, self.namespace, queue))
 
     async def _reaper_status(self) -> ReaperStatus:
-        async def go() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=True)  # one moment: the clock and the board agree
-            pipe.time()
-            pipe.hgetall(C.reaper_status_key(self.namespace))
-            pipe.zcard(C.state_key(self.namespace, State.CLAIMED.value))
-            pipe.zrange(C.deadlines_key(self.namespace), 0, 0, withscores=True)
-            return list(await pipe.execute())
-
-        (sec, usec), fields, live, head = await self._guard(go)
-        return ReaperStatus(
-            now_ms=int(sec) * 1000 + int(usec) // 1000,
-            live_claims=int(live),
-            next_deadline_ms=int(head[0][1]) if head else None,
-            last=ReaperPass.from_fields(fields),
-        )
+        return await self._guard(lambda: reads.reaper_status(self._redis, self.namespace))
 
     async def _lead(self, holder: str, lease_ms: int) -> bool:
         script = self._scripts["leader"]
@@ -501,40 +338,7 @@ class RedisStore(Store):
         return int(await self._guard(lambda: self._redis.scard(C.cascaded_key(self.namespace, task))))
 
     async def _stuck(self, after_seq: int, limit: int, also: list[str]) -> tuple[list[Stuck], int]:
-        ns = self.namespace
-        blocked_key = C.state_key(ns, State.BLOCKED.value)
-        window = await self._guard(
-            lambda: self._redis.zrangebyscore(blocked_key, f"({after_seq}", "+inf", 0, limit, withscores=True)
-        )
-        next_seq = int(window[-1][1]) if len(window) == limit else 0
-        ids = list(dict.fromkeys([*(tid for tid, _ in window), *also]))
-
-        async def hmget(tids: list[str], *names: str) -> list[list[str | None]]:
-            pipe = self._redis.pipeline(transaction=False)
-            for tid in tids:
-                pipe.hmget(C.task_key(ns, tid), *names)
-            return list(await pipe.execute())
-
-        rows = await self._guard(lambda: hmget(ids, "state", "after"))
-        waits = {
-            tid: [d for d in (after or "").split(",") if d]
-            for tid, (state, after) in zip(ids, rows, strict=True)
-            if state == "blocked"
-        }
-        deps = list(dict.fromkeys(d for after in waits.values() for d in after))
-        states = await self._guard(lambda: hmget(deps, "state"))
-        over = {
-            d: s or "missing"
-            for d, (s,) in zip(deps, states, strict=True)
-            if s in (None, "dead", "cancelled")
-        }
-        on: dict[str, str] = {}
-        for tid, after in waits.items():
-            hopeless = [d for d in after if d in over]
-            if hopeless:
-                on[tid] = hopeless[0]
-        tasks = sorted(await self._fetch(list(on)), key=lambda t: t.seq)
-        return [Stuck(t, on[t.id], over[on[t.id]]) for t in tasks], next_seq
+        return await self._guard(lambda: reads.stuck(self._redis, self.namespace, after_seq, limit, also))
 
     async def _audit(self, kind: str, task: str, agent: str, detail: str) -> None:
         await self._run("audit", kind, task, agent, detail)
@@ -588,19 +392,7 @@ class RedisStore(Store):
         return [Event.from_fields(eid, fields) for eid, fields in reversed(newest)]
 
     async def _servers(self) -> list[ServerInfo]:
-        async def go() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.time()
-            pipe.zrange(C.servers_key(self.namespace), 0, C.max_servers - 1, withscores=True)
-            return list(await pipe.execute())
-
-        (sec, usec), ids = await self._guard(go)
-        now = int(sec) * 1000 + int(usec) // 1000
-        live = [sid for sid, expires in ids if expires > now]
-        if not live:
-            return []
-        raw = await self._guard(lambda: self._redis.hmget(C.server_records_key(self.namespace), live))
-        return [ServerInfo.from_json(json.loads(r)) for r in raw if r]
+        return await self._guard(lambda: reads.servers(self._redis, self.namespace))
 
     async def ping(self) -> float:
         loop = asyncio.get_running_loop()

@@ -1,6 +1,6 @@
 """The file store's path locks, recovery pass, leader lease and operator actions: the SQL
 twins of ``lock``, ``unlock``, ``reap``, ``leader``, ``move``, ``extend``, ``queue_state``
-and ``reset_breaker`` in ``lua/``. Conventions as in ``file_ops``.
+and ``reset_breaker`` in ``lua/``. Conventions as in ``ops``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The file store's claim: the SQL twin of ``lua/claim-1.lua`` (conventions as in ``file_ops``).
+"""The file store's claim: the SQL twin of ``lua/claim-1.lua`` (conventions as in ``ops``).
 
 Bounded work (design rule 10): a claim reads the signatures in use (at most
 ``max_capsigs``) that the agent can take and one row of the ``heads`` index for each, never

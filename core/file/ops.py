@@ -1,5 +1,5 @@
 """The file store's operations: each one the SQL twin of a script in ``lua/`` (the claim's is
-in ``file_claim``, the path locks', recovery's and the operator's in ``file_admin``).
+in ``claim``, the path locks', recovery's and the operator's in ``admin``).
 
 Every function runs inside one write transaction (``runner.TxRunner._sync_tx``) and takes
 a ``Tx`` (``tx``): the connection, the namespace and the store's ``now``. Each keeps the contract

@@ -28,6 +28,35 @@ def test_python_example_runs(redis_url: str, namespace: str) -> None:
     assert p.stdout.strip() == "['done']"
 
 
-@pytest.mark.parametrize("code", ["0", "1", "2", "3", "4", "5", "6"])
+@pytest.mark.parametrize("code", ["0", "1", "2", "3", "4", "5", "6", "7"])
 def test_every_exit_code_is_documented(code: str) -> None:
     assert re.search(rf"^\| {code} \| \w", README, re.M)
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def _layout() -> str:
+    start = README.index("## Layout\n")
+    return README[start : README.index("\n## ", start + 1)]
+
+
+def test_the_layout_names_every_module_and_folder_of_the_tree() -> None:
+    words = set(re.findall(r"[\w]+", _layout()))
+    missing = []
+    for top in ("core", "tui", "themes"):
+        for path in sorted((ROOT / top).rglob("*")):
+            if "__pycache__" in path.parts or path.name == "__init__.py":
+                continue
+            if path.is_dir() or path.suffix == ".py":
+                name = path.stem if path.suffix == ".py" else path.name
+                if name not in words:
+                    missing.append(str(path.relative_to(ROOT)))
+    assert not missing, "README's Layout does not mention: " + ", ".join(missing)
+
+
+def test_every_file_the_layout_names_exists() -> None:
+    named = set(re.findall(r"\b([\w]+\.py)\b", _layout()))
+    present = {p.name for top in ("core", "tui", "themes", "tests", "bench") for p in (ROOT / top).rglob("*.py")}
+    present |= {"setup.py"}
+    assert named - present == set(), f"README's Layout names files that are gone: {sorted(named - present)}"

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from claimroom.core import constants, file_claim, file_ops, file_schema
+from claimroom.core import constants
 from claimroom.core.errors import BadInput, NotFound
+from claimroom.core.file import claim as file_claim
+from claimroom.core.file import ops as file_ops
+from claimroom.core.file import schema as file_schema
 from claimroom.core.file.store import FileStore
 from claimroom.core.models import State
 from claimroom.core.redis.store import RedisStore

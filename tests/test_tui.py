@@ -22,6 +22,7 @@ from claimroom.tui.tables import cursor_key
 from pilot_wait import dialog_open, focused_id, until
 from textual.pilot import Pilot
 from textual.widgets import OptionList
+from waiting import clock_past
 
 SIZE = (120, 40)
 
@@ -81,8 +82,8 @@ async def test_reassign_orphan_goes_to_the_chosen_agent(store: Store, app_store:
     tid = await store.add("migrate the users table")
     claim = await store.claim("linus")
     assert claim is not None
-    await store.heartbeat(tid, claim.token, progress=0.8, ttl_s=0.001)  # late-stage work, then silence
-    await asyncio.sleep(0.01)
+    silent = await store.heartbeat(tid, claim.token, progress=0.8, ttl_s=0.001)  # late-stage work ...
+    await clock_past(store, silent)  # ... then silence past its deadline
     await store.reap()
     assert (await store.get(tid)).state is State.ORPHANED
     app = ControlRoom(app_store, operator="lead")

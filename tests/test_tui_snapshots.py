@@ -1,4 +1,5 @@
-"""Snapshot tests: every pane at 80x24 and 120x40 on one fixed board, pixel for pixel.
+"""Snapshot tests: every pane at 80x24 and 120x40 on one fixed board, and in the 16-colour
+theme at 80x24, pixel for pixel.
 
 Determinism: the board is seeded once per session through the Store API on a fixed
 namespace, then ``pin_times`` rewrites its timestamps relative to a fixed instant and the
@@ -83,6 +84,14 @@ def kill_dialog_tabbed(app: ControlRoom) -> Callable[[Pilot[int]], object]:
 def test_pane(snap_compare: Callable[..., bool], board_url: str, pane: str, size: tuple[int, int]) -> None:
     app = pinned_app(board_url)
     assert snap_compare(app, terminal_size=size, run_before=show(app, pane))
+
+
+@pytest.mark.parametrize("pane", PANES)
+def test_pane_in_16_colours(snap_compare: Callable[..., bool], board_url: str, pane: str) -> None:
+    """Every pane in the 16-colour theme at 80x24, as a basic terminal over SSH shows it: the
+    terminal's own palette, and no colour that only truecolor or 256 colours has."""
+    app = pinned_app(board_url, "16")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=show(app, pane))
 
 
 @pytest.mark.parametrize("theme", [themes.short_name(t) for t in themes.THEMES])

@@ -20,6 +20,7 @@ from claimroom.tui.dialogs import AgentPicker, ChoiceDialog, HelpScreen
 from claimroom.tui.panes import PAGE_ROWS
 from claimroom.tui.tables import cursor_key
 from pilot_wait import dialog_open, focused_id, until
+from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 from waiting import clock_past
@@ -244,6 +245,18 @@ async def test_queue_pause_and_breaker_reset(store: Store, app_store: Store) -> 
     assert [e.type for e in await store.events()][-3:] == ["paused", "resumed", "breaker-reset"]
 
 
+def palette_found(app: ControlRoom, wanted: str) -> bool:
+    """The command palette has searched all that was typed and lists ``wanted`` first."""
+    if any(w.group == CommandPalette._GATHER_COMMANDS_GROUP and not w.is_finished for w in app.workers):
+        return False
+    found = app.screen.query(CommandList)
+    return (
+        bool(found)
+        and found.first().option_count > 0
+        and wanted in str(found.first().get_option_at_index(0).prompt)
+    )
+
+
 @redis_only
 async def test_keys_help_palette_pause_and_theme(store: Store, app_store: Store) -> None:
     app = ControlRoom(app_store, theme="light")
@@ -255,8 +268,7 @@ async def test_keys_help_palette_pause_and_theme(store: Store, app_store: Store)
         await pilot.press("colon")
         await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
         await pilot.press(*"theme: ansi")
-        await until(pilot, lambda: bool(app.screen.query("CommandList Option, CommandList")))
-        await pilot.pause(0.3)
+        await until(pilot, lambda: palette_found(app, "Theme: ansi"))
         await pilot.press("down", "enter")
         await until(pilot, lambda: app.theme == "claimroom-ansi")
         await pilot.press("p")

@@ -23,6 +23,8 @@ from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 from claimroom.tui.app import PANES, ControlRoom
 from claimroom.tui.seed import pin_app, pinned_clock, seed_pinned
+from pilot_wait import dialog_open, screen_segments, until
+from rich.segment import Segment
 from textual.pilot import Pilot
 
 NAMESPACE = "snapboard"
@@ -40,18 +42,28 @@ def pinned_app(url: str, theme: str = "dark") -> ControlRoom:
 
 
 async def loaded(pilot: Pilot[int], app: ControlRoom) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 5
-    while not (app.snapshot is not None and app.link.status.live and app.query_one("StorePane").info):
-        assert loop.time() < end, "the board did not load"
-        await pilot.pause(0.02)
+    """Until the board is read, its link live and the store pane's facts in."""
+    await until(
+        pilot,
+        lambda: app.snapshot is not None and app.link.status.live and app.query_one("StorePane").info,
+        5,
+    )
 
 
 async def settle(pilot: Pilot[int]) -> None:
-    # Scrolling to the followed row repaints the scrollbar a frame later: let it settle.
-    await pilot.pause(0.3)
-    await pilot.wait_for_scheduled_animations()
-    await pilot.pause(0.1)
+    """Until the screen stops changing: scrolling to the followed row repaints the scrollbar
+    a frame later, so the same picture two frames apart."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 5
+    seen: list[list[Segment]] | None = None
+    while True:
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(2 / 60)  # two of Textual's frames
+        now = screen_segments(pilot.app)
+        if now == seen:
+            return
+        assert loop.time() < end, "the screen kept changing"
+        seen = now
 
 
 def show(app: ControlRoom, pane: str) -> Callable[[Pilot[int]], object]:
@@ -71,8 +83,7 @@ def kill_dialog_tabbed(app: ControlRoom) -> Callable[[Pilot[int]], object]:
         await pilot.press("3")
         await settle(pilot)
         await pilot.press("x")
-        while not (type(app.screen).__name__ == "ChoiceDialog" and app.focused is not None):
-            await pilot.pause(0.02)
+        await until(pilot, lambda: dialog_open(app))
         await pilot.press("tab")
         await settle(pilot)
 

@@ -33,10 +33,11 @@ async def test_early_work_is_requeued_late_work_orphaned(store: Store) -> None:
     claims = await store.claim_many("w", 4, ttl_s=0.3)
     assert [c.task.id for c in claims] == ids
     progress = dict(zip(ids, [0.0, 0.49, 0.5, 0.9], strict=True))
+    deadlines = [c.deadline_ms for c in claims]
     for c in claims:
         if progress[c.task.id]:
-            await store.heartbeat(c.task.id, c.token, progress=progress[c.task.id])
-    await clock_past(store, max(c.deadline_ms for c in claims))
+            deadlines.append(await store.heartbeat(c.task.id, c.token, progress=progress[c.task.id]))
+    await clock_past(store, max(deadlines))
 
     report = await store.reap()
     assert sorted(report.requeued) == ids[:2]

@@ -100,9 +100,7 @@ class Waits:
 
     async def reach(self, n: int = 1, timeout_s: float = 10.0) -> None:
         """Until the store has started its ``n``-th wait."""
-        await until(
-            lambda: self.count >= n, f"the store's waiter starting wait {n} (seen {self.count})", timeout_s
-        )
+        await until(lambda: self.count >= n, f"the store starting its wait number {n}", timeout_s)
 
 
 def announce_waits(marker: Path) -> None:

@@ -6,12 +6,12 @@ Every test runs on both backends (the ``store`` fixture).
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from waiting import clock_past
 
 from claimroom.core import constants
 from claimroom.core.errors import BadInput
@@ -50,7 +50,7 @@ async def attempts_spent(store: Store, tid: str) -> str:
 async def expiry_cap(store: Store, tid: str) -> str:
     for n in range(constants.max_lease_expiries):
         await claimed(store, tid, agent=f"victim{n}", ttl_s=0.1)
-        await asyncio.sleep(0.15)
+        await clock_past(store, (await store.get(tid)).deadline_ms)
         report = await store.reap()
         assert tid in report.requeued + report.dead
     return "dead"

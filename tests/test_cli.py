@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+import redis
+from waiting import clock_past, until_sync, waits_announced
 
+from claimroom.core import constants
 from claimroom.core.local_redis import free_port
+from claimroom.core.store import Store
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
+TESTS = str(Path(__file__).parent)
 
 
 def run(
@@ -206,27 +211,74 @@ def test_unsupported_url_exits_2(cli_env: dict[str, str]) -> None:
     assert p.returncode == 2 and "unsupported store URL" in p.stderr
 
 
-def test_claim_wait_wakes_on_new_task(cli_env: dict[str, str]) -> None:
+# ``claimroom claim`` in a process of its own with two test hooks: it says each time it
+# starts waiting for a hint, and its periodic re-check is ten minutes away, so that only the
+# hint can end its wait in time.
+WAITING_CLAIM = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from waiting import announce_waits
+from claimroom.core import constants
+from claimroom.core.entry import main
+constants.wait_recheck_s = 600.0
+announce_waits(Path(sys.argv[2]))
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def test_claim_wait_wakes_on_new_task(cli_env: dict[str, str], tmp_path: Path) -> None:
+    marker = tmp_path / "waits"
     waiter = subprocess.Popen(
-        [CLAIMROOM, "claim", "--agent", "w", "--wait", "20", "--json"],
+        [
+            sys.executable,
+            "-c",
+            WAITING_CLAIM,
+            TESTS,
+            str(marker),
+            "claim",
+            "--agent",
+            "w",
+            "--wait",
+            "60",
+            "--json",
+        ],
         env=cli_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)  # let it subscribe and find nothing
-    tid = ok(cli_env, "add", "arrives later")["id"]
-    added = time.monotonic()
-    out, err = waiter.communicate(timeout=20)
+    try:
+        until_sync(
+            lambda: waits_announced(marker) or waiter.poll() is not None, "the claimer waiting for a hint", 30
+        )
+        assert waiter.poll() is None, waiter.communicate()
+        channel = constants.claimable_channel(cli_env["CLAIMROOM_NAMESPACE"])
+        with redis.Redis.from_url(cli_env["CLAIMROOM_URL"], decode_responses=True) as r:
+            assert r.pubsub_numsub(channel) == [(channel, 1)]  # really subscribed
+        tid = ok(cli_env, "add", "arrives later")["id"]
+        try:
+            out, err = waiter.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the hint of the new task did not wake the waiting claimer")
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.communicate()
     assert waiter.returncode == 0, err
     assert json.loads(out)["task"]["id"] == tid
-    assert time.monotonic() - added < 5  # far below the 20 s wait: it woke, it did not time out
+    assert waits_announced(marker) == 1  # it waited once, and the hint ended that wait
 
 
 def test_reap_reports_recovery(cli_env: dict[str, str]) -> None:
     ok(cli_env, "add", "short lease")
-    ok(cli_env, "claim", "--agent", "gone", "--ttl", "0.2")
-    time.sleep(0.4)
+    deadline = ok(cli_env, "claim", "--agent", "gone", "--ttl", "0.2")["deadline_ms"]
+
+    async def expired() -> None:
+        async with Store.from_url(cli_env["CLAIMROOM_URL"], cli_env["CLAIMROOM_NAMESPACE"]) as s:
+            await clock_past(s, deadline)
+
+    asyncio.run(expired())
     assert ok(cli_env, "reap")["requeued"] == ["t1"]
 
 

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from waiting import until_sync
+
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 
 
@@ -61,6 +63,17 @@ def _drain(fd: int) -> threading.Thread:
     return thread
 
 
+def _all_started(pid: int) -> set[int]:
+    """The demo's helper processes, once all are up: the private redis-server, six agents
+    and the feeder."""
+
+    def all_up() -> set[int]:
+        kids = _children(pid)
+        return kids if len(kids) >= 7 else set()
+
+    return until_sync(all_up, "the demo's helpers starting", 20)
+
+
 def _start() -> tuple[int, int]:
     pid, fd = pty.fork()
     if pid == 0:  # the child: a terminal of 100x30 running the demo
@@ -75,16 +88,11 @@ def test_live_demo_runs_agents_in_the_control_room_and_quits_cleanly() -> None:
         shown = _read_until(fd, b"claimed", 30)
         assert b"claimroom" in shown and b"Claims" in shown
         _drain(fd)
-        time.sleep(2)
-        helpers = _children(pid)
-        assert len(helpers) >= 7, helpers  # the private redis-server, six agents and the feeder
+        helpers = _all_started(pid)
         os.write(fd, b"\x11")  # ctrl+q
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(p) for p in helpers):
-            time.sleep(0.2)
-        assert not [p for p in helpers if _alive(p)]
+        until_sync(lambda: not [p for p in helpers if _alive(p)], "the helpers ending with the demo")
     finally:
         os.close(fd)
         if _alive(pid):
@@ -96,15 +104,13 @@ def test_live_demo_cleans_up_when_its_terminal_goes_away() -> None:
     pid, fd = _start()
     try:
         _read_until(fd, b"claimed", 30)
-        time.sleep(1)
-        helpers = _children(pid)
-        assert helpers
+        helpers = _all_started(pid)
     finally:
         os.close(fd)  # the terminal is gone: SIGHUP
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (_alive(pid) or any(_alive(p) for p in helpers)):
-        time.sleep(0.2)
+
+    def gone() -> list[int]:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-    assert not _alive(pid)
-    assert not [p for p in helpers if _alive(p)]
+        return [p for p in (pid, *helpers) if _alive(p)]
+
+    until_sync(lambda: not gone(), "the demo and its helpers ending with the terminal", 15)

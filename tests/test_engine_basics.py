@@ -6,9 +6,8 @@ list, the lock list, the audit stream), never just a return value.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from waiting import clock_past
 
 from claimroom.core import constants
 from claimroom.core import store as store_module
@@ -175,7 +174,7 @@ async def test_heartbeat_extends_the_deadline_and_records_progress(store: Store)
     c = await store.claim("w", ttl_s=1.0)
     assert c is not None
     assert c.deadline_ms - c.task.claimed_ms == 1000
-    await asyncio.sleep(0.3)
+    await clock_past(store, c.task.claimed_ms + 300)  # time passes: the new deadline is later
     new = await store.heartbeat(tid, c.token, progress=0.25, stage="build", checkpoint="step-3")
     assert new >= c.deadline_ms + 250  # now + the claim's own ttl
     t = await store.get(tid)
@@ -192,7 +191,7 @@ async def test_heartbeat_extends_the_deadline_and_records_progress(store: Store)
     assert len(await events_of(store, "stage", tid)) == 1
 
     # Past the original deadline, the lease still holds.
-    await asyncio.sleep(1.0)
+    await clock_past(store, c.deadline_ms)
     report = await store.reap()
     assert report.requeued == () and report.orphaned == ()
     assert (await store.get(tid)).state is State.CLAIMED
@@ -508,8 +507,7 @@ async def test_task_bound_locks_end_with_the_claim(store: Store, ending: str) ->
     elif ending == "release":
         await store.release(tid, c.token)
     else:
-        now_ms = await store._now_ms()  # type: ignore[attr-defined]  # the store's clock, either backend
-        await asyncio.sleep(max(0, c.deadline_ms + 50 - now_ms) / 1000)
+        await clock_past(store, c.deadline_ms)
         assert (await store.reap()).requeued == (tid,)
     assert [lk.path for lk in await store.locks()] == ["notes.md"]
     await store.lock(["pkg"], "other")

@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import pytest
+from waiting import Waits, clock_past, store_now_ms, until
 
 from claimroom.core import constants
 from claimroom.core.errors import LeaseLost
@@ -20,13 +21,8 @@ async def events_of(store: Store, etype: str, task: str | None = None) -> list[E
     return [e for e in await store.events(task=task, count=100_000) if e.type == etype]
 
 
-async def store_now_ms(store: Store) -> int:
-    return int(await store._now_ms())  # type: ignore[attr-defined]  # Redis TIME, or the file store's clock
-
-
-async def sleep_past(store: Store, deadline_ms: int, margin_ms: int = 50) -> None:
-    """Sleep until the store's clock is past ``deadline_ms``."""
-    await asyncio.sleep(max(0, deadline_ms + margin_ms - await store_now_ms(store)) / 1000)
+async def queued(store: Store, task: str) -> bool:
+    return (await store.get(task)).state is State.QUEUED
 
 
 # --- the reaper's split -----------------------------------------------------------------
@@ -38,10 +34,11 @@ async def test_early_work_is_requeued_late_work_orphaned(store: Store) -> None:
     claims = await store.claim_many("w", 4, ttl_s=0.3)
     assert [c.task.id for c in claims] == ids
     progress = dict(zip(ids, [0.0, 0.49, 0.5, 0.9], strict=True))
+    deadlines = [c.deadline_ms for c in claims]
     for c in claims:
         if progress[c.task.id]:
-            await store.heartbeat(c.task.id, c.token, progress=progress[c.task.id])
-    await asyncio.sleep(0.4)
+            deadlines.append(await store.heartbeat(c.task.id, c.token, progress=progress[c.task.id]))
+    await clock_past(store, max(deadlines))
 
     report = await store.reap()
     assert sorted(report.requeued) == ids[:2]
@@ -73,7 +70,7 @@ async def test_orphan_is_requeued_by_an_operator(store: Store) -> None:
     c = await store.claim("w", ttl_s=0.2)
     assert c is not None
     await store.heartbeat(tid, c.token, progress=0.8, checkpoint="half-way")
-    await asyncio.sleep(0.3)
+    await clock_past(store, (await store.get(tid)).deadline_ms)
     assert (await store.reap()).orphaned == (tid,)
     assert await store.claim("w2") is None
     assert await store.act("requeue", tid, State.ORPHANED, c.token, "op") is State.QUEUED
@@ -88,7 +85,7 @@ async def test_lease_expiry_cap_ends_the_task_dead(store: Store) -> None:
     for n in range(1, constants.max_lease_expiries + 1):
         c = await store.claim(f"victim{n}", ttl_s=0.15)
         assert c is not None and c.task.id == tid
-        await asyncio.sleep(0.2)
+        await clock_past(store, c.deadline_ms)
         report = await store.reap()
         outcomes.append((report.requeued, report.dead))
         assert (await store.get(tid)).expiries == n
@@ -139,7 +136,7 @@ async def test_rollback_when_a_claim_ends_without_completion(store: Store, endin
     elif ending == "kill":
         await store.act("kill", parent, State.CLAIMED, c.token, "op")
     else:
-        await sleep_past(store, c.deadline_ms)
+        await clock_past(store, c.deadline_ms)
         assert (await store.reap()).requeued == (parent,)
 
     assert (await store.get(idle)).state is State.CANCELLED
@@ -210,7 +207,7 @@ async def test_zombie_is_fenced_off(store: Store) -> None:
     zombie = await store.claim("zombie", ttl_s=0.2)
     assert zombie is not None
     await store.heartbeat(tid, zombie.token, progress=0.1, stage="start")
-    await asyncio.sleep(0.3)
+    await clock_past(store, (await store.get(tid)).deadline_ms)
     fresh = await store.claim("fresh", ttl_s=30)
     assert fresh is not None and fresh.task.id == tid
     assert fresh.token > zombie.token
@@ -241,7 +238,7 @@ async def test_late_heartbeat_expires_the_lease_itself(store: Store) -> None:
     tid = await store.add("x")
     c = await store.claim("slow", ttl_s=0.2)
     assert c is not None
-    await asyncio.sleep(0.3)
+    await clock_past(store, c.deadline_ms)
     # Nobody reaped or claimed meanwhile: the heartbeat itself finds the lease over.
     with pytest.raises(LeaseLost):
         await store.heartbeat(tid, c.token)
@@ -269,17 +266,17 @@ async def test_deadlines_follow_the_store_clock(
     assert abs(c.deadline_ms - (server_now + 2000)) < 500
     assert abs(c.deadline_ms - time.time() * 1000) > 3_000_000
 
-    await asyncio.sleep(1.0)
+    await clock_past(store, c.task.claimed_ms + 1000)
     report = await store.reap()
     assert report.requeued == () and report.orphaned == ()
     assert await store.claim("thief") is None
     assert (await store.get(tid)).state is State.CLAIMED  # still held after 1 s
 
     # ... and it expires at its 2 s deadline on the store's clock.
-    for _ in range(60):
-        await asyncio.sleep(0.05)
-        if (await store.reap()).requeued:
-            break
+    async def reaped() -> bool:
+        return bool((await store.reap()).requeued)
+
+    await until(reaped, "the lease expiring", timeout_s=3, every_s=0.05)
     expired_at = await store_now_ms(store)
     assert (await store.get(tid)).state is State.QUEUED
     assert c.deadline_ms <= expired_at < c.deadline_ms + 500
@@ -304,24 +301,19 @@ async def test_backoff_follows_the_store_clock(store: Store, monkeypatch: pytest
 
 
 async def test_blocking_claim_wakes_when_a_task_is_added(
-    store: Store, store_url: str, namespace: str
+    store: Store, store_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    added_at: list[float] = []
-
-    async def add_later() -> str:
-        await asyncio.sleep(0.2)
-        async with Store.from_url(store_url, namespace) as other:  # another connection
-            tid = await other.add("fresh work")
-        added_at.append(time.monotonic())
-        return tid
-
-    start = time.monotonic()
-    got, tid = await asyncio.gather(store.claim("waiter", wait_s=5), add_later())
-    woke = time.monotonic()
+    monkeypatch.setattr(constants, "wait_recheck_s", 600.0)  # only the hint can end the wait in time
+    waits = Waits(store, monkeypatch)
+    waiting = asyncio.create_task(store.claim("waiter", wait_s=60))
+    await waits.reach(1)  # subscribed, and its look found nothing
+    async with Store.from_url(store_url, namespace) as other:  # another connection
+        tid = await other.add("fresh work")
+    try:
+        got = await asyncio.wait_for(waiting, 5)
+    except TimeoutError:
+        pytest.fail("the hint of the new task did not wake the waiting claimer")
     assert got is not None and got.task.id == tid
-    # Woken by the hint, not by the once-a-second re-check (which would be ~0.8 s later).
-    assert woke - added_at[0] < 0.4
-    assert woke - start < 1.0
 
 
 async def test_blocking_claim_wakes_when_a_lease_expires(
@@ -358,16 +350,15 @@ async def test_blocking_claim_returns_none_after_its_wait(store: Store) -> None:
 
 
 async def test_blocking_claim_ignores_work_it_cannot_take(
-    store: Store, store_url: str, namespace: str
+    store: Store, store_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def add_later() -> None:
-        await asyncio.sleep(0.2)
-        async with Store.from_url(store_url, namespace) as other:
-            await other.add("gpu only", requires=["gpu"])
-            await other.add("other queue", queue="elsewhere")
-
-    got, _ = await asyncio.gather(store.claim("waiter", queues=["default"], wait_s=1.0), add_later())
-    assert got is None
+    waits = Waits(store, monkeypatch)
+    waiting = asyncio.create_task(store.claim("waiter", queues=["default"], wait_s=1.0))
+    await waits.reach(1)
+    async with Store.from_url(store_url, namespace) as other:
+        await other.add("gpu only", requires=["gpu"])
+        await other.add("other queue", queue="elsewhere")
+    assert await waiting is None
     assert (await store.counts())[State.QUEUED] == 2
 
 
@@ -396,17 +387,13 @@ async def test_one_reaper_leads_and_another_takes_over(
     stop_first, stop_second = asyncio.Event(), asyncio.Event()
     try:
         loop1 = asyncio.create_task(first.run_reaper(stop_first, interval_s=0.05))
-        await asyncio.sleep(0.2)
+        await until(lambda: reaps["first"], "the first reaper leading")
         loop2 = asyncio.create_task(second.run_reaper(stop_second, interval_s=0.05))
 
         t1 = await client.add("a")
         c1 = await client.claim("w1", ttl_s=0.3)
         assert c1 is not None
-        for _ in range(40):
-            await asyncio.sleep(0.05)
-            if (await client.get(t1)).state is State.QUEUED:
-                break
-        assert (await client.get(t1)).state is State.QUEUED  # reaped with no claim in between
+        await until(lambda: queued(client, t1), "the first reaper requeueing t1")  # no claim in between
         assert reaps["first"] > 2 and reaps["second"] == 0
         assert not await client._lead("intruder", 1000)
         assert [e.task for e in await events_of(client, "expired")] == [t1]
@@ -420,11 +407,7 @@ async def test_one_reaper_leads_and_another_takes_over(
         t2 = await client.add("b")
         c2 = await client.claim("w2", ttl_s=0.3)
         assert c2 is not None and c2.task.id == t2
-        for _ in range(60):
-            await asyncio.sleep(0.05)
-            if (await client.get(t2)).state is State.QUEUED:
-                break
-        assert (await client.get(t2)).state is State.QUEUED
+        await until(lambda: queued(client, t2), "the second reaper requeueing t2")
         assert reaps["second"] > 0 and reaps["first"] == stopped_at
         assert [e.task for e in await events_of(client, "expired")] == [t1, t2]
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from waiting import Waits, clock_past, until, until_sync, waits_announced
 
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, Conflict, LeaseLost, StoreUnavailable
@@ -45,6 +47,18 @@ def board_dir(tmp_path: Path, name: str = "board") -> Path:
 def integrity(folder: Path) -> str:
     with contextlib.closing(sqlite3.connect(folder / constants.file_db_name)) as conn:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def holds_the_writer_turn(pid: int, folder: Path) -> bool:
+    """Whether process ``pid`` holds the board's writer turn (its flock on the queue file,
+    taken before ``BEGIN IMMEDIATE`` and let go after ``COMMIT``), as the kernel lists it:
+    looking takes no lock, so it changes nothing for the writer."""
+    inode = os.stat(folder / f"{constants.file_db_name}-lock").st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1:2] == ["FLOCK"] and fields[4] == str(pid) and fields[5].endswith(f":{inode}"):
+            return True
+    return False
 
 
 def spawn(code: str, *args: str) -> subprocess.Popen[str]:
@@ -174,7 +188,9 @@ async def test_kill_9_mid_writes_loses_and_corrupts_nothing(tmp_path: Path, name
             elif word == "done":
                 done[a] = int(b)
             elif word == "big" and round_ == 0:
-                time.sleep(0.05)  # inside its 5000-task transaction
+                # Inside its 5000-task transaction (its next write after saying "big").
+                in_big = functools.partial(holds_the_writer_turn, writer.pid, folder)
+                until_sync(in_big, "the big transaction", every_s=0.002)
                 break
             if lines >= 60 + 37 * round_:
                 break
@@ -212,7 +228,7 @@ async def test_kill_9_mid_writes_loses_and_corrupts_nothing(tmp_path: Path, name
                 assert last.type == "claimed" and last.token == t.token
 
         # A claim the killed writer held comes back after its lease; work goes on.
-        await asyncio.sleep(0.6)
+        await clock_past(s, max((t.deadline_ms for t in tasks if t.state is State.CLAIMED), default=0))
         assert set((await s.reap()).requeued) == {t.id for t in tasks if t.state is State.CLAIMED}
         for _ in range(20):
             c = await s.claim("rescuer")
@@ -590,7 +606,9 @@ async def test_an_interrupted_wait_for_the_turn_drops_the_work_and_keeps_no_turn
         with turn_held_for(folder, held_s), pytest.raises(KeyboardInterrupt):
             await s.add("b")
         monkeypatch.undo()
-        await asyncio.sleep(0.1)  # the turn has come and gone meanwhile
+        # The worker runs its jobs in order: past this one, it is past the dropped write
+        # too, whose turn has so come (the holder let go) and gone.
+        await s._call(lambda call: None)
         start = time.monotonic()
         assert await s.add("c") == "t2"  # "b" was never added
         assert time.monotonic() - start < 0.5
@@ -624,9 +642,17 @@ async def test_namespaces_share_a_file_but_nothing_else(tmp_path: Path) -> None:
         assert (await two.get("t1")).title == "b"
 
 
+# It says when it starts waiting (tests/waiting.py), and its periodic re-check is ten
+# minutes away: only the change can wake it in time.
 CLAIMER = r"""
 import asyncio, json, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from waiting import announce_waits
+from claimroom.core import constants
 from claimroom.core.store import Store
+constants.wait_recheck_s = 600.0
+announce_waits(Path(sys.argv[3]))
 
 async def main(url):
     async with Store.from_url(url, "x") as s:
@@ -641,20 +667,24 @@ asyncio.run(main(sys.argv[1]))
 async def test_a_waiting_claimer_in_another_process_wakes_at_once_and_idles(tmp_path: Path) -> None:
     url = board_dir(tmp_path).as_uri()
     async with Store.from_url(url, "x") as s:
-        waiter = spawn(CLAIMER, url)
-        while not await s.agents():
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(1.5)  # the waiter idles meanwhile
+        marker = tmp_path / "waits"
+        waiter = spawn(CLAIMER, url, str(Path(__file__).parent), str(marker))
+        await until(lambda: waits_announced(marker) or waiter.poll() is not None, "the claimer waiting", 30)
+        assert waiter.poll() is None, waiter.communicate()
+        # The behaviour under test: it idles this long without spinning (its CPU time below).
+        await asyncio.sleep(1.5)
         tid = await s.add("fresh")
         added = time.time()
         out, err = await asyncio.to_thread(waiter.communicate, timeout=20)
     got = json.loads(out)
     assert got["task"] == tid, err
-    assert got["at"] - added < 0.3  # woken by the change, not by the once-a-second re-check
+    assert got["at"] - added < 0.3  # woken by the change, at once
     assert got["cpu"] < 1.5  # start-up and imports included: the wait itself did not spin
 
 
-async def test_follow_sees_changes_from_another_connection(tmp_path: Path) -> None:
+async def test_follow_sees_changes_from_another_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = board_dir(tmp_path).as_uri()
     async with Store.from_url(url, "x") as reader, Store.from_url(url, "x") as writer:
         await writer.add("old")
@@ -663,20 +693,22 @@ async def test_follow_sees_changes_from_another_connection(tmp_path: Path) -> No
         async def first() -> Event:
             return await anext(stream)
 
+        waits = Waits(reader, monkeypatch)
         pending = asyncio.create_task(first())
-        await asyncio.sleep(0.2)
+        await waits.reach(1)  # it has read to the end and waits for a change
         tid = await writer.add("new")
         event = await asyncio.wait_for(pending, 2)
         assert (event.type, event.task) == ("added", tid)
         await stream.aclose()
 
 
-async def test_wait_for_change_on_a_fresh_board(tmp_path: Path) -> None:
+async def test_wait_for_change_on_a_fresh_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = board_dir(tmp_path).as_uri()
     async with Store.from_url(url, "x") as viewer, Store.from_url(url, "x") as writer:
         assert await viewer.wait_for_change(0.1) is False
+        waits = Waits(viewer, monkeypatch)
         waiting = asyncio.create_task(viewer.wait_for_change(5))
-        await asyncio.sleep(0.1)
+        await waits.reach(1)
         start = time.monotonic()
         await writer.add("x")
         assert await waiting is True and time.monotonic() - start < 0.3
@@ -738,8 +770,7 @@ async def build_board(s: Store) -> dict[str, int]:
     await s.fail(d.task.id, d.token, "fatal", fatal=True)
     o = await s.claim("builder", ttl_s=0.2)
     assert o is not None
-    await s.heartbeat(o.task.id, o.token, progress=0.9)
-    await asyncio.sleep(0.3)
+    await clock_past(s, await s.heartbeat(o.task.id, o.token, progress=0.9))
     await s.reap()
     await s.act("cancel", ids[6], State.QUEUED, 0, "op")
     await s.act("reassign", ids[8], State.QUEUED, 0, "op", agent="flaky")

@@ -106,6 +106,13 @@ async def test_unknown_and_malformed_tokens_resolve_to_none(store: Store) -> Non
         assert await resolve_token(store, token) is None
 
 
+@pytest.fixture
+def down_url(backend: str, tmp_path: Path) -> str:
+    """A store of each backend that is down: nothing listens on port 1; the directory is missing."""
+    return "redis://127.0.0.1:1/0" if backend == "redis" else (tmp_path / "missing").as_uri()
+
+
+# The function-scoped fixture is a URL, the same for every example: nothing to share.
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.text(max_size=80)
@@ -113,11 +120,11 @@ async def test_unknown_and_malformed_tokens_resolve_to_none(store: Store) -> Non
     | st.from_regex(r"crm_[A-Za-z0-9_-]{0,42}", fullmatch=True)
     | st.from_regex(r"crm_[A-Za-z0-9_-]{44,60}", fullmatch=True)
 )
-def test_a_malformed_token_never_reaches_the_store(token: str) -> None:
+def test_a_malformed_token_never_reaches_the_store(down_url: str, token: str) -> None:
     """Refused by its form alone: resolving it on a store that is down still says None."""
     import asyncio
 
-    down = Store.from_url("redis://127.0.0.1:1/0", "nobody")
+    down = Store.from_url(down_url, "nobody")
 
     async def go() -> Any:
         try:
@@ -129,8 +136,8 @@ def test_a_malformed_token_never_reaches_the_store(token: str) -> None:
     assert asyncio.run(go()) is None
 
 
-async def test_a_well_formed_token_is_looked_up() -> None:
-    down = Store.from_url("redis://127.0.0.1:1/0", "nobody")
+async def test_a_well_formed_token_is_looked_up(down_url: str) -> None:
+    down = Store.from_url(down_url, "nobody")
     try:
         with pytest.raises(StoreUnavailable):
             await resolve_token(down, "crm_" + "A" * 43)

@@ -118,7 +118,9 @@ async def test_monitor_reconnects_to_a_store_it_did_not_start_without_restarting
         await eventually(lambda: bool(statuses) and statuses[-1].state == "up", what="up")
         server.stop()
         await eventually(lambda: statuses[-1].state == "down", what="down")
-        await asyncio.sleep(0.3)  # a few probes, backing off
+        downs = sum(s.state == "down" for s in statuses)
+        # A few more probes, backing off, and still down.
+        await eventually(lambda: sum(s.state == "down" for s in statuses) >= downs + 2, what="more probes")
         server = LocalRedis.start(tmp_path / "theirs", port=server.port)
         await eventually(lambda: statuses[-1].state == "up", what="reconnected")
         assert "restarting" not in [s.state for s in statuses] and monitor.restarts == 0

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from infra_agents import eventually, private_url
+from waiting import until_sync
 
 from claimroom.core.errors import BadInput
 from claimroom.core.infra import HealthMonitor, HealthStatus, doctor, down
@@ -147,8 +148,7 @@ def test_a_store_claimroom_started_comes_back_with_its_data_and_never_empty(proj
     pid = read_pid(Path(record.pid_file))
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    while is_redis_process(pid):
-        time.sleep(0.02)
+    until_sync(lambda: not is_redis_process(pid), "the killed redis-server gone")
     listed = cli(env, "ls")  # an ordinary command brings back the store claimroom started
     assert listed.returncode == 0 and task in listed.stdout, listed.stderr
     assert read_pid(Path(record.pid_file)) not in (None, pid)

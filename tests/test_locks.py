@@ -6,13 +6,13 @@ back through ``Store.locks()`` and through who may lock what.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import unicodedata
 from pathlib import Path
 
 import pytest
+from waiting import clock_past
 
 from claimroom.core import constants, lockpath
 from claimroom.core.errors import BadInput, Conflict, NotFound, WrongState
@@ -247,12 +247,14 @@ async def test_a_task_bound_lock_expires_with_its_claim_not_after_a_ttl(store: S
 async def test_a_heartbeated_claim_keeps_its_lock_and_a_silent_one_loses_it(store: Store) -> None:
     ((tid, token),) = await claims(store, "ada", 1, ttl_s=1)
     await store.lock(["src"], "ada", task=tid)
-    for _ in range(5):  # 1.5 s: longer than the lease, kept alive by heartbeats
-        await asyncio.sleep(0.3)
-        await store.heartbeat(tid, token)
+    claimed = await store.get(tid)
+    beat, deadline = claimed.claimed_ms, claimed.deadline_ms
+    while beat < claimed.deadline_ms + 500:  # longer than the lease, kept alive by heartbeats
+        beat = await clock_past(store, beat + 300)  # a heartbeat every 0.3 s on the store's clock
+        deadline = await store.heartbeat(tid, token)
         with pytest.raises(Conflict, match="src is locked by ada"):
             await store.lock(["src/app.py"], "bob")
-    await asyncio.sleep(1.1)  # silent past its deadline: the claim is over, and so is the lock
+    await clock_past(store, deadline)  # silent past its deadline: the claim is over, and so is the lock
     assert await store.locks() == []
     await store.lock(["src/app.py"], "bob")  # before any reaper ran
     assert (await store.get(tid)).state.value == "claimed"
@@ -274,7 +276,7 @@ async def test_a_task_bound_lock_needs_a_live_claim_of_that_agent(store: Store) 
         await store.lock(["src"], "bob", task=tid)
     with pytest.raises(NotFound):
         await store.lock(["src"], "ada", task="t999")
-    await asyncio.sleep(0.3)  # deadline passed, not yet reaped: no longer a claim to lock for
+    await clock_past(store, (await store.get(tid)).deadline_ms)  # not yet reaped: no claim to lock for
     with pytest.raises(WrongState, match=f"does not hold task {tid}"):
         await store.lock(["src"], "ada", task=tid)
     assert await store.locks() == []

@@ -26,6 +26,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from waiting import clock_past
 
 from claimroom.core import constants
 from claimroom.core.errors import Conflict, WrongState
@@ -171,8 +172,7 @@ class LockMachine(RuleBasedStateMachine):
             elif how == "kill":
                 self.run(s.act("kill", task, "claimed", token, "lead"))
             else:
-                self.run(s.heartbeat(task, token, ttl_s=0.001))
-                self.run(asyncio.sleep(0.005))
+                self.run(clock_past(s, self.run(s.heartbeat(task, token, ttl_s=0.001))))
                 report = self.run(s.reap())
                 assert task in report.requeued + report.dead, s.url
         m.end(task)
@@ -211,7 +211,8 @@ class LockMachine(RuleBasedStateMachine):
         for s in self.stores:
             got = self.outcome(s.lock([path], agent, shared=shared, ttl_s=0.001))
             assert got[0] == ("refused" if why else "ok") and (not why or got[1] == why), (s.url, got, why)
-        self.run(asyncio.sleep(0.005))
+            if got[0] == "ok":
+                self.run(clock_past(s, got[1]))  # expired on this store's clock
 
     @rule(agent=st.sampled_from(AGENTS), wanted=paths, which=st.sampled_from((None, "", *TASKS)))
     def unlock(self, agent: str, wanted: list[str], which: str | None) -> None:

@@ -57,6 +57,8 @@ def test_the_layout_names_every_module_and_folder_of_the_tree() -> None:
 
 def test_every_file_the_layout_names_exists() -> None:
     named = set(re.findall(r"\b([\w]+\.py)\b", _layout()))
-    present = {p.name for top in ("core", "tui", "themes", "tests", "bench") for p in (ROOT / top).rglob("*.py")}
+    present = {
+        p.name for top in ("core", "tui", "themes", "tests", "bench") for p in (ROOT / top).rglob("*.py")
+    }
     present |= {"setup.py"}
     assert named - present == set(), f"README's Layout names files that are gone: {sorted(named - present)}"

@@ -8,7 +8,6 @@ back: on Redis every key of the namespace, on the file store every table.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import random
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import clock_past, store_now_ms
 
 from claimroom.core import constants as C
 from claimroom.core.errors import BadInput
@@ -38,6 +38,12 @@ async def settle(store: Store) -> ReapReport:
         if not report.retention_more and not report.removed:
             return dataclasses.replace(report, removed=removed, agents_removed=agents, events_trimmed=trimmed)
     raise AssertionError("retention kept finding work")
+
+
+async def horizon_passes(store: Store, horizon_s: float) -> None:
+    """Wait until a horizon of ``horizon_s`` counted from now has gone by on the store's
+    clock, the one retention judges by (time passing is what these tests are about)."""
+    await clock_past(store, await store_now_ms(store) + int(horizon_s * 1000))
 
 
 async def finish(store: Store, agent: str = "w", **claim: Any) -> str:
@@ -148,11 +154,11 @@ async def test_finished_tasks_go_after_their_horizon_and_not_before(store: Store
     await finish(store, queues=["other"])
     await store.reap()
     assert {t.id for t in await store.tasks(state=State.DONE)} == {first, other}  # too young
-    await asyncio.sleep(0.45)
+    await horizon_passes(store, 0.4)
     await finish(store, queues=["q"])
     assert (await store.reap()).removed == 1
     assert {t.id for t in await store.tasks(state=State.DONE)} == {second, other}
-    await asyncio.sleep(0.45)
+    await horizon_passes(store, 0.4)
     await settle(store)
     assert {t.id for t in await store.tasks(state=State.DONE)} == {other}
 
@@ -191,7 +197,7 @@ async def test_a_dead_task_is_kept_longer_than_a_done_one(store: Store) -> None:
     assert await finish(store) == ok
     assert await kill(store) == bad
     await store.act("cancel", dropped, State.QUEUED, 0, "op")
-    await asyncio.sleep(0.25)
+    await horizon_passes(store, 0.2)
     await settle(store)
     assert [t.id for t in await store.tasks()] == [bad, dropped]
     await store.set_retention(failed_s=0)  # the board's change reaches every queue at the next pass
@@ -303,7 +309,7 @@ async def test_idle_agents_a_claim_registered_are_removed(store: Store) -> None:
     await store.register("named")  # registered on purpose
     held = await store.claim("busy")  # registered by its claim, and holds a task
     assert held is not None
-    await asyncio.sleep(0.25)
+    await horizon_passes(store, 0.2)
     report = await settle(store)
     assert report.agents_removed == 1
     assert sorted(a.name for a in await store.agents()) == ["busy", "came-back", "named"]
@@ -319,7 +325,7 @@ async def test_idle_agents_a_claim_registered_are_removed(store: Store) -> None:
 async def test_the_audit_trail_keeps_its_own_horizon(store: Store) -> None:
     await store.set_retention(events_s=0.3)
     await store.add_many([TaskSpec(title=f"old {i}") for i in range(20)])
-    await asyncio.sleep(0.35)
+    await horizon_passes(store, 0.3)
     new = await store.add("new")
     report = await settle(store)
     assert report.events_trimmed >= 20

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import Waits
 
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, NotFound
@@ -322,13 +323,20 @@ def test_too_many_capability_sets_is_exit_2_in_one_line(
 
 
 async def test_idle_claimers_sleep_through_heartbeats_and_wake_for_their_work(
-    store: Store, store_url: str, namespace: str, calls: Counter[str]
+    store: Store, store_url: str, namespace: str, calls: Counter[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await store.add("long work", queue="busy")
     held = await store.claim("worker", queues=["busy"], ttl_s=30)
     assert held is not None
     await store.register("solo", max_claims=1)
     others = [Store.from_url(store_url, namespace) for _ in range(5)]
+    waits = [Waits(s, monkeypatch) for s in others]
+
+    async def all_waiting(which: list[int], before: list[int]) -> None:
+        """Until each of ``which`` started a wait since ``before`` (its counts then)."""
+        for i in which:
+            await waits[i].reach(before[i] + 1)
+
     # idle0/2: all queues; idle1/3: queue "mine"; none has a capability.
     wanted: list[list[str]] = [[], ["mine"], [], ["mine"]]
     try:
@@ -356,11 +364,13 @@ async def test_idle_claimers_sleep_through_heartbeats_and_wake_for_their_work(
         recheck = 4 * (wait_s / constants.wait_recheck_s + 2)
         assert calls["claim"] <= recheck, f"{calls['claim']} claims by 4 idle claimers in {wait_s} s"
 
-        # Work they can take wakes them at once (the re-check alone would take up to 1 s).
+        # Work they can take wakes them at once: from here on, the re-check is ten minutes away.
+        monkeypatch.setattr(constants, "wait_recheck_s", 600.0)
+        before = [w.count for w in waits]
         waiting = [
             asyncio.ensure_future(others[i].claim(f"idle{i}", queues=wanted[i], wait_s=5)) for i in range(4)
         ]
-        await asyncio.sleep(0.3)
+        await all_waiting([0, 1, 2, 3], before)
         t0 = time.monotonic()
         await store.add("for you", queue="mine")
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -376,16 +386,18 @@ async def test_idle_claimers_sleep_through_heartbeats_and_wake_for_their_work(
         await store.add_many([TaskSpec("a"), TaskSpec("b")])
         first_claim = await store.claim("solo")
         assert first_claim is not None
+        before = [w.count for w in waits]
         solo = asyncio.ensure_future(others[4].claim("solo", wait_s=5))
-        await asyncio.sleep(0.3)
+        await all_waiting([4], before)
         t0 = time.monotonic()
         await store.complete(first_claim.task.id, first_claim.token)
         assert await solo is not None and time.monotonic() - t0 < 0.5
 
         await store.add("special", requires=["gpu"])  # nobody here can take it ...
         task = next(t for t in await store.tasks(state=State.QUEUED, limit=1000) if t.title == "special")
+        before = [w.count for w in waits]
         picked = asyncio.ensure_future(others[0].claim("idle0", wait_s=5))
-        await asyncio.sleep(0.3)
+        await all_waiting([0], before)
         t0 = time.monotonic()
         await store.act("reassign", task.id, State.QUEUED, 0, "op", agent="idle0")  # ... but idle0 now
         got = await picked

@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from pilot_wait import dialog_open, focused_id, until
+from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import OptionList
+from waiting import clock_past
 
 from claimroom import themes
 from claimroom.core.errors import LeaseLost
@@ -82,8 +84,8 @@ async def test_reassign_orphan_goes_to_the_chosen_agent(store: Store, app_store:
     tid = await store.add("migrate the users table")
     claim = await store.claim("linus")
     assert claim is not None
-    await store.heartbeat(tid, claim.token, progress=0.8, ttl_s=0.001)  # late-stage work, then silence
-    await asyncio.sleep(0.01)
+    silent = await store.heartbeat(tid, claim.token, progress=0.8, ttl_s=0.001)  # late-stage work ...
+    await clock_past(store, silent)  # ... then silence past its deadline
     await store.reap()
     assert (await store.get(tid)).state is State.ORPHANED
     app = ControlRoom(app_store, operator="lead")
@@ -244,6 +246,18 @@ async def test_queue_pause_and_breaker_reset(store: Store, app_store: Store) -> 
     assert [e.type for e in await store.events()][-3:] == ["paused", "resumed", "breaker-reset"]
 
 
+def palette_found(app: ControlRoom, wanted: str) -> bool:
+    """The command palette has searched all that was typed and lists ``wanted`` first."""
+    if any(w.group == CommandPalette._GATHER_COMMANDS_GROUP and not w.is_finished for w in app.workers):
+        return False
+    found = app.screen.query(CommandList)
+    return (
+        bool(found)
+        and found.first().option_count > 0
+        and wanted in str(found.first().get_option_at_index(0).prompt)
+    )
+
+
 @redis_only
 async def test_keys_help_palette_pause_and_theme(store: Store, app_store: Store) -> None:
     app = ControlRoom(app_store, theme="light")
@@ -255,8 +269,7 @@ async def test_keys_help_palette_pause_and_theme(store: Store, app_store: Store)
         await pilot.press("colon")
         await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
         await pilot.press(*"theme: ansi")
-        await until(pilot, lambda: bool(app.screen.query("CommandList Option, CommandList")))
-        await pilot.pause(0.3)
+        await until(pilot, lambda: palette_found(app, "Theme: ansi"))
         await pilot.press("down", "enter")
         await until(pilot, lambda: app.theme == "claimroom-ansi")
         await pilot.press("p")

@@ -94,8 +94,7 @@ async def watching(board: Board) -> AsyncIterator[asyncio.Event]:
     watcher = asyncio.create_task(board.watch(hinted.set, lambda up: live.set() if up else None))
     try:
         await asyncio.wait_for(live.wait(), 2)
-        await asyncio.sleep(0.05)
-        hinted.clear()
+        hinted.clear()  # the hint it gives on going live (said in the same step as live)
         yield hinted
     finally:
         watcher.cancel()

@@ -187,7 +187,7 @@ async def test_escape_and_the_cancel_letter_change_nothing(store: Store, app_sto
         await open_dialog(pilot, app, "b")
         await pilot.press(CANCEL_KEY)
         await until(pilot, lambda: not isinstance(app.screen, ChoiceDialog))
-        await pilot.pause(0.1)
+        await pilot.pause(0.1)  # nothing is to happen: no condition to wait for, a look a while on
         assert app.last_outcome is None
     task = await store.get(tid)
     assert (task.state, task.agent) == (State.CLAIMED, "ada")

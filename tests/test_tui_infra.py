@@ -12,7 +12,7 @@ import asyncio
 import io
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Button, Static
 
-from claimroom.core.infra import StartOptions, down, file_board_url, up
+from claimroom.core.infra import HealthStatus, StartOptions, down, file_board_url, up
 from claimroom.core.infra import local_server as local
 from claimroom.core.local_redis import free_port
 from claimroom.tui.app import ControlRoom, run_resolving
@@ -63,6 +63,13 @@ def drawn(app: ControlRoom, selector: str) -> str:
 
 def header(app: ControlRoom) -> str:
     return str(app.query_one("#status", Static).render())
+
+
+def since(history: Iterable[HealthStatus], mark: HealthStatus) -> list[HealthStatus]:
+    """The statuses after ``mark`` in a pane's health history (all, if it has scrolled out)."""
+    seen = list(history)
+    after = [i for i, status in enumerate(seen) if status is mark]
+    return seen[after[-1] + 1 :] if after else seen
 
 
 async def confirm(pilot: Pilot[int], app: ControlRoom, key: str, *answer: str) -> str:
@@ -213,12 +220,15 @@ async def test_local_server_stop_and_start_from_the_pane(tmp_path: Path) -> None
             assert pid is not None and pane.query_one("#store-start", Button).disabled
 
             await confirm(pilot, app, "D", "escape")  # Escape: nothing happens
-            await pilot.pause(0.3)
+            await pilot.pause(0.3)  # no condition to wait for: a look a while on that it did not
             assert local.is_redis_process(pid) and not pane.held_down
             await confirm(pilot, app, "D", "tab", "enter")
             await until(pilot, lambda: pane.held_down and pane.facts is not None and not pane.facts.running)
             assert not local.is_redis_process(pid)
-            await pilot.pause(1.0)  # the health monitor sees it down, and leaves it stopped
+            # The health monitor sees it down (two probes more), and leaves it stopped.
+            stopped = pane.history[-1]
+            await until(pilot, lambda: len(since(pane.history, stopped)) >= 2)
+            assert [s.state for s in since(pane.history, stopped)][:2] == ["down", "down"]
             assert local.running_pid(project) is None and pane.history[-1].state == "down"
             assert not pane.query_one("#store-start", Button).disabled
             assert pane.query_one("#store-restart", Button).disabled

@@ -1,4 +1,5 @@
-"""Snapshot tests: every pane at 80x24 and 120x40 on one fixed board, pixel for pixel.
+"""Snapshot tests: every pane at 80x24 and 120x40 on one fixed board, and in the 16-colour
+theme at 80x24, pixel for pixel.
 
 Determinism: the board is seeded once per session through the Store API on a fixed
 namespace, then ``pin_times`` rewrites its timestamps relative to a fixed instant and the
@@ -17,6 +18,8 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from pilot_wait import dialog_open, screen_segments, until
+from rich.segment import Segment
 from textual.pilot import Pilot
 
 from claimroom import themes
@@ -40,18 +43,28 @@ def pinned_app(url: str, theme: str = "dark") -> ControlRoom:
 
 
 async def loaded(pilot: Pilot[int], app: ControlRoom) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 5
-    while not (app.snapshot is not None and app.link.status.live and app.query_one("StorePane").info):
-        assert loop.time() < end, "the board did not load"
-        await pilot.pause(0.02)
+    """Until the board is read, its link live and the store pane's facts in."""
+    await until(
+        pilot,
+        lambda: app.snapshot is not None and app.link.status.live and app.query_one("StorePane").info,
+        5,
+    )
 
 
 async def settle(pilot: Pilot[int]) -> None:
-    # Scrolling to the followed row repaints the scrollbar a frame later: let it settle.
-    await pilot.pause(0.3)
-    await pilot.wait_for_scheduled_animations()
-    await pilot.pause(0.1)
+    """Until the screen stops changing: scrolling to the followed row repaints the scrollbar
+    a frame later, so the same picture two frames apart."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 5
+    seen: list[list[Segment]] | None = None
+    while True:
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(2 / 60)  # two of Textual's frames
+        now = screen_segments(pilot.app)
+        if now == seen:
+            return
+        assert loop.time() < end, "the screen kept changing"
+        seen = now
 
 
 def show(app: ControlRoom, pane: str) -> Callable[[Pilot[int]], object]:
@@ -71,8 +84,7 @@ def kill_dialog_tabbed(app: ControlRoom) -> Callable[[Pilot[int]], object]:
         await pilot.press("3")
         await settle(pilot)
         await pilot.press("x")
-        while not (type(app.screen).__name__ == "ChoiceDialog" and app.focused is not None):
-            await pilot.pause(0.02)
+        await until(pilot, lambda: dialog_open(app))
         await pilot.press("tab")
         await settle(pilot)
 
@@ -84,6 +96,14 @@ def kill_dialog_tabbed(app: ControlRoom) -> Callable[[Pilot[int]], object]:
 def test_pane(snap_compare: Callable[..., bool], board_url: str, pane: str, size: tuple[int, int]) -> None:
     app = pinned_app(board_url)
     assert snap_compare(app, terminal_size=size, run_before=show(app, pane))
+
+
+@pytest.mark.parametrize("pane", PANES)
+def test_pane_in_16_colours(snap_compare: Callable[..., bool], board_url: str, pane: str) -> None:
+    """Every pane in the 16-colour theme at 80x24, as a basic terminal over SSH shows it: the
+    terminal's own palette, and no colour that only truecolor or 256 colours has."""
+    app = pinned_app(board_url, "16")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=show(app, pane))
 
 
 @pytest.mark.parametrize("theme", [themes.short_name(t) for t in themes.THEMES])

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from waiting import clock_past
 
 from claimroom.core.models import State
 from claimroom.core.store import Store
@@ -95,8 +96,8 @@ async def test_kill_and_reassign_by_keys_in_a_real_terminal(
     orphan = await store.add("reassign this orphan")
     claim = await store.claim("linus")
     assert claim is not None and claim.task.id == orphan
-    await store.heartbeat(orphan, claim.token, progress=0.8, ttl_s=0.001)  # late-stage work, then silence
-    await asyncio.sleep(0.01)
+    silent = await store.heartbeat(orphan, claim.token, progress=0.8, ttl_s=0.001)  # late-stage work ...
+    await clock_past(store, silent)  # ... then silence past its deadline
     await store.reap()
     assert (await store.get(orphan)).state is State.ORPHANED
 

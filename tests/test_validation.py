@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from claimroom.core import constants
 from claimroom.core.errors import BadInput
-from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import State
 from claimroom.core.store import Store, TaskSpec
 
@@ -304,8 +303,9 @@ async def test_payload_at_the_limit_is_accepted(store: Store) -> None:
 
 
 def run(coro_fn: Callable[[Store], Awaitable[None]], url: str) -> None:
-    """Run one example on a fresh namespace (a function-scoped fixture would be shared
-    by every example)."""
+    """Run one example on a fresh namespace of the store at ``url`` (a function-scoped
+    ``store`` would be shared by every example; ``store_url``, one per backend, may be:
+    the examples share the server or the directory, never a board)."""
 
     async def main() -> None:
         async with Store.from_url(url, "h" + uuid.uuid4().hex[:12]) as store:
@@ -330,7 +330,7 @@ texts = (
 
 @HYPOTHESIS
 @given(name=texts)
-def test_any_agent_name_validates_or_is_bad_input(redis_server: LocalRedis, name: str) -> None:
+def test_any_agent_name_validates_or_is_bad_input(store_url: str, name: str) -> None:
     async def body(store: Store) -> None:
         before = await snapshot(store)
         try:
@@ -347,16 +347,14 @@ def test_any_agent_name_validates_or_is_bad_input(redis_server: LocalRedis, name
         c = await store.claim(name)
         assert c is not None and c.task.agent == name
 
-    run(body, redis_server.url)
+    run(body, store_url)
 
 
 @HYPOTHESIS
 @given(
     value=texts, field=st.sampled_from(["title", "queue", "stage", "reason", "path", "operator", "affinity"])
 )
-def test_any_text_in_any_field_validates_or_is_bad_input(
-    redis_server: LocalRedis, value: str, field: str
-) -> None:
+def test_any_text_in_any_field_validates_or_is_bad_input(store_url: str, value: str, field: str) -> None:
     async def body(store: Store) -> None:
         board = await make_board(store)
         before = await snapshot(store)
@@ -385,14 +383,14 @@ def test_any_text_in_any_field_validates_or_is_bad_input(
         elif field == "operator":
             assert (await store.events(count=1000))[-1].operator == value
 
-    run(body, redis_server.url)
+    run(body, store_url)
 
 
 @HYPOTHESIS
 @given(
     priorities=st.lists(st.integers(constants.min_priority, constants.max_priority), min_size=1, max_size=15)
 )
-def test_claims_follow_priority_then_creation_order(redis_server: LocalRedis, priorities: list[int]) -> None:
+def test_claims_follow_priority_then_creation_order(store_url: str, priorities: list[int]) -> None:
     async def body(store: Store) -> None:
         # Half added one by one, half in one batch: the order must not care.
         half = len(priorities) // 2
@@ -408,7 +406,7 @@ def test_claims_follow_priority_then_creation_order(redis_server: LocalRedis, pr
         assert [c.task.id for c in got] == expected
         assert [c.task.priority for c in got] == sorted(priorities, reverse=True)
 
-    run(body, redis_server.url)
+    run(body, store_url)
 
 
 @HYPOTHESIS
@@ -416,7 +414,7 @@ def test_claims_follow_priority_then_creation_order(redis_server: LocalRedis, pr
     progress=st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.text(max_size=5),
     ttl=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10, 10**9),
 )
-def test_any_number_validates_or_is_bad_input(redis_server: LocalRedis, progress: Any, ttl: Any) -> None:
+def test_any_number_validates_or_is_bad_input(store_url: str, progress: Any, ttl: Any) -> None:
     async def body(store: Store) -> None:
         board = await make_board(store)
         before = await snapshot(store)
@@ -429,4 +427,4 @@ def test_any_number_validates_or_is_bad_input(redis_server: LocalRedis, progress
         assert 0.0 <= t.progress <= 1.0 and t.progress == float(progress)
         assert t.deadline_ms == deadline and 0 < t.ttl_ms <= constants.max_lease_ttl_s * 1000
 
-    run(body, redis_server.url)
+    run(body, store_url)

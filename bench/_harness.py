@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -271,9 +272,11 @@ class LagTicker:
     def start(self) -> None:
         self._task = asyncio.create_task(self._tick())
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     async def _tick(self) -> None:
         clock = time.perf_counter

@@ -267,7 +267,8 @@ class LagTicker:
 
     @property
     def max_ms(self) -> float:
-        return max(self.lags_ms, default=0.0)
+        """The longest lag; 0 when none (a wake-up a hair early is no lag)."""
+        return max([0.0, *self.lags_ms])
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._tick())

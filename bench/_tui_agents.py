@@ -214,6 +214,7 @@ async def traffic(
 
 
 async def board(url: str, ns: str, tasks: int, probe_tasks: int, agents: int, held: int) -> dict[str, Any]:
+    """The board's builder: told to go as soon as it is up, it builds while the traffic starts."""
     await ready_then_go()
     return await build_board(url, ns, tasks, probe_tasks, agents, held)
 

@@ -24,10 +24,11 @@ import gc
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from _stats import Row, percentile
+from _harness import BenchRedis
+from _stats import Row, percentile, yes
 
 from claimroom.core.file import claim as file_claim
 from claimroom.core.file import ops as file_ops
@@ -145,14 +146,19 @@ def timed_adds() -> Iterator[list[float]]:
         file_ops.add = real  # type: ignore[assignment]
 
 
-class ScaleBench:
-    """The scale rows; ``fresh`` makes a new Redis namespace on the bench's own server."""
+Make = Callable[[], Awaitable[Store]]  # a new, empty board
 
-    def __init__(self, fresh: Callable[[], Store], admin: Any, args: Any) -> None:
-        self.fresh = fresh
-        self.admin = admin
+
+class ScaleBench:
+    """The scale rows, on the bench's own redis-server and on file boards."""
+
+    def __init__(self, server: BenchRedis, args: Any) -> None:
+        self.server = server
         self.args = args
         self.rows: list[Row] = []
+
+    async def fresh(self) -> Store:
+        return await self.server.fresh()
 
     # --- one board -------------------------------------------------------------------------
 
@@ -165,10 +171,10 @@ class ScaleBench:
         gc.collect()  # the board's build left garbage: its collection is not a claim's cost
         return await claim_loop(store, "scaler", claims)
 
-    async def claim_rows(self, backend: str, make: Callable[[], Store]) -> None:
+    async def claim_rows(self, backend: str, make: Make) -> None:
         a = self.args
         for queues in (1, a.scale_queues):
-            store = make()
+            store = await make()
             try:
                 lat = await self.claims_on(store, queues, a.scale_claims)
             finally:
@@ -177,12 +183,12 @@ class ScaleBench:
             label = f"{backend}: claim, {queues:,} queue{plural} x {TASKS_PER_QUEUE}+ tasks"
             self.rows.append(Row(f"{label} p50 ({len(lat)} claims)", f"{percentile(lat, 50):.2f}", "ms"))
             p99 = percentile(lat, 99)
-            ok = "yes" if p99 < CLAIM_P99_TARGET_MS else "NO"
+            ok = yes(p99 < CLAIM_P99_TARGET_MS)
             self.rows.append(Row(f"{label} p99", f"{p99:.2f}", "ms", f"< {CLAIM_P99_TARGET_MS:g}", ok))
 
-    async def claim_many_row(self, backend: str, make: Callable[[], Store]) -> None:
+    async def claim_many_row(self, backend: str, make: Make) -> None:
         a = self.args
-        store = make()
+        store = await make()
         try:
             await seed(store, specs(a.scale_queues, TASKS_PER_QUEUE))
             await store.register("bulk", CAPS, max_claims=a.scale_many)
@@ -197,8 +203,8 @@ class ScaleBench:
                 f"{ms:,.0f}", "ms")
         )  # fmt: skip
 
-    async def add_row(self, backend: str, make: Callable[[], Store]) -> list[float]:
-        store = make()
+    async def add_row(self, backend: str, make: Make) -> list[float]:
+        store = await make()
         try:
             batch = specs(ADD_CHUNK // TASKS_PER_QUEUE + 1, TASKS_PER_QUEUE)[:ADD_CHUNK]
             with timed_adds() as spans:
@@ -223,22 +229,29 @@ class ScaleBench:
         await self.claim_rows("redis", self.fresh)
         await self.claim_many_row("redis", self.fresh)
         await self.add_row("redis", self.fresh)
-        store = self.fresh()
+        store = await self.server.fresh()
         url, ns = store.url, store.namespace
         try:
             # INFO commandstats: every script call; less the heartbeats, the claims.
-            before = int(self.admin.info("commandstats")["cmdstat_evalsha"]["calls"])
+            before = await self.script_calls()
             beats = await idle_claims(store, lambda: Store.from_url(url, ns))
-            calls = int(self.admin.info("commandstats")["cmdstat_evalsha"]["calls"]) - before
+            calls = await self.script_calls() - before
         finally:
             await store.close()
         self.idle_row("redis", calls - beats - 2)  # and the worker's add and claim
 
+    async def script_calls(self) -> int:
+        """Script calls the server has run so far (INFO commandstats, EVALSHA)."""
+        return int((await self.server.admin.info("commandstats"))["cmdstat_evalsha"]["calls"])
+
     async def run_file(self) -> None:
         with tempfile.TemporaryDirectory(prefix="claimroom-scale-") as folder:
 
-            def make(ns: str = "") -> Store:
+            def board(ns: str = "") -> Store:
                 return Store.from_url(f"file://{folder}", ns or "s" + uuid.uuid4().hex[:10])
+
+            async def make() -> Store:
+                return board()
 
             await self.claim_rows("file", make)
             await self.claim_many_row("file", make)
@@ -247,10 +260,10 @@ class ScaleBench:
                 Row(f"file: add_many({ADD_CHUNK:,}) longest write transaction ({len(spans)} in all)",
                     f"{max(spans):,.0f}", "ms")
             )  # fmt: skip
-            store = make()
+            store = board()
             try:
                 with counted_file_claims() as claims:
-                    await idle_claims(store, lambda: make(store.namespace))
+                    await idle_claims(store, lambda: board(store.namespace))
             finally:
                 await store.close()
             self.idle_row("file", claims[0] - 1)  # less the worker's claim
@@ -259,31 +272,19 @@ class ScaleBench:
 # --- SLOWLOG: the worst single script call --------------------------------------------------
 
 
-def slowlog_start(admin: Any) -> None:
-    """Record every command over SLOWLOG_OVER_US on the bench's own server, from now."""
-    admin.config_set("slowlog-log-slower-than", SLOWLOG_OVER_US)
-    admin.config_set("slowlog-max-len", 100_000)
-    admin.slowlog_reset()
-
-
-def slowlog_worst(admin: Any, names: dict[str, str]) -> tuple[float, str, int]:
-    """(ms, which script, how many script calls took over 1 ms) of the slowest script call
-    since the last look (the bench's own FLUSHALLs are not the engine's). Resets the log."""
-    entries = admin.slowlog_get(100_000)
-    admin.slowlog_reset()
-    worst: tuple[float, str, int] = (0.0, "none over 1 ms", 0)
-    for entry in entries:
-        cmd = entry["command"]
-        words = (cmd.decode(errors="replace") if isinstance(cmd, bytes) else str(cmd)).split()
-        if not words or words[0].lower() not in ("evalsha", "eval"):
-            continue
-        name = names.get(words[1], "?") if words[0].lower() == "evalsha" and len(words) > 1 else "eval"
-        ms = entry["duration"] / 1000
-        worst = (ms, name, worst[2] + 1) if ms > worst[0] else (worst[0], worst[1], worst[2] + 1)
-    return worst
+def worst_of(slow: list[tuple[float, str]]) -> tuple[float, str, int]:
+    """(ms, which script, how many) of script calls over 1 ms (``RedisAdmin.slow_scripts``):
+    the slowest, and how many there were."""
+    ms, name = max(slow, default=(0.0, "none over 1 ms"))
+    return ms, name, len(slow)
 
 
 def worst_row(label: str, worst: tuple[float, str, int]) -> Row:
     ms, what, n = worst
-    ok = "yes" if ms < SCRIPT_TARGET_MS else "NO"
-    return Row(f"{label} ({what}; {n} over 1 ms)", f"{ms:.2f}", "ms", f"< {SCRIPT_TARGET_MS:g}", ok)
+    return Row(
+        f"{label} ({what}; {n} over 1 ms)",
+        f"{ms:.2f}",
+        "ms",
+        f"< {SCRIPT_TARGET_MS:g}",
+        yes(ms < SCRIPT_TARGET_MS),
+    )

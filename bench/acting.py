@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _harness import BenchRedis  # bench/ is on sys.path when a script here runs
+
 from claimroom.core.acting import Acting
 from claimroom.core.identity import Identity, Role
-from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store, TaskSpec
 from claimroom.core.tokens import create_token, resolve_token
 
@@ -65,22 +66,18 @@ def main() -> None:
     a = p.parse_args()
     if a.quick:
         a.tasks, a.rounds = 300, 1
-    server = LocalRedis.start()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            for name, url in (("redis", server.url), ("file", Path(folder).as_uri())):
-                direct, through = [], []
-                for r in range(a.rounds):
-                    direct.append(asyncio.run(cycles(url, f"d{r}", a.tasks, False)))
-                    through.append(asyncio.run(cycles(url, f"a{r}", a.tasks, True)))
-                med, p99 = asyncio.run(resolving(url, a.tasks))
-                d, t = statistics.median(direct), statistics.median(through)
-                print(
-                    f"{name:<5} claim+complete/s (median of {a.rounds}): direct {d:,.0f}, Acting {t:,.0f}"
-                    f"   resolve_token: median {med:,.0f} us, p99 {p99:,.0f} us"
-                )
-    finally:
-        server.stop()
+    with BenchRedis() as server, tempfile.TemporaryDirectory() as folder:
+        for name, url in (("redis", server.url), ("file", Path(folder).as_uri())):
+            direct, through = [], []
+            for r in range(a.rounds):
+                direct.append(asyncio.run(cycles(url, f"d{r}", a.tasks, False)))
+                through.append(asyncio.run(cycles(url, f"a{r}", a.tasks, True)))
+            med, p99 = asyncio.run(resolving(url, a.tasks))
+            d, t = statistics.median(direct), statistics.median(through)
+            print(
+                f"{name:<5} claim+complete/s (median of {a.rounds}): direct {d:,.0f}, Acting {t:,.0f}"
+                f"   resolve_token: median {med:,.0f} us, p99 {p99:,.0f} us"
+            )
 
 
 if __name__ == "__main__":

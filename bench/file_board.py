@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import tempfile
 import time
 
+from _harness import LagTicker, header, load_avg, print_table
 from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
 
 from claimroom.core.store import Store, TaskSpec
@@ -42,23 +41,14 @@ async def seed(store: Store, tasks: int, claimed: int) -> None:
 
 async def timed_read(board: Board) -> tuple[float, float]:
     """(wall ms of one read, longest event-loop lag in ms while it ran)."""
-    loop = asyncio.get_running_loop()
-    lag = 0.0
-
-    async def ticker() -> None:
-        nonlocal lag
-        while True:
-            before = loop.time()
-            await asyncio.sleep(TICK_S)
-            lag = max(lag, loop.time() - before - TICK_S)
-
-    beat = asyncio.create_task(ticker())
+    lag = LagTicker(TICK_S)
+    lag.start()
     await asyncio.sleep(0)  # the ticker is running before the read starts
     start = time.perf_counter()
     await board.read()
     wall = time.perf_counter() - start
-    beat.cancel()
-    return wall * 1000, lag * 1000
+    await lag.stop()
+    return wall * 1000, lag.max_ms
 
 
 async def run(args: argparse.Namespace) -> list[Row]:
@@ -92,11 +82,9 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:
         args.tasks, args.claimed, args.reads = min(args.tasks, 2_000), min(args.claimed, 100), 3
+    load, start = load_avg(), time.perf_counter()
     rows = asyncio.run(run(args))
-    print(f"claimroom file-board read bench | Python {platform.python_version()} | cores {os.cpu_count()}")
-    width = max(len(r.measure) for r in rows)
-    for r in rows:
-        print(f"{r.measure:<{width}}  {r.value:>6}  {r.unit}")
+    print_table(header("file-board read", [], load), rows, time.perf_counter() - start)
     return 0
 
 

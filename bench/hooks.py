@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import resource
 import socket
 import statistics
@@ -41,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _stats import Row, percentile
+from _harness import BenchRedis, header, load_avg, print_table
+from _stats import Row, percentile, yes
 
-from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
@@ -147,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="10 runs of each (a smoke run)")
     args = p.parse_args(argv)
     runs = 10 if args.quick else max(1, min(args.runs, 200))
-    server = LocalRedis.start()
+    server = BenchRedis()
     http: HookServer | None = None
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 measure()
             times: dict[str, list[float]] = {name: [] for name in measures}
             cpus: dict[str, list[float]] = {name: [] for name in measures}
-            load = os.getloadavg()[0]
+            load = load_avg()
             start = time.perf_counter()
             for _ in range(runs):
                 for name, measure in measures.items():
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         over = median - base
         target, ok = "-", "-"
         if name.startswith("command PreToolUse"):
-            target, ok = f"<= {target_ms:g} ms over baseline", "yes" if over <= target_ms else "NO"
+            target, ok = f"<= {target_ms:g} ms over baseline", yes(over <= target_ms)
         over_text = "" if name.startswith("python") else f" ({over:+.0f} ms)"
         rows.append(
             Row(
@@ -223,23 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         if cpu == cpu:  # not NaN: a process of its own
             extra = "" if name.startswith("python") else f" ({cpu - base_cpu:+.0f} ms)"
             rows.append(Row("  its CPU time (user + sys)", f"{cpu:.0f}{extra}", "ms median"))
-    print(
-        f"claimroom hook bench | Python {platform.python_version()} | {runs} runs each, interleaved "
-        f"| cores {os.cpu_count()} | load avg at start {load:.2f} | {platform.machine()} {platform.system()}"
-    )
-    header = Row("measure", "value", "unit", "target", "ok")
-    widths = [
-        max(len(getattr(r, f)) for r in [header, *rows]) for f in ("measure", "value", "unit", "target", "ok")
-    ]
-    for r in [header, None, *rows]:
-        if r is None:
-            print("  ".join("-" * w for w in widths))
-            continue
-        print(
-            f"{r.measure:<{widths[0]}}  {r.value:>{widths[1]}}  {r.unit:<{widths[2]}}  "
-            f"{r.target:<{widths[3]}}  {r.ok}"
-        )
-    print(f"(wall time {wall_s:.1f} s)")
+    print_table(header("hook", [f"{runs} runs each, interleaved"], load), rows, wall_s)
     return 0
 
 

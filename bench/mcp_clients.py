@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _harness import BenchRedis, CpuMeter, header, load_avg, print_table
 from _stats import Row, percentile
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -50,7 +50,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from claimroom.core.acting import Acting
 from claimroom.core.identity import Identity, Role
-from claimroom.core.local_redis import LocalRedis, free_port
+from claimroom.core.local_redis import free_port
 from claimroom.core.store import Store, TaskSpec
 from claimroom.core.tokens import create_token
 
@@ -58,12 +58,6 @@ CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 NAMESPACE = "mcpbench"
 WARMUP = 1  # untimed cycles per agent before the timed ones
 ERAS = {"auto": "2026-07-28 stateless", "legacy": "2025-11-25 sessions"}
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used, from /proc."""
-    rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -81,38 +75,25 @@ class Run:
         return self.calls / self.seconds
 
 
-def machine_s() -> tuple[float, float]:
-    """CPU seconds the whole machine has been busy, and seconds stolen by its hypervisor."""
-    with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq) / tick, steal / tick
-
-
 class Meter:
     """Wall time and CPU of this process, the server and redis-server over a timed span, and
     what else the machine did meanwhile (other load skews every figure, so it is shown)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-
-    def snapshot(self) -> dict[str, float]:
-        got = {"wall": time.perf_counter(), "this process": time.process_time()}
-        got.update({name: cpu_s(pid) for name, pid in self.pids.items()})
-        got["machine"], got["steal"] = machine_s()
-        return got
+        self.cpu = CpuMeter(pids)
 
     @contextlib.asynccontextmanager
     async def timing(self, run: Run) -> AsyncIterator[None]:
-        before = self.snapshot()
+        before = self.cpu.sample()
         yield
-        after = self.snapshot()
-        d = {k: after[k] - before[k] for k in before}
-        run.seconds = d.pop("wall")
-        machine, steal = d.pop("machine"), d.pop("steal")
-        run.cpu = d
-        run.others_cores = max(0.0, machine - sum(d.values())) / run.seconds
-        run.steal_cores = steal / run.seconds
+        span = CpuMeter.between(before, self.cpu.sample())
+        run.seconds = span.wall_s
+        run.cpu = {
+            "this process": span.own_s,
+            **{k: float("nan") if v is None else v for k, v in span.pids_s.items()},
+        }
+        run.others_cores = span.others_cores or 0.0
+        run.steal_cores = span.steal_cores or 0.0
 
 
 async def together(
@@ -256,9 +237,9 @@ def against(run: Run, api: Run, n: int, connect_s: float) -> list[Row]:
     ]  # fmt: skip
 
 
-async def bench(a: argparse.Namespace, redis: LocalRedis, home: Path) -> list[Row]:
+async def bench(a: argparse.Namespace, redis: BenchRedis, home: Path) -> list[Row]:
     with serving(redis.url, home) as (url, server_pid):
-        meter = Meter({"server": server_pid, "redis": redis.process.pid})
+        meter = Meter({"server": server_pid, "redis": redis.pid})
         api = await python_api(redis.url, a.clients, a.cycles, meter)
         rows = rows_of(api, a.clients)
         async with Store.from_url(redis.url, NAMESPACE) as store:
@@ -281,22 +262,11 @@ def main() -> None:
     if a.clients < 1 or a.cycles < 1 or not a.eras or set(a.eras) - set(ERAS):
         p.error("--clients and --cycles must be at least 1; --eras is auto, legacy or both")
     began = time.perf_counter()
-    load = os.getloadavg()[0]
-    redis = LocalRedis.start()
-    try:
-        with tempfile.TemporaryDirectory() as home:
-            rows = asyncio.run(bench(a, redis, Path(home)))
-    finally:
-        redis.stop()
-    print(
-        f"claimroom MCP clients bench | {a.clients} agents x {a.cycles} claim+complete | Python "
-        f"{platform.python_version()} | cores {os.cpu_count()} | load avg at start {load:.2f}"
-    )
-    header = Row("measure", "value", "unit")
-    widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in ("measure", "value", "unit")]
-    for r in [header, *rows]:
-        print(f"{r.measure:<{widths[0]}}  {r.value:>{widths[1]}}  {r.unit}")
-    print(f"(wall time {time.perf_counter() - began:.1f} s)")
+    load = load_avg()
+    with BenchRedis() as redis, tempfile.TemporaryDirectory() as home:
+        rows = asyncio.run(bench(a, redis, Path(home)))
+    title = header("MCP clients", [f"{a.clients} agents x {a.cycles} claim+complete"], load)
+    print_table(title, rows, time.perf_counter() - began)
 
 
 if __name__ == "__main__":

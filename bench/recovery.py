@@ -19,17 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
-from _stats import Row, percentile  # bench/ is on sys.path when a script here runs
+from _harness import BenchRedis, LagTicker, header, load_avg, print_table
+from _stats import Row, percentile, yes  # bench/ is on sys.path when a script here runs
 
-from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 from claimroom.tui.app import ControlRoom
 
@@ -63,24 +63,15 @@ async def with_control_room(url: str, n: int) -> tuple[list[float], float]:
     ns = "bench" + uuid.uuid4().hex[:8]
     agents = Store.from_url(url, ns)
     app = ControlRoom(Store.from_url(url, ns))
-    loop = asyncio.get_running_loop()
-    lag = 0.0
-
-    async def ticker() -> None:
-        nonlocal lag
-        while True:
-            before = loop.time()
-            await asyncio.sleep(TICK_S)
-            lag = max(lag, loop.time() - before - TICK_S)
-
+    lag = LagTicker(TICK_S)
     try:
         async with app.run_test(headless=True, size=(120, 40)):
-            beat = asyncio.create_task(ticker())
+            lag.start()
             lags = await rounds(agents, n)
-            beat.cancel()
+            await lag.stop()
     finally:
         await agents.close()
-    return lags, lag * 1000
+    return lags, lag.max_ms
 
 
 async def with_claim_wait(url: str, n: int) -> list[float]:
@@ -106,7 +97,7 @@ async def with_claim_wait(url: str, n: int) -> list[float]:
 
 
 def figures(what: str, lags: list[float]) -> list[Row]:
-    ok = "yes" if max(lags) <= 1000 else "NO"
+    ok = yes(max(lags) <= 1000)
     return [
         Row(f"{what}: deadline -> recovered p50", f"{percentile(lags, 50):.0f}", "ms"),
         Row(f"{what}: deadline -> recovered max", f"{max(lags):.0f}", "ms", "<= 1000", ok),
@@ -115,20 +106,13 @@ def figures(what: str, lags: list[float]) -> list[Row]:
 
 async def run(args: argparse.Namespace) -> list[Row]:
     rows = []
-    server = LocalRedis.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="claimroom-bench-") as folder:
-            for backend, url in (("redis", server.url), ("file", Path(folder).as_uri())):
-                lags, loop_lag = await with_control_room(url, args.rounds)
-                rows += figures(f"{backend}, control room open", lags)
-                rows.append(
-                    Row(
-                        f"{backend}, control room: event-loop lag, max (drawing too)", f"{loop_lag:.1f}", "ms"
-                    )
-                )
-                rows += figures(f"{backend}, claim --wait running", await with_claim_wait(url, args.rounds))
-    finally:
-        server.stop()
+    with BenchRedis() as server, tempfile.TemporaryDirectory(prefix="claimroom-bench-") as folder:
+        for backend, url in (("redis", server.url), ("file", Path(folder).as_uri())):
+            lags, loop_lag = await with_control_room(url, args.rounds)
+            rows += figures(f"{backend}, control room open", lags)
+            label = f"{backend}, control room: event-loop lag, max (drawing too)"
+            rows.append(Row(label, f"{loop_lag:.1f}", "ms"))
+            rows += figures(f"{backend}, claim --wait running", await with_claim_wait(url, args.rounds))
     return rows
 
 
@@ -141,15 +125,10 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:
         args.rounds = min(args.rounds, 3)
+    load, start = load_avg(), time.perf_counter()
     rows = asyncio.run(run(args))
-    load = os.getloadavg()[0]
-    print(
-        f"claimroom recovery bench | Python {platform.python_version()} | cores {os.cpu_count()} | "
-        f"load {load:.2f} | lease TTL {TTL_S:g} s, {args.rounds} rounds each"
-    )
-    width = max(len(r.measure) for r in rows)
-    for r in rows:
-        print(f"{r.measure:<{width}}  {r.value:>6}  {r.unit:<3} target {r.target:<8} {r.ok}")
+    title = header("recovery", [f"lease TTL {TTL_S:g} s, {args.rounds} rounds each"], load)
+    print_table(title, rows, time.perf_counter() - start)
     return 0
 
 

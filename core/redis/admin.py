@@ -2,9 +2,11 @@
 
 Not part of the Store contract, and used by no path of the product (CLI, MCP server,
 control room): these read the server (INFO, memory, subscribers), manage the script cache,
-or run the scripts with no checks at all. What they exist for: the benchmarks' ceiling
-run (what the scripts alone cost Redis), measuring what an operation costs the server, and
-tests that restart the script cache. Nothing here keeps the board's rules.
+run the scripts with no checks at all, or empty the whole server. What they exist for: the
+benchmarks' ceiling run (what the scripts alone cost Redis), measuring what an operation
+costs the server (and how many calls shared a round trip), the benchmarks' own server
+(emptied between measures, its SLOWLOG), and tests that restart the script cache. Nothing
+here keeps the board's rules.
 """
 
 from __future__ import annotations
@@ -15,15 +17,29 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from .. import constants as C
+from ..models import Event
+from .coalesce import Coalescer
+
+SCAN_BATCH = 1_000  # trail entries per XRANGE in task_events_by_scan
 
 
 class RedisAdmin:
     """The server tools of one namespace's connection pool."""
 
-    def __init__(self, redis: Any, namespace: str, scripts: Mapping[str, AsyncScript]) -> None:
+    def __init__(
+        self, redis: Any, namespace: str, scripts: Mapping[str, AsyncScript], coalescer: Coalescer | None
+    ) -> None:
         self._redis = redis
         self._namespace = namespace
         self._scripts = scripts
+        self._coalescer = coalescer
+
+    @property
+    def batches(self) -> int | None:
+        """Pipelines the store's coalescer has sent so far (``coalesce.py``); None when the
+        store sends each call on its own (``coalesce=False``). Over a span, script calls
+        divided by the batches sent is how many calls shared one round trip."""
+        return None if self._coalescer is None else self._coalescer.batches
 
     async def info(self, section: str | None = None) -> dict[str, Any]:
         """The server's INFO (of one ``section``, e.g. "commandstats", or the default set)."""
@@ -65,3 +81,48 @@ class RedisAdmin:
         for args in calls:
             pipe.evalsha(sha, 1, stream, prefix, *args)
         return list(await pipe.execute())
+
+    async def task_events_by_scan(self, task: str, count: int = 1_000) -> list[Event]:
+        """Up to ``count`` events of ``task``, oldest first, read through the whole audit
+        trail (XRANGE, a thousand entries at a time) as ``events --task`` read them before
+        the per-task index: what the benchmark compares the index with."""
+        stream = C.events_key(self._namespace)
+        found: list[Event] = []
+        start = "-"
+        while len(found) < count:
+            batch = await self._redis.xrange(stream, start, "+", count=SCAN_BATCH)
+            if not batch:
+                break
+            found += [Event.from_fields(eid, f) for eid, f in batch if f.get("task") == task]
+            start = "(" + batch[-1][0]
+        return found[:count]
+
+    async def flush_server(self) -> None:
+        """Delete every key of every namespace on the server (FLUSHALL), not only this one's.
+        Only for a server the caller started for itself (a benchmark's, on a free port)."""
+        await self._redis.flushall()
+
+    async def slowlog_start(self, over_us: int, keep: int = 100_000) -> None:
+        """From now on, have the server log every command slower than ``over_us`` (up to
+        ``keep`` of them): CONFIG SET of the SLOWLOG's settings, server-wide, and an empty log."""
+        await self._redis.config_set("slowlog-log-slower-than", over_us)
+        await self._redis.config_set("slowlog-max-len", keep)
+        await self._redis.slowlog_reset()
+
+    async def slow_scripts(self) -> list[tuple[float, str]]:
+        """(ms, script name) of every script call in the SLOWLOG since the last look (see
+        ``slowlog_start``), which it then empties; other commands (a FLUSHALL) are left
+        out. The name is "eval" for a script sent whole, "?" for one not of this store."""
+        entries = await self._redis.slowlog_get(1_000_000)
+        await self._redis.slowlog_reset()
+        names = {script.sha: name for name, script in self._scripts.items()}
+        found = []
+        for entry in entries:
+            command = entry["command"]  # bytes whatever decode_responses says (redis-py's parser)
+            words = (command.decode(errors="replace") if isinstance(command, bytes) else str(command)).split()
+            verb = words[0].lower() if words else ""
+            if verb == "evalsha":
+                found.append((entry["duration"] / 1000, names.get(words[1], "?") if len(words) > 1 else "?"))
+            elif verb == "eval":
+                found.append((entry["duration"] / 1000, "eval"))
+        return found

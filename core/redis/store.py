@@ -431,7 +431,7 @@ class RedisStore(Store):
     @property
     def admin(self) -> RedisAdmin:
         """Server-side tools for benchmarks and tests (see ``admin.py``): not the contract."""
-        return RedisAdmin(self._redis, self.namespace, self._scripts)
+        return RedisAdmin(self._redis, self.namespace, self._scripts, self._coalescer)
 
     # --- whole-board export and import (dump.py; the format is in core/dump.py) ----
 

@@ -15,7 +15,7 @@ from ..operator_actions import MOVES
 from . import cascade as file_cascade
 from .ops import check_seen, drop_hold, promote_due, reap_due, renew_task_locks, take_out
 from .states import enter, pause_heads
-from .tx import Refused, Tx, set_task
+from .tx import Refused, Row, Tx, set_task
 
 # --- lock-1.lua, unlock-1.lua ----------------------------------------------------------
 
@@ -105,6 +105,17 @@ def unlock(tx: Tx, paths: list[str], agent: str, task: str | None, own: bool = F
     return out
 
 
+def locks_of(rows: list[Row], now_ms: int) -> list[Lock]:
+    """Hold rows (path, agent, task, shared, expires_ms; in path order) as locks."""
+    out: list[Lock] = []
+    for path, group in groupby(rows, key=lambda r: str(r["path"])):
+        holds = [LockHold(r["agent"], r["expires_ms"], r["task"], bool(r["shared"])) for r in group]
+        lock = Lock.of(path, holds, now_ms)
+        if lock is not None:
+            out.append(lock)
+    return out
+
+
 def live_locks(tx: Tx) -> list[Lock]:
     """Locked paths in path order with their live holds (expired ones are ignored)."""
     rows = tx.all(
@@ -112,13 +123,7 @@ def live_locks(tx: Tx) -> list[Lock]:
         "WHERE ns = :ns AND expires_ms > :now ORDER BY path, agent, task",
         now=tx.now,
     )
-    out: list[Lock] = []
-    for path, group in groupby(rows, key=lambda r: str(r["path"])):
-        holds = [LockHold(r["agent"], r["expires_ms"], r["task"], bool(r["shared"])) for r in group]
-        lock = Lock.of(path, holds, tx.now)
-        if lock is not None:
-            out.append(lock)
-    return out
+    return locks_of(rows, tx.now)
 
 
 # --- reap-1.lua, leader-1.lua ------------------------------------------------------------

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from itertools import groupby
 from pathlib import Path
 
 from .. import constants as C
-from ..models import Agent, Lock, LockHold, ServerInfo, State
+from ..models import Agent, Lock, ServerInfo, State
 from ..snapshot import Snapshot, queue_rows
 from . import servers as file_servers
+from .admin import locks_of
 from .schema import AGENT_COLUMNS, event_of, task_of
 from .tx import Tx
 
@@ -67,13 +67,7 @@ def _locks(tx: Tx, n: int) -> list[Lock]:
         now=tx.now,
         **named,
     )
-    out: list[Lock] = []
-    for path, group in groupby(rows, key=lambda r: str(r["path"])):
-        holds = [LockHold(r["agent"], r["expires_ms"], r["task"], bool(r["shared"])) for r in group]
-        lock = Lock.of(path, holds, tx.now)
-        if lock is not None:
-            out.append(lock)
-    return out
+    return locks_of(rows, tx.now)
 
 
 def read(tx: Tx, want: frozenset[str], n: int, event_count: int) -> Snapshot:

@@ -15,12 +15,13 @@ from claimroom.core.store import Store, TaskSpec
 async def test_concurrent_calls_share_pipelines_and_each_gets_its_own_answer(redis_store: Store) -> None:
     assert isinstance(redis_store, RedisStore)
     await redis_store.add_many([TaskSpec(title=f"job {i}") for i in range(64)])
-    assert redis_store._coalescer is not None
-    before = redis_store._coalescer.batches
+    before = redis_store.admin.batches
+    assert before is not None
     claims = await asyncio.gather(*(redis_store.claim(f"agent{i}") for i in range(64)))
     assert all(c is not None for c in claims)
     assert len({c.task.id for c in claims if c is not None}) == 64  # one task each
-    assert redis_store._coalescer.batches - before < 64 / 4  # many calls per round trip
+    after = redis_store.admin.batches
+    assert after is not None and after - before < 64 / 4  # many calls per round trip
     # A refusal in the middle of a batch is that call's alone.
     first = claims[0]
     assert first is not None

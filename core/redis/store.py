@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -184,8 +185,7 @@ class RedisStore(Store):
         """Return at ``until``, or as soon as a hint says there may be work for this claimer."""
         loop = asyncio.get_running_loop()
         while (left := until - loop.time()) > 0:
-            # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
-            message = await self._guard(lambda t=left: pubsub.get_message(timeout=t))  # type: ignore[misc]
+            message = await self._guard(partial(pubsub.get_message, timeout=left))
             if message is not None and _applies(message, wake, queues, caps):
                 # Several hints may have queued up; one claim attempt covers them all.
                 while await self._guard(lambda: pubsub.get_message(timeout=0)) is not None:
@@ -267,10 +267,7 @@ class RedisStore(Store):
     async def _follow(self, task: str | None, after: str) -> AsyncIterator[Event]:
         last = after
         while True:
-            reply = await self._guard(
-                # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
-                lambda since=last: self._redis.xread({self._stream: since}, block=1000, count=500)  # type: ignore[misc]
-            )
+            reply = await self._guard(partial(self._redis.xread, {self._stream: last}, block=1000, count=500))
             for _stream, entries in reply or []:
                 for eid, fields in entries:
                     last = eid
@@ -312,8 +309,7 @@ class RedisStore(Store):
                 later = await self._guard(lambda: self._redis.zrangebyscore(key, "(0", "+inf", 0, 500))
                 if not later:
                     break
-                # ignore[misc]: mypy cannot type a lambda's default (it binds this pass's value: B023)
-                await self._guard(lambda m=later: self._redis.zadd(key, dict.fromkeys(m, 0), xx=True))  # type: ignore[misc]
+                await self._guard(partial(self._redis.zadd, key, dict.fromkeys(later, 0), xx=True))
 
     async def _retention_settings(self, queue: str | None) -> tuple[dict[str, int], dict[str, int]]:
         return await self._guard(lambda: reads.retention_settings(self._redis, self.namespace, queue))

@@ -472,6 +472,48 @@ server_clients_window_s = 60.0  # "clients": distinct agents that made a call th
 max_servers = 100  # server records read at most (rule 10)
 LUA_CONSTANTS["max_servers"] = max_servers
 
+# --- Messages between agents (core/messages.py) ------------------------------------------
+# A message's text is at most this many bytes (UTF-8); newline and tab are its only
+# control characters. Each agent's inbox and the broadcast log keep their newest this many
+# (the oldest go when one more arrives); retention removes those older than the audit
+# trail's horizon, at most retention_messages_batch a call.
+max_message_bytes = 4096
+inbox_max = 1_000
+broadcasts_max = 1_000
+inbox_default_limit = 100  # messages one inbox read returns unless told
+retention_messages_batch = 500
+operator_sender_prefix = "operator:"  # a message from an operator: "operator:NAME" (agent names hold no ':')
+LUA_CONSTANTS.update(
+    inbox_max=inbox_max, broadcasts_max=broadcasts_max, retention_messages_batch=retention_messages_batch
+)
+
+
+def inbox_key(namespace: str, agent: str) -> str:
+    """An agent's direct messages: a sorted set of JSON messages scored by message id."""
+    return prefix(namespace) + "inbox:" + agent
+
+
+def inbox_read_key(namespace: str, agent: str) -> str:
+    """The ids of the direct messages ``agent`` has read (score = id), trimmed with its inbox."""
+    return prefix(namespace) + "inboxread:" + agent
+
+
+def broadcasts_key(namespace: str) -> str:
+    """Messages to every agent: a sorted set of JSON messages scored by message id."""
+    return prefix(namespace) + "broadcasts"
+
+
+def broadcast_read_key(namespace: str, agent: str) -> str:
+    """The ids of the broadcasts ``agent`` has read (score = id); ids below the oldest kept
+    broadcast are stale and dropped when the agent reads again."""
+    return prefix(namespace) + "broadcastread:" + agent
+
+
+def message_boxes_key(namespace: str) -> str:
+    """Every non-empty inbox (an agent's name, "*" the broadcast log) scored by the time of
+    its oldest message (ms): what retention looks at."""
+    return prefix(namespace) + "messages:boxes"
+
 
 def servers_key(namespace: str) -> str:
     """MCP servers on this board: a sorted set of server ids by when each record expires."""

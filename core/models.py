@@ -359,3 +359,24 @@ class ServerInfo:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message between agents (core/messages.py): ``to`` is the recipient, "" a broadcast
+    to every agent; ``sender`` an agent, or "operator:NAME" for an operator; ``read`` whether
+    the agent reading its inbox had read it before this read."""
+
+    id: int
+    sender: str
+    to: str
+    text: str
+    at_ms: int
+    read: bool = False
+
+    @property
+    def broadcast(self) -> bool:
+        return self.to == ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

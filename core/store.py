@@ -24,6 +24,7 @@ from typing import Any
 from . import constants, validate
 from .backends import BACKENDS
 from .errors import BadInput, ClaimroomError, ErrorCode
+from .messages import Messaging
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
 from .reaper import Reaper, ReaperId, ReaperStatus
 from .store_admin import StoreAdmin
@@ -93,7 +94,7 @@ class Miss:
     last: ClaimMiss = field(default_factory=lambda: ClaimMiss("empty"))
 
 
-class Store(StoreAdmin):
+class Store(StoreAdmin, Messaging):
     """A claimroom board (one namespace) on some backend."""
 
     @staticmethod

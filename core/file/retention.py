@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..retention import BOARD, decoded, encoded
+from .messages import trim as trim_messages
 from .tx import Row, Tx, count_sig, split
 
 
@@ -316,6 +317,9 @@ def retain(tx: Tx) -> tuple[int, int, int, bool]:
         step.more = True
     _agents(step)
     _events(step)
+    gone, more = trim_messages(tx, step.board["events_ms"])  # with the audit trail's horizon
+    step.more = step.more or more
+    tx.changed = tx.changed or gone > 0
     if step.removed or step.agents:
         tx.changed = True  # views look again (the hints channel's twin)
     return step.removed, step.agents, step.trimmed, step.more

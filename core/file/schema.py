@@ -24,7 +24,7 @@ from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..models import Event, Task
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -258,6 +258,23 @@ CREATE TABLE IF NOT EXISTS tokens (
 SCHEMA += TOKENS
 
 MIGRATIONS[7] = "ALTER TABLE agents ADD COLUMN session TEXT NOT NULL DEFAULT '';" + TOKENS
+
+# Version 8: messages between agents (messages.py; recipient '' a broadcast) and each
+# agent's read marks, deleted with their message.
+MESSAGES = """
+CREATE TABLE IF NOT EXISTS messages (
+  ns TEXT NOT NULL, id INTEGER NOT NULL, sender TEXT NOT NULL, recipient TEXT NOT NULL,
+  text TEXT NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (ns, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_box ON messages (ns, recipient, id);
+CREATE INDEX IF NOT EXISTS messages_age ON messages (ns, at_ms);
+CREATE TABLE IF NOT EXISTS message_reads (
+  ns TEXT NOT NULL, agent TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ns, agent, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS message_reads_id ON message_reads (ns, id);
+"""
+SCHEMA += MESSAGES
+MIGRATIONS[8] = MESSAGES
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (

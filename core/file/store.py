@@ -23,7 +23,7 @@ from .. import constants as C
 from ..dump import Board
 from ..errors import BadInput, NotFound
 from ..identity import Role, TokenInfo
-from ..models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
+from ..models import Agent, Claim, ClaimMiss, Event, Lock, Message, ReapReport, ServerInfo, State, Stuck, Task
 from ..reaper import ReaperId, ReaperPass, ReaperStatus
 from ..retention import BOARD
 from ..snapshot import Snapshot
@@ -32,6 +32,7 @@ from . import admin as file_admin
 from . import cascade as file_cascade
 from . import claim as file_claim
 from . import dump as file_dump
+from . import messages as file_messages
 from . import ops as file_ops
 from . import retention as file_retention
 from . import servers as file_servers
@@ -82,6 +83,10 @@ class FileStore(TxRunner, Store):
         return rows, ClaimMiss(why, next_ms), tx.counter("changes" if why == "at-capacity" else "claimable")
 
     @staticmethod
+    def _could_claim_or_news(tx: Tx, agent: str, queues: list[str], mark: int) -> bool:
+        return file_claim.could_claim(tx, agent, queues) or file_messages.news(tx, agent, mark)[1] > 0
+
+    @staticmethod
     def _claims(rows: list[sqlite3.Row]) -> list[Claim]:
         # Built after the commit: every other writer waits while a transaction is open.
         return [Claim(task, task.token, task.deadline_ms) for task in map(task_of, rows)]
@@ -101,11 +106,15 @@ class FileStore(TxRunner, Store):
         # queues: idle claimers cost one claim per re-check, however busy the board.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
+        # A new unread message ends the wait (see core/messages.py); a send bumps claimable.
+        mark, _ = await self._message_news(agent, C.max_counter)
         while True:
             rows, why, seen = await self._write(self._claim_tx, agent, queues, ttl_ms, count)
             left = deadline - loop.time()
             if rows or left <= 0:
                 return self._claims(rows), why
+            if (await self._message_news(agent, mark))[1]:
+                return [], ClaimMiss("message")
             pause = min(left, C.wait_recheck_s)
             if why.next_change_in_ms >= 0:
                 pause = min(pause, why.next_change_in_ms / 1000 + 0.001)
@@ -113,7 +122,7 @@ class FileStore(TxRunner, Store):
             claimable = why.reason != "at-capacity"  # as _claim_tx chose the counter
             while (left := until - loop.time()) > 0:
                 now = await self._await_change(seen, left, claimable=claimable)
-                if now == seen or await self._read(file_claim.could_claim, agent, queues):
+                if now == seen or await self._read(self._could_claim_or_news, agent, queues, mark):
                     break
                 seen = now
 
@@ -382,6 +391,22 @@ class FileStore(TxRunner, Store):
 
     async def _reset_breaker(self, agent: str, operator: str) -> None:
         await self._write(file_admin.reset_breaker, agent, operator)
+
+    # --- messages (core/messages.py; the SQL in messages.py) -----------------------------
+
+    async def _send(self, sender: str, to: str, text: str) -> Message:
+        return await self._write(file_messages.send, sender, to, text)
+
+    async def _inbox(self, agent: str, unread: bool, limit: int, mark: bool) -> list[Message]:
+        if mark:
+            return await self._write(file_messages.inbox, agent, unread, limit, mark)
+        return await self._read(file_messages.inbox, agent, unread, limit, mark)
+
+    async def _unread(self, agents: list[str]) -> dict[str, int]:
+        return await self._read(file_messages.unread, agents)
+
+    async def _message_news(self, agent: str, after: int) -> tuple[int, int]:
+        return await self._read(file_messages.news, agent, after)
 
     async def ping(self) -> float:
         start = time.perf_counter()

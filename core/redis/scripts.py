@@ -42,6 +42,8 @@ SCRIPTS: dict[str, str] = {
     "audit": "audit-1.lua",
     "token_create": "token_create-1.lua",
     "token_revoke": "token_revoke-1.lua",
+    "send": "send-1.lua",
+    "inbox": "inbox-1.lua",
 }
 
 

@@ -28,6 +28,7 @@ from ..models import (
     ClaimMiss,
     Event,
     Lock,
+    Message,
     ReapReport,
     ServerInfo,
     State,
@@ -39,6 +40,7 @@ from ..snapshot import Snapshot
 from ..store import Store
 from ..storeurl import redacted
 from . import dump, reads
+from . import messages as mail
 from . import snapshot as views
 from .admin import RedisAdmin
 from .coalesce import Coalescer
@@ -164,6 +166,9 @@ class RedisStore(Store):
         deadline = loop.time() + wait_s
         wake = C.wake_channel(self.namespace, agent)
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        # A message that arrives while it waits ends the wait (ClaimMiss "message"): one
+        # newer than this mark, unread, as read at each re-check (the hint only hurries it).
+        mark, _ = await self._message_news(agent, C.max_counter)
         try:
             await self._guard(lambda: pubsub.subscribe(self._claimable, wake))
             while True:
@@ -171,6 +176,8 @@ class RedisStore(Store):
                 left = deadline - loop.time()
                 if got or left <= 0:
                     return got, why
+                if (await self._message_news(agent, mark))[1]:
+                    return [], ClaimMiss("message")
                 pause = min(left, C.wait_recheck_s)
                 if why.next_change_in_ms >= 0:
                     pause = min(pause, why.next_change_in_ms / 1000 + 0.001)
@@ -423,6 +430,22 @@ class RedisStore(Store):
                     yield
             except _UNAVAILABLE as exc:
                 raise self._down(exc) from None
+
+    # --- messages (core/messages.py; lua/send-1.lua, lua/inbox-1.lua, messages.py) ------
+
+    async def _send(self, sender: str, to: str, text: str) -> Message:
+        reply = await self._run("send", sender, to, text)
+        return Message(int(reply[1]), sender, to, text, int(reply[2]))
+
+    async def _inbox(self, agent: str, unread: bool, limit: int, mark: bool) -> list[Message]:
+        reply = await self._run("inbox", agent, "1" if unread else "", limit, "1" if mark else "")
+        return mail.messages_of(reply)
+
+    async def _unread(self, agents: list[str]) -> dict[str, int]:
+        return await self._guard(lambda: mail.unread(self._redis, self.namespace, agents))
+
+    async def _message_news(self, agent: str, after: int) -> tuple[int, int]:
+        return await self._guard(lambda: mail.news(self._redis, self.namespace, agent, after))
 
     @property
     def admin(self) -> RedisAdmin:

@@ -27,9 +27,10 @@
 
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P
-  Touches P .. agent:<name>, agents, assigned:<agent>, cascaded:<id>, cascades:cancel,
+  Messages older than the audit trail's horizon go too (at most ${retention_messages_batch} a call).
+  Touches P .. agent:<name>, agents, assigned:<agent>, broadcasts, cascaded:<id>, cascades:cancel,
     cascades:restore, children:<id>:<token>, dependents:<id>, finished:<kind>:<queue>,
-    held:<agent>, retention, retention:cursor, retention:due, retention:held, seq:task, sigs,
+    held:<agent>, inbox:<agent>, inboxread:<agent>, messages:boxes, retention, retention:cursor, retention:due, retention:held, seq:task, sigs,
     state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. hints
   Returns {0, tasks removed, agents removed, events trimmed, 1 when more is due now else 0}.
@@ -265,5 +266,42 @@ if board.events_bytes >= 0 then
   end
 end
 
-if removed + agents_removed > 0 then rcall('PUBLISH', P .. 'hints', 'retention ') end
+-- Messages older than the audit trail's horizon (core/messages.py) ------------------------
+-- Boxes are looked at by the time of their oldest message (or earlier), oldest first; at
+-- most ${retention_messages_batch} messages go a call.
+local messages_gone = 0
+if board.events_ms >= 0 then
+  local cutoff, left, boxes = now - board.events_ms, ${retention_messages_batch}, P .. 'messages:boxes'
+  for _, box in ipairs(rcall('ZRANGEBYSCORE', boxes, '-inf', '(' .. cutoff, 'LIMIT', 0, ${retention_queues_batch})) do
+    if left <= 0 then more = 1; break end
+    local key = P .. 'inbox:' .. box
+    if box == '*' then key = P .. 'broadcasts' end
+    local gone, oldest = 0, nil
+    for _, raw in ipairs(rcall('ZRANGE', key, 0, left - 1)) do
+      local at = tonumber(cjson.decode(raw).at_ms)
+      if at >= cutoff then oldest = at; break end
+      gone = gone + 1
+    end
+    if gone > 0 then rcall('ZREMRANGEBYRANK', key, 0, gone - 1) end
+    left, messages_gone = left - gone, messages_gone + gone
+    if oldest then
+      rcall('ZADD', boxes, oldest, box)
+    elseif rcall('EXISTS', key) == 0 then
+      rcall('ZREM', boxes, box)
+    else
+      more = 1  -- the batch ended inside this box
+    end
+    if box ~= '*' then
+      -- An inbox's read marks are exactly its ids: those below its oldest go with it.
+      local first = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+      if #first > 0 then
+        rcall('ZREMRANGEBYSCORE', P .. 'inboxread:' .. box, '-inf', '(' .. first[2])
+      else
+        rcall('DEL', P .. 'inboxread:' .. box)
+      end
+    end
+  end
+end
+
+if removed + agents_removed + messages_gone > 0 then rcall('PUBLISH', P .. 'hints', 'retention ') end
 return {0, removed, agents_removed, trimmed, more}

@@ -1,0 +1,118 @@
+"""Messages between agents (core/messages.py) on both backends: direct and broadcast,
+read marks, limits, retention, the wake-up of a waiting claimer, concurrency, the dump."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from claimroom.core import constants
+from claimroom.core.errors import BadInput, NotFound
+from claimroom.core.models import ClaimMiss
+from claimroom.core.store import Miss, Store
+from tests.waiting import Waits, clock_past
+
+async def _agents(store: Store, *names: str) -> None:
+    for name in names:
+        await store.register(name)
+
+
+async def test_direct_message_reaches_only_its_recipient(store: Store) -> None:
+    await _agents(store, "ada", "bob", "cy")
+    sent = await store.send("ada", "bob", "the parser is yours\nsee notes")
+    assert sent.sender == "ada" and sent.to == "bob" and sent.id > 0 and sent.at_ms > 0
+    (got,) = await store.inbox("bob")
+    assert (got.id, got.sender, got.to, got.text, got.read) == (sent.id, "ada", "bob", sent.text, False)
+    assert got.at_ms == sent.at_ms
+    assert await store.inbox("cy") == []
+    assert await store.unread(["ada", "bob", "cy"]) == {"ada": 0, "bob": 0, "cy": 0}  # bob read it
+
+
+async def test_read_marks_and_unread(store: Store) -> None:
+    await _agents(store, "ada", "bob")
+    ids = [(await store.send("ada", "bob", f"m{i}")).id for i in range(5)]
+    assert await store.unread(["bob"]) == {"bob": 5}
+    peek = await store.inbox("bob", mark_read=False)
+    assert [m.id for m in peek] == ids and not any(m.read for m in peek)
+    assert await store.unread(["bob"]) == {"bob": 5}  # a peek marks nothing
+    first = await store.inbox("bob", unread=True, limit=2)
+    assert [m.id for m in first] == ids[:2]  # the oldest unread first
+    assert await store.unread(["bob"]) == {"bob": 3}
+    rest = await store.inbox("bob", unread=True)
+    assert [m.id for m in rest] == ids[2:]
+    assert await store.inbox("bob", unread=True) == []
+    every = await store.inbox("bob")
+    assert [m.id for m in every] == ids and all(m.read for m in every)
+    newest = await store.inbox("bob", limit=2)
+    assert [m.id for m in newest] == ids[3:]  # the newest two, oldest first
+
+
+async def test_broadcast_reaches_every_agent_with_its_own_marks(store: Store) -> None:
+    await _agents(store, "ada", "bob", "cy")
+    b = await store.send("ada", "*", "main is frozen")
+    d = await store.send("cy", "bob", "hi bob")
+    assert b.to == "" and b.broadcast
+    assert await store.unread(["ada", "bob", "cy"]) == {"ada": 1, "bob": 2, "cy": 1}
+    got = await store.inbox("bob")
+    assert [(m.id, m.to) for m in got] == [(b.id, ""), (d.id, "bob")]
+    assert await store.unread(["ada", "bob", "cy"]) == {"ada": 1, "bob": 0, "cy": 1}
+    await store.register("late")  # registered after the broadcast: sees it while it is kept
+    assert [m.text for m in await store.inbox("late", unread=True)] == ["main is frozen"]
+    assert (await store.send("ops", None, "from the operator", operator=True)).sender == "operator:ops"
+    assert [m.sender for m in await store.inbox("ada", unread=True)] == ["ada", "operator:ops"]
+
+
+async def test_send_refusals_change_nothing(store: Store) -> None:
+    await _agents(store, "ada", "bob")
+    with pytest.raises(NotFound, match="no such agent nobody"):
+        await store.send("ada", "nobody", "hello")
+    with pytest.raises(NotFound, match="no such agent ghost"):
+        await store.send("ghost", "bob", "hello")
+    with pytest.raises(NotFound, match="no such agent ghost"):
+        await store.inbox("ghost")
+    too_big = "x" * (constants.max_message_bytes + 1)
+    with pytest.raises(BadInput, match=f"larger than {constants.max_message_bytes} bytes"):
+        await store.send("ada", "bob", too_big)
+    with pytest.raises(BadInput, match="larger than"):  # bytes, not characters
+        await store.send("ada", "bob", "é" * (constants.max_message_bytes // 2 + 1))
+    for bad in ("ring \x07 bell", "\x1b[2Jclear", "cr\r", "del\x7f", "c1\x9b"):
+        with pytest.raises(BadInput, match="control character"):
+            await store.send("ada", "bob", bad)
+    for empty in ("", "  \n"):
+        with pytest.raises(BadInput, match="empty"):
+            await store.send("ada", "bob", empty)
+    with pytest.raises(BadInput):
+        await store.send("ada", "bad name!", "hi")
+    assert await store.inbox("bob") == []
+    assert [e for e in await store.events() if e.type == "message"] == []
+    await store.send("ada", "bob", "x" * constants.max_message_bytes)  # at the limit: taken
+    ok = await store.send("ada", "bob", "tab\tand\nnewline")
+    assert [m.text for m in await store.inbox("bob")][-1] == ok.text
+
+
+async def test_send_is_audited_without_its_text(store: Store) -> None:
+    await _agents(store, "ada", "bob")
+    m = await store.send("ada", "bob", "secret plan")
+    b = await store.send("root", "*", "hello all", operator=True)
+    ev = [e for e in await store.events() if e.type == "message"]
+    assert [(e.agent, e.operator, e.data) for e in ev] == [
+        ("ada", "", {"from": "ada", "to": "bob", "id": m.id, "size": 11}),
+        ("", "root", {"from": "operator:root", "to": "*", "id": b.id, "size": 9}),
+    ]
+    assert all("secret" not in str(e.to_json()) for e in ev)
+
+
+async def test_inboxes_and_the_broadcast_log_are_capped(store: Store) -> None:
+    await _agents(store, "ada", "bob")
+    cap = constants.inbox_max
+    ids = [(await store.send("ada", "bob", f"m{i}")).id for i in range(cap + 2)]
+    await store.inbox("bob", unread=True, limit=3)  # marks m2..m4 read (m0, m1 are gone)
+    got = await store.inbox("bob", limit=cap + 10, mark_read=False)
+    assert [m.id for m in got] == ids[2:]  # the oldest went
+    assert await store.unread(["bob"]) == {"bob": cap - 3}
+    b = [(await store.send("ada", "*", f"b{i}")).id for i in range(constants.broadcasts_max + 1)]
+    every = await store.inbox("ada", limit=constants.broadcasts_max + 10, mark_read=False)
+    assert [m.id for m in every] == b[1:]
+    await store.send("ada", "bob", "one more")  # drops the oldest, m2: read, so its mark goes too
+    assert await store.unread(["bob"]) == {"bob": cap - 2 + constants.broadcasts_max}

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import constants, private, validate
 from .cli_commands import COMMANDS, Handler, token_acting
+from .cli_messages import COMMANDS as MESSAGE_COMMANDS
 from .cli_parser import build_parser
 from .errors import BadInput, ClaimroomError
 from .output import Printer
@@ -237,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate.namespace(_namespace(a))
         if a.command == "serve":
             return _serve(a)
-        asyncio.run(_run(COMMANDS[a.command], a, _resolve(a).url, out))
+        asyncio.run(_run({**COMMANDS, **MESSAGE_COMMANDS}[a.command], a, _resolve(a).url, out))
         return 0
     except ClaimroomError as exc:
         out.error(exc)

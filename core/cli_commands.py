@@ -151,6 +151,7 @@ async def cmd_claim(a: argparse.Namespace, s: Store, out: Printer) -> None:
         why = {
             "at-capacity": f"{agent} already holds its maximum number of claims",
             "breaker-open": f"{agent}'s circuit breaker is open after repeated failures",
+            "message": f"a message arrived: claimroom inbox --agent {agent}",
         }
         raise NothingToClaim(why.get(miss.last.reason, "nothing to claim"))
     out.claim(claim)

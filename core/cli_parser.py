@@ -125,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for a task to become claimable (taking part in the reaper meanwhile)",
     )
 
+    c = cmd("send", "send a message to an agent (or --all: every agent); TEXT - reads stdin")
+    c.add_argument("words", nargs="+", metavar="AGENT|TEXT", help="AGENT TEXT, or TEXT with --all")
+    c.add_argument("--all", action="store_true", help="to every agent (a broadcast)")
+    c.add_argument("--agent", help="the sender; required unless CLAIMROOM_TOKEN names the agent")
+
+    c = cmd("inbox", "an agent's messages, oldest first (marks them read)")
+    c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")
+    c.add_argument("--unread", action="store_true", help="only the messages not read yet")
+
     c = cmd("heartbeat", "extend a lease and record progress (or, with only --agent, say the agent is alive)")
     c.add_argument("task", metavar="TASK", nargs="?")
     c.add_argument("--token", type=_number(int, "--token"))

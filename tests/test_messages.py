@@ -4,14 +4,43 @@ read marks, limits, retention, the wake-up of a waiting claimer, concurrency, th
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 
 import pytest
+import redis.asyncio as aioredis
 
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, NotFound
+from claimroom.core.file.schema import db_path
 from claimroom.core.models import ClaimMiss
 from claimroom.core.store import Miss, Store
-from tests.waiting import Waits, clock_past
+from waiting import Waits, clock_past
+
+async def _quiet_send(store: Store, sender: str, to: str, text: str) -> None:
+    """A message stored as ``send`` stores it, but announced nowhere: a lost hint."""
+    ns = store.namespace
+    if store.url.startswith("file"):
+        with sqlite3.connect(db_path(store.url)) as db:
+            db.execute(
+                "INSERT INTO counters (ns, name, value) VALUES (?, 'message', 1)"
+                " ON CONFLICT (ns, name) DO UPDATE SET value = value + 1",
+                (ns,),
+            )
+            (mid,) = db.execute("SELECT value FROM counters WHERE ns = ? AND name = 'message'", (ns,)).fetchone()
+            db.execute(
+                "INSERT INTO messages (ns, id, sender, recipient, text, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (ns, mid, sender, to, text, await store.now_ms()),
+            )
+        return
+    r = aioredis.Redis.from_url(store.url, decode_responses=True)
+    try:
+        mid = await r.incr(constants.seq_key(ns, "message"))
+        m = {"id": mid, "sender": sender, "to": to, "text": text, "at_ms": await store.now_ms()}
+        await r.zadd(constants.inbox_key(ns, to), {json.dumps(m): mid})
+    finally:
+        await r.aclose()
+
 
 async def _agents(store: Store, *names: str) -> None:
     for name in names:
@@ -116,3 +145,79 @@ async def test_inboxes_and_the_broadcast_log_are_capped(store: Store) -> None:
     assert [m.id for m in every] == b[1:]
     await store.send("ada", "bob", "one more")  # drops the oldest, m2: read, so its mark goes too
     assert await store.unread(["bob"]) == {"bob": cap - 2 + constants.broadcasts_max}
+
+
+# --- the wake-up of a waiting claimer --------------------------------------------------------
+
+
+async def test_a_message_ends_a_waiting_claim_at_once(
+    store: Store, store_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(constants, "wait_recheck_s", 600.0)  # only the hint can end the wait in time
+    await _agents(store, "ada", "bob")
+    await store.send("ada", "bob", "old, and read")
+    await store.inbox("bob")
+    await store.send("ada", "bob", "old, unread: not news to a claim that starts later")
+    waits = Waits(store, monkeypatch)
+    miss = Miss()
+    waiting = asyncio.create_task(store.claim("bob", wait_s=60, miss=miss))
+    await waits.reach(1)  # it waits: the old messages did not end it
+    async with Store.from_url(store_url, namespace) as other:  # another connection
+        await other.send("ada", "bob", "take over t1, I am stuck")
+    try:
+        got = await asyncio.wait_for(waiting, 5)
+    except TimeoutError:
+        pytest.fail("the message did not wake the waiting claimer")
+    assert got is None and miss.last == ClaimMiss("message")
+    assert [m.text for m in await store.inbox("bob", unread=True)][-1] == "take over t1, I am stuck"
+
+
+async def test_a_broadcast_ends_a_waiting_claim(
+    store: Store, store_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(constants, "wait_recheck_s", 600.0)
+    await _agents(store, "bob")
+    waits = Waits(store, monkeypatch)
+    miss = Miss()
+    waiting = asyncio.create_task(store.claim("bob", wait_s=60, miss=miss))
+    await waits.reach(1)
+    async with Store.from_url(store_url, namespace) as other:
+        await other.send("ops", "*", "stop and pull main", operator=True)
+    assert await asyncio.wait_for(waiting, 5) is None and miss.last.reason == "message"
+
+
+async def test_a_message_read_elsewhere_does_not_end_the_wait(
+    store: Store, store_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check is the board, not the hint: a message already read when the claimer looks
+    (another process of the agent read it) is no news; a task added later is claimed."""
+    monkeypatch.setattr(constants, "wait_recheck_s", 0.05)  # the re-check, not a hint, looks
+    await _agents(store, "ada", "bob")
+    waits = Waits(store, monkeypatch)
+    waiting = asyncio.create_task(store.claim("bob", wait_s=60))
+    await waits.reach(1)
+    # Sent and read in one go from elsewhere, between two looks of the claimer.
+    async with Store.from_url(store_url, namespace) as other:
+        await other.send("ada", "bob", "fyi")
+        await other.inbox("bob")
+        seen = waits.count
+        await waits.reach(seen + 3)  # it looked again, several times, and waits on
+        assert not waiting.done()
+        tid = await other.add("work")
+    got = await asyncio.wait_for(waiting, 5)
+    assert got is not None and got.task.id == tid
+
+
+async def test_without_the_hint_the_recheck_finds_the_message(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 8: a message whose hint is lost still ends the wait, at the next re-check."""
+    monkeypatch.setattr(constants, "wait_recheck_s", 0.1)
+    await _agents(store, "ada", "bob")
+    waits = Waits(store, monkeypatch)
+    miss = Miss()
+    waiting = asyncio.create_task(store.claim("bob", wait_s=60, miss=miss))
+    await waits.reach(1)
+    await _quiet_send(store, "ada", "bob", "no hint")
+    await asyncio.wait_for(waiting, 5)
+    assert miss.last.reason == "message"

@@ -18,7 +18,9 @@ The dump (all scalar values as strings, the form Redis hashes hold)::
      "events": [{"type", "at_ms", "task", "agent", "token", "operator", "data"}] (oldest first),
      "paused": [queue...], "queues": [queue...],
      "retention": {scope: {setting: value}} (optional; scope "*" the board, else a queue;
-     as stored: durations in ms, -1 for no limit; a destination's own settings win)}
+     as stored: durations in ms, -1 for no limit; a destination's own settings win),
+     "messages": [{"id", "sender", "to", "text", "at_ms"}], "reads": [{"agent", "id"}]
+     (optional; counters["message"] too)}
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class Board(TypedDict):
     paused: list[str]
     queues: list[str]
     retention: NotRequired[dict[str, dict[str, int]]]  # scope -> settings as stored
+    # Messages (core/messages.py), oldest first: id, sender, to ("" a broadcast), text,
+    # at_ms; and the read marks, {agent, id}. Imported ids are shifted past the
+    # destination's (counters["message"]), so a merge keeps both boards' messages.
+    messages: NotRequired[list[dict[str, str]]]
+    reads: NotRequired[list[dict[str, str]]]
 
 
 # The task fields a person reads that claimroom now refuses control characters in (the

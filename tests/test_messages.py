@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -221,3 +222,84 @@ async def test_without_the_hint_the_recheck_finds_the_message(
     await _quiet_send(store, "ada", "bob", "no hint")
     await asyncio.wait_for(waiting, 5)
     assert miss.last.reason == "message"
+
+
+# --- retention, concurrency, the board dump ---------------------------------------------------
+
+
+async def test_retention_trims_messages_past_the_trails_horizon(store: Store) -> None:
+    await _agents(store, "ada", "bob")
+    old = [await store.send("ada", "bob", "old direct"), await store.send("ada", "*", "old broadcast")]
+    await store.inbox("bob", limit=1)  # a read mark, which must go with its message
+    horizon_s = 0.3
+    await clock_past(store, old[-1].at_ms + int(horizon_s * 1000))
+    kept = await store.send("ada", "bob", "new")
+    await store.set_retention(events_s=horizon_s)
+    await store.reap()
+    got = await store.inbox("bob", mark_read=False)
+    assert [m.id for m in got] == [kept.id]
+    assert await store.unread(["ada", "bob"]) == {"ada": 0, "bob": 1}
+    assert await store.inbox("ada", mark_read=False) == []
+
+
+async def test_retention_trims_in_bounded_batches(store: Store) -> None:
+    await _agents(store, "ada", *(f"a{i}" for i in range(4)))
+    n = constants.retention_messages_batch // 2 + 10  # each inbox; together past one batch
+    for i in range(4):
+        for k in range(n):
+            await store.send("ada", f"a{i}", f"m{k}")
+    horizon_s = 0.2
+    await clock_past(store, await store.now_ms() + int(horizon_s * 1000))
+    await store.set_retention(events_s=horizon_s)
+    report = await store.reap()  # up to retention_calls_per_reap calls, each capped
+    assert not report.retention_more
+    assert await store.unread([f"a{i}" for i in range(4)]) == {f"a{i}": 0 for i in range(4)}
+
+
+async def test_many_concurrent_senders_lose_nothing(store: Store, store_url: str, namespace: str) -> None:
+    senders = [f"s{i}" for i in range(8)]
+    await _agents(store, "inbox", *senders)
+    per = 25
+
+    async def one(name: str) -> list[int]:
+        async with Store.from_url(store_url, namespace) as s:  # each its own connection
+            return [(await s.send(name, "inbox", f"{name}:{k}")).id for k in range(per)]
+
+    sent = await asyncio.gather(*(one(n) for n in senders))
+    got = await store.inbox("inbox", limit=len(senders) * per)
+    assert [m.id for m in got] == sorted(i for ids in sent for i in ids)  # all there, by id
+    for name, ids in zip(senders, sent, strict=True):
+        mine = [m for m in got if m.sender == name]
+        assert [m.text for m in mine] == [f"{name}:{k}" for k in range(per)]  # each in its order
+        assert [m.id for m in mine] == ids
+    assert len({m.id for m in got}) == len(got)
+
+
+async def test_board_dump_round_trip_carries_messages(
+    store: Store, redis_url: str, tmp_path: Path
+) -> None:
+    await _agents(store, "ada", "bob")
+    await store.send("ada", "bob", "direct, read")
+    await store.inbox("bob")
+    await store.send("ada", "bob", "direct, unread")
+    await store.send("ops", "*", "broadcast", operator=True)
+    await store.inbox("ada", limit=1)  # ada read the broadcast
+    board = await store.export_board()
+    assert [m["text"] for m in board["messages"]] == ["direct, read", "direct, unread", "broadcast"]
+    # Into the other backend, then back into this one: nothing lost either way.
+    there_url = f"file://{tmp_path}" if store.url.startswith("redis") else redis_url
+    ns = "moved" + store.namespace
+    async with Store.from_url(there_url, ns) as there:
+        await there.import_board(board)
+        assert [(m.text, m.read) for m in await there.inbox("bob", mark_read=False)] == [
+            ("direct, read", True), ("direct, unread", False), ("broadcast", False),
+        ]  # fmt: skip
+        assert await there.unread(["ada", "bob"]) == {"ada": 0, "bob": 2}
+        again = await there.export_board()
+        assert (again["messages"], again["reads"]) == (board["messages"], board["reads"])
+        after = await there.send("bob", "ada", "a new one after the import")
+        assert after.id > max(int(m["id"]) for m in board["messages"])
+        # A merge into a board with messages keeps both, the incoming ones numbered after.
+        await store.import_board(await there.export_board(), merge=True)
+    texts = [m.text for m in await store.inbox("bob", mark_read=False)]
+    assert texts == ["direct, read", "direct, unread", "broadcast", "direct, read", "direct, unread", "broadcast"]

@@ -11,6 +11,7 @@ from ..dump import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, n
 from ..errors import Conflict
 from ..models import LockHold
 from ..retention import decoded, encoded
+from . import messages as file_messages
 from . import retention as file_retention
 from .schema import (
     AGENT_COLUMNS,
@@ -37,12 +38,19 @@ def export(tx: Tx, namespace: str) -> Board:
         {"path": path, "holds": dumped_holds(LockHold(r[1], r[4], r[2], bool(r[3])) for r in group)}
         for path, group in groupby(rows, key=lambda r: str(r[0]))
     ]
+    messages, reads = file_messages.dumped(tx)
     return {
         "format": FORMAT,
         "version": VERSION,
         "namespace": namespace,
         "now_ms": str(tx.now),
-        "counters": {"task": str(tx.counter("task")), "token": str(tx.counter("token"))},
+        "counters": {
+            "task": str(tx.counter("task")),
+            "token": str(tx.counter("token")),
+            "message": str(tx.counter("message")),
+        },
+        "messages": messages,
+        "reads": reads,
         "tasks": [task_fields(r) for r in tx.all("SELECT * FROM tasks WHERE ns = :ns ORDER BY seq")],
         "agents": [
             _strs(r, AGENT_COLUMNS) for r in tx.all("SELECT * FROM agents WHERE ns = :ns ORDER BY name")
@@ -115,6 +123,8 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
             s=scope,
             v=encoded(settings),
         )
+    top = int(board["counters"].get("message") or 0)
+    file_messages.load(tx, board.get("messages", []), board.get("reads", []), top)
     for name in ("task", "token"):
         wanted, have = int(board["counters"].get(name) or 0), tx.counter(name)
         if wanted > have:

@@ -121,3 +121,37 @@ def trim(tx: Tx, horizon_ms: int) -> tuple[int, bool]:
     )
     n = _delete(tx, [int(r[0]) for r in rows])
     return n, n >= C.retention_messages_batch
+
+
+def dumped(tx: Tx) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The messages and read marks of a board dump (``core/dump.py``), oldest first."""
+    messages = [
+        {"id": str(r["id"]), "sender": r["sender"], "to": r["recipient"], "text": r["text"], "at_ms": str(r["at_ms"])}
+        for r in tx.all("SELECT * FROM messages WHERE ns = :ns ORDER BY id")
+    ]
+    reads = [
+        {"agent": r["agent"], "id": str(r["id"])}
+        for r in tx.all("SELECT agent, id FROM message_reads WHERE ns = :ns ORDER BY agent, id")
+    ]
+    return messages, reads
+
+
+def load(tx: Tx, messages: list[dict[str, str]], reads: list[dict[str, str]], top: int) -> None:
+    """Write a dump's messages and read marks, their ids shifted past this board's ``top``."""
+    base = tx.counter("message")
+    for m in messages:
+        tx.run(
+            "INSERT INTO messages (ns, id, sender, recipient, text, at_ms) VALUES (:ns, :id, :s, :to, :t, :at)",
+            id=int(m["id"]) + base,
+            s=m["sender"],
+            to=m.get("to", ""),
+            t=m["text"],
+            at=int(m["at_ms"]),
+        )
+    for r in reads:
+        tx.run(
+            "INSERT OR IGNORE INTO message_reads (ns, agent, id) VALUES (:ns, :a, :id)",
+            a=r["agent"],
+            id=int(r["id"]) + base,
+        )
+    tx.incr("message", top)

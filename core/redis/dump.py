@@ -16,6 +16,7 @@ from ..dump import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, n
 from ..errors import Conflict
 from ..models import LockHold, State
 from ..retention import decoded, encoded
+from . import messages
 
 TRIES = 5  # reads (or watched writes) tried before a board that keeps changing is refused
 
@@ -109,7 +110,7 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
     stream = C.events_key(ns)
     watched = [
         C.seq_key(ns, "task"), C.seq_key(ns, "token"), C.agents_key(ns), C.lockpaths_key(ns),
-        stream, C.paused_key(ns), *(C.state_key(ns, s.value) for s in State),
+        stream, C.paused_key(ns), C.seq_key(ns, "message"), *(C.state_key(ns, s.value) for s in State),
     ]  # fmt: skip
     async with r.pipeline(transaction=True) as pipe:
         await pipe.watch(*watched)
@@ -133,6 +134,7 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
             clash = lock_clash(board["locks"], present, _ms(await pipe.time()))
             if clash:
                 raise Conflict(clash)
+        messages_base = int(await pipe.get(C.seq_key(ns, "message")) or 0)
         last = await pipe.xrevrange(stream, "+", "-", count=1)
         last_ms, last_seq = (int(x) for x in last[0][0].split("-")) if last else (0, 0)
         pipe.multi()
@@ -176,6 +178,7 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
         # board["queues"] is not written: the queues set follows the tasks (_queue_task).
         pipe.set(C.seq_key(ns, "task"), max(top, int(board["counters"].get("task") or 0)))
         pipe.set(C.seq_key(ns, "token"), max(token, int(board["counters"].get("token") or 0)))
+        messages.queue_import(pipe, ns, dict(board), messages_base)
         pipe.publish(C.hints_channel(ns), "imported ")
         pipe.publish(C.claimable_channel(ns), "* *")
         await pipe.execute()

@@ -459,7 +459,11 @@ class RedisStore(Store):
         return int(sec) * 1000 + int(usec) // 1000
 
     async def _export(self) -> Board:
-        return await self._guard(lambda: dump.export(self._redis, self.namespace))
+        board = await self._guard(lambda: dump.export(self._redis, self.namespace))
+        names = [a["name"] for a in board["agents"]]
+        found = await self._guard(lambda: mail.export(self._redis, self.namespace, names))
+        board["messages"], board["reads"], board["counters"]["message"] = found
+        return board
 
     async def _import(self, board: Board, merge: bool) -> dict[str, int]:
         return await self._guard(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from claimroom.core.errors import BadInput, NotFound
 from claimroom.core.file.schema import db_path
 from claimroom.core.models import ClaimMiss
 from claimroom.core.store import Miss, Store
-from waiting import Waits, clock_past
+from test_cli import CLAIMROOM, TESTS, WAITING_CLAIM
+from waiting import Waits, clock_past, until_sync, waits_announced
 
 async def _quiet_send(store: Store, sender: str, to: str, text: str) -> None:
     """A message stored as ``send`` stores it, but announced nowhere: a lost hint."""
@@ -303,3 +306,73 @@ async def test_board_dump_round_trip_carries_messages(
         await store.import_board(await there.export_board(), merge=True)
     texts = [m.text for m in await store.inbox("bob", mark_read=False)]
     assert texts == ["direct, read", "direct, unread", "broadcast", "direct, read", "direct, unread", "broadcast"]
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLAIMROOM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=30)
+
+
+def test_cli_send_and_inbox(cli_env: dict[str, str]) -> None:
+    for name in ("ada", "bob"):
+        assert _cli(cli_env, "register", name).returncode == 0
+    p = _cli(cli_env, "send", "bob", "take t3\nit is half done", "--agent", "ada")
+    assert p.returncode == 0 and p.stdout.startswith("sent message 1 to bob"), p.stderr
+    sent = json.loads(_cli(cli_env, "send", "--all", "-", "--agent", "ada", "--json", stdin="from stdin\n").stdout)
+    assert (sent["to"], sent["text"], sent["sender"]) == ("", "from stdin", "ada")
+    out = json.loads(_cli(cli_env, "inbox", "--agent", "bob", "--unread", "--json").stdout)
+    assert [(m["id"], m["text"], m["read"]) for m in out["messages"]] == [
+        (1, "take t3\nit is half done", False), (2, "from stdin", False),
+    ]  # fmt: skip
+    assert json.loads(_cli(cli_env, "inbox", "--agent", "bob", "--unread", "--json").stdout)["messages"] == []
+    text = _cli(cli_env, "inbox", "--agent", "bob").stdout
+    assert "from ada" in text and "  it is half done" in text and "to all" in text and "(new)" not in text
+    assert _cli(cli_env, "inbox", "--agent", "bob", "--unread").stdout.strip() == "no unread messages"
+
+
+def test_cli_refusals_and_exit_codes(cli_env: dict[str, str]) -> None:
+    assert _cli(cli_env, "register", "ada").returncode == 0
+    p = _cli(cli_env, "send", "nobody", "hi", "--agent", "ada")
+    assert (p.returncode, p.stderr.strip()) == (3, "claimroom: no such agent nobody")
+    p = _cli(cli_env, "send", "ada", "bell \x07", "--agent", "ada")
+    assert p.returncode == 2 and "control character" in p.stderr
+    p = _cli(cli_env, "send", "ada", "-", "--agent", "ada", stdin="x" * (constants.max_message_bytes + 1))
+    assert p.returncode == 2 and f"larger than {constants.max_message_bytes} bytes" in p.stderr
+    for args in (("send", "ada", "--agent", "ada"), ("send", "--all", "ada", "hi", "--agent", "ada")):
+        p = _cli(cli_env, *args)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    p = _cli(cli_env, "send", "ada", "hi")
+    assert p.returncode == 2 and "--agent" in p.stderr
+    p = _cli(cli_env, "inbox", "--agent", "ghost")
+    assert (p.returncode, p.stderr.strip()) == (3, "claimroom: no such agent ghost")
+    assert json.loads(_cli(cli_env, "inbox", "--agent", "ada", "--json").stdout)["messages"] == []
+
+
+def test_cli_claim_wait_returns_when_a_message_arrives(cli_env: dict[str, str], tmp_path: Path) -> None:
+    for name in ("ada", "bob"):
+        assert _cli(cli_env, "register", name).returncode == 0
+    marker = tmp_path / "waits"
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", WAITING_CLAIM, TESTS, str(marker), "claim", "--agent", "bob", "--wait", "60"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        until_sync(lambda: waits_announced(marker) or waiter.poll() is not None, "the claimer waiting", 30)
+        assert waiter.poll() is None, waiter.communicate()
+        assert _cli(cli_env, "send", "bob", "t3 is yours now", "--agent", "ada").returncode == 0
+        try:
+            out, err = waiter.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the message did not end the waiting claim")
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.communicate()
+    assert waiter.returncode == 3
+    assert err.strip() == "claimroom: a message arrived: claimroom inbox --agent bob"
+    assert waits_announced(marker) == 1

@@ -12,12 +12,17 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from mcp.shared.subscriptions import ResourceUpdated
+from mcp_support import MODES, ok, refused, serving
+from mcp_support import client as mcp_client
+from mcp_support import until as mcp_until
 
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, NotFound
 from claimroom.core.file.schema import db_path
 from claimroom.core.models import ClaimMiss
 from claimroom.core.store import Miss, Store
+from claimroom.core.tokens import create_token
 from test_cli import CLAIMROOM, TESTS, WAITING_CLAIM
 from waiting import Waits, clock_past, until_sync, waits_announced
 
@@ -376,3 +381,65 @@ def test_cli_claim_wait_returns_when_a_message_arrives(cli_env: dict[str, str], 
     assert waiter.returncode == 3
     assert err.strip() == "claimroom: a message arrived: claimroom inbox --agent bob"
     assert waits_announced(marker) == 1
+
+
+# --- MCP: the tools, the inbox resource and its notification -------------------------------------
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+async def test_mcp_send_and_read_as_the_tokens_agent(store: Store, mode: str) -> None:
+    ada = await create_token(store, "ada", "worker")
+    olga = await create_token(store, "olga", "operator")
+    await _agents(store, "ada", "bob")
+    async with (
+        serving(store) as served,
+        mcp_client(served.url, ada, mode=mode) as worker,
+        mcp_client(served.url, olga, mode=mode) as operator,
+    ):
+        sent = ok(await worker.call_tool("send_message", {"to": "bob", "text": "t2 is yours"}))
+        assert (sent["sender"], sent["to"], sent["text"]) == ("ada", "bob", "t2 is yours")
+        assert "no such agent nobody" in refused(await worker.call_tool("send_message", {"to": "nobody", "text": "x"}))
+        assert "control character" in refused(await worker.call_tool("send_message", {"to": "bob", "text": "\x1b[2J"}))
+        assert "operator role" in refused(
+            await worker.call_tool("send_message", {"to": "*", "text": "x", "as_operator": True})
+        )
+        b = ok(await operator.call_tool("send_message", {"to": "*", "text": "freeze", "as_operator": True}))
+        assert (b["sender"], b["to"]) == ("operator:olga", "")
+        # An agent reads only its own inbox: ada's has the broadcast, not bob's message.
+        mine = ok(await worker.call_tool("read_inbox", {}))
+        assert mine["agent"] == "ada" and [m["text"] for m in mine["messages"]] == ["freeze"]
+        assert ok(await worker.call_tool("read_inbox", {"unread": True}))["messages"] == []
+    assert [m.text for m in await store.inbox("bob", unread=True)] == ["t2 is yours", "freeze"]
+
+
+async def test_mcp_inbox_resource_is_updated_when_a_message_arrives(store: Store) -> None:
+    bob = await create_token(store, "bob", "worker")
+    await _agents(store, "ada", "bob")
+    inbox_uri = "claimroom://agent/bob/inbox"
+    async with serving(store) as served, mcp_client(served.url, bob, mode="auto") as c:
+        async with c.listen(resource_subscriptions=[inbox_uri]) as sub:
+            await store.send("ada", "bob", "hand-off: t7")  # elsewhere, straight on the store
+            async with asyncio.timeout(10):
+                async for event in sub:
+                    if event == ResourceUpdated(inbox_uri):
+                        break
+        data = json.loads((await c.read_resource(inbox_uri)).contents[0].text)  # type: ignore[union-attr]
+        assert [(m["text"], m["read"]) for m in data["messages"]] == [("hand-off: t7", False)]
+        assert data["events"][-1]["type"] == "message" and "text" not in data["events"][-1]["data"]
+    assert await store.unread(["bob"]) == {"bob": 1}  # reading the resource marks nothing
+
+
+async def test_mcp_waiting_claim_ends_on_a_message(store: Store) -> None:
+    bob = await create_token(store, "bob", "worker")
+    await _agents(store, "ada", "bob")
+    progress: list[float] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(done)
+
+    async with serving(store) as served, mcp_client(served.url, bob, mode="auto") as c:
+        waiting = asyncio.create_task(c.call_tool("claim", {"wait_s": 60}, progress_callback=on_progress))
+        await mcp_until(lambda: len(progress) >= 1)
+        await store.send("ada", "bob", "stop: t3 is broken")
+        got = ok(await asyncio.wait_for(waiting, 10))
+    assert got["claimed"] is False and "read_inbox" in got["why"]

@@ -49,7 +49,10 @@ def inbox_uri(agent: str) -> str:
 
 
 def touches(event: Event, agent: str) -> bool:
-    """Whether an audit event belongs in ``agent``'s inbox: its own, or a task given to it."""
+    """Whether an audit event belongs in ``agent``'s inbox: its own, a task given to it, a
+    message to it (or to every agent)."""
+    if event.type == "message" and event.data.get("to") in (agent, "*"):
+        return True
     return event.agent == agent or event.data.get("assigned") == agent
 
 
@@ -58,8 +61,9 @@ def changed_by(event: Event) -> set[str]:
     uris = {BOARD_URI}
     if event.task:
         uris.add(task_uri(event.task))
-    for agent in (event.agent, event.data.get("assigned")):
-        if isinstance(agent, str) and agent:
+    to = event.data.get("to") if event.type == "message" else None  # a message's recipient
+    for agent in (event.agent, event.data.get("assigned"), to):
+        if isinstance(agent, str) and agent and agent != "*":
             uris.add(inbox_uri(agent))
     return uris
 
@@ -126,6 +130,9 @@ class Notifier:
                     after = event.id
                     backoff = 0.25
                     self.mark(changed_by(event), list_changed=event.type in LIST_EVENTS)
+                    if event.type == "message" and event.data.get("to") == "*":
+                        # A broadcast is in every inbox: those subscribed to are the ones to tell.
+                        self.mark(u for u in list(self.legacy) if u.endswith("/inbox"))
             except Exception as exc:  # an outage: say it once per streak, retry with backoff
                 if not lost:
                     log.warning("cannot follow the board for notifications (%s); retrying", exc)

@@ -2,7 +2,7 @@
 
     claimroom://board                  counts, live claims, the oldest queued tasks, agents, locks
     claimroom://task/{id}              one task and its newest audit events
-    claimroom://agent/{name}/inbox     the newest audit events touching that agent
+    claimroom://agent/{name}/inbox     the newest audit events touching that agent, its messages
 
 They are served by the low-level handlers (``resources/list``, ``templates/list``, ``read``,
 ``subscribe``, ``unsubscribe``) so that every read is counted, needs an identified caller like
@@ -76,7 +76,15 @@ async def task(store: Store, tid: str) -> dict[str, Any]:
 async def inbox(store: Store, agent: str) -> dict[str, Any]:
     """The newest audit events touching ``agent`` among the board's newest ones."""
     events = [e for e in await store.latest_events(C.mcp_inbox_events * 20) if touches(e, agent)]
-    return {"agent": agent, "events": [e.to_json() for e in events[-C.mcp_inbox_events :]]}
+    try:  # its messages too, newest last, read or not (reading the resource marks none read)
+        messages = await store.inbox(agent, limit=C.mcp_inbox_events, mark_read=False)
+    except NotFound:  # not registered (yet): no messages
+        messages = []
+    return {
+        "agent": agent,
+        "events": [e.to_json() for e in events[-C.mcp_inbox_events :]],
+        "messages": [m.to_json() for m in messages],
+    }
 
 
 async def read(store: Store, uri: str) -> dict[str, Any]:

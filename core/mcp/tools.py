@@ -21,6 +21,7 @@ from ..acting import Acting
 from ..errors import ClaimroomError
 from ..models import Claim, State
 from ..store import Miss
+from .message_tools import add_message_tools
 from .service import Service
 from .shapes import (
     Added,
@@ -48,6 +49,7 @@ _MISSED = {
     "at-capacity": "you already hold as many claims as you may (finish or release one first)",
     "breaker-open": "your circuit breaker is open after repeated failures; wait, or ask an operator",
     "empty": "nothing is claimable in those queues now",
+    "message": "a message arrived for you: read it with read_inbox",
 }
 
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -56,6 +58,7 @@ WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world
 
 def add_tools(server: MCPServer[Any], svc: Service) -> None:
     """Register the agent's tools on ``server``."""
+    add_message_tools(server, svc)
 
     @server.tool(
         annotations=WRITE,
@@ -310,7 +313,7 @@ async def _claim_waiting(
     got = await a.claim(queues=queues, ttl_s=ttl_s, miss=miss)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    while got is None and (left := start + wait_s - loop.time()) > 0:
+    while got is None and miss.last.reason != "message" and (left := start + wait_s - loop.time()) > 0:
         waited = loop.time() - start
         why = _MISSED.get(miss.last.reason, miss.last.reason)
         try:

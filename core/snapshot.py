@@ -10,7 +10,7 @@ The counts are exact; the rows are capped (``rows``), picked by urgency, so a pa
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .models import Agent, Event, Lock, ServerInfo, State, Stuck, Task
 
@@ -34,7 +34,7 @@ class QueueRow:
 class Snapshot:
     """A board as read at one moment: everything a pane of the control room renders.
 
-    ``read_ms``, ``ping_ms`` and ``stuck`` are a view's own additions (``tui/board.py``:
+    ``read_ms``, ``ping_ms``, ``stuck`` and ``unread`` are a view's own additions (``tui/board.py``:
     its clock, its ping, its walk over blocked tasks); a store leaves them at their defaults.
     """
 
@@ -56,6 +56,7 @@ class Snapshot:
     read_ms: int = 0  # the view's clock at the read
     ping_ms: float = 0.0
     stuck: tuple[Stuck, ...] = ()  # blocked on a dependency that can never finish, oldest first
+    unread: dict[str, int] = field(default_factory=dict)  # agent -> unread messages (of the agents read)
 
     @property
     def claims_total(self) -> int:

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,6 +17,9 @@ from mcp.shared.subscriptions import ResourceUpdated
 from mcp_support import MODES, ok, refused, serving
 from mcp_support import client as mcp_client
 from mcp_support import until as mcp_until
+from pilot_wait import focused_id, screen_lines
+from pilot_wait import until as pilot_until
+from textual.pilot import Pilot
 
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, NotFound
@@ -23,6 +27,8 @@ from claimroom.core.file.schema import db_path
 from claimroom.core.models import ClaimMiss
 from claimroom.core.store import Miss, Store
 from claimroom.core.tokens import create_token
+from claimroom.tui.app import PANES, ControlRoom
+from claimroom.tui.messages import MessageDialog
 from test_cli import CLAIMROOM, TESTS, WAITING_CLAIM
 from waiting import Waits, clock_past, until_sync, waits_announced
 
@@ -443,3 +449,96 @@ async def test_mcp_waiting_claim_ends_on_a_message(store: Store) -> None:
         await store.send("ada", "bob", "stop: t3 is broken")
         got = ok(await asyncio.wait_for(waiting, 10))
     assert got["claimed"] is False and "read_inbox" in got["why"]
+
+
+# --- the control room ------------------------------------------------------------------------------
+
+SIZE = (80, 24)
+
+
+async def _on_agent(pilot: Pilot[int], app: ControlRoom, name: str) -> None:
+    await pilot.press(str(PANES.index("agents") + 1))
+    tp = app.table_pane("agents")
+    assert tp is not None
+    await pilot_until(pilot, lambda: name in [r.key.value for r in tp.table.ordered_rows])
+    target = tp.table.get_row_index(name)
+    while tp.table.cursor_row != target:
+        await pilot.press("j" if tp.table.cursor_row < target else "k")
+
+
+def _cell(app: ControlRoom, agent: str, column: str) -> str:
+    tp = app.table_pane("agents")
+    assert tp is not None
+    return str(tp.table.get_cell(agent, column))
+
+
+async def test_tui_unread_column_and_sending_by_keys(store: Store, store_url: str, namespace: str) -> None:
+    await _agents(store, "ada", "bob")
+    await store.send("ada", "bob", "one")
+    await store.send("ada", "bob", "two")
+    async with Store.from_url(store_url, namespace) as app_store:
+        app = ControlRoom(app_store, operator="lead")
+        async with app.run_test(size=SIZE) as pilot:
+            await _on_agent(pilot, app, "bob")
+            await pilot_until(pilot, lambda: _cell(app, "bob", "unread") == "2" and _cell(app, "ada", "unread") == "")
+            # m opens the dialog on the selected agent; the text box has the focus, its letters are text.
+            await pilot.press("m")
+            await pilot_until(pilot, lambda: isinstance(app.screen, MessageDialog) and focused_id(app) == "message-text")
+            await pilot.press(*"pls rebase", "enter")  # enter: done typing, the focus goes to Cancel
+            await pilot_until(pilot, lambda: focused_id(app) == "cancel")
+            assert any("[c] Cancel" in line and "[s] Send" in line and "[a] Send to all" in line for line in screen_lines(app))
+            await pilot.press("tab")  # Send
+            assert focused_id(app) == "send"
+            await pilot.press("enter")
+            await pilot_until(pilot, lambda: app.last_outcome is not None)
+            assert app.last_outcome is not None and app.last_outcome.done and not app.last_outcome.failed
+            await pilot_until(pilot, lambda: _cell(app, "bob", "unread") == "3")
+            # The message event shows in the events pane.
+            await pilot.press(str(PANES.index("events") + 1))
+            events = app.table_pane("events")
+            assert events is not None
+            await pilot_until(pilot, lambda: any("message" in " ".join(map(str, r)) for r in _table_rows(events.table)))
+            # A broadcast by its letter, from the buttons.
+            app.last_outcome = None
+            await _on_agent(pilot, app, "ada")
+            await pilot.press("m", *"all stop", "tab", "a")
+            await pilot_until(pilot, lambda: app.last_outcome is not None)
+            # Empty text is refused in the dialog, which stays open; escape then cancels.
+            app.last_outcome = None
+            await pilot.press("m")
+            await pilot_until(pilot, lambda: isinstance(app.screen, MessageDialog))
+            await pilot.press("tab", "tab", "s")
+            await pilot_until(pilot, lambda: "empty" in " ".join(screen_lines(app)))
+            assert isinstance(app.screen, MessageDialog)
+            await pilot.press("escape")
+            await pilot_until(pilot, lambda: not isinstance(app.screen, MessageDialog))
+    got = await store.inbox("bob", mark_read=False)
+    assert [(m.sender, m.text) for m in got][-2:] == [("operator:lead", "pls rebase"), ("operator:lead", "all stop")]
+    assert [m.text for m in await store.inbox("ada", unread=True)] == ["all stop"]
+    assert app.last_outcome is None  # the cancelled dialog sent nothing
+
+
+async def test_tui_cancel_is_the_default_and_readonly_refuses(store: Store, store_url: str, namespace: str) -> None:
+    await _agents(store, "bob")
+    async with Store.from_url(store_url, namespace) as app_store:
+        app = ControlRoom(app_store, operator="lead")
+        async with app.run_test(size=SIZE) as pilot:
+            await _on_agent(pilot, app, "bob")
+            for leave in (("enter", "enter"), ("tab", "c"), ("escape",)):  # enter twice: Cancel
+                await pilot.press("m")
+                await pilot_until(pilot, lambda: isinstance(app.screen, MessageDialog))
+                await pilot.press(*"hello", *leave)
+                await pilot_until(pilot, lambda: not isinstance(app.screen, MessageDialog))
+            assert app.last_outcome is None
+        ro = ControlRoom(app_store, operator="lead", readonly=True)
+        async with ro.run_test(size=SIZE) as pilot:
+            await _on_agent(pilot, ro, "bob")
+            await pilot.press("m")
+            await pilot.pause(0.1)  # nothing is to open: a look a while on
+            assert not isinstance(ro.screen, MessageDialog)
+            assert "read-only mode: send message is disabled" in ro.notices[-1]
+    assert await store.inbox("bob") == []
+
+
+def _table_rows(table: Any) -> list[list[object]]:
+    return [table.get_row(k) for k in table.rows]

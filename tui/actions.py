@@ -54,6 +54,7 @@ ACTIONS: dict[str, ActionSpec] = {
         _task("cancel", "c", "Cancel task", "cancel tasks that are not finished"),
         ActionSpec("pause", "P", "Pause/resume queue", "stop (or restart) claims from a queue", "queue"),
         ActionSpec("reset-breaker", "b", "Reset breaker", "close an agent's circuit breaker", "agent"),
+        ActionSpec("message", "m", "Send message", "message the selected agents, or every agent", "agent"),
     )
 }
 

@@ -100,7 +100,10 @@ class Board:
         if last is not None:
             snap = _carried(snap, last)
         stuck = await self._read_stuck() if "stuck" in want or last is None else last.stuck
-        snap = dataclasses.replace(snap, read_ms=self.now_ms(), ping_ms=ping, stuck=stuck)
+        # Unread messages of the agents read (a few index reads each), for the agents pane.
+        fresh = "agents" in snap.sections or last is None
+        unread = await self.store.unread([a.name for a in snap.agents]) if fresh else last.unread
+        snap = dataclasses.replace(snap, read_ms=self.now_ms(), ping_ms=ping, stuck=stuck, unread=unread)
         self._last = snap
         return snap
 

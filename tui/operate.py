@@ -21,6 +21,7 @@ from .actions import (
 )
 from .board import Snapshot
 from .dialogs import AgentPicker, Choice, ChoiceDialog
+from .messages import send_message
 from .room import Room
 
 # The choices each action's dialog offers after Cancel ([c]). A letter is never the key
@@ -62,6 +63,8 @@ async def operate(app: Room, spec: ActionSpec, keys: Sequence[str], snap: Snapsh
         if await confirm(app, f"{offer.label} {len(queues)} queue(s)?", lines, [offer]) is None:
             return None
         return await run_pause(app.store, [q.name for q in queues], app.operator, resume=resume)
+    if spec.name == "message":
+        return await send_message(app, keys)
     if spec.kind == "agent":
         lines = [f"agent {k}" for k in keys]
         title = f"Reset the breaker of {len(keys)} agent(s)?"

@@ -187,7 +187,7 @@ SESSION_CHARS = 8
 
 class AgentsPane(TablePane):
     COLUMNS = (
-        ("agent", "agent"), ("held", "held"), ("seen", "seen"), ("breaker", "breaker"),
+        ("agent", "agent"), ("held", "held"), ("unread", "unread"), ("seen", "seen"), ("breaker", "breaker"),
         ("failures", "fails"), ("session", "session"), ("caps", "capabilities"),
     )  # fmt: skip
     SORT_COLUMN = "agent"
@@ -211,11 +211,16 @@ class AgentsPane(TablePane):
             seen = age(silent) if a.last_seen_ms else "never"
             breaker = f"open {age(open_ms)}" if open_ms > 0 else "closed"
             out.append(
-                row(a.name, a.name, f"{len(a.held)}/{a.max_claims}", seen, breaker,
+                row(a.name, a.name, f"{len(a.held)}/{a.max_claims}", _unread(snap, a.name), seen, breaker,
                     str(a.consecutive_failures), a.session[:SESSION_CHARS],
                     clip(",".join(a.capabilities), 30), style=style)
             )  # fmt: skip
         return out
+
+
+def _unread(snap: Snapshot, agent: str) -> str:
+    n = snap.unread.get(agent, 0)
+    return f"{n:,}" if n else ""
 
 
 class OrphansPane(TablePane):

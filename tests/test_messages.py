@@ -19,7 +19,9 @@ from mcp_support import client as mcp_client
 from mcp_support import until as mcp_until
 from pilot_wait import focused_id, screen_lines
 from pilot_wait import until as pilot_until
+from test_cli import CLAIMROOM, TESTS, WAITING_CLAIM
 from textual.pilot import Pilot
+from waiting import Waits, clock_past, until_sync, waits_announced
 
 from claimroom.core import constants
 from claimroom.core.errors import BadInput, NotFound
@@ -29,8 +31,7 @@ from claimroom.core.store import Miss, Store
 from claimroom.core.tokens import create_token
 from claimroom.tui.app import PANES, ControlRoom
 from claimroom.tui.messages import MessageDialog
-from test_cli import CLAIMROOM, TESTS, WAITING_CLAIM
-from waiting import Waits, clock_past, until_sync, waits_announced
+
 
 async def _quiet_send(store: Store, sender: str, to: str, text: str) -> None:
     """A message stored as ``send`` stores it, but announced nowhere: a lost hint."""
@@ -42,7 +43,9 @@ async def _quiet_send(store: Store, sender: str, to: str, text: str) -> None:
                 " ON CONFLICT (ns, name) DO UPDATE SET value = value + 1",
                 (ns,),
             )
-            (mid,) = db.execute("SELECT value FROM counters WHERE ns = ? AND name = 'message'", (ns,)).fetchone()
+            (mid,) = db.execute(
+                "SELECT value FROM counters WHERE ns = ? AND name = 'message'", (ns,)
+            ).fetchone()
             db.execute(
                 "INSERT INTO messages (ns, id, sender, recipient, text, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 (ns, mid, sender, to, text, await store.now_ms()),
@@ -289,9 +292,7 @@ async def test_many_concurrent_senders_lose_nothing(store: Store, store_url: str
     assert len({m.id for m in got}) == len(got)
 
 
-async def test_board_dump_round_trip_carries_messages(
-    store: Store, redis_url: str, tmp_path: Path
-) -> None:
+async def test_board_dump_round_trip_carries_messages(store: Store, redis_url: str, tmp_path: Path) -> None:
     await _agents(store, "ada", "bob")
     await store.send("ada", "bob", "direct, read")
     await store.inbox("bob")
@@ -316,14 +317,23 @@ async def test_board_dump_round_trip_carries_messages(
         # A merge into a board with messages keeps both, the incoming ones numbered after.
         await store.import_board(await there.export_board(), merge=True)
     texts = [m.text for m in await store.inbox("bob", mark_read=False)]
-    assert texts == ["direct, read", "direct, unread", "broadcast", "direct, read", "direct, unread", "broadcast"]
+    assert texts == [
+        "direct, read",
+        "direct, unread",
+        "broadcast",
+        "direct, read",
+        "direct, unread",
+        "broadcast",
+    ]
 
 
 # --- the CLI ------------------------------------------------------------------------------
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLAIMROOM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [CLAIMROOM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=30
+    )
 
 
 def test_cli_send_and_inbox(cli_env: dict[str, str]) -> None:
@@ -331,7 +341,9 @@ def test_cli_send_and_inbox(cli_env: dict[str, str]) -> None:
         assert _cli(cli_env, "register", name).returncode == 0
     p = _cli(cli_env, "send", "bob", "take t3\nit is half done", "--agent", "ada")
     assert p.returncode == 0 and p.stdout.startswith("sent message 1 to bob"), p.stderr
-    sent = json.loads(_cli(cli_env, "send", "--all", "-", "--agent", "ada", "--json", stdin="from stdin\n").stdout)
+    sent = json.loads(
+        _cli(cli_env, "send", "--all", "-", "--agent", "ada", "--json", stdin="from stdin\n").stdout
+    )
     assert (sent["to"], sent["text"], sent["sender"]) == ("", "from stdin", "ada")
     out = json.loads(_cli(cli_env, "inbox", "--agent", "bob", "--unread", "--json").stdout)
     assert [(m["id"], m["text"], m["read"]) for m in out["messages"]] == [
@@ -377,7 +389,7 @@ def test_cli_claim_wait_returns_when_a_message_arrives(cli_env: dict[str, str], 
         assert waiter.poll() is None, waiter.communicate()
         assert _cli(cli_env, "send", "bob", "t3 is yours now", "--agent", "ada").returncode == 0
         try:
-            out, err = waiter.communicate(timeout=20)
+            _out, err = waiter.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             pytest.fail("the message did not end the waiting claim")
     finally:
@@ -404,8 +416,12 @@ async def test_mcp_send_and_read_as_the_tokens_agent(store: Store, mode: str) ->
     ):
         sent = ok(await worker.call_tool("send_message", {"to": "bob", "text": "t2 is yours"}))
         assert (sent["sender"], sent["to"], sent["text"]) == ("ada", "bob", "t2 is yours")
-        assert "no such agent nobody" in refused(await worker.call_tool("send_message", {"to": "nobody", "text": "x"}))
-        assert "control character" in refused(await worker.call_tool("send_message", {"to": "bob", "text": "\x1b[2J"}))
+        assert "no such agent nobody" in refused(
+            await worker.call_tool("send_message", {"to": "nobody", "text": "x"})
+        )
+        assert "control character" in refused(
+            await worker.call_tool("send_message", {"to": "bob", "text": "\x1b[2J"})
+        )
         assert "operator role" in refused(
             await worker.call_tool("send_message", {"to": "*", "text": "x", "as_operator": True})
         )
@@ -480,13 +496,20 @@ async def test_tui_unread_column_and_sending_by_keys(store: Store, store_url: st
         app = ControlRoom(app_store, operator="lead")
         async with app.run_test(size=SIZE) as pilot:
             await _on_agent(pilot, app, "bob")
-            await pilot_until(pilot, lambda: _cell(app, "bob", "unread") == "2" and _cell(app, "ada", "unread") == "")
+            await pilot_until(
+                pilot, lambda: _cell(app, "bob", "unread") == "2" and _cell(app, "ada", "unread") == ""
+            )
             # m opens the dialog on the selected agent; the text box has the focus, its letters are text.
             await pilot.press("m")
-            await pilot_until(pilot, lambda: isinstance(app.screen, MessageDialog) and focused_id(app) == "message-text")
+            await pilot_until(
+                pilot, lambda: isinstance(app.screen, MessageDialog) and focused_id(app) == "message-text"
+            )
             await pilot.press(*"pls rebase", "enter")  # enter: done typing, the focus goes to Cancel
             await pilot_until(pilot, lambda: focused_id(app) == "cancel")
-            assert any("[c] Cancel" in line and "[s] Send" in line and "[a] Send to all" in line for line in screen_lines(app))
+            assert any(
+                "[c] Cancel" in line and "[s] Send" in line and "[a] Send to all" in line
+                for line in screen_lines(app)
+            )
             await pilot.press("tab")  # Send
             assert focused_id(app) == "send"
             await pilot.press("enter")
@@ -497,7 +520,9 @@ async def test_tui_unread_column_and_sending_by_keys(store: Store, store_url: st
             await pilot.press(str(PANES.index("events") + 1))
             events = app.table_pane("events")
             assert events is not None
-            await pilot_until(pilot, lambda: any("message" in " ".join(map(str, r)) for r in _table_rows(events.table)))
+            await pilot_until(
+                pilot, lambda: any("message" in " ".join(map(str, r)) for r in _table_rows(events.table))
+            )
             # A broadcast by its letter, from the buttons.
             app.last_outcome = None
             await _on_agent(pilot, app, "ada")
@@ -513,12 +538,17 @@ async def test_tui_unread_column_and_sending_by_keys(store: Store, store_url: st
             await pilot.press("escape")
             await pilot_until(pilot, lambda: not isinstance(app.screen, MessageDialog))
     got = await store.inbox("bob", mark_read=False)
-    assert [(m.sender, m.text) for m in got][-2:] == [("operator:lead", "pls rebase"), ("operator:lead", "all stop")]
+    assert [(m.sender, m.text) for m in got][-2:] == [
+        ("operator:lead", "pls rebase"),
+        ("operator:lead", "all stop"),
+    ]
     assert [m.text for m in await store.inbox("ada", unread=True)] == ["all stop"]
     assert app.last_outcome is None  # the cancelled dialog sent nothing
 
 
-async def test_tui_cancel_is_the_default_and_readonly_refuses(store: Store, store_url: str, namespace: str) -> None:
+async def test_tui_cancel_is_the_default_and_readonly_refuses(
+    store: Store, store_url: str, namespace: str
+) -> None:
     await _agents(store, "bob")
     async with Store.from_url(store_url, namespace) as app_store:
         app = ControlRoom(app_store, operator="lead")

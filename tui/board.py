@@ -101,8 +101,10 @@ class Board:
             snap = _carried(snap, last)
         stuck = await self._read_stuck() if "stuck" in want or last is None else last.stuck
         # Unread messages of the agents read (a few index reads each), for the agents pane.
-        fresh = "agents" in snap.sections or last is None
-        unread = await self.store.unread([a.name for a in snap.agents]) if fresh else last.unread
+        if "agents" in snap.sections or last is None:
+            unread = await self.store.unread([a.name for a in snap.agents])
+        else:
+            unread = last.unread
         snap = dataclasses.replace(snap, read_ms=self.now_ms(), ping_ms=ping, stuck=stuck, unread=unread)
         self._last = snap
         return snap

@@ -68,7 +68,13 @@ def send(tx: Tx, sender: str, to: str, text: str) -> Message:
 
 def _message(row: Row, read: bool) -> Message:
     return from_fields(
-        {"id": row["id"], "sender": row["sender"], "to": row["recipient"], "text": row["text"], "at_ms": row["at_ms"]},
+        {
+            "id": row["id"],
+            "sender": row["sender"],
+            "to": row["recipient"],
+            "text": row["text"],
+            "at_ms": row["at_ms"],
+        },
         read,
     )
 
@@ -77,15 +83,25 @@ def inbox(tx: Tx, agent: str, unread: bool, limit: int, mark: bool) -> list[Mess
     if not _agent_exists(tx, agent):
         raise Refused(ErrorCode.NO_AGENT, agent)
     if unread:
-        rows = tx.all(f"SELECT m.*, 0 AS seen FROM messages m WHERE {_MINE} AND NOT {_READ} ORDER BY m.id LIMIT :n", a=agent, n=limit)
+        rows = tx.all(
+            f"SELECT m.*, 0 AS seen FROM messages m WHERE {_MINE} AND NOT {_READ} ORDER BY m.id LIMIT :n",
+            a=agent,
+            n=limit,
+        )
     else:
-        rows = tx.all(f"SELECT m.*, {_READ} AS seen FROM messages m WHERE {_MINE} ORDER BY m.id DESC LIMIT :n", a=agent, n=limit)
+        rows = tx.all(
+            f"SELECT m.*, {_READ} AS seen FROM messages m WHERE {_MINE} ORDER BY m.id DESC LIMIT :n",
+            a=agent,
+            n=limit,
+        )
         rows.reverse()
     out = [_message(r, bool(r["seen"])) for r in rows]
     if mark:
         fresh = [m.id for m in out if not m.read]
         for mid in fresh:
-            tx.run("INSERT OR IGNORE INTO message_reads (ns, agent, id) VALUES (:ns, :a, :id)", a=agent, id=mid)
+            tx.run(
+                "INSERT OR IGNORE INTO message_reads (ns, agent, id) VALUES (:ns, :a, :id)", a=agent, id=mid
+            )
         tx.changed = tx.changed or bool(fresh)  # views' unread counts (the hints channel's twin)
     return out
 
@@ -105,7 +121,11 @@ def unread(tx: Tx, agents: list[str]) -> dict[str, int]:
 
 def news(tx: Tx, agent: str, after: int) -> tuple[int, int]:
     """(the newest message id, unread messages to ``agent`` with an id above ``after``)."""
-    row = tx.one(f"SELECT COUNT(*) FROM messages m WHERE {_MINE} AND m.id > :after AND NOT {_READ}", a=agent, after=after)
+    row = tx.one(
+        f"SELECT COUNT(*) FROM messages m WHERE {_MINE} AND m.id > :after AND NOT {_READ}",
+        a=agent,
+        after=after,
+    )
     return tx.counter("message"), int(row[0]) if row else 0
 
 
@@ -126,7 +146,13 @@ def trim(tx: Tx, horizon_ms: int) -> tuple[int, bool]:
 def dumped(tx: Tx) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """The messages and read marks of a board dump (``core/dump.py``), oldest first."""
     messages = [
-        {"id": str(r["id"]), "sender": r["sender"], "to": r["recipient"], "text": r["text"], "at_ms": str(r["at_ms"])}
+        {
+            "id": str(r["id"]),
+            "sender": r["sender"],
+            "to": r["recipient"],
+            "text": r["text"],
+            "at_ms": str(r["at_ms"]),
+        }
         for r in tx.all("SELECT * FROM messages WHERE ns = :ns ORDER BY id")
     ]
     reads = [
@@ -137,11 +163,13 @@ def dumped(tx: Tx) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
 
 
 def load(tx: Tx, messages: list[dict[str, str]], reads: list[dict[str, str]], top: int) -> None:
-    """Write a dump's messages and read marks, their ids shifted past this board's ``top``."""
+    """Write a dump's messages and read marks, their ids shifted past this board's own; the
+    counter moves on by the dump's ``top``."""
     base = tx.counter("message")
     for m in messages:
         tx.run(
-            "INSERT INTO messages (ns, id, sender, recipient, text, at_ms) VALUES (:ns, :id, :s, :to, :t, :at)",
+            "INSERT INTO messages (ns, id, sender, recipient, text, at_ms)"
+            " VALUES (:ns, :id, :s, :to, :t, :at)",
             id=int(m["id"]) + base,
             s=m["sender"],
             to=m.get("to", ""),

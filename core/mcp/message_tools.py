@@ -50,7 +50,7 @@ def add_message_tools(server: MCPServer[Any], svc: Service) -> None:
     @server.tool(
         annotations=WRITE,
         description=(
-            "Send a message to another agent (to: its name), or to every agent (to: \"*\"): a "
+            'Send a message to another agent (to: its name), or to every agent (to: "*"): a '
             "hand-off, a warning, a question. It wakes the recipient if it is waiting for work. "
             f"Plain text, at most {C.max_message_bytes} bytes; newlines allowed. The recipient "
             "must be a registered agent."

@@ -15,7 +15,9 @@ from ..models import Message
 def messages_of(reply: list[Any]) -> list[Message]:
     """The messages of an inbox script's reply (after its status): JSON, read flag, ..."""
     flat = reply[1:]
-    return [from_fields(json.loads(raw), read == "1") for raw, read in zip(flat[::2], flat[1::2], strict=True)]
+    return [
+        from_fields(json.loads(raw), read == "1") for raw, read in zip(flat[::2], flat[1::2], strict=True)
+    ]
 
 
 async def unread(r: Any, ns: str, agents: list[str]) -> dict[str, int]:
@@ -32,7 +34,8 @@ async def unread(r: Any, ns: str, agents: list[str]) -> dict[str, int]:
     got = [int(x) for x in await pipe.execute()]
     sent = got[0]
     return {
-        a: max(0, got[1 + 3 * i] - got[2 + 3 * i]) + max(0, sent - got[3 + 3 * i]) for i, a in enumerate(agents)
+        a: max(0, got[1 + 3 * i] - got[2 + 3 * i]) + max(0, sent - got[3 + 3 * i])
+        for i, a in enumerate(agents)
     }
 
 
@@ -49,7 +52,9 @@ async def news(r: Any, ns: str, agent: str, after: int) -> tuple[int, int]:
     return int(top or 0), max(0, int(direct) - int(direct_read)) + max(0, int(sent) - int(sent_read))
 
 
-async def export(r: Any, ns: str, agents: list[str]) -> tuple[list[dict[str, str]], list[dict[str, str]], str]:
+async def export(
+    r: Any, ns: str, agents: list[str]
+) -> tuple[list[dict[str, str]], list[dict[str, str]], str]:
     """The messages, read marks and message counter of a board dump (``core/dump.py``),
     read in one MULTI: every box ``messages:boxes`` names, the read marks of ``agents``
     and of every box's agent."""
@@ -65,7 +70,13 @@ async def export(r: Any, ns: str, agents: list[str]) -> tuple[list[dict[str, str
     top, *rest = await pipe.execute()
     found = [json.loads(raw) for box in rest[: len(boxes)] for raw in box]
     messages = [
-        {"id": str(m["id"]), "sender": m["sender"], "to": m.get("to") or "", "text": m["text"], "at_ms": str(m["at_ms"])}
+        {
+            "id": str(m["id"]),
+            "sender": m["sender"],
+            "to": m.get("to") or "",
+            "text": m["text"],
+            "at_ms": str(m["at_ms"]),
+        }
         for m in sorted(found, key=lambda m: int(m["id"]))
     ]
     marks = rest[len(boxes) :]

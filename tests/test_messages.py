@@ -572,3 +572,15 @@ async def test_tui_cancel_is_the_default_and_readonly_refuses(
 
 def _table_rows(table: Any) -> list[list[object]]:
     return [table.get_row(k) for k in table.rows]
+
+
+async def test_unread_after_reading_the_newest_first(store: Store) -> None:
+    """Read marks that are not the oldest messages (the newest was read first): unread still
+    finds exactly the others, oldest first."""
+    await _agents(store, "ada", "bob")
+    ids = [(await store.send("ada", "bob", f"m{i}")).id for i in range(6)]
+    b = [(await store.send("ada", "*", f"b{i}")).id for i in range(3)]
+    assert [m.id for m in await store.inbox("bob", limit=2)] == [b[1], b[2]]
+    assert [m.id for m in await store.inbox("bob", unread=True, limit=3)] == ids[:3]
+    assert [m.id for m in await store.inbox("bob", unread=True)] == [*ids[3:], b[0]]
+    assert await store.unread(["bob"]) == {"bob": 0}

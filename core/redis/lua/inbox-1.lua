@@ -1,7 +1,8 @@
 --[[
   inbox: read an agent's direct and broadcast messages, oldest first, and mark what it
   returns as read (ARGV[5]). Without ARGV[3] the newest ARGV[4]; with it the oldest ARGV[4]
-  unread. Looks at most ${inbox_max} + ${broadcasts_max} messages (both logs are capped).
+  unread. Looks at most ${inbox_max} + ${broadcasts_max} messages (both logs are capped), and only 2 x ARGV[4]
+  when the read marks are the oldest messages (as reading oldest first leaves them).
   First drops the agent's read marks of broadcasts the log no longer holds.
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] "1": unread only   ARGV[4] limit
@@ -18,9 +19,21 @@ local ik, rk, bk, brk = P .. 'inbox:' .. agent, P .. 'inboxread:' .. agent, P ..
 local first = rcall('ZRANGE', bk, 0, 0, 'WITHSCORES')
 if #first > 0 then rcall('ZREMRANGEBYSCORE', brk, '-inf', '(' .. first[2]) else rcall('DEL', brk) end
 
+-- The unread messages of a log: its marks are a subset of its ids (stale broadcast marks
+-- were dropped above); when they are its oldest ones, as reading oldest first leaves them,
+-- the unread start right after and `limit` of them are enough. Else every id is looked at.
+local function unread_window(key, marks)
+  local r = rcall('ZCARD', marks)
+  if r > 0 then
+    local at, top = rcall('ZRANGE', key, r - 1, r - 1, 'WITHSCORES'), rcall('ZRANGE', marks, -1, -1, 'WITHSCORES')
+    if #at == 0 or at[2] ~= top[2] then return rcall('ZRANGE', key, 0, -1, 'WITHSCORES') end
+  end
+  return rcall('ZRANGE', key, r, r + limit - 1, 'WITHSCORES')
+end
+
 local direct, bcast
 if unread then
-  direct, bcast = rcall('ZRANGE', ik, 0, -1, 'WITHSCORES'), rcall('ZRANGE', bk, 0, -1, 'WITHSCORES')
+  direct, bcast = unread_window(ik, rk), unread_window(bk, brk)
 else
   -- The newest `limit` of the two together are among the newest `limit` of each.
   direct = rcall('ZREVRANGE', ik, 0, limit - 1, 'WITHSCORES')

@@ -18,7 +18,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from claimroom.core.errors import StoreUnavailable
+from claimroom.core import validate
+from claimroom.core.errors import BadInput, StoreUnavailable
 from claimroom.core.models import Stuck
 from claimroom.core.snapshot import SECTIONS as STORE_SECTIONS
 from claimroom.core.snapshot import QueueRow as QueueRow  # re-exported: the panes' model
@@ -102,12 +103,23 @@ class Board:
         stuck = await self._read_stuck() if "stuck" in want or last is None else last.stuck
         # Unread messages of the agents read (a few index reads each), for the agents pane.
         if "agents" in snap.sections or last is None:
-            unread = await self.store.unread([a.name for a in snap.agents])
+            unread = await self._read_unread(snap)
         else:
             unread = last.unread
         snap = dataclasses.replace(snap, read_ms=self.now_ms(), ping_ms=ping, stuck=stuck, unread=unread)
         self._last = snap
         return snap
+
+    async def _read_unread(self, snap: Snapshot) -> dict[str, int]:
+        """Unread messages of the agents read. A name no agent could have been given (put on
+        the board by hand, say) has none: the column stays blank and the read goes on."""
+        names = []
+        for a in snap.agents:
+            try:
+                names.append(validate.agent(a.name))
+            except BadInput:
+                continue
+        return await self.store.unread(names)
 
     async def _read_stuck(self) -> tuple[Stuck, ...]:
         """The next window of blocked tasks checked for dependencies that can never finish,

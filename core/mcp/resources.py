@@ -78,7 +78,7 @@ async def inbox(store: Store, agent: str) -> dict[str, Any]:
     events = [e for e in await store.latest_events(C.mcp_inbox_events * 20) if touches(e, agent)]
     try:  # its messages too, newest last, read or not (reading the resource marks none read)
         messages = await store.inbox(agent, limit=C.mcp_inbox_events, mark_read=False)
-    except NotFound:  # not registered (yet): no messages
+    except (NotFound, BadInput):  # not registered (yet), or no agent could have that name
         messages = []
     return {
         "agent": agent,

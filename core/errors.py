@@ -92,6 +92,7 @@ class ErrorCode(IntEnum):
     WRONG_STATE = -7
     TOO_MANY_CAPSIGS = -8
     NOT_YOURS = -9
+    BID_REFUSED = -10
 
     def exception(self, detail: list[str]) -> ClaimroomError:
         first = detail[0] if detail else ""
@@ -114,6 +115,8 @@ class ErrorCode(IntEnum):
         if self is ErrorCode.NOT_YOURS:
             what, name, holder, agent = [*detail, "", "", "", ""][:4]
             return not_yours(what, name, holder, agent)
+        if self is ErrorCode.BID_REFUSED:
+            return Conflict(f"bid refused: {first}")
         if self is ErrorCode.CHANGED:
             return Changed(f"{first} changed since you selected it")
         return BadInput(first)

@@ -42,6 +42,8 @@ SCRIPTS: dict[str, str] = {
     "audit": "audit-1.lua",
     "token_create": "token_create-1.lua",
     "token_revoke": "token_revoke-1.lua",
+    "bid": "bid-1.lua",
+    "won": "won-1.lua",
 }
 
 

@@ -19,6 +19,7 @@ from redis import exceptions as rexc
 from redis.commands.core import AsyncScript
 
 from .. import constants as C
+from ..bidding import Auction, Bid, Outcome
 from ..dump import Board
 from ..errors import ErrorCode, StoreUnavailable
 from ..identity import Role, TokenInfo
@@ -38,7 +39,7 @@ from ..reaper import ReaperId, ReaperStatus
 from ..snapshot import Snapshot
 from ..store import Store
 from ..storeurl import redacted
-from . import dump, reads
+from . import bidding, dump, reads
 from . import snapshot as views
 from .admin import RedisAdmin
 from .coalesce import Coalescer
@@ -290,6 +291,7 @@ class RedisStore(Store):
             cancelled=tuple(str(x) for x in reply[4]),
             restored=tuple(str(x) for x in reply[5]),
             cascades_pending=int(reply[6]),
+            auctions_closed=tuple(str(x) for x in reply[7]),
         )
 
     async def _retain(self) -> tuple[int, int, int, bool]:
@@ -423,6 +425,18 @@ class RedisStore(Store):
                     yield
             except _UNAVAILABLE as exc:
                 raise self._down(exc) from None
+
+    # --- bidding (core/bidding.py, redis/bidding.py) -----------------------------------
+
+    async def _bid(self, task: str, agent: str, cost: float, ttl_ms: int) -> tuple[Bid, int]:
+        reply = await self._run("bid", task, agent, repr(cost), ttl_ms)
+        return bidding.bid_of(task, agent, cost, ttl_ms, reply)
+
+    async def _bid_outcome(self, task: str, agent: str) -> Outcome:
+        return bidding.outcome(task, agent, await self._run("won", task, agent))
+
+    async def _auctions(self, limit: int) -> list[Auction]:
+        return await self._guard(lambda: bidding.auctions(self._redis, self.namespace, limit))
 
     @property
     def admin(self) -> RedisAdmin:

@@ -474,6 +474,11 @@ class Store(StoreAdmin):
         """The open bidding windows, closing first, with their bids best first."""
         return await self._auctions(validate.positive_int("limit", limit, constants.auctions_view_max))
 
+    async def bids(self, task: str) -> list[bidding.Bid]:
+        """The bids in ``task``'s window while it is open (at most ``max_bids_per_task``),
+        best first; [] otherwise."""
+        return await self._bids(validate.task_id(task))
+
     async def __aenter__(self) -> Store:
         return self
 

@@ -155,6 +155,8 @@ class StoreOps(ABC):
     @abstractmethod
     async def _auctions(self, limit: int) -> list[Auction]: ...
     @abstractmethod
+    async def _bids(self, task: str) -> list[Bid]: ...
+    @abstractmethod
     async def ping(self) -> float:
         """Round trip to the store in ms; ``StoreUnavailable`` when it is down."""
 

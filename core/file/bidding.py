@@ -56,7 +56,8 @@ def cannot_take(tx: Tx, agent: str, t: Row, room: bool) -> str:
     return ""
 
 
-def _bids(tx: Tx, tid: str) -> list[BidRow]:
+def bids_of(tx: Tx, tid: str) -> list[BidRow]:
+    """One window's bids, best first."""
     rows = tx.all("SELECT agent, cost, at_ms, ttl_ms FROM bids WHERE ns = :ns AND task = :t", t=tid)
     return rank(BidRow(tid, r["agent"], float(r["cost"]), r["at_ms"], r["ttl_ms"]) for r in rows)
 
@@ -64,7 +65,7 @@ def _bids(tx: Tx, tid: str) -> list[BidRow]:
 def close_one(tx: Tx, t: Row) -> str:
     """One window's end (lib.lua close_one): returns the winner, "" when none."""
     tid = t["id"]
-    bids = _bids(tx, tid)
+    bids = bids_of(tx, tid)
     tx.run("DELETE FROM bids WHERE ns = :ns AND task = :t", t=tid)
     passed: list[dict[str, str]] = []
     win = None
@@ -215,4 +216,4 @@ def auctions(tx: Tx, limit: int) -> list[tuple[Row, list[BidRow]]]:
         " WHERE a.ns = :ns AND t.state = 'blocked' AND t.waiting <= 0 ORDER BY a.close_ms, a.task LIMIT :n",
         n=limit,
     )
-    return [(r, _bids(tx, r["id"])) for r in rows]
+    return [(r, bids_of(tx, r["id"])) for r in rows]

@@ -417,6 +417,9 @@ class FileStore(TxRunner, Store):
 
         return await self._read(go)
 
+    async def _bids(self, task: str) -> list[Bid]:
+        return await self._read(file_bidding.bids_of, task)
+
     # --- views: the control room's reads (snapshot.py) --------------------------------
 
     async def _snapshot(self, sections: frozenset[str], rows: int, events: int) -> Snapshot:

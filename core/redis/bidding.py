@@ -40,6 +40,12 @@ async def auctions(r: Any, ns: str, limit: int) -> list[Auction]:
     return out
 
 
+async def bids(r: Any, ns: str, task: str) -> list[Bid]:
+    """One window's bids, best first ([] when it has none or is not open)."""
+    found = await r.hgetall(C.bids_key(ns, task))
+    return rank(decoded(task, agent, raw) for agent, raw in found.items())
+
+
 def bid_of(task: str, agent: str, cost: float, ttl_ms: int, reply: list[Any]) -> tuple[Bid, int]:
     """The ``bid`` script's reply: the bid as stored and the window's close time."""
     return Bid(task, agent, cost, int(reply[2]), ttl_ms), int(reply[1])

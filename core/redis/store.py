@@ -438,6 +438,9 @@ class RedisStore(Store):
     async def _auctions(self, limit: int) -> list[Auction]:
         return await self._guard(lambda: bidding.auctions(self._redis, self.namespace, limit))
 
+    async def _bids(self, task: str) -> list[Bid]:
+        return await self._guard(lambda: bidding.bids(self._redis, self.namespace, task))
+
     @property
     def admin(self) -> RedisAdmin:
         """Server-side tools for benchmarks and tests (see ``admin.py``): not the contract."""

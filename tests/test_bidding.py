@@ -7,6 +7,10 @@ close never give two claims.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -17,6 +21,8 @@ from claimroom.core import bidding
 from claimroom.core.errors import BadInput, Conflict, LeaseLost
 from claimroom.core.models import Event, State
 from claimroom.core.store import Store, TaskSpec
+
+CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 
 
 async def events_of(store: Store, etype: str, task: str | None = None) -> list[Event]:
@@ -312,3 +318,59 @@ async def test_bad_windows_are_refused(store: Store) -> None:
         with pytest.raises(BadInput, match="bid window"):
             await store.add("x", bid_window_s=bad)
     assert await store.tasks() == []
+
+
+# --- the CLI, as an agent runs it ------------------------------------------------------
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLAIMROOM, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+async def test_cli_bid_wait_prints_the_won_claim_and_the_loser_its_winner(
+    cli_env: dict[str, str], redis_store: Store
+) -> None:
+    for a in ("a1", "a2"):
+        assert cli(cli_env, "register", a, "--can", "py").returncode == 0
+    added = cli(cli_env, "add", "auctioned", "--requires", "py", "--bid-window", "3", "--json")
+    tid = json.loads(added.stdout)["id"]
+    assert json.loads(added.stdout)["state"] == "blocked"
+    waiters = [
+        subprocess.Popen(
+            [CLAIMROOM, "bid", tid, "--agent", a, "--cost", c, "--ttl", "40", "--wait", "--json"],
+            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for a, c in (("a1", "7"), ("a2", "2.5"))
+    ]
+    (out1, err1), (out2, _) = [w.communicate(timeout=60) for w in waiters]
+    assert waiters[0].returncode == 3 and "a2 won" in err1
+    won = json.loads(out2)
+    assert waiters[1].returncode == 0 and won["task"]["id"] == tid and won["task"]["agent"] == "a2"
+    t = await redis_store.get(tid)
+    assert t.state is State.CLAIMED and t.token == won["token"]
+    shown_ = json.loads(cli(cli_env, "show", tid, "--json").stdout)
+    assert shown_["bid_winner"] == "a2" and shown_["bids"] == []
+    assert cli(cli_env, "complete", tid, "--token", str(won["token"])).returncode == 0
+
+
+async def test_cli_refusals_and_bad_input(cli_env: dict[str, str], redis_store: Store) -> None:
+    assert cli(cli_env, "register", "a1").returncode == 0
+    plain = json.loads(cli(cli_env, "add", "plain", "--json").stdout)["id"]
+    tid = json.loads(cli(cli_env, "add", "x", "--bid-window", "60", "--json").stdout)["id"]
+    assert cli(cli_env, "bid", tid, "--agent", "a1", "--cost", "4").returncode == 0
+    shown_ = json.loads(cli(cli_env, "show", tid, "--json").stdout)
+    assert [(b["agent"], b["cost"]) for b in shown_["bids"]] == [("a1", 4.0)]
+    before = len(await redis_store.events())
+    for args, code, text in [
+        (("bid", plain, "--agent", "a1", "--cost", "1"), 6, "opens no bidding window"),
+        (("bid", tid, "--agent", "ghost", "--cost", "1"), 6, "not registered"),
+        (("bid", tid, "--agent", "a1", "--cost", "-3"), 2, "cost must be 0 or more"),
+        (("bid", tid, "--agent", "a1", "--cost", "cheap"), 2, "--cost must be a number"),
+        (("bid", tid, "--agent", "a1", "--cost", "nan"), 2, "cost must be 0 or more"),
+        (("add", "y", "--bid-window", "-1"), 2, "bid window must be more than 0"),
+        (("add", "y", "--bid-window", "1e9"), 2, "bid window must be at most"),
+    ]:
+        p = cli(cli_env, *args)
+        assert p.returncode == code and text in p.stderr, (args, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert len(await redis_store.events()) == before

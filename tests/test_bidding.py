@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
+from mcp_support import board_state, ok, refused, serving
+from mcp_support import client as mcp_client
 from hypothesis import strategies as st
 from waiting import clock_past
 
@@ -21,6 +23,7 @@ from claimroom.core import bidding
 from claimroom.core.errors import BadInput, Conflict, LeaseLost
 from claimroom.core.models import Event, State
 from claimroom.core.store import Store, TaskSpec
+from claimroom.core.tokens import create_token
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 
@@ -374,3 +377,40 @@ async def test_cli_refusals_and_bad_input(cli_env: dict[str, str], redis_store: 
         assert p.returncode == code and text in p.stderr, (args, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1
     assert len(await redis_store.events()) == before
+
+
+# --- MCP: a real client over HTTP, as the bearer token's agent ---------------------------
+
+
+async def test_mcp_bid_tool_bids_as_the_caller_and_waits_for_the_claim(store: Store, tmp_path: Path) -> None:
+    pat = await create_token(store, "pat", "planner")
+    ada = await create_token(store, "ada", "worker")
+    bob = await create_token(store, "bob", "worker")
+    async with (
+        serving(store, root=tmp_path) as served,
+        mcp_client(served.url, pat) as planner,
+        mcp_client(served.url, ada) as a,
+        mcp_client(served.url, bob) as b,
+    ):
+        ok(await a.call_tool("register", {"capabilities": ["py"]}))
+        ok(await b.call_tool("register", {"capabilities": ["py"]}))
+        added = ok(await planner.call_tool("add", {"title": "bid me", "requires": ["py"], "bid_window_s": 2}))
+        tid = added["id"]
+        assert added["state"] == "blocked"
+        placed = ok(await a.call_tool("bid", {"task": tid, "cost": 3}))
+        assert placed["status"] == "placed" and placed["agent"] == "ada"
+        before = await board_state(store)
+        assert "cost" in refused(await b.call_tool("bid", {"task": tid, "cost": -1}))
+        assert "no such task" in refused(await b.call_tool("bid", {"task": "t999", "cost": 1}))
+        assert await board_state(store) == before
+        won, lost = await asyncio.gather(
+            b.call_tool("bid", {"task": tid, "cost": 1, "ttl_s": 30, "wait_s": 10}),
+            a.call_tool("bid", {"task": tid, "cost": 2, "wait_s": 10}),
+        )
+        w, lo = ok(won), ok(lost)
+        assert w["status"] == "won" and w["agent"] == "bob" and w["claimed"]["id"] == tid
+        assert lo["status"] == "lost" and lo["winner"] == "bob" and lo["claimed"] is None
+        t = await store.get(tid)
+        assert (t.state, t.agent, t.token) == (State.CLAIMED, "bob", w["token"])
+        done = ok(await b.call_tool("complete", {"task": tid, "token": w["token"]}))
+        assert done["state"] == "done"

@@ -10,20 +10,27 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from mcp_support import board_state, ok, refused, serving
 from mcp_support import client as mcp_client
+from pilot_wait import screen_lines, until
+from textual.pilot import Pilot
 from hypothesis import strategies as st
 from waiting import clock_past
 
 from claimroom.core import bidding
 from claimroom.core.errors import BadInput, Conflict, LeaseLost
+from claimroom.core.local_redis import LocalRedis
 from claimroom.core.models import Event, State
 from claimroom.core.store import Store, TaskSpec
 from claimroom.core.tokens import create_token
+from claimroom.tui.app import ControlRoom
+from claimroom.tui.auctions import AuctionsBox
+from claimroom.tui.seed import pin_app
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 
@@ -414,3 +421,64 @@ async def test_mcp_bid_tool_bids_as_the_caller_and_waits_for_the_claim(store: St
         assert (t.state, t.agent, t.token) == (State.CLAIMED, "bob", w["token"])
         done = ok(await b.call_tool("complete", {"task": tid, "token": w["token"]}))
         assert done["state"] == "done"
+
+
+# --- the control room: open auctions under the claims, live; keyboard only --------------
+
+
+def auctions_text(app: ControlRoom) -> str:
+    box = app.query_one(AuctionsBox)
+    return "\n".join(screen_lines(app)) if box.display else ""
+
+
+async def test_control_room_shows_open_auctions_with_bids_and_time_left(store: Store, store_url: str) -> None:
+    for a in ("ada", "bob"):
+        await store.register(a)
+    tid = await store.add("pick the parser", bid_window_s=3.0)
+    await store.bid(tid, "bob", 4)
+    app = ControlRoom(Store.from_url(store_url, store.namespace), operator="lead")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")  # the claims pane
+        await until(pilot, lambda: "1 open auction" in auctions_text(app))
+        assert "bob 4" in auctions_text(app)
+        await store.bid(tid, "ada", 2)  # live: the new best bid comes first
+        await until(pilot, lambda: "ada 2, bob 4" in auctions_text(app))
+        await clock_past(store, (await store.get(tid)).bid_close_ms)
+        await store.reap()
+        # Closed: the box goes, the won claim is in the claims table.
+        await until(pilot, lambda: not app.query_one(AuctionsBox).display)
+        await until(pilot, lambda: any(tid in line and "ada" in line for line in screen_lines(app)))
+
+
+@pytest.fixture(scope="module")
+def auction_board(redis_server: LocalRedis) -> tuple[str, float]:
+    """A board of two open auctions (an hour long, so they stay open through the test), and
+    the app clock to show it at: half an hour before the first closes."""
+
+    async def seed() -> float:
+        async with Store.from_url(redis_server.url, "auctionsnap") as s:
+            for a, caps in (("ada", ["db"]), ("bob", ["db"]), ("cy", [])):
+                await s.register(a, caps)
+            first = await s.add("migrate the schema", requires=["db"], bid_window_s=3600)
+            second = await s.add("tidy the docs", bid_window_s=3600)
+            for tid, agent, cost in ((first, "bob", 12), (first, "ada", 7.5), (second, "cy", 3)):
+                await s.bid(tid, agent, cost)
+            return (await s.get(first)).bid_close_ms / 1000 - 1800
+
+    return redis_server.url, asyncio.run(seed())
+
+
+@pytest.mark.parametrize("theme", ["dark", "16"])
+def test_snapshot_claims_pane_with_auctions(
+    snap_compare: Callable[..., bool], auction_board: tuple[str, float], theme: str
+) -> None:
+    url, at = auction_board
+    app = pin_app(ControlRoom(Store.from_url(url, "auctionsnap"), theme=theme, operator="snap", clock=lambda: at))
+
+    async def before(pilot: Pilot[int]) -> None:
+        await until(pilot, lambda: app.snapshot is not None and app.link.status.live, 5)
+        await pilot.press("3")
+        await until(pilot, lambda: "2 open auctions" in auctions_text(app), 5)
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)

@@ -56,9 +56,7 @@ def add_bid_tools(server: MCPServer[Any], svc: Service) -> None:
         ttl_s: Annotated[float, Field(description="lease length of the claim if you win")] = (
             C.default_lease_ttl_s
         ),
-        wait_s: Annotated[
-            float, Field(description="seconds to wait for the window's end (0: not)")
-        ] = 0,
+        wait_s: Annotated[float, Field(description="seconds to wait for the window's end (0: not)")] = 0,
     ) -> BidResult:
         async def go(a: Acting) -> BidResult:
             wait = min(validate.wait_s(wait_s), C.max_mcp_claim_wait_s)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 from mcp_support import board_state, ok, refused, serving
 from mcp_support import client as mcp_client
 from pilot_wait import screen_lines, until
 from textual.pilot import Pilot
-from hypothesis import strategies as st
 from waiting import clock_past
 
 from claimroom.core import bidding
@@ -66,7 +66,9 @@ async def test_lowest_bid_wins_the_claim_with_a_working_token(store: Store) -> N
     assert won.deadline_ms == won.claimed_ms + 30_000
     assert await store.auctions() == []
     [closed] = await events_of(store, "auction-closed", tid)
-    assert closed.data == {"bids": 3, "to": "claimed", "winner": "a2", "cost": 2.5} and closed.token == won.token
+    assert (
+        closed.data == {"bids": 3, "to": "claimed", "winner": "a2", "cost": 2.5} and closed.token == won.token
+    )
     assert [e.agent for e in await events_of(store, "claimed", tid)] == ["a2"]
     # Its next claim hands the won claim over, once; the token works.
     got = await store.claim("a2")
@@ -348,7 +350,10 @@ async def test_cli_bid_wait_prints_the_won_claim_and_the_loser_its_winner(
     waiters = [
         subprocess.Popen(
             [CLAIMROOM, "bid", tid, "--agent", a, "--cost", c, "--ttl", "40", "--wait", "--json"],
-            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for a, c in (("a1", "7"), ("a2", "2.5"))
     ]
@@ -473,7 +478,9 @@ def test_snapshot_claims_pane_with_auctions(
     snap_compare: Callable[..., bool], auction_board: tuple[str, float], theme: str
 ) -> None:
     url, at = auction_board
-    app = pin_app(ControlRoom(Store.from_url(url, "auctionsnap"), theme=theme, operator="snap", clock=lambda: at))
+    app = pin_app(
+        ControlRoom(Store.from_url(url, "auctionsnap"), theme=theme, operator="snap", clock=lambda: at)
+    )
 
     async def before(pilot: Pilot[int]) -> None:
         await until(pilot, lambda: app.snapshot is not None and app.link.status.live, 5)

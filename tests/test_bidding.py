@@ -66,9 +66,8 @@ async def test_lowest_bid_wins_the_claim_with_a_working_token(store: Store) -> N
     assert won.deadline_ms == won.claimed_ms + 30_000
     assert await store.auctions() == []
     [closed] = await events_of(store, "auction-closed", tid)
-    assert (
-        closed.data == {"bids": 3, "to": "claimed", "winner": "a2", "cost": 2.5} and closed.token == won.token
-    )
+    assert closed.data == {"bids": 3, "to": "claimed", "winner": "a2", "cost": 2.5}
+    assert closed.token == won.token
     assert [e.agent for e in await events_of(store, "claimed", tid)] == ["a2"]
     # Its next claim hands the won claim over, once; the token works.
     got = await store.claim("a2")
@@ -117,7 +116,7 @@ async def test_a_rebid_replaces_the_cost_and_takes_a_new_time(store: Store) -> N
     await clock_past(store, await store.now_ms())
     again = await store.bid(tid, "zed", 3)  # the same cost, a new time: amy is now earlier
     [auction] = await store.auctions()
-    assert [(b.agent, b.at_ms) for b in auction.bids][0][0] == "amy"
+    assert auction.bids[0].agent == "amy"
     assert [b for b in auction.bids if b.agent == "zed"] == [again]
     [*_, last] = await events_of(store, "bid", tid)
     assert last.data["replaced"] is True
@@ -347,17 +346,15 @@ async def test_cli_bid_wait_prints_the_won_claim_and_the_loser_its_winner(
     added = cli(cli_env, "add", "auctioned", "--requires", "py", "--bid-window", "3", "--json")
     tid = json.loads(added.stdout)["id"]
     assert json.loads(added.stdout)["state"] == "blocked"
-    waiters = [
-        subprocess.Popen(
-            [CLAIMROOM, "bid", tid, "--agent", a, "--cost", c, "--ttl", "40", "--wait", "--json"],
-            env=cli_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for a, c in (("a1", "7"), ("a2", "2.5"))
-    ]
-    (out1, err1), (out2, _) = [w.communicate(timeout=60) for w in waiters]
+
+    def waiter(agent: str, cost: str) -> subprocess.Popen[str]:
+        args = ["bid", tid, "--agent", agent, "--cost", cost, "--ttl", "40", "--wait", "--json"]
+        return subprocess.Popen(
+            [CLAIMROOM, *args], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    waiters = [waiter("a1", "7"), waiter("a2", "2.5")]
+    (_, err1), (out2, _) = [w.communicate(timeout=60) for w in waiters]
     assert waiters[0].returncode == 3 and "a2 won" in err1
     won = json.loads(out2)
     assert waiters[1].returncode == 0 and won["task"]["id"] == tid and won["task"]["agent"] == "a2"

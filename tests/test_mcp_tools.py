@@ -12,8 +12,8 @@ from mcp_types import TextContent
 from claimroom.core.store import Store
 from claimroom.core.tokens import create_token
 
-AGENT_TOOLS = {"bid", "register", "claim", "heartbeat", "complete", "fail", "release", "add", "list", "show", "lock",
-               "unlock"}  # fmt: skip
+AGENT_TOOLS = {"register", "claim", "heartbeat", "complete", "fail", "release", "add", "list", "show", "lock",
+               "unlock", "bid"}  # fmt: skip
 OPERATOR_TOOLS = {"reassign", "kill", "requeue", "retry", "extend", "cancel"}
 
 

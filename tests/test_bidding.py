@@ -486,3 +486,23 @@ def test_snapshot_claims_pane_with_auctions(
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+async def test_open_auctions_round_trip_through_export_and_import(
+    store: Store, redis_url: str, tmp_path: Path
+) -> None:
+    """An open window and its bids travel with the board (migrate), to either backend."""
+    await store.register("a1")
+    await store.register("a2")
+    tid = await store.add("x", bid_window_s=60)
+    await store.bid(tid, "a1", 5)
+    await store.bid(tid, "a2", 2.5, ttl_s=30)
+    board = await store.export_board()
+    assert sorted((b["agent"], float(b["cost"])) for b in board.get("bids", [])) == [("a1", 5.0), ("a2", 2.5)]
+    for url in (redis_url, f"file://{tmp_path}"):
+        async with Store.from_url(url, store.namespace + "copy") as copy:
+            await copy.import_board(board)
+            assert await copy.auctions() == await store.auctions()
+            assert await copy.get(tid) == await store.get(tid)
+            again = await copy.export_board()
+            assert again.get("bids") == board.get("bids")

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO, TextIO
 
-from . import constants, validate
+from . import bidding, cli_bid, constants, validate
 from .acting import Acting
 from .cli_parser import UNGIVEN
 from .errors import BadInput, Forbidden, NotFound, NothingToClaim
@@ -131,6 +131,7 @@ async def cmd_add(a: argparse.Namespace, s: Store, out: Printer) -> None:
         affinity=a.affinity or "",
         payload=payload,
         max_attempts=a.max_attempts,
+        bid_window_s=0.0 if a.bid_window is None else bidding.window_ms(a.bid_window) / 1000,
     )
     task = await s.get(tid)
     out.done({"id": tid, "state": task.state.value}, tid)
@@ -195,7 +196,11 @@ async def cmd_release(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 
 async def cmd_show(a: argparse.Namespace, s: Store, out: Printer) -> None:
-    out.task(await s.get(a.task))
+    task = await s.get(a.task)
+    if task.bid_window_ms:
+        await cli_bid.show(task, s, out)  # with its window's bids
+        return
+    out.task(task)
 
 
 async def cmd_ls(a: argparse.Namespace, s: Store, out: Printer) -> None:
@@ -322,6 +327,10 @@ async def cmd_token(a: argparse.Namespace, s: Store, out: Printer) -> None:
     out.done({"agent": a.agent, "revoked": n}, f"revoked {n} token{'s' if n != 1 else ''} of {a.agent}")
 
 
+async def cmd_bid(a: argparse.Namespace, s: Store, out: Printer) -> None:
+    await cli_bid.bid(a, s, out, await _agent(a, a.agent, "bid", task=a.task))
+
+
 COMMANDS: dict[str, Handler] = {
     "register": cmd_register,
     "add": cmd_add,
@@ -339,4 +348,5 @@ COMMANDS: dict[str, Handler] = {
     "reap": cmd_reap,
     "retention": cmd_retention,
     "token": cmd_token,
+    "bid": cmd_bid,
 }

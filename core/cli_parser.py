@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--max-attempts", type=_number(int, "--max-attempts"), default=constants.default_max_attempts
     )
+    c.add_argument(
+        "--bid-window",
+        type=_number(float, "--bid-window"),
+        metavar="SECONDS",
+        help="once ready, take bids this long; the lowest bid wins the claim (claimroom bid)",
+    )
 
     c = cmd("claim", "claim the best task for an agent; prints the task and its token")
     c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")
@@ -192,6 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("paths", metavar="PATH", nargs="+")
     c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")
     c.add_argument("--task", metavar="ID", help="drop only the holds of this task")
+
+    c = cmd("bid", "bid a cost for a task's open bidding window (add --bid-window); the lowest wins")
+    c.add_argument("task", metavar="TASK")
+    c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")
+    c.add_argument("--cost", type=_number(float, "--cost"), required=True, metavar="N", help="0 or more")
+    c.add_argument(
+        "--ttl",
+        type=_number(float, "--ttl"),
+        default=constants.default_lease_ttl_s,
+        metavar="SECONDS",
+        help="the lease the claim gets if this bid wins",
+    )
+    c.add_argument(
+        "--wait",
+        nargs="?",
+        const=constants.max_bid_window_s + 60,
+        type=_number(float, "--wait"),
+        metavar="SECONDS",
+        help="wait for the window's end: print the won claim (exit 0) or who won (exit 3)",
+    )
 
     c = cmd("reap", "one orphan scan now (or --loop: keep scanning while leader)")
     c.add_argument("--loop", action="store_true")

@@ -515,6 +515,33 @@ def message_boxes_key(namespace: str) -> str:
     return prefix(namespace) + "messages:boxes"
 
 
+# --- Market-based bidding (core/bidding.py, lua/bid-1.lua, file/bidding.py) ------------------
+
+max_bid_window_s = 24 * 3600.0  # add --bid-window: longer is refused
+max_bids_per_task = 100  # distinct bidders per window: a close ranks them all (rule 10)
+max_bid_cost = 1e15  # a cost above this is refused (exact in both stores' doubles)
+auction_batch = 20  # windows closed per script call (claim or reap); the next call goes on
+auctions_view_max = 50  # open windows a view reads at most
+LUA_CONSTANTS["max_bids_per_task"] = max_bids_per_task
+LUA_CONSTANTS["auction_batch"] = auction_batch
+
+
+def auctions_key(namespace: str) -> str:
+    """Open bidding windows: a sorted set of task ids by when each window closes (ms)."""
+    return prefix(namespace) + "auctions"
+
+
+def bids_key(namespace: str, task_id: str) -> str:
+    """The bids of one open window: a hash of agent -> "cost|at_ms|ttl_ms"."""
+    return prefix(namespace) + "bids:" + task_id
+
+
+def won_key(namespace: str, agent: str) -> str:
+    """Claims an agent won in an auction and was not handed yet (by claim or bid --wait):
+    a sorted set of task ids scored by the won claim's token."""
+    return prefix(namespace) + "won:" + agent
+
+
 def servers_key(namespace: str) -> str:
     """MCP servers on this board: a sorted set of server ids by when each record expires."""
     return prefix(namespace) + "servers"

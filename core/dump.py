@@ -73,6 +73,19 @@ class Board(TypedDict):
     # destination's (counters["message"]), so a merge keeps both boards' messages.
     messages: NotRequired[list[dict[str, str]]]
     reads: NotRequired[list[dict[str, str]]]
+    # The bids of open bidding windows (optional): {"task", "agent", "cost", "at_ms", "ttl_ms"}.
+    # A window's own close time is its task's bid_close_ms (open: blocked, waiting on nothing).
+    bids: NotRequired[list[dict[str, str]]]
+
+
+def in_auction(t: Mapping[str, str]) -> bool:
+    """Whether a dumped task's bidding window is open (the auctions index follows this)."""
+    return (
+        t.get("state") == "blocked"
+        and int(t.get("bid_close_ms") or 0) > 0
+        and int(t.get("waiting") or 0) <= 0
+        and not t.get("bid_winner")
+    )
 
 
 # The task fields a person reads that claimroom now refuses control characters in (the
@@ -124,6 +137,10 @@ def shifted(board: Board, ms: int) -> Board:
             t["deadline_ms"] = str(int(t["deadline_ms"]) + ms)
         if t.get("state") == "retrying" and t.get("ready_ms"):
             t["ready_ms"] = str(int(t["ready_ms"]) + ms)
+        if in_auction(t):
+            t["bid_close_ms"] = str(int(t["bid_close_ms"]) + ms)
+    for b in out.get("bids", []):
+        b["at_ms"] = str(int(b["at_ms"]) + ms)
     for a in out["agents"]:
         if int(a.get("breaker_open_until_ms") or 0):
             a["breaker_open_until_ms"] = str(int(a["breaker_open_until_ms"]) + ms)
@@ -161,6 +178,8 @@ def renumbered(board: Board, top: int) -> Board:
     for lk in out["locks"]:
         for h in lk["holds"]:
             h["task"] = one(h.get("task", ""))
+    for b in out.get("bids", []):
+        b["task"] = one(b["task"])
     for e in out["events"]:
         e["task"] = one(e.get("task", ""))
         if e.get("data"):

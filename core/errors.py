@@ -93,6 +93,7 @@ class ErrorCode(IntEnum):
     TOO_MANY_CAPSIGS = -8
     NOT_YOURS = -9
     NO_AGENT = -10  # a message's sender or recipient is not a registered agent
+    BID_REFUSED = -11
 
     def exception(self, detail: list[str]) -> ClaimroomError:
         first = detail[0] if detail else ""
@@ -117,6 +118,8 @@ class ErrorCode(IntEnum):
             return not_yours(what, name, holder, agent)
         if self is ErrorCode.NO_AGENT:
             return NotFound(f"no such agent {first}")
+        if self is ErrorCode.BID_REFUSED:
+            return Conflict(f"bid refused: {first}")
         if self is ErrorCode.CHANGED:
             return Changed(f"{first} changed since you selected it")
         return BadInput(first)

@@ -77,6 +77,9 @@ class Task:
     updated_ms: int = 0
     seq: int = 0
     cancelled_by: str = ""  # the dependency whose end cancelled it (a cascade); "" otherwise
+    bid_window_ms: int = 0  # add --bid-window: the bidding window it opens once ready; 0 none
+    bid_close_ms: int = 0  # when its window closes (or closed); 0 never opened
+    bid_winner: str = ""  # the agent that won its window; "" none (yet)
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> Task:
@@ -111,6 +114,9 @@ class Task:
             updated_ms=_int(f.get("updated_ms")),
             seq=_int(f.get("seq")),
             cancelled_by=f.get("cancelled_by", ""),
+            bid_window_ms=_int(f.get("bid_window_ms")),
+            bid_close_ms=_int(f.get("bid_close_ms")),
+            bid_winner=f.get("bid_winner", ""),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -264,6 +270,7 @@ class ReapReport:
     agents_removed: int = 0  # idle auto-registered agents removed by retention
     events_trimmed: int = 0  # audit events past the trail's horizon or size, trimmed
     retention_more: bool = False  # retention left work for the next pass (a capped batch)
+    auctions_closed: tuple[str, ...] = ()  # tasks whose bidding window this pass closed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -279,6 +286,7 @@ class ReapReport:
             "agents_removed": self.agents_removed,
             "events_trimmed": self.events_trimmed,
             "retention_more": self.retention_more,
+            "auctions_closed": list(self.auctions_closed),
         }
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .bidding import Auction
 from .models import Agent, Event, Lock, ServerInfo, State, Stuck, Task
 
 # The sections a snapshot may read beyond the counts, queues, totals and servers every
 # snapshot has. A view asks only for what its pane shows (the others stay empty).
-SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events"})
+SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events", "auctions"})
 MAX_ROWS = 10_000  # rows (and events) one snapshot reads at most per section
 
 
@@ -57,6 +58,8 @@ class Snapshot:
     ping_ms: float = 0.0
     stuck: tuple[Stuck, ...] = ()  # blocked on a dependency that can never finish, oldest first
     unread: dict[str, int] = field(default_factory=dict)  # agent -> unread messages (of the agents read)
+    # Open bidding windows closing first, with their bids (at most auctions_view_max).
+    auctions: tuple[Auction, ...] = ()
 
     @property
     def claims_total(self) -> int:

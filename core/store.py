@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import constants, validate
+from . import bidding, constants, validate
 from .backends import BACKENDS
 from .errors import BadInput, ClaimroomError, ErrorCode
 from .messages import Messaging
@@ -70,6 +70,7 @@ class TaskSpec:
     affinity: str = ""
     payload: Any = None
     max_attempts: int = constants.default_max_attempts
+    bid_window_s: float = 0.0  # > 0: a bidding window of this long opens when it is ready
 
     def checked(self) -> dict[str, Any]:
         """The spec in the stored form, or ``BadInput``."""
@@ -84,6 +85,7 @@ class TaskSpec:
             "affinity": validate.text("affinity", self.affinity, 256),
             "payload": "" if self.payload is None else validate.json_value("payload", self.payload),
             "max_attempts": validate.positive_int("max attempts", self.max_attempts, 1000),
+            "bid_window_ms": bidding.window_ms(self.bid_window_s) if self.bid_window_s else 0,
         }
 
 
@@ -443,6 +445,40 @@ class Store(StoreAdmin, Messaging):
     async def now_ms(self) -> int:
         """The store's clock (ms): every deadline on the board is on it."""
         return await self._now_ms()
+
+    # --- bidding (core/bidding.py) ------------------------------------------------------
+
+    async def bid(
+        self, task: str, agent: str, cost: float, *, ttl_s: float = constants.default_lease_ttl_s
+    ) -> bidding.Bid:
+        """Bid ``cost`` (lower wins) for ``task``'s open bidding window as ``agent``; the
+        claim it wins lasts ``ttl_s``. A second bid replaces the agent's first (cost, ttl
+        and time). ``Conflict`` when the window is not open or the agent may not bid (not
+        registered, lacking a capability, breaker open), nothing changed."""
+        tid, name = validate.task_id(task), validate.agent(agent)
+        placed, _close = await self._bid(tid, name, bidding.cost(cost), validate.ttl_ms(ttl_s))
+        return placed
+
+    async def bid_outcome(self, task: str, agent: str) -> bidding.Outcome:
+        """What ``task``'s window came to for ``agent``; a won claim it still holds is
+        handed over (its next claim does not return it again)."""
+        return await self._bid_outcome(validate.task_id(task), validate.agent(agent))
+
+    async def wait_bid(self, task: str, agent: str, *, wait_s: float) -> bidding.Outcome:
+        """``bid_outcome`` once the window has closed, or as it is after ``wait_s``. Past the
+        close time this process closes it itself (a reaper pass): no reaper need run."""
+        return await bidding.wait_outcome(
+            self, validate.task_id(task), validate.agent(agent), validate.wait_s(wait_s)
+        )
+
+    async def auctions(self, limit: int = constants.auctions_view_max) -> list[bidding.Auction]:
+        """The open bidding windows, closing first, with their bids best first."""
+        return await self._auctions(validate.positive_int("limit", limit, constants.auctions_view_max))
+
+    async def bids(self, task: str) -> list[bidding.Bid]:
+        """The bids in ``task``'s window while it is open (at most ``max_bids_per_task``),
+        best first; [] otherwise."""
+        return await self._bids(validate.task_id(task))
 
     async def __aenter__(self) -> Store:
         return self

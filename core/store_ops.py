@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from .bidding import Auction, Bid, Outcome
 from .dump import Board
 from .identity import TokenInfo
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
@@ -145,6 +146,16 @@ class StoreOps(ABC):
 
     @abstractmethod
     async def _now_ms(self) -> int: ...
+    @abstractmethod
+    async def _bid(self, task: str, agent: str, cost: float, ttl_ms: int) -> tuple[Bid, int]:
+        """Place or replace ``agent``'s bid: (the bid as stored, the window's close time)."""
+
+    @abstractmethod
+    async def _bid_outcome(self, task: str, agent: str) -> Outcome: ...
+    @abstractmethod
+    async def _auctions(self, limit: int) -> list[Auction]: ...
+    @abstractmethod
+    async def _bids(self, task: str) -> list[Bid]: ...
     @abstractmethod
     async def ping(self) -> float:
         """Round trip to the store in ms; ``StoreUnavailable`` when it is down."""

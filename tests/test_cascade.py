@@ -392,6 +392,13 @@ async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: s
         # and what schema 7 added (tokens, sessions)
         "ALTER TABLE agents DROP COLUMN session",
         "DROP TABLE tokens",
+        # and what schema 8 added (bidding)
+        "ALTER TABLE tasks DROP COLUMN bid_window_ms",
+        "ALTER TABLE tasks DROP COLUMN bid_close_ms",
+        "ALTER TABLE tasks DROP COLUMN bid_winner",
+        "DROP TABLE auctions",
+        "DROP TABLE bids",
+        "DROP TABLE won",
         "UPDATE tasks SET state = 'dead' WHERE id = 't1'",  # as an older claimroom left it
         "UPDATE meta SET value = '2' WHERE key = 'schema'",
     ):

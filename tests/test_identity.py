@@ -21,6 +21,16 @@ from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 from claimroom.core.tokens import create_token, list_tokens, resolve_token, revoke_tokens, well_formed
 
+# What schema 8 added (bidding), for a board made to look older.
+BEFORE_BIDDING = """
+ALTER TABLE tasks DROP COLUMN bid_window_ms;
+ALTER TABLE tasks DROP COLUMN bid_close_ms;
+ALTER TABLE tasks DROP COLUMN bid_winner;
+DROP TABLE auctions;
+DROP TABLE bids;
+DROP TABLE won;
+"""
+
 
 def as_(store: Store, agent: str, role: Role = Role.WORKER, **kw: str) -> Acting:
     return Acting(store, Identity(agent, role, **kw))
@@ -365,6 +375,7 @@ async def test_a_file_board_of_schema_6_gains_tokens_and_sessions(store_url: str
     with sqlite3.connect(db_path(store_url)) as conn:  # as claimroom with schema 6 left it
         conn.execute("ALTER TABLE agents DROP COLUMN session")
         conn.execute("DROP TABLE tokens")
+        conn.executescript(BEFORE_BIDDING)  # and schema 8's
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         (agent,) = await s.agents()

@@ -354,6 +354,12 @@ DROP TABLE retention;
 DROP TABLE cursors;
 ALTER TABLE agents DROP COLUMN session;
 DROP TABLE tokens;
+ALTER TABLE tasks DROP COLUMN bid_window_ms;
+ALTER TABLE tasks DROP COLUMN bid_close_ms;
+ALTER TABLE tasks DROP COLUMN bid_winner;
+DROP TABLE auctions;
+DROP TABLE bids;
+DROP TABLE won;
 UPDATE meta SET value = '1' WHERE key = 'schema';
 """
 

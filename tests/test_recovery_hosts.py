@@ -36,6 +36,16 @@ CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 SIZE = (120, 40)
 TTL_S = 0.5
 
+# What schema 8 added (bidding), for a board made to look older.
+BEFORE_BIDDING = """
+ALTER TABLE tasks DROP COLUMN bid_window_ms;
+ALTER TABLE tasks DROP COLUMN bid_close_ms;
+ALTER TABLE tasks DROP COLUMN bid_winner;
+DROP TABLE auctions;
+DROP TABLE bids;
+DROP TABLE won;
+"""
+
 
 Check = Callable[[], "bool | Awaitable[bool]"]
 
@@ -417,6 +427,7 @@ async def test_a_board_of_the_previous_schema_gains_the_reaper_table(store_url: 
         conn.execute("ALTER TABLE agents DROP COLUMN auto")
         conn.execute("ALTER TABLE agents DROP COLUMN session")  # and schema 7's
         conn.execute("DROP TABLE tokens")
+        conn.executescript(BEFORE_BIDDING)  # and schema 8's
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         assert (await s.get(tid)).title == "made before the upgrade"

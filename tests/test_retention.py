@@ -557,6 +557,12 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
             DROP TABLE cursors;
             ALTER TABLE agents DROP COLUMN session;
             DROP TABLE tokens;
+            ALTER TABLE tasks DROP COLUMN bid_window_ms;
+            ALTER TABLE tasks DROP COLUMN bid_close_ms;
+            ALTER TABLE tasks DROP COLUMN bid_winner;
+            DROP TABLE auctions;
+            DROP TABLE bids;
+            DROP TABLE won;
             UPDATE meta SET value = '4' WHERE key = 'schema';
             """
         )

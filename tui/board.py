@@ -35,7 +35,7 @@ SECTIONS = STORE_SECTIONS | {"stuck"}
 PANE_SECTIONS: dict[str, frozenset[str]] = {
     "overview": SECTIONS,
     "queues": frozenset({"claims"}),  # on Redis, claimed counts per queue come from the claims read
-    "claims": frozenset({"claims"}),
+    "claims": frozenset({"claims", "auctions"}),
     "agents": frozenset({"agents"}),
     "orphans": frozenset({"orphans"}),
     "locks": frozenset({"locks"}),
@@ -158,7 +158,7 @@ def _carried(snap: Snapshot, last: Snapshot) -> Snapshot:
     """``snap`` with the sections it did not read taken from ``last``."""
     kept = {
         name: getattr(last, name)
-        for name in ("claims", "orphans", "agents", "locks", "events")
+        for name in ("claims", "orphans", "agents", "locks", "events", "auctions")
         if name not in snap.sections
     }
     if "claims" in kept and not snap.queue_claims_exact:

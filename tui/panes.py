@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Static
 
 from claimroom.core.models import State, Task
 
+from .auctions import AuctionsBox
 from .board import Snapshot
 from .pagedtable import PagedTable
 from .tables import Palette, Row, age, clip, left, row, sync_table
@@ -167,6 +168,14 @@ class ClaimsPane(TablePane):
 
     def total(self, snap: Snapshot) -> int:
         return snap.claims_total
+
+    def compose(self) -> ComposeResult:
+        yield from super().compose()
+        yield AuctionsBox()  # open bidding windows, under the claims (tui/auctions.py)
+
+    def show(self, snap: Snapshot, now_ms: int, pal: Palette) -> None:
+        super().show(snap, now_ms, pal)
+        self.query_one(AuctionsBox).show(snap, now_ms, pal)
 
     def rows(self, snap: Snapshot, now_ms: int, pal: Palette) -> list[Row]:
         out = []

@@ -12,6 +12,7 @@ from .. import constants as C
 from ..errors import ErrorCode
 from ..models import Lock, LockHold
 from ..operator_actions import MOVES
+from . import bidding as file_bidding
 from . import cascade as file_cascade
 from .ops import check_seen, drop_hold, promote_due, reap_due, renew_task_locks, take_out
 from .states import enter, pause_heads
@@ -133,6 +134,7 @@ def reap(tx: Tx, by: dict[str, str] | None = None) -> dict[str, Any]:
     """One recovery pass; with ``by`` (a ``ReaperId``'s fields), recorded as the reaper heartbeat."""
     expired = reap_due(tx)
     promoted = promote_due(tx)
+    closed = file_bidding.close_auctions(tx)
     dropped = 0
     paths = tx.all(
         "SELECT DISTINCT path FROM holds INDEXED BY holds_expiry WHERE ns = :ns AND expires_ms <= :now "
@@ -161,6 +163,7 @@ def reap(tx: Tx, by: dict[str, str] | None = None) -> dict[str, Any]:
         "trimmed": trimmed,
         **tx.cascade_log,
         "pending": file_cascade.pending(tx),
+        "auctions": closed,
     }
 
 

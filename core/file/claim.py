@@ -8,6 +8,7 @@ the queues one by one; every query is one index seek (tests/test_scale.py reads 
 from __future__ import annotations
 
 from .. import constants as C
+from . import bidding as file_bidding
 from .ops import promote_due, reap_due
 from .states import HEAD_TASK, PICK, enter
 from .tx import Row, Tx, split
@@ -17,6 +18,7 @@ _ANY_DUE = (
     "SELECT EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'claimed' AND deadline_ms <= :now)"
     " OR EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND state = 'retrying' AND ready_ms <= :now)"
     " OR EXISTS (SELECT 1 FROM cascades WHERE ns = :ns)"
+    " OR " + file_bidding.ANY_DUE
 )
 
 # The claim's queries.
@@ -67,6 +69,7 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
     if due is not None and due[0]:
         reap_due(tx)
         promote_due(tx)
+        file_bidding.close_auctions(tx)
     # The agent's liveness, and its row: registered on its first claim.
     a = tx.one(
         "UPDATE agents SET last_seen_ms = :now WHERE ns = :ns AND name = :a RETURNING *", now=tx.now, a=agent
@@ -81,6 +84,10 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
         )
         assert a is not None
         tx.audit("registered", agent=agent, data={"auto": True})
+    # Claims it won in an auction come first (already its own: no capacity or breaker check).
+    won = file_bidding.won_claims(tx, agent, min(count, C.claim_batch_max))
+    if won:
+        return won, "", -1
     if a["breaker_open_until_ms"] > tx.now:
         return [], "breaker-open", a["breaker_open_until_ms"] - tx.now
     held = tx.one(HELD, a=agent)
@@ -151,5 +158,7 @@ def could_claim(tx: Tx, agent: str, queues: list[str]) -> bool:
             return False
     if tx.one(ASSIGNED, a=agent) is not None:
         return True
+    if tx.one("SELECT 1 FROM won WHERE ns = :ns AND agent = :a LIMIT 1", a=agent) is not None:
+        return True  # a claim it won in an auction waits to be handed over
     caps = set(split(a["caps"])) if a is not None else set()
     return any(head is not None for head in heads(tx, caps, queues).values())

@@ -7,7 +7,17 @@ from itertools import groupby
 from typing import Any
 
 from .. import constants as C
-from ..dump import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, not_empty, renumbered
+from ..dump import (
+    FORMAT,
+    VERSION,
+    Board,
+    LockDump,
+    dumped_holds,
+    in_auction,
+    lock_clash,
+    not_empty,
+    renumbered,
+)
 from ..errors import Conflict
 from ..models import LockHold
 from ..retention import decoded, encoded
@@ -65,6 +75,20 @@ def export(tx: Tx, namespace: str) -> Board:
             r["scope"]: decoded(r["settings"])
             for r in tx.all("SELECT scope, settings FROM retention WHERE ns = :ns ORDER BY scope")
         },
+        "bids": [
+            {
+                "task": r["task"],
+                "agent": r["agent"],
+                "cost": repr(float(r["cost"])),
+                "at_ms": str(r["at_ms"]),
+                "ttl_ms": str(r["ttl_ms"]),
+            }
+            for r in tx.all(
+                "SELECT b.* FROM bids b JOIN auctions a ON a.ns = b.ns AND a.task = b.task"
+                " JOIN tasks t ON t.ns = b.ns AND t.id = b.task"
+                " WHERE b.ns = :ns AND t.state = 'blocked' AND t.waiting <= 0 ORDER BY b.task, b.agent"
+            )
+        ],
     }
 
 
@@ -113,6 +137,12 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
         )  # fmt: skip
     for q in board["paused"]:
         tx.run("INSERT OR IGNORE INTO paused (ns, queue) VALUES (:ns, :q)", q=q)
+    for b in board.get("bids", []):
+        tx.run(
+            "INSERT OR REPLACE INTO bids (ns, task, agent, cost, at_ms, ttl_ms)"
+            " VALUES (:ns, :t, :a, :c, :at, :ttl)",
+            t=b["task"], a=b["agent"], c=float(b["cost"]), at=int(b["at_ms"]), ttl=int(b["ttl_ms"]),
+        )  # fmt: skip
     # The claim index follows the tasks (board["queues"] is not written: it would bring back
     # queues with nothing claimable).
     rebuild_claim_index(tx.conn, tx.ns)
@@ -145,6 +175,12 @@ def _load_task(tx: Tx, t: dict[str, str]) -> None:
         # Retention's index (file_retention.entered), in the order they finished, before every
         # task that finishes here later (those are numbered from 1 by the "finished" counter).
         file_retention.index(tx, row["id"], kind, row["queue"], row["updated_ms"] - C.finished_import_offset)
+    if in_auction(t):
+        tx.run(
+            "INSERT OR REPLACE INTO auctions (ns, task, close_ms) VALUES (:ns, :t, :c)",
+            t=row["id"],
+            c=row["bid_close_ms"],
+        )
     # Every dependency, done or not: a done task never completes again, so the extra rows
     # never count down anyone's wait.
     for dep in split(row["after"]):

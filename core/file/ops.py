@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import constants as C
 from ..errors import ErrorCode
+from . import bidding as file_bidding
 from . import cascade as file_cascade
 from .states import enter
 from .tx import Refused, Row, Tx, count_sig, load_task, set_task, split
@@ -243,6 +244,7 @@ def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
                 # Listed even when done: retention keeps dep as long as this task is on the
                 # board (file_retention), so a dependency is never found missing.
                 tx.run("INSERT OR IGNORE INTO dependents (ns, dep, id) VALUES (:ns, :d, :id)", d=dep, id=tid)
+        window = int(s.get("bid_window_ms", 0))
         spawn_token = 0
         if parent:
             p = load_task(tx, parent)
@@ -250,17 +252,21 @@ def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
                 spawn_token = p["token"]
         tx.run(
             "INSERT INTO tasks (ns, id, seq, title, state, queue, priority, requires, after, parent,"
-            " affinity, payload, max_attempts, waiting, spawn_token, created_ms, updated_ms) VALUES"
+            " affinity, payload, max_attempts, waiting, spawn_token, created_ms, updated_ms,"
+            " bid_window_ms) VALUES"
             " (:ns, :id, :seq, :title, '', :queue, :priority, :requires, :after, :parent, :affinity,"
-            " :payload, :max_attempts, :waiting, :spawn, :now, :now)",
+            " :payload, :max_attempts, :waiting, :spawn, :now, :now, :window)",
             id=tid, seq=seq, title=s["title"], queue=s["queue"], priority=s["priority"],
             requires=s["requires"], after=",".join(deps), parent=parent, affinity=s["affinity"],
             payload=s["payload"], max_attempts=s["max_attempts"], waiting=waiting, spawn=spawn_token,
-            now=tx.now,
+            now=tx.now, window=window,
         )  # fmt: skip
         count_sig(tx, s["requires"], 1)
-        state = "blocked" if waiting > 0 else "queued"
-        data = {"state": state, "queue": s["queue"], "priority": s["priority"]}
+        # A bid window keeps it blocked: the window opens below once nothing is waited for.
+        state = "blocked" if waiting > 0 or window > 0 else "queued"
+        data: dict[str, Any] = {"state": state, "queue": s["queue"], "priority": s["priority"]}
+        if window > 0:
+            data["bid_window_ms"] = window
         row = load_task(tx, tid)
         assert row is not None
         if blocker:
@@ -270,6 +276,8 @@ def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
         else:
             enter(tx, row, state)
         tx.audit("added", tid, by, data=data)
+        if window > 0 and waiting == 0 and not blocker:
+            file_bidding.open_auction(tx, tid, window)
     return ids
 
 
@@ -314,7 +322,9 @@ def complete(tx: Tx, tid: str, token: int, result: str, agent: str = "") -> list
         if d["state"] != "blocked":
             continue
         set_task(tx, d["id"], waiting=d["waiting"] - 1)
-        if d["waiting"] - 1 <= 0:
+        if d["waiting"] - 1 <= 0 and d["bid_window_ms"] > 0 and d["bid_close_ms"] <= 0:
+            file_bidding.open_auction(tx, d["id"], d["bid_window_ms"], tid)  # still blocked: bidding first
+        elif d["waiting"] - 1 <= 0:
             enter(tx, d, "queued")
             tx.audit("ready", d["id"], data={"after": tid})
             out.append(d["id"])

@@ -24,7 +24,7 @@ from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..models import Event, Task
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -98,6 +98,8 @@ CREATE TABLE IF NOT EXISTS tasks (
   result TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
   ready_ms INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL DEFAULT 0,
   updated_ms INTEGER NOT NULL DEFAULT 0, cancelled_by TEXT NOT NULL DEFAULT '',
+  bid_window_ms INTEGER NOT NULL DEFAULT 0, bid_close_ms INTEGER NOT NULL DEFAULT 0,
+  bid_winner TEXT NOT NULL DEFAULT '',
   UNIQUE (ns, id)
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks (ns, seq);
@@ -275,6 +277,31 @@ CREATE INDEX IF NOT EXISTS message_reads_id ON message_reads (ns, id);
 """
 SCHEMA += MESSAGES
 MIGRATIONS[8] = MESSAGES
+# Version 9: bidding (file/bidding.py, the twin of lua/lib.lua's close_auctions): a task's
+# window (bid_window_ms), when it closes (bid_close_ms) and who won it; the open windows by
+# close time (the Redis `auctions` sorted set), their bids, and the claims won and not yet
+# handed to their agent (`won:<agent>`).
+BIDDING = """
+CREATE TABLE IF NOT EXISTS auctions (
+  ns TEXT NOT NULL, task TEXT NOT NULL, close_ms INTEGER NOT NULL, PRIMARY KEY (ns, task)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS auctions_close ON auctions (ns, close_ms);
+CREATE TABLE IF NOT EXISTS bids (
+  ns TEXT NOT NULL, task TEXT NOT NULL, agent TEXT NOT NULL, cost REAL NOT NULL,
+  at_ms INTEGER NOT NULL, ttl_ms INTEGER NOT NULL, PRIMARY KEY (ns, task, agent)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS won (
+  ns TEXT NOT NULL, agent TEXT NOT NULL, task TEXT NOT NULL, token INTEGER NOT NULL,
+  PRIMARY KEY (ns, agent, task)
+) WITHOUT ROWID;
+"""
+SCHEMA += BIDDING
+
+MIGRATIONS[9] = (
+    "ALTER TABLE tasks ADD COLUMN bid_window_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN bid_close_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN bid_winner TEXT NOT NULL DEFAULT '';" + BIDDING
+)
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
@@ -287,10 +314,12 @@ TASK_COLUMNS = (
     "payload", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
     "assigned", "agent", "token", "deadline_ms", "claimed_ms", "ttl_ms", "progress", "stage",
     "checkpoint", "result", "reason", "ready_ms", "created_ms", "updated_ms", "cancelled_by",
+    "bid_window_ms", "bid_close_ms", "bid_winner",
 )  # fmt: skip
 TASK_INTS = frozenset(
     {"seq", "priority", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
-     "token", "deadline_ms", "claimed_ms", "ttl_ms", "ready_ms", "created_ms", "updated_ms"}
+     "token", "deadline_ms", "claimed_ms", "ttl_ms", "ready_ms", "created_ms", "updated_ms",
+     "bid_window_ms", "bid_close_ms"}
 )  # fmt: skip
 AGENT_COLUMNS = (
     "name", "caps", "max_claims", "last_seen_ms", "registered_ms", "consecutive_failures",

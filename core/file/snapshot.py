@@ -13,8 +13,10 @@ import sqlite3
 from pathlib import Path
 
 from .. import constants as C
+from ..bidding import Auction
 from ..models import Agent, Lock, ServerInfo, State
 from ..snapshot import Snapshot, queue_rows
+from . import bidding as file_bidding
 from . import servers as file_servers
 from .admin import locks_of
 from .schema import AGENT_COLUMNS, event_of, task_of
@@ -117,6 +119,12 @@ def read(tx: Tx, want: frozenset[str], n: int, event_count: int) -> Snapshot:
         servers=tuple(sorted((ServerInfo.from_json(r) for r in file_servers.live(tx)), key=lambda s: s.id)),
         sections=want,
         queue_claims_exact=True,
+        auctions=tuple(
+            Auction(r["id"], r["title"], r["queue"], r["close_ms"], tuple(bids))
+            for r, bids in file_bidding.auctions(tx, min(n, C.auctions_view_max))
+        )
+        if "auctions" in want
+        else (),
     )
 
 

@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from .. import constants as C
+from ..bidding import Auction, Bid, Outcome
 from ..dump import Board
 from ..errors import BadInput, NotFound
 from ..identity import Role, TokenInfo
@@ -29,6 +30,7 @@ from ..retention import BOARD
 from ..snapshot import Snapshot
 from ..store import Store
 from . import admin as file_admin
+from . import bidding as file_bidding
 from . import cascade as file_cascade
 from . import claim as file_claim
 from . import dump as file_dump
@@ -280,6 +282,7 @@ class FileStore(TxRunner, Store):
             cancelled=tuple(out["cancelled"]),
             restored=tuple(out["restored"]),
             cascades_pending=out["pending"],
+            auctions_closed=tuple(out["auctions"]),
         )
 
     async def _retain(self) -> tuple[int, int, int, bool]:
@@ -415,6 +418,32 @@ class FileStore(TxRunner, Store):
 
     async def close(self) -> None:
         await self._shut_down()
+
+    # --- bidding (core/bidding.py, file/bidding.py) -----------------------------------
+
+    async def _bid(self, task: str, agent: str, cost: float, ttl_ms: int) -> tuple[Bid, int]:
+        at, close = await self._write(file_bidding.bid, task, agent, cost, ttl_ms)
+        return Bid(task, agent, cost, at, ttl_ms), close
+
+    async def _bid_outcome(self, task: str, agent: str) -> Outcome:
+        status, winner, close, row = await self._write(file_bidding.outcome, task, agent)
+        claim = None
+        if row is not None:
+            t = task_of(row)
+            claim = Claim(t, t.token, t.deadline_ms)
+        return Outcome(task, agent, status, winner, close, claim)
+
+    async def _auctions(self, limit: int) -> list[Auction]:
+        def go(tx: Tx) -> list[Auction]:
+            return [
+                Auction(r["id"], r["title"], r["queue"], r["close_ms"], tuple(bids))
+                for r, bids in file_bidding.auctions(tx, limit)
+            ]
+
+        return await self._read(go)
+
+    async def _bids(self, task: str) -> list[Bid]:
+        return await self._read(file_bidding.bids_of, task)
 
     # --- views: the control room's reads (snapshot.py) --------------------------------
 

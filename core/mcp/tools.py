@@ -21,6 +21,7 @@ from ..acting import Acting
 from ..errors import ClaimroomError
 from ..models import Claim, State
 from ..store import Miss
+from .bid_tools import add_bid_tools
 from .message_tools import add_message_tools
 from .service import Service
 from .shapes import (
@@ -59,6 +60,7 @@ WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world
 def add_tools(server: MCPServer[Any], svc: Service) -> None:
     """Register the agent's tools on ``server``."""
     add_message_tools(server, svc)
+    add_bid_tools(server, svc)
 
     @server.tool(
         annotations=WRITE,
@@ -223,6 +225,9 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
         parent: Annotated[str, Field(description="the task this one is part of")] = "",
         payload: Annotated[Any, Field(description="input for whoever does it (JSON)")] = None,
         max_attempts: int = C.default_max_attempts,
+        bid_window_s: Annotated[
+            float, Field(description="> 0: once ready, agents bid this many seconds (bid tool)", ge=0)
+        ] = 0,
     ) -> Added:
         async def go(a: Acting) -> Added:
             tid = await a.add(
@@ -234,6 +239,7 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
                 parent=parent,
                 payload=payload,
                 max_attempts=max_attempts,
+                bid_window_s=bid_window_s,
             )
             return Added(id=tid, state=(await a.get(tid)).state.value)
 

@@ -12,7 +12,17 @@ from typing import Any
 from redis.exceptions import WatchError
 
 from .. import constants as C
-from ..dump import FORMAT, VERSION, Board, LockDump, dumped_holds, lock_clash, not_empty, renumbered
+from ..dump import (
+    FORMAT,
+    VERSION,
+    Board,
+    LockDump,
+    dumped_holds,
+    in_auction,
+    lock_clash,
+    not_empty,
+    renumbered,
+)
 from ..errors import Conflict
 from ..models import LockHold, State
 from ..retention import decoded, encoded
@@ -36,12 +46,13 @@ async def export(r: Any, ns: str) -> Board:
         pipe.get(C.seq_key(ns, "token"))
         pipe.smembers(C.agents_key(ns))
         pipe.zrange(C.lockpaths_key(ns), 0, -1)
+        pipe.zrange(C.auctions_key(ns), 0, -1)
         for st in State:
             pipe.zrange(C.state_key(ns, st.value), 0, -1, withscores=True)
         return list(await pipe.execute())
 
     for _ in range(TRIES):
-        top, _tok, agents, paths, *by_state = await head()
+        top, _tok, agents, paths, auctions, *by_state = await head()
         names = sorted(agents)
         # The tasks on the board, in creation order (retention removes finished ones, so
         # the ids are not simply t1..tN; one that moves on meanwhile is still read).
@@ -63,6 +74,8 @@ async def export(r: Any, ns: str) -> Board:
         pipe.smembers(C.paused_key(ns))
         pipe.smembers(C.queues_key(ns))
         pipe.hgetall(C.retention_key(ns))
+        for tid in auctions:
+            pipe.hgetall(C.bids_key(ns, tid))
         raw = list(await pipe.execute())
 
         now, top2, tok2, agents2, paths2 = raw[:5]
@@ -72,7 +85,8 @@ async def export(r: Any, ns: str) -> Board:
         tasks, rest = rest[: len(ids)], rest[len(ids) :]
         agent_rows, rest = rest[: len(names)], rest[len(names) :]
         lock_rows, rest = rest[: len(paths)], rest[len(paths) :]
-        stream, paused, queues, kept = rest
+        stream, paused, queues, kept, *bid_rows = rest
+        open_ids = {t["id"] for t in tasks if t and in_auction(t)}
         locks: list[LockDump] = []
         for path, f in zip(paths, lock_rows, strict=True):
             holds = dumped_holds(LockHold.all_in(f))
@@ -91,6 +105,12 @@ async def export(r: Any, ns: str) -> Board:
             "paused": sorted(paused),
             "queues": sorted(queues),
             "retention": {scope: decoded(raw) for scope, raw in sorted(kept.items())},
+            "bids": [
+                {"task": tid, "agent": agent, "cost": c, "at_ms": at, "ttl_ms": ttl}
+                for tid, found in zip(auctions, bid_rows, strict=True)
+                if tid in open_ids
+                for agent, (c, at, ttl) in sorted((a, v.split("|")) for a, v in found.items())
+            ],
         }
     raise Conflict("the board kept changing during the export; stop the agents and retry")
 
@@ -170,6 +190,8 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
                 indexed.add(e["task"])
         for tid in indexed:
             pipe.ltrim(C.task_events_key(ns, tid), -C.task_events_max, -1)
+        for b in board.get("bids", []):
+            pipe.hset(C.bids_key(ns, b["task"]), b["agent"], f"{b['cost']}|{b['at_ms']}|{b['ttl_ms']}")
         for scope, settings in board.get("retention", {}).items():
             # A destination's own settings win over the incoming ones (merge).
             pipe.hsetnx(C.retention_key(ns), scope, encoded(settings))
@@ -214,6 +236,8 @@ def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str]) -> None
     elif state == "claimed":
         pipe.zadd(C.deadlines_key(ns), {tid: int(t.get("deadline_ms") or 0)})
         pipe.sadd(C.held_key(ns, t["agent"]), tid)
+    elif in_auction(t):
+        pipe.zadd(C.auctions_key(ns), {tid: int(t["bid_close_ms"])})
     if state not in ("done", "cancelled"):
         pipe.hincrby(C.sigs_key(ns), sig, 1)
     if t.get("parent") and t.get("spawn_token", "0") not in ("", "0"):

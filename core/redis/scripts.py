@@ -44,6 +44,8 @@ SCRIPTS: dict[str, str] = {
     "token_revoke": "token_revoke-1.lua",
     "send": "send-1.lua",
     "inbox": "inbox-1.lua",
+    "bid": "bid-1.lua",
+    "won": "won-1.lua",
 }
 
 

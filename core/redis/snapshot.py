@@ -20,6 +20,7 @@ from redis import exceptions as rexc
 from .. import constants as C
 from ..models import Agent, Event, Lock, ServerInfo, State, Task
 from ..snapshot import Snapshot, claimed_per_queue, queue_rows
+from . import bidding
 
 # Server facts shown on the control room's store pane, in this order.
 INFO_FIELDS = (
@@ -109,6 +110,7 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
     orphaned = [t for t in tasks if t.state is State.ORPHANED] + [t for t in tasks if t.state is State.DEAD]
     agents = [Agent.from_fields(f, tuple(sorted(held))) for f, held in raw_agents if f]
     read_locks = (Lock.from_fields(path, f, store_ms) for path, f in zip(lock_paths, raw_locks, strict=True))
+    open_auctions = await bidding.auctions(r, ns, min(n, C.auctions_view_max)) if "auctions" in want else []
     return Snapshot(
         store_ms=store_ms,
         counts=counts,
@@ -125,6 +127,7 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
         ),
         sections=want,
         queue_claims_exact=False,
+        auctions=tuple(open_auctions),
     )
 
 

@@ -19,6 +19,7 @@ from redis import exceptions as rexc
 from redis.commands.core import AsyncScript
 
 from .. import constants as C
+from ..bidding import Auction, Bid, Outcome
 from ..dump import Board
 from ..errors import ErrorCode, StoreUnavailable
 from ..identity import Role, TokenInfo
@@ -39,7 +40,7 @@ from ..reaper import ReaperId, ReaperStatus
 from ..snapshot import Snapshot
 from ..store import Store
 from ..storeurl import redacted
-from . import dump, reads
+from . import bidding, dump, reads
 from . import messages as mail
 from . import snapshot as views
 from .admin import RedisAdmin
@@ -297,6 +298,7 @@ class RedisStore(Store):
             cancelled=tuple(str(x) for x in reply[4]),
             restored=tuple(str(x) for x in reply[5]),
             cascades_pending=int(reply[6]),
+            auctions_closed=tuple(str(x) for x in reply[7]),
         )
 
     async def _retain(self) -> tuple[int, int, int, bool]:
@@ -446,6 +448,21 @@ class RedisStore(Store):
 
     async def _message_news(self, agent: str, after: int) -> tuple[int, int]:
         return await self._guard(lambda: mail.news(self._redis, self.namespace, agent, after))
+
+    # --- bidding (core/bidding.py, redis/bidding.py) -----------------------------------
+
+    async def _bid(self, task: str, agent: str, cost: float, ttl_ms: int) -> tuple[Bid, int]:
+        reply = await self._run("bid", task, agent, repr(cost), ttl_ms)
+        return bidding.bid_of(task, agent, cost, ttl_ms, reply)
+
+    async def _bid_outcome(self, task: str, agent: str) -> Outcome:
+        return bidding.outcome(task, agent, await self._run("won", task, agent))
+
+    async def _auctions(self, limit: int) -> list[Auction]:
+        return await self._guard(lambda: bidding.auctions(self._redis, self.namespace, limit))
+
+    async def _bids(self, task: str) -> list[Bid]:
+        return await self._guard(lambda: bidding.bids(self._redis, self.namespace, task))
 
     @property
     def admin(self) -> RedisAdmin:

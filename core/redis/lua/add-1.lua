@@ -5,12 +5,12 @@
   ARGV[1] prefix P
   ARGV[2] JSON array of specs {title, queue, priority, requires ("a,b" sorted), after [ids
           or "$k" = the k-th spec of this batch, 0-based], parent, affinity, payload (JSON
-          text), max_attempts}
+          text), max_attempts, bid_window_ms (0: none)}
   ARGV[3] the agent adding them ("" unnamed: direct store access), named in each 'added' event
-  Touches P .. assigned:<agent>, backoff, capsigs:<queue>, cascaded:<id>, children:<id>:<token>,
-    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, paused,
-    queues, ready:<queue>:<sig>, retention:due, seq:finished, seq:task, sigs, state:<state>,
-    task:<id>, taskevents:<id>
+  Touches P .. assigned:<agent>, auctions, backoff, capsigs:<queue>, cascaded:<id>,
+    children:<id>:<token>, deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>,
+    held:<agent>, paused, queues, ready:<queue>:<sig>, retention:due, seq:finished, seq:task, sigs,
+    state:<state>, task:<id>, taskevents:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
   {-5, message} more than ${add_chunk} specs, or a "$k" that names no earlier spec of the
@@ -96,8 +96,10 @@ for i, s in ipairs(specs) do
     id = id, seq = seq, title = s.title, queue = s.queue, priority = s.priority,
     requires = s.requires or '', state = '', assigned = ''}
   count_sig(P, t, 1)
+  -- A bid window keeps it blocked: the window opens below once nothing is waited for.
+  local window = tonumber(s.bid_window_ms or 0)
   local state = 'queued'
-  if waiting > 0 then state = 'blocked' end
+  if waiting > 0 or window > 0 then state = 'blocked' end
   local data = {state = state, queue = s.queue, priority = tonumber(s.priority)}
   -- The whole hash in enter's one HSET.
   local fields = {
@@ -106,6 +108,9 @@ for i, s in ipairs(specs) do
     'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
     'attempts', 0, 'failures', 0, 'expiries', 0, 'waiting', waiting,
     'spawn_token', spawn_token, 'created_ms', now}
+  if window > 0 then
+    fields[#fields + 1], fields[#fields + 2], data.bid_window_ms = 'bid_window_ms', window, window
+  end
   if blocker ~= '' then
     state, data.state, data.reason, data.after = 'cancelled', 'cancelled', why, blocker
     for _, v in ipairs({'reason', why, 'cancelled_by', blocker}) do fields[#fields + 1] = v end
@@ -113,6 +118,7 @@ for i, s in ipairs(specs) do
   end
   enter(P, id, t, state, now, fields)
   audit(P, now, 'added', id, ARGV[3], '', data)
+  if window > 0 and waiting == 0 and blocker == '' then open_auction(P, id, now, window, '') end
 end
 table.insert(ids, 1, 0)
 return ids

@@ -1,7 +1,8 @@
 --[[
   claim: lease up to `count` claimable tasks to an agent. Expired leases and ended
-  backoffs are handled first, so recovery never waits for a separate reaper.
-  Order: tasks reassigned to this agent by an operator, then highest priority, then
+  backoffs are handled first, and bidding windows whose time is up are closed, so recovery
+  never waits for a separate reaper.
+  Order: claims the agent won in an auction and was not handed yet, then tasks reassigned to this agent by an operator, then highest priority, then
   oldest, over the chosen queues (all when none given), skipping paused queues and tasks
   needing a capability the agent lacks. An unknown agent is registered with no
   capabilities and the default capacity.
@@ -11,11 +12,12 @@
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] lease ttl ms   ARGV[4] queues "a,b" or ""
   ARGV[5] count
-  Touches P .. agent:<name>, agents, assigned:<agent>, backoff, capsigs:<queue>, cascaded:<id>,
-    cascades:cancel, cascades:restore, children:<id>:<token>, deadlines, dependents:<id>,
-    finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused,
-    queues, ready:<queue>:<sig>, retention:due, retention:held, seq:finished, seq:token, sigs,
-    state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+  Touches P .. agent:<name>, agents, assigned:<agent>, auctions, backoff, bids:<id>,
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
+    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>,
+    lockpaths, locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held,
+    seq:finished, seq:token, sigs, state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>,
+    won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, task fields (flat)...} one entry per claimed task;
           {1, reason, next_change_in_ms, caps}: nothing claimable; reason is empty |
@@ -29,6 +31,7 @@ local ttl, count = tonumber(ARGV[3]), math.min(tonumber(ARGV[5]), ${claim_batch_
 local now = now_ms()
 reap_due(P, now)
 promote_due(P, now)
+close_auctions(P, now)
 
 local ak = P .. 'agent:' .. agent
 local a = to_table(rcall('HGETALL', ak))
@@ -40,6 +43,12 @@ if not a.name then
   audit(P, now, 'registered', '', agent, '', {auto = true})
 end
 touch_agent(P, agent, now)
+-- Claims it won in an auction come first (already its own: no capacity or breaker check).
+local won = won_claims(P, agent, count, now)
+if #won > 0 then
+  table.insert(won, 1, 0)
+  return won
+end
 local open_until = tonumber(a.breaker_open_until_ms or 0)
 if open_until > now then return {1, 'breaker-open', open_until - now, a.caps or ''} end
 local room = tonumber(a.max_claims) - rcall('SCARD', P .. 'held:' .. agent)

@@ -4,11 +4,11 @@
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] result (JSON text or "")
   ARGV[5] the agent the caller acts as ("" anyone: direct store access)
-  Touches P .. agent:<name>, assigned:<agent>, backoff, capsigs:<queue>, cascaded:<id>,
+  Touches P .. agent:<name>, assigned:<agent>, auctions, backoff, capsigs:<queue>, cascaded:<id>,
     cascades:cancel, cascades:restore, children:<id>:<token>, deadlines, dependents:<id>,
     finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused,
-    queues, ready:<queue>:<sig>, retention:due, retention:held, seq:finished, sigs,
-    state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+    queues, ready:<queue>:<sig>, retention:due, retention:held, seq:finished, sigs, state:<state>,
+    task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, unblocked ids...}; {-1, id} no such task; {-2, id} lease lost;
   {-9, 'claim', id, holder, agent} the claim is another agent's.
@@ -27,10 +27,14 @@ for _, d in ipairs(rcall('SMEMBERS', P .. 'dependents:' .. id)) do
   local dt = load_task(P, d)
   if dt and dt.state == 'blocked' then
     if rcall('HINCRBY', P .. 'task:' .. d, 'waiting', -1) <= 0 then
-      leave(P, d, dt)
-      enter(P, d, dt, 'queued', now)
-      audit(P, now, 'ready', d, '', '', {after = id})
-      out[#out + 1] = d
+      if tonumber(dt.bid_window_ms or 0) > 0 and (dt.bid_close_ms or '') == '' then
+        open_auction(P, d, now, dt.bid_window_ms, id)  -- still blocked: bidding first
+      else
+        leave(P, d, dt)
+        enter(P, d, dt, 'queued', now)
+        audit(P, now, 'ready', d, '', '', {after = id})
+        out[#out + 1] = d
+      end
     end
   end
 end

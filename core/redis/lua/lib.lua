@@ -585,3 +585,112 @@ local function take_out(P, id, t, now)
   if was_claimed then return rollback(P, id, t, now) end
   return {locks = {}, cancelled = {}}
 end
+
+-- Bidding (core/bidding.py). A task with a bid window (`bid_window_ms`) opens it once, when
+-- it becomes ready: it stays blocked, its close time on the task (`bid_close_ms`) and in
+-- `auctions` (task ids by close time); bids wait in `bids:<id>` (agent -> "cost|at_ms|ttl_ms").
+-- The window is closed by close_auctions, in every claim and reaper pass, on this clock.
+-- `after`: the dependency whose completion made it ready ('' none).
+local function open_auction(P, id, now, window, after)
+  local close = now + tonumber(window)
+  rcall('HSET', P .. 'task:' .. id, 'bid_close_ms', close)
+  rcall('ZADD', P .. 'auctions', close, id)
+  local data = {close_ms = close}
+  if after ~= '' then data.after = after end
+  audit(P, now, 'auction-opened', id, '', '', data)
+end
+
+-- Why `agent` may not take task t now (nil: it may): not registered, breaker open, lacking
+-- a capability t needs, or (room) without room for one more claim.
+local function cannot_take(P, agent, t, now, room)
+  local a = rcall('HMGET', P .. 'agent:' .. agent, 'name', 'caps', 'max_claims', 'breaker_open_until_ms')
+  if not a[1] then return 'not registered' end
+  if tonumber(a[4] or 0) > now then return 'breaker open' end
+  local caps = {}
+  for _, c in ipairs(split(a[2])) do caps[c] = true end
+  for _, c in ipairs(split(t.requires)) do
+    if not caps[c] then return 'lacks capability ' .. c end
+  end
+  if room and rcall('SCARD', P .. 'held:' .. agent) >= tonumber(a[3] or 1) then return 'at capacity' end
+  return nil
+end
+
+-- The end of one window: the best bid whose agent can still take the task wins the claim
+-- (lowest cost, then earliest, then name: bidding.rank), the others ahead of it are passed
+-- over; no such bid: the task goes to its queue. Returns the winner ('' none).
+local function close_one(P, id, t, now)
+  local raw = rcall('HGETALL', P .. 'bids:' .. id)
+  rcall('DEL', P .. 'bids:' .. id)
+  local bids = {}
+  for i = 1, #raw, 2 do
+    local c, at, ttl = string.match(raw[i + 1], '^([^|]+)|(%d+)|(%d+)$')
+    if c then bids[#bids + 1] = {agent = raw[i], cost = tonumber(c), at = tonumber(at), ttl = tonumber(ttl)} end
+  end
+  table.sort(bids, function(x, y)
+    if x.cost ~= y.cost then return x.cost < y.cost end
+    if x.at ~= y.at then return x.at < y.at end
+    return x.agent < y.agent
+  end)
+  local passed, win = {}, nil
+  for _, b in ipairs(bids) do
+    local why = cannot_take(P, b.agent, t, now, true)
+    if not why then win = b; break end
+    passed[#passed + 1] = {agent = b.agent, reason = why}
+  end
+  leave(P, id, t)
+  local data = {bids = #bids}
+  if #passed > 0 then data.passed = passed end
+  if not win then
+    data.to = 'queued'
+    enter(P, id, t, 'queued', now)
+    audit(P, now, 'auction-closed', id, '', '', data)
+    return ''
+  end
+  local token = rcall('INCR', P .. 'seq:token')
+  local attempts = tonumber(t.attempts or 0) + 1
+  t.agent, t.deadline_ms = win.agent, now + win.ttl
+  enter(P, id, t, 'claimed', now, {'agent', win.agent, 'token', token, 'deadline_ms', t.deadline_ms,
+    'claimed_ms', now, 'ttl_ms', win.ttl, 'attempts', attempts, 'assigned', '', 'bid_winner', win.agent})
+  rcall('ZADD', P .. 'won:' .. win.agent, token, id)
+  data.to, data.winner, data.cost = 'claimed', win.agent, win.cost
+  audit(P, now, 'auction-closed', id, win.agent, token, data)
+  audit(P, now, 'claimed', id, win.agent, token, {deadline_ms = t.deadline_ms, attempt = attempts, auction = true})
+  announce(P .. 'wake:' .. win.agent, 'won')
+  return win.agent
+end
+
+-- Close the windows whose time is up, at most ${auction_batch} per call (rule 10; the next
+-- claim or reaper pass goes on). An entry whose task left its window meanwhile (an
+-- operator's cancel) is dropped with its bids.
+local auction_log = {}  -- the tasks whose window this call closed (reap reports them)
+local function close_auctions(P, now)
+  for _, id in ipairs(rcall('ZRANGEBYSCORE', P .. 'auctions', '-inf', now, 'LIMIT', 0, ${auction_batch})) do
+    rcall('ZREM', P .. 'auctions', id)
+    local t = load_task(P, id)
+    if t and t.state == 'blocked' and tonumber(t.waiting or 0) <= 0 then
+      close_one(P, id, t, now)
+      auction_log[#auction_log + 1] = id
+    else
+      rcall('DEL', P .. 'bids:' .. id)
+    end
+  end
+end
+
+-- Claims `agent` won and was not handed yet, at most `count`: each task's fields (flat),
+-- when the claim is still the won one; every entry looked at leaves `won:<agent>`.
+local function won_claims(P, agent, count, now)
+  local out = {}
+  local wk = P .. 'won:' .. agent
+  local entries = rcall('ZRANGE', wk, 0, count - 1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    local id = entries[i]
+    rcall('ZREM', wk, id)
+    local raw = rcall('HGETALL', P .. 'task:' .. id)
+    local t = to_table(raw)
+    if t.state == 'claimed' and t.agent == agent and tonumber(t.token) == tonumber(entries[i + 1])
+        and tonumber(t.deadline_ms) > now then
+      out[#out + 1] = raw
+    end
+  end
+  return out
+end

@@ -1,21 +1,23 @@
 --[[
   reap: one recovery pass: expire overdue leases (rule 5), go on with cascades that did not
-  fit in one call (lib.lua reap_due), end finished backoffs, drop expired lock holders; with
+  fit in one call (lib.lua reap_due), end finished backoffs, close bidding windows whose
+  time is up (lib.lua close_auctions: the winner gets the claim), drop expired lock holders; with
   a reaper named, record the pass as the board's reaper heartbeat (P .. 'reaper:status', a
   hash: who and when, and the same again with what it recovered for the last pass that
   recovered something). The heartbeat is no change of the board: no audit event, no hint.
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P
   ARGV[2] reaper kind ('' : record nothing)   ARGV[3] host   ARGV[4] pid   ARGV[5] interval ms
-  Touches P .. agent:<name>, assigned:<agent>, backoff, capsigs:<queue>, cascaded:<id>,
-    cascades:cancel, cascades:restore, children:<id>:<token>, deadlines, dependents:<id>,
-    finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused,
-    queues, ready:<queue>:<sig>, reaper:status, retention:due, retention:held, seq:finished,
-    sigs, state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+  Touches P .. agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>, capsigs:<queue>,
+    cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>, deadlines,
+    dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths,
+    locks, paused, queues, ready:<queue>:<sig>, reaper:status, retention:due, retention:held,
+    seq:finished, seq:token, sigs, state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>,
+    won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, expired (flat id, outcome pairs), promoted ids, count of lock holds dropped,
           ids cancelled by cascades, ids restored, count of tasks whose cascade or restore
-          still waits}.
+          still waits, ids whose bidding window closed}.
 ]]
 --@include lib
 local P = ARGV[1]
@@ -26,6 +28,7 @@ for _, pair in ipairs(reap_due(P, now)) do
   expired[#expired + 1] = pair[2]
 end
 local promoted = promote_due(P, now)
+close_auctions(P, now)
 local dropped = 0
 for _, path in ipairs(rcall('ZRANGEBYSCORE', P .. 'locks', '-inf', now, 'LIMIT', 0, ${reap_batch})) do
   local gone, seen = {}, {}
@@ -64,4 +67,4 @@ if ARGV[2] ~= '' then
   end
 end
 local pending = rcall('ZCARD', P .. 'cascades:cancel') + rcall('ZCARD', P .. 'cascades:restore')
-return {0, expired, promoted, dropped, cascade_log.cancelled, cascade_log.restored, pending}
+return {0, expired, promoted, dropped, cascade_log.cancelled, cascade_log.restored, pending, auction_log}

@@ -48,8 +48,13 @@ def walk(points: list[Point], key: str) -> list[Point]:
 
 def owner(points: list[Point], key: str, usable: Callable[[str], bool]) -> str | None:
     """The first agent clockwise from ``key`` that is ``usable`` (live and capable), or None."""
+    return first_usable((m for _, m in walk(points, key)), usable)
+
+
+def first_usable(walked: Iterable[str], usable: Callable[[str], bool]) -> str | None:
+    """The agent of the first member of a walk that is ``usable``, each agent asked once."""
     seen: set[str] = set()
-    for _, member in walk(points, key):
+    for member in walked:
         agent = agent_of(member)
         if agent not in seen:
             seen.add(agent)

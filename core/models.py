@@ -77,6 +77,11 @@ class Task:
     updated_ms: int = 0
     seq: int = 0
     cancelled_by: str = ""  # the dependency whose end cancelled it (a cascade); "" otherwise
+    # Affinity: the agent owning its key when it last became ready ("" none), until when
+    # only that agent may claim it (0: anyone capable may), its own steal delay (-1 default).
+    owner: str = ""
+    steal_ms: int = 0
+    steal_after_ms: int = -1
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> Task:
@@ -111,6 +116,9 @@ class Task:
             updated_ms=_int(f.get("updated_ms")),
             seq=_int(f.get("seq")),
             cancelled_by=f.get("cancelled_by", ""),
+            owner=f.get("owner", ""),
+            steal_ms=_int(f.get("steal_ms")),
+            steal_after_ms=_int(f.get("steal_after_ms"), -1),
         )
 
     def to_json(self) -> dict[str, Any]:

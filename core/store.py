@@ -55,6 +55,13 @@ def _ref_or_id(value: str) -> str:
     return validate.task_id(value)
 
 
+def affinity_steal_after_ms(value: float | None) -> int:
+    """A task's steal delay in the stored form: -1 the default, else ms (0: no preference)."""
+    if value is None:
+        return -1
+    return round(validate.seconds("steal after", value, 0, constants.max_steal_after_s) * 1000)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What ``add`` takes for one task. ``after``/``parent`` may name an earlier spec of
@@ -69,6 +76,9 @@ class TaskSpec:
     affinity: str = ""
     payload: Any = None
     max_attempts: int = constants.default_max_attempts
+    # Affinity: how long the key's owner has the task to itself (None: the default delay;
+    # 0: no owner preference at all).
+    steal_after_s: float | None = None
 
     def checked(self) -> dict[str, Any]:
         """The spec in the stored form, or ``BadInput``."""
@@ -83,6 +93,7 @@ class TaskSpec:
             "affinity": validate.text("affinity", self.affinity, 256),
             "payload": "" if self.payload is None else validate.json_value("payload", self.payload),
             "max_attempts": validate.positive_int("max attempts", self.max_attempts, 1000),
+            "steal_after_ms": affinity_steal_after_ms(self.steal_after_s),
         }
 
 

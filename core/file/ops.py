@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import constants as C
 from ..errors import ErrorCode
+from . import affinity as file_affinity
 from . import cascade as file_cascade
 from .states import enter
 from .tx import Refused, Row, Tx, count_sig, load_task, set_task, split
@@ -169,6 +170,7 @@ def check_lease(tx: Tx, tid: str, token: int, agent: str = "") -> Row:
 
 def touch_agent(tx: Tx, agent: str) -> None:
     tx.run("UPDATE agents SET last_seen_ms = :now WHERE ns = :ns AND name = :a", now=tx.now, a=agent)
+    file_affinity.touch(tx, agent)
 
 
 def check_seen(tx: Tx, tid: str, seen_state: str, seen_token: int) -> Row:
@@ -250,13 +252,13 @@ def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
                 spawn_token = p["token"]
         tx.run(
             "INSERT INTO tasks (ns, id, seq, title, state, queue, priority, requires, after, parent,"
-            " affinity, payload, max_attempts, waiting, spawn_token, created_ms, updated_ms) VALUES"
-            " (:ns, :id, :seq, :title, '', :queue, :priority, :requires, :after, :parent, :affinity,"
-            " :payload, :max_attempts, :waiting, :spawn, :now, :now)",
+            " affinity, payload, max_attempts, waiting, spawn_token, created_ms, updated_ms, steal_after_ms)"
+            " VALUES (:ns, :id, :seq, :title, '', :queue, :priority, :requires, :after, :parent, :affinity,"
+            " :payload, :max_attempts, :waiting, :spawn, :now, :now, :steal_after)",
             id=tid, seq=seq, title=s["title"], queue=s["queue"], priority=s["priority"],
             requires=s["requires"], after=",".join(deps), parent=parent, affinity=s["affinity"],
             payload=s["payload"], max_attempts=s["max_attempts"], waiting=waiting, spawn=spawn_token,
-            now=tx.now,
+            now=tx.now, steal_after=s.get("steal_after_ms", -1),
         )  # fmt: skip
         count_sig(tx, s["requires"], 1)
         state = "blocked" if waiting > 0 else "queued"
@@ -366,6 +368,7 @@ def register(tx: Tx, agent: str, caps: str, max_claims: int, session: str = "") 
         now=tx.now,
         session=session,
     )
+    file_affinity.touch(tx, agent)
     tx.claimable = True  # new capabilities or capacity
     data: dict[str, Any] = {"capabilities": split(caps), "max_claims": max_claims}
     if session:

@@ -76,7 +76,7 @@ def read(tx: Tx, want: frozenset[str], n: int, event_count: int) -> Snapshot:
     # The literal WHERE terms let SQLite count through the partial indexes (ready, deadline).
     ready = _by(
         tx,
-        "SELECT queue, COUNT(*) FROM tasks WHERE ns = :ns AND state = 'queued' AND assigned = '' "
+        "SELECT queue, COUNT(*) FROM tasks WHERE ns = :ns AND state = 'queued' AND assigned = '' AND steal_ms = 0 "
         "GROUP BY queue",
     )
     claimed = _by(tx, "SELECT queue, COUNT(*) FROM tasks WHERE ns = :ns AND state = 'claimed' GROUP BY queue")

@@ -131,6 +131,7 @@ async def cmd_add(a: argparse.Namespace, s: Store, out: Printer) -> None:
         affinity=a.affinity or "",
         payload=payload,
         max_attempts=a.max_attempts,
+        steal_after_s=a.steal_after,
     )
     task = await s.get(tid)
     out.done({"id": tid, "state": task.state.value}, tid)

@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--max-attempts", type=_number(int, "--max-attempts"), default=constants.default_max_attempts
     )
+    c.add_argument(
+        "--steal-after",
+        type=_number(float, "--steal-after"),
+        metavar="SECONDS",
+        help=f"how long the --affinity key's owner has the task to itself (default "
+        f"{constants.affinity_steal_delay_s:g}; 0: no owner preference)",
+    )
 
     c = cmd("claim", "claim the best task for an agent; prints the task and its token")
     c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")

@@ -482,6 +482,7 @@ def server_records_key(namespace: str) -> str:
     """The servers' records: a hash of server id -> JSON (see models.ServerInfo)."""
     return prefix(namespace) + "servers:records"
 
+
 # --- consistent-hash affinity (core/affinity.py; lua/lib.lua's ring_* and route) ---------
 # A task with an affinity key waits first for the live, capable agent owning the key on a
 # ring of virtual nodes (each agent at affinity_vnodes points, sha1 of "<agent>#<i>"); after

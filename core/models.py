@@ -154,6 +154,7 @@ class Agent:
     breaker_open_until_ms: int = 0
     held: tuple[str, ...] = ()
     session: str = ""  # which session the agent is (e.g. a Claude Code session id); "" unknown
+    owned: int = 0  # affine tasks waiting for it as their key's owner
 
     @classmethod
     def from_fields(cls, f: dict[str, str], held: tuple[str, ...] = ()) -> Agent:
@@ -167,6 +168,7 @@ class Agent:
             breaker_open_until_ms=_int(f.get("breaker_open_until_ms")),
             held=held,
             session=f.get("session", ""),
+            owned=_int(f.get("owned")),
         )
 
     def to_json(self) -> dict[str, Any]:

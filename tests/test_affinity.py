@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from waiting import clock_past
 
 from claimroom.core import affinity
 from claimroom.core import constants as C
@@ -21,7 +22,6 @@ from claimroom.core.errors import BadInput
 from claimroom.core.file.store import FileStore
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
-from waiting import clock_past
 
 LONG_S = 3600.0  # a steal delay no test waits out
 
@@ -218,7 +218,11 @@ names = st.lists(st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True), min_size=
 
 
 @settings(max_examples=60, deadline=None)
-@given(agents=names, newcomer=st.from_regex(r"[A-Z][a-z0-9]{0,6}", fullmatch=True), keys=st.lists(st.text(max_size=20), min_size=1, max_size=40))
+@given(
+    agents=names,
+    newcomer=st.from_regex(r"[A-Z][a-z0-9]{0,6}", fullmatch=True),
+    keys=st.lists(st.text(max_size=20), min_size=1, max_size=40),
+)
 def test_ring_property_joining_moves_keys_only_to_the_newcomer_and_leaving_only_the_leavers(
     agents: list[str], newcomer: str, keys: list[str]
 ) -> None:

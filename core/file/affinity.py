@@ -50,7 +50,12 @@ def touch(tx: Tx, agent: str) -> None:
     """An agent just seen (its last_seen_ms already written): on the ring if not yet."""
     if tx.one("UPDATE agents SET ring = 1 WHERE ns = :ns AND name = :a AND ring = 0 RETURNING 1", a=agent):
         for p, m in affinity.members(agent):
-            tx.run("INSERT OR IGNORE INTO ring (ns, point, member, agent) VALUES (:ns, :p, :m, :a)", p=p, m=m, a=agent)
+            tx.run(
+                "INSERT OR IGNORE INTO ring (ns, point, member, agent) VALUES (:ns, :p, :m, :a)",
+                p=p,
+                m=m,
+                a=agent,
+            )
 
 
 def drop(tx: Tx, agent: str) -> None:
@@ -73,7 +78,11 @@ def owner(tx: Tx, key: str, requires: str) -> str | None:
 
     def usable(agent: str) -> bool:
         a = tx.one("SELECT caps, last_seen_ms FROM agents WHERE ns = :ns AND name = :a", a=agent)
-        return a is not None and a["last_seen_ms"] > tx.now - _live_ms and affinity.can_take(split(a["caps"]), requires)
+        return (
+            a is not None
+            and a["last_seen_ms"] > tx.now - _live_ms
+            and affinity.can_take(split(a["caps"]), requires)
+        )
 
     return affinity.first_usable((str(r["member"]) for r in rows), usable)
 
@@ -131,7 +140,11 @@ def ring_reap(tx: Tx, ready: Ready) -> list[str]:
     ]
     for agent in gone:
         drop(tx, agent)
-        rows = tx.all(OWN.replace("SELECT id,", "SELECT affinity, steal_after_ms, id,"), a=agent, n=C.affinity_move_batch)
+        rows = tx.all(
+            OWN.replace("SELECT id,", "SELECT affinity, steal_after_ms, id,"),
+            a=agent,
+            n=C.affinity_move_batch,
+        )
         for t in rows:
             more = route(tx, t, steal=t["steal_ms"])
             tx.run(
@@ -161,3 +174,12 @@ def own_head(tx: Tx, agent: str, caps: set[str], queues: list[str]) -> Row | Non
 def next_steal(tx: Tx) -> int | None:
     row = tx.one(NEXT_STEAL)
     return None if row is None or row[0] is None else int(row[0])
+
+
+def owned(tx: Tx) -> dict[str, int]:
+    """How many tasks wait for each agent as their owner (through tasks_owned)."""
+    rows = tx.all(
+        "SELECT owner, COUNT(*) FROM tasks INDEXED BY tasks_owned WHERE ns = :ns AND state = 'queued'"
+        " AND assigned = '' AND steal_ms > 0 GROUP BY owner"
+    )
+    return {str(r[0]): int(r[1]) for r in rows}

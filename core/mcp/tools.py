@@ -220,6 +220,13 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
         parent: Annotated[str, Field(description="the task this one is part of")] = "",
         payload: Annotated[Any, Field(description="input for whoever does it (JSON)")] = None,
         max_attempts: int = C.default_max_attempts,
+        affinity: Annotated[
+            str, Field(description="related work lands on one agent: e.g. the module or directory it touches")
+        ] = "",
+        steal_after_s: Annotated[
+            float | None,
+            Field(description="seconds the affinity key's owner has it alone (default 30; 0: no preference)"),
+        ] = None,
     ) -> Added:
         async def go(a: Acting) -> Added:
             tid = await a.add(
@@ -231,6 +238,8 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
                 parent=parent,
                 payload=payload,
                 max_attempts=max_attempts,
+                affinity=affinity,
+                steal_after_s=steal_after_s,
             )
             return Added(id=tid, state=(await a.get(tid)).state.value)
 

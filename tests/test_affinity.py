@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pilot_wait import until
 from waiting import clock_past
 
 from claimroom.core import affinity
@@ -22,6 +23,7 @@ from claimroom.core.errors import BadInput
 from claimroom.core.file.store import FileStore
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
+from claimroom.tui.app import ControlRoom
 
 LONG_S = 3600.0  # a steal delay no test waits out
 
@@ -276,3 +278,31 @@ async def test_a_bad_steal_delay_is_refused(store: Store, bad: object) -> None:
     with pytest.raises(BadInput, match="steal after"):
         await store.add("x", affinity="k", steal_after_s=bad)  # type: ignore[arg-type]
     assert await store.claim("ada") is None
+
+
+async def test_the_control_room_shows_what_waits_for_each_owner_and_whose_a_stolen_claim_was(
+    store: Store, store_url: str, namespace: str
+) -> None:
+    """Keyboard only: 4 shows the agents pane with its 'owns' column, 3 the claims with the
+    owner a stolen claim was meant for."""
+    for a in ("ada", "bob"):
+        await store.register(a)
+    key = key_owned_by(affinity.Ring(["ada", "bob"]), "bob")
+    await store.add_many([TaskSpec(f"parse {i}", affinity=key, steal_after_s=LONG_S) for i in range(3)])
+    stolen = await store.add("quick", affinity=key, steal_after_s=0.2)
+    await clock_past(store, (await store.get(stolen)).steal_ms)
+    got = await store.claim("ada")
+    assert got is not None and got.task.id == stolen
+    app = ControlRoom(Store.from_url(store_url, namespace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        pane = app.table_pane("agents")
+        assert pane is not None
+        await until(pilot, lambda: "bob" in [r.key.value for r in pane.table.ordered_rows])
+        assert pane.table.get_cell("bob", "owned").plain == "3"
+        assert pane.table.get_cell("ada", "owned").plain == "-"
+        await pilot.press("3")
+        claims = app.table_pane("claims")
+        assert claims is not None
+        await until(pilot, lambda: stolen in [r.key.value for r in claims.table.ordered_rows])
+        assert claims.table.get_cell(stolen, "agent").plain == "ada for bob"

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -306,3 +309,33 @@ async def test_the_control_room_shows_what_waits_for_each_owner_and_whose_a_stol
         assert claims is not None
         await until(pilot, lambda: stolen in [r.key.value for r in claims.table.ordered_rows])
         assert claims.table.get_cell(stolen, "agent").plain == "ada for bob"
+
+
+CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLAIMROOM, *args], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_the_cli_routes_by_affinity_and_shows_the_owner(cli_env: dict[str, str]) -> None:
+    for a in ("ada", "bob"):
+        assert cli(cli_env, "register", a).returncode == 0
+    key = key_owned_by(affinity.Ring(["ada", "bob"]), "bob")
+    added = json.loads(
+        cli(cli_env, "add", "parse", "--affinity", key, "--steal-after", "600", "--json").stdout
+    )
+    shown = json.loads(cli(cli_env, "show", added["id"], "--json").stdout)
+    assert shown["owner"] == "bob" and shown["steal_ms"] > 0 and shown["steal_after_ms"] == 600_000
+    text = cli(cli_env, "show", added["id"]).stdout
+    assert "owner       bob (alone, others may claim in " in text
+    listed = json.loads(cli(cli_env, "ls", "--json").stdout)
+    assert [t["owner"] for t in listed["tasks"]] == ["bob"]
+    assert "owns 1 waiting" in next(
+        line for line in cli(cli_env, "agents").stdout.splitlines() if "bob" in line
+    )
+    assert cli(cli_env, "claim", "--agent", "ada").returncode == 3  # nothing for ada yet
+    claim = json.loads(cli(cli_env, "claim", "--agent", "bob", "--json").stdout)
+    assert claim["task"]["id"] == added["id"] and claim["task"]["owner"] == "bob"
+    bad = cli(cli_env, "add", "x", "--affinity", key, "--steal-after", "-5")
+    assert bad.returncode == 2 and "steal after" in bad.stderr

@@ -17,6 +17,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mcp_support import client as mcp_client
+from mcp_support import ok, serving
 from pilot_wait import until
 from waiting import clock_past
 
@@ -26,6 +28,7 @@ from claimroom.core.errors import BadInput
 from claimroom.core.file.store import FileStore
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
+from claimroom.core.tokens import create_token
 from claimroom.tui.app import ControlRoom
 
 LONG_S = 3600.0  # a steal delay no test waits out
@@ -339,3 +342,27 @@ def test_the_cli_routes_by_affinity_and_shows_the_owner(cli_env: dict[str, str])
     assert claim["task"]["id"] == added["id"] and claim["task"]["owner"] == "bob"
     bad = cli(cli_env, "add", "x", "--affinity", key, "--steal-after", "-5")
     assert bad.returncode == 2 and "steal after" in bad.stderr
+
+
+async def test_mcp_add_takes_the_affinity_and_steal_delay_and_a_claim_names_the_owner(
+    store: Store, tmp_path: Path
+) -> None:
+    pat = await create_token(store, "pat", "planner")
+    bob = await create_token(store, "bob", "worker")
+    ada = await create_token(store, "ada", "worker")
+    await store.register("ada")
+    await store.register("bob")
+    key = key_owned_by(affinity.Ring(["ada", "bob"]), "bob")
+    async with (
+        serving(store, root=tmp_path) as served,
+        mcp_client(served.url, pat) as planner,
+        mcp_client(served.url, ada) as w_ada,
+        mcp_client(served.url, bob) as w_bob,
+    ):
+        args = {"title": "parse", "affinity": key, "steal_after_s": 600}
+        tid = ok(await planner.call_tool("add", args))["id"]
+        assert not ok(await w_ada.call_tool("claim", {}))["claimed"]
+        got = ok(await w_bob.call_tool("claim", {}))
+        assert got["claimed"] and got["task"]["id"] == tid and got["task"]["owner"] == "bob"
+        bad = await planner.call_tool("add", {"title": "x", "affinity": key, "steal_after_s": -1})
+        assert bad.is_error

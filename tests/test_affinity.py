@@ -366,3 +366,14 @@ async def test_mcp_add_takes_the_affinity_and_steal_delay_and_a_claim_names_the_
         assert got["claimed"] and got["task"]["id"] == tid and got["task"]["owner"] == "bob"
         bad = await planner.call_tool("add", {"title": "x", "affinity": key, "steal_after_s": -1})
         assert bad.is_error
+
+
+async def test_a_waiting_claimer_gets_the_task_once_others_may_take_it(store: Store) -> None:
+    for a in ("ada", "bob"):
+        await store.register(a)
+    key = key_owned_by(affinity.Ring(["ada", "bob"]), "bob")
+    tid = await store.add("parse", affinity=key, steal_after_s=0.5)
+    steal_ms = (await store.get(tid)).steal_ms
+    got = await store.claim("ada", wait_s=10)
+    assert got is not None and got.task.id == tid
+    assert await store.now_ms() >= steal_ms  # not before its steal time

@@ -377,3 +377,23 @@ async def test_a_waiting_claimer_gets_the_task_once_others_may_take_it(store: St
     got = await store.claim("ada", wait_s=10)
     assert got is not None and got.task.id == tid
     assert await store.now_ms() >= steal_ms  # not before its steal time
+
+
+async def test_export_and_import_carry_the_owner_and_steal_delay(store: Store, store_url: str) -> None:
+    """A dump carries owner and steal delay; on the destination (another ring) a task that
+    waited for its owner is anyone's."""
+    for a in ("ada", "bob"):
+        await store.register(a)
+    key = key_owned_by(affinity.Ring(["ada", "bob"]), "bob")
+    waiting = await store.add("waits", affinity=key, steal_after_s=600)
+    stolen = await store.add("stolen", affinity=key, steal_after_s=0.2)
+    await clock_past(store, (await store.get(stolen)).steal_ms)
+    assert (await store.claim("ada", queues=["default"])) is not None
+    board = await store.export_board()
+    async with Store.from_url(store_url, store.namespace + "x") as other:
+        await other.import_board(board)
+        w, s = await other.get(waiting), await other.get(stolen)
+        assert (w.owner, w.steal_after_ms, w.steal_ms, w.state.value) == ("bob", 600_000, 0, "queued")
+        assert (s.owner, s.agent, s.state.value) == ("bob", "ada", "claimed")
+        got = await other.claim("cy")
+        assert got is not None and got.task.id == waiting

@@ -397,3 +397,13 @@ async def test_export_and_import_carry_the_owner_and_steal_delay(store: Store, s
         assert (s.owner, s.agent, s.state.value) == ("bob", "ada", "claimed")
         got = await other.claim("cy")
         assert got is not None and got.task.id == waiting
+
+
+async def test_no_preference_is_kept_as_zero_and_an_agent_named_0_owns(store: Store) -> None:
+    await store.register("0")
+    tid = await store.add("anyone", affinity="k", steal_after_s=0)
+    assert (await store.get(tid)).steal_after_ms == 0
+    owned = await store.add("zero's", affinity="k", steal_after_s=LONG_S)
+    assert (await store.get(owned)).owner == "0"
+    got = await store.claim("0")
+    assert got is not None and got.task.agent == "0"

@@ -466,7 +466,10 @@ def task_fields(row: sqlite3.Row) -> dict[str, str]:
         value = row[name]
         # progress is a REAL: "0.5", "1.0" (Redis holds what Python's repr wrote).
         text = str(value) if name != "progress" else repr(float(value)) if value else ""
-        if text not in ("", "0") or name in ("state", "priority", "attempts", "failures", "expiries"):
+        # "0" is left out of the numbers only: an agent, title or owner may be named "0"; and
+        # steal_after_ms 0 (no owner preference) is not its default (-1).
+        zero = text == "0" and name in TASK_INTS and name != "steal_after_ms"
+        if (text and not zero) or name in ("state", "priority", "attempts", "failures", "expiries"):
             out[name] = text
     out.setdefault("waiting", "0")
     return out

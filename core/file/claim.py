@@ -85,7 +85,8 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
         )
         assert a is not None
         tx.audit("registered", agent=agent, data={"auto": True})
-    file_affinity.touch(tx, agent)
+    if not a["ring"]:
+        file_affinity.touch(tx, agent)
     if a["breaker_open_until_ms"] > tx.now:
         return [], "breaker-open", a["breaker_open_until_ms"] - tx.now
     held = tx.one(HELD, a=agent)

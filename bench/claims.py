@@ -18,6 +18,8 @@ The parts, each in its own module (what they measure is said there):
   file       the file store: 1 and ``--file-processes`` agent processes on one board
              (``_claims_agents.py``)
   scale      work per call on a board of many queues, both backends (``_scale.py``)
+  strategies claim latency and cycles/s of plain claims beside claims of affine tasks, 8
+             agents, same run (``_claims_strategies.py``; one entry per strategy in MODES)
   retention  the store's size over long runs; only when asked for (``_claims_retention.py``)
 
 Every run but retention ends with the slowest single script call of the whole bench, from
@@ -35,6 +37,7 @@ import time
 from _claims_agents import file_rows, spread_rows
 from _claims_recovery import recovery_rows
 from _claims_retention import retention_rows
+from _claims_strategies import strategy_rows
 from _claims_throughput import redis_rows
 from _harness import BenchRedis, header, load_avg, print_table, redis_client
 from _scale import SLOWLOG_OVER_US, ScaleBench, worst_of, worst_row  # bench/ is on sys.path
@@ -82,6 +85,9 @@ async def run(server: BenchRedis, args: argparse.Namespace) -> tuple[list[Row], 
         if only in (None, "redis"):
             rows += await recovery_rows(server, args)
             await slow.look("recovery")
+        if only in (None, "strategies"):
+            rows += await strategy_rows(server, args)
+            await slow.look("strategies")
         if only in (None, "scale"):
             scale = ScaleBench(server, args)
             await scale.run_redis()
@@ -117,9 +123,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--file-tasks", type=int, default=8_000, help="tasks per file-store run (default 8000)")
     p.add_argument(
         "--only",
-        choices=("redis", "spread", "file", "scale", "retention"),
+        choices=("redis", "spread", "file", "scale", "retention", "strategies"),
         help="run one part: redis (throughput, ceiling, orphan, wake-up), spread (latency of "
-        "agents in several processes), file (the file store), scale (a board of many queues) or "
+        "agents in several processes), file (the file store), scale (a board of many queues), "
+        "strategies (claim latency with affinity beside plain claims) or "
         "retention (store size over long runs; only when asked for)",
     )
     p.add_argument(

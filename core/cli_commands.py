@@ -132,6 +132,7 @@ async def cmd_add(a: argparse.Namespace, s: Store, out: Printer) -> None:
         payload=payload,
         max_attempts=a.max_attempts,
         bid_window_s=0.0 if a.bid_window is None else bidding.window_ms(a.bid_window) / 1000,
+        steal_after_s=a.steal_after,
     )
     task = await s.get(tid)
     out.done({"id": tid, "state": task.state.value}, tid)

@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="once ready, take bids this long; the lowest bid wins the claim (claimroom bid)",
     )
+    c.add_argument(
+        "--steal-after",
+        type=_number(float, "--steal-after"),
+        metavar="SECONDS",
+        help=f"how long the --affinity key's owner has the task to itself (default "
+        f"{constants.affinity_steal_delay_s:g}; 0: no owner preference)",
+    )
 
     c = cmd("claim", "claim the best task for an agent; prints the task and its token")
     c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")

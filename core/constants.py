@@ -550,3 +550,51 @@ def servers_key(namespace: str) -> str:
 def server_records_key(namespace: str) -> str:
     """The servers' records: a hash of server id -> JSON (see models.ServerInfo)."""
     return prefix(namespace) + "servers:records"
+
+
+# --- consistent-hash affinity (core/affinity.py; lua/lib.lua's ring_* and route) ---------
+# A task with an affinity key waits first for the live, capable agent owning the key on a
+# ring of virtual nodes (each agent at affinity_vnodes points, sha1 of "<agent>#<i>"); after
+# its steal delay any capable agent may claim it. "Live": seen (register, alive, claim,
+# heartbeat) within affinity_live_s; the reaper takes agents not seen that long off the ring.
+affinity_vnodes = 64  # ring points per agent: ~1/N of keys move when an agent joins or leaves
+affinity_walk_max = 32  # ring points an owner lookup visits at most (the bounded walk, rule 10)
+affinity_live_s = 120.0  # two default lease ttls: a working agent heartbeats well within it
+affinity_steal_delay_s = 30.0  # default of add --steal-after
+max_steal_after_s = 24 * 3600.0
+affinity_scan_max = 16  # entries of its owner index a claim looks at for one in a chosen, open queue
+affinity_leave_batch = 8  # agents a pass takes off the ring at most
+affinity_move_batch = 50  # waiting tasks of a leaving agent re-routed at once (the rest: their steal time)
+LUA_CONSTANTS.update(
+    {
+        "affinity_vnodes": affinity_vnodes,
+        "affinity_walk_max": affinity_walk_max,
+        "affinity_live_ms": int(affinity_live_s * 1000),
+        "affinity_steal_delay_ms": int(affinity_steal_delay_s * 1000),
+        "affinity_scan_max": affinity_scan_max,
+        "affinity_leave_batch": affinity_leave_batch,
+        "affinity_move_batch": affinity_move_batch,
+    }
+)
+
+
+def ring_key(namespace: str) -> str:
+    """The hash ring: a sorted set of "<agent>#<i>" scored by the point (first 8 hex digits
+    of its sha1 as an integer); a key is owned by the first point at or after its own."""
+    return prefix(namespace) + "ring"
+
+
+def live_key(namespace: str) -> str:
+    """Agents on the ring, scored by when each was last seen (ms): the reaper's view of who left."""
+    return prefix(namespace) + "live"
+
+
+def affine_key(namespace: str, agent: str) -> str:
+    """Queued tasks waiting for their owner ``agent`` (by ready score): its claims take them
+    beside the ready sets; nobody else sees them before their steal time."""
+    return prefix(namespace) + "affine:" + agent
+
+
+def steal_key(namespace: str) -> str:
+    """Tasks waiting for their owner, scored by when any capable agent may claim them."""
+    return prefix(namespace) + "steal"

@@ -80,6 +80,11 @@ class Task:
     bid_window_ms: int = 0  # add --bid-window: the bidding window it opens once ready; 0 none
     bid_close_ms: int = 0  # when its window closes (or closed); 0 never opened
     bid_winner: str = ""  # the agent that won its window; "" none (yet)
+    # Affinity: the agent owning its key when it last became ready ("" none), until when
+    # only that agent may claim it (0: anyone capable may), its own steal delay (-1 default).
+    owner: str = ""
+    steal_ms: int = 0
+    steal_after_ms: int = -1
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> Task:
@@ -117,6 +122,9 @@ class Task:
             bid_window_ms=_int(f.get("bid_window_ms")),
             bid_close_ms=_int(f.get("bid_close_ms")),
             bid_winner=f.get("bid_winner", ""),
+            owner=f.get("owner", ""),
+            steal_ms=_int(f.get("steal_ms")),
+            steal_after_ms=_int(f.get("steal_after_ms"), -1),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -152,6 +160,7 @@ class Agent:
     breaker_open_until_ms: int = 0
     held: tuple[str, ...] = ()
     session: str = ""  # which session the agent is (e.g. a Claude Code session id); "" unknown
+    owned: int = 0  # affine tasks waiting for it as their key's owner
 
     @classmethod
     def from_fields(cls, f: dict[str, str], held: tuple[str, ...] = ()) -> Agent:
@@ -165,6 +174,7 @@ class Agent:
             breaker_open_until_ms=_int(f.get("breaker_open_until_ms")),
             held=held,
             session=f.get("session", ""),
+            owned=_int(f.get("owned")),
         )
 
     def to_json(self) -> dict[str, Any]:

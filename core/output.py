@@ -89,6 +89,8 @@ class Printer:
             ("requires", ", ".join(t.requires) or "-"),
             ("after", ", ".join(t.after) or "-"),
             ("parent", t.parent or "-"),
+            ("affinity", t.affinity or "-"),
+            ("owner", _owner(t, now)),
             ("agent", t.agent or "-"),
             ("token", str(t.token or "-")),
             ("lease ends", _ago(t.deadline_ms, now) if t.state.value == "claimed" else "-"),
@@ -124,7 +126,9 @@ class Printer:
             self._line(
                 f"{shown(a.name):<16} claims {len(a.held)}/{a.max_claims}  "
                 f"seen {_ago(a.last_seen_ms, now):<9} "
-                f"breaker {breaker:<6} can {caps}" + (f"  session {shown(a.session)}" if a.session else "")
+                f"breaker {breaker:<6} can {caps}"
+                + (f"  session {shown(a.session)}" if a.session else "")
+                + (f"  owns {a.owned} waiting" if a.owned else "")
             )
 
     def tokens(self, tokens: list[TokenInfo]) -> None:
@@ -178,3 +182,12 @@ class Printer:
                 f"retention: removed {r.removed} finished tasks and {r.agents_removed} idle agents, "
                 f"trimmed {r.events_trimmed} audit events" + (" (more to do)" if r.retention_more else "")
             )
+
+
+def _owner(t: Task, now: int) -> str:
+    """A task's affinity owner, and whether others may claim it yet."""
+    if not t.owner:
+        return "-"
+    if t.state.value == "queued" and t.steal_ms > now:
+        return f"{t.owner} (alone, others may claim {_ago(t.steal_ms, now)})"
+    return t.owner

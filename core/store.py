@@ -56,6 +56,13 @@ def _ref_or_id(value: str) -> str:
     return validate.task_id(value)
 
 
+def affinity_steal_after_ms(value: float | None) -> int:
+    """A task's steal delay in the stored form: -1 the default, else ms (0: no preference)."""
+    if value is None:
+        return -1
+    return round(validate.seconds("steal after", value, 0, constants.max_steal_after_s) * 1000)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What ``add`` takes for one task. ``after``/``parent`` may name an earlier spec of
@@ -71,6 +78,9 @@ class TaskSpec:
     payload: Any = None
     max_attempts: int = constants.default_max_attempts
     bid_window_s: float = 0.0  # > 0: a bidding window of this long opens when it is ready
+    # Affinity: how long the key's owner has the task to itself (None: the default delay;
+    # 0: no owner preference at all).
+    steal_after_s: float | None = None
 
     def checked(self) -> dict[str, Any]:
         """The spec in the stored form, or ``BadInput``."""
@@ -86,6 +96,7 @@ class TaskSpec:
             "payload": "" if self.payload is None else validate.json_value("payload", self.payload),
             "max_attempts": validate.positive_int("max attempts", self.max_attempts, 1000),
             "bid_window_ms": bidding.window_ms(self.bid_window_s) if self.bid_window_s else 0,
+            "steal_after_ms": affinity_steal_after_ms(self.steal_after_s),
         }
 
 

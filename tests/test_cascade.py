@@ -399,6 +399,18 @@ async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: s
         "DROP TABLE auctions",
         "DROP TABLE bids",
         "DROP TABLE won",
+        # and what schema 8 added (affinity)
+        "DROP INDEX tasks_ready",
+        "DROP INDEX tasks_owned",
+        "DROP INDEX tasks_steal",
+        "DROP INDEX agents_live",
+        "DROP TABLE ring",
+        "ALTER TABLE tasks DROP COLUMN owner",
+        "ALTER TABLE tasks DROP COLUMN steal_ms",
+        "ALTER TABLE tasks DROP COLUMN steal_after_ms",
+        "ALTER TABLE agents DROP COLUMN ring",
+        "CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)"
+        " WHERE state = 'queued' AND assigned = ''",
         "UPDATE tasks SET state = 'dead' WHERE id = 't1'",  # as an older claimroom left it
         "UPDATE meta SET value = '2' WHERE key = 'schema'",
     ):

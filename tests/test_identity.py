@@ -30,6 +30,20 @@ DROP TABLE auctions;
 DROP TABLE bids;
 DROP TABLE won;
 """
+# Schema 8 (affinity) undone, for boards of an older schema.
+UNDO_AFFINITY = (
+    "DROP INDEX tasks_ready",
+    "DROP INDEX tasks_owned",
+    "DROP INDEX tasks_steal",
+    "DROP INDEX agents_live",
+    "DROP TABLE ring",
+    "ALTER TABLE tasks DROP COLUMN owner",
+    "ALTER TABLE tasks DROP COLUMN steal_ms",
+    "ALTER TABLE tasks DROP COLUMN steal_after_ms",
+    "ALTER TABLE agents DROP COLUMN ring",
+    "CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)"
+    " WHERE state = 'queued' AND assigned = ''",
+)
 
 
 def as_(store: Store, agent: str, role: Role = Role.WORKER, **kw: str) -> Acting:
@@ -376,6 +390,8 @@ async def test_a_file_board_of_schema_6_gains_tokens_and_sessions(store_url: str
         conn.execute("ALTER TABLE agents DROP COLUMN session")
         conn.execute("DROP TABLE tokens")
         conn.executescript(BEFORE_BIDDING)  # and schema 8's
+        for sql in UNDO_AFFINITY:  # and what schema 8 added
+            conn.execute(sql)
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         (agent,) = await s.agents()

@@ -360,6 +360,17 @@ ALTER TABLE tasks DROP COLUMN bid_winner;
 DROP TABLE auctions;
 DROP TABLE bids;
 DROP TABLE won;
+DROP INDEX tasks_ready;
+DROP INDEX tasks_owned;
+DROP INDEX tasks_steal;
+DROP INDEX agents_live;
+DROP TABLE ring;
+ALTER TABLE tasks DROP COLUMN owner;
+ALTER TABLE tasks DROP COLUMN steal_ms;
+ALTER TABLE tasks DROP COLUMN steal_after_ms;
+ALTER TABLE agents DROP COLUMN ring;
+CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)
+  WHERE state = 'queued' AND assigned = '';
 UPDATE meta SET value = '1' WHERE key = 'schema';
 """
 

@@ -32,6 +32,21 @@ from claimroom.core.reaper import Reaper, ReaperId, ReaperStatus
 from claimroom.core.store import Store, TaskSpec
 from claimroom.tui.app import ControlRoom
 
+# Schema 8 (affinity) undone, for boards of an older schema.
+UNDO_AFFINITY = (
+    "DROP INDEX tasks_ready",
+    "DROP INDEX tasks_owned",
+    "DROP INDEX tasks_steal",
+    "DROP INDEX agents_live",
+    "DROP TABLE ring",
+    "ALTER TABLE tasks DROP COLUMN owner",
+    "ALTER TABLE tasks DROP COLUMN steal_ms",
+    "ALTER TABLE tasks DROP COLUMN steal_after_ms",
+    "ALTER TABLE agents DROP COLUMN ring",
+    "CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)"
+    " WHERE state = 'queued' AND assigned = ''",
+)
+
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 SIZE = (120, 40)
 TTL_S = 0.5
@@ -428,6 +443,8 @@ async def test_a_board_of_the_previous_schema_gains_the_reaper_table(store_url: 
         conn.execute("ALTER TABLE agents DROP COLUMN session")  # and schema 7's
         conn.execute("DROP TABLE tokens")
         conn.executescript(BEFORE_BIDDING)  # and schema 8's
+        for sql in UNDO_AFFINITY:  # and what schema 8 added
+            conn.execute(sql)
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         assert (await s.get(tid)).title == "made before the upgrade"

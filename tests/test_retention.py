@@ -563,6 +563,18 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
             DROP TABLE auctions;
             DROP TABLE bids;
             DROP TABLE won;
+            -- and what schema 8 added (affinity)
+            DROP INDEX tasks_ready;
+            DROP INDEX tasks_owned;
+            DROP INDEX tasks_steal;
+            DROP INDEX agents_live;
+            DROP TABLE ring;
+            ALTER TABLE tasks DROP COLUMN owner;
+            ALTER TABLE tasks DROP COLUMN steal_ms;
+            ALTER TABLE tasks DROP COLUMN steal_after_ms;
+            ALTER TABLE agents DROP COLUMN ring;
+            CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)
+              WHERE state = 'queued' AND assigned = '';
             UPDATE meta SET value = '4' WHERE key = 'schema';
             """
         )

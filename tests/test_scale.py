@@ -461,6 +461,12 @@ async def test_a_board_of_the_schema_before_is_upgraded_in_place(tmp_path: Path,
         " ALTER TABLE tasks DROP COLUMN bid_window_ms; ALTER TABLE tasks DROP COLUMN bid_close_ms;"
         " ALTER TABLE tasks DROP COLUMN bid_winner; DROP TABLE auctions; DROP TABLE bids; DROP TABLE won;"
         " DROP TABLE heads; DROP TABLE sigs; DROP INDEX tasks_parent;"
+        # and what schema 8 added (affinity)
+        " DROP INDEX tasks_ready; DROP INDEX tasks_owned; DROP INDEX tasks_steal; DROP INDEX agents_live;"
+        " DROP TABLE ring; ALTER TABLE tasks DROP COLUMN owner; ALTER TABLE tasks DROP COLUMN steal_ms;"
+        " ALTER TABLE tasks DROP COLUMN steal_after_ms; ALTER TABLE agents DROP COLUMN ring;"
+        " CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)"
+        " WHERE state = 'queued' AND assigned = '';"
         " CREATE INDEX tasks_parent ON tasks (ns, parent) WHERE parent <> '';"
         f" UPDATE meta SET value = '{before}' WHERE key = 'schema';"
         f" INSERT INTO queues (ns, queue) VALUES ('{namespace}', 'drained');"

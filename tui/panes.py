@@ -158,6 +158,11 @@ def claim_urgency(t: Task, now_ms: int, pal: Palette) -> tuple[int, Style | None
     return lease, None
 
 
+def _holder(t: Task) -> str:
+    """The claim's agent, and the affinity owner it was meant for when that is another."""
+    return f"{t.agent} for {t.owner}" if t.owner and t.owner != t.agent else t.agent
+
+
 class ClaimsPane(TablePane):
     COLUMNS = (
         ("id", "task"), ("agent", "agent"), ("token", "token"), ("lease", "lease"), ("hb", "beat"),
@@ -183,7 +188,7 @@ class ClaimsPane(TablePane):
             lease, style = claim_urgency(t, now_ms, pal)
             beat = age(now_ms - t.updated_ms)
             out.append(
-                row(t.id, t.id, t.agent, str(t.token), left(lease), beat, _pct(t.progress),
+                row(t.id, t.id, _holder(t), str(t.token), left(lease), beat, _pct(t.progress),
                     clip(t.stage, 16), clip(t.queue, 12), clip(t.title, 40), style=style)
             )  # fmt: skip
         return out
@@ -196,7 +201,8 @@ SESSION_CHARS = 8
 
 class AgentsPane(TablePane):
     COLUMNS = (
-        ("agent", "agent"), ("held", "held"), ("unread", "unread"), ("seen", "seen"), ("breaker", "breaker"),
+        ("agent", "agent"), ("held", "held"), ("owned", "owns"), ("unread", "unread"), ("seen", "seen"),
+        ("breaker", "breaker"),
         ("failures", "fails"), ("session", "session"), ("caps", "capabilities"),
     )  # fmt: skip
     SORT_COLUMN = "agent"
@@ -220,7 +226,8 @@ class AgentsPane(TablePane):
             seen = age(silent) if a.last_seen_ms else "never"
             breaker = f"open {age(open_ms)}" if open_ms > 0 else "closed"
             out.append(
-                row(a.name, a.name, f"{len(a.held)}/{a.max_claims}", _unread(snap, a.name), seen, breaker,
+                row(a.name, a.name, f"{len(a.held)}/{a.max_claims}", _owned(a.owned), _unread(snap, a.name),
+                    seen, breaker,
                     str(a.consecutive_failures), a.session[:SESSION_CHARS],
                     clip(",".join(a.capabilities), 30), style=style)
             )  # fmt: skip
@@ -230,6 +237,11 @@ class AgentsPane(TablePane):
 def _unread(snap: Snapshot, agent: str) -> str:
     n = snap.unread.get(agent, 0)
     return f"{n:,}" if n else ""
+
+
+def _owned(n: int) -> str:
+    """Affine tasks waiting for an agent as their key's owner (affinity)."""
+    return f"{n:,}" if n else "-"
 
 
 class OrphansPane(TablePane):

@@ -12,10 +12,11 @@ from .. import constants as C
 from ..errors import ErrorCode
 from ..models import Lock, LockHold
 from ..operator_actions import MOVES
+from . import affinity as file_affinity
 from . import bidding as file_bidding
 from . import cascade as file_cascade
 from .ops import check_seen, drop_hold, promote_due, reap_due, renew_task_locks, take_out
-from .states import enter, pause_heads
+from .states import enter, pause_heads, ready_entered
 from .tx import Refused, Row, Tx, set_task
 
 # --- lock-1.lua, unlock-1.lua ----------------------------------------------------------
@@ -135,6 +136,8 @@ def reap(tx: Tx, by: dict[str, str] | None = None) -> dict[str, Any]:
     expired = reap_due(tx)
     promoted = promote_due(tx)
     closed = file_bidding.close_auctions(tx)
+    file_affinity.steal_due(tx, ready_entered)
+    file_affinity.ring_reap(tx, ready_entered)
     dropped = 0
     paths = tx.all(
         "SELECT DISTINCT path FROM holds INDEXED BY holds_expiry WHERE ns = :ns AND expires_ms <= :now "

@@ -8,9 +8,10 @@ the queues one by one; every query is one index seek (tests/test_scale.py reads 
 from __future__ import annotations
 
 from .. import constants as C
+from . import affinity as file_affinity
 from . import bidding as file_bidding
 from .ops import promote_due, reap_due
-from .states import HEAD_TASK, PICK, enter
+from .states import HEAD_TASK, PICK, enter, ready_entered
 from .tx import Row, Tx, split
 
 # Whether the reaper has work: one cheap look on the partial indexes before each claim.
@@ -70,6 +71,9 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
         reap_due(tx)
         promote_due(tx)
         file_bidding.close_auctions(tx)
+    if file_affinity.due(tx):
+        file_affinity.steal_due(tx, ready_entered)
+        file_affinity.ring_reap(tx, ready_entered)
     # The agent's liveness, and its row: registered on its first claim.
     a = tx.one(
         "UPDATE agents SET last_seen_ms = :now WHERE ns = :ns AND name = :a RETURNING *", now=tx.now, a=agent
@@ -84,6 +88,8 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
         )
         assert a is not None
         tx.audit("registered", agent=agent, data={"auto": True})
+    if not a["ring"]:
+        file_affinity.touch(tx, agent)
     # Claims it won in an auction come first (already its own: no capacity or breaker check).
     won = file_bidding.won_claims(tx, agent, min(count, C.claim_batch_max))
     if won:
@@ -96,15 +102,20 @@ def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tup
         return [], "at-capacity", -1
     count = min(count, room, C.claim_batch_max)
 
-    best_of = heads(tx, set(split(a["caps"])), queues)
+    caps = set(split(a["caps"]))
+    best_of = heads(tx, caps, queues)
     out: list[Row] = []
     while len(out) < count:
         best: Row | None = tx.one(ASSIGNED, a=agent)
         sig = None
         if best is None:
             found = [(head, s) for s, head in best_of.items() if head is not None]
-            if not found:
+            own = file_affinity.own_head(tx, agent, caps, queues)
+            if own is not None and (not found or (-own["priority"], own["seq"]) < min(found)[0][:2]):
+                found, best = [], own
+            elif not found:
                 break
+        if best is None:
             (_, _, queue), sig = min(found)
             best = tx.one(HEAD_TASK, q=queue, s=sig)
             if best is None:  # a head without a task (never left so by enter): drop it
@@ -133,6 +144,7 @@ def next_change(tx: Tx) -> int:
     for sql in (
         "SELECT MIN(deadline_ms) FROM tasks WHERE ns = :ns AND state = 'claimed'",
         "SELECT MIN(ready_ms) FROM tasks WHERE ns = :ns AND state = 'retrying'",
+        file_affinity.NEXT_STEAL,
     ):
         head = tx.one(sql)
         if head is not None and head[0] is not None:
@@ -161,4 +173,8 @@ def could_claim(tx: Tx, agent: str, queues: list[str]) -> bool:
     if tx.one("SELECT 1 FROM won WHERE ns = :ns AND agent = :a LIMIT 1", a=agent) is not None:
         return True  # a claim it won in an auction waits to be handed over
     caps = set(split(a["caps"])) if a is not None else set()
+    if file_affinity.due(tx):
+        return True
+    if file_affinity.own_head(tx, agent, caps, queues) is not None:
+        return True
     return any(head is not None for head in heads(tx, caps, queues).values())

@@ -167,6 +167,8 @@ def _load_task(tx: Tx, t: dict[str, str]) -> None:
     row: dict[str, Any] = {k: int(t.get(k) or 0) if k in TASK_INTS else t.get(k, "") for k in TASK_COLUMNS}
     row["progress"] = float(t.get("progress") or 0)
     row["max_attempts"] = int(t.get("max_attempts") or C.default_max_attempts)
+    # Affinity: the ring here is another; a task that waited for its owner is anyone's now.
+    row["steal_ms"], row["steal_after_ms"] = 0, int(t.get("steal_after_ms") or -1)
     names = ", ".join(TASK_COLUMNS)
     values = ", ".join(":" + k for k in TASK_COLUMNS)
     tx.run(f"INSERT INTO tasks (ns, {names}) VALUES (:ns, {values})", **row)

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import constants as C
 from ..errors import ErrorCode
+from . import affinity as file_affinity
 from . import bidding as file_bidding
 from . import cascade as file_cascade
 from .states import enter
@@ -170,6 +171,7 @@ def check_lease(tx: Tx, tid: str, token: int, agent: str = "") -> Row:
 
 def touch_agent(tx: Tx, agent: str) -> None:
     tx.run("UPDATE agents SET last_seen_ms = :now WHERE ns = :ns AND name = :a", now=tx.now, a=agent)
+    file_affinity.touch(tx, agent)
 
 
 def check_seen(tx: Tx, tid: str, seen_state: str, seen_token: int) -> Row:
@@ -253,13 +255,13 @@ def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
         tx.run(
             "INSERT INTO tasks (ns, id, seq, title, state, queue, priority, requires, after, parent,"
             " affinity, payload, max_attempts, waiting, spawn_token, created_ms, updated_ms,"
-            " bid_window_ms) VALUES"
+            " bid_window_ms, steal_after_ms) VALUES"
             " (:ns, :id, :seq, :title, '', :queue, :priority, :requires, :after, :parent, :affinity,"
-            " :payload, :max_attempts, :waiting, :spawn, :now, :now, :window)",
+            " :payload, :max_attempts, :waiting, :spawn, :now, :now, :window, :steal_after)",
             id=tid, seq=seq, title=s["title"], queue=s["queue"], priority=s["priority"],
             requires=s["requires"], after=",".join(deps), parent=parent, affinity=s["affinity"],
             payload=s["payload"], max_attempts=s["max_attempts"], waiting=waiting, spawn=spawn_token,
-            now=tx.now, window=window,
+            now=tx.now, window=window, steal_after=s.get("steal_after_ms", -1),
         )  # fmt: skip
         count_sig(tx, s["requires"], 1)
         # A bid window keeps it blocked: the window opens below once nothing is waited for.
@@ -376,6 +378,7 @@ def register(tx: Tx, agent: str, caps: str, max_claims: int, session: str = "") 
         now=tx.now,
         session=session,
     )
+    file_affinity.touch(tx, agent)
     tx.claimable = True  # new capabilities or capacity
     data: dict[str, Any] = {"capabilities": split(caps), "max_claims": max_claims}
     if session:

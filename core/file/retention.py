@@ -243,11 +243,14 @@ def _agents(step: _Step) -> None:
         busy = tx.one(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE ns = :ns AND agent = :a AND state = 'claimed')"
             " OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_assigned WHERE ns = :ns AND assigned = :a"
-            " AND state = 'queued' AND assigned <> '')",
+            " AND state = 'queued' AND assigned <> '')"
+            " OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_owned WHERE ns = :ns AND owner = :a"
+            " AND state = 'queued' AND assigned = '' AND steal_ms > 0)",
             a=a["name"],
         )
         if busy is not None and not busy[0]:
             tx.run("DELETE FROM agents WHERE ns = :ns AND name = :a", a=a["name"])
+            tx.run("DELETE FROM ring WHERE ns = :ns AND agent = :a", a=a["name"])  # as affinity.drop
             step.agents += 1
     last = str(found[-1]["name"]) if len(found) == C.retention_agents_batch else ""
     tx.run("INSERT OR REPLACE INTO cursors (ns, name, value) VALUES (:ns, 'agents', :v)", v=last)

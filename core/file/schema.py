@@ -24,7 +24,7 @@ from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..models import Event, Task
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -302,6 +302,29 @@ MIGRATIONS[9] = (
     "ALTER TABLE tasks ADD COLUMN bid_close_ms INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE tasks ADD COLUMN bid_winner TEXT NOT NULL DEFAULT '';" + BIDDING
 )
+# Version 10: consistent-hash affinity (file/affinity.py): a task's owner, when others may
+# take it (steal_ms; > 0 while it waits for its owner, which keeps it out of tasks_ready)
+# and its own steal delay; the ring and which agents are on it.
+AFFINITY = """
+ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN steal_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN steal_after_ms INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE agents ADD COLUMN ring INTEGER NOT NULL DEFAULT 0;
+DROP INDEX IF EXISTS tasks_ready;
+CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)
+  WHERE state = 'queued' AND assigned = '' AND steal_ms = 0;
+CREATE INDEX tasks_owned ON tasks (ns, owner, priority DESC, seq)
+  WHERE state = 'queued' AND assigned = '' AND steal_ms > 0;
+CREATE INDEX tasks_steal ON tasks (ns, steal_ms) WHERE state = 'queued' AND assigned = '' AND steal_ms > 0;
+CREATE INDEX agents_live ON agents (ns, last_seen_ms) WHERE ring = 1;
+CREATE TABLE ring (
+  ns TEXT NOT NULL, point INTEGER NOT NULL, member TEXT NOT NULL, agent TEXT NOT NULL,
+  PRIMARY KEY (ns, point, member)
+) WITHOUT ROWID;
+CREATE INDEX ring_agent ON ring (ns, agent);
+"""
+SCHEMA += AFFINITY
+MIGRATIONS[10] = AFFINITY
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
@@ -315,11 +338,12 @@ TASK_COLUMNS = (
     "assigned", "agent", "token", "deadline_ms", "claimed_ms", "ttl_ms", "progress", "stage",
     "checkpoint", "result", "reason", "ready_ms", "created_ms", "updated_ms", "cancelled_by",
     "bid_window_ms", "bid_close_ms", "bid_winner",
+    "owner", "steal_ms", "steal_after_ms",
 )  # fmt: skip
 TASK_INTS = frozenset(
     {"seq", "priority", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
      "token", "deadline_ms", "claimed_ms", "ttl_ms", "ready_ms", "created_ms", "updated_ms",
-     "bid_window_ms", "bid_close_ms"}
+     "bid_window_ms", "bid_close_ms", "steal_ms", "steal_after_ms"}
 )  # fmt: skip
 AGENT_COLUMNS = (
     "name", "caps", "max_claims", "last_seen_ms", "registered_ms", "consecutive_failures",
@@ -486,7 +510,10 @@ def task_fields(row: sqlite3.Row) -> dict[str, str]:
         value = row[name]
         # progress is a REAL: "0.5", "1.0" (Redis holds what Python's repr wrote).
         text = str(value) if name != "progress" else repr(float(value)) if value else ""
-        if text not in ("", "0") or name in ("state", "priority", "attempts", "failures", "expiries"):
+        # "0" is left out of the numbers only: an agent, title or owner may be named "0"; and
+        # steal_after_ms 0 (no owner preference) is not its default (-1).
+        zero = text == "0" and name in TASK_INTS and name != "steal_after_ms"
+        if (text and not zero) or name in ("state", "priority", "attempts", "failures", "expiries"):
             out[name] = text
     out.setdefault("waiting", "0")
     return out

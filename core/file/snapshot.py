@@ -16,6 +16,7 @@ from .. import constants as C
 from ..bidding import Auction
 from ..models import Agent, Lock, ServerInfo, State
 from ..snapshot import Snapshot, queue_rows
+from . import affinity as file_affinity
 from . import bidding as file_bidding
 from . import servers as file_servers
 from .admin import locks_of
@@ -44,8 +45,12 @@ def _agents(tx: Tx, n: int) -> list[Agent]:
         )
         for agent, tid in claimed:
             held.setdefault(agent, []).append(tid)
+    owned = file_affinity.owned(tx)
     return [
-        Agent.from_fields({k: str(r[k]) for k in AGENT_COLUMNS}, tuple(sorted(held.get(r["name"], []))))
+        Agent.from_fields(
+            {**{k: str(r[k]) for k in AGENT_COLUMNS}, "owned": str(owned.get(r["name"], 0))},
+            tuple(sorted(held.get(r["name"], []))),
+        )
         for r in rows
     ]
 
@@ -78,8 +83,8 @@ def read(tx: Tx, want: frozenset[str], n: int, event_count: int) -> Snapshot:
     # The literal WHERE terms let SQLite count through the partial indexes (ready, deadline).
     ready = _by(
         tx,
-        "SELECT queue, COUNT(*) FROM tasks WHERE ns = :ns AND state = 'queued' AND assigned = '' "
-        "GROUP BY queue",
+        "SELECT queue, COUNT(*) FROM tasks WHERE ns = :ns AND state = 'queued' AND assigned = ''"
+        " AND steal_ms = 0 GROUP BY queue",
     )
     claimed = _by(tx, "SELECT queue, COUNT(*) FROM tasks WHERE ns = :ns AND state = 'claimed' GROUP BY queue")
     paused = [r[0] for r in tx.all("SELECT queue FROM paused WHERE ns = :ns")]

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import affinity as file_affinity
 from . import retention as file_retention
 from .tx import Row, Tx, count_sig
 
 # What choosing a task to claim reads (enter's needs and the ordering): the whole row costs
 # SQLite and Python a little per column, and is read once, when the claim is made.
-PICK = "id, state, priority, seq, attempts, assigned, queue, requires"
+PICK = "id, state, priority, seq, attempts, assigned, queue, requires, steal_ms"
 
 # The best claimable task of one (queue, signature): one seek in the tasks_ready index;
 # HEAD_OF reads the index alone (it holds priority and seq), HEAD_TASK the row too.
 HEAD_OF = (
     "SELECT priority, seq FROM tasks WHERE ns = :ns AND queue = :q AND requires = :s"
-    " AND state = 'queued' AND assigned = '' ORDER BY priority DESC, seq LIMIT 1"
+    " AND state = 'queued' AND assigned = '' AND steal_ms = 0 ORDER BY priority DESC, seq LIMIT 1"
 )
 HEAD_TASK = HEAD_OF.replace("priority, seq", PICK, 1)
 
@@ -32,6 +33,16 @@ def enter(
     row as it was (its state, queue, requires, priority, seq and assigned are read). With
     ``returning``, the row as it now is."""
     who = t["assigned"] if assigned is None else assigned
+    # Affinity (file_affinity): a task waiting for its owner is in no ready set; one
+    # entering queued, unassigned, may be routed to its key's owner instead of one.
+    was_ready = t["state"] == "queued" and not t["assigned"]
+    waited = was_ready and file_affinity.waits_for_owner(tx, t)
+    routed = False
+    if new == "queued" and not who and "steal_ms" not in fields:
+        fields = {**file_affinity.route(tx, t), **fields}
+        routed = fields.get("steal_ms", 0) > 0
+    elif waited:
+        fields.setdefault("steal_ms", 0)
     file_retention.entered(tx, t, new)
     cols = "".join(f", {k} = :{k}" for k in fields)
     row = tx.one(
@@ -39,9 +50,9 @@ def enter(
         f" WHERE ns = :ns AND id = :id_{' RETURNING *' if returning else ''}",
         state_=new, now_=tx.now, who_=who, id_=t["id"], **fields,
     )  # fmt: skip
-    if t["state"] == "queued" and not t["assigned"]:
+    if was_ready and not waited:
         ready_left(tx, t["queue"], t["requires"])
-    if new == "queued":
+    if new == "queued" and not routed:
         if who:
             tx.claimable = True  # for that agent
         else:

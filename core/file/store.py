@@ -30,6 +30,7 @@ from ..retention import BOARD
 from ..snapshot import Snapshot
 from ..store import Store
 from . import admin as file_admin
+from . import affinity as file_affinity
 from . import bidding as file_bidding
 from . import cascade as file_cascade
 from . import claim as file_claim
@@ -202,9 +203,11 @@ class FileStore(TxRunner, Store):
             held: dict[str, list[str]] = {}
             for r in tx.all("SELECT agent, id FROM tasks WHERE ns = :ns AND state = 'claimed'"):
                 held.setdefault(r[0], []).append(r[1])
+            owned = file_affinity.owned(tx)
             return [
                 Agent.from_fields(
-                    {k: str(r[k]) for k in AGENT_COLUMNS}, tuple(sorted(held.get(r["name"], [])))
+                    {**{k: str(r[k]) for k in AGENT_COLUMNS}, "owned": str(owned.get(r["name"], 0))},
+                    tuple(sorted(held.get(r["name"], []))),
                 )
                 for r in tx.all("SELECT * FROM agents WHERE ns = :ns ORDER BY name")
             ]

@@ -35,6 +35,8 @@ class TaskView(BaseModel):
     reason: str = Field(description="why it failed or was cancelled")
     created_ms: int
     updated_ms: int
+    owner: str = Field("", description="the agent owning its affinity key when it became ready")
+    steal_ms: int = Field(0, description="until when only its owner may claim it, store clock (0: anyone)")
 
     @classmethod
     def of(cls, task: Task) -> TaskView:

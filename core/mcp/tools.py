@@ -228,6 +228,13 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
         bid_window_s: Annotated[
             float, Field(description="> 0: once ready, agents bid this many seconds (bid tool)", ge=0)
         ] = 0,
+        affinity: Annotated[
+            str, Field(description="related work lands on one agent: e.g. the module or directory it touches")
+        ] = "",
+        steal_after_s: Annotated[
+            float | None,
+            Field(description="seconds the affinity key's owner has it alone (default 30; 0: no preference)"),
+        ] = None,
     ) -> Added:
         async def go(a: Acting) -> Added:
             tid = await a.add(
@@ -240,6 +247,8 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
                 payload=payload,
                 max_attempts=max_attempts,
                 bid_window_s=bid_window_s,
+                affinity=affinity,
+                steal_after_s=steal_after_s,
             )
             return Added(id=tid, state=(await a.get(tid)).state.value)
 

@@ -217,6 +217,8 @@ def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str]) -> None
     """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
     tid = t["id"]
     fields = {k: v for k, v in t.items() if v != "" and not (k == "token" and v == "0")}
+    # Affinity: the ring here is another; a task that waited for its owner is anyone's now.
+    fields.pop("steal_ms", None)
     pipe.hset(C.task_key(ns, tid), mapping=fields)
     seq, state, sig = int(t["seq"]), t["state"], t.get("requires", "")
     pipe.zadd(C.state_key(ns, state), {tid: seq})

@@ -157,9 +157,12 @@ async def agents(r: Any, ns: str) -> list[Agent]:
     for n in names:
         pipe.hgetall(C.agent_key(ns, n))
         pipe.smembers(C.held_key(ns, n))
+        pipe.zcard(C.affine_key(ns, n))
     raw = await pipe.execute()
     return [
-        Agent.from_fields(f, tuple(sorted(held))) for f, held in zip(raw[::2], raw[1::2], strict=True) if f
+        Agent.from_fields({**f, "owned": str(owned)}, tuple(sorted(held)))
+        for f, held, owned in zip(raw[::3], raw[1::3], raw[2::3], strict=True)
+        if f
     ]
 
 

@@ -84,6 +84,7 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
     for name in names:
         p2.hgetall(C.agent_key(ns, name))
         p2.smembers(C.held_key(ns, name))
+        p2.zcard(C.affine_key(ns, name))
     for path in lock_paths:
         p2.hgetall(C.lock_key(ns, path))
     if servers:
@@ -92,7 +93,7 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
 
     sigs = [sorted(next(r2)) for _ in queue_names]
     tasks = [Task.from_fields(f) for f in (next(r2) for _ in task_ids) if f]
-    raw_agents = [(next(r2), next(r2)) for _ in names]
+    raw_agents = [(next(r2), next(r2), next(r2)) for _ in names]
     raw_locks = [next(r2) for _ in lock_paths]
     records = next(r2) if servers else []
 
@@ -108,7 +109,11 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
 
     claims = sorted((t for t in tasks if t.state is State.CLAIMED), key=lambda t: (t.deadline_ms, t.seq))[:n]
     orphaned = [t for t in tasks if t.state is State.ORPHANED] + [t for t in tasks if t.state is State.DEAD]
-    agents = [Agent.from_fields(f, tuple(sorted(held))) for f, held in raw_agents if f]
+    agents = [
+        Agent.from_fields({**f, "owned": str(owned)}, tuple(sorted(held)))
+        for f, held, owned in raw_agents
+        if f
+    ]
     read_locks = (Lock.from_fields(path, f, store_ms) for path, f in zip(lock_paths, raw_locks, strict=True))
     open_auctions = await bidding.auctions(r, ns, min(n, C.auctions_view_max)) if "auctions" in want else []
     return Snapshot(

@@ -5,12 +5,13 @@
   ARGV[1] prefix P
   ARGV[2] JSON array of specs {title, queue, priority, requires ("a,b" sorted), after [ids
           or "$k" = the k-th spec of this batch, 0-based], parent, affinity, payload (JSON
-          text), max_attempts, bid_window_ms (0: none)}
+          text), max_attempts, bid_window_ms (0: none), steal_after_ms (-1: the default
+          delay; 0: no owner preference)}
   ARGV[3] the agent adding them ("" unnamed: direct store access), named in each 'added' event
-  Touches P .. assigned:<agent>, auctions, backoff, capsigs:<queue>, cascaded:<id>,
-    children:<id>:<token>, deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>,
-    held:<agent>, paused, queues, ready:<queue>:<sig>, retention:due, seq:finished, seq:task, sigs,
-    state:<state>, task:<id>, taskevents:<id>
+  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, capsigs:<queue>,
+    cascaded:<id>, children:<id>:<token>, deadlines, dependents:<id>, finished:<kind>:<queue>,
+    heads:<sig>, held:<agent>, paused, queues, ready:<queue>:<sig>, retention:due, ring,
+    seq:finished, seq:task, sigs, state:<state>, steal, task:<id>, taskevents:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
   {-5, message} more than ${add_chunk} specs, or a "$k" that names no earlier spec of the
@@ -106,6 +107,7 @@ for i, s in ipairs(specs) do
     'id', id, 'seq', seq, 'title', s.title, 'queue', s.queue, 'priority', s.priority,
     'requires', t.requires, 'after', table.concat(deps, ','), 'parent', parent,
     'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
+    'steal_after_ms', s.steal_after_ms or -1,
     'attempts', 0, 'failures', 0, 'expiries', 0, 'waiting', waiting,
     'spawn_token', spawn_token, 'created_ms', now}
   if window > 0 then

@@ -2,8 +2,10 @@
   claim: lease up to `count` claimable tasks to an agent. Expired leases and ended
   backoffs are handled first, and bidding windows whose time is up are closed, so recovery
   never waits for a separate reaper.
-  Order: claims the agent won in an auction and was not handed yet, then tasks reassigned to this agent by an operator, then highest priority, then
-  oldest, over the chosen queues (all when none given), skipping paused queues and tasks
+  Order: claims the agent won in an auction and was not handed yet, then tasks reassigned
+  to this agent by an operator, then highest priority, then oldest, over the chosen queues
+  (all when none given) and the tasks waiting for this agent as their affinity owner
+  (lib.lua route; others' such tasks only once their steal time passed), skipping paused queues and tasks
   needing a capability the agent lacks. An unknown agent is registered with no
   capabilities and the default capacity.
   Bounded work (rule 10): it looks at the signatures in use (at most ${max_capsigs}) that
@@ -12,17 +14,17 @@
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] lease ttl ms   ARGV[4] queues "a,b" or ""
   ARGV[5] count
-  Touches P .. agent:<name>, agents, assigned:<agent>, auctions, backoff, bids:<id>,
-    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
-    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>,
-    lockpaths, locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held,
-    seq:finished, seq:token, sigs, state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>,
-    won:<agent>
+  Touches P .. affine:<agent>, agent:<name>, agents, assigned:<agent>, auctions, backoff,
+    bids:<id>, capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
+    children:<id>:<token>, deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>,
+    held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues, ready:<queue>:<sig>,
+    retention:due, retention:held, ring, seq:finished, seq:token, sigs, state:<state>, steal,
+    task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, task fields (flat)...} one entry per claimed task;
           {1, reason, next_change_in_ms, caps}: nothing claimable; reason is empty |
           at-capacity | breaker-open; next_change_in_ms is how long until a lease or
-          backoff next ends or the breaker closes (-1 if nothing is scheduled); caps the
+          backoff next ends, an affine task becomes anyone's, or the breaker closes (-1 if nothing is scheduled); caps the
           agent's capabilities "a,b" (what a waiting claimer can take).
 ]]
 --@include lib
@@ -32,6 +34,8 @@ local now = now_ms()
 reap_due(P, now)
 promote_due(P, now)
 close_auctions(P, now)
+steal_due(P, now)
+ring_reap(P, now)
 
 local ak = P .. 'agent:' .. agent
 local a = to_table(rcall('HGETALL', ak))
@@ -92,6 +96,25 @@ for _, sig in ipairs(rcall('HKEYS', P .. 'sigs')) do
   end
 end
 
+-- Affinity: the best task waiting for this agent as its owner, {score, id} or false:
+-- the first of its owner index (at most ${affinity_scan_max} looked at) in a chosen, open
+-- queue that it can take (its capabilities may have changed since the task was routed).
+local qset = nil
+if queues then
+  qset = {}
+  for _, q in ipairs(queues) do qset[q] = true end
+end
+local function own_head()
+  local got = rcall('ZRANGE', P .. 'affine:' .. agent, 0, ${affinity_scan_max} - 1, 'WITHSCORES')
+  for i = 1, #got, 2 do
+    local f = rcall('HMGET', P .. 'task:' .. got[i], 'queue', 'requires')
+    if f[1] and (not qset or qset[f[1]]) and rcall('SISMEMBER', P .. 'paused', f[1]) == 0 and can(f[2] or '') then
+      return {tonumber(got[i + 1]), got[i]}
+    end
+  end
+  return false
+end
+
 -- A claimed task's fields as HGETALL would give them, built from what was written.
 local function fields_of(t)
   local flat = {}
@@ -115,14 +138,21 @@ while #out - 1 < count do
       local c = best_of[sig]
       if c and (not top or c[1] < top[1]) then top, from = c, sig end
     end
-    if not top then break end
-    -- The head leaves its ready set here (leave is told so): one command for both.
-    best = rcall('ZPOPMIN', P .. 'ready:' .. top[2] .. ':' .. from)[1]
-    if not best then  -- a head without a task (never left so by the helpers): drop it
-      rcall('ZREM', P .. 'heads:' .. from, top[2])
+    local own = own_head()
+    if own and (not top or own[1] < top[1]) then
+      best, from = own[2], nil  -- leave takes it out of the owner index
+    elseif not top then
+      break
+    else
+      -- The head leaves its ready set here (leave is told so): one command for both.
+      best = rcall('ZPOPMIN', P .. 'ready:' .. top[2] .. ':' .. from)[1]
+      if not best then  -- a head without a task (never left so by the helpers): drop it
+        rcall('ZREM', P .. 'heads:' .. from, top[2])
+      end
     end
   end
   local t = best and load_task(P, best)
+  if best and not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
   if t then
     leave(P, best, t, from ~= nil)
     local token = rcall('INCR', P .. 'seq:token')
@@ -138,7 +168,7 @@ end
 if #out > 1 then return out end
 
 local next_change = -1
-for _, key in ipairs({P .. 'deadlines', P .. 'backoff'}) do
+for _, key in ipairs({P .. 'deadlines', P .. 'backoff', P .. 'steal'}) do
   local head = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
   if #head > 0 then
     local wait = math.max(0, tonumber(head[2]) - now)

@@ -145,12 +145,109 @@ local function count_sig(P, t, by)
   if rcall('HINCRBY', P .. 'sigs', sig, by) <= 0 then rcall('HDEL', P .. 'sigs', sig) end
 end
 
+-- Consistent-hash affinity (core/affinity.py holds the same ring in Python; the why is
+-- there). The ring is `ring` (members "<agent>#<i>" at their sha1 points), `live` the
+-- agents on it by last seen. A task with an affinity key entering queued (unassigned) is
+-- routed: to the first live agent clockwise from the key whose capabilities cover its
+-- requires, within ${affinity_walk_max} ring points. A routed task waits in `affine:<owner>`
+-- (scored like the ready sets) instead of its ready set, and in `steal` until its steal_ms,
+-- when steal_due moves it to its ready set for any capable agent (its `owner` field stays,
+-- steal_ms becomes 0). Nothing found: the task goes to its ready set at once.
+local function ring_point(s)
+  return tonumber(string.sub(redis.sha1hex(s), 1, 8), 16)
+end
+
+local function ring_join(P, agent)
+  for i = 0, ${affinity_vnodes} - 1 do
+    local m = agent .. '#' .. i
+    rcall('ZADD', P .. 'ring', ring_point(m), m)
+  end
+end
+
+local function ring_drop(P, agent)
+  local ms = {}
+  for i = 0, ${affinity_vnodes} - 1 do ms[#ms + 1] = agent .. '#' .. i end
+  rcall('ZREM', P .. 'ring', unpack(ms))
+  rcall('ZREM', P .. 'live', agent)
+end
+
+local function ring_owner(P, key, requires, now)
+  local rk = P .. 'ring'
+  local pts = rcall('ZRANGE', rk, ring_point(key), '+inf', 'BYSCORE', 'LIMIT', 0, ${affinity_walk_max})
+  if #pts < ${affinity_walk_max} then
+    for _, m in ipairs(rcall('ZRANGE', rk, 0, ${affinity_walk_max} - #pts - 1)) do pts[#pts + 1] = m end
+  end
+  local need, seen = split(requires), {}
+  for _, m in ipairs(pts) do
+    local a = string.match(m, '^(.*)#%d+$')
+    if a and not seen[a] then
+      seen[a] = true
+      local f = rcall('HMGET', P .. 'agent:' .. a, 'caps', 'last_seen_ms')
+      if f[2] and tonumber(f[2]) > now - ${affinity_live_ms} then
+        local caps = {}
+        for _, c in ipairs(split(f[1])) do caps[c] = true end
+        local ok = true
+        for _, c in ipairs(need) do
+          if not caps[c] then ok = false end
+        end
+        if ok then return a end
+      end
+    end
+  end
+  return nil
+end
+
+-- A task field the caller's partial table may lack (cascades build small ones).
+local function field_of(P, id, t, name)
+  if t[name] == nil then t[name] = rcall('HGET', P .. 'task:' .. id, name) or '' end
+  return t[name]
+end
+
+-- Route a task entering queued, unassigned (see above); steal: its steal time when it is
+-- re-routed (its owner left), nil for a fresh one. Returns whether an owner holds it.
+local function route(P, id, t, now, steal)
+  local key = field_of(P, id, t, 'affinity')
+  if key == '' then return false end
+  local delay = tonumber(field_of(P, id, t, 'steal_after_ms')) or -1
+  if delay < 0 then delay = ${affinity_steal_delay_ms} end
+  local owner = nil
+  if delay > 0 then owner = ring_owner(P, key, field_of(P, id, t, 'requires'), now) end
+  if not owner then
+    if steal then rcall('ZREM', P .. 'steal', id) end
+    rcall('HSET', P .. 'task:' .. id, 'owner', '', 'steal_ms', 0)
+    t.owner, t.steal_ms = '', 0
+    return false
+  end
+  steal = steal or now + delay
+  rcall('HSET', P .. 'task:' .. id, 'owner', owner, 'steal_ms', steal)
+  t.owner, t.steal_ms = owner, steal
+  rcall('ZADD', P .. 'affine:' .. owner, ready_score(t), id)
+  rcall('ZADD', P .. 'steal', steal, id)
+  announce(P .. 'wake:' .. owner, 'affine')
+  return true
+end
+
+-- Whether a queued, unassigned task waits for its owner (in affine:<owner>, not ready).
+local function waits_for_owner(P, id, t)
+  if t.steal_ms == nil and t.affinity == '' then return false end  -- a whole task, not affine
+  return (tonumber(field_of(P, id, t, 'steal_ms')) or 0) > 0
+end
+
+local function unroute(P, id, t)
+  rcall('ZREM', P .. 'affine:' .. field_of(P, id, t, 'owner'), id)
+  rcall('ZREM', P .. 'steal', id)
+  rcall('HSET', P .. 'task:' .. id, 'steal_ms', 0)
+  t.steal_ms = 0
+end
+
 -- Remove a task from the indexes of its current state (popped: see ready_remove).
 local function leave(P, id, t, popped)
   local s = t.state
   if s == 'queued' then
     if t.assigned and t.assigned ~= '' then
       rcall('ZREM', P .. 'assigned:' .. t.assigned, id)
+    elseif waits_for_owner(P, id, t) then
+      unroute(P, id, t)
     else
       ready_remove(P, id, t, popped)
     end
@@ -189,7 +286,7 @@ local function enter(P, id, t, new, now, more)
     if t.assigned and t.assigned ~= '' then
       rcall('ZADD', P .. 'assigned:' .. t.assigned, ready_score(t), id)
       announce(P .. 'wake:' .. t.assigned, 'assigned')
-    else
+    elseif not route(P, id, t, now) then
       ready_add(P, id, t)
     end
   elseif new == 'retrying' then
@@ -567,6 +664,39 @@ end
 
 local function touch_agent(P, agent, now)
   rcall('HSET', P .. 'agent:' .. agent, 'last_seen_ms', now)
+  if rcall('ZADD', P .. 'live', now, agent) == 1 then ring_join(P, agent) end
+end
+
+-- Tasks whose owner did not claim them within their steal delay become anyone's.
+local function steal_due(P, now)
+  for _, id in ipairs(rcall('ZRANGEBYSCORE', P .. 'steal', '-inf', now, 'LIMIT', 0, ${reap_batch})) do
+    local t = load_task(P, id)
+    if t and t.state == 'queued' and (t.assigned or '') == '' and waits_for_owner(P, id, t) then
+      unroute(P, id, t)
+      ready_add(P, id, t)
+    else
+      rcall('ZREM', P .. 'steal', id)
+    end
+  end
+end
+
+-- Agents not seen within the live window leave the ring (at most ${affinity_leave_batch} a
+-- call); up to ${affinity_move_batch} of each one's waiting tasks go to their keys' new
+-- owners, keeping their steal time (the rest become anyone's at theirs). Returns the agents.
+local function ring_reap(P, now)
+  local gone = rcall('ZRANGEBYSCORE', P .. 'live', '-inf', now - ${affinity_live_ms}, 'LIMIT', 0, ${affinity_leave_batch})
+  for _, a in ipairs(gone) do
+    ring_drop(P, a)
+    local ak = P .. 'affine:' .. a
+    for _, id in ipairs(rcall('ZRANGE', ak, 0, ${affinity_move_batch} - 1)) do
+      rcall('ZREM', ak, id)
+      local t = load_task(P, id)
+      if t and t.state == 'queued' and (t.assigned or '') == '' and waits_for_owner(P, id, t) then
+        if not route(P, id, t, now, tonumber(t.steal_ms)) then ready_add(P, id, t) end
+      end
+    end
+  end
+  return gone
 end
 
 -- Operator actions are compare-and-set on what the operator saw: the task's state and

@@ -8,12 +8,12 @@
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P
   ARGV[2] reaper kind ('' : record nothing)   ARGV[3] host   ARGV[4] pid   ARGV[5] interval ms
-  Touches P .. agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>, capsigs:<queue>,
-    cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>, deadlines,
-    dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths,
-    locks, paused, queues, ready:<queue>:<sig>, reaper:status, retention:due, retention:held,
-    seq:finished, seq:token, sigs, state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>,
-    won:<agent>
+  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
+    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, live,
+    lock:<path>, lockpaths, locks, paused, queues, ready:<queue>:<sig>, reaper:status,
+    retention:due, retention:held, ring, seq:finished, seq:token, sigs, state:<state>, steal,
+    task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, expired (flat id, outcome pairs), promoted ids, count of lock holds dropped,
           ids cancelled by cascades, ids restored, count of tasks whose cascade or restore
@@ -29,6 +29,8 @@ for _, pair in ipairs(reap_due(P, now)) do
 end
 local promoted = promote_due(P, now)
 close_auctions(P, now)
+steal_due(P, now)
+ring_reap(P, now)
 local dropped = 0
 for _, path in ipairs(rcall('ZRANGEBYSCORE', P .. 'locks', '-inf', now, 'LIMIT', 0, ${reap_batch})) do
   local gone, seen = {}, {}

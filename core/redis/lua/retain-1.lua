@@ -28,10 +28,11 @@
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P
   Messages older than the audit trail's horizon go too (at most ${retention_messages_batch} a call).
-  Touches P .. agent:<name>, agents, assigned:<agent>, broadcasts, cascaded:<id>, cascades:cancel,
-    cascades:restore, children:<id>:<token>, dependents:<id>, finished:<kind>:<queue>,
-    held:<agent>, inbox:<agent>, inboxread:<agent>, messages:boxes, retention, retention:cursor, retention:due, retention:held, seq:task, sigs,
-    state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+  Touches P .. affine:<agent>, agent:<name>, agents, assigned:<agent>, broadcasts, cascaded:<id>,
+    cascades:cancel, cascades:restore, children:<id>:<token>, dependents:<id>,
+    finished:<kind>:<queue>, held:<agent>, inbox:<agent>, inboxread:<agent>, live,
+    messages:boxes, retention, retention:cursor, retention:due, retention:held, ring, seq:task,
+    sigs, state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. hints
   Returns {0, tasks removed, agents removed, events trimmed, 1 when more is due now else 0}.
 ]]
@@ -229,8 +230,10 @@ if board.agents_ms >= 0 then
     if not a[1] then
       rcall('SREM', P .. 'agents', name)
     elseif a[2] == '1' and math.max(tonumber(a[3] or 0), tonumber(a[4] or 0)) <= now - board.agents_ms
-        and rcall('SCARD', P .. 'held:' .. name) == 0 and rcall('EXISTS', P .. 'assigned:' .. name) == 0 then
+        and rcall('SCARD', P .. 'held:' .. name) == 0 and rcall('EXISTS', P .. 'assigned:' .. name) == 0
+        and rcall('EXISTS', P .. 'affine:' .. name) == 0 then
       rcall('DEL', ak, P .. 'held:' .. name)
+      ring_drop(P, name)
       rcall('SREM', P .. 'agents', name)
       agents_removed = agents_removed + 1
     end

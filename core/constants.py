@@ -481,3 +481,10 @@ def servers_key(namespace: str) -> str:
 def server_records_key(namespace: str) -> str:
     """The servers' records: a hash of server id -> JSON (see models.ServerInfo)."""
     return prefix(namespace) + "servers:records"
+
+# Review (complete --review, then accept or return): the capability an agent needs to review
+# others' deliveries, the longest reference (a branch, commit or PR URL: one line) and note.
+review_capability = "review"
+max_review_ref_chars = 512
+max_review_note_bytes = 4096
+review_note_prefix = "review: "  # a returned task's checkpoint starts with it, then the note

@@ -21,6 +21,7 @@ class State(StrEnum):
     BLOCKED = "blocked"
     QUEUED = "queued"
     CLAIMED = "claimed"
+    REVIEW = "review"  # delivered (complete --review), waiting for a reviewer: not finished
     RETRYING = "retrying"
     ORPHANED = "orphaned"
     DONE = "done"
@@ -77,6 +78,8 @@ class Task:
     updated_ms: int = 0
     seq: int = 0
     cancelled_by: str = ""  # the dependency whose end cancelled it (a cascade); "" otherwise
+    review_ref: str = ""  # what was delivered for review (a branch, commit or PR); "" none
+    review_ms: int = 0  # when it last entered review (store clock); the deliverer stays in agent
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> Task:
@@ -111,6 +114,8 @@ class Task:
             updated_ms=_int(f.get("updated_ms")),
             seq=_int(f.get("seq")),
             cancelled_by=f.get("cancelled_by", ""),
+            review_ref=f.get("review_ref", ""),
+            review_ms=_int(f.get("review_ms")),
         )
 
     def to_json(self) -> dict[str, Any]:

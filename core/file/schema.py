@@ -24,7 +24,7 @@ from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..models import Event, Task
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   result TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
   ready_ms INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL DEFAULT 0,
   updated_ms INTEGER NOT NULL DEFAULT 0, cancelled_by TEXT NOT NULL DEFAULT '',
+  review_ref TEXT NOT NULL DEFAULT '', review_ms INTEGER NOT NULL DEFAULT 0,
   UNIQUE (ns, id)
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks (ns, seq);
@@ -259,6 +260,13 @@ SCHEMA += TOKENS
 
 MIGRATIONS[7] = "ALTER TABLE agents ADD COLUMN session TEXT NOT NULL DEFAULT '';" + TOKENS
 
+# Version 8: review (complete --review): what was delivered and when it entered review. A
+# task in review is found through tasks_state (its state is 'review'), like every state.
+MIGRATIONS[8] = (
+    "ALTER TABLE tasks ADD COLUMN review_ref TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN review_ms INTEGER NOT NULL DEFAULT 0"
+)
+
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
     "SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000 + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER)"
@@ -270,10 +278,11 @@ TASK_COLUMNS = (
     "payload", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
     "assigned", "agent", "token", "deadline_ms", "claimed_ms", "ttl_ms", "progress", "stage",
     "checkpoint", "result", "reason", "ready_ms", "created_ms", "updated_ms", "cancelled_by",
+    "review_ref", "review_ms",
 )  # fmt: skip
 TASK_INTS = frozenset(
     {"seq", "priority", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
-     "token", "deadline_ms", "claimed_ms", "ttl_ms", "ready_ms", "created_ms", "updated_ms"}
+     "token", "deadline_ms", "claimed_ms", "ttl_ms", "ready_ms", "created_ms", "updated_ms", "review_ms"}
 )  # fmt: skip
 AGENT_COLUMNS = (
     "name", "caps", "max_claims", "last_seen_ms", "registered_ms", "consecutive_failures",

@@ -42,6 +42,7 @@ SCRIPTS: dict[str, str] = {
     "audit": "audit-1.lua",
     "token_create": "token_create-1.lua",
     "token_revoke": "token_revoke-1.lua",
+    "review": "review-1.lua",
 }
 
 

@@ -585,3 +585,24 @@ local function take_out(P, id, t, now)
   if was_claimed then return rollback(P, id, t, now) end
   return {locks = {}, cancelled = {}}
 end
+
+-- A task becoming done: its result fields written, the tasks that waited only on it
+-- unblocked (each audited 'ready'); returns their ids. The one path to done, shared by a
+-- completion (complete-1.lua) and an accepted review (review-1.lua): `t` has left its
+-- state already (leave).
+local function finish_done(P, id, t, now, more)
+  enter(P, id, t, 'done', now, more)
+  local out = {}
+  for _, d in ipairs(rcall('SMEMBERS', P .. 'dependents:' .. id)) do
+    local dt = load_task(P, d)
+    if dt and dt.state == 'blocked' then
+      if rcall('HINCRBY', P .. 'task:' .. d, 'waiting', -1) <= 0 then
+        leave(P, d, dt)
+        enter(P, d, dt, 'queued', now)
+        audit(P, now, 'ready', d, '', '', {after = id})
+        out[#out + 1] = d
+      end
+    end
+  end
+  return out
+end

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from . import constants, private, validate
 from .cli_commands import COMMANDS, Handler, token_acting
 from .cli_parser import build_parser
+from .cli_review import cmd_review
 from .errors import BadInput, ClaimroomError
 from .output import Printer
 from .store import Store
@@ -237,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate.namespace(_namespace(a))
         if a.command == "serve":
             return _serve(a)
-        asyncio.run(_run(COMMANDS[a.command], a, _resolve(a).url, out))
+        handler = cmd_review if a.command == "review" else COMMANDS[a.command]
+        asyncio.run(_run(handler, a, _resolve(a).url, out))
         return 0
     except ClaimroomError as exc:
         out.error(exc)

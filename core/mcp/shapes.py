@@ -15,7 +15,9 @@ class TaskView(BaseModel):
 
     id: str
     title: str
-    state: str = Field(description="blocked, queued, claimed, retrying, orphaned, done, dead or cancelled")
+    state: str = Field(
+        description="blocked, queued, claimed, review, retrying, orphaned, done, dead or cancelled"
+    )
     queue: str
     priority: int
     requires: list[str]
@@ -35,6 +37,8 @@ class TaskView(BaseModel):
     reason: str = Field(description="why it failed or was cancelled")
     created_ms: int
     updated_ms: int
+    review_ref: str = Field(default="", description="what was last delivered for review (branch, commit, PR)")
+    review_ms: int = Field(default=0, description="when it last entered review, store clock (ms)")
 
     @classmethod
     def of(cls, task: Task) -> TaskView:

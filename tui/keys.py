@@ -16,10 +16,11 @@ from textual.widgets import Input, TabbedContent
 from .actions import ACTIONS
 from .dialogs import HelpScreen
 from .room import Room
+from .review import VERDICT_KEYS
 from .storepane import KEYS
 from .tables import cursor_key
 
-PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store")
+PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store", "review")
 
 
 class FilterInput(Input):
@@ -50,7 +51,8 @@ BINDINGS: list[BindingType] = [
     Binding("slash", "filter", "Filter", id="filter"),
     Binding("space", "mark", "Mark", id="mark"),
     Binding("p", "toggle_live", "Pause", tooltip="Pause live updates", id="live.pause"),
-    *(Binding(str(i), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
+    # 1-9 then 0: the tenth pane's key is 0.
+    *(Binding(str(i % 10), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
     Binding("j", "cursor(1)", "Down", show=False, id="cursor.down"),
     Binding("k", "cursor(-1)", "Up", show=False, id="cursor.up"),
     Binding("right_square_bracket", "page(1)", "Next page", show=False, id="page.next"),
@@ -58,6 +60,10 @@ BINDINGS: list[BindingType] = [
     Binding("escape", "clear_marks", "Clear marks", show=False, id="marks.clear"),
     Binding("ctrl+r", "refresh", "Refresh", show=False, id="refresh"),
     *(Binding(k, f"store('{op}')", f"Store {op}", show=False, id=f"store.{op}") for op, k in KEYS.items()),
+    *(
+        Binding(k, f"review('{v}')", f"{v.title()} review", show=False, id=f"review.{v}")
+        for v, k in VERDICT_KEYS.items()
+    ),
     *(
         Binding(a.key, f"act('{a.name}')", a.label, show=False, id=f"action.{a.name}")
         for a in ACTIONS.values()

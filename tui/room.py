@@ -20,6 +20,8 @@ from claimroom.core.store import Store
 from .board import Board, Snapshot
 from .live import LiveLink
 from .panes import TABLE_PANES, TablePane
+
+REVIEW_PANE = "review"  # a table pane of its own module (review.py), after the store pane
 from .tables import Palette
 
 
@@ -44,7 +46,7 @@ class Room(App[int]):
     def table_pane(self, name: str | None = None) -> TablePane | None:
         """The table pane ``name`` (default: the one on screen); None for the other panes."""
         name = name or self.active_pane
-        if name not in TABLE_PANES:
+        if name not in TABLE_PANES and name != REVIEW_PANE:
             return None
         return self.query_one(f"#pane-{name}", TablePane)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pilot_wait import dialog_open, focused_id, screen_lines, until
 from textual.pilot import Pilot
-from textual.widgets import Input, TabbedContent
+from textual.widgets import Input, Tab, TabbedContent
 
 from claimroom.core import constants
 from claimroom.core.models import State
@@ -173,3 +173,15 @@ async def test_a_verdict_key_elsewhere_says_where(store: Store, app_store: Store
         tp = app.table_pane("review")
         assert tp is not None and cursor_key(tp.table) is None
     assert (await store.get(tid)).state is State.REVIEW
+
+
+async def test_the_tab_bar_fits_80_columns_with_a_tenth_tab(store: Store, app_store: Store) -> None:
+    """Every pane's tab on one line at 80 columns, with room left for a tenth ("Plans")."""
+    app = ControlRoom(app_store, operator="lead")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        tabs = list(app.query(Tab))
+        assert [t.id for t in tabs][-1].endswith("review")
+        right = max(t.region.right for t in tabs)
+        assert len({t.region.y for t in tabs}) == 1 and right <= 80
+        assert right + len(" Plans ") <= 80, f"the tabs end at column {right}: no room for a tenth"

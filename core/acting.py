@@ -111,7 +111,9 @@ class Acting:
         except Forbidden as exc:
             raise await self._refused("heartbeat", exc, task=task) from None
 
-    async def complete(self, task: str, token: int, result: Any = None, *, review: str | None = None) -> list[str]:
+    async def complete(
+        self, task: str, token: int, result: Any = None, *, review: str | None = None
+    ) -> list[str]:
         try:
             return await self.store.complete(task, token, result, agent=self.who.agent, review=review)
         except Forbidden as exc:
@@ -201,7 +203,9 @@ class Acting:
         await self.need(Role.OPERATOR, "reset_breaker")
         await self.store.reset_breaker(agent, self.who.agent)
 
-    async def review(self, task: str, verdict: str, note: str = "", *, token: int = 0) -> tuple[State, list[str]]:
+    async def review(
+        self, task: str, verdict: str, note: str = "", *, token: int = 0
+    ) -> tuple[State, list[str]]:
         """Accept or return a task in review (``Store.review``): an operator reviews as the
         operator; any other role as this agent, which needs the review capability and may
         not review its own delivery (the store checks both in the same atomic step)."""

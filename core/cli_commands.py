@@ -342,4 +342,3 @@ COMMANDS: dict[str, Handler] = {
     "retention": cmd_retention,
     "token": cmd_token,
 }
-

@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("task", metavar="TASK")
     how = c.add_mutually_exclusive_group(required=True)
     how.add_argument("--accept", action="store_true", help="done: the tasks waiting on it may run")
-    how.add_argument("--return", dest="note", metavar="NOTE", help="back to its queue, NOTE in its checkpoint")
+    how.add_argument(
+        "--return", dest="note", metavar="NOTE", help="back to its queue, NOTE in its checkpoint"
+    )
     c.add_argument("--agent", help="review as this agent (it needs the review capability); default: you")
     c.add_argument("--token", type=_number(int, "--token"), default=0, help="the delivery seen (0: any)")
 

@@ -45,4 +45,7 @@ async def cmd_review(a: argparse.Namespace, s: Store, out: Printer) -> None:
     text = f"{a.task} {word} by {shown(who)}, now {state.value}"
     if unblocked:
         text += f"; unblocked {shown(' '.join(unblocked))}"
-    out.done({"task": a.task, "state": state.value, "verdict": verdict, "reviewer": who, "unblocked": unblocked}, text)
+    out.done(
+        {"task": a.task, "state": state.value, "verdict": verdict, "reviewer": who, "unblocked": unblocked},
+        text,
+    )

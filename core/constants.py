@@ -482,6 +482,7 @@ def server_records_key(namespace: str) -> str:
     """The servers' records: a hash of server id -> JSON (see models.ServerInfo)."""
     return prefix(namespace) + "servers:records"
 
+
 # Review (complete --review, then accept or return): the capability an agent needs to review
 # others' deliveries, the longest reference (a branch, commit or PR URL: one line) and note.
 review_capability = "review"

@@ -46,6 +46,7 @@ class StoreOps(ABC):
     @abstractmethod
     async def _complete(self, task: str, token: int, result: str, agent: str, review: str = "") -> list[str]:
         """Done, or with a ``review`` reference delivered for review (state review)."""
+
     @abstractmethod
     async def _fail(
         self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str

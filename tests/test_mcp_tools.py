@@ -12,8 +12,8 @@ from mcp_types import TextContent
 from claimroom.core.store import Store
 from claimroom.core.tokens import create_token
 
-AGENT_TOOLS = {"register", "claim", "heartbeat", "complete", "fail", "release", "add", "list", "show", "lock", "review",
-               "unlock"}  # fmt: skip
+AGENT_TOOLS = {"register", "claim", "heartbeat", "complete", "fail", "release", "add", "list", "show", "lock",
+               "unlock", "review"}  # fmt: skip
 OPERATOR_TOOLS = {"reassign", "kill", "requeue", "retry", "extend", "cancel"}
 
 

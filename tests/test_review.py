@@ -95,7 +95,12 @@ async def test_return_requeues_with_the_note_and_counts_no_attempt(store: Store)
     assert (t.failures, t.attempts, t.progress, t.review_ref) == (before.failures, before.attempts, 0.0, REF)
     assert (await store.get(dep)).state is State.BLOCKED
     e = (await store.events(task=tid))[-1]
-    assert (e.type, e.agent, e.data["note"], e.data["ref"]) == ("returned", "rev", "tests fail on\nSafari", REF)
+    assert (e.type, e.agent, e.data["note"], e.data["ref"]) == (
+        "returned",
+        "rev",
+        "tests fail on\nSafari",
+        REF,
+    )
     again = await store.claim("w2", queues=["web"])
     assert again is not None and again.task.id == tid and again.token > token
     assert again.task.checkpoint.startswith(constants.review_note_prefix)

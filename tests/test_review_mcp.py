@@ -46,15 +46,25 @@ async def test_deliver_review_return_and_accept_over_mcp(store: Store, tmp_path:
 
         ok(await reviewer.call_tool("register", {"capabilities": [constants.review_capability]}))
         back = ok(await reviewer.call_tool("review", {"task": tid, "verdict": "return", "note": "add tests"}))
-        assert back == {"task": tid, "state": "queued", "verdict": "return", "reviewer": "rita", "unblocked": []}
+        assert back == {
+            "task": tid,
+            "state": "queued",
+            "verdict": "return",
+            "reviewer": "rita",
+            "unblocked": [],
+        }
         again = ok(await worker.call_tool("claim", {}))
         assert again["task"]["id"] == tid and again["token"] > token
         assert again["task"]["checkpoint"] == constants.review_note_prefix + "add tests"
         ok(await worker.call_tool("complete", {"task": tid, "token": again["token"], "review": "pr/43"}))
 
-        stale = refused(await operator.call_tool("review", {"task": tid, "verdict": "accept", "token": token}))
+        stale = refused(
+            await operator.call_tool("review", {"task": tid, "verdict": "accept", "token": token})
+        )
         assert "changed since" in stale
-        acc = ok(await operator.call_tool("review", {"task": tid, "verdict": "accept", "token": again["token"]}))
+        acc = ok(
+            await operator.call_tool("review", {"task": tid, "verdict": "accept", "token": again["token"]})
+        )
         assert (acc["state"], acc["reviewer"], acc["unblocked"]) == ("done", "olga", [dep])
         twice = refused(await operator.call_tool("review", {"task": tid, "verdict": "return", "note": "x"}))
         assert "does not apply to a done task" in twice

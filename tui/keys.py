@@ -15,8 +15,8 @@ from textual.widgets import Input, TabbedContent
 
 from .actions import ACTIONS
 from .dialogs import HelpScreen
-from .room import Room
 from .review import VERDICT_KEYS
+from .room import Room
 from .storepane import KEYS
 from .tables import cursor_key
 
@@ -52,7 +52,10 @@ BINDINGS: list[BindingType] = [
     Binding("space", "mark", "Mark", id="mark"),
     Binding("p", "toggle_live", "Pause", tooltip="Pause live updates", id="live.pause"),
     # 1-9 then 0: the tenth pane's key is 0.
-    *(Binding(str(i % 10), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
+    *(
+        Binding(str(i % 10), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}")
+        for i, p in enumerate(PANES, 1)
+    ),
     Binding("j", "cursor(1)", "Down", show=False, id="cursor.down"),
     Binding("k", "cursor(-1)", "Up", show=False, id="cursor.up"),
     Binding("right_square_bracket", "page(1)", "Next page", show=False, id="page.next"),

@@ -128,7 +128,8 @@ def _pct(p: float) -> str:
 
 class QueuesPane(TablePane):
     COLUMNS = (
-        ("queue", "queue"), ("ready", "ready"), ("claimed", "claimed"), ("review", "review"), ("state", "state")
+        ("queue", "queue"), ("ready", "ready"), ("claimed", "claimed"), ("review", "review"),
+        ("state", "state"),
     )  # fmt: skip
     SORT_COLUMN = "queue"
     NOUN = "queues"

@@ -148,4 +148,3 @@ async def decide(app: Room, verdict: str) -> Outcome | None:
         also = f"; unblocked {' '.join(unblocked)}" if unblocked else ""
         out.done.append(f"{target.task}: {word}, now {state.value}{also}")
     return out
-

@@ -20,9 +20,9 @@ from claimroom.core.store import Store
 from .board import Board, Snapshot
 from .live import LiveLink
 from .panes import TABLE_PANES, TablePane
+from .tables import Palette
 
 REVIEW_PANE = "review"  # a table pane of its own module (review.py), after the store pane
-from .tables import Palette
 
 
 class Room(App[int]):
@@ -78,4 +78,8 @@ class Room(App[int]):
 
     def set_theme(self, name: str) -> None:
         """Switch to the theme ``name``."""
+        raise NotImplementedError
+
+    def action_review(self, verdict: str) -> None:
+        """Accept or return the task under the review pane's cursor (asks first)."""
         raise NotImplementedError

@@ -336,7 +336,9 @@ class FileStore(TxRunner, Store):
     async def _review(
         self, task: str, verdict: str, note: str, reviewer: str, operator: str, token: int
     ) -> tuple[State, list[str]]:
-        state, unblocked = await self._write(file_review.decide, task, verdict, note, reviewer, operator, token)
+        state, unblocked = await self._write(
+            file_review.decide, task, verdict, note, reviewer, operator, token
+        )
         return State(state), unblocked
 
     async def _dependents_cancelled(self, task: str) -> int:

@@ -164,7 +164,9 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
         task: TaskId,
         token: Token,
         result: Annotated[Any, Field(description="what you produced (JSON)")] = None,
-        review: Annotated[str | None, Field(description="deliver for review: the branch, commit or PR")] = None,
+        review: Annotated[
+            str | None, Field(description="deliver for review: the branch, commit or PR")
+        ] = None,
     ) -> Completed:
         async def go(a: Acting) -> Completed:
             unblocked = await a.complete(task, token, result, review=review)
@@ -305,7 +307,6 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
             return Unlocked(released=await a.unlock(paths, task=task, root=svc.root))
 
         return await svc.call(ctx, go)
-
 
     add_review_tools(server, svc, WRITE)
 

@@ -334,7 +334,15 @@ class RedisStore(Store):
         self, task: str, verdict: str, note: str, reviewer: str, operator: str, token: int
     ) -> tuple[State, list[str]]:
         reply = await self._run(
-            "review", task, verdict, note, reviewer, operator, token, C.review_capability, C.review_note_prefix
+            "review",
+            task,
+            verdict,
+            note,
+            reviewer,
+            operator,
+            token,
+            C.review_capability,
+            C.review_note_prefix,
         )
         return State(reply[1]), [str(x) for x in reply[2:]]
 

@@ -117,6 +117,8 @@ def shifted(board: Board, ms: int) -> Board:
             t["deadline_ms"] = str(int(t["deadline_ms"]) + ms)
         if t.get("state") == "retrying" and t.get("ready_ms"):
             t["ready_ms"] = str(int(t["ready_ms"]) + ms)
+        if t.get("state") == "review" and t.get("review_ms"):  # time in review is shown live
+            t["review_ms"] = str(int(t["review_ms"]) + ms)
     for a in out["agents"]:
         if int(a.get("breaker_open_until_ms") or 0):
             a["breaker_open_until_ms"] = str(int(a["breaker_open_until_ms"]) + ms)

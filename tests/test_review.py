@@ -11,6 +11,7 @@ import asyncio
 import pytest
 
 from claimroom.core import constants
+from claimroom.core.dump import shifted
 from claimroom.core.errors import BadInput, Changed, LeaseLost, NotFound, WrongState
 from claimroom.core.models import State, Task
 from claimroom.core.store import Store
@@ -218,7 +219,7 @@ async def test_review_is_never_removed_by_retention(store: Store) -> None:
     assert (await store.get(tid)).state is State.REVIEW
 
 
-async def test_a_board_with_a_task_in_review_round_trips(store: Store, tmp_path: object) -> None:
+async def test_a_board_with_a_task_in_review_round_trips(store: Store) -> None:
     tid, _, _ = await delivered(store, lock=False)
     board = await store.export_board()
     dst = Store.from_url(store.url, store.namespace + "-copy")
@@ -231,3 +232,8 @@ async def test_a_board_with_a_task_in_review_round_trips(store: Store, tmp_path:
         assert (await dst.review(tid, "accept", operator="op"))[0] is State.DONE
     finally:
         await dst.close()
+    # Moved to a store whose clock differs, the time in review stays what it was.
+    moved = shifted(board, 5_000)
+    [t] = [t for t in moved["tasks"] if t["id"] == tid]
+    [before] = [t for t in board["tasks"] if t["id"] == tid]
+    assert int(t["review_ms"]) == int(before["review_ms"]) + 5_000

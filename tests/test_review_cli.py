@@ -57,6 +57,7 @@ def test_deliver_then_accept_by_an_agent(env: dict[str, str]) -> None:
     shown = ok(env, "show", tid)
     assert (shown["state"], shown["review_ref"], shown["agent"]) == ("review", "feature/login", "w")
     assert [t["id"] for t in ok(env, "ls", "--state", "review")["tasks"]] == [tid]
+    assert "feature/login, delivered by w" in run(env, "show", tid).stdout
     stale = run(env, "heartbeat", tid, "--token", str(token))
     assert stale.returncode == 4, stale.stderr
     out = ok(env, "review", tid, "--accept", "--agent", "rev")

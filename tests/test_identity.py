@@ -365,6 +365,8 @@ async def test_a_file_board_of_schema_6_gains_tokens_and_sessions(store_url: str
     with sqlite3.connect(db_path(store_url)) as conn:  # as claimroom with schema 6 left it
         conn.execute("ALTER TABLE agents DROP COLUMN session")
         conn.execute("DROP TABLE tokens")
+        conn.execute("ALTER TABLE tasks DROP COLUMN review_ref")  # and schema 8's
+        conn.execute("ALTER TABLE tasks DROP COLUMN review_ms")
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         (agent,) = await s.agents()

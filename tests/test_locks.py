@@ -354,6 +354,8 @@ DROP TABLE retention;
 DROP TABLE cursors;
 ALTER TABLE agents DROP COLUMN session;
 DROP TABLE tokens;
+ALTER TABLE tasks DROP COLUMN review_ref;
+ALTER TABLE tasks DROP COLUMN review_ms;
 UPDATE meta SET value = '1' WHERE key = 'schema';
 """
 

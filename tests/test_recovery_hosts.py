@@ -417,6 +417,8 @@ async def test_a_board_of_the_previous_schema_gains_the_reaper_table(store_url: 
         conn.execute("ALTER TABLE agents DROP COLUMN auto")
         conn.execute("ALTER TABLE agents DROP COLUMN session")  # and schema 7's
         conn.execute("DROP TABLE tokens")
+        conn.execute("ALTER TABLE tasks DROP COLUMN review_ref")  # and schema 8's
+        conn.execute("ALTER TABLE tasks DROP COLUMN review_ms")
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         assert (await s.get(tid)).title == "made before the upgrade"

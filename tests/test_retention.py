@@ -557,6 +557,8 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
             DROP TABLE cursors;
             ALTER TABLE agents DROP COLUMN session;
             DROP TABLE tokens;
+            ALTER TABLE tasks DROP COLUMN review_ref;
+            ALTER TABLE tasks DROP COLUMN review_ms;
             UPDATE meta SET value = '4' WHERE key = 'schema';
             """
         )

@@ -3,6 +3,7 @@ an agent with the capability, an agent without it, the deliverer itself, and an 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mcp_support import client, ok, refused, serving
@@ -32,6 +33,9 @@ async def test_deliver_review_return_and_accept_over_mcp(store: Store, tmp_path:
         shown = ok(await worker.call_tool("show", {"task": tid}))
         assert (shown["state"], shown["review_ref"], shown["agent"]) == ("review", "pr/42", "ada")
         assert shown["review_ms"] > 0 and await store.locks() == []
+        board = json.loads((await reviewer.read_resource("claimroom://board")).contents[0].text)  # type: ignore[union-attr]
+        assert [(r["task"], r["ref"], r["delivered_by"]) for r in board["review"]] == [(tid, "pr/42", "ada")]
+        assert board["counts"]["review"] == 1
         lost = refused(await worker.call_tool("heartbeat", {"task": tid, "token": token}))
         assert "lease lost" in lost
 

@@ -148,6 +148,7 @@ class BoardKeys(Room):
             "In a dialog: tab / shift+tab or the arrows move, enter acts, escape cancels,",
             "and the letter in [ ] on a button presses it.",
             "Store pane (8): U, D, R start, stop, restart the store claimroom started (asks first).",
+            "Review pane: y accepts the task under the cursor, n returns it with a note (asks first).",
             "Remap keys through App.set_keymap with the ids in the last column.",
         ]
         if self.readonly:

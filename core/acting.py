@@ -111,9 +111,11 @@ class Acting:
         except Forbidden as exc:
             raise await self._refused("heartbeat", exc, task=task) from None
 
-    async def complete(self, task: str, token: int, result: Any = None) -> list[str]:
+    async def complete(
+        self, task: str, token: int, result: Any = None, *, review: str | None = None
+    ) -> list[str]:
         try:
-            return await self.store.complete(task, token, result, agent=self.who.agent)
+            return await self.store.complete(task, token, result, agent=self.who.agent, review=review)
         except Forbidden as exc:
             raise await self._refused("complete", exc, task=task) from None
 
@@ -200,6 +202,16 @@ class Acting:
     async def reset_breaker(self, agent: str) -> None:
         await self.need(Role.OPERATOR, "reset_breaker")
         await self.store.reset_breaker(agent, self.who.agent)
+
+    async def review(
+        self, task: str, verdict: str, note: str = "", *, token: int = 0
+    ) -> tuple[State, list[str]]:
+        """Accept or return a task in review (``Store.review``): an operator reviews as the
+        operator; any other role as this agent, which needs the review capability and may
+        not review its own delivery (the store checks both in the same atomic step)."""
+        if self.who.role.allows(Role.OPERATOR):
+            return await self.store.review(task, verdict, note, operator=self.who.agent, token=token)
+        return await self.store.review(task, verdict, note, agent=self.who.agent, token=token)
 
     # --- reads (any role) --------------------------------------------------------------------
 

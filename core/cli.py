@@ -22,6 +22,7 @@ from . import constants, private, validate
 from .cli_commands import COMMANDS, Handler, token_acting
 from .cli_messages import COMMANDS as MESSAGE_COMMANDS
 from .cli_parser import build_parser
+from .cli_review import cmd_review
 from .errors import BadInput, ClaimroomError
 from .output import Printer
 from .store import Store
@@ -238,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate.namespace(_namespace(a))
         if a.command == "serve":
             return _serve(a)
-        asyncio.run(_run({**COMMANDS, **MESSAGE_COMMANDS}[a.command], a, _resolve(a).url, out))
+        commands = {**COMMANDS, **MESSAGE_COMMANDS, "review": cmd_review}
+        asyncio.run(_run(commands[a.command], a, _resolve(a).url, out))
         return 0
     except ClaimroomError as exc:
         out.error(exc)

@@ -180,7 +180,10 @@ async def cmd_heartbeat(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 async def cmd_complete(a: argparse.Namespace, s: Store, out: Printer) -> None:
     result = None if a.result is None else read_json("result", a.result)
-    unblocked = await (a.acting or s).complete(a.task, a.token, result)
+    unblocked = await (a.acting or s).complete(a.task, a.token, result, review=a.review)
+    if a.review is not None:
+        out.done({"task": a.task, "state": "review", "unblocked": []}, f"{a.task} delivered for review")
+        return
     text = f"{a.task} done" + (f"; unblocked {shown(' '.join(unblocked))}" if unblocked else "")
     out.done({"task": a.task, "state": "done", "unblocked": unblocked}, text)
 

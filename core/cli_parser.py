@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("task", metavar="TASK")
     c.add_argument("--token", type=_number(int, "--token"), required=True)
     c.add_argument("--result", metavar="JSON", help="JSON, @FILE or - for stdin")
+    c.add_argument("--review", metavar="REF", help="deliver for review: the branch, commit or PR to look at")
 
     c = cmd("fail", "end a claim with a failure (retried unless --fatal)")
     c.add_argument("task", metavar="TASK")
@@ -225,6 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait for the window's end: print the won claim (exit 0) or who won (exit 3)",
     )
+    c = cmd("review", "accept or return a task delivered for review (complete --review)")
+    c.add_argument("task", metavar="TASK")
+    how = c.add_mutually_exclusive_group(required=True)
+    how.add_argument("--accept", action="store_true", help="done: the tasks waiting on it may run")
+    how.add_argument(
+        "--return", dest="note", metavar="NOTE", help="back to its queue, NOTE in its checkpoint"
+    )
+    c.add_argument("--agent", help="review as this agent (it needs the review capability); default: you")
+    c.add_argument("--token", type=_number(int, "--token"), default=0, help="the delivery seen (0: any)")
 
     c = cmd("reap", "one orphan scan now (or --loop: keep scanning while leader)")
     c.add_argument("--loop", action="store_true")

@@ -598,3 +598,11 @@ def affine_key(namespace: str, agent: str) -> str:
 def steal_key(namespace: str) -> str:
     """Tasks waiting for their owner, scored by when any capable agent may claim them."""
     return prefix(namespace) + "steal"
+
+
+# Review (complete --review, then accept or return): the capability an agent needs to review
+# others' deliveries, the longest reference (a branch, commit or PR URL: one line) and note.
+review_capability = "review"
+max_review_ref_chars = 512
+max_review_note_bytes = 4096
+review_note_prefix = "review: "  # a returned task's checkpoint starts with it, then the note

@@ -21,6 +21,7 @@ class State(StrEnum):
     BLOCKED = "blocked"
     QUEUED = "queued"
     CLAIMED = "claimed"
+    REVIEW = "review"  # delivered (complete --review), waiting for a reviewer: not finished
     RETRYING = "retrying"
     ORPHANED = "orphaned"
     DONE = "done"
@@ -85,6 +86,8 @@ class Task:
     owner: str = ""
     steal_ms: int = 0
     steal_after_ms: int = -1
+    review_ref: str = ""  # what was delivered for review (a branch, commit or PR); "" none
+    review_ms: int = 0  # when it last entered review (store clock); the deliverer stays in agent
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> Task:
@@ -125,6 +128,8 @@ class Task:
             owner=f.get("owner", ""),
             steal_ms=_int(f.get("steal_ms")),
             steal_after_ms=_int(f.get("steal_after_ms"), -1),
+            review_ref=f.get("review_ref", ""),
+            review_ms=_int(f.get("review_ms")),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -94,6 +94,7 @@ class Printer:
             ("agent", t.agent or "-"),
             ("token", str(t.token or "-")),
             ("lease ends", _ago(t.deadline_ms, now) if t.state.value == "claimed" else "-"),
+            ("review", f"{t.review_ref}, delivered by {t.agent}" if t.review_ref else "-"),
             ("progress", f"{t.progress:.0%}"),
             ("stage", t.stage or "-"),
             ("attempts", f"{t.attempts} claimed, {t.failures}/{t.max_attempts} failed, {t.expiries} expired"),

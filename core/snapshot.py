@@ -17,7 +17,7 @@ from .models import Agent, Event, Lock, ServerInfo, State, Stuck, Task
 
 # The sections a snapshot may read beyond the counts, queues, totals and servers every
 # snapshot has. A view asks only for what its pane shows (the others stay empty).
-SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events", "auctions"})
+SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events", "auctions", "review"})
 MAX_ROWS = 10_000  # rows (and events) one snapshot reads at most per section
 
 
@@ -29,6 +29,7 @@ class QueueRow:
     ready: int  # claimable: queued and not assigned to one agent
     claimed: int  # exact when the snapshot says ``queue_claims_exact``, else among the claims read
     paused: bool
+    review: int = 0  # delivered, waiting for a reviewer: as exact as ``claimed``
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Snapshot:
     unread: dict[str, int] = field(default_factory=dict)  # agent -> unread messages (of the agents read)
     # Open bidding windows closing first, with their bids (at most auctions_view_max).
     auctions: tuple[Auction, ...] = ()
+    reviews: tuple[Task, ...] = ()  # in review, longest waiting first (section "review")
 
     @property
     def claims_total(self) -> int:
@@ -70,14 +72,18 @@ class Snapshot:
         return self.counts.get(State.ORPHANED, 0) + self.counts.get(State.DEAD, 0)
 
     @property
+    def review_total(self) -> int:
+        return self.counts.get(State.REVIEW, 0)
+
+    @property
     def claimed_capped(self) -> bool:
         """Whether the queues' claimed counts are lower bounds: counted among the claims
         read, which the row limit cut short."""
         return not self.queue_claims_exact and self.claims_total > len(self.claims)
 
     def task(self, task_id: str) -> Task | None:
-        """A task among the rows read (claims and orphans)."""
-        for t in (*self.claims, *self.orphans):
+        """A task among the rows read (claims, orphans and reviews)."""
+        for t in (*self.claims, *self.orphans, *self.reviews):
             if t.id == task_id:
                 return t
         return None
@@ -92,9 +98,19 @@ def claimed_per_queue(claims: Iterable[Task]) -> dict[str, int]:
 
 
 def queue_rows(
-    ready: Mapping[str, int], claimed: Mapping[str, int], paused: Iterable[str]
+    ready: Mapping[str, int],
+    claimed: Mapping[str, int],
+    paused: Iterable[str],
+    review: Mapping[str, int] | None = None,
 ) -> tuple[QueueRow, ...]:
-    """One row per queue with claimable or claimed tasks, or paused, by name."""
-    stopped = set(paused)
-    every = sorted(set(ready) | set(claimed) | stopped)
-    return tuple(QueueRow(q, ready.get(q, 0), claimed.get(q, 0), q in stopped) for q in every)
+    """One row per queue with claimable, claimed or in-review tasks, or paused, by name."""
+    stopped, waiting = set(paused), review or {}
+    every = sorted(set(ready) | set(claimed) | stopped | set(waiting))
+    return tuple(
+        QueueRow(q, ready.get(q, 0), claimed.get(q, 0), q in stopped, waiting.get(q, 0)) for q in every
+    )
+
+
+def by_review_time(tasks: Iterable[Task], n: int) -> tuple[Task, ...]:
+    """The ``n`` tasks in review that have waited longest (both backends order them so)."""
+    return tuple(sorted(tasks, key=lambda t: (t.review_ms, t.seq))[:n])

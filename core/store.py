@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import bidding, constants, validate
+from . import review as review_checks
 from .backends import BACKENDS
 from .errors import BadInput, ClaimroomError, ErrorCode
 from .messages import Messaging
@@ -249,10 +250,17 @@ class Store(StoreAdmin, Messaging):
             validate.task_id(task), validate.token(token), ttl, updates, _acting_as(agent)
         )
 
-    async def complete(self, task: str, token: int, result: Any = None, *, agent: str = "") -> list[str]:
-        """Finish a claimed task; returns the tasks this unblocked. ``agent``: as heartbeat."""
+    async def complete(
+        self, task: str, token: int, result: Any = None, *, agent: str = "", review: str | None = None
+    ) -> list[str]:
+        """Finish a claimed task; returns the tasks this unblocked. ``agent``: as heartbeat.
+        With ``review`` (a branch, commit or PR), the claim ends the same way but the task
+        waits in review (its dependents still blocked) for ``review``'s verdict; returns []."""
         stored = "" if result is None else validate.json_value("result", result)
-        return await self._complete(validate.task_id(task), validate.token(token), stored, _acting_as(agent))
+        delivered = "" if review is None else review_checks.ref(review)
+        return await self._complete(
+            validate.task_id(task), validate.token(token), stored, _acting_as(agent), delivered
+        )
 
     async def fail(
         self, task: str, token: int, reason: str, *, fatal: bool = False, agent: str = ""
@@ -270,6 +278,27 @@ class Store(StoreAdmin, Messaging):
         """Give a claimed task back to its queue without counting an attempt. ``agent``: as
         heartbeat."""
         await self._release(validate.task_id(task), validate.token(token), _acting_as(agent))
+
+    async def review(
+        self,
+        task: str,
+        verdict: str,
+        note: str = "",
+        *,
+        agent: str = "",
+        operator: str = "",
+        token: int = 0,
+    ) -> tuple[State, list[str]]:
+        """Decide on a task in review: "accept" (done, as a completion: returns the tasks it
+        unblocked) or "return" with a ``note`` (queued, the note in its checkpoint). The
+        reviewer is ``agent`` (holding the review capability, not the one that delivered it)
+        or ``operator``. ``token``: the delivery seen (0 any; another raises ``Changed``).
+        Refused with ``WrongState`` (nothing changed) when the task is not in review."""
+        v = review_checks.verdict(verdict)
+        text = review_checks.note(note, v)
+        reviewer, op = review_checks.reviewer(agent, operator)
+        seen = validate.token(token, minimum=0)
+        return await self._review(validate.task_id(task), v, text, reviewer, op, seen)
 
     async def held(self, agent: str) -> list[Task]:
         """The tasks ``agent`` holds a claim of now (at most its capacity: a bounded read)."""

@@ -45,7 +45,9 @@ class StoreOps(ABC):
         self, task: str, token: int, ttl_ms: int | None, updates: dict[str, str], agent: str
     ) -> int: ...
     @abstractmethod
-    async def _complete(self, task: str, token: int, result: str, agent: str) -> list[str]: ...
+    async def _complete(self, task: str, token: int, result: str, agent: str, review: str = "") -> list[str]:
+        """Done, or with a ``review`` reference delivered for review (state review)."""
+
     @abstractmethod
     async def _fail(
         self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str
@@ -90,6 +92,12 @@ class StoreOps(ABC):
     async def _act(
         self, action: str, task: str, seen: State, token: int, operator: str, agent: str, restore: bool
     ) -> State: ...
+    @abstractmethod
+    async def _review(
+        self, task: str, verdict: str, note: str, reviewer: str, operator: str, token: int
+    ) -> tuple[State, list[str]]:
+        """Accept or return a task in review (review-1.lua): (its new state, the tasks unblocked)."""
+
     @abstractmethod
     async def _dependents_cancelled(self, task: str) -> int: ...
     @abstractmethod

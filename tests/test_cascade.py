@@ -411,6 +411,9 @@ async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: s
         "ALTER TABLE agents DROP COLUMN ring",
         "CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)"
         " WHERE state = 'queued' AND assigned = ''",
+        # and what schema 8 added (review)
+        "ALTER TABLE tasks DROP COLUMN review_ref",
+        "ALTER TABLE tasks DROP COLUMN review_ms",
         "UPDATE tasks SET state = 'dead' WHERE id = 't1'",  # as an older claimroom left it
         "UPDATE meta SET value = '2' WHERE key = 'schema'",
     ):

@@ -392,6 +392,8 @@ async def test_a_file_board_of_schema_6_gains_tokens_and_sessions(store_url: str
         conn.executescript(BEFORE_BIDDING)  # and schema 8's
         for sql in UNDO_AFFINITY:  # and what schema 8 added
             conn.execute(sql)
+        conn.execute("ALTER TABLE tasks DROP COLUMN review_ref")  # and schema 8's
+        conn.execute("ALTER TABLE tasks DROP COLUMN review_ms")
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         (agent,) = await s.agents()

@@ -371,6 +371,8 @@ ALTER TABLE tasks DROP COLUMN steal_after_ms;
 ALTER TABLE agents DROP COLUMN ring;
 CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)
   WHERE state = 'queued' AND assigned = '';
+ALTER TABLE tasks DROP COLUMN review_ref;
+ALTER TABLE tasks DROP COLUMN review_ms;
 UPDATE meta SET value = '1' WHERE key = 'schema';
 """
 

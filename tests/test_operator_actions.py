@@ -35,7 +35,7 @@ DOCUMENTED: dict[str, tuple[set[State], State]] = {
     "kill": ({C}, Q),
     "kill-dead": ({C}, D),
     "requeue": ({C, State.ORPHANED, R, D}, Q),
-    "cancel": ({B, Q, C, R, State.ORPHANED}, State.CANCELLED),
+    "cancel": ({B, Q, C, State.REVIEW, R, State.ORPHANED}, State.CANCELLED),
     "retry": ({D}, Q),
     "reassign": ({Q, C, R, State.ORPHANED, D}, Q),
     "extend": ({C}, C),
@@ -75,7 +75,7 @@ async def build(store: Store, state: State) -> Task:
         tid = await store.add("subject", queue="work", after=[dep])
     else:
         tid = await store.add("subject", queue="work", max_attempts=1 if state is D else 3)
-    if state in (C, R, State.ORPHANED, State.DONE, D):
+    if state in (C, State.REVIEW, R, State.ORPHANED, State.DONE, D):
         claim = await store.claim("w", queues=["work"], ttl_s=1 if state is State.ORPHANED else 600)
         assert claim is not None and claim.task.id == tid
         if state is C:
@@ -85,6 +85,9 @@ async def build(store: Store, state: State) -> Task:
         elif state is State.ORPHANED:
             await store.heartbeat(tid, claim.token, progress=0.9, ttl_s=0.05)  # late work orphans
             await expire_late(store, tid)
+        elif state is State.REVIEW:
+            await store.lock(["src/x.py"], "w", task=tid)  # gone with the delivery
+            await store.complete(tid, claim.token, review="feature/x")
         else:
             await store.complete(tid, claim.token)
     if state is State.CANCELLED:

@@ -445,6 +445,8 @@ async def test_a_board_of_the_previous_schema_gains_the_reaper_table(store_url: 
         conn.executescript(BEFORE_BIDDING)  # and schema 8's
         for sql in UNDO_AFFINITY:  # and what schema 8 added
             conn.execute(sql)
+        conn.execute("ALTER TABLE tasks DROP COLUMN review_ref")  # and schema 8's
+        conn.execute("ALTER TABLE tasks DROP COLUMN review_ms")
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         assert (await s.get(tid)).title == "made before the upgrade"

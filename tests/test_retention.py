@@ -575,6 +575,8 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
             ALTER TABLE agents DROP COLUMN ring;
             CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)
               WHERE state = 'queued' AND assigned = '';
+            ALTER TABLE tasks DROP COLUMN review_ref;
+            ALTER TABLE tasks DROP COLUMN review_ms;
             UPDATE meta SET value = '4' WHERE key = 'schema';
             """
         )

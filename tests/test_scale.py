@@ -460,6 +460,7 @@ async def test_a_board_of_the_schema_before_is_upgraded_in_place(tmp_path: Path,
         " ALTER TABLE agents DROP COLUMN auto; ALTER TABLE agents DROP COLUMN session; DROP TABLE tokens;"
         " ALTER TABLE tasks DROP COLUMN bid_window_ms; ALTER TABLE tasks DROP COLUMN bid_close_ms;"
         " ALTER TABLE tasks DROP COLUMN bid_winner; DROP TABLE auctions; DROP TABLE bids; DROP TABLE won;"
+        " ALTER TABLE tasks DROP COLUMN review_ref; ALTER TABLE tasks DROP COLUMN review_ms;"
         " DROP TABLE heads; DROP TABLE sigs; DROP INDEX tasks_parent;"
         # and what schema 8 added (affinity)
         " DROP INDEX tasks_ready; DROP INDEX tasks_owned; DROP INDEX tasks_steal; DROP INDEX agents_live;"

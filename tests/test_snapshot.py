@@ -93,6 +93,10 @@ async def test_a_snapshot_agrees_with_the_public_api(store: Store) -> None:
     assert list(snap.claims) == sorted(claimed, key=lambda t: (t.deadline_ms, t.seq))
     orphaned, dead = await store.tasks(state=State.ORPHANED), await store.tasks(state=State.DEAD)
     assert list(snap.orphans) == orphaned[::-1] + dead[::-1]
+    in_review = await store.tasks(state=State.REVIEW)
+    assert len(in_review) == snap.review_total == 2
+    assert list(snap.reviews) == sorted(in_review, key=lambda t: (t.review_ms, t.seq))
+    assert {q.name: q.review for q in snap.queues if q.review} == {"backend": 1, "docs": 1}
     assert list(snap.agents) == await store.agents()
     assert list(snap.locks) == await store.locks()
     assert list(snap.events) == await store.latest_events(200)
@@ -196,9 +200,10 @@ async def test_export_and_import_round_trip(store: Store, other: Store) -> None:
     await store.set_retention("docs", done_count=3)
     board = await store.export_board()
     assert (board["format"], board["version"], board["namespace"]) == ("claimroom-board", 2, store.namespace)
-    assert [t["id"] for t in board["tasks"]] == [f"t{i}" for i in range(1, 16)]
+    assert [t["id"] for t in board["tasks"]] == [f"t{i}" for i in range(1, 18)]
+    assert sum(t["state"] == "review" and bool(t["review_ref"]) for t in board["tasks"]) == 2
     moved = await other.import_board(board)
-    assert moved == {"tasks": 15, "agents": 5, "locks": 3, "events": len(board["events"]), "paused": 1}
+    assert moved == {"tasks": 17, "agents": 5, "locks": 3, "events": len(board["events"]), "paused": 1}
     again = await other.export_board()
     assert comparable(again) == comparable(board)
     assert (await other.snapshot()).counts == (await store.snapshot()).counts

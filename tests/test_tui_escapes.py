@@ -49,7 +49,12 @@ async def hostile_board(store: Store, r: Redis, ns: str) -> tuple[str, str]:
     claim = await store.claim("ada", ttl_s=600)
     assert claim is not None
     await store.fail(dead, claim.token, "fine reason", fatal=True)  # dead: on the orphans pane
+    delivered = await store.add("fine again")
+    claim = await store.claim("ada", ttl_s=600)
+    assert claim is not None and claim.task.id == delivered
+    await store.complete(delivered, claim.token, review="fine/ref")  # on the review pane
     now = int(time.time() * 1000)
+    await r.hset(C.task_key(ns, delivered), mapping={"title": HOSTILE, "review_ref": HOSTILE})
     await r.hset(C.task_key(ns, live), mapping={"title": HOSTILE, "stage": HOSTILE})
     await r.hset(C.task_key(ns, dead), mapping={"title": HOSTILE, "reason": HOSTILE})
     await r.sadd(C.agents_key(ns), AGENT)
@@ -88,7 +93,7 @@ async def test_hostile_store_text_is_escaped_in_every_pane_and_dialog(
         pane = app.query_one(StorePane)
         pane.facts = InfraFacts(kind="local", name="redis", state="running", logs=("ready", HOSTILE))
         for number, name in enumerate(PANES, 1):
-            await pilot.press(str(number))
+            await pilot.press(str(number % 10))
             # Each pane reads its own sections when shown: wait for the hostile row to arrive.
             await until(pilot, lambda: "PWN" in text_on_screen(pilot), 5)
             assert controls_on_screen(pilot) == [], name

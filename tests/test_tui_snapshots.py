@@ -70,7 +70,7 @@ async def settle(pilot: Pilot[int]) -> None:
 def show(app: ControlRoom, pane: str) -> Callable[[Pilot[int]], object]:
     async def before(pilot: Pilot[int]) -> None:
         await loaded(pilot, app)
-        await pilot.press(str(PANES.index(pane) + 1))
+        await pilot.press(str((PANES.index(pane) + 1) % 10))  # 1-9, then 0
         await settle(pilot)
 
     return before

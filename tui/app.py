@@ -44,6 +44,8 @@ from .live import LinkStatus, LiveLink
 from .operate import operate
 from .overview import OverviewPane, link_pieces
 from .panes import TABLE_PANES, TablePane
+from .review import ReviewPane
+from .review import decide as review_decide
 from .storepane import StorePane
 from .tables import Palette, Piece, age, cursor_key, joined
 
@@ -141,6 +143,8 @@ class ControlRoom(BoardKeys):
                     yield cls(name)
             with TabPane("Store", id="store"):
                 yield StorePane(self)
+            with TabPane("Review", id="review"):
+                yield ReviewPane("review")
         # Disabled while hidden, so it never takes focus (and the board's keys) by itself.
         yield FilterInput(placeholder="filter rows (escape clears)", id="filter", disabled=True)
         # Compact, so the keys an operator needs most fit in 80 columns (keys.FOOTER_ACTIONS);
@@ -376,6 +380,21 @@ class ControlRoom(BoardKeys):
             self.notify(f"{spec.label}: select rows on the {where} pane", severity="warning")
             return
         self._run_action(name)
+
+    def action_review(self, verdict: str) -> None:
+        """Accept or return the task under the cursor of the review pane (asks first)."""
+        if self.readonly:
+            self.notify(f"read-only mode: {verdict} is disabled", severity="warning")
+        elif self.active_pane != "review":
+            self.notify(f"{verdict}: select a task on the review pane", severity="warning")
+        else:
+            self._run_review(verdict)
+
+    @work(group="act", exclusive=True)
+    async def _run_review(self, verdict: str) -> None:
+        outcome = await review_decide(self, verdict)
+        if outcome is not None:
+            self._report(f"{verdict.title()} review", outcome)
 
     def _selected(self, pane: TablePane) -> list[str]:
         if pane.marks:

@@ -34,13 +34,15 @@ from claimroom.core.storeurl import redacted
 SECTIONS = STORE_SECTIONS | {"stuck"}
 PANE_SECTIONS: dict[str, frozenset[str]] = {
     "overview": SECTIONS,
-    "queues": frozenset({"claims"}),  # on Redis, claimed counts per queue come from the claims read
+    # On Redis, claimed (in review) counts per queue come from the claims (reviews) read.
+    "queues": frozenset({"claims", "review"}),
     "claims": frozenset({"claims", "auctions"}),
     "agents": frozenset({"agents"}),
     "orphans": frozenset({"orphans"}),
     "locks": frozenset({"locks"}),
     "events": frozenset({"events"}),
     "store": frozenset(),
+    "review": frozenset({"review"}),
 }
 
 ROW_LIMIT = 200  # rows read per table: four pages; the totals say how many more there are
@@ -154,18 +156,20 @@ class Board:
             on_live(False)
 
 
+# A snapshot section -> the Snapshot field holding its rows.
+_ROWS = {"claims": "claims", "orphans": "orphans", "agents": "agents", "locks": "locks", "events": "events",
+         "auctions": "auctions", "review": "reviews"}  # fmt: skip
+
+
 def _carried(snap: Snapshot, last: Snapshot) -> Snapshot:
     """``snap`` with the sections it did not read taken from ``last``."""
-    kept = {
-        name: getattr(last, name)
-        for name in ("claims", "orphans", "agents", "locks", "events", "auctions")
-        if name not in snap.sections
-    }
-    if "claims" in kept and not snap.queue_claims_exact:
-        # The claimed counts per queue come from the claims, carried over with them.
+    kept = {attr: getattr(last, attr) for name, attr in _ROWS.items() if name not in snap.sections}
+    if ("claims" in kept or "reviews" in kept) and not snap.queue_claims_exact:
+        # The claimed and in-review counts per queue come from the rows, carried over with them.
         ready = {q.name: q.ready for q in snap.queues}
         paused = [q.name for q in snap.queues if q.paused]
-        kept["queues"] = queue_rows(ready, claimed_per_queue(last.claims), paused)
+        claims, reviews = kept.get("claims", snap.claims), kept.get("reviews", snap.reviews)
+        kept["queues"] = queue_rows(ready, claimed_per_queue(claims), paused, claimed_per_queue(reviews))
     return dataclasses.replace(snap, **kept) if kept else snap
 
 

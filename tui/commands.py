@@ -16,6 +16,7 @@ from claimroom import themes
 
 from .actions import ACTIONS
 from .keys import PANES, BoardKeys
+from .review import VERDICT_KEYS
 from .storepane import KEYS
 
 Command = tuple[str, str, Callable[[], object]]
@@ -27,7 +28,18 @@ def commands(app: BoardKeys) -> list[Command]:
     for spec in ACTIONS.values():
         out.append((spec.label, f"{spec.help} · key {spec.key}", partial(app.action_act, spec.name)))
     for i, pane in enumerate(PANES, 1):
-        out.append((f"Show {pane}", f"switch to the {pane} pane · key {i}", partial(app.action_pane, pane)))
+        out.append(
+            (f"Show {pane}", f"switch to the {pane} pane · key {i % 10}", partial(app.action_pane, pane))
+        )
+    for verdict, key in VERDICT_KEYS.items():
+        what = "done: its dependents may run" if verdict == "accept" else "back to its queue with a note"
+        out.append(
+            (
+                f"Review: {verdict}",
+                f"{what} · key {key} on the review pane",
+                partial(app.action_review, verdict),
+            )
+        )
     out += [
         ("Filter rows", "filter the current table · key /", app.action_filter),
         ("Clear marks", "unmark every marked row of the current table", app.action_clear_marks),

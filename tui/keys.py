@@ -15,11 +15,12 @@ from textual.widgets import Input, TabbedContent
 
 from .actions import ACTIONS
 from .dialogs import HelpScreen
+from .review import VERDICT_KEYS
 from .room import Room
 from .storepane import KEYS
 from .tables import cursor_key
 
-PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store")
+PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store", "review")
 
 
 class FilterInput(Input):
@@ -50,7 +51,11 @@ BINDINGS: list[BindingType] = [
     Binding("slash", "filter", "Filter", id="filter"),
     Binding("space", "mark", "Mark", id="mark"),
     Binding("p", "toggle_live", "Pause", tooltip="Pause live updates", id="live.pause"),
-    *(Binding(str(i), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
+    # 1-9 then 0: the tenth pane's key is 0.
+    *(
+        Binding(str(i % 10), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}")
+        for i, p in enumerate(PANES, 1)
+    ),
     Binding("j", "cursor(1)", "Down", show=False, id="cursor.down"),
     Binding("k", "cursor(-1)", "Up", show=False, id="cursor.up"),
     Binding("right_square_bracket", "page(1)", "Next page", show=False, id="page.next"),
@@ -58,6 +63,10 @@ BINDINGS: list[BindingType] = [
     Binding("escape", "clear_marks", "Clear marks", show=False, id="marks.clear"),
     Binding("ctrl+r", "refresh", "Refresh", show=False, id="refresh"),
     *(Binding(k, f"store('{op}')", f"Store {op}", show=False, id=f"store.{op}") for op, k in KEYS.items()),
+    *(
+        Binding(k, f"review('{v}')", f"{v.title()} review", show=False, id=f"review.{v}")
+        for v, k in VERDICT_KEYS.items()
+    ),
     *(
         Binding(a.key, f"act('{a.name}')", a.label, show=False, id=f"action.{a.name}")
         for a in ACTIONS.values()
@@ -139,6 +148,7 @@ class BoardKeys(Room):
             "In a dialog: tab / shift+tab or the arrows move, enter acts, escape cancels,",
             "and the letter in [ ] on a button presses it.",
             "Store pane (8): U, D, R start, stop, restart the store claimroom started (asks first).",
+            "Review pane: y accepts the task under the cursor, n returns it with a note (asks first).",
             "Remap keys through App.set_keymap with the ids in the last column.",
         ]
         if self.readonly:

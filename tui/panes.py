@@ -128,7 +128,10 @@ def _pct(p: float) -> str:
 
 
 class QueuesPane(TablePane):
-    COLUMNS = (("queue", "queue"), ("ready", "ready"), ("claimed", "claimed"), ("state", "state"))
+    COLUMNS = (
+        ("queue", "queue"), ("ready", "ready"), ("claimed", "claimed"), ("review", "review"),
+        ("state", "state"),
+    )  # fmt: skip
     SORT_COLUMN = "queue"
     NOUN = "queues"
 
@@ -138,8 +141,10 @@ class QueuesPane(TablePane):
     def rows(self, snap: Snapshot, now_ms: int, pal: Palette) -> list[Row]:
         # On Redis claimed counts come from the claims read; past the row limit, lower bounds.
         more = "+" if snap.claimed_capped else ""
+        more_review = "+" if not snap.queue_claims_exact and snap.review_total > len(snap.reviews) else ""
         return [
-            row(q.name, q.name, f"{q.ready:,}", f"{q.claimed:,}{more}", "paused" if q.paused else "open",
+            row(q.name, q.name, f"{q.ready:,}", f"{q.claimed:,}{more}", f"{q.review:,}{more_review}",
+                "paused" if q.paused else "open",
                 style=pal.warning if q.paused else None)
             for q in snap.queues
         ]  # fmt: skip

@@ -22,6 +22,8 @@ from .live import LiveLink
 from .panes import TABLE_PANES, TablePane
 from .tables import Palette
 
+REVIEW_PANE = "review"  # a table pane of its own module (review.py), after the store pane
+
 
 class Room(App[int]):
     """A Textual app over one board; ``ControlRoom`` fills in the model and the calls back."""
@@ -44,7 +46,7 @@ class Room(App[int]):
     def table_pane(self, name: str | None = None) -> TablePane | None:
         """The table pane ``name`` (default: the one on screen); None for the other panes."""
         name = name or self.active_pane
-        if name not in TABLE_PANES:
+        if name not in TABLE_PANES and name != REVIEW_PANE:
             return None
         return self.query_one(f"#pane-{name}", TablePane)
 
@@ -76,4 +78,8 @@ class Room(App[int]):
 
     def set_theme(self, name: str) -> None:
         """Switch to the theme ``name``."""
+        raise NotImplementedError
+
+    def action_review(self, verdict: str) -> None:
+        """Accept or return the task under the review pane's cursor (asks first)."""
         raise NotImplementedError

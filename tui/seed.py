@@ -61,6 +61,8 @@ PLAN: list[tuple[str, str, int, str, str]] = [
     ("port the CLI to click", "backend", 2, "grace", "orphan"),
     ("upgrade the base image", "infra", 2, "linus", "dead"),
     ("rotate the staging keys", "infra", 1, "hopper", "complete"),
+    ("tune the query planner", "backend", 1, "grace", "review"),
+    ("proofread the README", "docs", 0, "turing", "review"),
     # Last: its backoff must not end (and the task be claimed) before the board is pinned.
     ("profile the claim script", "infra", 1, "linus", "retry"),
 ]
@@ -71,6 +73,10 @@ WAITING = [
     ("tidy the changelog", "docs", 0),
     ("add a Grafana board", "infra", 0),
 ]
+
+# Delivered for review, by title: (the reference, how long it has waited in review, ms).
+REVIEWED = {"tune the query planner": ("pr/118", 5_400_000),
+            "proofread the README": ("docs/readme@4e1c2d9", 240_000)}  # fmt: skip
 
 # Per claim still held at the end, in claim order: (lease left ms, heartbeat age ms, progress, stage).
 HELD = [
@@ -101,6 +107,8 @@ async def seed(store: Store) -> None:
             await store.heartbeat(tid, token, progress=0.7, stage="refactoring", ttl_s=0.001)
             await asyncio.sleep(0.02)
             await store.reap()
+        elif fate == "review":
+            await store.complete(tid, token, review=REVIEWED[title][0])
         elif fate == "dead":
             await store.fail(tid, token, "base image build failed: no space left", fatal=True)
         elif fate == "retry":
@@ -136,6 +144,9 @@ def pin_times(board: Board, now_ms: int = PINNED_NOW_MS) -> Board:
             fields["updated_ms"] = now_ms - 240_000
         elif t["state"] == State.RETRYING:
             fields |= {"updated_ms": now_ms - 20_000, "ready_ms": now_ms + 40_000}
+        elif t["state"] == State.REVIEW:
+            waited = REVIEWED[t["title"]][1]
+            fields |= {"updated_ms": now_ms - waited, "review_ms": now_ms - waited}
         t.update((k, str(v)) for k, v in fields.items())
     order = [name for name, _caps, _n in AGENTS]
     for a in out["agents"]:

@@ -308,15 +308,12 @@ def heartbeat(
     return deadline
 
 
-def complete(tx: Tx, tid: str, token: int, result: str, agent: str = "") -> list[str]:
-    t = check_lease(tx, tid, token, agent)
-    enter(tx, t, "done", result=result, progress=1.0, reason="")
-    locks = release_task_locks(tx, tid)
-    tx.run(
-        "UPDATE agents SET consecutive_failures = 0, last_seen_ms = :now WHERE ns = :ns AND name = :a",
-        now=tx.now,
-        a=t["agent"],
-    )
+def finish_done(tx: Tx, t: Row, **fields: Any) -> list[str]:
+    """lib.lua's finish_done: the one path to done, shared by a completion and an accepted
+    review (``review.decide``): ``fields`` written, the tasks that waited only on it unblocked
+    (each audited "ready"); returns their ids."""
+    tid = t["id"]
+    enter(tx, t, "done", **fields)
     out = []
     names = tx.all("SELECT id FROM dependents WHERE ns = :ns AND dep = :id", id=tid)
     dependents = sorted((r for r in (load_task(tx, n[0]) for n in names) if r), key=lambda r: int(r["seq"]))
@@ -330,7 +327,27 @@ def complete(tx: Tx, tid: str, token: int, result: str, agent: str = "") -> list
             enter(tx, d, "queued")
             tx.audit("ready", d["id"], data={"after": tid})
             out.append(d["id"])
-    tx.audit("completed", tid, t["agent"], token, {"locks": locks})
+    return out
+
+
+def complete(tx: Tx, tid: str, token: int, result: str, agent: str = "", review: str = "") -> list[str]:
+    """Done; or, with a ``review`` reference, delivered: in review, its dependents still blocked."""
+    t = check_lease(tx, tid, token, agent)
+    out: list[str] = []
+    if review:
+        enter(tx, t, "review", result=result, progress=1.0, reason="", review_ref=review, review_ms=tx.now)
+    else:
+        out = finish_done(tx, t, result=result, progress=1.0, reason="")
+    locks = release_task_locks(tx, tid)
+    tx.run(
+        "UPDATE agents SET consecutive_failures = 0, last_seen_ms = :now WHERE ns = :ns AND name = :a",
+        now=tx.now,
+        a=t["agent"],
+    )
+    if review:
+        tx.audit("delivered", tid, t["agent"], token, {"ref": review, "locks": locks})
+    else:
+        tx.audit("completed", tid, t["agent"], token, {"locks": locks})
     return out
 
 

@@ -24,7 +24,7 @@ from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..models import Event, Task
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -100,6 +100,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   updated_ms INTEGER NOT NULL DEFAULT 0, cancelled_by TEXT NOT NULL DEFAULT '',
   bid_window_ms INTEGER NOT NULL DEFAULT 0, bid_close_ms INTEGER NOT NULL DEFAULT 0,
   bid_winner TEXT NOT NULL DEFAULT '',
+  review_ref TEXT NOT NULL DEFAULT '', review_ms INTEGER NOT NULL DEFAULT 0,
   UNIQUE (ns, id)
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks (ns, seq);
@@ -325,6 +326,12 @@ CREATE INDEX ring_agent ON ring (ns, agent);
 """
 SCHEMA += AFFINITY
 MIGRATIONS[10] = AFFINITY
+# Version 11: review (complete --review): what was delivered and when it entered review. A
+# task in review is found through tasks_state (its state is 'review'), like every state.
+MIGRATIONS[11] = (
+    "ALTER TABLE tasks ADD COLUMN review_ref TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN review_ms INTEGER NOT NULL DEFAULT 0"
+)
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
@@ -339,11 +346,12 @@ TASK_COLUMNS = (
     "checkpoint", "result", "reason", "ready_ms", "created_ms", "updated_ms", "cancelled_by",
     "bid_window_ms", "bid_close_ms", "bid_winner",
     "owner", "steal_ms", "steal_after_ms",
+    "review_ref", "review_ms",
 )  # fmt: skip
 TASK_INTS = frozenset(
     {"seq", "priority", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
      "token", "deadline_ms", "claimed_ms", "ttl_ms", "ready_ms", "created_ms", "updated_ms",
-     "bid_window_ms", "bid_close_ms", "steal_ms", "steal_after_ms"}
+     "bid_window_ms", "bid_close_ms", "steal_ms", "steal_after_ms", "review_ms"}
 )  # fmt: skip
 AGENT_COLUMNS = (
     "name", "caps", "max_claims", "last_seen_ms", "registered_ms", "consecutive_failures",

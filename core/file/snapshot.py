@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import constants as C
 from ..bidding import Auction
 from ..models import Agent, Lock, ServerInfo, State
-from ..snapshot import Snapshot, queue_rows
+from ..snapshot import Snapshot, by_review_time, queue_rows
 from . import affinity as file_affinity
 from . import bidding as file_bidding
 from . import servers as file_servers
@@ -87,6 +87,7 @@ def read(tx: Tx, want: frozenset[str], n: int, event_count: int) -> Snapshot:
         " AND steal_ms = 0 GROUP BY queue",
     )
     claimed = _by(tx, "SELECT queue, COUNT(*) FROM tasks WHERE ns = :ns AND state = 'claimed' GROUP BY queue")
+    review = _by(tx, "SELECT queue, COUNT(*) FROM tasks WHERE ns = :ns AND state = 'review' GROUP BY queue")
     paused = [r[0] for r in tx.all("SELECT queue FROM paused WHERE ns = :ns")]
     agents_total = _by(tx, "SELECT 'n', COUNT(*) FROM agents WHERE ns = :ns")["n"]
     locks_total = _by(
@@ -108,12 +109,16 @@ def read(tx: Tx, want: frozenset[str], n: int, event_count: int) -> Snapshot:
                 "SELECT * FROM tasks WHERE ns = :ns AND state = 'dead' ORDER BY seq DESC LIMIT :n",
                 n=n - len(orphans),
             )
+    reviews: list[sqlite3.Row] = []
+    if "review" in want:
+        # Read in creation order through tasks_state, as Redis reads state:review.
+        reviews = tx.all("SELECT * FROM tasks WHERE ns = :ns AND state = 'review' ORDER BY seq LIMIT :n", n=n)
     if "events" in want:
         events = tx.all("SELECT * FROM events WHERE ns = :ns ORDER BY seq DESC LIMIT :n", n=event_count)
     return Snapshot(
         store_ms=tx.now,
         counts={s: found.get(s.value, 0) for s in State},
-        queues=queue_rows(ready, claimed, paused),
+        queues=queue_rows(ready, claimed, paused, review),
         claims=tuple(map(task_of, claims)),
         orphans=tuple(map(task_of, orphans)),
         agents=tuple(_agents(tx, n)) if "agents" in want else (),
@@ -130,6 +135,7 @@ def read(tx: Tx, want: frozenset[str], n: int, event_count: int) -> Snapshot:
         )
         if "auctions" in want
         else (),
+        reviews=by_review_time(map(task_of, reviews), n),
     )
 
 

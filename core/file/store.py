@@ -38,6 +38,7 @@ from . import dump as file_dump
 from . import messages as file_messages
 from . import ops as file_ops
 from . import retention as file_retention
+from . import review as file_review
 from . import servers as file_servers
 from . import snapshot as file_snapshot
 from .runner import TxRunner
@@ -134,8 +135,8 @@ class FileStore(TxRunner, Store):
     ) -> int:
         return await self._write(file_ops.heartbeat, task, token, ttl_ms, updates, agent)
 
-    async def _complete(self, task: str, token: int, result: str, agent: str) -> list[str]:
-        return await self._write(file_ops.complete, task, token, result, agent)
+    async def _complete(self, task: str, token: int, result: str, agent: str, review: str = "") -> list[str]:
+        return await self._write(file_ops.complete, task, token, result, agent, review)
 
     async def _fail(
         self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str
@@ -346,6 +347,14 @@ class FileStore(TxRunner, Store):
         return State(
             await self._write(file_admin.move, task, seen.value, token, action, operator, agent, restore)
         )
+
+    async def _review(
+        self, task: str, verdict: str, note: str, reviewer: str, operator: str, token: int
+    ) -> tuple[State, list[str]]:
+        state, unblocked = await self._write(
+            file_review.decide, task, verdict, note, reviewer, operator, token
+        )
+        return State(state), unblocked
 
     async def _dependents_cancelled(self, task: str) -> int:
         return await self._read(file_cascade.cascaded_count, task)

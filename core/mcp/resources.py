@@ -43,6 +43,7 @@ async def board(store: Store) -> dict[str, Any]:
     counts = await store.counts()
     claimed = await store.tasks(state=State.CLAIMED, limit=200)
     queued = await store.tasks(state=State.QUEUED, limit=50)
+    in_review = await store.tasks(state=State.REVIEW, limit=50)
     return {
         "counts": {s.value: n for s, n in counts.items()},
         "claims": [
@@ -63,6 +64,17 @@ async def board(store: Store) -> dict[str, Any]:
         "agents": [a.to_json() for a in await store.agents()],
         "locks": [lock.to_json() for lock in await store.locks()],
         "paused": sorted(await store.paused()),
+        "review": [  # delivered, waiting for a reviewer (the review tool)
+            {
+                "task": t.id,
+                "title": t.title,
+                "queue": t.queue,
+                "ref": t.review_ref,
+                "delivered_by": t.agent,
+                "review_ms": t.review_ms,
+            }
+            for t in in_review
+        ],
     }
 
 

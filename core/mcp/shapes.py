@@ -15,7 +15,9 @@ class TaskView(BaseModel):
 
     id: str
     title: str
-    state: str = Field(description="blocked, queued, claimed, retrying, orphaned, done, dead or cancelled")
+    state: str = Field(
+        description="blocked, queued, claimed, review, retrying, orphaned, done, dead or cancelled"
+    )
     queue: str
     priority: int
     requires: list[str]
@@ -37,6 +39,8 @@ class TaskView(BaseModel):
     updated_ms: int
     owner: str = Field("", description="the agent owning its affinity key when it became ready")
     steal_ms: int = Field(0, description="until when only its owner may claim it, store clock (0: anyone)")
+    review_ref: str = Field(default="", description="what was last delivered for review (branch, commit, PR)")
+    review_ms: int = Field(default=0, description="when it last entered review, store clock (ms)")
 
     @classmethod
     def of(cls, task: Task) -> TaskView:

@@ -23,6 +23,7 @@ from ..models import Claim, State
 from ..store import Miss
 from .bid_tools import add_bid_tools
 from .message_tools import add_message_tools
+from .review_tools import add_review_tools
 from .service import Service
 from .shapes import (
     Added,
@@ -158,7 +159,9 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
         annotations=WRITE,
         description=(
             "Finish a task you claimed, with an optional result (any JSON). Its path locks are "
-            "released and the tasks waiting on it become claimable."
+            "released and the tasks waiting on it become claimable. With review (the branch, commit "
+            "or PR you made), it is delivered for review instead: your claim ends the same way, and "
+            "the task waits (state review, nobody redoes it) until a reviewer accepts or returns it."
         ),
     )
     async def complete(
@@ -166,10 +169,14 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
         task: TaskId,
         token: Token,
         result: Annotated[Any, Field(description="what you produced (JSON)")] = None,
+        review: Annotated[
+            str | None, Field(description="deliver for review: the branch, commit or PR")
+        ] = None,
     ) -> Completed:
         async def go(a: Acting) -> Completed:
-            unblocked = await a.complete(task, token, result)
-            return Completed(task=task, state=State.DONE.value, unblocked=unblocked)
+            unblocked = await a.complete(task, token, result, review=review)
+            state = State.DONE if review is None else State.REVIEW
+            return Completed(task=task, state=state.value, unblocked=unblocked)
 
         return await svc.call(ctx, go)
 
@@ -318,6 +325,8 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
             return Unlocked(released=await a.unlock(paths, task=task, root=svc.root))
 
         return await svc.call(ctx, go)
+
+    add_review_tools(server, svc, WRITE)
 
 
 async def _claim_waiting(

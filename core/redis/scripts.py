@@ -46,6 +46,7 @@ SCRIPTS: dict[str, str] = {
     "inbox": "inbox-1.lua",
     "bid": "bid-1.lua",
     "won": "won-1.lua",
+    "review": "review-1.lua",
 }
 
 

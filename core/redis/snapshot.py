@@ -19,7 +19,7 @@ from redis import exceptions as rexc
 
 from .. import constants as C
 from ..models import Agent, Event, Lock, ServerInfo, State, Task
-from ..snapshot import Snapshot, claimed_per_queue, queue_rows
+from ..snapshot import Snapshot, by_review_time, claimed_per_queue, queue_rows
 from . import bidding
 
 # Server facts shown on the control room's store pane, in this order.
@@ -55,6 +55,8 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
     if "orphans" in want:
         p1.zrevrange(C.state_key(ns, State.ORPHANED.value), 0, n - 1)
         p1.zrevrange(C.state_key(ns, State.DEAD.value), 0, n - 1)
+    if "review" in want:
+        p1.zrange(C.state_key(ns, State.REVIEW.value), 0, n - 1)
     if "agents" in want:
         p1.smembers(C.agents_key(ns))
     if "locks" in want:
@@ -70,11 +72,12 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
     servers = [sid for sid, expires in next(r1) if expires > store_ms]
     claim_ids = next(r1) if "claims" in want else []
     orphan_ids, dead_ids = (next(r1), next(r1)) if "orphans" in want else ([], [])
+    review_ids = next(r1) if "review" in want else []
     names = sorted(next(r1))[:n] if "agents" in want else []
     lock_paths = next(r1) if "locks" in want else []
     raw_events = next(r1) if "events" in want else []
     queue_names = sorted(queues)
-    task_ids = [*claim_ids, *orphan_ids, *dead_ids[: n - len(orphan_ids)]]
+    task_ids = [*claim_ids, *orphan_ids, *dead_ids[: n - len(orphan_ids)], *review_ids]
 
     p2 = r.pipeline(transaction=False)
     for q in queue_names:
@@ -109,6 +112,7 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
 
     claims = sorted((t for t in tasks if t.state is State.CLAIMED), key=lambda t: (t.deadline_ms, t.seq))[:n]
     orphaned = [t for t in tasks if t.state is State.ORPHANED] + [t for t in tasks if t.state is State.DEAD]
+    reviews = by_review_time((t for t in tasks if t.state is State.REVIEW), n)
     agents = [
         Agent.from_fields({**f, "owned": str(owned)}, tuple(sorted(held)))
         for f, held, owned in raw_agents
@@ -119,7 +123,7 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
     return Snapshot(
         store_ms=store_ms,
         counts=counts,
-        queues=queue_rows(ready, claimed_per_queue(claims), paused),
+        queues=queue_rows(ready, claimed_per_queue(claims), paused, claimed_per_queue(reviews)),
         claims=tuple(claims),
         orphans=tuple(orphaned[:n]),
         agents=tuple(agents),
@@ -133,6 +137,7 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
         sections=want,
         queue_claims_exact=False,
         auctions=tuple(open_auctions),
+        reviews=reviews,
     )
 
 

@@ -207,8 +207,8 @@ class RedisStore(Store):
         reply = await self._run("heartbeat", task, token, "" if ttl_ms is None else ttl_ms, agent, *flat)
         return int(reply[1])
 
-    async def _complete(self, task: str, token: int, result: str, agent: str) -> list[str]:
-        reply = await self._run("complete", task, token, result, agent)
+    async def _complete(self, task: str, token: int, result: str, agent: str, review: str = "") -> list[str]:
+        reply = await self._run("complete", task, token, result, agent, review)
         return [str(x) for x in reply[1:]]
 
     async def _fail(
@@ -338,6 +338,22 @@ class RedisStore(Store):
             "move", task, seen.value, token, action, operator, agent, "1" if restore else ""
         )
         return State(reply[1])
+
+    async def _review(
+        self, task: str, verdict: str, note: str, reviewer: str, operator: str, token: int
+    ) -> tuple[State, list[str]]:
+        reply = await self._run(
+            "review",
+            task,
+            verdict,
+            note,
+            reviewer,
+            operator,
+            token,
+            C.review_capability,
+            C.review_note_prefix,
+        )
+        return State(reply[1]), [str(x) for x in reply[2:]]
 
     async def _dependents_cancelled(self, task: str) -> int:
         return int(await self._guard(lambda: self._redis.scard(C.cascaded_key(self.namespace, task))))

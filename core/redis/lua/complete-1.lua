@@ -1,9 +1,12 @@
 --[[
   complete: finish a claimed task, record its result, release its locks and unblock the
-  tasks that waited only on it.
+  tasks that waited only on it; or, with a review reference, deliver it for review: the
+  claim ends the same way, but the task waits in `review` (its dependents still blocked)
+  until a reviewer accepts it (review-1.lua) or returns it.
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] result (JSON text or "")
   ARGV[5] the agent the caller acts as ("" anyone: direct store access)
+  ARGV[6] review reference (a branch, commit or PR; "" none: done at once)
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, capsigs:<queue>,
     cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>, deadlines,
     dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths,
@@ -14,29 +17,25 @@
   {-9, 'claim', id, holder, agent} the claim is another agent's.
 ]]
 --@include lib
-local P, id, token = ARGV[1], ARGV[2], ARGV[3]
+local P, id, token, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[6] or ''
 local now = now_ms()
 local t, err = check_lease(P, id, token, now, ARGV[5])
 if not t then return err end
 leave(P, id, t)
-enter(P, id, t, 'done', now, {'result', ARGV[4], 'progress', 1, 'reason', ''})
+local out = {0}
+local fields = {'result', ARGV[4], 'progress', 1, 'reason', ''}
+if ref ~= '' then
+  fields[#fields + 1] = 'review_ref'; fields[#fields + 1] = ref
+  fields[#fields + 1] = 'review_ms'; fields[#fields + 1] = now
+  enter(P, id, t, 'review', now, fields)
+else
+  for _, d in ipairs(finish_done(P, id, t, now, fields)) do out[#out + 1] = d end
+end
 local locks = release_task_locks(P, id)
 rcall('HSET', P .. 'agent:' .. t.agent, 'consecutive_failures', 0, 'last_seen_ms', now)
-local out = {0}
-for _, d in ipairs(rcall('SMEMBERS', P .. 'dependents:' .. id)) do
-  local dt = load_task(P, d)
-  if dt and dt.state == 'blocked' then
-    if rcall('HINCRBY', P .. 'task:' .. d, 'waiting', -1) <= 0 then
-      if tonumber(dt.bid_window_ms or 0) > 0 and (dt.bid_close_ms or '') == '' then
-        open_auction(P, d, now, dt.bid_window_ms, id)  -- still blocked: bidding first
-      else
-        leave(P, d, dt)
-        enter(P, d, dt, 'queued', now)
-        audit(P, now, 'ready', d, '', '', {after = id})
-        out[#out + 1] = d
-      end
-    end
-  end
+if ref ~= '' then
+  audit(P, now, 'delivered', id, t.agent, token, {ref = ref, locks = locks})
+else
+  audit(P, now, 'completed', id, t.agent, token, {locks = locks})
 end
-audit(P, now, 'completed', id, t.agent, token, {locks = locks})
 return out

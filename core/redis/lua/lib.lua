@@ -824,3 +824,29 @@ local function won_claims(P, agent, count, now)
   end
   return out
 end
+
+-- A task becoming done: its result fields written, the tasks that waited only on it
+-- unblocked (each audited 'ready'), or, for one with a bid window, its window opened (it
+-- stays blocked: bidding first); returns the ids made ready. The one path to done, shared
+-- by a completion (complete-1.lua) and an accepted review (review-1.lua): `t` has left its
+-- state already (leave).
+local function finish_done(P, id, t, now, more)
+  enter(P, id, t, 'done', now, more)
+  local out = {}
+  for _, d in ipairs(rcall('SMEMBERS', P .. 'dependents:' .. id)) do
+    local dt = load_task(P, d)
+    if dt and dt.state == 'blocked' then
+      if rcall('HINCRBY', P .. 'task:' .. d, 'waiting', -1) <= 0 then
+        if tonumber(dt.bid_window_ms or 0) > 0 and (dt.bid_close_ms or '') == '' then
+          open_auction(P, d, now, dt.bid_window_ms, id)
+        else
+          leave(P, d, dt)
+          enter(P, d, dt, 'queued', now)
+          audit(P, now, 'ready', d, '', '', {after = id})
+          out[#out + 1] = d
+        end
+      end
+    end
+  end
+  return out
+end

@@ -10,6 +10,8 @@
     queues, ready:<queue>:<sig>, retention:due, retention:held, seq:finished, sigs,
     state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
+  A plan's parent (lib's plan_complete) with unfinished subtasks waits blocked for them
+  instead, or ends dead when one of them already ended dead or cancelled.
   Returns {0, unblocked ids...}; {-1, id} no such task; {-2, id} lease lost;
   {-9, 'claim', id, holder, agent} the claim is another agent's.
 ]]
@@ -19,11 +21,15 @@ local now = now_ms()
 local t, err = check_lease(P, id, token, now, ARGV[5])
 if not t then return err end
 leave(P, id, t)
-enter(P, id, t, 'done', now, {'result', ARGV[4], 'progress', 1, 'reason', ''})
+-- A plan's parent whose planner completes it while subtasks are unfinished waits for them.
+local planned = plan_complete(P, id, t, now, ARGV[4])
+if not planned then enter(P, id, t, 'done', now, {'result', ARGV[4], 'progress', 1, 'reason', ''}) end
 local locks = release_task_locks(P, id)
 rcall('HSET', P .. 'agent:' .. t.agent, 'consecutive_failures', 0, 'last_seen_ms', now)
 local out = {0}
-for _, d in ipairs(rcall('SMEMBERS', P .. 'dependents:' .. id)) do
+local deps = {}
+if not planned then deps = rcall('SMEMBERS', P .. 'dependents:' .. id) end
+for _, d in ipairs(deps) do
   local dt = load_task(P, d)
   if dt and dt.state == 'blocked' then
     if rcall('HINCRBY', P .. 'task:' .. d, 'waiting', -1) <= 0 then
@@ -34,5 +40,9 @@ for _, d in ipairs(rcall('SMEMBERS', P .. 'dependents:' .. id)) do
     end
   end
 end
-audit(P, now, 'completed', id, t.agent, token, {locks = locks})
+audit(P, now, 'completed', id, t.agent, token, {locks = locks, plan = planned})
+if planned == 'dead' then
+  audit(P, now, 'plan-dead', id, '', '', {reason = t.reason})
+  cascade_cancel(P, id, now)
+end
 return out

@@ -29,7 +29,7 @@
   ARGV[1] prefix P
   Touches P .. agent:<name>, agents, assigned:<agent>, cascaded:<id>, cascades:cancel,
     cascades:restore, children:<id>:<token>, dependents:<id>, finished:<kind>:<queue>,
-    held:<agent>, retention, retention:cursor, retention:due, retention:held, seq:task, sigs,
+    held:<agent>, plankids:<id>, plans, retention, retention:cursor, retention:due, retention:held, seq:task, sigs,
     state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. hints
   Returns {0, tasks removed, agents removed, events trimmed, 1 when more is due now else 0}.
@@ -92,7 +92,9 @@ end
 
 local function remove_task(id, t)
   rcall('DEL', P .. 'task:' .. id, P .. 'dependents:' .. id, P .. 'children:' .. id,
-    P .. 'cascaded:' .. id, P .. 'tasklocks:' .. id, P .. 'taskevents:' .. id)
+    P .. 'cascaded:' .. id, P .. 'tasklocks:' .. id, P .. 'taskevents:' .. id, P .. 'plankids:' .. id)
+  rcall('ZREM', P .. 'plans', id)
+  if t.plan and t.plan ~= '' then rcall('ZREM', P .. 'plankids:' .. t.plan, id) end
   rcall('ZREM', P .. 'state:' .. t.state, id)
   rcall('ZREM', P .. 'finished:' .. finished_kind(t.state) .. ':' .. t.queue, id)
   rcall('ZREM', P .. 'retention:held', id)
@@ -116,7 +118,7 @@ local function remove_task(id, t)
 end
 
 local FIELDS = {'state', 'queue', 'updated_ms', 'after', 'parent', 'cancelled_by', 'token', 'spawn_token',
-  'requires'}
+  'requires', 'plan'}
 local function load(id)
   local v = rcall('HMGET', P .. 'task:' .. id, unpack(FIELDS))
   if not v[1] then return nil end

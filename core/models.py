@@ -77,6 +77,12 @@ class Task:
     updated_ms: int = 0
     seq: int = 0
     cancelled_by: str = ""  # the dependency whose end cancelled it (a cascade); "" otherwise
+    # The project paths the task will touch (informational: agents lock them themselves).
+    paths: tuple[str, ...] = ()
+    plan: str = ""  # the plan parent this subtask rolls up to (core/plan.py); "" none
+    plan_left: int = 0  # a plan parent's unfinished subtasks
+    plan_total: int = 0  # a plan parent's subtasks (0: not a plan parent)
+    plan_wait: bool = False  # a plan parent waiting (blocked) for its subtasks to end
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> Task:
@@ -111,6 +117,11 @@ class Task:
             updated_ms=_int(f.get("updated_ms")),
             seq=_int(f.get("seq")),
             cancelled_by=f.get("cancelled_by", ""),
+            paths=tuple(json.loads(f["paths"])) if f.get("paths") else (),
+            plan=f.get("plan", ""),
+            plan_left=_int(f.get("plan_left")),
+            plan_total=_int(f.get("plan_total")),
+            plan_wait=f.get("plan_wait", "") not in ("", "0"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -118,6 +129,7 @@ class Task:
         d["state"] = self.state.value
         d["requires"] = list(self.requires)
         d["after"] = list(self.after)
+        d["paths"] = list(self.paths)
         return d
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from .. import constants as C
 from ..errors import ErrorCode
 from . import cascade as file_cascade
+from . import plan as file_plan
 from .states import enter
 from .tx import Refused, Row, Tx, count_sig, load_task, set_task, split
 
@@ -62,6 +63,7 @@ def renew_task_locks(tx: Tx, tid: str, deadline: int) -> None:
 def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
     """Rule 7: give back the claim's locks, cancel the subtasks it made that nobody took."""
     tid = t["id"]
+    set_task(tx, tid, plan_failed="")  # its plan starts over with the next planner
     locks = release_task_locks(tx, tid)
     cancelled = []
     for c in tx.all(ROLLBACK_CHILDREN, p=tid, tok=t["token"]):
@@ -191,8 +193,18 @@ def take_out(tx: Tx, t: Row) -> dict[str, list[str]]:
 # --- add-1.lua ------------------------------------------------------------------------
 
 
-def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
-    if len(specs) > C.add_chunk:
+def add(tx: Tx, specs: list[dict[str, Any]], by: str = "", opts: dict[str, Any] | None = None) -> list[str]:
+    opts = opts or {}
+    if opts.get("plan"):
+        # A plan (Store.plan): written whole by this one transaction. Under a planner's
+        # claim, that claim must be the caller's and live (as every agent action checks it).
+        if len(specs) > C.max_plan_tasks:
+            raise Refused(ErrorCode.BAD_INPUT, f"at most {C.max_plan_tasks} tasks in one plan")
+        if claim := opts.get("claim"):
+            pt = check_lease(tx, claim[0], int(claim[1]), claim[2])
+            if pt["plan_depth"] >= C.max_plan_depth:
+                raise Refused(ErrorCode.BAD_INPUT, f"plans nest at most {C.max_plan_depth} deep")
+    elif len(specs) > C.add_chunk:
         raise Refused(ErrorCode.BAD_INPUT, f"at most {C.add_chunk} tasks per add call")
     # Validate every reference before writing anything.
     for i, s in enumerate(specs):
@@ -248,18 +260,27 @@ def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
             p = load_task(tx, parent)
             if p is not None and p["state"] == "claimed":
                 spawn_token = p["token"]
+        # A plan's subtask counts in its parent's plan_left; its depth is one below the parent's.
+        plan, depth = resolve(s.get("plan", "")), 0
+        if plan:
+            up = tx.one(
+                "UPDATE tasks SET plan_left = plan_left + 1, plan_total = plan_total + 1"
+                " WHERE ns = :ns AND id = :p RETURNING plan_depth", p=plan,
+            )  # fmt: skip
+            depth = (up[0] if up else 0) + 1
         tx.run(
             "INSERT INTO tasks (ns, id, seq, title, state, queue, priority, requires, after, parent,"
-            " affinity, payload, max_attempts, waiting, spawn_token, created_ms, updated_ms) VALUES"
+            " affinity, payload, max_attempts, waiting, spawn_token, created_ms, updated_ms,"
+            " paths, plan, plan_depth, plan_wait) VALUES"
             " (:ns, :id, :seq, :title, '', :queue, :priority, :requires, :after, :parent, :affinity,"
-            " :payload, :max_attempts, :waiting, :spawn, :now, :now)",
+            " :payload, :max_attempts, :waiting, :spawn, :now, :now, :paths, :plan, :depth, :hold)",
             id=tid, seq=seq, title=s["title"], queue=s["queue"], priority=s["priority"],
             requires=s["requires"], after=",".join(deps), parent=parent, affinity=s["affinity"],
             payload=s["payload"], max_attempts=s["max_attempts"], waiting=waiting, spawn=spawn_token,
-            now=tx.now,
+            now=tx.now, paths=s.get("paths", ""), plan=plan, depth=depth, hold=int(bool(s.get("hold"))),
         )  # fmt: skip
         count_sig(tx, s["requires"], 1)
-        state = "blocked" if waiting > 0 else "queued"
+        state = "blocked" if waiting > 0 or s.get("hold") else "queued"
         data = {"state": state, "queue": s["queue"], "priority": s["priority"]}
         row = load_task(tx, tid)
         assert row is not None
@@ -300,25 +321,21 @@ def heartbeat(
 
 def complete(tx: Tx, tid: str, token: int, result: str, agent: str = "") -> list[str]:
     t = check_lease(tx, tid, token, agent)
-    enter(tx, t, "done", result=result, progress=1.0, reason="")
+    # A plan's parent whose planner completes it while subtasks are unfinished waits for them.
+    planned = file_plan.complete(tx, t, result)
+    if planned is None:
+        enter(tx, t, "done", result=result, progress=1.0, reason="")
     locks = release_task_locks(tx, tid)
     tx.run(
         "UPDATE agents SET consecutive_failures = 0, last_seen_ms = :now WHERE ns = :ns AND name = :a",
         now=tx.now,
         a=t["agent"],
     )
-    out = []
-    names = tx.all("SELECT id FROM dependents WHERE ns = :ns AND dep = :id", id=tid)
-    dependents = sorted((r for r in (load_task(tx, n[0]) for n in names) if r), key=lambda r: int(r["seq"]))
-    for d in dependents:
-        if d["state"] != "blocked":
-            continue
-        set_task(tx, d["id"], waiting=d["waiting"] - 1)
-        if d["waiting"] - 1 <= 0:
-            enter(tx, d, "queued")
-            tx.audit("ready", d["id"], data={"after": tid})
-            out.append(d["id"])
-    tx.audit("completed", tid, t["agent"], token, {"locks": locks})
+    out = file_plan.unblock(tx, tid) if planned is None else []
+    tx.audit("completed", tid, t["agent"], token, {"locks": locks} | ({"plan": planned} if planned else {}))
+    if planned == "dead":
+        tx.audit("plan-dead", tid, data={"reason": t["plan_failed"]})
+        file_cascade.cancel(tx, tid)
     return out
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import constants as C
+from . import plan as file_plan
 from .schema import connect, is_busy, unavailable
 from .tx import Refused, Tx
 from .worker import NO_REPLY, Call, Handoff, Worker
@@ -143,6 +144,7 @@ class TxRunner:
                     result = fn(tx, *args)
                 except Refused as exc:
                     refused = exc
+                file_plan.settle(tx)  # tasks that ended roll up into their plans (also on a refusal)
                 tx.finish()
                 conn.execute("COMMIT")
             except BaseException:

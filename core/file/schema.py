@@ -24,7 +24,7 @@ from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..models import Event, Task
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -98,6 +98,10 @@ CREATE TABLE IF NOT EXISTS tasks (
   result TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
   ready_ms INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL DEFAULT 0,
   updated_ms INTEGER NOT NULL DEFAULT 0, cancelled_by TEXT NOT NULL DEFAULT '',
+  paths TEXT NOT NULL DEFAULT '', plan TEXT NOT NULL DEFAULT '',
+  plan_left INTEGER NOT NULL DEFAULT 0, plan_total INTEGER NOT NULL DEFAULT 0,
+  plan_wait INTEGER NOT NULL DEFAULT 0, plan_failed TEXT NOT NULL DEFAULT '',
+  plan_depth INTEGER NOT NULL DEFAULT 0,
   UNIQUE (ns, id)
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks (ns, seq);
@@ -259,6 +263,25 @@ SCHEMA += TOKENS
 
 MIGRATIONS[7] = "ALTER TABLE agents ADD COLUMN session TEXT NOT NULL DEFAULT '';" + TOKENS
 
+# Version 8: hierarchical plans (core/plan.py, file/plan.py): a task's paths, the plan parent
+# a subtask rolls up to and a parent's counters; a plan's subtasks and the unfinished plan
+# parents are read through their own partial indexes (the control room's plans pane).
+PLAN_INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_plan ON tasks (ns, plan, seq) WHERE plan <> '';
+CREATE INDEX IF NOT EXISTS tasks_plans ON tasks (ns, seq)
+  WHERE plan_total > 0 AND state NOT IN ('done', 'dead', 'cancelled');
+"""
+SCHEMA += PLAN_INDEXES
+MIGRATIONS[8] = (
+    "ALTER TABLE tasks ADD COLUMN paths TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN plan TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN plan_left INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN plan_total INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN plan_wait INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN plan_failed TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN plan_depth INTEGER NOT NULL DEFAULT 0;" + PLAN_INDEXES
+)
+
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
     "SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000 + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER)"
@@ -270,10 +293,12 @@ TASK_COLUMNS = (
     "payload", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
     "assigned", "agent", "token", "deadline_ms", "claimed_ms", "ttl_ms", "progress", "stage",
     "checkpoint", "result", "reason", "ready_ms", "created_ms", "updated_ms", "cancelled_by",
+    "paths", "plan", "plan_left", "plan_total", "plan_wait", "plan_failed", "plan_depth",
 )  # fmt: skip
 TASK_INTS = frozenset(
     {"seq", "priority", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
-     "token", "deadline_ms", "claimed_ms", "ttl_ms", "ready_ms", "created_ms", "updated_ms"}
+     "token", "deadline_ms", "claimed_ms", "ttl_ms", "ready_ms", "created_ms", "updated_ms",
+     "plan_left", "plan_total", "plan_wait", "plan_depth"}
 )  # fmt: skip
 AGENT_COLUMNS = (
     "name", "caps", "max_claims", "last_seen_ms", "registered_ms", "consecutive_failures",

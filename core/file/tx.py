@@ -44,6 +44,9 @@ class Tx:
         # what its cascades did (the reap pass reports it).
         self.cascade_left = C.cascade_batch
         self.cascade_log: dict[str, list[str]] = {"cancelled": [], "restored": []}
+        # Tasks that ended (done, dead, cancelled) in this transaction, for their plan
+        # parents' rollup (file_plan.settle, run before the commit).
+        self.plan_due: list[tuple[str, str]] = []
 
     def run(self, sql: str, **params: Any) -> sqlite3.Cursor:
         return self.conn.execute(sql, {"ns": self.ns, **params})

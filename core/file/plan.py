@@ -1,0 +1,77 @@
+"""The file store's plan rollup: the SQL twins of ``plan_settle``, ``plan_unblock`` and
+``plan_complete`` in ``lua/lib.lua`` (the why is written there).
+
+``states.enter`` notes each task that ends (done, dead, cancelled) in ``Tx.plan_due``;
+``settle`` runs before the transaction commits (``runner``), so a subtask's parent moves in
+the same transaction as the subtask: O(1) per subtask that ends, its parent rolling up
+into its own parent in turn (nesting is capped at ``max_plan_depth`` when plans are added).
+"""
+
+from __future__ import annotations
+
+from . import cascade as file_cascade
+from .states import enter
+from .tx import Row, Tx, load_task, set_task
+
+
+def settle(tx: Tx) -> None:
+    """Roll every task that ended in this transaction up into its plan parent."""
+    while tx.plan_due:
+        tid, new = tx.plan_due.pop(0)
+        _settle_one(tx, tid, new)
+
+
+def _settle_one(tx: Tx, tid: str, new: str) -> None:
+    row = tx.one("SELECT plan, reason FROM tasks WHERE ns = :ns AND id = :id", id=tid)
+    if row is None or not row["plan"]:
+        return
+    p = load_task(tx, row["plan"])
+    if p is None:
+        return  # retention removed it (a parent that died long ago)
+    pid, left = p["id"], p["plan_left"] - 1
+    set_task(tx, pid, plan_left=left)
+    waits = p["state"] == "blocked" and bool(p["plan_wait"])
+    if new == "done":
+        if waits and left <= 0:
+            enter(tx, p, "done", plan_wait=0, progress=1.0)
+            tx.audit("plan-done", pid, data={"after": tid})
+            unblock(tx, pid)
+        return
+    why = f"subtask {tid} {'died' if new == 'dead' else 'cancelled'}: {row['reason']}"
+    if waits:
+        enter(tx, p, "dead", plan_wait=0, reason=why)
+        tx.audit("plan-dead", pid, data={"reason": why, "subtask": tid})
+        file_cascade.cancel(tx, pid)
+    elif p["state"] == "claimed":  # the planner still works: its completion ends it dead
+        tx.run(
+            "UPDATE tasks SET plan_failed = :why WHERE ns = :ns AND id = :id AND plan_failed = ''", why=why, id=pid
+        )
+
+
+def unblock(tx: Tx, tid: str) -> list[str]:
+    """The tasks waiting on ``tid`` that waited only on it become queued (as complete does)."""
+    out = []
+    names = tx.all("SELECT id FROM dependents WHERE ns = :ns AND dep = :id", id=tid)
+    dependents = sorted((r for r in (load_task(tx, n[0]) for n in names) if r), key=lambda r: int(r["seq"]))
+    for d in dependents:
+        if d["state"] != "blocked":
+            continue
+        set_task(tx, d["id"], waiting=d["waiting"] - 1)
+        if d["waiting"] - 1 <= 0:
+            enter(tx, d, "queued")
+            tx.audit("ready", d["id"], data={"after": tid})
+            out.append(d["id"])
+    return out
+
+
+def complete(tx: Tx, t: Row, result: str) -> str | None:
+    """A planner completing its claim on plan parent ``t``: dead when a subtask already
+    ended dead or cancelled, blocked while subtasks are unfinished; None: an ordinary
+    completion (nothing done here)."""
+    if t["plan_failed"]:
+        enter(tx, t, "dead", result=result, reason=t["plan_failed"], plan_failed="")
+        return "dead"
+    if t["plan_left"] > 0:
+        enter(tx, t, "blocked", result=result, plan_wait=1)
+        return "blocked"
+    return None

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO, TextIO
 
-from . import constants, validate
+from . import cli_plan, constants, validate
 from .acting import Acting
 from .cli_parser import UNGIVEN
 from .errors import BadInput, Forbidden, NotFound, NothingToClaim
@@ -338,4 +338,5 @@ COMMANDS: dict[str, Handler] = {
     "reap": cmd_reap,
     "retention": cmd_retention,
     "token": cmd_token,
+    "plan": cli_plan.cmd_plan,
 }

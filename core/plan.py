@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import constants
+from .acting import Acting
 from .errors import BadInput, NotFound
 from .store import Plan, Store, TaskSpec
 
@@ -215,11 +216,21 @@ def _cycle(deps: list[list[int]], placed: set[int]) -> list[int]:
 
 
 async def add(
-    store: Store, pf: PlanFile, *, by: str = "", parent: str = "", token: int = 0, agent: str = ""
+    store: Store,
+    pf: PlanFile,
+    *,
+    by: str = "",
+    parent: str = "",
+    token: int = 0,
+    agent: str = "",
+    acting: Acting | None = None,
 ) -> dict[str, Any]:
     """Add a checked plan (``Store.plan``); returns ``{"parent": id, "subtasks": {ref: id}}``
     with the subtasks in file order. Under ``parent`` (a planner's claim) the file's own
-    parent fields other than its title are refused: nothing would take them."""
+    parent fields other than its title are refused: nothing would take them. Through
+    ``acting``, as that identity (``Acting.plan``: a planner's or an operator's).
+    Task ids the subtasks wait on are looked up first, so a missing one is bad input
+    naming it (the atomic add checks them again)."""
     if not parent and (pf.plan.parent is None or not pf.plan.parent.title):
         raise BadInput("plan: the parent needs a title (or use --parent under a claim)")
     if parent and pf.plan.parent is not None:
@@ -232,7 +243,10 @@ async def add(
         except NotFound:
             raise BadInput(f"plan: after names {tid!r}: no such task and no ref of this plan") from None
     plan = pf.plan if not parent else dataclasses.replace(pf.plan, parent=None)
-    ids = await store.plan(plan, by=by, parent=parent, token=token, agent=agent)
+    if acting is not None:
+        ids = await acting.plan(plan, parent=parent, token=token)
+    else:
+        ids = await store.plan(plan, by=by, parent=parent, token=token, agent=agent)
     by_file = {pf.order[k]: ids[k + 1] for k in range(len(pf.order))}
     return {"parent": ids[0], "subtasks": {pf.refs[i]: by_file[i] for i in range(len(pf.refs))}}
 

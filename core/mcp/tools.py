@@ -21,6 +21,7 @@ from ..acting import Acting
 from ..errors import ClaimroomError
 from ..models import Claim, State
 from ..store import Miss
+from .plan_tools import add_plan_tools
 from .service import Service
 from .shapes import (
     Added,
@@ -56,6 +57,7 @@ WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world
 
 def add_tools(server: MCPServer[Any], svc: Service) -> None:
     """Register the agent's tools on ``server``."""
+    add_plan_tools(server, svc)
 
     @server.tool(
         annotations=WRITE,

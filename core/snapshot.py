@@ -16,7 +16,7 @@ from .models import Agent, Event, Lock, ServerInfo, State, Stuck, Task
 
 # The sections a snapshot may read beyond the counts, queues, totals and servers every
 # snapshot has. A view asks only for what its pane shows (the others stay empty).
-SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events"})
+SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events", "plans"})
 MAX_ROWS = 10_000  # rows (and events) one snapshot reads at most per section
 
 
@@ -28,6 +28,16 @@ class QueueRow:
     ready: int  # claimable: queued and not assigned to one agent
     claimed: int  # exact when the snapshot says ``queue_claims_exact``, else among the claims read
     paused: bool
+
+
+@dataclass(frozen=True)
+class PlanTree:
+    """One unfinished plan (core/plan.py) as the plans pane shows it: its parent and its
+    first ``snapshot_plan_subtasks`` subtasks in creation order (``parent.plan_total`` says
+    how many there are)."""
+
+    parent: Task
+    subtasks: tuple[Task, ...]
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class Snapshot:
     read_ms: int = 0  # the view's clock at the read
     ping_ms: float = 0.0
     stuck: tuple[Stuck, ...] = ()  # blocked on a dependency that can never finish, oldest first
+    # The newest unfinished plans (at most snapshot_plans), newest first: section "plans".
+    plans: tuple[PlanTree, ...] = ()
 
     @property
     def claims_total(self) -> int:

@@ -44,6 +44,7 @@ from .live import LinkStatus, LiveLink
 from .operate import operate
 from .overview import OverviewPane, link_pieces
 from .panes import TABLE_PANES, TablePane
+from .plans import PlansPane
 from .storepane import StorePane
 from .tables import Palette, Piece, age, cursor_key, joined
 
@@ -141,6 +142,8 @@ class ControlRoom(BoardKeys):
                     yield cls(name)
             with TabPane("Store", id="store"):
                 yield StorePane(self)
+            with TabPane("Plans", id="plans"):
+                yield PlansPane()
         # Disabled while hidden, so it never takes focus (and the board's keys) by itself.
         yield FilterInput(placeholder="filter rows (escape clears)", id="filter", disabled=True)
         # Compact, so the keys an operator needs most fit in 80 columns (keys.FOOTER_ACTIONS);
@@ -281,6 +284,8 @@ class ControlRoom(BoardKeys):
             self.query_one(OverviewPane).show(snap, now, pal, self.link.status)
         elif (pane := self.table_pane(name)) is not None:
             pane.show(snap, now, pal)
+        elif name == "plans":
+            self.query_one(PlansPane).show(snap, now, pal)
 
     def _render_status(self) -> None:
         if not self.is_running:
@@ -338,6 +343,8 @@ class ControlRoom(BoardKeys):
             pane.table.focus()
         elif self.active_pane == "store":
             self.query_one(StorePane).focus()  # arrows and page keys scroll it
+        elif self.active_pane == "plans":
+            self.query_one(PlansPane).tree.focus()  # enter, space, arrows fold and move
 
     # --- keys ----------------------------------------------------------------------
 

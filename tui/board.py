@@ -32,7 +32,7 @@ from claimroom.core.storeurl import redacted
 # heavy traffic costs the app what one pane needs, not all eight.
 SECTIONS = STORE_SECTIONS | {"stuck"}
 PANE_SECTIONS: dict[str, frozenset[str]] = {
-    "overview": SECTIONS,
+    "overview": SECTIONS - {"plans"},
     "queues": frozenset({"claims"}),  # on Redis, claimed counts per queue come from the claims read
     "claims": frozenset({"claims"}),
     "agents": frozenset({"agents"}),
@@ -40,6 +40,7 @@ PANE_SECTIONS: dict[str, frozenset[str]] = {
     "locks": frozenset({"locks"}),
     "events": frozenset({"events"}),
     "store": frozenset(),
+    "plans": frozenset({"plans"}),
 }
 
 ROW_LIMIT = 200  # rows read per table: four pages; the totals say how many more there are
@@ -141,7 +142,7 @@ def _carried(snap: Snapshot, last: Snapshot) -> Snapshot:
     """``snap`` with the sections it did not read taken from ``last``."""
     kept = {
         name: getattr(last, name)
-        for name in ("claims", "orphans", "agents", "locks", "events")
+        for name in ("claims", "orphans", "agents", "locks", "events", "plans")
         if name not in snap.sections
     }
     if "claims" in kept and not snap.queue_claims_exact:

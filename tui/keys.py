@@ -19,7 +19,7 @@ from .room import Room
 from .storepane import KEYS
 from .tables import cursor_key
 
-PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store")
+PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store", "plans")
 
 
 class FilterInput(Input):
@@ -50,7 +50,8 @@ BINDINGS: list[BindingType] = [
     Binding("slash", "filter", "Filter", id="filter"),
     Binding("space", "mark", "Mark", id="mark"),
     Binding("p", "toggle_live", "Pause", tooltip="Pause live updates", id="live.pause"),
-    *(Binding(str(i), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
+    # Keys 1-9 then 0: a tenth pane takes 0.
+    *(Binding(str(i % 10), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
     Binding("j", "cursor(1)", "Down", show=False, id="cursor.down"),
     Binding("k", "cursor(-1)", "Up", show=False, id="cursor.up"),
     Binding("right_square_bracket", "page(1)", "Next page", show=False, id="page.next"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import constants as C
 from ..models import Agent, Lock, ServerInfo, State
-from ..snapshot import Snapshot, queue_rows
+from ..snapshot import PlanTree, Snapshot, queue_rows
 from . import servers as file_servers
 from .admin import locks_of
 from .schema import AGENT_COLUMNS, event_of, task_of
@@ -117,6 +117,33 @@ def read(tx: Tx, want: frozenset[str], n: int, event_count: int) -> Snapshot:
         servers=tuple(sorted((ServerInfo.from_json(r) for r in file_servers.live(tx)), key=lambda s: s.id)),
         sections=want,
         queue_claims_exact=True,
+        plans=_plans(tx) if "plans" in want else (),
+    )
+
+
+def _plans(tx: Tx) -> tuple[PlanTree, ...]:
+    """The newest unfinished plans with their first subtasks, through the partial indexes
+    of plan parents (tasks_plans) and of each plan's subtasks (tasks_plan)."""
+    parents = tx.all(
+        "SELECT * FROM tasks WHERE ns = :ns AND plan_total > 0 AND state NOT IN ('done', 'dead', 'cancelled')"
+        " ORDER BY seq DESC LIMIT :n",
+        n=C.snapshot_plans,
+    )
+    return tuple(
+        PlanTree(
+            task_of(p),
+            tuple(
+                map(
+                    task_of,
+                    tx.all(
+                        "SELECT * FROM tasks WHERE ns = :ns AND plan = :p AND plan <> '' ORDER BY seq LIMIT :m",
+                        p=p["id"],
+                        m=C.snapshot_plan_subtasks,
+                    ),
+                )
+            ),
+        )
+        for p in parents
     )
 
 

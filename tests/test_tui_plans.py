@@ -161,8 +161,10 @@ def plan_board(redis_server: LocalRedis) -> str:
     return redis_server.url
 
 
-def test_the_pane_at_80x24(snap_compare: Callable[..., bool], plan_board: str) -> None:
-    app = pin_app(ControlRoom(Store.from_url(plan_board, NAMESPACE), operator="snap", clock=pinned_clock))
+@pytest.mark.parametrize("theme", ["dark", "16"])
+def test_the_pane_at_80x24(snap_compare: Callable[..., bool], plan_board: str, theme: str) -> None:
+    store = Store.from_url(plan_board, NAMESPACE)
+    app = pin_app(ControlRoom(store, operator="snap", clock=pinned_clock, theme=theme))
 
     async def before(pilot: Pilot[int]) -> None:
         await until(pilot, lambda: app.snapshot is not None and app.link.status.live, 5)

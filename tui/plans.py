@@ -136,7 +136,7 @@ class PlansPane(Vertical):
     def __init__(self) -> None:
         super().__init__(id="pane-plans")
         self.folded: set[str] = set()  # plan parents the operator folded
-        self._shape: list[tuple[str, tuple[str, ...]]] = []
+        self._shape: list[tuple[str, tuple[str, ...]]] | None = None  # None: never drawn
 
     def compose(self) -> ComposeResult:
         tree: PlanTreeView = PlanTreeView("plans", id="plans-tree")

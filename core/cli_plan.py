@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from . import constants
 from . import plan as plans
@@ -35,7 +35,7 @@ def read_plan(name: str) -> str:
         raise BadInput(f"cannot read plan file {shown(name)!r}: {why}") from None
 
 
-def _text(source: BinaryIO, where: str) -> str:
+def _text(source: BinaryIO | TextIO, where: str) -> str:
     data = source.read(constants.max_plan_bytes + 1)
     if isinstance(data, str):  # a text stream without a byte buffer
         data = data.encode(errors="surrogateescape")

@@ -508,4 +508,6 @@ def plans_key(namespace: str) -> str:
 def plan_children_key(namespace: str, task_id: str) -> str:
     """The subtasks of one plan parent: a sorted set of ids by task seq (the control room's tree)."""
     return prefix(namespace) + "plankids:" + task_id
+
+
 max_plan_bytes = 4 * 1024 * 1024  # a plan file past this is refused before it is read whole

@@ -79,7 +79,9 @@ def load(data: Any, text: str = "") -> PlanFile:
             raise BadInput(f"plan: {name}: ref must be a name of letters, digits and _ . : / - (got {ref!r})")
         if ref in where:
             first = where[ref]
-            raise BadInput(f"plan: {name}: duplicate ref {ref!r} (also subtasks[{first}]){_line(text, ref, 1)}")
+            raise BadInput(
+                f"plan: {name}: duplicate ref {ref!r} (also subtasks[{first}]){_line(text, ref, 1)}"
+            )
         where[ref] = i
         refs.append(ref)
     specs: list[TaskSpec] = []
@@ -101,7 +103,9 @@ def load(data: Any, text: str = "") -> PlanFile:
         deps.append(mine)
     for a in parent.after:
         if a in where:
-            raise BadInput(f"plan: the parent's after names subtask {a!r}: a parent waits for its subtasks anyway")
+            raise BadInput(
+                f"plan: the parent's after names subtask {a!r}: a parent waits for its subtasks anyway"
+            )
         if not _TASK_ID.fullmatch(a):
             raise BadInput(f"plan: the parent's after names {a!r}, not a task id")
         existing[a] = None
@@ -115,13 +119,17 @@ def load(data: Any, text: str = "") -> PlanFile:
     return PlanFile(Plan(subtasks=subtasks, parent=parent), tuple(refs), tuple(order), tuple(existing))
 
 
-def _spec(name: str, fields: Mapping[str, Any], text: str, at: int, *, require_title: bool = True) -> TaskSpec:
+def _spec(
+    name: str, fields: Mapping[str, Any], text: str, at: int, *, require_title: bool = True
+) -> TaskSpec:
     """One task of the plan as a ``TaskSpec``, every field checked as ``add`` checks it."""
     for key, value in fields.items():
         f = _FIELDS.get(key)
         if f is None:
             known = ", ".join(sorted(_FIELDS))
-            raise BadInput(f"plan: {name}: unknown field {key!r}{_line(text, key, at)} (fields: ref, {known})")
+            raise BadInput(
+                f"plan: {name}: unknown field {key!r}{_line(text, key, at)} (fields: ref, {known})"
+            )
         problem = _type_problem(f, value)
         if problem:
             raise BadInput(f"plan: {name}: field {key!r} {problem}{_line(text, key, at)}")
@@ -163,7 +171,7 @@ def _ref_pos(text: str, ref: str) -> int:
 
 
 def _line(text: str, key: str, at: int = 0) -> str:
-    """" (line N)" for the first ``"key"`` at or after ``at`` in the text ('' key: ``at``)."""
+    """ " (line N)" for the first ``"key"`` at or after ``at`` in the text ('' key: ``at``)."""
     if not text:
         return ""
     pos = at
@@ -234,9 +242,15 @@ async def add(
     if not parent and (pf.plan.parent is None or not pf.plan.parent.title):
         raise BadInput("plan: the parent needs a title (or use --parent under a claim)")
     if parent and pf.plan.parent is not None:
-        extra = [f.name for f in dataclasses.fields(TaskSpec) if f.name != "title" and not _default(pf.plan.parent, f)]
+        extra = [
+            f.name
+            for f in dataclasses.fields(TaskSpec)
+            if f.name != "title" and not _default(pf.plan.parent, f)
+        ]
         if extra:
-            raise BadInput(f"plan: under --parent the file's parent takes only a title, not {', '.join(extra)}")
+            raise BadInput(
+                f"plan: under --parent the file's parent takes only a title, not {', '.join(extra)}"
+            )
     for tid in pf.existing:
         try:
             await store.get(tid)
@@ -254,4 +268,3 @@ async def add(
 def _default(spec: TaskSpec, f: dataclasses.Field[Any]) -> bool:
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     return bool(getattr(spec, f.name) == default)
-

@@ -224,7 +224,9 @@ class Store(StoreAdmin):
                 raise BadInput("token and agent go with a parent under a claim")
             head = plan.parent.checked()
             inherited = _inherited(plan.parent)
-            subs = [dataclasses.replace(s, **{k: v for k, v in inherited.items() if _unset(s, k)}) for s in subs]
+            subs = [
+                dataclasses.replace(s, **{k: v for k, v in inherited.items() if _unset(s, k)}) for s in subs
+            ]
             subs = [dataclasses.replace(s, after=[*s.after, *plan.parent.after]) for s in subs]
             root = "$0"
         if len(subs) + (head is not None) > constants.max_plan_tasks:

@@ -24,11 +24,15 @@ PLAN = {
 async def test_the_plan_tool(store: Store) -> None:
     pat = await create_token(store, "pat", "planner")
     ada = await create_token(store, "ada", "worker")
-    async with serving(store) as served, client(served.url, pat) as planner, client(served.url, ada) as worker:
+    async with (
+        serving(store) as served,
+        client(served.url, pat) as planner,
+        client(served.url, ada) as worker,
+    ):
         before = await board_state(store)
         assert "planner" in refused(await worker.call_tool("plan", {"plan": PLAN}))
         bad = {**PLAN, "subtasks": [*PLAN["subtasks"], {"ref": "x", "title": "x", "after": ["nope"]}]}
-        assert "subtasks[2] (\"x\")" in refused(await planner.call_tool("plan", {"plan": bad}))
+        assert 'subtasks[2] ("x")' in refused(await planner.call_tool("plan", {"plan": bad}))
         assert await board_state(store) == before
         got = ok(await planner.call_tool("plan", {"plan": PLAN}))
         assert list(got["subtasks"]) == ["parse", "docs"]
@@ -36,7 +40,7 @@ async def test_the_plan_tool(store: Store) -> None:
         assert parent.state is State.BLOCKED and parent.plan_total == 2
         docs = await store.get(got["subtasks"]["docs"])
         assert docs.queue == "backend" and docs.after == (got["subtasks"]["parse"],)
-        assert [e.agent for e in await store.events(task=docs.id)][0] == "pat"
+        assert next(e.agent for e in await store.events(task=docs.id)) == "pat"
 
 
 @pytest.mark.parametrize("whose", ["own", "another's"])

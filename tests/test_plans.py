@@ -116,13 +116,19 @@ async def test_subtasks_are_added_in_dependency_order(store: Store) -> None:
 
 REFUSED = [
     ('{"title": "x", "subtasks": [\n  {"ref": "a" "title": "a"}]}', "invalid JSON at line 2 column 15"),
-    (plan_text({"ref": "a", "title": "a", "after": ["b"]}, {"ref": "b", "title": "b", "after": ["a"]}), "cycle: "),
-    (plan_text({"ref": "a", "title": "a"}, {"ref": "docs", "title": "d", "after": ["nope"]}), "subtasks[1] (\"docs\")"),
+    (
+        plan_text({"ref": "a", "title": "a", "after": ["b"]}, {"ref": "b", "title": "b", "after": ["a"]}),
+        "cycle: ",
+    ),
+    (
+        plan_text({"ref": "a", "title": "a"}, {"ref": "docs", "title": "d", "after": ["nope"]}),
+        'subtasks[1] ("docs")',
+    ),
     (plan_text({"ref": "a", "title": "a"}, {"ref": "a", "title": "again"}), "duplicate ref 'a'"),
     (plan_text({"ref": "a", "title": "a", "colour": "red"}), "unknown field 'colour' (line"),
     (plan_text({"ref": "a", "title": "a", "priority": "high"}), "field 'priority' must be a whole number"),
     (plan_text({"ref": "a", "title": "a", "paths": ["../outside"]}), "leaves the project"),
-    (plan_text({"ref": "a", "title": "a\x1b[2J"}), "subtasks[0] (\"a\")"),
+    (plan_text({"ref": "a", "title": "a\x1b[2J"}), 'subtasks[0] ("a")'),
     (plan_text({"ref": "a", "title": "a", "after": ["t999999"]}), "no such task"),
     (plan_text({"ref": "a", "title": "a"}, colour="red"), "plan: unknown field 'colour'"),
     (json.dumps({"title": "x", "subtasks": []}), "non-empty list"),
@@ -155,7 +161,10 @@ def test_a_dangling_ref_names_the_item_the_ref_and_the_line() -> None:
     with pytest.raises(BadInput) as err:
         plans.parse(text)
     line = text.splitlines().index(next(x for x in text.splitlines() if '"docs"' in x)) + 1
-    assert str(err.value) == f"plan: subtasks[1] (\"docs\"): after names 'nope', no ref of this plan (line {line})"
+    assert (
+        str(err.value)
+        == f"plan: subtasks[1] (\"docs\"): after names 'nope', no ref of this plan (line {line})"
+    )
 
 
 async def test_a_plan_past_its_cap_is_refused(store: Store) -> None:
@@ -199,7 +208,9 @@ async def test_the_planners_plan_is_rolled_back_with_its_claim(store: Store, end
     top = await store.add("plan it")
     c = await store.claim("boss", ttl_s=0.2 if end == "expire" else 30)
     assert c is not None
-    text = plan_text({"ref": "a", "title": "a"}, {"ref": "b", "title": "b"}, {"ref": "c", "title": "c", "after": ["a"]})
+    text = plan_text(
+        {"ref": "a", "title": "a"}, {"ref": "b", "title": "b"}, {"ref": "c", "title": "c", "after": ["a"]}
+    )
     out = await add(store, text, parent=top, token=c.token, agent="boss")
     a = out["subtasks"]["a"]
     taken = await claim_one(store, a, "ada")  # claimed: it stays
@@ -219,7 +230,9 @@ async def test_the_planners_plan_is_rolled_back_with_its_claim(store: Store, end
 async def test_a_subtask_dying_while_the_planner_works_ends_the_parent_at_completion(store: Store) -> None:
     top = await store.add("plan it")
     token = await claim_one(store, top, "boss")
-    out = await add(store, plan_text({"ref": "a", "title": "a"}, {"ref": "b", "title": "b"}), parent=top, token=token)
+    out = await add(
+        store, plan_text({"ref": "a", "title": "a"}, {"ref": "b", "title": "b"}), parent=top, token=token
+    )
     a = out["subtasks"]["a"]
     await store.fail(a, await claim_one(store, a, "ada"), "no disk", fatal=True)
     assert (await store.get(top)).state is State.CLAIMED
@@ -246,7 +259,10 @@ async def test_nested_plans_roll_up_level_by_level(store: Store) -> None:
 async def test_a_plan_added_while_agents_claim(store: Store) -> None:
     """Agents claim while a plan goes in: no task twice, no subtask before its dependencies."""
     n = 40
-    subs = [{"ref": f"s{i}", "title": f"s{i}", "after": [f"s{j}" for j in (i - 1, i // 2) if 0 <= j < i]} for i in range(n)]
+    subs = [
+        {"ref": f"s{i}", "title": f"s{i}", "after": [f"s{j}" for j in (i - 1, i // 2) if 0 <= j < i]}
+        for i in range(n)
+    ]
     for i in range(5):
         await store.add(f"plain {i}")
     done_at: dict[str, int] = {}
@@ -368,7 +384,9 @@ CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 
 
 def run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLAIMROOM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [CLAIMROOM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=30
+    )
 
 
 @pytest.fixture(params=["redis", "file"])
@@ -397,7 +415,9 @@ def test_cli_plan_from_a_file_and_from_stdin(env: dict[str, str], tmp_path: Path
     p = run(env, "plan", "-", stdin=EXAMPLE)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    assert lines[0].startswith("parent t") and lines[1].startswith("parse t") and lines[2].startswith("docs t")
+    assert (
+        lines[0].startswith("parent t") and lines[1].startswith("parse t") and lines[2].startswith("docs t")
+    )
     assert count(env) == 6
 
 

@@ -44,7 +44,9 @@ async def seed(store: Store) -> dict[str, str]:
     c = await store.claim("ada", ttl_s=600)
     assert c is not None
     await store.heartbeat(c.task.id, c.token, progress=0.5)
-    await plans.add(store, plans.load({"title": "second plan", "subtasks": [{"ref": "only", "title": "alone"}]}))
+    await plans.add(
+        store, plans.load({"title": "second plan", "subtasks": [{"ref": "only", "title": "alone"}]})
+    )
     return ids
 
 
@@ -85,12 +87,14 @@ async def test_the_snapshot_reads_the_newest_unfinished_plans(store: Store) -> N
     c = await store.claim("bob", ttl_s=600, queues=["default"])
     assert c is not None and c.task.id == only
     await store.complete(only, c.token)  # the second plan is done: it leaves the pane
-    assert [p.parent.title for p in (await store.snapshot(sections=["plans"])).plans] == ["port the CLI to click"]
+    assert [p.parent.title for p in (await store.snapshot(sections=["plans"])).plans] == [
+        "port the CLI to click"
+    ]
 
 
 def labels(app: ControlRoom) -> list[str]:
     """The tree's lines as shown: folded nodes' children are not."""
-    tree = app.query_one(PlansPane).tree
+    tree = app.query_one(PlansPane).view
     out: list[str] = []
 
     def walk(node: TreeNode[str], depth: int) -> None:
@@ -104,7 +108,7 @@ def labels(app: ControlRoom) -> list[str]:
 
 
 def cursor(app: ControlRoom) -> str:
-    node = app.query_one(PlansPane).tree.cursor_node
+    node = app.query_one(PlansPane).view.cursor_node
     return "" if node is None else str(node.label)
 
 

@@ -344,7 +344,7 @@ class ControlRoom(BoardKeys):
         elif self.active_pane == "store":
             self.query_one(StorePane).focus()  # arrows and page keys scroll it
         elif self.active_pane == "plans":
-            self.query_one(PlansPane).tree.focus()  # enter, space, arrows fold and move
+            self.query_one(PlansPane).view.focus()  # enter, space, arrows fold and move
 
     # --- keys ----------------------------------------------------------------------
 

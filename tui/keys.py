@@ -51,7 +51,10 @@ BINDINGS: list[BindingType] = [
     Binding("space", "mark", "Mark", id="mark"),
     Binding("p", "toggle_live", "Pause", tooltip="Pause live updates", id="live.pause"),
     # Keys 1-9 then 0: a tenth pane takes 0.
-    *(Binding(str(i % 10), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}") for i, p in enumerate(PANES, 1)),
+    *(
+        Binding(str(i % 10), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}")
+        for i, p in enumerate(PANES, 1)
+    ),
     Binding("j", "cursor(1)", "Down", show=False, id="cursor.down"),
     Binding("k", "cursor(-1)", "Up", show=False, id="cursor.up"),
     Binding("right_square_bracket", "page(1)", "Next page", show=False, id="page.next"),

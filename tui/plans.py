@@ -59,7 +59,11 @@ def rollup(parent: Task, subtasks: Sequence[Task]) -> tuple[int, int, float]:
     """(done, total, mean progress) of a plan: total from the parent's count, the rest
     over the subtasks read."""
     done = sum(1 for t in subtasks if t.state is State.DONE)
-    mean = sum(1.0 if t.state is State.DONE else t.progress for t in subtasks) / len(subtasks) if subtasks else 0.0
+    mean = (
+        sum(1.0 if t.state is State.DONE else t.progress for t in subtasks) / len(subtasks)
+        if subtasks
+        else 0.0
+    )
     return done, max(parent.plan_total, len(subtasks)), mean
 
 
@@ -146,7 +150,7 @@ class PlansPane(Vertical):
         yield Static("", id="plans-status", classes="pane-status")
 
     @property
-    def tree(self) -> PlanTreeView:
+    def view(self) -> PlanTreeView:
         return self.query_one(PlanTreeView)
 
     def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[str]) -> None:
@@ -158,7 +162,7 @@ class PlansPane(Vertical):
             self.folded.discard(event.node.data)
 
     def show(self, snap: Snapshot, now_ms: int, pal: Palette) -> None:
-        tree = self.tree
+        tree = self.view
         shape = [(p.parent.id, tuple(t.id for t in p.subtasks)) for p in snap.plans]
         labels: dict[str, Text] = {}
         for plan in snap.plans:

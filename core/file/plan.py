@@ -44,7 +44,9 @@ def _settle_one(tx: Tx, tid: str, new: str) -> None:
         file_cascade.cancel(tx, pid)
     elif p["state"] == "claimed":  # the planner still works: its completion ends it dead
         tx.run(
-            "UPDATE tasks SET plan_failed = :why WHERE ns = :ns AND id = :id AND plan_failed = ''", why=why, id=pid
+            "UPDATE tasks SET plan_failed = :why WHERE ns = :ns AND id = :id AND plan_failed = ''",
+            why=why,
+            id=pid,
         )
 
 

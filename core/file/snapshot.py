@@ -129,20 +129,9 @@ def _plans(tx: Tx) -> tuple[PlanTree, ...]:
         " ORDER BY seq DESC LIMIT :n",
         n=C.snapshot_plans,
     )
+    kids = "SELECT * FROM tasks WHERE ns = :ns AND plan = :p AND plan <> '' ORDER BY seq LIMIT :m"
     return tuple(
-        PlanTree(
-            task_of(p),
-            tuple(
-                map(
-                    task_of,
-                    tx.all(
-                        "SELECT * FROM tasks WHERE ns = :ns AND plan = :p AND plan <> '' ORDER BY seq LIMIT :m",
-                        p=p["id"],
-                        m=C.snapshot_plan_subtasks,
-                    ),
-                )
-            ),
-        )
+        PlanTree(task_of(p), tuple(map(task_of, tx.all(kids, p=p["id"], m=C.snapshot_plan_subtasks))))
         for p in parents
     )
 

@@ -14,7 +14,6 @@ from .. import plan as plans
 from ..acting import Acting
 from .service import Service
 
-
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)  # as tools.py's
 
 

@@ -20,6 +20,7 @@ from waiting import clock_past
 from claimroom.core import constants
 from claimroom.core import plan as plans
 from claimroom.core.errors import BadInput, LeaseLost
+from claimroom.core.migrate import migrate
 from claimroom.core.models import State
 from claimroom.core.store import Store
 
@@ -442,3 +443,43 @@ def test_cli_a_planner_plans_under_its_claim(env: dict[str, str]) -> None:
     assert got["parent"] == top
     assert run(env, "complete", top, "--token", token).returncode == 0
     assert json.loads(run(env, "show", top, "--json").stdout)["state"] == "blocked"
+
+
+# --- a board dump (claimroom migrate) keeps plans working -----------------------------------
+
+
+async def test_a_plan_round_trips_through_migrate(redis_url: str, namespace: str, tmp_path: Path) -> None:
+    folder = tmp_path / "board"
+    folder.mkdir()
+    async with (
+        Store.from_url(redis_url, namespace) as red,
+        Store.from_url(folder.as_uri(), namespace) as filed,
+        Store.from_url(redis_url, namespace + "b") as back,
+        Store.from_url(redis_url, namespace + "m") as merged,
+    ):
+        out = await add(red, EXAMPLE)
+        parent, ids = out["parent"], out["subtasks"]
+        await red.register("ada", ["python"])
+        await red.complete(ids["parse"], await claim_one(red, ids["parse"]))
+        await migrate(red, filed)
+        await migrate(filed, back)
+        await merged.add("already here", requires=["nobody"])
+        await migrate(back, merged, merge=True)
+        for s, shift in ((filed, 0), (back, 0), (merged, 1)):
+            p_id, docs = f"t{int(parent[1:]) + shift}", f"t{int(ids['docs'][1:]) + shift}"
+            d = await s.get(docs)
+            assert d.paths == ("docs/cli.md",) and d.plan == p_id
+            p = await s.get(p_id)
+            assert (p.state, p.plan_total, p.plan_left, p.plan_wait) == (State.BLOCKED, 2, 1, True)
+            [tree] = (await s.snapshot(sections=["plans"])).plans
+            assert tree.parent.id == p_id and [t.id for t in tree.subtasks][-1] == docs
+            await s.complete(docs, await claim_one(s, docs))
+            assert (await s.get(p_id)).state is State.DONE
+
+
+def test_cli_show_names_paths_and_a_plans_progress(env: dict[str, str]) -> None:
+    got = json.loads(run(env, "plan", "-", "--json", stdin=EXAMPLE).stdout)
+    text = run(env, "show", got["subtasks"]["docs"]).stdout
+    assert "paths       docs/cli.md" in text
+    text = run(env, "show", got["parent"]).stdout
+    assert "subtasks    0 of 2 ended" in text

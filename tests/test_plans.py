@@ -266,13 +266,10 @@ async def test_a_plan_added_while_agents_claim(store: Store) -> None:
     ]
     for i in range(5):
         await store.add(f"plain {i}")
-    done_at: dict[str, int] = {}
     claimed: list[str] = []
     started = asyncio.Event()
-    order = 0
 
     async def agent(name: str) -> None:
-        nonlocal order
         await started.wait()
         idle = 0
         while idle < 50 and len([c for c in claimed if c not in plain]) < n:
@@ -283,10 +280,10 @@ async def test_a_plan_added_while_agents_claim(store: Store) -> None:
                 continue
             idle = 0
             claimed.append(c.task.id)
-            for dep in c.task.after:
-                assert dep in done_at, f"{c.task.id} claimed before its dependency {dep} was done"
-            order += 1
-            done_at[c.task.id] = order
+            for dep in c.task.after:  # the store's own word, read after the claim
+                assert (await store.get(dep)).state is State.DONE, (
+                    f"{c.task.id} claimed before {dep} was done"
+                )
             await store.complete(c.task.id, c.token)
 
     plain = {t.id for t in await store.tasks()}
@@ -483,3 +480,23 @@ def test_cli_show_names_paths_and_a_plans_progress(env: dict[str, str]) -> None:
     assert "paths       docs/cli.md" in text
     text = run(env, "show", got["parent"]).stdout
     assert "subtasks    0 of 2 ended" in text
+
+
+async def test_the_parents_after_and_fields_go_to_its_subtasks(store: Store) -> None:
+    first = await store.add("migrate the schema")
+    text = plan_text(
+        {"ref": "a", "title": "a"},
+        {"ref": "b", "title": "b", "after": ["a"], "priority": 1, "queue": "docs"},
+        after=[first],
+        priority=7,
+        queue="backend",
+    )
+    out = await add(store, text)
+    a, b = [await store.get(out["subtasks"][r]) for r in "ab"]
+    assert a.after == (first,) and set(b.after) == {a.id, first}
+    assert (a.priority, a.queue) == (7, "backend") and (b.priority, b.queue) == (1, "docs")
+    p = await store.get(out["parent"])
+    assert p.after == () and p.state is State.BLOCKED  # it waits for its subtasks only
+    assert a.state is State.BLOCKED
+    await store.complete(first, await claim_one(store, first))
+    assert (await store.get(a.id)).state is State.QUEUED

@@ -354,6 +354,15 @@ DROP TABLE retention;
 DROP TABLE cursors;
 ALTER TABLE agents DROP COLUMN session;
 DROP TABLE tokens;
+DROP INDEX tasks_plan;
+DROP INDEX tasks_plans;
+ALTER TABLE tasks DROP COLUMN paths;
+ALTER TABLE tasks DROP COLUMN plan;
+ALTER TABLE tasks DROP COLUMN plan_left;
+ALTER TABLE tasks DROP COLUMN plan_total;
+ALTER TABLE tasks DROP COLUMN plan_wait;
+ALTER TABLE tasks DROP COLUMN plan_failed;
+ALTER TABLE tasks DROP COLUMN plan_depth;
 UPDATE meta SET value = '1' WHERE key = 'schema';
 """
 

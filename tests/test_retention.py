@@ -557,6 +557,15 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
             DROP TABLE cursors;
             ALTER TABLE agents DROP COLUMN session;
             DROP TABLE tokens;
+            DROP INDEX tasks_plan;
+            DROP INDEX tasks_plans;
+            ALTER TABLE tasks DROP COLUMN paths;
+            ALTER TABLE tasks DROP COLUMN plan;
+            ALTER TABLE tasks DROP COLUMN plan_left;
+            ALTER TABLE tasks DROP COLUMN plan_total;
+            ALTER TABLE tasks DROP COLUMN plan_wait;
+            ALTER TABLE tasks DROP COLUMN plan_failed;
+            ALTER TABLE tasks DROP COLUMN plan_depth;
             UPDATE meta SET value = '4' WHERE key = 'schema';
             """
         )

@@ -143,6 +143,7 @@ class BoardKeys(Room):
             "In a dialog: tab / shift+tab or the arrows move, enter acts, escape cancels,",
             "and the letter in [ ] on a button presses it.",
             "Store pane (8): U, D, R start, stop, restart the store claimroom started (asks first).",
+            "Plans pane (9): enter or space folds a plan, left / right fold / unfold, » critical path.",
             "Remap keys through App.set_keymap with the ids in the last column.",
         ]
         if self.readonly:

@@ -500,3 +500,47 @@ async def test_the_parents_after_and_fields_go_to_its_subtasks(store: Store) -> 
     assert a.state is State.BLOCKED
     await store.complete(first, await claim_one(store, first))
     assert (await store.get(a.id)).state is State.QUEUED
+
+
+# --- the property on the store: random DAG plans, valid or flawed, on both backends ----------
+
+_EXAMPLE_NS = iter(range(1_000_000))
+
+
+@pytest.mark.parametrize("backend_name", ["redis", "file"])
+def test_random_plans_on_the_store(redis_server: Any, tmp_path: Path, backend_name: str) -> None:
+    """Valid random plans are added with every dependency intact; the same plan with an
+    injected cycle or dangling ref is refused whole (the board's task count unchanged)."""
+    url = redis_server.url if backend_name == "redis" else tmp_path.as_uri()
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(dags(), st.randoms(use_true_random=False), st.sampled_from(["none", "cycle", "dangling"]))
+    def check(dag: list[list[int]], rnd: Any, flaw: str) -> None:
+        asyncio.run(one(dag, rnd, flaw))
+
+    async def one(dag: list[list[int]], rnd: Any, flaw: str) -> None:
+        n = len(dag)
+        refs = [f"r{i}" for i in range(n)]
+        items = [{"ref": refs[i], "title": refs[i], "after": [refs[j] for j in dag[i]]} for i in range(n)]
+        if flaw == "cycle":
+            lo, hi = sorted(rnd.sample(range(n), 2)) if n > 1 else (0, 0)
+            items[lo]["after"].append(refs[hi])
+            items[hi]["after"].append(refs[lo])
+        elif flaw == "dangling":
+            items[rnd.randrange(n)]["after"].append("ghost")
+        rnd.shuffle(items)
+        async with Store.from_url(url, f"hyp{next(_EXAMPLE_NS)}") as s:
+            await s.add("already here")
+            if flaw != "none":
+                with pytest.raises(BadInput):
+                    await add(s, plan_text(*items))
+                assert await total(s) == 1
+                return
+            ids = (await add(s, plan_text(*items)))["subtasks"]
+            assert await total(s) == 2 + n
+            for i in range(n):
+                t = await s.get(ids[refs[i]])
+                assert set(t.after) == {ids[refs[j]] for j in dag[i]}
+                assert all(int(d[1:]) < int(t.id[1:]) for d in t.after)  # added after what it waits on
+
+    check()

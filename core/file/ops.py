@@ -66,6 +66,7 @@ def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
     set_task(tx, tid, plan_failed="")  # its plan starts over with the next planner
     locks = release_task_locks(tx, tid)
     cancelled = []
+    tx.rolling_back = tid  # what it cancels is no failure of its plan (file_plan.settle)
     for c in tx.all(ROLLBACK_CHILDREN, p=tid, tok=t["token"]):
         set_task(tx, c["id"], reason=f"rollback of {tid}")
         enter(tx, c, "cancelled")
@@ -75,6 +76,7 @@ def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
     # as rolled back itself, not as a dependent.
     for cid in cancelled:
         file_cascade.cancel(tx, cid)
+    tx.rolling_back = ""
     return {"locks": locks, "cancelled": cancelled}
 
 

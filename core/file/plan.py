@@ -1,10 +1,10 @@
 """The file store's plan rollup: the SQL twins of ``plan_settle``, ``plan_unblock`` and
 ``plan_complete`` in ``lua/lib.lua`` (the why is written there).
 
-``states.enter`` notes each task that ends (done, dead, cancelled) in ``Tx.plan_due``;
-``settle`` runs before the transaction commits (``runner``), so a subtask's parent moves in
-the same transaction as the subtask: O(1) per subtask that ends, its parent rolling up
-into its own parent in turn (nesting is capped at ``max_plan_depth`` when plans are added).
+``states.enter`` calls ``settle`` (through ``Tx.ended``, which the runner sets: this module
+sits above ``states``) as a task ends (done, dead, cancelled), inside that state change as
+``lib.lua``'s enter does: O(1) per subtask that ends, its parent rolling up into its own
+parent in turn (nesting is capped at ``max_plan_depth`` when plans are added).
 """
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ from .states import enter
 from .tx import Row, Tx, load_task, set_task
 
 
-def settle(tx: Tx) -> None:
-    """Roll every task that ended in this transaction up into its plan parent."""
-    while tx.plan_due:
-        tid, new = tx.plan_due.pop(0)
-        _settle_one(tx, tid, new)
-
-
-def _settle_one(tx: Tx, tid: str, new: str) -> None:
+def settle(tx: Tx, tid: str, new: str) -> None:
+    """Task ``tid`` has just entered ``new`` (done, dead or cancelled): roll it up into its
+    plan parent (``Tx.ended``, called by ``states.enter``)."""
     row = tx.one("SELECT plan, reason FROM tasks WHERE ns = :ns AND id = :id", id=tid)
     if row is None or not row["plan"]:
         return
@@ -42,7 +37,7 @@ def _settle_one(tx: Tx, tid: str, new: str) -> None:
         enter(tx, p, "dead", plan_wait=0, reason=why)
         tx.audit("plan-dead", pid, data={"reason": why, "subtask": tid})
         file_cascade.cancel(tx, pid)
-    elif p["state"] == "claimed":  # the planner still works: its completion ends it dead
+    elif p["state"] == "claimed" and tx.rolling_back != pid:  # the planner works on: it ends dead
         tx.run(
             "UPDATE tasks SET plan_failed = :why WHERE ns = :ns AND id = :id AND plan_failed = ''",
             why=why,

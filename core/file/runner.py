@@ -140,11 +140,11 @@ class TxRunner:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 tx = Tx(conn, self.namespace)
+                tx.ended = file_plan.settle  # a task that ends rolls up into its plan
                 try:
                     result = fn(tx, *args)
                 except Refused as exc:
                     refused = exc
-                file_plan.settle(tx)  # tasks that ended roll up into their plans (also on a refusal)
                 tx.finish()
                 conn.execute("COMMIT")
             except BaseException:

@@ -46,14 +46,14 @@ def enter(
             tx.claimable = True  # for that agent
         else:
             ready_entered(tx, t["queue"], t["requires"], t["priority"], t["seq"])
-    if new in _ENDED and t["state"] not in _ENDED:
-        tx.plan_due.append((t["id"], new))  # its plan parent's rollup (file_plan.settle)
-    elif t["state"] in _ENDED and new not in _ENDED:  # unfinished again: its plan parent counts it
+    if t["state"] in _ENDED and new not in _ENDED:  # unfinished again: its plan parent counts it
         tx.run(_PLAN_REOPEN, id=t["id"])
     if new in _FINISHED and t["state"] not in _FINISHED:
         count_sig(tx, t["requires"], -1)
     elif t["state"] in _FINISHED and new not in _FINISHED:
         count_sig(tx, t["requires"], 1)  # unfinished again (a cascade's restore)
+    if new in _ENDED and t["state"] not in _ENDED and tx.ended is not None:
+        tx.ended(tx, t["id"], new)  # its plan parent's rollup (file_plan.settle)
     return row
 
 

@@ -32,7 +32,7 @@ from . import constants, validate
 from .errors import BadInput, Forbidden
 from .identity import Identity, Role
 from .models import Agent, Claim, Event, Lock, Retention, State, Task
-from .store import Miss, Store, TaskSpec
+from .store import Miss, Plan, Store, TaskSpec
 
 
 class Acting:
@@ -167,6 +167,16 @@ class Acting:
         """Add tasks (planner or operator), named as added by this agent."""
         await self.need(Role.PLANNER, "add")
         return await self.store.add_many(specs, by=self.who.agent)
+
+    async def plan(self, plan: Plan, *, parent: str = "", token: int = 0) -> list[str]:
+        """Add a plan (planner or operator), named as added by this agent; under ``parent``
+        only on this agent's own live claim (``Store.plan``)."""
+        await self.need(Role.PLANNER, "plan", task=parent)
+        mine = self.who.agent if parent else ""
+        try:
+            return await self.store.plan(plan, by=self.who.agent, parent=parent, token=token, agent=mine)
+        except Forbidden as exc:
+            raise await self._refused("plan", exc, task=parent) from None
 
     # --- operator actions (the operator is this agent) ---------------------------------------
 

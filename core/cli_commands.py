@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO, TextIO
 
-from . import bidding, cli_bid, constants, validate
+from . import bidding, cli_bid, cli_plan, constants, validate
 from .acting import Acting
 from .cli_parser import UNGIVEN
 from .errors import BadInput, Forbidden, NotFound, NothingToClaim
@@ -353,4 +353,5 @@ COMMANDS: dict[str, Handler] = {
     "retention": cmd_retention,
     "token": cmd_token,
     "bid": cmd_bid,
+    "plan": cli_plan.cmd_plan,
 }

@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"{constants.affinity_steal_delay_s:g}; 0: no owner preference)",
     )
 
+    c = cmd("plan", "add a plan file (a parent and its subtasks) atomically; prints the ids")
+    c.add_argument("file", metavar="FILE", help="the plan (JSON; see the README), or - for standard input")
+    c.add_argument("--parent", metavar="ID", help="add the subtasks under this task, claimed by the planner")
+    c.add_argument("--token", type=_number(int, "--token"), default=0, metavar="T", help="that claim's token")
+    c.add_argument("--agent", help="the planner holding that claim (or CLAIMROOM_TOKEN's agent)")
+
     c = cmd("claim", "claim the best task for an agent; prints the task and its token")
     c.add_argument("--agent", help="required unless CLAIMROOM_TOKEN names the agent")
     c.add_argument("--queue", action="append", default=[], metavar="Q")

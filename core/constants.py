@@ -606,3 +606,31 @@ review_capability = "review"
 max_review_ref_chars = 512
 max_review_note_bytes = 4096
 review_note_prefix = "review: "  # a returned task's checkpoint starts with it, then the note
+# --- hierarchical plans (core/plan.py) ---------------------------------------------------------
+
+# A plan (its parent and every subtask) is written by one script call / one transaction, so
+# its size is capped: a plan past this is refused whole.
+max_plan_tasks = 100
+# A subtask may itself be planned under (a planner claims it and adds a plan): a finishing
+# subtask rolls up one level per nesting, so nesting is capped (rule 10).
+max_plan_depth = 8
+max_task_paths = 32  # paths one task may name (informational: agents lock them themselves)
+plans_kept = 1000  # the plans index keeps the newest this many plan parents
+snapshot_plans = 8  # the control room's plans pane: the newest unfinished plans...
+snapshot_plan_subtasks = 40  # ...with up to this many subtasks each
+LUA_CONSTANTS["max_plan_tasks"] = max_plan_tasks
+LUA_CONSTANTS["max_plan_depth"] = max_plan_depth
+LUA_CONSTANTS["plans_kept"] = plans_kept
+
+
+def plans_key(namespace: str) -> str:
+    """Plan parents, newest last: a sorted set of task ids by task seq (trimmed to plans_kept)."""
+    return prefix(namespace) + "plans"
+
+
+def plan_children_key(namespace: str, task_id: str) -> str:
+    """The subtasks of one plan parent: a sorted set of ids by task seq (the control room's tree)."""
+    return prefix(namespace) + "plankids:" + task_id
+
+
+max_plan_bytes = 4 * 1024 * 1024  # a plan file past this is refused before it is read whole

@@ -177,6 +177,8 @@ def renumbered(board: Board, top: int) -> Board:
         t["id"] = one(t["id"])
         t["after"] = many(t.get("after", ""))
         t["parent"] = one(t.get("parent", ""))
+        if t.get("plan"):  # the plan parent a subtask rolls up to
+            t["plan"] = one(t["plan"])
     for lk in out["locks"]:
         for h in lk["holds"]:
             h["task"] = one(h.get("task", ""))

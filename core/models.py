@@ -88,6 +88,12 @@ class Task:
     steal_after_ms: int = -1
     review_ref: str = ""  # what was delivered for review (a branch, commit or PR); "" none
     review_ms: int = 0  # when it last entered review (store clock); the deliverer stays in agent
+    # The project paths the task will touch (informational: agents lock them themselves).
+    paths: tuple[str, ...] = ()
+    plan: str = ""  # the plan parent this subtask rolls up to (core/plan.py); "" none
+    plan_left: int = 0  # a plan parent's unfinished subtasks
+    plan_total: int = 0  # a plan parent's subtasks (0: not a plan parent)
+    plan_wait: bool = False  # a plan parent waiting (blocked) for its subtasks to end
 
     @classmethod
     def from_fields(cls, f: dict[str, str]) -> Task:
@@ -130,6 +136,11 @@ class Task:
             steal_after_ms=_int(f.get("steal_after_ms"), -1),
             review_ref=f.get("review_ref", ""),
             review_ms=_int(f.get("review_ms")),
+            paths=tuple(json.loads(f["paths"])) if f.get("paths") else (),
+            plan=f.get("plan", ""),
+            plan_left=_int(f.get("plan_left")),
+            plan_total=_int(f.get("plan_total")),
+            plan_wait=f.get("plan_wait", "") not in ("", "0"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -137,6 +148,7 @@ class Task:
         d["state"] = self.state.value
         d["requires"] = list(self.requires)
         d["after"] = list(self.after)
+        d["paths"] = list(self.paths)
         return d
 
 

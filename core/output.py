@@ -91,6 +91,7 @@ class Printer:
             ("parent", t.parent or "-"),
             ("affinity", t.affinity or "-"),
             ("owner", _owner(t, now)),
+            ("paths", ", ".join(t.paths) or "-"),  # informational: what it will touch
             ("agent", t.agent or "-"),
             ("token", str(t.token or "-")),
             ("lease ends", _ago(t.deadline_ms, now) if t.state.value == "claimed" else "-"),
@@ -102,6 +103,8 @@ class Printer:
             ("payload", "-" if t.payload is None else json.dumps(t.payload)[:200]),
             ("result", "-" if t.result is None else json.dumps(t.result)[:200]),
         ]
+        if t.plan_total:  # a plan's parent (core/plan.py)
+            rows.append(("subtasks", f"{t.plan_total - t.plan_left} of {t.plan_total} ended"))
         for k, v in rows:
             self._line(f"{k:<11} {shown(v)}")
 

@@ -17,7 +17,7 @@ from .models import Agent, Event, Lock, ServerInfo, State, Stuck, Task
 
 # The sections a snapshot may read beyond the counts, queues, totals and servers every
 # snapshot has. A view asks only for what its pane shows (the others stay empty).
-SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events", "auctions", "review"})
+SECTIONS = frozenset({"claims", "orphans", "agents", "locks", "events", "auctions", "review", "plans"})
 MAX_ROWS = 10_000  # rows (and events) one snapshot reads at most per section
 
 
@@ -30,6 +30,16 @@ class QueueRow:
     claimed: int  # exact when the snapshot says ``queue_claims_exact``, else among the claims read
     paused: bool
     review: int = 0  # delivered, waiting for a reviewer: as exact as ``claimed``
+
+
+@dataclass(frozen=True)
+class PlanTree:
+    """One unfinished plan (core/plan.py) as the plans pane shows it: its parent and its
+    first ``snapshot_plan_subtasks`` subtasks in creation order (``parent.plan_total`` says
+    how many there are)."""
+
+    parent: Task
+    subtasks: tuple[Task, ...]
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class Snapshot:
     # Open bidding windows closing first, with their bids (at most auctions_view_max).
     auctions: tuple[Auction, ...] = ()
     reviews: tuple[Task, ...] = ()  # in review, longest waiting first (section "review")
+    # The newest unfinished plans (at most snapshot_plans), newest first: section "plans".
+    plans: tuple[PlanTree, ...] = ()
 
     @property
     def claims_total(self) -> int:

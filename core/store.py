@@ -45,6 +45,27 @@ def _rebased(spec: dict[str, Any], start: int, ids: list[str]) -> dict[str, Any]
     return {**spec, "after": after, "parent": ref(spec["parent"])}
 
 
+# What a plan's parent passes on to its subtasks (their own values win): not title, after
+# (added to theirs), parent (the plan's) nor payload (a parent's data is its own).
+_NOT_INHERITED = ("title", "after", "parent", "payload")
+
+
+def _inherited(parent: TaskSpec) -> dict[str, Any]:
+    """The parent's fields its subtasks take where they leave theirs at the default."""
+    return {
+        f.name: getattr(parent, f.name)
+        for f in dataclasses.fields(parent)
+        if f.name not in _NOT_INHERITED and not _unset(parent, f.name)
+    }
+
+
+def _unset(spec: TaskSpec, name: str) -> bool:
+    """Whether ``spec`` leaves field ``name`` at its default."""
+    f = next(f for f in dataclasses.fields(spec) if f.name == name)
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return bool(getattr(spec, name) == default)
+
+
 def _acting_as(agent: str) -> str:
     """The agent a caller acts as (its claims only), or "" for direct store access."""
     return validate.agent(agent) if agent else ""
@@ -82,6 +103,7 @@ class TaskSpec:
     # Affinity: how long the key's owner has the task to itself (None: the default delay;
     # 0: no owner preference at all).
     steal_after_s: float | None = None
+    paths: Sequence[str] = ()  # project paths the task will touch (informational)
 
     def checked(self) -> dict[str, Any]:
         """The spec in the stored form, or ``BadInput``."""
@@ -98,7 +120,18 @@ class TaskSpec:
             "max_attempts": validate.positive_int("max attempts", self.max_attempts, 1000),
             "bid_window_ms": bidding.window_ms(self.bid_window_s) if self.bid_window_s else 0,
             "steal_after_ms": affinity_steal_after_ms(self.steal_after_s),
+            "paths": validate.paths(self.paths),
         }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``Store.plan`` adds (``core/plan.py`` reads one from a plan file): a parent,
+    or None under a planner's claim, and its subtasks, whose ``after`` may name an
+    earlier subtask as ``$k`` (0-based among the subtasks) beside existing task ids."""
+
+    subtasks: Sequence[TaskSpec]
+    parent: TaskSpec | None = None
 
 
 @dataclass
@@ -174,6 +207,59 @@ class Store(StoreAdmin, Messaging):
         total = in_use + len(set(sigs) - known)
         if total > constants.max_capsigs:
             raise ErrorCode.TOO_MANY_CAPSIGS.exception([str(total)])
+
+    async def plan(
+        self, plan: Plan, *, by: str = "", parent: str = "", token: int = 0, agent: str = ""
+    ) -> list[str]:
+        """Add a plan whole, atomically (one script call or transaction: at most
+        ``max_plan_tasks`` tasks); returns the ids: the parent's first (``parent``'s under
+        a claim), then the subtasks' in the plan's order. ``by``: as ``add_many``.
+
+        Without ``parent``, ``plan.parent`` is added too, as no work itself: it waits
+        ``blocked`` until its subtasks end, then is ``done``, or ``dead`` when one of them
+        ended dead or cancelled ("subtask t5 died: <reason>"). Its ``after`` goes to each
+        subtask (the parent never waits on dependencies) and its other fields are the
+        subtasks' defaults where they leave them unset. With ``parent`` and ``token``
+        (the live claim of a planner, ``agent``'s when given), the subtasks go under that
+        claim (rule 7: its rollback cancels those nobody claimed) and ``plan.parent`` is
+        ignored; completing the claim with subtasks unfinished makes the parent wait."""
+        who = validate.agent(by) if by else ""
+        subs = list(plan.subtasks)
+        if not subs:
+            raise BadInput("a plan needs at least one subtask")
+        head: dict[str, Any] | None = None
+        claim: list[Any] | None = None
+        if parent:
+            claim = [validate.task_id(parent), str(validate.token(token)), _acting_as(agent)]
+            root = claim[0]
+        else:
+            if plan.parent is None:
+                raise BadInput("a plan needs a parent: a title, or --parent under a claim")
+            if token or agent:
+                raise BadInput("token and agent go with a parent under a claim")
+            head = plan.parent.checked()
+            inherited = _inherited(plan.parent)
+            subs = [
+                dataclasses.replace(s, **{k: v for k, v in inherited.items() if _unset(s, k)}) for s in subs
+            ]
+            subs = [dataclasses.replace(s, after=[*s.after, *plan.parent.after]) for s in subs]
+            root = "$0"
+        if len(subs) + (head is not None) > constants.max_plan_tasks:
+            raise BadInput(f"at most {constants.max_plan_tasks} tasks in one plan")
+        shift = 0 if head is None else 1
+        checked: list[dict[str, Any]] = [] if head is None else [{**head, "after": [], "hold": True}]
+        for i, spec in enumerate(subs):
+            c = spec.checked()
+            after = []
+            for a in c["after"]:
+                if a.startswith("$"):
+                    if int(a[1:]) >= i:
+                        raise BadInput(f"subtask {i}: after {a} must name an earlier subtask of the plan")
+                    a = f"${int(a[1:]) + shift}"
+                after.append(a)
+            checked.append({**c, "after": list(dict.fromkeys(after)), "parent": root, "plan": root})
+        ids = await self._plan(checked, who, claim)
+        return ids if claim is None else [claim[0], *ids]
 
     async def claim(
         self,

@@ -27,6 +27,7 @@ class StoreOps(ABC):
 
     @abstractmethod
     async def _add(self, specs: list[dict[str, Any]], by: str) -> list[str]: ...
+
     @abstractmethod
     async def _known(self, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
         """Which of ``ids`` are tasks, which of ``capsigs`` are in use, how many are in use."""
@@ -170,3 +171,8 @@ class StoreOps(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    @abstractmethod
+    async def _plan(self, specs: list[dict[str, Any]], by: str, claim: list[Any] | None) -> list[str]:
+        """Add a plan (``Store.plan``): add's specs, with ``plan`` and ``hold``, in one atomic
+        call; ``claim`` [parent, token, agent] when it goes under a planner's claim."""

@@ -365,3 +365,14 @@ def server_id(value: str) -> str:
     if not isinstance(value, str) or not _ID.fullmatch(value):
         raise BadInput(f"invalid server id {value!r}: up to 64 letters, digits and _ . -")
     return value
+
+
+def paths(values: Iterable[str]) -> str:
+    """A task's paths in their stored form: each a project path as a lock path is
+    (``path``), unique, in order, at most ``max_task_paths``; JSON text, "" for none."""
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise BadInput("paths must be a list of project paths")
+    out = list(dict.fromkeys(path(v) for v in values))
+    if len(out) > constants.max_task_paths:
+        raise BadInput(f"at most {constants.max_task_paths} paths on a task")
+    return json.dumps(out) if out else ""

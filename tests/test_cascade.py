@@ -414,6 +414,16 @@ async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: s
         # and what schema 8 added (review)
         "ALTER TABLE tasks DROP COLUMN review_ref",
         "ALTER TABLE tasks DROP COLUMN review_ms",
+        # and what schema 8 added (plans)
+        "DROP INDEX tasks_plan",
+        "DROP INDEX tasks_plans",
+        "ALTER TABLE tasks DROP COLUMN paths",
+        "ALTER TABLE tasks DROP COLUMN plan",
+        "ALTER TABLE tasks DROP COLUMN plan_left",
+        "ALTER TABLE tasks DROP COLUMN plan_total",
+        "ALTER TABLE tasks DROP COLUMN plan_wait",
+        "ALTER TABLE tasks DROP COLUMN plan_failed",
+        "ALTER TABLE tasks DROP COLUMN plan_depth",
         "UPDATE tasks SET state = 'dead' WHERE id = 't1'",  # as an older claimroom left it
         "UPDATE meta SET value = '2' WHERE key = 'schema'",
     ):

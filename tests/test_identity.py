@@ -394,6 +394,18 @@ async def test_a_file_board_of_schema_6_gains_tokens_and_sessions(store_url: str
             conn.execute(sql)
         conn.execute("ALTER TABLE tasks DROP COLUMN review_ref")  # and schema 8's
         conn.execute("ALTER TABLE tasks DROP COLUMN review_ms")
+        for sql in (
+            "DROP INDEX tasks_plan",
+            "DROP INDEX tasks_plans",
+            "ALTER TABLE tasks DROP COLUMN paths",
+            "ALTER TABLE tasks DROP COLUMN plan",
+            "ALTER TABLE tasks DROP COLUMN plan_left",
+            "ALTER TABLE tasks DROP COLUMN plan_total",
+            "ALTER TABLE tasks DROP COLUMN plan_wait",
+            "ALTER TABLE tasks DROP COLUMN plan_failed",
+            "ALTER TABLE tasks DROP COLUMN plan_depth",
+        ):  # and schema 8's (plans)
+            conn.execute(sql)
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         (agent,) = await s.agents()

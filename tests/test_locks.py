@@ -373,6 +373,15 @@ CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)
   WHERE state = 'queued' AND assigned = '';
 ALTER TABLE tasks DROP COLUMN review_ref;
 ALTER TABLE tasks DROP COLUMN review_ms;
+DROP INDEX tasks_plan;
+DROP INDEX tasks_plans;
+ALTER TABLE tasks DROP COLUMN paths;
+ALTER TABLE tasks DROP COLUMN plan;
+ALTER TABLE tasks DROP COLUMN plan_left;
+ALTER TABLE tasks DROP COLUMN plan_total;
+ALTER TABLE tasks DROP COLUMN plan_wait;
+ALTER TABLE tasks DROP COLUMN plan_failed;
+ALTER TABLE tasks DROP COLUMN plan_depth;
 UPDATE meta SET value = '1' WHERE key = 'schema';
 """
 

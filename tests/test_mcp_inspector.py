@@ -25,7 +25,7 @@ from claimroom.core.local_redis import free_port
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 AGENT_TOOLS = {"register", "claim", "heartbeat", "complete", "fail", "release", "add", "list", "show", "lock",
-               "unlock", "send_message", "read_inbox"}  # fmt: skip
+               "unlock", "send_message", "read_inbox", "bid", "review", "plan"}  # fmt: skip
 OPERATOR_TOOLS = {"reassign", "kill", "requeue", "retry", "extend", "cancel"}
 ERAS = ["legacy", "modern"]  # 2025-11-25 (initialize, a session) and 2026-07-28 (stateless)
 # The Inspector's own exit codes (clients/cli: EXIT_CODES): 401 and 403 are AUTH_REQUIRED.

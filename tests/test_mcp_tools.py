@@ -13,7 +13,7 @@ from claimroom.core.store import Store
 from claimroom.core.tokens import create_token
 
 AGENT_TOOLS = {"register", "claim", "heartbeat", "complete", "fail", "release", "add", "list", "show", "lock",
-               "unlock", "send_message", "read_inbox", "bid", "review"}  # fmt: skip
+               "unlock", "send_message", "read_inbox", "bid", "review", "plan"}  # fmt: skip
 OPERATOR_TOOLS = {"reassign", "kill", "requeue", "retry", "extend", "cancel"}
 
 

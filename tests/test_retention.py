@@ -577,6 +577,15 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
               WHERE state = 'queued' AND assigned = '';
             ALTER TABLE tasks DROP COLUMN review_ref;
             ALTER TABLE tasks DROP COLUMN review_ms;
+            DROP INDEX tasks_plan;
+            DROP INDEX tasks_plans;
+            ALTER TABLE tasks DROP COLUMN paths;
+            ALTER TABLE tasks DROP COLUMN plan;
+            ALTER TABLE tasks DROP COLUMN plan_left;
+            ALTER TABLE tasks DROP COLUMN plan_total;
+            ALTER TABLE tasks DROP COLUMN plan_wait;
+            ALTER TABLE tasks DROP COLUMN plan_failed;
+            ALTER TABLE tasks DROP COLUMN plan_depth;
             UPDATE meta SET value = '4' WHERE key = 'schema';
             """
         )

@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 
 from claimroom.core import constants as C
 from claimroom.core.safetext import first_control
-from claimroom.core.store import Store
+from claimroom.core.store import Plan, Store, TaskSpec
 from claimroom.tui.app import PANES, ControlRoom
 from claimroom.tui.dialogs import AgentPicker, ChoiceDialog
 from claimroom.tui.infra import InfraFacts
@@ -67,6 +67,9 @@ async def hostile_board(store: Store, r: Redis, ns: str) -> tuple[str, str]:
     data = json.dumps({"reason": HOSTILE})
     fields = {"type": "killed", "at_ms": now, "task": live, "agent": AGENT, "operator": HOSTILE, "data": data}
     await r.xadd(C.events_key(ns), fields)
+    plan = await store.plan(Plan(subtasks=[TaskSpec("fine step")], parent=TaskSpec("fine plan")))
+    for tid in plan:  # the plans pane
+        await r.hset(C.task_key(ns, tid), mapping={"title": HOSTILE})
     return live, dead
 
 

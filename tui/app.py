@@ -44,6 +44,7 @@ from .live import LinkStatus, LiveLink
 from .operate import operate
 from .overview import OverviewPane, link_pieces
 from .panes import TABLE_PANES, TablePane
+from .plans import PlansPane
 from .review import ReviewPane
 from .review import decide as review_decide
 from .storepane import StorePane
@@ -143,6 +144,8 @@ class ControlRoom(BoardKeys):
                     yield cls(name)
             with TabPane("Store", id="store"):
                 yield StorePane(self)
+            with TabPane("Plans", id="plans"):
+                yield PlansPane()
             with TabPane("Review", id="review"):
                 yield ReviewPane("review")
         # Disabled while hidden, so it never takes focus (and the board's keys) by itself.
@@ -285,6 +288,8 @@ class ControlRoom(BoardKeys):
             self.query_one(OverviewPane).show(snap, now, pal, self.link.status)
         elif (pane := self.table_pane(name)) is not None:
             pane.show(snap, now, pal)
+        elif name == "plans":
+            self.query_one(PlansPane).show(snap, now, pal)
 
     def _render_status(self) -> None:
         if not self.is_running:
@@ -342,6 +347,8 @@ class ControlRoom(BoardKeys):
             pane.table.focus()
         elif self.active_pane == "store":
             self.query_one(StorePane).focus()  # arrows and page keys scroll it
+        elif self.active_pane == "plans":
+            self.query_one(PlansPane).view.focus()  # enter, space, arrows fold and move
 
     # --- keys ----------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from claimroom.core.storeurl import redacted
 # heavy traffic costs the app what one pane needs, not all eight.
 SECTIONS = STORE_SECTIONS | {"stuck"}
 PANE_SECTIONS: dict[str, frozenset[str]] = {
-    "overview": SECTIONS,
+    "overview": SECTIONS - {"plans"},
     # On Redis, claimed (in review) counts per queue come from the claims (reviews) read.
     "queues": frozenset({"claims", "review"}),
     "claims": frozenset({"claims", "auctions"}),
@@ -42,6 +42,7 @@ PANE_SECTIONS: dict[str, frozenset[str]] = {
     "locks": frozenset({"locks"}),
     "events": frozenset({"events"}),
     "store": frozenset(),
+    "plans": frozenset({"plans"}),
     "review": frozenset({"review"}),
 }
 
@@ -158,7 +159,7 @@ class Board:
 
 # A snapshot section -> the Snapshot field holding its rows.
 _ROWS = {"claims": "claims", "orphans": "orphans", "agents": "agents", "locks": "locks", "events": "events",
-         "auctions": "auctions", "review": "reviews"}  # fmt: skip
+         "auctions": "auctions", "review": "reviews", "plans": "plans"}  # fmt: skip
 
 
 def _carried(snap: Snapshot, last: Snapshot) -> Snapshot:

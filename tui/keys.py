@@ -20,7 +20,7 @@ from .room import Room
 from .storepane import KEYS
 from .tables import cursor_key
 
-PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store", "review")
+PANES = ("overview", "queues", "claims", "agents", "orphans", "locks", "events", "store", "plans", "review")
 
 
 class FilterInput(Input):
@@ -51,7 +51,7 @@ BINDINGS: list[BindingType] = [
     Binding("slash", "filter", "Filter", id="filter"),
     Binding("space", "mark", "Mark", id="mark"),
     Binding("p", "toggle_live", "Pause", tooltip="Pause live updates", id="live.pause"),
-    # 1-9 then 0: the tenth pane's key is 0.
+    # Keys 1-9 then 0: a tenth pane takes 0.
     *(
         Binding(str(i % 10), f"pane('{p}')", p.title(), show=False, id=f"pane.{p}")
         for i, p in enumerate(PANES, 1)
@@ -148,7 +148,8 @@ class BoardKeys(Room):
             "In a dialog: tab / shift+tab or the arrows move, enter acts, escape cancels,",
             "and the letter in [ ] on a button presses it.",
             "Store pane (8): U, D, R start, stop, restart the store claimroom started (asks first).",
-            "Review pane: y accepts the task under the cursor, n returns it with a note (asks first).",
+            "Plans pane (9): enter or space folds a plan, left / right fold / unfold, » critical path.",
+            "Review pane (0): y accepts the task under the cursor, n returns it with a note (asks first).",
             "Remap keys through App.set_keymap with the ids in the last column.",
         ]
         if self.readonly:

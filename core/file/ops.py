@@ -21,6 +21,8 @@ from ..errors import ErrorCode
 from . import affinity as file_affinity
 from . import bidding as file_bidding
 from . import cascade as file_cascade
+from . import plan as file_plan
+from .finish import finish_done
 from .states import enter
 from .tx import Refused, Row, Tx, count_sig, load_task, set_task, split
 
@@ -64,8 +66,10 @@ def renew_task_locks(tx: Tx, tid: str, deadline: int) -> None:
 def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
     """Rule 7: give back the claim's locks, cancel the subtasks it made that nobody took."""
     tid = t["id"]
+    set_task(tx, tid, plan_failed="")  # its plan starts over with the next planner
     locks = release_task_locks(tx, tid)
     cancelled = []
+    tx.rolling_back = tid  # what it cancels is no failure of its plan (file_plan.settle)
     for c in tx.all(ROLLBACK_CHILDREN, p=tid, tok=t["token"]):
         set_task(tx, c["id"], reason=f"rollback of {tid}")
         enter(tx, c, "cancelled")
@@ -75,6 +79,7 @@ def rollback(tx: Tx, t: Row) -> dict[str, list[str]]:
     # as rolled back itself, not as a dependent.
     for cid in cancelled:
         file_cascade.cancel(tx, cid)
+    tx.rolling_back = ""
     return {"locks": locks, "cancelled": cancelled}
 
 
@@ -194,8 +199,18 @@ def take_out(tx: Tx, t: Row) -> dict[str, list[str]]:
 # --- add-1.lua ------------------------------------------------------------------------
 
 
-def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
-    if len(specs) > C.add_chunk:
+def add(tx: Tx, specs: list[dict[str, Any]], by: str = "", opts: dict[str, Any] | None = None) -> list[str]:
+    opts = opts or {}
+    if opts.get("plan"):
+        # A plan (Store.plan): written whole by this one transaction. Under a planner's
+        # claim, that claim must be the caller's and live (as every agent action checks it).
+        if len(specs) > C.max_plan_tasks:
+            raise Refused(ErrorCode.BAD_INPUT, f"at most {C.max_plan_tasks} tasks in one plan")
+        if claim := opts.get("claim"):
+            pt = check_lease(tx, claim[0], int(claim[1]), claim[2])
+            if pt["plan_depth"] >= C.max_plan_depth:
+                raise Refused(ErrorCode.BAD_INPUT, f"plans nest at most {C.max_plan_depth} deep")
+    elif len(specs) > C.add_chunk:
         raise Refused(ErrorCode.BAD_INPUT, f"at most {C.add_chunk} tasks per add call")
     # Validate every reference before writing anything.
     for i, s in enumerate(specs):
@@ -252,20 +267,30 @@ def add(tx: Tx, specs: list[dict[str, Any]], by: str = "") -> list[str]:
             p = load_task(tx, parent)
             if p is not None and p["state"] == "claimed":
                 spawn_token = p["token"]
+        # A plan's subtask counts in its parent's plan_left; its depth is one below the parent's.
+        plan, depth = resolve(s.get("plan", "")), 0
+        if plan:
+            up = tx.one(
+                "UPDATE tasks SET plan_left = plan_left + 1, plan_total = plan_total + 1"
+                " WHERE ns = :ns AND id = :p RETURNING plan_depth", p=plan,
+            )  # fmt: skip
+            depth = (up[0] if up else 0) + 1
         tx.run(
             "INSERT INTO tasks (ns, id, seq, title, state, queue, priority, requires, after, parent,"
             " affinity, payload, max_attempts, waiting, spawn_token, created_ms, updated_ms,"
-            " bid_window_ms, steal_after_ms) VALUES"
+            " bid_window_ms, steal_after_ms, paths, plan, plan_depth, plan_wait) VALUES"
             " (:ns, :id, :seq, :title, '', :queue, :priority, :requires, :after, :parent, :affinity,"
-            " :payload, :max_attempts, :waiting, :spawn, :now, :now, :window, :steal_after)",
+            " :payload, :max_attempts, :waiting, :spawn, :now, :now, :window, :steal_after, :paths, :plan,"
+            " :depth, :hold)",
             id=tid, seq=seq, title=s["title"], queue=s["queue"], priority=s["priority"],
             requires=s["requires"], after=",".join(deps), parent=parent, affinity=s["affinity"],
             payload=s["payload"], max_attempts=s["max_attempts"], waiting=waiting, spawn=spawn_token,
-            now=tx.now, window=window, steal_after=s.get("steal_after_ms", -1),
+            now=tx.now, window=window, steal_after=s.get("steal_after_ms", -1), paths=s.get("paths", ""),
+            plan=plan, depth=depth, hold=int(bool(s.get("hold"))),
         )  # fmt: skip
         count_sig(tx, s["requires"], 1)
         # A bid window keeps it blocked: the window opens below once nothing is waited for.
-        state = "blocked" if waiting > 0 or window > 0 else "queued"
+        state = "blocked" if waiting > 0 or window > 0 or s.get("hold") else "queued"
         data: dict[str, Any] = {"state": state, "queue": s["queue"], "priority": s["priority"]}
         if window > 0:
             data["bid_window_ms"] = window
@@ -308,33 +333,16 @@ def heartbeat(
     return deadline
 
 
-def finish_done(tx: Tx, t: Row, **fields: Any) -> list[str]:
-    """lib.lua's finish_done: the one path to done, shared by a completion and an accepted
-    review (``review.decide``): ``fields`` written, the tasks that waited only on it unblocked
-    (each audited "ready"); returns their ids."""
-    tid = t["id"]
-    enter(tx, t, "done", **fields)
-    out = []
-    names = tx.all("SELECT id FROM dependents WHERE ns = :ns AND dep = :id", id=tid)
-    dependents = sorted((r for r in (load_task(tx, n[0]) for n in names) if r), key=lambda r: int(r["seq"]))
-    for d in dependents:
-        if d["state"] != "blocked":
-            continue
-        set_task(tx, d["id"], waiting=d["waiting"] - 1)
-        if d["waiting"] - 1 <= 0 and d["bid_window_ms"] > 0 and d["bid_close_ms"] <= 0:
-            file_bidding.open_auction(tx, d["id"], d["bid_window_ms"], tid)  # still blocked: bidding first
-        elif d["waiting"] - 1 <= 0:
-            enter(tx, d, "queued")
-            tx.audit("ready", d["id"], data={"after": tid})
-            out.append(d["id"])
-    return out
-
-
 def complete(tx: Tx, tid: str, token: int, result: str, agent: str = "", review: str = "") -> list[str]:
-    """Done; or, with a ``review`` reference, delivered: in review, its dependents still blocked."""
+    """Done; or, with a ``review`` reference, delivered: in review, its dependents still
+    blocked. A plan's parent whose planner completes it while subtasks are unfinished waits
+    for them (or dies, when one of them already died): neither done nor delivered yet."""
     t = check_lease(tx, tid, token, agent)
     out: list[str] = []
-    if review:
+    planned = file_plan.complete(tx, t, result)
+    if planned is not None:
+        review = ""
+    elif review:
         enter(tx, t, "review", result=result, progress=1.0, reason="", review_ref=review, review_ms=tx.now)
     else:
         out = finish_done(tx, t, result=result, progress=1.0, reason="")
@@ -347,7 +355,11 @@ def complete(tx: Tx, tid: str, token: int, result: str, agent: str = "", review:
     if review:
         tx.audit("delivered", tid, t["agent"], token, {"ref": review, "locks": locks})
     else:
-        tx.audit("completed", tid, t["agent"], token, {"locks": locks})
+        detail = {"locks": locks} | ({"plan": planned} if planned else {})
+        tx.audit("completed", tid, t["agent"], token, detail)
+    if planned == "dead":
+        tx.audit("plan-dead", tid, data={"reason": t["plan_failed"]})
+        file_cascade.cancel(tx, tid)
     return out
 
 

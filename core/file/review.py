@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..errors import ErrorCode
-from .ops import finish_done, touch_agent
+from .finish import finish_done
+from .ops import touch_agent
 from .states import enter
 from .tx import Refused, Tx, load_task, split
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import constants as C
+from . import plan as file_plan
 from .schema import connect, is_busy, unavailable
 from .tx import Refused, Tx
 from .worker import NO_REPLY, Call, Handoff, Worker
@@ -139,6 +140,7 @@ class TxRunner:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 tx = Tx(conn, self.namespace)
+                tx.ended = file_plan.settle  # a task that ends rolls up into its plan
                 try:
                     result = fn(tx, *args)
                 except Refused as exc:

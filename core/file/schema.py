@@ -24,7 +24,7 @@ from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..models import Event, Task
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # Path locks: one row per hold, keyed by (path, agent, task) with its own mode; a path is
 # locked while it has a row. (Schema 1 had a `locks` table with one mode per path and one
@@ -101,6 +101,10 @@ CREATE TABLE IF NOT EXISTS tasks (
   bid_window_ms INTEGER NOT NULL DEFAULT 0, bid_close_ms INTEGER NOT NULL DEFAULT 0,
   bid_winner TEXT NOT NULL DEFAULT '',
   review_ref TEXT NOT NULL DEFAULT '', review_ms INTEGER NOT NULL DEFAULT 0,
+  paths TEXT NOT NULL DEFAULT '', plan TEXT NOT NULL DEFAULT '',
+  plan_left INTEGER NOT NULL DEFAULT 0, plan_total INTEGER NOT NULL DEFAULT 0,
+  plan_wait INTEGER NOT NULL DEFAULT 0, plan_failed TEXT NOT NULL DEFAULT '',
+  plan_depth INTEGER NOT NULL DEFAULT 0,
   UNIQUE (ns, id)
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks (ns, seq);
@@ -332,6 +336,24 @@ MIGRATIONS[11] = (
     "ALTER TABLE tasks ADD COLUMN review_ref TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE tasks ADD COLUMN review_ms INTEGER NOT NULL DEFAULT 0"
 )
+# Version 12: hierarchical plans (core/plan.py, file/plan.py): a task's paths, the plan parent
+# a subtask rolls up to and a parent's counters; a plan's subtasks and the unfinished plan
+# parents are read through their own partial indexes (the control room's plans pane).
+PLAN_INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_plan ON tasks (ns, plan, seq) WHERE plan <> '';
+CREATE INDEX IF NOT EXISTS tasks_plans ON tasks (ns, seq)
+  WHERE plan_total > 0 AND state NOT IN ('done', 'dead', 'cancelled');
+"""
+SCHEMA += PLAN_INDEXES
+MIGRATIONS[12] = (
+    "ALTER TABLE tasks ADD COLUMN paths TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN plan TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN plan_left INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN plan_total INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN plan_wait INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN plan_failed TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN plan_depth INTEGER NOT NULL DEFAULT 0;" + PLAN_INDEXES
+)
 
 # The store's clock in ms, exact integer arithmetic ('now' is fixed within one statement).
 NOW_SQL = (
@@ -347,11 +369,13 @@ TASK_COLUMNS = (
     "bid_window_ms", "bid_close_ms", "bid_winner",
     "owner", "steal_ms", "steal_after_ms",
     "review_ref", "review_ms",
+    "paths", "plan", "plan_left", "plan_total", "plan_wait", "plan_failed", "plan_depth",
 )  # fmt: skip
 TASK_INTS = frozenset(
     {"seq", "priority", "max_attempts", "attempts", "failures", "expiries", "waiting", "spawn_token",
      "token", "deadline_ms", "claimed_ms", "ttl_ms", "ready_ms", "created_ms", "updated_ms",
-     "bid_window_ms", "bid_close_ms", "steal_ms", "steal_after_ms", "review_ms"}
+     "bid_window_ms", "bid_close_ms", "steal_ms", "steal_after_ms", "review_ms",
+     "plan_left", "plan_total", "plan_wait", "plan_depth"}
 )  # fmt: skip
 AGENT_COLUMNS = (
     "name", "caps", "max_claims", "last_seen_ms", "registered_ms", "consecutive_failures",

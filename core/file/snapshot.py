@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import constants as C
 from ..bidding import Auction
 from ..models import Agent, Lock, ServerInfo, State
-from ..snapshot import Snapshot, by_review_time, queue_rows
+from ..snapshot import PlanTree, Snapshot, by_review_time, queue_rows
 from . import affinity as file_affinity
 from . import bidding as file_bidding
 from . import servers as file_servers
@@ -136,6 +136,22 @@ def read(tx: Tx, want: frozenset[str], n: int, event_count: int) -> Snapshot:
         if "auctions" in want
         else (),
         reviews=by_review_time(map(task_of, reviews), n),
+        plans=_plans(tx) if "plans" in want else (),
+    )
+
+
+def _plans(tx: Tx) -> tuple[PlanTree, ...]:
+    """The newest unfinished plans with their first subtasks, through the partial indexes
+    of plan parents (tasks_plans) and of each plan's subtasks (tasks_plan)."""
+    parents = tx.all(
+        "SELECT * FROM tasks WHERE ns = :ns AND plan_total > 0 AND state NOT IN ('done', 'dead', 'cancelled')"
+        " ORDER BY seq DESC LIMIT :n",
+        n=C.snapshot_plans,
+    )
+    kids = "SELECT * FROM tasks WHERE ns = :ns AND plan = :p AND plan <> '' ORDER BY seq LIMIT :m"
+    return tuple(
+        PlanTree(task_of(p), tuple(map(task_of, tx.all(kids, p=p["id"], m=C.snapshot_plan_subtasks))))
+        for p in parents
     )
 
 

@@ -57,14 +57,23 @@ def enter(
             tx.claimable = True  # for that agent
         else:
             ready_entered(tx, t["queue"], t["requires"], t["priority"], t["seq"])
+    if t["state"] in _ENDED and new not in _ENDED:  # unfinished again: its plan parent counts it
+        tx.run(_PLAN_REOPEN, id=t["id"])
     if new in _FINISHED and t["state"] not in _FINISHED:
         count_sig(tx, t["requires"], -1)
     elif t["state"] in _FINISHED and new not in _FINISHED:
         count_sig(tx, t["requires"], 1)  # unfinished again (a cascade's restore)
+    if new in _ENDED and t["state"] not in _ENDED and tx.ended is not None:
+        tx.ended(tx, t["id"], new)  # its plan parent's rollup (file_plan.settle)
     return row
 
 
 _FINISHED = ("done", "cancelled")
+_ENDED = ("done", "dead", "cancelled")
+_PLAN_REOPEN = (
+    "UPDATE tasks SET plan_left = plan_left + 1 WHERE ns = :ns"
+    " AND id = (SELECT plan FROM tasks WHERE ns = :ns AND id = :id)"
+)
 
 
 def ready_entered(tx: Tx, queue: str, sig: str, priority: int, seq: int) -> None:

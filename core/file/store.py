@@ -487,3 +487,7 @@ class FileStore(TxRunner, Store):
 
     async def _import(self, board: Board, merge: bool) -> dict[str, int]:
         return await self._write(file_dump.load, self.namespace, self.url, board, merge)
+
+    async def _plan(self, specs: list[dict[str, Any]], by: str, claim: list[Any] | None) -> list[str]:
+        opts: dict[str, Any] = {"plan": True} if claim is None else {"plan": True, "claim": claim}
+        return await self._write(file_ops.add, specs, by, opts)

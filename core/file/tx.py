@@ -10,6 +10,7 @@ and the operations (``ops``, ``claim``, ``admin``).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from .. import constants as C
@@ -44,6 +45,10 @@ class Tx:
         # what its cascades did (the reap pass reports it).
         self.cascade_left = C.cascade_batch
         self.cascade_log: dict[str, list[str]] = {"cancelled": [], "restored": []}
+        # Called as a task ends (done, dead, cancelled), inside its state change as lib.lua's
+        # enter calls plan_settle: its plan parent's rollup (file_plan.settle; set by the runner).
+        self.ended: Callable[[Tx, str, str], None] | None = None
+        self.rolling_back = ""  # the planner whose claim's rollback runs (lib.lua's plan_rolling_back)
 
     def run(self, sql: str, **params: Any) -> sqlite3.Cursor:
         return self.conn.execute(sql, {"ns": self.ns, **params})

@@ -23,6 +23,7 @@ from ..models import Claim, State
 from ..store import Miss
 from .bid_tools import add_bid_tools
 from .message_tools import add_message_tools
+from .plan_tools import add_plan_tools
 from .review_tools import add_review_tools
 from .service import Service
 from .shapes import (
@@ -62,6 +63,7 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
     """Register the agent's tools on ``server``."""
     add_message_tools(server, svc)
     add_bid_tools(server, svc)
+    add_plan_tools(server, svc)
 
     @server.tool(
         annotations=WRITE,

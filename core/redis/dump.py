@@ -249,6 +249,10 @@ def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str]) -> None
     # members never count down anyone's wait.
     for dep in (d for d in t.get("after", "").split(",") if d):
         pipe.sadd(C.dependents_key(ns, dep), tid)
+    if int(t.get("plan_total") or 0):
+        pipe.zadd(C.plans_key(ns), {tid: seq})  # the plans pane's index (add-1.lua)
+    if t.get("plan"):
+        pipe.zadd(C.plan_children_key(ns, t["plan"]), {tid: seq})
     if state == "cancelled" and t.get("cancelled_by"):
         pipe.sadd(C.cascaded_key(ns, t["cancelled_by"]), tid)  # what a retry with restore walks
     kind = {"done": "done", "dead": "failed", "cancelled": "failed"}.get(state)

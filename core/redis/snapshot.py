@@ -19,7 +19,7 @@ from redis import exceptions as rexc
 
 from .. import constants as C
 from ..models import Agent, Event, Lock, ServerInfo, State, Task
-from ..snapshot import Snapshot, by_review_time, claimed_per_queue, queue_rows
+from ..snapshot import PlanTree, Snapshot, by_review_time, claimed_per_queue, queue_rows
 from . import bidding
 
 # Server facts shown on the control room's store pane, in this order.
@@ -138,7 +138,34 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
         queue_claims_exact=False,
         auctions=tuple(open_auctions),
         reviews=reviews,
+        plans=await read_plans(r, ns) if "plans" in want else (),
     )
+
+
+async def read_plans(r: Any, ns: str) -> tuple[PlanTree, ...]:
+    """The newest unfinished plans with their first subtasks: three pipelined round trips of
+    bounded size. The plans index also holds finished plans (until it is trimmed or
+    retention removes them), so a few times as many are looked at as are shown."""
+    ids = await r.zrevrange(C.plans_key(ns), 0, 4 * C.snapshot_plans - 1)
+    p1 = r.pipeline(transaction=False)
+    for tid in ids:
+        p1.hgetall(C.task_key(ns, tid))
+    parents = [t for t in (Task.from_fields(f) for f in await p1.execute() if f) if not t.state.final]
+    parents = parents[: C.snapshot_plans]
+    p2 = r.pipeline(transaction=False)
+    for t in parents:
+        p2.zrange(C.plan_children_key(ns, t.id), 0, C.snapshot_plan_subtasks - 1)
+    kids = await p2.execute()
+    p3 = r.pipeline(transaction=False)
+    for names in kids:
+        for tid in names:
+            p3.hgetall(C.task_key(ns, tid))
+    found = iter(await p3.execute())
+    trees = []
+    for parent, names in zip(parents, kids, strict=True):
+        subs = [Task.from_fields(f) for f in (next(found) for _ in names) if f]
+        trees.append(PlanTree(parent, tuple(subs)))
+    return tuple(trees)
 
 
 async def server_facts(r: Any) -> dict[str, str]:

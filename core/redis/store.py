@@ -502,3 +502,8 @@ class RedisStore(Store):
         return await self._guard(
             lambda: dump.load(self._redis, self.namespace, redacted(self.url), board, merge)
         )
+
+    async def _plan(self, specs: list[dict[str, Any]], by: str, claim: list[Any] | None) -> list[str]:
+        opts: dict[str, Any] = {"plan": True} if claim is None else {"plan": True, "claim": claim}
+        reply = await self._run("add", json.dumps(specs), by, json.dumps(opts))
+        return [str(x) for x in reply[1:]]

@@ -8,14 +8,21 @@
           text), max_attempts, bid_window_ms (0: none), steal_after_ms (-1: the default
           delay; 0: no owner preference)}
   ARGV[3] the agent adding them ("" unnamed: direct store access), named in each 'added' event
+  ARGV[4] "" (an add), or a plan (Store.plan) as JSON {plan = true, claim = [parent id, token,
+          agent] when it goes under a planner's claim}: up to ${max_plan_tasks} specs, and
+          specs may carry plan ("$k" or an id: the plan parent they roll up to) and hold (a
+          parent that waits blocked for its subtasks); paths (JSON text) on any spec
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, capsigs:<queue>,
-    cascaded:<id>, children:<id>:<token>, deadlines, dependents:<id>, finished:<kind>:<queue>,
-    heads:<sig>, held:<agent>, paused, queues, ready:<queue>:<sig>, retention:due, ring,
-    seq:finished, seq:task, sigs, state:<state>, steal, task:<id>, taskevents:<id>
+    cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>, deadlines,
+    dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths,
+    locks, paused, plankids:<id>, plans, queues, ready:<queue>:<sig>, retention:due,
+    retention:held, ring, seq:finished, seq:task, sigs, state:<state>, steal, task:<id>,
+    taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
   {-5, message} more than ${add_chunk} specs, or a "$k" that names no earlier spec of the
-  batch; {-8, n} when the board would hold unfinished tasks of n > ${max_capsigs} different
+  batch, or a plan past its limits; {-2, id} a plan's planner claim is not live (lease lost);
+  {-9, 'claim', id, holder, agent} that claim is another agent's; {-8, n} when the board would hold unfinished tasks of n > ${max_capsigs} different
   capability sets (nothing is written in any of these cases). A task after one that is dead or
   cancelled could never run: it is added cancelled, as a cascade would have left it
   (restored by that one's retry).
@@ -24,7 +31,20 @@
 local P = ARGV[1]
 local specs = cjson.decode(ARGV[2])
 local now = now_ms()
-if #specs > ${add_chunk} then return {-5, 'at most ${add_chunk} tasks per add call'} end
+local opts = {}
+if ARGV[4] and ARGV[4] ~= '' then opts = cjson.decode(ARGV[4]) end
+if opts.plan then
+  -- A plan (Store.plan): written whole by this one call. Under a planner's claim, that
+  -- claim must be the caller's and live (as every agent action checks it).
+  if #specs > ${max_plan_tasks} then return {-5, 'at most ${max_plan_tasks} tasks in one plan'} end
+  if opts.claim then
+    local pt, err = check_lease(P, opts.claim[1], opts.claim[2], now, opts.claim[3])
+    if not pt then return err end
+    if tonumber(pt.plan_depth or 0) >= ${max_plan_depth} then
+      return {-5, 'plans nest at most ${max_plan_depth} deep'}
+    end
+  end
+elseif #specs > ${add_chunk} then return {-5, 'at most ${add_chunk} tasks per add call'} end
 
 -- Validate every reference before writing anything.
 for i, s in ipairs(specs) do
@@ -93,6 +113,20 @@ for i, s in ipairs(specs) do
       rcall('SADD', P .. 'children:' .. parent .. ':' .. spawn_token, id)  -- for that claim's rollback
     end
   end
+  -- A plan's subtask counts in its parent's plan_left; its depth is one below the parent's.
+  local plan, depth = s.plan or '', 0
+  local kp = string.match(plan, '^%$(%d+)$')
+  if kp then plan = ids[tonumber(kp) + 1] end
+  if plan ~= '' then
+    local pf = rcall('HMGET', P .. 'task:' .. plan, 'plan_depth', 'seq')
+    depth = tonumber(pf[1] or 0) + 1
+    rcall('HINCRBY', P .. 'task:' .. plan, 'plan_left', 1)
+    if rcall('HINCRBY', P .. 'task:' .. plan, 'plan_total', 1) == 1 then
+      rcall('ZADD', P .. 'plans', pf[2], plan)
+      rcall('ZREMRANGEBYRANK', P .. 'plans', 0, -${plans_kept} - 1)
+    end
+    rcall('ZADD', P .. 'plankids:' .. plan, seq, id)
+  end
   local t = {
     id = id, seq = seq, title = s.title, queue = s.queue, priority = s.priority,
     requires = s.requires or '', state = '', assigned = ''}
@@ -100,7 +134,7 @@ for i, s in ipairs(specs) do
   -- A bid window keeps it blocked: the window opens below once nothing is waited for.
   local window = tonumber(s.bid_window_ms or 0)
   local state = 'queued'
-  if waiting > 0 or window > 0 then state = 'blocked' end
+  if waiting > 0 or window > 0 or s.hold then state = 'blocked' end
   local data = {state = state, queue = s.queue, priority = tonumber(s.priority)}
   -- The whole hash in enter's one HSET.
   local fields = {
@@ -109,7 +143,8 @@ for i, s in ipairs(specs) do
     'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
     'steal_after_ms', s.steal_after_ms or -1,
     'attempts', 0, 'failures', 0, 'expiries', 0, 'waiting', waiting,
-    'spawn_token', spawn_token, 'created_ms', now}
+    'spawn_token', spawn_token, 'created_ms', now,
+    'paths', s.paths or '', 'plan', plan, 'plan_depth', depth, 'plan_wait', s.hold and 1 or 0}
   if window > 0 then
     fields[#fields + 1], fields[#fields + 2], data.bid_window_ms = 'bid_window_ms', window, window
   end

@@ -13,6 +13,8 @@
     locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held, ring,
     seq:finished, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
+  A plan's parent (lib's plan_complete) with unfinished subtasks waits blocked for them
+  instead, or ends dead when one of them already ended dead or cancelled.
   Returns {0, unblocked ids...}; {-1, id} no such task; {-2, id} lease lost;
   {-9, 'claim', id, holder, agent} the claim is another agent's.
 ]]
@@ -23,8 +25,13 @@ local t, err = check_lease(P, id, token, now, ARGV[5])
 if not t then return err end
 leave(P, id, t)
 local out = {0}
+-- A plan's parent whose planner completes it while subtasks are unfinished waits for them
+-- (or dies, when one of them already died): neither done nor delivered yet.
+local planned = plan_complete(P, id, t, now, ARGV[4])
 local fields = {'result', ARGV[4], 'progress', 1, 'reason', ''}
-if ref ~= '' then
+if planned then
+  ref = ''
+elseif ref ~= '' then
   fields[#fields + 1] = 'review_ref'; fields[#fields + 1] = ref
   fields[#fields + 1] = 'review_ms'; fields[#fields + 1] = now
   enter(P, id, t, 'review', now, fields)
@@ -36,6 +43,10 @@ rcall('HSET', P .. 'agent:' .. t.agent, 'consecutive_failures', 0, 'last_seen_ms
 if ref ~= '' then
   audit(P, now, 'delivered', id, t.agent, token, {ref = ref, locks = locks})
 else
-  audit(P, now, 'completed', id, t.agent, token, {locks = locks})
+  audit(P, now, 'completed', id, t.agent, token, {locks = locks, plan = planned})
+end
+if planned == 'dead' then
+  audit(P, now, 'plan-dead', id, '', '', {reason = t.reason})
+  cascade_cancel(P, id, now)
 end
 return out

@@ -18,6 +18,8 @@
     the code both ways.
 ]]
 local rcall = redis.call
+-- Functions defined at the end of this file that enter and leave call (see plan_settle).
+local later = {}
 
 local function now_ms()
   local t = rcall('TIME')
@@ -267,6 +269,7 @@ local function leave(P, id, t, popped)
   end
   retention_leave(P, id, t)
   rcall('ZREM', P .. 'state:' .. s, id)
+  if s == 'done' or s == 'dead' or s == 'cancelled' then later.plan_reopen(P, id) end
 end
 
 -- Put a task into a state and that state's indexes. Fields the indexes need (agent and
@@ -298,6 +301,7 @@ local function enter(P, id, t, new, now, more)
     count_sig(P, t, -1)
   end
   retention_enter(P, id, t, new)
+  if new == 'done' or new == 'dead' or new == 'cancelled' then later.plan_settle(P, id, new, now) end
 end
 
 -- Path locks. A hold is one (agent, task) pair's hold on a path, task '' when untied, with
@@ -552,7 +556,10 @@ end
 -- Rule 7: a claim that ends other than by completion gives back its locks and cancels
 -- the subtasks it created that nobody has claimed yet. `children:<id>:<token>` holds the
 -- subtasks created under that one claim, so the work is that claim's own (rule 10).
+local plan_rolling_back = nil  -- the planner whose claim rollback is running (plan_settle)
 local function rollback(P, id, t, now)
+  plan_rolling_back = id
+  rcall('HDEL', P .. 'task:' .. id, 'plan_failed')  -- its plan starts over with the next planner
   local locks = release_task_locks(P, id)
   local cancelled = {}
   local spawned = P .. 'children:' .. id .. ':' .. t.token
@@ -571,6 +578,7 @@ local function rollback(P, id, t, now)
   -- as rolled back itself, not as a dependent.
   for _, cid in ipairs(cancelled) do cascade_cancel(P, cid, now) end
   rcall('DEL', spawned)
+  plan_rolling_back = nil
   return {locks = locks, cancelled = cancelled}
 end
 
@@ -825,13 +833,11 @@ local function won_claims(P, agent, count, now)
   return out
 end
 
--- A task becoming done: its result fields written, the tasks that waited only on it
--- unblocked (each audited 'ready'), or, for one with a bid window, its window opened (it
--- stays blocked: bidding first); returns the ids made ready. The one path to done, shared
--- by a completion (complete-1.lua) and an accepted review (review-1.lua): `t` has left its
--- state already (leave).
-local function finish_done(P, id, t, now, more)
-  enter(P, id, t, 'done', now, more)
+
+-- The tasks waiting on `id` (just done) that waited only on it: each becomes queued
+-- (audited 'ready'), or, with a bid window, has its window opened (it stays blocked:
+-- bidding first). Returns the ids made ready.
+local function unblock_dependents(P, id, now)
   local out = {}
   for _, d in ipairs(rcall('SMEMBERS', P .. 'dependents:' .. id)) do
     local dt = load_task(P, d)
@@ -850,3 +856,80 @@ local function finish_done(P, id, t, now, more)
   end
   return out
 end
+
+-- A task becoming done: its result fields written, its dependents unblocked; returns the
+-- ids made ready. The one path to done, shared by a completion (complete-1.lua) and an
+-- accepted review (review-1.lua): `t` has left its state already (leave). (A plan's parent
+-- that its last subtask finishes is done through plan_settle, which unblocks the same way.)
+local function finish_done(P, id, t, now, more)
+  enter(P, id, t, 'done', now, more)
+  return unblock_dependents(P, id, now)
+end
+
+-- Hierarchical plans (core/plan.py). A plan's parent is not work: it waits `blocked` with
+-- plan_wait = 1 (never claimable, never waiting on dependencies) until its subtasks end.
+-- Its hash counts them: plan_left (unfinished subtasks), plan_total (ever added); a subtask
+-- names its parent in `plan`. plan_failed holds why the parent must die when a subtask
+-- ended dead or cancelled while its planner still held the claim. Each subtask that
+-- finishes costs its parent O(1) (rule 10); a parent that ends rolls up into its own parent
+-- in turn, at most ${max_plan_depth} levels (add-1.lua refuses deeper plans).
+
+-- Subtask `id` has just entered `new` (done, dead or cancelled): its parent counts one
+-- fewer unfinished subtask; when that was the last, a waiting parent is done; a subtask
+-- that ended dead or cancelled ends a waiting parent dead (after the subtask's own
+-- cascade), naming it and its reason, and the parent's dependents cascade in turn.
+-- The parent's other unfinished subtasks are left as they are.
+local function plan_settle(P, id, new, now)
+  local f = rcall('HMGET', P .. 'task:' .. id, 'plan', 'reason')
+  local pid = f[1]
+  if not pid or pid == '' then return end
+  local p = load_task(P, pid)
+  if not p then return end  -- retention removed it (a parent that died long ago)
+  local left = rcall('HINCRBY', P .. 'task:' .. pid, 'plan_left', -1)
+  local waits = p.state == 'blocked' and p.plan_wait == '1'
+  if new == 'done' then
+    if waits and left <= 0 then
+      leave(P, pid, p)
+      enter(P, pid, p, 'done', now, {'plan_wait', 0, 'progress', 1})
+      audit(P, now, 'plan-done', pid, '', '', {after = id})
+      unblock_dependents(P, pid, now)
+    end
+    return
+  end
+  local verb = 'cancelled'
+  if new == 'dead' then verb = 'died' end
+  local why = 'subtask ' .. id .. ' ' .. verb .. ': ' .. (f[2] or '')
+  if waits then
+    leave(P, pid, p)
+    enter(P, pid, p, 'dead', now, {'plan_wait', 0, 'reason', why})
+    audit(P, now, 'plan-dead', pid, '', '', {reason = why, subtask = id})
+    cascade_cancel(P, pid, now)
+  elseif p.state == 'claimed' and plan_rolling_back ~= pid then
+    rcall('HSETNX', P .. 'task:' .. pid, 'plan_failed', why)  -- the first one's reason
+  end
+end
+
+-- Subtask `id` leaves a finished state (an operator's retry, a restore): unfinished again.
+local function plan_reopen(P, id)
+  local pid = rcall('HGET', P .. 'task:' .. id, 'plan')
+  if pid and pid ~= '' and rcall('EXISTS', P .. 'task:' .. pid) == 1 then
+    rcall('HINCRBY', P .. 'task:' .. pid, 'plan_left', 1)
+  end
+end
+
+-- A planner completing its claim on plan parent `id` (t its fields, already out of
+-- `claimed`): the parent dies when a subtask already ended dead or cancelled, waits
+-- blocked while subtasks are unfinished; else nil (an ordinary completion).
+local function plan_complete(P, id, t, now, result)
+  if t.plan_failed and t.plan_failed ~= '' then
+    enter(P, id, t, 'dead', now, {'result', result, 'reason', t.plan_failed, 'plan_failed', ''})
+    return 'dead'
+  end
+  if tonumber(t.plan_left or 0) > 0 then
+    enter(P, id, t, 'blocked', now, {'result', result, 'plan_wait', 1})
+    return 'blocked'
+  end
+  return nil
+end
+
+later.plan_settle, later.plan_reopen = plan_settle, plan_reopen

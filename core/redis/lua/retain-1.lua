@@ -31,8 +31,8 @@
   Touches P .. affine:<agent>, agent:<name>, agents, assigned:<agent>, broadcasts, cascaded:<id>,
     cascades:cancel, cascades:restore, children:<id>:<token>, dependents:<id>,
     finished:<kind>:<queue>, held:<agent>, inbox:<agent>, inboxread:<agent>, live,
-    messages:boxes, retention, retention:cursor, retention:due, retention:held, ring, seq:task,
-    sigs, state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
+    messages:boxes, plankids:<id>, plans, retention, retention:cursor, retention:due,
+    retention:held, ring, seq:task, sigs, state:<state>, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. hints
   Returns {0, tasks removed, agents removed, events trimmed, 1 when more is due now else 0}.
 ]]
@@ -94,7 +94,9 @@ end
 
 local function remove_task(id, t)
   rcall('DEL', P .. 'task:' .. id, P .. 'dependents:' .. id, P .. 'children:' .. id,
-    P .. 'cascaded:' .. id, P .. 'tasklocks:' .. id, P .. 'taskevents:' .. id)
+    P .. 'cascaded:' .. id, P .. 'tasklocks:' .. id, P .. 'taskevents:' .. id, P .. 'plankids:' .. id)
+  rcall('ZREM', P .. 'plans', id)
+  if t.plan and t.plan ~= '' then rcall('ZREM', P .. 'plankids:' .. t.plan, id) end
   rcall('ZREM', P .. 'state:' .. t.state, id)
   rcall('ZREM', P .. 'finished:' .. finished_kind(t.state) .. ':' .. t.queue, id)
   rcall('ZREM', P .. 'retention:held', id)
@@ -118,7 +120,7 @@ local function remove_task(id, t)
 end
 
 local FIELDS = {'state', 'queue', 'updated_ms', 'after', 'parent', 'cancelled_by', 'token', 'spawn_token',
-  'requires'}
+  'requires', 'plan'}
 local function load(id)
   local v = rcall('HMGET', P .. 'task:' .. id, unpack(FIELDS))
   if not v[1] then return nil end

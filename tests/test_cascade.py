@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from oldboards import UNDO_SINCE_7
 from waiting import clock_past
 
 from claimroom.core import constants
@@ -392,38 +393,7 @@ async def test_a_file_board_of_schema_2_is_upgraded(store_url: str, namespace: s
         # and what schema 7 added (tokens, sessions)
         "ALTER TABLE agents DROP COLUMN session",
         "DROP TABLE tokens",
-        # and what schema 8 added (bidding)
-        "ALTER TABLE tasks DROP COLUMN bid_window_ms",
-        "ALTER TABLE tasks DROP COLUMN bid_close_ms",
-        "ALTER TABLE tasks DROP COLUMN bid_winner",
-        "DROP TABLE auctions",
-        "DROP TABLE bids",
-        "DROP TABLE won",
-        # and what schema 8 added (affinity)
-        "DROP INDEX tasks_ready",
-        "DROP INDEX tasks_owned",
-        "DROP INDEX tasks_steal",
-        "DROP INDEX agents_live",
-        "DROP TABLE ring",
-        "ALTER TABLE tasks DROP COLUMN owner",
-        "ALTER TABLE tasks DROP COLUMN steal_ms",
-        "ALTER TABLE tasks DROP COLUMN steal_after_ms",
-        "ALTER TABLE agents DROP COLUMN ring",
-        "CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)"
-        " WHERE state = 'queued' AND assigned = ''",
-        # and what schema 8 added (review)
-        "ALTER TABLE tasks DROP COLUMN review_ref",
-        "ALTER TABLE tasks DROP COLUMN review_ms",
-        # and what schema 8 added (plans)
-        "DROP INDEX tasks_plan",
-        "DROP INDEX tasks_plans",
-        "ALTER TABLE tasks DROP COLUMN paths",
-        "ALTER TABLE tasks DROP COLUMN plan",
-        "ALTER TABLE tasks DROP COLUMN plan_left",
-        "ALTER TABLE tasks DROP COLUMN plan_total",
-        "ALTER TABLE tasks DROP COLUMN plan_wait",
-        "ALTER TABLE tasks DROP COLUMN plan_failed",
-        "ALTER TABLE tasks DROP COLUMN plan_depth",
+        *UNDO_SINCE_7,  # and everything after 7
         "UPDATE tasks SET state = 'dead' WHERE id = 't1'",  # as an older claimroom left it
         "UPDATE meta SET value = '2' WHERE key = 'schema'",
     ):

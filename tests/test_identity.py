@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oldboards import undo_since_7
 
 from claimroom.core import constants as C
 from claimroom.core.acting import Acting
@@ -20,30 +21,6 @@ from claimroom.core.models import State
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 from claimroom.core.tokens import create_token, list_tokens, resolve_token, revoke_tokens, well_formed
-
-# What schema 8 added (bidding), for a board made to look older.
-BEFORE_BIDDING = """
-ALTER TABLE tasks DROP COLUMN bid_window_ms;
-ALTER TABLE tasks DROP COLUMN bid_close_ms;
-ALTER TABLE tasks DROP COLUMN bid_winner;
-DROP TABLE auctions;
-DROP TABLE bids;
-DROP TABLE won;
-"""
-# Schema 8 (affinity) undone, for boards of an older schema.
-UNDO_AFFINITY = (
-    "DROP INDEX tasks_ready",
-    "DROP INDEX tasks_owned",
-    "DROP INDEX tasks_steal",
-    "DROP INDEX agents_live",
-    "DROP TABLE ring",
-    "ALTER TABLE tasks DROP COLUMN owner",
-    "ALTER TABLE tasks DROP COLUMN steal_ms",
-    "ALTER TABLE tasks DROP COLUMN steal_after_ms",
-    "ALTER TABLE agents DROP COLUMN ring",
-    "CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)"
-    " WHERE state = 'queued' AND assigned = ''",
-)
 
 
 def as_(store: Store, agent: str, role: Role = Role.WORKER, **kw: str) -> Acting:
@@ -389,23 +366,7 @@ async def test_a_file_board_of_schema_6_gains_tokens_and_sessions(store_url: str
     with sqlite3.connect(db_path(store_url)) as conn:  # as claimroom with schema 6 left it
         conn.execute("ALTER TABLE agents DROP COLUMN session")
         conn.execute("DROP TABLE tokens")
-        conn.executescript(BEFORE_BIDDING)  # and schema 8's
-        for sql in UNDO_AFFINITY:  # and what schema 8 added
-            conn.execute(sql)
-        conn.execute("ALTER TABLE tasks DROP COLUMN review_ref")  # and schema 8's
-        conn.execute("ALTER TABLE tasks DROP COLUMN review_ms")
-        for sql in (
-            "DROP INDEX tasks_plan",
-            "DROP INDEX tasks_plans",
-            "ALTER TABLE tasks DROP COLUMN paths",
-            "ALTER TABLE tasks DROP COLUMN plan",
-            "ALTER TABLE tasks DROP COLUMN plan_left",
-            "ALTER TABLE tasks DROP COLUMN plan_total",
-            "ALTER TABLE tasks DROP COLUMN plan_wait",
-            "ALTER TABLE tasks DROP COLUMN plan_failed",
-            "ALTER TABLE tasks DROP COLUMN plan_depth",
-        ):  # and schema 8's (plans)
-            conn.execute(sql)
+        undo_since_7(conn)  # and everything after 7
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         (agent,) = await s.agents()

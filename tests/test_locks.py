@@ -12,6 +12,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from oldboards import undo_since_7
 from waiting import clock_past
 
 from claimroom.core import constants, lockpath
@@ -354,34 +355,6 @@ DROP TABLE retention;
 DROP TABLE cursors;
 ALTER TABLE agents DROP COLUMN session;
 DROP TABLE tokens;
-ALTER TABLE tasks DROP COLUMN bid_window_ms;
-ALTER TABLE tasks DROP COLUMN bid_close_ms;
-ALTER TABLE tasks DROP COLUMN bid_winner;
-DROP TABLE auctions;
-DROP TABLE bids;
-DROP TABLE won;
-DROP INDEX tasks_ready;
-DROP INDEX tasks_owned;
-DROP INDEX tasks_steal;
-DROP INDEX agents_live;
-DROP TABLE ring;
-ALTER TABLE tasks DROP COLUMN owner;
-ALTER TABLE tasks DROP COLUMN steal_ms;
-ALTER TABLE tasks DROP COLUMN steal_after_ms;
-ALTER TABLE agents DROP COLUMN ring;
-CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)
-  WHERE state = 'queued' AND assigned = '';
-ALTER TABLE tasks DROP COLUMN review_ref;
-ALTER TABLE tasks DROP COLUMN review_ms;
-DROP INDEX tasks_plan;
-DROP INDEX tasks_plans;
-ALTER TABLE tasks DROP COLUMN paths;
-ALTER TABLE tasks DROP COLUMN plan;
-ALTER TABLE tasks DROP COLUMN plan_left;
-ALTER TABLE tasks DROP COLUMN plan_total;
-ALTER TABLE tasks DROP COLUMN plan_wait;
-ALTER TABLE tasks DROP COLUMN plan_failed;
-ALTER TABLE tasks DROP COLUMN plan_depth;
 UPDATE meta SET value = '1' WHERE key = 'schema';
 """
 
@@ -394,6 +367,7 @@ async def test_a_board_of_file_schema_1_keeps_its_locks(tmp_path: Path) -> None:
         deadline = (await s.get(tid)).deadline_ms
     conn = sqlite3.connect(folder / constants.file_db_name)
     try:
+        undo_since_7(conn)  # and everything after 7 (below: everything after 1)
         conn.executescript(SCHEMA_1_LOCKS)
         soon = deadline - 3_000_000  # schema 1 gave a task's lock its own 300 s ttl
         conn.executemany("INSERT INTO locks VALUES ('ns', ?, ?)", [("docs", "shared"), ("src", "exclusive")])

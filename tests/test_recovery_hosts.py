@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from oldboards import undo_since_7
 from textual.pilot import Pilot
 
 from claimroom.core import constants as C
@@ -32,34 +33,9 @@ from claimroom.core.reaper import Reaper, ReaperId, ReaperStatus
 from claimroom.core.store import Store, TaskSpec
 from claimroom.tui.app import ControlRoom
 
-# Schema 8 (affinity) undone, for boards of an older schema.
-UNDO_AFFINITY = (
-    "DROP INDEX tasks_ready",
-    "DROP INDEX tasks_owned",
-    "DROP INDEX tasks_steal",
-    "DROP INDEX agents_live",
-    "DROP TABLE ring",
-    "ALTER TABLE tasks DROP COLUMN owner",
-    "ALTER TABLE tasks DROP COLUMN steal_ms",
-    "ALTER TABLE tasks DROP COLUMN steal_after_ms",
-    "ALTER TABLE agents DROP COLUMN ring",
-    "CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)"
-    " WHERE state = 'queued' AND assigned = ''",
-)
-
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 SIZE = (120, 40)
 TTL_S = 0.5
-
-# What schema 8 added (bidding), for a board made to look older.
-BEFORE_BIDDING = """
-ALTER TABLE tasks DROP COLUMN bid_window_ms;
-ALTER TABLE tasks DROP COLUMN bid_close_ms;
-ALTER TABLE tasks DROP COLUMN bid_winner;
-DROP TABLE auctions;
-DROP TABLE bids;
-DROP TABLE won;
-"""
 
 
 Check = Callable[[], "bool | Awaitable[bool]"]
@@ -442,23 +418,7 @@ async def test_a_board_of_the_previous_schema_gains_the_reaper_table(store_url: 
         conn.execute("ALTER TABLE agents DROP COLUMN auto")
         conn.execute("ALTER TABLE agents DROP COLUMN session")  # and schema 7's
         conn.execute("DROP TABLE tokens")
-        conn.executescript(BEFORE_BIDDING)  # and schema 8's
-        for sql in UNDO_AFFINITY:  # and what schema 8 added
-            conn.execute(sql)
-        conn.execute("ALTER TABLE tasks DROP COLUMN review_ref")  # and schema 8's
-        conn.execute("ALTER TABLE tasks DROP COLUMN review_ms")
-        for sql in (
-            "DROP INDEX tasks_plan",
-            "DROP INDEX tasks_plans",
-            "ALTER TABLE tasks DROP COLUMN paths",
-            "ALTER TABLE tasks DROP COLUMN plan",
-            "ALTER TABLE tasks DROP COLUMN plan_left",
-            "ALTER TABLE tasks DROP COLUMN plan_total",
-            "ALTER TABLE tasks DROP COLUMN plan_wait",
-            "ALTER TABLE tasks DROP COLUMN plan_failed",
-            "ALTER TABLE tasks DROP COLUMN plan_depth",
-        ):  # and schema 8's (plans)
-            conn.execute(sql)
+        undo_since_7(conn)  # and everything after 7
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
     async with Store.from_url(store_url, namespace) as s:
         assert (await s.get(tid)).title == "made before the upgrade"

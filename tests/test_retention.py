@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from oldboards import undo_since_7
 from waiting import clock_past, store_now_ms
 
 from claimroom.core import constants as C
@@ -548,6 +549,7 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
             await finish(s)
     conn = sqlite3.connect(folder / C.file_db_name)
     try:
+        undo_since_7(conn)  # and below, everything after 4
         conn.executescript(
             """
             ALTER TABLE agents DROP COLUMN auto;
@@ -557,35 +559,6 @@ async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path
             DROP TABLE cursors;
             ALTER TABLE agents DROP COLUMN session;
             DROP TABLE tokens;
-            ALTER TABLE tasks DROP COLUMN bid_window_ms;
-            ALTER TABLE tasks DROP COLUMN bid_close_ms;
-            ALTER TABLE tasks DROP COLUMN bid_winner;
-            DROP TABLE auctions;
-            DROP TABLE bids;
-            DROP TABLE won;
-            -- and what schema 8 added (affinity)
-            DROP INDEX tasks_ready;
-            DROP INDEX tasks_owned;
-            DROP INDEX tasks_steal;
-            DROP INDEX agents_live;
-            DROP TABLE ring;
-            ALTER TABLE tasks DROP COLUMN owner;
-            ALTER TABLE tasks DROP COLUMN steal_ms;
-            ALTER TABLE tasks DROP COLUMN steal_after_ms;
-            ALTER TABLE agents DROP COLUMN ring;
-            CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)
-              WHERE state = 'queued' AND assigned = '';
-            ALTER TABLE tasks DROP COLUMN review_ref;
-            ALTER TABLE tasks DROP COLUMN review_ms;
-            DROP INDEX tasks_plan;
-            DROP INDEX tasks_plans;
-            ALTER TABLE tasks DROP COLUMN paths;
-            ALTER TABLE tasks DROP COLUMN plan;
-            ALTER TABLE tasks DROP COLUMN plan_left;
-            ALTER TABLE tasks DROP COLUMN plan_total;
-            ALTER TABLE tasks DROP COLUMN plan_wait;
-            ALTER TABLE tasks DROP COLUMN plan_failed;
-            ALTER TABLE tasks DROP COLUMN plan_depth;
             UPDATE meta SET value = '4' WHERE key = 'schema';
             """
         )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from oldboards import undo_since_7
 from waiting import Waits
 
 from claimroom.core import constants
@@ -455,27 +456,11 @@ async def test_a_board_of_the_schema_before_is_upgraded_in_place(tmp_path: Path,
     # spawning token, and queues never pruned.
     conn = file_schema.connect(tmp_path / constants.file_db_name)
     before = 4  # the claim index came with schema 5 (and retention, schema 6, after it)
+    undo_since_7(conn)  # and below, everything after 4
     conn.executescript(
         "DROP TABLE finished; DROP TABLE retention_due; DROP TABLE retention; DROP TABLE cursors;"
         " ALTER TABLE agents DROP COLUMN auto; ALTER TABLE agents DROP COLUMN session; DROP TABLE tokens;"
-        " ALTER TABLE tasks DROP COLUMN bid_window_ms; ALTER TABLE tasks DROP COLUMN bid_close_ms;"
-        " ALTER TABLE tasks DROP COLUMN bid_winner; DROP TABLE auctions; DROP TABLE bids; DROP TABLE won;"
-        " ALTER TABLE tasks DROP COLUMN review_ref; ALTER TABLE tasks DROP COLUMN review_ms;"
         " DROP TABLE heads; DROP TABLE sigs; DROP INDEX tasks_parent;"
-        # and what schema 8 added (affinity)
-        " DROP INDEX tasks_ready; DROP INDEX tasks_owned; DROP INDEX tasks_steal; DROP INDEX agents_live;"
-        " DROP TABLE ring; ALTER TABLE tasks DROP COLUMN owner; ALTER TABLE tasks DROP COLUMN steal_ms;"
-        " ALTER TABLE tasks DROP COLUMN steal_after_ms; ALTER TABLE agents DROP COLUMN ring;"
-        " CREATE INDEX tasks_ready ON tasks (ns, queue, requires, priority DESC, seq)"
-        " WHERE state = 'queued' AND assigned = '';"
-        " DROP INDEX tasks_plan; DROP INDEX tasks_plans;"  # and schema 8's (plans)
-        " ALTER TABLE tasks DROP COLUMN paths;"
-        " ALTER TABLE tasks DROP COLUMN plan;"
-        " ALTER TABLE tasks DROP COLUMN plan_left;"
-        " ALTER TABLE tasks DROP COLUMN plan_total;"
-        " ALTER TABLE tasks DROP COLUMN plan_wait;"
-        " ALTER TABLE tasks DROP COLUMN plan_failed;"
-        " ALTER TABLE tasks DROP COLUMN plan_depth;"
         " CREATE INDEX tasks_parent ON tasks (ns, parent) WHERE parent <> '';"
         f" UPDATE meta SET value = '{before}' WHERE key = 'schema';"
         f" INSERT INTO queues (ns, queue) VALUES ('{namespace}', 'drained');"

@@ -111,7 +111,7 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
         if clash:
             raise Conflict(clash)
     owners = {a["name"] for a in board["agents"]}
-    have = {str(r[0]) for r in tx.all("SELECT name FROM agents WHERE ns = :ns")}
+    already = {str(r[0]) for r in tx.all("SELECT name FROM agents WHERE ns = :ns")}
     for t in board["tasks"]:
         _load_task(tx, t, owners)
     for a in board["agents"]:
@@ -124,7 +124,7 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
             fails=int(a.get("consecutive_failures") or 0), until=int(a.get("breaker_open_until_ms") or 0),
             auto=int(a.get("auto") or 0), session=a.get("session", ""),
         )  # fmt: skip
-        if a["name"] not in have:
+        if a["name"] not in already:
             # On the ring as last seen: the reaper takes it off when that was too long ago.
             file_affinity.touch(tx, a["name"])
     for lk in board["locks"]:

@@ -12,8 +12,9 @@ On the bench's own redis-server, each part on a fresh namespace:
     claimers' own claims (and the claim hands each winner its won claim), so the plain
     claims pay for the closing: that is what the rows measure.
 
-``bidding_rows(server, seconds=...)`` returns the table's rows; the lead wires it into
-``claims.py``.
+``bidding_rows(server, seconds=...)`` returns this table's rows (for the run alone);
+``claims.py --only strategies`` runs its ``bidding`` mode with this module's bidder processes
+(``_claims_strategies.py``), beside plain and affinity claims.
 """
 
 from __future__ import annotations

@@ -10,9 +10,15 @@ completes it, until it finds nothing), through the public API:
   affinity  tasks spread over ``KEYS`` affinity keys: each waits for its key's owner on the
             hash ring (the default steal delay outlasts the run, so every claim takes the
             owner path: lib.lua's owner index beside the ready sets)
+  bidding   plain tasks, while auctions open and close on the board: an adder keeps
+            ``AUCTIONS_PER_S`` tasks a second coming in with a ``WINDOW_S`` bidding window and
+            ``BIDDERS`` child processes (``_claims_bidding.py``'s bidder) bid on every open
+            window they see. The windows close in the agents' own claims (a claim closes the
+            due windows first), so the plain claims pay for the closing: that is what the
+            rows measure. The auctions' winners hold their claims (not counted as cycles).
 
-``MODES`` maps a mode's name to its function; a strategy added later (bidding) is one more
-entry, and its rows print beside the others.
+``MODES`` maps a mode's name to its function; a strategy added later is one more entry, and
+its rows print beside the others.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from _harness import BenchRedis, CpuMeter
+import _claims_bidding
+from _harness import BenchRedis, CpuMeter, run_children
 from _stats import Row, ms_rows
 
 from claimroom.core.store import Store, TaskSpec
@@ -31,6 +39,9 @@ from claimroom.core.store import Store, TaskSpec
 AGENTS = 8
 KEYS = 64
 ADD_CHUNK = 10_000
+BIDDERS = 3  # bidder processes in the bidding mode
+AUCTIONS_PER_S = 100  # tasks a second added with a bidding window, in the bidding mode
+WINDOW_S = 0.2  # their window
 
 
 @dataclass
@@ -43,8 +54,12 @@ class Measured:
     latencies_ms: list[float]
 
 
-async def closed_loop(store: Store, agents: list[str], n: int) -> tuple[int, float, list[float]]:
-    """Every agent claims and completes until it finds nothing: (cycles, seconds, claim ms)."""
+async def closed_loop(
+    store: Store, agents: list[str], n: int, *, exact: bool = True
+) -> tuple[int, float, list[float]]:
+    """Every agent claims and completes until it finds nothing: (cycles, seconds, claim ms).
+    ``exact``: exactly ``n`` cycles (else at least: auctions left without a bid become plain
+    work too)."""
     lat: list[float] = []
     done = 0
 
@@ -63,7 +78,7 @@ async def closed_loop(store: Store, agents: list[str], n: int) -> tuple[int, flo
     start = time.perf_counter()
     await asyncio.gather(*(agent(a) for a in agents))
     seconds = time.perf_counter() - start
-    if done != n:
+    if done < n or (exact and done != n):
         raise RuntimeError(f"expected {n} cycles, got {done}")
     return done, seconds, lat
 
@@ -95,8 +110,47 @@ async def affinity(server: BenchRedis, n: int) -> Measured:
     )
 
 
+async def _auctioneer(store: Store, stop: asyncio.Event) -> int:
+    """Add tasks with a bidding window, AUCTIONS_PER_S a second, until ``stop``."""
+    n = 0
+    every = 0.01
+    per = max(1, round(AUCTIONS_PER_S * every))
+    while not stop.is_set():
+        await store.add_many([TaskSpec(f"auction {n + i}", bid_window_s=WINDOW_S) for i in range(per)])
+        n += per
+        await asyncio.sleep(every)
+    return n
+
+
+async def bidding(server: BenchRedis, n: int) -> Measured:
+    """The plain closed loop while auctions open and close on the same board (see above)."""
+    store = await server.fresh()
+    try:
+        agents = [f"agent-{i}" for i in range(AGENTS)]
+        for a in agents:
+            await store.register(a)
+        for start in range(0, n, ADD_CHUNK):
+            await store.add_many([TaskSpec(f"plain {i}") for i in range(start, min(n, start + ADD_CHUNK))])
+        # Bidders bid for as long as the plain loop may take (at 1,000 cycles/s), then stop.
+        seconds = max(2.0, n / 1_000)
+        argvs = [[server.url, store.namespace, f"bidder-{i}", str(seconds)] for i in range(BIDDERS)]
+        bidders = asyncio.create_task(run_children(Path(_claims_bidding.__file__), argvs, "bidder"))
+        stop = asyncio.Event()
+        adder = asyncio.create_task(_auctioneer(store, stop))
+        await asyncio.sleep(0.3)  # the bidders start and the first windows open, outside the timing
+        cycles, elapsed, lat = await closed_loop(store, agents, n, exact=False)
+        stop.set()
+        added = await adder
+        bids = sum(int(r["bids"]) for r in await bidders)
+        closed = sum(e.type == "auction-closed" for e in await store.events(count=1_000_000))
+        label = f"{AGENTS} agents, {added} auctions ({closed} closed, {bids} bids, {BIDDERS} bidders)"
+        return Measured(label, cycles, elapsed, lat)
+    finally:
+        await store.close()
+
+
 Mode = Callable[[BenchRedis, int], Awaitable[Measured]]
-MODES: dict[str, Mode] = {"plain": plain, "affinity": affinity}
+MODES: dict[str, Mode] = {"plain": plain, "affinity": affinity, "bidding": bidding}
 
 
 async def strategy_rows(server: BenchRedis, args: argparse.Namespace) -> list[Row]:

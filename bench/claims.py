@@ -18,8 +18,9 @@ The parts, each in its own module (what they measure is said there):
   file       the file store: 1 and ``--file-processes`` agent processes on one board
              (``_claims_agents.py``)
   scale      work per call on a board of many queues, both backends (``_scale.py``)
-  strategies claim latency and cycles/s of plain claims beside claims of affine tasks, 8
-             agents, same run (``_claims_strategies.py``; one entry per strategy in MODES)
+  strategies claim latency and cycles/s of plain claims, of affine tasks, and of plain
+             claims while auctions open and close (bidder processes bidding), 8 agents,
+             same run (``_claims_strategies.py``; one entry per strategy in MODES)
   retention  the store's size over long runs; only when asked for (``_claims_retention.py``)
 
 Every run but retention ends with the slowest single script call of the whole bench, from
@@ -126,7 +127,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         choices=("redis", "spread", "file", "scale", "retention", "strategies"),
         help="run one part: redis (throughput, ceiling, orphan, wake-up), spread (latency of "
         "agents in several processes), file (the file store), scale (a board of many queues), "
-        "strategies (claim latency with affinity beside plain claims) or "
+        "strategies (claim latency with affinity and with bidding beside plain claims) or "
         "retention (store size over long runs; only when asked for)",
     )
     p.add_argument(

@@ -88,6 +88,18 @@ def in_auction(t: Mapping[str, str]) -> bool:
     )
 
 
+def waits_for_owner(t: Mapping[str, str], owners: set[str]) -> bool:
+    """Whether a dumped task keeps waiting for its affinity owner in an import: queued,
+    unassigned, before its steal time, its owner among ``owners`` (the board's agents, who
+    arrive on the ring as last seen). Otherwise it arrives anyone's, as after its steal time."""
+    return (
+        t.get("state") == "queued"
+        and not t.get("assigned")
+        and int(t.get("steal_ms") or 0) > 0
+        and t.get("owner", "") in owners
+    )
+
+
 # The task fields a person reads that claimroom now refuses control characters in (the
 # names, ids and operator names never could hold any), and whether newlines may stay.
 _TEXT_FIELDS = {"title": False, "stage": False, "affinity": False, "reason": True, "checkpoint": True}
@@ -141,6 +153,8 @@ def shifted(board: Board, ms: int) -> Board:
             t["bid_close_ms"] = str(int(t["bid_close_ms"]) + ms)
         if t.get("state") == "review" and t.get("review_ms"):  # time in review is shown live
             t["review_ms"] = str(int(t["review_ms"]) + ms)
+        if t.get("state") == "queued" and int(t.get("steal_ms") or 0) > 0:  # an owner's time to itself
+            t["steal_ms"] = str(int(t["steal_ms"]) + ms)
     for b in out.get("bids", []):
         b["at_ms"] = str(int(b["at_ms"]) + ms)
     for a in out["agents"]:

@@ -24,6 +24,7 @@ from waiting import clock_past
 
 from claimroom.core import affinity
 from claimroom.core import constants as C
+from claimroom.core.dump import Board
 from claimroom.core.errors import BadInput
 from claimroom.core.file.store import FileStore
 from claimroom.core.redis.store import RedisStore
@@ -380,8 +381,9 @@ async def test_a_waiting_claimer_gets_the_task_once_others_may_take_it(store: St
 
 
 async def test_export_and_import_carry_the_owner_and_steal_delay(store: Store, store_url: str) -> None:
-    """A dump carries owner and steal delay; on the destination (another ring) a task that
-    waited for its owner is anyone's."""
+    """A dump carries owner and steal delay; on the destination a task that waited for its
+    owner still waits for it, until its steal time, when the board brings the owner (who
+    arrives on the ring as last seen); a board without its owner makes it anyone's."""
     for a in ("ada", "bob"):
         await store.register(a)
     key = key_owned_by(affinity.Ring(["ada", "bob"]), "bob")
@@ -389,12 +391,25 @@ async def test_export_and_import_carry_the_owner_and_steal_delay(store: Store, s
     stolen = await store.add("stolen", affinity=key, steal_after_s=0.2)
     await clock_past(store, (await store.get(stolen)).steal_ms)
     assert (await store.claim("ada", queues=["default"])) is not None
+    steal_ms = (await store.get(waiting)).steal_ms
     board = await store.export_board()
     async with Store.from_url(store_url, store.namespace + "x") as other:
         await other.import_board(board)
         w, s = await other.get(waiting), await other.get(stolen)
-        assert (w.owner, w.steal_after_ms, w.steal_ms, w.state.value) == ("bob", 600_000, 0, "queued")
+        assert (w.owner, w.steal_after_ms, w.steal_ms, w.state.value) == ("bob", 600_000, steal_ms, "queued")
         assert (s.owner, s.agent, s.state.value) == ("bob", "ada", "claimed")
+        assert [(a.name, a.owned) for a in (await other.snapshot()).agents] == [("ada", 0), ("bob", 1)]
+        # The owner, as the board brought it, is on the ring: a new task of the key waits for it.
+        again = await other.add("again", affinity=key, steal_after_s=600)
+        assert (await other.get(again)).owner == "bob"
+        assert await other.claim("cy") is None  # not before its steal time
+        got = await other.claim("bob")
+        assert got is not None and got.task.id == waiting
+    without_owner: Board = {**board, "agents": [a for a in board["agents"] if a["name"] != "bob"]}
+    async with Store.from_url(store_url, store.namespace + "y") as other:
+        await other.import_board(without_owner)
+        w = await other.get(waiting)
+        assert (w.owner, w.steal_ms, w.state.value) == ("bob", 0, "queued")
         got = await other.claim("cy")
         assert got is not None and got.task.id == waiting
 

@@ -109,10 +109,10 @@ async def test_a_snapshot_agrees_with_the_public_api(store: Store) -> None:
 async def test_a_snapshot_reads_only_the_sections_asked(store: Store) -> None:
     await seed(store)
     snap = await store.snapshot(sections={"claims"})
-    assert snap.sections == {"claims"} and len(snap.claims) == 4
+    assert snap.sections == {"claims"} and len(snap.claims) == 5
     assert (snap.orphans, snap.agents, snap.locks, snap.events) == ((), (), (), ())
     assert (snap.agents_total, snap.locks_total, snap.orphans_total) == (5, 3, 2)  # totals always
-    assert {q.name: q.ready for q in snap.queues} == {"backend": 1, "docs": 3, "infra": 1}
+    assert {q.name: q.ready for q in snap.queues} == {"backend": 1, "docs": 3, "infra": 1, "search": 1}
     empty: Snapshot = await store.snapshot(sections=())
     assert empty.claims == () and empty.counts == snap.counts
     with pytest.raises(BadInput, match="unknown snapshot section stuck"):
@@ -200,10 +200,10 @@ async def test_export_and_import_round_trip(store: Store, other: Store) -> None:
     await store.set_retention("docs", done_count=3)
     board = await store.export_board()
     assert (board["format"], board["version"], board["namespace"]) == ("claimroom-board", 2, store.namespace)
-    assert [t["id"] for t in board["tasks"]] == [f"t{i}" for i in range(1, 18)]
+    assert [t["id"] for t in board["tasks"]] == [f"t{i}" for i in range(1, 27)]
     assert sum(t["state"] == "review" and bool(t["review_ref"]) for t in board["tasks"]) == 2
     moved = await other.import_board(board)
-    assert moved == {"tasks": 17, "agents": 5, "locks": 3, "events": len(board["events"]), "paused": 1}
+    assert moved == {"tasks": 26, "agents": 5, "locks": 3, "events": len(board["events"]), "paused": 1}
     again = await other.export_board()
     assert comparable(again) == comparable(board)
     assert (await other.snapshot()).counts == (await store.snapshot()).counts

@@ -22,9 +22,9 @@ from claimroom.tui.seed import seed
 async def test_snapshot_of_a_seeded_board(store: Store) -> None:
     await seed(store)
     snap = await Board(store).read()
-    assert snap.counts[State.CLAIMED] == 4 and snap.claims_total == 4
+    assert snap.counts[State.CLAIMED] == 5 and snap.claims_total == 5
     assert [t.id for t in snap.claims][:1] == ["t2"]  # soonest deadline first (t4 was extended)
-    assert {t.id for t in snap.claims} == {"t2", "t3", "t4", "t5"}
+    assert {t.id for t in snap.claims} == {"t2", "t3", "t4", "t5", "t20"}  # t20: the plan's subtask
     assert [(t.id, t.state) for t in snap.orphans] == [("t6", State.ORPHANED), ("t7", State.DEAD)]
     queues = {q.name: q for q in snap.queues}
     assert queues["docs"].paused and queues["docs"].ready == 3

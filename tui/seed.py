@@ -22,10 +22,10 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from claimroom.core.dump import Board
+from claimroom.core.dump import Board, in_auction
 from claimroom.core.infra import HealthStatus
 from claimroom.core.models import State
-from claimroom.core.store import Store, TaskSpec
+from claimroom.core.store import Plan, Store, TaskSpec
 
 if TYPE_CHECKING:
     from .app import ControlRoom
@@ -84,6 +84,34 @@ HELD = [
     (24_000, 9_000, 0.55, "writing handlers"),
     (48_000, 3_000, 0.8, "bisecting"),
     (185_000, 2_000, 0.1, "reading code"),
+    (96_000, 4_000, 0.4, "tokenizing"),  # the plan's subtask (SEARCH)
+]
+
+# A plan mid-way (the plans pane): its parent, then (title, priority, after: indexes of
+# earlier subtasks, fate). The first is done, the second claimed (HELD's last), the rest wait:
+# the critical path runs index -> query API -> search page.
+SEARCH_PLAN = ("add full-text search", "search")
+SEARCH: list[tuple[str, int, list[int], str]] = [
+    ("design the search index", 3, [], "done"),
+    ("write the indexer", 3, [0], "claimed"),
+    ("add the query API", 2, [1], ""),
+    ("build the search page", 1, [2], ""),
+    ("document the search syntax", 0, [0], ""),
+]
+# An open bidding window (the claims pane's auctions): its task, and the bids placed on it
+# as (agent, cost, how long ago, ms); it closes AUCTION_CLOSES_MS after the pinned instant.
+AUCTION = ("benchmark the new cache", "infra")
+BIDS = [("linus", 12.5, 20_000), ("grace", 30.0, 14_000), ("turing", 45.0, 6_000)]
+AUCTION_CLOSES_MS = 75_000
+# Tasks with an affinity key, waiting for the key's owner on the hash ring (agents pane: owns);
+# the ring is the agents' names hashed (core/affinity.py), so the owners never change.
+AFFINE = [("refactor the lock table", "backend", "src/db/"), ("speed up lock lookups", "backend", "src/db/")]
+STEAL_IN_MS = 25_000  # how long the owner still has them to itself, after the pinned instant
+# Messages (agents pane: unread): (sender, recipient, text, read by then).
+MESSAGES = [
+    ("ada", "linus", "the CI job flakes on the db tests too; the fixture leaks a port", True),
+    ("grace", "linus", "I need t4 done before I can merge the endpoints", False),
+    ("ada", "linus", "pushed a fix for the port leak: rebase before you bisect", False),
 ]
 
 
@@ -115,11 +143,37 @@ async def seed(store: Store) -> None:
             await store.fail(tid, token, "benchmark timed out")
     first = await store.add_many([TaskSpec(t, queue=q, priority=p) for t, q, p in WAITING])
     await store.add("ship the release", queue="backend", after=[first[0]])  # blocked
+    await _strategies(store)
     await store.lock(["src/db/schema.py", "migrations"], "ada", task="t2")
     await store.lock(["docs"], "turing", shared=True)
     await store.lock(["docs"], "grace", shared=True)
     await store.pause("docs", "lead")
     await store.extend("t4", await _token(store, "t4"), 60, "lead")
+
+
+async def _strategies(store: Store) -> None:
+    """The plan, the auction, the affine tasks and the messages (issue 15's strategies)."""
+    title, queue = SEARCH_PLAN
+    subs = [TaskSpec(t, queue=queue, priority=p, after=[f"${i}" for i in after]) for t, p, after, _ in SEARCH]
+    ids = await store.plan(Plan(subs, parent=TaskSpec(title, queue=queue)))
+    for tid, (_t, _p, _a, fate) in zip(ids[1:], SEARCH, strict=True):
+        if fate:
+            claim = await store.claim("ada" if fate == "done" else "grace", queues=[queue])
+            assert claim is not None and claim.task.id == tid, f"seed: could not claim {tid}"
+            if fate == "done":
+                await store.complete(tid, claim.token)
+            else:
+                _left, _age, progress, stage = HELD[-1]
+                await store.heartbeat(tid, claim.token, progress=progress, stage=stage)
+    task = await store.add(AUCTION[0], queue=AUCTION[1], bid_window_s=3600)  # pinned at the export
+    for agent, cost, _ago in BIDS:
+        await store.bid(task, agent, cost)
+    for title, queue, key in AFFINE:
+        await store.add(title, queue=queue, affinity=key, steal_after_s=3600)
+    for sender, to, text, read in MESSAGES:
+        await store.send(sender, to, text)
+        if read:
+            await store.inbox(to)  # marks it read
 
 
 async def _token(store: Store, task: str) -> int:
@@ -147,6 +201,10 @@ def pin_times(board: Board, now_ms: int = PINNED_NOW_MS) -> Board:
         elif t["state"] == State.REVIEW:
             waited = REVIEWED[t["title"]][1]
             fields |= {"updated_ms": now_ms - waited, "review_ms": now_ms - waited}
+        elif in_auction(t):
+            fields["bid_close_ms"] = now_ms + AUCTION_CLOSES_MS
+        if int(t.get("steal_ms") or 0):
+            fields["steal_ms"] = now_ms + STEAL_IN_MS
         t.update((k, str(v)) for k, v in fields.items())
     order = [name for name, _caps, _n in AGENTS]
     for a in out["agents"]:
@@ -160,6 +218,11 @@ def pin_times(board: Board, now_ms: int = PINNED_NOW_MS) -> Board:
     for i, lock in enumerate(sorted(out["locks"], key=lambda lk: lk["path"])):
         for h in lock["holds"]:
             h["expires_ms"] = str(now_ms + 240_000 - i * 100_000)
+    ago = {agent: ms for agent, _cost, ms in BIDS}
+    for b in out.get("bids", []):
+        b["at_ms"] = str(now_ms - ago[b["agent"]])
+    for i, m in enumerate(out.get("messages", [])):
+        m["at_ms"] = str(now_ms - 600_000 + i * 90_000)
     events = out["events"]
     for i, e in enumerate(events):
         at = now_ms - (len(events) - i) * 4_000

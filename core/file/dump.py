@@ -17,10 +17,12 @@ from ..dump import (
     lock_clash,
     not_empty,
     renumbered,
+    waits_for_owner,
 )
 from ..errors import Conflict
 from ..models import LockHold
 from ..retention import decoded, encoded
+from . import affinity as file_affinity
 from . import messages as file_messages
 from . import retention as file_retention
 from .schema import (
@@ -108,8 +110,10 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
         clash = lock_clash(board["locks"], export(tx, namespace)["locks"], tx.now)
         if clash:
             raise Conflict(clash)
+    owners = {a["name"] for a in board["agents"]}
+    already = {str(r[0]) for r in tx.all("SELECT name FROM agents WHERE ns = :ns")}
     for t in board["tasks"]:
-        _load_task(tx, t)
+        _load_task(tx, t, owners)
     for a in board["agents"]:
         tx.run(
             "INSERT OR IGNORE INTO agents (ns, name, caps, max_claims, last_seen_ms, registered_ms,"
@@ -120,6 +124,9 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
             fails=int(a.get("consecutive_failures") or 0), until=int(a.get("breaker_open_until_ms") or 0),
             auto=int(a.get("auto") or 0), session=a.get("session", ""),
         )  # fmt: skip
+        if a["name"] not in already:
+            # On the ring as last seen: the reaper takes it off when that was too long ago.
+            file_affinity.touch(tx, a["name"])
     for lk in board["locks"]:
         for h in lk["holds"]:
             tx.run(
@@ -163,12 +170,14 @@ def load(tx: Tx, namespace: str, url: str, board: Board, merge: bool) -> dict[st
     return {k: len(board[k]) for k in ("tasks", "agents", "locks", "events", "paused")}
 
 
-def _load_task(tx: Tx, t: dict[str, str]) -> None:
+def _load_task(tx: Tx, t: dict[str, str], owners: set[str]) -> None:
     row: dict[str, Any] = {k: int(t.get(k) or 0) if k in TASK_INTS else t.get(k, "") for k in TASK_COLUMNS}
     row["progress"] = float(t.get("progress") or 0)
     row["max_attempts"] = int(t.get("max_attempts") or C.default_max_attempts)
-    # Affinity: the ring here is another; a task that waited for its owner is anyone's now.
-    row["steal_ms"], row["steal_after_ms"] = 0, int(t.get("steal_after_ms") or -1)
+    # Affinity: a task waiting for its owner keeps waiting (until its steal time) when the
+    # board brings that owner; else it is anyone's now.
+    row["steal_ms"] = int(t["steal_ms"]) if waits_for_owner(t, owners) else 0
+    row["steal_after_ms"] = int(t.get("steal_after_ms") or -1)
     names = ", ".join(TASK_COLUMNS)
     values = ", ".join(":" + k for k in TASK_COLUMNS)
     tx.run(f"INSERT INTO tasks (ns, {names}) VALUES (:ns, {values})", **row)

@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.exceptions import WatchError
 
+from .. import affinity
 from .. import constants as C
 from ..dump import (
     FORMAT,
@@ -22,6 +23,7 @@ from ..dump import (
     lock_clash,
     not_empty,
     renumbered,
+    waits_for_owner,
 )
 from ..errors import Conflict
 from ..models import LockHold, State
@@ -159,12 +161,17 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
         last_ms, last_seq = (int(x) for x in last[0][0].split("-")) if last else (0, 0)
         pipe.multi()
         paused = have_paused | set(board["paused"])
+        owners = {a["name"] for a in board["agents"]}
         for t in board["tasks"]:
-            _queue_task(pipe, ns, t, paused)
+            _queue_task(pipe, ns, t, paused, owners)
         for a in board["agents"]:
             if a["name"] not in have_agents:
                 pipe.hset(C.agent_key(ns, a["name"]), mapping=a)
                 pipe.sadd(C.agents_key(ns), a["name"])
+                # On the ring as last seen (lib.lua's touch_agent): the reaper takes it off
+                # when that was longer than affinity_live_s ago.
+                pipe.zadd(C.live_key(ns), {a["name"]: int(a.get("last_seen_ms") or 0)})
+                pipe.zadd(C.ring_key(ns), {m: p for p, m in affinity.members(a["name"])})
         for lk in board["locks"]:
             path = lk["path"]
             fields = {}
@@ -213,12 +220,15 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
     }
 
 
-def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str]) -> None:
+def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str], owners: set[str]) -> None:
     """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
     tid = t["id"]
     fields = {k: v for k, v in t.items() if v != "" and not (k == "token" and v == "0")}
-    # Affinity: the ring here is another; a task that waited for its owner is anyone's now.
-    fields.pop("steal_ms", None)
+    # Affinity: a task waiting for its owner keeps waiting (until its steal time) when the
+    # board brings that owner; else it is anyone's now.
+    waits = waits_for_owner(t, owners)
+    if not waits:
+        fields.pop("steal_ms", None)
     pipe.hset(C.task_key(ns, tid), mapping=fields)
     seq, state, sig = int(t["seq"]), t["state"], t.get("requires", "")
     pipe.zadd(C.state_key(ns, state), {tid: seq})
@@ -226,6 +236,9 @@ def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str]) -> None
         score = (C.max_priority - int(t.get("priority") or 0)) * C.ready_priority_step + seq
         if t.get("assigned"):
             pipe.zadd(C.assigned_key(ns, t["assigned"]), {tid: score})
+        elif waits:  # lib.lua's route
+            pipe.zadd(C.affine_key(ns, t["owner"]), {tid: score})
+            pipe.zadd(C.steal_key(ns), {tid: int(t["steal_ms"])})
         else:
             queue = t["queue"]
             pipe.zadd(C.ready_key(ns, queue, sig), {tid: score})

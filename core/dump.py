@@ -139,10 +139,10 @@ def shifted(board: Board, ms: int) -> Board:
             t["ready_ms"] = str(int(t["ready_ms"]) + ms)
         if in_auction(t):
             t["bid_close_ms"] = str(int(t["bid_close_ms"]) + ms)
-    for b in out.get("bids", []):
-        b["at_ms"] = str(int(b["at_ms"]) + ms)
         if t.get("state") == "review" and t.get("review_ms"):  # time in review is shown live
             t["review_ms"] = str(int(t["review_ms"]) + ms)
+    for b in out.get("bids", []):
+        b["at_ms"] = str(int(b["at_ms"]) + ms)
     for a in out["agents"]:
         if int(a.get("breaker_open_until_ms") or 0):
             a["breaker_open_until_ms"] = str(int(a["breaker_open_until_ms"]) + ms)

@@ -5,15 +5,20 @@ review, an auction on an affine task, a board dump holding all five...). Both ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from waiting import Waits, clock_past, until
 
 from claimroom.core import affinity, constants, plan
 from claimroom.core.errors import BadInput
+from claimroom.core.file.store import FileStore
 from claimroom.core.models import State
+from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Miss, Store, TaskSpec
 
 LONG_S = 3600.0  # a steal delay or bid window no test waits out
@@ -93,7 +98,10 @@ async def test_a_bad_strategy_field_in_a_plan_is_refused_naming_the_item(
     store: Store, field: str, value: object, message: str
 ) -> None:
     text = json.dumps(
-        {"title": "p", "subtasks": [{"ref": "ok", "title": "fine"}, {"ref": "bad", "title": "x", field: value}]},
+        {
+            "title": "p",
+            "subtasks": [{"ref": "ok", "title": "fine"}, {"ref": "bad", "title": "x", field: value}],
+        },
         indent=1,
     )
     with pytest.raises(BadInput, match=r'subtasks\[1\] \("bad"\).*' + message):
@@ -285,9 +293,6 @@ async def test_a_won_auction_is_what_the_winners_waiting_claim_returns(
 
 async def _close_now(store: Store, tid: str) -> None:
     """Close ``tid``'s window at once: its close time set to now, then a reaper pass."""
-    from claimroom.core.file.store import FileStore
-    from claimroom.core.redis.store import RedisStore
-
     now = await store.now_ms()
     if isinstance(store, RedisStore):
         ns = store.namespace
@@ -295,12 +300,7 @@ async def _close_now(store: Store, tid: str) -> None:
         await store._redis.zadd(constants.auctions_key(ns), {tid: now})
     else:
         assert isinstance(store, FileStore)
-        import contextlib
-        import sqlite3
-        from urllib.parse import unquote, urlsplit
-
-        db = Path(unquote(urlsplit(store.url).path)) / constants.file_db_name
-        with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        with contextlib.closing(sqlite3.connect(_db(store))) as conn, conn:
             conn.execute(
                 "UPDATE tasks SET bid_close_ms = ? WHERE ns = ? AND id = ?", (now, store.namespace, tid)
             )
@@ -449,19 +449,13 @@ async def test_cancel_of_a_task_with_an_open_window_drops_its_bids(store: Store)
 
 
 async def _in_auction_index(store: Store, tid: str) -> bool:
-    from claimroom.core.file.store import FileStore
-    from claimroom.core.redis.store import RedisStore
-
     if isinstance(store, RedisStore):
         return await store._redis.zscore(constants.auctions_key(store.namespace), tid) is not None
     assert isinstance(store, FileStore)
-    import contextlib
-    import sqlite3
-    from urllib.parse import unquote, urlsplit
-
-    db = Path(unquote(urlsplit(store.url).path)) / constants.file_db_name
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        row = conn.execute("SELECT 1 FROM auctions WHERE ns = ? AND task = ?", (store.namespace, tid)).fetchone()
+    with contextlib.closing(sqlite3.connect(_db(store))) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM auctions WHERE ns = ? AND task = ?", (store.namespace, tid)
+        ).fetchone()
     return row is not None
 
 
@@ -480,3 +474,8 @@ async def test_requeue_of_a_stolen_affine_task_goes_to_its_owner_again(store: St
     assert (t.state, t.owner) == (State.QUEUED, "bob") and t.steal_ms >= before + 50  # a new delay
     got = await until(lambda: store.claim("bob"), "bob claiming its key's task again")
     assert got.task.id == tid
+
+
+def _db(store: Store) -> Path:
+    """The file store's database (tests reach into it to set a time, as test_affinity does)."""
+    return Path(unquote(urlsplit(store.url).path)) / constants.file_db_name

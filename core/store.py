@@ -247,7 +247,11 @@ class Store(StoreAdmin, Messaging):
         if len(subs) + (head is not None) > constants.max_plan_tasks:
             raise BadInput(f"at most {constants.max_plan_tasks} tasks in one plan")
         shift = 0 if head is None else 1
-        checked: list[dict[str, Any]] = [] if head is None else [{**head, "after": [], "hold": True}]
+        # The parent is no work: its bid window is its subtasks' (inherited above), never its
+        # own (one opened on it would hand the waiting parent out when it closed).
+        checked: list[dict[str, Any]] = (
+            [] if head is None else [{**head, "after": [], "hold": True, "bid_window_ms": 0}]
+        )
         for i, spec in enumerate(subs):
             c = spec.checked()
             after = []

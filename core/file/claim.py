@@ -160,6 +160,10 @@ def could_claim(tx: Tx, agent: str, queues: list[str]) -> bool:
     due = tx.one(_ANY_DUE, now=tx.now)
     if due is not None and due[0]:
         return True  # the claim's own recovery pass may free something
+    # A claim it won in an auction waits to be handed over: the won claim is one it holds
+    # already, so this comes before the capacity check that claim would fail (claim_tx too).
+    if tx.one("SELECT 1 FROM won WHERE ns = :ns AND agent = :a LIMIT 1", a=agent) is not None:
+        return True
     a = tx.one(
         "SELECT caps, max_claims, breaker_open_until_ms FROM agents WHERE ns = :ns AND name = :a",
         a=agent,
@@ -170,8 +174,6 @@ def could_claim(tx: Tx, agent: str, queues: list[str]) -> bool:
             return False
     if tx.one(ASSIGNED, a=agent) is not None:
         return True
-    if tx.one("SELECT 1 FROM won WHERE ns = :ns AND agent = :a LIMIT 1", a=agent) is not None:
-        return True  # a claim it won in an auction waits to be handed over
     caps = set(split(a["caps"])) if a is not None else set()
     if file_affinity.due(tx):
         return True

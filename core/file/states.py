@@ -52,6 +52,9 @@ def enter(
     )  # fmt: skip
     if was_ready and not waited:
         ready_left(tx, t["queue"], t["requires"])
+    if t["state"] == "blocked" and new != "blocked":  # lib.lua's drop_auction: its window ends
+        tx.run("DELETE FROM auctions WHERE ns = :ns AND task = :id", id=t["id"])
+        tx.run("DELETE FROM bids WHERE ns = :ns AND task = :id", id=t["id"])
     if new == "queued" and not routed:
         if who:
             tx.claimable = True  # for that agent

@@ -12,10 +12,10 @@
           agent] when it goes under a planner's claim}: up to ${max_plan_tasks} specs, and
           specs may carry plan ("$k" or an id: the plan parent they roll up to) and hold (a
           parent that waits blocked for its subtasks); paths (JSON text) on any spec
-  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, capsigs:<queue>,
-    cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>, deadlines,
-    dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths,
-    locks, paused, plankids:<id>, plans, queues, ready:<queue>:<sig>, retention:due,
+  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
+    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>,
+    lockpaths, locks, paused, plankids:<id>, plans, queues, ready:<queue>:<sig>, retention:due,
     retention:held, ring, seq:finished, seq:task, sigs, state:<state>, steal, task:<id>,
     taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>

@@ -7,10 +7,10 @@
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] result (JSON text or "")
   ARGV[5] the agent the caller acts as ("" anyone: direct store access)
   ARGV[6] review reference (a branch, commit or PR; "" none: done at once)
-  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, capsigs:<queue>,
-    cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>, deadlines,
-    dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>, lockpaths,
-    locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held, ring,
+  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
+    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>,
+    lockpaths, locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held, ring,
     seq:finished, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   A plan's parent (lib's plan_complete) with unfinished subtasks waits blocked for them

@@ -4,11 +4,11 @@
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] new ttl ms ("" keeps the
   claim's ttl)   ARGV[5] the agent the caller acts as ("" anyone: direct store access)
   ARGV[6..] field, value pairs among progress, stage, checkpoint
-  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, capsigs:<queue>,
-    cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>, deadlines,
-    dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, live, lock:<path>,
-    lockpaths, locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held, ring,
-    seq:finished, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
+  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
+    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, live,
+    lock:<path>, lockpaths, locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held,
+    ring, seq:finished, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, deadline_ms}; {-1, id} no such task; {-2, id} lease lost;
   {-9, 'claim', id, holder, agent} the claim is another agent's.

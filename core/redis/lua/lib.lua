@@ -242,10 +242,20 @@ local function unroute(P, id, t)
   t.steal_ms = 0
 end
 
+-- A blocked task leaving its state ends its bidding window if one is open: its entry in
+-- `auctions` and its bids go with it (close_one took them already; an operator's cancel
+-- or a claim's rollback has not, and a cancelled task must keep no bids nor window).
+local function drop_auction(P, id)
+  rcall('ZREM', P .. 'auctions', id)
+  rcall('DEL', P .. 'bids:' .. id)
+end
+
 -- Remove a task from the indexes of its current state (popped: see ready_remove).
 local function leave(P, id, t, popped)
   local s = t.state
-  if s == 'queued' then
+  if s == 'blocked' then
+    drop_auction(P, id)
+  elseif s == 'queued' then
     if t.assigned and t.assigned ~= '' then
       rcall('ZREM', P .. 'assigned:' .. t.assigned, id)
     elseif waits_for_owner(P, id, t) then

@@ -9,8 +9,8 @@
   ARGV[5] the reviewing agent ("" when an operator reviews)   ARGV[6] the operator or ""
   ARGV[7] the delivery's token the reviewer saw ("0": any)   ARGV[8] the review capability
   ARGV[9] what the checkpoint of a returned task starts with, before the note
-  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, capsigs:<queue>,
-    cascaded:<id>, cascades:cancel, cascades:restore, deadlines, dependents:<id>,
+  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, deadlines, dependents:<id>,
     finished:<kind>:<queue>, heads:<sig>, held:<agent>, live, paused, queues, ready:<queue>:<sig>,
     retention:due, retention:held, ring, seq:finished, sigs, state:<state>, steal, task:<id>,
     taskevents:<id>

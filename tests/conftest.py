@@ -17,6 +17,16 @@ from claimroom.core.local_redis import LocalRedis
 from claimroom.core.store import Store
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the Docker engine runs in one xdist worker: the engine the
+    session fixture may start (tests/infra_image.py) is then started, shared and stopped by
+    one process, never stopped under another worker's containers."""
+    for item in items:
+        if "docker_engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("docker"))
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
     server = LocalRedis.start()

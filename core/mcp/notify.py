@@ -83,6 +83,7 @@ class Notifier:
         self._dirty: set[str] = set()
         self._list_changed = False
         self._wake = asyncio.Event()
+        self._start: str | None = None  # where to follow the trail from (begin); None: its newest then
 
     # --- 2025-11-25 subscriptions -------------------------------------------------------
 
@@ -106,6 +107,15 @@ class Notifier:
         self._list_changed = self._list_changed or list_changed
         self._wake.set()
 
+    async def begin(self) -> None:
+        """Take the trail's newest event as the point to follow from, before the server
+        answers its first call: a change a client makes right after subscribing is then
+        never older than the start (under load the follow task may start late)."""
+        try:
+            self._start = await self._resume(None)
+        except Exception as exc:  # the store is down now: run() starts from the newest once back
+            log.warning("cannot read the board for notifications yet (%s)", exc)
+
     async def run(self) -> None:
         """Forever: follow the trail and send what changed (until cancelled)."""
         sender = asyncio.create_task(self._send_loop(), name="claimroom-mcp-notify")
@@ -117,7 +127,7 @@ class Notifier:
 
     async def _follow_loop(self) -> None:
         backoff = 0.25
-        after: str | None = None  # the last event seen (None: start from the newest)
+        after = self._start  # the last event seen (None: start from the newest)
         lost = False  # the trail could not be read: reconcile once it can again
         while True:
             try:

@@ -89,6 +89,7 @@ async def running(svc: Service, notifier: Notifier) -> AsyncIterator[None]:
     """What a long-lived server does beside answering calls, for as long as the body runs:
     leader-elected reaping (so recovery never waits for a claim), notifications from the
     board, and its own record on the board for the control room."""
+    await notifier.begin()
     follow = asyncio.create_task(notifier.run(), name="claimroom-mcp-follow")
     try:
         async with svc.store.reaping("mcp", report=_report), published(svc.store, svc.stats):

@@ -14,5 +14,7 @@ BACKENDS = {
     "redis": ".redis.store:RedisStore",
     "rediss": ".redis.store:RedisStore",
     "unix": ".redis.store:RedisStore",
+    "redis+sentinel": ".redis.store:RedisStore",
+    "redis+cluster": ".redis.store:RedisStore",
     "file": ".file.store:FileStore",
 }

@@ -27,6 +27,17 @@ add_chunk = 50  # tasks written per add script call (~1.5 ms on Redis); add_many
 max_capsigs = 64
 max_claim_queues = 32  # --queue values in one claim
 
+# Fencing tokens across failovers and restarts (lua/lib.lua next_token). Replication and
+# AOF everysec are asynchronous, so the process now serving a namespace may never have seen
+# the last tokens handed out. When the serving process changes (its run_id), a new epoch
+# begins and tokens jump to its floor: ms since epoch_base_ms times epoch_tokens_per_ms. A
+# token of an earlier epoch is below every token of a later one while fewer than 64,000
+# tokens a second are handed out (one Redis hands out ~10,000 at most) and the masters'
+# clocks agree to within the failover time. Tokens stay below 10^14, where Lua still
+# prints (%.14g) and cjson encodes them exactly, until about 2074.
+epoch_base_ms = 1_735_689_600_000  # 2025-01-01T00:00:00Z
+epoch_tokens_per_ms = 64
+
 # Retries.
 default_max_attempts = 3
 backoff_base_ms = 1000
@@ -178,6 +189,8 @@ LUA_CONSTANTS: dict[str, int | float] = {
     "finished_backfill_offset": finished_backfill_offset,
     "task_events_max": task_events_max,
     "max_tokens": max_tokens,
+    "epoch_base_ms": epoch_base_ms,
+    "epoch_tokens_per_ms": epoch_tokens_per_ms,
 }
 
 
@@ -206,6 +219,12 @@ def wake_channel(namespace: str, agent: str) -> str:
     """Where one agent's waiting claims hear of what concerns it alone: a task assigned to
     it, one of its claims ended (capacity freed), its capabilities or breaker changed."""
     return prefix(namespace) + "wake:" + agent
+
+
+def epoch_key(namespace: str) -> str:
+    """The token epoch: a hash of n (epochs begun), run_id (the Redis process serving it)
+    and since_ms (when it began), written by lua/lib.lua next_token."""
+    return prefix(namespace) + "epoch"
 
 
 def seq_key(namespace: str, what: str) -> str:

@@ -326,7 +326,9 @@ def operator(value: str) -> str:
 
 
 _STORE_URL_HELP = (
-    "use redis://HOST:PORT/DB, rediss://HOST:PORT/DB, unix:///path/to/redis.sock or file:///abs/dir"
+    "use redis://HOST:PORT/DB, rediss://HOST:PORT/DB, unix:///path/to/redis.sock, "
+    "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER, redis+cluster://HOST:PORT[,HOST:PORT...] "
+    "or file:///abs/dir"
 )
 
 
@@ -341,17 +343,22 @@ def store_url(url: str) -> str:
     if scheme not in BACKENDS:
         said = f" scheme {scheme!r}" if scheme else " (no scheme)"
         raise BadInput(f"unsupported store URL{said}: {_STORE_URL_HELP}")
+    if scheme == "file":
+        return url  # the file store checks its directory (core/file_schema.db_path)
+    from .storeurl import endpoint  # it imports this module
+
     try:
+        multi = endpoint(url).kind != "single"  # hosts, database, claimroom's own parameters
         parts = urlsplit(url)
-        port = parts.port
+        port = None if multi else parts.port
     except ValueError as exc:  # a port that is no number or out of range, a broken [IPv6]
         raise BadInput(f"malformed store URL ({exc}): {_STORE_URL_HELP}") from None
+    if multi:
+        return url
     if scheme == "unix":
         if not parts.path:
             raise BadInput("unix store URL names no socket: use unix:///path/to/redis.sock")
         return url
-    if scheme == "file":
-        return url  # the file store checks its directory (core/file_schema.db_path)
     if port == 0:  # redis-py would quietly take 6379 instead
         raise BadInput("store URL port 0 names no store: write the port the store listens on (1-65535)")
     db = parts.path.lstrip("/")

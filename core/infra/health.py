@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import constants as C
+from ..redis import connect
 from ..storeurl import redacted
 from .probe import classify, scheme
 
@@ -115,7 +115,7 @@ class HealthMonitor:
 
     def _connect(self) -> Any:
         if self._client is None:
-            self._client = aioredis.Redis.from_url(
+            self._client = connect.client(
                 self.url,
                 socket_connect_timeout=C.probe_timeout_s,
                 socket_timeout=C.probe_timeout_s,

@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from redis import exceptions as rexc
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import constants as C
+from ..redis import connect
 
 # The URL helpers live in core/storeurl.py (light: the hooks resolve a URL without a
 # client); named here too, where the rest of infra has always found them.
@@ -49,7 +49,7 @@ class Probe:
 
 def client(url: str, timeout_s: float = C.probe_timeout_s) -> Any:
     """A sync client that fails at once instead of retrying (a probe wants the answer now)."""
-    return redis.Redis.from_url(
+    return connect.sync_client(
         url,
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,

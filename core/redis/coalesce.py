@@ -11,6 +11,10 @@ A call alone goes alone, one loop turn later. A batch is written straight onto a
 connection rather than through redis-py's Pipeline object, whose per-batch Python cost
 outweighed the shared trip for small batches (bench/claims.py, 8 agents: 3,161 -> ~3,700
 cycles/s; 64 agents: ~5,200 -> ~5,600).
+With ``wait=(N, ms)`` (the store URL's ``?wait=N&wait_ms=ms``) each batch ends with
+``WAIT N ms`` on its own connection: its callers hear back only once N replicas hold every
+write of the batch, or ms have passed (WAIT cannot undo a write; see the README on
+failover). One WAIT covers the whole batch.
 A pipeline failure (connection lost) fails every call in it with the same error; a reply
 that says the script is not loaded (Redis restarted, or SCRIPT FLUSH) loads it and runs
 that call again once.
@@ -32,8 +36,9 @@ Call = tuple[AsyncScript, list[str], list[Any], "asyncio.Future[Any]"]
 class Coalescer:
     """Queue script calls and send each loop turn's worth as one pipeline."""
 
-    def __init__(self, redis: Any, flushers: int = FLUSHERS) -> None:
+    def __init__(self, redis: Any, flushers: int = FLUSHERS, wait: tuple[int, int] = (0, 0)) -> None:
         self._redis = redis
+        self._wait = wait
         self._flushers = flushers
         self._pending: list[Call] = []
         self._wake: asyncio.Event | None = None
@@ -41,6 +46,7 @@ class Coalescer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._busy = 0
         self.batches = 0  # pipelines sent, for benchmarks
+        self.acked = -1  # replicas that acknowledged the last batch (with wait), for tests
 
     async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` with ``keys`` and ``args``; its reply, or the error it raised."""
@@ -93,17 +99,18 @@ class Coalescer:
             return
         try:
             try:
-                await conn.send_packed_command(
-                    conn.pack_commands(
-                        [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args, _ in batch]
-                    )
-                )
+                commands = [("EVALSHA", s.sha, len(keys), *keys, *args) for s, keys, args, _ in batch]
+                if self._wait[0] > 0:
+                    commands.append(("WAIT", *self._wait))
+                await conn.send_packed_command(conn.pack_commands(commands))
                 replies: list[Any] = []
                 for _ in batch:
                     try:
                         replies.append(await conn.read_response())
                     except rexc.ResponseError as exc:  # the script's error: that call's alone
                         replies.append(exc)
+                if self._wait[0] > 0:
+                    self.acked = int(await conn.read_response())
             except Exception as exc:  # the connection failed: every call in the batch did
                 await conn.disconnect()
                 self._fail(batch, exc)

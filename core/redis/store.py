@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.commands.core import AsyncScript
 
@@ -40,7 +39,7 @@ from ..reaper import ReaperId, ReaperStatus
 from ..snapshot import Snapshot
 from ..store import Store
 from ..storeurl import redacted
-from . import bidding, dump, reads
+from . import bidding, connect, dump, reads
 from . import messages as mail
 from . import snapshot as views
 from .admin import RedisAdmin
@@ -81,8 +80,10 @@ class RedisStore(Store):
         self._claimable = C.claimable_channel(namespace)
         # Typed Any on purpose: redis-py's stubs type every reply as bytes | str whatever
         # decode_responses says; with it on, replies here are str (and lists of str).
-        self._redis: Any = aioredis.Redis.from_url(
+        # One master serves the namespace, however the URL reaches it (connect.py).
+        self._redis: Any = connect.client(
             url,
+            self._stream,
             decode_responses=True,
             socket_connect_timeout=C.connect_timeout_s,
             max_connections=256,
@@ -92,7 +93,11 @@ class RedisStore(Store):
         }
         self._watch: Any = None
         # Concurrent script calls share round trips (see coalesce.py); off: one trip per call.
-        self._coalescer = Coalescer(self._redis) if coalesce else None
+        # A URL's wait=N makes every batch wait for N replicas (WAIT on the batch's own
+        # connection), so it always goes through the coalescer.
+        replicas, wait_ms = connect.wait_of(url)
+        on = coalesce or replicas > 0
+        self._coalescer = Coalescer(self._redis, wait=(replicas, wait_ms)) if on else None
 
     # --- plumbing --------------------------------------------------------------------
 

@@ -16,7 +16,7 @@
   ARGV[5] count
   Touches P .. affine:<agent>, agent:<name>, agents, assigned:<agent>, auctions, backoff,
     bids:<id>, capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
-    children:<id>:<token>, deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>,
+    children:<id>:<token>, deadlines, dependents:<id>, epoch, finished:<kind>:<queue>, heads:<sig>,
     held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues, ready:<queue>:<sig>,
     retention:due, retention:held, ring, seq:finished, seq:token, sigs, state:<state>, steal,
     task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
@@ -155,7 +155,7 @@ while #out - 1 < count do
   if best and not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
   if t then
     leave(P, best, t, from ~= nil)
-    local token = rcall('INCR', P .. 'seq:token')
+    local token = next_token(P, now)
     local attempts = tonumber(t.attempts or 0) + 1
     t.agent, t.deadline_ms = agent, now + ttl
     enter(P, best, t, 'claimed', now, {'agent', agent, 'token', token, 'deadline_ms', t.deadline_ms,

@@ -26,6 +26,26 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Every fencing token comes from here, and tokens never go backwards, even across a
+-- failover or a restart that lost writes (see core/constants.py epoch_base_ms). The run_id
+-- names the Redis process serving now: when it is not the one that handed out the last
+-- token, a new epoch begins and the counter jumps to the epoch's floor (never down). A
+-- zombie's token from before is then below, and unequal to, every token handed out after.
+-- INFO costs ~2 us; it runs once per script call that hands out tokens.
+local epoch_run = nil
+local function next_token(P, now)
+  if not epoch_run then
+    epoch_run = string.match(rcall('INFO', 'server'), 'run_id:(%x+)')
+    if rcall('HGET', P .. 'epoch', 'run_id') ~= epoch_run then
+      local floor = (now - ${epoch_base_ms}) * ${epoch_tokens_per_ms}
+      if tonumber(rcall('GET', P .. 'seq:token') or 0) < floor then rcall('SET', P .. 'seq:token', floor) end
+      rcall('HINCRBY', P .. 'epoch', 'n', 1)
+      rcall('HSET', P .. 'epoch', 'run_id', epoch_run, 'since_ms', now)
+    end
+  end
+  return rcall('INCR', P .. 'seq:token')
+end
+
 local function split(s)
   local out = {}
   if not s or s == '' then return out end
@@ -794,7 +814,7 @@ local function close_one(P, id, t, now)
     audit(P, now, 'auction-closed', id, '', '', data)
     return ''
   end
-  local token = rcall('INCR', P .. 'seq:token')
+  local token = next_token(P, now)
   local attempts = tonumber(t.attempts or 0) + 1
   t.agent, t.deadline_ms = win.agent, now + win.ttl
   enter(P, id, t, 'claimed', now, {'agent', win.agent, 'token', token, 'deadline_ms', t.deadline_ms,

@@ -61,11 +61,11 @@ def endpoint(url: str) -> Endpoint:
     wait_ms = _number("wait_ms", own.get("wait_ms", str(default_wait_ms)), 1, max_wait_ms)
     if kind_of not in (SENTINEL, CLUSTER):
         if "sentinel_password" in own:
-            raise ValueError("sentinel_password= belongs to a redis+sentinel:// URL")
+            raise ValueError("store URL sentinel_password= belongs to a redis+sentinel:// URL")
         plain = urlunsplit(parts._replace(query=urlencode(rest)))
         return Endpoint("single", plain, wait=wait, wait_ms=wait_ms)
     if rest:
-        raise ValueError(f"unknown parameter {rest[0][0][:30]!r} in a {kind_of}:// URL")
+        raise ValueError(f"store URL has an unknown parameter {rest[0][0][:30]!r} for {kind_of}://")
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
     hosts = tuple(_host_port(h, DEFAULT_PORTS[kind_of]) for h in hostlist.split(","))
@@ -74,16 +74,16 @@ def endpoint(url: str) -> Endpoint:
     if kind_of == SENTINEL:
         if not path:
             raise ValueError(
-                "a redis+sentinel:// URL names the master: redis+sentinel://HOST:PORT/MASTER[/DB]"
+                "store URL names no master: write redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]"
             )
         service, db = unquote(path[0]), (path[1] if len(path) > 1 else "0")
         if len(path) > 2:
-            raise ValueError("a redis+sentinel:// URL path is /MASTER[/DB]")
+            raise ValueError("store URL path of a redis+sentinel:// URL is /MASTER[/DB]")
     elif path:
         db = path[0]
         if len(path) > 1 or db != "0":
             raise ValueError(
-                "Redis Cluster has only database 0: write redis+cluster://HOST:PORT[,HOST:PORT...]"
+                "store URL database of Redis Cluster is always 0: write redis+cluster://HOST:PORT[,HOST:PORT...]"
             )
     if not (db.isascii() and db.isdigit()):
         raise ValueError(f"store URL database must be a number, got {db[:20]!r}")

@@ -352,6 +352,9 @@ def store_url(url: str) -> str:
         parts = urlsplit(url)
         port = None if multi else parts.port
     except ValueError as exc:  # a port that is no number or out of range, a broken [IPv6]
+        said = str(exc)
+        if said.startswith("store URL"):  # endpoint()'s own reasons say what to write
+            raise BadInput(said) from None
         raise BadInput(f"malformed store URL ({exc}): {_STORE_URL_HELP}") from None
     if multi:
         return url

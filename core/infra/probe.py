@@ -87,13 +87,15 @@ def probe(url: str, timeout_s: float = C.probe_timeout_s) -> Probe:
     """PING the store at ``url`` once."""
     try:
         c = client(url, timeout_s)
-    except (ValueError, rexc.RedisError) as exc:
+    except ValueError as exc:
         return Probe(False, problem="error", message=f"bad URL {redacted(url)}: {exc}")
+    except (rexc.RedisError, OSError) as exc:  # a cluster none of whose seeds answers
+        return Probe(False, problem=classify(exc), message=connect.reason(exc))
     try:
         start = time.perf_counter()
         c.ping()
         return Probe(True, (time.perf_counter() - start) * 1000)
     except (rexc.RedisError, OSError) as exc:
-        return Probe(False, problem=classify(exc), message=f"{exc.__class__.__name__}: {exc}")
+        return Probe(False, problem=classify(exc), message=connect.reason(exc))
     finally:
         c.close()

@@ -26,7 +26,7 @@ from .. import constants as C
 from .. import private
 from ..errors import BadInput, StoreUnavailable
 from ..projectdir import remembered_fallback
-from ..storeurl import redacted
+from ..storeurl import CLUSTER, SENTINEL, redacted
 from .probe import Probe, is_local, local_url, password_of, port_of, probe, scheme, with_password
 from .project import infra_dir, load_config, start_lock, update_config
 from .stores import (
@@ -260,7 +260,7 @@ def _resolve_named(given: str, project: Path, opts: StartOptions, explicit: bool
     kind = scheme(url)
     if kind == "file":
         return Resolution(url, "file", "the file board CLAIMROOM_URL names")
-    if kind not in ("redis", "rediss", "unix"):
+    if kind not in ("redis", "rediss", "unix", SENTINEL, CLUSTER):
         raise BadInput(f"unsupported store URL {redacted(url)}: use redis://HOST:PORT or file:///DIR")
     port = port_of(url) if kind != "unix" else None  # port 0, or no port number: BadInput
     shown = redacted(url)
@@ -271,6 +271,8 @@ def _resolve_named(given: str, project: Path, opts: StartOptions, explicit: bool
         "claimroom does not switch to another store while CLAIMROOM_URL names this one "
         "(agents on two stores would duplicate work)"
     )
+    if kind in (SENTINEL, CLUSTER):  # many servers: only `up --sentinel/--cluster` starts them
+        raise _not_startable(url, first, keep)
     if not is_local(url) or not _maybe_ours(first, url):
         raise _not_startable(url, first, keep)
     if port is None:

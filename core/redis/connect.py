@@ -28,8 +28,9 @@ import redis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.cluster import ClusterNode as SyncClusterNode
+from redis.sentinel import MasterNotFoundError as SyncMasterNotFound
 from redis.sentinel import Sentinel as SyncSentinel
 
 from .. import constants as C
@@ -65,11 +66,14 @@ def sync_client(url: str, key: str = "", **options: Any) -> Any:
         blocking: Any = SyncSentinel(list(where.hosts), sentinel_kwargs=ask, **auth, **options)  # type: ignore[no-untyped-call]
         return blocking.master_for(where.service, redis_class=redis.Redis, db=where.db)
     # A probe lives for one call: ask the cluster once which node serves the slot.
-    cluster = redis.RedisCluster(
-        startup_nodes=[SyncClusterNode(h, p) for h, p in where.hosts],  # type: ignore[no-untyped-call]
-        **auth,
-        **_discovery(options),
-    )
+    try:
+        cluster = redis.RedisCluster(
+            startup_nodes=[SyncClusterNode(h, p) for h, p in where.hosts],  # type: ignore[no-untyped-call]
+            **auth,
+            **_discovery(options),
+        )
+    except rexc.RedisClusterException as exc:
+        raise rexc.ConnectionError(f"no node of the cluster answered ({exc})") from None
     try:
         node: Any = cluster.get_node_from_key(key or C.events_key("default"))  # type: ignore[no-untyped-call]
         return redis.Redis(host=node.host, port=node.port, **auth, **options)
@@ -81,6 +85,14 @@ def wait_of(url: str) -> tuple[int, int]:
     """The replicas that must acknowledge each batch of writes, and for how long to wait."""
     where = endpoint(url)
     return where.wait, where.wait_ms
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, in one short line: redis-py's Sentinel errors carry the whole
+    client's repr, which says nothing to a user and may run to a screenful."""
+    if isinstance(exc, MasterNotFoundError | SyncMasterNotFound):
+        return "MasterNotFoundError: no sentinel answered with a master for that name"
+    return f"{exc.__class__.__name__}: {exc}"
 
 
 def _auth(where: Endpoint) -> dict[str, Any]:

@@ -103,7 +103,7 @@ class RedisStore(Store):
 
     def _down(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(
-            f"store unavailable at {redacted(self.url)} ({exc.__class__.__name__}: {exc}); "
+            f"store unavailable at {redacted(self.url)} ({connect.reason(exc)}); "
             "run `claimroom up` to start it, or point CLAIMROOM_URL at a running Redis"
         )
 

@@ -5,17 +5,20 @@ redis-py 8 costs ~110 ms of imports before the first command (its package pulls 
 asyncio, ssl and OpenTelemetry whatever is used); hiredis's reply parser costs ~1 ms.
 This client speaks just what the hooks' reads need: connect (TCP, TLS or a Unix
 socket), AUTH, SELECT, and pipelined commands. Everything else goes through the Store.
+Behind Sentinel it asks the sentinels for the master first; on Redis Cluster it asks a
+seed node which node serves the board's slot (its ``key``), as core/redis/connect.py does.
 """
 
 from __future__ import annotations
 
 import socket
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import hiredis
 
 from .errors import StoreUnavailable
+from .storeurl import CLUSTER, SENTINEL, endpoint, redacted, scheme
 
 
 class ReplyError(StoreUnavailable):
@@ -41,10 +44,14 @@ def _redacted(url: str) -> str:
 
 
 class Connection:
-    """One connection to the Redis a ``redis://``, ``rediss://`` or ``unix://`` URL names."""
+    """One connection to the Redis a ``redis://``, ``rediss://`` or ``unix://`` URL names,
+    or to the master that serves ``key`` behind a ``redis+sentinel://`` or
+    ``redis+cluster://`` URL."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, key: str = "") -> None:
         self.url = url
+        if scheme(url) in (SENTINEL, CLUSTER):
+            url = self._master_url(url, timeout_s, key)
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         db = (query.get("db") or [""])[0] or (parts.path.strip("/") if parts.scheme != "unix" else "")
@@ -83,6 +90,39 @@ class Connection:
             except ReplyError as exc:
                 self.close()
                 raise StoreUnavailable(f"store at {_redacted(url)} refused the connection ({exc})") from None
+
+    @classmethod
+    def _master_url(cls, url: str, timeout_s: float, key: str) -> str:
+        """A ``redis://`` URL of the master that serves ``key`` now."""
+        where = endpoint(url)
+        auth = f"{quote(where.username)}:{quote(where.password)}@" if where.password else ""
+        tried: list[str] = []
+        for host, port in where.hosts:
+            ask: list[tuple[Any, ...]]
+            if where.kind == "sentinel":
+                ask, secret = (
+                    [("SENTINEL", "GET-MASTER-ADDR-BY-NAME", where.service)],
+                    where.sentinel_password,
+                )
+            else:
+                ask, secret = [("CLUSTER", "KEYSLOT", key or "x"), ("CLUSTER", "SLOTS")], where.password
+            seed = f"redis://{':' + quote(secret) + '@' if secret else ''}{host}:{port}/0"
+            try:
+                with cls(seed, timeout_s) as c:
+                    replies = c.pipeline(ask)
+            except StoreUnavailable as exc:
+                tried.append(str(exc))
+                continue
+            if where.kind == "sentinel" and replies[0]:
+                return f"redis://{auth}{replies[0][0]}:{replies[0][1]}/{where.db}"
+            slot = int(replies[0]) if where.kind == "cluster" else -1
+            for first, last, master, *_ in replies[-1] if where.kind == "cluster" else ():
+                if int(first) <= slot <= int(last):
+                    return f"redis://{auth}{master[0]}:{master[1]}/0"
+        raise StoreUnavailable(
+            f"store unavailable at {redacted(url)}: no {where.kind} node named the master"
+            + (f" ({tried[-1]})" if tried else "")
+        )
 
     def _down(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(

@@ -49,7 +49,7 @@ def _redis_holds(
 ) -> tuple[dict[str, list[Hold]], dict[str, str]]:
     from ..resp import Connection
 
-    with Connection(url, timeout_s) as r:
+    with Connection(url, timeout_s, C.events_key(ns)) as r:
         first: list[tuple[object, ...]] = [("TIME",)]
         for path in paths:
             first.append(

@@ -18,7 +18,7 @@ def heartbeat_own(url: str, namespace: str, agent: str, timeout_s: float) -> lis
     from ..redis.scripts import source
     from ..resp import Connection
 
-    with Connection(url, timeout_s) as r:
+    with Connection(url, timeout_s, C.events_key(namespace)) as r:
         held = sorted(r.call("SMEMBERS", C.held_key(namespace, agent)))
         if not held:
             return []

@@ -41,6 +41,12 @@ class RedisAdmin:
         divided by the batches sent is how many calls shared one round trip."""
         return None if self._coalescer is None else self._coalescer.batches
 
+    @property
+    def acked(self) -> int | None:
+        """Replicas that acknowledged the coalescer's last batch (a URL's ``wait=N``); None
+        when the store waits for none."""
+        return None if self._coalescer is None or self._coalescer.acked < 0 else self._coalescer.acked
+
     async def info(self, section: str | None = None) -> dict[str, Any]:
         """The server's INFO (of one ``section``, e.g. "commandstats", or the default set)."""
         info: dict[str, Any] = await (self._redis.info() if section is None else self._redis.info(section))

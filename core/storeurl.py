@@ -3,6 +3,7 @@ store at; no Redis client imported (the hooks resolve a URL on every edit)."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from . import validate
@@ -52,14 +53,15 @@ def local_url(port: int, password: str = "") -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL with any password hidden, for messages."""
+    """The URL with any password hidden, for messages: the userinfo's, and a ``sentinel_password``
+    option's (a Sentinel URL names several hosts, ``h1:p1,h2:p2``, kept as written)."""
     parts = urlsplit(url)
     if parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        user = parts.username or ""
-        parts = parts._replace(netloc=f"{user}:***@{host}")
+        user, _, _ = parts.netloc.rpartition("@")[0].partition(":")
+        parts = parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}")
+    if "sentinel_password=" in parts.query:
+        hidden = re.sub(r"(^|&)(sentinel_password=)[^&]*", r"\1\2***", parts.query)
+        parts = parts._replace(query=hidden)
     return urlunsplit(parts)
 
 

@@ -27,6 +27,8 @@ from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import constants as C
 from . import private
@@ -166,6 +168,7 @@ class Topology:
             password=self.password or None,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # the waits poll again themselves; a dead node answers at once
             decode_responses=True,
         )
 
@@ -242,9 +245,13 @@ class Topology:
             time.sleep(C.topology_poll_s)
         self.save()
 
+    def _tail(self, node: Node) -> str:
+        """The end of ``node``'s log for a message (the password, were it echoed, hidden)."""
+        tail = log_tail(node.log) or "empty"
+        return tail.replace(self.password, "***") if self.password else tail
+
     def _failed(self, node: Node, what: str) -> StoreUnavailable:
-        tail = log_tail(node.log).replace(self.password, "***") if self.password else log_tail(node.log)
-        return StoreUnavailable(f"{node.name} {what} (log {node.log}: {tail or 'empty'})")
+        return StoreUnavailable(f"{node.name} {what} (log {node.log}: {self._tail(node)})")
 
     def _answers(self, node: Node) -> bool:
         try:
@@ -261,19 +268,19 @@ class Topology:
         watched = list(watch)
         deadline = time.monotonic() + timeout_s
         while True:
+            for n in watched:
+                if not n.alive():
+                    n.role = DOWN
+                    raise self._failed(n, f"exited while {what}")
             try:
                 lack = missing()
             except (redis.RedisError, OSError) as exc:
                 lack = f"{exc.__class__.__name__}: {exc}"
             if not lack:
                 return
-            for n in watched:
-                if not n.alive():
-                    n.role = DOWN
-                    raise self._failed(n, f"exited while {what}")
             if time.monotonic() > deadline:
                 blamed = next((n for n in watched if n.address in lack), watched[0] if watched else None)
-                where = f" (log {blamed.log}: {log_tail(blamed.log) or 'empty'})" if blamed else ""
+                where = f" (log {blamed.log}: {self._tail(blamed)})" if blamed else ""
                 raise StoreUnavailable(f"{what}: not within {timeout_s:.0f} s: {lack}{where}")
             time.sleep(C.topology_poll_s)
 

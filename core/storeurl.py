@@ -3,6 +3,7 @@ store at; no Redis client imported (the hooks resolve a URL on every edit)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -168,22 +169,15 @@ def local_url(port: int, password: str = "") -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL with any password hidden, for messages."""
+    """The URL with any password hidden, for messages: the userinfo's, and a ``sentinel_password``
+    option's (a Sentinel URL names several hosts, ``h1:p1,h2:p2``, kept as written)."""
     parts = urlsplit(url)
+    if parts.password:
+        user, _, _ = parts.netloc.rpartition("@")[0].partition(":")
+        parts = parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}")
     if "sentinel_password=" in parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        query = [(k, "***" if k == "sentinel_password" else v) for k, v in pairs]
-        parts = parts._replace(query=urlencode(query, safe="*"))
-    if scheme(url) in (SENTINEL, CLUSTER):
-        userinfo, _, hosts = parts.netloc.rpartition("@")
-        if ":" in userinfo:
-            parts = parts._replace(netloc=userinfo.partition(":")[0] + ":***@" + hosts)
-    elif parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        user = parts.username or ""
-        parts = parts._replace(netloc=f"{user}:***@{host}")
+        hidden = re.sub(r"(^|&)(sentinel_password=)[^&]*", r"\1\2***", parts.query)
+        parts = parts._replace(query=hidden)
     return urlunsplit(parts)
 
 

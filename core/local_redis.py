@@ -58,8 +58,17 @@ class LocalRedis:
 
     @classmethod
     def start(
-        cls, directory: Path | None = None, port: int | None = None, timeout_s: float = 10.0
+        cls,
+        directory: Path | None = None,
+        port: int | None = None,
+        timeout_s: float = 10.0,
+        *,
+        appendonly: bool = False,
     ) -> LocalRedis:
+        """Start a server in ``directory`` (a new temporary one when None) on ``port`` (a free
+        one when None). ``appendonly``: log every write to the directory's append-only file
+        (fsync once a second, as the stores claimroom starts for a project do), so that a
+        server started again on the same directory finds the data of the one before."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise StoreUnavailable(
@@ -75,7 +84,8 @@ class LocalRedis:
             "--bind", "127.0.0.1",
             "--dir", str(folder),
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if appendonly else "no",
+            "--appendfsync", "everysec",
             "--maxmemory-policy", "noeviction",
             "--notify-keyspace-events", C.keyspace_events,
             "--logfile", str(folder / "redis.log"),
@@ -99,6 +109,13 @@ class LocalRedis:
             time.sleep(0.02)
         server.stop()
         raise StoreUnavailable(f"redis-server did not answer on port {chosen} within {timeout_s:.0f} s")
+
+    def kill(self) -> None:
+        """End the server at once (SIGKILL), as a crash would; its directory stays, so a
+        server started on it again (``start(directory, port, appendonly=True)``) recovers."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:

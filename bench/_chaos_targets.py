@@ -1,0 +1,129 @@
+"""Where a chaos run's store lives, and the faults that store can suffer (a module, not a
+benchmark: ./dev bench skips it).
+
+A ``Target`` gives the URL the agents use, the URL the suite and the reaper use, and its
+store-level faults: each a function that injects one fault, waits it out, restores, and
+counts itself in ``injected``. ``Standalone`` is a redis-server of the suite's own with
+append-only persistence behind the suite's TCP proxy: network cuts and restarts. The
+Sentinel and Cluster targets live in ``_chaos_topology.py``, imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+from _chaos_proxy import CutProxy
+
+from claimroom.core.errors import StoreUnavailable
+from claimroom.core.local_redis import LocalRedis
+
+Fault = Callable[[random.Random], Awaitable[None]]
+
+CUT_S = (1.0, 3.0)  # how long a network cut lasts
+DOWN_S = (0.5, 2.0)  # how long Redis stays down between its SIGKILL and its restart
+RESTART_TRIES = 5
+
+
+class Target:
+    """A store for a chaos run and its faults."""
+
+    name = "?"
+
+    def __init__(self, agent_url: str, direct_url: str) -> None:
+        self.agent_url = agent_url  # what the agents connect to
+        self.direct_url = direct_url  # the suite's own connections and the reaper
+        self.faults: dict[str, Fault] = {}  # label -> inject one
+        self.limits: dict[str, int] = {}  # label -> at most this many in a run (default: no limit)
+        self.injected: Counter[str] = Counter()
+        # When the store itself was down for everyone: [start, end] on time.monotonic (end
+        # inf while it lasts); the lease sampler leaves these out.
+        self.outages: list[list[float]] = []
+        self.facts: list[str] = []
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        window = [time.monotonic(), math.inf]
+        self.outages.append(window)
+        try:
+            yield
+        finally:
+            window[1] = time.monotonic()
+
+    def down_within(self, start: float, end: float, grace_s: float) -> bool:
+        """Whether the store was down at some moment of [start, end + grace_s] after an outage,
+        i.e. whether the window overlaps an outage stretched by ``grace_s``."""
+        return any(s <= end and start <= e + grace_s for s, e in self.outages)
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+
+class Standalone(Target):
+    """A redis-server with append-only persistence (appendfsync everysec) behind a proxy."""
+
+    name = "standalone"
+
+    def __init__(self, redis: LocalRedis, proxy: CutProxy) -> None:
+        super().__init__(proxy.url(), redis.url)
+        self.redis = redis
+        self.proxy = proxy
+        self.faults = {"network cuts (proxy)": self.cut, "Redis restarts (SIGKILL, AOF)": self.restart}
+        self.facts = ["appendonly yes, appendfsync everysec"]
+
+    @classmethod
+    async def start(cls, folder: Path) -> Standalone:
+        redis = await asyncio.to_thread(LocalRedis.start, folder / "redis", appendonly=True)
+        proxy = CutProxy(redis.port)
+        await proxy.start()
+        return cls(redis, proxy)
+
+    async def cut(self, rng: random.Random) -> None:
+        """Cut the agents' network for a few seconds: every connection closed, none accepted."""
+        await self.proxy.cut()
+        self.injected["network cuts (proxy)"] += 1
+        await asyncio.sleep(rng.uniform(*CUT_S))
+        await self.proxy.restore()
+
+    async def restart(self, rng: random.Random) -> None:
+        """SIGKILL Redis, leave it down a moment, start it again on its port and directory;
+        it reloads its append-only file."""
+        with self.outage():
+            await asyncio.to_thread(self.redis.kill)
+            self.injected["Redis restarts (SIGKILL, AOF)"] += 1
+            await asyncio.sleep(rng.uniform(*DOWN_S))
+            for attempt in range(RESTART_TRIES):
+                try:
+                    self.redis = await asyncio.to_thread(
+                        LocalRedis.start, self.redis.directory, self.redis.port, appendonly=True
+                    )
+                    break
+                except StoreUnavailable:  # the port not yet free again, say: once more
+                    if attempt == RESTART_TRIES - 1:
+                        raise
+                    await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        await self.proxy.stop()
+        await asyncio.to_thread(self.redis.stop)
+
+
+def available(name: str) -> bool:
+    """Whether this checkout has what target ``name`` needs."""
+    return name == "standalone" or importlib.util.find_spec("claimroom.core.local_topology") is not None
+
+
+async def start_target(name: str, folder: Path, namespace: str) -> Target:
+    """The target called ``name``; Sentinel and Cluster are imported only here, when asked for."""
+    if name == "standalone":
+        return await Standalone.start(folder)
+    from _chaos_topology import start_topology
+
+    return await start_topology(name, folder, namespace)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from claimroom.core.errors import ClaimroomError, LeaseLost, StoreUnavailable
+from claimroom.core.errors import ClaimroomError, LeaseLost, NotFound, StoreUnavailable
 from claimroom.core.models import Claim
 from claimroom.core.store import Store
 
@@ -106,6 +106,7 @@ class Worker:
             pause = RETRY_S
             if claim is None:
                 continue
+            say("claimed", task=claim.task.id, token=claim.token, agent=self.name)
             try:
                 await self.work(Held(claim, time.monotonic(), self.resumes.count))
             except Exception as exc:
@@ -122,8 +123,8 @@ class Worker:
             try:
                 await self.store.heartbeat(held.task, held.token, ttl_s=self.ttl_s, progress=progress)
                 held.confirmed = time.monotonic()
-            except LeaseLost:
-                say("lost", at="heartbeat")
+            except (LeaseLost, NotFound) as exc:  # NotFound: a store that lost writes lost the task
+                say("lost", at="heartbeat", gone=isinstance(exc, NotFound))
                 return
             except StoreUnavailable:
                 say("unavailable", at="heartbeat")  # the lease runs on; the next step sees if it ran out
@@ -147,14 +148,21 @@ class Worker:
             try:
                 if how == "complete":
                     await self.store.complete(held.task, held.token, {"by": self.name})
-                    say("done", task=held.task, token=held.token, unsure=unsure, stale=sent_stale)
+                    say(
+                        "done",
+                        task=held.task,
+                        token=held.token,
+                        agent=self.name,
+                        unsure=unsure,
+                        stale=sent_stale,
+                    )
                 else:
                     reason = "chaos: fatal" if fatal else "chaos: flaky"
                     await self.store.fail(held.task, held.token, reason, fatal=fatal)
                     say("failed", task=held.task, token=held.token, fatal=fatal, stale=sent_stale)
                 return
-            except LeaseLost:
-                say("lost", at=how, unsure=unsure)
+            except (LeaseLost, NotFound) as exc:
+                say("lost", at=how, unsure=unsure, gone=isinstance(exc, NotFound))
                 return
             except StoreUnavailable:
                 unsure = True
@@ -172,7 +180,7 @@ class Worker:
             try:
                 await self.store.complete(held.task, held.token, {"by": self.name, "zombie": True})
                 ok = True
-            except LeaseLost:
+            except (LeaseLost, NotFound):
                 ok = False
             except StoreUnavailable:
                 await asyncio.sleep(RETRY_S)

@@ -44,7 +44,8 @@ NO_CHANGE = {"stage", "extended", "cascade", "restore", "locked", "unlocked", "l
 class Acks:
     """What the agents were told (the suite's ledger of their reports)."""
 
-    done: list[tuple[str, int]] = field(default_factory=list)  # completions accepted
+    done: list[tuple[str, int, str]] = field(default_factory=list)  # accepted: task, token, agent
+    claims: list[tuple[str, int, str]] = field(default_factory=list)  # handed out: task, token, agent
     zombie_accepted: list[tuple[str, int]] = field(default_factory=list)  # stale, yet accepted
     stale_accepted: list[tuple[str, int]] = field(default_factory=list)  # sent past the lease, accepted
 
@@ -85,12 +86,23 @@ class Replay:
     state: str | None = None
     token: int = 0  # the current (latest) claim's token
     claims: int = 0
+    holders: list[tuple[int, str]] = field(default_factory=list)  # every claim: token, agent
     failures: int = 0
     expiries: int = 0
-    completions: list[int] = field(default_factory=list)  # tokens of accepted completions
-    stale_completions: list[int] = field(default_factory=list)
+    # Completions, as (token, agent holding the claim): from the current claim, or not.
+    completions: list[tuple[int, str]] = field(default_factory=list)
+    stale_completions: list[tuple[int, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     last_at: int = 0
+
+    @property
+    def all_done(self) -> list[tuple[int, str]]:
+        """Every completion the trail shows, from a current token or not."""
+        return self.completions + self.stale_completions
+
+    @property
+    def done_count(self) -> int:
+        return len(self.all_done)
 
     def bad(self, event: Event, why: str) -> None:
         self.problems.append(f"{event.id} {event.type}: {why}")
@@ -127,9 +139,10 @@ class Replay:
                 self.bad(event, f"token {event.token} not above the earlier {self.token}")
             self.move(event, {State.QUEUED.value}, State.CLAIMED.value)
             self.token, self.claims = event.token, self.claims + 1
+            self.holders.append((event.token, event.agent))
         elif kind == "completed":
             stale = self.state != State.CLAIMED.value or event.token != self.token
-            (self.stale_completions if stale else self.completions).append(event.token)
+            (self.stale_completions if stale else self.completions).append((event.token, event.agent))
             self.lease_event(event)
             self.state = State.DONE.value
         elif kind == "failed":
@@ -176,113 +189,150 @@ class Replay:
 
 
 def replay(events: Iterable[Event]) -> dict[str, Replay]:
-    out: dict[str, Replay] = defaultdict(Replay)
+    out: dict[str, Replay] = {}
     for e in events:
         if e.task:
-            out[e.task].take(e)
+            out.setdefault(e.task, Replay()).take(e)
     return out
+
+
+def _of(replays: dict[str, Replay], task: str) -> Replay:
+    return replays.get(task) or Replay()
 
 
 def check(
-    tasks: list[Task], events: list[Event], acks: Acks, now_ms: int, slack_ms: int = 1000
+    tasks: list[Task],
+    events: list[Event],
+    acks: Acks,
+    now_ms: int,
+    slack_ms: int = 1000,
+    *,
+    writes_lost: bool = False,
 ) -> list[Invariant]:
-    by_id = {t.id: t for t in tasks}
+    """Every invariant, held or not. ``writes_lost``: the run crashed the store losing its
+    last writes on purpose (``--lose-writes``), so completions acknowledged to agents may be
+    gone from it, and their tasks done again: counted, but no longer a failure."""
     replays = replay(events)
-    out: list[Invariant] = []
+    return [
+        _all_finished(tasks),
+        *_done_once(replays, acks, writes_lost),
+        _fenced(replays, acks),
+        _in_the_trail(tasks, events, replays),
+        _no_old_claim(tasks, now_ms, slack_ms),
+    ]
 
+
+def _all_finished(tasks: list[Task]) -> Invariant:
     states = Counter(t.state.value for t in tasks)
     unfinished = [t.id for t in tasks if t.state.value not in FINAL]
-    no_reason = [t.id for t in tasks if t.state.value in ("dead", "cancelled") and not t.reason.strip()]
-    reasons = Counter(
-        f"{t.state.value}: {TASK_ID.sub('t*', t.reason)}"
-        for t in tasks
-        if t.state.value in ("dead", "cancelled") and t.reason
-    )
+    ended = [t for t in tasks if t.state.value in ("dead", "cancelled")]
+    no_reason = [t.id for t in ended if not t.reason.strip()]
+    reasons = Counter(f"{t.state.value}: {TASK_ID.sub('t*', t.reason)}" for t in ended if t.reason)
     shown = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
     if reasons:
         shown += " (" + "; ".join(f"{r} x{n}" for r, n in sorted(reasons.items())) + ")"
-    out.append(
-        Invariant(
-            "every task done, or dead/cancelled with its reason",
-            not unfinished and not no_reason and bool(tasks),
-            f"{len(tasks)} tasks: {shown}"
-            + (f"; unfinished {len(unfinished)}" if unfinished else "")
-            + (f"; no reason {len(no_reason)}" if no_reason else ""),
-            unfinished + no_reason,
-        )
+    return Invariant(
+        "every task done, or dead/cancelled with its reason",
+        not unfinished and not no_reason and bool(tasks),
+        f"{len(tasks)} tasks: {shown}"
+        + (f"; unfinished {len(unfinished)}" if unfinished else "")
+        + (f"; no reason {len(no_reason)}" if no_reason else ""),
+        unfinished + no_reason,
     )
 
+
+def _done_once(replays: dict[str, Replay], acks: Acks, writes_lost: bool) -> list[Invariant]:
     acked: dict[str, set[int]] = defaultdict(set)
-    for tid, token in acks.done:
+    for tid, token, _agent in acks.done:
         acked[tid].add(token)
-    twice = sorted(
-        tid for tid in set(replays) | set(acked) if len(replays[tid].completions) > 1 or len(acked[tid]) > 1
-    )
-    out.append(
+    in_trail = sorted(tid for tid, r in replays.items() if r.done_count > 1)
+    told = sorted(tid for tid, tokens in acked.items() if len(tokens) > 1)
+    # A completion an agent was told of that the trail does not have (by token): lost.
+    lost = sorted({tid for tid, tok, _ in acks.done if tok not in {c[0] for c in _of(replays, tid).all_done}})
+    expected = " (the crash lost writes on purpose: counted, not failed)" if writes_lost else ""
+    return [
         Invariant(
             "none done twice",
-            not twice,
-            f"{sum(len(r.completions) for r in replays.values())} completions in the trail, "
-            f"{len(acks.done)} acknowledged to agents; {len(twice)} tasks done more than once",
-            twice,
-        )
-    )
-    lost = sorted(
-        {tid for tid, tokens in acked.items() for tok in tokens if tok not in replays[tid].completions}
-    )
-    out.append(
+            not in_trail and (writes_lost or not told),
+            f"{sum(r.done_count for r in replays.values())} completions in the trail, "
+            f"{len(acks.done)} acknowledged to agents; tasks done twice: {len(in_trail)} in the trail, "
+            f"{len(told)} by what agents were told{expected if told else ''}",
+            in_trail + ([] if writes_lost else told),
+        ),
         Invariant(
             "every completion acknowledged to an agent is in the store",
-            not lost,
-            f"{len(lost)} acknowledged completions missing from the trail",
-            lost,
-        )
-    )
+            writes_lost or not lost,
+            f"{len(lost)} acknowledged completions missing from the trail{expected if lost else ''}",
+            [] if writes_lost else lost,
+        ),
+    ]
 
+
+def _fenced(replays: dict[str, Replay], acks: Acks) -> Invariant:
     stale_trail = sorted(tid for tid, r in replays.items() if r.stale_completions)
+    # An agent told its completion was accepted while the trail gives that token's claim,
+    # and so that completion, to another agent: its token was handed out twice.
+    reissued = sorted(
+        {
+            tid
+            for tid, tok, agent in acks.done
+            if any(t == tok and a != agent for t, a in _of(replays, tid).all_done)
+        }
+    )
     stale_agents = sorted({tid for tid, _ in acks.zombie_accepted + acks.stale_accepted})
-    out.append(
-        Invariant(
-            "no completion accepted from a stale token",
-            not stale_trail and not stale_agents,
-            f"{len(stale_trail)} in the trail, {len(acks.zombie_accepted)} zombie and "
-            f"{len(acks.stale_accepted)} other stale completions accepted by the store",
-            stale_trail + stale_agents,
-        )
+    # A token of a task handed to two agents (claims they were told of, or the trail's):
+    # after a store lost writes, a claim the store forgot must not come back with its token.
+    holders: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for tid, tok, agent in acks.claims:
+        holders[tid, tok].add(agent)
+    for tid, r in replays.items():
+        for tok, agent in r.holders:
+            holders[tid, tok].add(agent)
+    twice = sorted({tid for (tid, _), agents in holders.items() if len(agents) > 1})
+    return Invariant(
+        "no completion accepted from a stale token",
+        not stale_trail and not stale_agents and not reissued and not twice,
+        f"{len(stale_trail)} in the trail, {len(acks.zombie_accepted)} zombie and "
+        f"{len(acks.stale_accepted)} other stale completions accepted, "
+        f"{len(reissued)} accepted on a token another claim had; "
+        f"{len(twice)} tasks whose token went to two agents",
+        sorted(set(stale_trail + stale_agents + reissued + twice)),
     )
 
+
+def _in_the_trail(tasks: list[Task], events: list[Event], replays: dict[str, Replay]) -> Invariant:
     ids = [_stream_id(e.id) for e in events]
     unordered = sum(1 for a, b in itertools.pairwise(ids) if b <= a)
-    for tid, task in by_id.items():
-        replays[tid].against(task)
+    for task in tasks:
+        replays.setdefault(task.id, Replay()).against(task)  # a task without events disagrees too
+    known = {t.id for t in tasks}
     broken = sorted(tid for tid, r in replays.items() if r.problems)
-    orphan_events = sorted(tid for tid in replays if tid not in by_id)
-    out.append(
-        Invariant(
-            "every state change in the audit trail, in order",
-            not broken and not unordered,
-            f"{len(events)} events replayed for {len(replays)} tasks; {len(broken)} tasks disagree"
-            + (f"; {unordered} events out of order" if unordered else "")
-            + (f" ({len(orphan_events)} with events but no task)" if orphan_events else ""),
-            broken,
-        )
+    strays = sum(1 for tid in replays if tid not in known)
+    return Invariant(
+        "every state change in the audit trail, in order",
+        not broken and not unordered,
+        f"{len(events)} events replayed for {len(replays)} tasks; {len(broken)} tasks disagree"
+        + (f"; {unordered} events out of order" if unordered else "")
+        + (f" ({strays} with events but no task)" if strays else ""),
+        broken,
     )
 
+
+def _no_old_claim(tasks: list[Task], now_ms: int, slack_ms: int) -> Invariant:
     old = sorted(t.id for t in tasks if t.state == State.CLAIMED and now_ms - t.deadline_ms > slack_ms)
     live = sum(1 for t in tasks if t.state == State.CLAIMED)
-    out.append(
-        Invariant(
-            "no claim older than TTL + 1 s left",
-            not old,
-            f"{live} claims left, {len(old)} past their deadline by more than {slack_ms / 1000:g} s",
-            old,
-        )
+    return Invariant(
+        "no claim older than TTL + 1 s left",
+        not old,
+        f"{live} claims left, {len(old)} past their deadline by more than {slack_ms / 1000:g} s",
+        old,
     )
-    return out
 
 
-def trail_text(events: list[Event], task: Task | None, task_id: str) -> str:
-    """A task's audit trail, one event a line, and where the replay found it wrong."""
+def trail_text(events: list[Event], task: Task | None, task_id: str, acks: Acks | None = None) -> str:
+    """A task's audit trail, one event a line, where the replay found it wrong, and what
+    agents were told about it (claims and accepted completions, which a store that lost
+    writes may have forgotten)."""
     mine = [e for e in events if e.task == task_id]
     head = (
         f"task {task_id}: not on the board"
@@ -299,8 +349,13 @@ def trail_text(events: list[Event], task: Task | None, task_id: str) -> str:
         tok = f" token={e.token}" if e.token else ""
         data = {k: v for k, v in e.data.items() if v not in ("", [], {}, None)}
         lines.append(f"    {e.id} {e.at_ms} {e.type}{who}{op}{tok} {data if data else ''}".rstrip())
-    r = replay(mine)[task_id]
+    r = _of(replay(mine), task_id)
     if task is not None:
         r.against(task)
     lines += [f"    !! {p}" for p in r.problems]
+    if acks is not None:
+        told = [f"claimed token={tok} agent={a}" for t, tok, a in acks.claims if t == task_id]
+        told += [f"completion accepted token={tok} agent={a}" for t, tok, a in acks.done if t == task_id]
+        told += [f"zombie completion ACCEPTED token={tok}" for t, tok in acks.zombie_accepted if t == task_id]
+        lines += ["  agents were told:", *(f"    {line}" for line in told)] if told else []
     return "\n".join(lines)

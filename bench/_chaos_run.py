@@ -173,8 +173,11 @@ class Run:
     def take(self, said: dict[str, Any]) -> None:
         """One agent report into the counts and the acknowledgements."""
         kind = said["k"]
-        if kind == "done":
-            self.acks.done.append((said["task"], said["token"]))
+        if kind == "claimed":
+            self.acks.claims.append((said["task"], said["token"], said["agent"]))
+            self.seen["claims handed to agents"] += 1
+        elif kind == "done":
+            self.acks.done.append((said["task"], said["token"], said["agent"]))
             self.seen["completions accepted"] += 1
             if said.get("unsure"):
                 self.seen["completions accepted on a retry (first try unanswered)"] += 1
@@ -187,7 +190,8 @@ class Run:
             if said.get("stale"):
                 self.acks.stale_accepted.append((said["task"], said["token"]))
         elif kind == "lost":
-            self.seen[f"leases lost, found on {said['at']}"] += 1
+            gone = " (the task gone: lost writes)" if said.get("gone") else ""
+            self.seen[f"leases lost, found on {said['at']}{gone}"] += 1
         elif kind == "unavailable":
             self.seen["calls the store did not answer"] += 1
         elif kind == "zombie":
@@ -429,10 +433,10 @@ class Run:
         tasks = await retrying(lambda: read_tasks(self.store))
         events = await retrying(lambda: read_trail(self.store))
         now = await retrying(self.store.now_ms)
-        invariants = check(tasks, events, self.acks, now)
+        invariants = check(tasks, events, self.acks, now, writes_lost=self.target.writes_lost)
         by_id = {t.id: t for t in tasks}
         trails = [
-            f"{inv.name}:\n{trail_text(events, by_id.get(tid), tid)}"
+            f"{inv.name}:\n{trail_text(events, by_id.get(tid), tid, self.acks)}"
             for inv in invariants
             if not inv.ok
             for tid in inv.tasks[:3]

@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import math
 import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,6 +31,12 @@ Fault = Callable[[random.Random], Awaitable[None]]
 CUT_S = (1.0, 3.0)  # how long a network cut lasts
 DOWN_S = (0.5, 2.0)  # how long Redis stays down between its SIGKILL and its restart
 RESTART_TRIES = 5
+LOST_S = (0.3, 1.0)  # the writes a crash loses: those of this long before it
+AOF_DIR = "appendonlydir"  # Redis 7's append-only files, in the server's directory
+
+CUT = "network cuts (proxy)"
+RESTART = "Redis restarts (SIGKILL, AOF)"
+CRASH = "Redis crashes losing their last writes (--lose-writes)"
 
 
 class Target:
@@ -47,6 +54,7 @@ class Target:
         # inf while it lasts); the lease sampler leaves these out.
         self.outages: list[list[float]] = []
         self.facts: list[str] = []
+        self.writes_lost = False  # a fault loses acknowledged writes on purpose (--lose-writes)
 
     @contextlib.contextmanager
     def outage(self) -> Iterator[None]:
@@ -71,24 +79,27 @@ class Standalone(Target):
 
     name = "standalone"
 
-    def __init__(self, redis: LocalRedis, proxy: CutProxy) -> None:
+    def __init__(self, redis: LocalRedis, proxy: CutProxy, *, lose_writes: bool = False) -> None:
         super().__init__(proxy.url(), redis.url)
         self.redis = redis
         self.proxy = proxy
-        self.faults = {"network cuts (proxy)": self.cut, "Redis restarts (SIGKILL, AOF)": self.restart}
+        self.faults = {CUT: self.cut, RESTART: self.restart}
         self.facts = ["appendonly yes, appendfsync everysec"]
+        if lose_writes:
+            self.faults[CRASH] = self.crash
+            self.writes_lost = True
 
     @classmethod
-    async def start(cls, folder: Path) -> Standalone:
+    async def start(cls, folder: Path, *, lose_writes: bool = False) -> Standalone:
         redis = await asyncio.to_thread(LocalRedis.start, folder / "redis", appendonly=True)
         proxy = CutProxy(redis.port)
         await proxy.start()
-        return cls(redis, proxy)
+        return cls(redis, proxy, lose_writes=lose_writes)
 
     async def cut(self, rng: random.Random) -> None:
         """Cut the agents' network for a few seconds: every connection closed, none accepted."""
         await self.proxy.cut()
-        self.injected["network cuts (proxy)"] += 1
+        self.injected[CUT] += 1
         await asyncio.sleep(rng.uniform(*CUT_S))
         await self.proxy.restore()
 
@@ -97,18 +108,38 @@ class Standalone(Target):
         it reloads its append-only file."""
         with self.outage():
             await asyncio.to_thread(self.redis.kill)
-            self.injected["Redis restarts (SIGKILL, AOF)"] += 1
+            self.injected[RESTART] += 1
             await asyncio.sleep(rng.uniform(*DOWN_S))
-            for attempt in range(RESTART_TRIES):
-                try:
-                    self.redis = await asyncio.to_thread(
-                        LocalRedis.start, self.redis.directory, self.redis.port, appendonly=True
-                    )
-                    break
-                except StoreUnavailable:  # the port not yet free again, say: once more
-                    if attempt == RESTART_TRIES - 1:
-                        raise
-                    await asyncio.sleep(0.5)
+            await self.start_again()
+
+    async def crash(self, rng: random.Random) -> None:
+        """A machine crash under appendfsync everysec: the last writes, never fsynced, are
+        gone. Played as: copy the append-only files, let the agents go on for up to a
+        second, SIGKILL Redis, put the copy back, start it again."""
+        live = self.redis.directory / AOF_DIR
+        copy = self.redis.directory.parent / (AOF_DIR + ".crash")
+        await asyncio.to_thread(shutil.rmtree, copy, True)
+        await asyncio.to_thread(shutil.copytree, live, copy)
+        await asyncio.sleep(rng.uniform(*LOST_S))
+        with self.outage():
+            await asyncio.to_thread(self.redis.kill)
+            self.injected[CRASH] += 1
+            await asyncio.to_thread(shutil.rmtree, live)
+            await asyncio.to_thread(copy.rename, live)
+            await asyncio.sleep(rng.uniform(*DOWN_S))
+            await self.start_again()
+
+    async def start_again(self) -> None:
+        for attempt in range(RESTART_TRIES):
+            try:
+                self.redis = await asyncio.to_thread(
+                    LocalRedis.start, self.redis.directory, self.redis.port, appendonly=True
+                )
+                return
+            except StoreUnavailable:  # the port not yet free again, say: once more
+                if attempt == RESTART_TRIES - 1:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
         await self.proxy.stop()
@@ -120,10 +151,10 @@ def available(name: str) -> bool:
     return name == "standalone" or importlib.util.find_spec("claimroom.core.local_topology") is not None
 
 
-async def start_target(name: str, folder: Path, namespace: str) -> Target:
+async def start_target(name: str, folder: Path, namespace: str, *, lose_writes: bool = False) -> Target:
     """The target called ``name``; Sentinel and Cluster are imported only here, when asked for."""
     if name == "standalone":
-        return await Standalone.start(folder)
+        return await Standalone.start(folder, lose_writes=lose_writes)
     from _chaos_topology import start_topology
 
     return await start_topology(name, folder, namespace)

@@ -62,10 +62,10 @@ def plan_of(args: argparse.Namespace) -> Plan:
     )
 
 
-async def run_target(name: str, plan: Plan) -> Outcome:
+async def run_target(name: str, plan: Plan, *, lose_writes: bool = False) -> Outcome:
     namespace = "chaos" + uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix="claimroom-chaos-") as folder:
-        target = await start_target(name, Path(folder), namespace)
+        target = await start_target(name, Path(folder), namespace, lose_writes=lose_writes)
         try:
             home = Path(folder) / "home"
             home.mkdir()
@@ -127,7 +127,7 @@ async def main_async(args: argparse.Namespace) -> int:
     outcomes = []
     for name in names:
         load, start = load_avg(), time.perf_counter()
-        out = await run_target(name, plan)
+        out = await run_target(name, plan, lose_writes=args.lose_writes)
         report(out, plan, load, time.perf_counter() - start)
         outcomes.append(out)
     if args.json:
@@ -147,6 +147,13 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=0.0, metavar="S", help="fault phase (default by size)")
     p.add_argument("--ttl", type=float, default=TTL_S, metavar="S", help=f"lease TTL (default {TTL_S:g})")
     p.add_argument("--seed", type=int, default=1, help="seeds the fault timing and the agents' choices")
+    p.add_argument(
+        "--lose-writes",
+        action="store_true",
+        help="standalone: also crash Redis losing its last second of writes, as a machine crash "
+        "under appendfsync everysec would (acknowledged completions may then be lost: counted, "
+        "not failed; tokens must still never be handed out twice)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the outcomes to FILE as JSON")
     args = p.parse_args()
     names = list(TARGETS) if args.target == "all" else [args.target]

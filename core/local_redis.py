@@ -63,12 +63,13 @@ class LocalRedis:
         port: int | None = None,
         timeout_s: float = 10.0,
         *,
-        appendonly: bool = False,
+        appendfsync: str | None = None,
     ) -> LocalRedis:
         """Start a server in ``directory`` (a new temporary one when None) on ``port`` (a free
-        one when None). ``appendonly``: log every write to the directory's append-only file
-        (fsync once a second, as the stores claimroom starts for a project do), so that a
-        server started again on the same directory finds the data of the one before."""
+        one when None). ``appendfsync`` ("everysec", as the stores claimroom starts for a
+        project, or "always"): log every write to the directory's append-only file with that
+        fsync policy, so that a server started again on the same directory finds the data of
+        the one before; None: no persistence."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise StoreUnavailable(
@@ -84,8 +85,8 @@ class LocalRedis:
             "--bind", "127.0.0.1",
             "--dir", str(folder),
             "--save", "",
-            "--appendonly", "yes" if appendonly else "no",
-            "--appendfsync", "everysec",
+            "--appendonly", "no" if appendfsync is None else "yes",
+            "--appendfsync", appendfsync or "everysec",
             "--maxmemory-policy", "noeviction",
             "--notify-keyspace-events", C.keyspace_events,
             "--logfile", str(folder / "redis.log"),
@@ -112,7 +113,7 @@ class LocalRedis:
 
     def kill(self) -> None:
         """End the server at once (SIGKILL), as a crash would; its directory stays, so a
-        server started on it again (``start(directory, port, appendonly=True)``) recovers."""
+        server started on it again (``start(directory, port, appendfsync=...)``) recovers."""
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()

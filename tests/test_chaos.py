@@ -201,13 +201,13 @@ def test_unfinished_tasks_dead_without_reason_and_stale_claims_are_found() -> No
 
 
 def test_an_append_only_server_killed_and_restarted_keeps_its_data(tmp_path: Path) -> None:
-    server = LocalRedis.start(tmp_path / "r", appendonly=True)
+    server = LocalRedis.start(tmp_path / "r", appendfsync="always")
     try:
         client = redis.Redis(port=server.port)
         client.set("kept", "yes")
         client.close()
         server.kill()
-        server = LocalRedis.start(server.directory, server.port, appendonly=True)
+        server = LocalRedis.start(server.directory, server.port, appendfsync="always")
         client = redis.Redis(port=server.port)
         assert client.get("kept") == b"yes"
         client.close()

@@ -47,6 +47,9 @@ CANCEL_SHARE = 0.01  # tasks the operator cancels
 TICK_S = 0.5  # the producer's, operator's and sampler's beat
 OUTAGE_GRACE_S = 3.0  # after a store outage, the reaper's backoff may still be running
 OPERATOR = "chaos-operator"
+# What the report lists of stale completions, each "...: refused" or "...: accepted".
+ZOMBIE = "zombies (frozen past TTL), completions with the old token"
+CUT_OFF = "agents cut off past TTL, completions with the old token"
 
 
 @dataclass(frozen=True)
@@ -195,8 +198,8 @@ class Run:
         elif kind == "unavailable":
             self.seen["calls the store did not answer"] += 1
         elif kind == "zombie":
-            who = "zombies (SIGSTOP)" if said["frozen"] else "agents cut off past their TTL"
-            self.seen[f"{who}: stale completion {'ACCEPTED' if said['ok'] else 'refused'}"] += 1
+            who = ZOMBIE if said["frozen"] else CUT_OFF
+            self.seen[f"{who}: {'accepted' if said['ok'] else 'refused'}"] += 1
             if said["ok"]:
                 self.acks.zombie_accepted.append((said["task"], said["token"]))
         elif kind == "error":

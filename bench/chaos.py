@@ -37,7 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _chaos_run import Outcome, Plan, Run
+from _chaos_run import CUT_OFF, ZOMBIE, Outcome, Plan, Run
 from _chaos_targets import available, start_target
 from _harness import header, load_avg, print_table
 from _stats import Row, fmt, yes
@@ -95,7 +95,13 @@ def report(out: Outcome, plan: Plan, load: float | None, wall_s: float) -> None:
     rows = [
         Row(f"injected: {k}", str(v), "times", "> 0", yes(v > 0)) for k, v in sorted(out.injected.items())
     ]
-    rows += [Row(k, str(v), "times") for k, v in sorted(out.seen.items())]
+    seen = dict(out.seen)
+    for who in (ZOMBIE, CUT_OFF):  # always shown, the accepted ones held to 0
+        refused, accepted = seen.pop(f"{who}: refused", 0), seen.pop(f"{who}: accepted", 0)
+        mark = ("> 0", yes(refused > 0)) if who == ZOMBIE else ("-", "-")
+        rows.append(Row(f"{who}: refused (lease lost)", str(refused), "times", *mark))
+        rows.append(Row(f"{who}: accepted", str(accepted), "times", "0", yes(accepted == 0)))
+    rows += [Row(k, str(v), "times") for k, v in sorted(seen.items())]
     f = out.figures
     rows += [
         Row("tasks on the board", fmt(f["tasks added"], 0), "tasks"),

@@ -38,6 +38,7 @@ FAIL_RATE = 0.05  # recoverable failures (retried with backoff)
 FATAL_RATE = 0.01  # fatal failures (dead at once)
 LATE_RATE = 0.15  # tasks that report late-stage progress: an expiry then orphans them
 RETRY_S = 0.2  # between tries of a call the store did not answer
+ZOMBIE_PATIENCE_S = 30.0  # a zombie tries its old token until the store answers, this long
 
 
 def say(kind: str, **data: Any) -> None:
@@ -167,16 +168,16 @@ class Worker:
             except StoreUnavailable:
                 unsure = True
                 say("unavailable", at=how)
-                if sent_stale:  # nothing left to save: the lease is surely gone
-                    say("lost", at=how, unsure=unsure, gave_up=True)
-                    return
                 await asyncio.sleep(RETRY_S)
+                if self.stale(held):  # the outage outlasted the lease: back as a zombie
+                    return await self.zombie(held)
 
     async def zombie(self, held: Held) -> None:
         """Back after the lease surely ran out: complete with the old token, as a frozen agent
         that wakes up would. The store must refuse ("lease lost")."""
         gap_s = round(time.monotonic() - held.confirmed, 3)
-        for _ in range(20):
+        end = time.monotonic() + ZOMBIE_PATIENCE_S
+        while time.monotonic() < end:
             try:
                 await self.store.complete(held.task, held.token, {"by": self.name, "zombie": True})
                 ok = True

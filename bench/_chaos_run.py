@@ -47,6 +47,8 @@ CANCEL_SHARE = 0.01  # tasks the operator cancels
 TICK_S = 0.5  # the producer's, operator's and sampler's beat
 OUTAGE_GRACE_S = 3.0  # after a store outage, the reaper's backoff may still be running
 OPERATOR = "chaos-operator"
+KILLED = "agent processes SIGKILLed"
+FROZEN = "agent processes frozen past TTL (SIGSTOP, SIGCONT)"
 # What the report lists of stale completions, each "...: refused" or "...: accepted".
 ZOMBIE = "zombies (frozen past TTL), completions with the old token"
 CUT_OFF = "agents cut off past TTL, completions with the old token"
@@ -242,14 +244,14 @@ class Run:
         assert slot.proc is not None
         os.kill(slot.proc.pid, signal.SIGKILL)
         await slot.proc.wait()
-        self.injected["agent processes SIGKILLed"] += 1
+        self.injected[KILLED] += 1
         await self.spawn(slot)
 
     async def freeze(self, slot: Slot, for_s: float) -> None:
         assert slot.proc is not None
         slot.frozen = True
         os.kill(slot.proc.pid, signal.SIGSTOP)
-        self.injected["agent processes frozen past TTL (SIGSTOP, SIGCONT)"] += 1
+        self.injected[FROZEN] += 1
         try:
             await asyncio.sleep(for_s)
         finally:

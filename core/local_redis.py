@@ -103,8 +103,18 @@ class LocalRedis:
 
     @classmethod
     def start(
-        cls, directory: Path | None = None, port: int | None = None, timeout_s: float = 10.0
+        cls,
+        directory: Path | None = None,
+        port: int | None = None,
+        timeout_s: float = 10.0,
+        *,
+        appendfsync: str | None = None,
     ) -> LocalRedis:
+        """Start a server in ``directory`` (a new temporary one when None) on ``port`` (a free
+        one when None). ``appendfsync`` ("everysec", as the stores claimroom starts for a
+        project, or "always"): log every write to the directory's append-only file with that
+        fsync policy, so that a server started again on the same directory finds the data of
+        the one before; None: no persistence."""
         binary = redis_binary()
         owns = directory is None
         folder = Path(tempfile.mkdtemp(prefix="claimroom-redis-")) if directory is None else directory
@@ -116,7 +126,8 @@ class LocalRedis:
             "--bind", "127.0.0.1",
             "--dir", str(folder),
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "no" if appendfsync is None else "yes",
+            "--appendfsync", appendfsync or "everysec",
             "--maxmemory-policy", "noeviction",
             "--notify-keyspace-events", C.keyspace_events,
             "--logfile", str(folder / "redis.log"),
@@ -140,6 +151,13 @@ class LocalRedis:
             time.sleep(0.02)
         server.stop()
         raise StoreUnavailable(f"redis-server did not answer on port {chosen} within {timeout_s:.0f} s")
+
+    def kill(self) -> None:
+        """End the server at once (SIGKILL), as a crash would; its directory stays, so a
+        server started on it again (``start(directory, port, appendfsync=...)``) recovers."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -1,0 +1,109 @@
+"""The chaos suite's Sentinel and Cluster targets (a module, not a benchmark: ./dev bench
+skips it). Imported only for ``--target sentinel|cluster|all``.
+
+They run the same agents, kills and zombies as the standalone target, on the topologies of
+``core/local_topology.py`` (``LocalSentinel``, ``LocalCluster``: each ``start()``s, has a
+``url`` the store opens, ``kill_master`` and ``wait_failover``, ``stop()``), and add the
+topology's own fault: on Sentinel the master killed (a failover), on Cluster the master of
+the board's slot killed and its replica promoted. Agents, reaper and suite all use the
+topology's URL (a proxy in front would hide the topology from the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis as redis_py
+from _chaos_targets import Target
+from redis.crc import key_slot
+
+from claimroom.core import constants as C
+
+FAILOVER = "masters killed (Sentinel failover)"
+PROMOTION = "masters killed (Cluster replica promoted)"
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    """Call a topology method whether it is sync (run off the event loop) or async."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    got = await asyncio.to_thread(fn, *args)
+    return await got if inspect.isawaitable(got) else got
+
+
+class SentinelTarget(Target):
+    name = "sentinel"
+
+    def __init__(self, topology: Any) -> None:
+        super().__init__(topology.url, topology.url)
+        self.topology = topology
+        self.faults = {FAILOVER: self.failover}
+        self.limits = {FAILOVER: 1}  # the killed master stays down: one failover per run
+        self.facts = ["Sentinel: a master, its replica, sentinels"]
+
+    async def failover(self, rng: random.Random) -> None:
+        with self.outage():
+            await _call(self.topology.kill_master)
+            self.injected[FAILOVER] += 1
+            await _call(self.topology.wait_failover)
+
+    async def stop(self) -> None:
+        await _call(self.topology.stop)
+
+
+class ClusterTarget(Target):
+    name = "cluster"
+
+    def __init__(self, topology: Any, namespace: str) -> None:
+        super().__init__(topology.url, topology.url)
+        self.topology = topology
+        self.namespace = namespace
+        self.faults = {PROMOTION: self.promote}
+        self.limits = {PROMOTION: 1}
+        self.facts = ["Cluster: masters with a replica each; the board's slot's master is killed"]
+
+    async def promote(self, rng: random.Random) -> None:
+        port = await asyncio.to_thread(slot_master_port, self.topology.url, self.namespace)
+        with self.outage():
+            await _call(self.topology.kill_master, port)
+            self.injected[PROMOTION] += 1
+            await _call(self.topology.wait_failover)
+
+    async def stop(self) -> None:
+        await _call(self.topology.stop)
+
+
+def slot_master_port(url: str, namespace: str) -> int:
+    """The port of the master serving the board's slot (its keys share one hash tag),
+    asked of the first node the cluster URL names (CLUSTER SLOTS)."""
+    first = urlsplit(url).netloc.rsplit("@", 1)[-1].split(",")[0]
+    host, _, port = first.rpartition(":")
+    slot = key_slot(C.prefix(namespace).encode())
+    client = redis_py.Redis(host=host or "127.0.0.1", port=int(port), decode_responses=True)
+    try:
+        for start, end, master, *_replicas in client.execute_command("CLUSTER SLOTS"):
+            if int(start) <= slot <= int(end):
+                return int(master[1])
+    finally:
+        client.close()
+    raise RuntimeError(f"no master serves slot {slot} of namespace {namespace}")
+
+
+async def start_topology(name: str, folder: Path, namespace: str) -> Target:
+    try:
+        from claimroom.core import local_topology
+    except ImportError:
+        raise SystemExit(
+            f"chaos: --target {name} needs core/local_topology.py (LocalSentinel, LocalCluster), "
+            "which this checkout does not have"
+        ) from None
+    if name == "sentinel":
+        return SentinelTarget(await _call(local_topology.LocalSentinel.start))
+    if name == "cluster":
+        return ClusterTarget(await _call(local_topology.LocalCluster.start), namespace)
+    raise SystemExit(f"chaos: unknown target {name!r}: standalone, sentinel or cluster")

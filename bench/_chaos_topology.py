@@ -43,14 +43,17 @@ class SentinelTarget(Target):
         super().__init__(topology.url, topology.url)
         self.topology = topology
         self.faults = {FAILOVER: self.failover}
-        self.limits = {FAILOVER: 1}  # the killed master stays down: one failover per run
+        self.limits = {FAILOVER: 3}  # the killed master comes back as a replica for the next
         self.facts = ["Sentinel: a master, its replica, sentinels"]
 
     async def failover(self, rng: random.Random) -> None:
         with self.outage():
-            await _call(self.topology.kill_master)
+            killed = await _call(self.topology.kill_master)
             self.injected[FAILOVER] += 1
-            await _call(self.topology.wait_failover)
+            await _call(self.topology.wait_failover, killed.port)
+        # Started on this thread: a process started from a worker thread would die with it
+        # (core/local_redis.py die_with_parent).
+        self.topology.restart(killed)
 
     async def stop(self) -> None:
         await _call(self.topology.stop)
@@ -64,15 +67,16 @@ class ClusterTarget(Target):
         self.topology = topology
         self.namespace = namespace
         self.faults = {PROMOTION: self.promote}
-        self.limits = {PROMOTION: 1}
+        self.limits = {PROMOTION: 3}
         self.facts = ["Cluster: masters with a replica each; the board's slot's master is killed"]
 
     async def promote(self, rng: random.Random) -> None:
         port = await asyncio.to_thread(slot_master_port, self.topology.url, self.namespace)
         with self.outage():
-            await _call(self.topology.kill_master, port)
+            killed = await _call(self.topology.kill_master, port)
             self.injected[PROMOTION] += 1
-            await _call(self.topology.wait_failover)
+            await _call(self.topology.wait_failover, port)
+        self.topology.restart(killed)  # back as the new master's replica (on this thread)
 
     async def stop(self) -> None:
         await _call(self.topology.stop)
@@ -102,8 +106,9 @@ async def start_topology(name: str, folder: Path, namespace: str) -> Target:
             f"chaos: --target {name} needs core/local_topology.py (LocalSentinel, LocalCluster), "
             "which this checkout does not have"
         ) from None
+    # Started on this thread, not a worker thread (see SentinelTarget.failover).
     if name == "sentinel":
-        return SentinelTarget(await _call(local_topology.LocalSentinel.start))
+        return SentinelTarget(local_topology.LocalSentinel.start(folder / "sentinel"))
     if name == "cluster":
-        return ClusterTarget(await _call(local_topology.LocalCluster.start), namespace)
+        return ClusterTarget(local_topology.LocalCluster.start(folder / "cluster"), namespace)
     raise SystemExit(f"chaos: unknown target {name!r}: standalone, sentinel or cluster")

@@ -128,6 +128,9 @@ class Worker:
                 say("lost", at="heartbeat", gone=isinstance(exc, NotFound))
                 return
             except StoreUnavailable:
+                # It may have reached the store before the answer was lost, and moved the
+                # deadline up to now + TTL: only past that is the lease surely gone.
+                held.confirmed = time.monotonic()
                 say("unavailable", at="heartbeat")  # the lease runs on; the next step sees if it ran out
         await asyncio.sleep(self.rng.uniform(0.02, 0.2))
         if self.stale(held):

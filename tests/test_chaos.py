@@ -28,6 +28,7 @@ from _chaos_check import Acks, check  # noqa: E402  (bench/ is not a package)
 from _chaos_proxy import CutProxy  # noqa: E402
 from _chaos_run import CUT_OFF, FROZEN, KILLED, ZOMBIE  # noqa: E402
 from _chaos_targets import CUT, RESTART  # noqa: E402
+from _chaos_topology import FAILOVER, PROMOTION  # noqa: E402
 
 STANDALONE_FAULTS = (KILLED, FROZEN, CUT, RESTART)
 
@@ -55,6 +56,28 @@ def test_the_small_run_injects_every_fault_and_every_invariant_holds(tmp_path: P
     assert seen.get(f"{ZOMBIE}: accepted", 0) == seen.get(f"{CUT_OFF}: accepted", 0) == 0, shown
     assert seen.get("agent errors", 0) == 0, shown
     assert run["figures"]["tasks added"] >= 300, shown
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+@pytest.mark.xdist_group("topology")
+@pytest.mark.parametrize(
+    ("target", "fault"), [("sentinel", FAILOVER), ("cluster", PROMOTION)], ids=["sentinel", "cluster"]
+)
+def test_a_short_run_on_a_topology_kills_its_master_and_every_invariant_holds(
+    tmp_path: Path, target: str, fault: str
+) -> None:
+    out = tmp_path / "chaos.json"
+    args = ["--target", target, "--size", "small", "--seconds", "15", "--tasks", "150", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "chaos.py"), *args], capture_output=True, text=True, timeout=140
+    )
+    shown = f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, shown
+    (run,) = json.loads(out.read_text())
+    assert [i["name"] for i in run["invariants"] if not i["ok"]] == [], shown
+    assert run["injected"].get(fault, 0) > 0, f"{fault} never injected\n{shown}"
+    assert run["seen"].get(f"{ZOMBIE}: accepted", 0) == 0, shown
 
 
 def test_bad_options_get_one_line_and_exit_2() -> None:

@@ -653,3 +653,25 @@ def plan_children_key(namespace: str, task_id: str) -> str:
 
 
 max_plan_bytes = 4 * 1024 * 1024  # a plan file past this is refused before it is read whole
+
+# --- local Redis Sentinel and Redis Cluster topologies (core/local_topology.py) ----------------
+
+topology_master_name = "claimroom"  # the master name the sentinels monitor (in the sentinel URL)
+# Fast failover for tests and a laptop: a master that misses pings for 1 s is subjectively down,
+# two of three sentinels make it objectively down and elect a leader at once. The failover
+# timeout also bounds the election: a split vote is retried after 2x this, so it stays small;
+# parallel-syncs 1 re-points one replica at a time (the other keeps serving reads meanwhile).
+sentinel_down_after_ms = 1000
+sentinel_failover_timeout_ms = 3000
+sentinel_parallel_syncs = 1
+sentinel_quorum = 2
+sentinel_count = 3
+# A master that misses pings for this long is failed (by the majority of masters), then its
+# replica takes over 0.5-1 s later. Shorter failovers faster, but a node stalled by a busy
+# 2-core machine would then be failed over without being dead.
+cluster_node_timeout_ms = 2000
+cluster_slots = 16384
+topology_start_timeout_s = 60.0  # a whole topology up: every node answers, replicas synced, agreed
+topology_failover_timeout_s = 30.0  # a new master named after a kill
+topology_stop_timeout_s = 5.0  # SIGTERM, then SIGKILL after this
+topology_poll_s = 0.05

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import re
 import shutil
 import signal
 import socket
@@ -43,6 +44,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redis_binary() -> str:
+    """The path of ``redis-server``; ``StoreUnavailable`` in one line when it is not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StoreUnavailable(
+            "redis-server is not installed; install it (Debian: apt-get install redis-server)"
+        )
+    return binary
+
+
+def is_redis_process(pid: int, port: int | None = None) -> bool:
+    """Whether ``pid`` is alive and is a redis-server (so a reused pid is never signalled).
+
+    With ``port``: one serving that port, as its process title says ("redis-server
+    127.0.0.1:PORT [sentinel]"), so a pid read from a record is never another server's.
+    """
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    if re.search(r"^State:\s+Z", status, re.M):  # a zombie is dead, whatever its name
+        return False
+    if b"redis-server" not in cmdline and b"redis-check-rdb" not in cmdline:
+        return False
+    return port is None or re.search(rb":%d(?![0-9])" % port, cmdline) is not None
+
+
+def log_tail(log: Path, lines: int = 2, limit: int = 300) -> str:
+    """The last lines of a server's log, on one line (for an error message); "" when there is none."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 8192))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(kept)[-limit:]
+
+
 @dataclass
 class LocalRedis:
     """A redis-server child process; ``stop()`` ends exactly that process."""
@@ -60,11 +101,7 @@ class LocalRedis:
     def start(
         cls, directory: Path | None = None, port: int | None = None, timeout_s: float = 10.0
     ) -> LocalRedis:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise StoreUnavailable(
-                "redis-server is not installed; install it (Debian: apt-get install redis-server)"
-            )
+        binary = redis_binary()
         owns = directory is None
         folder = Path(tempfile.mkdtemp(prefix="claimroom-redis-")) if directory is None else directory
         folder.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from .. import constants as C
 from .. import private
 from ..errors import StartFailed
+from ..local_redis import is_redis_process as is_redis_process  # named here, where infra found it
 from ..storeurl import scrubbed
 from .probe import local_url, probe
 from .project import Started, infra_dir
@@ -66,18 +67,6 @@ def read_pid(pid_file: Path) -> int | None:
         return int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def is_redis_process(pid: int) -> bool:
-    """Whether ``pid`` is alive and is a redis-server (so a reused pid is never signalled)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    if re.search(r"^State:\s+Z", status, re.M):  # a zombie is dead, whatever its name
-        return False
-    return b"redis-server" in cmdline or b"redis-check-rdb" in cmdline
 
 
 def running_pid(project: Path) -> int | None:

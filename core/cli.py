@@ -51,12 +51,14 @@ def _resolve(a: argparse.Namespace) -> Resolution:
     """The store for this run (``core/infra/resolve.py``: configured, found, started or files)."""
     from .infra import project_root, resolve, up
 
-    # Only `up` may start a store from nothing at a URL the user named.
-    return (up if a.command == "up" else resolve)(
-        _url(a),
-        project=project_root(),
-        allow_file_fallback=True if getattr(a, "allow_file_fallback", False) else None,
-        interactive=_tty(sys.stdin) and _tty(sys.stderr) and not _json_mode(a),
+    allow = True if getattr(a, "allow_file_fallback", False) else None
+    interactive = _tty(sys.stdin) and _tty(sys.stderr) and not _json_mode(a)
+    if a.command != "up":
+        return resolve(_url(a), project=project_root(), allow_file_fallback=allow, interactive=interactive)
+    # Only `up` may start a store from nothing at a URL the user named, or a whole topology.
+    topology = "sentinel" if a.sentinel else "cluster" if a.cluster else None
+    return up(
+        _url(a), project=project_root(), allow_file_fallback=allow, interactive=interactive, topology=topology
     )
 
 

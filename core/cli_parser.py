@@ -288,7 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("agent", metavar="AGENT")
 
-    cmd("up", "make sure a store is running (auto-start: Docker, else redis-server); print its URL")
+    c = cmd("up", "make sure a store is running (auto-start: Docker, else redis-server); print its URL")
+    how = c.add_mutually_exclusive_group()
+    how.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="run a local Redis Sentinel topology instead (a master, 2 replicas, 3 sentinels)",
+    )
+    how.add_argument(
+        "--cluster", action="store_true", help="run a local Redis Cluster instead (3 masters, 3 replicas)"
+    )
     cmd("down", "stop the store that `up` started for this project")
     cmd("doctor", "check the store and the setup, with what to do")
 

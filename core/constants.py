@@ -656,6 +656,8 @@ max_plan_bytes = 4 * 1024 * 1024  # a plan file past this is refused before it i
 
 # --- local Redis Sentinel and Redis Cluster topologies (core/local_topology.py) ----------------
 
+topology_kinds = ("sentinel", "cluster")  # the kinds of store record a topology has (started.json)
+topology_names = {"sentinel": "Redis Sentinel topology", "cluster": "Redis Cluster"}
 topology_master_name = "claimroom"  # the master name the sentinels monitor (in the sentinel URL)
 # Fast failover for tests and a laptop: a master that misses pings for 1 s is subjectively down,
 # two of three sentinels make it objectively down and elect a leader at once. The failover

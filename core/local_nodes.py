@@ -27,6 +27,8 @@ from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import constants as C
 from . import private
@@ -166,6 +168,7 @@ class Topology:
             password=self.password or None,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # the waits poll again themselves; a dead node answers at once
             decode_responses=True,
         )
 
@@ -261,16 +264,16 @@ class Topology:
         watched = list(watch)
         deadline = time.monotonic() + timeout_s
         while True:
+            for n in watched:
+                if not n.alive():
+                    n.role = DOWN
+                    raise self._failed(n, f"exited while {what}")
             try:
                 lack = missing()
             except (redis.RedisError, OSError) as exc:
                 lack = f"{exc.__class__.__name__}: {exc}"
             if not lack:
                 return
-            for n in watched:
-                if not n.alive():
-                    n.role = DOWN
-                    raise self._failed(n, f"exited while {what}")
             if time.monotonic() > deadline:
                 blamed = next((n for n in watched if n.address in lack), watched[0] if watched else None)
                 where = f" (log {blamed.log}: {log_tail(blamed.log) or 'empty'})" if blamed else ""

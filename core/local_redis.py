@@ -80,8 +80,12 @@ def log_tail(log: Path, lines: int = 2, limit: int = 300) -> str:
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    kept = [_LOG_PREFIX.sub("", ln.strip()) for ln in text.splitlines() if ln.strip()][-lines:]
     return " | ".join(kept)[-limit:]
+
+
+# "1234:M 30 Nov 2026 15:47:58.132 # ": pid, role, time and level, left out of a message.
+_LOG_PREFIX = re.compile(r"^\d+:[A-Z] \d+ \w+ \d+ [\d:.]+ [#*.-] ")
 
 
 @dataclass

@@ -53,6 +53,7 @@ __all__ = [
     "MASTER",
     "REPLICA",
     "SENTINEL",
+    "STATE_FILE",
     "LocalCluster",
     "LocalSentinel",
     "Node",

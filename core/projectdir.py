@@ -71,25 +71,31 @@ class Started(NamedTuple):
     A NamedTuple rather than a dataclass: the hooks read these records on every edit, and
     importing dataclasses (which imports inspect) costs them ~15 ms."""
 
-    kind: str  # "docker" | "local"
+    kind: str  # "docker" | "local" | "sentinel" | "cluster" (C.topology_kinds: a whole topology)
     url: str
-    port: int
+    port: int  # a topology's: its first sentinel's, or its first seed node's
     container: str = ""
     volume: str = ""
     image: str = ""
     pid_file: str = ""
-    directory: str = ""
+    directory: str = ""  # a topology's folder, whose topology.json lists its processes and pids
     password: str = ""
     stopped: bool = False  # stopped on purpose (down, the store pane): the health monitor leaves it
 
     @property
     def where(self) -> str:
-        """Where its data lives: the volume, or the data directory."""
+        """Where its data lives: the volume, the data directory, or the topology's folder."""
+        if self.kind in C.topology_kinds:
+            return self.directory
         return f"volume {self.volume}" if self.kind == "docker" else str(Path(self.directory) / "data")
 
     @property
     def label(self) -> str:
         """How messages name it."""
+        if self.kind in C.topology_kinds:
+            hosts = self.url.split("://", 1)[-1].rpartition("@")[2].split("/", 1)[0]
+            what = "sentinels" if self.kind == "sentinel" else "seeds"
+            return f"{C.topology_names[self.kind]} ({what} {hosts})"
         if self.kind == "docker":
             return f"docker container {self.container} on 127.0.0.1:{self.port}"
         return f"redis-server on 127.0.0.1:{self.port}"
@@ -129,6 +135,13 @@ def read_started(project: Path) -> list[Started]:
     return records
 
 
+def newest_topology(project: Path) -> Started | None:
+    """The Sentinel or Cluster topology claimroom started for ``project``, when it is the
+    newest store claimroom started there (``claimroom up --sentinel`` / ``--cluster``)."""
+    records = read_started(project)
+    return records[-1] if records and records[-1].kind in C.topology_kinds else None
+
+
 # --- the store the project uses ------------------------------------------------------------
 
 
@@ -166,6 +179,9 @@ def store_url(project: Path, env: Mapping[str, str] | None = None) -> str:
     fallback = remembered_fallback(load_config(project))
     if fallback:
         return fallback
+    topology = newest_topology(project)
+    if topology is not None:
+        return topology.url
     return known_url(project, local_url(C.default_redis_port))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from claimroom.core.local_redis import LocalRedis
+from claimroom.core.local_topology import LocalCluster, LocalSentinel
 from claimroom.core.store import Store
 
 
@@ -93,3 +94,25 @@ def cli_env(redis_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
     env["CLAIMROOM_HOME"] = str(home)
     env.pop("NO_COLOR", None)
     return env
+
+
+# --- local Redis Sentinel and Redis Cluster topologies (core/local_topology.py) -------------------
+# One of each per session (or xdist worker), started on first use (~2.5 s each) and only READ:
+# write keys in your own namespace, but never kill, restart or reconfigure a node. A test that
+# does (a failover, a chaos run) starts its own: `with LocalSentinel.start(tmp_path / "s",
+# password=...) as topo:` (or LocalCluster), and marks itself pytest.mark.xdist_group("topology").
+TOPOLOGY_PASSWORD = "topology-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def sentinel_topology() -> Iterator[LocalSentinel]:
+    """A master, 2 replicas, 3 sentinels (master name ``claimroom``), with a password; ``.url``."""
+    with LocalSentinel.start(password=TOPOLOGY_PASSWORD) as topology:
+        yield topology
+
+
+@pytest.fixture(scope="session")
+def cluster_topology() -> Iterator[LocalCluster]:
+    """3 masters with a replica each, every slot assigned, with a password; ``.url``."""
+    with LocalCluster.start(password=TOPOLOGY_PASSWORD) as topology:
+        yield topology

@@ -15,10 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
 from claimroom.core.infra import docker_redis, local_server
 from claimroom.core.infra.project import Started, read_started, start_lock
 from claimroom.core.infra.stores import record_for, restart, stop_store
+from claimroom.core.infra.topology import topology_state
 from claimroom.core.storeurl import redacted, scrubbed
 
 LOG_LINES = 50  # recent log lines shown on the store pane
@@ -83,7 +85,9 @@ def read_facts(project: Path | None, url: str) -> InfraFacts:
 
 def _other(project: Path, record: Started) -> str:
     """One line for a store claimroom started that is not the one in use."""
-    if record.kind == "docker":
+    if record.kind in C.topology_kinds:
+        state = topology_state(record)
+    elif record.kind == "docker":
         state = docker_redis.state(record.container)
     else:
         state = "running" if local_server.running_pid(project) is not None else "stopped"

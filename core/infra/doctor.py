@@ -26,6 +26,7 @@ from .checks import FAIL, OK, WARN, Check
 from .probe import client, is_local, local_url, port_of, probe, scheme, with_password
 from .project import Started, config_path, infra_dir, load_config, read_started
 from .stores import known_url, record_for
+from .topology import topology_state
 from .topology_checks import topology_checks
 
 
@@ -195,7 +196,10 @@ def _started(project: Path) -> list[Check]:
     """One check for each store claimroom started for the project."""
     checks = []
     for record in read_started(project):
-        if record.kind == "docker":
+        if record.kind in C.topology_kinds:
+            state = topology_state(record)
+            running = state == "running"
+        elif record.kind == "docker":
             state = docker_redis.state(record.container)
             running = state == "running"
         else:  # the project has one redis-server: the running one is this record's
@@ -234,7 +238,9 @@ def _private_store(record: Started) -> Check:
             "any user of this machine can read and change the board, task payloads included",
             _MAKE_PRIVATE,
         )
-    bare = probe(with_password(record.url, ""))
+    # A topology: its first sentinel (or seed node), which requires the password too.
+    url = local_url(record.port) if record.kind in C.topology_kinds else record.url
+    bare = probe(with_password(url, ""))
     if bare.ok:  # the record says password, the server does not ask for one
         return Check("private", WARN, f"{record.label} answers without a password", _MAKE_PRIVATE)
     said = "requires a password" if bare.problem == "auth" else "requires a password (when it runs)"

@@ -172,11 +172,15 @@ def _write_started(project: Path, records: list[Started]) -> None:
 def record_started(project: Path, started: Started) -> None:
     """Remember ``started`` (call under the start lock), in place of what served its port before.
 
-    The project has one local server (its data directory is ``.claimroom/redis``), so a new
-    local record also replaces the old one, whatever its port.
+    The project has one local server (its data directory is ``.claimroom/redis``) and one
+    topology of each kind (``.claimroom/sentinel``, ``.claimroom/cluster``), so a new record of
+    one of these also replaces the old one, whatever its port. The newest record is last.
     """
+    single = ("local", *C.topology_kinds)
     kept = [
-        r for r in read_started(project) if r.port != started.port and not (r.kind == started.kind == "local")
+        r
+        for r in read_started(project)
+        if r.port != started.port and not (r.kind == started.kind and r.kind in single)
     ]
     _write_started(project, [*kept, started])
 

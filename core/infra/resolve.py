@@ -25,7 +25,7 @@ from typing import Any
 from .. import constants as C
 from .. import private
 from ..errors import BadInput, StoreUnavailable
-from ..projectdir import remembered_fallback
+from ..projectdir import newest_topology, remembered_fallback
 from ..storeurl import CLUSTER, SENTINEL, redacted
 from .probe import Probe, is_local, local_url, password_of, port_of, probe, scheme, with_password
 from .project import infra_dir, load_config, start_lock, update_config
@@ -39,6 +39,7 @@ from .stores import (
     revive,
     start_new,
 )
+from .topology import recorded_topology, up_topology
 
 Ask = Callable[[str], bool]
 
@@ -213,6 +214,9 @@ def resolve(
             f"file-based coordination in {remembered} (this project fell back to files earlier; "
             'to use Redis: claimroom migrate, then remove "fallback_url" from .claimroom/config.json)',
         )
+    topology = newest_topology(project)
+    if topology is not None:  # claimroom up --sentinel / --cluster made it the project's store
+        return Resolution(*recorded_topology(project, topology, explicit=explicit))
     default = known_url(project, local_url(default_port))
     found = probe(default)
     if found.ok:
@@ -318,9 +322,13 @@ def up(
     default_port: int = C.default_redis_port,
     options: StartOptions | None = None,
     ask: Ask | None = None,
+    topology: str | None = None,
 ) -> Resolution:
     """``claimroom up``: make sure the store runs, starting it if need be, even from nothing at a
-    named local URL (``resolve`` with ``explicit``)."""
+    named local URL (``resolve`` with ``explicit``); with ``topology`` ("sentinel", "cluster"),
+    the project's local topology of that kind (``topology.up_topology``)."""
+    if topology is not None:
+        return Resolution(*up_topology(project, topology, url))
     return resolve(
         url,
         project=project,

@@ -35,6 +35,7 @@ from .project import (
     record_started,
     start_lock,
 )
+from .topology import stop_topology
 
 METHODS = ("docker", "local")
 
@@ -75,6 +76,7 @@ def record_for(project: Path, url: str) -> Started | None:
 
     It must be on this machine at the port the URL spells out, with the same password;
     the database number does not matter (every database lives in the same server and data).
+    A topology is never one (its URL is not a ``redis://`` one; ``topology.py`` has its own).
     """
     if not is_local(url):
         return None
@@ -82,7 +84,14 @@ def record_for(project: Path, url: str) -> Started | None:
     if port is None:
         return None
     password = password_of(url)
-    return next((r for r in read_started(project) if r.port == port and r.password == password), None)
+    return next(
+        (
+            r
+            for r in read_started(project)
+            if r.port == port and r.password == password and r.kind not in C.topology_kinds
+        ),
+        None,
+    )
 
 
 def new_password(project: Path, url: str) -> str:
@@ -216,7 +225,9 @@ def restart(project: Path, url: str) -> str | None:
 def stop_store(project: Path, record: Started) -> str:
     """Stop one recorded store and note it was stopped on purpose (under the lock); one line."""
     try:
-        if record.kind == "docker":
+        if record.kind in C.topology_kinds:
+            said = stop_topology(record)
+        elif record.kind == "docker":
             said = docker_redis.stop(record.container, record.volume)
         else:
             said = local_server.stop(local_server.server_dir(project) / "redis.pid")

@@ -50,9 +50,9 @@ def client(url: str, key: str = "", **options: Any) -> Any:
     if where.kind == "sentinel":
         ask = _sentinel_kwargs(where, options)
         sentinels = Sentinel(list(where.hosts), sentinel_kwargs=ask, **auth, **options)  # type: ignore[no-untyped-call]
-        return sentinels.master_for(where.service, redis_class=aioredis.Redis, db=where.db)
+        return sentinels.master_for(where.service, redis_class=_SentinelMaster, db=where.db)
     pool = _SlotPool(where, key or C.events_key("default"), **auth, **options)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # owns it: closing the client closes its connections
 
 
 def sync_client(url: str, key: str = "", **options: Any) -> Any:
@@ -64,7 +64,7 @@ def sync_client(url: str, key: str = "", **options: Any) -> Any:
     if where.kind == "sentinel":
         ask = _sentinel_kwargs(where, options)
         blocking: Any = SyncSentinel(list(where.hosts), sentinel_kwargs=ask, **auth, **options)  # type: ignore[no-untyped-call]
-        return blocking.master_for(where.service, redis_class=redis.Redis, db=where.db)
+        return blocking.master_for(where.service, redis_class=_SyncSentinelMaster, db=where.db)
     # A probe lives for one call: ask the cluster once which node serves the slot.
     try:
         cluster = redis.RedisCluster(
@@ -107,6 +107,27 @@ def _discovery(options: dict[str, Any]) -> dict[str, Any]:
 
 def _sentinel_kwargs(where: Endpoint, options: dict[str, Any]) -> dict[str, Any]:
     return {"password": where.sentinel_password or None, **_discovery(options), "decode_responses": True}
+
+
+class _SentinelMaster(aioredis.Redis):
+    """The master's client, closing with it the clients of the sentinels it asks (redis-py
+    leaves those open: their sockets outlived every store on a Sentinel URL)."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool: Any = self.connection_pool  # a SentinelConnectionPool (master_for made it)
+        for asked in pool.sentinel_manager.sentinels:
+            await asked.aclose()
+
+
+class _SyncSentinelMaster(redis.Redis):
+    """``_SentinelMaster`` for the blocking client."""
+
+    def close(self) -> None:
+        super().close()
+        pool: Any = self.connection_pool
+        for asked in pool.sentinel_manager.sentinels:
+            asked.close()
 
 
 class _SlotConnection(aioredis.Connection):

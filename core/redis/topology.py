@@ -50,11 +50,12 @@ async def _bounded(call: Callable[[], Awaitable[T]]) -> T:
         return await call()
 
 
-def _short_lived(host: str, port: int, username: str, password: str) -> Any:
+def _short_lived(host: str, port: int, username: str, password: str, db: int = 0) -> Any:
     """A client for one question to one server: no retries, every wait bounded."""
     return aioredis.Redis(
         host=host,
         port=port,
+        db=db,
         username=username or None,
         password=password or None,
         socket_timeout=C.topology_read_timeout_s,
@@ -115,6 +116,27 @@ async def _master_facts(r: Any, namespace: str, cluster: bool) -> _Facts:
     if cluster:
         facts.cluster_nodes, facts.cluster_info = (str(x) if x is not None else "" for x in more)
     return facts
+
+
+async def _facts_asking_directly(facts: _Facts, master: str, where: Endpoint, namespace: str) -> _Facts:
+    """When the store's own client did not reach the master in time (it may still be finding
+    it: redis-py tries each listed sentinel, with retries, before the next), ask the master
+    the sentinels or the cluster name on a connection of its own; the first facts otherwise."""
+    if facts.ok or not master:
+        return facts
+    host, _, port = master.rpartition(":")
+    client = _short_lived(host.strip("[]"), int(port), where.username, where.password, where.db)
+    try:
+        direct = await _master_facts(client, namespace, where.kind == "cluster")
+    finally:
+        await client.aclose()
+    if not direct.ok:
+        return facts
+    direct.refused.insert(
+        0, f"the store's own connection did not reach {master} ({reason(facts.error or Exception())}); "
+        "it answered when asked directly",
+    )  # fmt: skip
+    return direct
 
 
 def _epoch(facts: _Facts) -> dict[str, Any]:
@@ -271,6 +293,7 @@ async def _sentinel(r: Any, where: Endpoint, namespace: str) -> Topology:
     if others:  # sentinels the URL does not list, found through the others: ask them too
         views += await asyncio.gather(*(_ask_sentinel(str(s["ip"]), int(s["port"]), where) for s in others))
     master = best.names if best else ""
+    facts = await _facts_asking_directly(facts, master, where, namespace)
     nodes: list[Node] = []
     if best is not None and best.master is not None and master:
         m = best.master
@@ -380,6 +403,8 @@ async def _cluster(r: Any, where: Endpoint, namespace: str) -> Topology:
     holders = [n for n in parsed if n.is_master and any(lo <= slot <= hi for lo, hi in n.slots)]
     board = next((n for n in holders if not n.failed), holders[0] if holders else None)
     master = board.address if board else ""
+    if board is not None and not board.failed:
+        facts = await _facts_asking_directly(facts, master, where, namespace)
     problems += _problems(facts, master)
     if board is None:
         problems.append(f"no master serves slot {slot}")

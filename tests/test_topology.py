@@ -89,7 +89,7 @@ async def test_one_server_names_itself_and_its_replica(redis_url: str, ns: str, 
 
             t = await until(linked, "the replica listed as connected")
             assert [n.role for n in t.nodes if n.address == here] == [REPLICA]
-            assert t.board_replicas()[0].master == main and t.board_replicas()[0].link == "online"
+            assert t.board_replicas()[0].master == main and t.board_replicas()[0].link == "ok"
             assert t.epoch is not None and t.epoch >= 1 and t.epoch_current is True
             assert token > (t.epoch_since_ms or 0)  # tokens of an epoch start above its floor
         finally:

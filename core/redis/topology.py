@@ -162,6 +162,11 @@ def _replica_stats(facts: _Facts) -> dict[str, tuple[int | None, int | None, str
     return found
 
 
+def _link(state: str) -> str:
+    """A replica's link as its master reports it, in the sentinels' word when it is up."""
+    return "ok" if state == "online" else state  # else: wait_bgsave, send_bulk...
+
+
 def _problems(facts: _Facts, master: str) -> list[str]:
     said = list(facts.refused)
     if facts.error is not None:
@@ -195,9 +200,8 @@ async def _single(r: Any, namespace: str) -> Topology:
     else:
         nodes.append(Node(MASTER, here, True, offset=own_offset, serves_board=True))
         for where, (offset, lag, state) in sorted(_replica_stats(facts).items()):
-            nodes.append(
-                Node(REPLICA, where, state == "online", link=state, offset=offset, lag_s=lag, master=here)
-            )
+            up = state == "online"
+            nodes.append(Node(REPLICA, where, up, link=_link(state), offset=offset, lag_s=lag, master=here))
     return Topology("single", here, nodes=tuple(nodes), problems=tuple(problems), **_epoch(facts))
 
 
@@ -260,7 +264,7 @@ def _sentinel_replicas(best: _SentinelView, master: str, facts: _Facts) -> list[
         upstream = "" if host == "?" else address(host, x.get("master-port", "?"))  # "?": not linked yet
         offset, lag, state = stats.get(at, (_int(x.get("slave-repl-offset")), None, ""))
         if at in stats:  # connected to the master now, whatever a sentinel saw before
-            up, link, upstream = state == "online", str(x.get("master-link-status") or state), master
+            up, link, upstream = state == "online", _link(state), master
             flags = tuple(f for f in flags if f not in ("s_down", "o_down", "disconnected"))
         else:
             up = not any(f in flags for f in ("s_down", "o_down", "disconnected"))

@@ -34,12 +34,12 @@ async def cmd_topology(a: argparse.Namespace, s: Store, out: Printer) -> None:
             t: Topology | None = await s.topology()
         except StoreUnavailable as exc:
             t, why = None, str(exc).splitlines()[0]
-        now = ("up", t.shape()) if t is not None else ("down", why)
+        now = ("up", t.shape()) if t is not None else ("down",)  # not the reason: it varies by the read
         if now != seen:
             seen = now
             if t is not None:
                 out.done(t.to_json() | {"at_ms": at_ms}, "\n".join([stamp, *lines(t)]))
             else:
                 down = {"error": why, "exit_code": StoreUnavailable.exit_code, "kind": "StoreUnavailable"}
-                out.done(down | {"at_ms": at_ms}, f"{stamp}\nstore unavailable: {why}")
+                out.done(down | {"at_ms": at_ms}, f"{stamp}\n{why}")
         await asyncio.sleep(C.topology_watch_every_s)

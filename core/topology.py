@@ -24,9 +24,10 @@ class Node:
 
     ``up``: it answers (a sentinel asked directly, the board's master) or nobody reports it
     down (replicas, other cluster nodes). ``link``: a replica's link to its master ("ok",
-    "up", "err", "down"...), a cluster node's bus link ("connected", "disconnected"), a
-    sentinel's answer ("answers", "no answer"). ``flags``: what the servers flag it with
-    (s_down, o_down, disconnected, fail, pfail...). ``offset``: replication offset (a
+    "err", or its master's word while it syncs: "wait_bgsave"...), a cluster node's bus link
+    ("connected", "disconnected"), a sentinel's answer ("answers", "unreachable", "does not
+    know it"). ``flags``: what the servers flag it with (s_down, o_down, disconnected, fail,
+    pfail...). ``offset``: replication offset (a
     master's own, a replica's as reported); ``lag_s``: seconds since a replica's last
     acknowledgement, as its master reports it. ``slots``: a cluster master's slot ranges
     (inclusive). ``master``: a replica's master. ``names_master``: the master a sentinel

@@ -6,7 +6,7 @@ INFO replication (its replicas, their lag), its run_id, the token epoch, and on 
 CLUSTER NODES and CLUSTER INFO. Sentinels are asked directly, each on a short-lived
 connection of its own; so are a Cluster's seed nodes when the board's master does not
 answer. Every part is bounded by ``topology_read_timeout_s`` and the parts run side by side:
-a dead node shows as down, a sentinel that does not answer as "no answer". Only when
+a dead node shows as down, a sentinel that does not answer as "unreachable". Only when
 nothing answers at all does the read fail (a ``ConnectionError``: the store's guard makes
 it ``StoreUnavailable``).
 """
@@ -312,7 +312,7 @@ async def _sentinel(r: Any, where: Endpoint, namespace: str) -> Topology:
     drop = ("sentinel", "master_down")  # master_down: its vote in the last failover, long over
     peer_flags = {address(s["ip"], s["port"]): _flags(s.get("flags"), drop) for s in peers}
     for v in views:
-        link = "answers" if v.master is not None else ("no answer" if not v.reached else "does not know it")
+        link = "answers" if v.master is not None else ("unreachable" if not v.reached else "does not know it")
         flags = peer_flags.get(v.address, ())
         nodes.append(Node(SENTINEL, v.address, v.reached, link, flags, names_master=v.names, note=v.error))
     problems = _problems(facts, master)

@@ -245,9 +245,13 @@ class Topology:
             time.sleep(C.topology_poll_s)
         self.save()
 
+    def _tail(self, node: Node) -> str:
+        """The end of ``node``'s log for a message (the password, were it echoed, hidden)."""
+        tail = log_tail(node.log) or "empty"
+        return tail.replace(self.password, "***") if self.password else tail
+
     def _failed(self, node: Node, what: str) -> StoreUnavailable:
-        tail = log_tail(node.log).replace(self.password, "***") if self.password else log_tail(node.log)
-        return StoreUnavailable(f"{node.name} {what} (log {node.log}: {tail or 'empty'})")
+        return StoreUnavailable(f"{node.name} {what} (log {node.log}: {self._tail(node)})")
 
     def _answers(self, node: Node) -> bool:
         try:
@@ -276,7 +280,7 @@ class Topology:
                 return
             if time.monotonic() > deadline:
                 blamed = next((n for n in watched if n.address in lack), watched[0] if watched else None)
-                where = f" (log {blamed.log}: {log_tail(blamed.log) or 'empty'})" if blamed else ""
+                where = f" (log {blamed.log}: {self._tail(blamed)})" if blamed else ""
                 raise StoreUnavailable(f"{what}: not within {timeout_s:.0f} s: {lack}{where}")
             time.sleep(C.topology_poll_s)
 

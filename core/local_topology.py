@@ -17,6 +17,7 @@ file) so that they outlive the command. A password, when given, is in the config
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -171,6 +172,15 @@ class LocalSentinel(Topology):
         ]
         if self.password:  # data nodes and sentinels share it (requirepass above: also between sentinels)
             lines.append(f"sentinel auth-pass {name} {conf_string(self.password)}")
+        # What a sentinel would learn in its first seconds (hello messages every 2 s, INFO every
+        # 10 s), written in: its id, the other sentinels by theirs, the replicas. It starts agreed.
+        lines.append(f"sentinel myid {_sentinel_id(node)}")
+        lines += [
+            f"sentinel known-sentinel {name} 127.0.0.1 {o.port} {_sentinel_id(o)}"
+            for o in self.sentinels
+            if o is not node
+        ]
+        lines += [f"sentinel known-replica {name} 127.0.0.1 {n.port}" for n in self.nodes if n is not master]
         self._write_conf(node, lines)
 
     def _start_all(self, master: Node, timeout_s: float, *, fresh: bool) -> None:
@@ -206,7 +216,11 @@ class LocalSentinel(Topology):
                 ]
                 if len(seen) < replicas:
                     return f"{s.name} sees {len(seen)} of {replicas} replicas"
-                peers = [x for x in r.sentinel_sentinels(self.master_name) if not x["is_sdown"]]
+                peers = [
+                    x
+                    for x in r.sentinel_sentinels(self.master_name)
+                    if not x["is_sdown"] and not x["is_disconnected"]
+                ]
                 if len(peers) < len(self.sentinels) - 1:
                     return f"{s.name} sees {len(peers)} of {len(self.sentinels) - 1} other sentinels"
                 r.sentinel_ckquorum(self.master_name)  # ResponseError (caught by _wait) when not
@@ -545,6 +559,11 @@ class LocalCluster(Topology):
             False,
             int(data.get("masters", 3)),
         )
+
+
+def _sentinel_id(node: Node) -> str:
+    """A sentinel's run id (40 hex digits), fixed by its port: written in every sentinel's config."""
+    return hashlib.sha1(f"claimroom sentinel {node.port}".encode()).hexdigest()
 
 
 def _cluster_info(r: Any) -> dict[str, str]:

@@ -198,7 +198,7 @@ def stop_topology(record: Started) -> str:
         return f"the {record.label} was not running"
     ended = topo.stop()
     pids = ", ".join(str(p) for p in ended)
-    return f"stopped the {record.label} ({len(ended)} processes, pids {pids}); its data stays in {folder}"
+    return f"stopped the {record.label}: {len(ended)} processes, pids {pids}; its data stays in {folder}"
 
 
 def topology_state(record: Started) -> str:

@@ -323,3 +323,17 @@ async def test_no_sentinel_answering_is_store_unavailable(ns: str) -> None:
     async with Store.from_url(url, ns) as store:
         with pytest.raises(StoreUnavailable):
             await store.topology()
+
+
+def test_doctor_fails_a_master_that_does_not_answer() -> None:
+    gone = "the master 127.0.0.1:7001 does not answer (ConnectionError: refused)"
+    t = Topology(
+        "sentinel", "127.0.0.1:7001", service="s", quorum=2, problems=(gone,),
+        nodes=(Node(MASTER, "127.0.0.1:7001", False, flags=("s_down",), serves_board=True),
+               Node(REPLICA, "127.0.0.1:7002", True, master="127.0.0.1:7001"),
+               *(Node(SENTINEL, f"127.0.0.1:2637{i}", True, names_master="127.0.0.1:7001") for i in range(3))),
+    )  # fmt: skip
+    found = {c.name: c for c in checks_of(t)}
+    assert (found["master"].status, found["master"].detail) == ("fail", gone)
+    assert "fail over" in found["master"].fix
+    assert found["sentinels"].status == "ok" and [c.name for c in checks_of(t)].count("topology") == 1

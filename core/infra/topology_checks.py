@@ -75,12 +75,13 @@ def _master(t: Topology) -> Check:
     board = t.board_node()
     if board is not None and board.up:
         return Check("master", OK, f"{board.address} serves the board; {epoch_text(t)}")
-    why = next((p for p in t.problems if "does not answer" in p), "it does not answer")
+    said = f"the board's master {t.master} does not answer" if t.master else "no master serves the board"
+    said = next((p for p in t.problems if "does not answer" in p), said)
     if t.kind == "sentinel":
         fix = "the sentinels fail over to a replica once they agree it is down; else start it again"
     else:
         fix = "the cluster fails over to a replica after cluster-node-timeout; else start it again"
-    return Check("master", FAIL, f"the board's master {t.master or '(none found)'}: {why}", fix)
+    return Check("master", FAIL, said, fix)
 
 
 def _replicas(t: Topology) -> Check:

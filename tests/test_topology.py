@@ -326,12 +326,13 @@ async def test_no_sentinel_answering_is_store_unavailable(ns: str) -> None:
 
 
 def test_doctor_fails_a_master_that_does_not_answer() -> None:
-    gone = "the master 127.0.0.1:7001 does not answer (ConnectionError: refused)"
+    master = "127.0.0.1:7001"
+    gone = f"the master {master} does not answer (ConnectionError: refused)"
     t = Topology(
-        "sentinel", "127.0.0.1:7001", service="s", quorum=2, problems=(gone,),
+        "sentinel", master, service="s", quorum=2, problems=(gone,),
         nodes=(Node(MASTER, "127.0.0.1:7001", False, flags=("s_down",), serves_board=True),
                Node(REPLICA, "127.0.0.1:7002", True, master="127.0.0.1:7001"),
-               *(Node(SENTINEL, f"127.0.0.1:2637{i}", True, names_master="127.0.0.1:7001") for i in range(3))),
+               *(Node(SENTINEL, f"127.0.0.1:2637{i}", True, names_master=master) for i in range(3))),
     )  # fmt: skip
     found = {c.name: c for c in checks_of(t)}
     assert (found["master"].status, found["master"].detail) == ("fail", gone)

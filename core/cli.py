@@ -23,6 +23,7 @@ from .cli_commands import COMMANDS, Handler, token_acting
 from .cli_messages import COMMANDS as MESSAGE_COMMANDS
 from .cli_parser import build_parser
 from .cli_review import cmd_review
+from .cli_topology import cmd_topology
 from .errors import BadInput, ClaimroomError
 from .output import Printer
 from .store import Store
@@ -241,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate.namespace(_namespace(a))
         if a.command == "serve":
             return _serve(a)
-        commands = {**COMMANDS, **MESSAGE_COMMANDS, "review": cmd_review}
+        commands = {**COMMANDS, **MESSAGE_COMMANDS, "review": cmd_review, "topology": cmd_topology}
         asyncio.run(_run(commands[a.command], a, _resolve(a).url, out))
         return 0
     except ClaimroomError as exc:

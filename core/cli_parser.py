@@ -189,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd("agents", "registered agents, their claims and breakers")
 
+    c = cmd("topology", "where the board is served: the master, its replicas, sentinels or cluster nodes")
+    c.add_argument(
+        "--watch", action="store_true", help="print it again whenever it changes (a failover), until ctrl-c"
+    )
+
     c = cmd("events", "the audit trail, oldest first")
     c.add_argument("--task", metavar="ID")
     c.add_argument("--follow", action="store_true", help="keep printing new events")

@@ -677,3 +677,9 @@ topology_start_timeout_s = 60.0  # a whole topology up: every node answers, repl
 topology_failover_timeout_s = 30.0  # a new master named after a kill
 topology_stop_timeout_s = 5.0  # SIGTERM, then SIGKILL after this
 topology_poll_s = 0.05
+
+# --- reading a store's topology (Store.topology: claimroom topology, the store pane, doctor) ---
+# Each part of the read (the master's facts, one sentinel, one cluster seed) gets this long;
+# the parts run side by side, so a dead node costs one of these, not one per node.
+topology_read_timeout_s = 2.0
+topology_watch_every_s = 1.0  # claimroom topology --watch: how often it reads again

@@ -21,6 +21,7 @@ from .operator_actions import MOVES
 from .retention import UNSET, Unset
 from .snapshot import MAX_ROWS, SECTIONS, Snapshot
 from .store_ops import StoreOps
+from .topology import Topology
 
 ACTIONS = tuple(MOVES)  # what ``act`` runs: kill, kill-dead, requeue, cancel, retry, reassign
 
@@ -224,6 +225,13 @@ class StoreAdmin(StoreOps):
         show them): a Redis server's version, memory, clients...; the file store's SQLite
         version, database size, journal mode..."""
         return await self._server_facts()
+
+    async def topology(self) -> Topology:
+        """Where the board is served: the master, its replicas, the sentinels or the cluster's
+        nodes with their slots (``core/topology.py``). Read anew each call, so after a
+        failover it names the new master. Bounded: a node that does not answer shows as down;
+        ``StoreUnavailable`` only when nothing answers at all. The file store: kind "file"."""
+        return await self._topology()
 
     async def key_events(self, *, switch: bool = False) -> bool | None:
         """Whether the store announces changes made behind claimroom's back (a key deleted

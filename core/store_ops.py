@@ -17,6 +17,7 @@ from .identity import TokenInfo
 from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
 from .reaper import ReaperId, ReaperStatus
 from .snapshot import Snapshot
+from .topology import Topology
 
 
 class StoreOps(ABC):
@@ -143,6 +144,8 @@ class StoreOps(ABC):
     async def _snapshot(self, sections: frozenset[str], rows: int, events: int) -> Snapshot: ...
     @abstractmethod
     async def _server_facts(self) -> dict[str, str]: ...
+    @abstractmethod
+    async def _topology(self) -> Topology: ...
     @abstractmethod
     async def _key_events(self, switch: bool) -> bool | None: ...
     @abstractmethod

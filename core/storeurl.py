@@ -169,8 +169,7 @@ def local_url(port: int, password: str = "") -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL with any password hidden, for messages: the userinfo's, and a ``sentinel_password``
-    option's (a Sentinel URL names several hosts, ``h1:p1,h2:p2``, kept as written)."""
+    """The URL with any password hidden, for messages."""
     parts = urlsplit(url)
     if parts.password:
         user, _, _ = parts.netloc.rpartition("@")[0].partition(":")

@@ -6,7 +6,8 @@ namespace, then ``pin_times`` rewrites its timestamps relative to a fixed instan
 app's clock is frozen at that instant, so every age and countdown renders the same. Three
 things would still differ between runs and are replaced with constants here, not in the
 app: the store URL (the session server's port is random), the ping (a real round trip),
-and the server facts on the store pane (uptime, memory, client count); see ``pin_app``.
+and the server facts and topology on the store pane (uptime, memory, client count, the
+server's address); see ``pin_app``.
 
 Update after an intended change with ``pytest tests/test_tui_snapshots.py --snapshot-update``
 and look at the SVGs under tests/__snapshots__/ before committing them.
@@ -43,10 +44,11 @@ def pinned_app(url: str, theme: str = "dark") -> ControlRoom:
 
 
 async def loaded(pilot: Pilot[int], app: ControlRoom) -> None:
-    """Until the board is read, its link live and the store pane's facts in."""
+    """Until the board is read, its link live and the store pane's facts and topology in."""
+    pane = app.query_one("StorePane")
     await until(
         pilot,
-        lambda: app.snapshot is not None and app.link.status.live and app.query_one("StorePane").info,
+        lambda: app.snapshot is not None and app.link.status.live and pane.info and pane.topology is not None,
         5,
     )
 

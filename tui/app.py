@@ -347,6 +347,7 @@ class ControlRoom(BoardKeys):
             pane.table.focus()
         elif self.active_pane == "store":
             self.query_one(StorePane).focus()  # arrows and page keys scroll it
+            self.query_one(StorePane).refresh_topology()  # now, not at the pane's next tick
         elif self.active_pane == "plans":
             self.query_one(PlansPane).view.focus()  # enter, space, arrows fold and move
 

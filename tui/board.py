@@ -27,6 +27,7 @@ from claimroom.core.snapshot import Snapshot as Snapshot
 from claimroom.core.snapshot import claimed_per_queue, queue_rows
 from claimroom.core.store import Store
 from claimroom.core.storeurl import redacted
+from claimroom.core.topology import Topology
 
 # What each pane shows beyond the counts and queues every snapshot has. A refresh reads
 # only the active pane's sections (the rest keep their last reading), so a board under
@@ -136,6 +137,10 @@ class Board:
     async def server_info(self) -> dict[str, str]:
         """A few facts about the server for the store pane."""
         return await self.store.server_facts()
+
+    async def topology(self) -> Topology:
+        """Where the board is served, for the store pane (read anew: it follows a failover)."""
+        return await self.store.topology()
 
     async def watch(self, on_hint: Callable[[], None], on_live: Callable[[bool], None]) -> None:
         """Call ``on_hint`` whenever the board may have changed, until the link breaks.

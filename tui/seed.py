@@ -26,6 +26,7 @@ from claimroom.core.dump import Board, in_auction
 from claimroom.core.infra import HealthStatus
 from claimroom.core.models import State
 from claimroom.core.store import Plan, Store, TaskSpec
+from claimroom.core.topology import MASTER, Node, Topology
 
 if TYPE_CHECKING:
     from .app import ControlRoom
@@ -245,6 +246,14 @@ SERVER_FACTS = {"redis_version": "7.0.15", "redis_mode": "standalone", "role": "
                 "maxmemory_policy": "noeviction", "aof_enabled": "0"}  # fmt: skip
 
 
+def pinned_topology(shown_url: str = SHOWN_URL) -> Topology:
+    """One server, the board's, in its first token epoch since an hour before the pinned instant."""
+    where = shown_url.split("://", 1)[-1].split("/", 1)[0]
+    master = Node(MASTER, where, True, offset=123_456, serves_board=True)
+    return Topology("single", where, epoch=1, epoch_since_ms=PINNED_NOW_MS - 3_600_000, epoch_current=True,
+                    nodes=(master,))  # fmt: skip
+
+
 def pinned_health(url: str = SHOWN_URL) -> tuple[HealthStatus, ...]:
     """A health history of a steady store, ending at ``PINNED_NOW_S`` (one status per ping)."""
     return tuple(
@@ -274,7 +283,7 @@ def pin_app(app: ControlRoom, shown_url: str = SHOWN_URL) -> ControlRoom:
     """Make what a pinned board's app shows independent of the run, beyond the board itself.
 
     The store URL (a private server's port is random), the ping (a real round trip), the
-    server facts (uptime, memory, clients) and the health history would differ each run;
+    server facts (uptime, memory, clients), the topology and the health history would differ each run;
     pictures and snapshot tests show fixed values instead (and run no health monitor).
     Display only: the store's client is already built.
     """
@@ -285,10 +294,14 @@ def pin_app(app: ControlRoom, shown_url: str = SHOWN_URL) -> ControlRoom:
     async def server_info() -> dict[str, str]:
         return dict(SERVER_FACTS)
 
+    async def topology() -> Topology:
+        return pinned_topology(shown_url)
+
     app.store.url = shown_url
     app.store.ping = ping  # type: ignore[method-assign]  # the pinned stand-in is the point
     app.board.pings = _FixedPings(PINGS_MS)
     app.board.server_info = server_info  # type: ignore[method-assign]  # as above
+    app.board.topology = topology  # type: ignore[method-assign]  # as above
     app.health_pin = pinned_health(shown_url)
     app.reaps = False  # the board's deadlines are pinned in the past: a reaper would expire every claim
     return app

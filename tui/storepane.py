@@ -1,6 +1,8 @@
 """The store pane: where the board lives, how healthy it is, and the container or server behind it.
 
-The pane owns the store's watchers: a ``HealthMonitor`` (async, in a worker; it restarts a
+The pane owns the store's watchers: the topology read (``Store.topology``: every
+``TOPOLOGY_EVERY_S`` while the pane is on screen, so a failover shows within seconds, its
+errors shown above the last good read), a ``HealthMonitor`` (async, in a worker; it restarts a
 container or redis-server claimroom started for the project when it dies), a timer that
 reads the container's or process's state and log in a thread worker, and the operator's
 start / stop / restart, each confirmed in a dialog whose default is Cancel and run in a
@@ -24,15 +26,29 @@ from textual.worker import Worker, WorkerFailed, WorkerState
 
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.infra import HealthMonitor, HealthStatus, Resolution
+from claimroom.core.topology import Topology
 
 from .dialogs import Choice, ChoiceDialog
 from .infra import InfraFacts, operate, read_facts, unmanaged
 from .overview import link_line
 from .room import Room
-from .storeview import chosen_line, grid, health_view, infra_title, infra_view, logs_view, plain, server_view
+from .storeview import (
+    chosen_line,
+    grid,
+    health_view,
+    infra_title,
+    infra_view,
+    logs_view,
+    plain,
+    server_view,
+    topology_title,
+    topology_view,
+)
 
 HEALTH_HISTORY = 300  # statuses kept (10 minutes at the default 2 s interval)
 FACTS_EVERY_S = 5.0  # how often the container's state and log are read
+TOPOLOGY_EVERY_S = 2.0  # how often the topology is read while the pane is on screen
+TOPOLOGY_TIMEOUT_S = 8.0  # a read's parts are bounded (2 s each); this bounds the whole
 
 # op -> (the dialog's choice, with its letter, what the dialog warns about)
 OPS: dict[str, tuple[Choice, str]] = {
@@ -70,10 +86,15 @@ class StorePane(VerticalScroll):
         self.last_action = ""
         self.monitor: HealthMonitor | None = None
         self._stop_monitor = asyncio.Event()
+        self.topology: Topology | None = None  # the last good read
+        self.topology_error = ""  # why the latest read failed ("" when it did not)
+        self.topology_read_s: float | None = None  # app clock of the last good read
+        self._reading_topology = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="store-facts")
         yield Sparkline([], id="store-pings")
+        yield Static(id="store-topology", classes="store-box")
         with Horizontal(id="store-boxes"):
             yield Static(id="store-info", classes="store-box")
             yield Static(id="store-health", classes="store-box")
@@ -87,6 +108,7 @@ class StorePane(VerticalScroll):
         for box, title in (("#store-info", "server"), ("#store-health", "health"), ("#store-logs", "log")):
             self.query_one(box).border_title = title
         self.query_one("#store-infra").border_title = infra_title(None)
+        self.query_one("#store-topology").border_title = topology_title(None)
 
     # --- watching ------------------------------------------------------------------
 
@@ -101,6 +123,8 @@ class StorePane(VerticalScroll):
     ) -> None:
         """Start watching the store at ``url`` (called once the app has its store)."""
         self.url, self.project, self.resolution = url, project, resolution
+        self.refresh_topology()
+        self.set_interval(TOPOLOGY_EVERY_S, self._topology_tick)
         if project is None or url.startswith("file:"):
             self.facts = unmanaged(url, project)  # nothing to read: known at once
         else:
@@ -137,6 +161,33 @@ class StorePane(VerticalScroll):
             exclusive=True,
             exit_on_error=False,
         )
+
+    def _topology_tick(self) -> None:
+        if self.room.active_pane == "store":  # nobody looks otherwise: no load on the servers
+            self.refresh_topology()
+
+    def refresh_topology(self) -> None:
+        """Read the topology again (in a worker), unless a read is still under way."""
+        if self._reading_topology or not self.room.attached:
+            return
+        self._reading_topology = True
+        self.run_worker(self._read_topology(), name="store-topology", group="store-topology")
+
+    async def _read_topology(self) -> None:
+        try:
+            async with asyncio.timeout(TOPOLOGY_TIMEOUT_S):
+                found = await self.room.board.topology()
+        except ClaimroomError as exc:
+            self.topology_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except TimeoutError:
+            self.topology_error = f"the topology read took longer than {TOPOLOGY_TIMEOUT_S:g} s"
+        except Exception as exc:  # the pane must live through any failure of a read: say it, go on
+            self.topology_error = f"{type(exc).__name__}: {exc}"
+        else:
+            self.topology, self.topology_error, self.topology_read_s = found, "", self.room.clock()
+        finally:
+            self._reading_topology = False
+        self.redraw()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -244,6 +295,10 @@ class StorePane(VerticalScroll):
             )
         self.query_one("#store-facts", Static).update(facts)
         self.query_one("#store-pings", Sparkline).data = pings
+        topo = self.query_one("#store-topology", Static)
+        topo.border_title = topology_title(self.topology)
+        read_s = self.topology_read_s
+        topo.update(topology_view(self.topology, self.topology_error, read_s, now_s, now_ms, pal))
         self.query_one("#store-info", Static).update(server_view(self.info, pal))
         self.query_one("#store-health", Static).update(health_view(list(self.history), now_s, pal))
         latest = self.history[-1] if self.history else None

@@ -14,13 +14,17 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from claimroom.core import constants as C
 from claimroom.core.infra import HealthStatus, Resolution
 from claimroom.core.safetext import shown
+from claimroom.core.topology import REPLICA, SENTINEL, Node, Topology, slot_ranges
 
 from .infra import LOG_LINES, InfraFacts, uptime_s
 from .tables import Palette, age
 
 HISTORY_RUNS = 6  # runs of one state shown in the health history, newest first
+_LINK_OK = ("ok", "up", "online", "connected")  # a replica's or cluster node's link, as reported
+TOPOLOGY_ROWS = 48  # nodes listed in the topology box (a big cluster's rest is counted)
 
 
 def plain(value: object, style: Style | str = "") -> Text:
@@ -175,3 +179,100 @@ def chosen_line(resolution: Resolution | None) -> Text | None:
     if resolution is None:
         return None
     return plain(f"{resolution.how}: {resolution.detail}")
+
+
+# --- the topology: where the board is served (Store.topology) -------------------------------
+
+
+def topology_title(t: Topology | None) -> str:
+    if t is None or t.kind in ("single", "file"):
+        return "topology" if t is None else f"topology: {t.kind}"
+    if t.kind == "sentinel":
+        return f"topology: sentinel {shown(t.service)}"
+    return f"topology: cluster, this board in slot {t.slot}"
+
+
+def _epoch(t: Topology, now_ms: int) -> str:
+    if t.epoch is None:
+        return "token epoch unknown"
+    if t.epoch == 0:
+        return "no token epoch yet"
+    said = f"token epoch {t.epoch}"
+    if t.epoch_since_ms:
+        said += f" since {age(now_ms - t.epoch_since_ms)} ago"
+    if t.epoch_current is False:
+        said += f" (the next claim begins {t.epoch + 1})"
+    return said
+
+
+def _node_detail(n: Node, t: Topology, pal: Palette) -> Text:
+    bits: list[tuple[str, Style | str]] = []
+    if n.slots:
+        bits.append((f"slots {slot_ranges(n.slots)}", ""))
+    if n.role == REPLICA:
+        if n.master and (t.kind == "cluster" or n.master != t.master):
+            bits.append((f"of {n.master}", ""))
+        if n.link:
+            bits.append((f"link {n.link}", "" if n.link in _LINK_OK else pal.warning))
+        if n.lag_s is not None:
+            bits.append((f"lag {n.lag_s}s", ""))
+    if n.role == SENTINEL:
+        if n.link and n.link != "answers":
+            bits.append((n.link, pal.warning))
+        if n.names_master:
+            same = n.names_master == t.master
+            bits.append((f"names {n.names_master}", "" if same else pal.warning))
+    if n.flags:
+        bits.append((",".join(n.flags), pal.warning))
+    if n.note:
+        bits.append((n.note, pal.muted))
+    if n.serves_board:
+        bits.append(("◀ this board", pal.accent))
+    out = Text()
+    for i, (said, style) in enumerate(bits):
+        out.append(("  " if i else "") + shown(said), style=style)
+    return out
+
+
+def topology_view(
+    t: Topology | None, error: str, read_at_s: float | None, now_s: float, now_ms: int, pal: Palette
+) -> RenderableType:
+    """The servers holding the board, the board's master marked; an error above the last read."""
+    parts: list[RenderableType] = []
+    if error:
+        stale = ""
+        if t is not None and read_at_s is not None:
+            stale = f" (below: as read {age(int((now_s - read_at_s) * 1000))} ago)"
+        parts.append(plain(error + stale, pal.error))
+    if t is None:
+        if not error:
+            parts.append(Text("reading…", style=pal.muted))
+        return Group(*parts)
+    if t.kind == "file":
+        parts.append(Text("file store: one machine, no replicas, no failover", style=pal.muted))
+        return Group(*parts)
+    head = Text("master ")
+    head.append(shown(t.master or "unknown"), style=Style(bold=True) if t.master else pal.error)
+    if t.kind == "sentinel" and t.quorum is not None:
+        head.append(f" · quorum {t.quorum}")
+    if t.kind == "cluster":
+        state = t.cluster_state or "?"
+        head.append(" · state ")
+        head.append(state, style=pal.success if state == "ok" else pal.error)
+        if t.slots_ok is not None:
+            head.append(f" · {t.slots_ok}/{C.cluster_slots} slots")
+    head.append(" · " + _epoch(t, now_ms))
+    parts.append(head)
+    rows = Table.grid(padding=(0, 2))
+    rows.add_column(no_wrap=True)
+    rows.add_column(no_wrap=True)
+    rows.add_column(no_wrap=True)
+    rows.add_column(overflow="fold")
+    for n in t.nodes[:TOPOLOGY_ROWS]:
+        up = Text("up", style=pal.success) if n.up else Text("down", style=pal.error)
+        rows.add_row(n.role, plain(n.address), up, _node_detail(n, t, pal))
+    parts.append(rows)
+    if len(t.nodes) > TOPOLOGY_ROWS:
+        parts.append(Text(f"… and {len(t.nodes) - TOPOLOGY_ROWS} more nodes", style=pal.muted))
+    parts += [plain(p, pal.warning) for p in t.problems]
+    return Group(*parts)

@@ -29,6 +29,7 @@ from ..reaper import ReaperId, ReaperPass, ReaperStatus
 from ..retention import BOARD
 from ..snapshot import Snapshot
 from ..store import Store
+from ..topology import Topology
 from . import admin as file_admin
 from . import affinity as file_affinity
 from . import bidding as file_bidding
@@ -464,6 +465,9 @@ class FileStore(TxRunner, Store):
 
     async def _server_facts(self) -> dict[str, str]:
         return await self._read(file_snapshot.facts, self._path)
+
+    async def _topology(self) -> Topology:
+        return Topology("file")  # one machine: no replicas, no failover
 
     async def _key_events(self, switch: bool) -> bool | None:
         return None  # every commit is seen (PRAGMA data_version), hand-made ones included

@@ -6,7 +6,8 @@ on it. Everything but ``HealthMonitor`` blocks: async callers use a thread.
 
 from __future__ import annotations
 
-from .doctor import Check, doctor
+from .checks import Check
+from .doctor import doctor
 from .health import HealthMonitor, HealthStatus
 from .project import project_root
 from .resolve import Resolution, file_board_url, resolve, up

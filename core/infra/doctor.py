@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +22,12 @@ from ..reaper import START_ONE, ReaperStatus, ms_text
 from ..store import Store
 from ..storeurl import redacted
 from . import docker_redis, local_server
+from .checks import FAIL, OK, WARN, Check
 from .probe import client, is_local, local_url, port_of, probe, scheme, with_password
 from .project import Started, config_path, infra_dir, load_config, read_started
 from .stores import known_url, record_for
 from .topology import topology_state
-
-OK, WARN, FAIL = "ok", "warn", "fail"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding: ``status`` is "ok", "warn" or "fail"; ``fix`` says what to do ("" when ok)."""
-
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        return asdict(self)
+from .topology_checks import topology_checks
 
 
 def _config(project: Path) -> tuple[Check, dict[str, Any]]:
@@ -377,6 +363,8 @@ def doctor(
     else:
         checks.extend(_store_checks(target, project, named=bool(url)))
     if not any(c.name == "store" and c.status == FAIL for c in checks):
+        if scheme(target) != "file":
+            checks.extend(topology_checks(target, namespace))
         checks.append(_reaper(target, namespace))
     records = read_started(project)
     checks.extend(_started(project))

@@ -52,7 +52,7 @@ def client(url: str, key: str = "", **options: Any) -> Any:
         sentinels = Sentinel(list(where.hosts), sentinel_kwargs=ask, **auth, **options)  # type: ignore[no-untyped-call]
         return sentinels.master_for(where.service, redis_class=_SentinelMaster, db=where.db)
     pool = _SlotPool(where, key or C.events_key("default"), **auth, **options)
-    return aioredis.Redis.from_pool(pool)  # the client owns the pool: closing it closes them
+    return aioredis.Redis.from_pool(pool)  # owns it: closing the client closes its connections
 
 
 def sync_client(url: str, key: str = "", **options: Any) -> Any:
@@ -110,18 +110,23 @@ def _sentinel_kwargs(where: Endpoint, options: dict[str, Any]) -> dict[str, Any]
 
 
 class _SentinelMaster(aioredis.Redis):
-    """The master's client, which closes its connections to the sentinels with its own."""
+    """The master's client, closing with it the clients of the sentinels it asks (redis-py
+    leaves those open: their sockets outlived every store on a Sentinel URL)."""
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         await super().aclose(close_connection_pool)
-        for asked in getattr(self.connection_pool, "sentinel_manager").sentinels:  # noqa: B009 (untyped)
+        pool: Any = self.connection_pool  # a SentinelConnectionPool (master_for made it)
+        for asked in pool.sentinel_manager.sentinels:
             await asked.aclose()
 
 
 class _SyncSentinelMaster(redis.Redis):
+    """``_SentinelMaster`` for the blocking client."""
+
     def close(self) -> None:
         super().close()
-        for asked in getattr(self.connection_pool, "sentinel_manager").sentinels:  # noqa: B009 (untyped)
+        pool: Any = self.connection_pool
+        for asked in pool.sentinel_manager.sentinels:
             asked.close()
 
 

@@ -38,8 +38,9 @@ from ..models import (
 from ..reaper import ReaperId, ReaperStatus
 from ..snapshot import Snapshot
 from ..store import Store
-from ..storeurl import redacted
-from . import bidding, connect, dump, reads
+from ..storeurl import endpoint, redacted
+from ..topology import Topology
+from . import bidding, connect, dump, reads, topology
 from . import messages as mail
 from . import snapshot as views
 from .admin import RedisAdmin
@@ -441,6 +442,9 @@ class RedisStore(Store):
 
     async def _server_facts(self) -> dict[str, str]:
         return await self._guard(lambda: views.server_facts(self._redis))
+
+    async def _topology(self) -> Topology:
+        return await self._guard(lambda: topology.read(self._redis, endpoint(self.url), self.namespace))
 
     async def _key_events(self, switch: bool) -> bool | None:
         return await self._guard(lambda: views.key_events_on(self._redis, switch))

@@ -17,8 +17,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import hiredis
 
+from .endpoints import CLUSTER, SENTINEL, endpoint
 from .errors import StoreUnavailable
-from .storeurl import CLUSTER, SENTINEL, endpoint, redacted, scheme
+from .storeurl import redacted, scheme
 
 
 class ReplyError(StoreUnavailable):

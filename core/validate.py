@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from . import constants, lockpath
 from .backends import BACKENDS
+from .endpoints import endpoint
 from .errors import BadInput
 from .safetext import describe, first_control
 
@@ -345,8 +346,6 @@ def store_url(url: str) -> str:
         raise BadInput(f"unsupported store URL{said}: {_STORE_URL_HELP}")
     if scheme == "file":
         return url  # the file store checks its directory (core/file_schema.db_path)
-    from .storeurl import endpoint  # it imports this module
-
     try:
         multi = endpoint(url).kind != "single"  # hosts, database, claimroom's own parameters
         parts = urlsplit(url)

@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claimroom.core import validate
+from claimroom.core.endpoints import endpoint
 from claimroom.core.errors import BadInput
-from claimroom.core.storeurl import endpoint, port_of, redacted
+from claimroom.core.storeurl import port_of, redacted
 
 HOST = st.sampled_from(["127.0.0.1", "localhost", "redis-a.internal", "[::1]"])
 PORT = st.integers(1, 65535)

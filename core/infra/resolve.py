@@ -24,9 +24,10 @@ from typing import Any
 
 from .. import constants as C
 from .. import private
+from ..endpoints import CLUSTER, SENTINEL, endpoint
 from ..errors import BadInput, StoreUnavailable
 from ..projectdir import newest_topology, remembered_fallback
-from ..storeurl import CLUSTER, SENTINEL, endpoint, redacted
+from ..storeurl import redacted
 from .probe import Probe, is_local, local_url, password_of, port_of, probe, scheme, with_password
 from .project import infra_dir, load_config, start_lock, update_config
 from .stores import (

@@ -28,13 +28,16 @@ import redis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode as SyncClusterNode
+from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError as SyncMasterNotFound
 from redis.sentinel import Sentinel as SyncSentinel
 
 from .. import constants as C
-from ..storeurl import Endpoint, endpoint
+from ..endpoints import Endpoint, endpoint
 
 # Replies that mean the board's slot is not served by this connection's node (any more).
 _MOVED = (rexc.MovedError, rexc.AskError, rexc.ClusterDownError, rexc.TryAgainError)
@@ -48,7 +51,7 @@ def client(url: str, key: str = "", **options: Any) -> Any:
         return aioredis.Redis.from_url(where.url, **options)
     auth = _auth(where)
     if where.kind == "sentinel":
-        ask = _sentinel_kwargs(where, options)
+        ask = _sentinel_kwargs(where, options, AsyncRetry(NoBackoff(), 0))
         sentinels = Sentinel(list(where.hosts), sentinel_kwargs=ask, **auth, **options)  # type: ignore[no-untyped-call]
         return sentinels.master_for(where.service, redis_class=_SentinelMaster, db=where.db)
     pool = _SlotPool(where, key or C.events_key("default"), **auth, **options)
@@ -62,7 +65,7 @@ def sync_client(url: str, key: str = "", **options: Any) -> Any:
         return redis.Redis.from_url(where.url, **options)
     auth = _auth(where)
     if where.kind == "sentinel":
-        ask = _sentinel_kwargs(where, options)
+        ask = _sentinel_kwargs(where, options, Retry(NoBackoff(), 0))
         blocking: Any = SyncSentinel(list(where.hosts), sentinel_kwargs=ask, **auth, **options)  # type: ignore[no-untyped-call]
         return blocking.master_for(where.service, redis_class=_SyncSentinelMaster, db=where.db)
     # A probe lives for one call: ask the cluster once which node serves the slot.
@@ -105,8 +108,11 @@ def _discovery(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in kept}
 
 
-def _sentinel_kwargs(where: Endpoint, options: dict[str, Any]) -> dict[str, Any]:
-    return {"password": where.sentinel_password or None, **_discovery(options), "decode_responses": True}
+def _sentinel_kwargs(where: Endpoint, options: dict[str, Any], retry: Any) -> dict[str, Any]:
+    # One try per sentinel: the client asks the next one anyway, and redis-py's default
+    # retries with backoff made a dead sentinel listed first cost seconds per connection.
+    asked = {"password": where.sentinel_password or None, "retry": retry, "decode_responses": True}
+    return asked | _discovery(options)
 
 
 class _SentinelMaster(aioredis.Redis):

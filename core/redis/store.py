@@ -20,6 +20,7 @@ from redis.commands.core import AsyncScript
 from .. import constants as C
 from ..bidding import Auction, Bid, Outcome
 from ..dump import Board
+from ..endpoints import endpoint
 from ..errors import ErrorCode, StoreUnavailable
 from ..identity import Role, TokenInfo
 from ..models import (
@@ -38,7 +39,7 @@ from ..models import (
 from ..reaper import ReaperId, ReaperStatus
 from ..snapshot import Snapshot
 from ..store import Store
-from ..storeurl import endpoint, redacted
+from ..storeurl import redacted
 from ..topology import Topology
 from . import bidding, connect, dump, reads, topology
 from . import messages as mail

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
 from .. import constants as C
-from ..storeurl import Endpoint
+from ..endpoints import Endpoint
 from ..topology import MASTER, REPLICA, SENTINEL, Node, Topology
 from .connect import reason
 

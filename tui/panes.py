@@ -163,6 +163,14 @@ def claim_urgency(t: Task, now_ms: int, pal: Palette) -> tuple[int, Style | None
     return lease, None
 
 
+def short_token(token: int) -> str:
+    """A token as a table shows it: its last 6 digits after "…" once it is longer. Tokens of
+    one epoch differ there (they count up by one from the epoch's 13-digit floor); the whole
+    number is in `claimroom show` and `claimroom events`."""
+    text = str(token)
+    return text if len(text) <= 7 else "…" + text[-6:]
+
+
 def _holder(t: Task) -> str:
     """The claim's agent, and the affinity owner it was meant for when that is another."""
     return f"{t.agent} for {t.owner}" if t.owner and t.owner != t.agent else t.agent
@@ -193,7 +201,7 @@ class ClaimsPane(TablePane):
             lease, style = claim_urgency(t, now_ms, pal)
             beat = age(now_ms - t.updated_ms)
             out.append(
-                row(t.id, t.id, _holder(t), str(t.token), left(lease), beat, _pct(t.progress),
+                row(t.id, t.id, _holder(t), short_token(t.token), left(lease), beat, _pct(t.progress),
                     clip(t.stage, 16), clip(t.queue, 12), clip(t.title, 40), style=style)
             )  # fmt: skip
         return out
@@ -328,7 +336,7 @@ class EventsPane(TablePane):
 
     def rows(self, snap: Snapshot, now_ms: int, pal: Palette) -> list[Row]:
         return [
-            row(e.id, age(now_ms - e.at_ms), e.type, e.task, e.agent, str(e.token) if e.token else "",
+            row(e.id, age(now_ms - e.at_ms), e.type, e.task, e.agent, short_token(e.token) if e.token else "",
                 e.operator, clip(_detail(e.data, now_ms), 60), style=self._style(e.type, pal))
             for e in snap.events
         ]  # fmt: skip

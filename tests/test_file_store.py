@@ -152,12 +152,15 @@ import asyncio, os, sys
 from claimroom.core.store import Store, TaskSpec
 
 async def main(url, ns, big):
+    # An agent of its own: an agent holds one claim at a time, and the claim of the writer
+    # killed before this one keeps its agent at capacity until its lease ends.
+    me = f"writer{os.getpid()}"
     async with Store.from_url(url, ns) as s:
         n = 0
         while True:
             ids = await s.add_many([TaskSpec(f"b{n}-{i}", payload={"pad": "x" * 500}) for i in range(50)])
             print("added", ids[0], ids[-1], flush=True)
-            c = await s.claim("writer", ttl_s=0.5)
+            c = await s.claim(me, ttl_s=0.5)
             print("claimed", c.task.id, c.token, flush=True)
             await s.heartbeat(c.task.id, c.token, progress=0.2)
             await s.complete(c.task.id, c.token, {"n": n})

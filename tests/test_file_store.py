@@ -100,6 +100,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 """
 
 
+@pytest.mark.heavy
 async def test_16_processes_complete_5000_tasks_exactly_once(tmp_path: Path, namespace: str) -> None:
     url, total, procs = board_dir(tmp_path).as_uri(), 5_000, 16
     async with Store.from_url(url, namespace) as admin:
@@ -180,6 +181,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] == "big"))
 """
 
 
+@pytest.mark.heavy
 async def test_kill_9_mid_writes_loses_and_corrupts_nothing(tmp_path: Path, namespace: str) -> None:
     folder = board_dir(tmp_path)
     url = folder.as_uri()

@@ -17,15 +17,40 @@ from claimroom.core.local_redis import LocalRedis
 from claimroom.core.local_topology import LocalCluster, LocalSentinel
 from claimroom.core.store import Store
 
+# --- running in parallel (pytest-xdist) ------------------------------------------------------
+#
+# ``./dev test`` runs one xdist worker per core with ``--dist loadgroup`` (pyproject.toml
+# addopts; ``-n 0`` runs serially). Each worker is its own process with its own
+# ``redis-server`` (``redis_server`` below), so tests share nothing across workers, and tests
+# are handed out one at a time, except for the tests of an ``xdist_group``, which all go to
+# one worker, in order, one after another.
+#
+# One such group, HEAVY, holds every test that loads the machine (many processes, a build,
+# a Docker engine): the worker that gets it runs them one at a time while the other workers
+# run the light tests, so two heavy tests never load the machine at once. A test joins it
+#   - by the ``heavy`` marker: ``@pytest.mark.heavy`` on the test, or
+#     ``pytestmark = pytest.mark.heavy`` for a whole module (which also builds the module's
+#     scoped fixtures once, in that one worker, rather than once per worker); use it for a
+#     test that starts several processes or servers (a Sentinel or Cluster topology too);
+#   - by using the ``docker_engine`` fixture (directly or through another fixture): the
+#     engine the session fixture may start (tests/infra_image.py) is then started, shared
+#     and stopped by one process, never stopped under another worker's containers.
+# The group is serial, so its total time is a floor under the suite's: keep heavy tests lean.
+# Whatever the load, a test waits on conditions with deadlines (tests/waiting.py), and a
+# timing it asserts must not depend on how busy the machine is.
+HEAVY = "heavy"
+
+
+def runs_in_the_heavy_group(item: pytest.Item) -> bool:
+    heavy = item.get_closest_marker("heavy") is not None
+    return heavy or "docker_engine" in getattr(item, "fixturenames", ())
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that needs the Docker engine runs in one xdist worker: the engine the
-    session fixture may start (tests/infra_image.py) is then started, shared and stopped by
-    one process, never stopped under another worker's containers."""
     for item in items:
-        if "docker_engine" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("docker"))
+        if runs_in_the_heavy_group(item):
+            item.add_marker(pytest.mark.xdist_group(HEAVY))
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +125,7 @@ def cli_env(redis_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
 # One of each per session (or xdist worker), started on first use (~2.5 s each) and only READ:
 # write keys in your own namespace, but never kill, restart or reconfigure a node. A test that
 # does (a failover, a chaos run) starts its own: `with LocalSentinel.start(tmp_path / "s",
-# password=...) as topo:` (or LocalCluster), and marks itself pytest.mark.xdist_group("topology").
+# password=...) as topo:` (or LocalCluster), and marks itself pytest.mark.heavy.
 TOPOLOGY_PASSWORD = "topology-" + uuid.uuid4().hex[:12]
 
 

@@ -17,8 +17,10 @@ from textual.widgets import Button
 from claimroom.tui.dialogs import ChoiceDialog
 
 
-async def until(pilot: Pilot[int], cond: Callable[[], object], timeout_s: float = 3.0) -> None:
-    """Let the app run until ``cond()`` holds; fail after ``timeout_s``."""
+async def until(pilot: Pilot[int], cond: Callable[[], object], timeout_s: float = 10.0) -> None:
+    """Let the app run until ``cond()`` holds; fail after ``timeout_s``. The limit only
+    bounds a failing test (a passing one goes on once the condition holds), so it is
+    generous: on a loaded machine a pane's first read and paint can take seconds."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout_s
     while not cond():

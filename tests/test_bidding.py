@@ -480,9 +480,9 @@ def test_snapshot_claims_pane_with_auctions(
     )
 
     async def before(pilot: Pilot[int]) -> None:
-        await until(pilot, lambda: app.snapshot is not None and app.link.status.live, 5)
+        await until(pilot, lambda: app.snapshot is not None and app.link.status.live)
         await pilot.press("3")
-        await until(pilot, lambda: "2 open auctions" in auctions_text(app), 5)
+        await until(pilot, lambda: "2 open auctions" in auctions_text(app))
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)

@@ -60,7 +60,7 @@ def test_the_small_run_injects_every_fault_and_every_invariant_holds(tmp_path: P
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-@pytest.mark.xdist_group("topology")
+@pytest.mark.heavy
 @pytest.mark.parametrize(
     ("target", "fault"), [("sentinel", FAILOVER), ("cluster", PROMOTION)], ids=["sentinel", "cluster"]
 )

@@ -12,9 +12,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from waiting import until_sync
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
+pytestmark = pytest.mark.heavy  # the control room and seven agent processes
 
 
 def _children(pid: int) -> set[int]:

@@ -99,6 +99,7 @@ async def check_final(store: Store, ids: list[str]) -> None:
     assert all(not a.held for a in await store.agents())
 
 
+@pytest.mark.heavy
 async def test_64_asyncio_claimers(store_url: str, namespace: str) -> None:
     admin = Store.from_url(store_url, namespace)
     stores = [Store.from_url(store_url, namespace) for _ in range(64)]
@@ -140,6 +141,7 @@ def _process_worker(url: str, namespace: str, index: int, claimers: int, total: 
     return asyncio.run(main())
 
 
+@pytest.mark.heavy
 async def test_8_processes(store_url: str, namespace: str) -> None:
     procs, claimers = 8, 4
     ctx = multiprocessing.get_context("spawn")

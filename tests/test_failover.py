@@ -24,7 +24,7 @@ from claimroom.core.local_topology import LocalCluster, LocalSentinel
 from claimroom.core.models import Claim
 from claimroom.core.store import Store, TaskSpec
 
-pytestmark = pytest.mark.xdist_group("topology")
+pytestmark = pytest.mark.heavy
 
 
 @pytest.fixture

@@ -395,13 +395,13 @@ async def test_the_agents_pane_shows_the_session(store: Store, store_url: str, n
         await pilot.press("4")  # the agents pane
         pane = app.table_pane("agents")
         assert pane is not None
-        await until(pilot, lambda: pane.table.row_count == 2, 5)
+        await until(pilot, lambda: pane.table.row_count == 2)
         cells = {
             str(r.key.value): [str(c) for c in pane.table.get_row(r.key)] for r in pane.table.ordered_rows
         }
         assert "3f2b8c1e" in cells["ada"] and "3f2b8c1e-5d4a" not in " ".join(cells["ada"])
         assert not any("3f2b8c1e" in c for c in cells["bob"])
-        await until(pilot, lambda: "3f2b8c1e" in app.export_screenshot(), 5)
+        await until(pilot, lambda: "3f2b8c1e" in app.export_screenshot())
         # A session registered while it runs reaches the screen too.
         await as_(store, "bob", session="a71d09e4-2c6b-4f38").register()
-        await until(pilot, lambda: "a71d09e4" in app.export_screenshot(), 5)
+        await until(pilot, lambda: "a71d09e4" in app.export_screenshot())

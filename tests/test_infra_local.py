@@ -96,6 +96,7 @@ async def test_killed_local_server_is_a_clear_error_then_recovers_with_nothing_l
         await store.close()
 
 
+@pytest.mark.heavy
 def test_racing_agents_start_one_local_server(project: Path) -> None:
     port = free_port()
     results = race(6, project, port, "local")

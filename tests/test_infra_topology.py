@@ -26,7 +26,7 @@ from claimroom.core.infra.project import read_password, read_started
 from claimroom.core.local_redis import free_port, is_redis_process
 from claimroom.core.local_topology import LocalCluster, LocalSentinel, attach
 
-pytestmark = pytest.mark.xdist_group("topology")
+pytestmark = pytest.mark.heavy
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 

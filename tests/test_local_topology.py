@@ -28,7 +28,7 @@ from claimroom.core.errors import BadInput, StoreUnavailable
 from claimroom.core.local_redis import is_redis_process
 from claimroom.core.local_topology import LocalCluster, LocalSentinel, Node, attach
 
-pytestmark = pytest.mark.xdist_group("topology")
+pytestmark = pytest.mark.heavy
 
 PASSWORD = "s3cret-topology"
 

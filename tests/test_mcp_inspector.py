@@ -32,7 +32,9 @@ ERAS = ["legacy", "modern"]  # 2025-11-25 (initialize, a session) and 2026-07-28
 AUTH_REQUIRED = 3
 
 # The first run on a machine installs the Inspector with npm (a minute or more on a cold cache).
-pytestmark = pytest.mark.timeout(600)
+# Node.js processes (and a first npm install): the heavy group (tests/conftest.py), which also
+# checks the install once, in one worker.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.heavy]
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TOP = ("core", "tui", "themes")  # the repository folders that become claimroom.<name>
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 CLAIMROOM = Path(sys.executable).parent / "claimroom"
+# Builds and a pip install: the heavy group (tests/conftest.py), which also builds the
+# module's dists and virtualenv once, in one worker.
+pytestmark = pytest.mark.heavy
 
 
 def source_files() -> list[str]:

@@ -26,7 +26,7 @@ from claimroom.core.local_topology import LocalCluster, LocalSentinel
 from claimroom.core.store import Store
 from claimroom.core.topology import MASTER, REPLICA, SENTINEL, Node, Topology, lines
 
-pytestmark = pytest.mark.xdist_group("topology")
+pytestmark = pytest.mark.heavy
 
 
 def client(port: int, password: str = "") -> redis.Redis:

@@ -26,7 +26,7 @@ from claimroom.core.local_topology import LocalCluster, LocalSentinel
 
 CLAIMROOM = str(Path(sys.executable).parent / "claimroom")
 
-pytestmark = pytest.mark.xdist_group("topology")
+pytestmark = pytest.mark.heavy
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

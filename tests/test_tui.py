@@ -400,9 +400,9 @@ async def test_a_changed_cell_is_drawn_anew(store: Store, app_store: Store) -> N
     app = ControlRoom(app_store, operator="lead")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")
-        await until(pilot, lambda: "planning" in app.export_screenshot(), 5)
+        await until(pilot, lambda: "planning" in app.export_screenshot())
         await store.heartbeat(tid, claim.token, stage="reviewing", progress=0.5)
-        await until(pilot, lambda: "reviewing" in app.export_screenshot(), 5)
+        await until(pilot, lambda: "reviewing" in app.export_screenshot())
         shot = app.export_screenshot()
         assert "planning" not in shot and "50%" in shot
 

@@ -98,7 +98,7 @@ async def test_hostile_store_text_is_escaped_in_every_pane_and_dialog(
         for number, name in enumerate(PANES, 1):
             await pilot.press(str(number % 10))
             # Each pane reads its own sections when shown: wait for the hostile row to arrive.
-            await until(pilot, lambda: "PWN" in text_on_screen(pilot), 5)
+            await until(pilot, lambda: "PWN" in text_on_screen(pilot))
             assert controls_on_screen(pilot) == [], name
             assert "\\x1b" in text_on_screen(pilot), name  # escaped, and visible as such
         await pilot.press("1")

@@ -170,7 +170,7 @@ def test_the_pane_at_80x24(snap_compare: Callable[..., bool], plan_board: str, t
     app = pin_app(ControlRoom(store, operator="snap", clock=pinned_clock, theme=theme))
 
     async def before(pilot: Pilot[int]) -> None:
-        await until(pilot, lambda: app.snapshot is not None and app.link.status.live, 5)
+        await until(pilot, lambda: app.snapshot is not None and app.link.status.live)
         await pilot.press("9")
         await until(pilot, lambda: any("port the CLI" in line for line in labels(app)))
         await pilot.press("space", "down")  # the second plan folded, the cursor on the first

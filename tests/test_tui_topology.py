@@ -25,7 +25,7 @@ from claimroom.core.store import Store
 from claimroom.tui.app import ControlRoom
 from claimroom.tui.storepane import StorePane
 
-pytestmark = pytest.mark.xdist_group("topology")
+pytestmark = pytest.mark.heavy
 
 SIZE = (120, 40)
 

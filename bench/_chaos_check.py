@@ -249,7 +249,9 @@ def _done_once(replays: dict[str, Replay], acks: Acks, writes_lost: bool) -> lis
     told = sorted(tid for tid, tokens in acked.items() if len(tokens) > 1)
     # A completion an agent was told of that the trail does not have (by token): lost.
     lost = sorted({tid for tid, tok, _ in acks.done if tok not in {c[0] for c in _of(replays, tid).all_done}})
-    expected = " (the crash lost writes on purpose: counted, not failed)" if writes_lost else ""
+    expected = (
+        " (writes the store acknowledged may be lost in this run: counted, not failed)" if writes_lost else ""
+    )
     return [
         Invariant(
             "none done twice",

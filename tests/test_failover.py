@@ -64,7 +64,9 @@ def epoch(port: int, namespace: str) -> dict[str, str]:
 async def test_a_sentinel_failover_is_followed_without_a_restart(
     sentinel: LocalSentinel, namespace: str
 ) -> None:
-    store = Store.from_url(sentinel.url, namespace)
+    # WAIT for both replicas: what was written before the kill is on whichever is promoted
+    # (without it, the replica may not have the tasks yet: asynchronous replication).
+    store = Store.from_url(sentinel.url + "?wait=2&wait_ms=1000", namespace)
     try:
         await store.add_many([TaskSpec(title=f"t{i}") for i in range(4)])
         before = await store.claim("ada", ttl_s=60)
@@ -135,7 +137,8 @@ async def test_boards_spread_over_the_cluster_and_one_failover_leaves_the_others
 ) -> None:
     spread = namespaces_per_master(cluster)
     assert len(spread) == 3
-    stores = {port: Store.from_url(cluster.url, ns) for port, ns in spread.items()}
+    # WAIT for each master's replica, so the promoted one holds the board (see above).
+    stores = {port: Store.from_url(cluster.url + "?wait=1&wait_ms=1000", ns) for port, ns in spread.items()}
     try:
         claims = {}
         for port, store in stores.items():

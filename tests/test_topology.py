@@ -149,8 +149,14 @@ async def test_a_sentinel_that_does_not_answer_shows_as_such(
     assert t.master == sentinel_topology.master().address  # the others still answer
 
 
+def waited(url: str, replicas: int) -> str:
+    """``url`` with WAIT for ``replicas``: what was written before a kill is on the replica
+    promoted (replication is asynchronous; without it the board may be gone after)."""
+    return url + ("&" if "?" in url else "?") + f"wait={replicas}&wait_ms=1000"
+
+
 async def test_sentinel_failover_is_followed_by_the_same_store(own_sentinel: LocalSentinel, ns: str) -> None:
-    async with Store.from_url(own_sentinel.url, ns) as store:
+    async with Store.from_url(waited(own_sentinel.url, 2), ns) as store:
         old_token = await claimed_token(store)
         before = await store.topology()
         old = own_sentinel.master()
@@ -228,7 +234,7 @@ async def _agreeing(store: Store, check: Callable[[Topology], bool]) -> Topology
 
 
 async def test_cluster_failover_is_followed_by_the_same_store(own_cluster: LocalCluster, ns: str) -> None:
-    async with Store.from_url(own_cluster.url, ns) as store:
+    async with Store.from_url(waited(own_cluster.url, 1), ns) as store:
         old_token = await claimed_token(store)
         # A young cluster's master may not know its replica yet (gossip): wait until it does.
         before = await until(

@@ -6,6 +6,7 @@ on a server this session started on a free port.
 
 from __future__ import annotations
 
+import compileall
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -50,6 +51,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if runs_in_the_heavy_group(item):
             item.add_marker(pytest.mark.xdist_group(HEAVY))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Bytecode for claimroom's own modules, written once before the tests start. The suite
+    starts the ``claimroom`` command about two thousand times, and with
+    PYTHONDONTWRITEBYTECODE set (as some machines do) each start compiled the modules it
+    imports again: a quarter of its CPU (0.22 -> 0.16 s a command). __pycache__ is ignored
+    by git; Python checks each file's stamp, so an edited module is never run stale."""
+    if not hasattr(config, "workerinput"):  # the controller, or a run without workers
+        for folder in ("core", "tui", "themes"):
+            compileall.compile_dir(ROOT / folder, quiet=1)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,10 @@ on a server this session started on a free port.
 
 from __future__ import annotations
 
+import compileall
+import gc
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -51,6 +54,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if runs_in_the_heavy_group(item):
             item.add_marker(pytest.mark.xdist_group(HEAVY))
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)  # first: pytest looks for unraisables at the end of teardown
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A failed test's leftovers (a subprocess's pipes an assertion left open, say) are
+    collected now, so that their ResourceWarnings fail this test rather than whichever later
+    test of the worker happens to run the garbage collector."""
+    if item.stash.get(FAILED, False):
+        for name in ("last_exc", "last_type", "last_value", "last_traceback"):  # hold its frames
+            if hasattr(sys, name):
+                setattr(sys, name, None)
+        gc.collect()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Bytecode for claimroom's own modules, written once before the tests start. The suite
+    starts the ``claimroom`` command about two thousand times, and with
+    PYTHONDONTWRITEBYTECODE set (as some machines do) each start compiled the modules it
+    imports again: a quarter of its CPU (0.22 -> 0.16 s a command). __pycache__ is ignored
+    by git; Python checks each file's stamp, so an edited module is never run stale."""
+    if not hasattr(config, "workerinput"):  # the controller, or a run without workers
+        for folder in ("core", "tui", "themes"):
+            compileall.compile_dir(ROOT / folder, quiet=1)
 
 
 @pytest.fixture(scope="session")

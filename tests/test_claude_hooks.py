@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -327,7 +328,8 @@ class HookServer:
 
         url = f"http://127.0.0.1:{self.port}/hooks/{event['hook_event_name']}{query}"
         req = urllib.request.Request(url, json.dumps(event).encode(), {"Content-Type": "application/json"})
-        for _ in range(500):  # until the server listens (it starts in its thread)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the server listens (it starts in its thread)
             try:
                 with urllib.request.urlopen(req, timeout=30) as r:
                     return r.status, json.loads(r.read())

@@ -71,6 +71,21 @@ def spawn(code: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+@contextlib.contextmanager
+def spawned(code: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``spawn``, and on the way out, a failed assertion's too, the process killed if it
+    still runs, reaped and its pipes closed. (Pipes left to the garbage collector fail a
+    later test, whichever collects them: ResourceWarning is an error here.)"""
+    proc = spawn(code, *args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with proc:  # closes the pipes, waits for it
+            pass
+
+
 # --- many processes on one file ---------------------------------------------------------
 
 WORKER = r"""
@@ -104,8 +119,11 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 async def test_16_processes_complete_5000_tasks_exactly_once(tmp_path: Path, namespace: str) -> None:
     url, total, procs = board_dir(tmp_path).as_uri(), 5_000, 16
     async with Store.from_url(url, namespace) as admin:
-        workers = [spawn(WORKER, url, namespace, f"p{i:02d}", str(total)) for i in range(procs)]
-        try:
+        with contextlib.ExitStack() as started:
+            workers = [
+                started.enter_context(spawned(WORKER, url, namespace, f"p{i:02d}", str(total)))
+                for i in range(procs)
+            ]
             deadline = time.monotonic() + 30
             while len(await admin.agents()) < procs:  # all up, so they really race
                 assert time.monotonic() < deadline, "worker processes did not start"
@@ -117,10 +135,6 @@ async def test_16_processes_complete_5000_tasks_exactly_once(tmp_path: Path, nam
                     [TaskSpec(f"job {i}", priority=i % 3) for i in range(start, start + 1_000)]
                 )
             outs = await asyncio.gather(*(asyncio.to_thread(w.communicate, timeout=80) for w in workers))
-        finally:
-            for w in workers:
-                if w.poll() is None:
-                    w.kill()
         assert all(w.returncode == 0 for w in workers), [err for _, err in outs if err]
         reported = [tuple(pair) for out, _ in outs for pair in json.loads(out)]
         assert all(json.loads(out) for out, _ in outs), "a process never got any work"
@@ -188,24 +202,23 @@ async def test_kill_9_mid_writes_loses_and_corrupts_nothing(tmp_path: Path, name
     added: list[tuple[int, int]] = []
     done: dict[str, int] = {}
     for round_ in range(3):
-        writer = spawn(WRITER, url, namespace, "big" if round_ == 0 else "")
-        assert writer.stdout is not None
-        for lines, line in enumerate(writer.stdout, 1):  # well into its writes, then kill it
-            word, a, b = line.split()
-            if word == "added":
-                added.append((int(a[1:]), int(b[1:])))
-            elif word == "done":
-                done[a] = int(b)
-            elif word == "big" and round_ == 0:
-                # Inside its 5000-task transaction (its next write after saying "big").
-                in_big = functools.partial(holds_the_writer_turn, writer.pid, folder)
-                until_sync(in_big, "the big transaction", every_s=0.002)
-                break
-            if lines >= 60 + 37 * round_:
-                break
-        assert writer.poll() is None, writer.stderr.read() if writer.stderr else ""
-        writer.send_signal(signal.SIGKILL)
-        writer.communicate()  # reaps it and closes the pipes
+        with spawned(WRITER, url, namespace, "big" if round_ == 0 else "") as writer:
+            assert writer.stdout is not None
+            for lines, line in enumerate(writer.stdout, 1):  # well into its writes, then kill it
+                word, a, b = line.split()
+                if word == "added":
+                    added.append((int(a[1:]), int(b[1:])))
+                elif word == "done":
+                    done[a] = int(b)
+                elif word == "big" and round_ == 0:
+                    # Inside its 5000-task transaction (its next write after saying "big").
+                    in_big = functools.partial(holds_the_writer_turn, writer.pid, folder)
+                    until_sync(in_big, "the big transaction", every_s=0.002)
+                    break
+                if lines >= 60 + 37 * round_:
+                    break
+            assert writer.poll() is None, writer.stderr.read() if writer.stderr else ""
+            writer.send_signal(signal.SIGKILL)
 
     assert integrity(folder) == "ok"
     async with Store.from_url(url, namespace) as s:
@@ -743,14 +756,16 @@ async def test_a_waiting_claimer_in_another_process_wakes_at_once_and_idles(tmp_
     url = board_dir(tmp_path).as_uri()
     async with Store.from_url(url, "x") as s:
         marker = tmp_path / "waits"
-        waiter = spawn(CLAIMER, url, str(Path(__file__).parent), str(marker))
-        await until(lambda: waits_announced(marker) or waiter.poll() is not None, "the claimer waiting", 30)
-        assert waiter.poll() is None, waiter.communicate()
-        # The behaviour under test: it idles this long without spinning (its CPU time below).
-        await asyncio.sleep(1.5)
-        tid = await s.add("fresh")
-        added = time.time()
-        out, err = await asyncio.to_thread(waiter.communicate, timeout=20)
+        with spawned(CLAIMER, url, str(Path(__file__).parent), str(marker)) as waiter:
+            await until(
+                lambda: waits_announced(marker) or waiter.poll() is not None, "the claimer waiting", 30
+            )
+            assert waiter.poll() is None, waiter.communicate()
+            # The behaviour under test: it idles this long without spinning (its CPU time below).
+            await asyncio.sleep(1.5)
+            tid = await s.add("fresh")
+            added = time.time()
+            out, err = await asyncio.to_thread(waiter.communicate, timeout=20)
     got = json.loads(out)
     assert got["task"] == tid, err
     assert got["at"] - added < 0.3  # woken by the change, at once

@@ -146,6 +146,11 @@ def test_cluster_starts_with_every_slot_fails_over_and_stops(tmp_path: Path) -> 
             for k in keys:
                 client.set(k, k.upper())
             victim = shards[1]
+            # Replication is asynchronous: kill only once the victim's replica has its keys.
+            mine = [k for k in keys if any(lo <= client.keyslot(k) <= hi for lo, hi in victim.slots)]
+            with closing(redis.Redis(port=victim.replicas[0], password=PASSWORD, decode_responses=True)) as r:
+                r.execute_command("READONLY")
+                until_sync(lambda: all(r.get(k) == k.upper() for k in mine), "the replica to hold the keys")
             killed = topo.kill_master(victim.port)
             assert killed.role == "down" and not is_redis_process(killed.pid)
             new = topo.wait_failover(killed.port)

@@ -33,7 +33,7 @@ from redis.retry import Retry
 from . import constants as C
 from . import private
 from .errors import BadInput, StoreUnavailable
-from .local_redis import die_with_parent, free_port, is_redis_process, log_tail, redis_binary
+from .local_redis import die_with_parent, free_port, is_redis_process, log_since, log_tail, redis_binary
 
 STATE_FILE = "topology.json"
 MASTER, REPLICA, SENTINEL, DOWN = "master", "replica", "sentinel", "down"
@@ -238,7 +238,7 @@ class Topology:
             with contextlib.suppress(OSError, ValueError):
                 node.pid = int(node.pid_file.read_text().strip())
                 break
-            new = read_from(node.log, offset)
+            new = log_since(node.log, offset)
             begun = re.search(r"\bpid=(\d+)", new)
             if (begun and not is_redis_process(int(begun.group(1)))) or time.monotonic() > deadline:
                 raise self._failed(node, "did not come up")
@@ -378,15 +378,6 @@ class Topology:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def read_from(log: Path, offset: int) -> str:
-    try:
-        with log.open("rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def make_folder(directory: Path | None, prefix: str) -> tuple[Path, bool]:

@@ -72,6 +72,16 @@ def is_redis_process(pid: int, port: int | None = None) -> bool:
     return port is None or re.search(rb":%d(?![0-9])" % port, cmdline) is not None
 
 
+def log_since(log: Path, offset: int) -> str:
+    """What a server's log gained past ``offset`` ("" when it cannot be read)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def log_tail(log: Path, lines: int = 2, limit: int = 300) -> str:
     """The last lines of a server's log, on one line (for an error message); "" when there is none."""
     try:

@@ -26,6 +26,7 @@ from .. import constants as C
 from .. import private
 from ..errors import StartFailed
 from ..local_redis import is_redis_process as is_redis_process  # named here, where infra found it
+from ..local_redis import log_since
 from ..storeurl import scrubbed
 from .probe import local_url, probe
 from .project import Started, infra_dir
@@ -73,15 +74,6 @@ def running_pid(project: Path) -> int | None:
     """The pid of this project's redis-server when it is running."""
     pid = read_pid(server_dir(project) / "redis.pid")
     return pid if pid is not None and is_redis_process(pid) else None
-
-
-def _log_tail(log: Path, offset: int) -> str:
-    try:
-        with log.open("rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def _last_problem(text: str) -> str:
@@ -140,11 +132,11 @@ def start(
     while time.monotonic() < deadline:
         if probe(url).ok:
             return started
-        new = _log_tail(log, offset)
+        new = log_since(log, offset)
         if daemon is None and (m := re.search(r"\bpid=(\d+)", new)):
             daemon = int(m.group(1))
         if daemon is not None and not is_redis_process(daemon):
-            problem = scrubbed(_last_problem(_log_tail(log, offset)), password)
+            problem = scrubbed(_last_problem(log_since(log, offset)), password)
             raise StartFailed(f"redis-server exited at start ({problem}; log: {log})")
         time.sleep(0.05)
     raise StartFailed(

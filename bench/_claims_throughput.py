@@ -158,7 +158,7 @@ class Runs:
         possible (no Claim objects, no validation).
         """
         store = await self.server.fresh()
-        await store.admin.load_scripts()  # EVALSHA below: make sure each is loaded
+        await store.admin.load_scripts()  # FCALL below: the library is loaded
         try:
 
             async def lane(agents: list[str]) -> tuple[int, int]:

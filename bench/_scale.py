@@ -241,8 +241,8 @@ class ScaleBench:
         self.idle_row("redis", calls - beats - 2)  # and the worker's add and claim
 
     async def script_calls(self) -> int:
-        """Script calls the server has run so far (INFO commandstats, EVALSHA)."""
-        return int((await self.server.admin.info("commandstats"))["cmdstat_evalsha"]["calls"])
+        """Script calls the server has run so far (INFO commandstats, FCALL)."""
+        return int((await self.server.admin.info("commandstats"))["cmdstat_fcall"]["calls"])
 
     async def run_file(self) -> None:
         with tempfile.TemporaryDirectory(prefix="claimroom-scale-") as folder:

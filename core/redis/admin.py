@@ -1,24 +1,24 @@
 """Server-side tools over a RedisStore's connection, for benchmarks and tests (``RedisStore.admin``).
 
 Not part of the Store contract, and used by no path of the product (CLI, MCP server,
-control room): these read the server (INFO, memory, subscribers), manage the script cache,
+control room): these read the server (INFO, memory, subscribers), load or drop the scripts' library,
 run the scripts with no checks at all, or empty the whole server. What they exist for: the
 benchmarks' ceiling run (what the scripts alone cost Redis), measuring what an operation
 costs the server (and how many calls shared a round trip), the benchmarks' own server
-(emptied between measures, its SLOWLOG), and tests that restart the script cache. Nothing
+(emptied between measures, its SLOWLOG), and tests that take the library away. Nothing
 here keeps the board's rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-from redis.commands.core import AsyncScript
 
 from .. import constants as C
 from ..models import Event
+from . import functions
 from .coalesce import Coalescer
+from .scripts import library
 
 SCAN_BATCH = 1_000  # trail entries per XRANGE in task_events_by_scan
 
@@ -26,12 +26,9 @@ SCAN_BATCH = 1_000  # trail entries per XRANGE in task_events_by_scan
 class RedisAdmin:
     """The server tools of one namespace's connection pool."""
 
-    def __init__(
-        self, redis: Any, namespace: str, scripts: Mapping[str, AsyncScript], coalescer: Coalescer | None
-    ) -> None:
+    def __init__(self, redis: Any, namespace: str, coalescer: Coalescer | None) -> None:
         self._redis = redis
         self._namespace = namespace
-        self._scripts = scripts
         self._coalescer = coalescer
 
     @property
@@ -67,25 +64,25 @@ class RedisAdmin:
         return int(found[0][1]) if found else 0
 
     async def load_scripts(self) -> None:
-        """Load every script into the server's cache (SCRIPT LOAD): a process's first calls
-        then do not pay for it, nor does ``run_scripts``."""
-        for script in self._scripts.values():
-            await self._redis.script_load(script.script)
+        """Load the scripts' function library into the server (FUNCTION LOAD; one already
+        there is kept): a process's first call then does not pay for it, nor does ``run_scripts``."""
+        await functions.load(self._redis)
 
     async def flush_scripts(self) -> None:
-        """Empty the server's script cache (SCRIPT FLUSH), as a restart of Redis would."""
-        await self._redis.script_flush()
+        """Drop every function library of the server (FUNCTION FLUSH), as a restart of a
+        Redis that keeps nothing on disk would."""
+        await self._redis.execute_command("FUNCTION", "FLUSH")
 
     async def run_scripts(self, name: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
-        """Run script ``name`` once per argument list, all in one pipeline (EVALSHA, the
+        """Run script ``name`` once per argument list, all in one pipeline (FCALL, the
         audit stream as KEYS[1] and the namespace's prefix first in ARGV, as the store
         calls them), and return the raw replies, unchecked. The scripts must be loaded
         (``load_scripts``). The ceiling run's tool: the scripts' cost with no client work."""
-        sha = self._scripts[name].sha
+        fn = functions.name_of(name)
         stream, prefix = C.events_key(self._namespace), C.prefix(self._namespace)
         pipe = self._redis.pipeline(transaction=False)
         for args in calls:
-            pipe.evalsha(sha, 1, stream, prefix, *args)
+            pipe.execute_command("FCALL", fn, 1, stream, prefix, *args)
         return list(await pipe.execute())
 
     async def task_events_by_scan(self, task: str, count: int = 1_000) -> list[Event]:
@@ -121,13 +118,13 @@ class RedisAdmin:
         out. The name is "eval" for a script sent whole, "?" for one not of this store."""
         entries = await self._redis.slowlog_get(1_000_000)
         await self._redis.slowlog_reset()
-        names = {script.sha: name for name, script in self._scripts.items()}
+        names = {fn: name for name, fn in library().functions.items()}
         found = []
         for entry in entries:
             command = entry["command"]  # bytes whatever decode_responses says (redis-py's parser)
             words = (command.decode(errors="replace") if isinstance(command, bytes) else str(command)).split()
             verb = words[0].lower() if words else ""
-            if verb == "evalsha":
+            if verb in ("fcall", "evalsha"):
                 found.append((entry["duration"] / 1000, names.get(words[1], "?") if len(words) > 1 else "?"))
             elif verb == "eval":
                 found.append((entry["duration"] / 1000, "eval"))

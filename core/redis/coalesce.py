@@ -16,8 +16,8 @@ With ``wait=(N, ms)`` (the store URL's ``?wait=N&wait_ms=ms``) each batch ends w
 write of the batch, or ms have passed (WAIT cannot undo a write; see the README on
 failover). One WAIT covers the whole batch.
 A pipeline failure (connection lost) fails every call in it with the same error; a reply
-that says the script is not loaded (Redis restarted, or SCRIPT FLUSH) loads it and runs
-that call again once.
+that says the function library is not loaded (Redis restarted without persistence, or
+FUNCTION FLUSH) loads it and runs that call again once (functions.py).
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ import asyncio
 from typing import Any
 
 from redis import exceptions as rexc
-from redis.commands.core import AsyncScript
+
+from . import functions
 
 FLUSHERS = 2  # batches in flight at once (one per pooled connection)
 
-Call = tuple[AsyncScript, list[str], list[Any], "asyncio.Future[Any]"]
+Call = tuple[str, list[str], list[Any], "asyncio.Future[Any]"]  # (script name, keys, args, its future)
 
 
 class Coalescer:
@@ -48,8 +49,9 @@ class Coalescer:
         self.batches = 0  # pipelines sent, for benchmarks
         self.acked = -1  # replicas that acknowledged the last batch (with wait), for tests
 
-    async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        """Run ``script`` with ``keys`` and ``args``; its reply, or the error it raised."""
+    async def call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` (its library function) with ``keys`` and ``args``; its reply, or
+        the error it raised."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._start(loop)  # first use, or a new event loop (asyncio.run called again)
@@ -87,10 +89,9 @@ class Coalescer:
                 self._busy -= 1
 
     async def _send(self, batch: list[Call]) -> None:
-        # EVALSHA straight onto a pooled connection: the script object's pipeline path
-        # would send SCRIPT EXISTS first (doubling the trips), and redis-py's Pipeline
-        # object costs more Python per batch than the trip saves for small batches.
-        # A missing script is handled below.
+        # FCALL straight onto a pooled connection: redis-py's Pipeline object costs more
+        # Python per batch than the trip saves for small batches. A server without the
+        # library is handled below.
         pool = self._redis.connection_pool
         try:
             conn = await pool.get_connection()
@@ -99,7 +100,8 @@ class Coalescer:
             return
         try:
             try:
-                commands = [("EVALSHA", s.sha, len(keys), *keys, *args) for s, keys, args, _ in batch]
+                name = functions.name_of
+                commands = [("FCALL", name(s), len(keys), *keys, *args) for s, keys, args, _ in batch]
                 if self._wait[0] > 0:
                     commands.append(("WAIT", *self._wait))
                 await conn.send_packed_command(conn.pack_commands(commands))
@@ -125,7 +127,7 @@ class Coalescer:
         for (script, keys, args, fut), reply in zip(batch, replies, strict=True):
             if fut.done():
                 continue  # the caller gave up (cancelled); nothing to deliver
-            if isinstance(reply, rexc.NoScriptError):
+            if isinstance(reply, Exception) and functions.missing(reply):
                 self._retry(script, keys, args, fut)
             elif isinstance(reply, Exception):
                 fut.set_exception(reply)
@@ -138,13 +140,12 @@ class Coalescer:
             if not fut.done():
                 fut.set_exception(exc)
 
-    @staticmethod
-    def _retry(script: AsyncScript, keys: list[str], args: list[Any], fut: asyncio.Future[Any]) -> None:
-        """Run one call through the script object, which loads the script when missing."""
+    def _retry(self, script: str, keys: list[str], args: list[Any], fut: asyncio.Future[Any]) -> None:
+        """Run one call on its own, loading the library first."""
 
         async def again() -> None:
             try:
-                reply = await script(keys=keys, args=args)
+                reply = await functions.call(self._redis, script, keys, args)
             except Exception as exc:
                 if not fut.done():
                     fut.set_exception(exc)

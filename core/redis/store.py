@@ -15,7 +15,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 from redis import exceptions as rexc
-from redis.commands.core import AsyncScript
 
 from .. import constants as C
 from ..bidding import Auction, Bid, Outcome
@@ -41,12 +40,11 @@ from ..snapshot import Snapshot
 from ..store import Store
 from ..storeurl import redacted
 from ..topology import Topology
-from . import bidding, connect, dump, reads, topology
+from . import bidding, connect, dump, functions, reads, topology
 from . import messages as mail
 from . import snapshot as views
 from .admin import RedisAdmin
 from .coalesce import Coalescer
-from .scripts import SCRIPTS, source
 
 T = TypeVar("T")
 
@@ -90,9 +88,6 @@ class RedisStore(Store):
             socket_connect_timeout=C.connect_timeout_s,
             max_connections=256,
         )
-        self._scripts: dict[str, AsyncScript] = {
-            name: self._redis.register_script(source(name)) for name in SCRIPTS
-        }
         self._watch: Any = None
         # Concurrent script calls share round trips (see coalesce.py); off: one trip per call.
         # A URL's wait=N makes every batch wait for N replicas (WAIT on the batch's own
@@ -114,16 +109,17 @@ class RedisStore(Store):
             return await call()
         except _UNAVAILABLE as exc:
             raise self._down(exc) from None
+        except functions.OldServer as exc:
+            raise StoreUnavailable(f"store at {redacted(self.url)} cannot serve claimroom: {exc}") from None
 
     async def _run(self, name: str, *args: Any) -> list[Any]:
         """Run a script; return what follows its status, or raise its refusal."""
-        script = self._scripts[name]
         keys, argv = [self._stream], [self._prefix, *args]
         if self._coalescer is None:
-            reply = await self._guard(lambda: script(keys=keys, args=argv))
+            reply = await self._guard(lambda: functions.call(self._redis, name, keys, argv))
         else:
             coalescer = self._coalescer
-            reply = await self._guard(lambda: coalescer.call(script, keys, argv))
+            reply = await self._guard(lambda: coalescer.call(name, keys, argv))
         status = int(reply[0])
         if status < 0:
             raise ErrorCode(status).exception([str(x) for x in reply[1:]])
@@ -334,9 +330,10 @@ class RedisStore(Store):
         return await self._guard(lambda: reads.reaper_status(self._redis, self.namespace))
 
     async def _lead(self, holder: str, lease_ms: int) -> bool:
-        script = self._scripts["leader"]
         key = C.reaper_key(self.namespace)
-        return bool(await self._guard(lambda: script(keys=[key], args=[holder, lease_ms])))
+        return bool(
+            await self._guard(lambda: functions.call(self._redis, "leader", [key], [holder, lease_ms]))
+        )
 
     async def _act(
         self, action: str, task: str, seen: State, token: int, operator: str, agent: str, restore: bool
@@ -410,9 +407,10 @@ class RedisStore(Store):
         return msg is not None
 
     async def _server(self, server_id: str, record: str, ttl_ms: int) -> tuple[int, int]:
-        script = self._scripts["server"]
         key = C.servers_key(self.namespace)
-        now, started = await self._guard(lambda: script(keys=[key], args=[server_id, record, ttl_ms]))
+        now, started = await self._guard(
+            lambda: functions.call(self._redis, "server", [key], [server_id, record, ttl_ms])
+        )
         return int(now), int(started)
 
     async def _latest_events(self, count: int) -> list[Event]:
@@ -493,7 +491,7 @@ class RedisStore(Store):
     @property
     def admin(self) -> RedisAdmin:
         """Server-side tools for benchmarks and tests (see ``admin.py``): not the contract."""
-        return RedisAdmin(self._redis, self.namespace, self._scripts, self._coalescer)
+        return RedisAdmin(self._redis, self.namespace, self._coalescer)
 
     # --- whole-board export and import (dump.py; the format is in core/dump.py) ----
 

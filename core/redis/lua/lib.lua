@@ -1,7 +1,11 @@
 --[[
-  lib: helpers shared by the scripts. Never run alone: a script's `--@include lib` line is
-  replaced by this file when the scripts are loaded, and dollar-brace tokens by the values
-  of core/constants.py, so each helper has one definition.
+  lib: helpers shared by the scripts. Never run alone. The store loads every script as one
+  function of a Redis function library (core/redis/scripts.py library): this file once at
+  its top, each script's body as a function that calls begin_call() first; the library is
+  loaded once per server, so these helpers are not rebuilt on every call (~80k instructions
+  a call when they were). A script sent whole (EVAL, the hooks' heartbeat) has its
+  `--@include lib` line replaced by this file and a begin_call(). Dollar-brace tokens are
+  replaced by the values of core/constants.py either way, so each helper has one definition.
 
   Conventions of every script:
     P (ARGV[1]) is the namespace prefix `{claimroom:NS}:`; KEYS[1] is the audit stream
@@ -17,7 +21,8 @@
     reach, branches it never takes included. tests/test_lua_headers.py holds headers to
     the code both ways.
 ]]
-local rcall = redis.call
+-- Set by begin_call: redis.call does not exist while a function library loads.
+local rcall = nil
 -- Functions defined at the end of this file that enter and leave call (see plan_settle).
 local later = {}
 
@@ -31,17 +36,16 @@ end
 -- names the Redis process serving now: when it is not the one that handed out the last
 -- token, a new epoch begins and the counter jumps to the epoch's floor (never down). A
 -- zombie's token from before is then below, and unequal to, every token handed out after.
--- INFO costs ~2 us; it runs once per script call that hands out tokens.
-local epoch_run = nil
+-- INFO costs ~2 us: a library reads it once per server process (a promoted replica or a
+-- restarted server is a new process, with its own Lua state: it reads its own run_id).
+local run_id = nil
 local function next_token(P, now)
-  if not epoch_run then
-    epoch_run = string.match(rcall('INFO', 'server'), 'run_id:(%x+)')
-    if rcall('HGET', P .. 'epoch', 'run_id') ~= epoch_run then
-      local floor = (now - ${epoch_base_ms}) * ${epoch_tokens_per_ms}
-      if tonumber(rcall('GET', P .. 'seq:token') or 0) < floor then rcall('SET', P .. 'seq:token', floor) end
-      rcall('HINCRBY', P .. 'epoch', 'n', 1)
-      rcall('HSET', P .. 'epoch', 'run_id', epoch_run, 'since_ms', now)
-    end
+  if not run_id then run_id = string.match(rcall('INFO', 'server'), 'run_id:(%x+)') end
+  if rcall('HGET', P .. 'epoch', 'run_id') ~= run_id then
+    local floor = (now - ${epoch_base_ms}) * ${epoch_tokens_per_ms}
+    if tonumber(rcall('GET', P .. 'seq:token') or 0) < floor then rcall('SET', P .. 'seq:token', floor) end
+    rcall('HINCRBY', P .. 'epoch', 'n', 1)
+    rcall('HSET', P .. 'epoch', 'run_id', run_id, 'since_ms', now)
   end
   return rcall('INCR', P .. 'seq:token')
 end
@@ -963,3 +967,10 @@ local function plan_complete(P, id, t, now, result)
 end
 
 later.plan_settle, later.plan_reopen = plan_settle, plan_reopen
+
+-- A function library's locals outlive a call: what one call gathers starts empty in the next.
+local function begin_call()
+  rcall = redis.call
+  announced, cascade_log, auction_log = {}, {cancelled = {}, restored = {}}, {}
+  cascade_budget, plan_rolling_back = ${cascade_batch}, nil
+end

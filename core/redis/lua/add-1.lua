@@ -120,10 +120,10 @@ for i, s in ipairs(specs) do
   if plan ~= '' then
     local pf = rcall('HMGET', P .. 'task:' .. plan, 'plan_depth', 'seq')
     depth = tonumber(pf[1] or 0) + 1
-    rcall('HINCRBY', P .. 'task:' .. plan, 'plan_left', 1)
-    if rcall('HINCRBY', P .. 'task:' .. plan, 'plan_total', 1) == 1 then
+    rcall('HINCRBY', P .. 'task:' .. plan, 'plan_left', '1')
+    if rcall('HINCRBY', P .. 'task:' .. plan, 'plan_total', '1') == 1 then
       rcall('ZADD', P .. 'plans', pf[2], plan)
-      rcall('ZREMRANGEBYRANK', P .. 'plans', 0, -${plans_kept} - 1)
+      rcall('ZREMRANGEBYRANK', P .. 'plans', '0', -${plans_kept} - 1)
     end
     rcall('ZADD', P .. 'plankids:' .. plan, seq, id)
   end

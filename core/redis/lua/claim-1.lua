@@ -42,7 +42,7 @@ local a = to_table(rcall('HGETALL', ak))
 if not a.name then
   a = {name = agent, caps = '', max_claims = ${default_max_claims}}
   -- auto: retention removes it once it holds nothing and was not seen for a while.
-  rcall('HSET', ak, 'name', agent, 'caps', '', 'max_claims', a.max_claims, 'registered_ms', now, 'auto', 1)
+  rcall('HSET', ak, 'name', agent, 'caps', '', 'max_claims', a.max_claims, 'registered_ms', now, 'auto', '1')
   rcall('SADD', P .. 'agents', agent)
   audit(P, now, 'registered', '', agent, '', {auto = true})
 end
@@ -57,7 +57,7 @@ local open_until = tonumber(a.breaker_open_until_ms or 0)
 if open_until > now then return {1, 'breaker-open', open_until - now, a.caps or ''} end
 local room = tonumber(a.max_claims) - rcall('SCARD', P .. 'held:' .. agent)
 if room <= 0 then
-  rcall('HSET', ak, 'full', 1)  -- so the end of one of its claims says so (lib.lua leave)
+  rcall('HSET', ak, 'full', '1')  -- so the end of one of its claims says so (lib.lua leave)
   return {1, 'at-capacity', -1, a.caps or ''}
 end
 if count > room then count = room end
@@ -84,7 +84,7 @@ local function look(sig)
       if sc and (not pick or tonumber(sc) < pick[1]) then pick = {tonumber(sc), queues[i]} end
     end
   else
-    local head = rcall('ZRANGE', P .. 'heads:' .. sig, 0, 0, 'WITHSCORES')
+    local head = rcall('ZRANGE', P .. 'heads:' .. sig, '0', '0', 'WITHSCORES')
     if #head > 0 then pick = {tonumber(head[2]), head[1]} end
   end
   best_of[sig] = pick
@@ -105,7 +105,7 @@ if queues then
   for _, q in ipairs(queues) do qset[q] = true end
 end
 local function own_head()
-  local got = rcall('ZRANGE', P .. 'affine:' .. agent, 0, ${affinity_scan_max} - 1, 'WITHSCORES')
+  local got = rcall('ZRANGE', P .. 'affine:' .. agent, '0', ${affinity_scan_max} - 1, 'WITHSCORES')
   for i = 1, #got, 2 do
     local f = rcall('HMGET', P .. 'task:' .. got[i], 'queue', 'requires')
     if f[1] and (not qset or qset[f[1]]) and rcall('SISMEMBER', P .. 'paused', f[1]) == 0 and can(f[2] or '') then
@@ -129,7 +129,7 @@ end
 local out = {0}
 while #out - 1 < count do
   local best, from
-  local mine = rcall('ZRANGE', P .. 'assigned:' .. agent, 0, 0)
+  local mine = rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0')
   if #mine > 0 then
     best = mine[1]
   else
@@ -169,7 +169,7 @@ if #out > 1 then return out end
 
 local next_change = -1
 for _, key in ipairs({P .. 'deadlines', P .. 'backoff', P .. 'steal'}) do
-  local head = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local head = rcall('ZRANGE', key, '0', '0', 'WITHSCORES')
   if #head > 0 then
     local wait = math.max(0, tonumber(head[2]) - now)
     if next_change < 0 or wait < next_change then next_change = wait end

@@ -16,7 +16,7 @@ local rcall = redis.call
 local P, agent, unread, limit, mark = ARGV[1], ARGV[2], ARGV[3] == '1', tonumber(ARGV[4]), ARGV[5] == '1'
 if rcall('EXISTS', P .. 'agent:' .. agent) == 0 then return {-10, agent} end
 local ik, rk, bk, brk = P .. 'inbox:' .. agent, P .. 'inboxread:' .. agent, P .. 'broadcasts', P .. 'broadcastread:' .. agent
-local first = rcall('ZRANGE', bk, 0, 0, 'WITHSCORES')
+local first = rcall('ZRANGE', bk, '0', '0', 'WITHSCORES')
 if #first > 0 then rcall('ZREMRANGEBYSCORE', brk, '-inf', '(' .. first[2]) else rcall('DEL', brk) end
 
 -- The unread messages of a log: its marks are a subset of its ids (stale broadcast marks
@@ -25,8 +25,8 @@ if #first > 0 then rcall('ZREMRANGEBYSCORE', brk, '-inf', '(' .. first[2]) else 
 local function unread_window(key, marks)
   local r = rcall('ZCARD', marks)
   if r > 0 then
-    local at, top = rcall('ZRANGE', key, r - 1, r - 1, 'WITHSCORES'), rcall('ZRANGE', marks, -1, -1, 'WITHSCORES')
-    if #at == 0 or at[2] ~= top[2] then return rcall('ZRANGE', key, 0, -1, 'WITHSCORES') end
+    local at, top = rcall('ZRANGE', key, r - 1, r - 1, 'WITHSCORES'), rcall('ZRANGE', marks, '-1', '-1', 'WITHSCORES')
+    if #at == 0 or at[2] ~= top[2] then return rcall('ZRANGE', key, '0', '-1', 'WITHSCORES') end
   end
   return rcall('ZRANGE', key, r, r + limit - 1, 'WITHSCORES')
 end
@@ -36,8 +36,8 @@ if unread then
   direct, bcast = unread_window(ik, rk), unread_window(bk, brk)
 else
   -- The newest `limit` of the two together are among the newest `limit` of each.
-  direct = rcall('ZREVRANGE', ik, 0, limit - 1, 'WITHSCORES')
-  bcast = rcall('ZREVRANGE', bk, 0, limit - 1, 'WITHSCORES')
+  direct = rcall('ZREVRANGE', ik, '0', limit - 1, 'WITHSCORES')
+  bcast = rcall('ZREVRANGE', bk, '0', limit - 1, 'WITHSCORES')
 end
 local all = {}
 for i = 1, #direct, 2 do all[#all + 1] = {direct[i], tonumber(direct[i + 1]), rk} end

@@ -44,7 +44,7 @@ local function next_token(P, now)
   if rcall('HGET', P .. 'epoch', 'run_id') ~= run_id then
     local floor = (now - ${epoch_base_ms}) * ${epoch_tokens_per_ms}
     if tonumber(rcall('GET', P .. 'seq:token') or 0) < floor then rcall('SET', P .. 'seq:token', floor) end
-    rcall('HINCRBY', P .. 'epoch', 'n', 1)
+    rcall('HINCRBY', P .. 'epoch', 'n', '1')
     rcall('HSET', P .. 'epoch', 'run_id', run_id, 'since_ms', now)
   end
   return rcall('INCR', P .. 'seq:token')
@@ -78,13 +78,13 @@ local function audit(P, now, etype, id, agent, token, data, operator)
   if token and token ~= '' and token ~= 0 then f[#f + 1] = 'token'; f[#f + 1] = token end
   if operator and operator ~= '' then f[#f + 1] = 'operator'; f[#f + 1] = operator end
   if data then f[#f + 1] = 'data'; f[#f + 1] = cjson.encode(data) end
-  local eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', ${audit_max_len}, '*', unpack(f))
+  local eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', unpack(f))
   -- The task's own index of its events (`events --task` reads it instead of the whole
   -- trail); the newest ${task_events_max} are kept. Ids the trail has trimmed meanwhile
   -- are skipped on reading; the index goes with the task (retain-1.lua).
   if id and id ~= '' then
     local tk = P .. 'taskevents:' .. id
-    if rcall('RPUSH', tk, eid) > ${task_events_max} then rcall('LTRIM', tk, -${task_events_max}, -1) end
+    if rcall('RPUSH', tk, eid) > ${task_events_max} then rcall('LTRIM', tk, '-${task_events_max}', '-1') end
   end
   rcall('PUBLISH', P .. 'hints', etype .. ' ' .. (id or ''))
 end
@@ -103,7 +103,7 @@ local function retention_enter(P, id, t, new)
   local kind = finished_kind(new)
   if not kind then return end
   rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, rcall('INCR', P .. 'seq:finished'), id)
-  rcall('ZADD', P .. 'retention:due', 'LT', 0, kind .. ':' .. t.queue)
+  rcall('ZADD', P .. 'retention:due', 'LT', '0', kind .. ':' .. t.queue)
 end
 
 -- A task leaving a finished state (an operator's retry or requeue of a dead task, a
@@ -155,7 +155,7 @@ local function ready_remove(P, id, t, popped)
   local q, sig = t.queue, t.requires or ''
   local rk = P .. 'ready:' .. q .. ':' .. sig
   if not popped then rcall('ZREM', rk, id) end
-  local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  local head = rcall('ZRANGE', rk, '0', '0', 'WITHSCORES')
   if #head > 0 then
     rcall('ZADD', P .. 'heads:' .. sig, 'XX', head[2], q)  -- XX: a paused queue stays out
   else
@@ -199,9 +199,9 @@ end
 
 local function ring_owner(P, key, requires, now)
   local rk = P .. 'ring'
-  local pts = rcall('ZRANGE', rk, ring_point(key), '+inf', 'BYSCORE', 'LIMIT', 0, ${affinity_walk_max})
+  local pts = rcall('ZRANGE', rk, ring_point(key), '+inf', 'BYSCORE', 'LIMIT', '0', '${affinity_walk_max}')
   if #pts < ${affinity_walk_max} then
-    for _, m in ipairs(rcall('ZRANGE', rk, 0, ${affinity_walk_max} - #pts - 1)) do pts[#pts + 1] = m end
+    for _, m in ipairs(rcall('ZRANGE', rk, '0', ${affinity_walk_max} - #pts - 1)) do pts[#pts + 1] = m end
   end
   local need, seen = split(requires), {}
   for _, m in ipairs(pts) do
@@ -240,7 +240,7 @@ local function route(P, id, t, now, steal)
   if delay > 0 then owner = ring_owner(P, key, field_of(P, id, t, 'requires'), now) end
   if not owner then
     if steal then rcall('ZREM', P .. 'steal', id) end
-    rcall('HSET', P .. 'task:' .. id, 'owner', '', 'steal_ms', 0)
+    rcall('HSET', P .. 'task:' .. id, 'owner', '', 'steal_ms', '0')
     t.owner, t.steal_ms = '', 0
     return false
   end
@@ -262,7 +262,7 @@ end
 local function unroute(P, id, t)
   rcall('ZREM', P .. 'affine:' .. field_of(P, id, t, 'owner'), id)
   rcall('ZREM', P .. 'steal', id)
-  rcall('HSET', P .. 'task:' .. id, 'steal_ms', 0)
+  rcall('HSET', P .. 'task:' .. id, 'steal_ms', '0')
   t.steal_ms = 0
 end
 
@@ -297,7 +297,7 @@ local function leave(P, id, t, popped)
     -- Room again for an agent a claim found at capacity: its waiting claims may go on.
     local ak = P .. 'agent:' .. t.agent
     if rcall('HGET', ak, 'full') == '1' then
-      rcall('HSET', ak, 'full', 0)
+      rcall('HSET', ak, 'full', '0')
       announce(P .. 'wake:' .. t.agent, 'capacity')
     end
   end
@@ -429,7 +429,7 @@ end
 -- ended), or, with no task of its own, the oldest one pending in the index.
 local function walk_next(index, queue, pos)
   if queue then return queue[pos] end
-  return rcall('ZRANGE', index, 0, 0)[1]
+  return rcall('ZRANGE', index, '0', '0')[1]
 end
 
 -- Cancel the blocked dependents of `first`'s closure (or of the oldest pending tasks when
@@ -619,7 +619,7 @@ end
 local function agent_failed(P, agent, now)
   local ak = P .. 'agent:' .. agent
   if rcall('EXISTS', ak) == 0 then return end
-  local n = rcall('HINCRBY', ak, 'consecutive_failures', 1)
+  local n = rcall('HINCRBY', ak, 'consecutive_failures', '1')
   if n >= ${breaker_threshold} then
     local was = tonumber(rcall('HGET', ak, 'breaker_open_until_ms') or 0)
     rcall('HSET', ak, 'breaker_open_until_ms', now + ${breaker_cooldown_ms})
@@ -655,7 +655,7 @@ end
 
 local function reap_due(P, now)
   local out = {}
-  local ids = rcall('ZRANGEBYSCORE', P .. 'deadlines', '-inf', now, 'LIMIT', 0, ${reap_batch})
+  local ids = rcall('ZRANGEBYSCORE', P .. 'deadlines', '-inf', now, 'LIMIT', '0', '${reap_batch}')
   for _, id in ipairs(ids) do
     local t = load_task(P, id)
     if t and t.state == 'claimed' then
@@ -673,7 +673,7 @@ end
 -- Retrying tasks whose backoff ended become claimable.
 local function promote_due(P, now)
   local out = {}
-  local ids = rcall('ZRANGEBYSCORE', P .. 'backoff', '-inf', now, 'LIMIT', 0, ${reap_batch})
+  local ids = rcall('ZRANGEBYSCORE', P .. 'backoff', '-inf', now, 'LIMIT', '0', '${reap_batch}')
   for _, id in ipairs(ids) do
     local t = load_task(P, id)
     if t and t.state == 'retrying' then
@@ -711,7 +711,7 @@ end
 
 -- Tasks whose owner did not claim them within their steal delay become anyone's.
 local function steal_due(P, now)
-  for _, id in ipairs(rcall('ZRANGEBYSCORE', P .. 'steal', '-inf', now, 'LIMIT', 0, ${reap_batch})) do
+  for _, id in ipairs(rcall('ZRANGEBYSCORE', P .. 'steal', '-inf', now, 'LIMIT', '0', '${reap_batch}')) do
     local t = load_task(P, id)
     if t and t.state == 'queued' and (t.assigned or '') == '' and waits_for_owner(P, id, t) then
       unroute(P, id, t)
@@ -726,11 +726,11 @@ end
 -- call); up to ${affinity_move_batch} of each one's waiting tasks go to their keys' new
 -- owners, keeping their steal time (the rest become anyone's at theirs). Returns the agents.
 local function ring_reap(P, now)
-  local gone = rcall('ZRANGEBYSCORE', P .. 'live', '-inf', now - ${affinity_live_ms}, 'LIMIT', 0, ${affinity_leave_batch})
+  local gone = rcall('ZRANGEBYSCORE', P .. 'live', '-inf', now - ${affinity_live_ms}, 'LIMIT', '0', '${affinity_leave_batch}')
   for _, a in ipairs(gone) do
     ring_drop(P, a)
     local ak = P .. 'affine:' .. a
-    for _, id in ipairs(rcall('ZRANGE', ak, 0, ${affinity_move_batch} - 1)) do
+    for _, id in ipairs(rcall('ZRANGE', ak, '0', ${affinity_move_batch} - 1)) do
       rcall('ZREM', ak, id)
       local t = load_task(P, id)
       if t and t.state == 'queued' and (t.assigned or '') == '' and waits_for_owner(P, id, t) then
@@ -836,7 +836,7 @@ end
 -- operator's cancel) is dropped with its bids.
 local auction_log = {}  -- the tasks whose window this call closed (reap reports them)
 local function close_auctions(P, now)
-  for _, id in ipairs(rcall('ZRANGEBYSCORE', P .. 'auctions', '-inf', now, 'LIMIT', 0, ${auction_batch})) do
+  for _, id in ipairs(rcall('ZRANGEBYSCORE', P .. 'auctions', '-inf', now, 'LIMIT', '0', '${auction_batch}')) do
     rcall('ZREM', P .. 'auctions', id)
     local t = load_task(P, id)
     if t and t.state == 'blocked' and tonumber(t.waiting or 0) <= 0 then
@@ -853,7 +853,7 @@ end
 local function won_claims(P, agent, count, now)
   local out = {}
   local wk = P .. 'won:' .. agent
-  local entries = rcall('ZRANGE', wk, 0, count - 1, 'WITHSCORES')
+  local entries = rcall('ZRANGE', wk, '0', count - 1, 'WITHSCORES')
   for i = 1, #entries, 2 do
     local id = entries[i]
     rcall('ZREM', wk, id)
@@ -876,7 +876,7 @@ local function unblock_dependents(P, id, now)
   for _, d in ipairs(rcall('SMEMBERS', P .. 'dependents:' .. id)) do
     local dt = load_task(P, d)
     if dt and dt.state == 'blocked' then
-      if rcall('HINCRBY', P .. 'task:' .. d, 'waiting', -1) <= 0 then
+      if rcall('HINCRBY', P .. 'task:' .. d, 'waiting', '-1') <= 0 then
         if tonumber(dt.bid_window_ms or 0) > 0 and (dt.bid_close_ms or '') == '' then
           open_auction(P, d, now, dt.bid_window_ms, id)
         else
@@ -919,7 +919,7 @@ local function plan_settle(P, id, new, now)
   if not pid or pid == '' then return end
   local p = load_task(P, pid)
   if not p then return end  -- retention removed it (a parent that died long ago)
-  local left = rcall('HINCRBY', P .. 'task:' .. pid, 'plan_left', -1)
+  local left = rcall('HINCRBY', P .. 'task:' .. pid, 'plan_left', '-1')
   local waits = p.state == 'blocked' and p.plan_wait == '1'
   if new == 'done' then
     if waits and left <= 0 then
@@ -947,7 +947,7 @@ end
 local function plan_reopen(P, id)
   local pid = rcall('HGET', P .. 'task:' .. id, 'plan')
   if pid and pid ~= '' and rcall('EXISTS', P .. 'task:' .. pid) == 1 then
-    rcall('HINCRBY', P .. 'task:' .. pid, 'plan_left', 1)
+    rcall('HINCRBY', P .. 'task:' .. pid, 'plan_left', '1')
   end
 end
 

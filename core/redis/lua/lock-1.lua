@@ -56,7 +56,7 @@ if shared then mode = 'shared' end
 for _, path in ipairs(paths) do
   rcall('HSET', P .. 'lock:' .. path, 'h:' .. key, expires, 'm:' .. key, mode)
   rcall('ZADD', P .. 'locks', 'GT', expires, path)  -- GT still adds a new path
-  rcall('ZADD', P .. 'lockpaths', 0, path)
+  rcall('ZADD', P .. 'lockpaths', '0', path)
   if task ~= '' then rcall('SADD', P .. 'tasklocks:' .. task, agent .. '|' .. path) end
 end
 audit(P, now, 'locked', task, agent, '', {paths = paths, shared = shared, expires_ms = expires})

@@ -42,7 +42,7 @@ if move.reason then
   rcall('HSET', P .. 'task:' .. id, 'reason', (string.gsub(move.reason, '{(%w+)}', {operator = operator})))
 end
 if move.reset_counts then
-  rcall('HSET', P .. 'task:' .. id, 'failures', 0, 'expiries', 0)
+  rcall('HSET', P .. 'task:' .. id, 'failures', '0', 'expiries', '0')
 end
 if move.assigns then
   t.assigned = target

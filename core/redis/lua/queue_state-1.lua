@@ -18,7 +18,7 @@ if changed == 1 then
     if how == 'pause' then
       rcall('ZREM', P .. 'heads:' .. sig, queue)
     else
-      local head = rcall('ZRANGE', P .. 'ready:' .. queue .. ':' .. sig, 0, 0, 'WITHSCORES')
+      local head = rcall('ZRANGE', P .. 'ready:' .. queue .. ':' .. sig, '0', '0', 'WITHSCORES')
       if #head > 0 then rcall('ZADD', P .. 'heads:' .. sig, head[2], queue) end
     end
   end

@@ -32,7 +32,7 @@ close_auctions(P, now)
 steal_due(P, now)
 ring_reap(P, now)
 local dropped = 0
-for _, path in ipairs(rcall('ZRANGEBYSCORE', P .. 'locks', '-inf', now, 'LIMIT', 0, ${reap_batch})) do
+for _, path in ipairs(rcall('ZRANGEBYSCORE', P .. 'locks', '-inf', now, 'LIMIT', '0', '${reap_batch}')) do
   local gone, seen = {}, {}
   local latest = 0
   local holds = holds_on(P, path)
@@ -55,7 +55,7 @@ end
 if ARGV[2] ~= '' then
   local sk = P .. 'reaper:status'
   rcall('HSET', sk, 'kind', ARGV[2], 'host', ARGV[3], 'pid', ARGV[4], 'interval_ms', ARGV[5], 'at_ms', now)
-  rcall('HINCRBY', sk, 'passes', 1)
+  rcall('HINCRBY', sk, 'passes', '1')
   if #expired > 0 or #promoted > 0 or dropped > 0 then
     local by = {queued = {}, orphaned = {}, dead = {}}
     for i = 1, #expired, 2 do

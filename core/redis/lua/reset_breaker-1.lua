@@ -11,7 +11,7 @@ local P, agent, operator = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 local ak = P .. 'agent:' .. agent
 if rcall('EXISTS', ak) == 0 then return {-1, agent} end
-rcall('HSET', ak, 'consecutive_failures', 0, 'breaker_open_until_ms', 0)
+rcall('HSET', ak, 'consecutive_failures', '0', 'breaker_open_until_ms', '0')
 announce(P .. 'wake:' .. agent, 'breaker')
 audit(P, now, 'breaker-reset', '', agent, '', nil, operator)
 return {0}

@@ -88,7 +88,7 @@ local function release_dependency(dep)
   local q = rcall('HGET', P .. 'task:' .. dep, 'queue')
   if q then
     rcall('ZADD', P .. 'finished:done:' .. q, score, dep)
-    rcall('ZADD', P .. 'retention:due', 'LT', 0, 'done:' .. q)
+    rcall('ZADD', P .. 'retention:due', 'LT', '0', 'done:' .. q)
   end
 end
 
@@ -138,7 +138,7 @@ local function visit(member)
   local keep_ms, keep_n = s[kind .. '_ms'], s[kind .. '_count']
   local n = rcall('ZCARD', zk)
   local due = now + ${retention_recheck_ms}
-  local head = rcall('ZRANGE', zk, 0, budget - 1, 'WITHSCORES')
+  local head = rcall('ZRANGE', zk, '0', budget - 1, 'WITHSCORES')
   local stop = false
   for i = 1, #head, 2 do
     if budget <= 0 then break end
@@ -197,14 +197,14 @@ if walk ~= 'done' then
     at, pos, upto = tonumber(a), tonumber(p), tonumber(u)
   end
   local state, step = states[at], ${retention_batch}
-  local found = rcall('ZRANGEBYSCORE', P .. 'state:' .. state, '(' .. pos, upto, 'WITHSCORES', 'LIMIT', 0, step)
+  local found = rcall('ZRANGEBYSCORE', P .. 'state:' .. state, '(' .. pos, upto, 'WITHSCORES', 'LIMIT', '0', step)
   for i = 1, #found, 2 do
     local id, seq = found[i], tonumber(found[i + 1])
     local kind, q = finished_kind(state), rcall('HGET', P .. 'task:' .. id, 'queue')
     if q and not rcall('ZSCORE', P .. 'finished:' .. kind .. ':' .. q, id)
         and not rcall('ZSCORE', P .. 'retention:held', id) then
       rcall('ZADD', P .. 'finished:' .. kind .. ':' .. q, seq - ${finished_backfill_offset}, id)
-      rcall('ZADD', P .. 'retention:due', 'LT', 0, kind .. ':' .. q)
+      rcall('ZADD', P .. 'retention:due', 'LT', '0', kind .. ':' .. q)
     end
     pos = seq
   end
@@ -217,15 +217,15 @@ if walk ~= 'done' then
   end
 end
 
-for _, member in ipairs(rcall('ZRANGEBYSCORE', P .. 'retention:due', '-inf', now, 'LIMIT', 0, ${retention_queues_batch})) do
+for _, member in ipairs(rcall('ZRANGEBYSCORE', P .. 'retention:due', '-inf', now, 'LIMIT', '0', '${retention_queues_batch}')) do
   if budget <= 0 then break end
   visit(member)
 end
-if #rcall('ZRANGEBYSCORE', P .. 'retention:due', '-inf', now, 'LIMIT', 0, 1) > 0 then more = 1 end
+if #rcall('ZRANGEBYSCORE', P .. 'retention:due', '-inf', now, 'LIMIT', '0', '1') > 0 then more = 1 end
 
 -- Agents a claim registered, holding nothing, not seen for the board's horizon -----------
 if board.agents_ms >= 0 then
-  local scan = rcall('SSCAN', P .. 'agents', rcall('HGET', cursor, 'agents') or '0', 'COUNT', ${retention_agents_batch})
+  local scan = rcall('SSCAN', P .. 'agents', rcall('HGET', cursor, 'agents') or '0', 'COUNT', '${retention_agents_batch}')
   for _, name in ipairs(scan[2]) do
     local ak = P .. 'agent:' .. name
     local a = rcall('HMGET', ak, 'name', 'auto', 'last_seen_ms', 'registered_ms')
@@ -259,7 +259,7 @@ if board.events_bytes >= 0 then
   -- oldest were smaller, the next look (up to 4 here) trims again.
   local left = batch
   for _ = 1, 4 do
-    local bytes = rcall('MEMORY', 'USAGE', stream, 'SAMPLES', ${events_bytes_samples})
+    local bytes = rcall('MEMORY', 'USAGE', stream, 'SAMPLES', '${events_bytes_samples}')
     if not bytes or bytes <= board.events_bytes then break end
     if left <= 0 then more = 1; break end
     local len = rcall('XLEN', stream)
@@ -277,17 +277,17 @@ end
 local messages_gone = 0
 if board.events_ms >= 0 then
   local cutoff, left, boxes = now - board.events_ms, ${retention_messages_batch}, P .. 'messages:boxes'
-  for _, box in ipairs(rcall('ZRANGEBYSCORE', boxes, '-inf', '(' .. cutoff, 'LIMIT', 0, ${retention_queues_batch})) do
+  for _, box in ipairs(rcall('ZRANGEBYSCORE', boxes, '-inf', '(' .. cutoff, 'LIMIT', '0', '${retention_queues_batch}')) do
     if left <= 0 then more = 1; break end
     local key = P .. 'inbox:' .. box
     if box == '*' then key = P .. 'broadcasts' end
     local gone, oldest = 0, nil
-    for _, raw in ipairs(rcall('ZRANGE', key, 0, left - 1)) do
+    for _, raw in ipairs(rcall('ZRANGE', key, '0', left - 1)) do
       local at = tonumber(cjson.decode(raw).at_ms)
       if at >= cutoff then oldest = at; break end
       gone = gone + 1
     end
-    if gone > 0 then rcall('ZREMRANGEBYRANK', key, 0, gone - 1) end
+    if gone > 0 then rcall('ZREMRANGEBYRANK', key, '0', gone - 1) end
     left, messages_gone = left - gone, messages_gone + gone
     if oldest then
       rcall('ZADD', boxes, oldest, box)
@@ -298,7 +298,7 @@ if board.events_ms >= 0 then
     end
     if box ~= '*' then
       -- An inbox's read marks are exactly its ids: those below its oldest go with it.
-      local first = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+      local first = rcall('ZRANGE', key, '0', '0', 'WITHSCORES')
       if #first > 0 then
         rcall('ZREMRANGEBYSCORE', P .. 'inboxread:' .. box, '-inf', '(' .. first[2])
       else

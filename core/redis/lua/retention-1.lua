@@ -30,8 +30,8 @@ else
 end
 if scope ~= '*' then
   -- (a queue without finished tasks leaves the due set again at the next look)
-  rcall('ZADD', P .. 'retention:due', 'LT', 0, 'done:' .. scope)
-  rcall('ZADD', P .. 'retention:due', 'LT', 0, 'failed:' .. scope)
+  rcall('ZADD', P .. 'retention:due', 'LT', '0', 'done:' .. scope)
+  rcall('ZADD', P .. 'retention:due', 'LT', '0', 'failed:' .. scope)
 end
 audit(P, now, 'retention', '', '', '', {scope = scope, settings = own})
 return {0, text}

@@ -25,11 +25,11 @@ if to ~= '' then key, cap, box = P .. 'inbox:' .. to, ${inbox_max}, to end
 rcall('ZADD', key, id, cjson.encode({id = id, sender = sender, to = to, text = text, at_ms = now}))
 local over = rcall('ZCARD', key) - cap
 if over > 0 then
-  rcall('ZREMRANGEBYRANK', key, 0, over - 1)
+  rcall('ZREMRANGEBYRANK', key, '0', over - 1)
   if to ~= '' then
     -- The read marks of the inbox are exactly its ids: the oldest go with their messages.
     -- (A broadcast's marks are per agent: each agent drops its stale ones when it reads.)
-    local first = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local first = rcall('ZRANGE', key, '0', '0', 'WITHSCORES')
     rcall('ZREMRANGEBYSCORE', P .. 'inboxread:' .. to, '-inf', '(' .. first[2])
   end
 end

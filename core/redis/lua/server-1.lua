@@ -11,7 +11,7 @@ local rcall = redis.call
 local t = rcall('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local records = KEYS[1] .. ':records'
-local gone = rcall('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ${max_servers})
+local gone = rcall('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', '0', '${max_servers}')
 for _, id in ipairs(gone) do
   rcall('ZREM', KEYS[1], id)
   rcall('HDEL', records, id)

@@ -250,6 +250,12 @@ def ready_key(namespace: str, queue: str, capsig: str) -> str:
     return prefix(namespace) + "ready:" + queue + ":" + capsig
 
 
+def due_key(namespace: str) -> str:
+    """When something on the board next falls due (member "next", ms, store clock): lib.lua
+    due_at and sweep_due. Deleting it makes the next claim sweep every index and set it anew."""
+    return prefix(namespace) + "due"
+
+
 def deadlines_key(namespace: str) -> str:
     """Live claims scored by lease deadline (ms, store clock): what the reaper scans."""
     return prefix(namespace) + "deadlines"

@@ -160,6 +160,8 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
         last = await pipe.xrevrange(stream, "+", "-", count=1)
         last_ms, last_seq = (int(x) for x in last[0][0].split("-")) if last else (0, 0)
         pipe.multi()
+        # The timers written below are not in `due`: the next claim sweeps all and sets it.
+        pipe.delete(C.due_key(ns))
         paused = have_paused | set(board["paused"])
         owners = {a["name"] for a in board["agents"]}
         for t in board["tasks"]:

@@ -13,11 +13,11 @@
           specs may carry plan ("$k" or an id: the plan parent they roll up to) and hold (a
           parent that waits blocked for its subtasks); paths (JSON text) on any spec
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
-    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
-    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>,
-    lockpaths, locks, paused, plankids:<id>, plans, queues, ready:<queue>:<sig>, retention:due,
-    retention:held, ring, seq:finished, seq:task, sigs, state:<state>, steal, task:<id>,
-    taskevents:<id>, tasklocks:<id>
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
+    children:<id>:<token>, deadlines, dependents:<id>, due, finished:<kind>:<queue>,
+    heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, plankids:<id>, plans,
+    queues, ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished,
+    seq:task, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
   {-5, message} more than ${add_chunk} specs, or a "$k" that names no earlier spec of the

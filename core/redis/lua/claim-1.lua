@@ -1,7 +1,8 @@
 --[[
   claim: lease up to `count` claimable tasks to an agent. Expired leases and ended
   backoffs are handled first, and bidding windows whose time is up are closed, so recovery
-  never waits for a separate reaper.
+  never waits for a separate reaper (lib.lua sweep_due: only when `due` says something
+  fell due, one command otherwise).
   Order: claims the agent won in an auction and was not handed yet, then tasks reassigned
   to this agent by an operator, then highest priority, then oldest, over the chosen queues
   (all when none given) and the tasks waiting for this agent as their affinity owner
@@ -16,10 +17,10 @@
   ARGV[5] count
   Touches P .. affine:<agent>, agent:<name>, agents, assigned:<agent>, auctions, backoff,
     bids:<id>, capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
-    children:<id>:<token>, deadlines, dependents:<id>, epoch, finished:<kind>:<queue>, heads:<sig>,
-    held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues, ready:<queue>:<sig>,
-    retention:due, retention:held, ring, seq:finished, seq:token, sigs, state:<state>, steal,
-    task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
+    children:<id>:<token>, deadlines, dependents:<id>, due, epoch, finished:<kind>:<queue>,
+    heads:<sig>, held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues,
+    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, seq:token, sigs,
+    state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, task fields (flat)...} one entry per claimed task;
           {1, reason, next_change_in_ms, caps}: nothing claimable; reason is empty |
@@ -31,11 +32,7 @@
 local P, agent = ARGV[1], ARGV[2]
 local ttl, count = tonumber(ARGV[3]), math.min(tonumber(ARGV[5]), ${claim_batch_max})
 local now = now_ms()
-reap_due(P, now)
-promote_due(P, now)
-close_auctions(P, now)
-steal_due(P, now)
-ring_reap(P, now)
+sweep_due(P, now)
 
 local ak = P .. 'agent:' .. agent
 local a = to_table(rcall('HGETALL', ak))

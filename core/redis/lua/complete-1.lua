@@ -8,10 +8,11 @@
   ARGV[5] the agent the caller acts as ("" anyone: direct store access)
   ARGV[6] review reference (a branch, commit or PR; "" none: done at once)
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
-    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
-    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>,
-    lockpaths, locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held, ring,
-    seq:finished, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
+    children:<id>:<token>, deadlines, dependents:<id>, due, finished:<kind>:<queue>,
+    heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, queues,
+    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
+    state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   A plan's parent (lib's plan_complete) with unfinished subtasks waits blocked for them
   instead, or ends dead when one of them already ended dead or cancelled.

@@ -3,7 +3,8 @@
   token seen).
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] seen token   ARGV[4] extra ms   ARGV[5] operator
-  Touches P .. deadlines, lock:<path>, locks, task:<id>, taskevents:<id>, tasklocks:<id>
+  Touches P .. deadlines, due, lock:<path>, locks, task:<id>, taskevents:<id>,
+    tasklocks:<id>
   Publishes on P .. hints
   Returns {0, new deadline_ms}; {-1, id} no such task; {-4, id} changed since seen.
 ]]
@@ -15,6 +16,7 @@ if not t then return err end
 local deadline = math.max(tonumber(t.deadline_ms), now) + tonumber(ARGV[4])
 rcall('HSET', P .. 'task:' .. id, 'deadline_ms', deadline, 'updated_ms', now)
 rcall('ZADD', P .. 'deadlines', deadline, id)
+due_at(P, deadline)
 renew_task_locks(P, id, deadline)
 audit(P, now, 'extended', id, t.agent, t.token, {deadline_ms = deadline}, operator)
 return {0, deadline}

@@ -5,10 +5,11 @@
   claim's ttl)   ARGV[5] the agent the caller acts as ("" anyone: direct store access)
   ARGV[6..] field, value pairs among progress, stage, checkpoint
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
-    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
-    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, live,
-    lock:<path>, lockpaths, locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held,
-    ring, seq:finished, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
+    children:<id>:<token>, deadlines, dependents:<id>, due, finished:<kind>:<queue>,
+    heads:<sig>, held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues,
+    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
+    state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, deadline_ms}; {-1, id} no such task; {-2, id} lease lost;
   {-9, 'claim', id, holder, agent} the claim is another agent's.
@@ -31,6 +32,7 @@ for i = 6, #ARGV, 2 do
 end
 rcall('HSET', P .. 'task:' .. id, unpack(fields))
 rcall('ZADD', P .. 'deadlines', deadline, id)
+due_at(P, deadline)
 renew_task_locks(P, id, deadline)
 touch_agent(P, t.agent, now)
 if stage_changed then

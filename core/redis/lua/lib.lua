@@ -31,6 +31,16 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- When something next falls due: a lease deadline, a backoff's end, a bidding window's
+-- close, a steal time, an agent's last sighting plus the live window, or a cascade's
+-- backlog (due at once). Every claim used to ask each of those indexes (seven commands,
+-- ~100k instructions); it now reads this one score (sweep_due) and sweeps only once it
+-- has come. Whoever adds to one of those indexes lowers it here; a sweep sets it anew
+-- from the indexes' heads. So it may be early (a lease renewed since), never late.
+local function due_at(P, at)
+  rcall('ZADD', P .. 'due', 'LT', at, 'next')
+end
+
 -- Every fencing token comes from here, and tokens never go backwards, even across a
 -- failover or a restart that lost writes (see core/constants.py epoch_base_ms). The run_id
 -- names the Redis process serving now: when it is not the one that handed out the last
@@ -249,6 +259,7 @@ local function route(P, id, t, now, steal)
   t.owner, t.steal_ms = owner, steal
   rcall('ZADD', P .. 'affine:' .. owner, ready_score(t), id)
   rcall('ZADD', P .. 'steal', steal, id)
+  due_at(P, steal)
   announce(P .. 'wake:' .. owner, 'affine')
   return true
 end
@@ -328,8 +339,10 @@ local function enter(P, id, t, new, now, more)
     end
   elseif new == 'retrying' then
     rcall('ZADD', P .. 'backoff', t.ready_ms, id)
+    due_at(P, t.ready_ms)
   elseif new == 'claimed' then
     rcall('ZADD', P .. 'deadlines', t.deadline_ms, id)
+    due_at(P, t.deadline_ms)
     rcall('SADD', P .. 'held:' .. t.agent, id)
   elseif new == 'done' or new == 'cancelled' then
     count_sig(P, t, -1)
@@ -461,6 +474,7 @@ local function cascade_run(P, now, first)
           rcall('ZREM', P .. 'cascades:restore', d)
           if rcall('EXISTS', P .. 'dependents:' .. d) == 1 then
             rcall('ZADD', P .. 'cascades:cancel', 'NX', now, d)
+            due_at(P, now)
             if queue then queue[#queue + 1] = d end
           end
           done[#done + 1] = {d, why, x}
@@ -488,6 +502,7 @@ local function cascade_cancel(P, id, now)
   rcall('ZREM', P .. 'cascades:restore', id)  -- a restore of its dependents under way stops
   if rcall('EXISTS', P .. 'dependents:' .. id) == 0 then return end
   rcall('ZADD', P .. 'cascades:cancel', 'NX', now, id)
+  due_at(P, now)
   cascade_run(P, now, id)
 end
 
@@ -522,6 +537,7 @@ local function restore_one(P, d, x, now, queue)
   enter(P, d, t, new, now)
   if rcall('EXISTS', P .. 'cascaded:' .. d) == 1 then
     rcall('ZADD', P .. 'cascades:restore', 'NX', now, d)
+    due_at(P, now)
     if queue then queue[#queue + 1] = d end
   end
   return {d, new, '', x}
@@ -706,7 +722,10 @@ end
 
 local function touch_agent(P, agent, now)
   rcall('HSET', P .. 'agent:' .. agent, 'last_seen_ms', now)
-  if rcall('ZADD', P .. 'live', now, agent) == 1 then ring_join(P, agent) end
+  if rcall('ZADD', P .. 'live', now, agent) == 1 then
+    ring_join(P, agent)
+    due_at(P, now + ${affinity_live_ms})  -- a sighting moved later needs nothing here
+  end
 end
 
 -- Tasks whose owner did not claim them within their steal delay become anyone's.
@@ -767,6 +786,7 @@ local function open_auction(P, id, now, window, after)
   local close = now + tonumber(window)
   rcall('HSET', P .. 'task:' .. id, 'bid_close_ms', close)
   rcall('ZADD', P .. 'auctions', close, id)
+  due_at(P, close)
   local data = {close_ms = close}
   if after ~= '' then data.after = after end
   audit(P, now, 'auction-opened', id, '', '', data)
@@ -846,6 +866,33 @@ local function close_auctions(P, now)
       rcall('DEL', P .. 'bids:' .. id)
     end
   end
+end
+
+-- Everything that fell due by now, as far as one call's budgets go, then `due` set from
+-- what is left (see due_at). A claim sweeps only once `due` says so (or is missing: a board
+-- written before it, or just imported); the reaper pass (always) sweeps every time.
+-- Returns {expired (id, outcome pairs), promoted ids}, or nil when nothing was due.
+local function sweep_due(P, now, always)
+  if not always then
+    local at = rcall('ZSCORE', P .. 'due', 'next')
+    if at and (at == 'inf' or tonumber(at) > now) then return nil end
+  end
+  local out = {reap_due(P, now), promote_due(P, now)}
+  close_auctions(P, now)
+  steal_due(P, now)
+  ring_reap(P, now)
+  local next = nil
+  local function head(key, later)
+    local h = rcall('ZRANGE', key, '0', '0', 'WITHSCORES')
+    if #h > 0 and (not next or tonumber(h[2]) + later < next) then next = tonumber(h[2]) + later end
+  end
+  for _, key in ipairs({P .. 'deadlines', P .. 'backoff', P .. 'auctions', P .. 'steal',
+      P .. 'cascades:cancel', P .. 'cascades:restore'}) do
+    head(key, 0)
+  end
+  head(P .. 'live', ${affinity_live_ms})
+  rcall('ZADD', P .. 'due', next and string.format('%d', next) or '+inf', 'next')
+  return out
 end
 
 -- Claims `agent` won and was not handed yet, at most `count`: each task's fields (flat),

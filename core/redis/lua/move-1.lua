@@ -11,10 +11,11 @@
   ARGV[5] action: kill | kill-dead | requeue | cancel | retry | reassign
   ARGV[6] operator   ARGV[7] agent (reassign) or ""   ARGV[8] "1": restore (retry only)
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
-    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
-    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>,
-    lockpaths, locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held, ring,
-    seq:finished, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
+    children:<id>:<token>, deadlines, dependents:<id>, due, finished:<kind>:<queue>,
+    heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, queues,
+    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
+    state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, new state}; {-1, id} no such task (or no such agent to reassign it to);
           {-4, id} changed since seen; {-5, message} an unknown action, or a restore asked
@@ -59,6 +60,7 @@ else
 end
 if restore then
   rcall('ZADD', P .. 'cascades:restore', 'NX', now, id)
+  due_at(P, now)
   restore_run(P, now, id, operator)
 end
 return {0, new}

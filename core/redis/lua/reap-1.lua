@@ -9,11 +9,12 @@
   ARGV[1] prefix P
   ARGV[2] reaper kind ('' : record nothing)   ARGV[3] host   ARGV[4] pid   ARGV[5] interval ms
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
-    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
-    deadlines, dependents:<id>, epoch, finished:<kind>:<queue>, heads:<sig>, held:<agent>, live,
-    lock:<path>, lockpaths, locks, paused, queues, ready:<queue>:<sig>, reaper:status,
-    retention:due, retention:held, ring, seq:finished, seq:token, sigs, state:<state>, steal,
-    task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
+    children:<id>:<token>, deadlines, dependents:<id>, due, epoch, finished:<kind>:<queue>,
+    heads:<sig>, held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues,
+    ready:<queue>:<sig>, reaper:status, retention:due, retention:held, ring, seq:finished,
+    seq:token, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>,
+    won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, expired (flat id, outcome pairs), promoted ids, count of lock holds dropped,
           ids cancelled by cascades, ids restored, count of tasks whose cascade or restore
@@ -23,14 +24,12 @@
 local P = ARGV[1]
 local now = now_ms()
 local expired = {}
-for _, pair in ipairs(reap_due(P, now)) do
+local swept = sweep_due(P, now, true)
+for _, pair in ipairs(swept[1]) do
   expired[#expired + 1] = pair[1]
   expired[#expired + 1] = pair[2]
 end
-local promoted = promote_due(P, now)
-close_auctions(P, now)
-steal_due(P, now)
-ring_reap(P, now)
+local promoted = swept[2]
 local dropped = 0
 for _, path in ipairs(rcall('ZRANGEBYSCORE', P .. 'locks', '-inf', now, 'LIMIT', '0', '${reap_batch}')) do
   local gone, seen = {}, {}

@@ -5,10 +5,11 @@
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token
   ARGV[4] the agent the caller acts as ("" anyone: direct store access)
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
-    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, children:<id>:<token>,
-    deadlines, dependents:<id>, finished:<kind>:<queue>, heads:<sig>, held:<agent>, lock:<path>,
-    lockpaths, locks, paused, queues, ready:<queue>:<sig>, retention:due, retention:held, ring,
-    seq:finished, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
+    children:<id>:<token>, deadlines, dependents:<id>, due, finished:<kind>:<queue>,
+    heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, queues,
+    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
+    state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0}; {-1, id} no such task; {-2, id} lease lost;
   {-9, 'claim', id, holder, agent} the claim is another agent's.

@@ -10,10 +10,10 @@
   ARGV[7] the delivery's token the reviewer saw ("0": any)   ARGV[8] the review capability
   ARGV[9] what the checkpoint of a returned task starts with, before the note
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
-    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, deadlines, dependents:<id>,
-    finished:<kind>:<queue>, heads:<sig>, held:<agent>, live, paused, queues, ready:<queue>:<sig>,
-    retention:due, retention:held, ring, seq:finished, sigs, state:<state>, steal, task:<id>,
-    taskevents:<id>
+    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, deadlines,
+    dependents:<id>, due, finished:<kind>:<queue>, heads:<sig>, held:<agent>, live, paused,
+    queues, ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
+    state:<state>, steal, task:<id>, taskevents:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, new state, unblocked ids...}; {-1, id} no such task or reviewing agent;
           {-4, id} a later delivery than the one seen; {-5, message} an unknown verdict;

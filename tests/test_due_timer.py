@@ -16,16 +16,23 @@ from claimroom.core.models import State
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 
-TIMERS = ("deadlines", "backoff", "auctions", "steal", "cascades:cancel", "cascades:restore")
+TIMERS = (
+    C.deadlines_key,
+    C.backoff_key,
+    C.auctions_key,
+    C.steal_key,
+    C.cascades_cancel_key,
+    C.cascades_restore_key,
+)
 
 
 def earliest_due(r: redis_py.Redis, ns: str) -> float | None:
     """What the indexes themselves say falls due first (None: nothing pending)."""
     found: list[float] = []
-    for name in TIMERS:
-        head = r.zrange(C.prefix(ns) + name, 0, 0, withscores=True)
+    for key in TIMERS:
+        head = r.zrange(key(ns), 0, 0, withscores=True)
         found += [head[0][1]] if head else []
-    live = r.zrange(C.prefix(ns) + "live", 0, 0, withscores=True)
+    live = r.zrange(C.live_key(ns), 0, 0, withscores=True)
     found += [live[0][1] + C.affinity_live_s * 1000] if live else []
     return min(found) if found else None
 

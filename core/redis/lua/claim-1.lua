@@ -35,7 +35,9 @@ local now = now_ms()
 sweep_due(P, now)
 
 local ak = P .. 'agent:' .. agent
-local a = to_table(rcall('HGETALL', ak))
+-- The four fields a claim reads, not the whole record.
+local af = rcall('HMGET', ak, 'name', 'caps', 'max_claims', 'breaker_open_until_ms')
+local a = {name = af[1], caps = af[2], max_claims = af[3], breaker_open_until_ms = af[4]}
 if not a.name then
   a = {name = agent, caps = '', max_claims = ${default_max_claims}}
   -- auto: retention removes it once it holds nothing and was not seen for a while.
@@ -112,11 +114,12 @@ local function own_head()
   return false
 end
 
--- A claimed task's fields as HGETALL would give them, built from what was written.
+-- A claimed task's fields as HGETALL would give them, built from what was written. The
+-- numbers written (times, token, attempts) go back as integer replies: formatting them as
+-- text here cost Redis ~2k instructions each.
 local function fields_of(t)
   local flat = {}
   for k, v in pairs(t) do
-    if type(v) == 'number' then v = string.format('%d', v) end
     flat[#flat + 1] = k
     flat[#flat + 1] = v
   end

@@ -348,7 +348,7 @@ local function enter(P, id, t, new, now, more)
     count_sig(P, t, -1)
   end
   retention_enter(P, id, t, new)
-  if new == 'done' or new == 'dead' or new == 'cancelled' then later.plan_settle(P, id, new, now) end
+  if new == 'done' or new == 'dead' or new == 'cancelled' then later.plan_settle(P, id, t, new, now) end
 end
 
 -- Path locks. A hold is one (agent, task) pair's hold on a path, task '' when untied, with
@@ -402,7 +402,9 @@ end
 -- The holds of one claim end with it; returns their paths.
 local function release_task_locks(P, id)
   local released = {}
-  for _, entry in ipairs(rcall('SMEMBERS', P .. 'tasklocks:' .. id)) do
+  local entries = rcall('SMEMBERS', P .. 'tasklocks:' .. id)
+  if #entries == 0 then return released end
+  for _, entry in ipairs(entries) do
     local bar = string.find(entry, '|', 1, true)
     local agent, path = string.sub(entry, 1, bar - 1), string.sub(entry, bar + 1)
     drop_hold(P, path, agent, id)
@@ -960,9 +962,8 @@ end
 -- that ended dead or cancelled ends a waiting parent dead (after the subtask's own
 -- cascade), naming it and its reason, and the parent's dependents cascade in turn.
 -- The parent's other unfinished subtasks are left as they are.
-local function plan_settle(P, id, new, now)
-  local f = rcall('HMGET', P .. 'task:' .. id, 'plan', 'reason')
-  local pid = f[1]
+local function plan_settle(P, id, t, new, now)
+  local pid = t.plan  -- set when the task is added, never changed: t has it
   if not pid or pid == '' then return end
   local p = load_task(P, pid)
   if not p then return end  -- retention removed it (a parent that died long ago)
@@ -979,7 +980,8 @@ local function plan_settle(P, id, new, now)
   end
   local verb = 'cancelled'
   if new == 'dead' then verb = 'died' end
-  local why = 'subtask ' .. id .. ' ' .. verb .. ': ' .. (f[2] or '')
+  -- Read, not taken from t: some callers write the reason before calling enter.
+  local why = 'subtask ' .. id .. ' ' .. verb .. ': ' .. (rcall('HGET', P .. 'task:' .. id, 'reason') or '')
   if waits then
     leave(P, pid, p)
     enter(P, pid, p, 'dead', now, {'plan_wait', 0, 'reason', why})

@@ -114,14 +114,17 @@ local function own_head()
   return false
 end
 
--- A claimed task's fields as HGETALL would give them, built from what was written. The
+-- A claimed task's fields as HGETALL would give them, built from what was written, less
+-- the empty ones (the client reads a missing field as empty: Task.from_fields). The
 -- numbers written (times, token, attempts) go back as integer replies: formatting them as
--- text here cost Redis ~2k instructions each.
+-- text here cost Redis ~2k instructions each, and each reply element ~1k.
 local function fields_of(t)
   local flat = {}
   for k, v in pairs(t) do
-    flat[#flat + 1] = k
-    flat[#flat + 1] = v
+    if v ~= '' then
+      flat[#flat + 1] = k
+      flat[#flat + 1] = v
+    end
   end
   return flat
 end

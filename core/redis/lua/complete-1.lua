@@ -22,7 +22,10 @@
 --@include lib
 local P, id, token, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[6] or ''
 local now = now_ms()
-local t, err = check_lease(P, id, token, now, ARGV[5])
+-- Every field this path reads, here and in lib (leave, plan_complete, enter, count_sig,
+-- retention_enter, plan_settle): the task is read with HMGET, not HGETALL (check_lease).
+local t, err = check_lease(P, id, token, now, ARGV[5], {'state', 'token', 'agent', 'deadline_ms',
+  'seq', 'queue', 'requires', 'assigned', 'plan', 'plan_failed', 'plan_left', 'reason'})
 if not t then return err end
 leave(P, id, t)
 local out = {0}

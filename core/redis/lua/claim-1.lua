@@ -162,7 +162,7 @@ while #out - 1 < count do
     local attempts = tonumber(t.attempts or 0) + 1
     t.agent, t.deadline_ms = agent, now + ttl
     enter(P, best, t, 'claimed', now, {'agent', agent, 'token', token, 'deadline_ms', t.deadline_ms,
-      'claimed_ms', now, 'ttl_ms', ttl, 'attempts', attempts, 'assigned', ''})
+      'claimed_ms', ms(now), 'ttl_ms', ttl, 'attempts', attempts, 'assigned', ''})
     audit(P, now, 'claimed', best, agent, token, {deadline_ms = t.deadline_ms, attempt = attempts})
     out[#out + 1] = fields_of(t)
   end

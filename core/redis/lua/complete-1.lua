@@ -43,7 +43,7 @@ else
   for _, d in ipairs(finish_done(P, id, t, now, fields)) do out[#out + 1] = d end
 end
 local locks = release_task_locks(P, id)
-rcall('HSET', P .. 'agent:' .. t.agent, 'consecutive_failures', '0', 'last_seen_ms', now)
+rcall('HSET', P .. 'agent:' .. t.agent, 'consecutive_failures', '0', 'last_seen_ms', ms(now))
 if ref ~= '' then
   audit(P, now, 'delivered', id, t.agent, token, {ref = ref, locks = locks})
 else

@@ -26,9 +26,21 @@ local rcall = nil
 -- Functions defined at the end of this file that enter and leave call (see plan_settle).
 local later = {}
 
+-- The store's clock in ms, also kept as text (ms): Redis 7.0 formats a number passed to
+-- redis.call with "%.17g", ~3k instructions for a 13-digit time, and a claim passes the
+-- time half a dozen times. The text is cut from TIME's own digits, never formatted.
+local clock, clock_text = nil, nil
 local function now_ms()
   local t = rcall('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  clock_text = t[1] .. string.sub('00000' .. t[2], -6, -4)  -- seconds, then ms of the us
+  clock = tonumber(clock_text)
+  return clock
+end
+
+-- n as an argument of redis.call: the clock's text when n is the clock, else n.
+local function ms(n)
+  if n == clock then return clock_text end
+  return n
 end
 
 -- When something next falls due: a lease deadline, a backoff's end, a bidding window's
@@ -82,7 +94,7 @@ end
 -- Append the audit event and announce the change; the two always go together with the
 -- state change that calls this (rule 4: one atomic step).
 local function audit(P, now, etype, id, agent, token, data, operator)
-  local f = {'type', etype, 'at_ms', now}
+  local f = {'type', etype, 'at_ms', ms(now)}
   if id and id ~= '' then f[#f + 1] = 'task'; f[#f + 1] = id end
   if agent and agent ~= '' then f[#f + 1] = 'agent'; f[#f + 1] = agent end
   if token and token ~= '' and token ~= 0 then f[#f + 1] = 'token'; f[#f + 1] = token end
@@ -322,7 +334,7 @@ end
 -- field, value pairs to write in the same HSET (also set in t).
 local function enter(P, id, t, new, now, more)
   t.state, t.updated_ms = new, now
-  local f = {'state', new, 'updated_ms', now}
+  local f = {'state', new, 'updated_ms', ms(now)}
   for i = 1, #(more or {}), 2 do
     f[#f + 1] = more[i]
     f[#f + 1] = more[i + 1]
@@ -738,8 +750,8 @@ local function check_lease(P, id, token, now, agent, fields)
 end
 
 local function touch_agent(P, agent, now)
-  rcall('HSET', P .. 'agent:' .. agent, 'last_seen_ms', now)
-  if rcall('ZADD', P .. 'live', now, agent) == 1 then
+  rcall('HSET', P .. 'agent:' .. agent, 'last_seen_ms', ms(now))
+  if rcall('ZADD', P .. 'live', ms(now), agent) == 1 then
     ring_join(P, agent)
     due_at(P, now + ${affinity_live_ms})  -- a sighting moved later needs nothing here
   end

@@ -50,6 +50,15 @@ class StoreOps(ABC):
     async def _complete(self, task: str, token: int, result: str, agent: str, review: str = "") -> list[str]:
         """Done, or with a ``review`` reference delivered for review (state review)."""
 
+    async def _complete_and_claim(
+        self, task: str, token: int, result: str, agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[str], list[Claim], ClaimMiss]:
+        """``_complete`` as ``agent``, then ``_claim`` for it. A backend that can do both in
+        one step (Redis: one script call, one round trip) overrides this."""
+        unblocked = await self._complete(task, token, result, agent)
+        got, why = await self._claim(agent, queues, ttl_ms, count)
+        return unblocked, got, why
+
     @abstractmethod
     async def _fail(
         self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str

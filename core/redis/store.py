@@ -214,6 +214,15 @@ class RedisStore(Store):
         reply = await self._run("complete", task, token, result, agent, review)
         return [str(x) for x in reply[1:]]
 
+    async def _complete_and_claim(
+        self, task: str, token: int, result: str, agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[str], list[Claim], ClaimMiss]:
+        # complete-1.lua's ARGV[7] "1": then the claim, in the same call (reply {0, unblocked, claim}).
+        qs = ",".join(queues)
+        reply = await self._run("complete", task, token, result, agent, "", "1", ttl_ms, qs, count)
+        got, why, _caps = self._claims(reply[2])
+        return [str(x) for x in reply[1]], got, why
+
     async def _fail(
         self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str
     ) -> tuple[State, int]:

@@ -7,17 +7,20 @@
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] result (JSON text or "")
   ARGV[5] the agent the caller acts as ("" anyone: direct store access)
   ARGV[6] review reference (a branch, commit or PR; "" none: done at once)
-  Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
-    capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
-    children:<id>:<token>, deadlines, dependents:<id>, due, finished:<kind>:<queue>,
-    heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, queues,
-    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
-    state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
+  ARGV[7] "1": then claim for the agent of ARGV[5] (not "") as claim-1.lua would, with
+  ARGV[8] lease ttl ms   ARGV[9] queues "a,b" or ""   ARGV[10] count; "" (or none): no claim
+  Touches P .. affine:<agent>, agent:<name>, agents, assigned:<agent>, auctions, backoff,
+    bids:<id>, capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
+    children:<id>:<token>, deadlines, dependents:<id>, due, epoch, finished:<kind>:<queue>,
+    heads:<sig>, held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues,
+    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, seq:token, sigs,
+    state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
   A plan's parent (lib's plan_complete) with unfinished subtasks waits blocked for them
   instead, or ends dead when one of them already ended dead or cancelled.
-  Returns {0, unblocked ids...}; {-1, id} no such task; {-2, id} lease lost;
-  {-9, 'claim', id, holder, agent} the claim is another agent's.
+  Returns {0, unblocked ids...}; with a claim, {0, {unblocked ids...}, what claim-1.lua
+  returns}; {-1, id} no such task; {-2, id} lease lost; {-9, 'claim', id, holder, agent}
+  the claim is another agent's (then nothing is claimed either).
 ]]
 --@include lib
 local P, id, token, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[6] or ''
@@ -52,5 +55,11 @@ end
 if planned == 'dead' then
   audit(P, now, 'plan-dead', id, '', '', {reason = t.reason})
   cascade_cancel(P, id, now)
+end
+if ARGV[7] == '1' then
+  -- The agent's next task in the same call: one round trip per task for a busy agent.
+  sweep_due(P, now)
+  table.remove(out, 1)
+  return {0, out, claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now)}
 end
 return out

@@ -22,6 +22,7 @@ from rq.job import Job
 VERSION = importlib.metadata.version("rq")
 
 
+# Jobs name their function as "rq_run.noop": rq refuses functions of __main__.
 def noop() -> None:
     return None
 
@@ -74,7 +75,7 @@ def throughput(url: str, n: int, agents: int) -> None:
     redis = Redis.from_url(url)
     queue = Queue("bench", connection=redis)
     for start in range(0, n, 1000):
-        queue.enqueue_many([Queue.prepare_data(noop) for _ in range(min(1000, n - start))])
+        queue.enqueue_many([Queue.prepare_data("rq_run.noop") for _ in range(min(1000, n - start))])
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, "agent", url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -109,7 +110,7 @@ def main() -> None:
         # The lease: the job's timeout (rq's default 180 s). rq keeps a started job's entry for
         # its heartbeat TTL (min(timeout left, job_monitoring_interval) + a fixed 60 s), and
         # a worker's maintenance (every maintenance_interval) retries the expired ones.
-        job = queue.enqueue(held, job_timeout=max(1, round(args.lease)), retry=Retry(max=3))
+        job = queue.enqueue("rq_run.held", job_timeout=max(1, round(args.lease)), retry=Retry(max=3))
         emit(job=job.id)
     elif args.mode == "inspect":
         job = Job.fetch(args.job, connection=redis)

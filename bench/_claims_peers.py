@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import BenchRedis, cpu_s, print_table
-from _stats import Row
+from _stats import Row, yes
 
 HERE = Path(__file__).resolve().parent
 DRIVERS = HERE / "peers"
@@ -64,6 +64,8 @@ class Peer:
 
     def command(self, envs: Path) -> list[str] | None:
         """The driver's command line; None when the peer is not installed."""
+        if not self.env:  # claimroom itself: this environment's Python
+            return [sys.executable, str(DRIVERS / self.driver)]
         home = envs / self.env
         if self.driver.endswith(".mjs"):
             node_bin = home / "node_bin"  # written by setup: the node it installed with
@@ -73,6 +75,13 @@ class Peer:
         python = home / "bin" / "python"
         return [str(python), str(DRIVERS / self.driver)] if python.is_file() else None
 
+
+# claimroom on the same harness: two calls a task, one (complete_and_claim), batched claims.
+CLAIMROOM = [
+    Peer("claimroom", "claimroom_run.py", ""),
+    Peer("claimroom, complete_and_claim", "claimroom_run.py", "", ("--next",), recovery=False),
+    Peer("claimroom, claim_many(8)", "claimroom_run.py", "", ("--per-call", "8"), recovery=False),
+]
 
 PEERS = [
     Peer("bullmq", "bullmq_run.mjs", "bullmq"),
@@ -84,6 +93,7 @@ PEERS = [
 ]
 
 LEASES = {
+    "claimroom": "claim ttl 2 s (default 60 s); expiry found by the rescuer's waiting claim",
     "bullmq": "lockDuration and stalledInterval 2 s (defaults 30 s), maxStalledCount 1",
     "saq": "job timeout 2 s (default 10 s), sweep every 2 s (default 60 s), abort wait 5 s, retries 3",
     "arq": "job timeout 2 s (default 300 s): in-progress key 12 s (timeout + 10 s), max_tries 3",
@@ -129,8 +139,9 @@ class Driver:
         )
         self.lines: queue.Queue[Event | None] = queue.Queue()
         self.stderr: collections.deque[str] = collections.deque(maxlen=5)
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._drain, daemon=True).start()
+        self.readers = [threading.Thread(target=f, daemon=True) for f in (self._read, self._drain)]
+        for t in self.readers:
+            t.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -185,6 +196,12 @@ class Driver:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        for t in self.readers:  # they end at the pipes' end (a grandchild may hold them open)
+            t.join(5)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 def is_event(name: str, job: str | None = None) -> Callable[[Event], bool]:
@@ -321,9 +338,9 @@ def run_peer(peer: Peer, envs: Path, tasks: int, agents: int, trials: int) -> Pe
 def run_peers(
     tasks: int = 20_000, agents: int = 10, trials: int = 3, only: list[str] | None = None
 ) -> list[PeerResult]:
-    """Every peer's results (``only``: those whose name starts with one of these)."""
+    """claimroom's and every peer's results (``only``: those whose name starts with one of these)."""
     envs = peers_dir()
-    chosen = [p for p in PEERS if not only or any(p.name.startswith(o) for o in only)]
+    chosen = [p for p in CLAIMROOM + PEERS if not only or any(p.name.startswith(o) for o in only)]
     return [run_peer(p, envs, tasks, agents, trials) for p in chosen]
 
 
@@ -356,20 +373,47 @@ def peer_rows(results: list[PeerResult]) -> list[Row]:
     return rows
 
 
+# The issue's goals against BullMQ, per claimroom variant: least cycles/s ratio (one task
+# per claim call: 1.0x; batched claims: 1.5x); Redis CPU per cycle at most BullMQ's.
+GOALS = {"claimroom": 1.0, "claimroom, complete_and_claim": 1.0, "claimroom, claim_many(8)": 1.5}
+
+
+def ratio_rows(results: list[PeerResult]) -> list[Row]:
+    """claimroom's variants against BullMQ, measured in the same run: the ratios and goals."""
+    bull = next((r for r in results if r.name == "bullmq" and r.cycles_per_s), None)
+    if bull is None or not bull.cycles_per_s:
+        return [Row("claimroom / BullMQ: no BullMQ figure in this run (bench/peers/setup)", "-", "-")]
+    rows = []
+    for r in results:
+        if r.name not in GOALS or not r.cycles_per_s:
+            continue
+        ratio = r.cycles_per_s / bull.cycles_per_s
+        goal = GOALS[r.name]
+        rows.append(
+            Row(f"{r.name} / BullMQ: cycles/s", f"{ratio:.2f}", "x", f">= {goal:.1f}", yes(ratio >= goal))
+        )
+        if r.redis_us_per_cycle and bull.redis_us_per_cycle:
+            cpu = r.redis_us_per_cycle / bull.redis_us_per_cycle
+            rows.append(
+                Row(f"{r.name} / BullMQ: Redis CPU per cycle", f"{cpu:.2f}", "x", "<= 1.0", yes(cpu <= 1.0))
+            )
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", type=int, default=20_000)
     p.add_argument("--agents", type=int, default=10)
     p.add_argument("--trials", type=int, default=3)
-    p.add_argument("--only", nargs="*", help="peers by name (bullmq saq arq rq)")
+    p.add_argument("--only", nargs="*", help="by name (claimroom bullmq saq arq rq)")
     args = p.parse_args()
     t0 = time.perf_counter()
     results = run_peers(args.tasks, args.agents, args.trials, args.only)
     for r in results:
         print(json.dumps(r.__dict__), file=sys.stderr)
     print_table(
-        f"job-queue peers, {args.tasks:,} tasks, {args.agents} agents",
-        peer_rows(results),
+        f"claimroom and job-queue peers, {args.tasks:,} tasks, {args.agents} agents",
+        peer_rows(results) + ratio_rows(results),
         time.perf_counter() - t0,
     )
 

@@ -23,6 +23,12 @@ The parts, each in its own module (what they measure is said there):
              same run (``_claims_strategies.py``; one entry per strategy in MODES)
   retention  the store's size over long runs; only when asked for (``_claims_retention.py``)
 
+``--vs-peers`` runs instead the side-by-side table (``_claims_peers.py``): claimroom and,
+when ``bench/peers/setup`` has installed them, BullMQ, saq, arq and rq, each on its own
+fresh redis-server, 20,000 no-op tasks then one worker process with 10 agents; cycles/s,
+worker and Redis CPU per cycle, orphan recovery, the zombie outcome, and claimroom's ratios
+to BullMQ (median of ``--peer-trials``, 3 by default; 1 with ``--quick``).
+
 Every run but retention ends with the slowest single script call of the whole bench, from
 the bench server's SLOWLOG. The "cpu/cycle" rows split where the time goes: CPU
 microseconds per cycle spent in this Python process and in redis-server (from /proc).
@@ -36,6 +42,7 @@ import sys
 import time
 
 from _claims_agents import file_rows, spread_rows
+from _claims_peers import peer_rows, ratio_rows, run_peers
 from _claims_recovery import recovery_rows
 from _claims_retention import retention_rows
 from _claims_strategies import strategy_rows
@@ -141,6 +148,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--retention-tasks", type=int, default=100_000, help="tasks in the 1x retention run (default 100,000)"
     )
     p.add_argument(
+        "--vs-peers", action="store_true", help="only the side-by-side table with BullMQ, saq, arq and rq"
+    )
+    p.add_argument(
+        "--peer-tasks", type=int, default=20_000, help="tasks per side-by-side run (default 20,000)"
+    )
+    p.add_argument("--peer-trials", type=int, default=3, help="side-by-side runs per row, median (default 3)")
+    p.add_argument(
         "--retention-file-tasks", type=int, default=0, help="on the file store (default: --retention-tasks)"
     )
     args = p.parse_args(argv)
@@ -151,12 +165,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.file_tasks = min(args.file_tasks, 1_000)
         args.scale_queues = min(args.scale_queues, 2_000)
         args.scale_claims = min(args.scale_claims, 100)
+        args.peer_trials = 1
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
+    if args.vs_peers:
+        load = load_avg()
+        results = run_peers(args.peer_tasks, 10, args.peer_trials)
+        title = header("claimroom and job-queue peers", [f"{args.peer_tasks:,} tasks, 10 agents"], load)
+        print_table(title, peer_rows(results) + ratio_rows(results), time.perf_counter() - start)
+        return 0
     with BenchRedis() as server:
         load = load_avg()
         rows, version = asyncio.run(run(server, args))

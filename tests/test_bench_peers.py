@@ -38,7 +38,7 @@ def test_a_driver_line_is_parsed_and_checked() -> None:
 
 def test_an_empty_peers_dir_says_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLAIMROOM_PEERS_DIR", str(tmp_path))
-    results = peers.run_peers(tasks=10, agents=1, trials=1)
+    results = peers.run_peers(tasks=10, agents=1, trials=1, only=["bullmq", "saq", "arq", "rq"])
     assert [r.name.split(",")[0] for r in results] == ["bullmq", "saq", "arq", "arq", "rq"]
     for r in results:
         assert r.cycles_per_s is None
@@ -63,3 +63,28 @@ def test_rows_of_a_measured_peer() -> None:
     rows = peers.peer_rows([r, peers.PeerResult("rq", orphan="never (not in 75 s)", cycles_per_s=400.0)])
     assert [row.value for row in rows[:4]] == ["8,000", "70 / 60", "4.0", "refused"]
     assert rows[6].value == "never"
+
+
+def test_ratios_to_bullmq_are_held_to_the_goals() -> None:
+    bull = peers.PeerResult("bullmq", cycles_per_s=10_000.0, redis_us_per_cycle=50.0)
+    one = peers.PeerResult("claimroom", cycles_per_s=12_000.0, redis_us_per_cycle=100.0)
+    batched = peers.PeerResult("claimroom, claim_many(8)", cycles_per_s=14_000.0, redis_us_per_cycle=40.0)
+    rows = {row.measure: row for row in peers.ratio_rows([one, batched, bull])}
+    assert (rows["claimroom / BullMQ: cycles/s"].value, rows["claimroom / BullMQ: cycles/s"].ok) == (
+        "1.20",
+        "yes",
+    )
+    assert rows["claimroom / BullMQ: Redis CPU per cycle"].ok == "NO"  # 2.00x
+    assert rows["claimroom, claim_many(8) / BullMQ: cycles/s"].ok == "NO"  # 1.40x < 1.5x
+    assert rows["claimroom, claim_many(8) / BullMQ: Redis CPU per cycle"].ok == "yes"
+    assert "no BullMQ figure" in peers.ratio_rows([one])[0].measure
+
+
+@pytest.mark.heavy
+def test_claimroom_runs_on_the_peers_harness() -> None:
+    # The real driver on real redis-servers: throughput, a SIGKILLed holder's task taken
+    # over, and a frozen holder's stale completion refused.
+    (r,) = peers.run_peers(tasks=300, agents=4, trials=1, only=["claimroom"])[:1]
+    assert r.name == "claimroom" and r.cycles_per_s is not None and r.cycles_per_s > 0, r.note
+    assert r.orphan == "recovered" and r.orphan_recovery_s is not None and r.orphan_recovery_s < 10
+    assert r.zombie == "refused", r.zombie_detail

@@ -1,0 +1,154 @@
+"""What a claim and a complete cost Redis, in instructions: a figure the machine's load does not move.
+
+A script, not a test. It starts its own redis-server under valgrind's callgrind (a free
+port, never 6379), fills a board, then runs rounds of ``AGENTS`` claims and their
+completes through ``RedisStore.admin.run_scripts`` (the scripts alone, pipelined), and
+reads the instructions redis-server executed for each half from callgrind's counters
+(``callgrind_control --dump`` zeroes them): instructions per claim, per complete and per
+claim+complete cycle, and the same for ``complete_and_claim``'s one call. CPU time on a
+shared 2-core machine varies from run to run by a third; instruction counts repeat to
+within a percent, so a change to a script shows here first.
+
+    .venv/bin/python bench/script_cost.py             # about 30 s
+    .venv/bin/python bench/script_cost.py --cycles 200
+
+Needs valgrind (Debian package valgrind) and redis-server on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis as redis_py
+from _harness import header, load_avg, print_table
+from _stats import Row
+
+from claimroom.core.local_redis import free_port, redis_binary
+from claimroom.core.redis.store import RedisStore
+from claimroom.core.store import TaskSpec
+
+AGENTS = 10  # claims per pipelined round, one per agent
+
+
+class Callgrind:
+    """A redis-server under callgrind; ``take()`` is the instructions run since the last take."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="claimroom-callgrind-"))
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.dir}/out.%p", redis_binary(),
+             "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        deadline = time.monotonic() + 60  # valgrind starts slowly
+        while True:
+            try:
+                redis_py.Redis.from_url(self.url).ping()
+                return
+            except redis_py.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit("script_cost: redis-server under valgrind did not start") from None
+                time.sleep(0.1)
+
+    def take(self) -> int:
+        subprocess.run(["callgrind_control", "--dump", str(self.proc.pid)], check=True, capture_output=True)
+        newest = max(self.dir.glob(f"out.{self.proc.pid}.*"), key=lambda p: p.stat().st_mtime)
+        found = re.search(r"^(?:summary|totals): (\d+)", newest.read_text(), re.M)
+        return int(found.group(1)) if found else 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
+    store = RedisStore(cg.url, "cost")
+    try:
+        await store.admin.load_scripts()
+        await store.add_many([TaskSpec(title=f"t{i}") for i in range(2 * cycles + 4 * AGENTS)])
+        agents = [f"agent-{i}" for i in range(AGENTS)]
+        for name in agents:
+            await store.register(name, max_claims=1)
+
+        async def claims() -> list[tuple[str, int, str]]:
+            held = []
+            replies = await store.admin.run_scripts("claim", [[a, 60_000, "", 1] for a in agents])
+            for name, reply in zip(agents, replies, strict=True):
+                flat = reply[1]
+                f = dict(zip(flat[::2], flat[1::2], strict=True))
+                held.append((str(f["id"]), int(f["token"]), name))
+            return held
+
+        held = await claims()  # warm-up round, not counted
+        await store.admin.run_scripts("complete", [[t, tok, ""] for t, tok, _ in held])
+        cg.take()
+        claim_i = complete_i = chained_i = n = 0
+        while n < cycles:
+            held = await claims()
+            claim_i += cg.take()
+            await store.admin.run_scripts("complete", [[t, tok, ""] for t, tok, _ in held])
+            complete_i += cg.take()
+            n += len(held)
+        held = await claims()
+        cg.take()
+        m = 0
+        while m < cycles:  # complete_and_claim: complete-1.lua with its claim of the next
+            replies = await store.admin.run_scripts(
+                "complete", [[t, tok, "", name, "", "1", 60_000, "", 1] for t, tok, name in held]
+            )
+            chained_i += cg.take()
+            m += len(held)
+            names = [name for _, _, name in held]
+            held = []
+            for name, reply in zip(names, replies, strict=True):
+                flat = reply[2][1]  # {0, unblocked, claim reply {0, fields}}
+                f = dict(zip(flat[::2], flat[1::2], strict=True))
+                held.append((str(f["id"]), int(f["token"]), name))
+        return {"claim": claim_i / n, "complete": complete_i / n, "chained": chained_i / m}
+    finally:
+        await store.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--cycles", type=int, default=100, help="cycles counted per figure (default 100)")
+    args = p.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        # Not an error for `./dev bench`, which runs every bench: this one says why it did nothing.
+        print("script_cost: valgrind is not installed (apt-get install valgrind); nothing measured")
+        return 0
+    start, load = time.perf_counter(), load_avg()
+    cg = Callgrind()
+    try:
+        got = asyncio.run(measure(cg, args.cycles))
+    finally:
+        cg.stop()
+    k = 1000.0
+    rows = [
+        Row("claim (claim-1.lua, one task)", f"{got['claim'] / k:,.0f}", "k instr"),
+        Row("complete (complete-1.lua)", f"{got['complete'] / k:,.0f}", "k instr"),
+        Row(
+            "claim + complete: one cycle in two calls",
+            f"{(got['claim'] + got['complete']) / k:,.0f}",
+            "k instr",
+        ),
+        Row("complete_and_claim: one cycle in one call", f"{got['chained'] / k:,.0f}", "k instr"),
+    ]
+    print_table(header("script cost", ["redis-server under callgrind", f"{args.cycles} cycles"], load), rows,
+                time.perf_counter() - start)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -301,7 +301,8 @@ def test_python_spells_keys_only_through_the_builders() -> None:
     found = []
     for top in _SCANNED:
         for path in sorted((ROOT / top).rglob("*.py")):
-            hidden = any(part.startswith(".") for part in path.relative_to(ROOT).parts)  # .venv, bench/peers/.envs
+            # .venv, bench/peers/.envs (the peers' installed packages)
+            hidden = any(part.startswith(".") for part in path.relative_to(ROOT).parts)
             if path in (ROOT / "core" / "constants.py", Path(__file__).resolve()) or hidden:
                 continue
             lines = _hand_spelled(ast.parse(path.read_text()), _is_prefix)

@@ -119,6 +119,25 @@ class Acting:
         except Forbidden as exc:
             raise await self._refused("complete", exc, task=task) from None
 
+    async def complete_and_claim(
+        self,
+        task: str,
+        token: int,
+        result: Any = None,
+        *,
+        queues: Sequence[str] = (),
+        ttl_s: float | None = None,
+        miss: Miss | None = None,
+    ) -> tuple[list[str], list[Claim]]:
+        """``complete``, then this agent's next claim, in one step (``Store.complete_and_claim``)."""
+        ttl = constants.default_lease_ttl_s if ttl_s is None else ttl_s
+        try:
+            return await self.store.complete_and_claim(
+                task, token, result, agent=self.who.agent, queues=queues, ttl_s=ttl, miss=miss
+            )
+        except Forbidden as exc:
+            raise await self._refused("complete", exc, task=task) from None
+
     async def fail(self, task: str, token: int, reason: str, *, fatal: bool = False) -> tuple[State, int]:
         try:
             return await self.store.fail(task, token, reason, fatal=fatal, agent=self.who.agent)

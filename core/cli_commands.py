@@ -180,12 +180,48 @@ async def cmd_heartbeat(a: argparse.Namespace, s: Store, out: Printer) -> None:
 
 async def cmd_complete(a: argparse.Namespace, s: Store, out: Printer) -> None:
     result = None if a.result is None else read_json("result", a.result)
+    if a.next:
+        await _complete_next(a, s, out, result)
+        return
+    if a.agent or a.queue:
+        raise BadInput("--agent and --queue go with --next")
     unblocked = await (a.acting or s).complete(a.task, a.token, result, review=a.review)
     if a.review is not None:
         out.done({"task": a.task, "state": "review", "unblocked": []}, f"{a.task} delivered for review")
         return
     text = f"{a.task} done" + (f"; unblocked {shown(' '.join(unblocked))}" if unblocked else "")
     out.done({"task": a.task, "state": "done", "unblocked": unblocked}, text)
+
+
+async def _complete_next(a: argparse.Namespace, s: Store, out: Printer, result: Any) -> None:
+    """complete --next: finish the task and claim the agent's next in one step. Nothing to
+    claim is no error (the completion stands): "next" is null."""
+    if a.review is not None:
+        raise BadInput("--next cannot be combined with --review")
+    agent = await _agent(a, a.agent, "complete", task=a.task)
+    miss = Miss()
+    if a.acting is not None:
+        unblocked, got = await a.acting.complete_and_claim(
+            a.task, a.token, result, queues=a.queue, ttl_s=a.ttl, miss=miss
+        )
+    else:
+        unblocked, got = await s.complete_and_claim(
+            a.task, a.token, result, agent=agent, queues=a.queue, ttl_s=a.ttl, miss=miss
+        )
+    nxt = got[0] if got else None
+    text = f"{a.task} done" + (f"; unblocked {shown(' '.join(unblocked))}" if unblocked else "")
+    if nxt is None:
+        text += f"; nothing to claim ({miss.last.reason})"
+    else:
+        lease = f"lease={nxt.task.ttl_ms / 1000:g}s"
+        text += f"; next {shown(nxt.task.id)} token={nxt.token} {lease}  {shown(nxt.task.title)}"
+    done = {
+        "task": a.task,
+        "state": "done",
+        "unblocked": unblocked,
+        "next": None if nxt is None else nxt.to_json(),
+    }
+    out.done(done, text)
 
 
 async def cmd_fail(a: argparse.Namespace, s: Store, out: Printer) -> None:

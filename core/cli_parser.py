@@ -167,6 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--token", type=_number(int, "--token"), required=True)
     c.add_argument("--result", metavar="JSON", help="JSON, @FILE or - for stdin")
     c.add_argument("--review", metavar="REF", help="deliver for review: the branch, commit or PR to look at")
+    c.add_argument(
+        "--next",
+        action="store_true",
+        help="then claim the agent's next task in the same step (not with --review)",
+    )
+    c.add_argument("--agent", help="with --next: the agent; required unless CLAIMROOM_TOKEN names the agent")
+    c.add_argument(
+        "--queue", action="append", default=[], metavar="Q", help="with --next: a queue to take from"
+    )
+    c.add_argument(
+        "--ttl",
+        type=_number(float, "--ttl"),
+        default=constants.default_lease_ttl_s,
+        metavar="SECONDS",
+        help="with --next: its lease length",
+    )
 
     c = cmd("fail", "end a claim with a failure (retried unless --fatal)")
     c.add_argument("task", metavar="TASK")

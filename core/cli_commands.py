@@ -21,7 +21,7 @@ from .acting import Acting
 from .cli_parser import UNGIVEN
 from .errors import BadInput, Forbidden, NotFound, NothingToClaim
 from .identity import Role
-from .output import Printer
+from .output import Printer, claim_text
 from .safetext import shown
 from .store import Miss, Store
 
@@ -200,21 +200,15 @@ async def _complete_next(a: argparse.Namespace, s: Store, out: Printer, result: 
         raise BadInput("--next cannot be combined with --review")
     agent = await _agent(a, a.agent, "complete", task=a.task)
     miss = Miss()
-    if a.acting is not None:
-        unblocked, got = await a.acting.complete_and_claim(
-            a.task, a.token, result, queues=a.queue, ttl_s=a.ttl, miss=miss
-        )
-    else:
-        unblocked, got = await s.complete_and_claim(
-            a.task, a.token, result, agent=agent, queues=a.queue, ttl_s=a.ttl, miss=miss
-        )
+    finish = (
+        a.acting.complete_and_claim
+        if a.acting is not None
+        else functools.partial(s.complete_and_claim, agent=agent)
+    )
+    unblocked, got = await finish(a.task, a.token, result, queues=a.queue, ttl_s=a.ttl, miss=miss)
     nxt = got[0] if got else None
     text = f"{a.task} done" + (f"; unblocked {shown(' '.join(unblocked))}" if unblocked else "")
-    if nxt is None:
-        text += f"; nothing to claim ({miss.last.reason})"
-    else:
-        lease = f"lease={nxt.task.ttl_ms / 1000:g}s"
-        text += f"; next {shown(nxt.task.id)} token={nxt.token} {lease}  {shown(nxt.task.title)}"
+    text += f"; nothing to claim ({miss.last.reason})" if nxt is None else f"; next {claim_text(nxt)}"
     done = {
         "task": a.task,
         "state": "done",

@@ -39,6 +39,11 @@ def _detail(key: str, value: Any, at_ms: int) -> str:
     return f"{shown(key)}={shown(str(value))}"
 
 
+def claim_text(c: Claim) -> str:
+    """A claim as the CLI prints it: id, token, lease, title."""
+    return f"{shown(c.task.id)} token={c.token} lease={c.task.ttl_ms / 1000:g}s  {shown(c.task.title)}"
+
+
 class Printer:
     """Writes command results to stdout and errors to stderr."""
 
@@ -72,8 +77,7 @@ class Printer:
         if self.json_mode:
             self._json(c.to_json())
             return
-        lease = f"lease={c.task.ttl_ms / 1000:g}s"
-        self._line(f"{shown(c.task.id)} token={c.token} {lease}  {shown(c.task.title)}")
+        self._line(claim_text(c))
 
     def task(self, t: Task) -> None:
         if self.json_mode:

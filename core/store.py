@@ -134,6 +134,16 @@ class Plan:
     parent: TaskSpec | None = None
 
 
+def _claim_request(agent: str, queues: Sequence[str], ttl_s: float) -> tuple[str, list[str], int]:
+    """A claim's agent, queues and lease (ms), checked: what claim_many and
+    complete_and_claim ask of the store alike."""
+    name = validate.agent(agent)
+    qs = [validate.queue(q) for q in queues]
+    if len(qs) > constants.max_claim_queues:
+        raise BadInput(f"at most {constants.max_claim_queues} queues in one claim")
+    return name, qs, validate.ttl_ms(ttl_s)
+
+
 @dataclass
 class Miss:
     """Set by ``claim`` when nothing was claimed: why, for the CLI's message."""
@@ -293,11 +303,7 @@ class Store(StoreAdmin, Messaging):
         At most ``claim_batch_max`` are leased per script call (rule 10: bounded work per
         call); a larger count takes several calls, each atomic, until the count or a miss.
         ``wait_s`` waits for the first task only."""
-        name = validate.agent(agent)
-        qs = [validate.queue(q) for q in queues]
-        if len(qs) > constants.max_claim_queues:
-            raise BadInput(f"at most {constants.max_claim_queues} queues in one claim")
-        ttl = validate.ttl_ms(ttl_s)
+        name, qs, ttl = _claim_request(agent, queues, ttl_s)
         n = validate.positive_int("count", count, 1000)
         wait = validate.wait_s(wait_s)
         batch = min(n, constants.claim_batch_max)
@@ -371,11 +377,7 @@ class Store(StoreAdmin, Messaging):
         tasks the completion unblocked and the new claims (none when nothing is claimable:
         ``miss`` says why, as for ``claim``)."""
         stored = "" if result is None else validate.json_value("result", result)
-        name = validate.agent(agent)
-        qs = [validate.queue(q) for q in queues]
-        if len(qs) > constants.max_claim_queues:
-            raise BadInput(f"at most {constants.max_claim_queues} queues in one claim")
-        ttl = validate.ttl_ms(ttl_s)
+        name, qs, ttl = _claim_request(agent, queues, ttl_s)
         n = validate.positive_int("count", count, constants.claim_batch_max)
         unblocked, got, why = await self._complete_and_claim(
             validate.task_id(task), validate.token(token), stored, name, qs, ttl, n

@@ -19,11 +19,11 @@ from importlib import metadata
 
 from _peer_common import cpu_s, emit, job_body, parse, result, wait_go
 
+from claimroom.core.constants import max_batch_add
 from claimroom.core.errors import ClaimroomError
 from claimroom.core.store import Store, TaskSpec
 
 NAMESPACE = "peers"  # each run has a redis-server of its own
-ADD_CHUNK = 10_000  # constants.max_batch_add
 
 
 def own_options() -> tuple[int, bool]:
@@ -40,8 +40,10 @@ def own_options() -> tuple[int, bool]:
 
 
 async def throughput(store: Store, n: int, agents: int, batch: int, chained: bool) -> None:
-    for start in range(0, n, ADD_CHUNK):
-        await store.add_many([TaskSpec(title=f"noop {start + i}") for i in range(min(ADD_CHUNK, n - start))])
+    for start in range(0, n, max_batch_add):
+        await store.add_many(
+            [TaskSpec(title=f"noop {start + i}") for i in range(min(max_batch_add, n - start))]
+        )
     for i in range(agents):  # capacity for a whole batch each (registration is not timed)
         await store.register(f"agent-{i}", max_claims=batch)
     await asyncio.get_running_loop().run_in_executor(None, wait_go)

@@ -36,6 +36,21 @@ from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import TaskSpec
 
 AGENTS = 10  # claims per pipelined round, one per agent
+BATCH = 8  # tasks per agent per call in the complete_many row
+
+
+def _triples(held: list[tuple[str, int]]) -> list[object]:
+    """complete_many-1.lua's task arguments: id, token, result (none) of each."""
+    return [x for task, token in held for x in (task, token, "")]
+
+
+def _held_of(claimed: list[list[object]]) -> list[tuple[str, int]]:
+    """(task, token) of each claim in a claim reply's entries (flat field lists)."""
+    out = []
+    for flat in claimed:
+        f = dict(zip(flat[::2], flat[1::2], strict=True))
+        out.append((str(f["id"]), int(f["token"])))  # type: ignore[call-overload]
+    return out
 
 
 class Callgrind:
@@ -93,7 +108,7 @@ async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
         held = await claims()  # warm-up round, not counted
         await store.admin.run_scripts("complete", [[t, tok, ""] for t, tok, _ in held])
         cg.take()
-        claim_i = complete_i = chained_i = n = 0
+        claim_i = complete_i = chained_i = batched_i = n = 0
         while n < cycles:
             held = await claims()
             claim_i += cg.take()
@@ -115,7 +130,23 @@ async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
                 flat = reply[2][1]  # {0, unblocked, claim reply {0, fields}}
                 f = dict(zip(flat[::2], flat[1::2], strict=True))
                 held.append((str(f["id"]), int(f["token"]), name))
-        return {"claim": claim_i / n, "complete": complete_i / n, "chained": chained_i / m}
+        # complete_many: each agent finishes its BATCH tasks and claims its next BATCH, one call.
+        await store.admin.run_scripts("complete", [[t, tok, ""] for t, tok, _ in held])
+        await store.add_many([TaskSpec(title=f"b{i}") for i in range(2 * BATCH * (cycles + 2 * AGENTS))])
+        for name in agents:
+            await store.register(name, max_claims=BATCH)
+        replies = await store.admin.run_scripts("claim", [[a, 60_000, "", BATCH] for a in agents])
+        batches = {a: _held_of(reply[1:]) for a, reply in zip(agents, replies, strict=True)}
+        cg.take()
+        b = 0
+        while b < cycles:
+            calls = [[a, BATCH, 60_000, "", *_triples(got)] for a, got in batches.items()]
+            replies = await store.admin.run_scripts("complete_many", calls)
+            batched_i += cg.take()
+            b += sum(len(got) for got in batches.values())
+            batches = {a: _held_of(reply[2][1:]) for a, reply in zip(batches, replies, strict=True)}
+        per = {"claim": claim_i / n, "complete": complete_i / n, "chained": chained_i / m}
+        return {**per, "batched": batched_i / b}
     finally:
         await store.close()
 
@@ -144,6 +175,11 @@ def main() -> int:
             "k instr",
         ),
         Row("complete_and_claim: one cycle in one call", f"{got['chained'] / k:,.0f}", "k instr"),
+        Row(
+            f"complete_many({BATCH}) claiming the next {BATCH}: per task",
+            f"{got['batched'] / k:,.0f}",
+            "k instr",
+        ),
     ]
     print_table(header("script cost", ["redis-server under callgrind", f"{args.cycles} cycles"], load), rows,
                 time.perf_counter() - start)  # fmt: skip

@@ -585,6 +585,9 @@ def server_records_key(namespace: str) -> str:
 affinity_vnodes = 64  # ring points per agent: ~1/N of keys move when an agent joins or leaves
 affinity_walk_max = 32  # ring points an owner lookup visits at most (the bounded walk, rule 10)
 affinity_live_s = 120.0  # two default lease ttls: a working agent heartbeats well within it
+# A claim writes its agent's last sighting (and place on the ring) at most this often: an agent
+# claiming in a loop would otherwise pay two writes a claim to say what a second ago said.
+agent_touch_ms = 1000
 affinity_steal_delay_s = 30.0  # default of add --steal-after
 max_steal_after_s = 24 * 3600.0
 affinity_scan_max = 16  # entries of its owner index a claim looks at for one in a chosen, open queue
@@ -595,6 +598,7 @@ LUA_CONSTANTS.update(
         "affinity_vnodes": affinity_vnodes,
         "affinity_walk_max": affinity_walk_max,
         "affinity_live_ms": int(affinity_live_s * 1000),
+        "agent_touch_ms": agent_touch_ms,
         "affinity_steal_delay_ms": int(affinity_steal_delay_s * 1000),
         "affinity_scan_max": affinity_scan_max,
         "affinity_leave_batch": affinity_leave_batch,

@@ -165,6 +165,16 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Completion:
+    """One task of ``complete_many``: the tasks its completion unblocked, or why it was
+    refused (``LeaseLost``, ``NotFound``, ``Forbidden``; nothing changed for that task)."""
+
+    task: str
+    unblocked: list[str]
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
 class Agent:
     """A registered worker, its capacity, liveness and circuit breaker."""
 

@@ -26,7 +26,7 @@ from . import review as review_checks
 from .backends import BACKENDS
 from .errors import BadInput, ClaimroomError, ErrorCode
 from .messages import Messaging
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, State, Task
+from .models import Agent, Claim, ClaimMiss, Completion, Event, Lock, ReapReport, State, Task
 from .reaper import Reaper, ReaperId, ReaperStatus
 from .store_admin import StoreAdmin
 
@@ -385,6 +385,44 @@ class Store(StoreAdmin, Messaging):
         if miss is not None:
             miss.last = why if not got else ClaimMiss("")
         return unblocked, got
+
+    async def complete_many(
+        self,
+        done: Sequence[tuple[str, int] | tuple[str, int, Any]],
+        *,
+        agent: str,
+        claim_next: int = 0,
+        queues: Sequence[str] = (),
+        ttl_s: float = constants.default_lease_ttl_s,
+        miss: Miss | None = None,
+    ) -> tuple[list[Completion], list[Claim]]:
+        """Finish several of ``agent``'s claimed tasks, each given as (task, token) or (task,
+        token, result), at most ``claim_batch_max``; then, with ``claim_next``, lease it up
+        to that many next tasks, as ``claim_many`` would. On Redis in one script call: an
+        agent working through a batch pays one round trip per batch. Each task stands
+        alone: a refused one (lease lost, no such task, another agent's claim) is reported
+        in its ``Completion.error``, changes nothing for it and stops nothing else; the
+        claim happens either way. Returns one ``Completion`` per task, in order, and the
+        new claims (``miss`` says why none, as for ``claim``)."""
+        name, qs, ttl = _claim_request(agent, queues, ttl_s)
+        if not isinstance(done, Sequence) or isinstance(done, str):
+            raise BadInput("complete_many takes a list of (task, token) or (task, token, result)")
+        if len(done) > constants.claim_batch_max:
+            raise BadInput(f"at most {constants.claim_batch_max} tasks in one complete_many")
+        items = []
+        for entry in done:
+            if not isinstance(entry, tuple | list) or len(entry) not in (2, 3):
+                raise BadInput(
+                    f"complete_many takes (task, token) or (task, token, result), not {entry!r:.40}"
+                )
+            result = entry[2] if len(entry) == 3 else None
+            stored = "" if result is None else validate.json_value("result", result)
+            items.append((validate.task_id(entry[0]), validate.token(entry[1]), stored))
+        n = validate.positive_int("claim_next", claim_next, constants.claim_batch_max, minimum=0)
+        outcomes, got, why = await self._complete_many(items, name, qs, ttl, n)
+        if miss is not None:
+            miss.last = why if not got else ClaimMiss("")
+        return outcomes, got
 
     async def fail(
         self, task: str, token: int, reason: str, *, fatal: bool = False, agent: str = ""

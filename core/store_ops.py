@@ -13,8 +13,21 @@ from typing import Any
 
 from .bidding import Auction, Bid, Outcome
 from .dump import Board
+from .errors import Forbidden, LeaseLost, NotFound
 from .identity import TokenInfo
-from .models import Agent, Claim, ClaimMiss, Event, Lock, ReapReport, ServerInfo, State, Stuck, Task
+from .models import (
+    Agent,
+    Claim,
+    ClaimMiss,
+    Completion,
+    Event,
+    Lock,
+    ReapReport,
+    ServerInfo,
+    State,
+    Stuck,
+    Task,
+)
 from .reaper import ReaperId, ReaperStatus
 from .snapshot import Snapshot
 from .topology import Topology
@@ -58,6 +71,23 @@ class StoreOps(ABC):
         unblocked = await self._complete(task, token, result, agent)
         got, why = await self._claim(agent, queues, ttl_ms, count)
         return unblocked, got, why
+
+    async def _complete_many(
+        self, items: list[tuple[str, int, str]], agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[Completion], list[Claim], ClaimMiss]:
+        """``_complete`` of each (task, token, result) as ``agent``, each on its own (a refusal
+        is that task's outcome), then ``_claim`` of ``count`` (0: none). Redis overrides this
+        with one script call."""
+        outcomes = []
+        for task, token, result in items:
+            try:
+                outcomes.append(Completion(task, await self._complete(task, token, result, agent)))
+            except (NotFound, LeaseLost, Forbidden) as exc:
+                outcomes.append(Completion(task, [], exc))
+        if count == 0:
+            return outcomes, [], ClaimMiss("")
+        got, why = await self._claim(agent, queues, ttl_ms, count)
+        return outcomes, got, why
 
     @abstractmethod
     async def _fail(

@@ -5,7 +5,8 @@ The throughput mode is one process with ``--agents`` asyncio agents, each claimi
 completing no-op tasks until none is left: ``claim`` then ``complete`` (two calls a task);
 ``--per-call N``: ``claim_many(N)``, each task completed by its own call; ``--next``:
 ``complete_and_claim`` (one call a task, as BullMQ's worker finishes a job and fetches
-the next in one script). The other modes take one task at a time with a ``--lease`` s
+the next in one script); both: ``complete_many`` of the N claiming the next N (one call a
+batch). The other modes take one task at a time with a ``--lease`` s
 lease, as a worker does. Every agent of a worker process is one claimroom agent name.
 """
 
@@ -54,11 +55,13 @@ async def throughput(store: Store, n: int, agents: int, batch: int, chained: boo
         nonlocal done
         claims = await store.claim_many(name, batch)
         while claims:
-            # One finishes and takes the next; the rest of a batch are finished alone.
-            *rest, last = claims
-            await asyncio.gather(*(store.complete(c.task.id, c.token) for c in rest))
-            _, claims = await store.complete_and_claim(last.task.id, last.token, agent=name, count=batch)
-            done += len(rest) + 1
+            if batch == 1:
+                _, claims = await store.complete_and_claim(claims[0].task.id, claims[0].token, agent=name)
+                done += 1
+            else:  # the whole batch finished and the next taken in one call
+                finished = [(c.task.id, c.token) for c in claims]
+                _, claims = await store.complete_many(finished, agent=name, claim_next=batch)
+                done += len(finished)
 
     async def agent(name: str) -> None:
         nonlocal done
@@ -77,8 +80,11 @@ async def throughput(store: Store, n: int, agents: int, batch: int, chained: boo
     seconds, cpu = time.perf_counter() - t0, cpu_s() - cpu0
     if done != n:
         raise SystemExit(f"claimroom driver: {done} of {n} tasks done")
-    how = "complete_and_claim" if chained else "claim, complete"
-    how += f", claim_many({batch})" if batch > 1 else ""
+    if chained and batch > 1:
+        how = f"claim_many({batch}), complete_many({batch}) claiming the next"
+    else:
+        how = "complete_and_claim" if chained else "claim, complete"
+        how += f", claim_many({batch})" if batch > 1 else ""
     result(f"claimroom ({how})", VERSION, n, seconds, cpu, f"{agents} agents in one process")
 
 

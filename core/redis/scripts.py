@@ -34,6 +34,7 @@ SCRIPTS: dict[str, str] = {
     "claim": "claim-1.lua",
     "heartbeat": "heartbeat-1.lua",
     "complete": "complete-1.lua",
+    "complete_many": "complete_many-1.lua",
     "fail": "fail-1.lua",
     "release": "release-1.lua",
     "register": "register-1.lua",

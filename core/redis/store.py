@@ -26,6 +26,7 @@ from ..models import (
     Agent,
     Claim,
     ClaimMiss,
+    Completion,
     Event,
     Lock,
     Message,
@@ -222,6 +223,24 @@ class RedisStore(Store):
         reply = await self._run("complete", task, token, result, agent, "", "1", ttl_ms, qs, count)
         got, why, _caps = self._claims(reply[2])
         return [str(x) for x in reply[1]], got, why
+
+    async def _complete_many(
+        self, items: list[tuple[str, int, str]], agent: str, queues: list[str], ttl_ms: int, count: int
+    ) -> tuple[list[Completion], list[Claim], ClaimMiss]:
+        # complete_many-1.lua: {0, {one reply per task}, claim reply or 0}.
+        flat = [x for item in items for x in item]
+        reply = await self._run("complete_many", agent, count, ttl_ms, ",".join(queues), *flat)
+        outcomes = []
+        for (task, _, _), each in zip(items, reply[1], strict=True):
+            status = int(each[0])
+            if status < 0:
+                outcomes.append(Completion(task, [], ErrorCode(status).exception([str(x) for x in each[1:]])))
+            else:
+                outcomes.append(Completion(task, [str(x) for x in each[1:]]))
+        if count == 0:
+            return outcomes, [], ClaimMiss("")
+        got, why, _caps = self._claims(reply[2])
+        return outcomes, got, why
 
     async def _fail(
         self, task: str, token: int, reason: str, fatal: bool, jitter: float, agent: str

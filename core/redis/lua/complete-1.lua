@@ -2,7 +2,7 @@
   complete: finish a claimed task, record its result, release its locks and unblock the
   tasks that waited only on it; or, with a review reference, deliver it for review: the
   claim ends the same way, but the task waits in `review` (its dependents still blocked)
-  until a reviewer accepts it (review-1.lua) or returns it.
+  until a reviewer accepts it (review-1.lua) or returns it. (lib.lua complete_task.)
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] token   ARGV[4] result (JSON text or "")
   ARGV[5] the agent the caller acts as ("" anyone: direct store access)
@@ -23,43 +23,20 @@
   the claim is another agent's (then nothing is claimed either).
 ]]
 --@include lib
-local P, id, token, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[6] or ''
+local P = ARGV[1]
 local now = now_ms()
--- Every field this path reads, here and in lib (leave, plan_complete, enter, count_sig,
--- retention_enter, plan_settle): the task is read with HMGET, not HGETALL (check_lease).
-local t, err = check_lease(P, id, token, now, ARGV[5], {'state', 'token', 'agent', 'deadline_ms',
-  'seq', 'queue', 'requires', 'assigned', 'plan', 'plan_failed', 'plan_left', 'reason'})
-if not t then return err end
-leave(P, id, t)
-local out = {0}
--- A plan's parent whose planner completes it while subtasks are unfinished waits for them
--- (or dies, when one of them already died): neither done nor delivered yet.
-local planned = plan_complete(P, id, t, now, ARGV[4])
-local fields = {'result', ARGV[4], 'progress', 1, 'reason', ''}
-if planned then
-  ref = ''
-elseif ref ~= '' then
-  fields[#fields + 1] = 'review_ref'; fields[#fields + 1] = ref
-  fields[#fields + 1] = 'review_ms'; fields[#fields + 1] = now
-  enter(P, id, t, 'review', now, fields)
-else
-  for _, d in ipairs(finish_done(P, id, t, now, fields)) do out[#out + 1] = d end
-end
-local locks = release_task_locks(P, id)
-rcall('HSET', P .. 'agent:' .. t.agent, 'consecutive_failures', '0', 'last_seen_ms', ms(now))
-if ref ~= '' then
-  audit(P, now, 'delivered', id, t.agent, token, {ref = ref, locks = locks})
-else
-  audit(P, now, 'completed', id, t.agent, token, {locks = locks, plan = planned})
-end
-if planned == 'dead' then
-  audit(P, now, 'plan-dead', id, '', '', {reason = t.reason})
-  cascade_cancel(P, id, now)
+if ARGV[7] == '1' then claims_next = ARGV[5] end  -- its claim below reads its `full` flag
+local out, agent = complete_task(P, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] or '', now)
+if out[1] ~= 0 then
+  if claims_next then free_room(P, claims_next) end  -- a lease that expired just now (check_lease)
+  return out
 end
 if ARGV[7] == '1' then
-  -- The agent's next task in the same call: one round trip per task for a busy agent.
+  -- The agent's next task in the same call: one round trip per task for a busy agent. Its
+  -- record is written once, by the claim (consecutive failures reset with its last sighting).
   sweep_due(P, now)
   table.remove(out, 1)
-  return {0, out, claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now)}
+  return {0, out, claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now, true)}
 end
+rcall('HSET', P .. 'agent:' .. agent, 'consecutive_failures', '0', 'last_seen_ms', ms(now))
 return out

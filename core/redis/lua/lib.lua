@@ -43,14 +43,26 @@ local function ms(n)
   return n
 end
 
+-- An integer as text for redis.call or a reply: "%d" costs ~10x less than the "%.17g" Redis
+-- applies to a Lua number (a token, a deadline, an attempt count on every claim).
+local function int_text(n)
+  return string.format('%d', n)
+end
+
 -- When something next falls due: a lease deadline, a backoff's end, a bidding window's
 -- close, a steal time, an agent's last sighting plus the live window, or a cascade's
 -- backlog (due at once). Every claim used to ask each of those indexes (seven commands,
 -- ~100k instructions); it now reads this one score (sweep_due) and sweeps only once it
 -- has come. Whoever adds to one of those indexes lowers it here; a sweep sets it anew
 -- from the indexes' heads. So it may be early (a lease renewed since), never late.
+-- due_seen: the score as this call last read or wrote it (nil: unknown), so a lease that
+-- ends later than what is already due writes nothing (a claim's deadline, most often).
+local due_seen = nil
 local function due_at(P, at)
+  local n = tonumber(at)
+  if due_seen and due_seen <= n then return end
   rcall('ZADD', P .. 'due', 'LT', at, 'next')
+  if due_seen then due_seen = n end  -- lowered to it (LT); unknown stays unknown
 end
 
 -- Every fencing token comes from here, and tokens never go backwards, even across a
@@ -60,8 +72,20 @@ end
 -- zombie's token from before is then below, and unequal to, every token handed out after.
 -- INFO costs ~2 us: a library reads it once per server process (a promoted replica or a
 -- restarted server is a new process, with its own Lua state: it reads its own run_id).
+-- Once a board's epoch was checked in this process, the check (an HGET) is skipped while its
+-- counter only goes up (issued[P], the last token handed out here): a counter that went back
+-- (its keys deleted or flushed meanwhile) is checked again, as on a new process.
 local run_id = nil
+local issued = {}
 local function next_token(P, now)
+  local last = issued[P]
+  if last then
+    local token = rcall('INCR', P .. 'seq:token')
+    if token > last then
+      issued[P] = token
+      return int_text(token)  -- as text: see int_text
+    end
+  end
   if not run_id then run_id = string.match(rcall('INFO', 'server'), 'run_id:(%x+)') end
   if rcall('HGET', P .. 'epoch', 'run_id') ~= run_id then
     local floor = (now - ${epoch_base_ms}) * ${epoch_tokens_per_ms}
@@ -69,7 +93,9 @@ local function next_token(P, now)
     rcall('HINCRBY', P .. 'epoch', 'n', '1')
     rcall('HSET', P .. 'epoch', 'run_id', run_id, 'since_ms', now)
   end
-  return rcall('INCR', P .. 'seq:token')
+  local token = rcall('INCR', P .. 'seq:token')
+  issued[P] = token
+  return int_text(token)
 end
 
 local function split(s)
@@ -99,7 +125,12 @@ local function audit(P, now, etype, id, agent, token, data, operator)
   if agent and agent ~= '' then f[#f + 1] = 'agent'; f[#f + 1] = agent end
   if token and token ~= '' and token ~= 0 then f[#f + 1] = 'token'; f[#f + 1] = token end
   if operator and operator ~= '' then f[#f + 1] = 'operator'; f[#f + 1] = operator end
-  if data then f[#f + 1] = 'data'; f[#f + 1] = cjson.encode(data) end
+  -- data: a table, or its JSON already spelled (the claim's and completion's, built by hand).
+  if type(data) == 'string' then
+    f[#f + 1] = 'data'; f[#f + 1] = data
+  elseif data then
+    f[#f + 1] = 'data'; f[#f + 1] = cjson.encode(data)
+  end
   local eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', unpack(f))
   -- The task's own index of its events (`events --task` reads it instead of the whole
   -- trail); the newest ${task_events_max} are kept. Ids the trail has trimmed meanwhile
@@ -124,7 +155,7 @@ end
 local function retention_enter(P, id, t, new)
   local kind = finished_kind(new)
   if not kind then return end
-  rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, rcall('INCR', P .. 'seq:finished'), id)
+  rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, int_text(rcall('INCR', P .. 'seq:finished')), id)
   rcall('ZADD', P .. 'retention:due', 'LT', '0', kind .. ':' .. t.queue)
 end
 
@@ -190,7 +221,7 @@ end
 -- One more (by = 1) or one fewer (by = -1) unfinished task needing t's signature.
 local function count_sig(P, t, by)
   local sig = t.requires or ''
-  if rcall('HINCRBY', P .. 'sigs', sig, by) <= 0 then rcall('HDEL', P .. 'sigs', sig) end
+  if rcall('HINCRBY', P .. 'sigs', sig, by > 0 and '1' or '-1') <= 0 then rcall('HDEL', P .. 'sigs', sig) end
 end
 
 -- Consistent-hash affinity (core/affinity.py holds the same ring in Python; the why is
@@ -297,6 +328,20 @@ local function drop_auction(P, id)
   rcall('DEL', P .. 'bids:' .. id)
 end
 
+-- The agent whose claim ends this call (complete-1.lua, complete_many-1.lua), if it is the
+-- one whose claims end in it too: then its `full` flag is read once, by that claim.
+local claims_next = nil
+
+-- An agent that a claim found at capacity has room again: say so to its waiting claims.
+local function free_room(P, agent, full)
+  local ak = P .. 'agent:' .. agent
+  if full == nil then full = rcall('HGET', ak, 'full') end
+  if full == '1' then
+    rcall('HSET', ak, 'full', '0')
+    announce(P .. 'wake:' .. agent, 'capacity')
+  end
+end
+
 -- Remove a task from the indexes of its current state (popped: see ready_remove).
 local function leave(P, id, t, popped)
   local s = t.state
@@ -318,11 +363,8 @@ local function leave(P, id, t, popped)
     rcall('ZREM', P .. 'deadlines', id)
     rcall('SREM', P .. 'held:' .. t.agent, id)
     -- Room again for an agent a claim found at capacity: its waiting claims may go on.
-    local ak = P .. 'agent:' .. t.agent
-    if rcall('HGET', ak, 'full') == '1' then
-      rcall('HSET', ak, 'full', '0')
-      announce(P .. 'wake:' .. t.agent, 'capacity')
-    end
+    -- (Its claim later in this call looks instead: claim_tasks reads its record anyway.)
+    if t.agent ~= claims_next then free_room(P, t.agent) end
   end
   retention_leave(P, id, t)
   rcall('ZREM', P .. 'state:' .. s, id)
@@ -749,8 +791,16 @@ local function check_lease(P, id, token, now, agent, fields)
   return t, nil
 end
 
-local function touch_agent(P, agent, now)
-  rcall('HSET', P .. 'agent:' .. agent, 'last_seen_ms', ms(now))
+-- reset: its consecutive failures end too (a completion's, written here in the same HSET
+-- when the completion claims next). touched_ms: when this last ran (claim_tasks skips it
+-- within ${agent_touch_ms} ms of that; other writers of last_seen_ms leave `live` as it is).
+local function touch_agent(P, agent, now, reset)
+  local ak = P .. 'agent:' .. agent
+  if reset then
+    rcall('HSET', ak, 'last_seen_ms', ms(now), 'touched_ms', ms(now), 'consecutive_failures', '0')
+  else
+    rcall('HSET', ak, 'last_seen_ms', ms(now), 'touched_ms', ms(now))
+  end
   if rcall('ZADD', P .. 'live', ms(now), agent) == 1 then
     ring_join(P, agent)
     due_at(P, now + ${affinity_live_ms})  -- a sighting moved later needs nothing here
@@ -904,7 +954,10 @@ end
 local function sweep_due(P, now, always)
   if not always then
     local at = rcall('ZSCORE', P .. 'due', 'next')
-    if at and (at == 'inf' or tonumber(at) > now) then return nil end
+    if at and (at == 'inf' or tonumber(at) > now) then
+      due_seen = tonumber(at)  -- 'inf' reads as math.huge
+      return nil
+    end
   end
   local out = {reap_due(P, now), promote_due(P, now)}
   close_auctions(P, now)
@@ -921,6 +974,7 @@ local function sweep_due(P, now, always)
   end
   head(P .. 'live', ${affinity_live_ms})
   rcall('ZADD', P .. 'due', next and string.format('%d', next) or '+inf', 'next')
+  due_seen = next or math.huge
   return out
 end
 
@@ -971,8 +1025,10 @@ end
 -- ids made ready. The one path to done, shared by a completion (complete-1.lua) and an
 -- accepted review (review-1.lua): `t` has left its state already (leave). (A plan's parent
 -- that its last subtask finishes is done through plan_settle, which unblocks the same way.)
-local function finish_done(P, id, t, now, more)
+-- lone: the caller knows nothing depends on it (no dependents set to read).
+local function finish_done(P, id, t, now, more, lone)
   enter(P, id, t, 'done', now, more)
+  if lone then return {} end
   return unblock_dependents(P, id, now)
 end
 
@@ -1044,15 +1100,61 @@ end
 
 later.plan_settle, later.plan_reopen = plan_settle, plan_reopen
 
+-- complete-1.lua's work for one task (its header says what), shared with complete_many-1.lua.
+-- Returns {0, unblocked ids...} and the task's agent, or the refusal ({-1, id}, {-2, id},
+-- {-9, ...}: nothing changed). The agent's own record (consecutive failures, last seen) is
+-- the caller's to write, once per call however many tasks it completes.
+local function complete_task(P, id, token, result, agent, ref, now)
+  -- Every field this path reads, here and in lib (leave, plan_complete, enter, count_sig,
+  -- retention_enter, plan_settle): the task is read with HMGET, not HGETALL (check_lease).
+  local t, err = check_lease(P, id, token, now, agent, {'state', 'token', 'agent', 'deadline_ms',
+    'seq', 'queue', 'requires', 'assigned', 'plan', 'plan_failed', 'plan_left', 'reason'})
+  if not t then return err end
+  -- Most tasks have neither dependents nor locks: one command says so, instead of reading
+  -- both sets (each read costs Redis ~6k instructions, empty or not).
+  local linked = rcall('EXISTS', P .. 'dependents:' .. id, P .. 'tasklocks:' .. id) > 0
+  leave(P, id, t)
+  local out = {0}
+  -- A plan's parent whose planner completes it while subtasks are unfinished waits for them
+  -- (or dies, when one of them already died): neither done nor delivered yet.
+  local planned = plan_complete(P, id, t, now, result)
+  local fields = {'result', result, 'progress', '1', 'reason', ''}
+  if planned then
+    ref = ''
+  elseif ref ~= '' then
+    fields[#fields + 1] = 'review_ref'; fields[#fields + 1] = ref
+    fields[#fields + 1] = 'review_ms'; fields[#fields + 1] = ms(now)
+    enter(P, id, t, 'review', now, fields)
+  else
+    for _, d in ipairs(finish_done(P, id, t, now, fields, not linked)) do out[#out + 1] = d end
+  end
+  local locks = linked and release_task_locks(P, id) or {}
+  if ref ~= '' then
+    audit(P, now, 'delivered', id, t.agent, token, {ref = ref, locks = locks})
+  elseif #locks == 0 and not planned then
+    audit(P, now, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
+  else
+    audit(P, now, 'completed', id, t.agent, token, {locks = locks, plan = planned})
+  end
+  if planned == 'dead' then
+    audit(P, now, 'plan-dead', id, '', '', {reason = t.reason})
+    cascade_cancel(P, id, now)
+  end
+  return out, t.agent
+end
+
 -- claim-1.lua's work (its header says what and in what order), shared with complete-1.lua,
 -- which claims the completing agent's next task in the same call. The caller has read the
--- clock (now) and swept what fell due (sweep_due).
-local function claim_tasks(P, agent, ttl, qtext, count, now)
+-- clock (now) and swept what fell due (sweep_due). reset: as touch_agent's.
+local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   count = math.min(count, ${claim_batch_max})
   local ak = P .. 'agent:' .. agent
-  -- The four fields a claim reads, not the whole record.
-  local af = rcall('HMGET', ak, 'name', 'caps', 'max_claims', 'breaker_open_until_ms')
+  -- The fields a claim reads, not the whole record.
+  local af = rcall('HMGET', ak, 'name', 'caps', 'max_claims', 'breaker_open_until_ms', 'touched_ms',
+    'consecutive_failures', 'full')
   local a = {name = af[1], caps = af[2], max_claims = af[3], breaker_open_until_ms = af[4]}
+  if claims_next == agent then free_room(P, agent, af[7] or '') end  -- leave left it to us
+  local touched = a.name and now - tonumber(af[5] or 0) < ${agent_touch_ms}
   if not a.name then
     a = {name = agent, caps = '', max_claims = ${default_max_claims}}
     -- auto: retention removes it once it holds nothing and was not seen for a while.
@@ -1060,12 +1162,24 @@ local function claim_tasks(P, agent, ttl, qtext, count, now)
     rcall('SADD', P .. 'agents', agent)
     audit(P, now, 'registered', '', agent, '', {auto = true})
   end
-  touch_agent(P, agent, now)
+  -- An agent claiming in a loop is seen again within ms: its record and place on the ring are
+  -- written at most once per ${agent_touch_ms} ms (two commands a claim otherwise).
+  if not touched then
+    touch_agent(P, agent, now, reset)
+  elseif reset and (af[6] or '0') ~= '0' then
+    rcall('HSET', ak, 'consecutive_failures', '0')
+  end
+  -- Its won, assigned and owned tasks, which a board without auctions, reassignment or
+  -- affinity never has: one command says whether any of the three exists (~20k
+  -- instructions less than reading each, on every claim).
+  local personal = rcall('EXISTS', P .. 'won:' .. agent, P .. 'assigned:' .. agent, P .. 'affine:' .. agent) > 0
   -- Claims it won in an auction come first (already its own: no capacity or breaker check).
-  local won = won_claims(P, agent, count, now)
-  if #won > 0 then
-    table.insert(won, 1, 0)
-    return won
+  if personal then
+    local won = won_claims(P, agent, count, now)
+    if #won > 0 then
+      table.insert(won, 1, 0)
+      return won
+    end
   end
   local open_until = tonumber(a.breaker_open_until_ms or 0)
   if open_until > now then return {1, 'breaker-open', open_until - now, a.caps or ''} end
@@ -1119,6 +1233,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now)
     for _, q in ipairs(queues) do qset[q] = true end
   end
   local function own_head()
+    if not personal then return false end
     local got = rcall('ZRANGE', P .. 'affine:' .. agent, '0', ${affinity_scan_max} - 1, 'WITHSCORES')
     for i = 1, #got, 2 do
       local f = rcall('HMGET', P .. 'task:' .. got[i], 'queue', 'requires')
@@ -1129,10 +1244,10 @@ local function claim_tasks(P, agent, ttl, qtext, count, now)
     return false
   end
 
-  -- A claimed task's fields as HGETALL would give them, built from what was written, less
-  -- the empty ones (the client reads a missing field as empty: Task.from_fields). The
-  -- numbers written (times, token, attempts) go back as integer replies: formatting them as
-  -- text here cost Redis ~2k instructions each, and each reply element ~1k.
+  -- A claimed task's fields as HGETALL would give them now, built from what was written,
+  -- less the empty ones (the client reads a missing field as empty: Task.from_fields): each
+  -- reply element costs Redis ~1k instructions. (A task popped from its ready set goes back
+  -- as read, with what the claim wrote after it instead: see the loop.)
   local function fields_of(t)
     local flat = {}
     for k, v in pairs(t) do
@@ -1144,10 +1259,12 @@ local function claim_tasks(P, agent, ttl, qtext, count, now)
     return flat
   end
 
+  -- The same for every task of this call: as text once (int_text).
+  local ttl_text, deadline = int_text(ttl), int_text(now + ttl)
   local out = {0}
   while #out - 1 < count do
     local best, from
-    local mine = rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0')
+    local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0') or {}
     if #mine > 0 then
       best = mine[1]
     else
@@ -1169,17 +1286,28 @@ local function claim_tasks(P, agent, ttl, qtext, count, now)
         end
       end
     end
-    local t = best and load_task(P, best)
+    local raw = best and rcall('HGETALL', P .. 'task:' .. best)
+    local t = raw and #raw > 0 and to_table(raw)
     if best and not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
     if t then
       leave(P, best, t, from ~= nil)
       local token = next_token(P, now)
-      local attempts = tonumber(t.attempts or 0) + 1
-      t.agent, t.deadline_ms = agent, now + ttl
-      enter(P, best, t, 'claimed', now, {'agent', agent, 'token', token, 'deadline_ms', t.deadline_ms,
-        'claimed_ms', ms(now), 'ttl_ms', ttl, 'attempts', attempts, 'assigned', ''})
-      audit(P, now, 'claimed', best, agent, token, {deadline_ms = t.deadline_ms, attempt = attempts})
-      out[#out + 1] = fields_of(t)
+      local attempts = int_text(tonumber(t.attempts or 0) + 1)
+      t.agent, t.deadline_ms = agent, deadline
+      local more = {'agent', agent, 'token', token, 'deadline_ms', deadline,
+        'claimed_ms', ms(now), 'ttl_ms', ttl_text, 'attempts', attempts, 'assigned', ''}
+      enter(P, best, t, 'claimed', now, more)
+      audit(P, now, 'claimed', best, agent, token, '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}')
+      if from then
+        -- Out of its ready set, it changed only by what enter wrote: the fields as read, then
+        -- those (a later pair wins in the client), rather than every field rebuilt from t.
+        local n = #raw
+        raw[n + 1], raw[n + 2], raw[n + 3], raw[n + 4] = 'state', 'claimed', 'updated_ms', ms(now)
+        for i = 1, #more do raw[n + 4 + i] = more[i] end
+        out[#out + 1] = raw
+      else
+        out[#out + 1] = fields_of(t)  -- assigned or owned: leave may have written fields
+      end
     end
     if from and #out - 1 < count then look(from) end
   end
@@ -1200,5 +1328,5 @@ end
 local function begin_call()
   rcall = redis.call
   announced, cascade_log, auction_log = {}, {cancelled = {}, restored = {}}, {}
-  cascade_budget, plan_rolling_back = ${cascade_batch}, nil
+  cascade_budget, plan_rolling_back, due_seen, claims_next = ${cascade_batch}, nil, nil, nil
 end

@@ -101,3 +101,29 @@ async def test_a_restart_begins_an_epoch_and_tokens_only_grow(namespace: str, tm
         await store.close()
     finally:
         server.stop()
+
+
+async def test_tokens_only_grow_when_the_boards_keys_are_flushed_under_a_running_server(
+    namespace: str,
+) -> None:
+    # The scripts check a board's epoch once per server process and then trust its counter
+    # while it only goes up (lib.lua next_token); a counter that went back (FLUSHDB here, as
+    # an operator might) must be checked again, or tokens would start over from 1.
+    server = LocalRedis.start()
+    try:
+        store = Store.from_url(server.url, namespace)
+        await store.add_many([TaskSpec(title=f"t{i}") for i in range(2)])
+        first = await store.claim("ada", ttl_s=60)
+        second = await store.claim("bob", ttl_s=60)
+        assert first is not None and second is not None and second.token == first.token + 1
+        redis.Redis(port=server.port).flushdb()
+        await store.add("after the flush")
+        third = await store.claim("cy", ttl_s=60)
+        assert third is not None and third.token > second.token
+        fourth_id = await store.add("and after a deleted counter alone")
+        redis.Redis(port=server.port).delete(C.seq_key(namespace, "token"), C.epoch_key(namespace))
+        fourth = await store.claim("dee", ttl_s=60)
+        assert fourth is not None and fourth.task.id == fourth_id and fourth.token > third.token
+        await store.close()
+    finally:
+        server.stop()

@@ -126,7 +126,7 @@ def test_inspector_lists_claims_and_completes_with_a_token(
     got = insp.call(ada, "claim", {"queues": ["backend"]}, era=era)
     assert got["claimed"] is True and got["task"]["id"] == tid and got["task"]["agent"] == "ada", got
     done = insp.call(ada, "complete", {"task": tid, "token": got["token"], "result": {"pr": 7}}, era=era)
-    assert done == {"task": tid, "state": "done", "unblocked": []}
+    assert done == {"task": tid, "state": "done", "unblocked": [], "next": None}
 
     task = claimroom(cli_env, "show", tid)
     assert (task["state"], task["agent"], task["result"]) == ("done", "ada", {"pr": 7})

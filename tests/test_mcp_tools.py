@@ -53,7 +53,7 @@ async def test_every_tool(store: Store, mode: str, tmp_path: Path) -> None:
         shown = ok(await worker.call_tool("show", {"task": t1}))
         assert (shown["stage"], shown["checkpoint"], shown["progress"]) == ("halfway", "notes", 0.3)
         done = ok(await worker.call_tool("complete", {"task": t1, "token": token, "result": {"ok": True}}))
-        assert done == {"task": t1, "state": "done", "unblocked": []}
+        assert done == {"task": t1, "state": "done", "unblocked": [], "next": None}
         assert (await store.get(t1)).result == {"ok": True}
         assert await store.locks() == []  # the claim's locks went with it
 
@@ -115,3 +115,40 @@ async def test_claim_with_paths_held_by_another_gives_the_claim_back(store: Stor
         assert "src/a.py" in line and "bob" in line
     task = await store.get(tid)
     assert task.state.value == "queued"
+
+
+async def test_complete_with_next_claims_the_agents_next_task_in_the_same_step(
+    store: Store, tmp_path: Path
+) -> None:
+    ada = await create_token(store, "ada", "worker")
+    first, second = await store.add("first", priority=9), await store.add("second", priority=1)
+    await store.add("elsewhere", queue="other", priority=5)
+    async with serving(store, root=tmp_path) as served, client(served.url, ada) as worker:
+        got = ok(await worker.call_tool("claim", {}))
+        assert got["task"]["id"] == first
+        args = {
+            "task": first,
+            "token": got["token"],
+            "result": {"ok": 1},
+            "next": True,
+            "queues": ["default"],
+        }
+        done = ok(await worker.call_tool("complete", {**args, "ttl_s": 30}))
+        assert done["state"] == "done" and done["unblocked"] == []
+        nxt = done["next"]
+        assert nxt["claimed"] and nxt["task"]["id"] == second and nxt["token"] > got["token"]
+        assert (await store.get(second)).agent == "ada" and (await store.get(second)).ttl_ms == 30_000
+        assert (await store.get(first)).result == {"ok": 1}
+        last = ok(await worker.call_tool("complete", {"task": second, "token": nxt["token"], "next": True,
+                                                      "queues": ["default"]}))  # fmt: skip
+        assert last["next"] == {"claimed": False, "task": None, "token": None, "deadline_ms": None,
+                                "locked": [], "why": "nothing is claimable in those queues now"}  # fmt: skip
+        # next with review makes no sense; queues without next is a mistake: refused, nothing changes
+        got = ok(await worker.call_tool("claim", {}))
+        assert got["task"]["title"] == "elsewhere"
+        for bad in ({"review": "pr-1", "next": True}, {"queues": ["default"]}, {"ttl_s": 5}):
+            line = refused(
+                await worker.call_tool("complete", {"task": got["task"]["id"], "token": got["token"], **bad})
+            )
+            assert "next" in line
+        assert (await store.get(got["task"]["id"])).state.value == "claimed"

@@ -29,7 +29,7 @@ async def test_deliver_review_return_and_accept_over_mcp(store: Store, tmp_path:
         got = ok(await worker.call_tool("claim", {"paths": ["src/login.py"]}))
         token = got["token"]
         out = ok(await worker.call_tool("complete", {"task": tid, "token": token, "review": "pr/42"}))
-        assert out == {"task": tid, "state": "review", "unblocked": []}
+        assert out == {"task": tid, "state": "review", "unblocked": [], "next": None}
         shown = ok(await worker.call_tool("show", {"task": tid}))
         assert (shown["state"], shown["review_ref"], shown["agent"]) == ("review", "pr/42", "ada")
         assert shown["review_ms"] > 0 and await store.locks() == []

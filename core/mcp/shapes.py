@@ -89,6 +89,7 @@ class Completed(BaseModel):
     task: str
     state: str
     unblocked: list[str] = Field(description="tasks that were waiting on this one and can now run")
+    next: Claimed | None = Field(default=None, description="with next=true: your next claim (or why none)")
 
 
 class Failed(BaseModel):

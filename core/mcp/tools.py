@@ -18,7 +18,7 @@ from pydantic import Field
 from .. import constants as C
 from .. import validate
 from ..acting import Acting
-from ..errors import ClaimroomError
+from ..errors import BadInput, ClaimroomError
 from ..models import Claim, State
 from ..store import Miss
 from .bid_tools import add_bid_tools
@@ -163,7 +163,9 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
             "Finish a task you claimed, with an optional result (any JSON). Its path locks are "
             "released and the tasks waiting on it become claimable. With review (the branch, commit "
             "or PR you made), it is delivered for review instead: your claim ends the same way, and "
-            "the task waits (state review, nobody redoes it) until a reviewer accepts or returns it."
+            "the task waits (state review, nobody redoes it) until a reviewer accepts or returns it. "
+            "With next=true (not with review), also claims your next task in the same step, as claim "
+            "would without waiting or paths: it comes back in next, with its token."
         ),
     )
     async def complete(
@@ -174,8 +176,28 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
         review: Annotated[
             str | None, Field(description="deliver for review: the branch, commit or PR")
         ] = None,
+        next: Annotated[bool, Field(description="also claim your next task in the same step")] = False,
+        queues: Annotated[list[str] | None, Field(description="with next: queues to take from")] = None,
+        ttl_s: Annotated[float | None, Field(description="with next: its lease length in seconds")] = None,
     ) -> Completed:
         async def go(a: Acting) -> Completed:
+            if next:
+                if review is not None:
+                    raise BadInput("next and review do not go together: a delivered task is not done yet")
+                miss = Miss()
+                unblocked, got = await a.complete_and_claim(
+                    task, token, result, queues=queues or [], ttl_s=ttl_s, miss=miss
+                )
+                if got:
+                    c = got[0]
+                    then = Claimed(
+                        claimed=True, task=TaskView.of(c.task), token=c.token, deadline_ms=c.deadline_ms
+                    )
+                else:
+                    then = Claimed(claimed=False, why=_MISSED.get(miss.last.reason, miss.last.reason))
+                return Completed(task=task, state=State.DONE.value, unblocked=unblocked, next=then)
+            if queues is not None or ttl_s is not None:
+                raise BadInput("queues and ttl_s go with next=true (the next claim's)")
             unblocked = await a.complete(task, token, result, review=review)
             state = State.DONE if review is None else State.REVIEW
             return Completed(task=task, state=state.value, unblocked=unblocked)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -151,9 +152,50 @@ async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
         await store.close()
 
 
+def peer_cost(tasks: int) -> list[Row]:
+    """The whole harness of ``--vs-peers`` (bench/_claims_peers.py) under callgrind: per
+    system, a fresh redis-server under callgrind, ``tasks`` jobs enqueued (not counted),
+    then the driver's worker with 10 agents until all are done, and every instruction the
+    server ran meanwhile (scripts, commands, networking) per cycle. The same figure as
+    "Redis CPU per cycle" without the machine's noise, and the ratio to BullMQ's."""
+    from _claims_peers import CLAIMROOM, PEERS, peers_dir
+
+    envs, rows, bull = peers_dir(), [], None
+    for peer in [p for p in PEERS if p.name == "bullmq"] + CLAIMROOM:
+        cmd = peer.command(envs)
+        if cmd is None:
+            rows.append(Row(f"{peer.name}: not installed (bench/peers/setup)", "-", "-"))
+            continue
+        cg = Callgrind()
+        try:
+            env = {**os.environ, "CLAIMROOM_PEER_ENV": str(envs / peer.env)}
+            args = [*cmd, "throughput", cg.url, "--tasks", str(tasks), "--agents", "10", *peer.args]
+            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            assert proc.stdin is not None and proc.stdout is not None
+            if "ready" not in proc.stdout.readline():
+                raise SystemExit(f"script_cost: the {peer.name} driver did not start")
+            cg.take()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            proc.stdout.readline()  # its result: every job done
+            proc.wait(600)
+            per = cg.take() / tasks
+        finally:
+            cg.stop()
+        bull = per if peer.name == "bullmq" else bull
+        ratio = "" if bull is None or peer.name == "bullmq" else f"{per / bull:.2f}x BullMQ's"
+        label = f"{peer.name}: Redis instructions per cycle" + (f" ({ratio})" if ratio else "")
+        rows.append(Row(label, f"{per / 1000:,.0f}", "k instr"))
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--cycles", type=int, default=100, help="cycles counted per figure (default 100)")
+    p.add_argument(
+        "--vs-bullmq", type=int, metavar="TASKS", nargs="?", const=2000, default=0,
+        help="also the --vs-peers harness under callgrind for BullMQ and claimroom (default 2,000 tasks)",
+    )  # fmt: skip
     args = p.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         # Not an error for `./dev bench`, which runs every bench: this one says why it did nothing.
@@ -181,6 +223,8 @@ def main() -> int:
             "k instr",
         ),
     ]
+    if args.vs_bullmq:
+        rows += peer_cost(args.vs_bullmq)
     print_table(header("script cost", ["redis-server under callgrind", f"{args.cycles} cycles"], load), rows,
                 time.perf_counter() - start)  # fmt: skip
     return 0

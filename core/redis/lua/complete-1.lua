@@ -27,8 +27,9 @@ local P, id, token, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[6] or ''
 local now = now_ms()
 -- Every field this path reads, here and in lib (leave, plan_complete, enter, count_sig,
 -- retention_enter, plan_settle): the task is read with HMGET, not HGETALL (check_lease).
+-- result and reason too: enter deletes them when this writes '' (a lean hash stores no '').
 local t, err = check_lease(P, id, token, now, ARGV[5], {'state', 'token', 'agent', 'deadline_ms',
-  'seq', 'queue', 'requires', 'assigned', 'plan', 'plan_failed', 'plan_left', 'reason'})
+  'seq', 'queue', 'requires', 'assigned', 'plan', 'plan_failed', 'plan_left', 'reason', 'result'})
 if not t then return err end
 leave(P, id, t)
 local out = {0}

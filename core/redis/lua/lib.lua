@@ -85,10 +85,20 @@ local function to_table(raw)
   return t
 end
 
+-- A task hash stores no field at its default (add-1.lua; enter stores no ''): a task read
+-- whole (load_task) reads these as their defaults, as from the full hashes an older
+-- claimroom wrote, so either shape reads alike (`t.affinity == ''`, `t.attempts`), and
+-- field_of asks Redis nothing for them. A metatable, not fields: pairs (the claim's reply),
+-- HSET and the reply never see them. A table read by HMGET has no defaults (absent: nil).
+local task_defaults = {__index = {
+  requires = '', after = '', parent = '', affinity = '', payload = '', steal_after_ms = '-1',
+  attempts = '0', failures = '0', expiries = '0', waiting = '0', spawn_token = '', paths = '',
+  plan = '', plan_depth = '0', plan_wait = '0'}}
+
 local function load_task(P, id)
   local raw = rcall('HGETALL', P .. 'task:' .. id)
   if #raw == 0 then return nil end
-  return to_table(raw)
+  return setmetatable(to_table(raw), task_defaults)
 end
 
 -- Append the audit event and announce the change; the two always go together with the
@@ -331,16 +341,25 @@ end
 
 -- Put a task into a state and that state's indexes. Fields the indexes need (agent and
 -- deadline_ms for claimed, ready_ms for retrying) must already be in t. `more`: other
--- field, value pairs to write in the same HSET (also set in t).
+-- field, value pairs to write in the same HSET (also set in t). A '' is not stored (every
+-- reader takes a missing field for ''): it deletes a value t holds, so a caller clearing
+-- a field must have read it (t whole, or the field named in its HMGET).
 local function enter(P, id, t, new, now, more)
   t.state, t.updated_ms = new, now
-  local f = {'state', new, 'updated_ms', ms(now)}
+  local f, gone = {'state', new, 'updated_ms', ms(now)}, nil
   for i = 1, #(more or {}), 2 do
-    f[#f + 1] = more[i]
-    f[#f + 1] = more[i + 1]
-    t[more[i]] = more[i + 1]
+    local k, v = more[i], more[i + 1]
+    if v ~= '' then
+      f[#f + 1] = k
+      f[#f + 1] = v
+    elseif (rawget(t, k) or '') ~= '' then
+      gone = gone or {}
+      gone[#gone + 1] = k
+    end
+    t[k] = v
   end
   rcall('HSET', P .. 'task:' .. id, unpack(f))
+  if gone then rcall('HDEL', P .. 'task:' .. id, unpack(gone)) end
   rcall('ZADD', P .. 'state:' .. new, t.seq, id)
   if new == 'queued' then
     if t.assigned and t.assigned ~= '' then
@@ -545,7 +564,10 @@ local function restore_one(P, d, x, now, queue)
   for _, dep in ipairs(waits) do rcall('SADD', P .. 'dependents:' .. dep, d) end
   local t = {state = 'cancelled', seq = f[4], queue = f[5], requires = f[6], assigned = f[7], priority = f[8]}
   leave(P, d, t)
-  rcall('HSET', k, 'reason', '', 'cancelled_by', '', 'waiting', #waits)
+  -- Cleared, not set to '' or 0: a task hash stores no default (enter).
+  local clear = {'reason', 'cancelled_by'}
+  if #waits > 0 then rcall('HSET', k, 'waiting', #waits) else clear[3] = 'waiting' end
+  rcall('HDEL', k, unpack(clear))
   local new = 'blocked'
   if #waits == 0 then new = 'queued' end
   enter(P, d, t, new, now)

@@ -31,6 +31,13 @@ from ..retention import decoded, encoded
 from . import messages
 
 TRIES = 5  # reads (or watched writes) tried before a board that keeps changing is refused
+# A task hash stores no field at its default (lib.lua task_defaults): an import of a dump
+# in the full shape an older claimroom wrote arrives lean, as add-1.lua writes it ('' never
+# arrives either).
+DEFAULTS = {
+    "steal_after_ms": "-1", "attempts": "0", "failures": "0", "expiries": "0", "waiting": "0",
+    "plan_depth": "0", "plan_wait": "0", "token": "0",
+}  # fmt: skip
 
 
 def _ms(time_reply: Any) -> int:
@@ -225,7 +232,7 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
 def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str], owners: set[str]) -> None:
     """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
     tid = t["id"]
-    fields = {k: v for k, v in t.items() if v != "" and not (k == "token" and v == "0")}
+    fields = {k: v for k, v in t.items() if v != "" and DEFAULTS.get(k) != v}
     # Affinity: a task waiting for its owner keeps waiting (until its steal time) when the
     # board brings that owner; else it is anyone's now.
     waits = waits_for_owner(t, owners)

@@ -136,15 +136,19 @@ for i, s in ipairs(specs) do
   local state = 'queued'
   if waiting > 0 or window > 0 or s.hold then state = 'blocked' end
   local data = {state = state, queue = s.queue, priority = tonumber(s.priority)}
-  -- The whole hash in enter's one HSET.
+  -- The whole hash in enter's one HSET, without the fields at their defaults (lib.lua
+  -- task_defaults: every claim reads the whole hash, and its cost grows with each field).
+  -- enter drops the '' values; attempts, failures and expiries start at their default 0.
   local fields = {
     'id', id, 'seq', seq, 'title', s.title, 'queue', s.queue, 'priority', s.priority,
     'requires', t.requires, 'after', table.concat(deps, ','), 'parent', parent,
     'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
-    'steal_after_ms', s.steal_after_ms or -1,
-    'attempts', 0, 'failures', 0, 'expiries', 0, 'waiting', waiting,
-    'spawn_token', spawn_token, 'created_ms', now,
-    'paths', s.paths or '', 'plan', plan, 'plan_depth', depth, 'plan_wait', s.hold and 1 or 0}
+    'spawn_token', spawn_token, 'created_ms', now, 'paths', s.paths or '', 'plan', plan}
+  local function put(name, value) fields[#fields + 1], fields[#fields + 2] = name, value end
+  if tonumber(s.steal_after_ms or -1) ~= -1 then put('steal_after_ms', s.steal_after_ms) end
+  if waiting > 0 then put('waiting', waiting) end
+  if depth > 0 then put('plan_depth', depth) end
+  if s.hold then put('plan_wait', 1) end
   if window > 0 then
     fields[#fields + 1], fields[#fields + 2], data.bid_window_ms = 'bid_window_ms', window, window
   end

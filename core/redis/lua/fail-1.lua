@@ -36,8 +36,8 @@ if not fatal and failures < tonumber(t.max_attempts) then
   ready = now + math.floor(delay / 2 + delay / 2 * tonumber(ARGV[6]))
   t.ready_ms = ready
 end
-rcall('HSET', P .. 'task:' .. id, 'failures', failures, 'reason', reason, 'ready_ms', ready)
-enter(P, id, t, state, now)
+-- In enter's HSET; a dead task's ready_ms 0 is its default, not stored (enter: '').
+enter(P, id, t, state, now, {'failures', failures, 'reason', reason, 'ready_ms', ready > 0 and ready or ''})
 audit(P, now, 'failed', id, t.agent, token, {
   reason = reason, fatal = fatal, next = state, ready_ms = ready, failures = failures,
   locks = rb.locks, cancelled = rb.cancelled})

@@ -111,10 +111,20 @@ local function to_table(raw)
   return t
 end
 
+-- A task hash stores no field at its default (add-1.lua; enter stores no ''): a task read
+-- whole (load_task) reads these as their defaults, as from the full hashes an older
+-- claimroom wrote, so either shape reads alike (`t.affinity == ''`, `t.attempts`), and
+-- field_of asks Redis nothing for them. A metatable, not fields: pairs (the claim's reply),
+-- HSET and the reply never see them. A table read by HMGET has no defaults (absent: nil).
+local task_defaults = {__index = {
+  requires = '', after = '', parent = '', affinity = '', payload = '', steal_after_ms = '-1',
+  attempts = '0', failures = '0', expiries = '0', waiting = '0', spawn_token = '', paths = '',
+  plan = '', plan_depth = '0', plan_wait = '0'}}
+
 local function load_task(P, id)
   local raw = rcall('HGETALL', P .. 'task:' .. id)
   if #raw == 0 then return nil end
-  return to_table(raw)
+  return setmetatable(to_table(raw), task_defaults)
 end
 
 -- Append the audit event and announce the change; the two always go together with the
@@ -373,16 +383,25 @@ end
 
 -- Put a task into a state and that state's indexes. Fields the indexes need (agent and
 -- deadline_ms for claimed, ready_ms for retrying) must already be in t. `more`: other
--- field, value pairs to write in the same HSET (also set in t).
+-- field, value pairs to write in the same HSET (also set in t). A '' is not stored (every
+-- reader takes a missing field for ''): it deletes a value t holds, so a caller clearing
+-- a field must have read it (t whole, or the field named in its HMGET).
 local function enter(P, id, t, new, now, more)
   t.state, t.updated_ms = new, now
-  local f = {'state', new, 'updated_ms', ms(now)}
+  local f, gone = {'state', new, 'updated_ms', ms(now)}, nil
   for i = 1, #(more or {}), 2 do
-    f[#f + 1] = more[i]
-    f[#f + 1] = more[i + 1]
-    t[more[i]] = more[i + 1]
+    local k, v = more[i], more[i + 1]
+    if v ~= '' then
+      f[#f + 1] = k
+      f[#f + 1] = v
+    elseif (rawget(t, k) or '') ~= '' then
+      gone = gone or {}
+      gone[#gone + 1] = k
+    end
+    t[k] = v
   end
   rcall('HSET', P .. 'task:' .. id, unpack(f))
+  if gone then rcall('HDEL', P .. 'task:' .. id, unpack(gone)) end
   rcall('ZADD', P .. 'state:' .. new, t.seq, id)
   if new == 'queued' then
     if t.assigned and t.assigned ~= '' then
@@ -587,7 +606,10 @@ local function restore_one(P, d, x, now, queue)
   for _, dep in ipairs(waits) do rcall('SADD', P .. 'dependents:' .. dep, d) end
   local t = {state = 'cancelled', seq = f[4], queue = f[5], requires = f[6], assigned = f[7], priority = f[8]}
   leave(P, d, t)
-  rcall('HSET', k, 'reason', '', 'cancelled_by', '', 'waiting', #waits)
+  -- Cleared, not set to '' or 0: a task hash stores no default (enter).
+  local clear = {'reason', 'cancelled_by'}
+  if #waits > 0 then rcall('HSET', k, 'waiting', #waits) else clear[3] = 'waiting' end
+  rcall('HDEL', k, unpack(clear))
   local new = 'blocked'
   if #waits == 0 then new = 'queued' end
   enter(P, d, t, new, now)
@@ -1107,8 +1129,9 @@ later.plan_settle, later.plan_reopen = plan_settle, plan_reopen
 local function complete_task(P, id, token, result, agent, ref, now)
   -- Every field this path reads, here and in lib (leave, plan_complete, enter, count_sig,
   -- retention_enter, plan_settle): the task is read with HMGET, not HGETALL (check_lease).
+  -- result and reason too: enter deletes them when this writes '' (a lean hash stores no '').
   local t, err = check_lease(P, id, token, now, agent, {'state', 'token', 'agent', 'deadline_ms',
-    'seq', 'queue', 'requires', 'assigned', 'plan', 'plan_failed', 'plan_left', 'reason'})
+    'seq', 'queue', 'requires', 'assigned', 'plan', 'plan_failed', 'plan_left', 'reason', 'result'})
   if not t then return err end
   -- Most tasks have neither dependents nor locks: one command says so, instead of reading
   -- both sets (each read costs Redis ~6k instructions, empty or not).
@@ -1287,7 +1310,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       end
     end
     local raw = best and rcall('HGETALL', P .. 'task:' .. best)
-    local t = raw and #raw > 0 and to_table(raw)
+    local t = raw and #raw > 0 and setmetatable(to_table(raw), task_defaults)  -- as load_task
     if best and not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
     if t then
       leave(P, best, t, from ~= nil)

@@ -43,7 +43,7 @@ if move.reason then
   rcall('HSET', P .. 'task:' .. id, 'reason', (string.gsub(move.reason, '{(%w+)}', {operator = operator})))
 end
 if move.reset_counts then
-  rcall('HSET', P .. 'task:' .. id, 'failures', '0', 'expiries', '0')
+  rcall('HDEL', P .. 'task:' .. id, 'failures', 'expiries')  -- back to their default 0
 end
 if move.assigns then
   t.assigned = target

@@ -23,6 +23,7 @@
 ]]
 -- Set by begin_call: redis.call does not exist while a function library loads.
 local rcall = nil
+local EMPTY = {}  -- never written: what `more or EMPTY` reads when there is no more
 -- Functions defined at the end of this file that enter and leave call (see plan_settle).
 local later = {}
 
@@ -99,8 +100,8 @@ local function next_token(P, now)
 end
 
 local function split(s)
+  if not s or s == '' then return EMPTY end  -- never written by a caller: no table to make
   local out = {}
-  if not s or s == '' then return out end
   for item in string.gmatch(s, '[^,]+') do out[#out + 1] = item end
   return out
 end
@@ -127,9 +128,10 @@ local function load_task(P, id)
   return setmetatable(to_table(raw), task_defaults)
 end
 
--- Append the audit event and announce the change; the two always go together with the
--- state change that calls this (rule 4: one atomic step).
-local function audit(P, now, etype, id, agent, token, data, operator)
+local hinted = false  -- whether this call published its hint yet (audit)
+
+-- The audit entry of any event, its fields as given (audit's general case).
+local function audit_entry(P, now, etype, id, agent, token, data, operator)
   local f = {'type', etype, 'at_ms', ms(now)}
   if id and id ~= '' then f[#f + 1] = 'task'; f[#f + 1] = id end
   if agent and agent ~= '' then f[#f + 1] = 'agent'; f[#f + 1] = agent end
@@ -141,15 +143,35 @@ local function audit(P, now, etype, id, agent, token, data, operator)
   elseif data then
     f[#f + 1] = 'data'; f[#f + 1] = cjson.encode(data)
   end
-  local eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', unpack(f))
+  return rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', unpack(f))
+end
+
+-- Append the audit event and announce the change; the two always go together with the
+-- state change that calls this (rule 4: one atomic step).
+local function audit(P, now, etype, id, agent, token, data, operator)
+  local has_task = id and id ~= ''
+  local eid
+  if has_task and agent and agent ~= '' and type(token) == 'string' and type(data) == 'string' and not operator then
+    -- A claim's or a completion's event: every field there, no table to build (a table and
+    -- its appends cost Redis ~10k instructions, twice on every cycle).
+    eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', 'type', etype, 'at_ms', ms(now),
+      'task', id, 'agent', agent, 'token', token, 'data', data)
+  else
+    eid = audit_entry(P, now, etype, id, agent, token, data, operator)
+  end
   -- The task's own index of its events (`events --task` reads it instead of the whole
   -- trail); the newest ${task_events_max} are kept. Ids the trail has trimmed meanwhile
   -- are skipped on reading; the index goes with the task (retain-1.lua).
-  if id and id ~= '' then
+  if has_task then
     local tk = P .. 'taskevents:' .. id
     if rcall('RPUSH', tk, eid) > ${task_events_max} then rcall('LTRIM', tk, '-${task_events_max}', '-1') end
   end
-  rcall('PUBLISH', P .. 'hints', etype .. ' ' .. (id or ''))
+  -- One hint a call: a view re-reads the board on any hint (its text is for a person
+  -- watching the channel), and a call's changes are one atomic step.
+  if not hinted then
+    hinted = true
+    rcall('PUBLISH', P .. 'hints', etype .. ' ' .. (id or ''))
+  end
 end
 
 -- Retention's index of finished tasks (retain-1.lua removes from it): a task that enters
@@ -162,11 +184,16 @@ local function finished_kind(state)
   return nil
 end
 
+local retention_marked = nil  -- the last queue this call marked due (retention_enter)
 local function retention_enter(P, id, t, new)
   local kind = finished_kind(new)
   if not kind then return end
   rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, int_text(rcall('INCR', P .. 'seq:finished')), id)
-  rcall('ZADD', P .. 'retention:due', 'LT', '0', kind .. ':' .. t.queue)
+  local due = kind .. ':' .. t.queue
+  if due ~= retention_marked then  -- complete_many's tasks of one queue: marked once
+    retention_marked = due
+    rcall('ZADD', P .. 'retention:due', 'LT', '0', due)
+  end
 end
 
 -- A task leaving a finished state (an operator's retry or requeue of a dead task, a
@@ -194,11 +221,11 @@ end
 -- Claimable work is announced on `claimable` ("queue sig"), and what concerns one agent
 -- alone on its `wake:<agent>` channel, for waiting claimers; views listen to `hints`.
 -- Each message once per script call (an add of 100 tasks to one queue wakes a claimer once).
-local announced = {}
+local announced, announced_any = {}, false
 local function announce(channel, message)
   local key = channel .. ' ' .. message
   if not announced[key] then
-    announced[key] = true
+    announced[key], announced_any = true, true
     rcall('PUBLISH', channel, message)
   end
 end
@@ -388,20 +415,30 @@ end
 -- a field must have read it (t whole, or the field named in its HMGET).
 local function enter(P, id, t, new, now, more)
   t.state, t.updated_ms = new, now
-  local f, gone = {'state', new, 'updated_ms', ms(now)}, nil
-  for i = 1, #(more or {}), 2 do
-    local k, v = more[i], more[i + 1]
-    if v ~= '' then
-      f[#f + 1] = k
-      f[#f + 1] = v
-    elseif (rawget(t, k) or '') ~= '' then
-      gone = gone or {}
-      gone[#gone + 1] = k
-    end
-    t[k] = v
+  local clears = false
+  for i = 2, #(more or EMPTY), 2 do
+    if more[i] == '' then clears = true; break end
   end
-  rcall('HSET', P .. 'task:' .. id, unpack(f))
-  if gone then rcall('HDEL', P .. 'task:' .. id, unpack(gone)) end
+  if not clears then
+    -- Nothing to clear (a claim's fields, most often): one HSET of them all, no table built.
+    rcall('HSET', P .. 'task:' .. id, 'state', new, 'updated_ms', ms(now), unpack(more or EMPTY))
+    for i = 1, #(more or EMPTY), 2 do t[more[i]] = more[i + 1] end
+  else
+    local f, gone = {'state', new, 'updated_ms', ms(now)}, nil
+    for i = 1, #more, 2 do
+      local k, v = more[i], more[i + 1]
+      if v ~= '' then
+        f[#f + 1] = k
+        f[#f + 1] = v
+      elseif (rawget(t, k) or '') ~= '' then
+        gone = gone or {}
+        gone[#gone + 1] = k
+      end
+      t[k] = v
+    end
+    rcall('HSET', P .. 'task:' .. id, unpack(f))
+    if gone then rcall('HDEL', P .. 'task:' .. id, unpack(gone)) end
+  end
   rcall('ZADD', P .. 'state:' .. new, t.seq, id)
   if new == 'queued' then
     if t.assigned and t.assigned ~= '' then
@@ -1141,7 +1178,10 @@ local function complete_task(P, id, token, result, agent, ref, now)
   -- A plan's parent whose planner completes it while subtasks are unfinished waits for them
   -- (or dies, when one of them already died): neither done nor delivered yet.
   local planned = plan_complete(P, id, t, now, result)
-  local fields = {'result', result, 'progress', '1', 'reason', ''}
+  -- Only what changes: a lean hash has no result or reason to clear, most often.
+  local fields = {'progress', '1'}
+  if result ~= '' or t.result then fields[3], fields[4] = 'result', result end
+  if t.reason then fields[#fields + 1], fields[#fields + 2] = 'reason', '' end
   if planned then
     ref = ''
   elseif ref ~= '' then
@@ -1151,7 +1191,7 @@ local function complete_task(P, id, token, result, agent, ref, now)
   else
     for _, d in ipairs(finish_done(P, id, t, now, fields, not linked)) do out[#out + 1] = d end
   end
-  local locks = linked and release_task_locks(P, id) or {}
+  local locks = linked and release_task_locks(P, id) or EMPTY
   if ref ~= '' then
     audit(P, now, 'delivered', id, t.agent, token, {ref = ref, locks = locks})
   elseif #locks == 0 and not planned then
@@ -1164,6 +1204,66 @@ local function complete_task(P, id, token, result, agent, ref, now)
     cascade_cancel(P, id, now)
   end
   return out, t.agent
+end
+
+-- Whether an agent holding caps (a set) can take work needing sig ("a,b").
+local function can_take(caps, sig)
+  if sig == '' then return true end
+  for _, c in ipairs(split(sig)) do
+    if not caps[c] then return false end
+  end
+  return true
+end
+
+-- The best head among the open queues (queues: the chosen ones, nil all) with ready tasks
+-- needing exactly sig: its score and queue, or nil.
+local function claim_head(P, sig, queues)
+  if queues then
+    local scores = rcall('ZMSCORE', P .. 'heads:' .. sig, unpack(queues))
+    local best, from = nil, nil
+    for i = 1, #queues do
+      local sc = scores[i] and tonumber(scores[i])
+      if sc and (not best or sc < best) then best, from = sc, queues[i] end
+    end
+    return best, from
+  end
+  local head = rcall('ZRANGE', P .. 'heads:' .. sig, '0', '0', 'WITHSCORES')
+  if #head > 0 then return tonumber(head[2]), head[1] end
+  return nil, nil
+end
+
+-- Affinity: the best task waiting for `agent` as its owner, its score and id, or nil: the
+-- first of its owner index (at most ${affinity_scan_max} looked at) in a chosen (queues, nil
+-- all), open queue that it can take (its capabilities may have changed since the task was
+-- routed).
+local function own_head(P, agent, queues, caps)
+  local got = rcall('ZRANGE', P .. 'affine:' .. agent, '0', ${affinity_scan_max} - 1, 'WITHSCORES')
+  for i = 1, #got, 2 do
+    local f = rcall('HMGET', P .. 'task:' .. got[i], 'queue', 'requires')
+    local chosen = not queues
+    for _, q in ipairs(queues or EMPTY) do
+      if q == f[1] then chosen = true end
+    end
+    if f[1] and chosen and rcall('SISMEMBER', P .. 'paused', f[1]) == 0 and can_take(caps, f[2] or '') then
+      return tonumber(got[i + 1]), got[i]
+    end
+  end
+  return nil, nil
+end
+
+-- A claimed task's fields as HGETALL would give them now, built from what was written,
+-- less the empty ones (the client reads a missing field as empty: Task.from_fields): each
+-- reply element costs Redis ~1k instructions. (A task popped from its ready set goes back
+-- as read, with what the claim wrote after it instead: see claim_tasks.)
+local function fields_of(t)
+  local flat = {}
+  for k, v in pairs(t) do
+    if v ~= '' then
+      flat[#flat + 1] = k
+      flat[#flat + 1] = v
+    end
+  end
+  return flat
 end
 
 -- claim-1.lua's work (its header says what and in what order), shared with complete-1.lua,
@@ -1213,73 +1313,24 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   end
   if count > room then count = room end
 
-  local caps = {}
-  for _, c in ipairs(split(a.caps)) do caps[c] = true end
-  local function can(sig)
-    for _, c in ipairs(split(sig)) do
-      if not caps[c] then return false end
-    end
-    return true
+  local caps = EMPTY
+  if (a.caps or '') ~= '' then
+    caps = {}
+    for _, c in ipairs(split(a.caps)) do caps[c] = true end
   end
   local queues = nil
   if qtext ~= '' then queues = split(qtext) end
 
-  -- The best head of each signature the agent can take: {score, queue}, or false.
-  local sigs, best_of = {}, {}
+  -- The best head of each signature the agent can take (head_score, head_queue), or none.
+  local sigs, head_score, head_queue = {}, {}, {}
   local function look(sig)
-    local pick = false
-    if queues then
-      local scores = rcall('ZMSCORE', P .. 'heads:' .. sig, unpack(queues))
-      for i = 1, #queues do
-        local sc = scores[i]
-        if sc and (not pick or tonumber(sc) < pick[1]) then pick = {tonumber(sc), queues[i]} end
-      end
-    else
-      local head = rcall('ZRANGE', P .. 'heads:' .. sig, '0', '0', 'WITHSCORES')
-      if #head > 0 then pick = {tonumber(head[2]), head[1]} end
-    end
-    best_of[sig] = pick
+    head_score[sig], head_queue[sig] = claim_head(P, sig, queues)
   end
   for _, sig in ipairs(rcall('HKEYS', P .. 'sigs')) do
-    if can(sig) then
+    if can_take(caps, sig) then
       sigs[#sigs + 1] = sig
       look(sig)
     end
-  end
-
-  -- Affinity: the best task waiting for this agent as its owner, {score, id} or false:
-  -- the first of its owner index (at most ${affinity_scan_max} looked at) in a chosen, open
-  -- queue that it can take (its capabilities may have changed since the task was routed).
-  local qset = nil
-  if queues then
-    qset = {}
-    for _, q in ipairs(queues) do qset[q] = true end
-  end
-  local function own_head()
-    if not personal then return false end
-    local got = rcall('ZRANGE', P .. 'affine:' .. agent, '0', ${affinity_scan_max} - 1, 'WITHSCORES')
-    for i = 1, #got, 2 do
-      local f = rcall('HMGET', P .. 'task:' .. got[i], 'queue', 'requires')
-      if f[1] and (not qset or qset[f[1]]) and rcall('SISMEMBER', P .. 'paused', f[1]) == 0 and can(f[2] or '') then
-        return {tonumber(got[i + 1]), got[i]}
-      end
-    end
-    return false
-  end
-
-  -- A claimed task's fields as HGETALL would give them now, built from what was written,
-  -- less the empty ones (the client reads a missing field as empty: Task.from_fields): each
-  -- reply element costs Redis ~1k instructions. (A task popped from its ready set goes back
-  -- as read, with what the claim wrote after it instead: see the loop.)
-  local function fields_of(t)
-    local flat = {}
-    for k, v in pairs(t) do
-      if v ~= '' then
-        flat[#flat + 1] = k
-        flat[#flat + 1] = v
-      end
-    end
-    return flat
   end
 
   -- The same for every task of this call: as text once (int_text).
@@ -1287,25 +1338,27 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   local out = {0}
   while #out - 1 < count do
     local best, from
-    local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0') or {}
+    local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0') or EMPTY
     if #mine > 0 then
       best = mine[1]
     else
       local top
       for _, sig in ipairs(sigs) do
-        local c = best_of[sig]
-        if c and (not top or c[1] < top[1]) then top, from = c, sig end
+        local sc = head_score[sig]
+        if sc and (not top or sc < top) then top, from = sc, sig end
       end
-      local own = own_head()
-      if own and (not top or own[1] < top[1]) then
-        best, from = own[2], nil  -- leave takes it out of the owner index
+      local own_score, own_id = nil, nil
+      if personal then own_score, own_id = own_head(P, agent, queues, caps) end
+      if own_score and (not top or own_score < top) then
+        best, from = own_id, nil  -- leave takes it out of the owner index
       elseif not top then
         break
       else
         -- The head leaves its ready set here (leave is told so): one command for both.
-        best = rcall('ZPOPMIN', P .. 'ready:' .. top[2] .. ':' .. from)[1]
+        local q = head_queue[from]
+        best = rcall('ZPOPMIN', P .. 'ready:' .. q .. ':' .. from)[1]
         if not best then  -- a head without a task (never left so by the helpers): drop it
-          rcall('ZREM', P .. 'heads:' .. from, top[2])
+          rcall('ZREM', P .. 'heads:' .. from, q)
         end
       end
     end
@@ -1318,7 +1371,10 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       local attempts = int_text(tonumber(t.attempts or 0) + 1)
       t.agent, t.deadline_ms = agent, deadline
       local more = {'agent', agent, 'token', token, 'deadline_ms', deadline,
-        'claimed_ms', ms(now), 'ttl_ms', ttl_text, 'attempts', attempts, 'assigned', ''}
+        'claimed_ms', ms(now), 'ttl_ms', ttl_text, 'attempts', attempts}
+      if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
+        more[#more + 1], more[#more + 2] = 'assigned', ''
+      end
       enter(P, best, t, 'claimed', now, more)
       audit(P, now, 'claimed', best, agent, token, '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}')
       if from then
@@ -1350,6 +1406,11 @@ end
 -- A function library's locals outlive a call: what one call gathers starts empty in the next.
 local function begin_call()
   rcall = redis.call
-  announced, cascade_log, auction_log = {}, {cancelled = {}, restored = {}}, {}
-  cascade_budget, plan_rolling_back, due_seen, claims_next = ${cascade_batch}, nil, nil, nil
+  -- A new table only where the last call left something (a table costs Redis ~2k
+  -- instructions to make, and most calls announce and cascade nothing).
+  if announced_any then announced, announced_any = {}, false end
+  if #cascade_log.cancelled > 0 or #cascade_log.restored > 0 then cascade_log = {cancelled = {}, restored = {}} end
+  if #auction_log > 0 then auction_log = {} end
+  cascade_budget, plan_rolling_back, due_seen, claims_next, hinted = ${cascade_batch}, nil, nil, nil, false
+  retention_marked = nil
 end

@@ -1159,6 +1159,10 @@ end
 
 later.plan_settle, later.plan_reopen = plan_settle, plan_reopen
 
+-- The fields a completion reads (a claimed task has no `assigned`): see complete_task.
+local COMPLETE_READS = {'state', 'token', 'agent', 'deadline_ms', 'seq', 'queue', 'requires', 'plan',
+  'plan_failed', 'plan_left', 'reason', 'result'}
+
 -- complete-1.lua's work for one task (its header says what), shared with complete_many-1.lua.
 -- Returns {0, unblocked ids...} and the task's agent, or the refusal ({-1, id}, {-2, id},
 -- {-9, ...}: nothing changed). The agent's own record (consecutive failures, last seen) is
@@ -1167,8 +1171,7 @@ local function complete_task(P, id, token, result, agent, ref, now)
   -- Every field this path reads, here and in lib (leave, plan_complete, enter, count_sig,
   -- retention_enter, plan_settle): the task is read with HMGET, not HGETALL (check_lease).
   -- result and reason too: enter deletes them when this writes '' (a lean hash stores no '').
-  local t, err = check_lease(P, id, token, now, agent, {'state', 'token', 'agent', 'deadline_ms',
-    'seq', 'queue', 'requires', 'assigned', 'plan', 'plan_failed', 'plan_left', 'reason', 'result'})
+  local t, err = check_lease(P, id, token, now, agent, COMPLETE_READS)
   if not t then return err end
   -- Most tasks have neither dependents nor locks: one command says so, instead of reading
   -- both sets (each read costs Redis ~6k instructions, empty or not).

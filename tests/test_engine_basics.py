@@ -635,3 +635,20 @@ async def test_batch_parent_reference_must_name_an_earlier_task(store: Store) ->
     with pytest.raises(BadInput):
         await store.add_many([TaskSpec("a"), TaskSpec("b", parent="$5")])
     assert sum((await store.counts()).values()) == 0  # all or none
+
+
+async def test_a_claim_reports_the_task_as_it_now_stands_after_an_earlier_claim(store: Store) -> None:
+    # A claim answers with the task as read plus what it wrote (lib.lua claim_tasks): what an
+    # earlier claim left (agent, ttl, claimed time, a failure's reason) must not show through.
+    tid = await store.add("again", max_attempts=5)
+    first = await store.claim("ada", ttl_s=120)
+    assert first is not None
+    await store.fail(tid, first.token, "broken", fatal=True)
+    assert await store.act("retry", tid, State.DEAD, first.token, "op") is State.QUEUED
+    second = await store.claim("bob", ttl_s=30)
+    assert second is not None and second.task.id == tid
+    got, stored = second.task, await store.get(tid)
+    assert (got.agent, got.state, got.attempts, got.ttl_ms) == ("bob", State.CLAIMED, 2, 30_000)
+    assert got.token == second.token > first.token and got.deadline_ms == second.deadline_ms
+    assert got.claimed_ms == stored.claimed_ms == got.deadline_ms - 30_000 == got.updated_ms
+    assert got.reason == "" and got == stored  # every field as the store now holds it

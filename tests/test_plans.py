@@ -95,6 +95,26 @@ async def test_the_parent_dies_with_the_first_dead_subtask_after_the_cascade(sto
     assert (await store.get(parent)).state is State.DEAD
 
 
+async def test_a_subtask_cancelled_by_a_cascade_counts_as_ended_for_its_parent(store: Store) -> None:
+    # The cascade's cancel settles each subtask it ends with its plan parent, as any other
+    # end does: the parent counts one unfinished subtask fewer (plan_left), so a retry that
+    # restores them counts them back exactly and the plan can still finish.
+    text = plan_text(
+        {"ref": "a", "title": "a", "max_attempts": 1},
+        {"ref": "b", "title": "b", "after": ["a"]},
+        {"ref": "c", "title": "c"},
+    )
+    out = await add(store, text)
+    parent, ids = out["parent"], out["subtasks"]
+    token = await claim_one(store, ids["a"])
+    await store.fail(ids["a"], token, "broke", fatal=True)
+    assert (await store.get(ids["b"])).state is State.CANCELLED
+    assert (await store.get(parent)).plan_left == 1  # only c is left unfinished
+    await store.act("retry", ids["a"], State.DEAD, token, "op", restore=True)
+    assert (await store.get(ids["b"])).state is State.BLOCKED  # restored, waiting on a again
+    assert (await store.get(parent)).plan_left == 3
+
+
 async def test_subtasks_are_added_in_dependency_order(store: Store) -> None:
     text = plan_text(
         {"ref": "d", "title": "d", "after": ["c", "b"]},

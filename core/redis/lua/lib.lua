@@ -576,9 +576,10 @@ local function cascade_run(P, now, first)
       local why = cascade_reason(x, xs[1], xs[2], xs[3])
       for _, d in ipairs(rcall('SPOP', dk, cascade_budget)) do
         cascade_budget = cascade_budget - 1
-        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'seq', 'requires', 'queue')
+        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'seq', 'requires', 'queue', 'plan')
         if ds[1] == 'blocked' then
-          local dt = {state = 'blocked', seq = ds[2], requires = ds[3], queue = ds[4]}  -- count_sig, retention
+          -- What enter reads of a task that ends cancelled: count_sig, retention, plan_settle.
+          local dt = {state = 'blocked', seq = ds[2], requires = ds[3] or '', queue = ds[4], plan = ds[5] or ''}
           leave(P, d, dt)
           rcall('HSET', P .. 'task:' .. d, 'reason', why, 'cancelled_by', x)
           enter(P, d, dt, 'cancelled', now)

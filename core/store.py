@@ -144,6 +144,11 @@ def _claim_request(agent: str, queues: Sequence[str], ttl_s: float) -> tuple[str
     return name, qs, validate.ttl_ms(ttl_s)
 
 
+def _result_text(result: Any) -> str:
+    """A completion's result as stored: its JSON text, "" for none."""
+    return "" if result is None else validate.json_value("result", result)
+
+
 @dataclass
 class Miss:
     """Set by ``claim`` when nothing was claimed: why, for the CLI's message."""
@@ -352,7 +357,7 @@ class Store(StoreAdmin, Messaging):
         """Finish a claimed task; returns the tasks this unblocked. ``agent``: as heartbeat.
         With ``review`` (a branch, commit or PR), the claim ends the same way but the task
         waits in review (its dependents still blocked) for ``review``'s verdict; returns []."""
-        stored = "" if result is None else validate.json_value("result", result)
+        stored = _result_text(result)
         delivered = "" if review is None else review_checks.ref(review)
         return await self._complete(
             validate.task_id(task), validate.token(token), stored, _acting_as(agent), delivered
@@ -376,7 +381,7 @@ class Store(StoreAdmin, Messaging):
         ``agent``'s own; when the completion is refused nothing is claimed. Returns the
         tasks the completion unblocked and the new claims (none when nothing is claimable:
         ``miss`` says why, as for ``claim``)."""
-        stored = "" if result is None else validate.json_value("result", result)
+        stored = _result_text(result)
         name, qs, ttl = _claim_request(agent, queues, ttl_s)
         n = validate.positive_int("count", count, constants.claim_batch_max)
         unblocked, got, why = await self._complete_and_claim(
@@ -416,7 +421,7 @@ class Store(StoreAdmin, Messaging):
                     f"complete_many takes (task, token) or (task, token, result), not {entry!r:.40}"
                 )
             result = entry[2] if len(entry) == 3 else None
-            stored = "" if result is None else validate.json_value("result", result)
+            stored = _result_text(result)
             items.append((validate.task_id(entry[0]), validate.token(entry[1]), stored))
         n = validate.positive_int("claim_next", claim_next, constants.claim_batch_max, minimum=0)
         outcomes, got, why = await self._complete_many(items, name, qs, ttl, n)

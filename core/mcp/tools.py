@@ -55,6 +55,12 @@ _MISSED = {
     "message": "a message arrived for you: read it with read_inbox",
 }
 
+
+def _missed(miss: Miss) -> str:
+    """Why a claim found nothing, as the agent reads it."""
+    return _MISSED.get(miss.last.reason, miss.last.reason)
+
+
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 
@@ -111,7 +117,7 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
             miss = Miss()
             got = await _claim_waiting(ctx, a, queues or [], ttl_s, wait, miss)
             if got is None:
-                return Claimed(claimed=False, why=_MISSED.get(miss.last.reason, miss.last.reason))
+                return Claimed(claimed=False, why=_missed(miss))
             locked: list[str] = []
             if paths:
                 try:
@@ -194,7 +200,7 @@ def add_tools(server: MCPServer[Any], svc: Service) -> None:
                         claimed=True, task=TaskView.of(c.task), token=c.token, deadline_ms=c.deadline_ms
                     )
                 else:
-                    then = Claimed(claimed=False, why=_MISSED.get(miss.last.reason, miss.last.reason))
+                    then = Claimed(claimed=False, why=_missed(miss))
                 return Completed(task=task, state=State.DONE.value, unblocked=unblocked, next=then)
             if queues is not None or ttl_s is not None:
                 raise BadInput("queues and ttl_s go with next=true (the next claim's)")
@@ -363,7 +369,7 @@ async def _claim_waiting(
     start = loop.time()
     while got is None and miss.last.reason != "message" and (left := start + wait_s - loop.time()) > 0:
         waited = loop.time() - start
-        why = _MISSED.get(miss.last.reason, miss.last.reason)
+        why = _missed(miss)
         try:
             await ctx.report_progress(
                 waited, wait_s, f"waiting for work ({waited:.0f} s of {wait_s:g} s): {why}"

@@ -38,5 +38,5 @@ if ARGV[7] == '1' then
   table.remove(out, 1)
   return {0, out, claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now, true)}
 end
-rcall('HSET', P .. 'agent:' .. agent, 'consecutive_failures', '0', 'last_seen_ms', ms(now))
+agent_completed(P, agent, now)
 return out

@@ -38,5 +38,5 @@ if count > 0 then
   -- The agent's record is written once, by the claim (failures reset when one completed).
   return {0, each, claim_tasks(P, agent, tonumber(ARGV[4]), ARGV[5], count, now, done)}
 end
-if done then rcall('HSET', P .. 'agent:' .. agent, 'consecutive_failures', '0', 'last_seen_ms', ms(now)) end
+if done then agent_completed(P, agent, now) end
 return {0, each, 0}

@@ -122,10 +122,11 @@ local task_defaults = {__index = {
   attempts = '0', failures = '0', expiries = '0', waiting = '0', spawn_token = '', paths = '',
   plan = '', plan_depth = '0', plan_wait = '0'}}
 
+-- The task, or nil; and its fields as read (flat), for a caller that answers with them.
 local function load_task(P, id)
   local raw = rcall('HGETALL', P .. 'task:' .. id)
   if #raw == 0 then return nil end
-  return setmetatable(to_table(raw), task_defaults)
+  return setmetatable(to_table(raw), task_defaults), raw
 end
 
 local hinted = false  -- whether this call published its hint yet (audit)
@@ -414,15 +415,15 @@ end
 -- reader takes a missing field for ''): it deletes a value t holds, so a caller clearing
 -- a field must have read it (t whole, or the field named in its HMGET).
 local function enter(P, id, t, new, now, more)
-  t.state, t.updated_ms = new, now
+  t.state, t.updated_ms, more = new, now, more or EMPTY
   local clears = false
-  for i = 2, #(more or EMPTY), 2 do
+  for i = 2, #more, 2 do
     if more[i] == '' then clears = true; break end
   end
   if not clears then
     -- Nothing to clear (a claim's fields, most often): one HSET of them all, no table built.
-    rcall('HSET', P .. 'task:' .. id, 'state', new, 'updated_ms', ms(now), unpack(more or EMPTY))
-    for i = 1, #(more or EMPTY), 2 do t[more[i]] = more[i + 1] end
+    rcall('HSET', P .. 'task:' .. id, 'state', new, 'updated_ms', ms(now), unpack(more))
+    for i = 1, #more, 2 do t[more[i]] = more[i + 1] end
   else
     local f, gone = {'state', new, 'updated_ms', ms(now)}, nil
     for i = 1, #more, 2 do
@@ -851,6 +852,13 @@ local function check_lease(P, id, token, now, agent, fields)
   return t, nil
 end
 
+-- An agent's completion: seen now, and its run of failures ended (the breaker's count).
+-- complete-1.lua and complete_many-1.lua write it once per call; when the call claims next,
+-- touch_agent's reset writes it instead, in the same HSET as the claim's sighting.
+local function agent_completed(P, agent, now)
+  rcall('HSET', P .. 'agent:' .. agent, 'consecutive_failures', '0', 'last_seen_ms', ms(now))
+end
+
 -- reset: its consecutive failures end too (a completion's, written here in the same HSET
 -- when the completion claims next). touched_ms: when this last ran (claim_tasks skips it
 -- within ${agent_touch_ms} ms of that; other writers of last_seen_ms leave `live` as it is).
@@ -1088,7 +1096,7 @@ end
 -- lone: the caller knows nothing depends on it (no dependents set to read).
 local function finish_done(P, id, t, now, more, lone)
   enter(P, id, t, 'done', now, more)
-  if lone then return {} end
+  if lone then return EMPTY end
   return unblock_dependents(P, id, now)
 end
 
@@ -1366,8 +1374,8 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
         end
       end
     end
-    local raw = best and rcall('HGETALL', P .. 'task:' .. best)
-    local t = raw and #raw > 0 and setmetatable(to_table(raw), task_defaults)  -- as load_task
+    local t, raw = nil, nil
+    if best then t, raw = load_task(P, best) end
     if best and not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
     if t then
       leave(P, best, t, from ~= nil)

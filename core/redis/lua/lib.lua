@@ -99,6 +99,98 @@ local function next_token(P, now)
   return int_text(token)
 end
 
+-- Index writes a batch defers: complete_many's completions, a claim of several tasks. One
+-- task's claim or completion moves it between a handful of indexes (state:<s>, deadlines,
+-- held:<agent>, finished:<kind>:<queue>, the sigs counts), one command each, ~9k
+-- instructions each on Redis whatever the command does; a batch of eight tasks moving the
+-- same way writes each index once. Within a batch each index keeps, per member, its last
+-- write (a ZADD after a ZREM of the same member wins, and the other way round): the same
+-- outcome as the writes one by one, as every deferred write is a plain ZADD, ZREM, SADD,
+-- SREM or HINCRBY whose reply nobody reads. A batch must not read what it defers: it ends
+-- (batch_flush) before anything reads those indexes (sweep_due, a claim's capacity, its
+-- signatures, its next change). Outside a batch every write goes at once.
+local batching = false
+local pend_keys, pend = {}, {}  -- deferred keys in first-write order; key -> {set?, add, rem}
+local pend_sigs = nil           -- sig -> change of its count (count_sig)
+local finish_order = {}         -- {key, member} of finished entries, in the order they finished
+local FINISHED = {}             -- a finished entry's score: the next seq:finished, at the flush
+
+local function pending(key, set)
+  local e = pend[key]
+  if not e then
+    e = {set = set, add = {}, rem = {}}
+    pend[key] = e
+    pend_keys[#pend_keys + 1] = key
+  end
+  return e
+end
+
+-- ZADD key score member (SADD key member when score is nil: `set`). FINISHED (a batch only:
+-- retention_enter) is replaced by the entry's place in the finished order at the flush.
+local function index_add(key, score, member)
+  if not batching then
+    if score == nil then return rcall('SADD', key, member) end
+    return rcall('ZADD', key, score, member)
+  end
+  local e = pending(key, score == nil)
+  e.rem[member] = nil
+  e.add[member] = score or true
+  if score == FINISHED then finish_order[#finish_order + 1] = {key, member} end
+end
+
+-- ZREM key member (SREM when set).
+local function index_rem(key, member, set)
+  if not batching then return rcall(set and 'SREM' or 'ZREM', key, member) end
+  local e = pending(key, set)
+  e.add[member] = nil
+  e.rem[member] = true
+end
+
+local function batch_begin()
+  batching = true
+end
+
+-- Every deferred write, one command per index (and one INCRBY for the finished order).
+local function batch_flush(P)
+  batching = false
+  if #finish_order > 0 then
+    local live = 0
+    for _, f in ipairs(finish_order) do
+      if pend[f[1]].add[f[2]] == FINISHED then live = live + 1 end
+    end
+    local seq = live > 0 and rcall('INCRBY', P .. 'seq:finished', live) - live or 0
+    for _, f in ipairs(finish_order) do
+      local e = pend[f[1]]
+      if e.add[f[2]] == FINISHED then
+        seq = seq + 1
+        e.add[f[2]] = int_text(seq)
+      end
+    end
+    finish_order = {}
+  end
+  for _, key in ipairs(pend_keys) do
+    local e = pend[key]
+    local gone = {}
+    for m in pairs(e.rem) do gone[#gone + 1] = m end
+    if #gone > 0 then rcall(e.set and 'SREM' or 'ZREM', key, unpack(gone)) end
+    local put = {}
+    if e.set then
+      for m in pairs(e.add) do put[#put + 1] = m end
+      if #put > 0 then rcall('SADD', key, unpack(put)) end
+    else
+      for m, sc in pairs(e.add) do put[#put + 1] = sc; put[#put + 1] = m end
+      if #put > 0 then rcall('ZADD', key, unpack(put)) end
+    end
+  end
+  if #pend_keys > 0 then pend_keys, pend = {}, {} end
+  if pend_sigs then
+    for sig, by in pairs(pend_sigs) do
+      if by ~= 0 and rcall('HINCRBY', P .. 'sigs', sig, int_text(by)) <= 0 then rcall('HDEL', P .. 'sigs', sig) end
+    end
+    pend_sigs = nil
+  end
+end
+
 local function split(s)
   if not s or s == '' then return EMPTY end  -- never written by a caller: no table to make
   local out = {}
@@ -189,7 +281,12 @@ local retention_marked = nil  -- the last queue this call marked due (retention_
 local function retention_enter(P, id, t, new)
   local kind = finished_kind(new)
   if not kind then return end
-  rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, int_text(rcall('INCR', P .. 'seq:finished')), id)
+  local fk = P .. 'finished:' .. kind .. ':' .. t.queue
+  if batching then
+    index_add(fk, FINISHED, id)
+  else
+    rcall('ZADD', fk, int_text(rcall('INCR', P .. 'seq:finished')), id)
+  end
   local due = kind .. ':' .. t.queue
   if due ~= retention_marked then  -- complete_many's tasks of one queue: marked once
     retention_marked = due
@@ -202,7 +299,7 @@ end
 local function retention_leave(P, id, t)
   local kind = finished_kind(t.state)
   if not kind then return end
-  rcall('ZREM', P .. 'finished:' .. kind .. ':' .. t.queue, id)
+  index_rem(P .. 'finished:' .. kind .. ':' .. t.queue, id)
   rcall('ZREM', P .. 'retention:held', id)
 end
 
@@ -241,11 +338,10 @@ local function ready_add(P, id, t)
   end
 end
 
--- popped: the claim already took it out of its ready set (ZPOPMIN).
-local function ready_remove(P, id, t, popped)
-  local q, sig = t.queue, t.requires or ''
+-- A ready set of queue q and signature sig lost its head: its queue's place in heads:<sig>
+-- follows its new head, and a set left empty leaves the indexes.
+local function ready_refresh(P, q, sig)
   local rk = P .. 'ready:' .. q .. ':' .. sig
-  if not popped then rcall('ZREM', rk, id) end
   local head = rcall('ZRANGE', rk, '0', '0', 'WITHSCORES')
   if #head > 0 then
     rcall('ZADD', P .. 'heads:' .. sig, 'XX', head[2], q)  -- XX: a paused queue stays out
@@ -256,9 +352,23 @@ local function ready_remove(P, id, t, popped)
   end
 end
 
+-- popped: the claim already took it out of its ready set (ZPOPMIN), and refreshes the
+-- set's place once for all it took (ready_refresh).
+local function ready_remove(P, id, t, popped)
+  if popped then return end
+  local q, sig = t.queue, t.requires or ''
+  rcall('ZREM', P .. 'ready:' .. q .. ':' .. sig, id)
+  ready_refresh(P, q, sig)
+end
+
 -- One more (by = 1) or one fewer (by = -1) unfinished task needing t's signature.
 local function count_sig(P, t, by)
   local sig = t.requires or ''
+  if batching then
+    pend_sigs = pend_sigs or {}
+    pend_sigs[sig] = (pend_sigs[sig] or 0) + by
+    return
+  end
   if rcall('HINCRBY', P .. 'sigs', sig, by > 0 and '1' or '-1') <= 0 then rcall('HDEL', P .. 'sigs', sig) end
 end
 
@@ -398,14 +508,14 @@ local function leave(P, id, t, popped)
   elseif s == 'done' or s == 'cancelled' then
     count_sig(P, t, 1)  -- unfinished again (a cascade's restore)
   elseif s == 'claimed' then
-    rcall('ZREM', P .. 'deadlines', id)
-    rcall('SREM', P .. 'held:' .. t.agent, id)
+    index_rem(P .. 'deadlines', id)
+    index_rem(P .. 'held:' .. t.agent, id, true)
     -- Room again for an agent a claim found at capacity: its waiting claims may go on.
     -- (Its claim later in this call looks instead: claim_tasks reads its record anyway.)
     if t.agent ~= claims_next then free_room(P, t.agent) end
   end
   retention_leave(P, id, t)
-  rcall('ZREM', P .. 'state:' .. s, id)
+  index_rem(P .. 'state:' .. s, id)
   if s == 'done' or s == 'dead' or s == 'cancelled' then later.plan_reopen(P, id) end
 end
 
@@ -440,7 +550,7 @@ local function enter(P, id, t, new, now, more)
     rcall('HSET', P .. 'task:' .. id, unpack(f))
     if gone then rcall('HDEL', P .. 'task:' .. id, unpack(gone)) end
   end
-  rcall('ZADD', P .. 'state:' .. new, t.seq, id)
+  index_add(P .. 'state:' .. new, t.seq, id)
   if new == 'queued' then
     if t.assigned and t.assigned ~= '' then
       rcall('ZADD', P .. 'assigned:' .. t.assigned, ready_score(t), id)
@@ -452,9 +562,9 @@ local function enter(P, id, t, new, now, more)
     rcall('ZADD', P .. 'backoff', t.ready_ms, id)
     due_at(P, t.ready_ms)
   elseif new == 'claimed' then
-    rcall('ZADD', P .. 'deadlines', t.deadline_ms, id)
+    index_add(P .. 'deadlines', t.deadline_ms, id)
     due_at(P, t.deadline_ms)
-    rcall('SADD', P .. 'held:' .. t.agent, id)
+    index_add(P .. 'held:' .. t.agent, nil, id)
   elseif new == 'done' or new == 'cancelled' then
     count_sig(P, t, -1)
   end
@@ -1176,7 +1286,8 @@ local COMPLETE_READS = {'state', 'token', 'agent', 'deadline_ms', 'seq', 'queue'
 -- Returns {0, unblocked ids...} and the task's agent, or the refusal ({-1, id}, {-2, id},
 -- {-9, ...}: nothing changed). The agent's own record (consecutive failures, last seen) is
 -- the caller's to write, once per call however many tasks it completes.
-local function complete_task(P, id, token, result, agent, ref, now)
+-- linked: false when the caller knows the task has neither dependents nor locks (nil: look).
+local function complete_task(P, id, token, result, agent, ref, now, linked)
   -- Every field this path reads, here and in lib (leave, plan_complete, enter, count_sig,
   -- retention_enter, plan_settle): the task is read with HMGET, not HGETALL (check_lease).
   -- result and reason too: enter deletes them when this writes '' (a lean hash stores no '').
@@ -1184,7 +1295,7 @@ local function complete_task(P, id, token, result, agent, ref, now)
   if not t then return err end
   -- Most tasks have neither dependents nor locks: one command says so, instead of reading
   -- both sets (each read costs Redis ~6k instructions, empty or not).
-  local linked = rcall('EXISTS', P .. 'dependents:' .. id, P .. 'tasklocks:' .. id) > 0
+  if linked == nil then linked = rcall('EXISTS', P .. 'dependents:' .. id, P .. 'tasklocks:' .. id) > 0 end
   leave(P, id, t)
   local out = {0}
   -- A plan's parent whose planner completes it while subtasks are unfinished waits for them
@@ -1228,20 +1339,25 @@ local function can_take(caps, sig)
 end
 
 -- The best head among the open queues (queues: the chosen ones, nil all) with ready tasks
--- needing exactly sig: its score and queue, or nil.
+-- needing exactly sig: its score and queue, or nil; and the runner-up queue's head score
+-- (nil: none), which a claim of several tasks may not pass in that queue (claim_tasks).
 local function claim_head(P, sig, queues)
   if queues then
     local scores = rcall('ZMSCORE', P .. 'heads:' .. sig, unpack(queues))
-    local best, from = nil, nil
+    local best, from, second = nil, nil, nil
     for i = 1, #queues do
       local sc = scores[i] and tonumber(scores[i])
-      if sc and (not best or sc < best) then best, from = sc, queues[i] end
+      if sc and (not best or sc < best) then
+        best, from, second = sc, queues[i], best
+      elseif sc and (not second or sc < second) then
+        second = sc
+      end
     end
-    return best, from
+    return best, from, second
   end
-  local head = rcall('ZRANGE', P .. 'heads:' .. sig, '0', '0', 'WITHSCORES')
-  if #head > 0 then return tonumber(head[2]), head[1] end
-  return nil, nil
+  local head = rcall('ZRANGE', P .. 'heads:' .. sig, '0', '1', 'WITHSCORES')
+  if #head > 0 then return tonumber(head[2]), head[1], head[4] and tonumber(head[4]) end
+  return nil, nil, nil
 end
 
 -- Affinity: the best task waiting for `agent` as its owner, its score and id, or nil: the
@@ -1334,9 +1450,9 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   if qtext ~= '' then queues = split(qtext) end
 
   -- The best head of each signature the agent can take (head_score, head_queue), or none.
-  local sigs, head_score, head_queue = {}, {}, {}
+  local sigs, head_score, head_queue, runner_up = {}, {}, {}, {}
   local function look(sig)
-    head_score[sig], head_queue[sig] = claim_head(P, sig, queues)
+    head_score[sig], head_queue[sig], runner_up[sig] = claim_head(P, sig, queues)
   end
   for _, sig in ipairs(rcall('HKEYS', P .. 'sigs')) do
     if can_take(caps, sig) then
@@ -1348,11 +1464,17 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   -- The same for every task of this call: as text once (int_text).
   local ttl_text, deadline = int_text(ttl), int_text(now + ttl)
   local out = {0}
+  -- One task, or several at once from one ready set: a claim of several tasks takes from
+  -- the best ready set every task that comes before any other set's head (the runner-up
+  -- queue of its signature, the other signatures' heads) in one ZPOPMIN, refreshes that
+  -- set's place once, and writes the indexes the tasks enter once each (batch_begin).
+  local several = count > 1 and not personal
+  if several then batch_begin() end
   while #out - 1 < count do
-    local best, from
+    local taken, from, q = EMPTY, nil, nil
     local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0') or EMPTY
     if #mine > 0 then
-      best = mine[1]
+      taken = mine
     else
       local top
       for _, sig in ipairs(sigs) do
@@ -1362,46 +1484,73 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       local own_score, own_id = nil, nil
       if personal then own_score, own_id = own_head(P, agent, queues, caps) end
       if own_score and (not top or own_score < top) then
-        best, from = own_id, nil  -- leave takes it out of the owner index
+        taken, from = {own_id}, nil  -- leave takes it out of the owner index
       elseif not top then
         break
       else
-        -- The head leaves its ready set here (leave is told so): one command for both.
-        local q = head_queue[from]
-        best = rcall('ZPOPMIN', P .. 'ready:' .. q .. ':' .. from)[1]
-        if not best then  -- a head without a task (never left so by the helpers): drop it
+        -- The heads leave their ready set here (leave is told so): one command for all.
+        q = head_queue[from]
+        local rk = P .. 'ready:' .. q .. ':' .. from
+        local need = several and count - (#out - 1) or 1
+        local got = need > 1 and rcall('ZPOPMIN', rk, int_text(need)) or rcall('ZPOPMIN', rk)
+        taken = {}
+        if need > 1 then
+          local rival = runner_up[from]
+          for _, sig in ipairs(sigs) do
+            local sc = head_score[sig]
+            if sig ~= from and sc and (not rival or sc < rival) then rival = sc end
+          end
+          local back = nil
+          for i = 1, #got, 2 do
+            if rival and #taken > 0 and tonumber(got[i + 1]) > rival then
+              back = back or {}
+              back[#back + 1], back[#back + 2] = got[i + 1], got[i]
+            else
+              taken[#taken + 1] = got[i]
+            end
+          end
+          if back then rcall('ZADD', rk, unpack(back)) end  -- past another set's head: not yet
+        else
+          taken[1] = got[1]
+        end
+        if #taken == 0 then  -- a head without a task (never left so by the helpers): drop it
           rcall('ZREM', P .. 'heads:' .. from, q)
         end
       end
     end
-    local t, raw = nil, nil
-    if best then t, raw = load_task(P, best) end
-    if best and not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
-    if t then
-      leave(P, best, t, from ~= nil)
-      local token = next_token(P, now)
-      local attempts = int_text(tonumber(t.attempts or 0) + 1)
-      t.agent, t.deadline_ms = agent, deadline
-      local more = {'agent', agent, 'token', token, 'deadline_ms', deadline,
-        'claimed_ms', ms(now), 'ttl_ms', ttl_text, 'attempts', attempts}
-      if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
-        more[#more + 1], more[#more + 2] = 'assigned', ''
-      end
-      enter(P, best, t, 'claimed', now, more)
-      audit(P, now, 'claimed', best, agent, token, '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}')
-      if from then
-        -- Out of its ready set, it changed only by what enter wrote: the fields as read, then
-        -- those (a later pair wins in the client), rather than every field rebuilt from t.
-        local n = #raw
-        raw[n + 1], raw[n + 2], raw[n + 3], raw[n + 4] = 'state', 'claimed', 'updated_ms', ms(now)
-        for i = 1, #more do raw[n + 4 + i] = more[i] end
-        out[#out + 1] = raw
-      else
-        out[#out + 1] = fields_of(t)  -- assigned or owned: leave may have written fields
+    for _, best in ipairs(taken) do
+      local t, raw = load_task(P, best)
+      if not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
+      if t then
+        leave(P, best, t, from ~= nil)
+        local token = next_token(P, now)
+        local attempts = int_text(tonumber(t.attempts or 0) + 1)
+        t.agent, t.deadline_ms = agent, deadline
+        local more = {'agent', agent, 'token', token, 'deadline_ms', deadline,
+          'claimed_ms', ms(now), 'ttl_ms', ttl_text, 'attempts', attempts}
+        if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
+          more[#more + 1], more[#more + 2] = 'assigned', ''
+        end
+        enter(P, best, t, 'claimed', now, more)
+        audit(P, now, 'claimed', best, agent, token, '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}')
+        if from then
+          -- Out of its ready set, it changed only by what enter wrote: the fields as read, then
+          -- those (a later pair wins in the client), rather than every field rebuilt from t.
+          local n = #raw
+          raw[n + 1], raw[n + 2], raw[n + 3], raw[n + 4] = 'state', 'claimed', 'updated_ms', ms(now)
+          for i = 1, #more do raw[n + 4 + i] = more[i] end
+          out[#out + 1] = raw
+        else
+          out[#out + 1] = fields_of(t)  -- assigned or owned: leave may have written fields
+        end
       end
     end
-    if from and #out - 1 < count then look(from) end
+    if q then
+      if #taken > 0 then ready_refresh(P, q, from) end
+      if #out - 1 < count then look(from) end
+    end
   end
+  if several then batch_flush(P) end
   if #out > 1 then return out end
 
   local next_change = -1
@@ -1425,4 +1574,8 @@ local function begin_call()
   if #auction_log > 0 then auction_log = {} end
   cascade_budget, plan_rolling_back, due_seen, claims_next, hinted = ${cascade_batch}, nil, nil, nil, false
   retention_marked = nil
+  -- A batch an error cut short left its writes here: they belong to no call.
+  if batching or #pend_keys > 0 or pend_sigs or #finish_order > 0 then
+    batching, pend_keys, pend, pend_sigs, finish_order = false, {}, {}, nil, {}
+  end
 end

@@ -1450,9 +1450,13 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   if qtext ~= '' then queues = split(qtext) end
 
   -- The best head of each signature the agent can take (head_score, head_queue), or none.
-  local sigs, head_score, head_queue, runner_up = {}, {}, {}, {}
+  -- A claim of several tasks (see the loop below) also keeps each signature's runner-up.
+  local several = count > 1 and not personal
+  local sigs, head_score, head_queue, runner_up = {}, {}, {}, several and {} or nil
   local function look(sig)
-    head_score[sig], head_queue[sig], runner_up[sig] = claim_head(P, sig, queues)
+    local second
+    head_score[sig], head_queue[sig], second = claim_head(P, sig, queues)
+    if runner_up then runner_up[sig] = second end
   end
   for _, sig in ipairs(rcall('HKEYS', P .. 'sigs')) do
     if can_take(caps, sig) then
@@ -1468,11 +1472,10 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   -- the best ready set every task that comes before any other set's head (the runner-up
   -- queue of its signature, the other signatures' heads) in one ZPOPMIN, refreshes that
   -- set's place once, and writes the indexes the tasks enter once each (batch_begin).
-  local several = count > 1 and not personal
   if several then batch_begin() end
   while #out - 1 < count do
-    local taken, from, q = EMPTY, nil, nil
-    local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0') or EMPTY
+    local taken, from, q = EMPTY, nil, nil  -- taken: the ids this round claims, each with its score
+    local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0', 'WITHSCORES') or EMPTY
     if #mine > 0 then
       taken = mine
     else
@@ -1484,7 +1487,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       local own_score, own_id = nil, nil
       if personal then own_score, own_id = own_head(P, agent, queues, caps) end
       if own_score and (not top or own_score < top) then
-        taken, from = {own_id}, nil  -- leave takes it out of the owner index
+        taken, from = {own_id, own_score}, nil  -- leave takes it out of the owner index
       elseif not top then
         break
       else
@@ -1492,33 +1495,31 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
         q = head_queue[from]
         local rk = P .. 'ready:' .. q .. ':' .. from
         local need = several and count - (#out - 1) or 1
-        local got = need > 1 and rcall('ZPOPMIN', rk, int_text(need)) or rcall('ZPOPMIN', rk)
-        taken = {}
+        taken = need > 1 and rcall('ZPOPMIN', rk, int_text(need)) or rcall('ZPOPMIN', rk)
         if need > 1 then
           local rival = runner_up[from]
           for _, sig in ipairs(sigs) do
             local sc = head_score[sig]
             if sig ~= from and sc and (not rival or sc < rival) then rival = sc end
           end
+          -- Those past another set's head go back: they are not the best any more.
           local back = nil
-          for i = 1, #got, 2 do
-            if rival and #taken > 0 and tonumber(got[i + 1]) > rival then
+          for i = 3, rival and #taken or 0, 2 do
+            if tonumber(taken[i + 1]) > rival then
               back = back or {}
-              back[#back + 1], back[#back + 2] = got[i + 1], got[i]
-            else
-              taken[#taken + 1] = got[i]
+              back[#back + 1], back[#back + 2] = taken[i + 1], taken[i]
+              taken[i], taken[i + 1] = nil, nil
             end
           end
-          if back then rcall('ZADD', rk, unpack(back)) end  -- past another set's head: not yet
-        else
-          taken[1] = got[1]
+          if back then rcall('ZADD', rk, unpack(back)) end
         end
         if #taken == 0 then  -- a head without a task (never left so by the helpers): drop it
           rcall('ZREM', P .. 'heads:' .. from, q)
         end
       end
     end
-    for _, best in ipairs(taken) do
+    for i = 1, #taken, 2 do
+      local best = taken[i]
       local t, raw = load_task(P, best)
       if not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
       if t then

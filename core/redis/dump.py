@@ -29,6 +29,7 @@ from ..errors import Conflict
 from ..models import LockHold, State
 from ..retention import decoded, encoded
 from . import messages
+from .reads import index_of
 
 TRIES = 5  # reads (or watched writes) tried before a board that keeps changing is refused
 # A task hash stores no field at its default (lib.lua task_defaults): an import of a dump
@@ -56,8 +57,8 @@ async def export(r: Any, ns: str) -> Board:
         pipe.smembers(C.agents_key(ns))
         pipe.zrange(C.lockpaths_key(ns), 0, -1)
         pipe.zrange(C.auctions_key(ns), 0, -1)
-        for st in State:
-            pipe.zrange(C.state_key(ns, st.value), 0, -1, withscores=True)
+        for st in State:  # claimed tasks by deadline: sorted by their seq once read (below)
+            pipe.zrange(index_of(ns, st), 0, -1, withscores=True)
         return list(await pipe.execute())
 
     for _ in range(TRIES):
@@ -107,7 +108,7 @@ async def export(r: Any, ns: str) -> Board:
             "namespace": ns,
             "now_ms": str(_ms(now)),
             "counters": {"task": str(top2 or 0), "token": str(tok2 or 0)},
-            "tasks": [dict(t) for t in tasks if t],
+            "tasks": sorted((dict(t) for t in tasks if t), key=lambda t: int(t["seq"])),
             "agents": [dict(a) for a in agent_rows if a],
             "locks": locks,
             "events": [dict(fields) for _eid, fields in stream],
@@ -139,13 +140,13 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
     stream = C.events_key(ns)
     watched = [
         C.seq_key(ns, "task"), C.seq_key(ns, "token"), C.agents_key(ns), C.lockpaths_key(ns),
-        stream, C.paused_key(ns), C.seq_key(ns, "message"), *(C.state_key(ns, s.value) for s in State),
+        stream, C.paused_key(ns), C.seq_key(ns, "message"), *(index_of(ns, s) for s in State),
     ]  # fmt: skip
     async with r.pipeline(transaction=True) as pipe:
         await pipe.watch(*watched)
         n_tasks = 0
         for s in State:
-            n_tasks += int(await pipe.zcard(C.state_key(ns, s.value)))
+            n_tasks += int(await pipe.zcard(index_of(ns, s)))
         have_agents = set(await pipe.smembers(C.agents_key(ns)))
         n_events = int(await pipe.xlen(stream))
         paths = list(await pipe.zrange(C.lockpaths_key(ns), 0, -1))
@@ -240,7 +241,8 @@ def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str], owners:
         fields.pop("steal_ms", None)
     pipe.hset(C.task_key(ns, tid), mapping=fields)
     seq, state, sig = int(t["seq"]), t["state"], t.get("requires", "")
-    pipe.zadd(C.state_key(ns, state), {tid: seq})
+    if state != "claimed":  # a claimed task's index is deadlines (below)
+        pipe.zadd(C.state_key(ns, state), {tid: seq})
     if state == "queued":
         score = (C.max_priority - int(t.get("priority") or 0)) * C.ready_priority_step + seq
         if t.get("assigned"):

@@ -22,6 +22,26 @@ def _ms(time_reply: Any) -> int:
     return int(time_reply[0]) * 1000 + int(time_reply[1]) // 1000
 
 
+def index_of(ns: str, state: State) -> str:
+    """The key of ``state``'s index: ``state:<state>``, its tasks by creation order (seq),
+    but for claimed tasks ``deadlines``, by the end of their lease: lib.lua's enter keeps no
+    second index of them on the path of every claim and completion."""
+    return C.deadlines_key(ns) if state is State.CLAIMED else C.state_key(ns, state.value)
+
+
+async def claimed_in_order(r: Any, ns: str) -> list[tuple[str, int]]:
+    """The claimed tasks (id, seq), oldest first: their seq read from each (their index is
+    by deadline). As many reads as live claims, which the agents' capacities bound."""
+    ids = await r.zrange(C.deadlines_key(ns), 0, -1)
+    if not ids:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for tid in ids:
+        pipe.hget(C.task_key(ns, tid), "seq")
+    seqs = await pipe.execute()
+    return sorted(((tid, int(seq)) for tid, seq in zip(ids, seqs, strict=True) if seq), key=lambda x: x[1])
+
+
 def event_key(eid: str) -> tuple[int, int]:
     """An audit event id (``ms-seq``, ``ms``, or ``-`` before all) in its order."""
     if eid == "-":
@@ -77,6 +97,7 @@ async def tasks(
     out: list[Task] = []
     chunk = max(limit, 200)
     pos = offset
+    claimed = [tid for tid, _seq in await claimed_in_order(r, ns)] if state is State.CLAIMED else []
     after_seq, skip = 0, offset  # every state: a cursor on creation order, past the offset
     while len(out) < limit:
         if state is None:
@@ -87,7 +108,10 @@ async def tasks(
             ids = [tid for tid, _seq in found[skip:]]
             skip = max(0, skip - len(found))
         else:
-            ids = await r.zrange(C.state_key(ns, state.value), pos, pos + chunk - 1)
+            if state is State.CLAIMED:
+                ids = claimed[pos : pos + chunk]
+            else:
+                ids = await r.zrange(C.state_key(ns, state.value), pos, pos + chunk - 1)
             if not ids:
                 break
             pos += len(ids)
@@ -100,17 +124,18 @@ async def _in_creation_order(r: Any, ns: str, after_seq: int, n: int) -> list[tu
     indexes merged (retention removes finished tasks, so ids are not simply t1..tN)."""
     pipe = r.pipeline(transaction=False)
     for s in State:
-        pipe.zrangebyscore(C.state_key(ns, s.value), f"({after_seq}", "+inf", 0, n, withscores=True)
-    merged = sorted(
-        ((tid, int(seq)) for part in await pipe.execute() for tid, seq in part), key=lambda x: x[1]
-    )
+        if s is not State.CLAIMED:
+            pipe.zrangebyscore(C.state_key(ns, s.value), f"({after_seq}", "+inf", 0, n, withscores=True)
+    claimed = [(tid, seq) for tid, seq in await claimed_in_order(r, ns) if seq > after_seq][:n]
+    parts = [*await pipe.execute(), claimed]
+    merged = sorted(((tid, int(seq)) for part in parts for tid, seq in part), key=lambda x: x[1])
     return merged[:n]
 
 
 async def counts(r: Any, ns: str) -> dict[State, int]:
     pipe = r.pipeline(transaction=False)
     for s in State:
-        pipe.zcard(C.state_key(ns, s.value))
+        pipe.zcard(index_of(ns, s))
     return dict(zip(State, await pipe.execute(), strict=True))
 
 
@@ -234,7 +259,7 @@ async def reaper_status(r: Any, ns: str) -> ReaperStatus:
     pipe = r.pipeline(transaction=True)  # one moment: the clock and the board agree
     pipe.time()
     pipe.hgetall(C.reaper_status_key(ns))
-    pipe.zcard(C.state_key(ns, State.CLAIMED.value))
+    pipe.zcard(C.deadlines_key(ns))
     pipe.zrange(C.deadlines_key(ns), 0, 0, withscores=True)
     clock, fields, live, head = await pipe.execute()
     return ReaperStatus(

@@ -21,6 +21,7 @@ from .. import constants as C
 from ..models import Agent, Event, Lock, ServerInfo, State, Task
 from ..snapshot import PlanTree, Snapshot, by_review_time, claimed_per_queue, queue_rows
 from . import bidding
+from .reads import index_of
 
 # Server facts shown on the control room's store pane, in this order.
 INFO_FIELDS = (
@@ -44,7 +45,7 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
     p1 = r.pipeline(transaction=False)
     p1.time()
     for s in State:
-        p1.zcard(C.state_key(ns, s.value))
+        p1.zcard(index_of(ns, s))
     p1.smembers(C.queues_key(ns))
     p1.smembers(C.paused_key(ns))
     p1.scard(C.agents_key(ns))

@@ -43,7 +43,7 @@ for i = 6, #ARGV, 3 do
   each[#each + 1] = out
   if out[1] == 0 then done = true end
 end
-batch_flush(P)
+batch_end(P)
 if count > 0 then
   sweep_due(P, now)
   -- The agent's record is written once, by the claim (failures reset when one completed).

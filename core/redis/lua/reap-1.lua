@@ -30,6 +30,9 @@ for _, pair in ipairs(swept[1]) do
   expired[#expired + 1] = pair[2]
 end
 local promoted = swept[2]
+-- Boards an earlier claimroom wrote kept their claimed tasks in state:claimed as well;
+-- nothing reads or writes it now (lib.lua enter): the first pass drops it.
+rcall('DEL', P .. 'state:claimed')
 local dropped = 0
 for _, path in ipairs(rcall('ZRANGEBYSCORE', P .. 'locks', '-inf', now, 'LIMIT', '0', '${reap_batch}')) do
   local gone, seen = {}, {}

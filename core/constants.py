@@ -157,7 +157,7 @@ migrate_clock_skew_ms = 1_000  # two stores' clocks further apart than this: shi
 # --- end of the file store block ------------------------------------------------------
 
 # Values substituted into the Lua scripts at load time (``${name}`` in the source).
-LUA_CONSTANTS: dict[str, int | float] = {
+LUA_CONSTANTS: dict[str, int | float | str] = {
     "late_stage_progress": late_stage_progress,
     "max_lease_expiries": max_lease_expiries,
     "reap_batch": reap_batch,
@@ -257,8 +257,17 @@ def due_key(namespace: str) -> str:
 
 
 def deadlines_key(namespace: str) -> str:
-    """Live claims scored by lease deadline (ms, store clock): what the reaper scans."""
+    """Live claims scored by lease deadline (ms, store clock): what the reaper scans, and the
+    index of claimed tasks. Holds ``deadlines_keep`` too (at +inf), never a claim."""
     return prefix(namespace) + "deadlines"
+
+
+# A member of `deadlines` that is no task (task ids never start with "~"), scored +inf, longer
+# than Redis's zset-max-listpack-value (64 bytes by default): a sorted set holding it is kept
+# as a skiplist. As a listpack (up to 128 members), each claim's ZADD and each completion's
+# ZREM scanned every live claim: ~40k instructions a pair at 80 claims, ~5k as a skiplist
+# (bench/script_cost.py). Readers of deadlines read up to "(inf" only (core/redis/reads.py).
+deadlines_keep = "~" + "keeps this index a skiplist, not a claim".replace(" ", "~").ljust(79, "~")
 
 
 def backoff_key(namespace: str) -> str:
@@ -496,6 +505,7 @@ server_ttl_s = 10.0
 server_clients_window_s = 60.0  # "clients": distinct agents that made a call this recently
 max_servers = 100  # server records read at most (rule 10)
 LUA_CONSTANTS["max_servers"] = max_servers
+LUA_CONSTANTS["deadlines_keep"] = deadlines_keep
 
 # --- Messages between agents (core/messages.py) ------------------------------------------
 # A message's text is at most this many bytes (UTF-8); newline and tab are its only

@@ -31,7 +31,10 @@ async def test_claimed_tasks_read_in_creation_order(redis_store: Store, redis_ur
     assert (await redis_store.reaper_status()).live_claims == 4
     raw = redis_py.Redis.from_url(redis_url)
     assert not raw.exists(C.state_key(redis_store.namespace, "claimed"))  # one index, not two
-    assert raw.zcard(C.deadlines_key(redis_store.namespace)) == 4
+    deadlines = C.deadlines_key(redis_store.namespace)
+    # The claims, and the member that keeps the index a skiplist (no claim: never read as one).
+    assert raw.zcard(deadlines) == 5 and raw.zscore(deadlines, C.deadlines_keep) == float("inf")
+    assert raw.object("encoding", deadlines) == b"skiplist"
 
 
 async def test_an_exported_board_keeps_its_claims(redis_store: Store, redis_url: str) -> None:

@@ -29,7 +29,7 @@ from ..errors import Conflict
 from ..models import LockHold, State
 from ..retention import decoded, encoded
 from . import messages
-from .reads import index_of
+from .reads import count_in
 
 TRIES = 5  # reads (or watched writes) tried before a board that keeps changing is refused
 # A task hash stores no field at its default (lib.lua task_defaults): an import of a dump
@@ -57,8 +57,11 @@ async def export(r: Any, ns: str) -> Board:
         pipe.smembers(C.agents_key(ns))
         pipe.zrange(C.lockpaths_key(ns), 0, -1)
         pipe.zrange(C.auctions_key(ns), 0, -1)
-        for st in State:  # claimed tasks by deadline: sorted by their seq once read (below)
-            pipe.zrange(index_of(ns, st), 0, -1, withscores=True)
+        for st in State:
+            if st is State.CLAIMED:  # indexed by deadline: sorted by their seq once read (below)
+                pipe.zrangebyscore(C.deadlines_key(ns), "-inf", "(inf", withscores=True)
+            else:
+                pipe.zrange(C.state_key(ns, st.value), 0, -1, withscores=True)
         return list(await pipe.execute())
 
     for _ in range(TRIES):
@@ -140,13 +143,14 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
     stream = C.events_key(ns)
     watched = [
         C.seq_key(ns, "task"), C.seq_key(ns, "token"), C.agents_key(ns), C.lockpaths_key(ns),
-        stream, C.paused_key(ns), C.seq_key(ns, "message"), *(index_of(ns, s) for s in State),
+        stream, C.paused_key(ns), C.seq_key(ns, "message"), C.deadlines_key(ns),
+        *(C.state_key(ns, s.value) for s in State if s is not State.CLAIMED),
     ]  # fmt: skip
     async with r.pipeline(transaction=True) as pipe:
         await pipe.watch(*watched)
         n_tasks = 0
         for s in State:
-            n_tasks += int(await pipe.zcard(index_of(ns, s)))
+            n_tasks += int(await count_in(pipe, ns, s))
         have_agents = set(await pipe.smembers(C.agents_key(ns)))
         n_events = int(await pipe.xlen(stream))
         paths = list(await pipe.zrange(C.lockpaths_key(ns), 0, -1))

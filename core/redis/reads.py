@@ -22,17 +22,25 @@ def _ms(time_reply: Any) -> int:
     return int(time_reply[0]) * 1000 + int(time_reply[1]) // 1000
 
 
-def index_of(ns: str, state: State) -> str:
-    """The key of ``state``'s index: ``state:<state>``, its tasks by creation order (seq),
-    but for claimed tasks ``deadlines``, by the end of their lease: lib.lua's enter keeps no
-    second index of them on the path of every claim and completion."""
-    return C.deadlines_key(ns) if state is State.CLAIMED else C.state_key(ns, state.value)
+def count_in(pipe: Any, ns: str, state: State) -> Any:
+    """Queue (or, on a pipeline in immediate mode, run) the count of ``state``'s tasks: the
+    size of its index ``state:<state>`` (by creation order), but claimed tasks are indexed in
+    ``deadlines`` only, by the end of their lease (lib.lua enter keeps no second index of
+    them on the path of every claim and completion), less ``deadlines_keep``."""
+    if state is State.CLAIMED:
+        return pipe.zcount(C.deadlines_key(ns), "-inf", "(inf")
+    return pipe.zcard(C.state_key(ns, state.value))
+
+
+async def claimed_ids(r: Any, ns: str, n: int = -1) -> list[str]:
+    """Up to ``n`` (-1: all) claimed tasks, soonest deadline first (not ``deadlines_keep``)."""
+    return list(await r.zrangebyscore(C.deadlines_key(ns), "-inf", "(inf", 0, n))
 
 
 async def claimed_in_order(r: Any, ns: str) -> list[tuple[str, int]]:
     """The claimed tasks (id, seq), oldest first: their seq read from each (their index is
     by deadline). As many reads as live claims, which the agents' capacities bound."""
-    ids = await r.zrange(C.deadlines_key(ns), 0, -1)
+    ids = await claimed_ids(r, ns)
     if not ids:
         return []
     pipe = r.pipeline(transaction=False)
@@ -135,7 +143,7 @@ async def _in_creation_order(r: Any, ns: str, after_seq: int, n: int) -> list[tu
 async def counts(r: Any, ns: str) -> dict[State, int]:
     pipe = r.pipeline(transaction=False)
     for s in State:
-        pipe.zcard(index_of(ns, s))
+        count_in(pipe, ns, s)
     return dict(zip(State, await pipe.execute(), strict=True))
 
 
@@ -259,8 +267,8 @@ async def reaper_status(r: Any, ns: str) -> ReaperStatus:
     pipe = r.pipeline(transaction=True)  # one moment: the clock and the board agree
     pipe.time()
     pipe.hgetall(C.reaper_status_key(ns))
-    pipe.zcard(C.deadlines_key(ns))
-    pipe.zrange(C.deadlines_key(ns), 0, 0, withscores=True)
+    count_in(pipe, ns, State.CLAIMED)
+    pipe.zrangebyscore(C.deadlines_key(ns), "-inf", "(inf", 0, 1, withscores=True)
     clock, fields, live, head = await pipe.execute()
     return ReaperStatus(
         now_ms=_ms(clock),

@@ -21,7 +21,7 @@ from .. import constants as C
 from ..models import Agent, Event, Lock, ServerInfo, State, Task
 from ..snapshot import PlanTree, Snapshot, by_review_time, claimed_per_queue, queue_rows
 from . import bidding
-from .reads import index_of
+from .reads import count_in
 
 # Server facts shown on the control room's store pane, in this order.
 INFO_FIELDS = (
@@ -45,14 +45,14 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
     p1 = r.pipeline(transaction=False)
     p1.time()
     for s in State:
-        p1.zcard(index_of(ns, s))
+        count_in(p1, ns, s)
     p1.smembers(C.queues_key(ns))
     p1.smembers(C.paused_key(ns))
     p1.scard(C.agents_key(ns))
     p1.zcard(C.lockpaths_key(ns))
     p1.zrange(C.servers_key(ns), 0, C.max_servers - 1, withscores=True)
     if "claims" in want:
-        p1.zrange(C.deadlines_key(ns), 0, n - 1)
+        p1.zrangebyscore(C.deadlines_key(ns), "-inf", "(inf", 0, n)  # not deadlines_keep
     if "orphans" in want:
         p1.zrevrange(C.state_key(ns, State.ORPHANED.value), 0, n - 1)
         p1.zrevrange(C.state_key(ns, State.DEAD.value), 0, n - 1)

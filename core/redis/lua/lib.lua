@@ -610,7 +610,14 @@ local function enter(P, id, t, new, now, more)
     rcall('ZADD', P .. 'backoff', t.ready_ms, id)
     due_at(P, t.ready_ms)
   elseif new == 'claimed' then
-    index_add(P .. 'deadlines', t.deadline_ms, id)
+    -- With deadlines_keep (core/constants.py), which keeps the index a skiplist: a ZADD of a
+    -- member already there costs little, and a board never lacks it after a claim.
+    if batching > 0 then
+      index_add(P .. 'deadlines', t.deadline_ms, id)
+      index_add(P .. 'deadlines', '+inf', ${deadlines_keep})
+    else
+      rcall('ZADD', P .. 'deadlines', t.deadline_ms, id, '+inf', ${deadlines_keep})
+    end
     due_at(P, t.deadline_ms)
     index_add(P .. 'held:' .. t.agent, nil, id)
   elseif new == 'done' or new == 'cancelled' then
@@ -1193,7 +1200,7 @@ local function sweep_due(P, now, always)
   local next = nil
   local function head(key, later)
     local h = rcall('ZRANGE', key, '0', '0', 'WITHSCORES')
-    if #h > 0 and (not next or tonumber(h[2]) + later < next) then next = tonumber(h[2]) + later end
+    if #h > 0 and h[2] ~= 'inf' and (not next or tonumber(h[2]) + later < next) then next = tonumber(h[2]) + later end
   end
   for _, key in ipairs({P .. 'deadlines', P .. 'backoff', P .. 'auctions', P .. 'steal',
       P .. 'cascades:cancel', P .. 'cascades:restore'}) do
@@ -1608,7 +1615,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   if batching > 0 then settle(P .. 'deadlines') end
   for _, key in ipairs({P .. 'deadlines', P .. 'backoff', P .. 'steal'}) do
     local head = rcall('ZRANGE', key, '0', '0', 'WITHSCORES')
-    if #head > 0 then
+    if #head > 0 and head[2] ~= 'inf' then  -- deadlines_keep alone: no lease
       local wait = math.max(0, tonumber(head[2]) - now)
       if next_change < 0 or wait < next_change then next_change = wait end
     end

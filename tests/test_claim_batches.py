@@ -1,8 +1,8 @@
 """A batch does on Redis exactly what the same work one task at a time does.
 
-claim-1.lua with a count takes several tasks from the best ready set in one ZPOPMIN, and a
-batch (a claim of several, complete_many's completions) writes each index it changes once
-(lib.lua batch_begin). Two boards get the same random tasks; one is worked in batches, the
+claim-1.lua with a count takes several tasks from the best ready set in one ZPOPMIN (those
+that come before every other ready set's head) and complete_many asks once whether any of
+its tasks has links. Two boards get the same random tasks; one is worked in batches, the
 other one task per call; the tasks claimed, their order, and every index the scripts keep
 must come out the same (deadlines and timestamps aside: the clock moved on).
 """
@@ -13,11 +13,13 @@ import asyncio
 import itertools
 from typing import Any
 
+import pytest
 import redis as redis_py
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claimroom.core import constants as C
+from claimroom.core.models import State
 from claimroom.core.store import Store, TaskSpec
 
 QUEUES = ["q1", "q2", "q3"]
@@ -137,3 +139,38 @@ def test_batches_match_one_task_at_a_time(redis_server: Any) -> None:
                 await s.close()
 
     check()
+
+
+async def test_an_error_midway_leaves_what_came_before_it_whole(redis_store: Store, redis_url: str) -> None:
+    """A Redis error in the middle of a batch (here a task record that is not a hash) ends
+    the call, and the tasks finished before it have every index written with them."""
+    ns = redis_store.namespace
+    await redis_store.register("ada", max_claims=3)
+    ids = await redis_store.add_many([TaskSpec(title=t) for t in "abc"])
+    got = await redis_store.claim_many("ada", 3)
+    raw = redis_py.Redis.from_url(redis_url)
+    raw.delete(C.task_key(ns, ids[1]))
+    raw.set(C.task_key(ns, ids[1]), "not a task")
+    with pytest.raises(redis_py.ResponseError, match="WRONGTYPE"):
+        await redis_store.complete_many([(c.task.id, c.token) for c in got], agent="ada")
+    assert (await redis_store.get(ids[0])).state is State.DONE
+    assert raw.zscore(C.state_key(ns, "done"), ids[0]) is not None
+    assert raw.zscore(C.deadlines_key(ns), ids[0]) is None
+    assert raw.smembers(C.held_key(ns, "ada")) == {ids[1].encode(), ids[2].encode()}  # a's left
+    assert (await redis_store.get(ids[2])).state is State.CLAIMED  # after the error: untouched
+
+
+async def test_an_error_midway_through_a_claim_of_several(redis_store: Store, redis_url: str) -> None:
+    ns = redis_store.namespace
+    await redis_store.register("ada", max_claims=3)
+    ids = await redis_store.add_many([TaskSpec(title=t) for t in "abc"])
+    raw = redis_py.Redis.from_url(redis_url)
+    raw.delete(C.task_key(ns, ids[1]))
+    raw.set(C.task_key(ns, ids[1]), "not a task")
+    with pytest.raises(redis_py.ResponseError, match="WRONGTYPE"):
+        await redis_store.claim_many("ada", 3)
+    first = await redis_store.get(ids[0])
+    assert first.state is State.CLAIMED and first.agent == "ada"
+    assert raw.zscore(C.deadlines_key(ns), ids[0]) is not None
+    assert raw.zscore(C.state_key(ns, "queued"), ids[0]) is None
+    assert [t.id for t in await redis_store.held("ada")] == [ids[0]]

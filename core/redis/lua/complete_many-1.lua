@@ -35,15 +35,12 @@ for i = 6, #ARGV, 3 do
 end
 local linked = nil
 if #links > 0 and rcall('EXISTS', unpack(links)) == 0 then linked = false end
--- The indexes the tasks leave and enter are written once each (lib.lua batch_begin).
 local each, done = {}, false
-batch_begin()
 for i = 6, #ARGV, 3 do
   local out = complete_task(P, ARGV[i], ARGV[i + 1], ARGV[i + 2], agent, '', now, linked)
   each[#each + 1] = out
   if out[1] == 0 then done = true end
 end
-batch_end(P)
 if count > 0 then
   sweep_due(P, now)
   -- The agent's record is written once, by the claim (failures reset when one completed).

@@ -99,143 +99,6 @@ local function next_token(P, now)
   return int_text(token)
 end
 
--- Index writes a batch defers: complete_many's completions, a claim of several tasks. One
--- task's claim or completion moves it between a handful of indexes (state:<s>, deadlines,
--- held:<agent>, finished:<kind>:<queue>, the sigs counts), one command each; a batch of
--- eight tasks moving the same way writes each index once (a redis.call costs Redis ~3k
--- instructions before the command's own work). Within a batch each index keeps, per member,
--- its last write (a ZADD after a ZREM of the same member wins, and the other way round):
--- the same outcome as the writes one by one, as every deferred write is a plain ZADD, ZREM,
--- SADD, SREM or HINCRBY whose reply nobody reads.
--- A reader of a deferred index settles it first: sweep_due settles all before it sweeps, a
--- claim an agent's held set before counting it and `deadlines` before reading its head. A
--- stale sigs list costs a claim a look at a signature with no head, nothing more.
--- One task alone gains nothing from this (the bookkeeping costs what the commands would:
--- bench/script_cost.py), so a single claim or completion writes at once. batch_begin and
--- batch_end pair up and may nest; the outermost end writes.
-local batching = 0
--- What a batch defers lives in tables kept from call to call, emptied rather than dropped:
--- a fresh table and its growth cost Redis ~2k instructions each, and a batch would make a
--- dozen a call. pend: key -> {set = SADD/SREM or ZADD/ZREM, add = {member -> score},
--- rem = {member -> true}, dirty = written since it was last written out}.
-local pend, pend_keys, n_pend = {}, {}, 0  -- pend_keys: this batch's dirty keys, in order
-local scratch = {}                          -- the members (and scores) of one write
-local pend_sigs, sigs_dirty = {}, false     -- sig -> change of its count (count_sig)
-local finish_key, finish_member, n_finish = {}, {}, 0  -- finished entries, in finishing order
-local FINISHED = {}                         -- a finished entry's score until it is written
-local PEND_KEYS_MAX = 512  -- past this many keys kept (an agent's held set each), start afresh
-
-local function pending(key, set)
-  local e = pend[key]
-  if not e then
-    e = {set = set, add = {}, rem = {}, dirty = false}
-    pend[key] = e
-  end
-  if not e.dirty then
-    e.dirty = true
-    n_pend = n_pend + 1
-    pend_keys[n_pend] = key
-  end
-  return e
-end
-
--- ZADD key score member (SADD key member when score is nil: `set`). FINISHED (a batch only:
--- retention_enter) is replaced by the entry's place in the finished order when written.
-local function index_add(key, score, member)
-  if batching == 0 then
-    if score == nil then return rcall('SADD', key, member) end
-    return rcall('ZADD', key, score, member)
-  end
-  local e = pending(key, score == nil)
-  e.rem[member] = nil
-  e.add[member] = score or true
-  if score == FINISHED then
-    n_finish = n_finish + 1
-    finish_key[n_finish], finish_member[n_finish] = key, member
-  end
-end
-
--- ZREM key member (SREM when set).
-local function index_rem(key, member, set)
-  if batching == 0 then return rcall(set and 'SREM' or 'ZREM', key, member) end
-  local e = pending(key, set)
-  e.add[member] = nil
-  e.rem[member] = true
-end
-
--- One index's deferred writes: its removals, then its additions (never the same member).
--- (A field set to nil while pairs walks the table is allowed in Lua.)
-local function write_pending(key, e)
-  e.dirty = false
-  local n = 0
-  for m in pairs(e.rem) do
-    n = n + 1
-    scratch[n] = m
-    e.rem[m] = nil
-  end
-  if n > 0 then rcall(e.set and 'SREM' or 'ZREM', key, unpack(scratch, 1, n)) end
-  n = 0
-  for m, sc in pairs(e.add) do
-    if e.set then
-      n = n + 1
-      scratch[n] = m
-    else
-      scratch[n + 1], scratch[n + 2] = sc, m
-      n = n + 2
-    end
-    e.add[m] = nil
-  end
-  if n > 0 then rcall(e.set and 'SADD' or 'ZADD', key, unpack(scratch, 1, n)) end
-end
-
--- Write one index's deferred writes now, for a reader of it (a held set, deadlines: never
--- a finished index, whose order is given out when all are written).
-local function settle(key)
-  local e = pend[key]
-  if e and e.dirty then write_pending(key, e) end  -- its place in pend_keys stays: skipped
-end
-
--- Every deferred write, one command per index (and one INCRBY for the finished order).
-local function settle_all(P)
-  if n_finish > 0 then
-    local live = 0
-    for i = 1, n_finish do
-      if pend[finish_key[i]].add[finish_member[i]] == FINISHED then live = live + 1 end
-    end
-    local seq = live > 0 and rcall('INCRBY', P .. 'seq:finished', live) - live or 0
-    for i = 1, n_finish do
-      local add = pend[finish_key[i]].add
-      if add[finish_member[i]] == FINISHED then
-        seq = seq + 1
-        add[finish_member[i]] = int_text(seq)
-      end
-    end
-    n_finish = 0
-  end
-  for i = 1, n_pend do
-    local e = pend[pend_keys[i]]
-    if e.dirty then write_pending(pend_keys[i], e) end  -- else settled, or listed twice
-  end
-  if n_pend > PEND_KEYS_MAX then pend = {} end
-  n_pend = 0
-  if sigs_dirty then
-    sigs_dirty = false
-    for sig, by in pairs(pend_sigs) do
-      if by ~= 0 and rcall('HINCRBY', P .. 'sigs', sig, int_text(by)) <= 0 then rcall('HDEL', P .. 'sigs', sig) end
-      pend_sigs[sig] = nil
-    end
-  end
-end
-
-local function batch_begin()
-  batching = batching + 1
-end
-
-local function batch_end(P)
-  batching = batching - 1
-  if batching == 0 then settle_all(P) end
-end
-
 local function split(s)
   if not s or s == '' then return EMPTY end  -- never written by a caller: no table to make
   local out = {}
@@ -326,12 +189,7 @@ local retention_marked = nil  -- the last queue this call marked due (retention_
 local function retention_enter(P, id, t, new)
   local kind = finished_kind(new)
   if not kind then return end
-  local fk = P .. 'finished:' .. kind .. ':' .. t.queue
-  if batching > 0 then
-    index_add(fk, FINISHED, id)
-  else
-    rcall('ZADD', fk, int_text(rcall('INCR', P .. 'seq:finished')), id)
-  end
+  rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, int_text(rcall('INCR', P .. 'seq:finished')), id)
   local due = kind .. ':' .. t.queue
   if due ~= retention_marked then  -- complete_many's tasks of one queue: marked once
     retention_marked = due
@@ -344,7 +202,7 @@ end
 local function retention_leave(P, id, t)
   local kind = finished_kind(t.state)
   if not kind then return end
-  index_rem(P .. 'finished:' .. kind .. ':' .. t.queue, id)
+  rcall('ZREM', P .. 'finished:' .. kind .. ':' .. t.queue, id)
   rcall('ZREM', P .. 'retention:held', id)
 end
 
@@ -409,11 +267,6 @@ end
 -- One more (by = 1) or one fewer (by = -1) unfinished task needing t's signature.
 local function count_sig(P, t, by)
   local sig = t.requires or ''
-  if batching > 0 then
-    sigs_dirty = true
-    pend_sigs[sig] = (pend_sigs[sig] or 0) + by
-    return
-  end
   if rcall('HINCRBY', P .. 'sigs', sig, by > 0 and '1' or '-1') <= 0 then rcall('HDEL', P .. 'sigs', sig) end
 end
 
@@ -553,14 +406,14 @@ local function leave(P, id, t, popped)
   elseif s == 'done' or s == 'cancelled' then
     count_sig(P, t, 1)  -- unfinished again (a cascade's restore)
   elseif s == 'claimed' then
-    index_rem(P .. 'deadlines', id)
-    index_rem(P .. 'held:' .. t.agent, id, true)
+    rcall('ZREM', P .. 'deadlines', id)
+    rcall('SREM', P .. 'held:' .. t.agent, id)
     -- Room again for an agent a claim found at capacity: its waiting claims may go on.
     -- (Its claim later in this call looks instead: claim_tasks reads its record anyway.)
     if t.agent ~= claims_next then free_room(P, t.agent) end
   end
   retention_leave(P, id, t)
-  if s ~= 'claimed' then index_rem(P .. 'state:' .. s, id) end  -- claimed: see enter
+  if s ~= 'claimed' then rcall('ZREM', P .. 'state:' .. s, id) end  -- claimed: see enter
   if s == 'done' or s == 'dead' or s == 'cancelled' then later.plan_reopen(P, id) end
 end
 
@@ -598,7 +451,7 @@ local function enter(P, id, t, new, now, more)
   -- Each state's tasks in creation order (state:<state>, by seq), but a claimed task's: those
   -- are `deadlines` (by the lease's end), which the reaper needs anyway; one index, not two,
   -- on the path of every claim and completion (core/redis/reads.py reads them so).
-  if new ~= 'claimed' then index_add(P .. 'state:' .. new, t.seq, id) end
+  if new ~= 'claimed' then rcall('ZADD', P .. 'state:' .. new, t.seq, id) end
   if new == 'queued' then
     if t.assigned and t.assigned ~= '' then
       rcall('ZADD', P .. 'assigned:' .. t.assigned, ready_score(t), id)
@@ -612,14 +465,9 @@ local function enter(P, id, t, new, now, more)
   elseif new == 'claimed' then
     -- With deadlines_keep (core/constants.py), which keeps the index a skiplist: a ZADD of a
     -- member already there costs little, and a board never lacks it after a claim.
-    if batching > 0 then
-      index_add(P .. 'deadlines', t.deadline_ms, id)
-      index_add(P .. 'deadlines', '+inf', ${deadlines_keep})
-    else
-      rcall('ZADD', P .. 'deadlines', t.deadline_ms, id, '+inf', ${deadlines_keep})
-    end
+    rcall('ZADD', P .. 'deadlines', t.deadline_ms, id, '+inf', ${deadlines_keep})
     due_at(P, t.deadline_ms)
-    index_add(P .. 'held:' .. t.agent, nil, id)
+    rcall('SADD', P .. 'held:' .. t.agent, id)
   elseif new == 'done' or new == 'cancelled' then
     count_sig(P, t, -1)
   end
@@ -1192,7 +1040,6 @@ local function sweep_due(P, now, always)
       return nil
     end
   end
-  if batching > 0 then settle_all(P) end  -- the sweep reads deadlines and the rest
   local out = {reap_due(P, now), promote_due(P, now)}
   close_auctions(P, now)
   steal_due(P, now)
@@ -1490,7 +1337,6 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   end
   local open_until = tonumber(a.breaker_open_until_ms or 0)
   if open_until > now then return {1, 'breaker-open', open_until - now, a.caps or ''} end
-  if batching > 0 then settle(P .. 'held:' .. agent) end
   local room = tonumber(a.max_claims) - rcall('SCARD', P .. 'held:' .. agent)
   if room <= 0 then
     rcall('HSET', ak, 'full', '1')  -- so the end of one of its claims says so (lib.lua leave)
@@ -1527,9 +1373,8 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   local out = {0}
   -- One task, or several at once from one ready set: a claim of several tasks takes from
   -- the best ready set every task that comes before any other set's head (the runner-up
-  -- queue of its signature, the other signatures' heads) in one ZPOPMIN, refreshes that
-  -- set's place once, and writes the indexes the tasks enter once each (batch_begin).
-  if several then batch_begin() end
+  -- queue of its signature, the other signatures' heads) in one ZPOPMIN, and refreshes
+  -- that set's place in heads:<sig> once.
   while #out - 1 < count do
     local taken, from, q = EMPTY, nil, nil  -- taken: the ids this round claims, each with its score
     local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0', 'WITHSCORES') or EMPTY
@@ -1608,11 +1453,9 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       if #out - 1 < count then look(from) end
     end
   end
-  if several then batch_end(P) end
   if #out > 1 then return out end
 
   local next_change = -1
-  if batching > 0 then settle(P .. 'deadlines') end
   for _, key in ipairs({P .. 'deadlines', P .. 'backoff', P .. 'steal'}) do
     local head = rcall('ZRANGE', key, '0', '0', 'WITHSCORES')
     if #head > 0 and head[2] ~= 'inf' then  -- deadlines_keep alone: no lease
@@ -1634,7 +1477,4 @@ local function begin_call()
   cascade_budget, plan_rolling_back, due_seen, claims_next, hinted = ${cascade_batch}, nil, nil, nil, false
   retention_marked = nil
   -- A batch an error cut short left its writes here: they belong to no call.
-  if batching > 0 or n_pend > 0 or sigs_dirty or n_finish > 0 then
-    batching, pend, n_pend, pend_sigs, sigs_dirty, n_finish = 0, {}, 0, {}, false, 0
-  end
 end

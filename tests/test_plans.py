@@ -74,14 +74,19 @@ async def test_the_parent_is_done_when_its_last_subtask_is(store: Store) -> None
     assert [e.type for e in await store.events(task=parent)][-1] == "plan-done"
 
 
-async def test_the_parent_dies_with_the_first_dead_subtask_after_the_cascade(store: Store) -> None:
+async def a_then_b_and_c(store: Store) -> tuple[str, dict[str, str]]:
+    """A plan of three: a (one attempt), b after a, and c; its parent and subtask ids."""
     text = plan_text(
         {"ref": "a", "title": "a", "max_attempts": 1},
         {"ref": "b", "title": "b", "after": ["a"]},
         {"ref": "c", "title": "c"},
     )
     out = await add(store, text)
-    parent, ids = out["parent"], out["subtasks"]
+    return out["parent"], out["subtasks"]
+
+
+async def test_the_parent_dies_with_the_first_dead_subtask_after_the_cascade(store: Store) -> None:
+    parent, ids = await a_then_b_and_c(store)
     downstream = await store.add("after the plan", after=[parent])
     await store.fail(ids["a"], await claim_one(store, ids["a"]), "the parser broke", fatal=True)
     b = await store.get(ids["b"])
@@ -99,13 +104,7 @@ async def test_a_subtask_cancelled_by_a_cascade_counts_as_ended_for_its_parent(s
     # The cascade's cancel settles each subtask it ends with its plan parent, as any other
     # end does: the parent counts one unfinished subtask fewer (plan_left), so a retry that
     # restores them counts them back exactly and the plan can still finish.
-    text = plan_text(
-        {"ref": "a", "title": "a", "max_attempts": 1},
-        {"ref": "b", "title": "b", "after": ["a"]},
-        {"ref": "c", "title": "c"},
-    )
-    out = await add(store, text)
-    parent, ids = out["parent"], out["subtasks"]
+    parent, ids = await a_then_b_and_c(store)
     token = await claim_one(store, ids["a"])
     await store.fail(ids["a"], token, "broke", fatal=True)
     assert (await store.get(ids["b"])).state is State.CANCELLED

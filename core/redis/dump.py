@@ -29,7 +29,7 @@ from ..errors import Conflict
 from ..models import LockHold, State
 from ..retention import decoded, encoded
 from . import messages
-from .reads import count_in
+from .reads import count_in, live_claims
 
 TRIES = 5  # reads (or watched writes) tried before a board that keeps changing is refused
 # A task hash stores no field at its default (lib.lua task_defaults): an import of a dump
@@ -59,7 +59,7 @@ async def export(r: Any, ns: str) -> Board:
         pipe.zrange(C.auctions_key(ns), 0, -1)
         for st in State:
             if st is State.CLAIMED:  # indexed by deadline: sorted by their seq once read (below)
-                pipe.zrangebyscore(C.deadlines_key(ns), "-inf", "(inf", withscores=True)
+                live_claims(pipe, ns, withscores=True)
             else:
                 pipe.zrange(C.state_key(ns, st.value), 0, -1, withscores=True)
         return list(await pipe.execute())

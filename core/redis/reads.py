@@ -32,15 +32,16 @@ def count_in(pipe: Any, ns: str, state: State) -> Any:
     return pipe.zcard(C.state_key(ns, state.value))
 
 
-async def claimed_ids(r: Any, ns: str, n: int = -1) -> list[str]:
-    """Up to ``n`` (-1: all) claimed tasks, soonest deadline first (not ``deadlines_keep``)."""
-    return list(await r.zrangebyscore(C.deadlines_key(ns), "-inf", "(inf", 0, n))
+def live_claims(r: Any, ns: str, n: int = -1, *, withscores: bool = False) -> Any:
+    """Read (on a pipeline: queue the read of) up to ``n`` (-1: all) claimed tasks, soonest
+    deadline first: ``deadlines`` up to "(inf", so never ``deadlines_keep``."""
+    return r.zrangebyscore(C.deadlines_key(ns), "-inf", "(inf", 0, n, withscores=withscores)
 
 
 async def claimed_in_order(r: Any, ns: str) -> list[tuple[str, int]]:
     """The claimed tasks (id, seq), oldest first: their seq read from each (their index is
     by deadline). As many reads as live claims, which the agents' capacities bound."""
-    ids = await claimed_ids(r, ns)
+    ids = await live_claims(r, ns)
     if not ids:
         return []
     pipe = r.pipeline(transaction=False)
@@ -268,7 +269,7 @@ async def reaper_status(r: Any, ns: str) -> ReaperStatus:
     pipe.time()
     pipe.hgetall(C.reaper_status_key(ns))
     count_in(pipe, ns, State.CLAIMED)
-    pipe.zrangebyscore(C.deadlines_key(ns), "-inf", "(inf", 0, 1, withscores=True)
+    live_claims(pipe, ns, 1, withscores=True)
     clock, fields, live, head = await pipe.execute()
     return ReaperStatus(
         now_ms=_ms(clock),

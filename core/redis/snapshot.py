@@ -21,7 +21,7 @@ from .. import constants as C
 from ..models import Agent, Event, Lock, ServerInfo, State, Task
 from ..snapshot import PlanTree, Snapshot, by_review_time, claimed_per_queue, queue_rows
 from . import bidding
-from .reads import count_in
+from .reads import count_in, live_claims
 
 # Server facts shown on the control room's store pane, in this order.
 INFO_FIELDS = (
@@ -52,7 +52,7 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
     p1.zcard(C.lockpaths_key(ns))
     p1.zrange(C.servers_key(ns), 0, C.max_servers - 1, withscores=True)
     if "claims" in want:
-        p1.zrangebyscore(C.deadlines_key(ns), "-inf", "(inf", 0, n)  # not deadlines_keep
+        live_claims(p1, ns, n)
     if "orphans" in want:
         p1.zrevrange(C.state_key(ns, State.ORPHANED.value), 0, n - 1)
         p1.zrevrange(C.state_key(ns, State.DEAD.value), 0, n - 1)

@@ -1476,5 +1476,4 @@ local function begin_call()
   if #auction_log > 0 then auction_log = {} end
   cascade_budget, plan_rolling_back, due_seen, claims_next, hinted = ${cascade_batch}, nil, nil, nil, false
   retention_marked = nil
-  -- A batch an error cut short left its writes here: they belong to no call.
 end

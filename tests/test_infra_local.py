@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from infra_agents import eventually, private_url, race, shown_url
+from waiting import until_logged
 
 from claimroom.core import constants as C
 from claimroom.core.errors import StoreUnavailable
@@ -68,6 +69,7 @@ async def test_killed_local_server_is_a_clear_error_then_recovers_with_nothing_l
         up = await monitor.check()
         assert up.state == "up" and up.persistence == "aof" and up.clients and up.latency_ms is not None
 
+        await asyncio.to_thread(until_logged, url)
         pid = running_pid(project)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)

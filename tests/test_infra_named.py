@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from infra_agents import eventually, private_url
-from waiting import until_sync
+from waiting import until_logged, until_sync
 
 from claimroom.core.errors import BadInput
 from claimroom.core.infra import HealthMonitor, HealthStatus, doctor, down
@@ -144,6 +144,7 @@ def test_a_store_claimroom_started_comes_back_with_its_data_and_never_empty(proj
     [record] = read_started(project)
     assert (record.kind, record.port, record.stopped) == ("local", port, False)
     task = cli(env, "add", "kept task").stdout.strip()
+    until_logged(private_url(project, port))
 
     pid = read_pid(Path(record.pid_file))
     assert pid is not None

@@ -31,6 +31,7 @@ from infra_image import TEST_IMAGE, docker_engine, name
 from pilot_wait import until
 from rich.console import Console
 from textual.widgets import Static
+from waiting import until_logged
 
 from claimroom.core.infra import (
     HealthMonitor,
@@ -183,6 +184,7 @@ async def test_a_restart_keeps_the_password_and_down_still_stops_it(project: Pat
     password = password_of(got.url)
     bare = f"redis://127.0.0.1:{port}/0"
     task = await add_secret(got.url)
+    await asyncio.to_thread(until_logged, got.url)
     pid = local_server.running_pid(project)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -323,6 +325,7 @@ def test_an_old_store_without_a_password_still_works_doctor_warns_and_up_makes_i
     assert files.status == "warn" and "chmod -R go=" in files.fix
 
     # A restart behind the back of processes that hold its URL keeps it as it was.
+    until_logged(url)
     pid = local_server.running_pid(project)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 
 import pytest
 
@@ -51,6 +53,34 @@ async def test_a_lost_server_fails_every_waiting_call_as_unavailable(namespace: 
         server.stop()
         results = await asyncio.gather(*(store.add(f"y{i}") for i in range(8)), return_exceptions=True)
         assert all(isinstance(r, StoreUnavailable) for r in results), results
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_a_server_that_stops_answering_fails_the_waiting_calls_within_the_read_timeout(
+    namespace: str,
+) -> None:
+    server = LocalRedis.start()
+    # The URL's socket_timeout (redis-py's own option) is the read timeout: 0.5 s, not 5.
+    store = Store.from_url(server.url + "?socket_timeout=0.5", namespace)
+    try:
+        await store.add("x")
+        server.process.send_signal(signal.SIGSTOP)  # it holds the connections and says nothing
+        try:
+            started = time.monotonic()
+            results = await asyncio.gather(*(store.add(f"y{i}") for i in range(8)), return_exceptions=True)
+            waited = time.monotonic() - started
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        # A batch on an open connection: "no reply within 0.5 s"; one whose connection was
+        # still being set up: redis-py's "Timeout reading from ...". Either way, one line.
+        assert all("TimeoutError: " in str(r) and "\n" not in str(r) for r in results), results
+        assert any("no reply within 0.5 s" in str(r) for r in results), results
+        assert waited < 4.5  # the URL's timeout, not redis-py's default of 5 s
+        # Answering again: the next calls go through on fresh connections.
+        assert len(set(await asyncio.gather(*(store.add(f"z{i}") for i in range(4))))) == 4
     finally:
         await store.close()
         server.stop()

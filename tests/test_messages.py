@@ -199,12 +199,24 @@ async def test_a_message_read_elsewhere_does_not_end_the_wait(
     monkeypatch.setattr(constants, "wait_recheck_s", 0.05)  # the re-check, not a hint, looks
     await _agents(store, "ada", "bob")
     waits = Waits(store, monkeypatch)
+    # The claimer's look at its messages waits while the gate is shut: woken by the send's
+    # hint, it would otherwise look between the send and the read, and rightly end its wait.
+    gate, look = asyncio.Event(), store._message_news
+    gate.set()
+
+    async def gated(agent: str, after: int) -> tuple[int, int]:
+        await gate.wait()
+        return await look(agent, after)
+
+    monkeypatch.setattr(store, "_message_news", gated)
     waiting = asyncio.create_task(store.claim("bob", wait_s=60))
     await waits.reach(1)
     # Sent and read in one go from elsewhere, between two looks of the claimer.
     async with Store.from_url(store_url, namespace) as other:
+        gate.clear()
         await other.send("ada", "bob", "fyi")
         await other.inbox("bob")
+        gate.set()
         seen = waits.count
         await waits.reach(seen + 3)  # it looked again, several times, and waits on
         assert not waiting.done()

@@ -88,25 +88,30 @@ async def test_a_server_that_stops_answering_fails_the_waiting_calls_within_the_
         server.stop()
 
 
+@pytest.mark.parametrize("kept", [True, False], ids=["append-only", "nothing kept"])
 async def test_calls_after_the_server_restarted_go_through_on_new_connections(
-    namespace: str, tmp_path: Path
+    namespace: str, tmp_path: Path, kept: bool
 ) -> None:
-    # Append-only, so the restarted server has the function library: only the coalescer's
-    # own connections are in play (a call that must load the library again goes through
-    # redis-py's pool, whose idle connections are not checked: see the issue 17 note).
-    server = LocalRedis.start(tmp_path / "redis", appendfsync="always")
+    """Every connection the old process held is stale: the coalescer's own, and the idle ones
+    in redis-py's pool (plain reads; the library loaded again when it was not kept)."""
+    fsync = "always" if kept else None
+    server = LocalRedis.start(tmp_path / "redis", appendfsync=fsync)
     store = Store.from_url(server.url, namespace)
     assert isinstance(store, RedisStore)
     try:
-        # Both flushers busy at once: each holds a connection of its own from now on.
+        # Both flushers busy at once (each holds a connection of its own from now on), and
+        # several reads at once (several idle connections in the pool).
         await asyncio.gather(*(store.add(f"before {i}") for i in range(16)))
+        await asyncio.gather(*(store.counts() for _ in range(4)))
         # Restarted while this process's event loop runs, as an agent's would (it sees the
         # connections close): the same address, a new process.
         await asyncio.to_thread(server.stop)
         server = await asyncio.to_thread(
-            partial(LocalRedis.start, server.directory, server.port, appendfsync="always")
+            partial(LocalRedis.start, server.directory, server.port, appendfsync=fsync)
         )
         # No call fails for the connections the old process closed.
+        counts = await asyncio.gather(*(store.counts() for _ in range(4)))
+        assert all(sum(c.values()) == (16 if kept else 0) for c in counts), counts
         ids = await asyncio.gather(*(store.add(f"after {i}") for i in range(16)))
         assert len(set(ids)) == 16
     finally:

@@ -43,10 +43,24 @@ from ..endpoints import Endpoint, endpoint
 _MOVED = (rexc.MovedError, rexc.AskError, rexc.ClusterDownError, rexc.TryAgainError)
 
 
+def _checked_idle(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with redis-py's maintenance notifications off, where redis-py has them
+    (8.x). They are for managed clouds that push notices over RESP3; while they are "auto"
+    (the default) the pool hands out an idle connection without checking that its server
+    still holds it, so after a Redis restart each such connection failed its next command
+    once ("Connection closed by server"). Off, the pool opens it again first."""
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # redis-py before 8 checks idle connections always
+        return options
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False), **options}
+
+
 def client(url: str, key: str = "", **options: Any) -> Any:
     """An asyncio client of the master that serves ``key`` (a namespace's key; on a single
     server or Sentinel any), with redis-py ``options`` (decode_responses, timeouts...)."""
     where = endpoint(url)
+    options = _checked_idle(options)
     if where.kind == "single":
         return aioredis.Redis.from_url(where.url, **options)
     auth = _auth(where)

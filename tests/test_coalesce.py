@@ -88,6 +88,18 @@ async def test_a_server_that_stops_answering_fails_the_waiting_calls_within_the_
         server.stop()
 
 
+async def test_a_wait_longer_than_the_read_timeout_is_waited_for(namespace: str) -> None:
+    server = LocalRedis.start()  # no replica: WAIT 1 takes its whole wait_ms
+    store = Store.from_url(server.url + "?wait=1&wait_ms=600&socket_timeout=0.3", namespace)
+    try:
+        # The batch's WAIT answers after 0.6 s, past the 0.3 s read timeout: still an answer.
+        assert await store.add("x") == "t1"
+        assert store.admin.acked == 0
+    finally:
+        await store.close()
+        server.stop()
+
+
 @pytest.mark.parametrize("kept", [True, False], ids=["append-only", "nothing kept"])
 async def test_calls_after_the_server_restarted_go_through_on_new_connections(
     namespace: str, tmp_path: Path, kept: bool

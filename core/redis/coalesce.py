@@ -161,8 +161,11 @@ class Coalescer:
         runs each send as a task of its own under asyncio.wait_for, which together cost this
         process a sixth of its time per call (cProfile, bench/claims.py's agents)."""
         replies: list[Any] = []
+        limit = conn.socket_timeout
+        if limit is not None and self._wait[0] > 0:
+            limit += self._wait[1] / 1000  # WAIT may take its whole wait_ms (up to 60 s)
         try:
-            async with asyncio.timeout(conn.socket_timeout):
+            async with asyncio.timeout(limit):
                 writer = getattr(conn, "_writer", None)  # redis-py's stream, when connected
                 if writer is not None and conn.is_connected:
                     writer.write(data)
@@ -177,7 +180,7 @@ class Coalescer:
                 if self._wait[0] > 0:
                     self.acked = int(await conn.read_response(timeout=math.inf))
         except TimeoutError:
-            raise rexc.TimeoutError(f"no reply within {conn.socket_timeout} s") from None
+            raise rexc.TimeoutError(f"no reply within {limit} s") from None
         return replies
 
     @staticmethod

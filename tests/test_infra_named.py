@@ -106,6 +106,7 @@ def test_the_users_own_store_that_died_is_not_replaced(project: Path, tmp_path: 
         added = cli(env, "add", "their task")
         assert added.returncode == 0, added.stderr
         task = added.stdout.strip()
+        until_logged(f"redis://127.0.0.1:{port}/0")  # everysec: the task on disk before the kill
         theirs.kill()
 
         for args in (("complete", task, "--token", "1"), ("ls",)):

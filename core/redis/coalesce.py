@@ -38,18 +38,6 @@ FLUSHERS = 2  # batches in flight at once (one per pooled connection)
 Call = tuple[str, list[str], list[Any], "asyncio.Future[Any]"]  # (script name, keys, args, its future)
 
 
-async def _closed_or_dirty(conn: Any) -> bool:
-    """Whether a connection kept between batches saw its server close it, or holds unread
-    bytes. The pool checks this of a connection it hands out, but not when redis-py's
-    maintenance notifications are on ("auto" by default), which left a connection to a
-    restarted server failing its next batch."""
-    check = getattr(conn, "can_read", None) or conn.can_read_destructive  # redis-py 8 / 5
-    try:
-        return bool(await check())
-    except (rexc.ConnectionError, OSError):
-        return True
-
-
 class Coalescer:
     """Queue script calls and send each loop turn's worth as one pipeline."""
 
@@ -107,8 +95,8 @@ class Coalescer:
                 try:
                     if conn is None:
                         conn = await pool.get_connection()
-                    elif await _closed_or_dirty(conn):  # the server went, or left bytes unread
-                        await conn.disconnect()  # _trip connects it again
+                    else:  # the pool's own check of what it hands out (connect.py _checked_idle)
+                        await pool.ensure_connection(conn)
                     if not await self._send(conn, batch):
                         conn, failed = None, conn
                         await pool.release(failed)

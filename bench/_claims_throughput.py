@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from _harness import BenchRedis, CpuMeter
 from _stats import Row, ms_rows, yes
 
+from claimroom.core.redis.store import claimed_fields
 from claimroom.core.store import Store, TaskSpec
 
 ADD_CHUNK = 10_000  # constants.max_batch_add
@@ -169,9 +170,7 @@ class Runs:
                         "claim", [[name, 60_000, "", 1] for name in agents]
                     ):
                         if reply[0] == 0:
-                            flat = reply[1]
-                            f = dict(zip(flat[::2], flat[1::2], strict=True))
-                            held.append((f["id"], f["token"]))
+                            held += [(tid, f["token"]) for tid, f in claimed_fields(reply) if f]
                     rounds += 1
                     if not held:
                         return done, rounds

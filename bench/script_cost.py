@@ -33,7 +33,7 @@ from _harness import header, load_avg, print_table
 from _stats import Row
 
 from claimroom.core.local_redis import free_port, redis_binary
-from claimroom.core.redis.store import RedisStore
+from claimroom.core.redis.store import RedisStore, claimed_fields
 from claimroom.core.store import TaskSpec
 
 AGENTS = 10  # claims per pipelined round, one per agent
@@ -45,13 +45,9 @@ def _triples(held: list[tuple[str, int]]) -> list[object]:
     return [x for task, token in held for x in (task, token, "")]
 
 
-def _held_of(claimed: list[list[object]]) -> list[tuple[str, int]]:
-    """(task, token) of each claim in a claim reply's entries (flat field lists)."""
-    out = []
-    for flat in claimed:
-        f = dict(zip(flat[::2], flat[1::2], strict=True))
-        out.append((str(f["id"]), int(f["token"])))  # type: ignore[call-overload]
-    return out
+def _held_of(reply: list[object]) -> list[tuple[str, int]]:
+    """(task, token) of each claim in a claim script's reply."""
+    return [(tid, int(f["token"])) for tid, f in claimed_fields(reply) if f is not None]
 
 
 class Callgrind:
@@ -101,9 +97,7 @@ async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
             held = []
             replies = await store.admin.run_scripts("claim", [[a, 60_000, "", 1] for a in agents])
             for name, reply in zip(agents, replies, strict=True):
-                flat = reply[1]
-                f = dict(zip(flat[::2], flat[1::2], strict=True))
-                held.append((str(f["id"]), int(f["token"]), name))
+                held += [(tid, token, name) for tid, token in _held_of(reply)]
             return held
 
         held = await claims()  # warm-up round, not counted
@@ -127,17 +121,15 @@ async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
             m += len(held)
             names = [name for _, _, name in held]
             held = []
-            for name, reply in zip(names, replies, strict=True):
-                flat = reply[2][1]  # {0, unblocked, claim reply {0, fields}}
-                f = dict(zip(flat[::2], flat[1::2], strict=True))
-                held.append((str(f["id"]), int(f["token"]), name))
+            for name, reply in zip(names, replies, strict=True):  # {0, unblocked, claim reply}
+                held += [(tid, token, name) for tid, token in _held_of(reply[2])]
         # complete_many: each agent finishes its BATCH tasks and claims its next BATCH, one call.
         await store.admin.run_scripts("complete", [[t, tok, ""] for t, tok, _ in held])
         await store.add_many([TaskSpec(title=f"b{i}") for i in range(2 * BATCH * (cycles + 2 * AGENTS))])
         for name in agents:
             await store.register(name, max_claims=BATCH)
         replies = await store.admin.run_scripts("claim", [[a, 60_000, "", BATCH] for a in agents])
-        batches = {a: _held_of(reply[1:]) for a, reply in zip(agents, replies, strict=True)}
+        batches = {a: _held_of(reply) for a, reply in zip(agents, replies, strict=True)}
         cg.take()
         b = 0
         while b < cycles:
@@ -145,7 +137,7 @@ async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
             replies = await store.admin.run_scripts("complete_many", calls)
             batched_i += cg.take()
             b += sum(len(got) for got in batches.values())
-            batches = {a: _held_of(reply[2][1:]) for a, reply in zip(batches, replies, strict=True)}
+            batches = {a: _held_of(reply[2]) for a, reply in zip(batches, replies, strict=True)}
         per = {"claim": claim_i / n, "complete": complete_i / n, "chained": chained_i / m}
         return {**per, "batched": batched_i / b}
     finally:

@@ -56,6 +56,20 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def claimed_fields(reply: list[Any]) -> list[tuple[str, dict[str, str] | None]]:
+    """Each task a claim script's reply {0, id, n, text, ...} claimed: its id and fields.
+
+    A task's fields come joined by U+001F in one text (lib.lua reply_task). None when the
+    text does not split into its count: a field holds U+001F, which only a hand-written
+    value can (stored text refuses control characters), so the caller reads the task.
+    """
+    out: list[tuple[str, dict[str, str] | None]] = []
+    for tid, n, text in zip(reply[1::3], reply[2::3], reply[3::3], strict=True):
+        flat = str(text).split("\x1f")
+        out.append((str(tid), _pairs(flat) if len(flat) == int(n) else None))
+    return out
+
+
 def _applies(message: dict[str, Any], wake: str, queues: list[str], caps: set[str]) -> bool:
     """Whether a hint on the claimable or the agent's wake channel can mean work for a
     claimer of ``queues`` (all when empty) holding ``caps``: only then does it claim again."""
@@ -136,21 +150,24 @@ class RedisStore(Store):
         # Plain reads, pipelined in slices: no script call, so nothing holds Redis long.
         return await self._guard(lambda: reads.known(self._redis, self.namespace, ids, capsigs))
 
-    def _claims(self, reply: list[Any]) -> tuple[list[Claim], ClaimMiss, str]:
+    async def _claims(self, reply: list[Any]) -> tuple[list[Claim], ClaimMiss, str]:
         """The claims of a claim script's reply, or why none; and the agent's capabilities
         when none (what a waiting claimer can take)."""
         if int(reply[0]) == 1:
             return [], ClaimMiss(str(reply[1]), int(reply[2])), str(reply[3])
         claims = []
-        for flat in reply[1:]:
-            task = Task.from_fields(_pairs(flat))
+        for tid, fields in claimed_fields(reply):
+            if fields is not None:
+                task = Task.from_fields(fields)
+            else:  # the claim is made: the task as it is now
+                task = await self._guard(lambda tid=tid: reads.get(self._redis, self.namespace, tid))
             claims.append(Claim(task, task.token, task.deadline_ms))
         return claims, ClaimMiss(""), ""
 
     async def _claim_caps(
         self, agent: str, queues: list[str], ttl_ms: int, count: int
     ) -> tuple[list[Claim], ClaimMiss, str]:
-        return self._claims(await self._run("claim", agent, ttl_ms, ",".join(queues), count))
+        return await self._claims(await self._run("claim", agent, ttl_ms, ",".join(queues), count))
 
     async def _claim(
         self, agent: str, queues: list[str], ttl_ms: int, count: int
@@ -221,7 +238,7 @@ class RedisStore(Store):
         # complete-1.lua's ARGV[7] "1": then the claim, in the same call (reply {0, unblocked, claim}).
         qs = ",".join(queues)
         reply = await self._run("complete", task, token, result, agent, "", "1", ttl_ms, qs, count)
-        got, why, _caps = self._claims(reply[2])
+        got, why, _caps = await self._claims(reply[2])
         return [str(x) for x in reply[1]], got, why
 
     async def _complete_many(
@@ -239,7 +256,7 @@ class RedisStore(Store):
                 outcomes.append(Completion(task, [str(x) for x in each[1:]]))
         if count == 0:
             return outcomes, [], ClaimMiss("")
-        got, why, _caps = self._claims(reply[2])
+        got, why, _caps = await self._claims(reply[2])
         return outcomes, got, why
 
     async def _fail(

@@ -22,7 +22,8 @@
     ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, seq:token, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
-  Returns {0, task fields (flat)...} one entry per claimed task;
+  Returns {0, id, n, fields...} three entries per claimed task: its id, how many fields
+          (names and values), and those joined by \31 (lib.lua reply_task);
           {1, reason, next_change_in_ms, caps}: nothing claimable; reason is empty |
           at-capacity | breaker-open; next_change_in_ms is how long until a lease or
           backoff next ends, an affine task becomes anyone's, or the breaker closes (-1 if nothing is scheduled); caps the

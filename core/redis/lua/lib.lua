@@ -1059,7 +1059,7 @@ local function sweep_due(P, now, always)
   return out
 end
 
--- Claims `agent` won and was not handed yet, at most `count`: each task's fields (flat),
+-- Claims `agent` won and was not handed yet, at most `count`: each task's id and fields (flat),
 -- when the claim is still the won one; every entry looked at leaves `won:<agent>`.
 local function won_claims(P, agent, count, now)
   local out = {}
@@ -1072,6 +1072,7 @@ local function won_claims(P, agent, count, now)
     local t = to_table(raw)
     if t.state == 'claimed' and t.agent == agent and tonumber(t.token) == tonumber(entries[i + 1])
         and tonumber(t.deadline_ms) > now then
+      out[#out + 1] = id
       out[#out + 1] = raw
     end
   end
@@ -1244,7 +1245,15 @@ end
 -- The best head among the open queues (queues: the chosen ones, nil all) with ready tasks
 -- needing exactly sig: its score and queue, or nil; and the runner-up queue's head score
 -- (nil: none), which a claim of several tasks may not pass in that queue (claim_tasks).
-local function claim_head(P, sig, queues)
+-- unranked: the caller compares this head with no other (one signature, one task), so its
+-- score is 0: Redis 7.0 spells a score in a reply with "%.17g" (~3k instructions) and Lua
+-- reads it back with strtod.
+local function claim_head(P, sig, queues, unranked)
+  if unranked and not queues then
+    local head = rcall('ZRANGE', P .. 'heads:' .. sig, '0', '0')
+    if #head > 0 then return 0, head[1], nil end
+    return nil, nil, nil
+  end
   if queues then
     local scores = rcall('ZMSCORE', P .. 'heads:' .. sig, unpack(queues))
     local best, from, second = nil, nil, nil
@@ -1280,6 +1289,19 @@ local function own_head(P, agent, queues, caps)
     end
   end
   return nil, nil
+end
+
+-- A claimed task in a claim's reply: its id, how many fields (names and values) it has,
+-- then all of them in one text joined by \31 (the ASCII unit separator). Three reply
+-- elements instead of ~36, each of which costs Redis ~1k instructions to write
+-- (luaReplyToRedisReply); table.concat joins them for a few. No stored text holds \31:
+-- every text field refuses control characters (core/safetext.py) and JSON escapes them.
+-- One written by hand anyway splits into another count, and the client reads the task
+-- again instead (core/redis/store.py _claims).
+local function reply_task(out, id, flat)
+  out[#out + 1] = id
+  out[#out + 1] = #flat
+  out[#out + 1] = table.concat(flat, '\31')
 end
 
 -- A claimed task's fields as HGETALL would give them now, built from what was written,
@@ -1331,8 +1353,9 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   if personal then
     local won = won_claims(P, agent, count, now)
     if #won > 0 then
-      table.insert(won, 1, 0)
-      return won
+      local out = {0}
+      for i = 1, #won, 2 do reply_task(out, won[i], won[i + 1]) end
+      return out
     end
   end
   local open_until = tonumber(a.breaker_open_until_ms or 0)
@@ -1356,26 +1379,26 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   -- A claim of several tasks (see the loop below) also keeps each signature's runner-up.
   local several = count > 1 and not personal
   local sigs, head_score, head_queue, runner_up = {}, {}, {}, several and {} or nil
+  for _, sig in ipairs(rcall('HKEYS', P .. 'sigs')) do
+    if can_take(caps, sig) then sigs[#sigs + 1] = sig end
+  end
+  -- Scores are compared only between signatures, with the runner-up, or with an owned task.
+  local unranked = #sigs == 1 and not several and not personal
   local function look(sig)
     local second
-    head_score[sig], head_queue[sig], second = claim_head(P, sig, queues)
+    head_score[sig], head_queue[sig], second = claim_head(P, sig, queues, unranked)
     if runner_up then runner_up[sig] = second end
   end
-  for _, sig in ipairs(rcall('HKEYS', P .. 'sigs')) do
-    if can_take(caps, sig) then
-      sigs[#sigs + 1] = sig
-      look(sig)
-    end
-  end
+  for _, sig in ipairs(sigs) do look(sig) end
 
   -- The same for every task of this call: as text once (int_text).
   local ttl_text, deadline = int_text(ttl), int_text(now + ttl)
-  local out = {0}
+  local out, claimed = {0}, 0  -- claimed: how many tasks out holds (reply_task)
   -- One task, or several at once from one ready set: a claim of several tasks takes from
   -- the best ready set every task that comes before any other set's head (the runner-up
   -- queue of its signature, the other signatures' heads) in one ZPOPMIN, and refreshes
   -- that set's place in heads:<sig> once.
-  while #out - 1 < count do
+  while claimed < count do
     local taken, from, q = EMPTY, nil, nil  -- taken: the ids this round claims, each with its score
     local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0', 'WITHSCORES') or EMPTY
     if #mine > 0 then
@@ -1396,7 +1419,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
         -- The heads leave their ready set here (leave is told so): one command for all.
         q = head_queue[from]
         local rk = P .. 'ready:' .. q .. ':' .. from
-        local need = several and count - (#out - 1) or 1
+        local need = several and count - claimed or 1
         taken = need > 1 and rcall('ZPOPMIN', rk, int_text(need)) or rcall('ZPOPMIN', rk)
         if need > 1 then
           local rival = runner_up[from]
@@ -1442,18 +1465,19 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
           local n = #raw
           raw[n + 1], raw[n + 2], raw[n + 3], raw[n + 4] = 'state', 'claimed', 'updated_ms', ms(now)
           for i = 1, #more do raw[n + 4 + i] = more[i] end
-          out[#out + 1] = raw
+          reply_task(out, best, raw)
         else
-          out[#out + 1] = fields_of(t)  -- assigned or owned: leave may have written fields
+          reply_task(out, best, fields_of(t))  -- assigned or owned: leave may have written fields
         end
+        claimed = claimed + 1
       end
     end
     if q then
       if #taken > 0 then ready_refresh(P, q, from) end
-      if #out - 1 < count then look(from) end
+      if claimed < count then look(from) end
     end
   end
-  if #out > 1 then return out end
+  if claimed > 0 then return out end
 
   local next_change = -1
   for _, key in ipairs({P .. 'deadlines', P .. 'backoff', P .. 'steal'}) do

@@ -216,7 +216,9 @@ end
 --   capsigs:<q>      the signatures with a non-empty ready set in q
 --   queues           the queues with a non-empty ready set
 --   heads:<sig>      open (not paused) queues with ready tasks needing sig, scored by their
---                    best task's ready score
+--                    best task's ready score, or below it: a claim that found no other
+--                    queue or signature to rank against leaves the score it took
+--                    (claim_tasks), and the first claim that finds one puts it right
 --   sigs             sig -> how many unfinished tasks need it (at most ${max_capsigs} fields)
 -- An entry leaves each index as soon as it would stand for nothing.
 -- Claimable work is announced on `claimable` ("queue sig"), and what concerns one agent
@@ -1035,8 +1037,9 @@ end
 local function sweep_due(P, now, always)
   if not always then
     local at = rcall('ZSCORE', P .. 'due', 'next')
-    if at and (at == 'inf' or tonumber(at) > now) then
-      due_seen = tonumber(at)  -- 'inf' reads as math.huge
+    local n = at and tonumber(at)  -- 'inf' reads as math.huge
+    if n and n > now then
+      due_seen = n
       return nil
     end
   end
@@ -1245,14 +1248,15 @@ end
 -- The best head among the open queues (queues: the chosen ones, nil all) with ready tasks
 -- needing exactly sig: its score and queue, or nil; and the runner-up queue's head score
 -- (nil: none), which a claim of several tasks may not pass in that queue (claim_tasks).
--- unranked: the caller compares this head with no other (one signature, one task), so its
--- score is 0: Redis 7.0 spells a score in a reply with "%.17g" (~3k instructions) and Lua
--- reads it back with strtod.
+-- unranked: the caller has no other signature's head nor an owned task to compare with:
+-- when only one queue has a head, its score is 0 (Redis 7.0 spells a score in a reply with
+-- "%.17g", ~3k instructions, and Lua reads it back with strtod).
 local function claim_head(P, sig, queues, unranked)
   if unranked and not queues then
-    local head = rcall('ZRANGE', P .. 'heads:' .. sig, '0', '0')
-    if #head > 0 then return 0, head[1], nil end
-    return nil, nil, nil
+    local head = rcall('ZRANGE', P .. 'heads:' .. sig, '0', '1')
+    if #head == 0 then return nil, nil, nil end
+    if #head == 1 then return 0, head[1], nil end
+    -- a runner-up queue: the scores decide after all
   end
   if queues then
     local scores = rcall('ZMSCORE', P .. 'heads:' .. sig, unpack(queues))
@@ -1298,10 +1302,16 @@ end
 -- every text field refuses control characters (core/safetext.py) and JSON escapes them.
 -- One written by hand anyway splits into another count, and the client reads the task
 -- again instead (core/redis/store.py _claims).
-local function reply_task(out, id, flat)
+-- after: text of more fields to follow flat's, with how many there are (n_after).
+local function reply_task(out, id, flat, after, n_after)
   out[#out + 1] = id
-  out[#out + 1] = #flat
-  out[#out + 1] = table.concat(flat, '\31')
+  if after then
+    out[#out + 1] = #flat + n_after
+    out[#out + 1] = table.concat(flat, '\31') .. after
+  else
+    out[#out + 1] = #flat
+    out[#out + 1] = table.concat(flat, '\31')
+  end
 end
 
 -- A claimed task's fields as HGETALL would give them now, built from what was written,
@@ -1375,19 +1385,17 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   local queues = nil
   if qtext ~= '' then queues = split(qtext) end
 
-  -- The best head of each signature the agent can take (head_score, head_queue), or none.
-  -- A claim of several tasks (see the loop below) also keeps each signature's runner-up.
+  -- The best head of each signature the agent can take (head_score, head_queue) and the
+  -- runner-up queue's head score of that signature (runner_up), or none.
   local several = count > 1 and not personal
-  local sigs, head_score, head_queue, runner_up = {}, {}, {}, several and {} or nil
+  local sigs, head_score, head_queue, runner_up = {}, {}, {}, {}
   for _, sig in ipairs(rcall('HKEYS', P .. 'sigs')) do
     if can_take(caps, sig) then sigs[#sigs + 1] = sig end
   end
-  -- Scores are compared only between signatures, with the runner-up, or with an owned task.
-  local unranked = #sigs == 1 and not several and not personal
+  -- Scores are compared only between signatures, queues, or with an owned task.
+  local unranked = #sigs == 1 and not personal
   local function look(sig)
-    local second
-    head_score[sig], head_queue[sig], second = claim_head(P, sig, queues, unranked)
-    if runner_up then runner_up[sig] = second end
+    head_score[sig], head_queue[sig], runner_up[sig] = claim_head(P, sig, queues, unranked)
   end
   for _, sig in ipairs(sigs) do look(sig) end
 
@@ -1399,7 +1407,8 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   -- queue of its signature, the other signatures' heads) in one ZPOPMIN, and refreshes
   -- that set's place in heads:<sig> once.
   while claimed < count do
-    local taken, from, q = EMPTY, nil, nil  -- taken: the ids this round claims, each with its score
+    -- taken: the ids this round claims, each with its score; rk their ready set
+    local taken, from, q, rk, rival = EMPTY, nil, nil, nil, nil
     local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0', 'WITHSCORES') or EMPTY
     if #mine > 0 then
       taken = mine
@@ -1418,18 +1427,29 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       else
         -- The heads leave their ready set here (leave is told so): one command for all.
         q = head_queue[from]
-        local rk = P .. 'ready:' .. q .. ':' .. from
+        rk = P .. 'ready:' .. q .. ':' .. from
+        -- What the tasks taken may not pass: the runner-up queue's head of their signature,
+        -- the other signatures' heads, the agent's own task.
+        rival = runner_up[from]
+        for _, sig in ipairs(sigs) do
+          local sc = head_score[sig]
+          if sig ~= from and sc and (not rival or sc < rival) then rival = sc end
+        end
+        if own_score and (not rival or own_score < rival) then rival = own_score end
         local need = several and count - claimed or 1
         taken = need > 1 and rcall('ZPOPMIN', rk, int_text(need)) or rcall('ZPOPMIN', rk)
-        if need > 1 then
-          local rival = runner_up[from]
-          for _, sig in ipairs(sigs) do
-            local sc = head_score[sig]
-            if sig ~= from and sc and (not rival or sc < rival) then rival = sc end
-          end
+        if rival and #taken > 0 and tonumber(taken[2]) > rival then
+          -- Its place in heads:<sig> was below its head (a claim with no rival leaves it so,
+          -- see below): all go back, the place becomes the head's, and the choice is made again.
+          local back = {}
+          for i = 1, #taken, 2 do back[#back + 1], back[#back + 2] = taken[i + 1], taken[i] end
+          rcall('ZADD', rk, unpack(back))
+          rcall('ZADD', P .. 'heads:' .. from, 'XX', taken[2], q)
+          taken, rk = EMPTY, nil
+        elseif need > 1 and rival then
           -- Those past another set's head go back: they are not the best any more.
           local back = nil
-          for i = 3, rival and #taken or 0, 2 do
+          for i = 3, #taken, 2 do
             if tonumber(taken[i + 1]) > rival then
               back = back or {}
               back[#back + 1], back[#back + 2] = taken[i + 1], taken[i]
@@ -1438,7 +1458,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
           end
           if back then rcall('ZADD', rk, unpack(back)) end
         end
-        if #taken == 0 then  -- a head without a task (never left so by the helpers): drop it
+        if #taken == 0 and rk then  -- a head without a task (never left so by the helpers): drop it
           rcall('ZREM', P .. 'heads:' .. from, q)
         end
       end
@@ -1462,10 +1482,8 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
         if from then
           -- Out of its ready set, it changed only by what enter wrote: the fields as read, then
           -- those (a later pair wins in the client), rather than every field rebuilt from t.
-          local n = #raw
-          raw[n + 1], raw[n + 2], raw[n + 3], raw[n + 4] = 'state', 'claimed', 'updated_ms', ms(now)
-          for i = 1, #more do raw[n + 4 + i] = more[i] end
-          reply_task(out, best, raw)
+          reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. ms(now) .. '\31' .. table.concat(more, '\31'),
+            4 + #more)
         else
           reply_task(out, best, fields_of(t))  -- assigned or owned: leave may have written fields
         end
@@ -1473,7 +1491,12 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       end
     end
     if q then
-      if #taken > 0 then ready_refresh(P, q, from) end
+      -- The set's place in heads:<sig> follows its new head when anything could rank against
+      -- it (a rival now, or queues chosen: other claims see other queues beside it). With
+      -- none it stays where it was, below the new head (the first claim that finds a rival
+      -- puts it right, above): two commands less on every claim of a one-queue board. A set
+      -- left empty always leaves the indexes.
+      if #taken > 0 and (rival or queues or rcall('ZCARD', rk) == 0) then ready_refresh(P, q, from) end
       if claimed < count then look(from) end
     end
   end

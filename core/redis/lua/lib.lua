@@ -1247,7 +1247,7 @@ end
 
 -- The best head among the open queues (queues: the chosen ones, nil all) with ready tasks
 -- needing exactly sig: its score and queue, or nil; and the runner-up queue's head score
--- (nil: none), which a claim of several tasks may not pass in that queue (claim_tasks).
+-- (nil: none), which the tasks a claim takes from that queue may not pass (claim_tasks).
 -- unranked: the caller has no other signature's head nor an owned task to compare with:
 -- when only one queue has a head, its score is 0 (Redis 7.0 spells a score in a reply with
 -- "%.17g", ~3k instructions, and Lua reads it back with strtod).

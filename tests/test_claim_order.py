@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claimroom.core import constants as C
-from claimroom.core.store import Store, TaskSpec
+from claimroom.core.store import Store
 
 QUEUES = ["q1", "q2"]  # two: a queue is often alone in its signature, then not
 SIGS = [[], ["gpu"], ["gpu", "py"]]
@@ -40,7 +40,9 @@ class Ready:
 
 # Mostly tasks any agent may take, at two priorities far apart: a queue's head and its
 # next then often rank on either side of another queue's head.
-adds = st.tuples(st.just("add"), st.sampled_from(QUEUES), st.sampled_from([0, 3]), st.sampled_from([0, 0, 0, 1, 2]))
+adds = st.tuples(
+    st.just("add"), st.sampled_from(QUEUES), st.sampled_from([0, 3]), st.sampled_from([0, 0, 0, 1, 2])
+)
 # Claims mostly by the agent of one signature with no queue chosen: the claims that find
 # no rival, whose queue's place then stays below its head.
 claims = st.tuples(
@@ -62,8 +64,8 @@ def _heads_below_their_head(r: redis_py.Redis, ns: str) -> None:
     while that set has tasks."""
     for sig in ("", "gpu", "gpu,py"):
         for queue, score in r.zrange(C.heads_key(ns, sig), 0, -1, withscores=True):
-            head = r.zrange(C.prefix(ns) + f"ready:{queue.decode()}:{sig}", 0, 0, withscores=True)
-            assert head, f"heads:{sig} names {queue!r}, whose ready set is empty"
+            head = r.zrange(C.ready_key(ns, queue.decode(), sig), 0, 0, withscores=True)
+            assert head, f"the heads index of {sig!r} names {queue!r}, whose ready set is empty"
             assert score <= head[0][1]
 
 
@@ -106,7 +108,9 @@ def test_each_claim_takes_the_best_task_it_may_take(redis_server: Any) -> None:
     check()
 
 
-async def test_a_queue_left_below_its_head_loses_to_a_better_rival(redis_store: Store, redis_url: str) -> None:
+async def test_a_queue_left_below_its_head_loses_to_a_better_rival(
+    redis_store: Store, redis_url: str
+) -> None:
     """The case the model test stands for, spelled out: q1's place stays at the task taken
     while q1 is alone; a task added to q2 then ranks between that place and q1's real head."""
     await redis_store.register("ada", max_claims=8)
@@ -117,9 +121,12 @@ async def test_a_queue_left_below_its_head_loses_to_a_better_rival(redis_store: 
     r = redis_py.Redis.from_url(redis_url)
     ns = redis_store.namespace
     stale = r.zscore(C.heads_key(ns, ""), "q1")
-    assert stale is not None and stale < r.zrange(C.prefix(ns) + "ready:q1:", 0, 0, withscores=True)[0][1]
+    assert stale is not None and stale < r.zrange(C.ready_key(ns, "q1", ""), 0, 0, withscores=True)[0][1]
     await redis_store.add("q2 urgent", queue="q2", priority=3)
     got = await redis_store.claim("ada")
     assert got is not None and got.task.title == "q2 urgent"
     _heads_below_their_head(r, ns)
-    assert r.zscore(C.heads_key(ns, ""), "q1") == r.zrange(C.prefix(ns) + "ready:q1:", 0, 0, withscores=True)[0][1]
+    assert (
+        r.zscore(C.heads_key(ns, ""), "q1")
+        == r.zrange(C.ready_key(ns, "q1", ""), 0, 0, withscores=True)[0][1]
+    )

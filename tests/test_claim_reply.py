@@ -42,7 +42,9 @@ async def test_a_field_holding_the_separator_comes_back_whole_from_a_claim(
     await redis_store.complete(tid, claim.token, agent="ada")  # the token it was given holds
 
 
-async def test_every_claiming_path_splits_or_rereads(redis_store: Store, redis_url: str, namespace: str) -> None:
+async def test_every_claiming_path_splits_or_rereads(
+    redis_store: Store, redis_url: str, namespace: str
+) -> None:
     ids = await redis_store.add_many([TaskSpec(title=f"t{i}") for i in range(6)])
     odd = {ids[1], ids[3], ids[5]}
     for tid in odd:

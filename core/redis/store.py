@@ -160,7 +160,7 @@ class RedisStore(Store):
             if fields is not None:
                 task = Task.from_fields(fields)
             else:  # the claim is made: the task as it is now
-                task = await self._guard(lambda tid=tid: reads.get(self._redis, self.namespace, tid))
+                task = await self._guard(partial(reads.get, self._redis, self.namespace, tid))
             claims.append(Claim(task, task.token, task.deadline_ms))
         return claims, ClaimMiss(""), ""
 

@@ -1,0 +1,151 @@
+"""A completion's lean path leaves the board exactly as the general path does.
+
+Most completions (no dependents, locks, plan nor earlier outcome; not for review) skip the
+general walk through leave and enter in lib.lua complete_task. Here two private
+redis-servers run the same random programs of adds, claims, completions (alone and with
+the next claim), failures and dependencies: one with the library as shipped, one with the
+lean path switched off (the library's own text, that one condition made false, loaded
+under the same names). Every key of the namespace, with times, tokens, event ids and the
+server's run id made alike, must then hold the same on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis as redis_py
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from claimroom.core.local_redis import LocalRedis
+from claimroom.core.redis.scripts import library
+from claimroom.core.redis.store import RedisStore
+
+LEAN = "if not linked and ref == '' and not (t.plan"
+_NS = itertools.count()
+
+
+def general_only_library() -> str:
+    """The shipped library with complete_task's lean path never taken."""
+    text = library().text
+    assert text.count(LEAN) == 1, "the lean path's condition moved: update LEAN"
+    return text.replace(LEAN, "if false and not linked and ref == '' and not (t.plan")
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[str, str]]:
+    shipped, general = LocalRedis.start(), LocalRedis.start()
+    try:
+        redis_py.Redis.from_url(general.url).function_load(general_only_library())
+        yield shipped.url, general.url
+    finally:
+        shipped.stop()
+        general.stop()
+
+
+# Times, tokens (an epoch's floor comes from the clock), event ids and run ids differ
+# between two servers whatever the paths do.
+_VARYING = re.compile(r"\d{10,}(?:-\d+)?|[0-9a-f]{40}")
+
+
+def _alike(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        return _VARYING.sub("N", value)
+    if isinstance(value, float):
+        return "N" if value >= 1e9 else value
+    return value
+
+
+def board(url: str, namespace: str) -> dict[str, Any]:
+    """Every key of ``namespace``, its type and contents made comparable."""
+    r = redis_py.Redis.from_url(url)
+    out: dict[str, Any] = {}
+    for key in r.scan_iter(match=f"{{claimroom:{namespace}}}:*"):
+        name, kind = _alike(key), r.type(key).decode()
+        if kind == "string":
+            got: Any = _alike(r.get(key))
+        elif kind == "hash":
+            got = sorted((_alike(k), _alike(v)) for k, v in r.hgetall(key).items())
+        elif kind == "set":
+            got = sorted(_alike(m) for m in r.smembers(key))
+        elif kind == "zset":
+            got = sorted((_alike(m), _alike(s)) for m, s in r.zrange(key, 0, -1, withscores=True))
+        elif kind == "list":
+            got = [_alike(v) for v in r.lrange(key, 0, -1)]
+        elif kind == "stream":
+            got = [sorted((_alike(k), _alike(v)) for k, v in f.items()) for _, f in r.xrange(key)]
+        else:
+            got = kind
+        out[name] = (kind, got)
+    return out
+
+
+adds = st.tuples(st.just("add"), st.sampled_from(["q1", "q2"]), st.booleans())
+claims = st.tuples(st.just("claim"), st.sampled_from(["a1", "a2"]))
+ends = st.tuples(
+    st.just("end"),
+    st.sampled_from(["complete", "complete", "result", "next", "fail"]),
+    st.integers(0, 5),
+)
+programs = st.lists(st.one_of(adds, claims, ends, ends), min_size=5, max_size=30)
+
+
+async def run(url: str, namespace: str, program: list[tuple[Any, ...]]) -> list[str]:
+    """The program on one server; what each step answered, for the two runs to match."""
+    store = RedisStore(url, namespace)
+    said: list[str] = []
+    try:
+        added: list[str] = []
+        held: list[tuple[str, int, str]] = []  # (task, token, agent) in claim order
+        for step in program:
+            if step[0] == "add":
+                _, queue, depends = step
+                after = [added[-1]] if depends and added else []
+                added.append(await store.add(f"t{len(added)}", queue=queue, after=after))
+                said.append(added[-1])
+            elif step[0] == "claim":
+                got = await store.claim(step[1])
+                if got is not None:
+                    held.append((got.task.id, got.token, step[1]))
+                said.append("-" if got is None else got.task.id)
+            elif held:
+                _, how, pick = step
+                task, token, agent = held.pop(pick % len(held))
+                if how == "fail":
+                    state, _ = await store.fail(task, token, "broke", agent=agent)
+                    said.append(str(state))
+                elif how == "next":
+                    unblocked, nxt = await store.complete_and_claim(task, token, {"ok": 1}, agent=agent)
+                    held += [(c.task.id, c.token, agent) for c in nxt]
+                    said.append(f"{sorted(unblocked)} {[c.task.id for c in nxt]}")
+                else:
+                    result = {"n": pick} if how == "result" else None
+                    said.append(str(sorted(await store.complete(task, token, result, agent=agent))))
+    finally:
+        await store.close()
+    return said
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(program=programs)
+def test_lean_and_general_completions_leave_one_board(servers: tuple[str, str], program: list[Any]) -> None:
+    shipped, general = servers
+    namespace = f"paths{next(_NS)}"
+    said = asyncio.run(run(shipped, namespace, program))
+    assert asyncio.run(run(general, namespace, program)) == said
+    assert board(shipped, namespace) == board(general, namespace)
+
+
+def test_the_switched_off_library_differs_only_there() -> None:
+    """The comparison is between two paths: the general-only text is the shipped one but
+    for the one condition, so a change elsewhere cannot pass unseen on one side."""
+    shipped, general = library().text, general_only_library()
+    assert shipped != general
+    assert shipped.replace(LEAN, "if false and " + LEAN[3:]) == general

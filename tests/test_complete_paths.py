@@ -1,12 +1,13 @@
-"""A completion's lean path leaves the board exactly as the general path does.
+"""The lean paths of a completion and a claim leave the board exactly as the general path does.
 
-Most completions (no dependents, locks, plan nor earlier outcome; not for review) skip the
-general walk through leave and enter in lib.lua complete_task. Here two private
-redis-servers run the same random programs of adds, claims, completions (alone and with
-the next claim), failures and dependencies: one with the library as shipped, one with the
-lean path switched off (the library's own text, that one condition made false, loaded
-under the same names). Every key of the namespace, with times, tokens, event ids and the
-server's run id made alike, must then hold the same on both.
+Most completions (no dependents, locks, plan nor earlier outcome; not for review) and most
+claims (a queued task out of its ready set, not assigned, not routed to an owner) skip the
+general walk through leave and enter in lib.lua (complete_task, claim_tasks). Here two
+private redis-servers run the same random programs of adds, claims, completions (alone and
+with the next claim), failures, dependencies and affinity keys: one with the library as
+shipped, one with the lean paths switched off (the library's own text, their conditions
+made false, loaded under the same names). Every key of the namespace, with times, tokens,
+event ids and the server's run id made alike, must then hold the same on both.
 """
 
 from __future__ import annotations
@@ -26,15 +27,21 @@ from claimroom.core.local_redis import LocalRedis
 from claimroom.core.redis.scripts import library
 from claimroom.core.redis.store import RedisStore
 
-LEAN = "if not linked and ref == '' and not (t.plan"
+# Each lean path's condition, and the same made false.
+LEAN = {
+    "if not linked and ref == '' and not (t.plan": "if false and not linked and ref == '' and not (t.plan",
+    "local lean = from and t.state == 'queued'": "local lean = false and from and t.state == 'queued'",
+}
 _NS = itertools.count()
 
 
 def general_only_library() -> str:
-    """The shipped library with complete_task's lean path never taken."""
+    """The shipped library with the lean paths never taken."""
     text = library().text
-    assert text.count(LEAN) == 1, "the lean path's condition moved: update LEAN"
-    return text.replace(LEAN, "if false and not linked and ref == '' and not (t.plan")
+    for lean, off in LEAN.items():
+        assert text.count(lean) == 1, f"a lean path's condition moved: update LEAN ({lean})"
+        text = text.replace(lean, off)
+    return text
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +94,11 @@ def board(url: str, namespace: str) -> dict[str, Any]:
     return out
 
 
-adds = st.tuples(st.just("add"), st.sampled_from(["q1", "q2"]), st.booleans())
+# An affinity key routes a task to a live agent's own index (claimed through the general
+# path), or to its ready set when no agent is live yet.
+adds = st.tuples(
+    st.just("add"), st.sampled_from(["q1", "q2"]), st.booleans(), st.sampled_from(["", "", "k1"])
+)
 claims = st.tuples(st.just("claim"), st.sampled_from(["a1", "a2"]))
 ends = st.tuples(
     st.just("end"),
@@ -106,9 +117,9 @@ async def run(url: str, namespace: str, program: list[tuple[Any, ...]]) -> list[
         held: list[tuple[str, int, str]] = []  # (task, token, agent) in claim order
         for step in program:
             if step[0] == "add":
-                _, queue, depends = step
+                _, queue, depends, key = step
                 after = [added[-1]] if depends and added else []
-                added.append(await store.add(f"t{len(added)}", queue=queue, after=after))
+                added.append(await store.add(f"t{len(added)}", queue=queue, after=after, affinity=key))
                 said.append(added[-1])
             elif step[0] == "claim":
                 got = await store.claim(step[1])
@@ -145,7 +156,9 @@ def test_lean_and_general_completions_leave_one_board(servers: tuple[str, str], 
 
 def test_the_switched_off_library_differs_only_there() -> None:
     """The comparison is between two paths: the general-only text is the shipped one but
-    for the one condition, so a change elsewhere cannot pass unseen on one side."""
+    for the conditions, so a change elsewhere cannot pass unseen on one side."""
     shipped, general = library().text, general_only_library()
-    assert shipped != general
-    assert shipped.replace(LEAN, "if false and " + LEAN[3:]) == general
+    for lean, off in LEAN.items():
+        assert lean in shipped and off not in shipped
+        shipped = shipped.replace(lean, off)
+    assert shipped == general

@@ -424,6 +424,16 @@ local function leave(P, id, t, popped)
   if s == 'done' or s == 'dead' or s == 'cancelled' then later.plan_reopen(P, id) end
 end
 
+-- A claim's start, as far as the indexes of `claimed` go (enter; claim_tasks's lean path):
+-- t.deadline_ms and t.agent already set.
+local function enter_claimed(P, id, t)
+  -- With deadlines_keep (core/constants.py), which keeps the index a skiplist: a ZADD of a
+  -- member already there costs little, and a board never lacks it after a claim.
+  rcall('ZADD', P .. 'deadlines', t.deadline_ms, id, '+inf', ${deadlines_keep})
+  due_at(P, t.deadline_ms)
+  rcall('SADD', P .. 'held:' .. t.agent, id)
+end
+
 -- Put a task into a state and that state's indexes. Fields the indexes need (agent and
 -- deadline_ms for claimed, ready_ms for retrying) must already be in t. `more`: other
 -- field, value pairs to write in the same HSET (also set in t). A '' is not stored (every
@@ -470,11 +480,7 @@ local function enter(P, id, t, new, now, more)
     rcall('ZADD', P .. 'backoff', t.ready_ms, id)
     due_at(P, t.ready_ms)
   elseif new == 'claimed' then
-    -- With deadlines_keep (core/constants.py), which keeps the index a skiplist: a ZADD of a
-    -- member already there costs little, and a board never lacks it after a claim.
-    rcall('ZADD', P .. 'deadlines', t.deadline_ms, id, '+inf', ${deadlines_keep})
-    due_at(P, t.deadline_ms)
-    rcall('SADD', P .. 'held:' .. t.agent, id)
+    enter_claimed(P, id, t)
   elseif new == 'done' or new == 'cancelled' then
     count_sig(P, t, -1)
   end
@@ -1491,7 +1497,17 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       local t, raw = load_task(P, best)
       if not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
       if t then
-        leave(P, best, t, from ~= nil)
+        -- Most claims: a queued task out of its ready set, neither assigned nor routed to an
+        -- owner. Its indexes are then state:queued alone, and those of `claimed`: the writes
+        -- of leave and enter without their walk through every state and case.
+        -- tests/test_complete_paths.py holds this path and theirs to one board.
+        local lean = from and t.state == 'queued' and (t.assigned or '') == '' and t.steal_ms == nil
+          and t.affinity == ''
+        if lean then
+          rcall('ZREM', P .. 'state:queued', best)
+        else
+          leave(P, best, t, from ~= nil)
+        end
         local token = next_token(P, now)
         local attempts = int_text(tonumber(t.attempts or 0) + 1)
         t.agent, t.deadline_ms = agent, deadline
@@ -1500,7 +1516,12 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
         if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
           more[#more + 1], more[#more + 2] = 'assigned', ''
         end
-        enter(P, best, t, 'claimed', now, more)
+        if lean then
+          rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', ms(now), unpack(more))
+          enter_claimed(P, best, t)
+        else
+          enter(P, best, t, 'claimed', now, more)
+        end
         audit(P, now, 'claimed', best, agent, token, '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}')
         if from then
           -- Out of its ready set, it changed only by what enter wrote: the fields as read, then

@@ -147,32 +147,38 @@ local function audit_entry(P, now, etype, id, agent, token, data, operator)
   return rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', unpack(f))
 end
 
--- Append the audit event and announce the change; the two always go together with the
--- state change that calls this (rule 4: one atomic step).
-local function audit(P, now, etype, id, agent, token, data, operator)
-  local has_task = id and id ~= ''
-  local eid
-  if has_task and agent and agent ~= '' and type(token) == 'string' and type(data) == 'string' and not operator then
-    -- A claim's or a completion's event: every field there, no table to build (a table and
-    -- its appends cost Redis ~10k instructions, twice on every cycle).
-    eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', 'type', etype, 'at_ms', ms(now),
-      'task', id, 'agent', agent, 'token', token, 'data', data)
-  else
-    eid = audit_entry(P, now, etype, id, agent, token, data, operator)
-  end
-  -- The task's own index of its events (`events --task` reads it instead of the whole
-  -- trail); the newest ${task_events_max} are kept. Ids the trail has trimmed meanwhile
-  -- are skipped on reading; the index goes with the task (retain-1.lua).
-  if has_task then
+-- What follows every audit event of a task: the task's own index of its events (`events
+-- --task` reads it instead of the whole trail; the newest ${task_events_max} are kept. Ids the
+-- trail has trimmed meanwhile are skipped on reading; the index goes with the task,
+-- retain-1.lua); and one hint a call: a view re-reads the board on any hint (its text is
+-- for a person watching the channel), and a call's changes are one atomic step.
+local function audit_after(P, etype, id, eid)
+  if id and id ~= '' then
     local tk = P .. 'taskevents:' .. id
     if rcall('RPUSH', tk, eid) > ${task_events_max} then rcall('LTRIM', tk, '-${task_events_max}', '-1') end
   end
-  -- One hint a call: a view re-reads the board on any hint (its text is for a person
-  -- watching the channel), and a call's changes are one atomic step.
   if not hinted then
     hinted = true
     rcall('PUBLISH', P .. 'hints', etype .. ' ' .. (id or ''))
   end
+end
+
+-- A claim's or a completion's event: task, agent, token (text) and data (its JSON already
+-- spelled) all given, no operator. Every field there, no table to build (a table and its
+-- appends cost Redis ~10k instructions, twice on every cycle).
+local function audit_lease(P, now, etype, id, agent, token, data)
+  local eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', 'type', etype, 'at_ms', ms(now),
+    'task', id, 'agent', agent, 'token', token, 'data', data)
+  audit_after(P, etype, id, eid)
+end
+
+-- Append the audit event and announce the change; the two always go together with the
+-- state change that calls this (rule 4: one atomic step).
+local function audit(P, now, etype, id, agent, token, data, operator)
+  if id and id ~= '' and agent and agent ~= '' and type(token) == 'string' and type(data) == 'string' and not operator then
+    return audit_lease(P, now, etype, id, agent, token, data)
+  end
+  audit_after(P, etype, id, audit_entry(P, now, etype, id, agent, token, data, operator))
 end
 
 -- Retention's index of finished tasks (retain-1.lua removes from it): a task that enters
@@ -847,31 +853,40 @@ local function promote_due(P, now)
   return out
 end
 
+-- The fields a completion's path reads (complete_task and what it calls in lib: leave,
+-- plan_complete, enter, count_sig, retention_enter, plan_settle; a claimed task has no
+-- `assigned`), or nil when there is no such task. A missing field is absent from t, as
+-- with HGETALL: result and reason too, which enter deletes when this writes '' (a lean hash
+-- stores no ''). Built whole by one constructor, which sizes the table once (a table
+-- filled a field at a time is rehashed as it grows).
+local function complete_reads(P, id)
+  local v = rcall('HMGET', P .. 'task:' .. id, 'state', 'token', 'agent', 'deadline_ms', 'seq', 'queue',
+    'requires', 'plan', 'plan_failed', 'plan_left', 'reason', 'result')
+  if not v[1] then return nil end
+  return {state = v[1], token = v[2] or nil, agent = v[3] or nil, deadline_ms = v[4] or nil, seq = v[5] or nil,
+    queue = v[6] or nil, requires = v[7] or nil, plan = v[8] or nil, plan_failed = v[9] or nil,
+    plan_left = v[10] or nil, reason = v[11] or nil, result = v[12] or nil}
+end
+
 -- The checks every agent action on a claimed task starts with (rule 2). A lease whose
 -- deadline passed is expired here and now, exactly as the reaper would. `agent` (not ''),
 -- the caller acting as that agent (core/acting.py): a claim of another agent is refused
 -- before anything happens to it, expiry included (rule 11).
--- `fields` (optional, 'state' first): read only these (HMGET) rather than the whole task,
--- for a caller whose path reads no other field (complete-1.lua): ~30 fields through
--- HGETALL cost Redis ~75k instructions, a dozen through HMGET ~20k. A missing field is
--- absent from t, as with HGETALL.
-local function check_lease(P, id, token, now, agent, fields)
+-- lean: read only the fields a completion's path reads (complete_reads) rather than the
+-- whole task: ~30 fields through HGETALL cost Redis ~75k instructions, a dozen through
+-- HMGET ~20k.
+local function check_lease(P, id, token, now, agent, lean)
   local t
-  if fields then
-    local v = rcall('HMGET', P .. 'task:' .. id, unpack(fields))
-    if not v[1] then return nil, {-1, id} end
-    t = {}
-    for i = 1, #fields do
-      if v[i] then t[fields[i]] = v[i] end
-    end
+  if lean then
+    t = complete_reads(P, id)
   else
     t = load_task(P, id)
-    if not t then return nil, {-1, id} end
   end
+  if not t then return nil, {-1, id} end
   if t.state ~= 'claimed' or t.token ~= token then return nil, {-2, id} end
   if agent and agent ~= '' and t.agent ~= agent then return nil, {-9, 'claim', id, t.agent, agent} end
   if tonumber(t.deadline_ms) <= now then
-    if fields then t = load_task(P, id) end  -- an expiry reads the whole task
+    if lean then t = load_task(P, id) end  -- an expiry reads the whole task
     expire_one(P, id, t, now)
     return nil, {-2, id}
   end
@@ -1196,9 +1211,6 @@ end
 
 later.plan_settle, later.plan_reopen = plan_settle, plan_reopen
 
--- The fields a completion reads (a claimed task has no `assigned`): see complete_task.
-local COMPLETE_READS = {'state', 'token', 'agent', 'deadline_ms', 'seq', 'queue', 'requires', 'plan',
-  'plan_failed', 'plan_left', 'reason', 'result'}
 
 -- complete-1.lua's work for one task (its header says what), shared with complete_many-1.lua.
 -- Returns {0, unblocked ids...} and the task's agent, or the refusal ({-1, id}, {-2, id},
@@ -1206,10 +1218,8 @@ local COMPLETE_READS = {'state', 'token', 'agent', 'deadline_ms', 'seq', 'queue'
 -- the caller's to write, once per call however many tasks it completes.
 -- linked: false when the caller knows the task has neither dependents nor locks (nil: look).
 local function complete_task(P, id, token, result, agent, ref, now, linked)
-  -- Every field this path reads, here and in lib (leave, plan_complete, enter, count_sig,
-  -- retention_enter, plan_settle): the task is read with HMGET, not HGETALL (check_lease).
-  -- result and reason too: enter deletes them when this writes '' (a lean hash stores no '').
-  local t, err = check_lease(P, id, token, now, agent, COMPLETE_READS)
+  -- Only the fields this path reads, with HMGET, not HGETALL (complete_reads).
+  local t, err = check_lease(P, id, token, now, agent, true)
   if not t then return err end
   -- Most tasks have neither dependents nor locks: one command says so, instead of reading
   -- both sets (each read costs Redis ~6k instructions, empty or not).
@@ -1229,7 +1239,7 @@ local function complete_task(P, id, token, result, agent, ref, now, linked)
     rcall('ZADD', P .. 'state:done', t.seq, id)
     count_sig(P, t, -1)
     retention_enter(P, id, t, 'done')
-    audit(P, now, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
+    audit_lease(P, now, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
     return {0}, t.agent
   end
   leave(P, id, t)
@@ -1522,7 +1532,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
         else
           enter(P, best, t, 'claimed', now, more)
         end
-        audit(P, now, 'claimed', best, agent, token, '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}')
+        audit_lease(P, now, 'claimed', best, agent, token, '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}')
         if from then
           -- Out of its ready set, it changed only by what enter wrote: the fields as read, then
           -- those (a later pair wins in the client), rather than every field rebuilt from t.

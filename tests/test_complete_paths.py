@@ -125,6 +125,8 @@ async def run(url: str, namespace: str, program: list[tuple[Any, ...]]) -> list[
                 got = await store.claim(step[1])
                 if got is not None:
                     held.append((got.task.id, got.token, step[1]))
+                    # The reply is built apart from what is written: it must read as stored.
+                    assert got.task == await store.get(got.task.id)
                 said.append("-" if got is None else got.task.id)
             elif held:
                 _, how, pick = step
@@ -135,6 +137,7 @@ async def run(url: str, namespace: str, program: list[tuple[Any, ...]]) -> list[
                 elif how == "next":
                     unblocked, nxt = await store.complete_and_claim(task, token, {"ok": 1}, agent=agent)
                     held += [(c.task.id, c.token, agent) for c in nxt]
+                    assert [c.task for c in nxt] == [await store.get(c.task.id) for c in nxt]
                     said.append(f"{sorted(unblocked)} {[c.task.id for c in nxt]}")
                 else:
                     result = {"n": pick} if how == "result" else None

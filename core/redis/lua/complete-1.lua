@@ -35,8 +35,8 @@ if ARGV[7] == '1' then
   -- The agent's next task in the same call: one round trip per task for a busy agent. Its
   -- record is written once, by the claim (consecutive failures reset with its last sighting).
   sweep_due(P, now)
-  table.remove(out, 1)
-  return {0, out, claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now, true)}
+  local unblocked = #out > 1 and {unpack(out, 2)} or EMPTY  -- out may be lib's DONE: not written
+  return {0, unblocked, claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now, true)}
 end
 agent_completed(P, agent, now)
 return out

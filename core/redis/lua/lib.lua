@@ -24,6 +24,7 @@
 -- Set by begin_call: redis.call does not exist while a function library loads.
 local rcall = nil
 local EMPTY = {}  -- never written: what `more or EMPTY` reads when there is no more
+local DONE = {0}  -- never written: a completion that unblocked nothing (complete_task)
 -- Functions defined at the end of this file that enter and leave call (see plan_settle).
 local later = {}
 
@@ -1240,7 +1241,7 @@ local function complete_task(P, id, token, result, agent, ref, now, linked)
     count_sig(P, t, -1)
     retention_enter(P, id, t, 'done')
     audit_lease(P, now, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
-    return {0}, t.agent
+    return DONE, t.agent
   end
   leave(P, id, t)
   local out = {0}
@@ -1368,22 +1369,27 @@ local function fields_of(t)
   return flat
 end
 
+-- What claim_tasks found per signature, by position 1..n of its call (entries past n are an
+-- earlier call's, never read): kept from call to call, as a table made per call costs
+-- Redis ~2k instructions to build and collect, four on every claim.
+local sig_of, score_of, queue_of, runner_of = {}, {}, {}, {}
+
 -- claim-1.lua's work (its header says what and in what order), shared with complete-1.lua,
 -- which claims the completing agent's next task in the same call. The caller has read the
 -- clock (now) and swept what fell due (sweep_due). reset: as touch_agent's.
 local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
-  count = math.min(count, ${claim_batch_max})
+  if count > ${claim_batch_max} then count = ${claim_batch_max} end
   local ak = P .. 'agent:' .. agent
-  -- The fields a claim reads, not the whole record.
+  -- The fields a claim reads, not the whole record (into locals: a table costs Redis more).
   local af = rcall('HMGET', ak, 'name', 'caps', 'max_claims', 'breaker_open_until_ms', 'touched_ms',
     'consecutive_failures', 'full')
-  local a = {name = af[1], caps = af[2], max_claims = af[3], breaker_open_until_ms = af[4]}
+  local known, a_caps, max_claims, open_until = af[1], af[2] or '', af[3], af[4]
   if claims_next == agent then free_room(P, agent, af[7] or '') end  -- leave left it to us
-  local touched = a.name and now - tonumber(af[5] or 0) < ${agent_touch_ms}
-  if not a.name then
-    a = {name = agent, caps = '', max_claims = ${default_max_claims}}
+  local touched = known and now - tonumber(af[5] or 0) < ${agent_touch_ms}
+  if not known then
+    a_caps, max_claims = '', ${default_max_claims}
     -- auto: retention removes it once it holds nothing and was not seen for a while.
-    rcall('HSET', ak, 'name', agent, 'caps', '', 'max_claims', a.max_claims, 'registered_ms', now, 'auto', '1')
+    rcall('HSET', ak, 'name', agent, 'caps', '', 'max_claims', max_claims, 'registered_ms', now, 'auto', '1')
     rcall('SADD', P .. 'agents', agent)
     audit(P, now, 'registered', '', agent, '', {auto = true})
   end
@@ -1407,36 +1413,35 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       return out
     end
   end
-  local open_until = tonumber(a.breaker_open_until_ms or 0)
-  if open_until > now then return {1, 'breaker-open', open_until - now, a.caps or ''} end
-  local room = tonumber(a.max_claims) - rcall('SCARD', P .. 'held:' .. agent)
+  open_until = tonumber(open_until or 0)
+  if open_until > now then return {1, 'breaker-open', open_until - now, a_caps} end
+  local room = tonumber(max_claims) - rcall('SCARD', P .. 'held:' .. agent)
   if room <= 0 then
     rcall('HSET', ak, 'full', '1')  -- so the end of one of its claims says so (lib.lua leave)
-    return {1, 'at-capacity', -1, a.caps or ''}
+    return {1, 'at-capacity', -1, a_caps}
   end
   if count > room then count = room end
 
   local caps = EMPTY
-  if (a.caps or '') ~= '' then
+  if a_caps ~= '' then
     caps = {}
-    for _, c in ipairs(split(a.caps)) do caps[c] = true end
+    for _, c in ipairs(split(a_caps)) do caps[c] = true end
   end
   local queues = nil
   if qtext ~= '' then queues = split(qtext) end
 
-  -- The best head of each signature the agent can take (head_score, head_queue) and the
-  -- runner-up queue's head score of that signature (runner_up), or none.
+  -- The signatures the agent can take (sig_of[1..n]), each one's best head (score_of,
+  -- queue_of) and its runner-up queue's head score (runner_of), or none.
   local several = count > 1 and not personal
-  local sigs, head_score, head_queue, runner_up = {}, {}, {}, {}
-  for _, sig in ipairs(rcall('HKEYS', P .. 'sigs')) do
-    if can_take(caps, sig) then sigs[#sigs + 1] = sig end
+  local in_use, n = rcall('HKEYS', P .. 'sigs'), 0
+  for i = 1, #in_use do
+    if can_take(caps, in_use[i]) then n = n + 1; sig_of[n] = in_use[i] end
   end
   -- Scores are compared only between signatures, queues, or with an owned task.
-  local unranked = #sigs == 1 and not personal
-  local function look(sig)
-    head_score[sig], head_queue[sig], runner_up[sig] = claim_head(P, sig, queues, unranked)
+  local unranked = n == 1 and not personal
+  for i = 1, n do
+    score_of[i], queue_of[i], runner_of[i] = claim_head(P, sig_of[i], queues, unranked)
   end
-  for _, sig in ipairs(sigs) do look(sig) end
 
   -- The same for every task of this call: as text once (int_text).
   local ttl_text, deadline = int_text(ttl), int_text(now + ttl)
@@ -1447,16 +1452,17 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   -- that set's place in heads:<sig> once.
   while claimed < count do
     -- taken: the ids this round claims, each with its score; rk their ready set
-    local taken, from, q, rk, rival = EMPTY, nil, nil, nil, nil
+    local taken, from, q, rk, rival, fi = EMPTY, nil, nil, nil, nil, nil
     local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0', 'WITHSCORES') or EMPTY
     if #mine > 0 then
       taken = mine
     else
       local top
-      for _, sig in ipairs(sigs) do
-        local sc = head_score[sig]
-        if sc and (not top or sc < top) then top, from = sc, sig end
+      for i = 1, n do
+        local sc = score_of[i]
+        if sc and (not top or sc < top) then top, fi = sc, i end
       end
+      from = top and sig_of[fi]
       local own_score, own_id = nil, nil
       if personal then own_score, own_id = own_head(P, agent, queues, caps) end
       if own_score and (not top or own_score < top) then
@@ -1465,14 +1471,14 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
         break
       else
         -- The heads leave their ready set here (leave is told so): one command for all.
-        q = head_queue[from]
+        q = queue_of[fi]
         rk = P .. 'ready:' .. q .. ':' .. from
         -- What the tasks taken may not pass: the runner-up queue's head of their signature,
         -- the other signatures' heads, the agent's own task.
-        rival = runner_up[from]
-        for _, sig in ipairs(sigs) do
-          local sc = head_score[sig]
-          if sig ~= from and sc and (not rival or sc < rival) then rival = sc end
+        rival = runner_of[fi]
+        for i = 1, n do
+          local sc = score_of[i]
+          if i ~= fi and sc and (not rival or sc < rival) then rival = sc end
         end
         if own_score and (not rival or own_score < rival) then rival = own_score end
         local need = several and count - claimed or 1
@@ -1520,23 +1526,30 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
         end
         local token = next_token(P, now)
         local attempts = int_text(tonumber(t.attempts or 0) + 1)
+        local at, more = ms(now), nil
         t.agent, t.deadline_ms = agent, deadline
-        local more = {'agent', agent, 'token', token, 'deadline_ms', deadline,
-          'claimed_ms', ms(now), 'ttl_ms', ttl_text, 'attempts', attempts}
-        if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
-          more[#more + 1], more[#more + 2] = 'assigned', ''
-        end
         if lean then
-          rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', ms(now), unpack(more))
+          -- What enter writes below (more), spelled out: no table to build.
+          rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
+            'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text, 'attempts', attempts)
           enter_claimed(P, best, t)
         else
+          more = {'agent', agent, 'token', token, 'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text,
+            'attempts', attempts}
+          if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
+            more[#more + 1], more[#more + 2] = 'assigned', ''
+          end
           enter(P, best, t, 'claimed', now, more)
         end
         audit_lease(P, now, 'claimed', best, agent, token, '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}')
-        if from then
-          -- Out of its ready set, it changed only by what enter wrote: the fields as read, then
-          -- those (a later pair wins in the client), rather than every field rebuilt from t.
-          reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. ms(now) .. '\31' .. table.concat(more, '\31'),
+        -- Out of its ready set, it changed only by what was written: the fields as read, then
+        -- those (a later pair wins in the client), rather than every field rebuilt from t.
+        if lean then
+          reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. at .. '\31agent\31' .. agent .. '\31token\31'
+            .. token .. '\31deadline_ms\31' .. deadline .. '\31claimed_ms\31' .. at .. '\31ttl_ms\31' .. ttl_text
+            .. '\31attempts\31' .. attempts, 16)
+        elseif from then
+          reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. at .. '\31' .. table.concat(more, '\31'),
             4 + #more)
         else
           reply_task(out, best, fields_of(t))  -- assigned or owned: leave may have written fields
@@ -1551,7 +1564,9 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       -- puts it right, above): two commands less on every claim of a one-queue board. A set
       -- left empty always leaves the indexes.
       if #taken > 0 and (rival or queues or rcall('ZCARD', rk) == 0) then ready_refresh(P, q, from) end
-      if claimed < count then look(from) end
+      if claimed < count then  -- its next head, for the next round
+        score_of[fi], queue_of[fi], runner_of[fi] = claim_head(P, from, queues, unranked)
+      end
     end
   end
   if claimed > 0 then return out end
@@ -1564,7 +1579,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       if next_change < 0 or wait < next_change then next_change = wait end
     end
   end
-  return {1, 'empty', next_change, a.caps or ''}
+  return {1, 'empty', next_change, a_caps}
 end
 
 -- A function library's locals outlive a call: what one call gathers starts empty in the next.

@@ -1525,7 +1525,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
           leave(P, best, t, from ~= nil)
         end
         local token = next_token(P, now)
-        local attempts = int_text(tonumber(t.attempts or 0) + 1)
+        local attempts = t.attempts == '0' and '1' or int_text(tonumber(t.attempts) + 1)  -- a first claim's: '1'
         local at, more = ms(now), nil
         t.agent, t.deadline_ms = agent, deadline
         if lean then

@@ -414,9 +414,9 @@ class Run:
             drain_from = time.monotonic()
             while time.monotonic() - drain_from < plan.drain_s:
                 if not (left := await self.unfinished()):
-                    # A zero is believed only when it holds a second later: a killed master
-                    # restarted empty answers for a moment before Sentinel makes it a replica
-                    # (a CI run once ended its drain on that, 21 tasks short).
+                    # A zero is believed only when it holds a second later: one CI run read
+                    # a zero soon after a Sentinel failover with 21 tasks unfinished and
+                    # ended its drain there (why that read said zero is not known yet).
                     await asyncio.sleep(CONFIRM_S)
                     if not (left := await self.unfinished()):
                         break

@@ -1212,7 +1212,6 @@ end
 
 later.plan_settle, later.plan_reopen = plan_settle, plan_reopen
 
-
 -- complete-1.lua's work for one task (its header says what), shared with complete_many-1.lua.
 -- Returns {0, unblocked ids...} and the task's agent, or the refusal ({-1, id}, {-2, id},
 -- {-9, ...}: nothing changed). The agent's own record (consecutive failures, last seen) is
@@ -1513,12 +1512,11 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       local t, raw = load_task(P, best)
       if not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
       if t then
-        -- Most claims: a queued task out of its ready set, neither assigned nor routed to an
-        -- owner. Its indexes are then state:queued alone, and those of `claimed`: the writes
-        -- of leave and enter without their walk through every state and case.
-        -- tests/test_complete_paths.py holds this path and theirs to one board.
-        local lean = from and t.state == 'queued' and (t.assigned or '') == '' and t.steal_ms == nil
-          and t.affinity == ''
+        -- Most claims: a queued task out of its ready set, neither assigned nor waiting for an
+        -- owner (leave's own test). Its indexes are then state:queued alone, and those of
+        -- `claimed`: the writes of leave and enter without their walk through every state and
+        -- case. tests/test_complete_paths.py holds this path and theirs to one board.
+        local lean = from and t.state == 'queued' and (t.assigned or '') == '' and not waits_for_owner(P, best, t)
         if lean then
           rcall('ZREM', P .. 'state:queued', best)
         else

@@ -112,7 +112,8 @@ async def export(r: Any, ns: str) -> Board:
             "now_ms": str(_ms(now)),
             "counters": {"task": str(top2 or 0), "token": str(tok2 or 0)},
             "tasks": sorted((dict(t) for t in tasks if t), key=lambda t: int(t["seq"])),
-            "agents": [dict(a) for a in agent_rows if a],
+            # `solo` is lib.lua's note to itself (claim_tasks), not part of the board.
+            "agents": [{k: v for k, v in a.items() if k != "solo"} for a in agent_rows if a],
             "locks": locks,
             "events": [dict(fields) for _eid, fields in stream],
             "paused": sorted(paused),
@@ -180,7 +181,7 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
             _queue_task(pipe, ns, t, paused, owners)
         for a in board["agents"]:
             if a["name"] not in have_agents:
-                pipe.hset(C.agent_key(ns, a["name"]), mapping=a)
+                pipe.hset(C.agent_key(ns, a["name"]), mapping={k: v for k, v in a.items() if k != "solo"})
                 pipe.sadd(C.agents_key(ns), a["name"])
                 # On the ring as last seen (lib.lua's touch_agent): the reaper takes it off
                 # when that was longer than affinity_live_s ago.
@@ -249,10 +250,13 @@ def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str], owners:
         pipe.zadd(C.state_key(ns, state), {tid: seq})
     if state == "queued":
         score = (C.max_priority - int(t.get("priority") or 0)) * C.ready_priority_step + seq
+        # Either index takes away the agent's `solo` mark, as lib.lua's give_personal does.
         if t.get("assigned"):
             pipe.zadd(C.assigned_key(ns, t["assigned"]), {tid: score})
+            pipe.hdel(C.agent_key(ns, t["assigned"]), "solo")
         elif waits:  # lib.lua's route
             pipe.zadd(C.affine_key(ns, t["owner"]), {tid: score})
+            pipe.hdel(C.agent_key(ns, t["owner"]), "solo")
             pipe.zadd(C.steal_key(ns), {tid: int(t["steal_ms"])})
         else:
             queue = t["queue"]

@@ -337,6 +337,13 @@ local function field_of(P, id, t, name)
   return t[name]
 end
 
+-- A task joins an agent's won:, assigned: or affine: index: its next claim must look there
+-- (claim_tasks skips those three on a record marked `solo`).
+local function give_personal(P, key, agent, score, id)
+  rcall('ZADD', key, score, id)
+  rcall('HDEL', P .. 'agent:' .. agent, 'solo')
+end
+
 -- Route a task entering queued, unassigned (see above); steal: its steal time when it is
 -- re-routed (its owner left), nil for a fresh one. Returns whether an owner holds it.
 local function route(P, id, t, now, steal)
@@ -355,7 +362,7 @@ local function route(P, id, t, now, steal)
   steal = steal or now + delay
   rcall('HSET', P .. 'task:' .. id, 'owner', owner, 'steal_ms', steal)
   t.owner, t.steal_ms = owner, steal
-  rcall('ZADD', P .. 'affine:' .. owner, ready_score(t), id)
+  give_personal(P, P .. 'affine:' .. owner, owner, ready_score(t), id)
   rcall('ZADD', P .. 'steal', steal, id)
   due_at(P, steal)
   announce(P .. 'wake:' .. owner, 'affine')
@@ -478,7 +485,7 @@ local function enter(P, id, t, new, now, more)
   if new ~= 'claimed' then rcall('ZADD', P .. 'state:' .. new, t.seq, id) end
   if new == 'queued' then
     if t.assigned and t.assigned ~= '' then
-      rcall('ZADD', P .. 'assigned:' .. t.assigned, ready_score(t), id)
+      give_personal(P, P .. 'assigned:' .. t.assigned, t.assigned, ready_score(t), id)
       announce(P .. 'wake:' .. t.assigned, 'assigned')
     elseif not route(P, id, t, now) then
       ready_add(P, id, t)
@@ -1032,7 +1039,7 @@ local function close_one(P, id, t, now)
   t.agent, t.deadline_ms = win.agent, now + win.ttl
   enter(P, id, t, 'claimed', now, {'agent', win.agent, 'token', token, 'deadline_ms', t.deadline_ms,
     'claimed_ms', now, 'ttl_ms', win.ttl, 'attempts', attempts, 'assigned', '', 'bid_winner', win.agent})
-  rcall('ZADD', P .. 'won:' .. win.agent, token, id)
+  give_personal(P, P .. 'won:' .. win.agent, win.agent, token, id)
   data.to, data.winner, data.cost = 'claimed', win.agent, win.cost
   audit(P, now, 'auction-closed', id, win.agent, token, data)
   audit(P, now, 'claimed', id, win.agent, token, {deadline_ms = t.deadline_ms, attempt = attempts, auction = true})
@@ -1381,7 +1388,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   local ak = P .. 'agent:' .. agent
   -- The fields a claim reads, not the whole record (into locals: a table costs Redis more).
   local af = rcall('HMGET', ak, 'name', 'caps', 'max_claims', 'breaker_open_until_ms', 'touched_ms',
-    'consecutive_failures', 'full')
+    'consecutive_failures', 'full', 'solo')
   local known, a_caps, max_claims, open_until = af[1], af[2] or '', af[3], af[4]
   if claims_next == agent then free_room(P, agent, af[7] or '') end  -- leave left it to us
   local touched = known and now - tonumber(af[5] or 0) < ${agent_touch_ms}
@@ -1400,9 +1407,15 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
     rcall('HSET', ak, 'consecutive_failures', '0')
   end
   -- Its won, assigned and owned tasks, which a board without auctions, reassignment or
-  -- affinity never has: one command says whether any of the three exists (~20k
-  -- instructions less than reading each, on every claim).
-  local personal = rcall('EXISTS', P .. 'won:' .. agent, P .. 'assigned:' .. agent, P .. 'affine:' .. agent) > 0
+  -- affinity never has. `solo` on its record says it had none when last looked (written
+  -- here; every write to won:, assigned: or affine: takes it away, lib.lua give_personal):
+  -- then no command at all. Else one command says whether any of the three exists (~20k
+  -- instructions less than reading each).
+  local personal = false
+  if af[8] ~= '1' then
+    personal = rcall('EXISTS', P .. 'won:' .. agent, P .. 'assigned:' .. agent, P .. 'affine:' .. agent) > 0
+    if not personal and known then rcall('HSET', ak, 'solo', '1') end
+  end
   -- Claims it won in an auction come first (already its own: no capacity or breaker check).
   if personal then
     local won = won_claims(P, agent, count, now)
@@ -1432,9 +1445,14 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   -- The signatures the agent can take (sig_of[1..n]), each one's best head (score_of,
   -- queue_of) and its runner-up queue's head score (runner_of), or none.
   local several = count > 1 and not personal
-  local in_use, n = rcall('HKEYS', P .. 'sigs'), 0
-  for i = 1, #in_use do
-    if can_take(caps, in_use[i]) then n = n + 1; sig_of[n] = in_use[i] end
+  local n = 0
+  if a_caps == '' then
+    n, sig_of[1] = 1, ''  -- the one signature it can take: no command to list the others
+  else
+    local in_use = rcall('HKEYS', P .. 'sigs')
+    for i = 1, #in_use do
+      if can_take(caps, in_use[i]) then n = n + 1; sig_of[n] = in_use[i] end
+    end
   end
   -- Scores are compared only between signatures, queues, or with an owned task.
   local unranked = n == 1 and not personal

@@ -46,7 +46,8 @@ async def hgets(store: Store) -> int:
 
 async def test_a_fresh_task_stores_only_what_is_not_a_default(redis_store: Store) -> None:
     tid = await redis_store.add("plain")
-    assert set(await fields(redis_store, tid)) == ALWAYS
+    # and lib.lua's `plain` mark: a queued task outside any plan (its completion reads less)
+    assert set(await fields(redis_store, tid)) == ALWAYS | {"plain"}
     t = await redis_store.get(tid)
     assert (t.attempts, t.failures, t.expiries, t.steal_after_ms, t.plan_wait) == (0, 0, 0, -1, False)
 
@@ -59,8 +60,9 @@ async def test_what_differs_from_a_default_is_stored(redis_store: Store) -> None
     (b,) = await redis_store.add_many([spec])
     got = await fields(redis_store, b)
     stored = {"requires", "after", "affinity", "payload", "steal_after_ms", "paths", "waiting"}
-    assert set(got) == ALWAYS | stored
+    assert set(got) == ALWAYS | stored  # blocked: not plain
     assert (got["steal_after_ms"], got["waiting"], got["requires"]) == ("0", "1", "py")
+    assert set(await fields(redis_store, a)) == ALWAYS  # nor `a`, which has a dependent now
 
 
 async def test_a_claimed_then_completed_task_holds_no_empty_field(redis_store: Store) -> None:
@@ -178,6 +180,7 @@ async def test_a_lean_board_and_an_old_full_one_round_trip_through_export_and_im
     assert got is not None
     await redis_store.complete(a, got.token)
     board = await redis_store.export_board()
+    assert "plain" in await fields(redis_store, c) and not any("plain" in t for t in board["tasks"])
     for url in (redis_url, f"file://{tmp_path}"):
         async with Store.from_url(url, redis_store.namespace + "copy") as copy:
             await copy.import_board(board)

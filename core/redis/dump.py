@@ -39,6 +39,14 @@ DEFAULTS = {
     "steal_after_ms": "-1", "attempts": "0", "failures": "0", "expiries": "0", "waiting": "0",
     "plan_depth": "0", "plan_wait": "0", "token": "0",
 }  # fmt: skip
+# lib.lua's notes to itself, not part of a board: an agent's `solo` (claim_tasks), a task's
+# `plain` (add-1.lua). An export leaves them out and an import writes none: the scripts
+# then look for themselves.
+MARKS = frozenset({"solo", "plain"})
+
+
+def _unmarked(fields: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in fields.items() if k not in MARKS}
 
 
 def _ms(time_reply: Any) -> int:
@@ -111,9 +119,8 @@ async def export(r: Any, ns: str) -> Board:
             "namespace": ns,
             "now_ms": str(_ms(now)),
             "counters": {"task": str(top2 or 0), "token": str(tok2 or 0)},
-            "tasks": sorted((dict(t) for t in tasks if t), key=lambda t: int(t["seq"])),
-            # `solo` is lib.lua's note to itself (claim_tasks), not part of the board.
-            "agents": [{k: v for k, v in a.items() if k != "solo"} for a in agent_rows if a],
+            "tasks": sorted((_unmarked(t) for t in tasks if t), key=lambda t: int(t["seq"])),
+            "agents": [_unmarked(a) for a in agent_rows if a],
             "locks": locks,
             "events": [dict(fields) for _eid, fields in stream],
             "paused": sorted(paused),
@@ -181,7 +188,7 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
             _queue_task(pipe, ns, t, paused, owners)
         for a in board["agents"]:
             if a["name"] not in have_agents:
-                pipe.hset(C.agent_key(ns, a["name"]), mapping={k: v for k, v in a.items() if k != "solo"})
+                pipe.hset(C.agent_key(ns, a["name"]), mapping=_unmarked(a))
                 pipe.sadd(C.agents_key(ns), a["name"])
                 # On the ring as last seen (lib.lua's touch_agent): the reaper takes it off
                 # when that was longer than affinity_live_s ago.
@@ -238,7 +245,7 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
 def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str], owners: set[str]) -> None:
     """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
     tid = t["id"]
-    fields = {k: v for k, v in t.items() if v != "" and DEFAULTS.get(k) != v}
+    fields = {k: v for k, v in _unmarked(t).items() if v != "" and DEFAULTS.get(k) != v}
     # Affinity: a task waiting for its owner keeps waiting (until its steal time) when the
     # board brings that owner; else it is anyone's now.
     waits = waits_for_owner(t, owners)

@@ -96,13 +96,12 @@ for i, s in ipairs(specs) do
     local ds = rcall('HMGET', P .. 'task:' .. dep, 'state', 'reason', 'cancelled_by')
     if is_over(ds[1]) then
       if blocker == '' then blocker, why = dep, cascade_reason(dep, ds[1], ds[2], ds[3]) end
-    elseif ds[1] ~= 'done' then
-      waiting = waiting + 1
-      rcall('SADD', P .. 'dependents:' .. dep, id)
     else
-      -- Nothing to wait for; listed all the same, so that retention keeps dep as long as
-      -- this task is on the board (retain-1.lua): a dependency is never found missing.
+      -- Listed even when done (nothing to wait for), so that retention keeps dep as long
+      -- as this task is on the board (retain-1.lua): a dependency is never found missing.
+      if ds[1] ~= 'done' then waiting = waiting + 1 end
       rcall('SADD', P .. 'dependents:' .. dep, id)
+      end_plain(P, dep)
     end
   end
   local spawn_token = ''
@@ -121,6 +120,7 @@ for i, s in ipairs(specs) do
     local pf = rcall('HMGET', P .. 'task:' .. plan, 'plan_depth', 'seq')
     depth = tonumber(pf[1] or 0) + 1
     rcall('HINCRBY', P .. 'task:' .. plan, 'plan_left', '1')
+    end_plain(P, plan)
     if rcall('HINCRBY', P .. 'task:' .. plan, 'plan_total', '1') == 1 then
       rcall('ZADD', P .. 'plans', pf[2], plan)
       rcall('ZREMRANGEBYRANK', P .. 'plans', '0', -${plans_kept} - 1)
@@ -156,6 +156,12 @@ for i, s in ipairs(specs) do
     state, data.state, data.reason, data.after = 'cancelled', 'cancelled', why, blocker
     for _, v in ipairs({'reason', why, 'cancelled_by', blocker}) do fields[#fields + 1] = v end
     rcall('SADD', P .. 'cascaded:' .. blocker, id)
+  end
+  -- Plain (lib.lua end_plain): queued, outside any plan; its completion then reads no more
+  -- than it needs. First in its HSET, where HMGET finds it at once.
+  if state == 'queued' and plan == '' then
+    table.insert(fields, 1, '1')
+    table.insert(fields, 1, 'plain')
   end
   enter(P, id, t, state, now, fields)
   audit(P, now, 'added', id, ARGV[3], '', data)

@@ -27,17 +27,9 @@ if n ~= math.floor(n) then return {-5, 'tasks come in threes: id, token, result'
 if n > ${claim_batch_max} then return {-5, 'at most ${claim_batch_max} tasks in one complete_many'} end
 local now = now_ms()
 if count > 0 then claims_next = agent end  -- its claim below reads its `full` flag
--- Whether any of them has dependents or locks: one command for all, most often none.
-local links = {}
-for i = 6, #ARGV, 3 do
-  links[#links + 1] = P .. 'dependents:' .. ARGV[i]
-  links[#links + 1] = P .. 'tasklocks:' .. ARGV[i]
-end
-local linked = nil
-if #links > 0 and rcall('EXISTS', unpack(links)) == 0 then linked = false end
 local each, done = {}, false
 for i = 6, #ARGV, 3 do
-  local out = complete_task(P, ARGV[i], ARGV[i + 1], ARGV[i + 2], agent, '', now, linked)
+  local out = complete_task(P, ARGV[i], ARGV[i + 1], ARGV[i + 2], agent, '', now)
   each[#each + 1] = out
   if out[1] == 0 then done = true end
 end

@@ -59,5 +59,6 @@ for _, path in ipairs(paths) do
   rcall('ZADD', P .. 'lockpaths', '0', path)
   if task ~= '' then rcall('SADD', P .. 'tasklocks:' .. task, agent .. '|' .. path) end
 end
+if task ~= '' then end_plain(P, task) end
 audit(P, now, 'locked', task, agent, '', {paths = paths, shared = shared, expires_ms = expires})
 return {0, expires}

@@ -251,9 +251,10 @@ def ready_key(namespace: str, queue: str, capsig: str) -> str:
 
 
 def due_key(namespace: str) -> str:
-    """When something on the board next falls due (member "next", ms, store clock): lib.lua
-    due_at and sweep_due. Deleting it makes the next claim sweep every index and set it anew."""
-    return prefix(namespace) + "due"
+    """When something on the board next falls due (a string: ms on the store clock, or "inf"):
+    lib.lua due_at and sweep_due. Deleting it makes the next claim sweep every index and set
+    it anew. (A board written before this kept it in a one-member zset at ``due``.)"""
+    return prefix(namespace) + "due:at"
 
 
 def deadlines_key(namespace: str) -> str:

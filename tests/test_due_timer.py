@@ -38,7 +38,8 @@ def earliest_due(r: redis_py.Redis, ns: str) -> float | None:
 
 
 def due_score(r: redis_py.Redis, ns: str) -> float | None:
-    return r.zscore(C.due_key(ns), "next")
+    got = r.get(C.due_key(ns))
+    return None if got is None else float(got)
 
 
 async def test_due_is_never_later_than_what_falls_due_under_random_operations(redis_store: Store) -> None:
@@ -158,3 +159,21 @@ async def test_each_kind_of_timer_lowers_due(
         first, due = earliest_due(r, redis_store.namespace), due_score(r, redis_store.namespace)
     assert first is not None and first < before  # the case made something fall due sooner
     assert due is not None and due <= first
+
+
+async def test_a_write_to_a_board_without_due_leaves_the_sweep_to_the_next_claim(redis_store: Store) -> None:
+    # Without `due`, a later lease (bob's heartbeat) must not set it: that would hide ada's
+    # lease, which ends first, until bob's ends.
+    assert isinstance(redis_store, RedisStore)
+    first, second = await redis_store.add("orphan"), await redis_store.add("kept")
+    short = await redis_store.claim("ada", ttl_s=0.05)
+    long = await redis_store.claim("bob", ttl_s=600)
+    assert short is not None and long is not None and (short.task.id, long.task.id) == (first, second)
+    with redis_py.Redis.from_url(redis_store.url) as r:
+        r.delete(C.due_key(redis_store.namespace))
+        await redis_store.heartbeat(second, long.token, ttl_s=600)
+        assert r.get(C.due_key(redis_store.namespace)) is None
+    while (await redis_store.now_ms()) <= short.deadline_ms:
+        await asyncio.sleep(0.01)
+    again = await redis_store.claim("cy")
+    assert again is not None and again.task.id == first

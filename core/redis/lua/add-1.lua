@@ -14,7 +14,7 @@
           parent that waits blocked for its subtasks); paths (JSON text) on any spec
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
     capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
-    children:<id>:<token>, deadlines, dependents:<id>, due, finished:<kind>:<queue>,
+    children:<id>:<token>, deadlines, dependents:<id>, due:at, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, plankids:<id>, plans,
     queues, ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished,
     seq:task, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>

@@ -2,7 +2,7 @@
   alive: an agent's own liveness heartbeat, apart from any task.
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent
-  Touches P .. agent:<name>, due, live, ring
+  Touches P .. agent:<name>, due:at, live, ring
   Publishes on P .. hints
   Returns {0, now_ms}; {-1, agent} when no such agent is registered.
 ]]

@@ -9,7 +9,7 @@
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] agent   ARGV[4] cost (a number, >= 0)
   ARGV[5] lease ttl ms the claim gets if the bid wins
-  Touches P .. agent:<name>, auctions, bids:<id>, due, held:<agent>, live, ring, task:<id>,
+  Touches P .. agent:<name>, auctions, bids:<id>, due:at, held:<agent>, live, ring, task:<id>,
     taskevents:<id>
   Publishes on P .. hints
   Returns {0, close_ms, at_ms, replaced (1 or 0)}; {-1, id} no such task;

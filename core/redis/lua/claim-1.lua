@@ -1,7 +1,7 @@
 --[[
   claim: lease up to `count` claimable tasks to an agent. Expired leases and ended
   backoffs are handled first, and bidding windows whose time is up are closed, so recovery
-  never waits for a separate reaper (lib.lua sweep_due: only when `due` says something
+  never waits for a separate reaper (lib.lua sweep_due: only when `due:at` says something
   fell due, one command otherwise).
   Order: claims the agent won in an auction and was not handed yet, then tasks reassigned
   to this agent by an operator, then highest priority, then oldest, over the chosen queues
@@ -17,7 +17,7 @@
   ARGV[5] count
   Touches P .. affine:<agent>, agent:<name>, agents, assigned:<agent>, auctions, backoff,
     bids:<id>, capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
-    children:<id>:<token>, deadlines, dependents:<id>, due, epoch, finished:<kind>:<queue>,
+    children:<id>:<token>, deadlines, dependents:<id>, due:at, epoch, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues,
     ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, seq:token, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>

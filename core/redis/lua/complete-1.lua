@@ -11,7 +11,7 @@
   ARGV[8] lease ttl ms   ARGV[9] queues "a,b" or ""   ARGV[10] count; "" (or none): no claim
   Touches P .. affine:<agent>, agent:<name>, agents, assigned:<agent>, auctions, backoff,
     bids:<id>, capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
-    children:<id>:<token>, deadlines, dependents:<id>, due, epoch, finished:<kind>:<queue>,
+    children:<id>:<token>, deadlines, dependents:<id>, due:at, epoch, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues,
     ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, seq:token, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>

@@ -3,7 +3,7 @@
   token seen).
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] task id   ARGV[3] seen token   ARGV[4] extra ms   ARGV[5] operator
-  Touches P .. deadlines, due, lock:<path>, locks, task:<id>, taskevents:<id>,
+  Touches P .. deadlines, due:at, lock:<path>, locks, task:<id>, taskevents:<id>,
     tasklocks:<id>
   Publishes on P .. hints
   Returns {0, new deadline_ms}; {-1, id} no such task; {-4, id} changed since seen.

@@ -54,17 +54,26 @@ end
 -- When something next falls due: a lease deadline, a backoff's end, a bidding window's
 -- close, a steal time, an agent's last sighting plus the live window, or a cascade's
 -- backlog (due at once). Every claim used to ask each of those indexes (seven commands,
--- ~100k instructions); it now reads this one score (sweep_due) and sweeps only once it
+-- ~100k instructions); it now reads this one time (sweep_due) and sweeps only once it
 -- has come. Whoever adds to one of those indexes lowers it here; a sweep sets it anew
 -- from the indexes' heads. So it may be early (a lease renewed since), never late.
--- due_seen: the score as this call last read or wrote it (nil: unknown), so a lease that
+-- due_seen: the time as this call last read or wrote it (nil: unknown), so a lease that
 -- ends later than what is already due writes nothing (a claim's deadline, most often).
+-- The time is one integer string (ms, or 'inf': nothing pending), not a score: Redis 7.0
+-- spells a score in a reply with "%.17g" (~3k instructions), and a claim reads it every time.
+-- A board without it (written before, or just imported) gets it from the next sweep, which
+-- looks at every index first: a write here would hide what falls due earlier.
 local due_seen = nil
 local function due_at(P, at)
   local n = tonumber(at)
-  if due_seen and due_seen <= n then return end
-  rcall('ZADD', P .. 'due', 'LT', at, 'next')
-  if due_seen then due_seen = n end  -- lowered to it (LT); unknown stays unknown
+  if not due_seen then
+    local text = rcall('GET', P .. 'due:at')
+    if not text then return end
+    due_seen = tonumber(text)  -- 'inf' reads as math.huge
+  end
+  if due_seen <= n then return end
+  rcall('SET', P .. 'due:at', type(at) == 'string' and at or int_text(n))
+  due_seen = n
 end
 
 -- Every fencing token comes from here, and tokens never go backwards, even across a
@@ -1094,7 +1103,7 @@ end
 -- Returns {expired (id, outcome pairs), promoted ids}, or nil when nothing was due.
 local function sweep_due(P, now, always)
   if not always then
-    local at = rcall('ZSCORE', P .. 'due', 'next')
+    local at = rcall('GET', P .. 'due:at')
     local n = at and tonumber(at)  -- 'inf' reads as math.huge
     if n and n > now then
       due_seen = n
@@ -1115,7 +1124,7 @@ local function sweep_due(P, now, always)
     head(key, 0)
   end
   head(P .. 'live', ${affinity_live_ms})
-  rcall('ZADD', P .. 'due', next and string.format('%d', next) or '+inf', 'next')
+  rcall('SET', P .. 'due:at', next and string.format('%d', next) or 'inf')
   due_seen = next or math.huge
   return out
 end

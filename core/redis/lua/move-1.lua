@@ -12,7 +12,7 @@
   ARGV[6] operator   ARGV[7] agent (reassign) or ""   ARGV[8] "1": restore (retry only)
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
     capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
-    children:<id>:<token>, deadlines, dependents:<id>, due, finished:<kind>:<queue>,
+    children:<id>:<token>, deadlines, dependents:<id>, due:at, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, queues,
     ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>

@@ -10,7 +10,7 @@
   ARGV[2] reaper kind ('' : record nothing)   ARGV[3] host   ARGV[4] pid   ARGV[5] interval ms
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
     capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
-    children:<id>:<token>, deadlines, dependents:<id>, due, epoch, finished:<kind>:<queue>,
+    children:<id>:<token>, deadlines, dependents:<id>, due:at, epoch, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues,
     ready:<queue>:<sig>, reaper:status, retention:due, retention:held, ring, seq:finished,
     seq:token, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>,

@@ -4,7 +4,7 @@
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] agent   ARGV[3] capabilities "a,b" (sorted)   ARGV[4] max claims
   ARGV[5] session (e.g. a Claude Code session id; "" none): which session the agent is
-  Touches P .. agent:<name>, agents, due, live, ring, taskevents:<id>
+  Touches P .. agent:<name>, agents, due:at, live, ring, taskevents:<id>
   Publishes on P .. hints, wake:<agent>
   Returns {0}.
 ]]

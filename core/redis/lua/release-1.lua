@@ -6,7 +6,7 @@
   ARGV[4] the agent the caller acts as ("" anyone: direct store access)
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
     capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
-    children:<id>:<token>, deadlines, dependents:<id>, due, finished:<kind>:<queue>,
+    children:<id>:<token>, deadlines, dependents:<id>, due:at, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, queues,
     ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>

@@ -11,7 +11,7 @@
   ARGV[9] what the checkpoint of a returned task starts with, before the note
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
     capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, deadlines,
-    dependents:<id>, due, finished:<kind>:<queue>, heads:<sig>, held:<agent>, live, paused,
+    dependents:<id>, due:at, finished:<kind>:<queue>, heads:<sig>, held:<agent>, live, paused,
     queues, ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>
   Publishes on P .. claimable, hints, wake:<agent>

@@ -121,8 +121,8 @@ async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
             m += len(held)
             names = [name for _, _, name in held]
             held = []
-            for name, reply in zip(names, replies, strict=True):  # {0, unblocked, claim reply}
-                held += [(tid, token, name) for tid, token in _held_of(reply[2])]
+            for name, reply in zip(names, replies, strict=True):  # {0, k, k unblocked, claim reply}
+                held += [(tid, token, name) for tid, token in _held_of(reply[2 + int(reply[1]) :])]
         # complete_many: each agent finishes its BATCH tasks and claims its next BATCH, one call.
         await store.admin.run_scripts("complete", [[t, tok, ""] for t, tok, _ in held])
         await store.add_many([TaskSpec(title=f"b{i}") for i in range(2 * BATCH * (cycles + 2 * AGENTS))])
@@ -137,7 +137,9 @@ async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
             replies = await store.admin.run_scripts("complete_many", calls)
             batched_i += cg.take()
             b += sum(len(got) for got in batches.values())
-            batches = {a: _held_of(reply[2]) for a, reply in zip(batches, replies, strict=True)}
+            # {0, n, then per task its length and reply (each {0}: 1, 0), the claim's reply}
+            after = [reply[2 + 2 * int(reply[1]) :] for reply in replies]
+            batches = {a: _held_of(claim) for a, claim in zip(batches, after, strict=True)}
         per = {"claim": claim_i / n, "complete": complete_i / n, "chained": chained_i / m}
         return {**per, "batched": batched_i / b}
     finally:

@@ -235,20 +235,25 @@ class RedisStore(Store):
     async def _complete_and_claim(
         self, task: str, token: int, result: str, agent: str, queues: list[str], ttl_ms: int, count: int
     ) -> tuple[list[str], list[Claim], ClaimMiss]:
-        # complete-1.lua's ARGV[7] "1": then the claim, in the same call (reply {0, unblocked, claim}).
+        # complete-1.lua's ARGV[7] "1": then the claim, in the same call; one flat reply
+        # {0, k, k unblocked ids, the claim's reply}.
         qs = ",".join(queues)
         reply = await self._run("complete", task, token, result, agent, "", "1", ttl_ms, qs, count)
-        got, why, _caps = await self._claims(reply[2])
-        return [str(x) for x in reply[1]], got, why
+        k = int(reply[1])
+        got, why, _caps = await self._claims(reply[2 + k :])
+        return [str(x) for x in reply[2 : 2 + k]], got, why
 
     async def _complete_many(
         self, items: list[tuple[str, int, str]], agent: str, queues: list[str], ttl_ms: int, count: int
     ) -> tuple[list[Completion], list[Claim], ClaimMiss]:
-        # complete_many-1.lua: {0, {one reply per task}, claim reply or 0}.
+        # complete_many-1.lua: one flat reply {0, n, each task's reply as its length then
+        # its elements, the claim's reply or 0}.
         flat = [x for item in items for x in item]
         reply = await self._run("complete_many", agent, count, ttl_ms, ",".join(queues), *flat)
-        outcomes = []
-        for (task, _, _), each in zip(items, reply[1], strict=True):
+        outcomes, at = [], 2
+        for task, _, _ in items:
+            size = int(reply[at])
+            each, at = reply[at + 1 : at + 1 + size], at + 1 + size
             status = int(each[0])
             if status < 0:
                 outcomes.append(Completion(task, [], ErrorCode(status).exception([str(x) for x in each[1:]])))
@@ -256,7 +261,7 @@ class RedisStore(Store):
                 outcomes.append(Completion(task, [str(x) for x in each[1:]]))
         if count == 0:
             return outcomes, [], ClaimMiss("")
-        got, why, _caps = await self._claims(reply[2])
+        got, why, _caps = await self._claims(reply[at:])
         return outcomes, got, why
 
     async def _fail(

@@ -18,9 +18,10 @@
   Publishes on P .. claimable, hints, wake:<agent>
   A plan's parent (lib's plan_complete) with unfinished subtasks waits blocked for them
   instead, or ends dead when one of them already ended dead or cancelled.
-  Returns {0, unblocked ids...}; with a claim, {0, {unblocked ids...}, what claim-1.lua
-  returns}; {-1, id} no such task; {-2, id} lease lost; {-9, 'claim', id, holder, agent}
-  the claim is another agent's (then nothing is claimed either).
+  Returns {0, unblocked ids...}; with a claim, {0, k, the k unblocked ids, then what
+  claim-1.lua returns, in the same table (one flat reply: lib.lua claim_tasks)}; {-1, id}
+  no such task; {-2, id} lease lost; {-9, 'claim', id, holder, agent} the claim is another
+  agent's (then nothing is claimed either).
 ]]
 --@include lib
 local P = ARGV[1]
@@ -35,8 +36,8 @@ if ARGV[7] == '1' then
   -- The agent's next task in the same call: one round trip per task for a busy agent. Its
   -- record is written once, by the claim (consecutive failures reset with its last sighting).
   sweep_due(P, now)
-  local unblocked = #out > 1 and {unpack(out, 2)} or EMPTY  -- out may be lib's DONE: not written
-  return {0, unblocked, claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now, true)}
+  local reply = {0, #out - 1, unpack(out, 2)}  -- out may be lib's DONE: not written
+  return claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now, true, reply)
 end
 agent_completed(P, agent, now)
 return out

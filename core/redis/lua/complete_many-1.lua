@@ -16,9 +16,10 @@
     ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, seq:token, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
-  Returns {0, {one reply per task, in order: {0, unblocked ids...}, or a refusal {-1, id},
-  {-2, id} or {-9, 'claim', id, holder, agent}}, what claim-1.lua returns (or 0: no
-  claim asked)}; {-5, message} more than ${claim_batch_max} tasks, or not in threes.
+  Returns one flat table: 0, n (the tasks given), then each task's reply in order as its
+  length and its elements ({0, unblocked ids...}, or a refusal {-1, id}, {-2, id} or
+  {-9, 'claim', id, holder, agent}), then what claim-1.lua returns (or 0: no claim
+  asked); {-5, message} more than ${claim_batch_max} tasks, or not in threes.
 ]]
 --@include lib
 local P, agent, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -27,16 +28,20 @@ if n ~= math.floor(n) then return {-5, 'tasks come in threes: id, token, result'
 if n > ${claim_batch_max} then return {-5, 'at most ${claim_batch_max} tasks in one complete_many'} end
 local now = now_ms()
 if count > 0 then claims_next = agent end  -- its claim below reads its `full` flag
-local each, done = {}, false
+-- One flat reply (lib.lua claim_tasks says why): each task's outcome as its length, then it.
+local reply, done = {0, n}, false
 for i = 6, #ARGV, 3 do
   local out = complete_task(P, ARGV[i], ARGV[i + 1], ARGV[i + 2], agent, '', now)
-  each[#each + 1] = out
+  local at = #reply
+  reply[at + 1] = #out
+  for j = 1, #out do reply[at + 1 + j] = out[j] end
   if out[1] == 0 then done = true end
 end
 if count > 0 then
   sweep_due(P, now)
   -- The agent's record is written once, by the claim (failures reset when one completed).
-  return {0, each, claim_tasks(P, agent, tonumber(ARGV[4]), ARGV[5], count, now, done)}
+  return claim_tasks(P, agent, tonumber(ARGV[4]), ARGV[5], count, now, done, reply)
 end
 if done then agent_completed(P, agent, now) end
-return {0, each, 0}
+reply[#reply + 1] = 0
+return reply

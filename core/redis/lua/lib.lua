@@ -1412,10 +1412,21 @@ end
 -- Redis ~2k instructions to build and collect, four on every claim.
 local sig_of, score_of, queue_of, runner_of = {}, {}, {}, {}
 
+-- A claim that found nothing: {1, reason, next_change_in_ms, caps} after what out holds.
+local function claim_miss(out, reason, wait, caps)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = 1, reason, wait, caps
+  return out
+end
+
 -- claim-1.lua's work (its header says what and in what order), shared with complete-1.lua,
 -- which claims the completing agent's next task in the same call. The caller has read the
 -- clock (now) and swept what fell due (sweep_due). reset: as touch_agent's.
-local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
+-- out: the reply so far, which the claim's reply follows in the same table (nil: none). One
+-- flat reply, not one nested in another: Redis 7.0 turns each table of a reply into RESP with
+-- seven lookups of its own (err, ok, double, ...) and a deferred length (~3k instructions).
+local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
+  out = out or {}
   if count > ${claim_batch_max} then count = ${claim_batch_max} end
   local ak = P .. 'agent:' .. agent
   -- The fields a claim reads, not the whole record (into locals: a table costs Redis more).
@@ -1452,17 +1463,17 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
   if personal then
     local won = won_claims(P, agent, count, now)
     if #won > 0 then
-      local out = {0}
+      out[#out + 1] = 0
       for i = 1, #won, 2 do reply_task(out, won[i], won[i + 1]) end
       return out
     end
   end
   open_until = tonumber(open_until or 0)
-  if open_until > now then return {1, 'breaker-open', open_until - now, a_caps} end
+  if open_until > now then return claim_miss(out, 'breaker-open', open_until - now, a_caps) end
   local room = tonumber(max_claims) - rcall('SCARD', P .. 'held:' .. agent)
   if room <= 0 then
     rcall('HSET', ak, 'full', '1')  -- so the end of one of its claims says so (lib.lua leave)
-    return {1, 'at-capacity', -1, a_caps}
+    return claim_miss(out, 'at-capacity', -1, a_caps)
   end
   if count > room then count = room end
 
@@ -1494,7 +1505,8 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
 
   -- The same for every task of this call: as text once (int_text).
   local ttl_text, deadline = int_text(ttl), int_text(now + ttl)
-  local out, claimed = {0}, 0  -- claimed: how many tasks out holds (reply_task)
+  local base, claimed = #out, 0  -- claimed: how many tasks out holds (reply_task)
+  out[base + 1] = 0
   -- One task, or several at once from one ready set: a claim of several tasks takes from
   -- the best ready set every task that comes before any other set's head (the runner-up
   -- queue of its signature, the other signatures' heads) in one ZPOPMIN, and refreshes
@@ -1627,7 +1639,8 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset)
       if next_change < 0 or wait < next_change then next_change = wait end
     end
   end
-  return {1, 'empty', next_change, a_caps}
+  out[base + 1] = nil  -- the 0 a claim would have begun with
+  return claim_miss(out, 'empty', next_change, a_caps)
 end
 
 -- A function library's locals outlive a call: what one call gathers starts empty in the next.

@@ -114,6 +114,11 @@ finished_backfill_offset = 2**50
 finished_import_offset = 2**51
 events_bytes_samples = 5  # stream nodes (~100 events each) MEMORY USAGE samples for its size
 task_events_max = 10_000  # audit event ids indexed per task (the newest; the trail keeps all)
+# A task's index of its events beyond its list `taskevents:<id>`: the ids of the events of
+# the lean claim and the lean completion, written into its hash with its state (lib.lua
+# index_event: a field costs Redis less than an RPUSH). An earlier claim's id moves to the
+# list when the task is claimed again.
+task_event_fields = ("claim_eid", "done_eid")
 
 # Blocking claim: a waiter re-checks at least this often even without any hint, so a lost
 # hint costs at most this much delay.

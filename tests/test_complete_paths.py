@@ -71,18 +71,41 @@ def _alike(value: Any) -> Any:
     return value
 
 
+# Where the two paths index a task's events differently: the lean ones in its hash
+# (C.task_event_fields), the general ones in its list. board compares what is indexed.
+_INDEX_FIELDS = {f.encode() for f in C.task_event_fields}
+
+
+def indexed_events(r: redis_py.Redis, namespace: str, task: str) -> list[str]:
+    """The types of the events a task's index holds (its list and its hash's event
+    fields, as core/redis/reads.py task_events reads them), in the trail's order."""
+    listed = r.lrange(C.task_events_key(namespace, task), 0, -1)
+    held = r.hmget(C.task_key(namespace, task), *C.task_event_fields)
+    ids = sorted({*listed, *(e for e in held if e)}, key=lambda e: tuple(map(int, e.split(b"-"))))
+    assert len(ids) == len(listed) + sum(1 for e in held if e), "an event indexed twice"
+    return [r.xrange(C.events_key(namespace), e, e)[0][1][b"type"].decode() for e in ids]
+
+
 def board(url: str, namespace: str) -> dict[str, Any]:
-    """Every key of ``namespace``, its type and contents made comparable."""
+    """Every key of ``namespace``, its type and contents made comparable; each task's
+    index of its events as the types of the events it holds."""
     r = redis_py.Redis.from_url(url)
     out: dict[str, Any] = {}
     for key in r.scan_iter(match=f"{{claimroom:{namespace}}}:*"):
         name, kind = _alike(key), r.type(key).decode()
+        if name.startswith(C.task_events_key(namespace, "")):
+            continue  # in the task's entry below
         if kind == "string":
             got: Any = _alike(r.get(key))
         elif kind == "hash":
             # A task's `plain` mark ends with any general step: the paths differ there alone
             # (plain_marks_hold checks what the mark promises).
-            got = sorted((_alike(k), _alike(v)) for k, v in r.hgetall(key).items() if k != b"plain")
+            fields = r.hgetall(key)
+            got = sorted(
+                (_alike(k), _alike(v)) for k, v in fields.items() if k != b"plain" and k not in _INDEX_FIELDS
+            )
+            if name.startswith(C.task_key(namespace, "")):
+                got.append(("events", indexed_events(r, namespace, fields[b"id"].decode())))
         elif kind == "set":
             got = sorted(_alike(m) for m in r.smembers(key))
         elif kind == "zset":

@@ -40,9 +40,10 @@ DEFAULTS = {
     "plan_depth": "0", "plan_wait": "0", "token": "0",
 }  # fmt: skip
 # lib.lua's notes to itself, not part of a board: an agent's `solo` (claim_tasks), a task's
-# `plain` (add-1.lua). An export leaves them out and an import writes none: the scripts
-# then look for themselves.
-MARKS = frozenset({"solo", "plain"})
+# `plain` (add-1.lua), and the ids in a task's event fields (its index of its events, which
+# an import builds anew from the events it writes, under new ids). An export leaves them out
+# and an import writes none: the scripts then look for themselves.
+MARKS = frozenset({"solo", "plain", *C.task_event_fields})
 
 
 def _unmarked(fields: dict[str, str]) -> dict[str, str]:

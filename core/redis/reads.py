@@ -232,16 +232,19 @@ async def scan(r: Any, ns: str, task: str | None, start: str, end: str, count: i
 
 
 async def task_events(r: Any, ns: str, task: str, after: str, count: int) -> list[Event]:
-    """One task's events through its index (``taskevents:<id>``, written by every audit
-    in lib.lua): one read of the ids, one pipelined read of those events, whatever the
-    length of the trail. Ids the trail has trimmed are skipped."""
+    """One task's events through its index (``taskevents:<id>`` and the event fields of
+    its hash, ``C.task_event_fields``, written by every audit in lib.lua): one read of the
+    ids, one pipelined read of those events, whatever the length of the trail. Ids the
+    trail has trimmed are skipped."""
     stream = C.events_key(ns)
     pipe = r.pipeline(transaction=False)
     pipe.lrange(C.task_events_key(ns, task), 0, -1)
-    pipe.exists(C.task_key(ns, task))
-    ids, exists = await pipe.execute()
+    pipe.hmget(C.task_key(ns, task), "id", *C.task_event_fields)
+    listed, (exists, *held) = await pipe.execute()
     if not exists:
         return []  # removed by retention (its history goes with it), or never there
+    # The list is in order but for an earlier claim's id moved there later (lib.lua).
+    ids = sorted({*listed, *(eid for eid in held if eid)}, key=event_key)
     if not ids:
         # A task from before the index (an older claimroom): the whole trail, as it was.
         return await scan(r, ns, task, "-" if after == "-" else "(" + after, "+", count)

@@ -162,24 +162,39 @@ end
 -- trail has trimmed meanwhile are skipped on reading; the index goes with the task,
 -- retain-1.lua); and one hint a call: a view re-reads the board on any hint (its text is
 -- for a person watching the channel), and a call's changes are one atomic step.
-local function audit_after(P, etype, id, eid)
-  if id and id ~= '' then
-    local tk = P .. 'taskevents:' .. id
-    if rcall('RPUSH', tk, eid) > ${task_events_max} then rcall('LTRIM', tk, '-${task_events_max}', '-1') end
-  end
+-- The index is the list `taskevents:<id>` and, for the events of the lean claim and the
+-- lean completion, two fields of the task hash written with their state (EVENT_FIELDS):
+-- an RPUSH a step costs Redis ~4.5k instructions, a field in an HSET made anyway ~1k.
+-- core/redis/reads.py task_events reads the three as one.
+local function index_event(P, id, eid)
+  local tk = P .. 'taskevents:' .. id
+  if rcall('RPUSH', tk, eid) > ${task_events_max} then rcall('LTRIM', tk, '-${task_events_max}', '-1') end
+end
+
+local function hint(P, etype, id)
   if not hinted then
     hinted = true
     rcall('PUBLISH', P .. 'hints', etype .. ' ' .. (id or ''))
   end
 end
 
+local function audit_after(P, etype, id, eid)
+  if id and id ~= '' then index_event(P, id, eid) end
+  hint(P, etype, id)
+end
+
 -- A claim's or a completion's event: task, agent, token (text) and data (its JSON already
 -- spelled) all given, no operator. Every field there, no table to build (a table and its
--- appends cost Redis ~10k instructions, twice on every cycle).
-local function audit_lease(P, now, etype, id, agent, token, data)
+-- appends cost Redis ~10k instructions, twice on every cycle). Its id, not yet indexed.
+local function lease_event(P, now, etype, id, agent, token, data)
   local eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', 'type', etype, 'at_ms', ms(now),
     'task', id, 'agent', agent, 'token', token, 'data', data)
-  audit_after(P, etype, id, eid)
+  hint(P, etype, id)
+  return eid
+end
+
+local function audit_lease(P, now, etype, id, agent, token, data)
+  index_event(P, id, lease_event(P, now, etype, id, agent, token, data))
 end
 
 -- Append the audit event and announce the change; the two always go together with the
@@ -1270,15 +1285,16 @@ local function complete_task(P, id, token, result, agent, ref, now)
     -- (bench/script_cost.py). tests/test_complete_paths.py holds the two paths to one board.
     leave_claimed(P, id, t)
     local tk, at = P .. 'task:' .. id, ms(now)
+    -- Its event, indexed in the hash (index_event says why; done is final: written once).
+    local eid = lease_event(P, now, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
     if result == '' then
-      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'progress', '1')
+      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'progress', '1', 'done_eid', eid)
     else
-      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'progress', '1', 'result', result)
+      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'progress', '1', 'done_eid', eid, 'result', result)
     end
     rcall('ZADD', P .. 'state:done', t.seq, id)
     count_sig(P, t, -1)
     retention_enter(P, id, t, 'done')
-    audit_lease(P, now, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
     return DONE, t.agent
   end
   leave(P, id, t)
@@ -1588,10 +1604,15 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
         local attempts = t.attempts == '0' and '1' or int_text(tonumber(t.attempts) + 1)  -- a first claim's: '1'
         local at, more = ms(now), nil
         t.agent, t.deadline_ms = agent, deadline
+        local data, eid = '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}', nil
         if lean then
+          -- Its event, indexed in the hash (index_event says why); an earlier claim's, kept
+          -- there until now (a task claimed again), moves to the list.
+          eid = lease_event(P, now, 'claimed', best, agent, token, data)
+          if t.claim_eid then index_event(P, best, t.claim_eid) end
           -- What enter writes below (more), spelled out: no table to build.
           rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
-            'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text, 'attempts', attempts)
+            'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text, 'attempts', attempts, 'claim_eid', eid)
           enter_claimed(P, best, t)
         else
           more = {'agent', agent, 'token', token, 'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text,
@@ -1600,14 +1621,14 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
             more[#more + 1], more[#more + 2] = 'assigned', ''
           end
           enter(P, best, t, 'claimed', now, more)
+          audit_lease(P, now, 'claimed', best, agent, token, data)
         end
-        audit_lease(P, now, 'claimed', best, agent, token, '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}')
         -- Out of its ready set, it changed only by what was written: the fields as read, then
         -- those (a later pair wins in the client), rather than every field rebuilt from t.
         if lean then
           reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. at .. '\31agent\31' .. agent .. '\31token\31'
             .. token .. '\31deadline_ms\31' .. deadline .. '\31claimed_ms\31' .. at .. '\31ttl_ms\31' .. ttl_text
-            .. '\31attempts\31' .. attempts, 16)
+            .. '\31attempts\31' .. attempts .. '\31claim_eid\31' .. eid, 18)
         elseif from then
           reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. at .. '\31' .. table.concat(more, '\31'),
             4 + #more)

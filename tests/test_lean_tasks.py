@@ -14,10 +14,11 @@ from claimroom.core.models import State, Task
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 
-ALWAYS = {"id", "seq", "title", "queue", "priority", "max_attempts", "created_ms", "state", "updated_ms"}
+ALWAYS = {"id", "seq", "title", "queue", "created_ms", "state", "updated_ms"}
 
 # What an older add-1.lua wrote beside ALWAYS (and an older claim's assigned ''): a full hash.
 OLD_DEFAULTS = {
+    "priority": "0", "max_attempts": "3",
     "requires": "", "after": "", "parent": "", "affinity": "", "payload": "", "steal_after_ms": "-1",
     "attempts": "0", "failures": "0", "expiries": "0", "waiting": "0", "spawn_token": "",
     "paths": "", "plan": "", "plan_depth": "0", "plan_wait": "0", "assigned": "", "reason": "",
@@ -50,18 +51,31 @@ async def test_a_fresh_task_stores_only_what_is_not_a_default(redis_store: Store
     assert set(await fields(redis_store, tid)) == ALWAYS | {"plain"}
     t = await redis_store.get(tid)
     assert (t.attempts, t.failures, t.expiries, t.steal_after_ms, t.plan_wait) == (0, 0, 0, -1, False)
+    assert (t.priority, t.max_attempts) == (0, 3)
 
 
 async def test_what_differs_from_a_default_is_stored(redis_store: Store) -> None:
     a = await redis_store.add("a")
     spec = TaskSpec(
-        "b", requires=["py"], after=[a], affinity="k", payload={"x": 1}, steal_after_s=0, paths=["src/x.py"]
-    )
+        "b", requires=["py"], after=[a], affinity="k", payload={"x": 1}, steal_after_s=0, paths=["src/x.py"],
+        priority=2, max_attempts=5,
+    )  # fmt: skip
     (b,) = await redis_store.add_many([spec])
     got = await fields(redis_store, b)
-    stored = {"requires", "after", "affinity", "payload", "steal_after_ms", "paths", "waiting"}
+    stored = {
+        "requires",
+        "after",
+        "affinity",
+        "payload",
+        "steal_after_ms",
+        "paths",
+        "waiting",
+        "priority",
+        "max_attempts",
+    }
     assert set(got) == ALWAYS | stored  # blocked: not plain
     assert (got["steal_after_ms"], got["waiting"], got["requires"]) == ("0", "1", "py")
+    assert (got["priority"], got["max_attempts"]) == ("2", "5")
     assert set(await fields(redis_store, a)) == ALWAYS  # nor `a`, which has a dependent now
 
 

@@ -37,7 +37,7 @@ TRIES = 5  # reads (or watched writes) tried before a board that keeps changing 
 # arrives either).
 DEFAULTS = {
     "steal_after_ms": "-1", "attempts": "0", "failures": "0", "expiries": "0", "waiting": "0",
-    "plan_depth": "0", "plan_wait": "0", "token": "0",
+    "plan_depth": "0", "plan_wait": "0", "token": "0", "priority": "0", "max_attempts": "3",
 }  # fmt: skip
 # lib.lua's notes to itself, not part of a board: an agent's `solo` (claim_tasks), a task's
 # `plain` (add-1.lua), and the ids in a task's event fields (its index of its events, which

@@ -140,11 +140,15 @@ for i, s in ipairs(specs) do
   -- task_defaults: every claim reads the whole hash, and its cost grows with each field).
   -- enter drops the '' values; attempts, failures and expiries start at their default 0.
   local fields = {
-    'id', id, 'seq', seq, 'title', s.title, 'queue', s.queue, 'priority', s.priority,
+    'id', id, 'seq', seq, 'title', s.title, 'queue', s.queue,
     'requires', t.requires, 'after', table.concat(deps, ','), 'parent', parent,
-    'affinity', s.affinity or '', 'payload', s.payload or '', 'max_attempts', s.max_attempts,
+    'affinity', s.affinity or '', 'payload', s.payload or '',
     'spawn_token', spawn_token, 'created_ms', now, 'paths', s.paths or '', 'plan', plan}
   local function put(name, value) fields[#fields + 1], fields[#fields + 2] = name, value end
+  -- Priority 0 and 3 attempts are the stored format's defaults (task_defaults), whatever
+  -- the defaults of a new task: every field a claim and a completion walk past costs them.
+  if tonumber(s.priority) ~= 0 then put('priority', s.priority) end
+  if tonumber(s.max_attempts) ~= 3 then put('max_attempts', s.max_attempts) end
   if tonumber(s.steal_after_ms or -1) ~= -1 then put('steal_after_ms', s.steal_after_ms) end
   if waiting > 0 then put('waiting', waiting) end
   if depth > 0 then put('plan_depth', depth) end

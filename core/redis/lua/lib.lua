@@ -130,7 +130,7 @@ end
 local task_defaults = {__index = {
   requires = '', after = '', parent = '', affinity = '', payload = '', steal_after_ms = '-1',
   attempts = '0', failures = '0', expiries = '0', waiting = '0', spawn_token = '', paths = '',
-  plan = '', plan_depth = '0', plan_wait = '0', plain = false}}
+  plan = '', plan_depth = '0', plan_wait = '0', plain = false, priority = '0', max_attempts = '3'}}
 
 -- The task, or nil; and its fields as read (flat), for a caller that answers with them.
 local function load_task(P, id)
@@ -724,7 +724,7 @@ local function restore_one(P, d, x, now, queue)
   end
   -- (each dep lost its `plain` mark when d was first added after it: none is given back)
   for _, dep in ipairs(waits) do rcall('SADD', P .. 'dependents:' .. dep, d) end
-  local t = {state = 'cancelled', seq = f[4], queue = f[5], requires = f[6], assigned = f[7], priority = f[8]}
+  local t = {state = 'cancelled', seq = f[4], queue = f[5], requires = f[6], assigned = f[7], priority = f[8] or '0'}
   leave(P, d, t)
   -- Cleared, not set to '' or 0: a task hash stores no default (enter).
   local clear = {'reason', 'cancelled_by'}

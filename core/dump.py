@@ -128,10 +128,20 @@ def without_controls(board: Board) -> tuple[Board, int]:
     return out, changed
 
 
+_ID = re.compile(r"t(\d+)")  # a task id: t<seq>
+
+
 def check(board: Mapping[str, object]) -> None:
-    """``BadInput`` unless ``board`` is a dump this version understands."""
+    """``BadInput`` unless ``board`` is a dump this version understands. Every task's id
+    is ``t<seq>``, as every store names them: a Redis board stores neither and reads the
+    seq from the id (lib.lua seq_of)."""
     if board.get("format") != FORMAT or board.get("version") != VERSION:
         raise BadInput("not a claimroom board dump of a version this claimroom reads")
+    tasks = board.get("tasks")
+    for t in tasks if isinstance(tasks, list) else []:
+        tid = t.get("id") if isinstance(t, dict) else None
+        if not isinstance(tid, str) or _ID.fullmatch(tid) is None or tid != f"t{t.get('seq')}":
+            raise BadInput(f"task {tid!r} in the dump: a task's id must be t<seq> (t1, t2, ...)")
 
 
 def not_empty(namespace: str, url: str, tasks: int, agents: int, events: int) -> Conflict:
@@ -164,9 +174,6 @@ def shifted(board: Board, ms: int) -> Board:
         for h in lk["holds"]:
             h["expires_ms"] = str(int(h["expires_ms"]) + ms)
     return out
-
-
-_ID = re.compile(r"t(\d+)")
 
 
 def renumbered(board: Board, top: int) -> Board:

@@ -96,18 +96,23 @@ class Task:
     plan_wait: bool = False  # a plan parent waiting (blocked) for its subtasks to end
 
     @classmethod
-    def from_fields(cls, f: dict[str, str]) -> Task:
+    def from_fields(cls, f: dict[str, str], tid: str = "") -> Task:
         """Build from a store's flat string fields (a missing or empty one reads as its
-        default). Every claimed task passes here: the frozen dataclass's ``__init__`` sets
-        its 45 fields one ``object.__setattr__`` at a time and each reads through a helper,
-        ~24 us a task; filling a copy of the defaults from the fields present and setting
-        them at once takes a fifth of that (the client's CPU per claim, bench/claims.py)."""
+        default). ``tid``: the task's id when the fields may lack it: a Redis task hash
+        holds neither its id (its key) nor its seq (the number in its id, ``t<seq>``; lib.lua
+        seq_of), which an older one holds too. Every claimed task passes here: the frozen
+        dataclass's ``__init__`` sets its 45 fields one ``object.__setattr__`` at a time and
+        each reads through a helper, ~24 us a task; filling a copy of the defaults from the
+        fields present and setting them at once takes a fifth of that (the client's CPU per
+        claim, bench/claims.py)."""
         values = dict(_TASK_DEFAULTS)
-        values["id"], values["state"] = f["id"], State(f["state"])
+        values["id"] = tid = tid or f["id"]
+        values["state"] = State(f["state"])
         for name, value in f.items():
             read = _TASK_READERS.get(name, _SKIP)
             if read is not _SKIP:
                 values[name] = value if read is None else read(value)
+        values["seq"] = values["seq"] or seq_of(tid)  # a seq is never 0
         task = object.__new__(cls)
         task.__dict__.update(values)
         return task
@@ -123,6 +128,12 @@ class Task:
 
 def _json_or_none(value: str) -> Any:
     return json.loads(value) if value else None
+
+
+def seq_of(tid: str) -> int:
+    """The creation number in a task's id ``t<seq>`` (0 for an id of another shape)."""
+    digits = tid[1:]
+    return int(digits) if digits.isdigit() else 0
 
 
 _SKIP = object()

@@ -104,8 +104,9 @@ def board(url: str, namespace: str) -> dict[str, Any]:
             got = sorted(
                 (_alike(k), _alike(v)) for k, v in fields.items() if k != b"plain" and k not in _INDEX_FIELDS
             )
-            if name.startswith(C.task_key(namespace, "")):
-                got.append(("events", indexed_events(r, namespace, fields[b"id"].decode())))
+            task = C.task_key(namespace, "")
+            if name.startswith(task):
+                got.append(("events", indexed_events(r, namespace, name[len(task) :])))
         elif kind == "set":
             got = sorted(_alike(m) for m in r.smembers(key))
         elif kind == "zset":
@@ -191,7 +192,7 @@ def plain_marks_hold(url: str, namespace: str) -> None:
     for key in r.scan_iter(match=C.task_key(namespace, "*")):
         t = r.hgetall(key)
         if t.get("plain") == "1" and t["state"] != "done":
-            tid = t["id"]
+            tid = key[len(C.task_key(namespace, "")) :]
             assert not r.exists(C.dependents_key(namespace, tid), C.tasklocks_key(namespace, tid)), tid
             assert not {"plan", "plan_left", "plan_failed", "plan_total", "result", "reason"} & set(t), t
 

@@ -14,7 +14,8 @@ from claimroom.core.models import State, Task
 from claimroom.core.redis.store import RedisStore
 from claimroom.core.store import Store, TaskSpec
 
-ALWAYS = {"id", "seq", "title", "queue", "created_ms", "state", "updated_ms"}
+# Neither id nor seq: the key names the task, and its seq is the number in its id.
+ALWAYS = {"title", "queue", "created_ms", "state", "updated_ms"}
 
 # What an older add-1.lua wrote beside ALWAYS (and an older claim's assigned ''): a full hash.
 OLD_DEFAULTS = {
@@ -36,7 +37,8 @@ async def fields(store: Store, tid: str) -> dict[str, str]:
 
 async def make_old(store: Store, tid: str) -> None:
     """Give a task the full hash an older claimroom wrote (its indexes are the same)."""
-    await raw(store).hset(C.task_key(store.namespace, tid), mapping=OLD_DEFAULTS)
+    old = {"id": tid, "seq": tid[1:], **OLD_DEFAULTS}
+    await raw(store).hset(C.task_key(store.namespace, tid), mapping=old)
 
 
 async def hgets(store: Store) -> int:
@@ -52,6 +54,7 @@ async def test_a_fresh_task_stores_only_what_is_not_a_default(redis_store: Store
     t = await redis_store.get(tid)
     assert (t.attempts, t.failures, t.expiries, t.steal_after_ms, t.plan_wait) == (0, 0, 0, -1, False)
     assert (t.priority, t.max_attempts) == (0, 3)
+    assert (t.id, t.seq) == (tid, int(tid[1:]))  # the key names it; its seq is in its id
 
 
 async def test_what_differs_from_a_default_is_stored(redis_store: Store) -> None:

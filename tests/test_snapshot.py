@@ -214,3 +214,15 @@ async def test_export_and_import_round_trip(store: Store, other: Store) -> None:
     with pytest.raises(BadInput):
         await other.import_board(board, merge="yes")  # type: ignore[arg-type]
     assert abs(await store.now_ms() - time.time() * 1000) < 5_000
+
+
+async def test_an_import_refuses_a_task_whose_id_is_not_t_and_its_seq(store: Store, other: Store) -> None:
+    """Every store names a task t<seq>, and a Redis task hash stores neither (it reads its
+    seq from its id): a dump that says otherwise is refused whole, before any write."""
+    await store.add("one")
+    board = await store.export_board()
+    (t,) = board["tasks"]
+    for bad in ({**t, "id": "job-1"}, {**t, "seq": "7"}):
+        with pytest.raises(BadInput, match=r"id must be t<seq>"):
+            await other.import_board({**board, "tasks": [bad]})
+    assert await other.tasks() == []

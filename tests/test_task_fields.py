@@ -44,7 +44,8 @@ def reference(f: dict[str, Any]) -> Task:
         stage=f.get("stage", ""), checkpoint=f.get("checkpoint", ""),
         result=json.loads(f["result"]) if f.get("result") else None, reason=f.get("reason", ""),
         ready_ms=_int(f.get("ready_ms")), created_ms=_int(f.get("created_ms")),
-        updated_ms=_int(f.get("updated_ms")), seq=_int(f.get("seq")), cancelled_by=f.get("cancelled_by", ""),
+        updated_ms=_int(f.get("updated_ms")), cancelled_by=f.get("cancelled_by", ""),
+        seq=_int(f.get("seq")) or int(f["id"][1:]),  # a Redis hash holds no seq: its id says it
         bid_window_ms=_int(f.get("bid_window_ms")), bid_close_ms=_int(f.get("bid_close_ms")),
         bid_winner=f.get("bid_winner", ""), owner=f.get("owner", ""), steal_ms=_int(f.get("steal_ms")),
         steal_after_ms=_int(f.get("steal_after_ms"), -1), review_ref=f.get("review_ref", ""),

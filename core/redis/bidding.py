@@ -15,7 +15,7 @@ def outcome(task: str, agent: str, reply: list[Any]) -> Outcome:
     _, status, winner, close, flat = reply
     claim = None
     if flat:
-        t = Task.from_fields(dict(zip(flat[::2], flat[1::2], strict=True)))
+        t = Task.from_fields(dict(zip(flat[::2], flat[1::2], strict=True)), task)
         claim = Claim(t, t.token, t.deadline_ms)
     return Outcome(task, agent, str(status), str(winner), int(close), claim)
 

@@ -26,7 +26,7 @@ from ..dump import (
     waits_for_owner,
 )
 from ..errors import Conflict
-from ..models import LockHold, State
+from ..models import LockHold, State, seq_of
 from ..retention import decoded, encoded
 from . import messages
 from .reads import count_in, live_claims
@@ -104,7 +104,12 @@ async def export(r: Any, ns: str) -> Board:
         if (top2, set(agents2), list(paths2)) != (top, set(agents), list(paths)):
             continue  # the board moved between the two reads: look again
         rest = raw[5:]
-        tasks, rest = rest[: len(ids)], rest[len(ids) :]
+        # A hash holds neither its id nor its seq (lib.lua seq_of); a dump holds both.
+        rows, rest = rest[: len(ids)], rest[len(ids) :]
+        tasks = [
+            {"id": tid, "seq": str(seq_of(tid)), **row} if row else row
+            for tid, row in zip(ids, rows, strict=True)
+        ]
         agent_rows, rest = rest[: len(names)], rest[len(names) :]
         lock_rows, rest = rest[: len(paths)], rest[len(paths) :]
         stream, paused, queues, kept, *bid_rows = rest
@@ -246,7 +251,10 @@ async def _load_once(r: Any, ns: str, url: str, board: Board, merge: bool) -> di
 def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str], owners: set[str]) -> None:
     """Queue the writes of one task and every index its state needs (as lib.lua's enter)."""
     tid = t["id"]
-    fields = {k: v for k, v in _unmarked(t).items() if v != "" and DEFAULTS.get(k) != v}
+    # Neither id nor seq: the key and the id say both (lib.lua seq_of; core/dump.py check).
+    fields = {
+        k: v for k, v in _unmarked(t).items() if v != "" and DEFAULTS.get(k) != v and k not in ("id", "seq")
+    }
     # Affinity: a task waiting for its owner keeps waiting (until its steal time) when the
     # board brings that owner; else it is anyone's now.
     waits = waits_for_owner(t, owners)

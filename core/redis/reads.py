@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import constants as C
 from ..errors import NotFound
-from ..models import Agent, Event, Lock, ServerInfo, State, Stuck, Task
+from ..models import Agent, Event, Lock, ServerInfo, State, Stuck, Task, seq_of
 from ..reaper import ReaperPass, ReaperStatus
 from ..retention import BOARD, decoded
 
@@ -39,16 +39,9 @@ def live_claims(r: Any, ns: str, n: int = -1, *, withscores: bool = False) -> An
 
 
 async def claimed_in_order(r: Any, ns: str) -> list[tuple[str, int]]:
-    """The claimed tasks (id, seq), oldest first: their seq read from each (their index is
-    by deadline). As many reads as live claims, which the agents' capacities bound."""
-    ids = await live_claims(r, ns)
-    if not ids:
-        return []
-    pipe = r.pipeline(transaction=False)
-    for tid in ids:
-        pipe.hget(C.task_key(ns, tid), "seq")
-    seqs = await pipe.execute()
-    return sorted(((tid, int(seq)) for tid, seq in zip(ids, seqs, strict=True) if seq), key=lambda x: x[1])
+    """The claimed tasks (id, seq), oldest first: their index is by deadline, and a task's
+    seq is the number in its id (models.seq_of)."""
+    return sorted(((tid, seq_of(tid)) for tid in await live_claims(r, ns)), key=lambda x: x[1])
 
 
 def event_key(eid: str) -> tuple[int, int]:
@@ -83,14 +76,14 @@ async def fetch(r: Any, ns: str, ids: list[str]) -> list[Task]:
     pipe = r.pipeline(transaction=False)
     for tid in ids:
         pipe.hgetall(C.task_key(ns, tid))
-    return [Task.from_fields(f) for f in await pipe.execute() if f]
+    return [Task.from_fields(f, tid) for tid, f in zip(ids, await pipe.execute(), strict=True) if f]
 
 
 async def get(r: Any, ns: str, task: str) -> Task:
     fields = await r.hgetall(C.task_key(ns, task))
     if not fields:
         raise NotFound(f"no such task: {task}")
-    return Task.from_fields(fields)
+    return Task.from_fields(fields, task)
 
 
 async def held(r: Any, ns: str, agent: str) -> list[Task]:
@@ -239,7 +232,7 @@ async def task_events(r: Any, ns: str, task: str, after: str, count: int) -> lis
     stream = C.events_key(ns)
     pipe = r.pipeline(transaction=False)
     pipe.lrange(C.task_events_key(ns, task), 0, -1)
-    pipe.hmget(C.task_key(ns, task), "id", *C.task_event_fields)
+    pipe.hmget(C.task_key(ns, task), "state", *C.task_event_fields)
     listed, (exists, *held) = await pipe.execute()
     if not exists:
         return []  # removed by retention (its history goes with it), or never there

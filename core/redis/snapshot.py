@@ -96,7 +96,9 @@ async def read(r: Any, ns: str, want: frozenset[str], n: int, event_count: int) 
     r2 = iter(await p2.execute())
 
     sigs = [sorted(next(r2)) for _ in queue_names]
-    tasks = [Task.from_fields(f) for f in (next(r2) for _ in task_ids) if f]
+    tasks = [
+        Task.from_fields(f, tid) for tid, f in zip(task_ids, [next(r2) for _ in task_ids], strict=True) if f
+    ]
     raw_agents = [(next(r2), next(r2), next(r2)) for _ in names]
     raw_locks = [next(r2) for _ in lock_paths]
     records = next(r2) if servers else []
@@ -151,7 +153,8 @@ async def read_plans(r: Any, ns: str) -> tuple[PlanTree, ...]:
     p1 = r.pipeline(transaction=False)
     for tid in ids:
         p1.hgetall(C.task_key(ns, tid))
-    parents = [t for t in (Task.from_fields(f) for f in await p1.execute() if f) if not t.state.final]
+    found = zip(ids, await p1.execute(), strict=True)
+    parents = [t for t in (Task.from_fields(f, tid) for tid, f in found if f) if not t.state.final]
     parents = parents[: C.snapshot_plans]
     p2 = r.pipeline(transaction=False)
     for t in parents:
@@ -161,10 +164,12 @@ async def read_plans(r: Any, ns: str) -> tuple[PlanTree, ...]:
     for names in kids:
         for tid in names:
             p3.hgetall(C.task_key(ns, tid))
-    found = iter(await p3.execute())
+    rows = iter(await p3.execute())
     trees = []
     for parent, names in zip(parents, kids, strict=True):
-        subs = [Task.from_fields(f) for f in (next(found) for _ in names) if f]
+        subs = [
+            Task.from_fields(f, tid) for tid, f in zip(names, [next(rows) for _ in names], strict=True) if f
+        ]
         trees.append(PlanTree(parent, tuple(subs)))
     return tuple(trees)
 

@@ -158,7 +158,7 @@ class RedisStore(Store):
         claims = []
         for tid, fields in claimed_fields(reply):
             if fields is not None:
-                task = Task.from_fields(fields)
+                task = Task.from_fields(fields, tid)
             else:  # the claim is made: the task as it is now
                 task = await self._guard(partial(reads.get, self._redis, self.namespace, tid))
             claims.append(Claim(task, task.token, task.deadline_ms))

@@ -117,12 +117,11 @@ for i, s in ipairs(specs) do
   local kp = string.match(plan, '^%$(%d+)$')
   if kp then plan = ids[tonumber(kp) + 1] end
   if plan ~= '' then
-    local pf = rcall('HMGET', P .. 'task:' .. plan, 'plan_depth', 'seq')
-    depth = tonumber(pf[1] or 0) + 1
+    depth = tonumber(rcall('HGET', P .. 'task:' .. plan, 'plan_depth') or 0) + 1
     rcall('HINCRBY', P .. 'task:' .. plan, 'plan_left', '1')
     end_plain(P, plan)
     if rcall('HINCRBY', P .. 'task:' .. plan, 'plan_total', '1') == 1 then
-      rcall('ZADD', P .. 'plans', pf[2], plan)
+      rcall('ZADD', P .. 'plans', seq_of(plan), plan)
       rcall('ZREMRANGEBYRANK', P .. 'plans', '0', -${plans_kept} - 1)
     end
     rcall('ZADD', P .. 'plankids:' .. plan, seq, id)
@@ -140,7 +139,7 @@ for i, s in ipairs(specs) do
   -- task_defaults: every claim reads the whole hash, and its cost grows with each field).
   -- enter drops the '' values; attempts, failures and expiries start at their default 0.
   local fields = {
-    'id', id, 'seq', seq, 'title', s.title, 'queue', s.queue,
+    'title', s.title, 'queue', s.queue,
     'requires', t.requires, 'after', table.concat(deps, ','), 'parent', parent,
     'affinity', s.affinity or '', 'payload', s.payload or '',
     'spawn_token', spawn_token, 'created_ms', now, 'paths', s.paths or '', 'plan', plan}

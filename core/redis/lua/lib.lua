@@ -132,11 +132,22 @@ local task_defaults = {__index = {
   attempts = '0', failures = '0', expiries = '0', waiting = '0', spawn_token = '', paths = '',
   plan = '', plan_depth = '0', plan_wait = '0', plain = false, priority = '0', max_attempts = '3'}}
 
--- The task, or nil; and its fields as read (flat), for a caller that answers with them.
+-- A task's id is t<seq> (add-1.lua; an import refuses any other, core/dump.py check), so
+-- its hash holds neither: its key names it, and seq_of reads the seq from the id. Two fields
+-- less for every claim and completion to walk past (~5k instructions each a cycle). A hash
+-- an older claimroom wrote still has both, alike.
+local function seq_of(id)
+  return string.sub(id, 2)
+end
+
+-- The task, or nil; and its fields as read (flat), for a caller that answers with them
+-- (the client adds the id and seq it knows: core/models.py Task.from_fields).
 local function load_task(P, id)
   local raw = rcall('HGETALL', P .. 'task:' .. id)
   if #raw == 0 then return nil end
-  return setmetatable(to_table(raw), task_defaults), raw
+  local t = setmetatable(to_table(raw), task_defaults)
+  t.seq = t.seq or seq_of(id)
+  return t, raw
 end
 
 local hinted = false  -- whether this call published its hint yet (audit)
@@ -657,10 +668,10 @@ local function cascade_run(P, now, first)
       local why = cascade_reason(x, xs[1], xs[2], xs[3])
       for _, d in ipairs(rcall('SPOP', dk, cascade_budget)) do
         cascade_budget = cascade_budget - 1
-        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'seq', 'requires', 'queue', 'plan')
+        local ds = rcall('HMGET', P .. 'task:' .. d, 'state', 'requires', 'queue', 'plan')
         if ds[1] == 'blocked' then
           -- What enter reads of a task that ends cancelled: count_sig, retention, plan_settle.
-          local dt = {state = 'blocked', seq = ds[2], requires = ds[3] or '', queue = ds[4], plan = ds[5] or ''}
+          local dt = {state = 'blocked', seq = seq_of(d), requires = ds[2] or '', queue = ds[3], plan = ds[4] or ''}
           leave(P, d, dt)
           rcall('HSET', P .. 'task:' .. d, 'reason', why, 'cancelled_by', x)
           enter(P, d, dt, 'cancelled', now)
@@ -706,7 +717,7 @@ end
 -- 'queued' or 'kept'), reason if kept, the dependency it now waits on or is kept for}.
 local function restore_one(P, d, x, now, queue)
   local k = P .. 'task:' .. d
-  local f = rcall('HMGET', k, 'state', 'cancelled_by', 'after', 'seq', 'queue', 'requires', 'assigned', 'priority')
+  local f = rcall('HMGET', k, 'state', 'cancelled_by', 'after', 'queue', 'requires', 'assigned', 'priority')
   if f[1] ~= 'cancelled' or f[2] ~= x then return nil end
   local waits = {}
   for _, dep in ipairs(split(f[3])) do
@@ -724,7 +735,7 @@ local function restore_one(P, d, x, now, queue)
   end
   -- (each dep lost its `plain` mark when d was first added after it: none is given back)
   for _, dep in ipairs(waits) do rcall('SADD', P .. 'dependents:' .. dep, d) end
-  local t = {state = 'cancelled', seq = f[4], queue = f[5], requires = f[6], assigned = f[7], priority = f[8] or '0'}
+  local t = {state = 'cancelled', seq = seq_of(d), queue = f[4], requires = f[5], assigned = f[6], priority = f[7] or '0'}
   leave(P, d, t)
   -- Cleared, not set to '' or 0: a task hash stores no default (enter).
   local clear = {'reason', 'cancelled_by'}
@@ -910,10 +921,10 @@ end
 -- filled a field at a time is rehashed as it grows).
 local function complete_reads(P, id)
   local tk = P .. 'task:' .. id
-  local v = rcall('HMGET', tk, 'plain', 'state', 'token', 'agent', 'deadline_ms', 'seq', 'queue', 'requires')
+  local v = rcall('HMGET', tk, 'plain', 'state', 'token', 'agent', 'deadline_ms', 'queue', 'requires')
   if not v[2] then return nil end
   local t = {plain = v[1] or false, state = v[2], token = v[3] or nil, agent = v[4] or nil, deadline_ms = v[5] or nil,
-    seq = v[6] or nil, queue = v[7] or nil, requires = v[8] or nil}
+    seq = seq_of(id), queue = v[6] or nil, requires = v[7] or nil}
   if not v[1] then
     -- Not plain: these may be there. (Asking for a field a hash lacks walks all of it: a
     -- plain task's completion asks for none, ~20k instructions less.)

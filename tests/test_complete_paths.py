@@ -124,8 +124,9 @@ def board(url: str, namespace: str) -> dict[str, Any]:
 # An affinity key routes a task to a live agent's own index (claimed through the general
 # path), or to its ready set when no agent is live yet.
 adds = st.tuples(
-    st.just("add"), st.sampled_from(["q1", "q2"]), st.booleans(), st.sampled_from(["", "", "k1"])
-)
+    st.just("add"), st.sampled_from(["q1", "q2"]), st.booleans(), st.sampled_from(["", "", "k1"]),
+    st.sampled_from(["", "", "gpu"]),
+)  # fmt: skip
 claims = st.tuples(st.just("claim"), st.sampled_from(["a1", "a2"]))
 ends = st.tuples(
     st.just("end"),
@@ -142,11 +143,17 @@ async def run(url: str, namespace: str, program: list[tuple[Any, ...]]) -> list[
     try:
         added: list[str] = []
         held: list[tuple[str, int, str]] = []  # (task, token, agent) in claim order
+        await store.register("a2", ["gpu"])  # a1 takes only tasks that need nothing
         for step in program:
             if step[0] == "add":
-                _, queue, depends, key = step
+                _, queue, depends, key, needs = step
                 after = [added[-1]] if depends and added else []
-                added.append(await store.add(f"t{len(added)}", queue=queue, after=after, affinity=key))
+                requires = [needs] if needs else []
+                added.append(
+                    await store.add(
+                        f"t{len(added)}", queue=queue, after=after, affinity=key, requires=requires
+                    )
+                )
                 said.append(added[-1])
             elif step[0] == "claim":
                 got = await store.claim(step[1])
@@ -186,12 +193,15 @@ def test_lean_and_general_completions_leave_one_board(servers: tuple[str, str], 
 
 
 def plain_marks_hold(url: str, namespace: str) -> None:
-    """Every unfinished task still marked `plain` (lib.lua end_plain) has no dependents, no
-    path locks, no plan fields, no result and no reason (a done one keeps the mark)."""
+    """Every task marked `plain` (lib.lua end_plain) holds '=' and its `requires` there; an
+    unfinished one has no dependents, no path locks, no plan fields, no result and no
+    reason (a done one keeps the mark)."""
     r = redis_py.Redis.from_url(url, decode_responses=True)
     for key in r.scan_iter(match=C.task_key(namespace, "*")):
         t = r.hgetall(key)
-        if t.get("plain") == "1" and t["state"] != "done":
+        if "plain" in t:
+            assert t["plain"] == "=" + t.get("requires", ""), t
+        if "plain" in t and t["state"] != "done":
             tid = key[len(C.task_key(namespace, "")) :]
             assert not r.exists(C.dependents_key(namespace, tid), C.tasklocks_key(namespace, tid)), tid
             assert not {"plan", "plan_left", "plan_failed", "plan_total", "result", "reason"} & set(t), t

@@ -207,3 +207,16 @@ async def test_a_lean_board_and_an_old_full_one_round_trip_through_export_and_im
                 assert set(await fields(copy, c)) == ALWAYS
             claimed = await copy.claim("ada")
             assert claimed is not None and claimed.task.id == b
+
+
+async def test_a_plain_mark_from_before_says_nothing_of_what_the_task_needs(redis_store: Store) -> None:
+    """A plain task's mark holds what it needs ('=gpu'); claimroom before marked it '1', so
+    its completion reads `requires` instead, and counts the task off the right set."""
+    tid = await redis_store.add("gpu work", requires=["gpu"])
+    assert (await fields(redis_store, tid))["plain"] == "=gpu"
+    await raw(redis_store).hset(C.task_key(redis_store.namespace, tid), "plain", "1")
+    await redis_store.register("w", ["gpu"])
+    c = await redis_store.claim("w")
+    assert c is not None and c.task.id == tid
+    await redis_store.complete(tid, c.token)
+    assert await raw(redis_store).hgetall(C.sigs_key(redis_store.namespace)) == {}

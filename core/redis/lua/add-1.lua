@@ -161,9 +161,10 @@ for i, s in ipairs(specs) do
     rcall('SADD', P .. 'cascaded:' .. blocker, id)
   end
   -- Plain (lib.lua end_plain): queued, outside any plan; its completion then reads no more
-  -- than it needs. First in its HSET, where HMGET finds it at once.
+  -- than it needs. First in its HSET, where HMGET finds it at once; its value is '=' and
+  -- the capabilities it needs (complete_reads).
   if state == 'queued' and plan == '' then
-    table.insert(fields, 1, '1')
+    table.insert(fields, 1, '=' .. t.requires)
     table.insert(fields, 1, 'plain')
   end
   enter(P, id, t, state, now, fields)

@@ -377,7 +377,9 @@ end
 -- result and no reason: its completion reads none of them (complete_reads, complete_task).
 -- enter ends the mark on any step but the lean claim and completion (claim_tasks,
 -- complete_task; a done task keeps it, with its result: done is final); whoever gives a
--- task dependents, locks or subtasks ends it here.
+-- task dependents, locks or subtasks ends it here. Its value is '=' and the task's
+-- `requires` ('=' alone: none), so a completion need not ask for a field most tasks lack
+-- (an HMGET walks the whole hash for each); '1', from claimroom before, says nothing.
 local function end_plain(P, id)
   rcall('HDEL', P .. 'task:' .. id, 'plain')
 end
@@ -921,16 +923,19 @@ end
 -- filled a field at a time is rehashed as it grows).
 local function complete_reads(P, id)
   local tk = P .. 'task:' .. id
-  local v = rcall('HMGET', tk, 'plain', 'state', 'token', 'agent', 'deadline_ms', 'queue', 'requires')
+  local v = rcall('HMGET', tk, 'plain', 'state', 'token', 'agent', 'deadline_ms', 'queue')
   if not v[2] then return nil end
-  local t = {plain = v[1] or false, state = v[2], token = v[3] or nil, agent = v[4] or nil, deadline_ms = v[5] or nil,
-    seq = seq_of(id), queue = v[6] or nil, requires = v[7] or nil}
-  if not v[1] then
+  local plain = v[1] or false
+  local t = {plain = plain, state = v[2], token = v[3] or nil, agent = v[4] or nil, deadline_ms = v[5] or nil,
+    seq = seq_of(id), queue = v[6] or nil, requires = plain and string.sub(plain, 2) or nil}
+  if not plain then
     -- Not plain: these may be there. (Asking for a field a hash lacks walks all of it: a
     -- plain task's completion asks for none, ~20k instructions less.)
-    local w = rcall('HMGET', tk, 'plan', 'plan_failed', 'plan_left', 'reason', 'result')
-    t.plan, t.plan_failed, t.plan_left, t.reason, t.result = w[1] or nil, w[2] or nil, w[3] or nil, w[4] or nil,
-      w[5] or nil
+    local w = rcall('HMGET', tk, 'requires', 'plan', 'plan_failed', 'plan_left', 'reason', 'result')
+    t.requires, t.plan, t.plan_failed, t.plan_left, t.reason, t.result = w[1] or nil, w[2] or nil, w[3] or nil,
+      w[4] or nil, w[5] or nil, w[6] or nil
+  elseif plain == '1' then  -- marked by claimroom before: it does not say
+    t.requires = rcall('HGET', tk, 'requires') or nil
   end
   return t
 end

@@ -175,7 +175,7 @@ end
 -- for a person watching the channel), and a call's changes are one atomic step.
 -- The index is the list `taskevents:<id>` and, for the events of the lean claim and the
 -- lean completion, two fields of the task hash written with their state (EVENT_FIELDS):
--- an RPUSH a step costs Redis ~4.5k instructions, a field in an HSET made anyway ~1k.
+-- an RPUSH a step costs Redis ~4.5k instructions, a field in an HSET made anyway ~3k.
 -- core/redis/reads.py task_events reads the three as one.
 local function index_event(P, id, eid)
   local tk = P .. 'taskevents:' .. id

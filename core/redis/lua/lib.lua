@@ -134,7 +134,7 @@ local task_defaults = {__index = {
 
 -- A task's id is t<seq> (add-1.lua; an import refuses any other, core/dump.py check), so
 -- its hash holds neither: its key names it, and seq_of reads the seq from the id. Two fields
--- less for every claim and completion to walk past (~5k instructions each a cycle). A hash
+-- less for every claim and completion to walk past (~6k instructions a cycle). A hash
 -- an older claimroom wrote still has both, alike.
 local function seq_of(id)
   return string.sub(id, 2)
@@ -174,8 +174,9 @@ end
 -- retain-1.lua); and one hint a call: a view re-reads the board on any hint (its text is
 -- for a person watching the channel), and a call's changes are one atomic step.
 -- The index is the list `taskevents:<id>` and, for the events of the lean claim and the
--- lean completion, two fields of the task hash written with their state (EVENT_FIELDS):
--- an RPUSH a step costs Redis ~4.5k instructions, a field in an HSET made anyway ~3k.
+-- lean completion, two fields of the task hash written with their state (core/constants.py
+-- task_event_fields): an RPUSH a step costs Redis ~4.5k instructions, a field in an HSET
+-- made anyway ~3k.
 -- core/redis/reads.py task_events reads the three as one.
 local function index_event(P, id, eid)
   local tk = P .. 'taskevents:' .. id

@@ -82,6 +82,11 @@ max_tokens = 1_000  # per board: `token ls` and a revoke read them all (rule 10)
 
 # Audit trail: a capped stream (approximate trimming keeps XADD O(1)).
 audit_max_len = 200_000
+# Upkeep the Lua scripts do on one call in this many per board and Redis process rather than
+# on each (lib.lua every_nth): the audit trail's cap (XADD MAXLEN ~) and deadlines_keep's ZADD,
+# each ~2k of the instructions a claim or a completion costs Redis. So the trail may run this
+# many events past audit_max_len (and ~ trims whole stream nodes, 100 entries, anyway).
+upkeep_every = 64
 
 # Retention (core/redis/lua/retain-1.lua, core/file/retention.py): what the reaper pass removes.
 # Finished tasks are kept for a time and a count per queue, whichever removes first, like
@@ -173,6 +178,7 @@ LUA_CONSTANTS: dict[str, int | float | str] = {
     "breaker_threshold": breaker_threshold,
     "breaker_cooldown_ms": breaker_cooldown_ms,
     "audit_max_len": audit_max_len,
+    "upkeep_every": upkeep_every,
     "max_priority": max_priority,
     "ready_priority_step": ready_priority_step,
     "claim_batch_max": claim_batch_max,
@@ -273,6 +279,8 @@ def deadlines_key(namespace: str) -> str:
 # as a skiplist. As a listpack (up to 128 members), each claim's ZADD and each completion's
 # ZREM scanned every live claim: ~40k instructions a pair at 80 claims, ~5k as a skiplist
 # (bench/script_cost.py). Readers of deadlines read up to "(inf" only (core/redis/reads.py).
+# Written with a claim's ZADD on one claim in upkeep_every (lib.lua enter_claimed): once
+# there it stays, and Redis never turns a skiplist back into a listpack.
 deadlines_keep = "~" + "keeps this index a skiplist, not a claim".replace(" ", "~").ljust(79, "~")
 
 

@@ -152,6 +152,29 @@ end
 
 local hinted = false  -- whether this call published its hint yet (audit)
 
+-- Upkeep done on one call in ${upkeep_every} per board and Redis process, not on each (core/
+-- constants.py upkeep_every): counts[P] is how many calls since the last time, and the first
+-- call in a process does it (a restart, a promoted replica). A library's locals outlive a call.
+-- The trail's cap (trims: XADD MAXLEN ~, ~1k instructions an XADD, twice a cycle) and
+-- deadlines_keep (keeps: enter_claimed). The two hot paths test the count inline (lease_event,
+-- enter_claimed): a Lua function call costs Redis ~250 instructions, a line of Lua ~60 an op.
+local trims, keeps = {}, {}
+local function every_nth(counts, P)
+  local n = counts[P]
+  if n and n < ${upkeep_every} then
+    counts[P] = n + 1
+    return false
+  end
+  counts[P] = 1
+  return true
+end
+
+-- Append an event (its field, value pairs) to the audit trail; its id.
+local function append_event(P, ...)
+  if every_nth(trims, P) then return rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', ...) end
+  return rcall('XADD', P .. 'events', '*', ...)
+end
+
 -- The audit entry of any event, its fields as given (audit's general case).
 local function audit_entry(P, now, etype, id, agent, token, data, operator)
   local f = {'type', etype, 'at_ms', ms(now)}
@@ -165,7 +188,7 @@ local function audit_entry(P, now, etype, id, agent, token, data, operator)
   elseif data then
     f[#f + 1] = 'data'; f[#f + 1] = cjson.encode(data)
   end
-  return rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', unpack(f))
+  return append_event(P, unpack(f))
 end
 
 -- What follows every audit event of a task: the task's own index of its events (`events
@@ -199,8 +222,16 @@ end
 -- spelled) all given, no operator. Every field there, no table to build (a table and its
 -- appends cost Redis ~10k instructions, twice on every cycle). Its id, not yet indexed.
 local function lease_event(P, now, etype, id, agent, token, data)
-  local eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', 'type', etype, 'at_ms', ms(now),
-    'task', id, 'agent', agent, 'token', token, 'data', data)
+  local eid
+  local n = trims[P]  -- append_event and its every_nth, spelled out: no varargs to copy
+  if n and n < ${upkeep_every} then trims[P] = n + 1 else trims[P] = 1 end
+  if not n or n >= ${upkeep_every} then
+    eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', 'type', etype, 'at_ms', ms(now),
+      'task', id, 'agent', agent, 'token', token, 'data', data)
+  else
+    eid = rcall('XADD', P .. 'events', '*', 'type', etype, 'at_ms', ms(now), 'task', id, 'agent', agent,
+      'token', token, 'data', data)
+  end
   hint(P, etype, id)
   return eid
 end
@@ -489,9 +520,15 @@ end
 -- A claim's start, as far as the indexes of `claimed` go (enter; claim_tasks's lean path):
 -- t.deadline_ms and t.agent already set.
 local function enter_claimed(P, id, t)
-  -- With deadlines_keep (core/constants.py), which keeps the index a skiplist: a ZADD of a
-  -- member already there costs little, and a board never lacks it after a claim.
-  rcall('ZADD', P .. 'deadlines', t.deadline_ms, id, '+inf', ${deadlines_keep})
+  -- With deadlines_keep (core/constants.py), which keeps the index a skiplist, on one claim in
+  -- ${upkeep_every} (every_nth, spelled out; ~1.6k instructions a ZADD).
+  local n = keeps[P]
+  if n and n < ${upkeep_every} then keeps[P] = n + 1 else keeps[P] = 1 end
+  if not n or n >= ${upkeep_every} then
+    rcall('ZADD', P .. 'deadlines', t.deadline_ms, id, '+inf', ${deadlines_keep})
+  else
+    rcall('ZADD', P .. 'deadlines', t.deadline_ms, id)
+  end
   due_at(P, t.deadline_ms)
   rcall('SADD', P .. 'held:' .. t.agent, id)
 end

@@ -190,6 +190,19 @@ async def test_count_caps_keep_exactly_the_newest(store: Store) -> None:
     assert [t.id for t in await store.tasks(state=State.DONE, queue="q")] == [claims[-1].task.id]
 
 
+async def test_each_pass_sees_the_tasks_finished_since_the_last(store: Store) -> None:
+    """A queue is due for a look as a task finishes there (on Redis marked once per
+    retention call and process, lib.lua retention_enter): whatever finished after a pass,
+    the next pass holds the count cap again, round after round."""
+    await store.set_retention("q", done_s=None, done_count=2)
+    await store.add_many([TaskSpec(title=f"t{i}", queue="q") for i in range(12)])
+    newest: list[str] = []
+    for _ in range(4):
+        newest += [await finish(store, queues=["q"]) for _ in range(3)]
+        await settle(store)
+        assert {t.id for t in await store.tasks(state=State.DONE)} == set(newest[-2:])
+
+
 async def test_a_dead_task_is_kept_longer_than_a_done_one(store: Store) -> None:
     await store.set_retention(done_s=0.2)  # failures keep the default: a week
     ok = await store.add("works")

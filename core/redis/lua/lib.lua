@@ -259,15 +259,23 @@ local function finished_kind(state)
   return nil
 end
 
-local retention_marked = nil  -- the last queue this call marked due (retention_enter)
+-- The queues this process marked due since retention last ran on the board (marked[P][kind]
+-- [queue]): a queue is marked once per retention call, not on each task that finishes
+-- (~5k instructions a completion). retain-1.lua forgets them as it starts; until then the
+-- mark it has not seen yet stands (due at once). A process that starts anew marks again.
+local marked = {}
 local function retention_enter(P, id, t, new)
   local kind = finished_kind(new)
   if not kind then return end
   rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, int_text(rcall('INCR', P .. 'seq:finished')), id)
-  local due = kind .. ':' .. t.queue
-  if due ~= retention_marked then  -- complete_many's tasks of one queue: marked once
-    retention_marked = due
-    rcall('ZADD', P .. 'retention:due', 'LT', '0', due)
+  local board = marked[P]
+  if not board then
+    board = {done = {}, failed = {}}
+    marked[P] = board
+  end
+  if not board[kind][t.queue] then
+    board[kind][t.queue] = true
+    rcall('ZADD', P .. 'retention:due', 'LT', '0', kind .. ':' .. t.queue)
   end
 end
 
@@ -1727,5 +1735,4 @@ local function begin_call()
   if #cascade_log.cancelled > 0 or #cascade_log.restored > 0 then cascade_log = {cancelled = {}, restored = {}} end
   if #auction_log > 0 then auction_log = {} end
   cascade_budget, plan_rolling_back, due_seen, claims_next, hinted = ${cascade_batch}, nil, nil, nil, false
-  retention_marked = nil
 end

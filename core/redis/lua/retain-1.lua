@@ -38,6 +38,9 @@
 ]]
 --@include lib
 local P = ARGV[1]
+-- Queues marked due from now on are marked anew (lib.lua retention_enter): what this call
+-- leaves for later has a time of its own in retention:due, or no entry once nothing is left.
+marked[P] = nil
 local stream = P .. 'events'
 local now = now_ms()
 local budget = ${retention_batch}

@@ -258,6 +258,22 @@ class Lock:
         return cls.of(path, LockHold.all_in(f), now_ms)
 
 
+# The parts of a one-field audit entry's value, in order (core/redis/lua/lib.lua audit_entry).
+_ENTRY_PARTS = ("task", "agent", "token", "at_ms", "data")
+
+
+def event_fields(entry: dict[str, str]) -> dict[str, str]:
+    """An audit stream entry as named fields (type, at_ms, and task, agent, token, operator,
+    data where set). The scripts write most events as one field, the type, whose value holds
+    "<task> <agent> <token> <at_ms> <data>" (ids, names and tokens hold no spaces; data is
+    last); an operator's event, and every event written before, has named fields."""
+    if len(entry) != 1:
+        return entry
+    ((etype, rest),) = entry.items()
+    parts = rest.split(" ", len(_ENTRY_PARTS) - 1)
+    return {"type": etype} | {k: v for k, v in zip(_ENTRY_PARTS, parts, strict=False) if v}
+
+
 @dataclass(frozen=True)
 class Event:
     """One entry of the audit trail."""
@@ -272,7 +288,9 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fields(cls, event_id: str, f: dict[str, str]) -> Event:
+    def from_fields(cls, event_id: str, entry: dict[str, str]) -> Event:
+        """Build from an audit stream entry (Redis), in either form ``event_fields`` reads."""
+        f = event_fields(entry)
         return cls(
             id=event_id,
             type=f.get("type", ""),

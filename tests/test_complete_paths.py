@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from claimroom.core import constants as C
 from claimroom.core.local_redis import LocalRedis
+from claimroom.core.models import event_fields
 from claimroom.core.redis.scripts import library
 from claimroom.core.redis.store import RedisStore
 
@@ -83,7 +84,8 @@ def indexed_events(r: redis_py.Redis, namespace: str, task: str) -> list[str]:
     held = r.hmget(C.task_key(namespace, task), *C.task_event_fields)
     ids = sorted({*listed, *(e for e in held if e)}, key=lambda e: tuple(map(int, e.split(b"-"))))
     assert len(ids) == len(listed) + sum(1 for e in held if e), "an event indexed twice"
-    return [r.xrange(C.events_key(namespace), e, e)[0][1][b"type"].decode() for e in ids]
+    entries = [r.xrange(C.events_key(namespace), e, e)[0][1] for e in ids]
+    return [event_fields({k.decode(): v.decode() for k, v in f.items()})["type"] for f in entries]
 
 
 def board(url: str, namespace: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 import redis as redis_py
 
 from claimroom.core import constants as C
+from claimroom.core.models import event_fields
 from claimroom.core.redis import scripts
 from claimroom.core.store import Store, TaskSpec
 
@@ -28,21 +29,21 @@ def small_cap(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     scripts.library.cache_clear()
 
 
-def _trail(raw: redis_py.Redis, ns: str) -> tuple[int, list[bytes]]:
+def _trail(raw: redis_py.Redis, ns: str) -> tuple[int, list[str]]:
     """How many events the trail holds, and the types of its newest three."""
     newest = raw.xrevrange(C.events_key(ns), "+", "-", count=3)
-    return raw.xlen(C.events_key(ns)), [f[b"type"] for _, f in newest]
+    return raw.xlen(C.events_key(ns)), [event_fields(f)["type"] for _, f in newest]
 
 
 async def test_the_audit_trail_stays_capped_when_trimmed_on_one_append_in_n(
     small_cap: None, redis_url: str, namespace: str
 ) -> None:
-    raw = redis_py.Redis.from_url(redis_url)
+    raw = redis_py.Redis.from_url(redis_url, decode_responses=True)
     bound = CAP + NODE + C.upkeep_every
     async with Store.from_url(redis_url, namespace) as s:
         await s.add_many([TaskSpec(f"t{i}") for i in range(1_000)])  # 1,000 `added` events
         length, newest = _trail(raw, namespace)
-        assert CAP <= length < bound and newest == [b"added"] * 3
+        assert CAP <= length < bound and newest == ["added"] * 3
         for _ in range(200):  # the claim's and the completion's own append (lease_event)
             c = await s.claim("ada")
             assert c is not None
@@ -50,10 +51,10 @@ async def test_the_audit_trail_stays_capped_when_trimmed_on_one_append_in_n(
             length, _ = _trail(raw, namespace)
             assert length < bound
         length, newest = _trail(raw, namespace)
-        assert length >= CAP and newest == [b"completed", b"claimed", b"completed"]
+        assert length >= CAP and newest == ["completed", "claimed", "completed"]
         # What it kept is the newest: the last completion is the trail's last event.
         ((_, last),) = raw.xrevrange(C.events_key(namespace), "+", "-", count=1)
-        assert last[b"type"] == b"completed" and last[b"task"] == c.task.id.encode()
+        assert event_fields(last)["type"] == "completed" and event_fields(last)["task"] == c.task.id
 
 
 async def test_a_deadline_index_made_anew_gets_its_keeper_within_n_claims(

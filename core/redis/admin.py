@@ -96,7 +96,7 @@ class RedisAdmin:
             batch = await self._redis.xrange(stream, start, "+", count=SCAN_BATCH)
             if not batch:
                 break
-            found += [Event.from_fields(eid, f) for eid, f in batch if f.get("task") == task]
+            found += [e for e in (Event.from_fields(eid, f) for eid, f in batch) if e.task == task]
             start = "(" + batch[-1][0]
         return found[:count]
 

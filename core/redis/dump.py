@@ -26,7 +26,7 @@ from ..dump import (
     waits_for_owner,
 )
 from ..errors import Conflict
-from ..models import LockHold, State, seq_of
+from ..models import LockHold, State, event_fields, seq_of
 from ..retention import decoded, encoded
 from . import messages
 from .reads import count_in, live_claims
@@ -128,7 +128,7 @@ async def export(r: Any, ns: str) -> Board:
             "tasks": sorted((_unmarked(t) for t in tasks if t), key=lambda t: int(t["seq"])),
             "agents": [_unmarked(a) for a in agent_rows if a],
             "locks": locks,
-            "events": [dict(fields) for _eid, fields in stream],
+            "events": [dict(event_fields(fields)) for _eid, fields in stream],  # named fields, either form
             "paused": sorted(paused),
             "queues": sorted(queues),
             "retention": {scope: decoded(raw) for scope, raw in sorted(kept.items())},

@@ -218,8 +218,9 @@ async def scan(r: Any, ns: str, task: str | None, start: str, end: str, count: i
         if not batch:
             break
         for eid, fields in batch:
-            if task is None or fields.get("task") == task:
-                out.append(Event.from_fields(eid, fields))
+            event = Event.from_fields(eid, fields)
+            if task is None or event.task == task:
+                out.append(event)
         start = "(" + batch[-1][0]
     return out[:count]
 
@@ -248,7 +249,7 @@ async def task_events(r: Any, ns: str, task: str, after: str, count: int) -> lis
         pipe.xrange(stream, eid, eid)
     first, *found = await pipe.execute()
     events = [Event.from_fields(got[0][0], got[0][1]) for got in found if got]
-    if first and first[0][1].get("type") != "added" and len(ids) < C.task_events_max:
+    if first and Event.from_fields(*first[0]).type != "added" and len(ids) < C.task_events_max:
         # Its first events were written before the index existed (an older claimroom):
         # those come from the trail, read up to the first indexed one.
         start = "-" if after == "-" else "(" + after

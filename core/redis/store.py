@@ -332,8 +332,9 @@ class RedisStore(Store):
             for _stream, entries in reply or []:
                 for eid, fields in entries:
                     last = eid
-                    if task is None or fields.get("task") == task:
-                        yield Event.from_fields(eid, fields)
+                    event = Event.from_fields(eid, fields)
+                    if task is None or event.task == task:
+                        yield event
 
     async def _reap(self, by: ReaperId | None) -> ReapReport:
         who = ("", "", "", "") if by is None else (by.kind, by.host, by.pid, by.interval_ms)

@@ -175,19 +175,26 @@ local function append_event(P, ...)
   return rcall('XADD', P .. 'events', '*', ...)
 end
 
--- The audit entry of any event, its fields as given (audit's general case).
+-- An audit entry is one field, value pair: the event's type, then "<task> <agent> <token>
+-- <at_ms> <data>" (any of them empty but at_ms; data, JSON, last: it may hold spaces; ids and
+-- names never do). Six named fields (type, at_ms, task, agent, token, data) cost Redis ~2.3k
+-- instructions more an XADD, twice a cycle. An operator's event keeps named fields (an
+-- operator's name may hold spaces), as every event before did; core/models.py
+-- event_fields reads both.
 local function audit_entry(P, now, etype, id, agent, token, data, operator)
+  -- data: a table, or its JSON already spelled (the claim's and completion's, built by hand).
+  if data and type(data) ~= 'string' then data = cjson.encode(data) end
+  if type(token) == 'number' then token = token ~= 0 and int_text(token) or '' end
+  if not operator or operator == '' then
+    return append_event(P, etype, (id or '') .. ' ' .. (agent or '') .. ' ' .. (token or '') .. ' ' .. ms(now) .. ' '
+      .. (data or ''))
+  end
   local f = {'type', etype, 'at_ms', ms(now)}
   if id and id ~= '' then f[#f + 1] = 'task'; f[#f + 1] = id end
   if agent and agent ~= '' then f[#f + 1] = 'agent'; f[#f + 1] = agent end
-  if token and token ~= '' and token ~= 0 then f[#f + 1] = 'token'; f[#f + 1] = token end
-  if operator and operator ~= '' then f[#f + 1] = 'operator'; f[#f + 1] = operator end
-  -- data: a table, or its JSON already spelled (the claim's and completion's, built by hand).
-  if type(data) == 'string' then
-    f[#f + 1] = 'data'; f[#f + 1] = data
-  elseif data then
-    f[#f + 1] = 'data'; f[#f + 1] = cjson.encode(data)
-  end
+  if token and token ~= '' then f[#f + 1] = 'token'; f[#f + 1] = token end
+  f[#f + 1] = 'operator'; f[#f + 1] = operator
+  if data then f[#f + 1] = 'data'; f[#f + 1] = data end
   return append_event(P, unpack(f))
 end
 
@@ -219,18 +226,18 @@ local function audit_after(P, etype, id, eid)
 end
 
 -- A claim's or a completion's event: task, agent, token (text) and data (its JSON already
--- spelled) all given, no operator. Every field there, no table to build (a table and its
--- appends cost Redis ~10k instructions, twice on every cycle). Its id, not yet indexed.
+-- spelled) all given, no operator: audit_entry's one-field entry, with no table to build (a
+-- table and its appends cost Redis ~10k instructions, twice on every cycle). Its id, not yet
+-- indexed.
 local function lease_event(P, now, etype, id, agent, token, data)
   local eid
   local n = trims[P]  -- append_event and its every_nth, spelled out: no varargs to copy
   if n and n < ${upkeep_every} then trims[P] = n + 1 else trims[P] = 1 end
   if not n or n >= ${upkeep_every} then
-    eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', 'type', etype, 'at_ms', ms(now),
-      'task', id, 'agent', agent, 'token', token, 'data', data)
+    eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', etype,
+      id .. ' ' .. agent .. ' ' .. token .. ' ' .. ms(now) .. ' ' .. data)
   else
-    eid = rcall('XADD', P .. 'events', '*', 'type', etype, 'at_ms', ms(now), 'task', id, 'agent', agent,
-      'token', token, 'data', data)
+    eid = rcall('XADD', P .. 'events', '*', etype, id .. ' ' .. agent .. ' ' .. token .. ' ' .. ms(now) .. ' ' .. data)
   end
   hint(P, etype, id)
   return eid

@@ -520,6 +520,11 @@ server_clients_window_s = 60.0  # "clients": distinct agents that made a call th
 max_servers = 100  # server records read at most (rule 10)
 LUA_CONSTANTS["max_servers"] = max_servers
 LUA_CONSTANTS["deadlines_keep"] = deadlines_keep
+# A task's lease length (ttl_ms) is not stored when it is this: what a claim at the default
+# lease writes (lib.lua task_defaults, models.Task.from_fields, core/redis/dump.py export).
+# The stored format's default: fixed, whatever default_lease_ttl_s becomes.
+stored_ttl_ms = 60_000
+LUA_CONSTANTS["stored_ttl_ms"] = str(stored_ttl_ms)
 
 # --- Messages between agents (core/messages.py) ------------------------------------------
 # A message's text is at most this many bytes (UTF-8); newline and tab are its only

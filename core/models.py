@@ -12,6 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from .constants import stored_ttl_ms
 from .lockhash import holds_in
 
 
@@ -113,6 +114,12 @@ class Task:
             if read is not _SKIP:
                 values[name] = value if read is None else read(value)
         values["seq"] = values["seq"] or seq_of(tid)  # a seq is never 0
+        # Two values a Redis task hash leaves unstored (lib.lua): a done task's progress is
+        # whole, and a lease at the stored default has no ttl_ms.
+        if values["state"] is State.DONE:
+            values["progress"] = 1.0
+        if values["claimed_ms"] and f.get("ttl_ms") in (None, ""):
+            values["ttl_ms"] = stored_ttl_ms
         task = object.__new__(cls)
         task.__dict__.update(values)
         return task

@@ -95,6 +95,33 @@ async def test_a_claimed_then_completed_task_holds_no_empty_field(redis_store: S
     assert (await redis_store.get(tid)).state == State.DONE
 
 
+async def test_a_default_lease_length_and_a_done_tasks_progress_are_not_stored(redis_store: Store) -> None:
+    s = redis_store
+    x, y = await s.add_many([TaskSpec("x"), TaskSpec("y")])
+    await s.register("ada", max_claims=2)
+    cx = await s.claim("ada")  # the default lease: 60 s, the stored format's own default
+    cy = await s.claim("ada", ttl_s=30)
+    assert cx is not None and cy is not None and (cx.task.id, cy.task.id) == (x, y)
+    assert "ttl_ms" not in await fields(s, x) and (await fields(s, y))["ttl_ms"] == "30000"
+    assert cx.task.ttl_ms == (await s.get(x)).ttl_ms == C.stored_ttl_ms == 60_000
+    assert (await s.get(y)).ttl_ms == 30_000
+    # A renewal without a length takes the lease's own, stored or not.
+    renewed = await s.heartbeat(x, cx.token, progress=0.4)
+    assert renewed - (await s.get(x)).updated_ms == C.stored_ttl_ms
+    # Claimed again at the default, a task that holds another length gets the default written.
+    await s.release(y, cy.token)
+    cy = await s.claim("ada")
+    assert cy is not None and cy.task.id == y and (await fields(s, y))["ttl_ms"] == "60000"
+    # Done: its progress is whole, whatever a heartbeat left in the hash.
+    await s.complete(x, cx.token)
+    await s.complete(y, cy.token)
+    assert (await fields(s, x))["progress"] == "0.4" and "progress" not in await fields(s, y)
+    assert [(await s.get(t)).progress for t in (x, y)] == [1.0, 1.0]
+    exported = {t["id"]: t for t in (await s.export_board())["tasks"]}
+    assert exported[x]["progress"] == exported[y]["progress"] == "1"
+    assert exported[y]["ttl_ms"] == "60000"
+
+
 async def test_a_retry_after_a_failure_clears_its_reason_and_result(redis_store: Store) -> None:
     tid = await redis_store.add("x")
     c = await redis_store.claim("ada")

@@ -156,6 +156,7 @@ def test_a_local_store_requires_its_password_and_everything_it_writes_is_the_own
     # A payload secret reaches the append-only file, a rewrite and a snapshot: all owner-only.
     asyncio.run(add_secret(got.url))
     folder = project / ".claimroom" / "redis"
+    until_logged(got.url)  # everysec holds a write back while an earlier fsync is slow
     assert contains_secret(folder / "data")  # in the append-only file, as written
     with redis.Redis.from_url(got.url) as r:
         r.bgrewriteaof()  # a new base file (an RDB preamble) and a new incremental file

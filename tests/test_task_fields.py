@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from claimroom.core import constants as C
 from claimroom.core.models import State, Task
 
 TEXT_FIELDS = ("title", "queue", "parent", "affinity", "agent", "stage", "checkpoint", "reason",
@@ -31,6 +32,12 @@ def reference(f: dict[str, Any]) -> Task:
     def lst(v: Any) -> tuple[str, ...]:
         return tuple(x for x in (v or "").split(",") if x)
 
+    def _float(v: Any) -> float:
+        return float(v) if v not in (None, "") else 0.0
+
+    # Unstored on Redis (lib.lua): a lease at the stored default, a done task's progress.
+    unstored_ttl = C.stored_ttl_ms if _int(f.get("claimed_ms")) else 0
+
     return Task(
         id=f["id"], title=f.get("title", ""), state=State(f["state"]), queue=f.get("queue", "default"),
         priority=_int(f.get("priority")), requires=lst(f.get("requires")), after=lst(f.get("after")),
@@ -39,8 +46,9 @@ def reference(f: dict[str, Any]) -> Task:
         max_attempts=_int(f.get("max_attempts"), 3), attempts=_int(f.get("attempts")),
         failures=_int(f.get("failures")), expiries=_int(f.get("expiries")), agent=f.get("agent", ""),
         token=_int(f.get("token")), deadline_ms=_int(f.get("deadline_ms")),
-        claimed_ms=_int(f.get("claimed_ms")), ttl_ms=_int(f.get("ttl_ms")),
-        progress=float(f["progress"]) if f.get("progress") not in (None, "") else 0.0,
+        claimed_ms=_int(f.get("claimed_ms")),
+        ttl_ms=_int(f["ttl_ms"]) if f.get("ttl_ms") not in (None, "") else unstored_ttl,
+        progress=1.0 if f["state"] == "done" else _float(f.get("progress")),
         stage=f.get("stage", ""), checkpoint=f.get("checkpoint", ""),
         result=json.loads(f["result"]) if f.get("result") else None, reason=f.get("reason", ""),
         ready_ms=_int(f.get("ready_ms")), created_ms=_int(f.get("created_ms")),

@@ -50,6 +50,18 @@ def _unmarked(fields: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in fields.items() if k not in MARKS}
 
 
+def _exported(task: dict[str, str]) -> dict[str, str]:
+    """A task as a dump holds it: unmarked, with what its hash leaves unstored and
+    models.Task.from_fields fills in (a done task's progress, a lease's default length),
+    which a dump's reader would take for 0."""
+    out = _unmarked(task)
+    if out.get("state") == "done":
+        out["progress"] = "1"
+    if out.get("claimed_ms") and "ttl_ms" not in out:
+        out["ttl_ms"] = str(C.stored_ttl_ms)
+    return out
+
+
 def _ms(time_reply: Any) -> int:
     """Redis TIME's reply in ms."""
     return int(time_reply[0]) * 1000 + int(time_reply[1]) // 1000
@@ -125,7 +137,7 @@ async def export(r: Any, ns: str) -> Board:
             "namespace": ns,
             "now_ms": str(_ms(now)),
             "counters": {"task": str(top2 or 0), "token": str(tok2 or 0)},
-            "tasks": sorted((_unmarked(t) for t in tasks if t), key=lambda t: int(t["seq"])),
+            "tasks": sorted((_exported(t) for t in tasks if t), key=lambda t: int(t["seq"])),
             "agents": [_unmarked(a) for a in agent_rows if a],
             "locks": locks,
             "events": [dict(event_fields(fields)) for _eid, fields in stream],  # named fields, either form

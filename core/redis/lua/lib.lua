@@ -130,7 +130,8 @@ end
 local task_defaults = {__index = {
   requires = '', after = '', parent = '', affinity = '', payload = '', steal_after_ms = '-1',
   attempts = '0', failures = '0', expiries = '0', waiting = '0', spawn_token = '', paths = '',
-  plan = '', plan_depth = '0', plan_wait = '0', plain = false, priority = '0', max_attempts = '3'}}
+  plan = '', plan_depth = '0', plan_wait = '0', plain = false, priority = '0', max_attempts = '3',
+  ttl_ms = ${stored_ttl_ms}}}
 
 -- A task's id is t<seq> (add-1.lua; an import refuses any other, core/dump.py check), so
 -- its hash holds neither: its key names it, and seq_of reads the seq from the id. Two fields
@@ -1291,7 +1292,7 @@ local function plan_settle(P, id, t, new, now)
   if new == 'done' then
     if waits and left <= 0 then
       leave(P, pid, p)
-      enter(P, pid, p, 'done', now, {'plan_wait', 0, 'progress', 1})
+      enter(P, pid, p, 'done', now, {'plan_wait', 0})
       audit(P, now, 'plan-done', pid, '', '', {after = id})
       unblock_dependents(P, pid, now)
     end
@@ -1357,9 +1358,9 @@ local function complete_task(P, id, token, result, agent, ref, now)
     -- Its event, indexed in the hash (index_event says why; done is final: written once).
     local eid = lease_event(P, now, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
     if result == '' then
-      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'progress', '1', 'done_eid', eid)
+      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'done_eid', eid)
     else
-      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'progress', '1', 'done_eid', eid, 'result', result)
+      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'done_eid', eid, 'result', result)
     end
     rcall('ZADD', P .. 'state:done', t.seq, id)
     count_sig(P, t, -1)
@@ -1371,13 +1372,15 @@ local function complete_task(P, id, token, result, agent, ref, now)
   -- A plan's parent whose planner completes it while subtasks are unfinished waits for them
   -- (or dies, when one of them already died): neither done nor delivered yet.
   local planned = plan_complete(P, id, t, now, result)
-  -- Only what changes: a lean hash has no result or reason to clear, most often.
-  local fields = {'progress', '1'}
-  if result ~= '' or t.result then fields[3], fields[4] = 'result', result end
+  -- Only what changes: a lean hash has no result or reason to clear, most often. (A done
+  -- task's progress reads 1, stored or not: none is written.)
+  local fields = {}
+  if result ~= '' or t.result then fields[1], fields[2] = 'result', result end
   if t.reason then fields[#fields + 1], fields[#fields + 2] = 'reason', '' end
   if planned then
     ref = ''
   elseif ref ~= '' then
+    fields[#fields + 1] = 'progress'; fields[#fields + 1] = '1'
     fields[#fields + 1] = 'review_ref'; fields[#fields + 1] = ref
     fields[#fields + 1] = 'review_ms'; fields[#fields + 1] = ms(now)
     enter(P, id, t, 'review', now, fields)
@@ -1680,12 +1683,19 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
           eid = lease_event(P, now, 'claimed', best, agent, token, data)
           if t.claim_eid then index_event(P, best, t.claim_eid) end
           -- What enter writes below (more), spelled out: no table to build.
-          rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
-            'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text, 'attempts', attempts, 'claim_eid', eid)
+          if ttl_text ~= ${stored_ttl_ms} or rawget(t, 'ttl_ms') then
+            rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
+              'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text, 'attempts', attempts, 'claim_eid', eid)
+          else  -- its lease's length at the stored default (task_defaults): not written
+            rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
+              'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts, 'claim_eid', eid)
+          end
           enter_claimed(P, best, t)
         else
-          more = {'agent', agent, 'token', token, 'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text,
-            'attempts', attempts}
+          more = {'agent', agent, 'token', token, 'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts}
+          if ttl_text ~= ${stored_ttl_ms} or rawget(t, 'ttl_ms') then  -- as the lean path above
+            more[#more + 1], more[#more + 2] = 'ttl_ms', ttl_text
+          end
           if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
             more[#more + 1], more[#more + 2] = 'assigned', ''
           end

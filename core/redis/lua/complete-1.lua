@@ -36,7 +36,8 @@ if ARGV[7] == '1' then
   -- The agent's next task in the same call: one round trip per task for a busy agent. Its
   -- record is written once, by the claim (consecutive failures reset with its last sighting).
   sweep_due(P, now)
-  local reply = {0, #out - 1, unpack(out, 2)}  -- out may be lib's DONE: not written
+  -- out may be lib's DONE (nothing unblocked, most often): not written, nor copied.
+  local reply = out == DONE and {0, 0} or {0, #out - 1, unpack(out, 2)}
   return claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now, true, reply)
 end
 agent_completed(P, agent, now)

@@ -63,8 +63,9 @@ end
 -- spells a score in a reply with "%.17g" (~3k instructions), and a claim reads it every time.
 -- A board without it (written before, or just imported) gets it from the next sweep, which
 -- looks at every index first: a write here would hide what falls due earlier.
+-- at: the time, a number or its text; text: its text when at is a number and the caller has it.
 local due_seen = nil
-local function due_at(P, at)
+local function due_at(P, at, text)
   local n = tonumber(at)
   if not due_seen then
     local text = rcall('GET', P .. 'due:at')
@@ -72,7 +73,7 @@ local function due_at(P, at)
     due_seen = tonumber(text)  -- 'inf' reads as math.huge
   end
   if due_seen <= n then return end
-  rcall('SET', P .. 'due:at', type(at) == 'string' and at or int_text(n))
+  rcall('SET', P .. 'due:at', text or type(at) == 'string' and at or int_text(n))
   due_seen = n
 end
 
@@ -534,8 +535,9 @@ local function leave(P, id, t, popped)
 end
 
 -- A claim's start, as far as the indexes of `claimed` go (enter; claim_tasks's lean path):
--- t.deadline_ms and t.agent already set.
-local function enter_claimed(P, id, t)
+-- t.deadline_ms and t.agent already set; deadline: t.deadline_ms as a number, when the
+-- caller has it (a 13-digit text costs tonumber ~1k instructions).
+local function enter_claimed(P, id, t, deadline)
   -- With deadlines_keep (core/constants.py), which keeps the index a skiplist, on one claim in
   -- ${upkeep_every} (every_nth, spelled out; ~1.6k instructions a ZADD).
   local n = keeps[P]
@@ -545,7 +547,7 @@ local function enter_claimed(P, id, t)
   else
     rcall('ZADD', P .. 'deadlines', t.deadline_ms, id)
   end
-  due_at(P, t.deadline_ms)
+  if deadline then due_at(P, deadline, t.deadline_ms) else due_at(P, t.deadline_ms) end
   rcall('SADD', P .. 'held:' .. t.agent, id)
 end
 
@@ -1690,7 +1692,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
             rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
               'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts, 'claim_eid', eid)
           end
-          enter_claimed(P, best, t)
+          enter_claimed(P, best, t, now + ttl)
         else
           more = {'agent', agent, 'token', token, 'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts}
           if ttl_text ~= ${stored_ttl_ms} or rawget(t, 'ttl_ms') then  -- as the lean path above

@@ -114,12 +114,8 @@ class Task:
             if read is not _SKIP:
                 values[name] = value if read is None else read(value)
         values["seq"] = values["seq"] or seq_of(tid)  # a seq is never 0
-        # Two values a Redis task hash leaves unstored (lib.lua): a done task's progress is
-        # whole, and a lease at the stored default has no ttl_ms.
-        if values["state"] is State.DONE:
-            values["progress"] = 1.0
-        if values["claimed_ms"] and f.get("ttl_ms") in (None, ""):
-            values["ttl_ms"] = stored_ttl_ms
+        for name, value in unstored_fields(f).items():
+            values[name] = _TASK_READERS[name](value)
         task = object.__new__(cls)
         task.__dict__.update(values)
         return task
@@ -141,6 +137,17 @@ def seq_of(tid: str) -> int:
     """The creation number in a task's id ``t<seq>`` (0 for an id of another shape)."""
     digits = tid[1:]
     return int(digits) if digits.isdigit() else 0
+
+
+def unstored_fields(f: dict[str, Any]) -> dict[str, str]:
+    """The values a Redis task hash leaves unstored (lib.lua) that its other fields imply, as
+    text: a done task's progress is whole, and a lease at the stored default has no ttl_ms."""
+    out: dict[str, str] = {}
+    if f.get("state") == "done":
+        out["progress"] = "1"
+    if _int(f.get("claimed_ms")) and f.get("ttl_ms") in (None, ""):
+        out["ttl_ms"] = str(stored_ttl_ms)
+    return out
 
 
 _SKIP = object()

@@ -26,7 +26,7 @@ from ..dump import (
     waits_for_owner,
 )
 from ..errors import Conflict
-from ..models import LockHold, State, event_fields, seq_of
+from ..models import LockHold, State, event_fields, seq_of, unstored_fields
 from ..retention import decoded, encoded
 from . import messages
 from .reads import count_in, live_claims
@@ -54,12 +54,7 @@ def _exported(task: dict[str, str]) -> dict[str, str]:
     """A task as a dump holds it: unmarked, with what its hash leaves unstored and
     models.Task.from_fields fills in (a done task's progress, a lease's default length),
     which a dump's reader would take for 0."""
-    out = _unmarked(task)
-    if out.get("state") == "done":
-        out["progress"] = "1"
-    if out.get("claimed_ms") and "ttl_ms" not in out:
-        out["ttl_ms"] = str(C.stored_ttl_ms)
-    return out
+    return _unmarked(task) | unstored_fields(task)
 
 
 def _ms(time_reply: Any) -> int:

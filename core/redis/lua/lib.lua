@@ -63,7 +63,7 @@ end
 -- spells a score in a reply with "%.17g" (~3k instructions), and a claim reads it every time.
 -- A board without it (written before, or just imported) gets it from the next sweep, which
 -- looks at every index first: a write here would hide what falls due earlier.
--- at: the time, a number or its text; text: its text when at is a number and the caller has it.
+-- at: the time, a number or its text; text: its text, when the caller has it (written as is).
 local due_seen = nil
 local function due_at(P, at, text)
   local n = tonumber(at)
@@ -158,8 +158,7 @@ local hinted = false  -- whether this call published its hint yet (audit)
 -- constants.py upkeep_every): counts[P] is how many calls since the last time, and the first
 -- call in a process does it (a restart, a promoted replica). A library's locals outlive a call.
 -- The trail's cap (trims: XADD MAXLEN ~, ~1k instructions an XADD, twice a cycle) and
--- deadlines_keep (keeps: enter_claimed). The two hot paths test the count inline (lease_event,
--- enter_claimed): a Lua function call costs Redis ~250 instructions, a line of Lua ~60 an op.
+-- deadlines_keep (keeps: enter_claimed).
 local trims, keeps = {}, {}
 local function every_nth(counts, P)
   local n = counts[P]
@@ -232,14 +231,11 @@ end
 -- table and its appends cost Redis ~10k instructions, twice on every cycle). Its id, not yet
 -- indexed.
 local function lease_event(P, now, etype, id, agent, token, data)
-  local eid
-  local n = trims[P]  -- append_event and its every_nth, spelled out: no varargs to copy
-  if n and n < ${upkeep_every} then trims[P] = n + 1 else trims[P] = 1 end
-  if not n or n >= ${upkeep_every} then
-    eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', etype,
-      id .. ' ' .. agent .. ' ' .. token .. ' ' .. ms(now) .. ' ' .. data)
+  local entry, eid = id .. ' ' .. agent .. ' ' .. token .. ' ' .. ms(now) .. ' ' .. data, nil
+  if every_nth(trims, P) then  -- append_event, spelled out: no varargs to copy
+    eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', etype, entry)
   else
-    eid = rcall('XADD', P .. 'events', '*', etype, id .. ' ' .. agent .. ' ' .. token .. ' ' .. ms(now) .. ' ' .. data)
+    eid = rcall('XADD', P .. 'events', '*', etype, entry)
   end
   hint(P, etype, id)
   return eid
@@ -539,15 +535,13 @@ end
 -- caller has it (a 13-digit text costs tonumber ~1k instructions).
 local function enter_claimed(P, id, t, deadline)
   -- With deadlines_keep (core/constants.py), which keeps the index a skiplist, on one claim in
-  -- ${upkeep_every} (every_nth, spelled out; ~1.6k instructions a ZADD).
-  local n = keeps[P]
-  if n and n < ${upkeep_every} then keeps[P] = n + 1 else keeps[P] = 1 end
-  if not n or n >= ${upkeep_every} then
+  -- ${upkeep_every} (every_nth; ~1.6k instructions a ZADD).
+  if every_nth(keeps, P) then
     rcall('ZADD', P .. 'deadlines', t.deadline_ms, id, '+inf', ${deadlines_keep})
   else
     rcall('ZADD', P .. 'deadlines', t.deadline_ms, id)
   end
-  if deadline then due_at(P, deadline, t.deadline_ms) else due_at(P, t.deadline_ms) end
+  due_at(P, deadline or t.deadline_ms, t.deadline_ms)
   rcall('SADD', P .. 'held:' .. t.agent, id)
 end
 
@@ -1679,25 +1673,26 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
         local at, more = ms(now), nil
         t.agent, t.deadline_ms = agent, deadline
         local data, eid = '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}', nil
+        -- Its lease's length at the stored default (task_defaults) is not written, unless the
+        -- hash holds another from before.
+        local ttl_kept = ttl_text ~= ${stored_ttl_ms} or rawget(t, 'ttl_ms')
         if lean then
           -- Its event, indexed in the hash (index_event says why); an earlier claim's, kept
           -- there until now (a task claimed again), moves to the list.
           eid = lease_event(P, now, 'claimed', best, agent, token, data)
           if t.claim_eid then index_event(P, best, t.claim_eid) end
           -- What enter writes below (more), spelled out: no table to build.
-          if ttl_text ~= ${stored_ttl_ms} or rawget(t, 'ttl_ms') then
+          if ttl_kept then
             rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
               'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text, 'attempts', attempts, 'claim_eid', eid)
-          else  -- its lease's length at the stored default (task_defaults): not written
+          else
             rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
               'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts, 'claim_eid', eid)
           end
           enter_claimed(P, best, t, now + ttl)
         else
           more = {'agent', agent, 'token', token, 'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts}
-          if ttl_text ~= ${stored_ttl_ms} or rawget(t, 'ttl_ms') then  -- as the lean path above
-            more[#more + 1], more[#more + 2] = 'ttl_ms', ttl_text
-          end
+          if ttl_kept then more[#more + 1], more[#more + 2] = 'ttl_ms', ttl_text end
           if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
             more[#more + 1], more[#more + 2] = 'assigned', ''
           end

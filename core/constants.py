@@ -87,6 +87,9 @@ audit_max_len = 200_000
 # each ~2k of the instructions a claim or a completion costs Redis. So the trail may run this
 # many events past audit_max_len (and ~ trims whole stream nodes, 100 entries, anyway).
 upkeep_every = 64
+# Small integer arguments (lease lengths, claim counts, capacities) whose number and text a
+# Redis process remembers (lib.lua small_int): past this many texts it forgets them all.
+small_ints_kept = 256
 
 # Retention (core/redis/lua/retain-1.lua, core/file/retention.py): what the reaper pass removes.
 # Finished tasks are kept for a time and a count per queue, whichever removes first, like
@@ -179,6 +182,7 @@ LUA_CONSTANTS: dict[str, int | float | str] = {
     "breaker_cooldown_ms": breaker_cooldown_ms,
     "audit_max_len": audit_max_len,
     "upkeep_every": upkeep_every,
+    "small_ints_kept": small_ints_kept,
     "max_priority": max_priority,
     "ready_priority_step": ready_priority_step,
     "claim_batch_max": claim_batch_max,
@@ -614,9 +618,9 @@ def server_records_key(namespace: str) -> str:
 affinity_vnodes = 64  # ring points per agent: ~1/N of keys move when an agent joins or leaves
 affinity_walk_max = 32  # ring points an owner lookup visits at most (the bounded walk, rule 10)
 affinity_live_s = 120.0  # two default lease ttls: a working agent heartbeats well within it
-# A claim writes its agent's last sighting (and place on the ring) at most this often: an agent
-# claiming in a loop would otherwise pay two writes a claim to say what a second ago said.
-agent_touch_ms = 1000
+# A claim writes its agent's last sighting (and place on the ring) at most once a second of the
+# store's clock (lib.lua touch_agent): an agent claiming in a loop would otherwise pay two writes
+# a claim to say what a second ago said.
 affinity_steal_delay_s = 30.0  # default of add --steal-after
 max_steal_after_s = 24 * 3600.0
 affinity_scan_max = 16  # entries of its owner index a claim looks at for one in a chosen, open queue
@@ -627,7 +631,6 @@ LUA_CONSTANTS.update(
         "affinity_vnodes": affinity_vnodes,
         "affinity_walk_max": affinity_walk_max,
         "affinity_live_ms": int(affinity_live_s * 1000),
-        "agent_touch_ms": agent_touch_ms,
         "affinity_steal_delay_ms": int(affinity_steal_delay_s * 1000),
         "affinity_scan_max": affinity_scan_max,
         "affinity_leave_batch": affinity_leave_batch,

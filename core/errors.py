@@ -110,8 +110,8 @@ class ErrorCode(IntEnum):
         if self is ErrorCode.TOO_MANY_CAPSIGS:
             return BadInput(
                 f"too many capability sets: unfinished tasks would need {first} different sets of "
-                f"capabilities, at most {constants.max_capsigs} are allowed; require a set already "
-                "in use, or finish or cancel the tasks of another"
+                f"capabilities besides none, at most {constants.max_capsigs} are allowed; require a set "
+                "already in use, or finish or cancel the tasks of another"
             )
         if self is ErrorCode.NOT_YOURS:
             what, name, holder, agent = [*detail, "", "", "", ""][:4]

@@ -214,7 +214,7 @@ class Store(StoreAdmin, Messaging):
                     if ref.startswith("$") and int(ref[1:]) >= i:
                         raise BadInput(f"{kind} {ref} must name an earlier task of the batch")
         named = {r: None for s in checked for r in (*s["after"], s["parent"]) if r and not r.startswith("$")}
-        sigs = sorted({s["requires"] for s in checked})
+        sigs = sorted({s["requires"] for s in checked} - {""})  # the empty set is not capped
         found, known, in_use = await self._known(list(named), sigs)
         for ref in named:
             if ref not in found:

@@ -192,10 +192,11 @@ async def test_empty_queues_leave_every_index_and_paused_ones_still_show(store: 
     assert len(got) == 58 and all(c.task.queue != "q0" for c in got)
     for c in got:
         await store.complete(c.task.id, c.token)
-    # Left: the paused queue's two tasks, both needing nothing; a paused queue has no head.
+    # Left: the paused queue's two tasks, both needing nothing (a set sigs does not count); a
+    # paused queue has no head.
     sizes = await index_sizes(store)
     assert {k: sizes[k] for k in ("queues", "capsigs", "heads", "sigs")} == {
-        "queues": 1, "capsigs": 1, "heads": 0, "sigs": 1
+        "queues": 1, "capsigs": 1, "heads": 0, "sigs": 0
     }  # fmt: skip
     snap = await Board(store).read()
     assert [(q.name, q.ready, q.paused) for q in snap.queues] == [("q0", 2, True)]
@@ -255,11 +256,10 @@ async def test_add_many_writes_a_large_batch_in_checked_chunks(store: Store, cal
 
 async def test_capability_sets_in_use_are_capped(store: Store) -> None:
     limit = constants.max_capsigs
-    # One batch (several chunks, checked first) fills the board to the limit.
-    await store.add_many(
-        [TaskSpec("plain")] + [TaskSpec(f"n{i}", requires=[f"c{i}"]) for i in range(limit - 1)]
-    )
-    with pytest.raises(BadInput, match=f"at most {limit} are allowed"):
+    # One batch (several chunks, checked first) fills the board to the limit: tasks needing
+    # nothing are not counted.
+    await store.add_many([TaskSpec("plain")] + [TaskSpec(f"n{i}", requires=[f"c{i}"]) for i in range(limit)])
+    with pytest.raises(BadInput, match=f"besides none, at most {limit} are allowed"):
         await store.add("one more", requires=["new"])
     before = await store.counts()
     with pytest.raises(BadInput, match="capability sets"):
@@ -268,6 +268,7 @@ async def test_capability_sets_in_use_are_capped(store: Store) -> None:
         )
     assert await store.counts() == before
     await store.add("an existing set is fine", requires=["c7"])
+    await store.add_many([TaskSpec("needing nothing is always fine")] * 3)
 
     # A set leaves once no unfinished task needs it: done or cancelled.
     (c3,) = [t for t in await store.tasks(limit=10_000) if t.requires == ("c3",)]
@@ -287,17 +288,36 @@ async def sigs_in_use(store: Store) -> dict[str, int]:
 
 
 async def test_capability_sets_follow_cascades_and_restores(store: Store) -> None:
-    a = await store.add("A")
+    await store.register("w", ["base"])
+    a = await store.add("A", requires=["base"])
     await store.add_many(
         [TaskSpec("B", requires=["rare"], after=[a]), TaskSpec("C", requires=["rarer"], after=["$0"])]
     )
-    assert await sigs_in_use(store) == {"": 1, "rare": 1, "rarer": 1}
+    await store.add("D")  # needs nothing: never counted
+    assert await sigs_in_use(store) == {"base": 1, "rare": 1, "rarer": 1}
     c = await store.claim("w")
     assert c is not None and c.task.id == a
     await store.fail(a, c.token, "broken", fatal=True)  # dead: B and C are cancelled with it
-    assert await sigs_in_use(store) == {"": 1}  # a dead task may be retried: it still counts
+    assert await sigs_in_use(store) == {"base": 1}  # a dead task may be retried: it still counts
     await store.act("retry", a, State.DEAD, c.token, "op", restore=True)
-    assert await sigs_in_use(store) == {"": 1, "rare": 1, "rarer": 1}
+    assert await sigs_in_use(store) == {"base": 1, "rare": 1, "rarer": 1}
+
+
+async def test_a_board_that_counted_the_empty_set_is_capped_without_it(redis_store: Store) -> None:
+    """claimroom before counted tasks needing nothing under '' in `sigs`: such a board keeps
+    the field (nothing counts it down any more), and neither the cap nor a claim reads it."""
+    assert isinstance(redis_store, RedisStore)
+    key = constants.sigs_key(redis_store.namespace)
+    await redis_store.add_many(
+        [TaskSpec("plain")] + [TaskSpec(f"n{i}", requires=[f"c{i}"]) for i in range(63)]
+    )
+    await redis_store._redis.hset(key, "", "5")  # as an older claimroom left it
+    await redis_store.add("the 64th set fits", requires=["new"])
+    with pytest.raises(BadInput, match="capability sets"):
+        await redis_store.add("the 65th does not", requires=["newer"])
+    await redis_store.register("w", ["c0"], max_claims=5)
+    got = [c.task.title for c in await redis_store.claim_many("w", 5)]
+    assert got == ["plain", "n0"]  # the plain task once, then the one it can take
 
 
 def test_too_many_capability_sets_is_exit_2_in_one_line(

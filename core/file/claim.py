@@ -12,7 +12,7 @@ from . import affinity as file_affinity
 from . import bidding as file_bidding
 from .ops import promote_due, reap_due
 from .states import HEAD_TASK, PICK, enter, ready_entered
-from .tx import Row, Tx, split
+from .tx import SIGS, Row, Tx, split
 
 # Whether the reaper has work: one cheap look on the partial indexes before each claim.
 _ANY_DUE = (
@@ -29,7 +29,6 @@ ASSIGNED = (
     f"SELECT {PICK} FROM tasks INDEXED BY tasks_assigned WHERE ns = :ns AND assigned = :a"
     " AND state = 'queued' AND assigned <> '' ORDER BY priority DESC, seq LIMIT 1"
 )
-SIGS = "SELECT sig FROM sigs WHERE ns = :ns"
 BEST_HEAD = (
     "SELECT queue, priority, seq FROM heads INDEXED BY heads_best WHERE ns = :ns AND sig = :s"
     " ORDER BY priority DESC, seq LIMIT 1"
@@ -60,8 +59,10 @@ def look(tx: Tx, sig: str, queues: list[str]) -> Head | None:
 
 
 def heads(tx: Tx, caps: set[str], queues: list[str]) -> dict[str, Head | None]:
-    """The best head of each signature in use that ``caps`` cover (at most max_capsigs)."""
-    return {sig: look(tx, sig, queues) for (sig,) in tx.all(SIGS) if set(split(sig)) <= caps}
+    """The best head of each signature in use that ``caps`` cover (at most max_capsigs),
+    and of the empty one, which every agent can take."""
+    found = {sig: look(tx, sig, queues) for (sig,) in tx.all(SIGS) if set(split(sig)) <= caps}
+    return {"": look(tx, "", queues), **found}
 
 
 def claim(tx: Tx, agent: str, ttl_ms: int, queues: list[str], count: int) -> tuple[list[Row], str, int]:

@@ -24,7 +24,7 @@ from . import cascade as file_cascade
 from . import plan as file_plan
 from .finish import finish_done
 from .states import enter
-from .tx import Refused, Row, Tx, count_sig, load_task, set_task, split
+from .tx import SIGS, Refused, Row, Tx, count_sig, load_task, set_task, split
 
 _REF = re.compile(r"\$(\d+)")
 
@@ -230,8 +230,9 @@ def add(tx: Tx, specs: list[dict[str, Any]], by: str = "", opts: dict[str, Any] 
             raise Refused(ErrorCode.NOT_FOUND, parent)
 
     # A claim looks at every capability set in use (rule 10), so their number is capped.
-    in_use = {r[0] for r in tx.all("SELECT sig FROM sigs WHERE ns = :ns")}
-    fresh = {s["requires"] for s in specs} - in_use
+    # (The empty set is not counted: tx.count_sig.)
+    in_use = {r[0] for r in tx.all(SIGS)}
+    fresh = {s["requires"] for s in specs} - in_use - {""}
     if fresh and len(in_use) + len(fresh) > C.max_capsigs:
         raise Refused(ErrorCode.TOO_MANY_CAPSIGS, str(len(in_use) + len(fresh)))
 

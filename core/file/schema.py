@@ -186,7 +186,7 @@ MIGRATIONS[4] = REAPER_TABLE
 # never reads queue by queue (design rule 10):
 #   capsigs  (queue, sig) pairs with claimable (queued, unassigned) tasks; queues: their queues
 #   heads    per (sig, open queue): the best claimable task's priority and seq
-#   sigs     per sig: how many unfinished tasks (not done or cancelled) need it
+#   sigs     per sig but '': how many unfinished tasks (not done or cancelled) need it
 # and rollback's index by the spawning claim's token.
 CLAIM_INDEX = """
 CREATE TABLE IF NOT EXISTS heads (
@@ -219,7 +219,7 @@ INSERT INTO heads (ns, sig, queue, priority, seq) SELECT ns, requires, queue, pr
    FROM tasks WHERE {only}state = 'queued' AND assigned = '' GROUP BY ns, queue, requires) AS h
   WHERE NOT EXISTS (SELECT 1 FROM paused AS p WHERE p.ns = h.ns AND p.queue = h.queue);
 INSERT INTO sigs (ns, sig, tasks) SELECT ns, requires, COUNT(*) FROM tasks
-  WHERE {only}state NOT IN ('done', 'cancelled') GROUP BY ns, requires
+  WHERE {only}state NOT IN ('done', 'cancelled') AND requires <> '' GROUP BY ns, requires
 """
 
 

@@ -44,7 +44,7 @@ from . import servers as file_servers
 from . import snapshot as file_snapshot
 from .runner import TxRunner
 from .schema import AGENT_COLUMNS, db_path, event_of, task_of
-from .tx import Tx, load_task
+from .tx import SIGS, Tx, load_task
 
 
 class FileStore(TxRunner, Store):
@@ -68,7 +68,7 @@ class FileStore(TxRunner, Store):
                 marks = ", ".join(":" + k for k in named)
                 rows = tx.all(f"SELECT id FROM tasks WHERE ns = :ns AND id IN ({marks})", **named)
                 found.update(r[0] for r in rows)
-            in_use = {r[0] for r in tx.all(file_claim.SIGS)}  # at most max_capsigs rows
+            in_use = {r[0] for r in tx.all(SIGS)}  # at most max_capsigs rows
             return found, in_use & set(capsigs), len(in_use)
 
         return await self._read(go)

@@ -118,10 +118,18 @@ def set_task(tx: Tx, tid: str, **fields: Any) -> None:
     tx.run(f"UPDATE tasks SET {cols} WHERE ns = :ns AND id = :id_", id_=tid, **fields)
 
 
+# The capability sets in use but the empty one, which is not counted (count_sig); '' is there
+# on a board an older claimroom counted it on.
+SIGS = "SELECT sig FROM sigs WHERE ns = :ns AND sig <> ''"
+
+
 # Kept with the row helpers rather than the claim index in ``states``: retention's removal
 # of a dead task counts down too, and retention sits below ``states``.
 def count_sig(tx: Tx, sig: str, by: int) -> None:
-    """One more (1) or one fewer (-1) unfinished task needing ``sig``."""
+    """One more (1) or one fewer (-1) unfinished task needing ``sig``; the empty set is not
+    counted (as lib.lua's count_sig: the cap leaves it out)."""
+    if sig == "":
+        return
     left = tx.one(
         "INSERT INTO sigs (ns, sig, tasks) VALUES (:ns, :s, :by) ON CONFLICT (ns, sig)"
         " DO UPDATE SET tasks = tasks + excluded.tasks RETURNING tasks",

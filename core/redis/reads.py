@@ -56,7 +56,8 @@ def event_key(eid: str) -> tuple[int, int]:
 
 
 async def known(r: Any, ns: str, ids: list[str], capsigs: list[str]) -> tuple[set[str], set[str], int]:
-    """Which of ``ids`` are tasks, which of ``capsigs`` are in use, how many are in use."""
+    """Which of ``ids`` are tasks, which of ``capsigs`` are in use, how many are in use (the
+    empty set never counts: lib.lua count_sig)."""
     # Pipelined in slices, so no one reply is huge.
     found: set[str] = set()
     for start in range(0, len(ids), 1000):
@@ -65,10 +66,9 @@ async def known(r: Any, ns: str, ids: list[str], capsigs: list[str]) -> tuple[se
         for tid in part:
             pipe.exists(C.task_key(ns, tid))
         found.update(tid for tid, n in zip(part, await pipe.execute(), strict=True) if n)
-    key = C.sigs_key(ns)
-    counts = await r.hmget(key, capsigs) if capsigs else []
-    in_use = int(await r.hlen(key))
-    return found, {sig for sig, n in zip(capsigs, counts, strict=True) if n is not None}, in_use
+    # At most max_capsigs fields, and '' on a board an older claimroom counted it on.
+    in_use = set(await r.hkeys(C.sigs_key(ns))) - {""}
+    return found, in_use & set(capsigs), len(in_use)
 
 
 async def fetch(r: Any, ns: str, ids: list[str]) -> list[Task]:

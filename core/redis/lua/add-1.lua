@@ -22,9 +22,10 @@
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;
   {-5, message} more than ${add_chunk} specs, or a "$k" that names no earlier spec of the
   batch, or a plan past its limits; {-2, id} a plan's planner claim is not live (lease lost);
-  {-9, 'claim', id, holder, agent} that claim is another agent's; {-8, n} when the board would hold unfinished tasks of n > ${max_capsigs} different
-  capability sets (nothing is written in any of these cases). A task after one that is dead or
-  cancelled could never run: it is added cancelled, as a cascade would have left it
+  {-9, 'claim', id, holder, agent} that claim is another agent's; {-8, n} when the board
+  would hold unfinished tasks of n > ${max_capsigs} different capability sets besides none
+  (nothing is written in any of these cases). A task after one that is dead or cancelled
+  could never run: it is added cancelled, as a cascade would have left it
   (restored by that one's retry).
 ]]
 --@include lib
@@ -66,8 +67,9 @@ for i, s in ipairs(specs) do
   end
 end
 
--- A claim looks at every capability set in use (rule 10), so their number is capped.
-local fresh, seen = 0, {}
+-- A claim looks at every capability set in use (rule 10), so their number is capped; the
+-- empty one (tasks needing nothing) is not counted (lib.lua count_sig).
+local fresh, seen = 0, {[''] = true}
 for _, s in ipairs(specs) do
   local sig = s.requires or ''
   if not seen[sig] then
@@ -76,7 +78,8 @@ for _, s in ipairs(specs) do
   end
 end
 if fresh > 0 then
-  local total = rcall('HLEN', P .. 'sigs') + fresh
+  -- (An older claimroom counted '' too: not a set the cap counts.)
+  local total = rcall('HLEN', P .. 'sigs') - rcall('HEXISTS', P .. 'sigs', '') + fresh
   if total > ${max_capsigs} then return {-8, total} end
 end
 

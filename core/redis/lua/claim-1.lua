@@ -33,4 +33,4 @@
 local P = ARGV[1]
 local now = now_ms()
 sweep_due(P, now)
-return claim_tasks(P, ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), now)
+return claim_tasks(P, ARGV[2], ARGV[3], ARGV[4], ARGV[5], now)

@@ -38,7 +38,7 @@ if ARGV[7] == '1' then
   sweep_due(P, now)
   -- out may be lib's DONE (nothing unblocked, most often): not written, nor copied.
   local reply = out == DONE and {0, 0} or {0, #out - 1, unpack(out, 2)}
-  return claim_tasks(P, ARGV[5], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), now, true, reply)
+  return claim_tasks(P, ARGV[5], ARGV[8], ARGV[9], ARGV[10], now, true, reply)
 end
 agent_completed(P, agent, now)
 return out

@@ -40,7 +40,7 @@ end
 if count > 0 then
   sweep_due(P, now)
   -- The agent's record is written once, by the claim (failures reset when one completed).
-  return claim_tasks(P, agent, tonumber(ARGV[4]), ARGV[5], count, now, done, reply)
+  return claim_tasks(P, agent, ARGV[4], ARGV[5], count, now, done, reply)
 end
 if done then agent_completed(P, agent, now) end
 reply[#reply + 1] = 0

@@ -31,10 +31,12 @@ local later = {}
 -- The store's clock in ms, also kept as text (ms): Redis 7.0 formats a number passed to
 -- redis.call with "%.17g", ~3k instructions for a 13-digit time, and a claim passes the
 -- time half a dozen times. The text is cut from TIME's own digits, never formatted.
-local clock, clock_text = nil, nil
+-- clock_s: the clock's whole seconds, as text (touch_agent).
+local clock, clock_text, clock_s = nil, nil, nil
 local function now_ms()
   local t = rcall('TIME')
-  clock_text = t[1] .. string.sub('00000' .. t[2], -6, -4)  -- seconds, then ms of the us
+  clock_s = t[1]
+  clock_text = clock_s .. string.sub('00000' .. t[2], -6, -4)  -- seconds, then ms of the us
   clock = tonumber(clock_text)
   return clock
 end
@@ -45,10 +47,37 @@ local function ms(n)
   return n
 end
 
+-- Whether the time `text` (ms, as stored; 'inf' never) is now or earlier. Two times of as
+-- many digits compare as text as they do as numbers, and the text costs Redis ~0.2k
+-- instructions where tonumber costs ~1.8k (a lease's deadline and the next due time,
+-- on every cycle).
+local function passed(text, now)
+  local n = ms(now)
+  if type(n) == 'string' and #text == #n then return text <= n end
+  local v = tonumber(text)
+  return not v or v <= now  -- not a time: as passed (a sweep writes due:at anew)
+end
+
 -- An integer as text for redis.call or a reply: "%d" costs ~10x less than the "%.17g" Redis
 -- applies to a Lua number (a token, a deadline, an attempt count on every claim).
 local function int_text(n)
   return string.format('%d', n)
+end
+
+-- A small integer argument (a lease length, a claim count, a capacity: a handful of values
+-- on a board) as a number, and as its text spelled by int_text: tonumber and int_text cost
+-- Redis ~1.5k and ~2k instructions a call, a lookup of what they gave before ~0.1k. What it
+-- keeps is forgotten all at once past ${small_ints_kept} texts.
+local small_n, small_t, small_kept = {}, {}, 0
+local function small_int(s)
+  local n = small_n[s]
+  if n then return n, small_t[s] end
+  n = tonumber(s)
+  if not n then return nil, nil end
+  if small_kept >= ${small_ints_kept} then small_n, small_t, small_kept = {}, {}, 0 end
+  small_kept = small_kept + 1
+  small_n[s], small_t[s] = n, int_text(n)
+  return n, small_t[s]
 end
 
 -- When something next falls due: a lease deadline, a backoff's end, a bidding window's
@@ -64,14 +93,18 @@ end
 -- A board without it (written before, or just imported) gets it from the next sweep, which
 -- looks at every index first: a write here would hide what falls due earlier.
 -- at: the time, a number or its text; text: its text, when the caller has it (written as is).
-local due_seen = nil
+-- due_text: the time as read (sweep_due), until due_seen holds it as a number: a lease that
+-- ends after it is told by comparing the two texts (passed says why), no tonumber.
+local due_seen, due_text = nil, nil
 local function due_at(P, at, text)
-  local n = tonumber(at)
   if not due_seen then
-    local text = rcall('GET', P .. 'due:at')
-    if not text then return end
-    due_seen = tonumber(text)  -- 'inf' reads as math.huge
+    due_text = due_text or rcall('GET', P .. 'due:at')
+    if not due_text then return end
+    local mine = text or at
+    if type(mine) == 'string' and #mine == #due_text and due_text <= mine then return end
+    due_seen = tonumber(due_text) or -math.huge  -- 'inf' reads as math.huge; not a time: swept anew
   end
+  local n = tonumber(at)
   if due_seen <= n then return end
   rcall('SET', P .. 'due:at', text or type(at) == 'string' and at or int_text(n))
   due_seen = n
@@ -228,10 +261,10 @@ end
 
 -- A claim's or a completion's event: task, agent, token (text) and data (its JSON already
 -- spelled) all given, no operator: audit_entry's one-field entry, with no table to build (a
--- table and its appends cost Redis ~10k instructions, twice on every cycle). Its id, not yet
--- indexed.
-local function lease_event(P, now, etype, id, agent, token, data)
-  local entry, eid = id .. ' ' .. agent .. ' ' .. token .. ' ' .. ms(now) .. ' ' .. data, nil
+-- table and its appends cost Redis ~10k instructions, twice on every cycle). at: the time as
+-- text (ms). Its id, not yet indexed.
+local function lease_event(P, at, etype, id, agent, token, data)
+  local entry, eid = id .. ' ' .. agent .. ' ' .. token .. ' ' .. at .. ' ' .. data, nil
   if every_nth(trims, P) then  -- append_event, spelled out: no varargs to copy
     eid = rcall('XADD', P .. 'events', 'MAXLEN', '~', '${audit_max_len}', '*', etype, entry)
   else
@@ -242,7 +275,7 @@ local function lease_event(P, now, etype, id, agent, token, data)
 end
 
 local function audit_lease(P, now, etype, id, agent, token, data)
-  index_event(P, id, lease_event(P, now, etype, id, agent, token, data))
+  index_event(P, id, lease_event(P, ms(now), etype, id, agent, token, data))
 end
 
 -- Append the audit event and announce the change; the two always go together with the
@@ -306,7 +339,8 @@ end
 --                    best task's ready score, or below it: a claim that found no other
 --                    queue or signature to rank against leaves the score it took
 --                    (claim_tasks), and the first claim that finds one puts it right
---   sigs             sig -> how many unfinished tasks need it (at most ${max_capsigs} fields)
+--   sigs             sig -> how many unfinished tasks need it, for every sig but ''
+--                    (at most ${max_capsigs} fields: count_sig)
 -- An entry leaves each index as soon as it would stand for nothing.
 -- Claimable work is announced on `claimable` ("queue sig"), and what concerns one agent
 -- alone on its `wake:<agent>` channel, for waiting claimers; views listen to `hints`.
@@ -353,9 +387,12 @@ local function ready_remove(P, id, t, popped)
   ready_refresh(P, q, sig)
 end
 
--- One more (by = 1) or one fewer (by = -1) unfinished task needing t's signature.
+-- One more (by = 1) or one fewer (by = -1) unfinished task needing t's signature. The empty
+-- one (no capabilities) is not counted: any agent takes its tasks, so a claim always looks
+-- at it, and the cap leaves it out (~5k instructions on every add and completion).
 local function count_sig(P, t, by)
   local sig = t.requires or ''
+  if sig == '' then return end
   if rcall('HINCRBY', P .. 'sigs', sig, by > 0 and '1' or '-1') <= 0 then rcall('HDEL', P .. 'sigs', sig) end
 end
 
@@ -1007,7 +1044,7 @@ local function check_lease(P, id, token, now, agent, lean)
   if not t then return nil, {-1, id} end
   if t.state ~= 'claimed' or t.token ~= token then return nil, {-2, id} end
   if agent and agent ~= '' and t.agent ~= agent then return nil, {-9, 'claim', id, t.agent, agent} end
-  if tonumber(t.deadline_ms) <= now then
+  if passed(t.deadline_ms, now) then
     if lean then t = load_task(P, id) end  -- an expiry reads the whole task
     expire_one(P, id, t, now)
     return nil, {-2, id}
@@ -1023,16 +1060,19 @@ local function agent_completed(P, agent, now)
 end
 
 -- reset: its consecutive failures end too (a completion's, written here in the same HSET
--- when the completion claims next). touched_ms: when this last ran (claim_tasks skips it
--- within ${agent_touch_ms} ms of that; other writers of last_seen_ms leave `live` as it is).
+-- when the completion claims next). touched_s: the second (of the clock) this last ran in:
+-- claim_tasks skips it within the same second, so an agent's record and place on the ring
+-- are written at most once a second (compared as text: no tonumber). Other writers of
+-- last_seen_ms leave `live` as it is.
 local function touch_agent(P, agent, now, reset)
   local ak = P .. 'agent:' .. agent
+  local at, second = ms(now), now == clock and clock_s or int_text(math.floor(now / 1000))
   if reset then
-    rcall('HSET', ak, 'last_seen_ms', ms(now), 'touched_ms', ms(now), 'consecutive_failures', '0')
+    rcall('HSET', ak, 'last_seen_ms', at, 'touched_s', second, 'consecutive_failures', '0')
   else
-    rcall('HSET', ak, 'last_seen_ms', ms(now), 'touched_ms', ms(now))
+    rcall('HSET', ak, 'last_seen_ms', at, 'touched_s', second)
   end
-  if rcall('ZADD', P .. 'live', ms(now), agent) == 1 then
+  if rcall('ZADD', P .. 'live', at, agent) == 1 then
     ring_join(P, agent)
     due_at(P, now + ${affinity_live_ms})  -- a sighting moved later needs nothing here
   end
@@ -1185,9 +1225,8 @@ end
 local function sweep_due(P, now, always)
   if not always then
     local at = rcall('GET', P .. 'due:at')
-    local n = at and tonumber(at)  -- 'inf' reads as math.huge
-    if n and n > now then
-      due_seen = n
+    if at and (at == 'inf' or not passed(at, now)) then
+      due_text = at  -- for due_at
       return nil
     end
   end
@@ -1352,7 +1391,7 @@ local function complete_task(P, id, token, result, agent, ref, now)
     leave_claimed(P, id, t)
     local tk, at = P .. 'task:' .. id, ms(now)
     -- Its event, indexed in the hash (index_event says why; done is final: written once).
-    local eid = lease_event(P, now, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
+    local eid = lease_event(P, at, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
     if result == '' then
       rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'done_eid', eid)
     else
@@ -1509,16 +1548,18 @@ end
 -- out: the reply so far, which the claim's reply follows in the same table (nil: none). One
 -- flat reply, not one nested in another: Redis 7.0 turns each table of a reply into RESP with
 -- seven lookups of its own (err, ok, double, ...) and a deferred length (~3k instructions).
-local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
+local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
   out = out or {}
+  local ttl, ttl_text = small_int(ttl_arg)
+  local count = small_int(count_arg)
   if count > ${claim_batch_max} then count = ${claim_batch_max} end
   local ak = P .. 'agent:' .. agent
   -- The fields a claim reads, not the whole record (into locals: a table costs Redis more).
-  local af = rcall('HMGET', ak, 'name', 'caps', 'max_claims', 'breaker_open_until_ms', 'touched_ms',
+  local af = rcall('HMGET', ak, 'name', 'caps', 'max_claims', 'breaker_open_until_ms', 'touched_s',
     'consecutive_failures', 'full', 'solo')
   local known, a_caps, max_claims, open_until = af[1], af[2] or '', af[3], af[4]
   if claims_next == agent then free_room(P, agent, af[7] or '') end  -- leave left it to us
-  local touched = known and now - tonumber(af[5] or 0) < ${agent_touch_ms}
+  local touched = known and af[5] == clock_s and now == clock
   if not known then
     a_caps, max_claims = '', ${default_max_claims}
     -- auto: retention removes it once it holds nothing and was not seen for a while.
@@ -1527,7 +1568,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
     audit(P, now, 'registered', '', agent, '', {auto = true})
   end
   -- An agent claiming in a loop is seen again within ms: its record and place on the ring are
-  -- written at most once per ${agent_touch_ms} ms (two commands a claim otherwise).
+  -- written at most once a second of the clock (touch_agent; two commands a claim otherwise).
   if not touched then
     touch_agent(P, agent, now, reset)
   elseif reset and (af[6] or '0') ~= '0' then
@@ -1554,7 +1595,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
   end
   open_until = tonumber(open_until or 0)
   if open_until > now then return claim_miss(out, 'breaker-open', open_until - now, a_caps) end
-  local room = tonumber(max_claims) - rcall('SCARD', P .. 'held:' .. agent)
+  local room = small_int(max_claims) - rcall('SCARD', P .. 'held:' .. agent)
   if room <= 0 then
     rcall('HSET', ak, 'full', '1')  -- so the end of one of its claims says so (lib.lua leave)
     return claim_miss(out, 'at-capacity', -1, a_caps)
@@ -1576,9 +1617,11 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
   if a_caps == '' then
     n, sig_of[1] = 1, ''  -- the one signature it can take: no command to list the others
   else
+    n, sig_of[1] = 1, ''  -- tasks needing nothing: not in sigs (count_sig)
     local in_use = rcall('HKEYS', P .. 'sigs')
     for i = 1, #in_use do
-      if can_take(caps, in_use[i]) then n = n + 1; sig_of[n] = in_use[i] end
+      -- ('' is there too on a board an older claimroom counted it on.)
+      if in_use[i] ~= '' and can_take(caps, in_use[i]) then n = n + 1; sig_of[n] = in_use[i] end
     end
   end
   -- Scores are compared only between signatures, queues, or with an owned task.
@@ -1588,7 +1631,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
   end
 
   -- The same for every task of this call: as text once (int_text).
-  local ttl_text, deadline = int_text(ttl), int_text(now + ttl)
+  local deadline = int_text(now + ttl)
   local base, claimed = #out, 0  -- claimed: how many tasks out holds (reply_task)
   out[base + 1] = 0
   -- One task, or several at once from one ready set: a claim of several tasks takes from
@@ -1679,7 +1722,7 @@ local function claim_tasks(P, agent, ttl, qtext, count, now, reset, out)
         if lean then
           -- Its event, indexed in the hash (index_event says why); an earlier claim's, kept
           -- there until now (a task claimed again), moves to the list.
-          eid = lease_event(P, now, 'claimed', best, agent, token, data)
+          eid = lease_event(P, at, 'claimed', best, agent, token, data)
           if t.claim_eid then index_event(P, best, t.claim_eid) end
           -- What enter writes below (more), spelled out: no table to build.
           if ttl_kept then
@@ -1748,5 +1791,6 @@ local function begin_call()
   if announced_any then announced, announced_any = {}, false end
   if #cascade_log.cancelled > 0 or #cascade_log.restored > 0 then cascade_log = {cancelled = {}, restored = {}} end
   if #auction_log > 0 then auction_log = {} end
-  cascade_budget, plan_rolling_back, due_seen, claims_next, hinted = ${cascade_batch}, nil, nil, nil, false
+  cascade_budget, plan_rolling_back, claims_next, hinted = ${cascade_batch}, nil, nil, false
+  due_seen, due_text = nil, nil
 end

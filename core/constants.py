@@ -114,7 +114,8 @@ retention_agents_batch = 100  # agents looked at per call (SSCAN COUNT on Redis)
 retention_events_batch = 10_000  # audit events trimmed per call at most
 retention_recheck_s = 60.0  # a queue with finished tasks is looked at again at least this often
 retention_calls_per_reap = 10  # Store.reap runs up to this many retention calls while more is due
-# A finished index is in the order its tasks finished (scored from 1 by ``seq:finished``).
+# A finished index is in the order its tasks finished (scored by the ms they finished in and
+# their rank in it: lib.lua finish_order; an older board's from 1 by ``seq:finished``).
 # Tasks indexed other than as they finished come first, scored below all of those: an older
 # board's, found by a walk in creation order, at seq - finished_backfill_offset; an import's,
 # in the order they finished, at updated_ms - finished_import_offset.
@@ -397,7 +398,7 @@ def retention_key(namespace: str) -> str:
 
 def finished_key(namespace: str, kind: str, queue: str) -> str:
     """A queue's finished tasks of one kind ("done", or "failed": dead and cancelled),
-    scored by the order they finished in (``seq:finished``): what retention removes."""
+    scored by when they finished (lib.lua finish_order): what retention removes."""
     return prefix(namespace) + "finished:" + kind + ":" + queue
 
 

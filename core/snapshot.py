@@ -117,7 +117,8 @@ def queue_rows(
 ) -> tuple[QueueRow, ...]:
     """One row per queue with claimable, claimed or in-review tasks, or paused, by name."""
     stopped, waiting = set(paused), review or {}
-    every = sorted(set(ready) | set(claimed) | stopped | set(waiting))
+    # (A queue with no ready task may still be in Redis's ready index: lib.lua claim_tasks.)
+    every = sorted({q for q, n in ready.items() if n} | set(claimed) | stopped | set(waiting))
     return tuple(
         QueueRow(q, ready.get(q, 0), claimed.get(q, 0), q in stopped, waiting.get(q, 0)) for q in every
     )

@@ -54,8 +54,13 @@ def _index_view(r: redis_py.Redis, ns: str) -> dict[str, Any]:
         kind = r.type(key).decode()
         if kind == "zset":
             pairs = r.zrange(key, 0, -1, withscores=True)
-            # A deadline is the claim's clock plus its lease: only who holds one compares.
-            value: Any = sorted(m.decode() for m, _ in pairs) if key == C.deadlines_key(ns) else pairs
+            # A deadline is the claim's clock plus its lease: only who holds one compares. A
+            # finished index is scored by the clock too: its order compares.
+            value: Any = pairs
+            if key == C.deadlines_key(ns):
+                value = sorted(m.decode() for m, _ in pairs)
+            elif key.startswith(C.finished_key(ns, "", "")[:-1]):
+                value = [m.decode() for m, _ in pairs]
         elif kind == "set":
             value = sorted(r.smembers(key))
         elif kind == "hash":

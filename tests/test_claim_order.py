@@ -59,14 +59,20 @@ def _best(ready: list[Ready], caps: list[str], queue: str | None) -> Ready | Non
     return min(fits, key=lambda r: (-r.priority, r.order), default=None)
 
 
-def _heads_below_their_head(r: redis_py.Redis, ns: str) -> None:
-    """Each queue's place in heads:<sig> is at or below its ready set's head, and there only
-    while that set has tasks."""
+def _heads_below_their_head(r: redis_py.Redis, ns: str, exact: bool = False) -> None:
+    """Each queue's place in heads:<sig> is at or below its ready set's head; a set a claim of
+    one task emptied may keep it (and its entries in capsigs and queues) until the next claim
+    looks there (lib.lua claim_tasks), and with ``exact`` none is left."""
     for sig in ("", "gpu", "gpu,py"):
         for queue, score in r.zrange(C.heads_key(ns, sig), 0, -1, withscores=True):
             head = r.zrange(C.ready_key(ns, queue.decode(), sig), 0, 0, withscores=True)
-            assert head, f"the heads index of {sig!r} names {queue!r}, whose ready set is empty"
-            assert score <= head[0][1]
+            assert head or not exact, f"the heads index of {sig!r} names {queue!r}, whose ready set is empty"
+            if head:
+                assert score <= head[0][1]
+    if exact:
+        for queue in r.smembers(C.queues_key(ns)):
+            sigs = r.smembers(C.capsigs_key(ns, queue.decode()))
+            assert sigs and all(r.zcard(C.ready_key(ns, queue.decode(), s.decode())) for s in sigs)
 
 
 def test_each_claim_takes_the_best_task_it_may_take(redis_server: Any) -> None:
@@ -102,6 +108,10 @@ def test_each_claim_takes_the_best_task_it_may_take(redis_server: Any) -> None:
                 got = await store.claim_many(agent, count, queues=[queue] if queue else [])
                 assert [c.task.title for c in got] == want, f"step {step}: {op}"
                 _heads_below_their_head(r, ns)
+            # A claim that takes all there is (and then finds none) leaves every index exact.
+            while await store.claim_many("both", 64):
+                pass
+            _heads_below_their_head(r, ns, exact=True)
         finally:
             await store.close()
 

@@ -313,7 +313,7 @@ def _queue_task(pipe: Any, ns: str, t: dict[str, str], paused: set[str], owners:
     kind = {"done": "done", "dead": "failed", "cancelled": "failed"}.get(state)
     if kind:
         # Retention's index (lib.lua retention_enter), in the order they finished, before
-        # every task that finishes here later (those are numbered from 1 by seq:finished).
+        # every task that finishes here later (scored by when: lib.lua finish_order).
         fin = int(t.get("updated_ms") or 0) - C.finished_import_offset
         pipe.zadd(C.finished_key(ns, kind, t["queue"]), {tid: fin})
         pipe.zadd(C.retention_due_key(ns), {f"{kind}:{t['queue']}": 0})

@@ -16,7 +16,7 @@
     capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
     children:<id>:<token>, deadlines, dependents:<id>, due:at, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, plankids:<id>, plans,
-    queues, ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished,
+    queues, ready:<queue>:<sig>, retention:due, retention:held, ring,
     seq:task, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, id...} in spec order; {-1, id} when a dependency or parent does not exist;

@@ -13,7 +13,7 @@
     bids:<id>, capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
     children:<id>:<token>, deadlines, dependents:<id>, due:at, epoch, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues,
-    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, seq:token, sigs,
+    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:token, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>, won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>
   A plan's parent (lib's plan_complete) with unfinished subtasks waits blocked for them

@@ -288,13 +288,37 @@ local function audit(P, now, etype, id, agent, token, data, operator)
 end
 
 -- Retention's index of finished tasks (retain-1.lua removes from it): a task that enters
--- done, dead or cancelled joins `finished:<kind>:<queue>` in the order tasks finish
--- (`seq:finished`; kind "done", or "failed" for dead and cancelled), and its queue is due
--- for a look by the next retention pass. O(1), on the path of every task that finishes.
+-- done, dead or cancelled joins `finished:<kind>:<queue>` in the order tasks finish (kind
+-- "done", or "failed" for dead and cancelled), and its queue is due for a look by the next
+-- retention pass. O(1), on the path of every task that finishes.
 local function finished_kind(state)
   if state == 'done' then return 'done' end
   if state == 'dead' or state == 'cancelled' then return 'failed' end
   return nil
+end
+
+-- A finished task's score there: the ms it finished in (the store's clock), then three digits
+-- of its rank among the tasks this Redis process finished in that ms (16 digits, which a
+-- double holds exactly), as text. So the order tasks finish in, in one call or several,
+-- without the counter a board kept before (INCR seq:finished and its number as text: ~5k
+-- instructions on every completion); an older board's entries, numbered from 1 by it, come
+-- first, as they finished first. Past 999 in one ms (never seen: a call finishes at most
+-- ${cascade_batch} in a cascade) the rest tie and go by id; a clock set back, or a failover
+-- to a server whose clock is behind, puts what finishes next before what finished last.
+local fin_ms, fin_n, ranks = nil, 0, {}
+local function finish_order(now)
+  local at = ms(now)
+  if at == fin_ms then
+    if fin_n < 999 then fin_n = fin_n + 1 end
+  else
+    fin_ms, fin_n = at, 0
+  end
+  local rank = ranks[fin_n]
+  if not rank then
+    rank = string.format('%03d', fin_n)
+    ranks[fin_n] = rank
+  end
+  return at .. rank
 end
 
 -- The queues this process marked due since retention last ran on the board (marked[P][kind]
@@ -302,10 +326,10 @@ end
 -- (~5k instructions a completion). retain-1.lua forgets them as it starts; until then the
 -- mark it has not seen yet stands (due at once). A process that starts anew marks again.
 local marked = {}
-local function retention_enter(P, id, t, new)
+local function retention_enter(P, id, t, new, now)
   local kind = finished_kind(new)
   if not kind then return end
-  rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, int_text(rcall('INCR', P .. 'seq:finished')), id)
+  rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, finish_order(now), id)
   local board = marked[P]
   if not board then
     board = {done = {}, failed = {}}
@@ -341,7 +365,8 @@ end
 --                    (claim_tasks), and the first claim that finds one puts it right
 --   sigs             sig -> how many unfinished tasks need it, for every sig but ''
 --                    (at most ${max_capsigs} fields: count_sig)
--- An entry leaves each index as soon as it would stand for nothing.
+-- An entry leaves each index as soon as it would stand for nothing, but a ready set that a
+-- claim of one task emptied: the next claim or resume to look at it (claim_tasks says why).
 -- Claimable work is announced on `claimable` ("queue sig"), and what concerns one agent
 -- alone on its `wake:<agent>` channel, for waiting claimers; views listen to `hints`.
 -- Each message once per script call (an add of 100 tasks to one queue wakes a claimer once).
@@ -638,7 +663,7 @@ local function enter(P, id, t, new, now, more)
   elseif new == 'done' or new == 'cancelled' then
     count_sig(P, t, -1)
   end
-  retention_enter(P, id, t, new)
+  retention_enter(P, id, t, new, now)
   if new == 'done' or new == 'dead' or new == 'cancelled' then later.plan_settle(P, id, t, new, now) end
 end
 
@@ -1399,7 +1424,7 @@ local function complete_task(P, id, token, result, agent, ref, now)
     end
     rcall('ZADD', P .. 'state:done', t.seq, id)
     count_sig(P, t, -1)
-    retention_enter(P, id, t, 'done')
+    retention_enter(P, id, t, 'done', now)
     return DONE, t.agent
   end
   leave(P, id, t)
@@ -1639,8 +1664,9 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
   -- queue of its signature, the other signatures' heads) in one ZPOPMIN, and refreshes
   -- that set's place in heads:<sig> once.
   while claimed < count do
-    -- taken: the ids this round claims, each with its score; rk their ready set
-    local taken, from, q, rk, rival, fi = EMPTY, nil, nil, nil, nil, nil
+    -- taken: the ids this round claims, each with its score; rk their ready set, emptied when
+    -- fewer came out of it than were asked for
+    local taken, from, q, rk, rival, fi, emptied = EMPTY, nil, nil, nil, nil, nil, false
     local mine = personal and rcall('ZRANGE', P .. 'assigned:' .. agent, '0', '0', 'WITHSCORES') or EMPTY
     if #mine > 0 then
       taken = mine
@@ -1671,6 +1697,7 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
         if own_score and (not rival or own_score < rival) then rival = own_score end
         local need = several and count - claimed or 1
         taken = need > 1 and rcall('ZPOPMIN', rk, int_text(need)) or rcall('ZPOPMIN', rk)
+        emptied = #taken < 2 * need
         if rival and #taken > 0 and tonumber(taken[2]) > rival then
           -- Its place in heads:<sig> was below its head (a claim with no rival leaves it so,
           -- see below): all go back, the place becomes the head's, and the choice is made again.
@@ -1691,8 +1718,8 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
           end
           if back then rcall('ZADD', rk, unpack(back)) end
         end
-        if #taken == 0 and rk then  -- a head without a task (never left so by the helpers): drop it
-          rcall('ZREM', P .. 'heads:' .. from, q)
+        if #taken == 0 and rk then  -- a head without a task (a claim of one left it, below): it goes
+          ready_refresh(P, q, from)
         end
       end
     end
@@ -1762,8 +1789,11 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
       -- it (a rival now, or queues chosen: other claims see other queues beside it). With
       -- none it stays where it was, below the new head (the first claim that finds a rival
       -- puts it right, above): two commands less on every claim of a one-queue board. A set
-      -- left empty always leaves the indexes.
-      if #taken > 0 and (rival or queues or rcall('ZCARD', rk) == 0) then ready_refresh(P, q, from) end
+      -- left empty leaves the indexes when that is known: fewer tasks came out than were asked
+      -- for. A claim of one task with no rival cannot tell (a ZCARD, ~3k instructions, would)
+      -- and leaves its entries for the next claim to look there, which finds it empty and takes
+      -- them out (above); until then the set's queue is listed with no ready task.
+      if #taken > 0 and (rival or queues or emptied) then ready_refresh(P, q, from) end
       if claimed < count then  -- its next head, for the next round
         score_of[fi], queue_of[fi], runner_of[fi] = claim_head(P, from, queues, unranked)
       end

@@ -4,7 +4,7 @@
   bounded by the signatures in use (at most ${max_capsigs}).
   KEYS[1] `events`, the audit stream
   ARGV[1] prefix P   ARGV[2] queue   ARGV[3] "pause" | "resume"   ARGV[4] operator
-  Touches P .. capsigs:<queue>, heads:<sig>, paused, ready:<queue>:<sig>, taskevents:<id>
+  Touches P .. capsigs:<queue>, heads:<sig>, paused, queues, ready:<queue>:<sig>, taskevents:<id>
   Publishes on P .. claimable, hints
   Returns {0, 1 when this changed anything else 0}.
 ]]
@@ -19,7 +19,11 @@ if changed == 1 then
       rcall('ZREM', P .. 'heads:' .. sig, queue)
     else
       local head = rcall('ZRANGE', P .. 'ready:' .. queue .. ':' .. sig, '0', '0', 'WITHSCORES')
-      if #head > 0 then rcall('ZADD', P .. 'heads:' .. sig, head[2], queue) end
+      if #head > 0 then
+        rcall('ZADD', P .. 'heads:' .. sig, head[2], queue)
+      else
+        ready_refresh(P, queue, sig)  -- left empty by a claim of one task (lib.lua claim_tasks)
+      end
     end
   end
   if how == 'resume' then announce(P .. 'claimable', queue .. ' *') end

@@ -12,7 +12,7 @@
     capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
     children:<id>:<token>, deadlines, dependents:<id>, due:at, epoch, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, live, lock:<path>, lockpaths, locks, paused, queues,
-    ready:<queue>:<sig>, reaper:status, retention:due, retention:held, ring, seq:finished,
+    ready:<queue>:<sig>, reaper:status, retention:due, retention:held, ring,
     seq:token, sigs, state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>,
     won:<agent>
   Publishes on P .. claimable, hints, wake:<agent>

@@ -8,7 +8,7 @@
     capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore,
     children:<id>:<token>, deadlines, dependents:<id>, due:at, finished:<kind>:<queue>,
     heads:<sig>, held:<agent>, lock:<path>, lockpaths, locks, paused, queues,
-    ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
+    ready:<queue>:<sig>, retention:due, retention:held, ring, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>, tasklocks:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0}; {-1, id} no such task; {-2, id} lease lost;

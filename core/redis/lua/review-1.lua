@@ -12,7 +12,7 @@
   Touches P .. affine:<agent>, agent:<name>, assigned:<agent>, auctions, backoff, bids:<id>,
     capsigs:<queue>, cascaded:<id>, cascades:cancel, cascades:restore, deadlines,
     dependents:<id>, due:at, finished:<kind>:<queue>, heads:<sig>, held:<agent>, live, paused,
-    queues, ready:<queue>:<sig>, retention:due, retention:held, ring, seq:finished, sigs,
+    queues, ready:<queue>:<sig>, retention:due, retention:held, ring, sigs,
     state:<state>, steal, task:<id>, taskevents:<id>
   Publishes on P .. claimable, hints, wake:<agent>
   Returns {0, new state, unblocked ids...}; {-1, id} no such task or reviewing agent;

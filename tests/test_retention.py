@@ -553,6 +553,31 @@ async def test_an_older_redis_board_has_its_finished_tasks_indexed(redis_store: 
     assert [t.id for t in await s.tasks()] == ids[-2:]
 
 
+async def test_tasks_an_older_redis_board_numbered_go_before_those_finished_since(redis_store: Store) -> None:
+    """claimroom before scored a finished index from 1 (INCR seq:finished); it now scores by
+    the ms a task finished in and its rank there: the entries from before are the oldest."""
+    s = redis_store
+    await s.register("w", max_claims=2)
+    await s.add_many([TaskSpec(title=f"t{i}") for i in range(7)])
+    before = [await finish(s) for _ in range(3)]
+    r, key = s._redis, C.finished_key(s.namespace, "done", "default")  # type: ignore[attr-defined]
+    await r.zadd(key, {tid: n for n, tid in enumerate(before, 1)})  # as it numbered them
+    since = [await finish(s) for _ in range(2)]
+    batch = await s.claim_many("w", 2)
+    # Finished in one call, against the order of their ids: their rank in the ms orders them.
+    done, _ = await s.complete_many([(c.task.id, c.token) for c in reversed(batch)], agent="w")
+    assert all(o.error is None for o in done)
+    await s.set_retention(done_count=4)
+    await settle(s)
+    # The newest four, in the order they finished (two alone, two in one call), then none from before.
+    assert [t.id for t in await s.tasks(state=State.DONE)] == sorted(
+        [*since, *(o.task for o in done)], key=lambda t: int(t[1:])
+    )
+    await s.set_retention(done_count=1)
+    await settle(s)
+    assert [t.id for t in await s.tasks(state=State.DONE)] == [done[-1].task]
+
+
 async def test_an_older_file_board_has_its_finished_tasks_indexed(tmp_path: Path) -> None:
     folder = tmp_path / "board"
     folder.mkdir()

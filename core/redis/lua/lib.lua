@@ -52,8 +52,7 @@ end
 -- instructions where tonumber costs ~1.8k (a lease's deadline and the next due time,
 -- on every cycle).
 local function passed(text, now)
-  local n = ms(now)
-  if type(n) == 'string' and #text == #n then return text <= n end
+  if now == clock and #text == #clock_text then return text <= clock_text end
   local v = tonumber(text)
   return not v or v <= now  -- not a time: as passed (a sweep writes due:at anew)
 end

@@ -51,13 +51,18 @@ def _held_of(reply: list[object]) -> list[tuple[str, int]]:
 
 
 class Callgrind:
-    """A redis-server under callgrind; ``take()`` is the instructions run since the last take."""
+    """A redis-server under callgrind; ``take()`` is the instructions run since the last take.
+    With ``simulate``, callgrind also simulates the caches and branch predictors, and
+    ``take_events()`` gives every count (Ir instructions, D1mr first-level data read misses,
+    Bim indirect branches mispredicted, ...): what instructions alone do not say of the time
+    they take."""
 
-    def __init__(self) -> None:
+    def __init__(self, simulate: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="claimroom-callgrind-"))
         self.port = free_port()
+        sim = ["--cache-sim=yes", "--branch-sim=yes"] if simulate else []
         self.proc = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.dir}/out.%p", redis_binary(),
+            ["valgrind", "--tool=callgrind", *sim, f"--callgrind-out-file={self.dir}/out.%p", redis_binary(),
              "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -73,10 +78,18 @@ class Callgrind:
                 time.sleep(0.1)
 
     def take(self) -> int:
+        return self.take_events().get("Ir", 0)
+
+    def take_events(self) -> dict[str, int]:
+        """Each event's count since the last take (callgrind_control --dump zeroes them)."""
         subprocess.run(["callgrind_control", "--dump", str(self.proc.pid)], check=True, capture_output=True)
         newest = max(self.dir.glob(f"out.{self.proc.pid}.*"), key=lambda p: p.stat().st_mtime)
-        found = re.search(r"^(?:summary|totals): (\d+)", newest.read_text(), re.M)
-        return int(found.group(1)) if found else 0
+        text = newest.read_text()
+        names = re.search(r"^events: (.+)$", text, re.M)
+        counts = re.search(r"^(?:summary|totals): ([\d ]+)$", text, re.M)
+        if not names or not counts:
+            return {}
+        return dict(zip(names.group(1).split(), map(int, counts.group(1).split()), strict=False))
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -146,21 +159,31 @@ async def measure(cg: Callgrind, cycles: int) -> dict[str, float]:
         await store.close()
 
 
-def peer_cost(tasks: int) -> list[Row]:
+def peer_cost(tasks: int, simulate: bool = False) -> list[Row]:
     """The whole harness of ``--vs-peers`` (bench/_claims_peers.py) under callgrind: per
     system, a fresh redis-server under callgrind, ``tasks`` jobs enqueued (not counted),
     then the driver's worker with 10 agents until all are done, and every instruction the
     server ran meanwhile (scripts, commands, networking) per cycle. The same figure as
-    "Redis CPU per cycle" without the machine's noise, and the ratio to BullMQ's."""
+    "Redis CPU per cycle" without the machine's noise, and the ratio to BullMQ's. With
+    ``simulate`` (slower), also per cycle the first-level data cache misses and the indirect
+    branches mispredicted (each costs the processor ~15-20 cycles: the Lua interpreter
+    jumps to every step it runs through one), the ratios to BullMQ's beside them."""
     from _claims_peers import CLAIMROOM, PEERS, peers_dir
 
+    # What each row counts: (event, label, unit, divisor)
+    shown = [("Ir", "Redis instructions", "k instr", 1000.0)]
+    if simulate:
+        shown += [
+            ("D1mr", "L1 data read misses", "misses", 1.0),
+            ("Bim", "indirect jumps mispredicted", "jumps", 1.0),
+        ]
     envs, rows, bull = peers_dir(), [], None
     for peer in [p for p in PEERS if p.name == "bullmq"] + CLAIMROOM:
         cmd = peer.command(envs)
         if cmd is None:
             rows.append(Row(f"{peer.name}: not installed (bench/peers/setup)", "-", "-"))
             continue
-        cg = Callgrind()
+        cg = Callgrind(simulate)
         try:
             env = {**os.environ, "CLAIMROOM_PEER_ENV": str(envs / peer.env)}
             args = [*cmd, "throughput", cg.url, "--tasks", str(tasks), "--agents", "10", *peer.args]
@@ -173,13 +196,15 @@ def peer_cost(tasks: int) -> list[Row]:
             proc.stdin.flush()
             proc.stdout.readline()  # its result: every job done
             proc.wait(600)
-            per = cg.take() / tasks
+            per = {event: n / tasks for event, n in cg.take_events().items()}
         finally:
             cg.stop()
         bull = per if peer.name == "bullmq" else bull
-        ratio = "" if bull is None or peer.name == "bullmq" else f"{per / bull:.2f}x BullMQ's"
-        label = f"{peer.name}: Redis instructions per cycle" + (f" ({ratio})" if ratio else "")
-        rows.append(Row(label, f"{per / 1000:,.0f}", "k instr"))
+        for event, what, unit, div in shown:
+            ratio = ""
+            if bull is not None and peer.name != "bullmq":
+                ratio = f" ({per[event] / bull[event]:.2f}x BullMQ's)"
+            rows.append(Row(f"{peer.name}: {what} per cycle{ratio}", f"{per[event] / div:,.0f}", unit))
     return rows
 
 
@@ -189,6 +214,10 @@ def main() -> int:
     p.add_argument(
         "--vs-bullmq", type=int, metavar="TASKS", nargs="?", const=2000, default=0,
         help="also the --vs-peers harness under callgrind for BullMQ and claimroom (default 2,000 tasks)",
+    )  # fmt: skip
+    p.add_argument(
+        "--simulate", action="store_true",
+        help="with --vs-bullmq: also cache and branch misses (callgrind simulates them; slower)",
     )  # fmt: skip
     args = p.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -218,7 +247,7 @@ def main() -> int:
         ),
     ]
     if args.vs_bullmq:
-        rows += peer_cost(args.vs_bullmq)
+        rows += peer_cost(args.vs_bullmq, args.simulate)
     print_table(header("script cost", ["redis-server under callgrind", f"{args.cycles} cycles"], load), rows,
                 time.perf_counter() - start)  # fmt: skip
     return 0

@@ -32,7 +32,7 @@ from claimroom.core.redis.store import RedisStore
 # Each lean path's condition, and the same made false.
 LEAN = {
     "if not linked and ref == '' and not (t.plan": "if false and not linked and ref == '' and not (t.plan",
-    "local lean = from and t.state == 'queued'": "local lean = false and from and t.state == 'queued'",
+    "local t = from and #raw > 0 and lean_read": "local t = false and from and #raw > 0 and lean_read",
 }
 _NS = itertools.count()
 

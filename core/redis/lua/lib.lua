@@ -174,8 +174,6 @@ local function seq_of(id)
   return string.sub(id, 2)
 end
 
--- The task, or nil; and its fields as read (flat), for a caller that answers with them
--- (the client adds the id and seq it knows: core/models.py Task.from_fields).
 -- A task's table from its HGETALL reply (raw, not empty).
 local function task_of(raw, id)
   local t = setmetatable(to_table(raw), task_defaults)
@@ -183,6 +181,8 @@ local function task_of(raw, id)
   return t
 end
 
+-- The task, or nil; and its fields as read (flat), for a caller that answers with them
+-- (the client adds the id and seq it knows: core/models.py Task.from_fields).
 local function load_task(P, id)
   local raw = rcall('HGETALL', P .. 'task:' .. id)
   if #raw == 0 then return nil end
@@ -205,7 +205,7 @@ local function lean_read(raw)
     if lean_reads[k] then l[k] = raw[i + 1] end
   end
   if l.state ~= 'queued' or (l.assigned or '') ~= '' or (tonumber(l.steal_ms or 0) or 0) > 0 then return nil end
-  l.attempts = l.attempts or '0'
+  l.attempts = l.attempts or task_defaults.__index.attempts
   return l
 end
 
@@ -1662,11 +1662,11 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
   -- The signatures the agent can take (sig_of[1..n]), each one's best head (score_of,
   -- queue_of) and its runner-up queue's head score (runner_of), or none.
   local several = count > 1 and not personal
-  local n = 0
-  if a_caps == '' then
-    n, sig_of[1] = 1, ''  -- the one signature it can take: no command to list the others
-  else
-    n, sig_of[1] = 1, ''  -- tasks needing nothing: not in sigs (count_sig)
+  -- Tasks needing nothing, which any agent takes: not in sigs (count_sig). An agent with no
+  -- capabilities can take no other signature: no command to list them.
+  local n = 1
+  sig_of[1] = ''
+  if a_caps ~= '' then
     local in_use = rcall('HKEYS', P .. 'sigs')
     for i = 1, #in_use do
       -- ('' is there too on a board an older claimroom counted it on.)

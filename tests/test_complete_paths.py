@@ -33,6 +33,7 @@ from claimroom.core.redis.store import RedisStore
 LEAN = {
     "if not linked and ref == '' and not (t.plan": "if false and not linked and ref == '' and not (t.plan",
     "local t = from and #raw > 0 and lean_read": "local t = false and from and #raw > 0 and lean_read",
+    "if count == 1 and a_caps == '' and qtext == '' and not personal then": "if false then",
 }
 _NS = itertools.count()
 

@@ -1591,6 +1591,89 @@ local function claim_miss(out, reason, wait, caps)
   return out
 end
 
+-- A claim that found nothing ready it can take: claim_miss with how long until a lease or
+-- backoff next ends, or a task waiting for its owner becomes anyone's (-1: none pending).
+local function claim_empty(P, out, now, caps)
+  local next_change = -1
+  for _, key in ipairs({P .. 'deadlines', P .. 'backoff', P .. 'steal'}) do
+    local head = rcall('ZRANGE', key, '0', '0', 'WITHSCORES')
+    if #head > 0 and head[2] ~= 'inf' then  -- deadlines_keep alone: no lease
+      local wait = math.max(0, tonumber(head[2]) - now)
+      if next_change < 0 or wait < next_change then next_change = wait end
+    end
+  end
+  return claim_miss(out, 'empty', next_change, caps)
+end
+
+-- One task a claim took out of its index (best): claimed for agent, its reply appended to out.
+-- false when there was nothing to claim after all (its hash gone). from: the signature of
+-- the ready set it came out of (ZPOPMIN), or nil: the agent's own (assigned or owned).
+-- until_ms: the lease's end, deadline the same as text, ttl_text its length (as small_int
+-- spells it). claim_tasks's two ways to choose a task end here: the writes are in one place.
+local function claim_task(P, out, best, from, agent, now, until_ms, deadline, ttl_text)
+  -- Most claims: a queued task out of its ready set, neither assigned nor waiting for an
+  -- owner (lean_read). Its indexes are then state:queued alone, and those of `claimed`:
+  -- the writes of leave and enter without their walk through every state and case.
+  -- tests/test_complete_paths.py holds this path and theirs to one board.
+  local raw = rcall('HGETALL', P .. 'task:' .. best)
+  local t = from and #raw > 0 and lean_read(raw) or nil
+  local lean = t ~= nil
+  if not lean and #raw > 0 then t = task_of(raw, best) end
+  if not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
+  if t then
+    if lean then
+      rcall('ZREM', P .. 'state:queued', best)
+    else
+      leave(P, best, t, from ~= nil)
+    end
+    local token = next_token(P, now)
+    local attempts = t.attempts == '0' and '1' or int_text(tonumber(t.attempts) + 1)  -- a first claim's: '1'
+    local at, more = ms(now), nil
+    t.agent, t.deadline_ms = agent, deadline
+    local data, eid = '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}', nil
+    -- Its lease's length at the stored default (task_defaults) is not written, unless the
+    -- hash holds another from before.
+    local ttl_kept = ttl_text ~= ${stored_ttl_ms} or rawget(t, 'ttl_ms')
+    if lean then
+      -- Its event, indexed in the hash (index_event says why); an earlier claim's, kept
+      -- there until now (a task claimed again), moves to the list.
+      eid = lease_event(P, at, 'claimed', best, agent, token, data)
+      if t.claim_eid then index_event(P, best, t.claim_eid) end
+      -- What enter writes below (more), spelled out: no table to build.
+      if ttl_kept then
+        rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
+          'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text, 'attempts', attempts, 'claim_eid', eid)
+      else
+        rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
+          'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts, 'claim_eid', eid)
+      end
+      enter_claimed(P, best, t, until_ms)
+    else
+      more = {'agent', agent, 'token', token, 'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts}
+      if ttl_kept then more[#more + 1], more[#more + 2] = 'ttl_ms', ttl_text end
+      if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
+        more[#more + 1], more[#more + 2] = 'assigned', ''
+      end
+      enter(P, best, t, 'claimed', now, more)
+      audit_lease(P, now, 'claimed', best, agent, token, data)
+    end
+    -- Out of its ready set, it changed only by what was written: the fields as read, then
+    -- those (a later pair wins in the client), rather than every field rebuilt from t.
+    if lean then
+      reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. at .. '\31agent\31' .. agent .. '\31token\31'
+        .. token .. '\31deadline_ms\31' .. deadline .. '\31claimed_ms\31' .. at .. '\31ttl_ms\31' .. ttl_text
+        .. '\31attempts\31' .. attempts .. '\31claim_eid\31' .. eid, 18)
+    elseif from then
+      reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. at .. '\31' .. table.concat(more, '\31'),
+        4 + #more)
+    else
+      reply_task(out, best, fields_of(t))  -- assigned or owned: leave may have written fields
+    end
+    return true
+  end
+  return false
+end
+
 -- claim-1.lua's work (its header says what and in what order), shared with complete-1.lua,
 -- which claims the completing agent's next task in the same call. The caller has read the
 -- clock (now) and swept what fell due (sweep_due). reset: as touch_agent's.
@@ -1650,6 +1733,31 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
     return claim_miss(out, 'at-capacity', -1, a_caps)
   end
   if count > room then count = room end
+  -- The same for every task of this call: as text once (int_text).
+  local deadline = int_text(now + ttl)
+
+  -- Most claims: one task, by an agent that needs no capability and has nothing of its own,
+  -- from any queue, while one queue has tasks needing nothing ready (one entry in
+  -- heads:''). Its head is the task to take, with none of the ranking below (~100 Lua steps
+  -- a claim less; an interpreter step costs Redis about as much as a dozen instructions, as
+  -- its jump to the next one is mispredicted so often). Anything else goes the general way:
+  -- several queues to rank (ranked, then: the scores are wanted at once) or an emptied set.
+  local ranked = false
+  if count == 1 and a_caps == '' and qtext == '' and not personal then
+    local head = rcall('ZRANGE', P .. 'heads:', '0', '1')
+    if #head == 0 then return claim_empty(P, out, now, a_caps) end
+    if #head == 1 then
+      local taken = rcall('ZPOPMIN', P .. 'ready:' .. head[1] .. ':')
+      if #taken == 0 then
+        ready_refresh(P, head[1], '')  -- a claim of one left it empty (below); then look again
+      else
+        out[#out + 1] = 0
+        if claim_task(P, out, taken[1], '', agent, now, now + ttl, deadline, ttl_text) then return out end
+        out[#out] = nil  -- its hash was gone: look again
+      end
+    end
+    ranked = #head > 1
+  end
 
   local caps = EMPTY
   if a_caps ~= '' then
@@ -1674,13 +1782,11 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
     end
   end
   -- Scores are compared only between signatures, queues, or with an owned task.
-  local unranked = n == 1 and not personal
+  local unranked = n == 1 and not personal and not ranked
   for i = 1, n do
     score_of[i], queue_of[i], runner_of[i] = claim_head(P, sig_of[i], queues, unranked)
   end
 
-  -- The same for every task of this call: as text once (int_text).
-  local deadline = int_text(now + ttl)
   local base, claimed = #out, 0  -- claimed: how many tasks out holds (reply_task)
   out[base + 1] = 0
   -- One task, or several at once from one ready set: a claim of several tasks takes from
@@ -1748,70 +1854,9 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
       end
     end
     for i = 1, #taken, 2 do
-      local best = taken[i]
-      -- Most claims: a queued task out of its ready set, neither assigned nor waiting for an
-      -- owner (lean_read). Its indexes are then state:queued alone, and those of `claimed`:
-      -- the writes of leave and enter without their walk through every state and case.
-      -- tests/test_complete_paths.py holds this path and theirs to one board.
-      local raw = rcall('HGETALL', P .. 'task:' .. best)
-      local t = from and #raw > 0 and lean_read(raw) or nil
-      local lean = t ~= nil
-      if not lean and #raw > 0 then t = task_of(raw, best) end
-      if not t and not from then rcall('ZREM', P .. 'affine:' .. agent, best) end
-      if t then
-        if lean then
-          rcall('ZREM', P .. 'state:queued', best)
-        else
-          leave(P, best, t, from ~= nil)
-        end
-        local token = next_token(P, now)
-        local attempts = t.attempts == '0' and '1' or int_text(tonumber(t.attempts) + 1)  -- a first claim's: '1'
-        local at, more = ms(now), nil
-        t.agent, t.deadline_ms = agent, deadline
-        local data, eid = '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}', nil
-        -- Its lease's length at the stored default (task_defaults) is not written, unless the
-        -- hash holds another from before.
-        local ttl_kept = ttl_text ~= ${stored_ttl_ms} or rawget(t, 'ttl_ms')
-        if lean then
-          -- Its event, indexed in the hash (index_event says why); an earlier claim's, kept
-          -- there until now (a task claimed again), moves to the list.
-          eid = lease_event(P, at, 'claimed', best, agent, token, data)
-          if t.claim_eid then index_event(P, best, t.claim_eid) end
-          -- What enter writes below (more), spelled out: no table to build.
-          if ttl_kept then
-            rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
-              'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text, 'attempts', attempts, 'claim_eid', eid)
-          else
-            rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
-              'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts, 'claim_eid', eid)
-          end
-          enter_claimed(P, best, t, now + ttl)
-        else
-          more = {'agent', agent, 'token', token, 'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts}
-          if ttl_kept then more[#more + 1], more[#more + 2] = 'ttl_ms', ttl_text end
-          if (rawget(t, 'assigned') or '') ~= '' then  -- an operator's reassignment ends with the claim
-            more[#more + 1], more[#more + 2] = 'assigned', ''
-          end
-          enter(P, best, t, 'claimed', now, more)
-          audit_lease(P, now, 'claimed', best, agent, token, data)
-        end
-        -- Out of its ready set, it changed only by what was written: the fields as read, then
-        -- those (a later pair wins in the client), rather than every field rebuilt from t.
-        if lean then
-          reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. at .. '\31agent\31' .. agent .. '\31token\31'
-            .. token .. '\31deadline_ms\31' .. deadline .. '\31claimed_ms\31' .. at .. '\31ttl_ms\31' .. ttl_text
-            .. '\31attempts\31' .. attempts .. '\31claim_eid\31' .. eid, 18)
-        elseif from then
-          reply_task(out, best, raw, '\31state\31claimed\31updated_ms\31' .. at .. '\31' .. table.concat(more, '\31'),
-            4 + #more)
-        else
-          reply_task(out, best, fields_of(t))  -- assigned or owned: leave may have written fields
-        end
-        claimed = claimed + 1
-      end
+      if claim_task(P, out, taken[i], from, agent, now, now + ttl, deadline, ttl_text) then claimed = claimed + 1 end
     end
-    if q then
-      -- The set's place in heads:<sig> follows its new head when anything could rank against
+    if q then      -- The set's place in heads:<sig> follows its new head when anything could rank against
       -- it (a rival now, or queues chosen: other claims see other queues beside it). With
       -- none it stays where it was, below the new head (the first claim that finds a rival
       -- puts it right, above): two commands less on every claim of a one-queue board. A set
@@ -1826,17 +1871,8 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
     end
   end
   if claimed > 0 then return out end
-
-  local next_change = -1
-  for _, key in ipairs({P .. 'deadlines', P .. 'backoff', P .. 'steal'}) do
-    local head = rcall('ZRANGE', key, '0', '0', 'WITHSCORES')
-    if #head > 0 and head[2] ~= 'inf' then  -- deadlines_keep alone: no lease
-      local wait = math.max(0, tonumber(head[2]) - now)
-      if next_change < 0 or wait < next_change then next_change = wait end
-    end
-  end
   out[base + 1] = nil  -- the 0 a claim would have begun with
-  return claim_miss(out, 'empty', next_change, a_caps)
+  return claim_empty(P, out, now, a_caps)
 end
 
 -- A function library's locals outlive a call: what one call gathers starts empty in the next.

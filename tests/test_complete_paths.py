@@ -31,7 +31,8 @@ from claimroom.core.redis.store import RedisStore
 
 # Each lean path's condition, and the same made false.
 LEAN = {
-    "if not linked and ref == '' and not (t.plan": "if false and not linked and ref == '' and not (t.plan",
+    "if plain and plain ~= '1' and ref == ''": "if false and plain and plain ~= '1' and ref == ''",
+    "if ref == '' and (t.plain or not linked": "if false and ref == '' and (t.plain or not linked",
     "local t = from and #raw > 0 and lean_read": "local t = false and from and #raw > 0 and lean_read",
     "if count == 1 and a_caps == '' and qtext == '' and not personal then": "if false then",
 }

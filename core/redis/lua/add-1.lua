@@ -132,7 +132,7 @@ for i, s in ipairs(specs) do
   local t = {
     id = id, seq = seq, title = s.title, queue = s.queue, priority = s.priority,
     requires = s.requires or '', state = '', assigned = ''}
-  count_sig(P, t, 1)
+  count_sig(P, t.requires, 1)
   -- A bid window keeps it blocked: the window opens below once nothing is waited for.
   local window = tonumber(s.bid_window_ms or 0)
   local state = 'queued'

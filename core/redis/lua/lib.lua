@@ -27,6 +27,11 @@ local EMPTY = {}  -- never written: what `more or EMPTY` reads when there is no 
 local DONE = {0}  -- never written: a completion that unblocked nothing (complete_task)
 -- Functions defined at the end of this file that enter and leave call (see plan_settle).
 local later = {}
+-- Whether this call wrote to one of the per-call logs and budgets that few calls touch
+-- (announced, the cascades' budget and log, auction_log, plan_rolling_back): begin_call
+-- starts them anew only then (~15 Lua steps on every call otherwise). Whatever writes one
+-- sets it.
+local left_over = false
 
 -- The store's clock in ms, also kept as text (ms): Redis 7.0 formats a number passed to
 -- redis.call with "%.17g", ~3k instructions for a 13-digit time, and a claim passes the
@@ -189,7 +194,7 @@ local function load_task(P, id)
   return task_of(raw, id), raw
 end
 
--- The lean claim's task (claim_tasks): from a task's HGETALL reply, only the fields that
+-- The lean claim's task (claim_task): from a task's HGETALL reply, only the fields that
 -- claim reads, into one table kept from call to call (lean_task; attempts at its default);
 -- nil when the task is not for that claim: not queued, assigned to an agent, or waiting
 -- for its owner (steal_ms > 0, as waits_for_owner says). A whole task's table grows through
@@ -350,18 +355,18 @@ end
 -- (~5k instructions a completion). retain-1.lua forgets them as it starts; until then the
 -- mark it has not seen yet stands (due at once). A process that starts anew marks again.
 local marked = {}
-local function retention_enter(P, id, t, new, now)
+local function retention_enter(P, id, queue, new, now)
   local kind = finished_kind(new)
   if not kind then return end
-  rcall('ZADD', P .. 'finished:' .. kind .. ':' .. t.queue, finish_order(now), id)
+  rcall('ZADD', P .. 'finished:' .. kind .. ':' .. queue, finish_order(now), id)
   local board = marked[P]
   if not board then
     board = {done = {}, failed = {}}
     marked[P] = board
   end
-  if not board[kind][t.queue] then
-    board[kind][t.queue] = true
-    rcall('ZADD', P .. 'retention:due', 'LT', '0', kind .. ':' .. t.queue)
+  if not board[kind][queue] then
+    board[kind][queue] = true
+    rcall('ZADD', P .. 'retention:due', 'LT', '0', kind .. ':' .. queue)
   end
 end
 
@@ -394,11 +399,11 @@ end
 -- Claimable work is announced on `claimable` ("queue sig"), and what concerns one agent
 -- alone on its `wake:<agent>` channel, for waiting claimers; views listen to `hints`.
 -- Each message once per script call (an add of 100 tasks to one queue wakes a claimer once).
-local announced, announced_any = {}, false
+local announced = {}
 local function announce(channel, message)
   local key = channel .. ' ' .. message
   if not announced[key] then
-    announced[key], announced_any = true, true
+    announced[key], left_over = true, true
     rcall('PUBLISH', channel, message)
   end
 end
@@ -436,12 +441,12 @@ local function ready_remove(P, id, t, popped)
   ready_refresh(P, q, sig)
 end
 
--- One more (by = 1) or one fewer (by = -1) unfinished task needing t's signature. The empty
--- one (no capabilities) is not counted: any agent takes its tasks, so a claim always looks
--- at it, and the cap leaves it out (~5k instructions on every add and completion).
-local function count_sig(P, t, by)
-  local sig = t.requires or ''
-  if sig == '' then return end
+-- One more (by = 1) or one fewer (by = -1) unfinished task needing the signature sig (a
+-- task's `requires`; nil as ''). The empty one (no capabilities) is not counted: any agent
+-- takes its tasks, so a claim always looks at it, and the cap leaves it out (~5k
+-- instructions on every add and completion).
+local function count_sig(P, sig, by)
+  if not sig or sig == '' then return end
   if rcall('HINCRBY', P .. 'sigs', sig, by > 0 and '1' or '-1') <= 0 then rcall('HDEL', P .. 'sigs', sig) end
 end
 
@@ -582,13 +587,13 @@ local function free_room(P, agent, full)
   end
 end
 
--- A claim's end, as far as the indexes of `claimed` go (leave; complete_task's lean path).
-local function leave_claimed(P, id, t)
+-- A claim's end, as far as the indexes of `claimed` go (leave; finish_lean): agent's.
+local function leave_claimed(P, id, agent)
   rcall('ZREM', P .. 'deadlines', id)
-  rcall('SREM', P .. 'held:' .. t.agent, id)
+  rcall('SREM', P .. 'held:' .. agent, id)
   -- Room again for an agent a claim found at capacity: its waiting claims may go on.
   -- (Its claim later in this call looks instead: claim_tasks reads its record anyway.)
-  if t.agent ~= claims_next then free_room(P, t.agent) end
+  if agent ~= claims_next then free_room(P, agent) end
 end
 
 -- Remove a task from the indexes of its current state (popped: see ready_remove).
@@ -607,28 +612,28 @@ local function leave(P, id, t, popped)
   elseif s == 'retrying' then
     rcall('ZREM', P .. 'backoff', id)
   elseif s == 'done' or s == 'cancelled' then
-    count_sig(P, t, 1)  -- unfinished again (a cascade's restore)
+    count_sig(P, t.requires, 1)  -- unfinished again (a cascade's restore)
   elseif s == 'claimed' then
-    leave_claimed(P, id, t)
+    leave_claimed(P, id, t.agent)
   end
   retention_leave(P, id, t)
   if s ~= 'claimed' then rcall('ZREM', P .. 'state:' .. s, id) end  -- claimed: see enter
   if s == 'done' or s == 'dead' or s == 'cancelled' then later.plan_reopen(P, id) end
 end
 
--- A claim's start, as far as the indexes of `claimed` go (enter; claim_tasks's lean path):
--- t.deadline_ms and t.agent already set; deadline: t.deadline_ms as a number, when the
--- caller has it (a 13-digit text costs tonumber ~1k instructions).
-local function enter_claimed(P, id, t, deadline)
+-- A claim's start, as far as the indexes of `claimed` go (enter; claim_task's lean path):
+-- agent's, until `deadline` (ms, as text); until_ms: the same as a number, when the caller
+-- has it (a 13-digit text costs tonumber ~1k instructions).
+local function enter_claimed(P, id, agent, deadline, until_ms)
   -- With deadlines_keep (core/constants.py), which keeps the index a skiplist, on one claim in
   -- ${upkeep_every} (every_nth; ~1.6k instructions a ZADD).
   if every_nth(keeps, P) then
-    rcall('ZADD', P .. 'deadlines', t.deadline_ms, id, '+inf', ${deadlines_keep})
+    rcall('ZADD', P .. 'deadlines', deadline, id, '+inf', ${deadlines_keep})
   else
-    rcall('ZADD', P .. 'deadlines', t.deadline_ms, id)
+    rcall('ZADD', P .. 'deadlines', deadline, id)
   end
-  due_at(P, deadline or t.deadline_ms, t.deadline_ms)
-  rcall('SADD', P .. 'held:' .. t.agent, id)
+  due_at(P, until_ms or deadline, deadline)
+  rcall('SADD', P .. 'held:' .. agent, id)
 end
 
 -- Put a task into a state and that state's indexes. Fields the indexes need (agent and
@@ -683,11 +688,11 @@ local function enter(P, id, t, new, now, more)
     rcall('ZADD', P .. 'backoff', t.ready_ms, id)
     due_at(P, t.ready_ms)
   elseif new == 'claimed' then
-    enter_claimed(P, id, t)
+    enter_claimed(P, id, t.agent, t.deadline_ms)
   elseif new == 'done' or new == 'cancelled' then
-    count_sig(P, t, -1)
+    count_sig(P, t.requires, -1)
   end
-  retention_enter(P, id, t, new, now)
+  retention_enter(P, id, t.queue, new, now)
   if new == 'done' or new == 'dead' or new == 'cancelled' then later.plan_settle(P, id, t, new, now) end
 end
 
@@ -798,7 +803,7 @@ local function cascade_run(P, now, first)
     if not x then break end
     if cascade_budget <= 0 then more = true; break end
     pos, lead = pos + 1, lead or x
-    cascade_budget = cascade_budget - 1
+    cascade_budget, left_over = cascade_budget - 1, true
     local dk = P .. 'dependents:' .. x
     local xs = rcall('HMGET', P .. 'task:' .. x, 'state', 'reason', 'cancelled_by')
     -- A task retried or requeued meanwhile lives again: what still waits on it keeps waiting.
@@ -901,7 +906,7 @@ local function restore_run(P, now, first, operator)
     if not x then break end
     if cascade_budget <= 0 then more = true; break end
     pos, lead = pos + 1, lead or x
-    cascade_budget = cascade_budget - 1
+    cascade_budget, left_over = cascade_budget - 1, true
     local ck = P .. 'cascaded:' .. x
     local xs = rcall('HGET', P .. 'task:' .. x, 'state')
     local alive = xs and not is_over(xs)
@@ -955,7 +960,7 @@ end
 -- subtasks created under that one claim, so the work is that claim's own (rule 10).
 local plan_rolling_back = nil  -- the planner whose claim rollback is running (plan_settle)
 local function rollback(P, id, t, now)
-  plan_rolling_back = id
+  plan_rolling_back, left_over = id, true
   rcall('HDEL', P .. 'task:' .. id, 'plan_failed')  -- its plan starts over with the next planner
   local locks = release_task_locks(P, id)
   local cancelled = {}
@@ -1056,10 +1061,11 @@ end
 -- `assigned`), or nil when there is no such task. A missing field is absent from t, as
 -- with HGETALL: result and reason too, which enter deletes when this writes '' (a lean hash
 -- stores no ''). Built whole by one constructor, which sizes the table once (a table
--- filled a field at a time is rehashed as it grows).
-local function complete_reads(P, id)
+-- filled a field at a time is rehashed as it grows). v: the first HMGET's reply, when the
+-- caller made it (complete_task).
+local function complete_reads(P, id, v)
   local tk = P .. 'task:' .. id
-  local v = rcall('HMGET', tk, 'plain', 'state', 'token', 'agent', 'deadline_ms', 'queue')
+  v = v or rcall('HMGET', tk, 'plain', 'state', 'token', 'agent', 'deadline_ms', 'queue')
   if not v[2] then return nil end
   local plain = v[1] or false
   local t = {plain = plain, state = v[2], token = v[3] or nil, agent = v[4] or nil, deadline_ms = v[5] or nil,
@@ -1082,11 +1088,11 @@ end
 -- before anything happens to it, expiry included (rule 11).
 -- lean: read only the fields a completion's path reads (complete_reads) rather than the
 -- whole task: ~30 fields through HGETALL cost Redis ~75k instructions, a dozen through
--- HMGET ~20k.
-local function check_lease(P, id, token, now, agent, lean)
+-- HMGET ~20k. v: complete_reads' first reply, when the caller has it.
+local function check_lease(P, id, token, now, agent, lean, v)
   local t
   if lean then
-    t = complete_reads(P, id)
+    t = complete_reads(P, id, v)
   else
     t = load_task(P, id)
   end
@@ -1260,7 +1266,7 @@ local function close_auctions(P, now)
     local t = load_task(P, id)
     if t and t.state == 'blocked' and tonumber(t.waiting or 0) <= 0 then
       close_one(P, id, t, now)
-      auction_log[#auction_log + 1] = id
+      auction_log[#auction_log + 1], left_over = id, true
     else
       rcall('DEL', P .. 'bids:' .. id)
     end
@@ -1340,6 +1346,26 @@ local function unblock_dependents(P, id, now)
     end
   end
   return out
+end
+
+-- A completion that changes nothing but the task itself (no dependents, locks, plan nor
+-- earlier outcome; not for review): the writes of leave (claimed) and finish_done (enter
+-- done), less their walk through every state and case: ~10k of the ~215k instructions a
+-- completion costs Redis (bench/script_cost.py). tests/test_complete_paths.py holds this
+-- path and theirs to one board. agent: its holder; sig, queue: the task's requires and queue.
+local function finish_lean(P, id, agent, token, result, sig, queue, now)
+  leave_claimed(P, id, agent)
+  local tk, at = P .. 'task:' .. id, ms(now)
+  -- Its event, indexed in the hash (index_event says why; done is final: written once).
+  local eid = lease_event(P, at, 'completed', id, agent, token, '{"locks":{}}')  -- as cjson spells it
+  if result == '' then
+    rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'done_eid', eid)
+  else
+    rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'done_eid', eid, 'result', result)
+  end
+  rcall('ZADD', P .. 'state:done', seq_of(id), id)
+  count_sig(P, sig, -1)
+  retention_enter(P, id, queue, 'done', now)
 end
 
 -- A task becoming done: its result fields written, its dependents unblocked; returns the
@@ -1427,28 +1453,24 @@ later.plan_settle, later.plan_reopen = plan_settle, plan_reopen
 -- the caller's to write, once per call however many tasks it completes.
 local function complete_task(P, id, token, result, agent, ref, now)
   -- Only the fields this path reads, with HMGET, not HGETALL (complete_reads).
-  local t, err = check_lease(P, id, token, now, agent, true)
+  local v = rcall('HMGET', P .. 'task:' .. id, 'plain', 'state', 'token', 'agent', 'deadline_ms', 'queue')
+  local plain, holder = v[1], v[4]
+  -- Most completions: a task marked plain ('=' and its requires: end_plain), so with no
+  -- dependents, locks, plan nor earlier outcome, its lease live and the caller's, not for
+  -- review: check_lease's checks on the fields as read, and finish_lean, with no table of
+  -- the task built (~50 Lua steps less).
+  if plain and plain ~= '1' and ref == '' and v[2] == 'claimed' and v[3] == token and (agent == '' or holder == agent)
+      and not passed(v[5], now) then
+    finish_lean(P, id, holder, token, result, string.sub(plain, 2), v[6], now)
+    return DONE, holder
+  end
+  local t, err = check_lease(P, id, token, now, agent, true, v)
   if not t then return err end
   -- A plain task has neither dependents nor locks (end_plain). Else one command says
   -- whether it has, instead of reading both sets (~6k instructions each, empty or not).
   local linked = not t.plain and rcall('EXISTS', P .. 'dependents:' .. id, P .. 'tasklocks:' .. id) > 0
-  if not linked and ref == '' and not (t.plan or t.plan_left or t.plan_failed or t.result or t.reason) then
-    -- Most completions: no dependents, locks, plan nor earlier outcome, not for review. The
-    -- writes of leave (claimed) and finish_done (enter done) below, less their walk through
-    -- every state and case: ~10k of the ~215k instructions a completion costs Redis
-    -- (bench/script_cost.py). tests/test_complete_paths.py holds the two paths to one board.
-    leave_claimed(P, id, t)
-    local tk, at = P .. 'task:' .. id, ms(now)
-    -- Its event, indexed in the hash (index_event says why; done is final: written once).
-    local eid = lease_event(P, at, 'completed', id, t.agent, token, '{"locks":{}}')  -- as cjson spells it
-    if result == '' then
-      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'done_eid', eid)
-    else
-      rcall('HSET', tk, 'state', 'done', 'updated_ms', at, 'done_eid', eid, 'result', result)
-    end
-    rcall('ZADD', P .. 'state:done', t.seq, id)
-    count_sig(P, t, -1)
-    retention_enter(P, id, t, 'done', now)
+  if ref == '' and (t.plain or not linked and not (t.plan or t.plan_left or t.plan_failed or t.result or t.reason)) then
+    finish_lean(P, id, t.agent, token, result, t.requires, t.queue, now)
     return DONE, t.agent
   end
   leave(P, id, t)
@@ -1629,7 +1651,6 @@ local function claim_task(P, out, best, from, agent, now, until_ms, deadline, tt
     local token = next_token(P, now)
     local attempts = t.attempts == '0' and '1' or int_text(tonumber(t.attempts) + 1)  -- a first claim's: '1'
     local at, more = ms(now), nil
-    t.agent, t.deadline_ms = agent, deadline
     local data, eid = '{"deadline_ms":' .. deadline .. ',"attempt":' .. attempts .. '}', nil
     -- Its lease's length at the stored default (task_defaults) is not written, unless the
     -- hash holds another from before.
@@ -1647,7 +1668,7 @@ local function claim_task(P, out, best, from, agent, now, until_ms, deadline, tt
         rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
           'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts, 'claim_eid', eid)
       end
-      enter_claimed(P, best, t, until_ms)
+      enter_claimed(P, best, agent, deadline, until_ms)
     else
       more = {'agent', agent, 'token', token, 'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts}
       if ttl_kept then more[#more + 1], more[#more + 2] = 'ttl_ms', ttl_text end
@@ -1690,7 +1711,7 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
   local af = rcall('HMGET', ak, 'name', 'caps', 'max_claims', 'breaker_open_until_ms', 'touched_s',
     'consecutive_failures', 'full', 'solo')
   local known, a_caps, max_claims, open_until = af[1], af[2] or '', af[3], af[4]
-  if claims_next == agent then free_room(P, agent, af[7] or '') end  -- leave left it to us
+  if claims_next == agent and af[7] == '1' then free_room(P, agent, '1') end  -- leave left it to us
   local touched = known and af[5] == clock_s and now == clock
   if not known then
     a_caps, max_claims = '', ${default_max_claims}
@@ -1725,7 +1746,8 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
       return out
     end
   end
-  open_until = tonumber(open_until or 0)
+  -- (A breaker that never opened has no such field, most agents: no tonumber.)
+  open_until = open_until and tonumber(open_until) or 0
   if open_until > now then return claim_miss(out, 'breaker-open', open_until - now, a_caps) end
   local room = small_int(max_claims) - rcall('SCARD', P .. 'held:' .. agent)
   if room <= 0 then
@@ -1878,11 +1900,11 @@ end
 -- A function library's locals outlive a call: what one call gathers starts empty in the next.
 local function begin_call()
   rcall = redis.call
-  -- A new table only where the last call left something (a table costs Redis ~2k
+  -- New tables only when the last call left something (left_over: a table costs Redis ~2k
   -- instructions to make, and most calls announce and cascade nothing).
-  if announced_any then announced, announced_any = {}, false end
-  if #cascade_log.cancelled > 0 or #cascade_log.restored > 0 then cascade_log = {cancelled = {}, restored = {}} end
-  if #auction_log > 0 then auction_log = {} end
-  cascade_budget, plan_rolling_back, claims_next, hinted = ${cascade_batch}, nil, nil, false
-  due_seen, due_text = nil, nil
+  if left_over then
+    announced, cascade_log, auction_log = {}, {cancelled = {}, restored = {}}, {}
+    cascade_budget, plan_rolling_back, left_over = ${cascade_batch}, nil, false
+  end
+  claims_next, hinted, due_seen, due_text = nil, false, nil, nil
 end

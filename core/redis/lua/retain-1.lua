@@ -118,7 +118,7 @@ local function remove_task(id, t)
   end
   if t.cancelled_by ~= '' then rcall('SREM', P .. 'cascaded:' .. t.cancelled_by, id) end
   -- A dead task still counted as unfinished for its capability set (count_sig).
-  if t.state == 'dead' then count_sig(P, t, -1) end
+  if t.state == 'dead' then count_sig(P, t.requires, -1) end
   removed = removed + 1
 end
 

@@ -1352,10 +1352,11 @@ end
 -- earlier outcome; not for review): the writes of leave (claimed) and finish_done (enter
 -- done), less their walk through every state and case: ~10k of the ~215k instructions a
 -- completion costs Redis (bench/script_cost.py). tests/test_complete_paths.py holds this
--- path and theirs to one board. agent: its holder; sig, queue: the task's requires and queue.
-local function finish_lean(P, id, agent, token, result, sig, queue, now)
+-- path and theirs to one board. tk: its key; agent: its holder; sig, queue: the task's
+-- requires and queue.
+local function finish_lean(P, tk, id, agent, token, result, sig, queue, now)
   leave_claimed(P, id, agent)
-  local tk, at = P .. 'task:' .. id, ms(now)
+  local at = ms(now)
   -- Its event, indexed in the hash (index_event says why; done is final: written once).
   local eid = lease_event(P, at, 'completed', id, agent, token, '{"locks":{}}')  -- as cjson spells it
   if result == '' then
@@ -1453,7 +1454,8 @@ later.plan_settle, later.plan_reopen = plan_settle, plan_reopen
 -- the caller's to write, once per call however many tasks it completes.
 local function complete_task(P, id, token, result, agent, ref, now)
   -- Only the fields this path reads, with HMGET, not HGETALL (complete_reads).
-  local v = rcall('HMGET', P .. 'task:' .. id, 'plain', 'state', 'token', 'agent', 'deadline_ms', 'queue')
+  local tk = P .. 'task:' .. id
+  local v = rcall('HMGET', tk, 'plain', 'state', 'token', 'agent', 'deadline_ms', 'queue')
   local plain, holder = v[1], v[4]
   -- Most completions: a task marked plain ('=' and its requires: end_plain), so with no
   -- dependents, locks, plan nor earlier outcome, its lease live and the caller's, not for
@@ -1461,7 +1463,7 @@ local function complete_task(P, id, token, result, agent, ref, now)
   -- the task built (~50 Lua steps less).
   if plain and plain ~= '1' and ref == '' and v[2] == 'claimed' and v[3] == token and (agent == '' or holder == agent)
       and not passed(v[5], now) then
-    finish_lean(P, id, holder, token, result, string.sub(plain, 2), v[6], now)
+    finish_lean(P, tk, id, holder, token, result, string.sub(plain, 2), v[6], now)
     return DONE, holder
   end
   local t, err = check_lease(P, id, token, now, agent, true, v)
@@ -1470,7 +1472,7 @@ local function complete_task(P, id, token, result, agent, ref, now)
   -- whether it has, instead of reading both sets (~6k instructions each, empty or not).
   local linked = not t.plain and rcall('EXISTS', P .. 'dependents:' .. id, P .. 'tasklocks:' .. id) > 0
   if ref == '' and (t.plain or not linked and not (t.plan or t.plan_left or t.plan_failed or t.result or t.reason)) then
-    finish_lean(P, id, t.agent, token, result, t.requires, t.queue, now)
+    finish_lean(P, tk, id, t.agent, token, result, t.requires, t.queue, now)
     return DONE, t.agent
   end
   leave(P, id, t)
@@ -1641,7 +1643,8 @@ local function claim_task(P, out, best, from, agent, now, until_ms, deadline, tt
   -- owner (lean_read). Its indexes are then state:queued alone, and those of `claimed`:
   -- the writes of leave and enter without their walk through every state and case.
   -- tests/test_complete_paths.py holds this path and theirs to one board.
-  local raw = rcall('HGETALL', P .. 'task:' .. best)
+  local tk = P .. 'task:' .. best
+  local raw = rcall('HGETALL', tk)
   local t = from and #raw > 0 and lean_read(raw) or nil
   local lean = t ~= nil
   if not lean and #raw > 0 then t = task_of(raw, best) end
@@ -1666,10 +1669,10 @@ local function claim_task(P, out, best, from, agent, now, until_ms, deadline, tt
       if t.claim_eid then index_event(P, best, t.claim_eid) end
       -- What enter writes below (more), spelled out: no table to build.
       if ttl_kept then
-        rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
+        rcall('HSET', tk, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
           'deadline_ms', deadline, 'claimed_ms', at, 'ttl_ms', ttl_text, 'attempts', attempts, 'claim_eid', eid)
       else
-        rcall('HSET', P .. 'task:' .. best, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
+        rcall('HSET', tk, 'state', 'claimed', 'updated_ms', at, 'agent', agent, 'token', token,
           'deadline_ms', deadline, 'claimed_ms', at, 'attempts', attempts, 'claim_eid', eid)
       end
       enter_claimed(P, best, agent, deadline, until_ms)

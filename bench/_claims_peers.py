@@ -9,7 +9,12 @@ redis-server of its own (``BenchRedis``, the server claimroom's rows run on):
   - throughput: ``tasks`` no-op jobs enqueued (not timed), then one worker process running
     ``agents`` jobs at a time until all are done; cycles/s from the first job's start to the
     last completion, the worker's own CPU and redis-server's (from /proc) per cycle; the
-    median of ``trials`` runs;
+    median of ``trials`` runs. The trials take turns: BullMQ's first, then every other
+    system's first, then every system's second, and so on, so that each claimroom trial has
+    a BullMQ trial seconds away. This machine's speed drifts by twice within a run (one run
+    had every system slower by 1.7-3x while its first rows ran), and a ratio of two figures
+    measured minutes apart would take that drift for a difference between systems: the
+    ratios to BullMQ are the median of the trials' ratios (``paired``);
   - orphan recovery: a worker holding a job is SIGKILLed while a second worker runs; the
     time from the kill until the second one starts the job ("never" past ORPHAN_BOUND_S);
   - zombie: a worker holding a job is frozen (SIGSTOP) until the second one has completed
@@ -36,7 +41,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +121,8 @@ class PeerResult:
     zombie: str = "n/a"  # "refused", "accepted" or "n/a: why"
     zombie_detail: str = ""
     note: str = ""
+    # Each trial's (cycles/s, Redis us per cycle or None), in the order the trials ran.
+    trials: list[tuple[float, float | None]] = field(default_factory=list)
 
 
 def peers_dir() -> Path:
@@ -315,34 +322,52 @@ def judge(final: Event, answer: Event | None) -> tuple[str, str]:
     return ("accepted" if took else "refused"), f"{where}; zombie's worker: {said}"
 
 
-def run_peer(peer: Peer, envs: Path, tasks: int, agents: int, trials: int) -> PeerResult:
-    cmd = peer.command(envs)
-    if cmd is None:
-        return PeerResult(peer.name, note=f"not installed: run {SETUP}")
-    runner = Runner(peer, cmd, envs)
-    out = PeerResult(peer.name, tasks=tasks)
-    try:
-        runs = [runner.throughput(tasks, agents) for _ in range(max(1, trials))]
-        done, redis_s = sorted(runs, key=lambda r: float(r[0]["cycles_per_s"]))[len(runs) // 2]
-        out.version, out.note = str(done["version"]), str(done.get("note", ""))
-        out.cycles_per_s = statistics.median(float(r[0]["cycles_per_s"]) for r in runs)
-        out.worker_us_per_cycle = float(done["worker_cpu_s"]) / tasks * 1e6
-        out.redis_us_per_cycle = None if redis_s is None else redis_s / tasks * 1e6
-        if peer.recovery:
-            out.orphan_recovery_s, out.orphan = runner.orphan()
-            out.zombie, out.zombie_detail = runner.zombie()
-    except Exception as e:  # one broken peer must not cost the others' rows
-        out.note = f"failed: {e}"[:300]
-    return out
+def summarize(out: PeerResult, runs: list[tuple[dict[str, Any], float | None]], tasks: int) -> None:
+    """``out``'s throughput figures from its trials' runs: the medians, and each trial's."""
+    done, redis_s = sorted(runs, key=lambda r: float(r[0]["cycles_per_s"]))[len(runs) // 2]
+    out.version, out.note = str(done["version"]), str(done.get("note", ""))
+    out.cycles_per_s = statistics.median(float(r[0]["cycles_per_s"]) for r in runs)
+    out.worker_us_per_cycle = float(done["worker_cpu_s"]) / tasks * 1e6
+    out.redis_us_per_cycle = None if redis_s is None else redis_s / tasks * 1e6
+    out.trials = [(float(d["cycles_per_s"]), None if r is None else r / tasks * 1e6) for d, r in runs]
 
 
 def run_peers(
     tasks: int = 20_000, agents: int = 10, trials: int = 3, only: list[str] | None = None
 ) -> list[PeerResult]:
-    """claimroom's and every peer's results (``only``: those whose name starts with one of these)."""
+    """claimroom's and every peer's results (``only``: those whose name starts with one of these).
+    The throughput trials take turns across the systems (the module's docstring says why);
+    then each system's orphan and zombie runs."""
     envs = peers_dir()
     chosen = [p for p in CLAIMROOM + PEERS if not only or any(p.name.startswith(o) for o in only)]
-    return [run_peer(p, envs, tasks, agents, trials) for p in chosen]
+    results = {p.name: PeerResult(p.name, tasks=tasks) for p in chosen}
+    runners: dict[str, Runner] = {}
+    for p in chosen:
+        cmd = p.command(envs)
+        if cmd is None:
+            results[p.name].note = f"not installed: run {SETUP}"
+        else:
+            runners[p.name] = Runner(p, cmd, envs)
+    runs: dict[str, list[tuple[dict[str, Any], float | None]]] = {name: [] for name in runners}
+    for name in turns(list(runners), trials):
+        if name not in runners:
+            continue  # failed in an earlier turn
+        try:
+            runs[name].append(runners[name].throughput(tasks, agents))
+        except Exception as e:  # one broken peer must not cost the others' rows
+            results[name].note = f"failed: {e}"[:300]
+            del runners[name]
+    for name, runner in runners.items():
+        out = results[name]
+        try:
+            summarize(out, runs[name], tasks)
+            if runner.peer.recovery:
+                out.orphan_recovery_s, out.orphan = runner.orphan()
+                out.zombie, out.zombie_detail = runner.zombie()
+        except Exception as e:
+            out.note = f"failed: {e}"[:300]
+    # In the order of CLAIMROOM + PEERS, as the table has always listed them.
+    return [results[p.name] for p in CLAIMROOM + PEERS if p.name in results]
 
 
 async def peer_results(tasks: int = 20_000, agents: int = 10, trials: int = 3) -> list[PeerResult]:
@@ -384,8 +409,26 @@ GOALS = {
 }
 
 
+def paired(mine: list[float | None], bulls: list[float | None]) -> float | None:
+    """The median of the trials' ratios, each trial's figure to BullMQ's of the same turn;
+    None unless every trial of both has its figure."""
+    pairs = [(a, b) for a, b in zip(mine, bulls, strict=False) if a is not None and b]
+    if not mine or len(mine) != len(bulls) or len(pairs) != len(mine):
+        return None
+    return statistics.median(a / b for a, b in pairs)
+
+
+def turns(names: list[str], trials: int) -> list[str]:
+    """The order the throughput trials run in: a turn of every system, BullMQ first (the
+    claimroom rows are compared with it), ``trials`` times."""
+    order = sorted(names, key=lambda name: name != "bullmq")
+    return order * max(1, trials)
+
+
 def ratio_rows(results: list[PeerResult]) -> list[Row]:
-    """claimroom's variants against BullMQ, measured in the same run: the ratios and goals."""
+    """claimroom's variants against BullMQ, measured in the same run: the ratios and goals.
+    With the trials of both (``trials``), the median of the trials' ratios; else the ratio
+    of the medians."""
     bull = next((r for r in results if r.name == "bullmq" and r.cycles_per_s), None)
     if bull is None or not bull.cycles_per_s:
         return [Row("claimroom / BullMQ: no BullMQ figure in this run (bench/peers/setup)", "-", "-")]
@@ -393,13 +436,15 @@ def ratio_rows(results: list[PeerResult]) -> list[Row]:
     for r in results:
         if r.name not in GOALS or not r.cycles_per_s:
             continue
-        ratio = r.cycles_per_s / bull.cycles_per_s
+        ratio = paired([t[0] for t in r.trials], [t[0] for t in bull.trials])
+        ratio = r.cycles_per_s / bull.cycles_per_s if ratio is None else ratio
         goal = GOALS[r.name]
         rows.append(
             Row(f"{r.name} / BullMQ: cycles/s", f"{ratio:.2f}", "x", f">= {goal:.1f}", yes(ratio >= goal))
         )
         if r.redis_us_per_cycle and bull.redis_us_per_cycle:
-            cpu = r.redis_us_per_cycle / bull.redis_us_per_cycle
+            cpu = paired([t[1] for t in r.trials], [t[1] for t in bull.trials])
+            cpu = r.redis_us_per_cycle / bull.redis_us_per_cycle if cpu is None else cpu
             rows.append(
                 Row(f"{r.name} / BullMQ: Redis CPU per cycle", f"{cpu:.2f}", "x", "<= 1.0", yes(cpu <= 1.0))
             )

@@ -80,6 +80,31 @@ def test_ratios_to_bullmq_are_held_to_the_goals() -> None:
     assert "no BullMQ figure" in peers.ratio_rows([one])[0].measure
 
 
+def test_ratios_are_taken_trial_by_trial_when_the_trials_are_there() -> None:
+    # The machine slowed down during the third turn: by the medians claimroom reads at half
+    # BullMQ's pace; trial by trial it is 1.1x ahead in two turns of three.
+    bull = peers.PeerResult("bullmq", cycles_per_s=8_000.0, redis_us_per_cycle=60.0)
+    bull.trials = [(10_000.0, 50.0), (5_000.0, 100.0), (8_000.0, 60.0)]
+    mine = peers.PeerResult("claimroom, complete_and_claim", cycles_per_s=5_500.0, redis_us_per_cycle=90.0)
+    mine.trials = [(11_000.0, 45.0), (5_500.0, 90.0), (2_000.0, 300.0)]
+    rows = {row.measure: row for row in peers.ratio_rows([mine, bull])}
+    assert rows["claimroom, complete_and_claim / BullMQ: cycles/s"].value == "1.10"
+    assert rows["claimroom, complete_and_claim / BullMQ: Redis CPU per cycle"].value == "0.90"
+    # A trial without its Redis figure: the ratio of the medians instead.
+    mine.trials[1] = (5_500.0, None)
+    rows = {row.measure: row for row in peers.ratio_rows([mine, bull])}
+    assert rows["claimroom, complete_and_claim / BullMQ: Redis CPU per cycle"].value == "1.50"
+
+
+def test_the_trials_take_turns_with_bullmq_first_in_each() -> None:
+    names = ["claimroom", "claimroom, complete_and_claim", "bullmq", "saq"]
+    assert peers.turns(names, 2) == [
+        "bullmq", "claimroom", "claimroom, complete_and_claim", "saq",
+        "bullmq", "claimroom", "claimroom, complete_and_claim", "saq",
+    ]  # fmt: skip
+    assert peers.turns(["claimroom"], 0) == ["claimroom"]
+
+
 @pytest.mark.heavy
 def test_claimroom_runs_on_the_peers_harness() -> None:
     # The real driver on real redis-servers: throughput, a SIGKILLed holder's task taken

@@ -448,6 +448,13 @@ def ratio_rows(results: list[PeerResult]) -> list[Row]:
             rows.append(
                 Row(f"{r.name} / BullMQ: Redis CPU per cycle", f"{cpu:.2f}", "x", "<= 1.0", yes(cpu <= 1.0))
             )
+        if len(r.trials) > 1 and len(r.trials) == len(bull.trials):
+            # Each turn's ratios, so that a reader sees how far apart the trials were.
+            each = [
+                f"{a[0] / b[0]:.2f}" + (f"/{a[1] / b[1]:.2f}" if a[1] and b[1] else "")
+                for a, b in zip(r.trials, bull.trials, strict=True)
+            ]
+            rows.append(Row(f"  {r.name}: each turn's ratios (cycles/s / Redis CPU)", " ".join(each), "x"))
     return rows
 
 

@@ -90,6 +90,8 @@ def test_ratios_are_taken_trial_by_trial_when_the_trials_are_there() -> None:
     rows = {row.measure: row for row in peers.ratio_rows([mine, bull])}
     assert rows["claimroom, complete_and_claim / BullMQ: cycles/s"].value == "1.10"
     assert rows["claimroom, complete_and_claim / BullMQ: Redis CPU per cycle"].value == "0.90"
+    each = rows["  claimroom, complete_and_claim: each turn's ratios (cycles/s / Redis CPU)"].value
+    assert each == "1.10/0.90 1.10/0.90 0.25/5.00"
     # A trial without its Redis figure: the ratio of the medians instead.
     mine.trials[1] = (5_500.0, None)
     rows = {row.measure: row for row in peers.ratio_rows([mine, bull])}

@@ -1461,7 +1461,7 @@ local function complete_task(P, id, token, result, agent, ref, now)
   -- dependents, locks, plan nor earlier outcome, its lease live and the caller's, not for
   -- review: check_lease's checks on the fields as read, and finish_lean, with no table of
   -- the task built (~50 Lua steps less).
-  if plain and plain ~= '1' and ref == '' and v[2] == 'claimed' and v[3] == token and (agent == '' or holder == agent)
+  if plain and plain ~= '1' and ref == '' and v[2] == 'claimed' and v[3] == token and (holder == agent or (agent or '') == '')
       and not passed(v[5], now) then
     finish_lean(P, tk, id, holder, token, result, string.sub(plain, 2), v[6], now)
     return DONE, holder

@@ -412,10 +412,10 @@ GOALS = {
 def paired(mine: list[float | None], bulls: list[float | None]) -> float | None:
     """The median of the trials' ratios, each trial's figure to BullMQ's of the same turn;
     None unless every trial of both has its figure."""
-    pairs = [(a, b) for a, b in zip(mine, bulls, strict=False) if a is not None and b]
-    if not mine or len(mine) != len(bulls) or len(pairs) != len(mine):
+    if not mine or len(mine) != len(bulls):
         return None
-    return statistics.median(a / b for a, b in pairs)
+    pairs = [(a, b) for a, b in zip(mine, bulls, strict=True) if a is not None and b]
+    return statistics.median(a / b for a, b in pairs) if len(pairs) == len(mine) else None
 
 
 def turns(names: list[str], trials: int) -> list[str]:

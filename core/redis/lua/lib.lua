@@ -418,6 +418,14 @@ local function ready_add(P, id, t)
   end
 end
 
+-- The ready set of queue q and signature sig is empty: it leaves the indexes (a caller
+-- that just found it empty says so; others ask ready_refresh).
+local function ready_gone(P, q, sig)
+  rcall('ZREM', P .. 'heads:' .. sig, q)
+  rcall('SREM', P .. 'capsigs:' .. q, sig)
+  if rcall('EXISTS', P .. 'capsigs:' .. q) == 0 then rcall('SREM', P .. 'queues', q) end
+end
+
 -- A ready set of queue q and signature sig lost its head: its queue's place in heads:<sig>
 -- follows its new head, and a set left empty leaves the indexes.
 local function ready_refresh(P, q, sig)
@@ -426,9 +434,7 @@ local function ready_refresh(P, q, sig)
   if #head > 0 then
     rcall('ZADD', P .. 'heads:' .. sig, 'XX', head[2], q)  -- XX: a paused queue stays out
   else
-    rcall('ZREM', P .. 'heads:' .. sig, q)
-    rcall('SREM', P .. 'capsigs:' .. q, sig)
-    if rcall('EXISTS', P .. 'capsigs:' .. q) == 0 then rcall('SREM', P .. 'queues', q) end
+    ready_gone(P, q, sig)
   end
 end
 
@@ -1778,7 +1784,7 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
     if #head == 1 then
       local taken = rcall('ZPOPMIN', P .. 'ready:' .. head[1] .. ':')
       if #taken == 0 then
-        ready_refresh(P, head[1], '')  -- a claim of one left it empty (below); then look again
+        ready_gone(P, head[1], '')  -- a claim of one left it empty (below); then look again
       else
         out[#out + 1] = 0
         if claim_task(P, out, taken[1], '', agent, now, now + ttl, deadline, ttl_text) then return out end
@@ -1878,7 +1884,7 @@ local function claim_tasks(P, agent, ttl_arg, qtext, count_arg, now, reset, out)
           if back then rcall('ZADD', rk, unpack(back)) end
         end
         if #taken == 0 and rk then  -- a head without a task (a claim of one left it, below): it goes
-          ready_refresh(P, q, from)
+          ready_gone(P, q, from)
         end
       end
     end

@@ -22,7 +22,7 @@ if changed == 1 then
       if #head > 0 then
         rcall('ZADD', P .. 'heads:' .. sig, head[2], queue)
       else
-        ready_refresh(P, queue, sig)  -- left empty by a claim of one task (lib.lua claim_tasks)
+        ready_gone(P, queue, sig)  -- left empty by a claim of one task (lib.lua claim_tasks)
       end
     end
   end
